@@ -1,0 +1,58 @@
+# Logtune: `make run` starts the app on embedded defaults, `make test` runs lint and the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run web worker migrate test lint format bench clean chromium
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: otherwise transformers/peft/accelerate pull the newest build with CUDA packages.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	DEBUG=1 $(BIN)/python manage.py migrate --no-input
+
+run: migrate
+	DEBUG=1 $(BIN)/python manage.py bootstrap_demo
+	@echo "Starting web on http://$(HOST):$(PORT)/ and a Celery worker (Ctrl-C stops both)"
+	DEBUG=1 bash -c 'trap "kill 0" INT TERM EXIT; \
+		$(BIN)/celery -A config worker -Q default,gpu --concurrency 2 --loglevel INFO & \
+		$(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)'
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Browser tests drive Debian's Chromium (never a downloaded browser build).
+chromium:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+# Tests run against real PostgreSQL and Redis (TEST_DATABASE_URL / TEST_BROKER_URL override the defaults
+# in config/test_settings.py). Extra pytest arguments: make test ARGS="-k ingest".
+test: lint chromium
+	$(BIN)/pytest $(ARGS)
+	@echo "Again on SQLite, the embedded default (tests that need PostgreSQL are skipped there, having run above):"
+	TEST_DATABASE_URL=sqlite:///$(CURDIR)/var/test-embedded.sqlite3 LOGTUNE_STRICT_SKIPS=0 $(BIN)/pytest tests/curation -q $(ARGS)
+
+bench: install
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/import_file.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,345 @@
+"""Ingest throughput of `POST /api/v1/logs` under gunicorn, against a raw COPY of the same rows.
+
+    .venv/bin/python bench/ingest.py [--batches 100] [--batch-size 1000] [--clients 4] [--workers 2]
+
+Recreates the bench database, starts gunicorn on 127.0.0.1 (production settings, DEBUG=0), sends
+pre-serialised batches of realistic ~1 KB logs from concurrent keep-alive clients, and checks every
+answer accepted the whole batch. Then it reads the stored rows back and stores them again with
+raw COPY, one transaction of log rows plus their tag rows per batch, into the emptied real tables
+with their indexes: the ceiling the API could approach. Only 127.0.0.1 is contacted, and the
+database in --database-url.
+"""
+
+import argparse
+import bisect
+import contextlib
+import http.client
+import queue
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import psycopg
+from common import (
+    DEFAULT_DATABASE_URL,
+    REPO_ROOT,
+    AutoAnalyze,
+    LogMaker,
+    bench_database_prepare,
+    child_env,
+    code_version,
+    percentile,
+    print_table,
+    warn_if_busy,
+)
+
+SERVER_START_TIMEOUT_S = 60
+REQUEST_TIMEOUT_S = 120
+LOG_TABLE = "curation_logentry"
+TAG_TABLE = "curation_logtag"
+
+
+def main() -> None:
+    args = _parse_args()
+    warn_if_busy()
+    total = args.batches * args.batch_size
+    print(f"Generating {total:,} logs in {args.batches} batches of {args.batch_size}...")
+    bodies = _bodies(batches=args.batches, batch_size=args.batch_size, seed=args.seed)
+    megabytes = sum(len(body) for body in bodies) / 1e6
+    print(f"  {megabytes:.0f} MB of request bodies, {megabytes * 1e3 / total:.2f} KB per log")
+
+    with tempfile.TemporaryDirectory(prefix="logtune-bench-") as tmp:
+        env = child_env(database_url=args.database_url, var_dir=Path(tmp))
+        print(f"Recreating and migrating {args.database_url}...")
+        key = bench_database_prepare(env=env)
+        port = _free_port()
+        log_path = Path(tmp) / "gunicorn.log"
+        print(f"Starting gunicorn ({args.workers} workers) on 127.0.0.1:{port}...")
+        server = _gunicorn_start(port=port, workers=args.workers, env=env, log_path=log_path)
+        with psycopg.connect(args.database_url, autocommit=True) as conn:
+            try:
+                _wait_until_up(server, port=port, key=key, log_path=log_path)
+                _checkpoint(conn)
+                print(f"Sending from {args.clients} clients...")
+                with AutoAnalyze(url=args.database_url):
+                    api = _send(bodies, port=port, key=key, clients=args.clients, batch_size=args.batch_size)
+            finally:
+                _gunicorn_stop(server)
+            stored = _count(conn, LOG_TABLE)
+            if stored != api.accepted:
+                raise SystemExit(f"{stored:,} logs stored, {api.accepted:,} accepted")
+            tag_rows = _count(conn, TAG_TABLE)
+
+            print("Reading the stored rows back for COPY...")
+            batches = _stored_batches(conn, batch_size=args.batch_size)
+            print(f"COPY of {total:,} log rows and their {tag_rows:,} tag rows over {args.workers} connections...")
+            copy_seconds = _copy(conn, batches, url=args.database_url, connections=args.workers)
+            if (_count(conn, LOG_TABLE), _count(conn, TAG_TABLE)) != (total, tag_rows):
+                raise SystemExit("COPY did not store every row")
+
+    api_rate = api.accepted / api.seconds
+    copy_rate = total / copy_seconds
+    print_table(
+        [
+            ("code", code_version()),
+            ("logs sent", f"{total:,}"),
+            ("API logs/s", f"{api_rate:,.0f}"),
+            ("API batch p50 ms", f"{percentile(api.latencies, 0.5) * 1e3:,.0f}"),
+            ("API batch p95 ms", f"{percentile(api.latencies, 0.95) * 1e3:,.0f}"),
+            ("COPY logs/s", f"{copy_rate:,.0f}"),
+            ("API / COPY", f"{api_rate / copy_rate:.1%}"),
+        ]
+    )
+
+
+def _parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="Dropped and created again.")
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=1000, help="Logs per request (the API takes 1,000 at most).")
+    parser.add_argument("--clients", type=int, default=4, help="Concurrent client threads.")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    if min(args.batches, args.batch_size, args.clients, args.workers) < 1:
+        parser.error("--batches, --batch-size, --clients and --workers must be at least 1")
+    return args
+
+
+def _bodies(*, batches: int, batch_size: int, seed: int) -> list[bytes]:
+    maker = LogMaker(seed=seed)
+    return [
+        orjson.dumps({"logs": [maker.log(batch * batch_size + i) for i in range(batch_size)]})
+        for batch in range(batches)
+    ]
+
+
+# --- the server ------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _gunicorn_start(*, port: int, workers: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "gunicorn", "config.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", str(REQUEST_TIMEOUT_S),
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        # Its own session: Ctrl-C reaches this script only, which then stops the server in order.
+        return subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _wait_until_up(server: subprocess.Popen, *, port: int, key: str, log_path: Path) -> None:
+    """Wait until the API answers, then warm every worker up (URLs, DRF, the key lookup)."""
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while True:
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn exited ({server.returncode}):\n{log_path.read_text()[-4000:]}")
+        try:
+            status = _get(port=port, key=key)
+            if status == 200:
+                break
+            raise SystemExit(f"GET /api/v1/logs answered {status}:\n{log_path.read_text()[-4000:]}")
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"gunicorn did not answer within {SERVER_START_TIMEOUT_S} s") from None
+            time.sleep(0.2)
+    for _ in range(20):
+        _get(port=port, key=key)
+
+
+def _get(*, port: int, key: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/api/v1/logs?limit=1", headers={"Authorization": f"Bearer {key}"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def _gunicorn_stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        server.terminate()  # SIGTERM: gunicorn's graceful shutdown
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+# --- the clients -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ApiRun:
+    seconds: float = 0.0
+    accepted: int = 0
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def _send(bodies: list[bytes], *, port: int, key: str, clients: int, batch_size: int) -> ApiRun:
+    todo: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    for body in bodies:
+        todo.put(body)
+    run = ApiRun()
+    lock = threading.Lock()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Connection": "keep-alive"}
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
+        try:
+            while not run.failures:
+                try:
+                    body = todo.get_nowait()
+                except queue.Empty:
+                    return
+                started = time.perf_counter()
+                conn.request("POST", "/api/v1/logs", body=body, headers=headers)
+                response = conn.getresponse()
+                answer = response.read()
+                latency = time.perf_counter() - started
+                failure = _check_answer(response.status, answer, batch_size)
+                with lock:
+                    run.latencies.append(latency)
+                    if failure:
+                        run.failures.append(failure)
+                    else:
+                        run.accepted += batch_size
+        except Exception as exc:
+            with lock:
+                run.failures.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, name=f"client-{n}") for n in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run.seconds = time.perf_counter() - started
+    if run.failures:
+        raise SystemExit(f"{len(run.failures)} request(s) failed; the first: {run.failures[0]}")
+    return run
+
+
+def _check_answer(status: int, answer: bytes, batch_size: int) -> str:
+    """Empty when the whole batch was accepted, else what went wrong."""
+    if status != 200:
+        return f"HTTP {status}: {answer[:500]!r}"
+    result = orjson.loads(answer)
+    if result.get("accepted") != batch_size or result.get("duplicates") or result.get("rejected"):
+        return f"not all accepted: {answer[:500]!r}"
+    return ""
+
+
+# --- the ceiling: COPY -----------------------------------------------------------------------------
+
+
+def _stored_batches(conn: psycopg.Connection, *, batch_size: int) -> list[tuple[bytes, bytes]]:
+    """The rows the API stored, in COPY's text format: (log rows, their tag rows) per `batch_size` logs.
+
+    Reading back what was stored gives the ceiling exactly the same column values, ids included,
+    with no second copy of the service's row building to keep in step with it.
+    """
+    logs = _copy_out(conn, f"COPY (SELECT {_log_columns(conn)} FROM {LOG_TABLE} ORDER BY id) TO STDOUT")
+    tags = _copy_out(conn, f"COPY (SELECT log_id, tag_id FROM {TAG_TABLE} ORDER BY log_id) TO STDOUT")
+    tag_log_ids = [_leading_id(row) for row in tags]
+    batches = []
+    for start in range(0, len(logs), batch_size):
+        rows = logs[start : start + batch_size]
+        first = bisect.bisect_left(tag_log_ids, _leading_id(rows[0]))
+        end = bisect.bisect_right(tag_log_ids, _leading_id(rows[-1]))
+        batches.append((b"".join(rows), b"".join(tags[first:end])))
+    return batches
+
+
+def _log_columns(conn: psycopg.Connection) -> str:
+    """The log table's stored columns, id first; generated ones (PostgreSQL computes them) left out."""
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+        "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+        [LOG_TABLE],
+    ).fetchall()
+    return ", ".join(f'"{name}"' for (name,) in rows)
+
+
+def _copy_out(conn: psycopg.Connection, statement: str) -> list[bytes]:
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        data = b"".join(bytes(block) for block in copy)
+    return data.splitlines(keepends=True)  # newlines inside values are escaped as \\n
+
+
+def _leading_id(row: bytes) -> int:
+    return int(row.split(b"\t", 1)[0])
+
+
+def _copy(conn: psycopg.Connection, batches: list[tuple[bytes, bytes]], *, url: str, connections: int) -> float:
+    """Empty the tables, then COPY the batches from `connections` parallel sessions (as many as the
+    server has workers), each batch's logs and tags in one transaction like one request; seconds."""
+    columns = _log_columns(conn)
+    conn.execute(f"TRUNCATE {LOG_TABLE} CASCADE")
+    _checkpoint(conn)
+    todo: queue.SimpleQueue[tuple[bytes, bytes]] = queue.SimpleQueue()
+    for batch in batches:
+        todo.put(batch)
+    sessions = [psycopg.connect(url) for _ in range(connections)]
+    errors: list[BaseException] = []
+
+    def session(db: psycopg.Connection) -> None:
+        try:
+            while not errors:
+                try:
+                    log_rows, tag_rows = todo.get_nowait()
+                except queue.Empty:
+                    return
+                with db.transaction(), db.cursor() as cursor:
+                    with cursor.copy(f"COPY {LOG_TABLE} ({columns}) FROM STDIN") as copy:
+                        copy.write(log_rows)
+                    with cursor.copy(f"COPY {TAG_TABLE} (log_id, tag_id) FROM STDIN") as copy:
+                        copy.write(tag_rows)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(db,), name=f"copy-{n}") for n, db in enumerate(sessions)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    for db in sessions:
+        db.close()
+    if errors:
+        raise errors[0]
+    return seconds
+
+
+def _checkpoint(conn: psycopg.Connection) -> None:
+    """Start a measured phase with no dirty buffers left by the one before (superusers only)."""
+    with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+        conn.execute("CHECKPOINT")
+
+
+def _count(conn: psycopg.Connection, table: str) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return row[0] if row else 0
+
+
+if __name__ == "__main__":
+    main()

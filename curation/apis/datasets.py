@@ -1,0 +1,367 @@
+"""REST API v1 for datasets, their entries, bulk actions on logs, and tags."""
+
+from urllib.parse import urlencode
+
+from django.db.models import Count
+from django.http import QueryDict
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from curation.apis.common import ProjectScopedApi
+from curation.filters import FILTER_PARAMS, logs_filter
+from curation.models import ApiKey, BulkAction, BulkJob, Dataset, DatasetEntry, Project, Role, Split, Tag
+from curation.permissions import project_for_request
+from curation.services import bulk as bulk_services
+from curation.services.audit import audit_record
+from curation.services.datasets import (
+    dataset_create,
+    dataset_split,
+    dataset_update,
+    entries_delete,
+    entry_set_split,
+    entry_update,
+)
+from curation.services.tags import tag_delete, tag_merge, tag_update
+
+ENTRY_PAGE_MAX = 500
+
+
+def _actor(request: Request) -> dict:
+    """Who acts, for audit and `created_by`: a user, or the API key."""
+    if isinstance(request.auth, ApiKey):
+        return {"actor": None, "api_key": request.auth}
+    return {"actor": request.user, "api_key": None}
+
+
+def _filter_query(value: object) -> str:
+    """A filter given as a query string ("model=gpt-4o&tag=math") or an object of the same
+    parameters, checked against the filter language, as a query string."""
+    if isinstance(value, dict):
+        query = urlencode(value, doseq=True)
+    elif isinstance(value, str):
+        query = value.lstrip("?")
+    else:
+        raise exceptions.ValidationError({"filter": ["A query string or an object of filter parameters."]})
+    unknown = sorted(set(QueryDict(query)) - FILTER_PARAMS)
+    if unknown:
+        raise exceptions.ValidationError({"filter": [f"Unknown filter parameter '{unknown[0]}'."]})
+    return query
+
+
+def _dataset_or_404(project: Project, dataset_id: int) -> Dataset:
+    dataset = Dataset.objects.filter(project=project, pk=dataset_id).first()
+    if dataset is None:
+        raise exceptions.NotFound(f"Dataset {dataset_id} not found in project '{project.slug}'.")
+    return dataset
+
+
+class DatasetOutput(serializers.ModelSerializer):
+    entries = serializers.IntegerField(source="entry_count", read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "description", "entries", "split_seed", "validation_ratio", "created_at", "updated_at"]
+
+
+class DatasetInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class DatasetPatchInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+
+
+class EntryOutput(serializers.ModelSerializer):
+    class Meta:
+        model = DatasetEntry
+        fields = ["id", "log", "split", "edited", "model", "turns", "est_tokens", "messages", "tools", "updated_at"]
+
+
+class EntryPatchInput(serializers.Serializer):
+    messages = serializers.JSONField(required=False)
+    tools = serializers.JSONField(required=False)
+    split = serializers.ChoiceField(choices=Split.choices, required=False)
+
+
+def _datasets(project: Project):
+    return Dataset.objects.filter(project=project).annotate(entry_count=Count("entries"))
+
+
+class DatasetsApi(ProjectScopedApi):
+    @extend_schema(operation_id="datasets_list", summary="Datasets", responses=DatasetOutput(many=True))
+    def get(self, request: Request) -> Response:
+        project = project_for_request(request)
+        return Response(DatasetOutput(_datasets(project), many=True).data)
+
+    @extend_schema(operation_id="datasets_create", summary="Create a dataset", request=DatasetInput,
+                   responses={201: DatasetOutput})  # fmt: skip
+    def post(self, request: Request) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        data = DatasetInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset = dataset_create(project=project, created_by=_actor(request)["actor"], **data.validated_data)
+        return Response(DatasetOutput(_datasets(project).get(pk=dataset.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailApi(ProjectScopedApi):
+    @extend_schema(operation_id="datasets_retrieve", summary="A dataset", responses=DatasetOutput)
+    def get(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request)
+        _dataset_or_404(project, dataset_id)
+        return Response(DatasetOutput(_datasets(project).get(pk=dataset_id)).data)
+
+    @extend_schema(operation_id="datasets_update", summary="Rename or describe", request=DatasetPatchInput,
+                   responses=DatasetOutput)  # fmt: skip
+    def patch(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        dataset = _dataset_or_404(project, dataset_id)
+        data = DatasetPatchInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset_update(dataset=dataset, **data.validated_data)
+        return Response(DatasetOutput(_datasets(project).get(pk=dataset_id)).data)
+
+    @extend_schema(operation_id="datasets_destroy", summary="Delete a dataset (its logs stay)", responses={204: None})
+    def delete(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        dataset = _dataset_or_404(project, dataset_id)
+        entries = dataset.entries.count()
+        audit_record(project=project, action="dataset.delete", count=entries, detail={"name": dataset.name},
+                     **_actor(request))  # fmt: skip
+        dataset.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+_ADD_INPUT = inline_serializer(
+    "EntriesAddInput",
+    {
+        "log_ids": serializers.ListField(child=serializers.IntegerField(), required=False),
+        "filter": serializers.JSONField(required=False, help_text="Query string or object of log filters."),
+    },
+)
+
+
+class DatasetEntriesApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="dataset_entries_list",
+        summary="Entries, by id",
+        responses=inline_serializer(
+            "EntryPage", {"results": EntryOutput(many=True), "next_after": serializers.IntegerField(allow_null=True)}
+        ),
+    )
+    def get(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request)
+        dataset = _dataset_or_404(project, dataset_id)
+        entries = DatasetEntry.objects.filter(dataset=dataset).order_by("id")
+        params = request.query_params
+        if params.get("split"):
+            if params["split"] not in Split.values:
+                raise exceptions.ValidationError({"split": [f"One of {', '.join(Split.values)}."]})
+            entries = entries.filter(split=params["split"])
+        if params.get("q"):
+            entries = entries.filter(search_text__trgm_icontains=params["q"])
+        after, limit = params.get("after", "0"), params.get("limit", "100")
+        if not after.isdigit() or not limit.isdigit() or not 1 <= int(limit) <= ENTRY_PAGE_MAX:
+            raise exceptions.ValidationError({"limit": [f"after: an entry id; limit: 1 to {ENTRY_PAGE_MAX}."]})
+        page = list(entries.filter(id__gt=int(after))[: int(limit) + 1])
+        more = len(page) > int(limit)
+        page = page[: int(limit)]
+        return Response({"results": EntryOutput(page, many=True).data, "next_after": page[-1].pk if more else None})
+
+    @extend_schema(
+        operation_id="dataset_entries_add",
+        summary="Add logs by ids or by filter",
+        description="A log already in the dataset is not added twice. Large filters run as a bulk job (202).",
+        request=_ADD_INPUT,
+    )
+    def post(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        dataset = _dataset_or_404(project, dataset_id)
+        return _bulk(request, project, BulkAction.DATASET_ADD, {"dataset": dataset.pk}, request.data)
+
+
+class DatasetEntryApi(ProjectScopedApi):
+    def _entry(self, request: Request, dataset_id: int, entry_id: int, role: str) -> DatasetEntry:
+        project = project_for_request(request, role=role)
+        dataset = _dataset_or_404(project, dataset_id)
+        entry = DatasetEntry.objects.select_related("log").filter(dataset=dataset, pk=entry_id).first()
+        if entry is None:
+            raise exceptions.NotFound(f"Entry {entry_id} not found in dataset {dataset_id}.")
+        return entry
+
+    @extend_schema(operation_id="dataset_entry_retrieve", summary="An entry", responses=EntryOutput)
+    def get(self, request: Request, dataset_id: int, entry_id: int) -> Response:
+        return Response(EntryOutput(self._entry(request, dataset_id, entry_id, Role.VIEWER)).data)
+
+    @extend_schema(operation_id="dataset_entry_update", summary="Edit an entry's conversation or split",
+                   request=EntryPatchInput, responses=EntryOutput)  # fmt: skip
+    def patch(self, request: Request, dataset_id: int, entry_id: int) -> Response:
+        entry = self._entry(request, dataset_id, entry_id, Role.EDITOR)
+        data = EntryPatchInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        if "messages" in data.validated_data or "tools" in data.validated_data:
+            entry_update(
+                entry=entry,
+                messages=data.validated_data.get("messages", entry.messages),
+                tools=data.validated_data.get("tools", entry.tools),
+            )
+        if "split" in data.validated_data:
+            entry_set_split(entry=entry, split=data.validated_data["split"])
+        return Response(EntryOutput(entry).data)
+
+    @extend_schema(operation_id="dataset_entry_destroy", summary="Delete an entry", responses={204: None})
+    def delete(self, request: Request, dataset_id: int, entry_id: int) -> Response:
+        entry = self._entry(request, dataset_id, entry_id, Role.EDITOR)
+        entries_delete(dataset=entry.dataset, ids=[entry.pk])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DatasetSplitApi(ProjectScopedApi):
+    class Input(serializers.Serializer):
+        validation_ratio = serializers.FloatField(min_value=0, max_value=0.99)
+        seed = serializers.IntegerField(default=0)
+
+    @extend_schema(operation_id="dataset_split", summary="Split train/validation by ratio and seed", request=Input)
+    def post(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        dataset = _dataset_or_404(project, dataset_id)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        train, validation = dataset_split(dataset=dataset, **data.validated_data)
+        return Response({"train": train, "validation": validation, **data.validated_data})
+
+
+# --- Bulk actions on logs ---------------------------------------------------------------------------
+
+
+class BulkJobOutput(serializers.ModelSerializer):
+    progress = serializers.FloatField()
+
+    class Meta:
+        model = BulkJob
+        fields = ["id", "action", "query", "params", "status", "progress", "total", "done", "changed", "error",
+                  "created_at", "finished_at"]  # fmt: skip
+
+
+def _bulk(request: Request, project: Project, action: str, params: dict, body: object) -> Response:
+    if not isinstance(body, dict) or ("log_ids" in body) == ("filter" in body):
+        raise exceptions.ValidationError({"detail": ["Give exactly one of 'log_ids' (a list) or 'filter'."]})
+    who = _actor(request)
+    if "log_ids" in body:
+        ids = body["log_ids"]
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            raise exceptions.ValidationError({"log_ids": ["A list of log ids."]})
+        changed = bulk_services.bulk_apply_to_ids(project=project, action=action, params=params, ids=ids, **who)
+        return Response({"changed": changed})
+    query = _filter_query(body["filter"])
+    matching = logs_filter(project=project, params=QueryDict(query))
+    if matching.count() <= bulk_services.INLINE_LIMIT:
+        ids = list(matching.values_list("id", flat=True))
+        changed = bulk_services.bulk_apply_to_ids(
+            project=project, action=action, params=params, ids=ids, query=query, **who
+        )
+        return Response({"changed": changed, "matched": len(ids)})
+    job = bulk_services.bulk_job_create(project=project, action=action, params=params, query=query,
+                                        actor=who["actor"])  # fmt: skip
+    return Response(BulkJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class LogsBulkApi(ProjectScopedApi):
+    class Input(serializers.Serializer):
+        action = serializers.ChoiceField(choices=BulkAction.choices)
+        tags = serializers.ListField(child=serializers.CharField(), required=False)
+        dataset = serializers.IntegerField(required=False)
+        log_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
+        filter = serializers.JSONField(required=False)
+
+    @extend_schema(
+        operation_id="logs_bulk",
+        summary="Tag, untag, delete or add to a dataset: a selection or every log matching a filter",
+        description="Up to 5,000 matching logs are changed at once (200 with `changed`); more run as a job (202).",
+        request=Input,
+    )
+    def post(self, request: Request) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        action = data.validated_data["action"]
+        project = project_for_request(request, role=Role.EDITOR)
+        params = {key: data.validated_data[key] for key in ("tags", "dataset") if key in data.validated_data}
+        body = {key: data.validated_data[key] for key in ("log_ids", "filter") if key in data.validated_data}
+        return _bulk(request, project, action, params, body)
+
+
+class BulkJobApi(ProjectScopedApi):
+    @extend_schema(operation_id="bulk_jobs_retrieve", summary="A bulk job and its progress", responses=BulkJobOutput)
+    def get(self, request: Request, job_id: int) -> Response:
+        project = project_for_request(request)
+        job = BulkJob.objects.filter(project=project, pk=job_id).first()
+        if job is None:
+            raise exceptions.NotFound(f"Bulk job {job_id} not found in project '{project.slug}'.")
+        return Response(BulkJobOutput(job).data)
+
+
+# --- Tags -------------------------------------------------------------------------------------------
+
+
+class TagOutput(serializers.ModelSerializer):
+    logs = serializers.IntegerField(source="log_count", read_only=True)
+
+    class Meta:
+        model = Tag
+        fields = ["id", "name", "color", "logs"]
+
+
+def _tag_or_404(project: Project, tag_id: int) -> Tag:
+    tag = Tag.objects.filter(project=project, pk=tag_id).first()
+    if tag is None:
+        raise exceptions.NotFound(f"Tag {tag_id} not found in project '{project.slug}'.")
+    return tag
+
+
+class TagsApi(ProjectScopedApi):
+    @extend_schema(operation_id="tags_list", summary="Tags with their log counts", responses=TagOutput(many=True))
+    def get(self, request: Request) -> Response:
+        project = project_for_request(request)
+        tags = Tag.objects.filter(project=project).annotate(log_count=Count("logs"))
+        return Response(TagOutput(tags, many=True).data)
+
+
+class TagDetailApi(ProjectScopedApi):
+    class Input(serializers.Serializer):
+        name = serializers.CharField(required=False)
+        color = serializers.CharField(required=False)
+
+    @extend_schema(operation_id="tags_update", summary="Rename or recolour", request=Input, responses=TagOutput)
+    def patch(self, request: Request, tag_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        tag = tag_update(tag=_tag_or_404(project, tag_id), **data.validated_data)
+        return Response(TagOutput(Tag.objects.annotate(log_count=Count("logs")).get(pk=tag.pk)).data)
+
+    @extend_schema(operation_id="tags_destroy", summary="Delete a tag (the logs stay)", responses={204: None})
+    def delete(self, request: Request, tag_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        tag = _tag_or_404(project, tag_id)
+        removed = tag_delete(tag=tag)
+        audit_record(project=project, action="tag.delete", count=removed, detail={"name": tag.name}, **_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TagMergeApi(ProjectScopedApi):
+    class Input(serializers.Serializer):
+        into = serializers.IntegerField(help_text="Id of the tag that stays.")
+
+    @extend_schema(operation_id="tags_merge", summary="Merge this tag into another", request=Input)
+    def post(self, request: Request, tag_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        source, target = _tag_or_404(project, tag_id), _tag_or_404(project, data.validated_data["into"])
+        moved = tag_merge(source=source, target=target)
+        audit_record(project=project, action="tag.merge", count=moved,
+                     detail={"from": source.name, "into": target.name}, **_actor(request))  # fmt: skip
+        return Response({"moved": moved, "into": target.pk})

@@ -1,0 +1,161 @@
+"""REST API v1 for logs. Each view: check access, validate input, call a service or selector, serialize."""
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from curation import selectors
+from curation.apis.common import ProjectScopedApi, check_body_size
+from curation.filters import FILTER_PARAMS, logs_filter
+from curation.models import LogEntry, Role
+from curation.pagination import keyset_page
+from curation.permissions import project_for_request
+from curation.services.logs import logs_ingest
+
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 500
+
+
+class LogListOutput(serializers.ModelSerializer):
+    tags = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LogEntry
+        fields = [
+            "id", "external_id", "created_at", "provider", "format", "model", "status", "status_code",
+            "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms", "cost_usd",
+            "metadata", "tags",
+        ]  # fmt: skip
+
+    def get_tags(self, log: LogEntry) -> list[str]:
+        return [tag.name for tag in log.tags.all()]
+
+
+class LogDetailOutput(LogListOutput):
+    class Meta(LogListOutput.Meta):
+        fields = [*LogListOutput.Meta.fields, "error_message", "messages", "tools", "original", "ingested_at"]
+
+
+_INGEST_RESULT = inline_serializer(
+    "IngestResult",
+    {
+        "accepted": serializers.IntegerField(),
+        "duplicates": serializers.IntegerField(),
+        "rejected": serializers.ListField(
+            child=inline_serializer(
+                "Rejection", {"index": serializers.IntegerField(), "error": serializers.CharField()}
+            )
+        ),
+    },
+)
+
+
+def _batch_items(body: object) -> list[object]:
+    """The log objects of a request body: `{"logs": [...]}` or one log object."""
+    if isinstance(body, dict) and "logs" in body:
+        extra = sorted(set(body) - {"logs"})
+        if extra:
+            raise exceptions.ValidationError({extra[0]: ["Unknown field next to 'logs'."]})
+        items = body["logs"]
+        if not isinstance(items, list):
+            raise exceptions.ValidationError({"logs": ["Expected a list of log objects."]})
+        if len(items) > settings.LOGTUNE_MAX_BATCH:
+            raise exceptions.ValidationError(
+                {"logs": [f"At most {settings.LOGTUNE_MAX_BATCH} logs per request (got {len(items)})."]}
+            )
+        return items
+    if isinstance(body, dict):
+        return [body]
+    raise exceptions.ValidationError({"detail": 'Expected a log object or {"logs": [...]}.'})
+
+
+class LogsApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="logs_ingest",
+        summary="Send logs",
+        description=(
+            'One log object, or `{"logs": [...]}` with up to 1,000. A log is an envelope '
+            "`{request, response, provider, status_code, latency_ms, created_at, metadata, tags, external_id}` "
+            "holding the provider's own API bodies (OpenAI Chat Completions, Anthropic Messages), or a line of an "
+            "OpenAI fine-tuning file (`{messages, tools}`), or `{prompt, completion}`. Valid logs are stored even "
+            "when others are rejected; the answer is 400 only when every log was rejected."
+        ),
+        request=OpenApiTypes.OBJECT,
+        responses={200: _INGEST_RESULT, 400: _INGEST_RESULT, 413: OpenApiTypes.OBJECT},
+        examples=[
+            OpenApiExample(
+                "OpenAI chat completion",
+                request_only=True,
+                value={
+                    "provider": "openai",
+                    "request": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "2+2?"}]},
+                    "response": {
+                        "object": "chat.completion",
+                        "model": "gpt-4o-mini",
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": "4"}, "finish_reason": "stop"}
+                        ],
+                        "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10},
+                    },
+                    "latency_ms": 412,
+                    "tags": ["math"],
+                    "external_id": "req_123",
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        check_body_size(request)
+        project = project_for_request(request, role=Role.EDITOR)
+        result = logs_ingest(project=project, items=_batch_items(request.data))
+        body = {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": [{"index": r.index, "error": r.error} for r in result.rejected],
+        }
+        all_rejected = result.rejected and not (result.accepted or result.duplicates)
+        return Response(body, status=status.HTTP_400_BAD_REQUEST if all_rejected else status.HTTP_200_OK)
+
+    @extend_schema(
+        operation_id="logs_list",
+        summary="List logs",
+        parameters=[
+            OpenApiParameter("project", str, description="Project slug (session users; keys use their own)."),
+            OpenApiParameter("cursor", str, description="`next_cursor` of the previous page."),
+            OpenApiParameter("limit", int, description=f"Page size, 1–{PAGE_SIZE_MAX} (default {PAGE_SIZE_DEFAULT})."),
+            *[OpenApiParameter(name, str) for name in sorted(FILTER_PARAMS)],
+        ],
+        responses=inline_serializer(
+            "LogPage", {"results": LogListOutput(many=True), "next_cursor": serializers.CharField(allow_null=True)}
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        project = project_for_request(request)
+        unknown = sorted(set(request.query_params) - FILTER_PARAMS - {"project", "cursor", "limit"})
+        if unknown:
+            raise exceptions.ValidationError({unknown[0]: ["Unknown parameter."]})
+        limit = _page_size(request.query_params.get("limit"))
+        logs = logs_filter(project=project, params=request.query_params, queryset=selectors.log_list(project=project))
+        page = keyset_page(logs, cursor=request.query_params.get("cursor"), size=limit)
+        return Response({"results": LogListOutput(page.items, many=True).data, "next_cursor": page.next_cursor})
+
+
+def _page_size(raw: str | None) -> int:
+    if raw is None:
+        return PAGE_SIZE_DEFAULT
+    if not raw.isdigit() or not 1 <= int(raw) <= PAGE_SIZE_MAX:
+        raise exceptions.ValidationError({"limit": [f"A whole number from 1 to {PAGE_SIZE_MAX}."]})
+    return int(raw)
+
+
+class LogDetailApi(ProjectScopedApi):
+    @extend_schema(operation_id="logs_retrieve", summary="One log", responses=LogDetailOutput)
+    def get(self, request: Request, log_id: int) -> Response:
+        project = project_for_request(request)
+        log = selectors.log_get(project=project, log_id=log_id)
+        if log is None:
+            raise exceptions.NotFound(f"Log {log_id} not found in project '{project.slug}'.")
+        return Response(LogDetailOutput(log).data)

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class CurationConfig(AppConfig):
+    name = "curation"
+    verbose_name = "Curation"
+
+    def ready(self) -> None:
+        from curation import lookups
+
+        lookups.register()

@@ -1,0 +1,200 @@
+"""Reads for the log explorer: counts that stop at a cap, facets of the current filter, and the short
+lists its forms offer. Every query is scoped to a project through the queryset it is given.
+
+Counting every match of a broad filter over a million logs is what makes log tools stall, so counts
+stop at COUNT_CAP and show as "10,000+". Facet values are found in a window of the COUNT_CAP + 1 matching
+logs ingested last (by id, which walks the primary key; by created_at, PostgreSQL would sort every
+match of a text search); when the filter matches more than the window holds, each value shown is
+then counted over all matching logs, again up to the cap. The explorer loads facets after the table, so they never hold
+it up, and PostgreSQL stops any facet query that runs longer than FACETS_TIMEOUT_MS.
+"""
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import OperationalError, connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
+
+from curation.models import AuditEvent, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, LogTag, Project, Tag
+
+COUNT_CAP = 10_000
+FACET_VALUES = 12
+FACETS_TIMEOUT_MS = 3_000
+MODEL_NAMES = 200
+
+
+@dataclass(frozen=True, slots=True)
+class CappedCount:
+    value: int
+    capped: bool  # there are more than `value`
+
+    def __str__(self) -> str:
+        return f"{self.value:,}+" if self.capped else f"{self.value:,}"
+
+
+def _capped(n: int) -> CappedCount:
+    return CappedCount(min(n, COUNT_CAP), n > COUNT_CAP)
+
+
+def _capped_counts(querysets: list[QuerySet]) -> list[CappedCount]:
+    """Several capped counts in one round trip: SELECT (count of LIMIT cap+1), (…), …"""
+    if not querysets:
+        return []
+    selects: list[str] = []
+    params: list[Any] = []
+    for i, queryset in enumerate(querysets):
+        sql, sql_params = queryset.order_by().values("pk")[: COUNT_CAP + 1].query.sql_with_params()
+        selects.append(f"(SELECT count(*) FROM ({sql}) AS c{i})")  # noqa: S608 (SQL the ORM wrote)
+        params.extend(sql_params)
+    return [_capped(n) for n in _fetch("SELECT " + ", ".join(selects), params)[0]]
+
+
+@dataclass(slots=True)
+class Facets:
+    total: CappedCount
+    models: list[tuple[str, CappedCount]]
+    statuses: list[tuple[str, CappedCount]]
+    tags: list[tuple[Tag, CappedCount]]
+
+
+def _fetch(sql: str, params: Sequence[Any]) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _top(counter: Counter) -> list[tuple[Any, int]]:
+    return sorted(counter.items(), key=lambda item: (-item[1], str(item[0])))[:FACET_VALUES]
+
+
+def _window_counts(logs: QuerySet[LogEntry]) -> tuple[int, list, list, list]:
+    """Count, and top models, statuses and tag ids, of the COUNT_CAP + 1 matching logs ingested last.
+
+    The window is the filter's own SQL used as a derived table, grouped in one statement.
+    """
+    window = logs.order_by("-id").values("id", "model", "status")[: COUNT_CAP + 1]
+    sql, params = window.query.sql_with_params()
+    pairs = _fetch(f"SELECT w.model, w.status, count(*) FROM ({sql}) w GROUP BY w.model, w.status", params)  # noqa: S608
+    models, statuses = Counter[str](), Counter[str]()
+    for model, status, n in pairs:
+        models[model] += n
+        statuses[status] += n
+    tags = _fetch(
+        f"SELECT lt.tag_id, count(*) AS n FROM curation_logtag lt JOIN ({sql}) w ON w.id = lt.log_id"  # noqa: S608
+        f" GROUP BY lt.tag_id ORDER BY n DESC, lt.tag_id LIMIT {FACET_VALUES}",
+        params,
+    )
+    return sum(statuses.values()), _top(models), _top(statuses), tags
+
+
+def _statement_timeout() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = %s", [FACETS_TIMEOUT_MS])
+
+
+def log_facets(*, project: Project, logs: QuerySet[LogEntry]) -> Facets | None:
+    """The total and the counts per model, status and tag of `logs` (a filtered queryset of `project`),
+    or None when counting them took too long."""
+    try:
+        with transaction.atomic():
+            _statement_timeout()
+            return _log_facets(project, logs.filter(project=project).order_by().prefetch_related(None))
+    except OperationalError:  # the statement timeout: PostgreSQL cancelled the query
+        return None
+
+
+def _log_facets(project: Project, logs: QuerySet[LogEntry]) -> Facets:
+    count, models, statuses, tag_ids = _window_counts(logs)
+    total = _capped(count)
+    tags = Tag.objects.filter(project=project).in_bulk([tag_id for tag_id, _ in tag_ids])
+    if not total.capped:  # the window holds every match: its counts are the counts
+        return Facets(
+            total=total,
+            models=[(m, _capped(n)) for m, n in models],
+            statuses=[(s, _capped(n)) for s, n in statuses],
+            tags=[(tags[t], _capped(n)) for t, n in tag_ids if t in tags],
+        )
+    counts = _capped_counts(
+        [logs.filter(model=m) for m, _ in models]
+        + [logs.filter(status=s) for s, _ in statuses]
+        + [logs.filter(Exists(LogTag.objects.filter(log=OuterRef("pk"), tag_id=t))) for t, _ in tag_ids]
+    )
+    model_counts, status_counts = counts[: len(models)], counts[len(models) : len(models) + len(statuses)]
+    tag_counts = counts[len(models) + len(statuses) :]
+    return Facets(
+        total=total,
+        models=_ranked([(m, c) for (m, _), c in zip(models, model_counts, strict=True)]),
+        statuses=_ranked([(s, c) for (s, _), c in zip(statuses, status_counts, strict=True)]),
+        tags=_ranked([(tags[t], c) for (t, _), c in zip(tag_ids, tag_counts, strict=True) if t in tags]),
+    )
+
+
+def _ranked(pairs: list) -> list:
+    return sorted(pairs, key=lambda pair: (-pair[1].value, not pair[1].capped))
+
+
+def tags_with_counts(*, project: Project) -> list[tuple[Tag, CappedCount]]:
+    tags = list(Tag.objects.filter(project=project).order_by("name"))
+    counts = _capped_counts([LogTag.objects.filter(tag=tag) for tag in tags])
+    return list(zip(tags, counts, strict=True))
+
+
+def model_names(*, project: Project) -> list[str]:
+    """The project's distinct models, for suggestions: a loose index scan on (project, model, …), one
+    index probe per model instead of reading every log."""
+    return [
+        row[0]
+        for row in _fetch(
+            "WITH RECURSIVE m(model) AS ("
+            " SELECT min(model) FROM curation_logentry WHERE project_id = %s"
+            " UNION ALL SELECT (SELECT min(model) FROM curation_logentry WHERE project_id = %s AND model > m.model)"
+            " FROM m WHERE m.model IS NOT NULL) SELECT model FROM m WHERE model IS NOT NULL LIMIT %s",
+            [project.pk, project.pk, MODEL_NAMES],
+        )
+        if row[0]
+    ]
+
+
+def tag_names(*, project: Project) -> list[str]:
+    return list(Tag.objects.filter(project=project).order_by("name").values_list("name", flat=True))
+
+
+def datasets_for_project(*, project: Project) -> QuerySet[Dataset]:
+    return Dataset.objects.filter(project=project).only("id", "name").order_by("name")
+
+
+def datasets_of_log(*, log: LogEntry) -> QuerySet[Dataset]:
+    return Dataset.objects.filter(Exists(DatasetEntry.objects.filter(dataset=OuterRef("pk"), log=log))).only(
+        "id", "name"
+    )
+
+
+def bulk_jobs_active(*, project: Project) -> QuerySet[BulkJob]:
+    return BulkJob.objects.filter(project=project, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+
+
+def bulk_job_get(*, project: Project, job_id: int) -> BulkJob | None:
+    return BulkJob.objects.filter(project=project, pk=job_id).first()
+
+
+def log_neighbours(*, logs: QuerySet[LogEntry], log: LogEntry) -> tuple[int | None, int | None]:
+    """Ids of the logs just newer and just older than `log` in `logs` (newest first, like the list)."""
+    ids = logs.order_by().values_list("pk", flat=True)
+    at, pk = log.created_at, log.pk
+    newer = ids.filter(created_at__gte=at).exclude(created_at=at, pk__lte=pk).order_by("created_at", "id").first()
+    older = ids.filter(created_at__lte=at).exclude(created_at=at, pk__gte=pk).order_by("-created_at", "-id").first()
+    return newer, older
+
+
+def audit_events(*, project: Project, action: str = "") -> QuerySet[AuditEvent]:
+    events = AuditEvent.objects.filter(project=project).select_related("actor", "api_key")
+    return events.filter(action=action) if action else events
+
+
+def audit_actions(*, project: Project) -> list[str]:
+    return list(
+        AuditEvent.objects.filter(project=project).values_list("action", flat=True).distinct().order_by("action")
+    )

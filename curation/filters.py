@@ -1,0 +1,171 @@
+"""The one filter language for logs: the API, the pages, bulk actions and the CLI all go through
+`logs_filter`, so a filter means the same thing everywhere.
+
+Query parameters (all optional, all combined with AND):
+  model, provider, status     comma-separated values, any of them
+  tag                         comma-separated: has all of these tags
+  tag_any / tag_none          comma-separated: has any / none of these tags
+  created_after/before        ISO-8601 date-times (after is inclusive, before exclusive)
+  min_tokens/max_tokens       total tokens, inclusive
+  min_latency_ms/max_latency_ms
+  metadata                    key:value, repeatable; dots reach nested keys (user.plan:pro)
+  in_dataset / not_in_dataset dataset id: is / is not in that dataset
+  q                           free text: words (any language) or a substring (CJK, code), case-insensitive
+"""
+
+import re
+from collections.abc import Iterable, Mapping
+
+import django_filters
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from curation.models import DatasetEntry, LogEntry, LogStatus, LogTag, Project
+
+_METADATA_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+
+
+class CharInFilter(django_filters.BaseInFilter, django_filters.CharFilter):
+    pass
+
+
+class ChoiceInFilter(django_filters.BaseInFilter, django_filters.ChoiceFilter):
+    pass
+
+
+class _RepeatedField(forms.Field):
+    """A parameter that may be given several times (?metadata=a:1&metadata=b:2)."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: object) -> list[str]:
+        if not value:
+            return []
+        values = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        return [str(v) for v in values if str(v).strip()]
+
+
+class RepeatedFilter(django_filters.Filter):
+    field_class = _RepeatedField
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _has_tag(names: Iterable[str]) -> Exists:
+    return Exists(LogTag.objects.filter(log=OuterRef("pk"), tag__name__in=list(names)))
+
+
+def _json_scalar(value: str) -> object:
+    """'42' → 42, 'true' → True: metadata values may have been sent as numbers or booleans."""
+    if value in ("true", "false"):
+        return value == "true"
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+class LogFilter(django_filters.FilterSet):
+    model = CharInFilter(field_name="model")
+    provider = CharInFilter(field_name="provider")
+    status = ChoiceInFilter(field_name="status", choices=LogStatus.choices)
+    tag = django_filters.CharFilter(method="filter_tag_all")
+    tag_any = django_filters.CharFilter(method="filter_tag_any")
+    tag_none = django_filters.CharFilter(method="filter_tag_none")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    min_tokens = django_filters.NumberFilter(field_name="total_tokens", lookup_expr="gte", min_value=0)
+    max_tokens = django_filters.NumberFilter(field_name="total_tokens", lookup_expr="lte", min_value=0)
+    min_latency_ms = django_filters.NumberFilter(field_name="latency_ms", lookup_expr="gte", min_value=0)
+    max_latency_ms = django_filters.NumberFilter(field_name="latency_ms", lookup_expr="lte", min_value=0)
+    metadata = RepeatedFilter(method="filter_metadata")
+    in_dataset = django_filters.NumberFilter(method="filter_in_dataset", min_value=1)
+    not_in_dataset = django_filters.NumberFilter(method="filter_not_in_dataset", min_value=1)
+    q = django_filters.CharFilter(method="filter_q")
+
+    class Meta:
+        model = LogEntry
+        fields: list[str] = []
+
+    def filter_tag_all(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        for tag in _names(value):
+            queryset = queryset.filter(_has_tag([tag]))
+        return queryset
+
+    def filter_tag_any(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        names = _names(value)
+        return queryset.filter(_has_tag(names)) if names else queryset
+
+    def filter_tag_none(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        names = _names(value)
+        return queryset.exclude(_has_tag(names)) if names else queryset
+
+    def filter_metadata(self, queryset: QuerySet, name: str, value: list[str]) -> QuerySet:
+        for pair in value:
+            key, sep, wanted = pair.partition(":")
+            if not sep or not _METADATA_KEY.match(key):
+                raise ValidationError(
+                    {"metadata": f"'{pair}' is not key:value (key of letters, digits, _ - and dots)"}
+                )
+            queryset = queryset.filter(_metadata_equals(key.split("."), wanted))
+        return queryset
+
+    def filter_in_dataset(self, queryset: QuerySet, name: str, value: int) -> QuerySet:
+        return queryset.filter(_in_dataset(value))
+
+    def filter_not_in_dataset(self, queryset: QuerySet, name: str, value: int) -> QuerySet:
+        return queryset.exclude(_in_dataset(value))
+
+    def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        text = value.strip()
+        return queryset.filter(text_search(text)) if text else queryset
+
+
+def _in_dataset(dataset_id: int) -> Exists:
+    return Exists(DatasetEntry.objects.filter(dataset_id=dataset_id, log=OuterRef("pk")))
+
+
+def text_search(text: str) -> Q:
+    """Logs whose conversation contains `text`: on PostgreSQL its words in any order (stored tsvector,
+    'simple' configuration, so any language) or the exact substring (trigram index: CJK, code);
+    elsewhere a case-insensitive substring. See curation/lookups.py."""
+    if connection.vendor != "postgresql":
+        return Q(search_text__icontains=text)
+    return Q(search_text__text_match=text)
+
+
+def _metadata_equals(path: list[str], wanted: str) -> Q:
+    scalar = _json_scalar(wanted)
+    if connection.vendor == "postgresql":
+        # Containment (@>) compares JSON values with their types and can use a GIN index.
+        def nest(value: object) -> dict:
+            for key in reversed(path):
+                value = {key: value}
+            return value  # type: ignore[return-value]
+
+        condition = Q(metadata__contains=nest(wanted))
+        return condition | Q(metadata__contains=nest(scalar)) if scalar is not None else condition
+    lookup = "metadata__" + "__".join(path)
+    condition = Q(**{lookup: wanted})
+    return condition | Q(**{lookup: scalar}) if scalar is not None else condition
+
+
+def logs_filter(*, project: Project, params: Mapping, queryset: QuerySet | None = None) -> QuerySet[LogEntry]:
+    """Logs of `project` matching `params` (a QueryDict or a plain dict of the parameters above).
+    Raises ValidationError with a message per bad parameter."""
+    base = queryset if queryset is not None else LogEntry.objects.all()
+    filterset = LogFilter(data=params, queryset=base.filter(project=project))
+    if not filterset.is_valid():
+        raise ValidationError({field: list(errors) for field, errors in filterset.errors.items()})
+    return filterset.qs
+
+
+FILTER_PARAMS = frozenset(LogFilter.base_filters)

@@ -1,0 +1,52 @@
+"""Text lookups that use our PostgreSQL search indexes (migration 0003) whatever alias Django gives
+the table, so a searched queryset can be nested in another query (pk__in=…, Exists, derived tables).
+
+    search_text__text_match="refund policy"   words in any order (stored tsvector) or the exact substring
+    search_text__trgm_icontains="退款"          case-insensitive substring through the trigram index
+
+Elsewhere (SQLite) both fall back to a plain case-insensitive LIKE.
+"""
+
+from django.db.models import Lookup, TextField
+from django.db.models.lookups import IContains
+
+
+class TrigramIContains(IContains):
+    """`icontains` written as ILIKE on PostgreSQL: Django's UPPER(col) LIKE UPPER(…) cannot use a trigram index."""
+
+    lookup_name = "trgm_icontains"
+
+    def as_sql(self, compiler, connection):
+        return IContains(self.lhs, self.rhs).as_sql(compiler, connection)
+
+    def as_postgresql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} ILIKE {rhs}", [*lhs_params, *rhs_params]
+
+
+class TextMatch(Lookup):
+    """Words of the text (the 'simple' configuration: no stemming, any language) or its exact substring
+    (CJK, code). Only valid on LogEntry.search_text, whose stored tsvector sits beside it."""
+
+    lookup_name = "text_match"
+
+    def as_sql(self, compiler, connection):
+        substring = TrigramIContains(self.lhs, self.rhs)
+        return substring.as_sql(compiler, connection)
+
+    def as_postgresql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        if not lhs.endswith('"search_text"'):
+            raise ValueError("text_match works on LogEntry.search_text only")
+        vector = lhs.removesuffix('"search_text"') + '"search_vector"'
+        substring, substring_params = TrigramIContains(self.lhs, self.rhs).as_postgresql(compiler, connection)
+        return (
+            f"({vector} @@ websearch_to_tsquery('simple', %s) OR {substring})",
+            [*lhs_params, self.rhs, *substring_params],
+        )
+
+
+def register() -> None:
+    TextField.register_lookup(TrigramIContains)
+    TextField.register_lookup(TextMatch)

@@ -1,0 +1,78 @@
+import time
+from pathlib import Path
+
+from django.core.files import File
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from tqdm import tqdm
+
+from curation.models import ImportJob, Project
+from curation.services.imports import import_job_create, import_job_create_local, import_job_run
+
+WORKER_HINT_AFTER_S = 10
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a JSONL or JSONL.gz file of logs into a project, with a progress bar. By default the file is "
+        "queued for a Celery worker and followed here; --inline imports it in this process instead."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--project", required=True, help="Project slug.")
+        parser.add_argument("--inline", action="store_true", help="Import in this process; no worker needed.")
+        parser.add_argument("--no-progress", action="store_true", help="No progress bar (for logs and scripts).")
+
+    def handle(self, *args: object, file: Path, project: str, inline: bool, no_progress: bool, **opts: object) -> None:
+        if not file.is_file():
+            raise CommandError(f"{file}: no such file")
+        found = Project.objects.filter(slug=project).first()
+        if found is None:
+            raise CommandError(f"Project '{project}' not found (create it with create_api_key --project {project}).")
+        bar = tqdm(total=file.stat().st_size, unit="B", unit_scale=True, desc=file.name, disable=no_progress)
+        show = _progress_to(bar)
+        if inline:
+            job = import_job_create_local(project=found, path=file)
+            try:
+                job = import_job_run(job_id=job.pk, path=file, on_progress=show)
+            except Exception as exc:
+                raise CommandError(f"Import failed: {exc}") from exc
+        else:
+            with file.open("rb") as handle, transaction.atomic():
+                job = import_job_create(project=found, file=File(handle, name=file.name), source_name=str(file))
+            job = self._follow(job, show)
+        bar.close()
+        self._summarise(job)
+
+    def _follow(self, job: ImportJob, show: object) -> ImportJob:
+        started = time.monotonic()
+        hinted = False
+        while not job.is_finished:
+            time.sleep(0.5)
+            job.refresh_from_db()
+            show(job)  # type: ignore[operator]
+            if job.status == "queued" and not hinted and time.monotonic() - started > WORKER_HINT_AFTER_S:
+                self.stderr.write("Still queued: is a Celery worker running? (make run starts one; or use --inline)")
+                hinted = True
+        return job
+
+    def _summarise(self, job: ImportJob) -> None:
+        if job.status == "failed":
+            raise CommandError(f"Import {job.pk} failed: {job.error}")
+        self.stdout.write(
+            f"Imported {job.accepted} logs ({job.duplicates} duplicates, {job.rejected} rejected lines) "
+            f"from {job.lines_done} lines."
+        )
+        if job.rejected:
+            self.stdout.write(f"Error report: /api/v1/imports/{job.pk}/errors?project={job.project.slug}")
+            for line_error in job.line_errors.all()[:5]:
+                self.stdout.write(f"  line {line_error.line}: {line_error.error}")
+
+
+def _progress_to(bar: tqdm):
+    def show(job: ImportJob) -> None:
+        bar.update(job.bytes_done - bar.n)
+        bar.set_postfix(accepted=job.accepted, rejected=job.rejected, refresh=False)
+
+    return show

@@ -1,0 +1,365 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    EDITOR = "editor", "Editor"
+    VIEWER = "viewer", "Viewer"
+
+    @classmethod
+    def rank(cls, role: str) -> int:
+        return {"viewer": 1, "editor": 2, "owner": 3}[role]
+
+
+class Project(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+class ApiKey(models.Model):
+    """A project key. Only a SHA-256 of the full key is stored; `prefix` is what people see in lists."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.project.slug})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Tag(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=100)
+    color = models.CharField(max_length=7, default="#64748b")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="tag_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LogStatus(models.TextChoices):
+    SUCCESS = "success", "Success"
+    ERROR = "error", "Error"
+
+
+class LogEntry(models.Model):
+    """One LLM call. `original` is the body exactly as received and is never changed;
+    `messages`/`tools` are the canonical conversation (OpenAI chat shape) every reader produces."""
+
+    # Not indexed alone: every index below starts with project, and each extra index slows ingestion.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="logs", db_index=False)
+    external_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULL = none, unique otherwise)
+    provider = models.CharField(max_length=32, blank=True)
+    format = models.CharField(max_length=32)
+    model = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=LogStatus.choices)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    messages = models.JSONField()
+    tools = models.JSONField(default=list, blank=True)
+    original = models.JSONField()
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    search_text = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    ingested_at = models.DateTimeField(default=timezone.now)
+    tags = models.ManyToManyField(Tag, through="LogTag", related_name="logs")
+
+    class Meta:
+        verbose_name_plural = "log entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="logentry_unique_external_id",
+            ),
+        ]
+        indexes = [
+            # Keyset pagination and date ranges: newest first within a project.
+            models.Index(fields=["project", "-created_at", "-id"], name="logentry_project_created"),
+            models.Index(fields=["project", "model", "-created_at"], name="logentry_project_model"),
+            models.Index(fields=["project", "status", "-created_at"], name="logentry_project_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"log {self.pk} ({self.model or self.format})"
+
+
+class LogTag(models.Model):
+    # Covered by the unique (log, tag) and the (tag, log) index.
+    log = models.ForeignKey(LogEntry, on_delete=models.CASCADE, db_index=False)
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, db_index=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["log", "tag"], name="logtag_unique")]
+        indexes = [models.Index(fields=["tag", "log"], name="logtag_tag_log")]
+
+    def __str__(self) -> str:
+        return f"{self.tag_id} on {self.log_id}"
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class ImportJob(models.Model):
+    """A JSONL / JSONL.gz file of logs being imported. Progress is committed with every batch,
+    so a redelivered task resumes after the last committed line instead of starting over."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
+    # Set when the file is a training set imported straight into a dataset (entries, no logs).
+    dataset = models.ForeignKey("Dataset", null=True, blank=True, on_delete=models.CASCADE, related_name="imports")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    source_name = models.CharField(max_length=255)
+    file = models.FileField(upload_to="imports/%Y/%m/", null=True, blank=True)
+    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    bytes_total = models.BigIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0)
+    lines_done = models.BigIntegerField(default=0)
+    accepted = models.BigIntegerField(default=0)
+    duplicates = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} of {self.source_name} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        """Share of the file read, 0..1."""
+        if self.status == ImportStatus.SUCCEEDED:
+            return 1.0
+        return min(1.0, self.bytes_done / self.bytes_total) if self.bytes_total else 0.0
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (ImportStatus.SUCCEEDED, ImportStatus.FAILED)
+
+
+class ImportLineError(models.Model):
+    """One rejected line of an import, for the downloadable error report."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="line_errors")
+    line = models.BigIntegerField()
+    error = models.TextField()
+
+    class Meta:
+        ordering = ["line"]
+        indexes = [models.Index(fields=["job", "line"], name="importlineerror_job_line")]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.error}"
+
+
+class SavedView(models.Model):
+    """A named filter of the log explorer: the query string of its URL."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(max_length=100)
+    query = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="savedview_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AuditEvent(models.Model):
+    """Who did what to how many rows: deletions, bulk tag changes, exports, key changes."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="audit_events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=64)
+    query = models.TextField(blank=True)  # the filter, as a query string, when the action used one
+    count = models.BigIntegerField(default=0)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="auditevent_project_created")]
+
+    def __str__(self) -> str:
+        return f"{self.action} ×{self.count}"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class BulkAction(models.TextChoices):
+    TAG_ADD = "tag_add", "Add tags"
+    TAG_REMOVE = "tag_remove", "Remove tags"
+    DELETE = "delete", "Delete"
+    DATASET_ADD = "dataset_add", "Add to dataset"
+
+
+class BulkJob(models.Model):
+    """A bulk action on every log matching a filter, run by a worker in batches with progress."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="bulk_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=16, choices=BulkAction.choices)
+    query = models.TextField(blank=True)
+    params = models.JSONField(default=dict, blank=True)  # tag names, dataset id
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    total = models.BigIntegerField(default=0)
+    done = models.BigIntegerField(default=0)
+    changed = models.BigIntegerField(default=0)
+    last_id = models.BigIntegerField(null=True, blank=True)  # resume point: logs are walked by descending id
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.total} logs ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        if self.status == JobStatus.SUCCEEDED:
+            return 1.0
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+class Dataset(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    split_seed = models.IntegerField(null=True, blank=True)
+    validation_ratio = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="dataset_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Split(models.TextChoices):
+    TRAIN = "train", "Train"
+    VALIDATION = "validation", "Validation"
+
+
+class DatasetEntry(models.Model):
+    """An editable copy of a conversation. `log` points at the source, which never changes; the copy
+    is compared with the source's canonical messages to show what was edited."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="entries", db_index=False)
+    log = models.ForeignKey(LogEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="dataset_entries")
+    messages = models.JSONField()
+    tools = models.JSONField(default=list, blank=True)
+    split = models.CharField(max_length=16, choices=Split.choices, default=Split.TRAIN)
+    edited = models.BooleanField(default=False)
+    model = models.CharField(max_length=200, blank=True)
+    turns = models.PositiveIntegerField(default=0)
+    est_tokens = models.PositiveIntegerField(default=0)
+    search_text = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "dataset entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset", "log"], condition=Q(log__isnull=False), name="entry_unique_log"
+            ),
+        ]
+        indexes = [models.Index(fields=["dataset", "split", "id"], name="entry_dataset_split")]
+
+    def __str__(self) -> str:
+        return f"entry {self.pk} of dataset {self.dataset_id}"
+
+
+class DatasetSnapshot(models.Model):
+    """A frozen dataset: an immutable JSONL file (OpenAI chat format) with its SHA-256 and counts.
+    Fine-tunes train on snapshots, so a job can be reproduced after the dataset moves on."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="snapshots")
+    file = models.FileField(upload_to="snapshots/%Y/%m/")
+    sha256 = models.CharField(max_length=64)
+    rows_total = models.BigIntegerField()
+    rows_train = models.BigIntegerField()
+    rows_validation = models.BigIntegerField()
+    split_seed = models.IntegerField(null=True, blank=True)
+    validation_ratio = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.sha256[:12]} of {self.dataset}"

@@ -1,0 +1,4 @@
+from curation.views import datasets, explorer, projects
+
+# Each page module lists its own routes.
+urlpatterns = [*projects.urlpatterns, *explorer.urlpatterns, *datasets.urlpatterns]

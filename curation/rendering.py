@@ -1,0 +1,259 @@
+"""Conversations for reading: message text for list snippets, markdown turned into safe HTML, and the
+canonical messages (OpenAI chat shape) laid out as chat turns for the log detail page.
+
+Text in a log was written by users and models, never by us: raw HTML in it is shown as text, links may
+only be http(s) or mailto, and remote images are never loaded (they become links).
+"""
+
+import json
+import threading
+from dataclasses import dataclass, field
+
+import markdown
+import nh3
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+# Python-Markdown is slow on very large inputs; past this a text is shown as it is, preformatted.
+MARKDOWN_LIMIT = 50_000
+SNIPPET_LENGTH = 160
+
+_TAGS = {
+    "p", "br", "hr", "strong", "em", "b", "i", "del", "code", "pre", "blockquote", "a",
+    "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td",
+}  # fmt: skip
+_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "th": {"align"}, "td": {"align"}}
+_URL_SCHEMES = {"http", "https", "mailto"}
+
+_local = threading.local()
+
+
+def _markdown() -> markdown.Markdown:
+    """One converter per thread (a Markdown instance keeps state between calls)."""
+    md = getattr(_local, "md", None)
+    if md is None:
+        md = markdown.Markdown(extensions=["fenced_code", "tables", "sane_lists", "nl2br"])
+        # Raw HTML in a message is something someone wrote: show it as text, never interpret it.
+        md.preprocessors.deregister("html_block")
+        md.inlinePatterns.deregister("html")
+        # ![alt](url) would make the reader's browser fetch a URL from a log: keep it a plain link.
+        md.inlinePatterns.deregister("image_link")
+        md.inlinePatterns.deregister("image_reference")
+        md.inlinePatterns.deregister("short_image_ref")
+        _local.md = md
+    md.reset()
+    return md
+
+
+def markdown_html(text: str) -> SafeString:
+    """Markdown as HTML that is safe to put in a page."""
+    if len(text) > MARKDOWN_LIMIT:
+        return mark_safe(f'<pre class="plain">{escape(text)}</pre>')  # noqa: S308 (escaped)
+    html = _markdown().convert(text)
+    cleaned = nh3.clean(
+        html, tags=_TAGS, attributes=_ATTRIBUTES, url_schemes=_URL_SCHEMES, link_rel="noopener noreferrer nofollow"
+    )
+    return mark_safe(cleaned)  # noqa: S308 (sanitised by nh3)
+
+
+def pretty_json(value: object) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+# --- text of messages, for the list --------------------------------------------------------------------
+
+
+def _part_label(part: dict) -> str:
+    kind = part.get("type")
+    if kind == "image_url":
+        return "[image]"
+    if kind == "file":
+        filename = (part.get("file") or {}).get("filename")
+        return f"[file {filename}]" if filename else "[file]"
+    if kind == "input_audio":
+        return "[audio]"
+    return f"[{kind}]" if kind else ""
+
+
+def content_text(content: object) -> str:
+    """The readable text of a message's content: a string, or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        pieces = []
+        for part in content:
+            if isinstance(part, dict):
+                pieces.append(part["text"] if part.get("type") == "text" else _part_label(part))
+        return " ".join(piece for piece in pieces if piece)
+    return ""
+
+
+def snippet(text: str, limit: int = SNIPPET_LENGTH) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def first_user_text(messages: object) -> str:
+    for message in messages if isinstance(messages, list) else []:
+        if isinstance(message, dict) and message.get("role") == "user":
+            return snippet(content_text(message.get("content")))
+    return ""
+
+
+def _call_summary(calls: list) -> str:
+    names = [str((call.get("function") or {}).get("name", "?")) for call in calls if isinstance(call, dict)]
+    return "→ " + ", ".join(f"{name}()" for name in names)
+
+
+def reply_text(messages: object, error_message: str = "") -> str:
+    """The last assistant turn (its text, else the tools it called); for a failed call, the error."""
+    if error_message:
+        return snippet(error_message)
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(message, dict) and message.get("role") == "assistant":
+            text = content_text(message.get("content")) or message.get("refusal") or ""
+            if not text and message.get("tool_calls"):
+                text = _call_summary(message["tool_calls"])
+            return snippet(text)
+    return ""
+
+
+# --- messages as chat turns, for the detail page -------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Part:
+    kind: str  # text | code | image | file | audio | other
+    html: SafeString | None = None
+    text: str = ""
+    url: str = ""
+    label: str = ""
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # pretty JSON when the arguments parse, else as sent
+
+
+@dataclass(slots=True)
+class Turn:
+    role: str
+    name: str = ""
+    parts: list[Part] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str = ""
+    refusal: str = ""
+    weight: object = None
+
+
+def _maybe_json(text: str) -> str | None:
+    """`text` pretty-printed when it is a JSON object or list (tool arguments and results often are)."""
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "[{":
+        return None
+    try:
+        return pretty_json(json.loads(stripped))
+    except ValueError:
+        return None
+
+
+def _data_url_label(url: str) -> str:
+    mime = url[5:].split(";", 1)[0].split(",", 1)[0] or "data"
+    size = len(url.split(",", 1)[-1]) * 3 // 4
+    return f"inline {mime}, {size / 1024:,.0f} KB" if size >= 1024 else f"inline {mime}, {size} bytes"
+
+
+def _media_part(part: dict) -> Part:
+    kind = part.get("type")
+    if kind == "image_url":
+        image = part.get("image_url") or {}
+        url = str(image.get("url", "")) if isinstance(image, dict) else ""
+        if url.startswith(("http://", "https://")):
+            return Part(kind="image", url=url, label=url)
+        # A data URL is the image itself: name it rather than link a megabyte of base64.
+        return Part(kind="image", label=_data_url_label(url) if url.startswith("data:") else "image")
+    if kind == "file":
+        file = part.get("file") or {}
+        return Part(kind="file", label=str(file.get("filename") or file.get("file_id") or "file"))
+    if kind == "input_audio":
+        audio = part.get("input_audio") or {}
+        return Part(kind="audio", label=f"audio ({audio.get('format', '?')})")
+    return Part(kind="other", text=pretty_json(part), label=str(kind or "part"))
+
+
+def _text_part(text: str, *, as_data: bool) -> Part:
+    if as_data:
+        pretty = _maybe_json(text)
+        return Part(kind="code", text=pretty if pretty is not None else text)
+    return Part(kind="text", html=markdown_html(text), text=text)
+
+
+def _parts(content: object, *, as_data: bool) -> list[Part]:
+    if isinstance(content, str):
+        return [_text_part(content, as_data=as_data)] if content else []
+    parts = []
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            parts.append(_text_part(str(part.get("text", "")), as_data=as_data))
+        else:
+            parts.append(_media_part(part))
+    return parts
+
+
+def _tool_calls(calls: object) -> list[ToolCall]:
+    result = []
+    for call in calls if isinstance(calls, list) else []:
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function") or {}
+        arguments = str(function.get("arguments", ""))
+        result.append(
+            ToolCall(
+                id=str(call.get("id", "")),
+                name=str(function.get("name", "?")),
+                arguments=_maybe_json(arguments) or arguments,
+            )
+        )
+    return result
+
+
+def conversation_turns(messages: object) -> list[Turn]:
+    """Canonical messages as turns to render: markdown for people's and models' text, pretty JSON
+    for tool results, tool calls with their arguments, media parts as links or labels."""
+    turns = []
+    for message in messages if isinstance(messages, list) else []:
+        if not isinstance(message, dict):
+            continue
+        role = str(message.get("role", "?"))
+        turns.append(
+            Turn(
+                role=role,
+                name=str(message.get("name") or ""),
+                parts=_parts(message.get("content"), as_data=role == "tool"),
+                tool_calls=_tool_calls(message.get("tool_calls")),
+                tool_call_id=str(message.get("tool_call_id") or ""),
+                refusal=str(message.get("refusal") or ""),
+                weight=message.get("weight"),
+            )
+        )
+    return turns
+
+
+def tool_definitions(tools: object) -> list[dict]:
+    """Function tools offered to the model: name, description and the parameters as pretty JSON."""
+    result = []
+    for tool in tools if isinstance(tools, list) else []:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict):
+            result.append(
+                {
+                    "name": str(function.get("name", "?")),
+                    "description": str(function.get("description") or ""),
+                    "parameters": pretty_json(function.get("parameters") or {}),
+                }
+            )
+    return result

@@ -1,0 +1,45 @@
+"""Reads. Every query here is scoped to a project the caller has already been checked against."""
+
+from collections.abc import Iterator
+
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
+
+from curation.models import ApiKey, ImportJob, ImportLineError, LogEntry, Membership, Project
+
+
+def membership_get(*, user: User, project_slug: str) -> Membership | None:
+    return Membership.objects.select_related("project").filter(user=user, project__slug=project_slug).first()
+
+
+def projects_for_user(*, user: User) -> QuerySet[Membership]:
+    return Membership.objects.select_related("project").filter(user=user).order_by("project__name")
+
+
+def log_list(*, project: Project) -> QuerySet[LogEntry]:
+    # The list never needs the heavy JSON columns of every row; the detail view loads them.
+    return LogEntry.objects.filter(project=project).defer("original", "tools", "search_text").prefetch_related("tags")
+
+
+def log_get(*, project: Project, log_id: int) -> LogEntry | None:
+    return LogEntry.objects.filter(project=project, pk=log_id).prefetch_related("tags").first()
+
+
+def api_keys_for_project(*, project: Project) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(project=project).select_related("created_by")
+
+
+def api_key_get(*, project: Project, key_id: int) -> ApiKey | None:
+    return ApiKey.objects.filter(project=project, pk=key_id).first()
+
+
+def import_jobs_for_project(*, project: Project) -> QuerySet[ImportJob]:
+    return ImportJob.objects.filter(project=project, dataset__isnull=True)  # dataset imports show on their dataset
+
+
+def import_job_get(*, project: Project, job_id: int) -> ImportJob | None:
+    return ImportJob.objects.filter(project=project, pk=job_id).first()
+
+
+def import_line_errors(*, job: ImportJob) -> Iterator[tuple[int, str]]:
+    return ImportLineError.objects.filter(job=job).order_by("line").values_list("line", "error").iterator(2000)

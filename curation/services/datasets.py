@@ -1,0 +1,174 @@
+"""Datasets: named, editable collections of conversations gathered from logs or imported."""
+
+import random
+from collections.abc import Sequence
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from curation.ingest import IngestError, ParsedLog, parse_log
+from curation.models import Dataset, DatasetEntry, LogEntry, Project, Split
+from curation.services.logs import IngestResult, Rejection
+
+# A rough count for limits and histograms, the same on every path: about four characters a token.
+CHARS_PER_TOKEN = 4
+SPLIT_CHUNK = 10_000
+
+
+def est_tokens(text: str) -> int:
+    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+
+
+@transaction.atomic
+def dataset_create(*, project: Project, name: str, description: str = "", created_by: User | None = None) -> Dataset:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "A dataset needs a name."})
+    try:
+        with transaction.atomic():
+            return Dataset.objects.create(project=project, name=name, description=description, created_by=created_by)
+    except IntegrityError:
+        raise ValidationError({"name": f"A dataset named '{name}' already exists in this project."}) from None
+
+
+def dataset_update(*, dataset: Dataset, name: str | None = None, description: str | None = None) -> Dataset:
+    if name is not None:
+        name = name.strip()
+        if not name:
+            raise ValidationError({"name": "A dataset needs a name."})
+        if Dataset.objects.filter(project_id=dataset.project_id, name=name).exclude(pk=dataset.pk).exists():
+            raise ValidationError({"name": f"A dataset named '{name}' already exists in this project."})
+        dataset.name = name
+    if description is not None:
+        dataset.description = description
+    dataset.updated_at = timezone.now()
+    dataset.save()
+    return dataset
+
+
+def _json_length(column: str) -> str:
+    return f"jsonb_array_length({column})" if connection.vendor == "postgresql" else f"json_array_length({column})"
+
+
+def dataset_add_logs(*, dataset: Dataset, logs: QuerySet[LogEntry]) -> int:
+    """Copy the conversations of `logs` into the dataset, in one statement; a log already in the
+    dataset is skipped. Returns the number of entries added."""
+    sql, params = logs.order_by().values("id").query.sql_with_params()
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO curation_datasetentry (dataset_id, log_id, messages, tools, split, edited, model, turns,"  # noqa: S608
+            " est_tokens, search_text, created_at, updated_at)"
+            f" SELECT %s, src.id, src.messages, src.tools, %s, %s, src.model, {_json_length('src.messages')},"
+            f" (length(src.search_text) + {CHARS_PER_TOKEN - 1}) / {CHARS_PER_TOKEN}, src.search_text, %s, %s"
+            f" FROM curation_logentry src WHERE src.id IN ({sql}) ORDER BY src.id ON CONFLICT DO NOTHING",
+            (dataset.pk, Split.TRAIN, False, now, now, *params),
+        )
+        added = cursor.rowcount
+    if added:
+        Dataset.objects.filter(pk=dataset.pk).update(updated_at=now)
+    return added
+
+
+def _entry_values(parsed: ParsedLog) -> dict:
+    return {
+        "messages": parsed.messages,
+        "tools": parsed.tools,
+        "model": parsed.model,
+        "turns": len(parsed.messages),
+        "est_tokens": est_tokens(parsed.search_text),
+        "search_text": parsed.search_text,
+    }
+
+
+def dataset_entries_ingest(*, dataset: Dataset, items: Sequence[object]) -> IngestResult:
+    """Add conversations that come from no log (lines of an imported training file), read and
+    checked like logs. Like `logs_ingest`, the good items are stored and each bad one reported."""
+    result = IngestResult()
+    now = timezone.now()
+    entries = []
+    for index, item in enumerate(items):
+        try:
+            parsed = parse_log(item)
+        except IngestError as exc:
+            result.rejected.append(Rejection(index=index, error=str(exc)))
+        else:
+            entries.append(DatasetEntry(dataset=dataset, created_at=now, updated_at=now, **_entry_values(parsed)))
+    DatasetEntry.objects.bulk_create(entries, batch_size=1000)
+    result.accepted = len(entries)
+    if entries:
+        _touch(dataset.pk)
+    return result
+
+
+def entry_update(*, entry: DatasetEntry, messages: object, tools: object = None) -> DatasetEntry:
+    """Replace an entry's conversation after validating it like an ingested one. The source log is
+    never touched; `edited` says whether the entry now differs from it."""
+    try:
+        parsed = parse_log({"messages": messages, "tools": tools or []})
+    except IngestError as exc:
+        raise ValidationError({"messages": str(exc)}) from None
+    before = (entry.messages, entry.tools or [])
+    values = _entry_values(parsed)
+    values["model"] = entry.model
+    for field, value in values.items():
+        setattr(entry, field, value)
+    source = entry.log
+    if source is not None:
+        entry.edited = parsed.messages != source.messages or parsed.tools != (source.tools or [])
+    else:  # imported from a file: edited once it differs from what was imported
+        entry.edited = entry.edited or (parsed.messages, parsed.tools) != before
+    entry.updated_at = timezone.now()
+    entry.save()
+    _touch(entry.dataset_id)
+    return entry
+
+
+def _touch(dataset_id: int) -> None:
+    Dataset.objects.filter(pk=dataset_id).update(updated_at=timezone.now())
+
+
+def entries_delete(*, dataset: Dataset, ids: list[int]) -> int:
+    deleted, _ = DatasetEntry.objects.filter(dataset=dataset, id__in=ids).delete()
+    if deleted:
+        _touch(dataset.pk)
+    return deleted
+
+
+def entries_set_split(*, dataset: Dataset, ids: list[int], split: str) -> int:
+    """Move entries to a split by hand, in one statement. Returns how many were moved."""
+    if split not in Split.values:
+        raise ValidationError({"split": f"One of {', '.join(Split.values)}."})
+    moved = DatasetEntry.objects.filter(dataset=dataset, id__in=ids).exclude(split=split).update(split=split)
+    if moved:
+        _touch(dataset.pk)
+    return moved
+
+
+def entry_set_split(*, entry: DatasetEntry, split: str) -> DatasetEntry:
+    entries_set_split(dataset=entry.dataset, ids=[entry.pk], split=split)
+    entry.split = split
+    return entry
+
+
+@transaction.atomic
+def dataset_split(*, dataset: Dataset, validation_ratio: float, seed: int) -> tuple[int, int]:
+    """Assign entries to train / validation: exactly round(n * ratio) validation entries, chosen by
+    shuffling the entry ids with `seed`, so the same entries and seed give the same split.
+    Returns (train, validation) counts."""
+    if not 0 <= validation_ratio < 1:
+        raise ValidationError({"validation_ratio": "Between 0 (no validation) and 1 (exclusive)."})
+    ids = list(DatasetEntry.objects.filter(dataset=dataset).order_by("id").values_list("id", flat=True))
+    random.Random(seed).shuffle(ids)  # noqa: S311 (reproducible, not secret)
+    validation = sorted(ids[: round(len(ids) * validation_ratio)])
+    DatasetEntry.objects.filter(dataset=dataset).update(split=Split.TRAIN)
+    for start in range(0, len(validation), SPLIT_CHUNK):
+        chunk = validation[start : start + SPLIT_CHUNK]
+        DatasetEntry.objects.filter(id__in=chunk).update(split=Split.VALIDATION)
+    dataset.split_seed, dataset.validation_ratio = seed, validation_ratio
+    dataset.updated_at = timezone.now()
+    dataset.save(update_fields=["split_seed", "validation_ratio", "updated_at"])
+    return len(ids) - len(validation), len(validation)

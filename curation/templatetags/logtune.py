@@ -1,0 +1,68 @@
+"""Template filters for reading logs: `{% load logtune %}`."""
+
+import re
+from decimal import Decimal
+
+from django import template
+from django.utils.safestring import SafeString
+
+from curation import rendering
+from curation.models import LogEntry
+
+register = template.Library()
+
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+DEFAULT_COLOR = "#64748b"
+
+
+@register.filter
+def markdown(text: object) -> SafeString:
+    return rendering.markdown_html(str(text or ""))
+
+
+@register.filter
+def pretty_json(value: object) -> str:
+    return rendering.pretty_json(value)
+
+
+@register.filter
+def first_user(log: LogEntry) -> str:
+    return rendering.first_user_text(log.messages)
+
+
+@register.filter
+def reply(log: LogEntry) -> str:
+    return rendering.reply_text(log.messages, log.error_message)
+
+
+@register.filter
+def latency(ms: int | None) -> str:
+    if ms is None:
+        return "—"
+    return f"{ms:,} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
+
+
+@register.filter
+def thousands(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+@register.filter
+def usd(value: Decimal | None) -> str:
+    if value is None:
+        return "—"
+    return f"${value:,.2f}" if value >= 1 else f"${value:.6f}".rstrip("0").rstrip(".")
+
+
+@register.filter
+def tag_color(color: str) -> str:
+    """A tag's colour for a style attribute: only #rrggbb gets through."""
+    return color if isinstance(color, str) and _COLOR.match(color) else DEFAULT_COLOR
+
+
+@register.filter
+def detail_value(value: object) -> str:
+    """An audit detail value in words: lists joined, the rest as text."""
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)

@@ -1,0 +1,339 @@
+"""Dataset pages: entries, editing, split, stats, validation, export."""
+
+from dataclasses import asdict
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
+
+from curation import dataset_stats
+from curation.dataset_stats import EntryFilter
+from curation.diffing import entry_diff
+from curation.forms_datasets import (
+    DatasetForm,
+    DatasetImportForm,
+    EntriesAction,
+    EntryForm,
+    SplitForm,
+    ValidationForm,
+)
+from curation.models import Dataset, DatasetEntry, Membership, Role
+from curation.services.datasets import (
+    dataset_create,
+    dataset_split,
+    dataset_update,
+    entries_delete,
+    entries_set_split,
+    entry_update,
+)
+from curation.services.imports import import_job_create
+from curation.validation import DEFAULT_MAX_TOKENS, dataset_validate
+from curation.views.common import AuthenticatedRequest, membership_or_404
+
+EXPORT_FORMATS = [
+    ("openai", "OpenAI chat"),
+    ("sharegpt", "ShareGPT"),
+    ("alpaca", "Alpaca"),
+    ("prompt_completion", "Prompt / completion"),
+    ("parquet", "Parquet"),
+]
+
+
+def _dataset_or_404(
+    request: AuthenticatedRequest, slug: str, dataset_id: int, role: str = Role.VIEWER
+) -> tuple[Membership, Dataset]:
+    membership = membership_or_404(request, slug, role)
+    dataset = dataset_stats.dataset_get(project=membership.project, dataset_id=dataset_id)
+    if dataset is None:
+        raise Http404("Dataset not found")
+    return membership, dataset
+
+
+def _can_edit(membership: Membership) -> bool:
+    return Role.rank(membership.role) >= Role.rank(Role.EDITOR)
+
+
+def _problems(errors: dict) -> str:
+    return "; ".join(" ".join(map(str, messages_)) for messages_ in errors.values())
+
+
+# --- datasets ---------------------------------------------------------------------------------------
+
+
+@login_required
+def dataset_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    membership = membership_or_404(request, slug)
+    context = {
+        "project": membership.project,
+        "can_edit": _can_edit(membership),
+        "datasets": dataset_stats.datasets_for_project(project=membership.project),
+        "form": DatasetForm(),
+    }
+    return render(request, "curation/dataset_list.html", context)
+
+
+@login_required
+@require_POST
+def dataset_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    membership = membership_or_404(request, slug, Role.EDITOR)
+    form = DatasetForm(request.POST)
+    if form.is_valid():
+        try:
+            dataset = dataset_create(project=membership.project, created_by=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            return redirect("dataset", slug=slug, dataset_id=dataset.pk)
+    else:
+        messages.error(request, _problems(form.errors))
+    return redirect("datasets", slug=slug)
+
+
+@login_required
+def dataset_detail(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    membership, dataset = _dataset_or_404(request, slug, dataset_id)
+    entry_filter = EntryFilter.from_params(request.GET)
+    after = request.GET.get("after", "")
+    page = dataset_stats.entries_page(
+        dataset=dataset, entry_filter=entry_filter, after=int(after) if after.isdigit() else 0
+    )
+    context = {
+        "project": membership.project,
+        "dataset": dataset,
+        "can_edit": _can_edit(membership),
+        "filter": entry_filter,
+        "page": page,
+        "rows": [(entry, *_snippets(entry.messages)) for entry in page.entries],
+        "page_size": dataset_stats.ENTRY_PAGE_SIZE,
+        "next_query": _query(request, after=page.next_after),
+        "first_query": _query(request, after=None),
+        "split_form": SplitForm(
+            initial={"validation_ratio": dataset.validation_ratio or 0.1, "seed": dataset.split_seed or 0}
+        ),
+        "import_form": DatasetImportForm(),
+        "validation_form": ValidationForm(),
+        **_imports(dataset),
+        "snapshots": dataset_stats.snapshots_for_dataset(dataset=dataset)[:5],
+        "export_formats": EXPORT_FORMATS,
+    }
+    return render(request, "curation/dataset.html", context)
+
+
+def _query(request: AuthenticatedRequest, *, after: int | None) -> str:
+    """The list's query string with another page."""
+    query = request.GET.copy()
+    query.pop("after", None)
+    if after is not None:
+        query["after"] = str(after)
+    return query.urlencode()
+
+
+def _imports(dataset: Dataset) -> dict:
+    imports = list(dataset_stats.imports_for_dataset(dataset=dataset)[:5])
+    return {"imports": imports, "imports_running": any(not job.is_finished for job in imports)}
+
+
+def _snippets(conversation: object) -> tuple[str, str]:
+    """The first user message and the last assistant message, as text for the list."""
+    turns = conversation if isinstance(conversation, list) else []
+    prompt = next((_text(m) for m in turns if isinstance(m, dict) and m.get("role") == "user"), "")
+    answer = next((_text(m) for m in reversed(turns) if isinstance(m, dict) and m.get("role") == "assistant"), "")
+    return prompt, answer
+
+
+def _text(message: dict) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        content = " ".join(
+            str(part.get("text") or f"[{part.get('type')}]") for part in content if isinstance(part, dict)
+        )
+    if not content and message.get("tool_calls"):
+        names = (call.get("function", {}).get("name") for call in message["tool_calls"] if isinstance(call, dict))
+        content = "⚙ " + ", ".join(map(str, names))
+    return str(content or "")
+
+
+@login_required
+@require_POST
+def dataset_edit(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    _, dataset = _dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    form = DatasetForm(request.POST)
+    if form.is_valid():
+        try:
+            dataset_update(dataset=dataset, **form.cleaned_data)
+            messages.success(request, "Saved.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+    else:
+        messages.error(request, _problems(form.errors))
+    return redirect("dataset", slug=slug, dataset_id=dataset_id)
+
+
+@login_required
+def dataset_stats_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """Counts and histograms, loaded after the page so a large dataset does not slow it down."""
+    membership, dataset = _dataset_or_404(request, slug, dataset_id)
+    stats = dataset_stats.dataset_stats(dataset=dataset)
+    context = {
+        "project": membership.project,
+        "dataset": dataset,
+        "stats": stats,
+        "token_bins": [asdict(b) for b in stats.token_bins],
+        "turn_bins": [asdict(b) for b in stats.turn_bins],
+        "token_bins_id": f"token-bins-{dataset.pk}",
+        "turn_bins_id": f"turn-bins-{dataset.pk}",
+    }
+    return render(request, "curation/_dataset_stats.html", context)
+
+
+@login_required
+def dataset_validation(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    membership, dataset = _dataset_or_404(request, slug, dataset_id)
+    form = ValidationForm(request.GET or {"max_tokens": DEFAULT_MAX_TOKENS})
+    report = dataset_validate(dataset=dataset, max_tokens=form.cleaned_data["max_tokens"]) if form.is_valid() else None
+    context = {"project": membership.project, "dataset": dataset, "form": form, "report": report}
+    template = (
+        "curation/_dataset_validation.html"
+        if request.headers.get("HX-Request")
+        else "curation/dataset_validation.html"
+    )
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def dataset_split_view(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    _, dataset = _dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    form = SplitForm(request.POST)
+    if form.is_valid():
+        train, validation = dataset_split(dataset=dataset, **form.cleaned_data)
+        messages.success(request, f"Split: {train} train, {validation} validation (seed {form.cleaned_data['seed']}).")
+    else:
+        messages.error(request, _problems(form.errors))
+    return redirect("dataset", slug=slug, dataset_id=dataset_id)
+
+
+@login_required
+@require_POST
+def entries_action(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """Delete the selected entries or move them to a split (from the list, or from one entry's page)."""
+    _, dataset = _dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    form = EntriesAction(request.POST)
+    if not form.is_valid():
+        messages.error(request, _problems(form.errors))
+    elif form.cleaned_data["action"] == "delete":
+        deleted = entries_delete(dataset=dataset, ids=form.cleaned_data["ids"])
+        messages.success(request, f"Deleted {deleted} entr{'y' if deleted == 1 else 'ies'}.")
+    else:
+        moved = entries_set_split(dataset=dataset, ids=form.cleaned_data["ids"], split=form.cleaned_data["action"])
+        messages.success(
+            request, f"Moved {moved} entr{'y' if moved == 1 else 'ies'} to {form.cleaned_data['action']}."
+        )
+    return redirect(_back(request, slug, dataset))
+
+
+def _back(request: AuthenticatedRequest, slug: str, dataset: Dataset) -> str:
+    """Where the form came from, when that is a page of this dataset (never another site)."""
+    home = reverse("dataset", args=[slug, dataset.pk])
+    back = request.POST.get("next", "")
+    return back if back.startswith(home) else home
+
+
+# --- one entry --------------------------------------------------------------------------------------
+
+
+@login_required
+def entry_detail(request: AuthenticatedRequest, slug: str, dataset_id: int, entry_id: int) -> HttpResponse:
+    """The entry editor and its diff against the source log. A POST with `op` edits the form itself
+    (add or remove a turn) without saving; a POST without saves through `entry_update`."""
+    role = Role.EDITOR if request.method == "POST" else Role.VIEWER
+    membership, dataset = _dataset_or_404(request, slug, dataset_id, role)
+    entry = dataset_stats.entry_get(dataset=dataset, entry_id=entry_id)
+    if entry is None:
+        raise Http404("Entry not found")
+    form = EntryForm.from_entry(entry.messages, entry.tools)
+    if request.method == "POST":
+        form = EntryForm.from_post(request.POST)
+        if request.POST.get("op"):
+            form.apply(request.POST["op"])
+        elif _save(entry, form):
+            messages.success(request, "Entry saved." if entry.edited else "Entry saved; it matches its source again.")
+            return redirect("dataset-entry", slug=slug, dataset_id=dataset_id, entry_id=entry_id)
+    previous, following = dataset_stats.entry_neighbours(dataset=dataset, entry_id=entry.pk)
+    context = {
+        "project": membership.project,
+        "dataset": dataset,
+        "entry": entry,
+        "can_edit": _can_edit(membership),
+        "form": form,
+        "diff": entry_diff(entry),
+        "previous": previous,
+        "following": following,
+    }
+    return render(request, "curation/entry.html", context, status=400 if form.errors else 200)
+
+
+def _save(entry: DatasetEntry, form: EntryForm) -> bool:
+    conversation = form.conversation()
+    if conversation is None:
+        return False
+    try:
+        entry_update(entry=entry, messages=conversation[0], tools=conversation[1])
+    except ValidationError as exc:
+        for error in exc.messages:
+            form.add_error(error)
+        return False
+    return True
+
+
+# --- importing a training file ----------------------------------------------------------------------
+
+
+@login_required
+def dataset_imports_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """The dataset's imports alone, polled by its page while one runs."""
+    membership, dataset = _dataset_or_404(request, slug, dataset_id)
+    context = {"project": membership.project, "dataset": dataset, **_imports(dataset)}
+    response = render(request, "curation/_dataset_imports.html", context)
+    if request.headers.get("HX-Request") and not context["imports_running"]:
+        # The page polled because an import was running: now that it is done, reload the page so the
+        # list and the numbers show the new entries.
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@login_required
+@require_POST
+def dataset_import_upload(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    membership, dataset = _dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    form = DatasetImportForm(request.POST, request.FILES)
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        import_job_create(
+            project=membership.project, file=upload, source_name=upload.name, created_by=request.user, dataset=dataset
+        )
+        messages.success(request, f"Importing {upload.name} into {dataset.name}: progress below.")
+    else:
+        messages.error(request, _problems(form.errors))
+    return redirect("dataset", slug=slug, dataset_id=dataset_id)
+
+
+urlpatterns = [
+    path("p/<slug:slug>/datasets/", dataset_list, name="datasets"),
+    path("p/<slug:slug>/datasets/new", dataset_new, name="dataset-new"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/", dataset_detail, name="dataset"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/edit", dataset_edit, name="dataset-edit"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/stats", dataset_stats_panel, name="dataset-stats"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/validation", dataset_validation, name="dataset-validation"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/split", dataset_split_view, name="dataset-split"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/entries/action", entries_action, name="dataset-entries-action"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/entries/<int:entry_id>/", entry_detail, name="dataset-entry"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/imports/", dataset_imports_panel, name="dataset-imports"),
+    path(
+        "p/<slug:slug>/datasets/<int:dataset_id>/imports/upload", dataset_import_upload, name="dataset-import-upload"
+    ),
+]

@@ -1,0 +1,100 @@
+"""Pages. Thin: check membership, call selectors and services, render."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path
+from django.views.decorators.http import require_POST
+
+from curation import selectors
+from curation.forms import ApiKeyCreateForm, ImportUploadForm
+from curation.models import Role
+from curation.services.imports import import_job_create
+from curation.services.projects import api_key_create, api_key_revoke
+from curation.views.common import AuthenticatedRequest, membership_or_404
+
+
+@login_required
+def home(request: AuthenticatedRequest) -> HttpResponse:
+    memberships = list(selectors.projects_for_user(user=request.user))
+    if len(memberships) == 1:
+        return redirect("project", slug=memberships[0].project.slug)
+    return render(request, "curation/home.html", {"memberships": memberships})
+
+
+@login_required
+def project(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    membership = membership_or_404(request, slug)
+    context = {
+        "membership": membership,
+        "project": membership.project,
+        "is_owner": membership.role == Role.OWNER,
+        "can_edit": Role.rank(membership.role) >= Role.rank(Role.EDITOR),
+        "logs": selectors.log_list(project=membership.project).order_by("-created_at", "-id")[:25],
+        "imports": selectors.import_jobs_for_project(project=membership.project)[:10],
+        "import_form": ImportUploadForm(),
+        "key_form": ApiKeyCreateForm(),
+        "api_keys": selectors.api_keys_for_project(project=membership.project)
+        if membership.role == Role.OWNER
+        else [],
+        "new_key": request.session.pop("new_api_key", None),
+    }
+    return render(request, "curation/project.html", context)
+
+
+@login_required
+def imports_panel(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    """The imports table alone, polled by the project page while an import runs."""
+    membership = membership_or_404(request, slug)
+    imports = selectors.import_jobs_for_project(project=membership.project)[:10]
+    return render(request, "curation/_imports.html", {"project": membership.project, "imports": imports})
+
+
+@login_required
+@require_POST
+def import_upload(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    membership = membership_or_404(request, slug, Role.EDITOR)
+    form = ImportUploadForm(request.POST, request.FILES)
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        import_job_create(project=membership.project, file=upload, source_name=upload.name, created_by=request.user)
+        messages.success(request, f"Importing {upload.name}: progress below.")
+    else:
+        problems = (f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items())
+        messages.error(request, "; ".join(problems))
+    return redirect("project", slug=slug)
+
+
+@login_required
+@require_POST
+def api_key_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    membership = membership_or_404(request, slug, Role.OWNER)
+    form = ApiKeyCreateForm(request.POST)
+    if form.is_valid():
+        key, raw = api_key_create(project=membership.project, name=form.cleaned_data["name"], created_by=request.user)
+        # Shown once, on the next page load, then gone: only its hash is stored.
+        request.session["new_api_key"] = {"prefix": key.prefix, "raw": raw}
+    return redirect("project", slug=slug)
+
+
+@login_required
+@require_POST
+def api_key_revoke_view(request: AuthenticatedRequest, slug: str, key_id: int) -> HttpResponse:
+    membership = membership_or_404(request, slug, Role.OWNER)
+    key = selectors.api_key_get(project=membership.project, key_id=key_id)
+    if key is None:
+        raise Http404("Key not found")
+    api_key_revoke(key=key)
+    messages.success(request, f"Key {key.prefix}… revoked.")
+    return redirect("project", slug=slug)
+
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("p/<slug:slug>/", project, name="project"),
+    path("p/<slug:slug>/imports/", imports_panel, name="imports-panel"),
+    path("p/<slug:slug>/imports/upload", import_upload, name="import-upload"),
+    path("p/<slug:slug>/keys/new", api_key_new, name="api-key-new"),
+    path("p/<slug:slug>/keys/<int:key_id>/revoke", api_key_revoke_view, name="api-key-revoke"),
+]

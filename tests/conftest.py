@@ -1,0 +1,130 @@
+"""Personas (owner, editor teammate, viewer, outsider), API clients, and the real services.
+
+A test that needs PostgreSQL, Redis or a Celery worker it cannot reach is skipped on a laptop, and
+fails when LOGTUNE_STRICT_SKIPS=1 (CI sets it): in CI every skip is a failure.
+"""
+
+import os
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from curation.models import Role
+from tests.factories import ProjectFactory, UserFactory
+
+STRICT_SKIPS = os.environ.get("LOGTUNE_STRICT_SKIPS") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT_SKIPS and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"Skipped under LOGTUNE_STRICT_SKIPS=1 (skips are failures in CI): {reason}"
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def postgres(db: None) -> None:
+    """The test needs PostgreSQL (full-text search, jsonb containment, COPY, concurrency)."""
+    if connection.vendor != "postgresql":
+        pytest.skip(f"needs PostgreSQL, the test database is {connection.vendor}")
+
+
+@pytest.fixture(scope="session")
+def redis_broker_url() -> str:
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith("redis://"):
+        pytest.skip(f"needs a Redis broker, CELERY_BROKER_URL is {url}")
+    if not _reachable(url, 6379):
+        pytest.skip(f"Redis is not reachable at {url}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def celery_session_app(redis_broker_url: str):
+    from config.celery import app
+
+    app.conf.broker_url = redis_broker_url
+    return app
+
+
+@pytest.fixture
+def celery_worker(celery_session_app, transactional_db: None) -> Iterator[object]:
+    """A real Celery worker (in a thread of this process) consuming the real Redis broker.
+    Tests using it see committed data only, hence transactional_db."""
+    from celery.contrib.testing.worker import start_worker
+
+    celery_session_app.control.purge()
+    with start_worker(
+        celery_session_app, pool="solo", perform_ping_check=False, queues=["default"], shutdown_timeout=30
+    ) as worker:
+        yield worker
+
+
+# --- Personas -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(db: None):
+    return ProjectFactory(slug="acme", name="Acme")
+
+
+@pytest.fixture
+def owner(project):
+    return UserFactory(username="alice", memberships=[(project, Role.OWNER)])
+
+
+@pytest.fixture
+def editor(project):
+    return UserFactory(username="bob", memberships=[(project, Role.EDITOR)])
+
+
+@pytest.fixture
+def viewer(project):
+    return UserFactory(username="carol", memberships=[(project, Role.VIEWER)])
+
+
+@pytest.fixture
+def outsider(db: None):
+    other = ProjectFactory(slug="other", name="Other")
+    return UserFactory(username="mallory", memberships=[(other, Role.OWNER)])
+
+
+@pytest.fixture
+def api_key(project) -> str:
+    from curation.services.projects import api_key_create
+
+    return api_key_create(project=project, name="tests")[1]
+
+
+@pytest.fixture
+def key_client(api_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    return client
+
+
+@pytest.fixture
+def client_for():
+    def make(user) -> APIClient:
+        client = APIClient()
+        client.force_authenticate(user)
+        return client
+
+    return make

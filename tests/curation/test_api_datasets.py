@@ -1,0 +1,146 @@
+import pytest
+
+from curation.models import AuditEvent, BulkJob, Dataset, DatasetEntry, LogEntry, Tag
+from curation.services import bulk
+from curation.services.bulk import bulk_job_run
+from curation.services.logs import logs_ingest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def logs(project):
+    items = [
+        {"prompt": f"math {i}" if i < 6 else f"chat {i}", "completion": "ok", "tags": ["math" if i < 6 else "chat"]}
+        for i in range(10)
+    ]
+    logs_ingest(project=project, items=items)
+    return list(LogEntry.objects.filter(project=project).order_by("id"))
+
+
+def test_a_dataset_is_created_filled_by_filter_and_listed(key_client, logs):
+    created = key_client.post("/api/v1/datasets", {"name": "Math", "description": "prod math"}, format="json")
+    assert created.status_code == 201, created.content
+    dataset_id = created.json()["id"]
+
+    added = key_client.post(f"/api/v1/datasets/{dataset_id}/entries", {"filter": "tag=math"}, format="json")
+    again = key_client.post(f"/api/v1/datasets/{dataset_id}/entries", {"filter": {"q": "math"}}, format="json")
+
+    assert added.json() == {"changed": 6, "matched": 6}
+    assert again.json()["changed"] == 0
+    listing = key_client.get("/api/v1/datasets").json()
+    assert [(d["name"], d["entries"]) for d in listing] == [("Math", 6)]
+
+
+def test_entries_are_added_by_ids_and_paged(key_client, project, logs):
+    dataset = Dataset.objects.create(project=project, name="d")
+
+    key_client.post(f"/api/v1/datasets/{dataset.pk}/entries", {"log_ids": [log.pk for log in logs]}, format="json")
+    first = key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?limit=4").json()
+    second = key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?limit=4&after={first['next_after']}").json()
+
+    assert len(first["results"]) == 4 and len(second["results"]) == 4
+    assert first["results"][-1]["id"] < second["results"][0]["id"]
+    assert key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?q=chat").json()["results"][0]["messages"][0] == {
+        "role": "user",
+        "content": "chat 6",
+    }
+
+
+def test_an_entry_is_edited_without_touching_its_log(key_client, project, logs):
+    dataset = Dataset.objects.create(project=project, name="d")
+    key_client.post(f"/api/v1/datasets/{dataset.pk}/entries", {"log_ids": [logs[0].pk]}, format="json")
+    entry = DatasetEntry.objects.get(dataset=dataset)
+    url = f"/api/v1/datasets/{dataset.pk}/entries/{entry.pk}"
+    messages = [{"role": "user", "content": "math 0"}, {"role": "assistant", "content": "better answer"}]
+
+    response = key_client.patch(url, {"messages": messages, "split": "validation"}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["edited"], response.json()["split"]) == (True, "validation")
+    assert LogEntry.objects.get(pk=logs[0].pk).messages[1]["content"] == "ok"
+    bad = key_client.patch(url, {"messages": [{"role": "bot", "content": "x"}]}, format="json")
+    assert bad.status_code == 400
+    assert "role" in bad.json()["messages"][0]
+    assert DatasetEntry.objects.get(pk=entry.pk).messages == messages
+
+
+def test_split_by_ratio_and_seed_is_reproducible(key_client, project, logs):
+    dataset = Dataset.objects.create(project=project, name="d")
+    key_client.post(f"/api/v1/datasets/{dataset.pk}/entries", {"filter": ""}, format="json")
+
+    first = key_client.post(
+        f"/api/v1/datasets/{dataset.pk}/split", {"validation_ratio": 0.3, "seed": 7}, format="json"
+    )
+    chosen = set(DatasetEntry.objects.filter(dataset=dataset, split="validation").values_list("id", flat=True))
+    key_client.post(f"/api/v1/datasets/{dataset.pk}/split", {"validation_ratio": 0.3, "seed": 7}, format="json")
+
+    assert (first.json()["train"], first.json()["validation"]) == (7, 3)
+    assert set(DatasetEntry.objects.filter(dataset=dataset, split="validation").values_list("id", flat=True)) == chosen
+
+
+def test_bulk_tagging_all_matching_runs_as_a_job_above_the_inline_limit(key_client, project, logs, monkeypatch):
+    monkeypatch.setattr(bulk, "INLINE_LIMIT", 3)
+
+    response = key_client.post(
+        "/api/v1/logs/bulk", {"action": "tag_add", "tags": ["reviewed"], "filter": "tag=math"}, format="json"
+    )
+
+    assert response.status_code == 202, response.content
+    job = BulkJob.objects.get(pk=response.json()["id"])
+    assert job.total == 6
+    bulk_job_run(job_id=job.pk)
+    assert key_client.get(f"/api/v1/bulk-jobs/{job.pk}").json()["status"] == "succeeded"
+    assert Tag.objects.get(project=project, name="reviewed").logs.count() == 6
+
+
+def test_bulk_delete_of_a_selection_is_audited_with_the_key(key_client, project, logs):
+    response = key_client.post("/api/v1/logs/bulk", {"action": "delete", "log_ids": [logs[0].pk]}, format="json")
+
+    assert response.json() == {"changed": 1}
+    event = AuditEvent.objects.get(project=project)
+    assert event.action == "logs.delete" and event.api_key is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"action": "delete"},
+        {"action": "delete", "log_ids": [1], "filter": "tag=x"},
+        {"action": "delete", "filter": "colour=red"},
+        {"action": "tag_add", "log_ids": [1]},
+        {"action": "melt", "log_ids": [1]},
+    ],
+)
+def test_bad_bulk_requests_are_400(key_client, logs, body):
+    response = key_client.post("/api/v1/logs/bulk", body, format="json")
+
+    assert response.status_code == 400
+    assert LogEntry.objects.count() == 10
+
+
+def test_tags_are_renamed_merged_and_deleted(key_client, project, logs):
+    tags = {t["name"]: t for t in key_client.get("/api/v1/tags").json()}
+    assert (tags["math"]["logs"], tags["chat"]["logs"]) == (6, 4)
+
+    key_client.patch(f"/api/v1/tags/{tags['chat']['id']}", {"name": "talk", "color": "#00ff00"}, format="json")
+    merged = key_client.post(f"/api/v1/tags/{tags['chat']['id']}/merge", {"into": tags["math"]["id"]}, format="json")
+
+    assert merged.json()["moved"] == 4
+    assert [t["name"] for t in key_client.get("/api/v1/tags").json()] == ["math"]
+    assert key_client.delete(f"/api/v1/tags/{tags['math']['id']}").status_code == 204
+    assert LogEntry.objects.filter(project=project).count() == 10
+
+
+def test_viewers_read_but_cannot_change_and_outsiders_see_nothing(client_for, project, viewer, outsider, logs):
+    dataset = Dataset.objects.create(project=project, name="d")
+    as_viewer, as_outsider = client_for(viewer), client_for(outsider)
+
+    assert as_viewer.get("/api/v1/datasets?project=acme").status_code == 200
+    assert as_viewer.post("/api/v1/datasets?project=acme", {"name": "x"}, format="json").status_code == 403
+    assert as_viewer.delete(f"/api/v1/datasets/{dataset.pk}?project=acme").status_code == 403
+    bulk_body = {"action": "delete", "log_ids": [logs[0].pk]}
+    assert as_viewer.post("/api/v1/logs/bulk?project=acme", bulk_body, format="json").status_code == 403
+    assert as_outsider.get(f"/api/v1/datasets/{dataset.pk}?project=other").status_code == 404
+    assert as_outsider.post("/api/v1/logs/bulk?project=other", bulk_body, format="json").json() == {"changed": 0}
+    assert LogEntry.objects.filter(project=project).count() == 10

@@ -1,0 +1,249 @@
+import threading
+from decimal import Decimal
+
+import orjson
+import pytest
+from django.test import override_settings
+
+from curation.models import ApiKey, LogEntry, LogStatus, Project
+from curation.services.logs import logs_ingest
+from curation.services.projects import api_key_create, api_key_revoke
+from tests.curation.samples import anthropic_log, openai_log
+
+pytestmark = pytest.mark.django_db
+
+
+def post_json(client, body, **extra):
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return client.post("/api/v1/logs", data=raw, content_type="application/json", **extra)
+
+
+def test_it_stores_an_openai_log_with_extracted_columns(key_client, project):
+    sent = openai_log(external_id="req-1")
+    response = post_json(key_client, sent)
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    log = LogEntry.objects.get(project=project)
+    assert log.original == sent
+    assert log.messages[-1] == {"role": "assistant", "content": "4"}
+    assert [m["role"] for m in log.messages] == ["system", "user", "assistant"]
+    assert (log.model, log.provider, log.status, log.status_code) == ("gpt-4o-mini", "openai", "success", 200)
+    assert (log.prompt_tokens, log.completion_tokens, log.total_tokens, log.latency_ms) == (20, 1, 21, 812)
+    # gpt-4o-mini: $0.15 in, $0.60 out per million tokens
+    assert log.cost_usd == Decimal("20") * Decimal("0.15") / 10**6 + Decimal("1") * Decimal("0.60") / 10**6
+    assert log.created_at.isoformat() == "2026-09-01T10:00:00+00:00"
+    assert log.metadata == {"env": "prod", "user_id": 42}
+    assert [t.name for t in log.tags.all()] == ["math"]
+    assert log.external_id == "req-1"
+
+
+def test_it_turns_an_anthropic_tool_round_trip_into_openai_messages(key_client, project):
+    response = post_json(key_client, anthropic_log())
+
+    assert response.status_code == 200, response.content
+    log = LogEntry.objects.get(project=project)
+    roles = [m["role"] for m in log.messages]
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    call = log.messages[2]["tool_calls"][0]
+    assert call["function"]["name"] == "get_weather"
+    assert orjson.loads(call["function"]["arguments"]) == {"city": "Paris"}
+    assert log.messages[3]["tool_call_id"] == call["id"] == "toolu_1"
+    assert log.tools[0]["function"]["name"] == "get_weather"
+    assert (log.prompt_tokens, log.completion_tokens) == (300, 12)
+    assert log.cost_usd == (Decimal(300) * 3 + Decimal(12) * 15) / 10**6
+
+
+def test_it_stores_the_good_items_of_a_batch_and_reports_each_bad_one(key_client, project):
+    bad_role = openai_log()
+    bad_role["request"]["messages"][1]["role"] = "bot"
+    body = {"logs": [openai_log(), bad_role, anthropic_log(), {"request": "nope"}]}
+
+    response = post_json(key_client, body)
+
+    assert response.status_code == 200
+    result = response.json()
+    assert (result["accepted"], result["duplicates"]) == (2, 0)
+    assert [r["index"] for r in result["rejected"]] == [1, 3]
+    assert result["rejected"][0]["error"].startswith("request.messages.1.role: ")
+    assert "bot" in result["rejected"][0]["error"]
+    assert result["rejected"][1]["error"].startswith("request: ")
+    assert LogEntry.objects.filter(project=project).count() == 2
+
+
+def test_it_answers_400_when_every_item_is_rejected(key_client, project):
+    response = post_json(key_client, {"logs": [{"request": {}, "bogus": 1}]})
+
+    assert response.status_code == 400
+    assert response.json()["accepted"] == 0
+    assert response.json()["rejected"][0]["index"] == 0
+    assert not LogEntry.objects.exists()
+
+
+def test_it_counts_a_resent_external_id_as_a_duplicate_and_changes_nothing(key_client, project):
+    post_json(key_client, openai_log(external_id="req-9", tags=["first"]))
+    response = post_json(key_client, {"logs": [openai_log(external_id="req-9", tags=["second"], latency_ms=1)]})
+
+    assert response.json() == {"accepted": 0, "duplicates": 1, "rejected": []}
+    log = LogEntry.objects.get(project=project)
+    assert log.latency_ms == 812
+    assert [t.name for t in log.tags.all()] == ["first"]
+
+
+def test_it_counts_a_repeated_external_id_inside_one_batch_once(key_client, project):
+    response = post_json(key_client, {"logs": [openai_log(external_id="x"), openai_log(external_id="x")]})
+
+    assert response.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
+
+
+def test_external_ids_are_unique_per_project_not_globally(key_client, project):
+    other = Project.objects.create(slug="other", name="Other")
+    logs_ingest(project=other, items=[openai_log(external_id="shared")])
+
+    response = post_json(key_client, openai_log(external_id="shared"))
+
+    assert response.json()["accepted"] == 1
+
+
+def test_a_provider_error_response_is_a_log_with_error_status(key_client, project):
+    sent = openai_log(
+        response={"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+        status_code=429,
+    )
+    response = post_json(key_client, sent)
+
+    assert response.json()["accepted"] == 1
+    log = LogEntry.objects.get(project=project)
+    assert log.status == LogStatus.ERROR
+    assert log.status_code == 429
+    assert "Rate limit reached" in log.error_message
+    assert log.messages[-1]["role"] == "user"
+
+
+def test_it_rejects_bad_json_with_its_position(key_client):
+    response = post_json(key_client, b'{"request": {"model": "x",}}')
+
+    assert response.status_code == 400
+    assert "Invalid JSON" in response.json()["detail"]
+    assert "line 1" in response.json()["detail"]
+
+
+def test_it_rejects_a_lone_surrogate_instead_of_failing_in_the_database(key_client):
+    body = b'{"messages": [{"role": "user", "content": "hi \\ud800"}, {"role": "assistant", "content": "ok"}]}'
+
+    response = post_json(key_client, body)
+
+    assert response.status_code == 400
+    assert "Invalid JSON" in response.json()["detail"]
+    assert not LogEntry.objects.exists()
+
+
+def test_it_rejects_invalid_utf8(key_client):
+    response = post_json(key_client, b'{"prompt": "\xff\xfe", "completion": "x"}')
+
+    assert response.status_code == 400
+    assert not LogEntry.objects.exists()
+
+
+def test_it_rejects_a_nul_character_with_its_path(key_client):
+    response = post_json(
+        key_client, {"logs": [{"prompt": "a\u0000b", "completion": "c"}, {"prompt": "p", "completion": "c"}]}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 1
+    assert response.json()["rejected"][0]["error"].startswith("prompt: ")
+    assert "NUL" in response.json()["rejected"][0]["error"]
+
+
+def test_it_refuses_an_oversized_body_with_413(key_client):
+    with override_settings(LOGTUNE_MAX_BODY_BYTES=1000):
+        response = post_json(key_client, {"logs": [openai_log() for _ in range(5)]})
+
+    assert response.status_code == 413
+    assert "limit is 1000" in response.json()["detail"]
+    assert not LogEntry.objects.exists()
+
+
+def test_it_refuses_more_logs_than_the_batch_limit(key_client):
+    with override_settings(LOGTUNE_MAX_BATCH=3):
+        response = post_json(key_client, {"logs": [openai_log() for _ in range(4)]})
+
+    assert response.status_code == 400
+    assert "At most 3 logs" in response.json()["logs"][0]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"logs": {"a": 1}}, "logs"), ({"logs": [], "tag": ["x"]}, "tag"), (["not", "an", "object"], "detail")],
+)
+def test_it_rejects_a_malformed_batch_envelope(key_client, body, field):
+    response = post_json(key_client, body)
+
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_it_requires_a_valid_active_key(client, project):
+    key, raw = api_key_create(project=project)
+    api_key_revoke(key=key)
+
+    no_key = client.post("/api/v1/logs", data=b"{}", content_type="application/json")
+    wrong = client.post("/api/v1/logs", data=b"{}", content_type="application/json", HTTP_AUTHORIZATION="Bearer lt_x")
+    revoked = client.post(
+        "/api/v1/logs", data=b"{}", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )
+
+    assert (no_key.status_code, wrong.status_code, revoked.status_code) == (401, 401, 401)
+    assert "revoked" in revoked.json()["detail"]
+
+
+def test_it_records_when_a_key_was_last_used(key_client, project):
+    post_json(key_client, openai_log())
+
+    assert ApiKey.objects.get(project=project).last_used_at is not None
+
+
+def test_session_users_send_logs_by_role(client_for, project, owner, editor, viewer, outsider):
+    url = "/api/v1/logs?project=acme"
+    body = orjson.dumps(openai_log())
+
+    assert client_for(editor).post(url, body, content_type="application/json").status_code == 200
+    assert client_for(owner).post(url, body, content_type="application/json").status_code == 200
+    assert client_for(viewer).post(url, body, content_type="application/json").status_code == 403
+    assert client_for(outsider).post(url, body, content_type="application/json").status_code == 404
+    assert client_for(editor).post("/api/v1/logs", body, content_type="application/json").status_code == 400
+    assert LogEntry.objects.filter(project=project).count() == 2
+
+
+def test_a_key_cannot_act_in_another_project(key_client, outsider):
+    response = key_client.post(
+        "/api/v1/logs?project=other", orjson.dumps(openai_log()), content_type="application/json"
+    )
+
+    assert response.status_code == 403
+    assert not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_with_one_external_id_store_it_once(postgres, project):
+    barrier = threading.Barrier(4)
+    results = []
+
+    def send() -> None:
+        from django.db import connection
+
+        barrier.wait()
+        try:
+            results.append(logs_ingest(project=project, items=[openai_log(external_id="race")]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert LogEntry.objects.filter(project=project, external_id="race").count() == 1
+    assert sorted((r.accepted, r.duplicates) for r in results) == [(0, 1), (0, 1), (0, 1), (1, 0)]

@@ -1,0 +1,176 @@
+import pytest
+from django.core.exceptions import ValidationError
+from django.http import QueryDict
+
+from curation.filters import logs_filter
+from curation.models import AuditEvent, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, LogTag, Tag
+from curation.services import bulk
+from curation.services.bulk import bulk_apply_to_ids, bulk_job_create, bulk_job_run
+from curation.services.datasets import dataset_add_logs, dataset_create
+from curation.services.logs import logs_ingest
+from curation.services.tags import tag_delete, tag_merge, tag_update, tags_add, tags_remove
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def logs(project):
+    items = [{"prompt": f"question {i}", "completion": "answer", "tags": ["a"] if i < 5 else ["b"]} for i in range(10)]
+    assert logs_ingest(project=project, items=items).accepted == 10
+    return LogEntry.objects.filter(project=project).order_by("id")
+
+
+def tag_names(log: LogEntry) -> set[str]:
+    return {t.name for t in log.tags.all()}
+
+
+def test_tags_add_tags_exactly_the_filtered_logs_once(project, logs):
+    matching = logs_filter(project=project, params=QueryDict("tag=a"))
+
+    assert tags_add(project=project, logs=matching, names=["reviewed", "a"]) == 5  # "a" was already there
+    assert tags_add(project=project, logs=matching, names=["reviewed"]) == 0
+    assert [tag_names(log) for log in logs] == [{"a", "reviewed"}] * 5 + [{"b"}] * 5
+
+
+def test_tags_remove_removes_only_from_the_filtered_logs(project, logs):
+    tags_add(project=project, logs=logs, names=["x"])
+
+    removed = tags_remove(project=project, logs=logs_filter(project=project, params=QueryDict("tag=b")), names=["x"])
+
+    assert removed == 5
+    assert [("x" in tag_names(log)) for log in logs] == [True] * 5 + [False] * 5
+
+
+def test_tag_rename_recolour_and_refuse_a_taken_name(project, logs):
+    tag = Tag.objects.get(project=project, name="a")
+
+    tag_update(tag=tag, name="alpha", color="#ff0000")
+
+    assert Tag.objects.get(pk=tag.pk).name == "alpha"
+    with pytest.raises(ValidationError, match="already exists"):
+        tag_update(tag=tag, name="b")
+    with pytest.raises(ValidationError, match="#rrggbb"):
+        tag_update(tag=tag, color="red")
+
+
+def test_merging_moves_every_log_to_the_target_and_deletes_the_source(project, logs):
+    tags_add(
+        project=project, logs=logs.filter(id__in=[logs[0].pk, logs[1].pk]), names=["b"]
+    )  # two logs have both tags: no duplicate link
+    source, target = Tag.objects.get(project=project, name="a"), Tag.objects.get(project=project, name="b")
+
+    moved = tag_merge(source=source, target=target)
+
+    assert moved == 3
+    assert not Tag.objects.filter(pk=source.pk).exists()
+    assert all(tag_names(log) == {"b"} for log in logs)
+
+
+def test_deleting_a_tag_keeps_the_logs(project, logs):
+    assert tag_delete(tag=Tag.objects.get(project=project, name="a")) == 5
+    assert LogEntry.objects.filter(project=project).count() == 10
+    assert not LogTag.objects.filter(tag__name="a").exists()
+
+
+def test_a_selection_is_acted_on_at_once_and_audited(project, logs, owner, outsider):
+    ids = [log.pk for log in logs[:3]]
+    foreign = logs_ingest(project=outsider.projects.get(), items=[{"prompt": "p", "completion": "c"}])
+    assert foreign.accepted == 1
+    foreign_id = LogEntry.objects.exclude(project=project).get().pk
+
+    changed = bulk_apply_to_ids(project=project, action="delete", params={}, ids=[*ids, foreign_id], actor=owner)
+
+    assert changed == 3
+    assert LogEntry.objects.filter(pk=foreign_id).exists()  # another project's id is ignored
+    event = AuditEvent.objects.get(project=project)
+    assert (event.action, event.count, event.actor) == ("logs.delete", 3, owner)
+
+
+def test_deleting_logs_keeps_dataset_entries_as_unlinked_copies(project, logs):
+    dataset = dataset_create(project=project, name="d")
+    dataset_add_logs(dataset=dataset, logs=logs)
+
+    gone = logs[0].pk
+
+    assert bulk.logs_delete(logs=logs.filter(id__in=[gone])) == 1
+
+    assert DatasetEntry.objects.filter(dataset=dataset).count() == 10
+    assert DatasetEntry.objects.filter(dataset=dataset, log__isnull=True).count() == 1
+    assert not LogTag.objects.filter(log_id=gone).exists()
+
+
+def test_a_job_on_all_matching_logs_runs_in_chunks_and_resumes(project, logs, owner, monkeypatch):
+    monkeypatch.setattr(bulk, "CHUNK", 2)
+    job = bulk_job_create(
+        project=project, action="tag_add", params={"tags": "done"}, query="tag_none=done", actor=owner
+    )
+    assert job.total == 10
+    calls = {"n": 0}
+    real_apply = bulk._apply
+
+    def crash_on_third_chunk(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("worker lost")
+        return real_apply(**kwargs)
+
+    monkeypatch.setattr(bulk, "_apply", crash_on_third_chunk)
+    with pytest.raises(RuntimeError):
+        bulk_job_run(job_id=job.pk)
+    assert BulkJob.objects.get(pk=job.pk).status == JobStatus.FAILED
+    BulkJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)  # as if redelivered
+
+    monkeypatch.setattr(bulk, "_apply", real_apply)
+    job = bulk_job_run(job_id=job.pk)
+
+    assert (job.status, job.done, job.changed, job.progress) == (JobStatus.SUCCEEDED, 10, 10, 1.0)
+    assert all("done" in tag_names(log) for log in logs)
+    assert AuditEvent.objects.get(action="logs.tag_add").query == "tag_none=done"
+
+
+def test_adding_to_a_dataset_skips_logs_already_in_it(project, logs):
+    dataset = dataset_create(project=project, name="math")
+
+    first = dataset_add_logs(dataset=dataset, logs=logs_filter(project=project, params=QueryDict("tag=a")))
+    second = dataset_add_logs(dataset=dataset, logs=logs)
+
+    assert (first, second) == (5, 5)
+    entry = DatasetEntry.objects.filter(dataset=dataset).order_by("id").first()
+    assert entry.messages == entry.log.messages
+    assert entry.turns == 2
+    assert entry.est_tokens == (len(entry.log.search_text) + 3) // 4
+
+
+@pytest.mark.parametrize(
+    ("action", "params", "field"),
+    [("tag_add", {}, "tags"), ("dataset_add", {"dataset": 999999}, "dataset"), ("explode", {}, "action")],
+)
+def test_bad_bulk_requests_name_the_field(project, logs, action, params, field):
+    with pytest.raises(ValidationError) as error:
+        bulk_apply_to_ids(project=project, action=action, params=params, ids=[logs[0].pk])
+
+    assert field in error.value.message_dict
+
+
+def test_a_dataset_of_another_project_cannot_be_targeted(project, logs, outsider):
+    theirs = Dataset.objects.create(project=outsider.projects.get(), name="theirs")
+
+    with pytest.raises(ValidationError):
+        bulk_apply_to_ids(project=project, action="dataset_add", params={"dataset": theirs.pk}, ids=[logs[0].pk])
+
+
+def test_a_text_searched_selection_can_be_untagged_and_added_to_a_dataset(project, logs):
+    searched = logs_filter(project=project, params=QueryDict("q=question 7"))
+    tags_add(project=project, logs=searched, names=["seven"])
+
+    removed = tags_remove(project=project, logs=searched, names=["seven"])
+    added = dataset_add_logs(dataset=dataset_create(project=project, name="s"), logs=searched)
+
+    assert (removed, added) == (1, 1)
+
+
+def test_an_inline_action_on_all_matching_logs_records_its_filter(key_client, project, logs):
+    key_client.post("/api/v1/logs/bulk", {"action": "tag_add", "tags": ["x"], "filter": "tag=a"}, format="json")
+
+    event = AuditEvent.objects.get(project=project, action="logs.tag_add")
+    assert (event.query, event.count, event.api_key is not None) == ("tag=a", 5, True)

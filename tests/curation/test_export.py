@@ -1,0 +1,429 @@
+"""Exports: each format's exact lines and what it reports lost, batching, splits, snapshots and the CLI."""
+
+import hashlib
+import io
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from django.core.management import call_command
+
+from curation.export import export_preview, export_stream, snapshot_create
+from curation.export import service as export_service
+from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot
+
+pytestmark = pytest.mark.django_db
+
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather by city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+# A system prompt, a user turn with an image, a tool call round trip (the call's turn not trained on),
+# and the final answer.
+WEATHER = [
+    {"role": "system", "content": "You are a weather bot."},
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is the weather where this was taken?"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/paris.jpg"}},
+        ],
+    },
+    {"role": "assistant", "content": None, "tool_calls": [CALL], "weight": 0},
+    {"role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"},
+    {"role": "assistant", "content": "It is 18 °C and sunny in Paris."},
+]
+CALL_TEXT = '<tool_call>{"name":"get_weather","arguments":{"city":"Paris"}}</tool_call>'
+
+
+def line(row: dict) -> str:
+    """A JSONL line as the exporter writes it: compact, UTF-8, keys in the given order."""
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+
+
+def export_lines(dataset: Dataset, format: str, split: str | None = None) -> tuple[list[str], dict]:
+    export = export_stream(dataset=dataset, format=format, split=split)
+    body = b"".join(export.chunks).decode()
+    return body.splitlines(), export.report.as_dict()
+
+
+@pytest.fixture
+def dataset(project):
+    return Dataset.objects.create(project=project, name="Weather bot")
+
+
+@pytest.fixture
+def weather(dataset):
+    return DatasetEntry.objects.create(dataset=dataset, messages=WEATHER, tools=TOOLS)
+
+
+def test_openai_keeps_tool_calls_images_and_weights(dataset, weather):
+    lines, report = export_lines(dataset, "openai")
+
+    assert lines == [line({"messages": WEATHER, "tools": TOOLS})]
+    assert report == {
+        "format": "openai", "rows_read": 1, "rows_written": 1, "rows_skipped": 0, "lossless": True, "losses": {},
+    }  # fmt: skip
+
+
+def test_openai_leaves_tools_out_when_there_are_none(dataset):
+    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "hi"}])
+
+    lines, _ = export_lines(dataset, "openai")
+
+    assert lines == ['{"messages":[{"role":"user","content":"hi"}]}']
+
+
+def test_sharegpt_turns_tool_calls_into_function_call_and_observation_turns(dataset, weather):
+    lines, report = export_lines(dataset, "sharegpt")
+
+    conversations = [
+        {"from": "system", "value": "You are a weather bot."},
+        {"from": "human", "value": "What is the weather where this was taken?"},
+        {"from": "function_call", "value": '{"name":"get_weather","arguments":{"city":"Paris"}}'},
+        {"from": "observation", "value": "18 C, sunny"},
+        {"from": "gpt", "value": "It is 18 °C and sunny in Paris."},
+    ]
+    assert lines == [line({"conversations": conversations, "tools": line(TOOLS)})]
+    assert report["losses"] == {"images dropped": 1, "message weights dropped": 1}
+    assert report["rows_written"] == 1
+
+
+def test_alpaca_puts_the_turns_between_instruction_and_output_into_input(dataset, weather):
+    lines, report = export_lines(dataset, "alpaca")
+
+    assert lines == [
+        line(
+            {
+                "instruction": "What is the weather where this was taken?",
+                "input": f"Assistant: {CALL_TEXT}\n\nTool: 18 C, sunny",
+                "output": "It is 18 °C and sunny in Paris.",
+                "system": "You are a weather bot.",
+            }
+        )
+    ]
+    assert report["losses"] == {
+        "extra turns merged into input": 1,
+        "images dropped": 1,
+        "message weights dropped": 1,
+        "tool calls written as text": 1,
+        "tool definitions dropped": 1,
+    }
+
+
+def test_prompt_completion_renders_the_conversation_before_the_last_reply_as_labelled_text(dataset, weather):
+    lines, report = export_lines(dataset, "prompt_completion")
+
+    prompt = (
+        "System: You are a weather bot.\n\nUser: What is the weather where this was taken?\n\n"
+        f"Assistant: {CALL_TEXT}\n\nTool: 18 C, sunny\n\nAssistant:"
+    )
+    assert lines == [line({"prompt": prompt, "completion": " It is 18 °C and sunny in Paris."})]
+    assert report["losses"] == {
+        "earlier assistant turns moved into the prompt": 1,
+        "images dropped": 1,
+        "message weights dropped": 1,
+        "tool calls written as text": 1,
+        "tool definitions dropped": 1,
+    }
+
+
+def test_parquet_holds_one_row_per_entry_with_messages_and_tools_as_json(dataset, weather, tmp_path):
+    export = export_stream(dataset=dataset, format="parquet")
+    path = tmp_path / export.filename
+    path.write_bytes(b"".join(export.chunks))
+
+    rows = pq.read_table(path).to_pylist()
+
+    assert export.filename == "weather-bot-all.parquet"
+    assert rows == [{"id": weather.pk, "split": "train", "messages": line(WEATHER), "tools": line(TOOLS)}]
+    assert export.report.is_lossless
+
+
+def test_a_multi_turn_chat_in_alpaca_counts_its_extra_turns(dataset):
+    DatasetEntry.objects.create(
+        dataset=dataset,
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4"},
+        ],
+    )
+    DatasetEntry.objects.create(
+        dataset=dataset, messages=[{"role": "user", "content": "3+3?"}, {"role": "assistant", "content": "6"}]
+    )
+
+    lines, report = export_lines(dataset, "alpaca")
+
+    assert lines == [
+        line({"instruction": "Hi", "input": "Assistant: Hello!\n\nUser: 2+2?", "output": "4"}),
+        line({"instruction": "3+3?", "input": "", "output": "6"}),
+    ]
+    assert report["losses"] == {"extra turns merged into input": 1}
+
+
+def test_a_conversation_without_reply_is_skipped_and_counted(dataset):
+    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "anyone?"}])
+    DatasetEntry.objects.create(
+        dataset=dataset, messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    )
+
+    for format in ("sharegpt", "alpaca", "prompt_completion"):
+        lines, report = export_lines(dataset, format)
+
+        assert len(lines) == 1, format
+        assert (report["rows_read"], report["rows_skipped"]) == (2, 1)
+        assert report["losses"] == {"no assistant reply: skipped": 1}
+
+
+def test_sharegpt_merges_parallel_tool_results_and_lists_parallel_calls(dataset):
+    second = {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}
+    DatasetEntry.objects.create(
+        dataset=dataset,
+        messages=[
+            {"role": "user", "content": "Paris and Rome?"},
+            {"role": "assistant", "content": "Checking both.", "tool_calls": [CALL, second]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "18 C"},
+            {"role": "tool", "tool_call_id": "call_2", "content": "24 C"},
+            {"role": "assistant", "content": "Paris 18 C, Rome 24 C."},
+            {"role": "user", "content": "Thanks"},
+        ],
+    )
+
+    lines, report = export_lines(dataset, "sharegpt")
+
+    calls = '[{"name":"get_weather","arguments":{"city":"Paris"}},{"name":"get_weather","arguments":{"city":"Rome"}}]'
+    assert json.loads(lines[0])["conversations"] == [
+        {"from": "human", "value": "Paris and Rome?"},
+        {"from": "function_call", "value": calls},
+        {"from": "observation", "value": "18 C\n24 C"},
+        {"from": "gpt", "value": "Paris 18 C, Rome 24 C."},
+    ]
+    assert report["losses"] == {
+        "assistant text beside tool calls dropped": 1,
+        "parallel tool results merged into one turn": 1,
+        "turns after the last reply dropped": 1,
+    }
+
+
+def test_files_and_audio_the_text_formats_cannot_hold_are_counted(dataset):
+    parts = [
+        {"type": "text", "text": "Summarise these"},
+        {"type": "file", "file": {"file_id": "file-1"}},
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+    ]
+    DatasetEntry.objects.create(
+        dataset=dataset, messages=[{"role": "user", "content": parts}, {"role": "assistant", "content": "Done."}]
+    )
+
+    lines, report = export_lines(dataset, "sharegpt")
+
+    assert json.loads(lines[0])["conversations"][0] == {"from": "human", "value": "Summarise these"}
+    assert report["losses"] == {"audio dropped": 1, "files dropped": 1}
+
+
+def test_the_split_filter_exports_one_split_and_no_filter_all_in_id_order(dataset):
+    for index in range(6):
+        DatasetEntry.objects.create(
+            dataset=dataset,
+            messages=[{"role": "user", "content": f"q{index}"}],
+            split="validation" if index in (1, 2, 4) else "train",
+        )
+
+    validation, _ = export_lines(dataset, "openai", split="validation")
+    everything, _ = export_lines(dataset, "openai")
+
+    assert [json.loads(row)["messages"][0]["content"] for row in validation] == ["q1", "q2", "q4"]
+    assert [json.loads(row)["messages"][0]["content"] for row in everything] == [f"q{i}" for i in range(6)]
+
+
+def test_an_entry_of_another_dataset_is_never_exported(project, dataset):
+    other = Dataset.objects.create(project=project, name="other")
+    DatasetEntry.objects.create(dataset=other, messages=[{"role": "user", "content": "not mine"}])
+
+    lines, _ = export_lines(dataset, "openai")
+
+    assert lines == []
+
+
+@pytest.mark.parametrize("format", ["openai", "sharegpt", "alpaca", "prompt_completion"])
+def test_streaming_in_small_batches_gives_the_same_bytes_as_one_batch(dataset, weather, monkeypatch, format):
+    for index in range(6):
+        DatasetEntry.objects.create(
+            dataset=dataset,
+            messages=[{"role": "user", "content": f"q{index}"}, {"role": "assistant", "content": f"a{index}"}],
+            split="validation" if index % 3 == 0 else "train",
+        )
+    whole = list(export_stream(dataset=dataset, format=format).chunks)
+    monkeypatch.setattr(export_service, "BATCH_SIZE", 2)
+
+    batched = export_stream(dataset=dataset, format=format)
+    chunks = list(batched.chunks)
+
+    assert len(whole) == 1 and len(chunks) == 4
+    assert b"".join(chunks) == b"".join(whole)
+    assert batched.report.rows_read == 7
+
+
+def test_parquet_in_small_batches_writes_a_row_group_per_batch(dataset, monkeypatch, tmp_path):
+    for index in range(5):
+        DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": f"q{index}"}])
+    monkeypatch.setattr(export_service, "BATCH_SIZE", 2)
+
+    path = tmp_path / "out.parquet"
+    path.write_bytes(b"".join(export_stream(dataset=dataset, format="parquet").chunks))
+
+    parquet = pq.ParquetFile(path)
+    assert parquet.metadata.num_row_groups == 3
+    assert [json.loads(m)[0]["content"] for m in parquet.read().column("messages").to_pylist()] == [
+        f"q{i}" for i in range(5)
+    ]
+
+
+def test_the_preview_counts_losses_without_writing(dataset, weather):
+    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "anyone?"}])
+
+    alpaca = export_preview(dataset=dataset, format="alpaca").as_dict()
+    openai = export_preview(dataset=dataset, format="openai").as_dict()
+
+    assert (alpaca["rows_read"], alpaca["rows_written"]) == (2, 1)
+    assert alpaca["losses"]["no assistant reply: skipped"] == 1
+    assert alpaca["losses"]["tool calls written as text"] == 1
+    assert (openai["rows_read"], openai["rows_written"], openai["losses"]) == (2, 2, {})
+
+
+def test_the_preview_agrees_with_the_export(dataset, weather):
+    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "a"}])
+
+    for format in ("sharegpt", "alpaca", "prompt_completion"):
+        _, exported = export_lines(dataset, format)
+
+        assert export_preview(dataset=dataset, format=format).as_dict() == {**exported, "rows_total": 2}
+
+
+def test_a_preview_of_a_large_dataset_reads_only_its_first_entries(dataset, weather):
+    for _ in range(2):
+        DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "a"}])
+
+    report = export_preview(dataset=dataset, format="sharegpt", limit=1)
+
+    assert (report.rows_read, report.rows_total) == (1, 3)
+    assert report.losses == {"images dropped": 1, "message weights dropped": 1}
+
+
+def test_an_unknown_format_or_split_is_refused_by_name(dataset):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as bad_format:
+        export_stream(dataset=dataset, format="csv")
+    with pytest.raises(ValidationError) as bad_split:
+        export_stream(dataset=dataset, format="openai", split="test")
+
+    assert "format" in bad_format.value.message_dict
+    assert "split" in bad_split.value.message_dict
+
+
+# --- snapshots ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def test_a_snapshot_is_hashed_counted_and_audited(dataset, weather, owner):
+    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "q"}], split="validation")
+    dataset.split_seed, dataset.validation_ratio = 7, 0.5
+    dataset.save()
+
+    snapshot = snapshot_create(dataset=dataset, created_by=owner)
+
+    content = snapshot.file.open("rb").read()
+    assert snapshot.sha256 == hashlib.sha256(content).hexdigest()
+    assert content.decode().splitlines() == [
+        line({"messages": WEATHER, "tools": TOOLS, "split": "train"}),
+        line({"messages": [{"role": "user", "content": "q"}], "split": "validation"}),
+    ]
+    assert (snapshot.rows_total, snapshot.rows_train, snapshot.rows_validation) == (2, 1, 1)
+    assert (snapshot.split_seed, snapshot.validation_ratio, snapshot.created_by) == (7, 0.5, owner)
+    event = AuditEvent.objects.get(action="dataset.snapshot")
+    assert (event.count, event.actor, event.detail["sha256"]) == (2, owner, snapshot.sha256)
+
+
+def test_the_same_content_gives_the_same_hash_and_an_edit_a_new_one(dataset, weather):
+    first = snapshot_create(dataset=dataset)
+    second = snapshot_create(dataset=dataset)
+    DatasetEntry.objects.filter(pk=weather.pk).update(split="validation")
+    third = snapshot_create(dataset=dataset)
+
+    assert first.sha256 == second.sha256 != third.sha256
+    assert first.file.name != second.file.name  # each snapshot keeps its own file
+    assert DatasetSnapshot.objects.filter(dataset=dataset).count() == 3
+
+
+def test_a_snapshot_file_is_not_left_behind_when_its_row_cannot_be_saved(dataset, weather, monkeypatch, settings):
+    def fail(**kwargs):
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(export_service, "audit_record", fail)
+
+    with pytest.raises(RuntimeError):
+        snapshot_create(dataset=dataset)
+
+    assert list((settings.MEDIA_ROOT / "snapshots").rglob("*.jsonl")) == []
+    assert not DatasetSnapshot.objects.exists()
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def test_the_command_writes_a_file_and_reports_what_was_lost(dataset, weather, tmp_path):
+    out = io.StringIO()
+    target = tmp_path / "weather.jsonl"
+
+    call_command(
+        "export_dataset", "Weather bot", project="acme", format="alpaca", output=str(target), no_progress=True,
+        stdout=out,
+    )  # fmt: skip
+
+    assert target.read_text().splitlines()[0].startswith('{"instruction":"What is the weather')
+    assert not (tmp_path / "weather.jsonl.part").exists()
+    assert "1 of 1 rows written as alpaca." in out.getvalue()
+    assert "1 rows: tool calls written as text" in out.getvalue()
+    event = AuditEvent.objects.get(action="dataset.export")
+    assert (event.count, event.detail["format"], event.detail["via"]) == (1, "alpaca", "cli")
+
+
+def test_the_command_finds_a_dataset_by_id_and_writes_one_split_to_stdout(dataset, weather, capsysbinary):
+    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "v"}], split="validation")
+
+    call_command("export_dataset", str(dataset.pk), project="acme", split="validation", output="-")
+
+    captured = capsysbinary.readouterr()
+    assert captured.out == b'{"messages":[{"role":"user","content":"v"}]}\n'
+    assert b"1 of 1 rows written as openai." in captured.err
+
+
+def test_the_command_freezes_a_snapshot(dataset, weather):
+    out = io.StringIO()
+
+    call_command("export_dataset", "Weather bot", project="acme", snapshot=True, no_progress=True, stdout=out)
+
+    snapshot = DatasetSnapshot.objects.get(dataset=dataset)
+    assert f"sha256 {snapshot.sha256}" in out.getvalue()
+    assert snapshot.rows_total == 1
+
+
+def test_the_command_refuses_a_dataset_of_another_project(outsider, weather):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="No dataset 'Weather bot'"):
+        call_command("export_dataset", "Weather bot", project="other", output="-")

@@ -1,0 +1,130 @@
+"""The export and snapshot endpoints: who may call them, what they answer, what they record."""
+
+import hashlib
+import json
+
+import pytest
+
+from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot
+
+# The export URLs on top of the project's own, whether or not the root URLconf includes them yet.
+pytestmark = pytest.mark.django_db
+
+CHAT = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def dataset(project):
+    dataset = Dataset.objects.create(project=project, name="Math")
+    DatasetEntry.objects.create(dataset=dataset, messages=CHAT)
+    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "hi"}], split="validation")
+    return dataset
+
+
+def body(response) -> bytes:
+    return b"".join(response.streaming_content)
+
+
+def test_a_viewer_downloads_an_export_and_it_is_audited(client_for, viewer, dataset):
+    response = client_for(viewer).get(f"/api/v1/datasets/{dataset.pk}/export?project=acme&format=openai&split=train")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/x-ndjson"
+    assert response["Content-Disposition"] == 'attachment; filename="math-train-openai.jsonl"'
+    assert body(response) == b'{"messages":[{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}]}\n'
+    event = AuditEvent.objects.get(action="dataset.export")
+    assert (event.actor, event.count) == (viewer, 1)
+    assert (event.detail["format"], event.detail["split"]) == ("openai", "train")
+
+
+def test_an_api_key_exports_every_split_as_openai_by_default(key_client, dataset):
+    response = key_client.get(f"/api/v1/datasets/{dataset.pk}/export")
+
+    assert response.status_code == 200
+    assert len(body(response).splitlines()) == 2
+    assert AuditEvent.objects.get(action="dataset.export").detail["split"] == "all"
+
+
+def test_a_parquet_export_is_named_and_typed_as_parquet(key_client, dataset):
+    response = key_client.get(f"/api/v1/datasets/{dataset.pk}/export?format=parquet")
+
+    assert response["Content-Type"] == "application/vnd.apache.parquet"
+    assert body(response)[:4] == b"PAR1"
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("format=csv", "format"), ("split=test", "split"), ("formt=alpaca", "formt")],
+)
+def test_a_bad_parameter_is_a_400_naming_it(key_client, dataset, query, field):
+    response = key_client.get(f"/api/v1/datasets/{dataset.pk}/export?{query}")
+
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not AuditEvent.objects.exists()
+
+
+def test_an_outsider_gets_404_for_the_project_and_for_its_dataset(client_for, outsider, dataset):
+    client = client_for(outsider)
+
+    through_project = client.get(f"/api/v1/datasets/{dataset.pk}/export?project=acme")
+    through_own_project = client.get(f"/api/v1/datasets/{dataset.pk}/export?project=other")
+    snapshots = client.get(f"/api/v1/datasets/{dataset.pk}/snapshots?project=other")
+
+    assert (through_project.status_code, through_own_project.status_code, snapshots.status_code) == (404, 404, 404)
+    assert not AuditEvent.objects.exists()
+
+
+def test_the_preview_reports_what_alpaca_would_lose(client_for, viewer, dataset):
+    response = client_for(viewer).get(f"/api/v1/datasets/{dataset.pk}/export/preview?project=acme&format=alpaca")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "format": "alpaca",
+        "rows_read": 2,
+        "rows_written": 1,
+        "rows_skipped": 1,
+        "lossless": False,
+        "losses": {"no assistant reply: skipped": 1},
+        "rows_total": 2,
+    }
+
+
+def test_a_viewer_cannot_snapshot_but_an_editor_can(client_for, viewer, editor, dataset):
+    url = f"/api/v1/datasets/{dataset.pk}/snapshots?project=acme"
+
+    refused = client_for(viewer).post(url)
+    created = client_for(editor).post(url)
+
+    assert refused.status_code == 403
+    assert created.status_code == 201, created.content
+    snapshot = DatasetSnapshot.objects.get()
+    assert created.json()["id"] == snapshot.pk
+    assert (created.json()["rows_total"], created.json()["rows_train"], created.json()["rows_validation"]) == (2, 1, 1)
+    assert snapshot.created_by == editor
+
+
+def test_a_snapshot_downloads_as_the_file_its_hash_was_computed_on(client_for, editor, viewer, dataset):
+    created = client_for(editor).post(f"/api/v1/datasets/{dataset.pk}/snapshots?project=acme").json()
+
+    listing = client_for(viewer).get(f"/api/v1/datasets/{dataset.pk}/snapshots?project=acme").json()
+    download = client_for(viewer).get(created["download_url"])
+
+    content = body(download)
+    assert hashlib.sha256(content).hexdigest() == created["sha256"]
+    assert [json.loads(row)["split"] for row in content.splitlines()] == ["train", "validation"]
+    assert [s["sha256"] for s in listing] == [created["sha256"]]
+    assert "attachment" in download["Content-Disposition"]
+
+
+def test_an_outsider_cannot_download_a_snapshot_of_another_project(client_for, outsider, key_client, dataset):
+    created = key_client.post(f"/api/v1/datasets/{dataset.pk}/snapshots").json()
+
+    response = client_for(outsider).get(f"/api/v1/snapshots/{created['id']}/download?project=other")
+
+    assert response.status_code == 404

@@ -1,0 +1,166 @@
+import csv
+import gzip
+import io
+import time
+
+import orjson
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import CommandError, call_command
+
+from curation.models import ImportJob, ImportLineError, ImportStatus, LogEntry
+from curation.services import imports
+from curation.services.imports import import_job_create_local, import_job_run
+from tests.curation.samples import anthropic_log, openai_log
+
+GOOD, BAD_JSON, BAD_ROLE = 0, 1, 2
+
+
+def jsonl(lines: list[object]) -> bytes:
+    return b"".join((line if isinstance(line, bytes) else orjson.dumps(line)) + b"\n" for line in lines)
+
+
+def mixed_file() -> bytes:
+    bad_role = openai_log(external_id="bad")
+    bad_role["request"]["messages"][0]["role"] = "narrator"
+    return jsonl(
+        [
+            openai_log(external_id="l1"),
+            b'{"request": ',
+            anthropic_log(external_id="l3"),
+            b"",
+            bad_role,
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+            openai_log(external_id="l1"),
+        ]
+    )
+
+
+def wait_for(job: ImportJob, seconds: float = 30) -> ImportJob:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.is_finished:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"import {job.pk} still {job.status} after {seconds}s")
+
+
+def test_an_upload_is_imported_by_a_real_worker_with_a_line_error_report(celery_worker, key_client, project):
+    upload = SimpleUploadedFile("prod.jsonl.gz", gzip.compress(mixed_file()), content_type="application/gzip")
+
+    response = key_client.post("/api/v1/imports", {"file": upload}, format="multipart")
+
+    assert response.status_code == 202, response.content
+    job = wait_for(ImportJob.objects.get(pk=response.json()["id"]))
+    assert job.status == ImportStatus.SUCCEEDED, job.error
+    assert (job.accepted, job.duplicates, job.rejected, job.lines_done) == (3, 1, 2, 7)
+    assert LogEntry.objects.filter(project=project).count() == 3
+
+    status = key_client.get(f"/api/v1/imports/{job.pk}").json()
+    assert (status["status"], status["progress"], status["rejected"]) == ("succeeded", 1.0, 2)
+    report = key_client.get(f"/api/v1/imports/{job.pk}/errors")
+    rows = list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode())))
+    assert rows[0] == ["line", "error"]
+    assert rows[1][0] == "2" and rows[1][1].startswith("invalid JSON")
+    assert rows[2][0] == "5" and rows[2][1].startswith("request.messages.0.role: unknown role 'narrator'")
+    assert len(rows) == 3
+
+
+@pytest.mark.django_db
+def test_the_cli_imports_inline_and_summarises(tmp_path, project, capsys):
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(mixed_file())
+
+    call_command("import_logs", str(path), "--project", "acme", "--inline", "--no-progress")
+
+    out = capsys.readouterr().out
+    assert "Imported 3 logs (1 duplicates, 2 rejected lines) from 7 lines." in out
+    assert "line 2: invalid JSON" in out
+    assert LogEntry.objects.filter(project=project).count() == 3
+
+
+@pytest.mark.django_db
+def test_the_cli_explains_a_missing_file_or_project(tmp_path, project):
+    with pytest.raises(CommandError, match="no such file"):
+        call_command("import_logs", str(tmp_path / "nope.jsonl"), "--project", "acme", "--inline")
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b"")
+    with pytest.raises(CommandError, match="Project 'ghost' not found"):
+        call_command("import_logs", str(path), "--project", "ghost", "--inline")
+
+
+@pytest.mark.django_db
+def test_a_corrupt_gzip_fails_the_job_with_a_clear_error(tmp_path, project):
+    path = tmp_path / "broken.jsonl.gz"
+    path.write_bytes(gzip.compress(mixed_file())[:40])
+    job = import_job_create_local(project=project, path=path)
+
+    with pytest.raises(EOFError):
+        import_job_run(job_id=job.pk, path=path)
+
+    job.refresh_from_db()
+    assert job.status == ImportStatus.FAILED
+    assert "not a valid gzip file" in job.error
+
+
+@pytest.mark.django_db
+def test_a_redelivered_import_resumes_after_the_last_committed_line(tmp_path, project, settings, monkeypatch):
+    settings.LOGTUNE_IMPORT_BATCH = 2
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(jsonl([{"prompt": f"p{i}", "completion": "c"} for i in range(7)]))
+    job = import_job_create_local(project=project, path=path)
+    real_commit = imports._commit_batch
+    calls = {"n": 0}
+
+    def crash_on_third_batch(*args, **kwargs) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("worker lost")
+        real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "_commit_batch", crash_on_third_batch)
+    with pytest.raises(RuntimeError):
+        import_job_run(job_id=job.pk, path=path)
+    monkeypatch.setattr(imports, "_commit_batch", real_commit)
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.RUNNING)  # as if redelivered mid-run
+
+    job = import_job_run(job_id=job.pk, path=path)
+
+    prompts = sorted(log.messages[0]["content"] for log in LogEntry.objects.filter(project=project))
+    assert prompts == [f"p{i}" for i in range(7)]
+    assert (job.status, job.accepted, job.lines_done) == (ImportStatus.SUCCEEDED, 7, 7)
+
+
+@pytest.mark.django_db
+def test_an_overlong_line_is_reported_and_the_rest_imported(tmp_path, project, settings):
+    settings.LOGTUNE_MAX_BODY_BYTES = 200
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(jsonl([{"prompt": "x" * 500, "completion": "c"}, {"prompt": "short", "completion": "c"}]))
+    job = import_job_create_local(project=project, path=path)
+
+    job = import_job_run(job_id=job.pk, path=path)
+
+    assert (job.accepted, job.rejected) == (1, 1)
+    assert ImportLineError.objects.get(job=job).line == 1
+
+
+@pytest.mark.django_db
+def test_viewers_cannot_upload_and_outsiders_cannot_see_imports(client_for, viewer, outsider, project, tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b"")
+    job = import_job_create_local(project=project, path=path)
+    upload = SimpleUploadedFile("a.jsonl", b"{}\n")
+
+    assert client_for(viewer).post("/api/v1/imports?project=acme", {"file": upload}).status_code == 403
+    assert client_for(viewer).get(f"/api/v1/imports/{job.pk}?project=acme").status_code == 200
+    assert client_for(outsider).get(f"/api/v1/imports/{job.pk}?project=other").status_code == 404
+    assert client_for(outsider).get(f"/api/v1/imports/{job.pk}/errors?project=other").status_code == 404
+
+
+@pytest.mark.django_db
+def test_an_upload_without_a_file_names_the_field(key_client):
+    response = key_client.post("/api/v1/imports", {}, format="multipart")
+
+    assert response.status_code == 400
+    assert "file" in response.json()
