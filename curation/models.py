@@ -348,18 +348,33 @@ class DatasetSnapshot(models.Model):
     Fine-tunes train on snapshots, so a job can be reproduced after the dataset moves on."""
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="snapshots")
-    file = models.FileField(upload_to="snapshots/%Y/%m/")
-    sha256 = models.CharField(max_length=64)
-    rows_total = models.BigIntegerField()
-    rows_train = models.BigIntegerField()
-    rows_validation = models.BigIntegerField()
+    # A large dataset is written by a worker: until it succeeds, there is no file and no hash yet.
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    file = models.FileField(upload_to="snapshots/%Y/%m/", blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    rows_total = models.BigIntegerField(default=0)  # while writing: the entries counted when it was asked for
+    rows_done = models.BigIntegerField(default=0)
+    rows_train = models.BigIntegerField(default=0)
+    rows_validation = models.BigIntegerField(default=0)
     split_seed = models.IntegerField(null=True, blank=True)
     validation_ratio = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"snapshot {self.sha256[:12]} of {self.dataset}"
+        return f"snapshot {self.sha256[:12] or self.pk} of {self.dataset} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        if self.status == JobStatus.SUCCEEDED:
+            return 1.0
+        return min(1.0, self.rows_done / self.rows_total) if self.rows_total else 0.0
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)

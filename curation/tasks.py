@@ -15,3 +15,12 @@ def bulk_job_run_task(job_id: int) -> None:
     from curation.services.bulk import bulk_job_run
 
     bulk_job_run(job_id=job_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def snapshot_build_task(snapshot_id: int, api_key_id: int | None = None) -> None:
+    from curation.export import snapshot_build
+    from curation.models import ApiKey
+
+    api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
+    snapshot_build(snapshot_id=snapshot_id, api_key=api_key)

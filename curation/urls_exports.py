@@ -10,5 +10,6 @@ urlpatterns = [
         name="api-dataset-export-preview",
     ),
     path("datasets/<int:dataset_id>/snapshots", exports.DatasetSnapshotsApi.as_view(), name="api-dataset-snapshots"),
+    path("snapshots/<int:snapshot_id>", exports.SnapshotDetailApi.as_view(), name="api-snapshot"),
     path("snapshots/<int:snapshot_id>/download", exports.SnapshotDownloadApi.as_view(), name="api-snapshot-download"),
 ]

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from curation.models import ApiKey
 from curation.permissions import IsUserOrApiKey
 
 
@@ -38,3 +39,10 @@ def check_body_size(request: Request) -> None:
 
 class ProjectScopedApi(APIView):
     permission_classes = [IsUserOrApiKey]
+
+
+def request_actor(request: Request) -> dict:
+    """Who acts, for audit and `created_by`: a user, or the API key (as keyword arguments)."""
+    if isinstance(request.auth, ApiKey):
+        return {"actor": None, "api_key": request.auth}
+    return {"actor": request.user, "api_key": None}

@@ -9,14 +9,15 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.apis.common import ProjectScopedApi
+from curation.apis.common import ProjectScopedApi, request_actor
 from curation.filters import FILTER_PARAMS, logs_filter
-from curation.models import ApiKey, BulkAction, BulkJob, Dataset, DatasetEntry, Project, Role, Split, Tag
+from curation.models import BulkAction, BulkJob, Dataset, DatasetEntry, Project, Role, Split, Tag
 from curation.permissions import project_for_request
 from curation.services import bulk as bulk_services
 from curation.services.audit import audit_record
 from curation.services.datasets import (
     dataset_create,
+    dataset_delete,
     dataset_split,
     dataset_update,
     entries_delete,
@@ -26,13 +27,6 @@ from curation.services.datasets import (
 from curation.services.tags import tag_delete, tag_merge, tag_update
 
 ENTRY_PAGE_MAX = 500
-
-
-def _actor(request: Request) -> dict:
-    """Who acts, for audit and `created_by`: a user, or the API key."""
-    if isinstance(request.auth, ApiKey):
-        return {"actor": None, "api_key": request.auth}
-    return {"actor": request.user, "api_key": None}
 
 
 def _filter_query(value: object) -> str:
@@ -103,7 +97,7 @@ class DatasetsApi(ProjectScopedApi):
         project = project_for_request(request, role=Role.EDITOR)
         data = DatasetInput(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = dataset_create(project=project, created_by=_actor(request)["actor"], **data.validated_data)
+        dataset = dataset_create(project=project, created_by=request_actor(request)["actor"], **data.validated_data)
         return Response(DatasetOutput(_datasets(project).get(pk=dataset.pk)).data, status=status.HTTP_201_CREATED)
 
 
@@ -128,10 +122,7 @@ class DatasetDetailApi(ProjectScopedApi):
     def delete(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
         dataset = _dataset_or_404(project, dataset_id)
-        entries = dataset.entries.count()
-        audit_record(project=project, action="dataset.delete", count=entries, detail={"name": dataset.name},
-                     **_actor(request))  # fmt: skip
-        dataset.delete()
+        dataset_delete(dataset=dataset, **request_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -249,7 +240,7 @@ class BulkJobOutput(serializers.ModelSerializer):
 def _bulk(request: Request, project: Project, action: str, params: dict, body: object) -> Response:
     if not isinstance(body, dict) or ("log_ids" in body) == ("filter" in body):
         raise exceptions.ValidationError({"detail": ["Give exactly one of 'log_ids' (a list) or 'filter'."]})
-    who = _actor(request)
+    who = request_actor(request)
     if "log_ids" in body:
         ids = body["log_ids"]
         if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
@@ -347,7 +338,9 @@ class TagDetailApi(ProjectScopedApi):
         project = project_for_request(request, role=Role.EDITOR)
         tag = _tag_or_404(project, tag_id)
         removed = tag_delete(tag=tag)
-        audit_record(project=project, action="tag.delete", count=removed, detail={"name": tag.name}, **_actor(request))
+        audit_record(
+            project=project, action="tag.delete", count=removed, detail={"name": tag.name}, **request_actor(request)
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -363,5 +356,5 @@ class TagMergeApi(ProjectScopedApi):
         source, target = _tag_or_404(project, tag_id), _tag_or_404(project, data.validated_data["into"])
         moved = tag_merge(source=source, target=target)
         audit_record(project=project, action="tag.merge", count=moved,
-                     detail={"from": source.name, "into": target.name}, **_actor(request))  # fmt: skip
+                     detail={"from": source.name, "into": target.name}, **request_actor(request))  # fmt: skip
         return Response({"moved": moved, "into": target.pk})

@@ -13,10 +13,10 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.apis.common import ProjectScopedApi
-from curation.export import FORMATS, export_check, export_preview, export_stream, snapshot_create
+from curation.apis.common import ProjectScopedApi, request_actor
+from curation.export import FORMATS, export_check, export_preview, export_stream, snapshot_request
 from curation.export.service import PREVIEW_LIMIT, entries_count
-from curation.models import ApiKey, Dataset, DatasetSnapshot, Project, Role, Split
+from curation.models import Dataset, DatasetSnapshot, JobStatus, Project, Role, Split
 from curation.permissions import project_for_request
 from curation.services.audit import audit_record
 
@@ -36,12 +36,6 @@ class FormatIsNotARenderer(DefaultContentNegotiation):
     ) -> tuple[BaseRenderer, str]:
         renderer = next(iter(renderers))  # JSON, the first of the default renderers
         return renderer, renderer.media_type
-
-
-def _actor(request: Request) -> dict:
-    if isinstance(request.auth, ApiKey):
-        return {"actor": None, "api_key": request.auth}
-    return {"actor": request.user, "api_key": None}
 
 
 def _dataset_or_404(project: Project, dataset_id: int) -> Dataset:
@@ -87,7 +81,7 @@ class DatasetExportApi(ProjectScopedApi):
         export = export_stream(dataset=dataset, format=format, split=split)
         detail = {"dataset_id": dataset.pk, "dataset": dataset.name, "format": format, "split": split or "all"}
         audit_record(project=project, action="dataset.export", count=entries_count(dataset=dataset, split=split),
-                     detail=detail, **_actor(request))  # fmt: skip
+                     detail=detail, **request_actor(request))  # fmt: skip
         response = StreamingHttpResponse(export.chunks, content_type=export.content_type)
         response["Content-Disposition"] = content_disposition_header(True, export.filename)
         return response
@@ -130,17 +124,27 @@ class DatasetExportPreviewApi(ProjectScopedApi):
 
 class SnapshotOutput(serializers.ModelSerializer):
     download_url = serializers.SerializerMethodField()
+    progress = serializers.FloatField(read_only=True)
 
     class Meta:
         model = DatasetSnapshot
         fields = [
-            "id", "dataset", "sha256", "rows_total", "rows_train", "rows_validation", "split_seed",
-            "validation_ratio", "created_at", "download_url",
+            "id", "dataset", "status", "progress", "rows_done", "error", "sha256", "rows_total", "rows_train",
+            "rows_validation", "split_seed", "validation_ratio", "created_at", "finished_at", "download_url",
         ]  # fmt: skip
 
-    def get_download_url(self, snapshot: DatasetSnapshot) -> str:
+    def get_download_url(self, snapshot: DatasetSnapshot) -> str | None:
+        if snapshot.status != JobStatus.SUCCEEDED:
+            return None
         url = reverse("api-snapshot-download", kwargs={"snapshot_id": snapshot.pk})
         return f"{url}?project={self.context['project'].slug}"
+
+
+def _snapshot_or_404(project: Project, snapshot_id: int) -> DatasetSnapshot:
+    snapshot = DatasetSnapshot.objects.filter(dataset__project=project, pk=snapshot_id).first()
+    if snapshot is None:
+        raise exceptions.NotFound(f"Snapshot {snapshot_id} not found in project '{project.slug}'.")
+    return snapshot
 
 
 class DatasetSnapshotsApi(ProjectScopedApi):
@@ -157,29 +161,44 @@ class DatasetSnapshotsApi(ProjectScopedApi):
         summary="Freeze the dataset",
         description=(
             "Writes every entry, in id order, as an OpenAI chat line with its `split` to an immutable JSONL file "
-            "and records its SHA-256 and counts. The same content always gives the same hash."
+            "and records its SHA-256 and counts. The same content always gives the same hash. A small dataset "
+            "is frozen right away (201, `status` succeeded); a large one by a worker (202, `status` queued): "
+            "poll `GET /api/v1/snapshots/{id}` until it succeeds or fails."
         ),
         parameters=_PARAMS[:1],
         request=None,
-        responses={201: SnapshotOutput},
+        responses={201: SnapshotOutput, 202: SnapshotOutput},
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
         dataset = _dataset_or_404(project, dataset_id)
-        actor = _actor(request)
-        snapshot = snapshot_create(dataset=dataset, created_by=actor["actor"], api_key=actor["api_key"])
+        actor = request_actor(request)
+        snapshot = snapshot_request(dataset=dataset, created_by=actor["actor"], api_key=actor["api_key"])
         body = SnapshotOutput(snapshot, context={"project": project}).data
-        return Response(body, status=status.HTTP_201_CREATED)
+        done = snapshot.status == JobStatus.SUCCEEDED
+        return Response(body, status=status.HTTP_201_CREATED if done else status.HTTP_202_ACCEPTED)
+
+
+class SnapshotDetailApi(ProjectScopedApi):
+    @extend_schema(operation_id="snapshots_retrieve", summary="One snapshot, with its progress while it is written",
+                   parameters=_PARAMS[:1], responses=SnapshotOutput)  # fmt: skip
+    def get(self, request: Request, snapshot_id: int) -> Response:
+        project = project_for_request(request)
+        snapshot = _snapshot_or_404(project, snapshot_id)
+        return Response(SnapshotOutput(snapshot, context={"project": project}).data)
 
 
 class SnapshotDownloadApi(ProjectScopedApi):
     @extend_schema(operation_id="snapshots_download", summary="Download a snapshot (JSONL)",
                    parameters=_PARAMS[:1], responses={(200, "application/x-ndjson"): OpenApiTypes.STR})  # fmt: skip
-    def get(self, request: Request, snapshot_id: int) -> FileResponse:
+    def get(self, request: Request, snapshot_id: int) -> FileResponse | Response:
         project = project_for_request(request)
-        snapshot = DatasetSnapshot.objects.filter(dataset__project=project, pk=snapshot_id).first()
-        if snapshot is None:
-            raise exceptions.NotFound(f"Snapshot {snapshot_id} not found in project '{project.slug}'.")
+        snapshot = _snapshot_or_404(project, snapshot_id)
+        if snapshot.status != JobStatus.SUCCEEDED:
+            detail = f"Snapshot {snapshot.pk} has no file: it is {snapshot.get_status_display().lower()}."
+            if not snapshot.is_finished:
+                detail += f" {snapshot.progress:.0%} written; try again when it has succeeded."
+            return Response({"detail": detail, "status": snapshot.status}, status=status.HTTP_409_CONFLICT)
         filename = f"snapshot-{snapshot.pk}-{snapshot.sha256[:12]}.jsonl"
         return FileResponse(
             snapshot.file.open("rb"), as_attachment=True, filename=filename, content_type="application/x-ndjson"

@@ -1,7 +1,18 @@
-"""Exports of datasets: writers per format (`formats`) and the streaming, previews and snapshots
-built on them (`service`)."""
+"""Exports of datasets: writers per format (`formats`), the streaming and previews built on them
+(`service`) and snapshots (`snapshots`)."""
 
 from curation.export.formats import FORMATS, ExportReport
-from curation.export.service import Export, export_check, export_preview, export_stream, snapshot_create
+from curation.export.service import Export, export_check, export_preview, export_stream
+from curation.export.snapshots import snapshot_build, snapshot_create, snapshot_request
 
-__all__ = ["FORMATS", "Export", "ExportReport", "export_check", "export_preview", "export_stream", "snapshot_create"]
+__all__ = [
+    "FORMATS",
+    "Export",
+    "ExportReport",
+    "export_check",
+    "export_preview",
+    "export_stream",
+    "snapshot_build",
+    "snapshot_create",
+    "snapshot_request",
+]

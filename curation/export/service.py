@@ -1,20 +1,14 @@
-"""Exports and snapshots: a dataset's entries streamed through a writer, in keyset batches, so memory
-stays flat whatever the size of the dataset."""
+"""Exports: a dataset's entries streamed through a writer, in keyset batches, so memory stays flat
+whatever the size of the dataset. Snapshots (`snapshots`) are written from the same rows."""
 
-import hashlib
 import heapq
-import tempfile
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter
 
 import orjson
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.core.files import File
-from django.db import transaction
 from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils.text import slugify
@@ -25,11 +19,9 @@ from curation.export.formats import (
     WRITERS,
     ExportReport,
     Writer,
-    to_openai,
     to_parquet_row,
 )
-from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, Split
-from curation.services.audit import audit_record
+from curation.models import Dataset, DatasetEntry, Split
 
 BATCH_SIZE = 2_000
 # A preview converts at most this many entries, so the page can warn about a large dataset quickly.
@@ -63,7 +55,7 @@ def export_stream(*, dataset: Dataset, format: str, split: str | None = None) ->
     """Stream the entries of `dataset` (one split, or all) in `format`, ordered by entry id."""
     export_check(format=format, split=split)
     report = ExportReport(format=format)
-    rows = _entry_rows(dataset_id=dataset.pk, split=split)
+    rows = entry_rows(dataset_id=dataset.pk, split=split)
     if format == "parquet":
         chunks = _parquet_chunks(rows, report)
         return Export(PARQUET_TYPE, _filename(dataset, format, split, "parquet"), chunks, report)
@@ -83,7 +75,7 @@ def export_preview(
         report.rows_read = report.rows_written = report.rows_total or 0
         return report
     writer = WRITERS[format]
-    for _, messages, tools, _split in islice(_entry_rows(dataset_id=dataset.pk, split=split), limit):
+    for _, messages, tools, _split in islice(entry_rows(dataset_id=dataset.pk, split=split), limit):
         lost: set[str] = set()
         report.add(writer(messages, tools, lost) is not None, lost)
     return report
@@ -94,59 +86,10 @@ def entries_count(*, dataset: Dataset, split: str | None = None) -> int:
     return (entries.filter(split=split) if split else entries).count()
 
 
-def snapshot_create(
-    *,
-    dataset: Dataset,
-    created_by: User | None = None,
-    api_key: ApiKey | None = None,
-    on_progress: Callable[[int], None] | None = None,
-) -> DatasetSnapshot:
-    """Freeze the dataset into an immutable JSONL file: one OpenAI-format line per entry, in id order,
-    each with its `"split"`. The SHA-256 is computed while the file is written, so the same content
-    always gives the same hash. `on_progress` is called with the number of entries written so far."""
-    digest = hashlib.sha256()
-    splits: Counter[str] = Counter()
-    with tempfile.TemporaryFile() as tmp:
-        for chunk in _snapshot_chunks(_entry_rows(dataset_id=dataset.pk, split=None), splits):
-            digest.update(chunk)
-            tmp.write(chunk)
-            if on_progress is not None:
-                on_progress(splits.total())
-        tmp.seek(0)
-        sha256 = digest.hexdigest()
-        snapshot = DatasetSnapshot(
-            dataset=dataset,
-            sha256=sha256,
-            rows_total=splits.total(),
-            rows_train=splits[Split.TRAIN],
-            rows_validation=splits[Split.VALIDATION],
-            split_seed=dataset.split_seed,
-            validation_ratio=dataset.validation_ratio,
-            created_by=created_by,
-        )
-        snapshot.file.save(f"{slugify(dataset.name) or 'dataset'}-{sha256[:12]}.jsonl", File(tmp), save=False)
-    try:
-        with transaction.atomic():
-            snapshot.save()
-            detail = {"dataset_id": dataset.pk, "dataset": dataset.name, "snapshot_id": snapshot.pk, "sha256": sha256}
-            audit_record(
-                project=dataset.project,
-                action="dataset.snapshot",
-                count=snapshot.rows_total,
-                actor=created_by,
-                api_key=api_key,
-                detail=detail,
-            )
-    except BaseException:
-        snapshot.file.delete(save=False)  # no row points at it: do not leave the file behind
-        raise
-    return snapshot
-
-
 # --- reading entries ------------------------------------------------------------------------------
 
 
-def _entry_rows(*, dataset_id: int, split: str | None) -> Iterator[Row]:
+def entry_rows(*, dataset_id: int, split: str | None) -> Iterator[Row]:
     """Entries in id order. Without a split, the two splits are read side by side and merged, so each
     query is a range scan of the (dataset, split, id) index rather than a sort of the whole dataset."""
     if split is not None:
@@ -171,7 +114,7 @@ def _keyset(dataset_id: int, split: str) -> Iterator[Row]:
         after = batch[-1][0]
 
 
-def _batches(rows: Iterable[Row]) -> Iterator[list[Row]]:
+def row_batches(rows: Iterable[Row]) -> Iterator[list[Row]]:
     iterator = iter(rows)
     while batch := list(islice(iterator, BATCH_SIZE)):
         yield batch
@@ -181,7 +124,7 @@ def _batches(rows: Iterable[Row]) -> Iterator[list[Row]]:
 
 
 def _jsonl_chunks(rows: Iterable[Row], writer: Writer, report: ExportReport) -> Iterator[bytes]:
-    for batch in _batches(rows):
+    for batch in row_batches(rows):
         lines = []
         for _, messages, tools, _split in batch:
             lost: set[str] = set()
@@ -191,17 +134,6 @@ def _jsonl_chunks(rows: Iterable[Row], writer: Writer, report: ExportReport) -> 
                 lines.append(orjson.dumps(row))
         if lines:
             yield b"\n".join(lines) + b"\n"
-
-
-def _snapshot_chunks(rows: Iterable[Row], splits: Counter[str]) -> Iterator[bytes]:
-    for batch in _batches(rows):
-        lines = []
-        for _, messages, tools, split in batch:
-            row = to_openai(messages, tools, set())
-            row["split"] = split
-            lines.append(orjson.dumps(row))
-            splits[split] += 1
-        yield b"\n".join(lines) + b"\n"
 
 
 class _Drain:
@@ -241,7 +173,7 @@ def _parquet_chunks(rows: Iterable[Row], report: ExportReport) -> Iterator[bytes
     schema = pa.schema([("id", pa.int64()), ("split", pa.string()), ("messages", pa.string()), ("tools", pa.string())])
     sink = _Drain()
     with pq.ParquetWriter(sink, schema, compression="zstd") as parquet:
-        for batch in _batches(rows):
+        for batch in row_batches(rows):
             columns: dict[str, list] = {"id": [], "split": [], "messages": [], "tools": []}
             for entry_id, messages, tools, split in batch:
                 row = to_parquet_row(messages, tools, set())

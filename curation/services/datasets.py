@@ -10,7 +10,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from curation.ingest import IngestError, ParsedLog, parse_log
-from curation.models import Dataset, DatasetEntry, LogEntry, Project, Split
+from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, LogEntry, Project, Split
+from curation.services.audit import audit_record
 from curation.services.logs import IngestResult, Rejection
 
 # A rough count for limits and histograms, the same on every path: about four characters a token.
@@ -47,6 +48,24 @@ def dataset_update(*, dataset: Dataset, name: str | None = None, description: st
     dataset.updated_at = timezone.now()
     dataset.save()
     return dataset
+
+
+def dataset_delete(*, dataset: Dataset, actor: User | None = None, api_key: ApiKey | None = None) -> int:
+    """Delete a dataset, its entries and its snapshot files; the logs stay. Returns the entries deleted."""
+    entries = dataset.entries.count()
+    files = [s.file.name for s in DatasetSnapshot.objects.filter(dataset=dataset).exclude(file="") if s.file.name]
+    with transaction.atomic():
+        audit_record(project=dataset.project, action="dataset.delete", count=entries, actor=actor, api_key=api_key,
+                     detail={"dataset_id": dataset.pk, "name": dataset.name})  # fmt: skip
+        dataset.delete()
+        transaction.on_commit(lambda: _files_delete(files))
+    return entries
+
+
+def _files_delete(names: list[str]) -> None:
+    storage = DatasetSnapshot._meta.get_field("file").storage
+    for name in names:
+        storage.delete(name)
 
 
 def _json_length(column: str) -> str:

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from curation import dataset_stats
 from curation.dataset_stats import EntryFilter
 from curation.diffing import entry_diff
+from curation.export import snapshot_request
 from curation.forms_datasets import (
     DatasetForm,
     DatasetImportForm,
@@ -21,9 +22,10 @@ from curation.forms_datasets import (
     SplitForm,
     ValidationForm,
 )
-from curation.models import Dataset, DatasetEntry, Membership, Role
+from curation.models import Dataset, DatasetEntry, JobStatus, Membership, Role
 from curation.services.datasets import (
     dataset_create,
+    dataset_delete,
     dataset_split,
     dataset_update,
     entries_delete,
@@ -117,7 +119,7 @@ def dataset_detail(request: AuthenticatedRequest, slug: str, dataset_id: int) ->
         "import_form": DatasetImportForm(),
         "validation_form": ValidationForm(),
         **_imports(dataset),
-        "snapshots": dataset_stats.snapshots_for_dataset(dataset=dataset)[:5],
+        **_snapshots(dataset),
         "export_formats": EXPORT_FORMATS,
     }
     return render(request, "curation/dataset.html", context)
@@ -135,6 +137,11 @@ def _query(request: AuthenticatedRequest, *, after: int | None) -> str:
 def _imports(dataset: Dataset) -> dict:
     imports = list(dataset_stats.imports_for_dataset(dataset=dataset)[:5])
     return {"imports": imports, "imports_running": any(not job.is_finished for job in imports)}
+
+
+def _snapshots(dataset: Dataset) -> dict:
+    snapshots = list(dataset_stats.snapshots_for_dataset(dataset=dataset)[:5])
+    return {"snapshots": snapshots, "snapshots_running": any(not s.is_finished for s in snapshots)}
 
 
 def _snippets(conversation: object) -> tuple[str, str]:
@@ -171,6 +178,16 @@ def dataset_edit(request: AuthenticatedRequest, slug: str, dataset_id: int) -> H
     else:
         messages.error(request, _problems(form.errors))
     return redirect("dataset", slug=slug, dataset_id=dataset_id)
+
+
+@login_required
+@require_POST
+def dataset_delete_view(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    _, dataset = _dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    name = dataset.name
+    entries = dataset_delete(dataset=dataset, actor=request.user)
+    messages.success(request, f"Deleted dataset {name} and its {entries} entr{'y' if entries == 1 else 'ies'}.")
+    return redirect("datasets", slug=slug)
 
 
 @login_required
@@ -290,6 +307,29 @@ def _save(entry: DatasetEntry, form: EntryForm) -> bool:
     return True
 
 
+# --- snapshots --------------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def dataset_snapshot_create(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    _, dataset = _dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    snapshot = snapshot_request(dataset=dataset, created_by=request.user)
+    if snapshot.status == JobStatus.SUCCEEDED:
+        messages.success(request, f"Snapshot frozen: {snapshot.rows_total} rows, SHA-256 {snapshot.sha256[:12]}.")
+    else:
+        messages.success(request, f"Freezing {snapshot.rows_total} entries in the background: progress below.")
+    return redirect("dataset", slug=slug, dataset_id=dataset_id)
+
+
+@login_required
+def dataset_snapshots_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """The dataset's snapshots alone, polled by its page while one is being written."""
+    membership, dataset = _dataset_or_404(request, slug, dataset_id)
+    context = {"project": membership.project, "dataset": dataset, **_snapshots(dataset)}
+    return render(request, "curation/_dataset_snapshots.html", context)
+
+
 # --- importing a training file ----------------------------------------------------------------------
 
 
@@ -327,11 +367,16 @@ urlpatterns = [
     path("p/<slug:slug>/datasets/new", dataset_new, name="dataset-new"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/", dataset_detail, name="dataset"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/edit", dataset_edit, name="dataset-edit"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/delete", dataset_delete_view, name="dataset-delete"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/stats", dataset_stats_panel, name="dataset-stats"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/validation", dataset_validation, name="dataset-validation"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/split", dataset_split_view, name="dataset-split"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/entries/action", entries_action, name="dataset-entries-action"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/entries/<int:entry_id>/", entry_detail, name="dataset-entry"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/snapshots/", dataset_snapshots_panel, name="dataset-snapshots"),
+    path(
+        "p/<slug:slug>/datasets/<int:dataset_id>/snapshots/new", dataset_snapshot_create, name="dataset-snapshot-new"
+    ),
     path("p/<slug:slug>/datasets/<int:dataset_id>/imports/", dataset_imports_panel, name="dataset-imports"),
     path(
         "p/<slug:slug>/datasets/<int:dataset_id>/imports/upload", dataset_import_upload, name="dataset-import-upload"

@@ -4,6 +4,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from curation.export import snapshots
 from curation.models import Dataset, DatasetEntry, DatasetSnapshot, LogEntry
 from curation.services.datasets import dataset_add_logs, dataset_create, dataset_entries_ingest
 from curation.services.logs import logs_ingest
@@ -152,10 +153,42 @@ def test_an_editor_freezes_a_snapshot_and_gets_its_download_link(filled, editor,
 
     page.click("text=Freeze snapshot")
 
-    expect(page.locator("#snapshot-result")).to_contain_text("10 rows (10 train, 0 validation)")
     snapshot = DatasetSnapshot.objects.get(dataset=filled)
-    expect(page.locator("#snapshot-result a")).to_have_attribute(
-        "href", f"/api/v1/snapshots/{snapshot.pk}/download?project=acme"
+    expect(page.locator(".flash.success")).to_contain_text(
+        f"Snapshot frozen: 10 rows, SHA-256 {snapshot.sha256[:12]}."
     )
-    page.reload()
-    expect(page.locator("text=" + snapshot.sha256[:12])).to_be_visible()
+    row = page.locator("#dataset-snapshots tbody tr")
+    expect(row).to_contain_text(snapshot.sha256[:12])
+    expect(row.locator("a")).to_have_attribute("href", f"/api/v1/snapshots/{snapshot.pk}/download?project=acme")
+
+
+def test_a_large_snapshot_is_written_by_a_worker_behind_a_progress_bar(
+    filled, editor, log_in, page, celery_worker, monkeypatch
+):
+    monkeypatch.setattr(snapshots, "INLINE_LIMIT", 2)
+    log_in("bob")
+    page.goto(f"/p/acme/datasets/{filled.pk}/")
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    page.click("text=Freeze snapshot")
+
+    expect(page.locator(".flash.success")).to_contain_text("Freezing 10 entries in the background")
+    row = page.locator("#dataset-snapshots tbody tr")
+    expect(row.locator("a", has_text="download")).to_be_visible(timeout=20_000)  # the panel polled until done
+    snapshot = DatasetSnapshot.objects.get(dataset=filled)
+    assert (snapshot.status, snapshot.rows_total) == ("succeeded", 10)
+    expect(row).to_contain_text(snapshot.sha256[:12])
+
+
+def test_an_editor_deletes_a_dataset_from_its_page(filled, editor, log_in, page):
+    log_in("bob")
+    page.goto(f"/p/acme/datasets/{filled.pk}/")
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    page.click("text=Rename or describe")
+    page.click("text=Delete dataset")
+
+    expect(page.locator(".flash.success")).to_contain_text("Deleted dataset Support and its 10 entries.")
+    assert page.url.endswith("/p/acme/datasets/")
+    assert not Dataset.objects.exists()
+    assert LogEntry.objects.count() == 10

@@ -10,8 +10,18 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from curation.dataset_stats import bin_width, dataset_stats
+from curation.export import snapshot_build, snapshot_create, snapshots
 from curation.forms_datasets import EntryForm
-from curation.models import Dataset, DatasetEntry, ImportJob, ImportStatus, LogEntry, Split
+from curation.models import (
+    AuditEvent,
+    Dataset,
+    DatasetEntry,
+    DatasetSnapshot,
+    ImportJob,
+    ImportStatus,
+    LogEntry,
+    Split,
+)
 from curation.services.datasets import (
     dataset_add_logs,
     dataset_create,
@@ -495,15 +505,65 @@ def test_the_page_links_to_the_export_api_for_each_format_and_split(client, data
     for fmt in ("openai", "sharegpt", "alpaca", "prompt_completion", "parquet"):
         assert f"{api}/export?format={fmt}&amp;split=validation&amp;project=acme" in page
         assert f'hx-get="{api}/export/preview?format={fmt}&amp;project=acme"' in page
-    assert f'hx-post="{api}/snapshots?project=acme"' not in page  # viewers do not freeze snapshots
+    assert "Freeze snapshot" not in page and "Delete dataset" not in page  # viewers change nothing
 
 
-def test_editors_get_the_freeze_snapshot_button(client, dataset, editor):
+def test_an_editor_freezes_a_small_dataset_in_the_request(client, dataset, editor, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
     client.force_login(editor)
 
-    assert (
-        f'hx-post="/api/v1/datasets/{dataset.pk}/snapshots?project=acme"' in client.get(url(dataset)).content.decode()
-    )
+    response = client.post(url(dataset, "snapshots/new"), follow=True)
+
+    snapshot = DatasetSnapshot.objects.get(dataset=dataset)
+    assert (snapshot.status, snapshot.rows_total, snapshot.created_by) == ("succeeded", 7, editor)
+    page = response.content.decode()
+    assert f"Snapshot frozen: 7 rows, SHA-256 {snapshot.sha256[:12]}." in page
+    assert f"/api/v1/snapshots/{snapshot.pk}/download?project=acme" in page
+    assert "every 1s" not in page
+
+
+def test_a_large_dataset_is_frozen_by_a_worker_with_a_polled_progress_bar(
+    client, dataset, editor, monkeypatch, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.MEDIA_ROOT = tmp_path
+    monkeypatch.setattr(snapshots, "INLINE_LIMIT", 5)
+    client.force_login(editor)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(url(dataset, "snapshots/new"), follow=True)
+
+    assert len(callbacks) == 1  # queued for a worker once committed
+    assert "Freezing 7 entries in the background: progress below." in response.content.decode()
+    snapshot = DatasetSnapshot.objects.get(dataset=dataset)
+    panel = client.get(url(dataset, "snapshots/"), HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-trigger="every 1s"' in panel and "0 / 7" in panel
+
+    snapshot_build(snapshot_id=snapshot.pk)
+
+    done = client.get(url(dataset, "snapshots/"), HTTP_HX_REQUEST="true").content.decode()
+    assert "every 1s" not in done
+    assert f"/api/v1/snapshots/{snapshot.pk}/download?project=acme" in done
+
+
+def test_an_editor_deletes_a_dataset_its_snapshots_go_and_its_logs_stay(
+    client, project, dataset, editor, logs, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.MEDIA_ROOT = tmp_path
+    snapshot = snapshot_create(dataset=dataset)
+    file = tmp_path / snapshot.file.name
+    assert file.exists()
+    client.force_login(editor)
+
+    with django_capture_on_commit_callbacks(execute=True):  # files go once the deletion is committed
+        response = client.post(url(dataset, "delete"), follow=True)
+
+    assert response.redirect_chain[-1][0] == "/p/acme/datasets/"
+    assert "Deleted dataset Math and its 7 entries." in response.content.decode()
+    assert not Dataset.objects.exists() and not DatasetEntry.objects.exists()
+    assert not file.exists()
+    assert LogEntry.objects.filter(project=project).count() == len(logs)
+    event = AuditEvent.objects.get(action="dataset.delete")
+    assert (event.count, event.actor, event.detail["name"]) == (7, editor, "Math")
 
 
 # --- importing a training file --------------------------------------------------------------------
@@ -563,12 +623,14 @@ def test_viewers_read_every_page_but_change_nothing(client, dataset, viewer):
         url(dataset, "entries/action"): {"action": "delete", "ids": [entry.pk]},
         url(dataset, f"entries/{entry.pk}/"): editor_post([{"role": "user", "content": "x"}]),
         url(dataset, "imports/upload"): {"file": SimpleUploadedFile("a.jsonl", b"{}\n")},
+        url(dataset, "snapshots/new"): {},
+        url(dataset, "delete"): {},
     }
     for path, data in writes.items():
         assert client.post(path, data).status_code == 403, path
     assert [(d.name, d.validation_ratio) for d in Dataset.objects.all()] == [("Math", None)]
     assert DatasetEntry.objects.get(pk=entry.pk).messages == conversation(0)
-    assert not ImportJob.objects.exists()
+    assert not ImportJob.objects.exists() and not DatasetSnapshot.objects.exists()
 
 
 def test_outsiders_get_404_on_every_page(client, dataset, outsider):
@@ -581,10 +643,12 @@ def test_outsiders_get_404_on_every_page(client, dataset, outsider):
         url(dataset, "stats"),
         url(dataset, "validation"),
         url(dataset, "imports/"),
+        url(dataset, "snapshots/"),
         url(dataset, f"entries/{entry.pk}/"),
     ):
         assert client.get(path).status_code == 404, path
     assert client.post(url(dataset, "entries/action"), {"action": "delete", "ids": [entry.pk]}).status_code == 404
+    assert client.post(url(dataset, "delete")).status_code == 404
     assert DatasetEntry.objects.filter(pk=entry.pk).exists()
 
 

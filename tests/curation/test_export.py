@@ -8,8 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from django.core.management import call_command
 
-from curation.export import export_preview, export_stream, snapshot_create
+from curation.export import export_preview, export_stream, snapshot_build, snapshot_create
 from curation.export import service as export_service
+from curation.export import snapshots as snapshot_service
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot
 
 pytestmark = pytest.mark.django_db
@@ -369,17 +370,33 @@ def test_the_same_content_gives_the_same_hash_and_an_edit_a_new_one(dataset, wea
     assert DatasetSnapshot.objects.filter(dataset=dataset).count() == 3
 
 
-def test_a_snapshot_file_is_not_left_behind_when_its_row_cannot_be_saved(dataset, weather, monkeypatch, settings):
+def test_a_failed_snapshot_keeps_its_error_and_leaves_no_file(dataset, weather, monkeypatch, settings):
     def fail(**kwargs):
         raise RuntimeError("database down")
 
-    monkeypatch.setattr(export_service, "audit_record", fail)
+    monkeypatch.setattr(snapshot_service, "audit_record", fail)
 
     with pytest.raises(RuntimeError):
         snapshot_create(dataset=dataset)
 
     assert list((settings.MEDIA_ROOT / "snapshots").rglob("*.jsonl")) == []
-    assert not DatasetSnapshot.objects.exists()
+    snapshot = DatasetSnapshot.objects.get()
+    assert (snapshot.status, snapshot.error, snapshot.file.name, snapshot.sha256) == (
+        "failed",
+        "RuntimeError: database down",
+        "",
+        "",
+    )
+    assert not AuditEvent.objects.filter(action="dataset.snapshot").exists()
+
+
+def test_a_finished_snapshot_is_not_written_again(dataset, weather):
+    snapshot = snapshot_create(dataset=dataset)
+    DatasetEntry.objects.filter(pk=weather.pk).update(split="validation")
+
+    again = snapshot_build(snapshot_id=snapshot.pk)
+
+    assert (again.sha256, again.file.name, again.rows_validation) == (snapshot.sha256, snapshot.file.name, 0)
 
 
 # --- the command ----------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 import hashlib
 import json
+import time
 
 import pytest
 
+from curation.export import snapshots
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot
 
 # The export URLs on top of the project's own, whether or not the root URLconf includes them yet.
@@ -128,3 +130,42 @@ def test_an_outsider_cannot_download_a_snapshot_of_another_project(client_for, o
     response = client_for(outsider).get(f"/api/v1/snapshots/{created['id']}/download?project=other")
 
     assert response.status_code == 404
+
+
+def wait_for(snapshot: DatasetSnapshot, seconds: float = 30) -> DatasetSnapshot:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        snapshot.refresh_from_db()
+        if snapshot.is_finished:
+            return snapshot
+        time.sleep(0.1)
+    raise AssertionError(f"snapshot {snapshot.pk} still {snapshot.status} after {seconds}s")
+
+
+def test_a_large_dataset_is_frozen_by_a_worker_and_polled_until_it_succeeds(
+    celery_worker, key_client, dataset, monkeypatch
+):
+    monkeypatch.setattr(snapshots, "INLINE_LIMIT", 1)
+
+    queued = key_client.post(f"/api/v1/datasets/{dataset.pk}/snapshots")
+
+    assert queued.status_code == 202, queued.content
+    assert (queued.json()["status"], queued.json()["rows_total"], queued.json()["download_url"]) == ("queued", 2, None)
+    snapshot = wait_for(DatasetSnapshot.objects.get(pk=queued.json()["id"]))
+    assert snapshot.status == "succeeded", snapshot.error
+    polled = key_client.get(f"/api/v1/snapshots/{snapshot.pk}").json()
+    assert (polled["status"], polled["progress"], polled["rows_done"]) == ("succeeded", 1.0, 2)
+    content = body(key_client.get(polled["download_url"]))
+    assert hashlib.sha256(content).hexdigest() == polled["sha256"]
+    assert AuditEvent.objects.get(action="dataset.snapshot").api_key is not None
+
+
+def test_a_snapshot_still_being_written_cannot_be_downloaded(key_client, dataset):
+    snapshot = DatasetSnapshot.objects.create(dataset=dataset, status="running", rows_total=4, rows_done=1)
+
+    response = key_client.get(f"/api/v1/snapshots/{snapshot.pk}/download")
+
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        f"Snapshot {snapshot.pk} has no file: it is running. 25% written; try again when it has succeeded."
+    )
