@@ -143,14 +143,36 @@ class LogTag(models.Model):
         return f"{self.tag_id} on {self.log_id}"
 
 
-class ImportStatus(models.TextChoices):
+class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
 
 
-class ImportJob(models.Model):
+class BackgroundWork:
+    """Status and progress of what a worker does in the background (imports, bulk jobs, snapshots)."""
+
+    status: str
+
+    def work_counts(self) -> tuple[int, int]:
+        """(done, total) in the unit the work is measured in."""
+        raise NotImplementedError
+
+    @property
+    def progress(self) -> float:
+        """Share done, 0..1."""
+        if self.status == JobStatus.SUCCEEDED:
+            return 1.0
+        done, total = self.work_counts()
+        return min(1.0, done / total) if total else 0.0
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+class ImportJob(BackgroundWork, models.Model):
     """A JSONL / JSONL.gz file of logs being imported. Progress is committed with every batch,
     so a redelivered task resumes after the last committed line instead of starting over."""
 
@@ -160,7 +182,7 @@ class ImportJob(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     source_name = models.CharField(max_length=255)
     file = models.FileField(upload_to="imports/%Y/%m/", null=True, blank=True)
-    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     bytes_total = models.BigIntegerField(default=0)
     bytes_done = models.BigIntegerField(default=0)
     lines_done = models.BigIntegerField(default=0)
@@ -178,16 +200,8 @@ class ImportJob(models.Model):
     def __str__(self) -> str:
         return f"import {self.pk} of {self.source_name} ({self.status})"
 
-    @property
-    def progress(self) -> float:
-        """Share of the file read, 0..1."""
-        if self.status == ImportStatus.SUCCEEDED:
-            return 1.0
-        return min(1.0, self.bytes_done / self.bytes_total) if self.bytes_total else 0.0
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (ImportStatus.SUCCEEDED, ImportStatus.FAILED)
+    def work_counts(self) -> tuple[int, int]:
+        return self.bytes_done, self.bytes_total  # bytes of the file as stored
 
 
 class ImportLineError(models.Model):
@@ -242,13 +256,6 @@ class AuditEvent(models.Model):
         return f"{self.action} ×{self.count}"
 
 
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-
-
 class BulkAction(models.TextChoices):
     TAG_ADD = "tag_add", "Add tags"
     TAG_REMOVE = "tag_remove", "Remove tags"
@@ -256,7 +263,7 @@ class BulkAction(models.TextChoices):
     DATASET_ADD = "dataset_add", "Add to dataset"
 
 
-class BulkJob(models.Model):
+class BulkJob(BackgroundWork, models.Model):
     """A bulk action on every log matching a filter, run by a worker in batches with progress."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="bulk_jobs")
@@ -279,15 +286,8 @@ class BulkJob(models.Model):
     def __str__(self) -> str:
         return f"{self.action} on {self.total} logs ({self.status})"
 
-    @property
-    def progress(self) -> float:
-        if self.status == JobStatus.SUCCEEDED:
-            return 1.0
-        return min(1.0, self.done / self.total) if self.total else 0.0
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    def work_counts(self) -> tuple[int, int]:
+        return self.done, self.total
 
 
 class Dataset(models.Model):
@@ -343,7 +343,7 @@ class DatasetEntry(models.Model):
         return f"entry {self.pk} of dataset {self.dataset_id}"
 
 
-class DatasetSnapshot(models.Model):
+class DatasetSnapshot(BackgroundWork, models.Model):
     """A frozen dataset: an immutable JSONL file (OpenAI chat format) with its SHA-256 and counts.
     Fine-tunes train on snapshots, so a job can be reproduced after the dataset moves on."""
 
@@ -369,12 +369,5 @@ class DatasetSnapshot(models.Model):
     def __str__(self) -> str:
         return f"snapshot {self.sha256[:12] or self.pk} of {self.dataset} ({self.status})"
 
-    @property
-    def progress(self) -> float:
-        if self.status == JobStatus.SUCCEEDED:
-            return 1.0
-        return min(1.0, self.rows_done / self.rows_total) if self.rows_total else 0.0
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    def work_counts(self) -> tuple[int, int]:
+        return self.rows_done, self.rows_total

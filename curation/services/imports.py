@@ -16,7 +16,7 @@ from django.core.files import File
 from django.db import reset_queries, transaction
 from django.utils import timezone
 
-from curation.models import Dataset, ImportJob, ImportLineError, ImportStatus, Project
+from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, Project
 from curation.services.datasets import dataset_entries_ingest
 from curation.services.logs import logs_ingest
 
@@ -66,7 +66,7 @@ def import_job_run(*, job_id: int, path: Path | None = None, on_progress: Progre
     job = ImportJob.objects.select_related("project", "dataset").get(pk=job_id)
     if job.is_finished:
         return job
-    job.status = ImportStatus.RUNNING
+    job.status = JobStatus.RUNNING
     job.started_at = job.started_at or timezone.now()
     job.save(update_fields=["status", "started_at"])
     logger.info("curation.import_started job=%s resume_after_line=%s", job.pk, job.lines_done)
@@ -74,13 +74,13 @@ def import_job_run(*, job_id: int, path: Path | None = None, on_progress: Progre
         with _open(job, path) as (raw, stream):
             _import_lines(job, raw, stream, on_progress)
     except Exception as exc:
-        job.status = ImportStatus.FAILED
+        job.status = JobStatus.FAILED
         job.error = _describe(exc)
         job.finished_at = timezone.now()
         job.save(update_fields=["status", "error", "finished_at"])
         logger.exception("curation.import_failed job=%s", job.pk)
         raise
-    job.status = ImportStatus.SUCCEEDED
+    job.status = JobStatus.SUCCEEDED
     job.bytes_done = job.bytes_total
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "bytes_done", "finished_at"])

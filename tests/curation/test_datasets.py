@@ -18,7 +18,7 @@ from curation.models import (
     DatasetEntry,
     DatasetSnapshot,
     ImportJob,
-    ImportStatus,
+    JobStatus,
     LogEntry,
     Split,
 )
@@ -586,7 +586,7 @@ def test_a_jsonl_file_is_imported_into_the_dataset_from_its_page(
     assert response.status_code == 302
     assert len(callbacks) == 1  # queued for a worker once committed
     job = ImportJob.objects.get(project=project)
-    assert (job.dataset, job.source_name, job.status) == (dataset, "train.jsonl", ImportStatus.QUEUED)
+    assert (job.dataset, job.source_name, job.status) == (dataset, "train.jsonl", JobStatus.QUEUED)
     panel = client.get(url(dataset, "imports/"), HTTP_HX_REQUEST="true")
     assert 'hx-trigger="every 1s"' in panel.content.decode()
     assert "HX-Refresh" not in panel

@@ -2,12 +2,12 @@
 
 import hashlib
 import json
-import time
 
 import pytest
 
 from curation.export import snapshots
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot
+from tests.waiting import wait_until_finished
 
 # The export URLs on top of the project's own, whether or not the root URLconf includes them yet.
 pytestmark = pytest.mark.django_db
@@ -132,16 +132,6 @@ def test_an_outsider_cannot_download_a_snapshot_of_another_project(client_for, o
     assert response.status_code == 404
 
 
-def wait_for(snapshot: DatasetSnapshot, seconds: float = 30) -> DatasetSnapshot:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        snapshot.refresh_from_db()
-        if snapshot.is_finished:
-            return snapshot
-        time.sleep(0.1)
-    raise AssertionError(f"snapshot {snapshot.pk} still {snapshot.status} after {seconds}s")
-
-
 def test_a_large_dataset_is_frozen_by_a_worker_and_polled_until_it_succeeds(
     celery_worker, key_client, dataset, monkeypatch
 ):
@@ -151,7 +141,7 @@ def test_a_large_dataset_is_frozen_by_a_worker_and_polled_until_it_succeeds(
 
     assert queued.status_code == 202, queued.content
     assert (queued.json()["status"], queued.json()["rows_total"], queued.json()["download_url"]) == ("queued", 2, None)
-    snapshot = wait_for(DatasetSnapshot.objects.get(pk=queued.json()["id"]))
+    snapshot = wait_until_finished(DatasetSnapshot.objects.get(pk=queued.json()["id"]))
     assert snapshot.status == "succeeded", snapshot.error
     polled = key_client.get(f"/api/v1/snapshots/{snapshot.pk}").json()
     assert (polled["status"], polled["progress"], polled["rows_done"]) == ("succeeded", 1.0, 2)

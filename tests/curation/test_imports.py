@@ -1,17 +1,17 @@
 import csv
 import gzip
 import io
-import time
 
 import orjson
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from curation.models import ImportJob, ImportLineError, ImportStatus, LogEntry
+from curation.models import ImportJob, ImportLineError, JobStatus, LogEntry
 from curation.services import imports
 from curation.services.imports import import_job_create_local, import_job_run
 from tests.curation.samples import anthropic_log, openai_log
+from tests.waiting import wait_until_finished
 
 GOOD, BAD_JSON, BAD_ROLE = 0, 1, 2
 
@@ -36,24 +36,14 @@ def mixed_file() -> bytes:
     )
 
 
-def wait_for(job: ImportJob, seconds: float = 30) -> ImportJob:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        job.refresh_from_db()
-        if job.is_finished:
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"import {job.pk} still {job.status} after {seconds}s")
-
-
 def test_an_upload_is_imported_by_a_real_worker_with_a_line_error_report(celery_worker, key_client, project):
     upload = SimpleUploadedFile("prod.jsonl.gz", gzip.compress(mixed_file()), content_type="application/gzip")
 
     response = key_client.post("/api/v1/imports", {"file": upload}, format="multipart")
 
     assert response.status_code == 202, response.content
-    job = wait_for(ImportJob.objects.get(pk=response.json()["id"]))
-    assert job.status == ImportStatus.SUCCEEDED, job.error
+    job = wait_until_finished(ImportJob.objects.get(pk=response.json()["id"]))
+    assert job.status == JobStatus.SUCCEEDED, job.error
     assert (job.accepted, job.duplicates, job.rejected, job.lines_done) == (3, 1, 2, 7)
     assert LogEntry.objects.filter(project=project).count() == 3
 
@@ -100,7 +90,7 @@ def test_a_corrupt_gzip_fails_the_job_with_a_clear_error(tmp_path, project):
         import_job_run(job_id=job.pk, path=path)
 
     job.refresh_from_db()
-    assert job.status == ImportStatus.FAILED
+    assert job.status == JobStatus.FAILED
     assert "not a valid gzip file" in job.error
 
 
@@ -123,13 +113,13 @@ def test_a_redelivered_import_resumes_after_the_last_committed_line(tmp_path, pr
     with pytest.raises(RuntimeError):
         import_job_run(job_id=job.pk, path=path)
     monkeypatch.setattr(imports, "_commit_batch", real_commit)
-    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.RUNNING)  # as if redelivered mid-run
+    ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)  # as if redelivered mid-run
 
     job = import_job_run(job_id=job.pk, path=path)
 
     prompts = sorted(log.messages[0]["content"] for log in LogEntry.objects.filter(project=project))
     assert prompts == [f"p{i}" for i in range(7)]
-    assert (job.status, job.accepted, job.lines_done) == (ImportStatus.SUCCEEDED, 7, 7)
+    assert (job.status, job.accepted, job.lines_done) == (JobStatus.SUCCEEDED, 7, 7)
 
 
 @pytest.mark.django_db
