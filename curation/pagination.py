@@ -2,10 +2,15 @@
 at any depth, unlike OFFSET. Shared by the API and the pages."""
 
 import base64
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
+import psycopg
 from django.core.exceptions import ValidationError
+from django.db import OperationalError, connection, transaction
 from django.db.models import Model, Q, QuerySet
 
 
@@ -31,14 +36,58 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise ValidationError({"cursor": "Invalid cursor: use the next_cursor value of a previous page."}) from None
 
 
-def keyset_page(queryset: QuerySet, *, cursor: str | None, size: int) -> Page:
+def keyset_page(queryset: QuerySet, *, cursor: str | None, size: int, searching: bool = False) -> Page:
+    """A page of `queryset`, newest first. `searching`: the filter has a text search, which may match
+    rarely (see `rare_match_safe`)."""
     queryset = queryset.order_by("-created_at", "-id")
     if cursor:
         created_at, pk = decode_cursor(cursor)
         # The first condition alone is an index range; the second settles ties on created_at.
         queryset = queryset.filter(Q(created_at__lte=created_at) & (Q(created_at__lt=created_at) | Q(id__lt=pk)))
-    items: list[Model] = list(queryset[: size + 1])
+    window = queryset[: size + 1]
+    items: list[Model] = rare_match_safe(lambda: list(window)) if searching else list(window)
     if len(items) <= size:
         return Page(items=items, next_cursor=None)
     last = items[size - 1]
     return Page(items=items[:size], next_cursor=encode_cursor(last.created_at, last.pk))  # type: ignore[attr-defined]
+
+
+# --- rare matches ---------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+# How long PostgreSQL may walk the (created_at, id) index looking for matches before it is asked to
+# collect them through the search indexes instead.
+WALK_MS = 150
+
+
+def rare_match_safe(read: Callable[[], T]) -> T:
+    """Run `read` (a newest-first page of a filtered queryset) so that a rare text match stays fast.
+
+    For `ORDER BY created_at DESC LIMIT n` PostgreSQL likes to walk the (project, created_at, id) index
+    and test each row, which is right when matches are common and a read of the whole table when they
+    are rare: its estimates for text search are often ten times too high. The walk gets WALK_MS; if it
+    is cancelled, the read runs again with plain index scans off, so the matches are collected through
+    the search indexes (bitmap scans) and sorted, which is fast exactly when they are few.
+    """
+    if connection.vendor != "postgresql":
+        return read()
+    try:
+        with transaction.atomic(), _local_setting("statement_timeout", f"{WALK_MS}ms"):
+            return read()
+    except OperationalError as exc:
+        if not isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+            raise
+    with transaction.atomic(), _local_setting("enable_indexscan", "off"):
+        return read()
+
+
+@contextmanager
+def _local_setting(name: str, value: str) -> Iterator[None]:
+    """A setting for the statements inside, restored after them (SET LOCAL would outlive a savepoint)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s), set_config(%s, %s, true)", [name, name, value])
+        previous = cursor.fetchone()[0]
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])

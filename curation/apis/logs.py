@@ -139,7 +139,8 @@ class LogsApi(ProjectScopedApi):
             raise exceptions.ValidationError({unknown[0]: ["Unknown parameter."]})
         limit = _page_size(request.query_params.get("limit"))
         logs = logs_filter(project=project, params=request.query_params, queryset=selectors.log_list(project=project))
-        page = keyset_page(logs, cursor=request.query_params.get("cursor"), size=limit)
+        searching = bool(request.query_params.get("q"))
+        page = keyset_page(logs, cursor=request.query_params.get("cursor"), size=limit, searching=searching)
         return Response({"results": LogListOutput(page.items, many=True).data, "next_cursor": page.next_cursor})
 
 

@@ -145,7 +145,7 @@ def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> 
         }
     try:
         logs = logs_filter(project=project, params=QueryDict(query), queryset=selectors.log_list(project=project))
-        page = keyset_page(logs, cursor=cursor, size=PAGE_SIZE)
+        page = keyset_page(logs, cursor=cursor, size=PAGE_SIZE, searching=bool(request.GET.get("q")))
     except ValidationError as exc:
         context["errors"] = {FILTER_LABELS.get(key, key): value for key, value in exc.message_dict.items()}
         return context
@@ -191,7 +191,7 @@ def explorer_facets(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         logs = logs_filter(project=project, params=QueryDict(query))
     except ValidationError:  # the table says what is wrong
         return render(request, "curation/explorer_facets.html", {"project": project, "invalid": True})
-    found = facets.log_facets(project=project, logs=logs)
+    found = facets.log_facets(project=project, logs=logs, searching=bool(request.GET.get("q")))
     context = {
         "project": project,
         "found": found,
