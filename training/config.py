@@ -1,0 +1,155 @@
+"""What a fine-tune is asked to do: one dataclass, read from and written to JSON.
+
+The worker writes a `TrainConfig` as JSON next to the job's output and runs
+`accelerate launch -m training.trainer CONFIG.json`; the trainer reads it back. No Django here.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+METHODS = ("lora", "qlora", "full", "freeze")
+SCHEDULERS = ("cosine", "linear", "constant")
+
+# Learning rates the fine-tuning projects agree on: adapters learn fast, full weights need care.
+DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "full": 1e-5, "freeze": 1e-5}
+
+
+class ConfigError(ValueError):
+    """A config that cannot be trained, with the field and the reason."""
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train ---
+    model: str
+    """A Hugging Face hub id or a local folder holding a causal LM and its tokenizer."""
+    data_path: str
+    """JSONL in OpenAI chat format, one example per line; an optional `"split"` key ("train" or
+    "validation") and `"entry_id"` on each line (a dataset snapshot has both). Lines without a split train."""
+    output_dir: str
+    """Where events, checkpoints, the adapter (or weights), losses and the evaluation are written."""
+    method: str = "lora"
+    """lora, qlora (4-bit base, CUDA + bitsandbytes), full, or freeze (full fine-tuning of all but the first
+    `freeze_layers` decoder layers)."""
+
+    # --- optimisation ---
+    learning_rate: float | None = None
+    """None takes the method's default (2e-4 for adapters, 1e-5 for full weights)."""
+    epochs: float = 3.0
+    batch_size: int = 4
+    """Examples per micro-batch on each process."""
+    gradient_accumulation: int = 4
+    max_seq_length: int = 2048
+    """Longer examples are cut to this many tokens; one left with no trained token is dropped and reported."""
+    warmup_ratio: float = 0.05
+    scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (overrides epochs when smaller)."""
+
+    # --- LoRA ---
+    lora_rank: int = 16
+    lora_alpha: int | None = None
+    """None gives 2 × rank."""
+    lora_dropout: float = 0.05
+    target_modules: list[str] | str = "all-linear"
+    freeze_layers: int = 0
+    """With method "freeze": how many decoder layers, from the input side, keep their weights."""
+
+    # --- evaluation and checkpoints ---
+    eval_every_steps: int = 50
+    """Evaluate on the validation split every N optimizer steps (and at the start and the end); 0: start and end."""
+    early_stopping_patience: int = 0
+    """Stop after this many evaluations without a better validation loss; 0 never stops early."""
+    checkpoint_every_steps: int = 100
+    """Save a resumable checkpoint every N optimizer steps; 0 saves none."""
+    keep_checkpoints: int = 2
+    resume: bool = True
+    """Resume from the newest checkpoint in output_dir when there is one."""
+    eval_generations: int = 8
+    """How many validation prompts to answer with the base and the fine-tuned model, side by side."""
+    max_new_tokens: int = 64
+    per_example_losses: bool = True
+    """After training, record the loss of every training example (finds likely bad labels)."""
+
+    # --- speed ---
+    packing: bool = True
+    """Padding-free batching: the examples of a micro-batch are laid end to end in one row, positions restart
+    at each example, and attention never crosses from one example into another."""
+    gradient_checkpointing: bool = False
+    precision: str = "auto"
+    """auto (bf16 on a GPU that has it, else fp32), bf16, fp16 or fp32."""
+    attn_implementation: str = "sdpa"
+
+    # --- free-form ---
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[self.method]
+
+    @property
+    def alpha(self) -> int:
+        return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_rank
+
+    @property
+    def uses_adapter(self) -> bool:
+        return self.method in ("lora", "qlora")
+
+    def validate(self) -> None:
+        _check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}, not {self.method!r}")
+        _check(self.scheduler in SCHEDULERS, "scheduler", f"must be one of {', '.join(SCHEDULERS)}")
+        _check(self.precision in ("auto", "bf16", "fp16", "fp32"), "precision", "must be auto, bf16, fp16 or fp32")
+        _check(self.learning_rate is None or 0 < self.learning_rate < 1, "learning_rate", "must be in (0, 1)")
+        _check(self.epochs > 0, "epochs", "must be positive")
+        for name in ("batch_size", "gradient_accumulation", "lora_rank"):
+            _check(getattr(self, name) >= 1, name, "must be at least 1")
+        _check(self.max_seq_length >= 16, "max_seq_length", "must be at least 16")
+        _check(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
+        _check(0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
+        _check(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be at least 1")
+        for name in ("freeze_layers", "eval_every_steps", "early_stopping_patience", "checkpoint_every_steps"):
+            _check(getattr(self, name) >= 0, name, "must not be negative")
+        _check(self.method != "freeze" or self.freeze_layers >= 1, "freeze_layers", "method freeze needs at least 1")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown setting")
+        missing = [name for name in ("model", "data_path", "output_dir") if not data.get(name)]
+        if missing:
+            raise ConfigError(f"{missing[0]}: required")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object")
+        return cls.from_dict(data)
+
+
+def _check(ok: bool, name: str, reason: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: {reason}")
