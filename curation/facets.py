@@ -74,20 +74,25 @@ def _top(counter: Counter) -> list[tuple[Any, int]]:
 def _window_counts(logs: QuerySet[LogEntry]) -> tuple[int, list, list, list]:
     """Count, and top models, statuses and tag ids, of the COUNT_CAP + 1 matching logs ingested last.
 
-    The window is the filter's own SQL used as a derived table, grouped in one statement.
+    The window is the filter's own SQL, run once (a materialised CTE) for both groupings.
     """
     window = logs.order_by("-id").values("id", "model", "status")[: COUNT_CAP + 1]
     sql, params = window.query.sql_with_params()
-    pairs = _fetch(f"SELECT w.model, w.status, count(*) FROM ({sql}) w GROUP BY w.model, w.status", params)  # noqa: S608
-    models, statuses = Counter[str](), Counter[str]()
-    for model, status, n in pairs:
-        models[model] += n
-        statuses[status] += n
-    tags = _fetch(
-        f"SELECT lt.tag_id, count(*) AS n FROM curation_logtag lt JOIN ({sql}) w ON w.id = lt.log_id"  # noqa: S608
-        f" GROUP BY lt.tag_id ORDER BY n DESC, lt.tag_id LIMIT {FACET_VALUES}",
+    rows = _fetch(
+        f"WITH w AS MATERIALIZED ({sql})"  # noqa: S608 (SQL the ORM wrote)
+        " SELECT false, w.model, w.status, count(*) FROM w GROUP BY w.model, w.status"
+        " UNION ALL (SELECT true, lt.tag_id::text, NULL, count(*) AS n FROM curation_logtag lt"
+        f" JOIN w ON w.id = lt.log_id GROUP BY lt.tag_id ORDER BY n DESC, lt.tag_id LIMIT {FACET_VALUES})",
         params,
     )
+    models, statuses = Counter[str](), Counter[str]()
+    tags = []
+    for is_tag, value, status, n in rows:
+        if is_tag:
+            tags.append((int(value), n))
+        else:
+            models[value] += n
+            statuses[status] += n
     return sum(statuses.values()), _top(models), _top(statuses), tags
 
 

@@ -15,6 +15,7 @@ Query parameters (all optional, all combined with AND):
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import django_filters
 from django import forms
@@ -22,7 +23,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from curation.models import DatasetEntry, LogEntry, LogStatus, LogTag, Project
+from curation.models import DatasetEntry, LogEntry, LogStatus, LogTag, Project, Tag
 
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 
@@ -55,8 +56,11 @@ def _names(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
-def _has_tag(names: Iterable[str]) -> Exists:
-    return Exists(LogTag.objects.filter(log=OuterRef("pk"), tag__name__in=list(names)))
+def _has_tag(project: Project, names: Iterable[str]) -> Exists:
+    # The tag ids are looked up first: filtering on tag_id lets PostgreSQL use the per-tag row counts it
+    # keeps for LogTag, where a join on the name makes it guess (and, for a common tag, guess 10x low).
+    ids = list(Tag.objects.filter(project=project, name__in=list(names)).values_list("id", flat=True))
+    return Exists(LogTag.objects.filter(log=OuterRef("pk"), tag_id__in=ids))
 
 
 def _json_scalar(value: str) -> object:
@@ -95,18 +99,22 @@ class LogFilter(django_filters.FilterSet):
         model = LogEntry
         fields: list[str] = []
 
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+
     def filter_tag_all(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         for tag in _names(value):
-            queryset = queryset.filter(_has_tag([tag]))
+            queryset = queryset.filter(_has_tag(self.project, [tag]))
         return queryset
 
     def filter_tag_any(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         names = _names(value)
-        return queryset.filter(_has_tag(names)) if names else queryset
+        return queryset.filter(_has_tag(self.project, names)) if names else queryset
 
     def filter_tag_none(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         names = _names(value)
-        return queryset.exclude(_has_tag(names)) if names else queryset
+        return queryset.exclude(_has_tag(self.project, names)) if names else queryset
 
     def filter_metadata(self, queryset: QuerySet, name: str, value: list[str]) -> QuerySet:
         for pair in value:
@@ -162,7 +170,7 @@ def logs_filter(*, project: Project, params: Mapping, queryset: QuerySet | None 
     """Logs of `project` matching `params` (a QueryDict or a plain dict of the parameters above).
     Raises ValidationError with a message per bad parameter."""
     base = queryset if queryset is not None else LogEntry.objects.all()
-    filterset = LogFilter(data=params, queryset=base.filter(project=project))
+    filterset = LogFilter(data=params, queryset=base.filter(project=project), project=project)
     if not filterset.is_valid():
         raise ValidationError({field: list(errors) for field, errors in filterset.errors.items()})
     return filterset.qs
