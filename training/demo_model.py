@@ -60,6 +60,9 @@ class DemoSize:
     # Wider than the usual 0.02: with a frozen random output layer, small weights cap how confident any
     # prediction can get, and a LoRA fine-tune of the demo model could barely learn.
     initializer_range: float = 0.2
+    model_vocab_size: int | None = None
+    """Rows of the embedding and output layers when larger than the tokenizer's vocabulary (benchmarks
+    use it to give a small model the output layer of a real one)."""
 
 
 def build_tokenizer(vocab_size: int = 512):
@@ -97,7 +100,7 @@ def build_demo_model(output_dir: str | Path, size: DemoSize = DemoSize(), seed: 
     tokenizer = build_tokenizer(size.vocab_size)
     eos, pad = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|pad|>"])
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), size.model_vocab_size or 0),
         hidden_size=size.hidden_size,
         intermediate_size=size.intermediate_size,
         num_hidden_layers=size.layers,

@@ -14,7 +14,7 @@ def _load(model: str, adapter_dir: str | None) -> tuple[Any, Any, set[int]]:
 
     AutoModelForCausalLM: Any = Loader
 
-    from training.trainer import load_tokenizer, model_stop_ids
+    from training.modeling import load_tokenizer, model_stop_ids
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32

@@ -18,22 +18,18 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import ConfigError, TrainConfig
-from training.data import (
-    IGNORE_INDEX,
-    DataError,
-    Example,
-    ensure_chat_template,
-    load_examples,
-    pack,
-    pad,
-    stop_token_ids,
-)
+from training.data import DataError, load_examples
+from training.losses import batch_tensors, evaluate_loss, example_losses, global_sum, token_losses
+from training.modeling import load_model, load_tokenizer, model_stop_ids, parameter_counts, resolve_precision
+
+__all__ = ["TrainResult", "TrainingCancelled", "batch_tensors", "load_tokenizer", "main", "token_losses", "train"]
 
 CANCEL_FILE = "CANCEL"
 EVENTS_FILE = "events.jsonl"
@@ -108,306 +104,6 @@ def build_schedule(
             epochs_of_step.append(epoch + (index + 1) / steps_per_epoch)
         epoch += 1
     return Schedule(steps, steps_per_epoch, epochs_of_step)
-
-
-# --- the model --------------------------------------------------------------------------------------
-
-
-def load_tokenizer(model_name: str):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_name)
-    ensure_chat_template(tokenizer)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def model_stop_ids(model_name: str, tokenizer: Any) -> set[int]:
-    from transformers import GenerationConfig
-
-    try:
-        configured = GenerationConfig.from_pretrained(model_name).eos_token_id
-    except OSError:
-        configured = None
-    extra = configured if isinstance(configured, list) else [configured] if configured is not None else []
-    return stop_token_ids(tokenizer, extra)
-
-
-def resolve_precision(config: TrainConfig) -> str:
-    import torch
-
-    if config.precision != "auto":
-        return config.precision
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-
-
-def load_model(config: TrainConfig, precision: str, tokenizer: Any, device: Any):
-    """The base model with what trains marked: a LoRA adapter, or all weights, or all but the first layers."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    kwargs: dict[str, Any] = {"attn_implementation": config.attn_implementation}
-    if config.method == "qlora":
-        kwargs.update(_qlora_kwargs(device))
-    elif precision == "bf16" and config.uses_adapter:
-        kwargs["dtype"] = torch.bfloat16  # frozen base weights in bf16; adapters stay fp32 (peft's default)
-    else:
-        kwargs["dtype"] = torch.float32  # trained weights in full precision; bf16 compute by autocast
-    model = AutoModelForCausalLM.from_pretrained(config.model, **kwargs)
-    embeddings: Any = model.get_input_embeddings()
-    extra_tokens = bool(len(tokenizer) > embeddings.weight.shape[0])
-    if extra_tokens:
-        model.resize_token_embeddings(len(tokenizer))
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    if config.uses_adapter:
-        return _with_lora(model, config, extra_tokens)
-    if config.method == "freeze":
-        _freeze_first_layers(model, config.freeze_layers)
-    return model
-
-
-def _qlora_kwargs(device: Any) -> dict[str, Any]:
-    import importlib.util
-
-    import torch
-
-    if device.type != "cuda":
-        raise ConfigError("method: qlora needs a CUDA GPU; this process has none (use lora instead)")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError("method: qlora needs the bitsandbytes package on the GPU worker (pip install bitsandbytes)")
-    from transformers import BitsAndBytesConfig
-
-    quant = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
-    return {"quantization_config": quant, "dtype": torch.bfloat16, "device_map": {"": device.index or 0}}
-
-
-def _with_lora(model: Any, config: TrainConfig, extra_tokens: bool):
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if config.method == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
-    elif config.gradient_checkpointing:
-        model.enable_input_require_grads()
-    # New tokens have untrained embeddings: train and save the embedding and output layers with the adapter.
-    modules_to_save = _embedding_module_names(model) if extra_tokens else None
-    lora = LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=config.alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules,
-        modules_to_save=modules_to_save,
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, lora)
-
-
-def _embedding_module_names(model: Any) -> list[str]:
-    wanted = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
-    return [name.rsplit(".", 1)[-1] for name, module in model.named_modules() if id(module) in wanted]
-
-
-def decoder_layers(model: Any) -> Any:
-    """The decoder blocks: the module list as long as the config's layer count."""
-    import torch
-
-    count = getattr(model.config, "num_hidden_layers", None)
-    for module in model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
-            return module
-    raise ConfigError("freeze_layers: cannot find this model's decoder layers")
-
-
-def _freeze_first_layers(model: Any, count: int) -> None:
-    layers = decoder_layers(model)
-    if count >= len(layers):
-        raise ConfigError(f"freeze_layers: the model has {len(layers)} layers; freeze fewer than that")
-    model.get_input_embeddings().requires_grad_(False)
-    for layer in layers[:count]:
-        layer.requires_grad_(False)
-
-
-def parameter_counts(model: Any) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
-
-
-# --- loss -------------------------------------------------------------------------------------------
-
-
-def batch_tensors(examples: Sequence[Example], *, packing: bool, pad_id: int, device: Any) -> dict[str, Any]:
-    import torch
-
-    rows = pack(examples) if packing else pad(examples, pad_id)
-    return {name: torch.tensor(value, dtype=torch.long, device=device) for name, value in rows.items()}
-
-
-def token_losses(model: Any, batch: dict[str, Any]):
-    """Cross-entropy of every trained token (1-D, in order) and the row-major position of each.
-
-    Only the positions that predict a trained token go through the output layer: on a long prompt
-    with a short answer that is most of the memory and time of the loss."""
-    import torch
-    import torch.nn.functional as F
-
-    labels = batch["labels"]
-    targets = labels[:, 1:]
-    wanted = targets != IGNORE_INDEX
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    if labels.shape[0] == 1:
-        keep = torch.nonzero(wanted[0], as_tuple=False).squeeze(1)
-        logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits[0]
-        losses = F.cross_entropy(logits.float(), targets[0, keep], reduction="none")
-        return losses, keep
-    logits = model(**inputs, use_cache=False).logits[:, :-1]
-    losses = F.cross_entropy(logits[wanted].float(), targets[wanted], reduction="none")
-    return losses, torch.nonzero(wanted.flatten(), as_tuple=False).squeeze(1)
-
-
-def _global_sum(accelerator: Any, value: float) -> float:
-    import torch
-
-    if accelerator.num_processes == 1:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
-    return float(accelerator.reduce(tensor, reduction="sum").item())
-
-
-# --- evaluation -------------------------------------------------------------------------------------
-
-
-def evaluate_loss(model: Any, examples: Sequence[Example], config: TrainConfig, accelerator: Any, pad_id: int):
-    """Mean loss per trained token over `examples`, shared out across processes."""
-    import torch
-
-    model.eval()
-    total, count = 0.0, 0.0
-    mine = list(examples)[accelerator.process_index :: accelerator.num_processes]
-    with torch.no_grad(), accelerator.autocast():
-        for start in range(0, len(mine), config.batch_size):
-            batch = batch_tensors(
-                mine[start : start + config.batch_size], packing=config.packing, pad_id=pad_id,
-                device=accelerator.device,
-            )  # fmt: skip
-            losses, _ = token_losses(model, batch)
-            total += float(losses.sum())
-            count += losses.numel()
-    model.train()
-    total, count = _global_sum(accelerator, total), _global_sum(accelerator, count)
-    return total / count if count else float("nan")
-
-
-def example_losses(model: Any, examples: Sequence[Example], config: TrainConfig, accelerator: Any, pad_id: int):
-    """(index, mean loss, trained tokens) of each example this process holds."""
-    import torch
-
-    model.eval()
-    out = []
-    indices = list(range(accelerator.process_index, len(examples), accelerator.num_processes))
-    with torch.no_grad(), accelerator.autocast():
-        for start in range(0, len(indices), config.batch_size):
-            chunk = indices[start : start + config.batch_size]
-            group = [examples[i] for i in chunk]
-            batch = batch_tensors(group, packing=config.packing, pad_id=pad_id, device=accelerator.device)
-            losses, positions = token_losses(model, batch)
-            owner = _owners(group, packing=config.packing, device=losses.device)[positions]
-            sums = torch.zeros(len(group), device=losses.device).index_add_(0, owner, losses.float())
-            counts = torch.bincount(owner, minlength=len(group))
-            for i, index in enumerate(chunk):
-                out.append((index, float(sums[i] / counts[i]), int(counts[i])))
-    model.train()
-    return out
-
-
-def _owners(group: Sequence[Example], *, packing: bool, device: Any):
-    """For every target position of a batch (row-major, after the shift), which example it belongs to."""
-    import torch
-
-    if packing:
-        owner = [i for i, example in enumerate(group) for _ in range(len(example))][1:]
-        return torch.tensor(owner, device=device)
-    width = max(len(example) for example in group) - 1
-    return torch.arange(len(group), device=device).repeat_interleave(width)
-
-
-# --- checkpoints ------------------------------------------------------------------------------------
-
-
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    folders = [p for p in (output_dir / "checkpoints").glob("step-*") if (p / "state.json").exists()]
-    return max(folders, key=lambda p: int(p.name.split("-")[1]), default=None)
-
-
-def save_checkpoint(
-    *, output_dir: Path, step: int, model: Any, optimizer: Any, scheduler: Any, state: dict, keep: int
-) -> Path:
-    """Trainable weights, optimizer, scheduler, RNG and counters; written to a temporary folder and
-    renamed, so a checkpoint that exists is complete."""
-    import torch
-    from safetensors.torch import save_file
-
-    final = output_dir / "checkpoints" / f"step-{step}"
-    partial = final.with_name(final.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    weights = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-    save_file(weights, partial / "trainable.safetensors")
-    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
-    torch.save(scheduler.state_dict(), partial / "scheduler.pt")
-    torch.save(_rng_state(), partial / "rng.pt")
-    (partial / "state.json").write_text(json.dumps({"step": step, **state}))
-    partial.rename(final)
-    for old in sorted(final.parent.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
-        _remove_tree(old)
-    return final
-
-
-def load_checkpoint(*, path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict:
-    import torch
-    from safetensors.torch import load_file
-
-    weights = load_file(path / "trainable.safetensors")
-    params = dict(model.named_parameters())
-    missing = [name for name in weights if name not in params]
-    if missing:
-        raise ConfigError(f"resume: checkpoint {path} does not match this model (no parameter {missing[0]})")
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-    _set_rng_state(torch.load(path / "rng.pt", weights_only=False))
-    return json.loads((path / "state.json").read_text())
-
-
-def _rng_state() -> dict:
-    import torch
-
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    import torch
-
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 # --- training ---------------------------------------------------------------------------------------
@@ -529,7 +225,7 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
         torch.cuda.reset_peak_memory_stats(device)
     for step in range(start_step + 1, total_steps + 1):
         micro_batches = [[train_set[i] for i in indices] for indices in schedule.steps[step - 1]]
-        trained = _global_sum(accelerator, sum(e.trained_tokens for mb in micro_batches for e in mb))
+        trained = global_sum(accelerator, sum(e.trained_tokens for mb in micro_batches for e in mb))
         step_loss = 0.0
         for number, group in enumerate(micro_batches):
             batch = batch_tensors(group, packing=config.packing, pad_id=pad_id, device=device)
@@ -546,7 +242,7 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        step_loss = _global_sum(accelerator, step_loss) / trained
+        step_loss = global_sum(accelerator, step_loss) / trained
         losses.append(step_loss)
         elapsed = state["elapsed_s"] + time.perf_counter() - started
         done_here = step - start_step
@@ -558,9 +254,9 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
             loss=step_loss,
             learning_rate=scheduler.get_last_lr()[0],
             grad_norm=float(grad_norm) if grad_norm is not None else None,
-            tokens_per_second=_global_sum(accelerator, window_tokens)
-            / max(time.perf_counter() - window_started, 1e-6),
-            elapsed_s=round(elapsed, 2),
+            tokens_per_second=global_sum(accelerator, window_tokens) / max(time.perf_counter() - window_started, 1e-6),
+            tokens=int(global_sum(accelerator, window_tokens)),
+            elapsed_s=round(elapsed, 4),
             eta_s=round((time.perf_counter() - started) / done_here * (total_steps - step), 1),
         )
         state["tokens"] += window_tokens
@@ -684,7 +380,7 @@ class _CancelWatch:
 
     def requested(self) -> bool:
         mine = 1.0 if (self.signalled or self.path.exists()) else 0.0
-        return _global_sum(self.accelerator, mine) > 0
+        return global_sum(self.accelerator, mine) > 0
 
 
 class _Evaluation:

@@ -1,0 +1,99 @@
+"""Token losses of batches, and the evaluation and per-example losses built on them. No Django here."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from training.config import TrainConfig
+from training.data import IGNORE_INDEX, Example, pack, pad
+
+
+def batch_tensors(examples: Sequence[Example], *, packing: bool, pad_id: int, device: Any) -> dict[str, Any]:
+    import torch
+
+    rows = pack(examples) if packing else pad(examples, pad_id)
+    return {name: torch.tensor(value, dtype=torch.long, device=device) for name, value in rows.items()}
+
+
+def token_losses(model: Any, batch: dict[str, Any]):
+    """Cross-entropy of every trained token (1-D, in order) and the row-major position of each.
+
+    Only the positions that predict a trained token go through the output layer: on a long prompt
+    with a short answer that is most of the memory and time of the loss."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = batch["labels"]
+    targets = labels[:, 1:]
+    wanted = targets != IGNORE_INDEX
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if labels.shape[0] == 1:
+        keep = torch.nonzero(wanted[0], as_tuple=False).squeeze(1)
+        logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits[0]
+        losses = F.cross_entropy(logits.float(), targets[0, keep], reduction="none")
+        return losses, keep
+    logits = model(**inputs, use_cache=False).logits[:, :-1]
+    losses = F.cross_entropy(logits[wanted].float(), targets[wanted], reduction="none")
+    return losses, torch.nonzero(wanted.flatten(), as_tuple=False).squeeze(1)
+
+
+def global_sum(accelerator: Any, value: float) -> float:
+    import torch
+
+    if accelerator.num_processes == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.reduce(tensor, reduction="sum").item())
+
+
+def evaluate_loss(model: Any, examples: Sequence[Example], config: TrainConfig, accelerator: Any, pad_id: int):
+    """Mean loss per trained token over `examples`, shared out across processes."""
+    import torch
+
+    model.eval()
+    total, count = 0.0, 0.0
+    mine = list(examples)[accelerator.process_index :: accelerator.num_processes]
+    with torch.no_grad(), accelerator.autocast():
+        for start in range(0, len(mine), config.batch_size):
+            batch = batch_tensors(
+                mine[start : start + config.batch_size], packing=config.packing, pad_id=pad_id,
+                device=accelerator.device,
+            )  # fmt: skip
+            losses, _ = token_losses(model, batch)
+            total += float(losses.sum())
+            count += losses.numel()
+    model.train()
+    total, count = global_sum(accelerator, total), global_sum(accelerator, count)
+    return total / count if count else float("nan")
+
+
+def example_losses(model: Any, examples: Sequence[Example], config: TrainConfig, accelerator: Any, pad_id: int):
+    """(index, mean loss, trained tokens) of each example this process holds."""
+    import torch
+
+    model.eval()
+    out = []
+    indices = list(range(accelerator.process_index, len(examples), accelerator.num_processes))
+    with torch.no_grad(), accelerator.autocast():
+        for start in range(0, len(indices), config.batch_size):
+            chunk = indices[start : start + config.batch_size]
+            group = [examples[i] for i in chunk]
+            batch = batch_tensors(group, packing=config.packing, pad_id=pad_id, device=accelerator.device)
+            losses, positions = token_losses(model, batch)
+            owner = _owners(group, packing=config.packing, device=losses.device)[positions]
+            sums = torch.zeros(len(group), device=losses.device).index_add_(0, owner, losses.float())
+            counts = torch.bincount(owner, minlength=len(group))
+            for i, index in enumerate(chunk):
+                out.append((index, float(sums[i] / counts[i]), int(counts[i])))
+    model.train()
+    return out
+
+
+def _owners(group: Sequence[Example], *, packing: bool, device: Any):
+    """For every target position of a batch (row-major, after the shift), which example it belongs to."""
+    import torch
+
+    if packing:
+        owner = [i for i, example in enumerate(group) for _ in range(len(example))][1:]
+        return torch.tensor(owner, device=device)
+    width = max(len(example) for example in group) - 1
+    return torch.arange(len(group), device=device).repeat_interleave(width)
