@@ -257,3 +257,15 @@ def test_label_scores_count_accuracy_and_macro_f1():
     assert scores["accuracy"] == 0.75
     # a: precision 1, recall 0.5 → F1 2/3; b: precision 2/3, recall 1 → F1 0.8
     assert scores["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def test_early_stopping_ends_a_run_whose_validation_loss_stops_improving(tiny_model, colours, tmp_path):
+    # A learning rate far too high makes the validation loss worse at every evaluation.
+    config = _config(tiny_model, colours, tmp_path, learning_rate=0.5, eval_every_steps=1, early_stopping_patience=2,
+                     per_example_losses=False, eval_generations=0)  # fmt: skip
+    result = train(config)
+    assert result.stopped == "early_stop"
+    assert result.steps < 60
+    stop = next(e for e in _events(tmp_path) if e["type"] == "early_stop")
+    assert stop["step"] == result.steps
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
