@@ -79,10 +79,11 @@ def _window_counts(logs: QuerySet[LogEntry]) -> tuple[int, list, list, list]:
     window = logs.order_by("-id").values("id", "model", "status")[: COUNT_CAP + 1]
     sql, params = window.query.sql_with_params()
     rows = _fetch(
-        f"WITH w AS MATERIALIZED ({sql})"  # noqa: S608 (SQL the ORM wrote)
-        " SELECT false, w.model, w.status, count(*) FROM w GROUP BY w.model, w.status"
-        " UNION ALL (SELECT true, lt.tag_id::text, NULL, count(*) AS n FROM curation_logtag lt"
-        f" JOIN w ON w.id = lt.log_id GROUP BY lt.tag_id ORDER BY n DESC, lt.tag_id LIMIT {FACET_VALUES})",
+        f"WITH w AS MATERIALIZED ({sql}),"  # noqa: S608 (SQL the ORM wrote)
+        " t AS (SELECT lt.tag_id, count(*) AS n FROM curation_logtag lt JOIN w ON w.id = lt.log_id"
+        f" GROUP BY lt.tag_id ORDER BY n DESC, lt.tag_id LIMIT {FACET_VALUES})"
+        " SELECT 0, w.model, w.status, count(*) FROM w GROUP BY w.model, w.status"
+        " UNION ALL SELECT 1, CAST(t.tag_id AS TEXT), NULL, t.n FROM t",
         params,
     )
     models, statuses = Counter[str](), Counter[str]()
@@ -93,6 +94,7 @@ def _window_counts(logs: QuerySet[LogEntry]) -> tuple[int, list, list, list]:
         else:
             models[value] += n
             statuses[status] += n
+    tags.sort(key=lambda pair: (-pair[1], pair[0]))
     return sum(statuses.values()), _top(models), _top(statuses), tags
 
 
