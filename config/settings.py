@@ -135,7 +135,15 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"training.*": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {
+    # The reaper watches the GPU workers, so it must not wait behind them: it runs on the default queue.
+    "training.tasks.finetune_reap_task": {"queue": "default"},
+    "training.tasks.loss_preview_task": {"queue": "default"},  # a tokenizer, no GPU
+    "training.*": {"queue": "gpu"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "finetunes-reap": {"task": "training.tasks.finetune_reap_task", "schedule": 60.0},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- REST API -------------------------------------------------------------------------------------
@@ -162,6 +170,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Fine-tunes, merges and playground answers share one status set (JobStatus's, plus "cancelled").
+    "ENUM_NAME_OVERRIDES": {"FineTuneStatusEnum": "training.models.FineTuneStatus"},
 }
 
 # --- Logtune --------------------------------------------------------------------------------------
@@ -201,6 +211,31 @@ if _prices_file:
         LOGTUNE_PRICES = {k: (float(v[0]), float(v[1])) for k, v in json.loads(Path(_prices_file).read_text()).items()}
     except (OSError, ValueError, TypeError, IndexError) as exc:
         raise ImproperlyConfigured(f"LOGTUNE_PRICES_FILE={_prices_file}: {exc}") from exc
+
+# --- Fine-tuning ----------------------------------------------------------------------------------
+# Base models offered besides those registered in the database: a JSON list of hub ids or folders that
+# the GPU workers can read, e.g. ["Qwen/Qwen2.5-0.5B-Instruct", "/models/llama-3.2-1b"].
+_base_models = env_str("LOGTUNE_BASE_MODELS", "[]")
+try:
+    LOGTUNE_BASE_MODELS: list[str] = json.loads(_base_models)
+    if not isinstance(LOGTUNE_BASE_MODELS, list) or not all(isinstance(m, str) for m in LOGTUNE_BASE_MODELS):
+        raise ValueError("expected a JSON list of strings")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"LOGTUNE_BASE_MODELS={_base_models!r}: {exc}") from exc
+# Trainer processes per job (accelerate --num_processes); 0: one per GPU the worker sees, at least 1.
+LOGTUNE_GPU_PROCESSES = env_int("LOGTUNE_GPU_PROCESSES", 0)
+# Whether the GPU workers have CUDA. The web process cannot see their hardware, and QLoRA needs it.
+LOGTUNE_GPU_CUDA = env_bool("LOGTUNE_GPU_CUDA", False)
+# A running job whose worker has not written a heartbeat for this long is re-queued or failed by the reaper.
+LOGTUNE_FINETUNE_HEARTBEAT_TIMEOUT_S = env_int("LOGTUNE_FINETUNE_HEARTBEAT_TIMEOUT_S", 180)
+# Runs of one job, the first included: after a worker died, the job resumes from its last checkpoint until then.
+LOGTUNE_FINETUNE_MAX_ATTEMPTS = env_int("LOGTUNE_FINETUNE_MAX_ATTEMPTS", 2)
+# After a cancel, the trainer has this long to stop at the end of its step before it is terminated.
+LOGTUNE_FINETUNE_CANCEL_GRACE_S = env_int("LOGTUNE_FINETUNE_CANCEL_GRACE_S", 10)
+# Where `create_demo_model` builds the tiny demo model (a folder the GPU workers must be able to read).
+LOGTUNE_MODELS_DIR = VAR_DIR / "models"
+# Merges and playground generations that take longer than this are stopped and reported.
+LOGTUNE_GPU_TASK_TIMEOUT_S = env_int("LOGTUNE_GPU_TASK_TIMEOUT_S", 1800)
 
 LOGGING = {
     "version": 1,

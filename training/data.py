@@ -4,7 +4,7 @@ Labels are built here, not by the chat template: the conversation is rendered on
 each assistant turn adds (found by rendering the conversation up to that turn) is what trains,
 the end-of-turn token included. An example with nothing to train is an error, never a silent zero.
 
-Only a tokenizer is needed (no torch at import), so the web process can preview labels.
+Only a tokenizer is needed, never a model: the loss preview of an entry uses the same code.
 """
 
 import contextlib

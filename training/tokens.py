@@ -1,6 +1,7 @@
 """Which tokens of a conversation count toward the loss under a model's chat template.
 
-Loads only the tokenizer (no torch), so a page can show it in the request."""
+Needs only a tokenizer, no model; but transformers imports torch when it is installed, so the web
+process asks a worker for it (training.tasks.loss_preview_task)."""
 
 from functools import lru_cache
 from typing import Any

@@ -1,5 +1,6 @@
 """Snapshots: a dataset frozen into an immutable JSONL file (OpenAI chat format, one line per entry in
-id order, each with its `"split"`) with its SHA-256 and counts. Fine-tunes train on snapshots.
+id order, each with its `"split"` and `"entry_id"`) with its SHA-256 and counts. Fine-tunes train on
+snapshots; the entry id maps what a fine-tune reports per example (its loss) back to the entry.
 
 A small dataset is frozen in the request; a large one by a worker, with progress on the row.
 """
@@ -135,9 +136,10 @@ def _write(snapshot: DatasetSnapshot, on_progress: Callable[[int], None] | None)
 def _chunks(rows: Iterable[Row], splits: Counter[str]) -> Iterator[bytes]:
     for batch in row_batches(rows):
         lines = []
-        for _, messages, tools, split in batch:
+        for entry_id, messages, tools, split in batch:
             row = to_openai(messages, tools, set())
             row["split"] = split
+            row["entry_id"] = entry_id
             lines.append(orjson.dumps(row))
             splits[split] += 1
         yield b"\n".join(lines) + b"\n"

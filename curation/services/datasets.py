@@ -1,6 +1,7 @@
 """Datasets: named, editable collections of conversations gathered from logs or imported."""
 
 import random
+import shutil
 from collections.abc import Sequence
 
 from django.contrib.auth.models import User
@@ -52,20 +53,25 @@ def dataset_update(*, dataset: Dataset, name: str | None = None, description: st
 
 def dataset_delete(*, dataset: Dataset, actor: User | None = None, api_key: ApiKey | None = None) -> int:
     """Delete a dataset, its entries and its snapshot files; the logs stay. Returns the entries deleted."""
+    from training.services.jobs import finetunes_before_dataset_delete  # fine-tunes hang off datasets
+
+    folders = finetunes_before_dataset_delete(dataset=dataset)  # raises while one is queued or running
     entries = dataset.entries.count()
     files = [s.file.name for s in DatasetSnapshot.objects.filter(dataset=dataset).exclude(file="") if s.file.name]
     with transaction.atomic():
         audit_record(project=dataset.project, action="dataset.delete", count=entries, actor=actor, api_key=api_key,
                      detail={"dataset_id": dataset.pk, "name": dataset.name})  # fmt: skip
         dataset.delete()
-        transaction.on_commit(lambda: _files_delete(files))
+        transaction.on_commit(lambda: _files_delete(files, folders))
     return entries
 
 
-def _files_delete(names: list[str]) -> None:
+def _files_delete(names: list[str], folders: list[str]) -> None:
     storage = DatasetSnapshot._meta.get_field("file").storage
     for name in names:
         storage.delete(name)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _json_length(column: str) -> str:

@@ -22,7 +22,7 @@ from curation.forms_datasets import (
     SplitForm,
     ValidationForm,
 )
-from curation.models import Dataset, DatasetEntry, JobStatus, Membership, Role
+from curation.models import Dataset, DatasetEntry, JobStatus, Role
 from curation.services.datasets import (
     dataset_create,
     dataset_delete,
@@ -34,7 +34,10 @@ from curation.services.datasets import (
 )
 from curation.services.imports import import_job_create
 from curation.validation import DEFAULT_MAX_TOKENS, dataset_validate
-from curation.views.common import AuthenticatedRequest, membership_or_404
+from curation.views.common import AuthenticatedRequest, can_edit, dataset_or_404, membership_or_404
+from training import selectors as training_selectors
+from training.models import FineTuneJob
+from training.views import dataset_finetune_context
 
 EXPORT_FORMATS = [
     ("openai", "OpenAI chat"),
@@ -43,20 +46,6 @@ EXPORT_FORMATS = [
     ("prompt_completion", "Prompt / completion"),
     ("parquet", "Parquet"),
 ]
-
-
-def _dataset_or_404(
-    request: AuthenticatedRequest, slug: str, dataset_id: int, role: str = Role.VIEWER
-) -> tuple[Membership, Dataset]:
-    membership = membership_or_404(request, slug, role)
-    dataset = dataset_stats.dataset_get(project=membership.project, dataset_id=dataset_id)
-    if dataset is None:
-        raise Http404("Dataset not found")
-    return membership, dataset
-
-
-def _can_edit(membership: Membership) -> bool:
-    return Role.rank(membership.role) >= Role.rank(Role.EDITOR)
 
 
 def _problems(errors: dict) -> str:
@@ -71,7 +60,7 @@ def dataset_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug)
     context = {
         "project": membership.project,
-        "can_edit": _can_edit(membership),
+        "can_edit": can_edit(membership),
         "datasets": dataset_stats.datasets_for_project(project=membership.project),
         "form": DatasetForm(),
     }
@@ -97,16 +86,22 @@ def dataset_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
 
 @login_required
 def dataset_detail(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
-    membership, dataset = _dataset_or_404(request, slug, dataset_id)
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
     entry_filter = EntryFilter.from_params(request.GET)
     after = request.GET.get("after", "")
-    page = dataset_stats.entries_page(
-        dataset=dataset, entry_filter=entry_filter, after=int(after) if after.isdigit() else 0
-    )
+    loss_job = _loss_job(dataset, request.GET.get("loss_job", ""))
+    if loss_job is not None:  # highest loss first: `after` counts the rows of the pages before
+        page = training_selectors.entries_by_loss(
+            dataset=dataset, job=loss_job, entry_filter=entry_filter, offset=int(after) if after.isdigit() else 0
+        )
+    else:
+        page = dataset_stats.entries_page(
+            dataset=dataset, entry_filter=entry_filter, after=int(after) if after.isdigit() else 0
+        )
     context = {
         "project": membership.project,
         "dataset": dataset,
-        "can_edit": _can_edit(membership),
+        "can_edit": can_edit(membership),
         "filter": entry_filter,
         "page": page,
         "rows": [(entry, *_snippets(entry.messages)) for entry in page.entries],
@@ -121,8 +116,17 @@ def dataset_detail(request: AuthenticatedRequest, slug: str, dataset_id: int) ->
         **_imports(dataset),
         **_snapshots(dataset),
         "export_formats": EXPORT_FORMATS,
+        "loss_job": loss_job,
+        **dataset_finetune_context(dataset=dataset),
     }
     return render(request, "curation/dataset.html", context)
+
+
+def _loss_job(dataset: Dataset, job_id: str) -> FineTuneJob | None:
+    """The fine-tune whose per-example losses sort the entries (`?loss_job=ID`), when it has any."""
+    if not job_id.isdigit():
+        return None
+    return training_selectors.finetunes_with_losses(dataset=dataset).filter(pk=int(job_id)).first()
 
 
 def _query(request: AuthenticatedRequest, *, after: int | None) -> str:
@@ -167,7 +171,7 @@ def _text(message: dict) -> str:
 @login_required
 @require_POST
 def dataset_edit(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
-    _, dataset = _dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
     form = DatasetForm(request.POST)
     if form.is_valid():
         try:
@@ -183,9 +187,13 @@ def dataset_edit(request: AuthenticatedRequest, slug: str, dataset_id: int) -> H
 @login_required
 @require_POST
 def dataset_delete_view(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
-    _, dataset = _dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
     name = dataset.name
-    entries = dataset_delete(dataset=dataset, actor=request.user)
+    try:
+        entries = dataset_delete(dataset=dataset, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("dataset", slug=slug, dataset_id=dataset.pk)
     messages.success(request, f"Deleted dataset {name} and its {entries} entr{'y' if entries == 1 else 'ies'}.")
     return redirect("datasets", slug=slug)
 
@@ -193,7 +201,7 @@ def dataset_delete_view(request: AuthenticatedRequest, slug: str, dataset_id: in
 @login_required
 def dataset_stats_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     """Counts and histograms, loaded after the page so a large dataset does not slow it down."""
-    membership, dataset = _dataset_or_404(request, slug, dataset_id)
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
     stats = dataset_stats.dataset_stats(dataset=dataset)
     context = {
         "project": membership.project,
@@ -209,7 +217,7 @@ def dataset_stats_panel(request: AuthenticatedRequest, slug: str, dataset_id: in
 
 @login_required
 def dataset_validation(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
-    membership, dataset = _dataset_or_404(request, slug, dataset_id)
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
     form = ValidationForm(request.GET or {"max_tokens": DEFAULT_MAX_TOKENS})
     report = dataset_validate(dataset=dataset, max_tokens=form.cleaned_data["max_tokens"]) if form.is_valid() else None
     context = {"project": membership.project, "dataset": dataset, "form": form, "report": report}
@@ -224,7 +232,7 @@ def dataset_validation(request: AuthenticatedRequest, slug: str, dataset_id: int
 @login_required
 @require_POST
 def dataset_split_view(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
-    _, dataset = _dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
     form = SplitForm(request.POST)
     if form.is_valid():
         train, validation = dataset_split(dataset=dataset, **form.cleaned_data)
@@ -238,7 +246,7 @@ def dataset_split_view(request: AuthenticatedRequest, slug: str, dataset_id: int
 @require_POST
 def entries_action(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     """Delete the selected entries or move them to a split (from the list, or from one entry's page)."""
-    _, dataset = _dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
     form = EntriesAction(request.POST)
     if not form.is_valid():
         messages.error(request, _problems(form.errors))
@@ -268,7 +276,7 @@ def entry_detail(request: AuthenticatedRequest, slug: str, dataset_id: int, entr
     """The entry editor and its diff against the source log. A POST with `op` edits the form itself
     (add or remove a turn) without saving; a POST without saves through `entry_update`."""
     role = Role.EDITOR if request.method == "POST" else Role.VIEWER
-    membership, dataset = _dataset_or_404(request, slug, dataset_id, role)
+    membership, dataset = dataset_or_404(request, slug, dataset_id, role)
     entry = dataset_stats.entry_get(dataset=dataset, entry_id=entry_id)
     if entry is None:
         raise Http404("Entry not found")
@@ -285,7 +293,7 @@ def entry_detail(request: AuthenticatedRequest, slug: str, dataset_id: int, entr
         "project": membership.project,
         "dataset": dataset,
         "entry": entry,
-        "can_edit": _can_edit(membership),
+        "can_edit": can_edit(membership),
         "form": form,
         "diff": entry_diff(entry),
         "previous": previous,
@@ -313,7 +321,7 @@ def _save(entry: DatasetEntry, form: EntryForm) -> bool:
 @login_required
 @require_POST
 def dataset_snapshot_create(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
-    _, dataset = _dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
     snapshot = snapshot_request(dataset=dataset, created_by=request.user)
     if snapshot.status == JobStatus.SUCCEEDED:
         messages.success(request, f"Snapshot frozen: {snapshot.rows_total} rows, SHA-256 {snapshot.sha256[:12]}.")
@@ -325,7 +333,7 @@ def dataset_snapshot_create(request: AuthenticatedRequest, slug: str, dataset_id
 @login_required
 def dataset_snapshots_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     """The dataset's snapshots alone, polled by its page while one is being written."""
-    membership, dataset = _dataset_or_404(request, slug, dataset_id)
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
     context = {"project": membership.project, "dataset": dataset, **_snapshots(dataset)}
     return render(request, "curation/_dataset_snapshots.html", context)
 
@@ -336,7 +344,7 @@ def dataset_snapshots_panel(request: AuthenticatedRequest, slug: str, dataset_id
 @login_required
 def dataset_imports_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     """The dataset's imports alone, polled by its page while one runs."""
-    membership, dataset = _dataset_or_404(request, slug, dataset_id)
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
     context = {"project": membership.project, "dataset": dataset, **_imports(dataset)}
     response = render(request, "curation/_dataset_imports.html", context)
     if request.headers.get("HX-Request") and not context["imports_running"]:
@@ -349,7 +357,7 @@ def dataset_imports_panel(request: AuthenticatedRequest, slug: str, dataset_id: 
 @login_required
 @require_POST
 def dataset_import_upload(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
-    membership, dataset = _dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    membership, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
     form = DatasetImportForm(request.POST, request.FILES)
     if form.is_valid():
         upload = form.cleaned_data["file"]

@@ -341,7 +341,9 @@ def media(settings, tmp_path):
 
 
 def test_a_snapshot_is_hashed_counted_and_audited(dataset, weather, owner):
-    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "q"}], split="validation")
+    validation = DatasetEntry.objects.create(
+        dataset=dataset, messages=[{"role": "user", "content": "q"}], split="validation"
+    )
     dataset.split_seed, dataset.validation_ratio = 7, 0.5
     dataset.save()
 
@@ -350,8 +352,8 @@ def test_a_snapshot_is_hashed_counted_and_audited(dataset, weather, owner):
     content = snapshot.file.open("rb").read()
     assert snapshot.sha256 == hashlib.sha256(content).hexdigest()
     assert content.decode().splitlines() == [
-        line({"messages": WEATHER, "tools": TOOLS, "split": "train"}),
-        line({"messages": [{"role": "user", "content": "q"}], "split": "validation"}),
+        line({"messages": WEATHER, "tools": TOOLS, "split": "train", "entry_id": weather.pk}),
+        line({"messages": [{"role": "user", "content": "q"}], "split": "validation", "entry_id": validation.pk}),
     ]
     assert (snapshot.rows_total, snapshot.rows_train, snapshot.rows_validation) == (2, 1, 1)
     assert (snapshot.split_seed, snapshot.validation_ratio, snapshot.created_by) == (7, 0.5, owner)

@@ -1,0 +1,78 @@
+"""Fine-tuning in the browser: start a job from the dataset page with a live estimate, then watch its page
+(status, loss chart) until it succeeds. A real GPU-queue worker runs a fake trainer that keeps the
+trainer's contract, so the page sees real progress in a few seconds."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from curation.models import Dataset, DatasetEntry
+from tests.browser.test_datasets import shot
+from tests.training import conftest as training
+from training.models import FineTuneJob
+
+# The fine-tune fixtures, shared with the tests of tests/training (media is autouse there, and here).
+base_model, fake_trainer, gpu_worker, media = (
+    training.base_model,
+    training.fake_trainer,
+    training.gpu_worker,
+    training.media,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def dataset(project) -> Dataset:
+    dataset = Dataset.objects.create(project=project, name="Math")
+    for i in range(6):
+        chat = [{"role": "user", "content": f"{i}+{i}?"}, {"role": "assistant", "content": str(2 * i)}]
+        DatasetEntry.objects.create(
+            dataset=dataset, messages=chat, est_tokens=12, split="validation" if i == 5 else "train"
+        )
+    return dataset
+
+
+def test_an_editor_starts_a_fine_tune_and_watches_it_succeed(
+    editor,
+    dataset,
+    base_model,
+    fake_trainer,
+    gpu_worker,
+    log_in,
+    page,
+):
+    log_in("bob")
+    page.goto(f"/p/acme/datasets/{dataset.pk}/")
+    form = page.locator("#finetune-form")
+    expect(form).to_be_visible()
+    expect(form.locator("[data-estimate=examples]")).to_have_text("5")
+
+    form.locator("input[name=batch_size]").fill("1")
+    form.locator("input[name=gradient_accumulation]").fill("1")
+    form.locator("input[name=max_steps]").fill("5")
+    expect(form.locator("[data-estimate=steps]")).to_have_text("5")
+    page.locator("details.advanced summary").click()
+    expect(form.locator("input[name=packing]")).to_be_checked()
+    shot(page, "finetune-form")
+    page.on("dialog", lambda dialog: dialog.accept())
+    form.locator("button[type=submit]").click()
+
+    page.wait_for_url(re.compile(r"/p/acme/finetunes/\d+/$"))
+    job = FineTuneJob.objects.get()
+    expect(page.locator("h1")).to_contain_text(f"Fine-tune {job.pk}")
+    expect(page.locator("h1 .status")).to_have_text("Succeeded", timeout=60_000)
+    expect(page.locator("#loss-chart svg path.line")).to_have_count(2, timeout=10_000)  # train and eval loss
+    expect(page.locator("#lr-chart svg path.line")).to_have_count(1)
+    expect(page.locator("#evaluation")).to_contain_text("Fine-tuned")
+    expect(page.locator("#artifacts")).to_contain_text("Adapter (zip)")
+    expect(page.locator("#loss-chart circle title").first).to_contain_text("train loss at step 1")
+    shot(page, "finetune")
+
+    page.goto(f"/p/acme/datasets/{dataset.pk}/")
+    expect(page.locator("#finetune-jobs")).to_contain_text("Succeeded")
+    page.locator("select[name=loss_job]").select_option(str(job.pk))
+    page.click("text=Search")
+    expect(page.locator("table.entries tbody tr")).to_have_count(5)
+    expect(page.locator("table.entries td.loss").first).to_have_text("0.500")

@@ -1,0 +1,383 @@
+"""REST API v1 for fine-tunes: submit, estimate, watch, cancel, download, merge, and the playground."""
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import StreamingHttpResponse
+from django.utils.http import content_disposition_header
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from curation.apis.common import ProjectScopedApi, request_actor
+from curation.models import Dataset, DatasetSnapshot, Project, Role
+from curation.permissions import project_for_request
+from curation.services.audit import audit_record
+from training import selectors
+from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, Method, MetricPoint
+from training.services.jobs import (
+    HYPERPARAMETERS,
+    SERVER_FIELDS,
+    finetune_cancel,
+    finetune_create,
+    finetune_estimate,
+    finetune_merge_request,
+    generation_create,
+)
+
+T = TypeVar("T")
+# Errors about these come from the `hyperparameters` object (the trainer's paths are refused there too).
+_NESTED = {*HYPERPARAMETERS, *(name for name in SERVER_FIELDS if name != "method")}
+_PROJECT = OpenApiParameter("project", str, description="Project slug (session users; keys use their own).")
+_HYPERPARAMETERS_HELP = "TrainConfig settings by name (see docs/training.md); left out ones take their defaults."
+
+
+def _service_call(call: Callable[..., T], /, **kwargs: Any) -> T:
+    """Call a service; its ValidationError becomes a 400 naming the field, hyperparameters nested under
+    `hyperparameters` ({"hyperparameters": {"learning_rate": ["must be in (0, 1)"]}})."""
+    try:
+        return call(**kwargs)
+    except DjangoValidationError as exc:
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        nested = {name: messages for name, messages in errors.items() if name in _NESTED}
+        body: dict = {name: messages for name, messages in errors.items() if name not in nested}
+        if nested:
+            body["hyperparameters"] = nested
+        raise exceptions.ValidationError(body) from None
+
+
+def _dataset_in(project: Project, dataset_id: int) -> Dataset:
+    dataset = Dataset.objects.filter(project=project, pk=dataset_id).first()
+    if dataset is None:
+        raise exceptions.ValidationError({"dataset": [f"Dataset {dataset_id} not found in project '{project.slug}'."]})
+    return dataset
+
+
+def _job_or_404(project: Project, job_id: int) -> FineTuneJob:
+    job = selectors.finetune_get(project=project, job_id=job_id)
+    if job is None:
+        raise exceptions.NotFound(f"Fine-tune {job_id} not found in project '{project.slug}'.")
+    return job
+
+
+# --- serializers ------------------------------------------------------------------------------------
+
+
+class FineTuneOutput(serializers.ModelSerializer):
+    progress = serializers.FloatField(read_only=True)
+    base_model: "serializers.SlugRelatedField[BaseModel]" = serializers.SlugRelatedField(
+        slug_field="name", read_only=True
+    )
+    adapter_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FineTuneJob
+        fields = [
+            "id", "dataset", "snapshot", "base_model", "model", "method", "hyperparameters", "status", "progress",
+            "step", "total_steps", "eta_seconds", "attempts", "worker", "heartbeat_at", "cancel_requested_at",
+            "error", "summary", "evaluation", "merge_status", "merge_error", "adapter_url", "created_at",
+            "started_at", "finished_at",
+        ]  # fmt: skip
+
+    def get_adapter_url(self, job: FineTuneJob) -> str | None:
+        return f"/api/v1/finetunes/{job.pk}/adapter" if job.status == FineTuneStatus.SUCCEEDED else None
+
+
+class FineTuneListOutput(FineTuneOutput):
+    class Meta(FineTuneOutput.Meta):
+        fields = [name for name in FineTuneOutput.Meta.fields if name not in ("evaluation", "summary")]
+
+
+class FineTuneInput(serializers.Serializer):
+    dataset = serializers.IntegerField()
+    base_model = serializers.CharField(help_text="Name of a registered base model (GET /api/v1/base-models).")
+    method = serializers.ChoiceField(choices=Method.choices, default=Method.LORA)
+    hyperparameters = serializers.JSONField(required=False, default=dict, help_text=_HYPERPARAMETERS_HELP)
+    snapshot = serializers.IntegerField(required=False, allow_null=True, help_text="Left out: frozen now.")
+
+
+class EstimateInput(serializers.Serializer):
+    dataset = serializers.IntegerField()
+    method = serializers.ChoiceField(choices=Method.choices, default=Method.LORA)
+    hyperparameters = serializers.JSONField(required=False, default=dict, help_text=_HYPERPARAMETERS_HELP)
+
+
+class MetricPointOutput(serializers.ModelSerializer):
+    class Meta:
+        model = MetricPoint
+        fields = [
+            "step",
+            "epoch",
+            "train_loss",
+            "eval_loss",
+            "learning_rate",
+            "grad_norm",
+            "tokens_per_second",
+            "time",
+        ]
+
+
+class ExampleLossOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ExampleLoss
+        fields = ["line", "entry", "loss", "tokens"]
+
+
+class GenerationOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Generation
+        fields = ["id", "job", "status", "messages", "max_new_tokens", "base_output", "tuned_output", "error",
+                  "created_at", "started_at", "finished_at"]  # fmt: skip
+
+
+class GenerateInput(serializers.Serializer):
+    messages = serializers.JSONField(required=False, help_text="Chat messages ending with a user turn.")
+    prompt = serializers.CharField(required=False, help_text="Shorthand for one user message.")
+    max_new_tokens = serializers.IntegerField(default=64)
+
+    def validate(self, data: dict) -> dict:
+        if ("messages" in data) == ("prompt" in data):
+            raise serializers.ValidationError({"messages": ["Give exactly one of 'messages' or 'prompt'."]})
+        if "prompt" in data:
+            data["messages"] = [{"role": "user", "content": data.pop("prompt")}]
+        return data
+
+
+class BaseModelOutput(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    registered = serializers.BooleanField(help_text="A database row; otherwise listed in LOGTUNE_BASE_MODELS.")
+
+
+# --- views ------------------------------------------------------------------------------------------
+
+
+class FineTunesApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="finetunes_list", summary="Fine-tunes, newest first",
+        parameters=[_PROJECT, OpenApiParameter("dataset", int, description="Only this dataset's.")],
+        responses=FineTuneListOutput(many=True),
+    )  # fmt: skip
+    def get(self, request: Request) -> Response:
+        project = project_for_request(request)
+        dataset = request.query_params.get("dataset", "")
+        if dataset and not dataset.isdigit():
+            raise exceptions.ValidationError({"dataset": ["A dataset id."]})
+        jobs = selectors.finetunes_for_project(project=project, dataset_id=int(dataset) if dataset else None)
+        return Response(FineTuneListOutput(jobs[:200], many=True).data)
+
+    @extend_schema(
+        operation_id="finetunes_create",
+        summary="Fine-tune a base model on a dataset",
+        description=(
+            "Trains on `snapshot`, or on a snapshot of the dataset frozen now. Hyperparameters are checked by the "
+            "trainer's own config and stored with their defaults resolved. The job runs on a GPU worker; poll "
+            "`GET /api/v1/finetunes/{id}` and `/metrics`. Needs the editor role."
+        ),
+        parameters=[_PROJECT],
+        request=FineTuneInput,
+        responses={201: FineTuneOutput},
+    )
+    def post(self, request: Request) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        data = FineTuneInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        dataset = _dataset_in(project, values["dataset"])
+        snapshot = None
+        if values.get("snapshot") is not None:
+            snapshot = DatasetSnapshot.objects.filter(dataset__project=project, pk=values["snapshot"]).first()
+            if snapshot is None:
+                raise exceptions.ValidationError({"snapshot": [f"Snapshot {values['snapshot']} not found."]})
+        actor = request_actor(request)
+        job = _service_call(
+            finetune_create, dataset=dataset, base_model=values["base_model"], method=values["method"],
+            hyperparameters=values["hyperparameters"], snapshot=snapshot, created_by=actor["actor"],
+            api_key=actor["api_key"],
+        )  # fmt: skip
+        return Response(FineTuneOutput(selectors.finetune_get(project=project, job_id=job.pk)).data, status=201)
+
+
+class FineTuneEstimateApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="finetunes_estimate",
+        summary="Examples, tokens and steps a fine-tune would take",
+        description="From the dataset's entries as they are now and their estimated tokens (about 4 characters each).",
+        parameters=[_PROJECT],
+        request=EstimateInput,
+        responses=inline_serializer("Estimate", {
+            "examples": serializers.IntegerField(), "validation_examples": serializers.IntegerField(),
+            "tokens": serializers.IntegerField(), "steps": serializers.IntegerField(),
+            "steps_per_epoch": serializers.IntegerField(), "processes": serializers.IntegerField(),
+        }),
+    )  # fmt: skip
+    def post(self, request: Request) -> Response:
+        project = project_for_request(request)
+        data = EstimateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset = _dataset_in(project, data.validated_data["dataset"])
+        estimate = _service_call(finetune_estimate, dataset=dataset, method=data.validated_data["method"],
+                                 hyperparameters=data.validated_data["hyperparameters"])  # fmt: skip
+        return Response(estimate)
+
+
+class FineTuneDetailApi(ProjectScopedApi):
+    @extend_schema(operation_id="finetunes_retrieve", summary="A fine-tune: status, progress, ETA, evaluation",
+                   parameters=[_PROJECT], responses=FineTuneOutput)  # fmt: skip
+    def get(self, request: Request, job_id: int) -> Response:
+        project = project_for_request(request)
+        return Response(FineTuneOutput(_job_or_404(project, job_id)).data)
+
+
+class FineTuneMetricsApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="finetunes_metrics",
+        summary="Training and evaluation points after a step",
+        description=(
+            "Points with `step` > `after` (default: all), by step. Training steps carry `train_loss`, "
+            "`learning_rate`, `tokens_per_second`; evaluations `eval_loss` (step 0: the base model). Poll with "
+            "`after=next_after`: it re-reads the last step, whose evaluation can land after its training "
+            "point. `attempt` changes when a job resumes after its worker died; start over then."
+        ),
+        parameters=[_PROJECT, OpenApiParameter("after", int, description="A step; -1 or left out for all.")],
+        responses=inline_serializer("Metrics", {
+            "status": serializers.CharField(), "attempt": serializers.IntegerField(),
+            "step": serializers.IntegerField(), "total_steps": serializers.IntegerField(),
+            "points": MetricPointOutput(many=True), "next_after": serializers.IntegerField(),
+        }),
+    )  # fmt: skip
+    def get(self, request: Request, job_id: int) -> Response:
+        project = project_for_request(request)
+        job = _job_or_404(project, job_id)
+        raw = request.query_params.get("after", "-1")
+        if not raw.lstrip("-").isdigit():
+            raise exceptions.ValidationError({"after": ["A step number."]})
+        after = int(raw)
+        points = selectors.metrics_after(job=job, after=after)
+        last = points[-1].step if points else None
+        return Response({
+            "status": job.status, "attempt": job.attempts, "step": job.step, "total_steps": job.total_steps,
+            "points": MetricPointOutput(points, many=True).data,
+            "next_after": max(after, last - 1) if last is not None else after,
+        })  # fmt: skip
+
+
+class FineTuneCancelApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="finetunes_cancel",
+        summary="Cancel a fine-tune",
+        description="A queued job is cancelled at once; a running one stops after its current step (within "
+                    "seconds; it is terminated after a grace period). Needs the editor role.",
+        parameters=[_PROJECT], request=None, responses=FineTuneOutput,
+    )  # fmt: skip
+    def post(self, request: Request, job_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        job = _service_call(finetune_cancel, job=_job_or_404(project, job_id), **request_actor(request))
+        return Response(FineTuneOutput(job).data)
+
+
+def _artifact(request: Request, job_id: int, merged: bool) -> StreamingHttpResponse | Response:
+    project = project_for_request(request)
+    job = _job_or_404(project, job_id)
+    directory = job.merged_dir if merged else job.adapter_dir
+    ready = job.merge_status == FineTuneStatus.SUCCEEDED if merged else job.status == FineTuneStatus.SUCCEEDED
+    if not ready or not directory.is_dir():
+        what = "merged weights" if merged else "adapter"
+        return Response({"detail": f"Fine-tune {job.pk} has no {what} (yet).", "status": job.status}, status=409)
+    name = f"finetune-{job.pk}-{'merged' if merged else 'adapter'}"
+    audit_record(project=project, action="finetune.download", detail={"job_id": job.pk, "what": name},
+                 **request_actor(request))  # fmt: skip
+    response = StreamingHttpResponse(selectors.artifact_zip(directory=directory, root=name),
+                                     content_type="application/zip")  # fmt: skip
+    response["Content-Disposition"] = content_disposition_header(True, f"{name}.zip")
+    return response
+
+
+_ZIP = {(200, "application/zip"): OpenApiTypes.BINARY, 409: OpenApiTypes.OBJECT}
+
+
+class FineTuneAdapterApi(ProjectScopedApi):
+    @extend_schema(operation_id="finetunes_adapter", summary="Download the adapter (or full weights) as a zip",
+                   parameters=[_PROJECT], responses=_ZIP)  # fmt: skip
+    def get(self, request: Request, job_id: int) -> StreamingHttpResponse | Response:
+        return _artifact(request, job_id, merged=False)
+
+
+class FineTuneMergedApi(ProjectScopedApi):
+    @extend_schema(operation_id="finetunes_merged", summary="Download the merged weights as a zip",
+                   parameters=[_PROJECT], responses=_ZIP)  # fmt: skip
+    def get(self, request: Request, job_id: int) -> StreamingHttpResponse | Response:
+        return _artifact(request, job_id, merged=True)
+
+
+class FineTuneMergeApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="finetunes_merge", summary="Merge the adapter into full weights, on a GPU worker",
+        description="Queues the merge (202); `merge_status` follows it, then `/merged` downloads the result.",
+        parameters=[_PROJECT], request=None, responses={202: FineTuneOutput},
+    )  # fmt: skip
+    def post(self, request: Request, job_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        job = _service_call(finetune_merge_request, job=_job_or_404(project, job_id), **request_actor(request))
+        return Response(FineTuneOutput(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class FineTuneGenerateApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="finetunes_generate",
+        summary="Playground: answer a prompt with the base and the fine-tuned model",
+        description="Queued for a GPU worker (202): poll `GET /api/v1/finetunes/{id}/generations/{generation_id}`.",
+        parameters=[_PROJECT], request=GenerateInput, responses={202: GenerationOutput},
+    )  # fmt: skip
+    def post(self, request: Request, job_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        job = _job_or_404(project, job_id)
+        data = GenerateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        generation = _service_call(generation_create, job=job, messages=data.validated_data["messages"],
+                                   max_new_tokens=data.validated_data["max_new_tokens"],
+                                   created_by=request_actor(request)["actor"])  # fmt: skip
+        return Response(GenerationOutput(generation).data, status=status.HTTP_202_ACCEPTED)
+
+
+class GenerationDetailApi(ProjectScopedApi):
+    @extend_schema(operation_id="finetunes_generation", summary="A playground answer",
+                   parameters=[_PROJECT], responses=GenerationOutput)  # fmt: skip
+    def get(self, request: Request, job_id: int, generation_id: int) -> Response:
+        project = project_for_request(request)
+        generation = selectors.generation_get(job=_job_or_404(project, job_id), generation_id=generation_id)
+        if generation is None:
+            raise exceptions.NotFound(f"Generation {generation_id} not found.")
+        return Response(GenerationOutput(generation).data)
+
+
+class FineTuneLossesApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="finetunes_losses", summary="Per-example losses, highest first (the likeliest bad labels)",
+        parameters=[_PROJECT, OpenApiParameter("limit", int, description="1–1000, default 100.")],
+        responses=ExampleLossOutput(many=True),
+    )  # fmt: skip
+    def get(self, request: Request, job_id: int) -> Response:
+        project = project_for_request(request)
+        job = _job_or_404(project, job_id)
+        limit = request.query_params.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            raise exceptions.ValidationError({"limit": ["From 1 to 1000."]})
+        return Response(ExampleLossOutput(selectors.example_losses_top(job=job, limit=int(limit)), many=True).data)
+
+
+class BaseModelsApi(ProjectScopedApi):
+    @extend_schema(operation_id="base_models_list", summary="Base models on offer", parameters=[_PROJECT],
+                   responses=BaseModelOutput(many=True))  # fmt: skip
+    def get(self, request: Request) -> Response:
+        project_for_request(request)
+        registered = {row.name: row for row in BaseModel.objects.all()}
+        models = [
+            {"name": name, "description": registered[name].description if name in registered else "",
+             "registered": name in registered}
+            for name, _ in selectors.base_model_choices()
+        ]  # fmt: skip
+        return Response(BaseModelOutput(models, many=True).data)

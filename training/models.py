@@ -1,0 +1,228 @@
+"""Fine-tunes: the jobs, their metrics over time, per-example losses, the base models on offer, and the
+playground's generations. The trainer itself (`training.trainer`) knows nothing of these tables."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from curation.models import ApiKey, BackgroundWork, Dataset, DatasetEntry, DatasetSnapshot, Project
+
+
+class FineTuneStatus(models.TextChoices):
+    """JobStatus plus "cancelled", which only a fine-tune can be. The first four values are JobStatus's,
+    so the shared progress and waiting helpers read these rows the same way."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED = (FineTuneStatus.SUCCEEDED, FineTuneStatus.FAILED, FineTuneStatus.CANCELLED)
+
+
+class Method(models.TextChoices):
+    LORA = "lora", "LoRA"
+    QLORA = "qlora", "QLoRA (4-bit base, CUDA)"
+    FULL = "full", "Full fine-tuning"
+    FREEZE = "freeze", "Full, first layers frozen"
+
+
+class BaseModel(models.Model):
+    """A model the GPU workers can load: a hub id or a folder they can read. Besides these rows, the ids
+    listed in LOGTUNE_BASE_MODELS are offered; `create_demo_model` registers a tiny local one."""
+
+    name = models.CharField(max_length=200, unique=True)
+    path = models.CharField(max_length=1000, help_text="Hub id or folder, as the trainer's `model` setting.")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FineTuneJob(BackgroundWork, models.Model):
+    """A base model trained on a dataset snapshot by a GPU worker. The worker relays the trainer's events
+    into `MetricPoint` rows and the progress columns here, and writes `heartbeat_at` every second or so;
+    the reaper re-queues or fails a running job whose heartbeat stops."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="finetunes")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="finetunes")
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.CASCADE, related_name="finetunes")
+    base_model = models.ForeignKey(BaseModel, null=True, blank=True, on_delete=models.SET_NULL)
+    model = models.CharField(max_length=1000)  # what the trainer loads: the base model's path when it has a row
+    method = models.CharField(max_length=16, choices=Method.choices, default=Method.LORA)
+    # Every TrainConfig field but model, data_path, output_dir and method, defaults resolved on submit,
+    # so a job can be run again the same way after the defaults change.
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=FineTuneStatus.choices, default=FineTuneStatus.QUEUED)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    # What the trainer reported besides steps: its start event, checkpoints, warnings, the done event,
+    # and the interruptions of earlier attempts.
+    summary = models.JSONField(default=dict, blank=True)
+    evaluation = models.JSONField(default=dict, blank=True)  # evaluation.json, once succeeded
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    events_offset = models.BigIntegerField(default=0)  # bytes of events.jsonl already relayed
+    worker = models.CharField(max_length=255, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    merge_status = models.CharField(max_length=16, choices=FineTuneStatus.choices, blank=True)
+    merge_error = models.TextField(blank=True)
+    merge_started_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="finetune_project_created"),
+            models.Index(fields=["dataset", "-created_at"], name="finetune_dataset_created"),
+            models.Index(fields=["status", "heartbeat_at"], name="finetune_status_heartbeat"),
+        ]
+
+    def __str__(self) -> str:
+        return f"fine-tune {self.pk} of {self.model} ({self.status})"
+
+    def work_counts(self) -> tuple[int, int]:
+        return self.step, self.total_steps
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def uses_adapter(self) -> bool:
+        return self.method in (Method.LORA, Method.QLORA)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(settings.MEDIA_ROOT) / "finetunes" / str(self.pk)
+
+    @property
+    def adapter_dir(self) -> Path:
+        """The result: a PEFT adapter, or the full weights for full and freeze."""
+        return self.output_dir / "adapter"
+
+    @property
+    def merged_dir(self) -> Path:
+        return self.output_dir / "merged"
+
+    @property
+    def log_path(self) -> Path:
+        return self.output_dir / "train.log"
+
+    @property
+    def tuned_model(self) -> tuple[str, str | None]:
+        """(model, adapter_dir) to load the fine-tuned model with."""
+        if self.uses_adapter:
+            return self.model, str(self.adapter_dir)
+        return str(self.adapter_dir), None
+
+
+class MetricPoint(models.Model):
+    """One training step or evaluation the trainer reported. Points after the checkpoint a resumed run
+    starts from are deleted when it starts, so a step is never shown twice."""
+
+    job = models.ForeignKey(FineTuneJob, on_delete=models.CASCADE, related_name="metrics", db_index=False)
+    step = models.PositiveIntegerField()
+    epoch = models.FloatField(null=True, blank=True)
+    train_loss = models.FloatField(null=True, blank=True)
+    eval_loss = models.FloatField(null=True, blank=True)  # step 0: the base model
+    learning_rate = models.FloatField(null=True, blank=True)
+    grad_norm = models.FloatField(null=True, blank=True)
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    time = models.DateTimeField()
+
+    class Meta:
+        ordering = ["step", "id"]
+        indexes = [models.Index(fields=["job", "step", "id"], name="metricpoint_job_step")]
+
+    def __str__(self) -> str:
+        return f"step {self.step} of job {self.job_id}"
+
+
+class ExampleLoss(models.Model):
+    """The fine-tuned model's loss on one training example: the highest are the likeliest bad labels."""
+
+    job = models.ForeignKey(FineTuneJob, on_delete=models.CASCADE, related_name="example_losses", db_index=False)
+    entry = models.ForeignKey(DatasetEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="losses")
+    line = models.PositiveIntegerField()  # of the snapshot file, from 1
+    loss = models.FloatField()
+    tokens = models.PositiveIntegerField(default=0)  # trained tokens of the example
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "line"], name="exampleloss_unique_line")]
+        indexes = [models.Index(fields=["job", "-loss"], name="exampleloss_job_loss")]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.loss:.3f}"
+
+
+class Generation(BackgroundWork, models.Model):
+    """A playground prompt answered by the base and the fine-tuned model, on a GPU worker."""
+
+    job = models.ForeignKey(FineTuneJob, on_delete=models.CASCADE, related_name="generations")
+    messages = models.JSONField()
+    max_new_tokens = models.PositiveIntegerField(default=64)
+    status = models.CharField(max_length=16, choices=FineTuneStatus.choices, default=FineTuneStatus.QUEUED)
+    base_output = models.TextField(blank=True)
+    tuned_output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"generation {self.pk} of job {self.job_id} ({self.status})"
+
+    def work_counts(self) -> tuple[int, int]:
+        return 0, 1  # one answer pair, done at once
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+
+class LossPreview(BackgroundWork, models.Model):
+    """Which tokens of an entry count toward the loss under a base model's chat template. A worker works it
+    out: loading a tokenizer through transformers imports torch, which web processes never load."""
+
+    entry = models.ForeignKey(DatasetEntry, on_delete=models.CASCADE, related_name="loss_previews", db_index=False)
+    base_model = models.CharField(max_length=200)  # as offered: a BaseModel name or a LOGTUNE_BASE_MODELS id
+    status = models.CharField(max_length=16, choices=FineTuneStatus.choices, default=FineTuneStatus.QUEUED)
+    pieces = models.JSONField(default=list, blank=True)  # [{"text", "trained"}], runs of tokens alike
+    tokens = models.PositiveIntegerField(default=0)
+    trained_tokens = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["entry", "base_model", "-created_at"], name="losspreview_entry_model")]
+
+    def __str__(self) -> str:
+        return f"loss preview of entry {self.entry_id} under {self.base_model} ({self.status})"
+
+    def work_counts(self) -> tuple[int, int]:
+        return 0, 1
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED

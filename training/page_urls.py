@@ -1,0 +1,36 @@
+from django.urls import path
+
+from training import views
+
+urlpatterns = [
+    path("p/<slug:slug>/finetunes/", views.finetune_list, name="finetunes"),
+    path("p/<slug:slug>/finetunes/<int:job_id>/", views.finetune_detail, name="finetune"),
+    path("p/<slug:slug>/finetunes/<int:job_id>/status", views.finetune_status_panel, name="finetune-status"),
+    path("p/<slug:slug>/finetunes/<int:job_id>/cancel", views.finetune_cancel_view, name="finetune-cancel"),
+    path("p/<slug:slug>/finetunes/<int:job_id>/merge", views.finetune_merge_view, name="finetune-merge"),
+    path("p/<slug:slug>/finetunes/<int:job_id>/playground", views.playground_ask, name="finetune-playground"),
+    path(
+        "p/<slug:slug>/finetunes/<int:job_id>/generations/<int:generation_id>",
+        views.generation_panel,
+        name="finetune-generation",
+    ),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/finetune/", views.finetune_new, name="dataset-finetune"),
+    path(
+        "p/<slug:slug>/datasets/<int:dataset_id>/finetune/estimate",
+        views.finetune_estimate_panel,
+        name="dataset-finetune-estimate",
+    ),
+    path(
+        "p/<slug:slug>/datasets/<int:dataset_id>/finetunes/", views.dataset_finetunes_panel, name="dataset-finetunes"
+    ),
+    path(
+        "p/<slug:slug>/datasets/<int:dataset_id>/entries/<int:entry_id>/loss-preview",
+        views.entry_loss_preview,
+        name="dataset-entry-loss-preview",
+    ),
+    path(
+        "p/<slug:slug>/datasets/<int:dataset_id>/entries/<int:entry_id>/loss-preview/<int:preview_id>",
+        views.loss_preview_panel,
+        name="dataset-entry-loss-preview-panel",
+    ),
+]

@@ -1,0 +1,172 @@
+"""What workers do besides training: playground answers and merging an adapter into full weights (on the
+GPU queue), and loss previews (on the default queue).
+
+Answers and merges load models, so they run in a child process (never in the worker itself, where a loaded
+model would keep its GPU memory from the next fine-tune), in its own process group that dies with the worker.
+"""
+
+import json
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from curation.models import DatasetEntry
+from training.models import FineTuneJob, FineTuneStatus, Generation, LossPreview
+from training.services.jobs import base_model_resolve
+from training.services.runner import LOG_TAIL_LINES, log_tail, signal_group, spawn_group
+
+logger = logging.getLogger(__name__)
+
+PREVIEW_PATIENCE = timedelta(minutes=10)
+
+# Calls `module:function(**kwargs)` for each kwargs of a JSON list and writes the results as a JSON list.
+CALLER = """
+import importlib, json, sys
+
+module, name = sys.argv[1].split(":")
+function = getattr(importlib.import_module(module), name)
+with open(sys.argv[2]) as calls:
+    results = [function(**kwargs) for kwargs in json.load(calls)]
+with open(sys.argv[3], "w") as out:
+    json.dump(results, out)
+"""
+
+
+class GpuCallError(Exception):
+    """The child failed or ran out of time; the message says how, with the end of its log."""
+
+
+def call_in_child(*, function: str, calls: list[dict], work_dir: Path, timeout: float) -> list:
+    """Run `function` ("module:name") once per kwargs in `calls`, in one child process, and return its results."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    arguments, results, log = work_dir / "calls.json", work_dir / "results.json", work_dir / "call.log"
+    arguments.write_text(json.dumps(calls))
+    results.unlink(missing_ok=True)
+    process = spawn_group([sys.executable, "-c", CALLER, function, str(arguments), str(results)], log, signal.SIGKILL)
+    try:
+        returncode = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise GpuCallError(f"{function} took longer than {timeout:.0f} s (LOGTUNE_GPU_TASK_TIMEOUT_S).") from None
+    finally:
+        signal_group(process, signal.SIGKILL)
+        process.wait()
+    if returncode != 0:
+        tail = "\n".join(log_tail(log, LOG_TAIL_LINES))
+        raise GpuCallError(f"{function} failed (exit code {returncode}). The end of its log:\n{tail}".rstrip())
+    return json.loads(results.read_text())
+
+
+def generation_run(*, generation_id: int) -> None:
+    """Answer a queued playground prompt with the base model and the fine-tuned one. A second delivery
+    finds it taken and does nothing."""
+    now = timezone.now()
+    claimed = Generation.objects.filter(pk=generation_id, status=FineTuneStatus.QUEUED).update(
+        status=FineTuneStatus.RUNNING, started_at=now
+    )
+    if not claimed:
+        return
+    generation = Generation.objects.select_related("job").get(pk=generation_id)
+    job = generation.job
+    model, adapter_dir = job.tuned_model
+    asked = {"messages": generation.messages, "max_new_tokens": generation.max_new_tokens}
+    calls = [{"model": job.model, "adapter_dir": None, **asked}, {"model": model, "adapter_dir": adapter_dir, **asked}]
+    work_dir = job.output_dir / "playground" / str(generation.pk)
+    rows = Generation.objects.filter(pk=generation.pk)
+    try:
+        base, tuned = call_in_child(
+            function="training.generate:generate", calls=calls, work_dir=work_dir,
+            timeout=settings.LOGTUNE_GPU_TASK_TIMEOUT_S,
+        )  # fmt: skip
+    except Exception as exc:
+        rows.update(status=FineTuneStatus.FAILED, error=str(exc), finished_at=timezone.now())
+        logger.warning("training.generation_failed generation=%s job=%s", generation.pk, job.pk)
+        if not isinstance(exc, GpuCallError):
+            raise
+        return
+    rows.update(status=FineTuneStatus.SUCCEEDED, base_output=str(base), tuned_output=str(tuned),
+                finished_at=timezone.now())  # fmt: skip
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def finetune_merge(*, job_id: int) -> None:
+    """Merge a succeeded job's adapter into its base model's full weights, in `merged/`."""
+    claimed = FineTuneJob.objects.filter(pk=job_id, merge_status=FineTuneStatus.QUEUED).update(
+        merge_status=FineTuneStatus.RUNNING, merge_started_at=timezone.now()
+    )
+    if not claimed:
+        return
+    job = FineTuneJob.objects.get(pk=job_id)
+    rows = FineTuneJob.objects.filter(pk=job.pk)
+    call = {"model": job.model, "adapter_dir": str(job.adapter_dir), "output_dir": str(job.merged_dir)}
+    try:
+        call_in_child(function="training.merge:merge_adapter", calls=[call], work_dir=job.output_dir / "merge",
+                      timeout=settings.LOGTUNE_GPU_TASK_TIMEOUT_S)  # fmt: skip
+    except Exception as exc:
+        rows.update(merge_status=FineTuneStatus.FAILED, merge_error=str(exc))
+        logger.warning("training.merge_failed job=%s", job.pk)
+        if not isinstance(exc, GpuCallError):
+            raise
+        return
+    rows.update(merge_status=FineTuneStatus.SUCCEEDED, merge_error="")
+    logger.info("training.merge_finished job=%s", job.pk)
+
+
+def loss_preview_request(*, entry: DatasetEntry, base_model: str) -> LossPreview:
+    """The loss preview of `entry` under `base_model`: the last one while the entry has not changed since,
+    else a new one queued for a worker (the default queue: it needs a tokenizer, no GPU)."""
+    base_model_resolve(base_model=base_model)
+    # One still queued after a while lost its worker: ask again rather than wait on it forever.
+    alive = Q(status=FineTuneStatus.SUCCEEDED) | Q(created_at__gte=timezone.now() - PREVIEW_PATIENCE)
+    recent = LossPreview.objects.filter(alive, entry=entry, base_model=base_model,
+                                        created_at__gte=entry.updated_at).first()  # fmt: skip
+    if recent is not None:
+        return recent
+    with transaction.atomic():
+        preview = LossPreview.objects.create(entry=entry, base_model=base_model)
+        transaction.on_commit(lambda: _enqueue_loss_preview(preview.pk))
+    return preview
+
+
+def _enqueue_loss_preview(preview_id: int) -> None:
+    from training.tasks import loss_preview_task
+
+    loss_preview_task.delay(preview_id)
+
+
+def loss_preview_run(*, preview_id: int) -> None:
+    """Work out a queued loss preview: the entry's conversation as the model's chat template writes it, in
+    runs of tokens that do and do not count toward the loss. An entry that cannot be trained on fails
+    with the trainer's reason."""
+    if not LossPreview.objects.filter(pk=preview_id, status=FineTuneStatus.QUEUED).update(
+        status=FineTuneStatus.RUNNING
+    ):
+        return
+    preview = LossPreview.objects.select_related("entry").get(pk=preview_id)
+    rows = LossPreview.objects.filter(pk=preview.pk)
+    try:
+        from training.tokens import loss_preview
+
+        _, model = base_model_resolve(base_model=preview.base_model)
+        tokens = loss_preview(model=model, messages=preview.entry.messages, tools=preview.entry.tools)
+    except Exception as exc:  # a tokenizer that cannot be loaded, an entry that cannot be trained on
+        message = " ".join(exc.messages) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+        rows.update(status=FineTuneStatus.FAILED, error=message, finished_at=timezone.now())
+        return
+    pieces: list[dict] = []
+    for token in tokens:
+        if pieces and pieces[-1]["trained"] == bool(token["trained"]):
+            pieces[-1]["text"] += token["text"]
+        else:
+            pieces.append({"text": token["text"], "trained": bool(token["trained"])})
+    rows.update(status=FineTuneStatus.SUCCEEDED, pieces=pieces, tokens=len(tokens), finished_at=timezone.now(),
+                trained_tokens=sum(1 for token in tokens if token["trained"]))  # fmt: skip

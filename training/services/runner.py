@@ -1,0 +1,458 @@
+"""Running a fine-tune on a GPU worker: claim the job, launch the trainer as a child process group, relay its
+events to the database every second, honour cancels, record the outcome and the artifacts. And the reaper,
+which re-queues or fails the jobs of workers that died.
+
+A job runs at most once at a time: the claim is one `UPDATE … WHERE status = 'queued'`, so a second delivery
+of the task finds the job running (or finished) and does nothing. The task is acknowledged on receipt (a run
+can outlast the broker's visibility timeout); a worker that dies mid-run stops writing heartbeats, and the
+reaper re-queues the job once, to resume from its last checkpoint, or fails it with the reason.
+"""
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from curation.models import DatasetEntry, JobStatus
+from training.config import TrainConfig
+from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 1.0  # relay, heartbeat and cancel check
+SNAPSHOT_WAIT_S = 2.0  # a job whose snapshot is still being written looks again this much later
+SNAPSHOT_WAIT_MAX = timedelta(hours=12)
+KILL_AFTER_TERM_S = 5.0  # after SIGTERM, the trainer's process group gets this long before SIGKILL
+READ_BYTES = 4 * 1024 * 1024  # of events.jsonl per transaction
+LOSS_BATCH = 5_000
+LOG_TAIL_LINES = 40
+MAX_WARNINGS = 20
+PR_SET_PDEATHSIG = 1
+TRAINER_MODULE = "training.trainer"
+
+# The child the worker starts: `python -m accelerate.commands.launch …`, run in-process by runpy, as the leader
+# of its own process group. PR_SET_PDEATHSIG (set before exec) sends it SIGUSR1 when the worker dies; the
+# handler then ends the whole group, trainer processes included, which the kernel would otherwise leave
+# running as orphans (the death signal is not inherited by grandchildren). SIGTERM to the group is meant
+# for the trainer processes: the launcher ignores it and exits when they do.
+LAUNCHER = """
+import os, runpy, signal, sys, time
+
+def stop_group(*_):
+    os.killpg(0, signal.SIGTERM)
+    time.sleep(5)
+    os.killpg(0, signal.SIGKILL)
+
+signal.signal(signal.SIGTERM, lambda *_: None)
+signal.signal(signal.SIGUSR1, stop_group)
+if os.getppid() != int(sys.argv[1]):
+    stop_group()
+sys.argv = ["accelerate-launch", *sys.argv[2:]]
+runpy.run_module("accelerate.commands.launch", run_name="__main__", alter_sys=True)
+"""
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: str
+    error: str = ""
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+def finetune_run(*, job_id: int, worker: str = "") -> None:
+    """Run a queued job to its end on this worker. Does nothing for a job that is not queued (a second
+    delivery, a cancelled job); a job whose snapshot is still being written is looked at again shortly."""
+    job = FineTuneJob.objects.select_related("snapshot").filter(pk=job_id).first()
+    if job is None or job.status != FineTuneStatus.QUEUED:
+        logger.info("training.job_skipped job=%s status=%s", job_id, job.status if job else "deleted")
+        return
+    if job.snapshot.status == JobStatus.FAILED:
+        FineTuneJob.objects.filter(pk=job.pk, status=FineTuneStatus.QUEUED).update(
+            status=FineTuneStatus.FAILED, finished_at=timezone.now(),
+            error=f"The snapshot it was to train on could not be written: {job.snapshot.error}",
+        )  # fmt: skip
+        return
+    if not job.snapshot.is_finished:
+        if timezone.now() - job.snapshot.created_at > SNAPSHOT_WAIT_MAX:
+            FineTuneJob.objects.filter(pk=job.pk, status=FineTuneStatus.QUEUED).update(
+                status=FineTuneStatus.FAILED, finished_at=timezone.now(),
+                error=f"Its snapshot {job.snapshot.pk} was still {job.snapshot.status} after {SNAPSHOT_WAIT_MAX}.",
+            )  # fmt: skip
+            return
+        from training.tasks import finetune_run_task
+
+        finetune_run_task.apply_async((job.pk,), countdown=SNAPSHOT_WAIT_S)
+        return
+    if not finetune_claim(job_id=job.pk, worker=worker or socket.gethostname()):
+        return
+    job.refresh_from_db()
+    logger.info("training.job_started job=%s attempt=%s worker=%s", job.pk, job.attempts, job.worker)
+    try:
+        outcome = _supervise(job, _launch(job, _write_config(job)))
+    except Exception as exc:
+        _finish(job, Outcome(FineTuneStatus.FAILED, f"{type(exc).__name__}: {exc}"))
+        raise
+    _finish(job, outcome)
+
+
+def finetune_claim(*, job_id: int, worker: str) -> bool:
+    """Take a queued job for this worker, atomically. False when another delivery (or a cancel) got there first."""
+    now = timezone.now()
+    claimed = FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.QUEUED).update(
+        status=FineTuneStatus.RUNNING, attempts=F("attempts") + 1, worker=worker[:255], heartbeat_at=now,
+        started_at=Coalesce(F("started_at"), now), error="",
+    )  # fmt: skip
+    return bool(claimed)
+
+
+def _write_config(job: FineTuneJob) -> Path:
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    (job.output_dir / "CANCEL").unlink(missing_ok=True)
+    config = TrainConfig(
+        **job.hyperparameters, model=job.model, data_path=job.snapshot.file.path, output_dir=str(job.output_dir),
+        method=job.method,
+    )  # fmt: skip
+    path = job.output_dir / "config.json"
+    config.save(path)
+    return path
+
+
+def gpu_count() -> int:
+    """GPUs this worker may use, without importing torch: CUDA_VISIBLE_DEVICES, else the driver's list."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([device for device in visible.split(",") if device.strip() not in ("", "-1")])
+    return len(list(Path("/proc/driver/nvidia/gpus").glob("*")))
+
+
+def _die_with_parent(sig: int) -> None:
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+
+
+def _launch(job: FineTuneJob, config_path: Path) -> subprocess.Popen:
+    processes = settings.LOGTUNE_GPU_PROCESSES or max(1, gpu_count())
+    command = [
+        sys.executable, "-c", LAUNCHER, str(os.getpid()), "--quiet", "--num_processes", str(processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", TRAINER_MODULE, str(config_path),
+    ]  # fmt: skip
+    return spawn_group(command, job.log_path, signal.SIGUSR1)
+
+
+def spawn_group(command: list[str], log_path: Path, death_signal: int) -> subprocess.Popen:
+    path = os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH", "")]))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+    with log_path.open("ab") as log:
+        return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+            command, cwd=settings.BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=lambda: _die_with_parent(death_signal),
+        )  # fmt: skip
+
+
+def signal_group(process: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)  # the child leads its own session, so its pid is the group's id
+
+
+def _supervise(job: FineTuneJob, process: subprocess.Popen) -> Outcome:
+    """Every POLL_S: relay events, write the heartbeat, see whether a cancel was asked for. After a cancel
+    the trainer has the grace period to stop at the end of its step, then SIGTERM, then SIGKILL."""
+    cancelled_at: float | None = None
+    try:
+        while True:
+            returncode = process.poll()
+            finetune_relay_events(job=job)
+            alive, cancel_requested = _beat(job)
+            if not alive:
+                logger.warning("training.job_lost job=%s: the row left 'running' under this worker", job.pk)
+                return Outcome("lost")
+            if cancel_requested and cancelled_at is None:
+                (job.output_dir / "CANCEL").touch()
+                cancelled_at = time.monotonic()
+            if returncode is not None:
+                return _outcome(job, returncode, cancelled=cancelled_at is not None)
+            if cancelled_at is not None:
+                waited = time.monotonic() - cancelled_at
+                grace = settings.LOGTUNE_FINETUNE_CANCEL_GRACE_S
+                if waited >= grace + KILL_AFTER_TERM_S:
+                    signal_group(process, signal.SIGKILL)
+                elif waited >= grace:
+                    signal_group(process, signal.SIGTERM)
+            time.sleep(POLL_S)
+    finally:
+        signal_group(process, signal.SIGKILL)  # nothing of a run outlives it
+        process.wait()
+
+
+def _beat(job: FineTuneJob) -> tuple[bool, bool]:
+    """(still ours, cancel asked for): write the heartbeat on a row that is still running under this run."""
+    rows = FineTuneJob.objects.filter(pk=job.pk, status=FineTuneStatus.RUNNING, attempts=job.attempts)
+    if not rows.update(heartbeat_at=timezone.now()):
+        return False, False
+    return True, rows.filter(cancel_requested_at__isnull=False).exists()
+
+
+def _outcome(job: FineTuneJob, returncode: int, *, cancelled: bool) -> Outcome:
+    if returncode == 0 and "done" in job.summary:
+        return Outcome(FineTuneStatus.SUCCEEDED)
+    if cancelled:
+        return Outcome(FineTuneStatus.CANCELLED)
+    if job.error:  # the trainer's error event says what went wrong
+        return Outcome(FineTuneStatus.FAILED, job.error)
+    reason = "exited without finishing" if returncode == 0 else f"exited with code {returncode}"
+    tail = "\n".join(log_tail(job.log_path, LOG_TAIL_LINES))
+    return Outcome(FineTuneStatus.FAILED, f"The trainer {reason}. The end of train.log:\n{tail}".rstrip())
+
+
+def log_tail(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a log, read from its end (a log can be large)."""
+    try:
+        with path.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 64 * 1024))
+            data = log.read()
+    except FileNotFoundError:
+        return []
+    # Progress bars redraw one line with carriage returns: keep what the last redraw shows.
+    text = data.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n")
+    return [line.rsplit("\r", 1)[-1] for line in deque(text.split("\n"), maxlen=lines)] if text else []
+
+
+def _finish(job: FineTuneJob, outcome: Outcome) -> None:
+    if outcome.status == "lost":
+        return
+    changes: dict[str, Any] = {"status": outcome.status, "finished_at": timezone.now(), "eta_seconds": None}
+    if outcome.status == FineTuneStatus.FAILED:
+        changes["error"] = outcome.error
+    with transaction.atomic():
+        if outcome.status == FineTuneStatus.SUCCEEDED:
+            changes["evaluation"] = _clean(_read_json(job.output_dir / "evaluation.json"))
+            example_losses_load(job=job)
+        finished = FineTuneJob.objects.filter(pk=job.pk, status=FineTuneStatus.RUNNING, attempts=job.attempts)
+        finished.update(**changes)
+    logger.info("training.job_finished job=%s status=%s", job.pk, outcome.status)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def example_losses_load(*, job: FineTuneJob) -> int:
+    """Store example_losses.jsonl as rows, each linked to its dataset entry while the entry exists.
+    Idempotent: a job's earlier rows are replaced."""
+    ExampleLoss.objects.filter(job=job).delete()
+    path = job.output_dir / "example_losses.jsonl"
+    if not path.exists():
+        return 0
+    stored = 0
+    with path.open("rb") as lines:
+        batch: list[dict] = []
+        for raw in lines:
+            row = _parse(raw)
+            if row is not None and isinstance(row.get("line"), int) and _number(row.get("loss")) is not None:
+                batch.append(row)
+            if len(batch) >= LOSS_BATCH:
+                stored += _store_losses(job, batch)
+                batch = []
+        stored += _store_losses(job, batch)
+    return stored
+
+
+def _store_losses(job: FineTuneJob, rows: list[dict]) -> int:
+    ids: set[int] = {row["entry_id"] for row in rows if isinstance(row.get("entry_id"), int)}
+    existing = set(DatasetEntry.objects.filter(dataset_id=job.dataset_id, pk__in=ids).values_list("pk", flat=True))
+    losses = [
+        ExampleLoss(job=job, entry_id=row.get("entry_id") if row.get("entry_id") in existing else None,
+                    line=row["line"], loss=float(row["loss"]), tokens=max(0, int(row.get("tokens") or 0)))
+        for row in rows
+    ]  # fmt: skip
+    ExampleLoss.objects.bulk_create(losses, ignore_conflicts=True)
+    return len(losses)
+
+
+# --- events -----------------------------------------------------------------------------------------
+
+
+def finetune_relay_events(*, job: FineTuneJob) -> int:
+    """Copy the trainer's new events (from `job.events_offset` in events.jsonl) into metric points and the
+    job's progress columns. Each batch is stored in one transaction with the new offset, so an event is
+    never relayed twice nor skipped; a last line still being written waits for the next call. Returns
+    the events read."""
+    path = job.output_dir / "events.jsonl"
+    relayed = 0
+    while True:
+        try:
+            with path.open("rb") as events:
+                if os.fstat(events.fileno()).st_size < job.events_offset:
+                    job.events_offset = 0  # written anew by a resumed run: its start event says from which step
+                events.seek(job.events_offset)
+                chunk = events.read(READ_BYTES)
+        except FileNotFoundError:
+            return relayed
+        end = chunk.rfind(b"\n") + 1
+        if not end:
+            return relayed
+        lines = chunk[:end].splitlines()
+        _relay_batch(job, lines, end)
+        relayed += len(lines)
+
+
+def _relay_batch(job: FineTuneJob, lines: list[bytes], size: int) -> None:
+    points: list[MetricPoint] = []
+    resumed_from: int | None = None
+    for raw in lines:
+        event = _parse(raw)
+        if event is None:
+            logger.warning("training.bad_event job=%s line=%r", job.pk, raw[:200])
+            continue
+        resumed = _apply(job, event, points)
+        if resumed is not None:
+            # A resumed run repeats the steps after its checkpoint: what an earlier attempt reported of them goes.
+            resumed_from = resumed if resumed_from is None else min(resumed_from, resumed)
+            points = [point for point in points if point.step <= resumed]
+    job.events_offset += size
+    with transaction.atomic():
+        if resumed_from is not None:
+            MetricPoint.objects.filter(job=job, step__gt=resumed_from).delete()
+        MetricPoint.objects.bulk_create(points)
+        FineTuneJob.objects.filter(pk=job.pk).update(
+            step=job.step, total_steps=job.total_steps, eta_seconds=job.eta_seconds, summary=job.summary,
+            error=job.error, events_offset=job.events_offset,
+        )  # fmt: skip
+
+
+def _parse(raw: bytes) -> dict | None:
+    try:
+        value = json.loads(raw)  # the json module reads NaN and Infinity, which a diverging run writes
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _apply(job: FineTuneJob, event: dict, points: list[MetricPoint]) -> int | None:
+    """Fold one event into the job (in memory) and `points`; the step a resumed run starts from, for a start."""
+    kind = event.get("type")
+    fields = _clean({key: value for key, value in event.items() if key != "type"})
+    step = max(0, int(_number(event.get("step")) or 0))
+    when = datetime.fromtimestamp(_number(event.get("time")) or time.time(), tz=UTC)
+    if kind == "start":
+        job.summary["start"] = fields
+        job.total_steps = max(0, int(_number(event.get("total_steps")) or job.total_steps))
+        job.step = max(0, int(_number(event.get("resumed_from_step")) or 0))
+        return job.step
+    if kind == "step":
+        points.append(MetricPoint(
+            job=job, step=step, epoch=_number(event.get("epoch")), train_loss=_number(event.get("loss")),
+            learning_rate=_number(event.get("learning_rate")), grad_norm=_number(event.get("grad_norm")),
+            tokens_per_second=_number(event.get("tokens_per_second")), time=when,
+        ))  # fmt: skip
+        job.step = step
+        job.total_steps = max(0, int(_number(event.get("total_steps")) or job.total_steps))
+        job.eta_seconds = _number(event.get("eta_s"))
+        job.summary["last_step"] = fields
+    elif kind == "eval":
+        points.append(MetricPoint(job=job, step=step, eval_loss=_number(event.get("eval_loss")), time=when))
+        job.summary["last_eval"] = fields
+    elif kind == "warning":
+        job.summary["warnings"] = [*job.summary.get("warnings", []), str(event.get("message", ""))][-MAX_WARNINGS:]
+    elif kind == "error":
+        job.error = str(event.get("message") or "The trainer reported an error without a message.")
+    elif kind in ("checkpoint", "early_stop", "cancelled", "done"):
+        job.summary[kind] = fields
+    return None
+
+
+def _number(value: object) -> float | None:
+    """A finite number, or None: PostgreSQL's jsonb and JSON answers have no NaN."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, dict):
+        return {str(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    return value
+
+
+# --- the reaper -------------------------------------------------------------------------------------
+
+
+def finetune_reap() -> int:
+    """Jobs whose worker stopped sending heartbeats (it died, or lost its machine): re-queued to resume from
+    their last checkpoint while they have attempts left, cancelled when a cancel was asked for, else failed
+    with the reason. Also fails merges and generations left running by a dead worker. Returns jobs handled."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.LOGTUNE_FINETUNE_HEARTBEAT_TIMEOUT_S)
+    handled = sum(_reap(job, now) for job in FineTuneJob.objects.filter(status=FineTuneStatus.RUNNING,
+                                                                         heartbeat_at__lt=stale))  # fmt: skip
+    _reap_gpu_requests(now)
+    return handled
+
+
+def _reap(job: FineTuneJob, now: datetime) -> int:
+    heartbeat = job.heartbeat_at.strftime("%Y-%m-%d %H:%M:%S UTC") if job.heartbeat_at else "an unknown time"
+    what = f"the worker {job.worker or '(unknown)'} stopped sending heartbeats at {heartbeat}"
+    interruption = {"attempt": job.attempts, "worker": job.worker, "heartbeat_at": heartbeat, "step": job.step}
+    summary = {**job.summary, "interruptions": [*job.summary.get("interruptions", []), interruption]}
+    limit = settings.LOGTUNE_FINETUNE_MAX_ATTEMPTS
+    changes: dict[str, Any] = {"summary": summary, "eta_seconds": None}
+    if job.cancel_requested_at is not None:
+        changes |= {"status": FineTuneStatus.CANCELLED, "finished_at": now}
+    elif job.attempts < limit:
+        changes |= {"status": FineTuneStatus.QUEUED, "worker": "", "heartbeat_at": None}
+    else:
+        changes |= {"status": FineTuneStatus.FAILED, "finished_at": now, "error": (
+            f"The fine-tune stopped at step {job.step}: {what}, and it had run {job.attempts} time(s) of at most "
+            f"{limit} (LOGTUNE_FINETUNE_MAX_ATTEMPTS). Its last checkpoint stays in {job.output_dir}.")}  # fmt: skip
+    # Only if nothing moved since it was read: a worker that just wrote a heartbeat keeps its job.
+    rows = FineTuneJob.objects.filter(pk=job.pk, status=FineTuneStatus.RUNNING, heartbeat_at=job.heartbeat_at)
+    with transaction.atomic():
+        if not rows.update(**changes):
+            return 0
+        if changes["status"] == FineTuneStatus.QUEUED:
+            from training.tasks import finetune_run_task
+
+            transaction.on_commit(lambda: finetune_run_task.delay(job.pk))
+    logger.warning("training.job_reaped job=%s now=%s: %s", job.pk, changes["status"], what)
+    return 1
+
+
+def _reap_gpu_requests(now: datetime) -> None:
+    # Merges and generations have no heartbeat: one running past the time limit lost its worker.
+    late = now - timedelta(seconds=settings.LOGTUNE_GPU_TASK_TIMEOUT_S + 600)
+    Generation.objects.filter(status=FineTuneStatus.RUNNING, started_at__lt=late).update(
+        status=FineTuneStatus.FAILED, finished_at=now, error="The GPU worker answering it stopped."
+    )
+    FineTuneJob.objects.filter(merge_status=FineTuneStatus.RUNNING, merge_started_at__lt=late).update(
+        merge_status=FineTuneStatus.FAILED, merge_error="The GPU worker merging it stopped."
+    )

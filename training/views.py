@@ -1,0 +1,293 @@
+"""Fine-tune pages: the form and estimate on a dataset, the jobs, a job's page (progress, curves, log,
+evaluation, artifacts, playground), and the loss preview of an entry."""
+
+import math
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from curation import dataset_stats
+from curation.models import Dataset, DatasetEntry, Membership, Role
+from curation.views.common import AuthenticatedRequest, can_edit, dataset_or_404, membership_or_404
+from training import selectors
+from training.forms import FineTuneForm, LossPreviewForm, PlaygroundForm
+from training.models import FineTuneJob, FineTuneStatus
+from training.services.jobs import (
+    finetune_cancel,
+    finetune_create,
+    finetune_estimate,
+    finetune_merge_request,
+    generation_create,
+)
+from training.services.playground import loss_preview_request
+
+LOG_LINES = 40
+
+
+def _job_or_404(
+    request: AuthenticatedRequest, slug: str, job_id: int, role: str = Role.VIEWER
+) -> tuple[Membership, FineTuneJob]:
+    membership = membership_or_404(request, slug, role)
+    job = selectors.finetune_get(project=membership.project, job_id=job_id)
+    if job is None:
+        raise Http404("Fine-tune not found")
+    return membership, job
+
+
+def _add_errors(form: FineTuneForm, exc: ValidationError) -> None:
+    """A service's errors on the form's fields; those of settings the form has no field for, named, on top."""
+    errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+    for name, problems in errors.items():
+        field = name if name in form.fields else None
+        for problem in problems:
+            form.add_error(field, problem if field or name == NON_FIELD_ERRORS else f"{name}: {problem}")
+
+
+def dataset_finetune_context(*, dataset: Dataset) -> dict:
+    """What the dataset page shows of fine-tuning: the form, the dataset's jobs, the jobs to sort by."""
+    jobs = list(selectors.finetunes_for_dataset(dataset=dataset)[:10])
+    return {
+        "finetune_form": FineTuneForm(dataset=dataset),
+        "finetunes": jobs,
+        "finetunes_running": any(not job.is_finished for job in jobs),
+        "loss_jobs": list(selectors.finetunes_with_losses(dataset=dataset)[:20]),
+    }
+
+
+# --- the form and its estimate ----------------------------------------------------------------------
+
+
+@login_required
+def finetune_new(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """The form on a page of its own (GET, or a POST with problems); a good POST queues the job."""
+    membership, dataset = dataset_or_404(
+        request, slug, dataset_id, Role.EDITOR if request.method == "POST" else Role.VIEWER
+    )
+    form = FineTuneForm(request.POST or None, dataset=dataset)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = finetune_create(
+                dataset=dataset, base_model=form.cleaned_data["base_model"], method=form.cleaned_data["method"],
+                hyperparameters=form.hyperparameters(), snapshot=form.cleaned_data["snapshot"],
+                created_by=request.user,
+            )  # fmt: skip
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, f"Fine-tune {job.pk} queued for a GPU worker.")
+            return redirect("finetune", slug=slug, job_id=job.pk)
+    context = {"project": membership.project, "dataset": dataset, "form": form, "can_edit": can_edit(membership)}
+    return render(request, "training/finetune_new.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+def finetune_estimate_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """Examples, tokens and steps for the form's current values (htmx, as the form changes)."""
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
+    form = FineTuneForm(request.GET, dataset=dataset)
+    estimate, problems = None, []
+    if form.is_valid():
+        try:
+            estimate = finetune_estimate(dataset=dataset, hyperparameters=form.hyperparameters(),
+                                         method=form.cleaned_data["method"])  # fmt: skip
+        except ValidationError as exc:
+            problems = [f"{name}: {' '.join(p)}" for name, p in exc.message_dict.items()]
+    else:
+        problems = [f"{form[name].label}: {' '.join(map(str, p))}" if name in form.fields else " ".join(map(str, p))
+                    for name, p in form.errors.items()]  # fmt: skip
+    context = {"project": membership.project, "dataset": dataset, "estimate": estimate, "problems": problems}
+    return render(request, "training/_estimate.html", context)
+
+
+# --- lists ------------------------------------------------------------------------------------------
+
+
+@login_required
+def finetune_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    membership = membership_or_404(request, slug)
+    jobs = list(selectors.finetunes_for_project(project=membership.project)[:100])
+    context = {"project": membership.project, "finetunes": jobs, "show_dataset": True,
+               "finetunes_running": any(not job.is_finished for job in jobs)}  # fmt: skip
+    return render(request, "training/finetune_list.html", context)
+
+
+@login_required
+def dataset_finetunes_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """A dataset's jobs alone, polled by its page while one is queued or running."""
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
+    jobs = list(selectors.finetunes_for_dataset(dataset=dataset)[:10])
+    context = {"project": membership.project, "dataset": dataset, "finetunes": jobs,
+               "finetunes_running": any(not job.is_finished for job in jobs)}  # fmt: skip
+    return render(request, "training/_finetune_jobs.html", context)
+
+
+# --- one job ----------------------------------------------------------------------------------------
+
+
+def _status_context(job: FineTuneJob) -> dict:
+    elapsed = None
+    if job.started_at:
+        elapsed = ((job.finished_at or job.heartbeat_at or job.started_at) - job.started_at).total_seconds()
+    return {
+        "job": job,
+        "elapsed": _duration(elapsed),
+        "eta": _duration(job.eta_seconds),
+        "last_step": job.summary.get("last_step", {}),
+        "log_lines": selectors.finetune_log_tail(job=job, lines=LOG_LINES),
+    }
+
+
+def _duration(seconds: float | None) -> str:
+    """1:05, or 2:01:05 past an hour."""
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    hours, rest = divmod(round(max(seconds, 0)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
+
+
+@login_required
+def finetune_detail(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
+    membership, job = _job_or_404(request, slug, job_id)
+    context = {
+        "project": membership.project,
+        "can_edit": can_edit(membership),
+        "hyperparameters": sorted(job.hyperparameters.items()),
+        "evaluation": _evaluation(job.evaluation),
+        "worst": list(selectors.example_losses_top(job=job, limit=10)),
+        "generations": list(selectors.generations_for_job(job=job)),
+        "playground_form": PlaygroundForm(),
+        **_status_context(job),
+    }
+    return render(request, "training/finetune.html", context)
+
+
+def _evaluation(evaluation: dict) -> dict | None:
+    """evaluation.json, with the perplexity worked out where only the loss is given."""
+    if not evaluation:
+        return None
+    rows = []
+    for name in ("base", "tuned"):
+        numbers = evaluation.get(name) or {}
+        loss = numbers.get("eval_loss")
+        perplexity = numbers.get("perplexity")
+        if perplexity is None and isinstance(loss, int | float) and loss < 50:
+            perplexity = math.exp(loss)
+        rows.append({"name": "Base model" if name == "base" else "Fine-tuned", "loss": loss, "perplexity": perplexity})
+    labels = evaluation.get("labels") or None
+    return {"rows": rows, "labels": labels, "generations": evaluation.get("generations") or []}
+
+
+@login_required
+def finetune_status_panel(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
+    """Status, progress and the log tail, polled while the job runs."""
+    membership, job = _job_or_404(request, slug, job_id)
+    response = render(request, "training/_finetune_status.html", {"project": membership.project,
+                                                                   **_status_context(job)})  # fmt: skip
+    if request.headers.get("HX-Request") and job.is_finished:
+        response["HX-Refresh"] = "true"  # the page polled a running job: reload it for the results
+    return response
+
+
+@login_required
+@require_POST
+def finetune_cancel_view(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
+    _, job = _job_or_404(request, slug, job_id, Role.EDITOR)
+    try:
+        job = finetune_cancel(job=job, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        done = job.status == FineTuneStatus.CANCELLED
+        messages.success(request, "Cancelled." if done else "Stopping after the current step…")
+    return redirect("finetune", slug=slug, job_id=job_id)
+
+
+@login_required
+@require_POST
+def finetune_merge_view(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
+    _, job = _job_or_404(request, slug, job_id, Role.EDITOR)
+    try:
+        finetune_merge_request(job=job, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Merge queued for a GPU worker.")
+    return redirect("finetune", slug=slug, job_id=job_id)
+
+
+@login_required
+@require_POST
+def playground_ask(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
+    membership, job = _job_or_404(request, slug, job_id, Role.EDITOR)
+    form = PlaygroundForm(request.POST)
+    context: dict = {"project": membership.project, "job": job, "playground_form": form}
+    if form.is_valid():
+        try:
+            context["generation"] = generation_create(
+                job=job, messages=form.messages(), max_new_tokens=form.cleaned_data["max_new_tokens"],
+                created_by=request.user,
+            )  # fmt: skip
+        except ValidationError as exc:
+            form.add_error(None, " ".join(exc.messages))
+    return render(request, "training/_generation.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+def generation_panel(request: AuthenticatedRequest, slug: str, job_id: int, generation_id: int) -> HttpResponse:
+    membership, job = _job_or_404(request, slug, job_id)
+    generation = selectors.generation_get(job=job, generation_id=generation_id)
+    if generation is None:
+        raise Http404("Generation not found")
+    context = {"project": membership.project, "job": job, "generation": generation}
+    return render(request, "training/_generation.html", context)
+
+
+# --- an entry's loss preview ------------------------------------------------------------------------
+
+
+def _entry_or_404(
+    request: AuthenticatedRequest, slug: str, dataset_id: int, entry_id: int
+) -> tuple[Membership, Dataset, DatasetEntry]:
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
+    entry = dataset_stats.entry_get(dataset=dataset, entry_id=entry_id)
+    if entry is None:
+        raise Http404("Entry not found")
+    return membership, dataset, entry
+
+
+@login_required
+def entry_loss_preview(request: AuthenticatedRequest, slug: str, dataset_id: int, entry_id: int) -> HttpResponse:
+    """Which tokens of the entry count toward the loss under a base model's chat template (worked out by a
+    worker, shown here when it is done)."""
+    membership, dataset, entry = _entry_or_404(request, slug, dataset_id, entry_id)
+    form = LossPreviewForm(request.GET or None)
+    preview, problem = None, ""
+    if form.is_valid():
+        try:
+            preview = loss_preview_request(entry=entry, base_model=form.cleaned_data["base_model"])
+        except ValidationError as exc:
+            problem = " ".join(exc.messages)
+    context = {
+        "project": membership.project, "dataset": dataset, "entry": entry, "form": form, "preview": preview,
+        "problem": problem, "entry_url": reverse("dataset-entry", args=[slug, dataset.pk, entry.pk]),
+    }  # fmt: skip
+    return render(request, "training/loss_preview.html", context)
+
+
+@login_required
+def loss_preview_panel(
+    request: AuthenticatedRequest, slug: str, dataset_id: int, entry_id: int, preview_id: int
+) -> HttpResponse:
+    """The preview alone, polled by its page until a worker has worked it out."""
+    membership, dataset, entry = _entry_or_404(request, slug, dataset_id, entry_id)
+    preview = selectors.loss_preview_get(entry=entry, preview_id=preview_id)
+    if preview is None:
+        raise Http404("Preview not found")
+    context = {"project": membership.project, "dataset": dataset, "entry": entry, "preview": preview}
+    return render(request, "training/_loss_preview.html", context)
