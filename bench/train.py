@@ -38,7 +38,37 @@ SIZES = {
     "0.5b": (896, 24, 14, 2, 4864, 151_936),  # the shape of Qwen2.5-0.5B, as a Llama
 }
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16
-WORDS = ["the", "invoice", "refund", "customer", "order", "account", "please", "thanks", "query", "table", "select", "join", "where", "total", "payment", "shipping", "address", "update", "error", "retry", "timeout", "model", "answer", "question", "summary", "report", "data", "value", "date"]
+WORDS = [
+    "the",
+    "invoice",
+    "refund",
+    "customer",
+    "order",
+    "account",
+    "please",
+    "thanks",
+    "query",
+    "table",
+    "select",
+    "join",
+    "where",
+    "total",
+    "payment",
+    "shipping",
+    "address",
+    "update",
+    "error",
+    "retry",
+    "timeout",
+    "model",
+    "answer",
+    "question",
+    "summary",
+    "report",
+    "data",
+    "value",
+    "date",
+]
 
 
 def main() -> None:
@@ -185,7 +215,10 @@ def _baseline(args: argparse.Namespace) -> dict:
         longest = max(len(item["input_ids"]) for item in batch)
         ids = [item["input_ids"] + [pad_id] * (longest - len(item["input_ids"])) for item in batch]
         mask = [[1] * len(item["input_ids"]) + [0] * (longest - len(item["input_ids"])) for item in batch]
-        labels = [[t if m else -100 for t, m in zip(row, row_mask, strict=True)] for row, row_mask in zip(ids, mask, strict=True)]
+        labels = [
+            [t if m else -100 for t, m in zip(row, row_mask, strict=True)]
+            for row, row_mask in zip(ids, mask, strict=True)
+        ]
         return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask), "labels": torch.tensor(labels)}
 
     seen = {"tokens": 0}
@@ -203,10 +236,10 @@ def _baseline(args: argparse.Namespace) -> dict:
             marks.append((time.perf_counter(), seen["tokens"]))
 
     training_args = TrainingArguments(
-        output_dir=args.out, per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.accumulation,
-        max_steps=args.steps, learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=0.03, logging_steps=1,
-        save_strategy="no", report_to=[], bf16=cuda, seed=args.seed, dataloader_num_workers=0,
-        remove_unused_columns=False, disable_tqdm=True,
+        output_dir=args.out, per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.accumulation, max_steps=args.steps, learning_rate=2e-4,
+        lr_scheduler_type="cosine", warmup_steps=0.03, logging_steps=1, save_strategy="no", report_to=[],
+        bf16=cuda, seed=args.seed, dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True,
     )  # fmt: skip
     trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=collate,
                       callbacks=[Timer()])  # fmt: skip
