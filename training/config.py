@@ -78,8 +78,11 @@ class TrainConfig:
 
     # --- speed ---
     packing: bool = True
-    """Padding-free batching: the examples of a micro-batch are laid end to end in one row, positions restart
-    at each example, and attention never crosses from one example into another."""
+    """Batching with as little padding as the attention allows. With FlashAttention (attn_implementation
+    flash_attention_2 or _3) the examples of a micro-batch lie end to end in one row, positions restart at
+    each example and attention never crosses from one into another. With SDPA or eager attention, which
+    would need a dense mask as large as the row squared, each step's examples are grouped by length and
+    each micro-batch is padded to its longest. False: micro-batches in data order, padded."""
     gradient_checkpointing: bool = False
     precision: str = "auto"
     """auto (bf16 on a GPU that has it, else fp32), bf16, fp16 or fp32."""

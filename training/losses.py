@@ -6,6 +6,21 @@ from typing import Any
 from training.config import TrainConfig
 from training.data import IGNORE_INDEX, Example, pack, pad
 
+# Attention implementations that read restarting positions as sequence boundaries without building a
+# dense mask: with them, packing is truly padding-free and no token attends across examples.
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
+
+
+def packs(config: TrainConfig) -> bool:
+    """Whether micro-batches are packed end to end in one row. With other attention implementations (SDPA,
+    eager) a packed row needs a dense block-diagonal mask whose cost grows with the square of the row, so
+    `packing` groups examples of similar length and pads each micro-batch to its longest instead."""
+    return config.packing and config.attn_implementation in VARLEN_ATTENTION
+
+
+def by_length(examples: Sequence[Example], indices: Sequence[int]) -> list[int]:
+    return sorted(indices, key=lambda i: len(examples[i]))
+
 
 def batch_tensors(examples: Sequence[Example], *, packing: bool, pad_id: int, device: Any) -> dict[str, Any]:
     import torch
@@ -15,25 +30,35 @@ def batch_tensors(examples: Sequence[Example], *, packing: bool, pad_id: int, de
 
 
 def token_losses(model: Any, batch: dict[str, Any]):
-    """Cross-entropy of every trained token (1-D, in order) and the row-major position of each.
+    """Cross-entropy of every trained token (1-D, in order) and the row-major position of each among the
+    batch's targets (rows x (length - 1)).
 
-    Only the positions that predict a trained token go through the output layer: on a long prompt
-    with a short answer that is most of the memory and time of the loss."""
+    Only the hidden states that predict a trained token go through the output layer (a pre-hook hands it
+    just those): on a long prompt with a short answer, and a large vocabulary, that is most of the memory
+    and time of the loss."""
     import torch
     import torch.nn.functional as F
 
-    labels = batch["labels"]
-    targets = labels[:, 1:]
-    wanted = targets != IGNORE_INDEX
+    targets = batch["labels"][:, 1:]
+    positions = torch.nonzero((targets != IGNORE_INDEX).flatten(), as_tuple=False).squeeze(1)
+    width = targets.shape[1]
+    rows, cols = positions // width, positions % width
+
+    def predicting_only(_module: Any, args: tuple) -> tuple:
+        return (args[0][rows, cols].unsqueeze(0), *args[1:])
+
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    if labels.shape[0] == 1:
-        keep = torch.nonzero(wanted[0], as_tuple=False).squeeze(1)
-        logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits[0]
-        losses = F.cross_entropy(logits.float(), targets[0, keep], reduction="none")
-        return losses, keep
-    logits = model(**inputs, use_cache=False).logits[:, :-1]
-    losses = F.cross_entropy(logits[wanted].float(), targets[wanted], reduction="none")
-    return losses, torch.nonzero(wanted.flatten(), as_tuple=False).squeeze(1)
+    handle = _output_layer(model).register_forward_pre_hook(predicting_only)
+    try:
+        logits = model(**inputs, use_cache=False).logits[0]
+    finally:
+        handle.remove()
+    return F.cross_entropy(logits.float(), targets[rows, cols], reduction="none"), positions
+
+
+def _output_layer(model: Any) -> Any:
+    inner = getattr(model, "module", model)  # DistributedDataParallel
+    return inner.get_output_embeddings()
 
 
 def global_sum(accelerator: Any, value: float) -> float:
@@ -51,11 +76,12 @@ def evaluate_loss(model: Any, examples: Sequence[Example], config: TrainConfig, 
 
     model.eval()
     total, count = 0.0, 0.0
-    mine = list(examples)[accelerator.process_index :: accelerator.num_processes]
+    mine = [examples[i] for i in by_length(examples, range(accelerator.process_index, len(examples),
+                                                            accelerator.num_processes))]  # fmt: skip
     with torch.no_grad(), accelerator.autocast():
         for start in range(0, len(mine), config.batch_size):
             batch = batch_tensors(
-                mine[start : start + config.batch_size], packing=config.packing, pad_id=pad_id,
+                mine[start : start + config.batch_size], packing=packs(config), pad_id=pad_id,
                 device=accelerator.device,
             )  # fmt: skip
             losses, _ = token_losses(model, batch)
@@ -72,14 +98,14 @@ def example_losses(model: Any, examples: Sequence[Example], config: TrainConfig,
 
     model.eval()
     out = []
-    indices = list(range(accelerator.process_index, len(examples), accelerator.num_processes))
+    indices = by_length(examples, range(accelerator.process_index, len(examples), accelerator.num_processes))
     with torch.no_grad(), accelerator.autocast():
         for start in range(0, len(indices), config.batch_size):
             chunk = indices[start : start + config.batch_size]
             group = [examples[i] for i in chunk]
-            batch = batch_tensors(group, packing=config.packing, pad_id=pad_id, device=accelerator.device)
+            batch = batch_tensors(group, packing=packs(config), pad_id=pad_id, device=accelerator.device)
             losses, positions = token_losses(model, batch)
-            owner = _owners(group, packing=config.packing, device=losses.device)[positions]
+            owner = _owners(group, packing=packs(config), device=losses.device)[positions]
             sums = torch.zeros(len(group), device=losses.device).index_add_(0, owner, losses.float())
             counts = torch.bincount(owner, minlength=len(group))
             for i, index in enumerate(chunk):

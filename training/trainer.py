@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 from training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import ConfigError, TrainConfig
 from training.data import DataError, load_examples
-from training.losses import batch_tensors, evaluate_loss, example_losses, global_sum, token_losses
+from training.losses import batch_tensors, evaluate_loss, example_losses, global_sum, packs, token_losses
 from training.modeling import load_model, load_tokenizer, model_stop_ids, parameter_counts, resolve_precision
 
 __all__ = ["TrainResult", "TrainingCancelled", "batch_tensors", "load_tokenizer", "main", "token_losses", "train"]
@@ -75,8 +75,17 @@ class Schedule:
 
 
 def build_schedule(
-    *, n_examples: int, config: TrainConfig, world_size: int, rank: int, warn: Callable[[str], None]
+    *,
+    n_examples: int,
+    config: TrainConfig,
+    world_size: int,
+    rank: int,
+    warn: Callable[[str], None],
+    lengths: Sequence[int] | None = None,
 ) -> Schedule:
+    """With `lengths`, the examples of each optimizer step are sorted by length before they are cut into
+    micro-batches, so each pads to little. The step holds the same examples either way, and its loss
+    is normalised over all of them, so grouping changes nothing but speed."""
     per_step = config.batch_size * config.gradient_accumulation * world_size
     steps: list[list[list[int]]] = []
     epochs_of_step: list[float] = []
@@ -99,6 +108,8 @@ def build_schedule(
             if len(steps) == total:
                 break
             chunk = order[index * per_step : (index + 1) * per_step]
+            if lengths is not None:
+                chunk.sort(key=lambda i: lengths[i])
             micro = [chunk[i : i + config.batch_size] for i in range(0, len(chunk), config.batch_size)]
             steps.append(micro[rank::world_size])
             epochs_of_step.append(epoch + (index + 1) / steps_per_epoch)
@@ -154,9 +165,11 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
     if not validation:
         events.emit("warning", message="no validation split: the fine-tune cannot be compared with the base model")
 
+    packed = packs(config)
     schedule = build_schedule(
         n_examples=len(train_set), config=config, world_size=accelerator.num_processes,
         rank=accelerator.process_index, warn=lambda m: events.emit("warning", message=m),
+        lengths=[len(e) for e in train_set] if config.packing and not packed else None,
     )  # fmt: skip
     total_steps = len(schedule.steps)
     model = load_model(config, precision, tokenizer, device)
@@ -203,6 +216,7 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
         world_size=accelerator.num_processes,
         device=str(device),
         precision=precision,
+        batching="packed" if packed else "grouped by length" if config.packing else "padded",
         trainable_params=trainable,
         total_params=total_params,
         resumed_from_step=start_step,
@@ -228,7 +242,7 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
         trained = global_sum(accelerator, sum(e.trained_tokens for mb in micro_batches for e in mb))
         step_loss = 0.0
         for number, group in enumerate(micro_batches):
-            batch = batch_tensors(group, packing=config.packing, pad_id=pad_id, device=device)
+            batch = batch_tensors(group, packing=packed, pad_id=pad_id, device=device)
             last = number == len(micro_batches) - 1
             with accelerator.no_sync(model) if not last else _nothing(), accelerator.autocast():
                 token_loss, _ = token_losses(model, batch)

@@ -66,6 +66,7 @@ def test_lora_learns_the_task_and_beats_the_base_model(trained):
     assert events[0]["type"] == "start" and events[-1]["type"] == "done"
     start = events[0]
     assert (start["examples_train"], start["examples_validation"], start["total_steps"]) == (48, 16, 60)
+    assert start["batching"] == "grouped by length"  # SDPA: packing would need a dense mask
     steps = [e for e in events if e["type"] == "step"]
     assert [e["step"] for e in steps] == list(range(1, 61))
     assert steps[-1]["loss"] < steps[0]["loss"] / 3
