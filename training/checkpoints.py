@@ -19,13 +19,11 @@ def save_checkpoint(
     """Trainable weights, optimizer, scheduler, RNG and counters; written to a temporary folder and
     renamed, so a checkpoint that exists is complete."""
     import torch
-    from safetensors.torch import save_file
 
     final = output_dir / "checkpoints" / f"step-{step}"
     partial = final.with_name(final.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
-    weights = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-    save_file(weights, partial / "trainable.safetensors")
+    save_trainable(model, partial / "trainable.safetensors")
     torch.save(optimizer.state_dict(), partial / "optimizer.pt")
     torch.save(scheduler.state_dict(), partial / "scheduler.pt")
     torch.save(_rng_state(), partial / "rng.pt")
@@ -36,18 +34,32 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(*, path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict:
+def save_trainable(model: Any, path: Path) -> None:
+    """The weights that train (an adapter's, or all of them), by parameter name."""
+    from safetensors.torch import save_file
+
+    weights = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    save_file(weights, path)
+
+
+def load_trainable(model: Any, path: Path) -> None:
     import torch
     from safetensors.torch import load_file
 
-    weights = load_file(path / "trainable.safetensors")
+    weights = load_file(path)
     params = dict(model.named_parameters())
     missing = [name for name in weights if name not in params]
     if missing:
-        raise ConfigError(f"resume: checkpoint {path} does not match this model (no parameter {missing[0]})")
+        raise ConfigError(f"resume: {path} does not match this model (no parameter {missing[0]})")
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+
+
+def load_checkpoint(*, path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict:
+    import torch
+
+    load_trainable(model, path / "trainable.safetensors")
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
     _set_rng_state(torch.load(path / "rng.pt", weights_only=False))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.checkpoints import latest_checkpoint, load_checkpoint, load_trainable, save_checkpoint, save_trainable
 from training.config import ConfigError, TrainConfig
 from training.data import DataError, load_examples
 from training.losses import batch_tensors, evaluate_loss, example_losses, global_sum, packs, token_losses
@@ -33,6 +33,7 @@ __all__ = ["TrainResult", "TrainingCancelled", "batch_tensors", "load_tokenizer"
 
 CANCEL_FILE = "CANCEL"
 EVENTS_FILE = "events.jsonl"
+BEST_FILE = "best.safetensors"  # with early stopping: the trainable weights of the best evaluation
 
 
 class TrainingCancelled(Exception):
@@ -279,7 +280,9 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
         if validation and config.eval_every_steps and step % config.eval_every_steps == 0 and step < total_steps:
             eval_loss = evaluate_loss(model, validation, config, accelerator, pad_id)
             events.emit("eval", step=step, eval_loss=eval_loss, perplexity=_ppl(eval_loss))
-            if _no_better(state, eval_loss) and config.early_stopping_patience:
+            if not _no_better(state, eval_loss) and config.early_stopping_patience:
+                _keep_best(output_dir, step, accelerator, model, state)
+            elif config.early_stopping_patience:
                 state["bad_evals"] += 1
                 if state["bad_evals"] >= config.early_stopping_patience:
                     events.emit("early_stop", step=step, best_eval_loss=state["best_eval_loss"])
@@ -294,7 +297,13 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
             raise TrainingCancelled(f"cancelled at step {step}")
 
     seconds = state["elapsed_s"] + time.perf_counter() - started
-    if validation and stopped != "early_stop":  # an early stop has just evaluated this step
+    if stopped == "early_stop" and (output_dir / BEST_FILE).exists():
+        accelerator.wait_for_everyone()
+        load_trainable(accelerator.unwrap_model(model), output_dir / BEST_FILE)
+        eval_loss = state["best_eval_loss"]
+        events.emit("warning", message=f"early stop: the result is the weights of step {state['best_step']}, "
+                                       f"whose validation loss ({eval_loss:.4f}) was the best")  # fmt: skip
+    elif validation:
         eval_loss = evaluate_loss(model, validation, config, accelerator, pad_id)
         events.emit("eval", step=step, eval_loss=eval_loss, perplexity=_ppl(eval_loss))
     unwrapped = accelerator.unwrap_model(model)
@@ -327,6 +336,17 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
         stopped=stopped,
         losses=losses,
     )
+
+
+def _keep_best(output_dir: Path, step: int, accelerator: Any, model: Any, state: dict) -> None:
+    """With early stopping on, the weights of the best evaluation so far, to end the run with."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        partial = output_dir / (BEST_FILE + ".partial")
+        save_trainable(accelerator.unwrap_model(model), partial)
+        partial.rename(output_dir / BEST_FILE)
+    state["best_step"] = step
+    accelerator.wait_for_everyone()
 
 
 def _no_better(state: dict, eval_loss: float) -> bool:

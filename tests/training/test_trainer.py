@@ -267,6 +267,16 @@ def test_early_stopping_ends_a_run_whose_validation_loss_stops_improving(tiny_mo
     result = train(config)
     assert result.stopped == "early_stop"
     assert result.steps < 60
-    stop = next(e for e in _events(tmp_path) if e["type"] == "early_stop")
+    events = _events(tmp_path)
+    stop = next(e for e in events if e["type"] == "early_stop")
     assert stop["step"] == result.steps
-    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    # The result is the best evaluated weights, not the last ones.
+    evals = {e["step"]: e["eval_loss"] for e in events if e["type"] == "eval" and e["step"] > 0}
+    best_step = min(evals, key=evals.get)
+    assert best_step < result.steps
+    assert result.eval_loss == pytest.approx(evals[best_step])
+    assert any(f"weights of step {best_step}" in e.get("message", "") for e in events)
+    restored = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    best = load_file(tmp_path / "best.safetensors")
+    for name, tensor in best.items():  # the adapter file names parameters without the adapter's name
+        assert torch.equal(restored[name.replace(".default", "")], tensor)
