@@ -37,6 +37,7 @@ def _config(tiny_model, data, out, **overrides) -> TrainConfig:
         model=str(tiny_model), data_path=str(data), output_dir=str(out), learning_rate=1e-2, epochs=10,
         batch_size=8, gradient_accumulation=1, lora_dropout=0.0, eval_every_steps=20, checkpoint_every_steps=0,
         eval_generations=3, max_new_tokens=8, max_seq_length=128, warmup_ratio=0.0,
+        precision="fp32",  # the same arithmetic on a GPU, where "auto" would pick bf16
     )  # fmt: skip
     values.update(overrides)
     return TrainConfig(**values)
