@@ -22,7 +22,8 @@ class Prompt:
     reference: str  # the last assistant turn's text
 
 
-def _prompts(validation_path: str | Path) -> list[Prompt]:
+def validation_prompts(validation_path: str | Path) -> list[Prompt]:
+    """The validation conversations up to their last assistant turn, and that turn's text."""
     out = []
     for record in read_records(validation_path):
         if record.split != "validation":
@@ -35,13 +36,9 @@ def _prompts(validation_path: str | Path) -> list[Prompt]:
     return out
 
 
-def sample_prompts(*, validation_path: str | Path, limit: int) -> list[Prompt]:
-    return _prompts(validation_path)[:limit] if limit else []
-
-
-def label_task(*, validation_path: str | Path) -> list[Prompt] | None:
+def label_task(prompts: list[Prompt]) -> list[Prompt] | None:
     """The validation prompts when their answers look like labels, else None."""
-    prompts = _prompts(validation_path)[:LABEL_MAX_EXAMPLES]
+    prompts = prompts[:LABEL_MAX_EXAMPLES]
     if len(prompts) < 2:
         return None
     references = [p.reference for p in prompts]

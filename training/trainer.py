@@ -10,6 +10,7 @@ sum over its trained tokens divided by their number across every micro-batch and
 `output_dir/events.jsonl` (docs/training.md). No Django here.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -222,7 +223,7 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
         total_params=total_params,
         resumed_from_step=start_step,
     )
-    evaluation = _Evaluation(config, tokenizer, validation, stop_ids, accelerator, pad_id)
+    evaluation = _Evaluation(config, tokenizer, stop_ids, accelerator)
     if validation and start_step == 0:
         state["base_eval_loss"] = evaluate_loss(model, validation, config, accelerator, pad_id)
         events.emit("eval", step=0, eval_loss=state["base_eval_loss"], perplexity=_ppl(state["base_eval_loss"]))
@@ -245,7 +246,7 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
         for number, group in enumerate(micro_batches):
             batch = batch_tensors(group, packing=packed, pad_id=pad_id, device=device)
             last = number == len(micro_batches) - 1
-            with accelerator.no_sync(model) if not last else _nothing(), accelerator.autocast():
+            with accelerator.no_sync(model) if not last else contextlib.nullcontext(), accelerator.autocast():
                 token_loss, _ = token_losses(model, batch)
                 # Sum over this micro-batch ÷ trained tokens of the whole step on every process; DDP averages
                 # gradients over processes, so multiply back by their number.
@@ -361,14 +362,6 @@ def _ppl(loss: float) -> float:
     return math.exp(min(loss, 50.0))
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _checkpoint(config, output_dir, step, accelerator, model, optimizer, scheduler, state, events) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -420,13 +413,14 @@ class _CancelWatch:
 class _Evaluation:
     """Answers of the base and the fine-tuned model to validation prompts, and label accuracy."""
 
-    def __init__(self, config, tokenizer, validation, stop_ids, accelerator, pad_id) -> None:
-        from training.evaluate import label_task, sample_prompts
+    def __init__(self, config, tokenizer, stop_ids, accelerator) -> None:
+        from training.evaluate import label_task, validation_prompts
 
         self.config, self.tokenizer, self.stop_ids = config, tokenizer, stop_ids
         self.main = accelerator.is_main_process
-        self.prompts = sample_prompts(validation_path=config.data_path, limit=config.eval_generations)
-        self.labels = label_task(validation_path=config.data_path)
+        prompts = validation_prompts(config.data_path)
+        self.prompts = prompts[: config.eval_generations]
+        self.labels = label_task(prompts)
         # The base model's answers are kept on disk: a resumed run no longer has the base model to ask.
         self.base_file = Path(config.output_dir) / "base_answers.json"
         self.results: dict[str, Any] = {}
