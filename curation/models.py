@@ -41,10 +41,14 @@ class Membership(models.Model):
 
 
 class ApiKey(models.Model):
-    """A project key. Only a SHA-256 of the full key is stored; `prefix` is what people see in lists."""
+    """A project key. Only a SHA-256 of the full key is stored; `prefix` is what people see in lists.
+
+    A key acts with its `role` inside its own project, as a member with that role would: a viewer key
+    reads, an editor key also sends logs and edits datasets, an owner key also reads the audit log."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, blank=True)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.EDITOR)
     prefix = models.CharField(max_length=16, unique=True)
     key_hash = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

@@ -4,9 +4,6 @@ from rest_framework.request import Request
 from curation.models import ApiKey, Project, Role
 from curation.selectors import membership_get
 
-# An API key acts with this role inside its own project: it can send and read logs, not manage the project.
-API_KEY_ROLE = Role.EDITOR
-
 
 class IsUserOrApiKey(permissions.BasePermission):
     message = "Authentication required: a project API key (Authorization: Bearer lt_…) or a logged-in session."
@@ -18,7 +15,7 @@ class IsUserOrApiKey(permissions.BasePermission):
 def project_for_request(request: Request, *, role: str = Role.VIEWER) -> Project:
     """The project the request acts in, checked against the caller's role.
 
-    API keys act in their own project. Session users name one with `?project=SLUG` (or the
+    API keys act in their own project with their own role. Session users name one with `?project=SLUG` (or the
     `X-Logtune-Project` header); a project they are not a member of is reported as not found.
     """
     slug = request.query_params.get("project") or request.headers.get("X-Logtune-Project", "")
@@ -26,7 +23,7 @@ def project_for_request(request: Request, *, role: str = Role.VIEWER) -> Project
         project = request.auth.project
         if slug and slug != project.slug:
             raise exceptions.PermissionDenied(f"This API key belongs to project '{project.slug}', not '{slug}'.")
-        granted: str = API_KEY_ROLE
+        granted: str = request.auth.role
     else:
         if not slug:
             raise exceptions.ValidationError({"project": ["Required: the slug of one of your projects."]})

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from curation.models import ApiKey, Membership, Project, Role
+from curation.services.audit import audit_record
 
 API_KEY_PREFIX = "lt_"
 # Writing last_used_at on every request would turn each ingest call into two writes; a minute is precise enough.
@@ -38,20 +39,32 @@ def _hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def api_key_create(*, project: Project, name: str = "", created_by: User | None = None) -> tuple[ApiKey, str]:
+@transaction.atomic
+def api_key_create(
+    *, project: Project, name: str = "", role: str = Role.EDITOR, created_by: User | None = None
+) -> tuple[ApiKey, str]:
     """Create a key and return it with the raw secret, which is never stored and cannot be shown again."""
     prefix = secrets.token_hex(4)
     raw = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
-        project=project, name=name, prefix=prefix, key_hash=_hash_key(raw), created_by=created_by
+        project=project, name=name, role=role, prefix=prefix, key_hash=_hash_key(raw), created_by=created_by
     )
+    audit_record(
+        project=project, action="key.create", actor=created_by,
+        detail={"prefix": key.prefix, "name": name, "role": role},
+    )  # fmt: skip
     return key, raw
 
 
-def api_key_revoke(*, key: ApiKey) -> ApiKey:
+@transaction.atomic
+def api_key_revoke(*, key: ApiKey, actor: User | None = None) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        audit_record(
+            project=key.project, action="key.revoke", actor=actor,
+            detail={"prefix": key.prefix, "name": key.name, "role": key.role},
+        )  # fmt: skip
     return key
 
 

@@ -72,7 +72,12 @@ def api_key_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug, Role.OWNER)
     form = ApiKeyCreateForm(request.POST)
     if form.is_valid():
-        key, raw = api_key_create(project=membership.project, name=form.cleaned_data["name"], created_by=request.user)
+        key, raw = api_key_create(
+            project=membership.project,
+            name=form.cleaned_data["name"],
+            role=form.cleaned_data["role"],
+            created_by=request.user,
+        )
         # Shown once, on the next page load, then gone: only its hash is stored.
         request.session["new_api_key"] = {"prefix": key.prefix, "raw": raw}
     return redirect("project", slug=slug)
@@ -85,7 +90,7 @@ def api_key_revoke_view(request: AuthenticatedRequest, slug: str, key_id: int) -
     key = selectors.api_key_get(project=membership.project, key_id=key_id)
     if key is None:
         raise Http404("Key not found")
-    api_key_revoke(key=key)
+    api_key_revoke(key=key, actor=request.user)
     messages.success(request, f"Key {key.prefix}… revoked.")
     return redirect("project", slug=slug)
 
