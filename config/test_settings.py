@@ -3,7 +3,7 @@
 import os
 import tempfile
 
-os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
+os.environ.setdefault("SECRET_KEY", "tests-only-Q7v2Lm9xR4kT8wZp1nB6yH3cJ5sD0fG-not-a-production-secret")
 os.environ["DATABASE_URL"] = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 os.environ["CELERY_BROKER_URL"] = os.environ.get("TEST_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("LOGTUNE_VAR_DIR", tempfile.mkdtemp(prefix="logtune-test-var-"))
