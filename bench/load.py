@@ -323,6 +323,7 @@ class Outcome:
 @dataclass
 class LoadRun:
     seconds: float = 0.0
+    client_cpu_seconds: float = 0.0
     outcomes: list[Outcome] = field(default_factory=list)
     ran_out: bool = False
     stuck_clients: int = 0
@@ -354,13 +355,14 @@ def _load(batches: Batches, *, port: int, keys: list[str], args: argparse.Namesp
         threading.Thread(target=client.send, args=(key, deadline, stop, outcomes), name=f"client-{n}", daemon=True)
         for n, (key, outcomes) in enumerate(zip(keys, per_client, strict=True))
     ]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.start()
     hard_end = deadline + args.request_timeout + 5
     for thread in threads:
         thread.join(timeout=max(0.0, hard_end - time.monotonic()))
     run.seconds = time.perf_counter() - started
+    run.client_cpu_seconds = time.process_time() - cpu_started
     stop.set()
     run.stuck_clients = sum(thread.is_alive() for thread in threads)
     run.ran_out = client.ran_out.is_set()
@@ -470,6 +472,8 @@ def _table(run: LoadRun, args: argparse.Namespace, batches: Batches) -> list[tup
         ("errors: bad answer", f"{kinds[BAD_ANSWER]}"),
         ("429s (rate limited)", f"{kinds[RATE_LIMITED]}" if args.rate else "- (no limit)"),
         ("logs in the database", f"{run.stored:,}"),
+        # The clients share the machine with the server: what they cost it.
+        ("client CPU, of one core", f"{run.client_cpu_seconds / seconds:.0%}"),
     ]
 
 
