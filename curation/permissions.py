@@ -22,7 +22,8 @@ def project_for_request(request: Request, *, role: str = Role.VIEWER) -> Project
     if isinstance(request.auth, ApiKey):
         project = request.auth.project
         if slug and slug != project.slug:
-            raise exceptions.PermissionDenied(f"This API key belongs to project '{project.slug}', not '{slug}'.")
+            # As for a session user who is not a member: the other project is not found, whether it exists or not.
+            raise exceptions.NotFound(f"Project '{slug}' not found (this API key belongs to '{project.slug}').")
         granted: str = request.auth.role
     else:
         if not slug:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from curation.apis import datasets, imports, logs
+from curation.apis import audit, datasets, imports, logs
 
 urlpatterns = [
     path("logs", logs.LogsApi.as_view(), name="api-logs"),
@@ -22,4 +22,5 @@ urlpatterns = [
     path("tags", datasets.TagsApi.as_view(), name="api-tags"),
     path("tags/<int:tag_id>", datasets.TagDetailApi.as_view(), name="api-tag"),
     path("tags/<int:tag_id>/merge", datasets.TagMergeApi.as_view(), name="api-tag-merge"),
+    path("audit", audit.AuditApi.as_view(), name="api-audit"),
 ]

@@ -9,7 +9,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from curation import dataset_stats
 from curation.models import Dataset, DatasetEntry, Membership, Role
@@ -86,6 +86,7 @@ def finetune_new(request: AuthenticatedRequest, slug: str, dataset_id: int) -> H
 
 
 @login_required
+@require_safe
 def finetune_estimate_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     """Examples, tokens and steps for the form's current values (htmx, as the form changes)."""
     membership, dataset = dataset_or_404(request, slug, dataset_id)
@@ -108,6 +109,7 @@ def finetune_estimate_panel(request: AuthenticatedRequest, slug: str, dataset_id
 
 
 @login_required
+@require_safe
 def finetune_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug)
     jobs = list(selectors.finetunes_for_project(project=membership.project)[:100])
@@ -117,6 +119,7 @@ def finetune_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def dataset_finetunes_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     """A dataset's jobs alone, polled by its page while one is queued or running."""
     membership, dataset = dataset_or_404(request, slug, dataset_id)
@@ -152,6 +155,7 @@ def _duration(seconds: float | None) -> str:
 
 
 @login_required
+@require_safe
 def finetune_detail(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
     membership, job = _job_or_404(request, slug, job_id)
     context = {
@@ -184,6 +188,7 @@ def _evaluation(evaluation: dict) -> dict | None:
 
 
 @login_required
+@require_safe
 def finetune_status_panel(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
     """Status, progress and the log tail, polled while the job runs."""
     membership, job = _job_or_404(request, slug, job_id)
@@ -239,6 +244,7 @@ def playground_ask(request: AuthenticatedRequest, slug: str, job_id: int) -> Htt
 
 
 @login_required
+@require_safe
 def generation_panel(request: AuthenticatedRequest, slug: str, job_id: int, generation_id: int) -> HttpResponse:
     membership, job = _job_or_404(request, slug, job_id)
     generation = selectors.generation_get(job=job, generation_id=generation_id)
@@ -262,6 +268,7 @@ def _entry_or_404(
 
 
 @login_required
+@require_safe
 def entry_loss_preview(request: AuthenticatedRequest, slug: str, dataset_id: int, entry_id: int) -> HttpResponse:
     """Which tokens of the entry count toward the loss under a base model's chat template (worked out by a
     worker, shown here when it is done)."""
@@ -281,6 +288,7 @@ def entry_loss_preview(request: AuthenticatedRequest, slug: str, dataset_id: int
 
 
 @login_required
+@require_safe
 def loss_preview_panel(
     request: AuthenticatedRequest, slug: str, dataset_id: int, entry_id: int, preview_id: int
 ) -> HttpResponse:

@@ -156,10 +156,17 @@ def _touch(dataset_id: int) -> None:
     Dataset.objects.filter(pk=dataset_id).update(updated_at=timezone.now())
 
 
-def entries_delete(*, dataset: Dataset, ids: list[int]) -> int:
+@transaction.atomic
+def entries_delete(
+    *, dataset: Dataset, ids: list[int], actor: User | None = None, api_key: ApiKey | None = None
+) -> int:
     deleted, _ = DatasetEntry.objects.filter(dataset=dataset, id__in=ids).delete()
     if deleted:
         _touch(dataset.pk)
+        audit_record(
+            project=dataset.project, action="entries.delete", count=deleted, actor=actor, api_key=api_key,
+            detail={"dataset_id": dataset.pk, "dataset": dataset.name},
+        )  # fmt: skip
     return deleted
 
 

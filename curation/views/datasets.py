@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from curation import dataset_stats
 from curation.dataset_stats import EntryFilter
@@ -56,6 +56,7 @@ def _problems(errors: dict) -> str:
 
 
 @login_required
+@require_safe
 def dataset_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug)
     context = {
@@ -85,6 +86,7 @@ def dataset_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def dataset_detail(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     membership, dataset = dataset_or_404(request, slug, dataset_id)
     entry_filter = EntryFilter.from_params(request.GET)
@@ -199,6 +201,7 @@ def dataset_delete_view(request: AuthenticatedRequest, slug: str, dataset_id: in
 
 
 @login_required
+@require_safe
 def dataset_stats_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     """Counts and histograms, loaded after the page so a large dataset does not slow it down."""
     membership, dataset = dataset_or_404(request, slug, dataset_id)
@@ -216,6 +219,7 @@ def dataset_stats_panel(request: AuthenticatedRequest, slug: str, dataset_id: in
 
 
 @login_required
+@require_safe
 def dataset_validation(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     membership, dataset = dataset_or_404(request, slug, dataset_id)
     form = ValidationForm(request.GET or {"max_tokens": DEFAULT_MAX_TOKENS})
@@ -251,7 +255,7 @@ def entries_action(request: AuthenticatedRequest, slug: str, dataset_id: int) ->
     if not form.is_valid():
         messages.error(request, _problems(form.errors))
     elif form.cleaned_data["action"] == "delete":
-        deleted = entries_delete(dataset=dataset, ids=form.cleaned_data["ids"])
+        deleted = entries_delete(dataset=dataset, ids=form.cleaned_data["ids"], actor=request.user)
         messages.success(request, f"Deleted {deleted} entr{'y' if deleted == 1 else 'ies'}.")
     else:
         moved = entries_set_split(dataset=dataset, ids=form.cleaned_data["ids"], split=form.cleaned_data["action"])
@@ -331,6 +335,7 @@ def dataset_snapshot_create(request: AuthenticatedRequest, slug: str, dataset_id
 
 
 @login_required
+@require_safe
 def dataset_snapshots_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     """The dataset's snapshots alone, polled by its page while one is being written."""
     membership, dataset = dataset_or_404(request, slug, dataset_id)
@@ -342,6 +347,7 @@ def dataset_snapshots_panel(request: AuthenticatedRequest, slug: str, dataset_id
 
 
 @login_required
+@require_safe
 def dataset_imports_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     """The dataset's imports alone, polled by its page while one runs."""
     membership, dataset = dataset_or_404(request, slug, dataset_id)

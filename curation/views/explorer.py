@@ -17,7 +17,7 @@ from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from curation import facets, rendering, selectors
 from curation.filters import FILTER_PARAMS, logs_filter
@@ -165,6 +165,7 @@ def _join(*queries: str) -> str:
 
 
 @login_required
+@require_safe
 def explorer(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug)
     context = _explorer_context(request, membership)
@@ -181,6 +182,7 @@ def explorer(request: AuthenticatedRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def explorer_facets(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     """Counts per model, status and tag, and the total, of the current filter: loaded after the table,
     so a slow count never holds the table up."""
@@ -202,6 +204,7 @@ def explorer_facets(request: AuthenticatedRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpResponse:
     membership = membership_or_404(request, slug)
     project = membership.project
@@ -352,6 +355,7 @@ def _bulk_render(request: AuthenticatedRequest, template: str, context: dict) ->
 
 
 @login_required
+@require_safe
 def bulk_preview(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     """Before acting: exactly how many logs the action will touch, and a button to go ahead."""
     membership = membership_or_404(request, slug, Role.EDITOR)
@@ -464,6 +468,7 @@ def _result_message(data: dict, count: int, changed: int, dataset: Dataset | Non
 
 
 @login_required
+@require_safe
 def bulk_job_panel(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
     """One bulk job's progress, polled by the explorer while it runs."""
     membership = membership_or_404(request, slug)
@@ -526,6 +531,7 @@ def saved_view_delete(request: AuthenticatedRequest, slug: str, view_id: int) ->
 
 
 @login_required
+@require_safe
 def tags_page(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug)
     tags = facets.tags_with_counts(project=membership.project)
@@ -603,6 +609,7 @@ def tag_delete_view(request: AuthenticatedRequest, slug: str, tag_id: int) -> Ht
 
 
 @login_required
+@require_safe
 def audit_page(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug, Role.OWNER)
     action = request.GET.get("action", "")

@@ -5,7 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from curation import selectors
 from curation.forms import ApiKeyCreateForm, ImportUploadForm
@@ -16,6 +16,7 @@ from curation.views.common import AuthenticatedRequest, membership_or_404
 
 
 @login_required
+@require_safe
 def home(request: AuthenticatedRequest) -> HttpResponse:
     memberships = list(selectors.projects_for_user(user=request.user))
     if len(memberships) == 1:
@@ -24,6 +25,7 @@ def home(request: AuthenticatedRequest) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def project(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug)
     context = {
@@ -44,6 +46,7 @@ def project(request: AuthenticatedRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def imports_panel(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     """The imports table alone, polled by the project page while an import runs."""
     membership = membership_or_404(request, slug)
@@ -80,6 +83,8 @@ def api_key_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         )
         # Shown once, on the next page load, then gone: only its hash is stored.
         request.session["new_api_key"] = {"prefix": key.prefix, "raw": raw}
+    else:
+        messages.error(request, "; ".join(f"{field}: {' '.join(map(str, e))}" for field, e in form.errors.items()))
     return redirect("project", slug=slug)
 
 

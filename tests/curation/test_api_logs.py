@@ -221,7 +221,7 @@ def test_a_key_cannot_act_in_another_project(key_client, outsider):
         "/api/v1/logs?project=other", orjson.dumps(openai_log()), content_type="application/json"
     )
 
-    assert response.status_code == 403
+    assert response.status_code == 404 and "belongs to 'acme'" in response.json()["detail"]
     assert not LogEntry.objects.exists()
 
 

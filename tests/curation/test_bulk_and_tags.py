@@ -82,7 +82,7 @@ def test_a_selection_is_acted_on_at_once_and_audited(project, logs, owner, outsi
 
     assert changed == 3
     assert LogEntry.objects.filter(pk=foreign_id).exists()  # another project's id is ignored
-    event = AuditEvent.objects.get(project=project)
+    event = AuditEvent.objects.exclude(action__startswith="key.").get(project=project)
     assert (event.action, event.count, event.actor) == ("logs.delete", 3, owner)
 
 

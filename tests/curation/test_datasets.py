@@ -496,16 +496,18 @@ def test_the_validation_page_without_htmx_is_a_whole_page_and_refuses_a_bad_limi
     assert "greater than or equal to 1" in page
 
 
-def test_the_page_links_to_the_export_api_for_each_format_and_split(client, dataset, viewer):
-    client.force_login(viewer)
-
+def test_the_page_links_to_the_export_api_for_each_format_and_split(client, dataset, editor, viewer):
+    client.force_login(editor)
     page = client.get(url(dataset)).content.decode()
+    client.force_login(viewer)
+    viewed = client.get(url(dataset)).content.decode()
 
     api = f"/api/v1/datasets/{dataset.pk}"
     for fmt in ("openai", "sharegpt", "alpaca", "prompt_completion", "parquet"):
         assert f"{api}/export?format={fmt}&amp;split=validation&amp;project=acme" in page
-        assert f'hx-get="{api}/export/preview?format={fmt}&amp;project=acme"' in page
-    assert "Freeze snapshot" not in page and "Delete dataset" not in page  # viewers change nothing
+        assert f'hx-get="{api}/export/preview?format={fmt}&amp;project=acme"' in viewed  # reading is a viewer's
+    assert f"{api}/export?" not in viewed and "Downloads need the editor role" in viewed
+    assert "Freeze snapshot" not in viewed and "Delete dataset" not in viewed  # viewers change nothing
 
 
 def test_an_editor_freezes_a_small_dataset_in_the_request(client, dataset, editor, settings, tmp_path):

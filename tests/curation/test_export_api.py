@@ -32,16 +32,27 @@ def body(response) -> bytes:
     return b"".join(response.streaming_content)
 
 
-def test_a_viewer_downloads_an_export_and_it_is_audited(client_for, viewer, dataset):
-    response = client_for(viewer).get(f"/api/v1/datasets/{dataset.pk}/export?project=acme&format=openai&split=train")
+def test_an_editor_downloads_an_export_and_it_is_audited(client_for, editor, dataset):
+    response = client_for(editor).get(f"/api/v1/datasets/{dataset.pk}/export?project=acme&format=openai&split=train")
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/x-ndjson"
     assert response["Content-Disposition"] == 'attachment; filename="math-train-openai.jsonl"'
     assert body(response) == b'{"messages":[{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}]}\n'
     event = AuditEvent.objects.get(action="dataset.export")
-    assert (event.actor, event.count) == (viewer, 1)
+    assert (event.actor, event.count) == (editor, 1)
     assert (event.detail["format"], event.detail["split"]) == ("openai", "train")
+
+
+def test_a_viewer_reads_the_dataset_but_may_not_take_it_out(client_for, viewer, dataset):
+    client = client_for(viewer)
+
+    export = client.get(f"/api/v1/datasets/{dataset.pk}/export?project=acme")
+    preview = client.get(f"/api/v1/datasets/{dataset.pk}/export/preview?project=acme&format=openai")
+
+    assert export.status_code == 403 and "editor role" in export.json()["detail"]
+    assert preview.status_code == 200
+    assert not AuditEvent.objects.filter(action="dataset.export").exists()
 
 
 def test_an_api_key_exports_every_split_as_openai_by_default(key_client, dataset):
@@ -68,7 +79,7 @@ def test_a_bad_parameter_is_a_400_naming_it(key_client, dataset, query, field):
 
     assert response.status_code == 400
     assert field in response.json()
-    assert not AuditEvent.objects.exists()
+    assert not AuditEvent.objects.filter(action="dataset.export").exists()
 
 
 def test_an_outsider_gets_404_for_the_project_and_for_its_dataset(client_for, outsider, dataset):
@@ -79,7 +90,7 @@ def test_an_outsider_gets_404_for_the_project_and_for_its_dataset(client_for, ou
     snapshots = client.get(f"/api/v1/datasets/{dataset.pk}/snapshots?project=other")
 
     assert (through_project.status_code, through_own_project.status_code, snapshots.status_code) == (404, 404, 404)
-    assert not AuditEvent.objects.exists()
+    assert not AuditEvent.objects.filter(action="dataset.export").exists()
 
 
 def test_the_preview_reports_what_alpaca_would_lose(client_for, viewer, dataset):
@@ -115,13 +126,17 @@ def test_a_snapshot_downloads_as_the_file_its_hash_was_computed_on(client_for, e
     created = client_for(editor).post(f"/api/v1/datasets/{dataset.pk}/snapshots?project=acme").json()
 
     listing = client_for(viewer).get(f"/api/v1/datasets/{dataset.pk}/snapshots?project=acme").json()
-    download = client_for(viewer).get(created["download_url"])
+    refused = client_for(viewer).get(created["download_url"])
+    download = client_for(editor).get(created["download_url"])
 
     content = body(download)
     assert hashlib.sha256(content).hexdigest() == created["sha256"]
     assert [json.loads(row)["split"] for row in content.splitlines()] == ["train", "validation"]
     assert [s["sha256"] for s in listing] == [created["sha256"]]
     assert "attachment" in download["Content-Disposition"]
+    assert refused.status_code == 403
+    event = AuditEvent.objects.get(action="snapshot.download")
+    assert (event.actor, event.count, event.detail["sha256"]) == (editor, 2, created["sha256"])
 
 
 def test_an_outsider_cannot_download_a_snapshot_of_another_project(client_for, outsider, key_client, dataset):

@@ -4,8 +4,9 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from rest_framework.test import APIClient
 
-from curation.models import ApiKey, ImportJob, Project
+from curation.models import ApiKey, AuditEvent, ImportJob, Project
 from curation.services.projects import api_key_authenticate, api_key_create, api_key_revoke
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +73,7 @@ def test_the_project_page_shows_logs_to_members_only(client, project, viewer, ou
 def test_an_owner_sees_a_new_key_once_and_can_revoke_it(client, project, owner):
     client.force_login(owner)
 
-    client.post("/p/acme/keys/new", {"name": "backend"})
+    client.post("/p/acme/keys/new", {"name": "backend", "role": "viewer"})
     first = client.get("/p/acme/").content.decode()
     second = client.get("/p/acme/").content.decode()
 
@@ -80,8 +81,27 @@ def test_an_owner_sees_a_new_key_once_and_can_revoke_it(client, project, owner):
     raw = first.split('<pre class="secret">')[1].split("</pre>")[0]
     assert api_key_authenticate(raw=raw) == key
     assert raw not in second
+    assert key.role == "viewer" and "<td>Viewer</td>" in second
     client.post(f"/p/acme/keys/{key.pk}/revoke")
     assert api_key_authenticate(raw=raw) is None
+    events = AuditEvent.objects.filter(project=project).order_by("created_at")
+    assert [(e.action, e.actor, e.detail["prefix"]) for e in events] == [
+        ("key.create", owner, key.prefix),
+        ("key.revoke", owner, key.prefix),
+    ]
+
+
+def test_a_key_acts_with_its_role(project):
+    viewer_key = APIClient(HTTP_AUTHORIZATION=f"Bearer {api_key_create(project=project, role='viewer')[1]}")
+    editor_key = APIClient(HTTP_AUTHORIZATION=f"Bearer {api_key_create(project=project, role='editor')[1]}")
+    log = {"prompt": "2+2?", "completion": "4"}
+
+    refused = viewer_key.post("/api/v1/logs", log, format="json")
+    accepted = editor_key.post("/api/v1/logs", log, format="json")
+
+    assert refused.status_code == 403 and "editor role" in refused.json()["detail"]
+    assert accepted.status_code == 200 and accepted.json()["accepted"] == 1
+    assert viewer_key.get("/api/v1/logs").json()["results"][0]["id"]
 
 
 def test_editors_cannot_manage_keys(client, project, editor):
