@@ -1,7 +1,7 @@
 """Concurrent ingest for a bounded time: many API clients against gunicorn on 127.0.0.1.
 
     .venv/bin/python bench/load.py [--clients 16] [--batch 100] [--seconds 30] [--workers 2]
-                                   [--worker-class sync|gthread] [--threads 4] [--rate RATE]
+                                   [--worker-class gthread|sync] [--threads 4] [--rate RATE]
 
 Recreates a bench database, creates the bench project with one API key per client, and starts the
 production server (gunicorn, `config.wsgi`, DEBUG=0, a random SECRET_KEY, ALLOWED_HOSTS=127.0.0.1)
@@ -105,7 +105,10 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=100, help="Logs per request (the API takes 1,000 at most).")
     parser.add_argument("--seconds", type=int, default=30, help="No request starts after this many seconds.")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
-    parser.add_argument("--worker-class", choices=("sync", "gthread"), default="sync")
+    # gthread: while one request of a worker waits (its body arriving, PostgreSQL indexing its rows,
+    # the commit's WAL flush), another one's Python runs; two processes keep the GIL from capping the
+    # server at one core. Measured against sync in docs/benchmarks.md.
+    parser.add_argument("--worker-class", choices=("sync", "gthread"), default="gthread")
     parser.add_argument("--threads", type=int, default=4, help="Threads per worker, with --worker-class gthread.")
     parser.add_argument(
         "--rate",
