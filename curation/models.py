@@ -178,7 +178,10 @@ class BackgroundWork:
 
 class ImportJob(BackgroundWork, models.Model):
     """A JSONL / JSONL.gz file of logs being imported. Progress is committed with every batch,
-    so a redelivered task resumes after the last committed line instead of starting over."""
+    so a redelivered task resumes after the last committed line instead of starting over.
+
+    One run at a time: a worker claims the job (`attempts` + 1) and writes each batch only while the row
+    still carries its attempt; its heartbeat tells the reaper whether it is alive."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
     # Set when the file is a training set imported straight into a dataset (entries, no logs).
@@ -197,6 +200,11 @@ class ImportJob(BackgroundWork, models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)  # runs claimed, the current one included
+    worker = models.CharField(max_length=255, blank=True)  # the worker of the current run
+    heartbeat_at = models.DateTimeField(null=True, blank=True)  # last sign of life of the current run
+    # When the task was last handed to the broker; None when that failed (the broker was down): the reaper sends it.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,13 +1,21 @@
 """Celery entry points: thin wrappers that take ids and call the services."""
 
-from celery import shared_task
+from celery import Task, shared_task
 
-from curation.services.imports import import_job_run
+from curation.services.imports import import_job_run, import_jobs_reap
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def import_logs_run(job_id: int) -> None:
-    import_job_run(job_id=job_id)
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def import_logs_run(self: Task, job_id: int) -> None:
+    # A redelivery while the first run is alive (an import outlasting the broker's visibility timeout) finds
+    # the job claimed and does nothing; one after its worker died resumes it.
+    import_job_run(job_id=job_id, worker=self.request.hostname or "")
+
+
+@shared_task
+def import_reap_task() -> None:
+    """Every minute (CELERY_BEAT_SCHEDULE): re-queue the imports of dead workers, send those the broker never got."""
+    import_jobs_reap()
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

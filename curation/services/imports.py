@@ -1,11 +1,20 @@
-"""Importing JSONL / JSONL.gz files of logs, at flat memory, with progress and a per-line error report."""
+"""Importing JSONL / JSONL.gz files of logs, at flat memory, with progress and a per-line error report.
+
+A job runs at most once at a time: a run claims it with one conditional UPDATE (`attempts` + 1) and commits
+each batch only while the row still carries its attempt, in the same transaction as the batch, so two
+deliveries of the task never both store a line. Each committed batch is a heartbeat; the reaper re-queues a
+running job whose heartbeats stopped (its worker died) to resume after its last committed line, and sends
+queued jobs whose task never reached the broker.
+"""
 
 import gzip
 import io
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -13,8 +22,11 @@ import orjson
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
-from django.db import reset_queries, transaction
+from django.db import InterfaceError, OperationalError, reset_queries, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, Project
 from curation.services.datasets import dataset_entries_ingest
@@ -25,7 +37,13 @@ logger = logging.getLogger(__name__)
 GZIP_MAGIC = b"\x1f\x8b"
 # A file full of bad lines must not fill the database: the report keeps this many, the counters count all.
 MAX_LINE_ERRORS_KEPT = 100_000
+# Resuming re-reads the committed lines without storing them; a heartbeat this often keeps the reaper away.
+SKIP_BEAT_LINES = 100_000
 ProgressCallback = Callable[[ImportJob], None]
+
+
+class ImportLost(Exception):
+    """This run no longer owns the job (the reaper re-queued it and another run took it over)."""
 
 
 def import_job_create(
@@ -37,20 +55,32 @@ def import_job_create(
     dataset: Dataset | None = None,
 ) -> ImportJob:
     """Store the uploaded file and queue its import once the transaction commits: as logs, or as
-    entries of `dataset` when one is given."""
-    from curation.tasks import import_logs_run
-
+    entries of `dataset` when one is given. The job is kept even when the broker is down: the reaper
+    sends it once the broker is back."""
     job = ImportJob(
         project=project,
         dataset=dataset,
         source_name=source_name[:255],
         created_by=created_by,
         bytes_total=file.size or 0,
+        enqueued_at=timezone.now(),
     )
     job.file.save(Path(source_name).name or "upload.jsonl", file, save=False)
     job.save()
-    transaction.on_commit(lambda: import_logs_run.delay(job.pk))
+    transaction.on_commit(lambda: _enqueue(job.pk))
     return job
+
+
+def _enqueue(job_id: int) -> None:
+    from curation.tasks import import_logs_run
+
+    try:
+        import_logs_run.delay(job_id)
+    except BrokerUnavailable as exc:
+        # Nothing accepted is lost: the job stays queued, marked unsent, for the reaper.
+        ImportJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(enqueued_at=None)
+        logger.warning("curation.import_enqueue_failed job=%s: %s (the reaper sends it when the broker is back)",
+                       job_id, exc)  # fmt: skip
 
 
 def import_job_create_local(*, project: Project, path: Path, created_by: User | None = None) -> ImportJob:
@@ -60,34 +90,135 @@ def import_job_create_local(*, project: Project, path: Path, created_by: User | 
     )
 
 
-def import_job_run(*, job_id: int, path: Path | None = None, on_progress: ProgressCallback | None = None) -> ImportJob:
-    """Run (or resume) an import. Idempotent: a finished job is left alone, a redelivered one goes on
-    after the last committed line. On failure the error is recorded on the job and re-raised."""
+def import_job_run(
+    *,
+    job_id: int,
+    path: Path | None = None,
+    on_progress: ProgressCallback | None = None,
+    worker: str = "",
+) -> ImportJob:
+    """Run (or resume) an import. Idempotent: a job that is finished, or running under a live run, is left
+    alone; a redelivered or re-queued one goes on after the last committed line. On failure the error is
+    recorded on the job and re-raised; when the database goes away the job stays running, and the reaper
+    re-queues it once its heartbeat is stale."""
+    claimed = import_job_claim(job_id=job_id, worker=worker or socket.gethostname())
     job = ImportJob.objects.select_related("project", "dataset").get(pk=job_id)
-    if job.is_finished:
+    if not claimed:
+        logger.info("curation.import_skipped job=%s status=%s worker=%s", job.pk, job.status, job.worker)
         return job
-    job.status = JobStatus.RUNNING
-    job.started_at = job.started_at or timezone.now()
-    job.save(update_fields=["status", "started_at"])
-    logger.info("curation.import_started job=%s resume_after_line=%s", job.pk, job.lines_done)
+    logger.info("curation.import_started job=%s attempt=%s resume_after_line=%s", job.pk, job.attempts, job.lines_done)
     try:
         with _open(job, path) as (raw, stream):
             _import_lines(job, raw, stream, on_progress)
+    except ImportLost:
+        logger.warning("curation.import_lost job=%s attempt=%s: another run took the job over", job.pk, job.attempts)
+        return job
+    except (OperationalError, InterfaceError):
+        logger.exception("curation.import_interrupted job=%s: the database went away", job.pk)
+        raise
     except Exception as exc:
-        job.status = JobStatus.FAILED
-        job.error = _describe(exc)
-        job.finished_at = timezone.now()
-        job.save(update_fields=["status", "error", "finished_at"])
+        job.status, job.error = JobStatus.FAILED, _describe(exc)
+        _finish(job, "status", "error")
         logger.exception("curation.import_failed job=%s", job.pk)
         raise
-    job.status = JobStatus.SUCCEEDED
-    job.bytes_done = job.bytes_total
-    job.finished_at = timezone.now()
-    job.save(update_fields=["status", "bytes_done", "finished_at"])
+    job.status, job.bytes_done = JobStatus.SUCCEEDED, job.bytes_total
+    _finish(job, "status", "bytes_done")
     if on_progress:
         on_progress(job)
     logger.info("curation.import_finished job=%s accepted=%s rejected=%s", job.pk, job.accepted, job.rejected)
     return job
+
+
+def import_job_claim(*, job_id: int, worker: str) -> bool:
+    """Take the job for one run, atomically: a queued job, or a running one whose run stopped sending heartbeats
+    (the task redelivered after its worker died). False when it is finished or another run is alive."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.LOGTUNE_IMPORT_HEARTBEAT_TIMEOUT_S)
+    abandoned = Q(status=JobStatus.RUNNING, attempts__lt=settings.LOGTUNE_IMPORT_MAX_ATTEMPTS) & (
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
+    )
+    claimed = ImportJob.objects.filter(Q(status=JobStatus.QUEUED) | abandoned, pk=job_id).update(
+        status=JobStatus.RUNNING, attempts=F("attempts") + 1, worker=worker[:255], heartbeat_at=now,
+        started_at=Coalesce(F("started_at"), now),
+    )  # fmt: skip
+    return bool(claimed)
+
+
+def _save_owned(job: ImportJob, *names: str) -> bool:
+    """Write these fields only while the row is still this run's: False when another run took the job over."""
+    rows = ImportJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts)
+    return bool(rows.update(**{name: getattr(job, name) for name in names}))
+
+
+def _beat(job: ImportJob) -> None:
+    job.heartbeat_at = timezone.now()
+    if not _save_owned(job, "heartbeat_at"):
+        raise ImportLost(job.pk)
+
+
+def _finish(job: ImportJob, *names: str) -> None:
+    job.finished_at, job.heartbeat_at = timezone.now(), None
+    if not _save_owned(job, *names, "finished_at", "heartbeat_at"):
+        logger.warning("curation.import_lost job=%s attempt=%s: its outcome is another run's", job.pk, job.attempts)
+
+
+def import_jobs_reap() -> int:
+    """Imports nobody is working on. A running one whose run stopped sending heartbeats is re-queued to resume
+    after its last committed line, or failed with the reason once it has run LOGTUNE_IMPORT_MAX_ATTEMPTS times
+    (or when `import_logs --inline` ran it: no worker can read that machine's file). A queued one whose task
+    never reached the broker, or was sent LOGTUNE_IMPORT_RESEND_AFTER_S ago (a broker restarted without
+    persistence forgets its queue), is sent again. Returns the jobs handled."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.LOGTUNE_IMPORT_HEARTBEAT_TIMEOUT_S)
+    dead = ImportJob.objects.filter(
+        Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale), status=JobStatus.RUNNING
+    )
+    handled = sum(_reap(job, now) for job in dead)
+    resend = now - timedelta(seconds=settings.LOGTUNE_IMPORT_RESEND_AFTER_S)
+    unsent = (
+        ImportJob.objects.filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=resend), status=JobStatus.QUEUED)
+        .exclude(Q(file="") | Q(file__isnull=True))
+        .values_list("pk", flat=True)
+    )
+    for job_id in unsent:
+        if ImportJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(enqueued_at=now):
+            logger.info("curation.import_resent job=%s", job_id)
+            _enqueue(job_id)
+            handled += 1
+    return handled
+
+
+def _reap(job: ImportJob, now: datetime) -> int:
+    seen = job.heartbeat_at or job.started_at
+    what = (
+        f"its worker {job.worker or '(unknown)'} stopped sending heartbeats at "
+        f"{seen.strftime('%Y-%m-%d %H:%M:%S UTC') if seen else 'an unknown time'}, after line {job.lines_done}"
+    )
+    limit = settings.LOGTUNE_IMPORT_MAX_ATTEMPTS
+    changes: dict[str, object] = {"status": JobStatus.FAILED, "finished_at": now, "heartbeat_at": None}
+    if not job.file:
+        changes["error"] = (
+            f"The import stopped: {what}. It read a file of the machine that ran `import_logs --inline`, which "
+            f"no worker can resume: lines 1 to {job.lines_done} are stored; run the command again for the rest."
+        )
+    elif job.attempts >= limit:
+        changes["error"] = (
+            f"The import stopped: {what}, and it had run {job.attempts} time(s) of at most {limit} "
+            f"(LOGTUNE_IMPORT_MAX_ATTEMPTS). Lines 1 to {job.lines_done} are stored."
+        )
+    else:
+        changes = {"status": JobStatus.QUEUED, "worker": "", "heartbeat_at": None, "enqueued_at": now}
+    # Only if nothing moved since it was read: a run that just committed a batch keeps its job.
+    rows = ImportJob.objects.filter(
+        pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts, heartbeat_at=job.heartbeat_at
+    )
+    with transaction.atomic():
+        if not rows.update(**changes):
+            return 0
+        if changes["status"] == JobStatus.QUEUED:
+            transaction.on_commit(lambda: _enqueue(job.pk))
+    logger.warning("curation.import_reaped job=%s now=%s: %s", job.pk, changes["status"], what)
+    return 1
 
 
 def _describe(exc: Exception) -> str:
@@ -146,6 +277,8 @@ def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: 
     batch = _Batch()
     for number, line in _numbered_lines(stream, limit):
         if number <= job.lines_done:
+            if number % SKIP_BEAT_LINES == 0:
+                _beat(job)
             continue  # committed by an earlier run of this job
         batch.last_line = number
         if line is None:
@@ -166,8 +299,8 @@ def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: 
 
 
 def _commit_batch(job: ImportJob, batch: _Batch, bytes_done: int) -> None:
-    """Store a batch together with the job's progress, in one transaction, so a resumed run
-    neither skips nor repeats a line."""
+    """Store a batch together with the job's progress and heartbeat, in one transaction and only while the
+    job is still this run's, so a resumed run neither skips nor repeats a line, and a batch is all or nothing."""
     with transaction.atomic():
         if job.dataset_id is None:
             result = logs_ingest(project=job.project, items=batch.items)
@@ -184,5 +317,7 @@ def _commit_batch(job: ImportJob, batch: _Batch, bytes_done: int) -> None:
         job.accepted += result.accepted
         job.duplicates += result.duplicates
         job.rejected += len(errors)
-        job.save(update_fields=["lines_done", "bytes_done", "accepted", "duplicates", "rejected"])
+        job.heartbeat_at = timezone.now()
+        if not _save_owned(job, "lines_done", "bytes_done", "accepted", "duplicates", "rejected", "heartbeat_at"):
+            raise ImportLost(job.pk)  # and the batch is rolled back: the run that owns the job stores these lines
     reset_queries()  # with DEBUG on, Django would otherwise keep every query of a million-line import

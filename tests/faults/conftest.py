@@ -1,0 +1,32 @@
+"""Fault tests: real web, worker and Redis processes, killed, restarted and cut off while they work."""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults.processes import Service
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path: Path) -> Path:
+    """One media folder for this test process, its app and its workers: uploads written by one are read by another."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MEDIA_ROOT.mkdir()
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    """Start a process for this test; all are stopped after it, and their logs printed (shown when it fails)."""
+    started: list[Service] = []
+
+    def start(name: str, command: list[str], env: dict) -> Service:
+        service = Service(name, command, env, tmp_path)
+        started.append(service)
+        return service
+
+    yield start
+    for service in reversed(started):
+        service.stop()
+        print(service.tail())
