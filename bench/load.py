@@ -105,9 +105,9 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=100, help="Logs per request (the API takes 1,000 at most).")
     parser.add_argument("--seconds", type=int, default=30, help="No request starts after this many seconds.")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
-    # gthread: while one request of a worker waits (its body arriving, PostgreSQL indexing its rows,
-    # the commit's WAL flush), another one's Python runs; two processes keep the GIL from capping the
-    # server at one core. Measured against sync in docs/benchmarks.md.
+    # gthread with 4 threads is how docker/ runs the web service, so this measures the server as deployed:
+    # a worker's threads overlap one request's waits (its body arriving, PostgreSQL, the commit's WAL
+    # flush) with another's Python. --worker-class sync compares; docs/benchmarks.md has both.
     parser.add_argument("--worker-class", choices=("sync", "gthread"), default="gthread")
     parser.add_argument("--threads", type=int, default=4, help="Threads per worker, with --worker-class gthread.")
     parser.add_argument(
