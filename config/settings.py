@@ -5,6 +5,7 @@ file-system Celery broker under ./var. DATABASE_URL and CELERY_BROKER_URL switch
 """
 
 import json
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -163,6 +164,22 @@ LOGTUNE_IMPORT_MAX_ATTEMPTS = env_int("LOGTUNE_IMPORT_MAX_ATTEMPTS", 5)
 LOGTUNE_IMPORT_RESEND_AFTER_S = env_int("LOGTUNE_IMPORT_RESEND_AFTER_S", 900)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- Cache ----------------------------------------------------------------------------------------
+# Holds the ingest rate-limit counters, so every web process must see the same one: redis://… in
+# production. The default, a cache in this process's memory, suits the embedded single-process setup.
+CACHE_URL = env_str("CACHE_URL", "locmem://")
+
+
+def _cache_settings(url: str) -> dict:
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    if url in ("locmem://", ""):
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "logtune"}
+    raise ImproperlyConfigured(f"CACHE_URL={url!r}: expected redis://host:port/db or locmem://")
+
+
+CACHES = {"default": _cache_settings(CACHE_URL)}
+
 # --- REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -197,7 +214,17 @@ LOGTUNE_MAX_BATCH = env_int("LOGTUNE_MAX_BATCH", 1000)
 LOGTUNE_MAX_BODY_BYTES = env_int("LOGTUNE_MAX_BODY_BYTES", 32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LOGTUNE_MAX_BODY_BYTES
 LOGTUNE_MAX_IMPORT_BYTES = env_int("LOGTUNE_MAX_IMPORT_BYTES", 10 * 1024**3)
+# A .jsonl.gz import stops once it has decompressed this much: a small upload cannot expand without bound.
+# Logs compress about 5-15x; 20x the upload limit leaves room for repetitive ones.
+LOGTUNE_MAX_IMPORT_EXPANDED_BYTES = env_int("LOGTUNE_MAX_IMPORT_EXPANDED_BYTES", 20 * LOGTUNE_MAX_IMPORT_BYTES)
 LOGTUNE_IMPORT_BATCH = env_int("LOGTUNE_IMPORT_BATCH", 1000)
+# Ingest requests (POST /api/v1/logs and /api/v1/imports) per API key, or per user for session callers,
+# in DRF's "N/period" form (period: s, min, hour, day). Empty: no limit.
+LOGTUNE_INGEST_RATE = env_str("LOGTUNE_INGEST_RATE", "600/min").strip()
+if LOGTUNE_INGEST_RATE and not re.fullmatch(r"[1-9]\d*/(s|sec|m|min|h|hour|d|day)", LOGTUNE_INGEST_RATE):
+    raise ImproperlyConfigured(
+        f"LOGTUNE_INGEST_RATE={LOGTUNE_INGEST_RATE!r}: expected requests/period, e.g. 600/min (s, min, hour, day)"
+    )
 
 # USD per million tokens: (input, output). The longest matching model-name prefix wins.
 # LOGTUNE_PRICES_FILE points at a JSON object of the same shape to replace this table.

@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+handler400 = "curation.views.common.bad_request"  # a body over the size limit: 413, not a bare 400
+
 urlpatterns = [
     path("", include("curation.page_urls")),
     path("", include("training.page_urls")),

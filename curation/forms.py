@@ -1,4 +1,7 @@
 from django import forms
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.template.defaultfilters import filesizeformat
 
 from curation.models import Role
 
@@ -13,5 +16,14 @@ class ApiKeyCreateForm(forms.Form):
     )  # fmt: skip
 
 
+def validate_import_size(file: UploadedFile) -> None:
+    """The API answers an oversized upload 413; on a page, the form names the limit."""
+    limit, size = settings.LOGTUNE_MAX_IMPORT_BYTES, file.size or 0
+    if size > limit:
+        human = f" ({filesizeformat(limit)})" if limit >= 1024 else ""
+        raise forms.ValidationError(f"The file is {size:,} bytes; the limit is {limit:,} bytes{human}.")
+
+
 class ImportUploadForm(forms.Form):
-    file = forms.FileField(help_text="JSONL or JSONL.gz, one log object per line.")
+    # An empty file is refused by FileField itself ("The submitted file is empty.").
+    file = forms.FileField(help_text="JSONL or JSONL.gz, one log object per line.", validators=[validate_import_size])

@@ -3,19 +3,17 @@
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from curation.models import ApiKey
+from curation.parsers import PayloadTooLarge
 from curation.permissions import IsUserOrApiKey
 
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "payload_too_large"
+__all__ = ["PayloadTooLarge", "ProjectScopedApi", "check_body_size", "exception_handler", "request_actor"]
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -23,7 +21,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         exc = exceptions.ValidationError(detail)
     elif isinstance(exc, RequestDataTooBig):
-        exc = PayloadTooLarge(f"Request body is larger than {settings.LOGTUNE_MAX_BODY_BYTES} bytes.")
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # Django's own check, on form fields (files do not count)
+        exc = PayloadTooLarge(f"Request body is larger than {limit} bytes; the limit is {limit}.")
     return drf_exception_handler(exc, context)
 
 

@@ -17,6 +17,7 @@ from curation.apis.common import PayloadTooLarge, ProjectScopedApi
 from curation.models import ImportJob, Role
 from curation.permissions import project_for_request
 from curation.services.imports import import_job_create
+from curation.throttling import IngestRateThrottle
 
 
 class ImportOutput(serializers.ModelSerializer):
@@ -35,6 +36,8 @@ class ImportOutput(serializers.ModelSerializer):
 
 
 class ImportsApi(ProjectScopedApi):
+    throttle_classes = [IngestRateThrottle]
+
     class Input(serializers.Serializer):
         file = serializers.FileField(help_text="JSONL or JSONL.gz, one log object per line.")
 

@@ -14,6 +14,7 @@ from curation.models import LogEntry, Role
 from curation.pagination import keyset_page
 from curation.permissions import project_for_request
 from curation.services.logs import logs_ingest
+from curation.throttling import IngestRateThrottle
 
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 500
@@ -73,6 +74,8 @@ def _batch_items(body: object) -> list[object]:
 
 
 class LogsApi(ProjectScopedApi):
+    throttle_classes = [IngestRateThrottle]
+
     @extend_schema(
         operation_id="logs_ingest",
         summary="Send logs",
@@ -81,7 +84,9 @@ class LogsApi(ProjectScopedApi):
             "`{request, response, provider, status_code, latency_ms, created_at, metadata, tags, external_id}` "
             "holding the provider's own API bodies (OpenAI Chat Completions, Anthropic Messages), or a line of an "
             "OpenAI fine-tuning file (`{messages, tools}`), or `{prompt, completion}`. Valid logs are stored even "
-            "when others are rejected; the answer is 400 only when every log was rejected."
+            "when others are rejected; the answer is 400 only when every log was rejected. The body may be sent "
+            "with `Content-Encoding: gzip`; it must stay within the body limit once decompressed (413 otherwise). "
+            "Requests per API key are limited (429 with `Retry-After`)."
         ),
         request=OpenApiTypes.OBJECT,
         responses={200: _INGEST_RESULT, 400: _INGEST_RESULT, 413: OpenApiTypes.OBJECT},

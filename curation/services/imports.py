@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 import orjson
 from django.conf import settings
@@ -226,19 +226,47 @@ def _describe(exc: Exception) -> str:
         return f"The file to import is missing: {exc.filename}"
     if isinstance(exc, gzip.BadGzipFile | EOFError):
         return f"The file is not a valid gzip file: {exc}"
+    if isinstance(exc, ExpandedTooLarge):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+class ExpandedTooLarge(Exception):
+    """A compressed file decompresses to more than LOGTUNE_MAX_IMPORT_EXPANDED_BYTES."""
+
+
+class _Bounded(io.RawIOBase):
+    """A decompressed stream that gives at most `limit` bytes and then raises: a gzip bomb stops
+    after `limit` bytes of reading, not once the disk, the database or the worker's time runs out."""
+
+    def __init__(self, inner: io.BufferedIOBase, limit: int) -> None:
+        self.inner, self.limit, self.left = inner, limit, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.inner.readinto(memoryview(buffer)[: self.left + 1])
+        self.left -= count
+        if self.left < 0:
+            raise ExpandedTooLarge(
+                f"The file decompresses to more than {self.limit} bytes (LOGTUNE_MAX_IMPORT_EXPANDED_BYTES)"
+            )
+        return count
 
 
 @contextmanager
 def _open(job: ImportJob, path: Path | None) -> Iterator[tuple[BinaryIO, BinaryIO]]:
-    """(raw file, line stream): the stream is decompressed when the file starts with the gzip magic;
-    the raw file's position measures progress in bytes of the file as stored."""
+    """(raw file, line stream): the stream is decompressed when the file starts with the gzip magic,
+    up to LOGTUNE_MAX_IMPORT_EXPANDED_BYTES; the raw file's position measures progress in bytes of
+    the file as stored."""
     raw = cast(BinaryIO, open(path, "rb") if path is not None else job.file.open("rb"))  # noqa: SIM115
     try:
         compressed = raw.read(2) == GZIP_MAGIC
         raw.seek(0)
         if compressed:
-            yield raw, io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=1 << 20)
+            decompressed = _Bounded(gzip.GzipFile(fileobj=raw, mode="rb"), settings.LOGTUNE_MAX_IMPORT_EXPANDED_BYTES)
+            yield raw, cast(BinaryIO, io.BufferedReader(decompressed, buffer_size=1 << 20))
         else:
             yield raw, raw
     finally:
@@ -275,25 +303,33 @@ class _Batch:
 def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: ProgressCallback | None) -> None:
     limit = settings.LOGTUNE_MAX_BODY_BYTES
     batch = _Batch()
-    for number, line in _numbered_lines(stream, limit):
-        if number <= job.lines_done:
-            if number % SKIP_BEAT_LINES == 0:
-                _beat(job)
-            continue  # committed by an earlier run of this job
-        batch.last_line = number
-        if line is None:
-            batch.errors.append((number, f"line is longer than {limit} bytes"))
-        elif line.strip():
-            try:
-                batch.items.append(orjson.loads(line))
-                batch.item_lines.append(number)
-            except orjson.JSONDecodeError as exc:
-                batch.errors.append((number, f"invalid JSON: {exc}"))
-        if len(batch) >= settings.LOGTUNE_IMPORT_BATCH:
+    try:
+        for number, line in _numbered_lines(stream, limit):
+            if number <= job.lines_done:
+                if number % SKIP_BEAT_LINES == 0:
+                    _beat(job)
+                continue  # committed by an earlier run of this job
+            batch.last_line = number
+            if line is None:
+                batch.errors.append((number, f"line is longer than {limit} bytes"))
+            elif line.strip():
+                try:
+                    batch.items.append(orjson.loads(line))
+                    batch.item_lines.append(number)
+                except orjson.JSONDecodeError as exc:
+                    batch.errors.append((number, f"invalid JSON: {exc}"))
+            if len(batch) >= settings.LOGTUNE_IMPORT_BATCH:
+                _commit_batch(job, batch, raw.tell())
+                batch = _Batch()
+                if on_progress:
+                    on_progress(job)
+    except ExpandedTooLarge as exc:
+        # The whole lines read before the limit are stored, as they would be from a file cut there.
+        if batch.last_line:
             _commit_batch(job, batch, raw.tell())
-            batch = _Batch()
-            if on_progress:
-                on_progress(job)
+        raise ExpandedTooLarge(
+            f"{exc}: the import stopped after line {job.lines_done}, the lines before it are kept."
+        ) from None
     if batch.last_line:
         _commit_batch(job, batch, raw.tell())
 

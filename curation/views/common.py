@@ -1,8 +1,10 @@
 """What every page shares: the logged-in request and project membership checks."""
 
+from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 
 from curation import dataset_stats, selectors
 from curation.models import Dataset, Membership, Role
@@ -33,3 +35,15 @@ def dataset_or_404(
     if dataset is None:
         raise Http404("Dataset not found")
     return membership, dataset
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django answers a form body over DATA_UPLOAD_MAX_MEMORY_SIZE like any suspicious request, 400 with
+    no reason given; it is a size limit, so it is answered 413 with the limit, like the API's bodies."""
+    if not isinstance(exception, RequestDataTooBig):
+        return defaults.bad_request(request, exception)
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    detail = f"Request body is larger than {limit} bytes; the limit is {limit} (files uploaded do not count)."
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": detail}, status=413)
+    return HttpResponse(detail, status=413, content_type="text/plain; charset=utf-8")

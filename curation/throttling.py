@@ -1,0 +1,76 @@
+"""Per-key rate limiting of ingest: LOGTUNE_INGEST_RATE requests per period, answered 429 with Retry-After."""
+
+import math
+
+from django.conf import settings
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+
+from curation.models import ApiKey
+
+_PERIOD_NAMES = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
+
+
+class IngestThrottled(exceptions.Throttled):
+    extra_detail_singular = "Retry in {wait} second."
+    extra_detail_plural = "Retry in {wait} seconds."
+
+
+class IngestRateThrottle(SimpleRateThrottle):
+    """Counts the writes (POST) of one API key, or of one logged-in user, in clock-aligned windows.
+
+    DRF's own SimpleRateThrottle reads a list of timestamps from the cache and writes it back, so
+    two web processes serving the same key at once both write and one request goes uncounted. A
+    counter per window (`add` then `incr`, both atomic in Redis) counts every request, whichever
+    process serves it. The price of fixed windows: a sender may spend one window's budget at its
+    end and the next one's at its start.
+    """
+
+    scope = "ingest"
+    num_requests: int  # set from the rate by SimpleRateThrottle; unused when the rate is off
+    duration: int
+    cache_format = "throttle_%(scope)s_%(ident)s_%(window)d"
+
+    def get_rate(self) -> str | None:
+        return settings.LOGTUNE_INGEST_RATE or None  # read per request, so a changed setting takes effect
+
+    def get_cache_key(self, request: Request, view: object) -> str | None:
+        if request.method != "POST":
+            return None  # reading logs back is not ingest
+        if isinstance(request.auth, ApiKey):
+            self.caller = "API key"
+            ident = f"key{request.auth.pk}"
+        elif request.user and request.user.is_authenticated:
+            self.caller = "user"
+            ident = f"user{request.user.pk}"
+        else:
+            return None  # the permission check has answered 401 already
+        return self.cache_format % {"scope": self.scope, "ident": ident, "window": self.window_start}
+
+    def allow_request(self, request: Request, view: object) -> bool:
+        if self.rate is None:
+            return True
+        self.now = self.timer()
+        self.window_start = int(self.now // self.duration) * self.duration
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        timeout = self.duration + 5  # outlives its window: a key that vanished mid-window would reset the count
+        self.cache.add(self.key, 0, timeout)
+        try:
+            count = self.cache.incr(self.key)
+        except ValueError:  # evicted between add and incr (a full local-memory cache culls)
+            self.cache.set(self.key, 1, timeout)
+            count = 1
+        if count <= self.num_requests:
+            return True
+        # Raised here rather than by the view, so that the answer can name the limit.
+        period = _PERIOD_NAMES.get(self.duration, f"{self.duration} seconds")
+        raise IngestThrottled(
+            wait=self.wait(),
+            detail=f"Rate limit reached: {self.num_requests} ingest requests per {period} for this {self.caller}.",
+        )
+
+    def wait(self) -> float:
+        return max(1.0, math.ceil(self.window_start + self.duration - self.now))
