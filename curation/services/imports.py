@@ -22,7 +22,7 @@ import orjson
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
-from django.db import InterfaceError, OperationalError, reset_queries, transaction
+from django.db import InterfaceError, OperationalError, connection, reset_queries, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -113,10 +113,12 @@ def import_job_run(
     except ImportLost:
         logger.warning("curation.import_lost job=%s attempt=%s: another run took the job over", job.pk, job.attempts)
         return job
-    except (OperationalError, InterfaceError):
-        logger.exception("curation.import_interrupted job=%s: the database went away", job.pk)
-        raise
     except Exception as exc:
+        if _database_gone(exc):
+            # Nothing of the batch in flight is stored. The job stays running under this attempt; once its
+            # heartbeat is stale the reaper re-queues it, to resume after the last committed batch.
+            logger.exception("curation.import_interrupted job=%s: the database went away", job.pk)
+            raise
         job.status, job.error = JobStatus.FAILED, _describe(exc)
         _finish(job, "status", "error")
         logger.exception("curation.import_failed job=%s", job.pk)
@@ -219,6 +221,12 @@ def _reap(job: ImportJob, now: datetime) -> int:
             transaction.on_commit(lambda: _enqueue(job.pk))
     logger.warning("curation.import_reaped job=%s now=%s: %s", job.pk, changes["status"], what)
     return 1
+
+
+def _database_gone(exc: Exception) -> bool:
+    """Whether the database went away: Django's errors, or the driver's own from code on the raw cursor (COPY)."""
+    driver = connection.Database  # type: ignore[attr-defined]
+    return isinstance(exc, (OperationalError, InterfaceError, driver.OperationalError, driver.InterfaceError))
 
 
 def _describe(exc: Exception) -> str:
