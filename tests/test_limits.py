@@ -212,6 +212,21 @@ def test_the_upload_form_names_the_limit_for_an_oversized_file(editor, settings)
     assert not ImportJob.objects.exists()
 
 
+def test_the_dataset_import_form_names_the_limit_too(editor, project, settings):
+    settings.LOGTUNE_MAX_IMPORT_BYTES = 2048
+    dataset = Dataset.objects.create(project=project, name="Math")
+    client = Client()
+    client.force_login(editor)
+
+    response = client.post(
+        f"/p/acme/datasets/{dataset.pk}/imports/upload", {"file": SimpleUploadedFile("d.jsonl", b"x" * 3000)}
+    )
+
+    assert response.status_code == 302
+    assert ["the limit is 2,048 bytes" in str(m) for m in get_messages(response.wsgi_request)] == [True]
+    assert not ImportJob.objects.exists()
+
+
 def test_the_upload_form_refuses_an_empty_file(editor):
     response, messages = page_upload(editor, b"")
 
