@@ -1,11 +1,12 @@
 """Fault tests: real web, worker and Redis processes, killed, restarted and cut off while they work."""
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.faults.processes import Service
+from tests.faults.processes import PrivateRedis, Service
 
 
 @pytest.fixture(autouse=True)
@@ -30,3 +31,13 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     for service in reversed(started):
         service.stop()
         print(service.tail())
+
+
+@pytest.fixture
+def private_redis(spawn: Callable[..., Service]) -> PrivateRedis:
+    """A redis-server of this test's own, started, to stop and start again (never the machine's Redis)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server on PATH to run a private Redis")
+    redis = PrivateRedis(spawn)
+    redis.start()
+    return redis

@@ -17,7 +17,6 @@ from curation.services.imports import import_jobs_reap
 from curation.services.projects import api_key_create
 from tests.faults.processes import (
     ROOT,
-    PrivateRedis,
     free_port,
     post_file,
     post_json,
@@ -99,9 +98,8 @@ def reap(env: dict) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_logs_and_uploads_sent_while_redis_restarts_are_all_stored_once(project, spawn, tmp_path):
-    redis = PrivateRedis(spawn)
-    redis.start()
+def test_logs_and_uploads_sent_while_redis_restarts_are_all_stored_once(project, private_redis, spawn, tmp_path):
+    redis = private_redis
     env = service_env(tmp_path / "var", broker=redis.url)
     port = free_port()
     web = spawn("web", web_command(port), env)
