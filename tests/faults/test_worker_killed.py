@@ -48,6 +48,13 @@ def purge(app) -> None:
         conn.default_channel.queue_purge("default")
 
 
+def forget_unacknowledged(app) -> None:
+    """Drop the dead worker's unacknowledged task: Redis would hand it out again after its visibility timeout
+    (an hour), to whichever later test has a worker then. Here the reaper is what brings the job back."""
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete("unacked", "unacked_index")
+
+
 def raw_connection(autocommit: bool = False) -> psycopg.Connection:
     """A connection of the test's own, outside Django's: to hold a lock, or to watch the server's activity."""
     db = connection.settings_dict
@@ -98,6 +105,7 @@ def test_a_worker_killed_mid_import_loses_only_its_uncommitted_batch_and_another
         wait_for(worker_waits, 30, "the worker to wait on the job's row in the middle of a batch")
         doomed.kill()  # SIGKILL to its process group: no cleanup of any kind
         lock.rollback()
+    forget_unacknowledged(celery_session_app)
     wait_for(lambda: not backend_alive(waiting[0]), 30, "the dead worker's transaction to be rolled back")
 
     job.refresh_from_db()
@@ -157,7 +165,9 @@ def test_a_run_that_lost_its_job_to_another_stores_nothing_more(project, tmp_pat
     assert (job.attempts, job.worker, job.lines_done) == (2, "fresh@host", 0)
 
 
-def test_the_reaper_fails_an_import_past_its_attempts_and_one_run_by_a_dead_command(project, tmp_path, settings):
+def test_the_reaper_fails_an_import_past_its_attempts_and_one_run_by_a_dead_command(
+    celery_session_app, project, tmp_path, settings
+):
     settings.LOGTUNE_IMPORT_HEARTBEAT_TIMEOUT_S = 0
     settings.LOGTUNE_IMPORT_MAX_ATTEMPTS = 1
     uploaded = import_job_create(project=project, file=ContentFile(log_line(0), name="a.jsonl"), source_name="a")
@@ -172,3 +182,4 @@ def test_the_reaper_fails_an_import_past_its_attempts_and_one_run_by_a_dead_comm
     assert uploaded.status == inline.status == JobStatus.FAILED
     assert "gone@host stopped sending heartbeats" in uploaded.error and "at most 1" in uploaded.error
     assert "import_logs --inline" in inline.error and "run the command again" in inline.error
+    purge(celery_session_app)  # the upload's task, which no worker of this test runs
