@@ -19,9 +19,21 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY is not set. Set it to a long random string (or DEBUG=1 for local use).")
+# The value docker/.env.example ships with: a copied file that was never filled in must not reach production.
+_SECRET_KEY_PLACEHOLDER = "change-me-to-a-long-random-string"  # noqa: S105
+_NEW_KEY_HINT = "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+if not DEBUG:
+    # The same bar as Django's `check --deploy` (security.W009), enforced at start-up rather than only warned about.
+    if not SECRET_KEY:
+        raise ImproperlyConfigured(f"SECRET_KEY is not set (or set DEBUG=1 for local use). {_NEW_KEY_HINT}")
+    if SECRET_KEY == _SECRET_KEY_PLACEHOLDER:
+        raise ImproperlyConfigured(f"SECRET_KEY is still the placeholder from docker/.env.example. {_NEW_KEY_HINT}")
+    if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure-"):
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is too weak: it needs at least 50 characters, 5 of them different, and no 'django-insecure-' "
+            f"prefix (it has {len(SECRET_KEY)} characters, {len(set(SECRET_KEY))} different). {_NEW_KEY_HINT}"
+        )
+elif not SECRET_KEY:
     SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
@@ -43,6 +55,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: answers /healthz before host validation and the HTTPS redirect (see config/health.py).
+    "config.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -122,8 +136,20 @@ STORAGES = {
 }
 
 # --- Security (production) ------------------------------------------------------------------------
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+# With DEBUG off, cookies and HSTS default to HTTPS-only; `manage.py check --deploy` then has nothing to report
+# once SECURE_SSL_REDIRECT=1 (docker/.env.example sets it). The redirect stays an explicit switch because the
+# test suite and the benchmarks run these settings over plain HTTP on loopback.
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Behind a proxy that terminates TLS, Django sees plain HTTP: trust the proxy's X-Forwarded-Proto to tell it the
+# client used HTTPS (else every request would be redirected again). Only when the proxy sets or strips that header
+# on every request, since a client could otherwise claim HTTPS itself.
+if env_bool("BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
@@ -205,7 +231,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Fine-tunes, merges and playground answers share one status set (JobStatus's, plus "cancelled").
-    "ENUM_NAME_OVERRIDES": {"FineTuneStatusEnum": "training.models.FineTuneStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "FineTuneStatusEnum": "training.models.FineTuneStatus",
+        # Imports, bulk jobs and snapshots share JobStatus; logs have their own: named, not hashed (Status232Enum).
+        "JobStatusEnum": "curation.models.JobStatus",
+        "LogStatusEnum": "curation.models.LogStatus",
+    },
 }
 
 # --- Logtune --------------------------------------------------------------------------------------
@@ -268,6 +299,9 @@ except ValueError as exc:
     raise ImproperlyConfigured(f"LOGTUNE_BASE_MODELS={_base_models!r}: {exc}") from exc
 # Trainer processes per job (accelerate --num_processes); 0: one per GPU the worker sees, at least 1.
 LOGTUNE_GPU_PROCESSES = env_int("LOGTUNE_GPU_PROCESSES", 0)
+# An accelerate config file (accelerate launch --config_file) for multi-GPU jobs, e.g. docker/accelerate/ddp.yaml;
+# empty: accelerate's defaults. Read on the GPU workers, so the path is theirs.
+LOGTUNE_ACCELERATE_CONFIG = env_str("LOGTUNE_ACCELERATE_CONFIG", "")
 # Whether the GPU workers have CUDA. The web process cannot see their hardware, and QLoRA needs it.
 LOGTUNE_GPU_CUDA = env_bool("LOGTUNE_GPU_CUDA", False)
 # A running job whose worker has not written a heartbeat for this long is re-queued or failed by the reaper.

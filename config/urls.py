@@ -3,9 +3,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from config.health import healthz
+
 handler400 = "curation.views.common.bad_request"  # a body over the size limit: 413, not a bare 400
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),  # answered by config.health.HealthCheckMiddleware before routing
     path("", include("curation.page_urls")),
     path("", include("training.page_urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
