@@ -152,8 +152,10 @@ def _die_with_parent(sig: int) -> None:
 
 def _launch(job: FineTuneJob, config_path: Path) -> subprocess.Popen:
     processes = settings.LOGTUNE_GPU_PROCESSES or max(1, gpu_count())
+    # The operator's file (DDP, FSDP) sets how the processes share the work; the flags below win over its keys.
+    config_file = ["--config_file", settings.LOGTUNE_ACCELERATE_CONFIG] if settings.LOGTUNE_ACCELERATE_CONFIG else []
     command = [
-        sys.executable, "-c", LAUNCHER, str(os.getpid()), "--quiet", "--num_processes", str(processes),
+        sys.executable, "-c", LAUNCHER, str(os.getpid()), "--quiet", *config_file, "--num_processes", str(processes),
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "-m", TRAINER_MODULE, str(config_path),
     ]  # fmt: skip
