@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from config.health import healthz
 
 handler400 = "curation.views.common.bad_request"  # a body over the size limit: 413, not a bare 400
+handler404 = "curation.apis.common.api_not_found"  # JSON under /api/, the page elsewhere
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),  # answered by config.health.HealthCheckMiddleware before routing

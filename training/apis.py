@@ -12,7 +12,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.apis.common import ProjectScopedApi, request_actor
+from curation.apis.common import NotReadyResponse, ProjectScopedApi, StorableJSONField, is_whole_number, request_actor
 from curation.models import Dataset, DatasetSnapshot, Project, Role
 from curation.permissions import project_for_request
 from curation.services.audit import audit_record
@@ -95,14 +95,14 @@ class FineTuneInput(serializers.Serializer):
     dataset = serializers.IntegerField()
     base_model = serializers.CharField(help_text="Name of a registered base model (GET /api/v1/base-models).")
     method = serializers.ChoiceField(choices=Method.choices, default=Method.LORA)
-    hyperparameters = serializers.JSONField(required=False, default=dict, help_text=_HYPERPARAMETERS_HELP)
+    hyperparameters = StorableJSONField(required=False, default=dict, help_text=_HYPERPARAMETERS_HELP)
     snapshot = serializers.IntegerField(required=False, allow_null=True, help_text="Left out: frozen now.")
 
 
 class EstimateInput(serializers.Serializer):
     dataset = serializers.IntegerField()
     method = serializers.ChoiceField(choices=Method.choices, default=Method.LORA)
-    hyperparameters = serializers.JSONField(required=False, default=dict, help_text=_HYPERPARAMETERS_HELP)
+    hyperparameters = StorableJSONField(required=False, default=dict, help_text=_HYPERPARAMETERS_HELP)
 
 
 class MetricPointOutput(serializers.ModelSerializer):
@@ -134,7 +134,7 @@ class GenerationOutput(serializers.ModelSerializer):
 
 
 class GenerateInput(serializers.Serializer):
-    messages = serializers.JSONField(required=False, help_text="Chat messages ending with a user turn.")
+    messages = StorableJSONField(required=False, help_text="Chat messages ending with a user turn.")
     prompt = serializers.CharField(required=False, help_text="Shorthand for one user message.")
     max_new_tokens = serializers.IntegerField(default=64)
 
@@ -164,7 +164,7 @@ class FineTunesApi(ProjectScopedApi):
     def get(self, request: Request) -> Response:
         project = project_for_request(request)
         dataset = request.query_params.get("dataset", "")
-        if dataset and not dataset.isdigit():
+        if dataset and not is_whole_number(dataset):
             raise exceptions.ValidationError({"dataset": ["A dataset id."]})
         jobs = selectors.finetunes_for_project(project=project, dataset_id=int(dataset) if dataset else None)
         return Response(FineTuneListOutput(jobs[:200], many=True).data)
@@ -253,7 +253,7 @@ class FineTuneMetricsApi(ProjectScopedApi):
         project = project_for_request(request)
         job = _job_or_404(project, job_id)
         raw = request.query_params.get("after", "-1")
-        if not raw.lstrip("-").isdigit():
+        if not is_whole_number(raw.removeprefix("-")):
             raise exceptions.ValidationError({"after": ["A step number."]})
         after = int(raw)
         points = selectors.metrics_after(job=job, after=after)
@@ -296,7 +296,7 @@ def _artifact(request: Request, job_id: int, merged: bool) -> StreamingHttpRespo
     return response
 
 
-_ZIP = {(200, "application/zip"): OpenApiTypes.BINARY, 409: OpenApiTypes.OBJECT}
+_ZIP = {(200, "application/zip"): OpenApiTypes.BINARY, 409: NotReadyResponse}
 
 
 class FineTuneAdapterApi(ProjectScopedApi):
@@ -364,7 +364,7 @@ class FineTuneLossesApi(ProjectScopedApi):
         project = project_for_request(request)
         job = _job_or_404(project, job_id)
         limit = request.query_params.get("limit", "100")
-        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        if not is_whole_number(limit) or not 1 <= int(limit) <= 1000:
             raise exceptions.ValidationError({"limit": ["From 1 to 1000."]})
         return Response(ExampleLossOutput(selectors.example_losses_top(job=job, limit=int(limit)), many=True).data)
 

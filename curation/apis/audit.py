@@ -6,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation import facets
-from curation.apis.common import ProjectScopedApi
+from curation.apis.common import ProjectScopedApi, is_whole_number
 from curation.models import AuditEvent, Role
 from curation.pagination import keyset_page
 from curation.permissions import project_for_request
@@ -49,7 +49,7 @@ class AuditApi(ProjectScopedApi):
     def get(self, request: Request) -> Response:
         project = project_for_request(request, role=Role.OWNER)
         raw = request.query_params.get("limit", str(PAGE_SIZE_DEFAULT))
-        if not raw.isdigit() or not 1 <= int(raw) <= PAGE_SIZE_MAX:
+        if not is_whole_number(raw) or not 1 <= int(raw) <= PAGE_SIZE_MAX:
             raise exceptions.ValidationError({"limit": [f"A whole number from 1 to {PAGE_SIZE_MAX}."]})
         events = facets.audit_events(project=project, action=request.query_params.get("action", ""))
         page = keyset_page(events, cursor=request.query_params.get("cursor") or None, size=int(raw))

@@ -9,7 +9,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.apis.common import ProjectScopedApi, request_actor
+from curation.apis.common import ProjectScopedApi, is_whole_number, request_actor
 from curation.filters import FILTER_PARAMS, logs_filter
 from curation.models import BulkAction, BulkJob, Dataset, DatasetEntry, Project, Role, Split, Tag
 from curation.permissions import project_for_request
@@ -79,6 +79,27 @@ class EntryPatchInput(serializers.Serializer):
     messages = serializers.JSONField(required=False)
     tools = serializers.JSONField(required=False)
     split = serializers.ChoiceField(choices=Split.choices, required=False)
+
+
+class BulkJobOutput(serializers.ModelSerializer):
+    progress = serializers.FloatField()
+
+    class Meta:
+        model = BulkJob
+        fields = ["id", "action", "query", "params", "status", "progress", "total", "done", "changed", "error",
+                  "created_at", "finished_at"]  # fmt: skip
+
+
+_BULK_RESPONSES = {
+    200: inline_serializer(
+        "BulkResult",
+        {
+            "changed": serializers.IntegerField(),
+            "matched": serializers.IntegerField(required=False, help_text="Logs the filter matched (a filter only)."),
+        },
+    ),
+    202: BulkJobOutput,
+}
 
 
 def _datasets(project: Project):
@@ -155,7 +176,7 @@ class DatasetEntriesApi(ProjectScopedApi):
         if params.get("q"):
             entries = entries.filter(search_text__trgm_icontains=params["q"])
         after, limit = params.get("after", "0"), params.get("limit", "100")
-        if not after.isdigit() or not limit.isdigit() or not 1 <= int(limit) <= ENTRY_PAGE_MAX:
+        if not is_whole_number(after) or not is_whole_number(limit) or not 1 <= int(limit) <= ENTRY_PAGE_MAX:
             raise exceptions.ValidationError({"limit": [f"after: an entry id; limit: 1 to {ENTRY_PAGE_MAX}."]})
         page = list(entries.filter(id__gt=int(after))[: int(limit) + 1])
         more = len(page) > int(limit)
@@ -167,6 +188,7 @@ class DatasetEntriesApi(ProjectScopedApi):
         summary="Add logs by ids or by filter",
         description="A log already in the dataset is not added twice. Large filters run as a bulk job (202).",
         request=_ADD_INPUT,
+        responses=_BULK_RESPONSES,
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
@@ -213,9 +235,22 @@ class DatasetEntryApi(ProjectScopedApi):
 class DatasetSplitApi(ProjectScopedApi):
     class Input(serializers.Serializer):
         validation_ratio = serializers.FloatField(min_value=0, max_value=0.99)
-        seed = serializers.IntegerField(default=0)
+        seed = serializers.IntegerField(default=0, min_value=-(2**31), max_value=2**31 - 1)  # stored: a 32-bit column
 
-    @extend_schema(operation_id="dataset_split", summary="Split train/validation by ratio and seed", request=Input)
+    @extend_schema(
+        operation_id="dataset_split",
+        summary="Split train/validation by ratio and seed",
+        request=Input,
+        responses=inline_serializer(
+            "SplitResult",
+            {
+                "train": serializers.IntegerField(),
+                "validation": serializers.IntegerField(),
+                "validation_ratio": serializers.FloatField(),
+                "seed": serializers.IntegerField(),
+            },
+        ),
+    )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
         dataset = _dataset_or_404(project, dataset_id)
@@ -226,15 +261,6 @@ class DatasetSplitApi(ProjectScopedApi):
 
 
 # --- Bulk actions on logs ---------------------------------------------------------------------------
-
-
-class BulkJobOutput(serializers.ModelSerializer):
-    progress = serializers.FloatField()
-
-    class Meta:
-        model = BulkJob
-        fields = ["id", "action", "query", "params", "status", "progress", "total", "done", "changed", "error",
-                  "created_at", "finished_at"]  # fmt: skip
 
 
 def _bulk(request: Request, project: Project, action: str, params: dict, body: object) -> Response:
@@ -273,6 +299,7 @@ class LogsBulkApi(ProjectScopedApi):
         summary="Tag, untag, delete or add to a dataset: a selection or every log matching a filter",
         description="Up to 5,000 matching logs are changed at once (200 with `changed`); more run as a job (202).",
         request=Input,
+        responses=_BULK_RESPONSES,
     )
     def post(self, request: Request) -> Response:
         data = self.Input(data=request.data)
@@ -348,7 +375,14 @@ class TagMergeApi(ProjectScopedApi):
     class Input(serializers.Serializer):
         into = serializers.IntegerField(help_text="Id of the tag that stays.")
 
-    @extend_schema(operation_id="tags_merge", summary="Merge this tag into another", request=Input)
+    @extend_schema(
+        operation_id="tags_merge",
+        summary="Merge this tag into another",
+        request=Input,
+        responses=inline_serializer(
+            "TagMergeResult", {"moved": serializers.IntegerField(), "into": serializers.IntegerField()}
+        ),
+    )
     def post(self, request: Request, tag_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
         data = self.Input(data=request.data)

@@ -13,7 +13,7 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.apis.common import ProjectScopedApi, request_actor
+from curation.apis.common import NotReadyResponse, ProjectScopedApi, request_actor
 from curation.export import FORMATS, export_check, export_preview, export_stream, snapshot_request
 from curation.export.service import PREVIEW_LIMIT, entries_count
 from curation.models import Dataset, DatasetSnapshot, JobStatus, Project, Role, Split
@@ -70,8 +70,6 @@ class DatasetExportApi(ProjectScopedApi):
         responses={
             (200, "application/x-ndjson"): OpenApiTypes.STR,
             (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
-            400: OpenApiTypes.OBJECT,
-            404: OpenApiTypes.OBJECT,
         },
     )
     def get(self, request: Request, dataset_id: int) -> StreamingHttpResponse:
@@ -190,7 +188,8 @@ class SnapshotDetailApi(ProjectScopedApi):
 
 class SnapshotDownloadApi(ProjectScopedApi):
     @extend_schema(operation_id="snapshots_download", summary="Download a snapshot (JSONL)",
-                   parameters=_PARAMS[:1], responses={(200, "application/x-ndjson"): OpenApiTypes.STR})  # fmt: skip
+                   parameters=_PARAMS[:1], responses={(200, "application/x-ndjson"): OpenApiTypes.STR,
+                                                      409: NotReadyResponse})  # fmt: skip
     def get(self, request: Request, snapshot_id: int) -> FileResponse | Response:
         project = project_for_request(request)
         snapshot = _snapshot_or_404(project, snapshot_id)

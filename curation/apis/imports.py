@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation import selectors
-from curation.apis.common import PayloadTooLarge, ProjectScopedApi
+from curation.apis.common import RETRY_AFTER, THROTTLED, PayloadTooLarge, ProjectScopedApi
 from curation.models import ImportJob, Role
 from curation.permissions import project_for_request
 from curation.services.imports import import_job_create
@@ -45,7 +45,8 @@ class ImportsApi(ProjectScopedApi):
         operation_id="imports_create",
         summary="Upload a JSONL(.gz) file",
         request={"multipart/form-data": Input},
-        responses={202: ImportOutput},
+        parameters=[RETRY_AFTER],
+        responses={202: ImportOutput, 429: THROTTLED},
     )
     def post(self, request: Request) -> Response:
         project = project_for_request(request, role=Role.EDITOR)

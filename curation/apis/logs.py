@@ -2,13 +2,26 @@
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    PolymorphicProxySerializer,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation import selectors
-from curation.apis.common import ProjectScopedApi, check_body_size
+from curation.apis.common import (
+    RETRY_AFTER,
+    THROTTLED,
+    ProjectScopedApi,
+    ValidationErrorResponse,
+    check_body_size,
+    is_whole_number,
+)
 from curation.filters import FILTER_PARAMS, logs_filter
 from curation.models import LogEntry, Role
 from curation.pagination import keyset_page
@@ -89,7 +102,17 @@ class LogsApi(ProjectScopedApi):
             "Requests per API key are limited (429 with `Retry-After`)."
         ),
         request=OpenApiTypes.OBJECT,
-        responses={200: _INGEST_RESULT, 400: _INGEST_RESULT, 413: OpenApiTypes.OBJECT},
+        parameters=[RETRY_AFTER],
+        responses={
+            200: _INGEST_RESULT,
+            # Every log rejected (the same report), or a body that is not logs at all.
+            400: PolymorphicProxySerializer(
+                component_name="IngestRejected",
+                serializers=[_INGEST_RESULT, ValidationErrorResponse],
+                resource_type_field_name=None,
+            ),
+            429: THROTTLED,
+        },
         examples=[
             OpenApiExample(
                 "OpenAI chat completion",
@@ -152,7 +175,7 @@ class LogsApi(ProjectScopedApi):
 def _page_size(raw: str | None) -> int:
     if raw is None:
         return PAGE_SIZE_DEFAULT
-    if not raw.isdigit() or not 1 <= int(raw) <= PAGE_SIZE_MAX:
+    if not is_whole_number(raw) or not 1 <= int(raw) <= PAGE_SIZE_MAX:
         raise exceptions.ValidationError({"limit": [f"A whole number from 1 to {PAGE_SIZE_MAX}."]})
     return int(raw)
 

@@ -86,6 +86,9 @@ def bulk_apply_to_ids(
     """Act on a selection of logs right away. Ids outside the project are ignored. `query` is the
     filter that chose the ids, when one did, for the audit log."""
     params = _clean_params(project=project, action=action, params=params)
+    if not ids:
+        # Nothing to change; and `id__in=[]` compiles to no SQL, which the raw statements of the actions embed.
+        return 0
     logs = LogEntry.objects.filter(project=project, id__in=ids)
     with transaction.atomic():
         changed = _apply(project=project, action=action, params=params, logs=logs)
