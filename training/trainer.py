@@ -137,6 +137,23 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
 
 
+# Layouts that shard the model across processes. The trainer's saving is written for layouts where every
+# process holds the whole model (one process, or data parallel: DDP and its equivalents on other devices).
+SHARDED_DISTRIBUTED = {"FSDP", "DEEPSPEED", "MEGATRON_LM"}
+
+
+def check_distributed(distributed_type: str) -> None:
+    """Refuse sharded layouts (FSDP, DeepSpeed): checkpoints, the best weights and the result are written from
+    the first process's copy of the parameters, which under sharding holds only its own shard."""
+    name = distributed_type.rsplit(".", 1)[-1]
+    if name in SHARDED_DISTRIBUTED:
+        raise ConfigError(
+            f"accelerate is set up for {name}, which shards the model across processes; the trainer saves "
+            "whole-model weights and supports one process or DDP (docker/accelerate/ddp.yaml). Train a model "
+            "that fits one GPU, with method freeze or an adapter to use less memory."
+        )
+
+
 def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
     """Fine-tune as `config` says. Raises ConfigError / DataError for what the user must fix."""
     import torch
@@ -149,6 +166,7 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
     precision = resolve_precision(config)
     accelerator = Accelerator(mixed_precision="no" if precision == "fp32" else precision)
     events = events or Events(output_dir, accelerator.is_main_process)
+    check_distributed(str(accelerator.distributed_type))
     set_seed(config.seed)
     device = accelerator.device
 
