@@ -280,7 +280,7 @@ class FineTuneCancelApi(ProjectScopedApi):
 
 
 def _artifact(request: Request, job_id: int, merged: bool) -> StreamingHttpResponse | Response:
-    project = project_for_request(request)
+    project = project_for_request(request, role=Role.EDITOR)  # weights trained on the project's data: an export
     job = _job_or_404(project, job_id)
     directory = job.merged_dir if merged else job.adapter_dir
     ready = job.merge_status == FineTuneStatus.SUCCEEDED if merged else job.status == FineTuneStatus.SUCCEEDED

@@ -228,7 +228,7 @@ class DatasetEntryApi(ProjectScopedApi):
     @extend_schema(operation_id="dataset_entry_destroy", summary="Delete an entry", responses={204: None})
     def delete(self, request: Request, dataset_id: int, entry_id: int) -> Response:
         entry = self._entry(request, dataset_id, entry_id, Role.EDITOR)
-        entries_delete(dataset=entry.dataset, ids=[entry.pk])
+        entries_delete(dataset=entry.dataset, ids=[entry.pk], **request_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -302,10 +302,10 @@ class LogsBulkApi(ProjectScopedApi):
         responses=_BULK_RESPONSES,
     )
     def post(self, request: Request) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         action = data.validated_data["action"]
-        project = project_for_request(request, role=Role.EDITOR)
         params = {key: data.validated_data[key] for key in ("tags", "dataset") if key in data.validated_data}
         body = {key: data.validated_data[key] for key in ("log_ids", "filter") if key in data.validated_data}
         return _bulk(request, project, action, params, body)
@@ -385,9 +385,10 @@ class TagMergeApi(ProjectScopedApi):
     )
     def post(self, request: Request, tag_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
+        source = _tag_or_404(project, tag_id)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        source, target = _tag_or_404(project, tag_id), _tag_or_404(project, data.validated_data["into"])
+        target = _tag_or_404(project, data.validated_data["into"])
         moved = tag_merge(source=source, target=target)
         audit_record(project=project, action="tag.merge", count=moved,
                      detail={"from": source.name, "into": target.name}, **request_actor(request))  # fmt: skip

@@ -73,7 +73,7 @@ class DatasetExportApi(ProjectScopedApi):
         },
     )
     def get(self, request: Request, dataset_id: int) -> StreamingHttpResponse:
-        project = project_for_request(request)
+        project = project_for_request(request, role=Role.EDITOR)  # data leaving Logtune: not a viewer's right
         dataset = _dataset_or_404(project, dataset_id)
         format, split = _export_params(request)
         export = export_stream(dataset=dataset, format=format, split=split)
@@ -191,7 +191,7 @@ class SnapshotDownloadApi(ProjectScopedApi):
                    parameters=_PARAMS[:1], responses={(200, "application/x-ndjson"): OpenApiTypes.STR,
                                                       409: NotReadyResponse})  # fmt: skip
     def get(self, request: Request, snapshot_id: int) -> FileResponse | Response:
-        project = project_for_request(request)
+        project = project_for_request(request, role=Role.EDITOR)  # an export, as the dataset's
         snapshot = _snapshot_or_404(project, snapshot_id)
         if snapshot.status != JobStatus.SUCCEEDED:
             detail = f"Snapshot {snapshot.pk} has no file: it is {snapshot.get_status_display().lower()}."
@@ -199,6 +199,9 @@ class SnapshotDownloadApi(ProjectScopedApi):
                 detail += f" {snapshot.progress:.0%} written; try again when it has succeeded."
             return Response({"detail": detail, "status": snapshot.status}, status=status.HTTP_409_CONFLICT)
         filename = f"snapshot-{snapshot.pk}-{snapshot.sha256[:12]}.jsonl"
+        audit_record(project=project, action="snapshot.download", count=snapshot.rows_total,
+                     detail={"snapshot_id": snapshot.pk, "dataset_id": snapshot.dataset_id, "sha256": snapshot.sha256},
+                     **request_actor(request))  # fmt: skip
         return FileResponse(
             snapshot.file.open("rb"), as_attachment=True, filename=filename, content_type="application/x-ndjson"
         )
