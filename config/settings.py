@@ -257,6 +257,14 @@ if LOGTUNE_INGEST_RATE and not re.fullmatch(r"[1-9]\d*/(s|sec|m|min|h|hour|d|day
         f"LOGTUNE_INGEST_RATE={LOGTUNE_INGEST_RATE!r}: expected requests/period, e.g. 600/min (s, min, hour, day)"
     )
 
+# Country (ISO 3166 code) assumed for phone numbers written without a country code when looking for personal
+# data (curation/pii.py); empty: only numbers written with one (+44 ..., 0044 ...) are found.
+LOGTUNE_PII_PHONE_REGION = env_str("LOGTUNE_PII_PHONE_REGION", "US").strip().upper()
+if LOGTUNE_PII_PHONE_REGION and not re.fullmatch(r"[A-Z]{2}", LOGTUNE_PII_PHONE_REGION):
+    raise ImproperlyConfigured(
+        f"LOGTUNE_PII_PHONE_REGION={LOGTUNE_PII_PHONE_REGION!r}: expected a country code, e.g. US"
+    )
+
 # USD per million tokens: (input, output). The longest matching model-name prefix wins.
 # LOGTUNE_PRICES_FILE points at a JSON object of the same shape to replace this table.
 LOGTUNE_PRICES: dict[str, tuple[float, float]] = {

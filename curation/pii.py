@@ -1,0 +1,469 @@
+"""Personal data and secrets in text: find them, or replace them with typed placeholders such as `<EMAIL>`.
+
+This runs on every ingested log, so each detector starts with a cheap test that most text fails (an
+"@" for e-mails, seven digits for phones and cards, two capitals and two digits for IBANs) and only
+then runs its regular expression and the expensive check of each candidate (libphonenumber, the
+Luhn or mod-97 checksum, `ipaddress`). Every pattern starts with a lookbehind that refuses the middle
+of a run of the characters it matches, so the engine tries each run once: the time stays linear in
+the length of the text, whatever it holds. docs/pii.md says what each detector finds and misses.
+"""
+
+import bisect
+import copy
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+from stdnum import iban as stdnum_iban
+from stdnum import luhn
+
+EMAIL = "EMAIL"
+PHONE = "PHONE"
+CARD = "CARD"
+IBAN = "IBAN"
+IP = "IP"
+SECRET = "SECRET"  # noqa: S105 (a kind, not a password)
+KINDS = (EMAIL, PHONE, CARD, IBAN, IP, SECRET)
+
+# When two findings overlap, the longer one wins; at equal length the kind earlier in this list does:
+# a token that happens to contain a phone number is a secret first.
+_PRECEDENCE = {kind: rank for rank, kind in enumerate((SECRET, IBAN, CARD, EMAIL, IP, PHONE))}
+DEFAULT_PHONE_REGION = "US"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: str  # one of KINDS
+    start: int  # offsets into the scanned string, in characters (not bytes): text[start:end] == self.text
+    end: int
+    text: str
+    reason: str  # what exactly was found: "Visa", "DE", "IPv6", "GitHub token", ...
+
+    @property
+    def placeholder(self) -> str:
+        return f"<{self.kind}>"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFinding:
+    """A finding in one string of a conversation: `field` is the path from the message, dotted like
+    ingest errors ("content", "content.1.text", "tool_calls.0.function.arguments.customer.email")."""
+
+    message: int  # index in the messages list
+    field: str
+    finding: Finding
+
+
+def find(text: str, *, kinds: Iterable[str] | None = None, phone_region: str | None = None) -> list[Finding]:
+    """Every finding in `text`, in order, none overlapping (the longest, then the most specific, wins).
+
+    `phone_region` is the country (ISO 3166 code) assumed for phone numbers written without a
+    country code; None reads the LOGTUNE_PII_PHONE_REGION setting, "" finds only international ones.
+    """
+    wanted = _kinds(kinds)
+    region = _phone_region() if phone_region is None else phone_region
+    found: list[Finding] = []
+    if SECRET in wanted:
+        found += _secrets(text)
+    if IBAN in wanted:
+        found += _ibans(text)
+    if CARD in wanted:
+        found += _cards(text)
+    if EMAIL in wanted:
+        found += _emails(text)
+    if IP in wanted:
+        found += _ips(text)
+    if PHONE in wanted:
+        found += _phones(text, region=region.upper() or None)
+    return _resolve(found)
+
+
+def redact(
+    text: str, *, kinds: Iterable[str] | None = None, phone_region: str | None = None
+) -> tuple[str, list[Finding]]:
+    """`text` with each finding replaced by its placeholder (`<EMAIL>`), and the findings (offsets into `text`)."""
+    findings = find(text, kinds=kinds, phone_region=phone_region)
+    return _replace(text, findings), findings
+
+
+def conversation_find(
+    messages: list[dict], *, kinds: Iterable[str] | None = None, phone_region: str | None = None
+) -> list[MessageFinding]:
+    """The findings in every human-readable string of canonical (OpenAI chat) messages.
+
+    Scanned: string contents, the text and refusal of content parts, a message's refusal, and tool
+    call arguments. Arguments that are JSON are scanned value by value (the field path goes on into
+    the JSON, offsets are into the decoded value), so a finding never straddles an escape sequence;
+    arguments that are not JSON are scanned as they are.
+    """
+    found: list[MessageFinding] = []
+    for index, message in enumerate(messages):
+        for field, value in _message_strings(message):
+            for sub_field, string in _argument_strings(field, value):
+                found += (
+                    MessageFinding(index, sub_field, f) for f in find(string, kinds=kinds, phone_region=phone_region)
+                )
+    return found
+
+
+def conversation_redact(
+    messages: list[dict], *, kinds: Iterable[str] | None = None, phone_region: str | None = None
+) -> tuple[list[dict], list[MessageFinding]]:
+    """A redacted copy of `messages` (the input is left as it was) and what was replaced.
+
+    JSON tool arguments with a finding are decoded, redacted value by value and encoded again, so
+    they stay valid JSON; arguments without one keep their exact original text.
+    """
+    redacted = copy.deepcopy(messages)
+    found: list[MessageFinding] = []
+    for index, message in enumerate(redacted):
+        for field, value in _message_strings(message):
+            if field.endswith("function.arguments"):
+                new_value, findings = _arguments_redact(field, value, kinds=kinds, phone_region=phone_region)
+                found += (MessageFinding(index, sub_field, f) for sub_field, f in findings)
+            else:
+                new_value, plain = redact(value, kinds=kinds, phone_region=phone_region)
+                found += (MessageFinding(index, field, f) for f in plain)
+            if new_value != value:
+                _set(message, field, new_value)
+    return redacted, found
+
+
+# --- settings and overlaps ------------------------------------------------------------------------
+
+
+def _kinds(kinds: Iterable[str] | None) -> frozenset[str]:
+    if kinds is None:
+        return frozenset(KINDS)
+    wanted = frozenset(kinds)
+    if unknown := wanted - set(KINDS):
+        raise ValueError(f"unknown PII kinds: {', '.join(sorted(unknown))} (expected some of {', '.join(KINDS)})")
+    return wanted
+
+
+def _phone_region() -> str:
+    # Outside Django (bench/pii.py, a script) the module works with its default.
+    from django.conf import settings
+
+    if not settings.configured:
+        return DEFAULT_PHONE_REGION
+    return getattr(settings, "LOGTUNE_PII_PHONE_REGION", DEFAULT_PHONE_REGION)
+
+
+def _resolve(found: list[Finding]) -> list[Finding]:
+    """Drop findings that overlap a longer (or, at equal length, more specific) one."""
+    starts: list[int] = []  # the chosen findings' spans, kept sorted and disjoint
+    ends: list[int] = []
+    chosen: list[Finding] = []
+    for finding in sorted(found, key=lambda f: (f.start - f.end, _PRECEDENCE[f.kind], f.start)):
+        at = bisect.bisect_right(starts, finding.start)
+        if (at and ends[at - 1] > finding.start) or (at < len(starts) and starts[at] < finding.end):
+            continue
+        starts.insert(at, finding.start)
+        ends.insert(at, finding.end)
+        chosen.append(finding)
+    return sorted(chosen, key=lambda f: f.start)
+
+
+def _replace(text: str, findings: list[Finding]) -> str:
+    parts: list[str] = []
+    position = 0
+    for finding in findings:
+        parts += (text[position : finding.start], finding.placeholder)
+        position = finding.end
+    parts.append(text[position:])
+    return "".join(parts)
+
+
+# --- e-mail addresses -----------------------------------------------------------------------------
+
+# Deliberately simpler than RFC 5322 (no quoted local parts, no IP literals): what people write.
+_EMAIL_RE = re.compile(
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+",
+)
+_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?")
+_TLD_RE = re.compile(r"[A-Za-z]{2,63}")
+# "icon@2x.png" is an image in web code, not an address.
+_FILE_TLDS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "ico", "bmp"})
+
+
+def _emails(text: str) -> Iterator[Finding]:
+    if "@" not in text:
+        return
+    for match in _EMAIL_RE.finditer(text):
+        local, _, domain = match.group().partition("@")
+        start = match.start() + (len(local) - len(local.lstrip(".")))
+        local = local.strip(".")
+        labels = domain.split(".")
+        while len(labels) >= 2 and not _TLD_RE.fullmatch(labels[-1]):
+            labels.pop()  # "bob@example.com.5" or a sentence's "bob@example.com.-": keep the address
+        if (
+            not local
+            or ".." in local
+            or len(labels) < 2
+            or labels[-1].lower() in _FILE_TLDS
+            or not all(_LABEL_RE.fullmatch(label) for label in labels)
+        ):
+            continue
+        end = start + len(local) + 1 + len(".".join(labels))
+        yield Finding(EMAIL, start, end, text[start:end], "e-mail address")
+
+
+# --- phone numbers --------------------------------------------------------------------------------
+
+# A run of digits and the separators phone numbers are written with; only runs of at least
+# _PHONE_MIN_DIGITS digits go to libphonenumber, with a little context for its own checks.
+# A run glued to a word by a dash ("INC-2024-000123") is an identifier.
+_PHONE_RUN_RE = re.compile(r"(?<!\d)(?<!\w-)[+(]?\d[\d \t().\-/\u00a0]*\d")
+_PHONE_MIN_DIGITS = 7
+_PHONE_CONTEXT = 4  # characters around a run: libphonenumber refuses a number glued to letters or "$"
+_PHONE_LENIENCY = phonenumbers.Leniency.VALID  # a valid number for its region, national prefix where required
+_SEPARATED_RE = re.compile(r"\d[ \t().\-/\u00a0]+\d")
+
+
+def _phones(text: str, *, region: str | None) -> Iterator[Finding]:
+    if sum(map(text.count, "0123456789")) < _PHONE_MIN_DIGITS:
+        return
+    for run in _PHONE_RUN_RE.finditer(text):
+        if sum(char.isdigit() for char in run.group()) < _PHONE_MIN_DIGITS:
+            continue
+        offset = max(0, run.start() - _PHONE_CONTEXT)
+        window = text[offset : run.end() + _PHONE_CONTEXT]
+        for match in phonenumbers.PhoneNumberMatcher(window, region, leniency=_PHONE_LENIENCY):
+            raw, start = match.raw_string, offset + match.start
+            if raw.startswith("(") and raw.count("(") > raw.count(")"):
+                raw, start = raw[1:], start + 1  # "(+44 20 7946 0958)": the bracket is the sentence's
+            if not run.start() <= start < run.end() or not _written_as_phone(raw):
+                continue
+            number = match.number
+            reason = phonenumbers.region_code_for_number(number) or f"+{number.country_code}"
+            yield Finding(PHONE, start, start + len(raw), raw, reason)
+
+
+def _written_as_phone(raw: str) -> bool:
+    """An unbroken run of digits is far more often an order, account or timestamp than a phone
+    number: only numbers with a country code or with separators between digit groups count."""
+    return raw.startswith(("+", "00")) or _SEPARATED_RE.search(raw) is not None
+
+
+# --- card numbers ---------------------------------------------------------------------------------
+
+# 13 to 19 digits, in groups separated by single spaces or dashes (one kind per number).
+_CARD_RE = re.compile(r"(?<![\w.,\-])\d(?:[ \-]?\d){12,18}(?!\w|[.,\-]\d)")
+# Issuer prefixes (IIN ranges) and lengths of the networks whose cards people type into chats.
+_CARD_NETWORKS: tuple[tuple[str, tuple[tuple[int, int], ...], frozenset[int]], ...] = (
+    ("Visa", ((4, 4),), frozenset({13, 16, 19})),
+    ("Mastercard", ((51, 55), (2221, 2720)), frozenset({16})),
+    ("American Express", ((34, 34), (37, 37)), frozenset({15})),
+    ("Discover", ((6011, 6011), (644, 649), (65, 65)), frozenset({16, 19})),
+    ("Diners Club", ((300, 305), (36, 36), (38, 39)), frozenset({14, 16, 19})),
+    ("JCB", ((3528, 3589),), frozenset({16, 17, 18, 19})),
+    ("UnionPay", ((62, 62),), frozenset({16, 17, 18, 19})),
+    ("Maestro", ((50, 50), (56, 58), (6304, 6304), (6759, 6759), (676770, 676774)), frozenset(range(12, 20))),
+)
+
+
+def _cards(text: str) -> Iterator[Finding]:
+    for match in _CARD_RE.finditer(text):
+        raw = match.group()
+        separators = set(raw) - set("0123456789")
+        if len(separators) > 1:
+            continue
+        digits = raw.replace(" ", "").replace("-", "")
+        network = _card_network(digits)
+        if network is not None and luhn.is_valid(digits):
+            yield Finding(CARD, match.start(), match.end(), raw, network)
+
+
+def _card_network(digits: str) -> str | None:
+    for name, ranges, lengths in _CARD_NETWORKS:
+        if len(digits) not in lengths:
+            continue
+        for low, high in ranges:
+            width = len(str(low))
+            if low <= int(digits[:width]) <= high:
+                return name
+    return None
+
+
+# --- IBANs ----------------------------------------------------------------------------------------
+
+# Country code, check digits, then 11 to 30 letters or digits, optionally in space-separated groups.
+_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}")
+_IBAN_PREFILTER_RE = re.compile(r"[A-Z]{2}\d{2}")
+
+
+def _ibans(text: str) -> Iterator[Finding]:
+    if _IBAN_PREFILTER_RE.search(text) is None:
+        return
+    for match in _IBAN_RE.finditer(text):
+        raw = match.group()
+        # The pattern may run on into a following word in capitals: try the longest prefix that ends
+        # where a group does and validates (each country has one length, so only one can).
+        ends = [end for end in range(len(raw), 14, -1) if end == len(raw) or raw[end] == " "]
+        for end in ends:
+            candidate = raw[:end]
+            if stdnum_iban.is_valid(candidate):
+                start = match.start()
+                yield Finding(IBAN, start, start + end, candidate, candidate[:2])
+                break
+
+
+# --- IP addresses ---------------------------------------------------------------------------------
+
+_IPV4_RE = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
+_IPV6_RE = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\d)"
+)
+# "v1.2.3.4", "version 1.2.3.4": a four-part version, not an address.
+_VERSION_BEFORE_RE = re.compile(r"(?:\b[Vv]|\bversion |\brelease |\bbuild )$", re.IGNORECASE)
+
+
+def _ips(text: str) -> Iterator[Finding]:
+    if "." in text:
+        for match in _IPV4_RE.finditer(text):
+            if _VERSION_BEFORE_RE.search(text, max(0, match.start() - 8), match.start()) is None:
+                yield from _ip_finding(match, "IPv4")
+    if "::" in text or text.count(":") >= 7:
+        for match in _IPV6_RE.finditer(text):
+            # "12:30:45", "std::map" and "Ab::Cd" have colons too: an address has a digit and a group.
+            raw = match.group()
+            if any(char.isdigit() for char in raw) and raw.count(":") >= 2 and raw.strip(":"):
+                yield from _ip_finding(match, "IPv6")
+
+
+def _ip_finding(match: re.Match[str], reason: str) -> Iterator[Finding]:
+    try:
+        address = ipaddress.ip_address(match.group())
+    except ValueError:
+        return
+    # Only addresses on the public internet point at someone: private, loopback, link-local,
+    # documentation and other reserved ranges say nothing about a person and fill every log.
+    if address.is_global and not address.is_multicast:
+        yield Finding(IP, match.start(), match.end(), match.group(), reason)
+
+
+# --- secrets --------------------------------------------------------------------------------------
+
+_B = r"(?<![A-Za-z0-9_\-])"  # not in the middle of a longer token
+_E = r"(?![A-Za-z0-9_\-])"
+# (substrings one of which the text must hold for the pattern to run, reason, pattern)
+_SECRET_PATTERNS: tuple[tuple[tuple[str, ...], str, re.Pattern[str]], ...] = tuple(
+    (prefixes, reason, re.compile(pattern))
+    for prefixes, reason, pattern in (
+        (("sk-ant-",), "Anthropic key", _B + r"sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_\-]{32,}" + _E),
+        (("sk-",), "OpenAI key", _B + r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}" + _E),
+        (
+            ("AKIA", "ASIA", "ABIA", "ACCA"),
+            "AWS access key id",
+            r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![A-Za-z0-9])",
+        ),
+        (("gh",), "GitHub token", _B + r"gh[pousr]_[A-Za-z0-9]{36,255}" + _E),
+        (("github_pat_",), "GitHub token", _B + r"github_pat_[A-Za-z0-9_]{22,255}" + _E),
+        (("xox",), "Slack token", _B + r"xox[abposr]-[A-Za-z0-9\-]{10,250}" + _E),
+        (
+            ("hooks.slack.com",),
+            "Slack webhook",
+            r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+",
+        ),
+        (("_live_", "_test_"), "Stripe key", _B + r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,247}" + _E),
+        (("AIza",), "Google API key", _B + r"AIza[0-9A-Za-z_\-]{35}" + _E),
+        (("eyJ",), "JWT", _B + r"eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]+" + _E),
+        # A whole PEM block; one cut short (a truncated log) still loses its first lines of key.
+        (
+            ("PRIVATE KEY-----",),
+            "private key block",
+            r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY)-----(?:[^-]*-----END \1-----|[A-Za-z0-9+/=\s\\]*)",
+        ),
+    )
+)
+
+
+def _secrets(text: str) -> Iterator[Finding]:
+    for prefixes, reason, pattern in _SECRET_PATTERNS:
+        if any(prefix in text for prefix in prefixes):
+            for match in pattern.finditer(text):
+                yield Finding(SECRET, match.start(), match.end(), match.group(), reason)
+
+
+# --- conversations --------------------------------------------------------------------------------
+
+
+def _message_strings(message: dict) -> Iterator[tuple[str, str]]:
+    """(field path, string) for each human-readable string of a canonical message."""
+    content = message.get("content")
+    if isinstance(content, str):
+        yield "content", content
+    elif isinstance(content, list):
+        for index, part in enumerate(content):
+            if isinstance(part, dict):
+                for key in ("text", "refusal"):
+                    if isinstance(part.get(key), str):
+                        yield f"content.{index}.{key}", part[key]
+    if isinstance(message.get("refusal"), str):
+        yield "refusal", message["refusal"]
+    for index, call in enumerate(message.get("tool_calls") or ()):
+        arguments = (call.get("function") or {}).get("arguments") if isinstance(call, dict) else None
+        if isinstance(arguments, str):
+            yield f"tool_calls.{index}.function.arguments", arguments
+
+
+def _argument_strings(field: str, value: str) -> Iterator[tuple[str, str]]:
+    if not field.endswith("function.arguments"):
+        yield field, value
+        return
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        yield field, value
+        return
+    yield from _json_strings(decoded, field)
+
+
+def _json_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _json_strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _json_strings(item, f"{path}.{index}")
+
+
+def _arguments_redact(
+    field: str, value: str, *, kinds: Iterable[str] | None, phone_region: str | None
+) -> tuple[str, list[tuple[str, Finding]]]:
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        text, findings = redact(value, kinds=kinds, phone_region=phone_region)
+        return text, [(field, f) for f in findings]
+    found: list[tuple[str, Finding]] = []
+
+    def walk(item: Any, path: str) -> Any:
+        if isinstance(item, str):
+            text, findings = redact(item, kinds=kinds, phone_region=phone_region)
+            found.extend((path, f) for f in findings)
+            return text
+        if isinstance(item, dict):
+            return {key: walk(child, f"{path}.{key}") for key, child in item.items()}
+        if isinstance(item, list):
+            return [walk(child, f"{path}.{index}") for index, child in enumerate(item)]
+        return item
+
+    redacted = walk(decoded, field)
+    return (json.dumps(redacted, ensure_ascii=False) if found else value), found
+
+
+def _set(message: dict, field: str, value: str) -> None:
+    """Store `value` at a field path of _message_strings (never one inside the JSON of arguments)."""
+    steps = field.split(".")
+    target: Any = message
+    for step in steps[:-1]:
+        target = target[int(step)] if isinstance(target, list) else target[step]
+    target[steps[-1]] = value
