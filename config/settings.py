@@ -265,6 +265,10 @@ if LOGTUNE_PII_PHONE_REGION and not re.fullmatch(r"[A-Z]{2}", LOGTUNE_PII_PHONE_
         f"LOGTUNE_PII_PHONE_REGION={LOGTUNE_PII_PHONE_REGION!r}: expected a country code, e.g. US"
     )
 
+# Hosts a project's proxy upstreams (Project.openai_base_url, anthropic_base_url) may name: the server sends
+# requests there, so a project owner must not be able to point it at internal addresses. "*" allows any host.
+LOGTUNE_PROXY_UPSTREAM_HOSTS = env_list("LOGTUNE_PROXY_UPSTREAM_HOSTS", ["api.openai.com", "api.anthropic.com"])
+
 # USD per million tokens: (input, output). The longest matching model-name prefix wins.
 # LOGTUNE_PRICES_FILE points at a JSON object of the same shape to replace this table.
 LOGTUNE_PRICES: dict[str, tuple[float, float]] = {

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("curation.urls")),
     path("api/v1/", include("curation.urls_exports")),
     path("api/v1/", include("training.urls")),
+    path("proxy/", include("curation.views.proxy")),  # the logging proxy: authenticated by X-Logtune-Key
     path("api/v1/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/redoc", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

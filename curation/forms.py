@@ -4,6 +4,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import filesizeformat
 
 from curation.models import Role
+from curation.services.proxy import upstream_url_problem
 
 
 class ApiKeyCreateForm(forms.Form):
@@ -27,3 +28,30 @@ def validate_import_size(file: UploadedFile) -> None:
 class ImportUploadForm(forms.Form):
     # An empty file is refused by FileField itself ("The submitted file is empty.").
     file = forms.FileField(help_text="JSONL or JSONL.gz, one log object per line.", validators=[validate_import_size])
+
+
+class ProjectUpstreamsForm(forms.Form):
+    """Where the logging proxy forwards the project's calls (docs/proxy.md). A plain form, not a ModelForm:
+    validating one would write the new values onto the project before the service compares them for the audit."""
+
+    openai_base_url = forms.URLField(
+        label="OpenAI base URL", assume_scheme="https", widget=forms.URLInput(attrs={"size": 40}),
+        help_text="Chat Completions go to this URL + /chat/completions.",
+    )  # fmt: skip
+    anthropic_base_url = forms.URLField(
+        label="Anthropic base URL", assume_scheme="https", widget=forms.URLInput(attrs={"size": 40}),
+        help_text="Messages go to this URL + /v1/messages.",
+    )  # fmt: skip
+
+    def clean_openai_base_url(self) -> str:
+        return self._upstream("openai_base_url")
+
+    def clean_anthropic_base_url(self) -> str:
+        return self._upstream("anthropic_base_url")
+
+    def _upstream(self, name: str) -> str:
+        url = self.cleaned_data[name].strip().rstrip("/")
+        problem = upstream_url_problem(url)
+        if problem:
+            raise forms.ValidationError(f"The URL {problem}.")
+        return url

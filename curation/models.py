@@ -19,6 +19,10 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    # Where /proxy/openai/v1/… and /proxy/anthropic/… forward this project's calls (docs/proxy.md): the
+    # provider's own API, or a compatible one (Azure, OpenRouter, a vLLM server) among LOGTUNE_PROXY_UPSTREAM_HOSTS.
+    openai_base_url = models.URLField(default="https://api.openai.com/v1")
+    anthropic_base_url = models.URLField(default="https://api.anthropic.com")
 
     class Meta:
         ordering = ["name"]

@@ -32,3 +32,12 @@ def snapshot_build_task(snapshot_id: int, api_key_id: int | None = None) -> None
 
     api_key = ApiKey.objects.filter(pk=api_key_id).first() if api_key_id else None
     snapshot_build(snapshot_id=snapshot_id, api_key=api_key)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def proxy_log_store_task(log: dict) -> None:
+    # One call through the proxy, queued once its answer was sent. There is no row before the log itself, so the
+    # task carries the call; its external_id makes a redelivery a duplicate that stores nothing.
+    from curation.services.proxy import proxy_log_store
+
+    proxy_log_store(**log)

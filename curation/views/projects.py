@@ -8,10 +8,11 @@ from django.urls import path
 from django.views.decorators.http import require_POST, require_safe
 
 from curation import selectors
-from curation.forms import ApiKeyCreateForm, ImportUploadForm
+from curation.forms import ApiKeyCreateForm, ImportUploadForm, ProjectUpstreamsForm
 from curation.models import Role
 from curation.services.imports import import_job_create
 from curation.services.projects import api_key_create, api_key_revoke
+from curation.services.proxy import project_upstreams_update
 from curation.views.common import AuthenticatedRequest, membership_or_404
 
 
@@ -37,6 +38,9 @@ def project(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         "imports": selectors.import_jobs_for_project(project=membership.project)[:10],
         "import_form": ImportUploadForm(),
         "key_form": ApiKeyCreateForm(),
+        "upstreams_form": ProjectUpstreamsForm(
+            initial={name: getattr(membership.project, name) for name in ProjectUpstreamsForm.base_fields}
+        ),
         "api_keys": selectors.api_keys_for_project(project=membership.project)
         if membership.role == Role.OWNER
         else [],
@@ -100,6 +104,20 @@ def api_key_revoke_view(request: AuthenticatedRequest, slug: str, key_id: int) -
     return redirect("project", slug=slug)
 
 
+@login_required
+@require_POST
+def project_upstreams(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    """The logging proxy's upstream URLs (owners only): where the server sends the project's provider calls."""
+    membership = membership_or_404(request, slug, Role.OWNER)
+    form = ProjectUpstreamsForm(request.POST)
+    if form.is_valid():
+        project_upstreams_update(project=membership.project, actor=request.user, **form.cleaned_data)
+        messages.success(request, "Proxy upstreams saved.")
+    else:
+        messages.error(request, "; ".join(f"{field}: {' '.join(map(str, e))}" for field, e in form.errors.items()))
+    return redirect("project", slug=slug)
+
+
 urlpatterns = [
     path("", home, name="home"),
     path("p/<slug:slug>/", project, name="project"),
@@ -107,4 +125,5 @@ urlpatterns = [
     path("p/<slug:slug>/imports/upload", import_upload, name="import-upload"),
     path("p/<slug:slug>/keys/new", api_key_new, name="api-key-new"),
     path("p/<slug:slug>/keys/<int:key_id>/revoke", api_key_revoke_view, name="api-key-revoke"),
+    path("p/<slug:slug>/upstreams", project_upstreams, name="project-upstreams"),
 ]

@@ -18,7 +18,12 @@ from training.models import BaseModel, FineTuneJob, FineTuneStatus, Generation, 
 from training.services.jobs import finetune_create
 
 # Routes outside the tenant model: sign-in, the admin (Django's own staff checks), the public API description.
-PUBLIC = {"login", "logout", "api-schema", "api-docs", "api-redoc", "healthz"}
+# The logging proxy's routes are authenticated by the X-Logtune-Key header alone (no session, no Bearer key);
+# tests/proxy covers their keys, roles and projects.
+PUBLIC = {
+    "login", "logout", "api-schema", "api-docs", "api-redoc", "healthz",
+    "proxy-openai-chat", "proxy-anthropic-messages",
+}  # fmt: skip
 
 # What a path parameter names, from the segment in front of it (`job_id` is an import, a bulk job or a fine-tune).
 OBJECT_OF_SEGMENT = {

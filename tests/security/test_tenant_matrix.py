@@ -29,6 +29,7 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 EXCEPTIONS = {
     ("api-finetune-estimate", "POST"): (Role.VIEWER, "computes examples, tokens and steps; starts nothing"),
     ("bulk-preview", "GET"): (Role.EDITOR, "the confirmation step of a bulk change, for those who may make it"),
+    ("project-upstreams", "POST"): (Role.OWNER, "where the server sends the project's calls and provider keys"),
 }
 # Operations that hand the project's data or weights out of Logtune: an editor's right, like a download.
 EXPORTS = re.compile(r"(export|download|adapter|merged)$")

@@ -1,0 +1,449 @@
+"""The logging proxy: an application's provider call goes to the project's upstream and comes back unchanged;
+the call is logged afterwards, off the response path (docs/proxy.md).
+
+What the request path does is kept to the least: authenticate the Logtune key, pass the body's bytes on,
+pass the answer's bytes back as they arrive (keeping a copy), and hand the copy to a Celery task once the
+server has sent the last byte. Parsing the request, assembling a streamed answer and storing the log all
+happen in the task (`proxy_log_store`), so they cost the caller nothing.
+
+The caller's provider key (`Authorization`, `x-api-key`) is forwarded and never stored: no header is logged.
+"""
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from curation.models import Project
+from curation.services.audit import audit_record
+from curation.services.logs import logs_ingest
+
+logger = logging.getLogger(__name__)
+
+LOGTUNE_KEY_HEADER = "X-Logtune-Key"
+LOGTUNE_TAGS_HEADER = "X-Logtune-Tags"
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str  # the envelope's `provider`
+    base_url_field: str  # the Project field holding the upstream's base URL
+    path: str  # appended to it
+
+    def upstream_url(self, project: Project) -> str:
+        return getattr(project, self.base_url_field).rstrip("/") + self.path
+
+    def error_body(self, message: str, kind: str) -> bytes:
+        """An error in the provider's own shape, so its SDK raises its usual exception with our message."""
+        if self.name == "anthropic":
+            return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+        return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": None}})
+
+
+OPENAI = Provider(name="openai", base_url_field="openai_base_url", path="/chat/completions")
+ANTHROPIC = Provider(name="anthropic", base_url_field="anthropic_base_url", path="/v1/messages")
+
+# Not forwarded: hop-by-hop headers (RFC 9110 7.6.1), those httpx sets for its own connection, the browser's
+# cookies, and Logtune's own. Accept-Encoding is ours to choose: identity, so the bytes pass through as they are
+# (an upstream that compresses anyway is decoded by httpx, and Content-Encoding is dropped with it).
+_REQUEST_HEADERS_KEPT_BACK = frozenset(
+    {
+        "host", "connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer",
+        "transfer-encoding", "upgrade", "content-length", "accept-encoding", "cookie", "forwarded",
+    }
+)  # fmt: skip
+# Not passed back: hop-by-hop headers, what the server in front of the caller sets itself (length, date,
+# server), what belongs to the upstream's host and not to ours (cookies, HSTS, Alt-Svc).
+_RESPONSE_HEADERS_KEPT_BACK = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade",
+        "content-length", "content-encoding", "date", "server", "set-cookie", "strict-transport-security",
+        "alt-svc",
+    }
+)  # fmt: skip
+
+# One pooled client per process: keep-alive connections to the upstreams are what keeps the overhead low.
+# Reads wait up to ten minutes, as a long non-streamed generation can; connecting is quick or it fails.
+# Created at import, before gunicorn forks, it holds no connection yet: each worker opens its own.
+_client = httpx.Client(
+    timeout=httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=30.0),
+    limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=60.0),
+    follow_redirects=False,
+)
+
+
+def upstream_url_problem(url: str) -> str:
+    """Why `url` cannot be a proxy upstream, or "" when it can.
+
+    The server sends requests to it, so only http(s) URLs to a host in LOGTUNE_PROXY_UPSTREAM_HOSTS are
+    accepted: an owner could otherwise point the server at an internal address (SSRF). Checked when an owner
+    saves the URL and again on every call, so a narrower setting applies to URLs saved before it.
+    """
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("http", "https"):
+        return "must start with http:// or https://"
+    if not host:
+        return "has no host"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials (the caller's key is forwarded with each call)"
+    allowed = settings.LOGTUNE_PROXY_UPSTREAM_HOSTS
+    if "*" not in allowed and host not in {name.lower() for name in allowed}:
+        return f"host {host} is not among this server's LOGTUNE_PROXY_UPSTREAM_HOSTS ({', '.join(allowed)})"
+    return ""
+
+
+@transaction.atomic
+def project_upstreams_update(
+    *, project: Project, openai_base_url: str, anthropic_base_url: str, actor: User | None = None
+) -> Project:
+    changed = {
+        name: {"from": getattr(project, name), "to": value}
+        for name, value in (("openai_base_url", openai_base_url), ("anthropic_base_url", anthropic_base_url))
+        if getattr(project, name) != value
+    }
+    if changed:
+        for name, change in changed.items():
+            setattr(project, name, change["to"])
+        project.save(update_fields=list(changed))
+        audit_record(project=project, action="project.update", actor=actor, detail=changed)
+    return project
+
+
+# --- The request path -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ProxyCall:
+    """One call through the proxy, from the caller's request to the log it leaves."""
+
+    project_id: int
+    provider: Provider
+    upstream_url: str
+    request_body: bytes
+    tags: str  # the caller's X-Logtune-Tags, comma-separated
+    started: float = field(default_factory=time.perf_counter)
+    response: httpx.Response | None = None
+    status_code: int = 502
+    headers: dict[str, str] = field(default_factory=dict)
+    chunks: list[bytes] = field(default_factory=list)
+    first_byte_ms: float | None = None
+    latency_ms: float | None = None
+    complete: bool = False  # the whole answer arrived and went on to the caller
+    finished: bool = False
+
+    @property
+    def streamed(self) -> bool:
+        return self.headers.get("content-type", "").startswith("text/event-stream")
+
+
+def proxy_call_open(
+    *, project: Project, provider: Provider, body: bytes, headers: Mapping[str, str], query: str
+) -> ProxyCall:
+    """Send the call upstream and return once the answer's status and headers are in (its body follows).
+
+    An upstream that cannot be reached, or times out, is answered 502 in the provider's error shape; the
+    upstream's own errors (429, 400, 500…) pass through untouched like any other answer.
+    """
+    url = provider.upstream_url(project)
+    call = ProxyCall(
+        project_id=project.pk,
+        provider=provider,
+        upstream_url=url,
+        request_body=body,
+        tags=headers.get(LOGTUNE_TAGS_HEADER, ""),
+    )
+    problem = upstream_url_problem(url)
+    if problem:
+        _fail(call, f"The project's {provider.name} upstream {problem}.", "proxy_error", log=False)
+        return call
+    forwarded = {
+        name: value
+        for name, value in headers.items()
+        if name.lower() not in _REQUEST_HEADERS_KEPT_BACK and not name.lower().startswith("x-logtune-")
+    }
+    forwarded["Accept-Encoding"] = "identity"
+    request = _client.build_request("POST", f"{url}?{query}" if query else url, content=body, headers=forwarded)
+    try:
+        call.response = _client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        logger.warning("proxy.upstream_unreachable", extra={"upstream": url, "error": repr(exc)})
+        _fail(call, f"The {provider.name} upstream could not be reached: {type(exc).__name__}.", "proxy_error")
+        return call
+    call.first_byte_ms = _elapsed_ms(call)
+    call.status_code = call.response.status_code
+    call.headers = {
+        name.lower(): value
+        for name, value in call.response.headers.items()
+        if name.lower() not in _RESPONSE_HEADERS_KEPT_BACK
+    }
+    return call
+
+
+def _fail(call: ProxyCall, message: str, kind: str, *, log: bool = True) -> None:
+    call.status_code = 502
+    call.headers = {"content-type": "application/json"}
+    call.chunks = [call.provider.error_body(message, kind)]
+    call.latency_ms = _elapsed_ms(call)
+    call.complete = True
+    call.finished = not log  # nothing was sent upstream: nothing to log
+
+
+def proxy_call_read(*, call: ProxyCall) -> bytes:
+    """The whole answer of a call that is not streamed."""
+    if call.response is not None:
+        try:
+            call.chunks = [call.response.read()]
+            call.complete = True
+        except httpx.HTTPError as exc:
+            logger.warning("proxy.upstream_broke_off", extra={"upstream": call.upstream_url, "error": repr(exc)})
+            _fail(call, f"The {call.provider.name} upstream broke off: {type(exc).__name__}.", "proxy_error")
+        finally:
+            call.response.close()
+        call.latency_ms = _elapsed_ms(call)
+    return b"".join(call.chunks)
+
+
+def proxy_call_relay(*, call: ProxyCall) -> Iterator[bytes]:
+    """A streamed answer's bytes as they arrive, unchanged, keeping a copy for the log.
+
+    A caller that goes away mid-stream closes this generator: the upstream connection is closed with it
+    and the log keeps what had arrived, marked incomplete.
+    """
+    if call.response is None:
+        yield from call.chunks
+        return
+    try:
+        for chunk in call.response.iter_bytes():
+            call.chunks.append(chunk)
+            yield chunk
+        call.complete = True
+    except httpx.HTTPError as exc:
+        # The status line is gone already: the caller sees the stream end early, the log says why.
+        logger.warning("proxy.upstream_broke_off", extra={"upstream": call.upstream_url, "error": repr(exc)})
+    finally:
+        call.response.close()
+        call.latency_ms = _elapsed_ms(call)
+
+
+def proxy_call_finish(*, call: ProxyCall) -> None:
+    """Queue the call's log, once the server has handed the answer on (the response's close hook calls this).
+
+    The broker being down must not fail a call that already succeeded: the log is lost and a warning says so.
+    """
+    if call.finished:
+        return
+    call.finished = True
+    if call.response is not None:
+        call.response.close()  # a response closed before its body was read hands its connection back
+    if call.latency_ms is None:
+        call.latency_ms = _elapsed_ms(call)
+    from curation.tasks import proxy_log_store_task
+
+    log = {
+        "project_id": call.project_id,
+        "provider": call.provider.name,
+        "request_body": call.request_body.decode("utf-8", "replace"),
+        "response_body": b"".join(call.chunks).decode("utf-8", "replace"),
+        "streamed": call.streamed,
+        "status_code": call.status_code,
+        "latency_ms": round(call.latency_ms, 1),
+        "tags": [tag.strip() for tag in call.tags.split(",") if tag.strip()],
+        "metadata": {
+            "upstream": call.upstream_url,
+            "stream": call.streamed,
+            "complete": call.complete,
+            "first_byte_ms": None if call.first_byte_ms is None else round(call.first_byte_ms, 1),
+            "request_id": call.headers.get("x-request-id") or call.headers.get("request-id"),
+        },
+        # The task may be delivered twice: the second delivery is a duplicate of the first and stores nothing.
+        "external_id": f"proxy-{uuid.uuid4().hex}",
+    }
+    try:
+        proxy_log_store_task.apply_async(
+            args=[log], retry=True, retry_policy={"max_retries": 1, "interval_start": 0.1, "interval_max": 0.1}
+        )
+    except Exception as exc:  # whatever the broker raises, the call itself has succeeded
+        logger.warning("proxy.log_not_queued", extra={"project_id": call.project_id, "error": repr(exc)})
+
+
+def _elapsed_ms(call: ProxyCall) -> float:
+    return (time.perf_counter() - call.started) * 1000
+
+
+# --- The log, in the Celery task ------------------------------------------------------------------------
+
+
+def proxy_log_store(
+    *,
+    project_id: int,
+    provider: str,
+    request_body: str,
+    response_body: str,
+    streamed: bool,
+    status_code: int,
+    latency_ms: float,
+    tags: list[str],
+    metadata: dict,
+    external_id: str,
+) -> bool:
+    """Store one proxied call as a log envelope; a streamed answer is first assembled into the one response
+    the provider would have sent unstreamed. Returns whether a log was stored (or already was)."""
+    project = Project.objects.filter(pk=project_id).first()
+    request = _json_object(request_body)
+    if project is None or request is None:
+        logger.warning("proxy.log_skipped", extra={"project_id": project_id, "reason": "no project or no JSON"})
+        return False
+    if streamed:
+        events = sse_events(response_body)
+        response = assemble_anthropic(events) if provider == "anthropic" else assemble_openai(events)
+    else:
+        response = _json_object(response_body)
+    envelope = {
+        "provider": provider,
+        "request": request,
+        "response": response,
+        "status_code": status_code,
+        "latency_ms": latency_ms,
+        "metadata": {"proxy": metadata},
+        "tags": tags,
+        "external_id": external_id,
+    }
+    result = logs_ingest(project=project, items=[envelope])
+    for rejection in result.rejected:
+        logger.warning("proxy.log_rejected", extra={"project_id": project_id, "error": rejection.error})
+    return not result.rejected
+
+
+def _json_object(text: str) -> dict | None:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def sse_events(text: str) -> list[tuple[str, dict | str]]:
+    """The (event, data) pairs of a server-sent event stream; data is decoded JSON where it is JSON."""
+    events: list[tuple[str, dict | str]] = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        name, data = "", []
+        for line in block.split("\n"):
+            key, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if key == "event":
+                name = value
+            elif key == "data":
+                data.append(value)
+        if data:
+            joined = "\n".join(data)
+            events.append((name, _json_object(joined) or joined))
+    return events
+
+
+def assemble_openai(events: list[tuple[str, dict | str]]) -> dict | None:
+    """`chat.completion.chunk` deltas folded into one `chat.completion`: content, refusals, tool calls,
+    finish reasons and the usage chunk (`stream_options.include_usage`). An error event is the response."""
+    response: dict | None = None
+    choices: dict[int, dict] = {}
+    for _, chunk in events:
+        if not isinstance(chunk, dict):
+            continue  # "[DONE]"
+        if "error" in chunk:
+            return chunk
+        if response is None:
+            response = {key: chunk[key] for key in ("id", "created", "model", "system_fingerprint") if key in chunk}
+            response["object"] = "chat.completion"
+        if chunk.get("usage"):
+            response["usage"] = chunk["usage"]
+        for part in chunk.get("choices") or ():
+            index = part.get("index", 0)
+            choice = choices.setdefault(
+                index, {"index": index, "message": {"role": "assistant", "content": None}, "finish_reason": None}
+            )
+            _fold_openai_delta(choice["message"], part.get("delta") or {})
+            if part.get("finish_reason"):
+                choice["finish_reason"] = part["finish_reason"]
+    if response is not None:
+        response["choices"] = [choices[index] for index in sorted(choices)]
+    return response
+
+
+def _fold_openai_delta(message: dict, delta: dict) -> None:
+    if delta.get("role"):
+        message["role"] = delta["role"]
+    for key in ("content", "refusal"):
+        if delta.get(key) is not None:
+            message[key] = (message.get(key) or "") + delta[key]
+    for call_delta in delta.get("tool_calls") or ():
+        calls = message.setdefault("tool_calls", [])
+        index = call_delta.get("index", len(calls))
+        while len(calls) <= index:
+            calls.append({"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+        call = calls[index]
+        if call_delta.get("id"):
+            call["id"] = call_delta["id"]
+        function = call_delta.get("function") or {}
+        for key in ("name", "arguments"):
+            if function.get(key):
+                call["function"][key] += function[key]
+    if delta.get("function_call"):  # the deprecated single-function form
+        function_call = message.setdefault("function_call", {"name": "", "arguments": ""})
+        for key in ("name", "arguments"):
+            function_call[key] += delta["function_call"].get(key) or ""
+
+
+def assemble_anthropic(events: list[tuple[str, dict | str]]) -> dict | None:
+    """Messages stream events folded into one `message`: `message_start`, the content blocks and their deltas
+    (text, tool input JSON, thinking), `message_delta`'s stop reason and usage. An error event is the response."""
+    message: dict | None = None
+    blocks: dict[int, dict] = {}
+    partial_json: dict[int, str] = {}
+    for _, event in events:
+        if not isinstance(event, dict):
+            continue
+        kind = event.get("type")
+        if kind == "error":
+            return event
+        if kind == "message_start":
+            message = dict(event.get("message") or {})
+        elif kind == "content_block_start":
+            blocks[event.get("index", len(blocks))] = dict(event.get("content_block") or {})
+        elif kind == "content_block_delta":
+            index = event.get("index", 0)
+            _fold_anthropic_delta(blocks.setdefault(index, {}), partial_json, index, event.get("delta") or {})
+        elif kind == "message_delta" and message is not None:
+            message.update(
+                {k: v for k, v in (event.get("delta") or {}).items() if k in ("stop_reason", "stop_sequence")}
+            )
+            message["usage"] = {**(message.get("usage") or {}), **(event.get("usage") or {})}
+    for index, text in partial_json.items():
+        blocks[index]["input"] = _json_object(text) or {}
+    if message is not None:
+        message["content"] = [blocks[index] for index in sorted(blocks)]
+    return message
+
+
+def _fold_anthropic_delta(block: dict, partial_json: dict[int, str], index: int, delta: dict) -> None:
+    kind = delta.get("type")
+    if kind == "text_delta":
+        block["text"] = block.get("text", "") + delta.get("text", "")
+    elif kind == "input_json_delta":
+        partial_json[index] = partial_json.get(index, "") + delta.get("partial_json", "")
+    elif kind == "thinking_delta":
+        block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
+    elif kind == "signature_delta":
+        block["signature"] = block.get("signature", "") + delta.get("signature", "")
+    elif kind == "citations_delta":
+        block.setdefault("citations", []).append(delta.get("citation"))
