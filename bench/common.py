@@ -5,12 +5,15 @@ The logs are varied OpenAI Chat Completions and Anthropic Messages envelopes of 
 metadata and a unique `external_id`, generated from a seed so two runs send the same bytes.
 """
 
+import http.client
 import os
 import random
 import secrets
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +24,49 @@ if str(REPO_ROOT) not in sys.path:
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/logtune_bench"
 PROJECT_SLUG = "bench"
+
+
+# --- a server under test ------------------------------------------------------------------------------
+
+SERVER_START_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def api_get(*, port: int, key: str) -> int:
+    """The status of one `GET /api/v1/logs?limit=1` with `key`, on a connection of its own."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/api/v1/logs?limit=1", headers={"Authorization": f"Bearer {key}"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def wait_until_up(server: subprocess.Popen, *, port: int, key: str, log_path: Path) -> None:
+    """Wait until the API answers, then warm every worker up (URLs, DRF, the key lookup)."""
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while True:
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn exited ({server.returncode}):\n{log_path.read_text()[-4000:]}")
+        try:
+            status = api_get(port=port, key=key)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"gunicorn did not answer within {SERVER_START_TIMEOUT_S} s") from None
+            time.sleep(0.2)
+            continue
+        if status != 200:
+            raise SystemExit(f"GET /api/v1/logs answered {status}:\n{log_path.read_text()[-4000:]}")
+        break
+    for _ in range(20):
+        api_get(port=port, key=key)
 
 
 # --- the bench database and the Django processes --------------------------------------------------

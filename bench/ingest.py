@@ -15,7 +15,6 @@ import bisect
 import contextlib
 import http.client
 import queue
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,12 +33,13 @@ from common import (
     bench_database_prepare,
     child_env,
     code_version,
+    free_port,
     percentile,
     print_table,
+    wait_until_up,
     warn_if_busy,
 )
 
-SERVER_START_TIMEOUT_S = 60
 REQUEST_TIMEOUT_S = 120
 LOG_TABLE = "curation_logentry"
 TAG_TABLE = "curation_logtag"
@@ -58,13 +58,13 @@ def main() -> None:
         env = child_env(database_url=args.database_url, var_dir=Path(tmp))
         print(f"Recreating and migrating {args.database_url}...")
         key = bench_database_prepare(env=env)
-        port = _free_port()
+        port = free_port()
         log_path = Path(tmp) / "gunicorn.log"
         print(f"Starting gunicorn ({args.workers} workers) on 127.0.0.1:{port}...")
         server = _gunicorn_start(port=port, workers=args.workers, env=env, log_path=log_path)
         with psycopg.connect(args.database_url, autocommit=True) as conn:
             try:
-                _wait_until_up(server, port=port, key=key, log_path=log_path)
+                wait_until_up(server, port=port, key=key, log_path=log_path)
                 _checkpoint(conn)
                 print(f"Sending from {args.clients} clients...")
                 with AutoAnalyze(url=args.database_url):
@@ -123,12 +123,6 @@ def _bodies(*, batches: int, batch_size: int, seed: int) -> list[bytes]:
 # --- the server ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _gunicorn_start(*, port: int, workers: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "gunicorn", "config.wsgi:application",
@@ -139,36 +133,6 @@ def _gunicorn_start(*, port: int, workers: int, env: dict[str, str], log_path: P
         return subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-
-
-def _wait_until_up(server: subprocess.Popen, *, port: int, key: str, log_path: Path) -> None:
-    """Wait until the API answers, then warm every worker up (URLs, DRF, the key lookup)."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while True:
-        if server.poll() is not None:
-            raise SystemExit(f"gunicorn exited ({server.returncode}):\n{log_path.read_text()[-4000:]}")
-        try:
-            status = _get(port=port, key=key)
-            if status == 200:
-                break
-            raise SystemExit(f"GET /api/v1/logs answered {status}:\n{log_path.read_text()[-4000:]}")
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"gunicorn did not answer within {SERVER_START_TIMEOUT_S} s") from None
-            time.sleep(0.2)
-    for _ in range(20):
-        _get(port=port, key=key)
-
-
-def _get(*, port: int, key: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", "/api/v1/logs?limit=1", headers={"Authorization": f"Bearer {key}"})
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 def _gunicorn_stop(server: subprocess.Popen) -> None:

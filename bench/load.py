@@ -21,7 +21,6 @@ import http.client
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,13 +43,14 @@ from common import (
     code_version,
     database_recreate,
     django_setup,
+    free_port,
     manage,
     percentile,
     print_table,
+    wait_until_up,
     warn_if_busy,
 )
 
-SERVER_START_TIMEOUT_S = 60
 STOP_GRACE_S = 10
 ERROR_PAUSE_S = 0.1
 # Generation, migrations, server start and stop, on top of --seconds and the last requests' timeout.
@@ -72,13 +72,13 @@ def main() -> None:
         env.update(ALLOWED_HOSTS="127.0.0.1", LOGTUNE_INGEST_RATE=args.rate)
         print(f"Recreating and migrating {args.database_url}, {args.clients} API keys...")
         warm_up_key, *keys = _database_prepare(env=env, keys=args.clients + 1)
-        port = _free_port()
+        port = free_port()
         log_path = Path(tmp) / "gunicorn.log"
         print(f"Starting gunicorn ({_server_name(args)}) on 127.0.0.1:{port}...")
         server = None
         try:
             server = _server_start(args, port=port, env=env, log_path=log_path)
-            _wait_until_up(server, port=port, key=warm_up_key, log_path=log_path)
+            wait_until_up(server, port=port, key=warm_up_key, log_path=log_path)
             print(f"{args.clients} clients sending batches of {args.batch} for {args.seconds} s...")
             with AutoAnalyze(url=args.database_url):
                 run = _load(batches, port=port, keys=keys, args=args)
@@ -229,12 +229,6 @@ def _server_name(args: argparse.Namespace) -> str:
     return f"{args.workers} {args.worker_class} workers{threads}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _server_start(args: argparse.Namespace, *, port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
@@ -250,40 +244,6 @@ def _server_start(args: argparse.Namespace, *, port: int, env: dict[str, str], l
         return subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-
-
-def _wait_until_up(server: subprocess.Popen, *, port: int, key: str, log_path: Path) -> None:
-    """Wait until the API answers, then warm the workers up (URLs, DRF, the key lookup).
-
-    The warm-up uses a key no client sends with, so it takes nothing from a client's rate limit.
-    """
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while True:
-        if server.poll() is not None:
-            raise SystemExit(f"gunicorn exited ({server.returncode}):\n{log_path.read_text()[-4000:]}")
-        try:
-            status = _get(port=port, key=key)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"gunicorn did not answer within {SERVER_START_TIMEOUT_S} s") from None
-            time.sleep(0.2)
-            continue
-        if status != 200:
-            raise SystemExit(f"GET /api/v1/logs answered {status}:\n{log_path.read_text()[-4000:]}")
-        break
-    for _ in range(20):
-        _get(port=port, key=key)
-
-
-def _get(*, port: int, key: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", "/api/v1/logs?limit=1", headers={"Authorization": f"Bearer {key}"})
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 def _server_stop(server: subprocess.Popen) -> None:
