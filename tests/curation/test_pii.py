@@ -193,6 +193,7 @@ def test_a_truncated_private_key_block_is_still_found_from_its_first_line():
         "release 1.2.3 then 10.4.22 and 2.20.1-rc.3",
         "pi is 3.14159265358979 and e is 2.718281828",
         "ticket INC-2024-000123 and PO 4500012345-10",
+        "build 20240115.3 paid 1234567.89 on 15.01.2024 10:30",
     ],
 )
 def test_numbers_that_are_not_phone_numbers_are_left_alone(text):
