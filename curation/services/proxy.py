@@ -9,7 +9,10 @@ happen in the task (`proxy_log_store`), so they cost the caller nothing.
 The caller's provider key (`Authorization`, `x-api-key`) is forwarded and never stored: no header is logged.
 """
 
+import hashlib
 import logging
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -22,9 +25,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from curation.models import Project
+from curation.models import ApiKey, Project
 from curation.services.audit import audit_record
 from curation.services.logs import logs_ingest
+from curation.services.projects import api_key_authenticate
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +77,44 @@ _RESPONSE_HEADERS_KEPT_BACK = frozenset(
 # One pooled client per process: keep-alive connections to the upstreams are what keeps the overhead low.
 # Reads wait up to ten minutes, as a long non-streamed generation can; connecting is quick or it fails.
 # Created at import, before gunicorn forks, it holds no connection yet: each worker opens its own.
+# TCP_NODELAY: httpx writes a request's headers and body apart, and without it Nagle's algorithm holds the body
+# until the upstream acknowledges the headers, which it delays: about 40 ms added to every call (bench/proxy.py).
 _client = httpx.Client(
+    transport=httpx.HTTPTransport(
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=60.0),
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+    ),
     timeout=httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=30.0),
-    limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=60.0),
     follow_redirects=False,
 )
+
+
+# Keys that authenticated lately, by their SHA-256: a proxied call then costs no database round trip, which is
+# most of what the proxy adds (bench/proxy.py). The price: a revoked key, a changed role or upstream URL takes
+# up to KEY_CACHE_SECONDS to reach the proxy. Unknown keys are not remembered; they are looked up every time.
+KEY_CACHE_SECONDS = 10.0
+_KEY_CACHE_SIZE = 1024
+_key_cache: dict[str, tuple[float, ApiKey]] = {}
+_key_cache_lock = threading.Lock()
+
+
+def proxy_key_authenticate(*, raw: str) -> ApiKey | None:
+    """The active key `raw`, with its project, as api_key_authenticate finds it, remembered a few seconds."""
+    digest = hashlib.sha256(raw.encode()).hexdigest()
+    now = time.monotonic()
+    with _key_cache_lock:
+        cached = _key_cache.get(digest)
+    if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
+        return cached[1]
+    key = api_key_authenticate(raw=raw)
+    with _key_cache_lock:
+        if key is None:
+            _key_cache.pop(digest, None)
+        else:
+            if len(_key_cache) >= _KEY_CACHE_SIZE:
+                _key_cache.pop(next(iter(_key_cache)))  # the oldest entry: dicts keep insertion order
+            _key_cache[digest] = (now, key)
+    return key
 
 
 def upstream_url_problem(url: str) -> str:

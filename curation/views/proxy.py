@@ -13,7 +13,6 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from curation.models import Role
-from curation.services.projects import api_key_authenticate
 from curation.services.proxy import (
     ANTHROPIC,
     LOGTUNE_KEY_HEADER,
@@ -24,6 +23,7 @@ from curation.services.proxy import (
     proxy_call_open,
     proxy_call_read,
     proxy_call_relay,
+    proxy_key_authenticate,
 )
 
 
@@ -61,7 +61,7 @@ def _refusal(provider: Provider, status: int, message: str, kind: str) -> HttpRe
 
 def _proxy(request: HttpRequest, provider: Provider) -> HttpResponse:
     raw = request.headers.get(LOGTUNE_KEY_HEADER, "").strip()
-    key = api_key_authenticate(raw=raw) if raw else None
+    key = proxy_key_authenticate(raw=raw) if raw else None
     if key is None:
         message = f"Missing {LOGTUNE_KEY_HEADER} header." if not raw else "Invalid or revoked Logtune API key."
         return _refusal(provider, 401, message, "authentication_error")

@@ -176,6 +176,7 @@ def start_stand_in() -> StandIn:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs: the proxy's pool reuses connections
+        disable_nagle_algorithm = True  # each event leaves when written, as from the real APIs
 
         def log_message(self, format: str, *args: object) -> None:
             pass
