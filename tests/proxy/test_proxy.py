@@ -4,6 +4,7 @@ the logs are stored by a real Celery worker, as in production."""
 import json
 import logging
 import time
+from collections.abc import Iterator
 
 import anthropic
 import httpx
@@ -21,18 +22,34 @@ pytestmark = pytest.mark.services
 CHAT = [{"role": "user", "content": "Say hello."}]
 
 
-def openai_client(live_server, key: str) -> openai.OpenAI:
-    return openai.OpenAI(
+# The SDK clients of a test, closed after it: a keep-alive connection left open would keep the live server's
+# thread, and its database connection, alive past the end of the tests.
+_clients: list[openai.OpenAI | anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
+def openai_client(live_server, key: str, headers: dict[str, str] | None = None) -> openai.OpenAI:
+    client = openai.OpenAI(
         base_url=f"{live_server.url}/proxy/openai/v1", api_key=PROVIDER_KEY,
-        default_headers={"X-Logtune-Key": key}, max_retries=0,
+        default_headers={"X-Logtune-Key": key} if headers is None else headers, max_retries=0,
     )  # fmt: skip
+    _clients.append(client)
+    return client
 
 
 def anthropic_client(live_server, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
+    client = anthropic.Anthropic(
         base_url=f"{live_server.url}/proxy/anthropic", api_key=ANTHROPIC_PROVIDER_KEY,
         default_headers={"X-Logtune-Key": key}, max_retries=0,
     )  # fmt: skip
+    _clients.append(client)
+    return client
 
 
 def logs_of(project: Project, count: int = 1, seconds: float = 30) -> list[LogEntry]:
@@ -216,9 +233,7 @@ def test_an_anthropic_error_is_returned_as_is_and_logged(live_server, celery_wor
 
 @pytest.mark.parametrize("header", [None, "lt_not_a_real_key", "sk-looks-like-a-provider-key"])
 def test_a_call_without_a_valid_logtune_key_is_refused_and_forwards_nothing(live_server, proxied, stand_in, header):
-    headers = {"X-Logtune-Key": header} if header else {}
-    client = openai.OpenAI(base_url=f"{live_server.url}/proxy/openai/v1", api_key=PROVIDER_KEY,
-                           default_headers=headers, max_retries=0)  # fmt: skip
+    client = openai_client(live_server, "", headers={"X-Logtune-Key": header} if header else {})
     with pytest.raises(openai.AuthenticationError) as caught:
         client.chat.completions.create(model="gpt-4o-mini", messages=CHAT)
 
