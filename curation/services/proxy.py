@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 LOGTUNE_KEY_HEADER = "X-Logtune-Key"
 LOGTUNE_TAGS_HEADER = "X-Logtune-Tags"
+_MAX_TAG_LENGTH = 100  # as the ingest's
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +298,7 @@ def proxy_call_finish(*, call: ProxyCall) -> None:
         "streamed": call.streamed,
         "status_code": call.status_code,
         "latency_ms": round(call.latency_ms, 1),
-        "tags": [tag.strip() for tag in call.tags.split(",") if tag.strip()],
+        "tags": _tags(call.tags),
         "metadata": {
             "upstream": call.upstream_url,
             "stream": call.streamed,
@@ -314,6 +315,11 @@ def proxy_call_finish(*, call: ProxyCall) -> None:
         )
     except Exception as exc:  # whatever the broker raises, the call itself has succeeded
         logger.warning("proxy.log_not_queued", extra={"project_id": call.project_id, "error": repr(exc)})
+
+
+def _tags(header: str) -> list[str]:
+    # A tag the ingest would refuse (over 100 characters) is dropped here: it must not cost the call its log.
+    return [tag for tag in (part.strip() for part in header.split(",")) if 0 < len(tag) <= _MAX_TAG_LENGTH]
 
 
 def _elapsed_ms(call: ProxyCall) -> float:

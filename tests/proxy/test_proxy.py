@@ -75,7 +75,7 @@ def assert_no_secrets(log: LogEntry, *secrets: str) -> None:
 def test_an_openai_call_gets_the_upstreams_answer_and_is_logged(live_server, celery_worker, proxied, stand_in,
                                                                  editor_key):  # fmt: skip
     raw = openai_client(live_server, editor_key).chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=CHAT, extra_headers={"X-Logtune-Tags": "greeting, sdk"}
+        model="gpt-4o-mini", messages=CHAT, extra_headers={"X-Logtune-Tags": f"greeting, sdk,, {'x' * 101}"}
     )
 
     assert raw.http_response.content == stand_in.sent[0]
