@@ -222,12 +222,15 @@ def start_stand_in() -> StandIn:
             self.send_header("x-request-id", f"req_{len(stand_in.seen)}")
             self.end_headers()
             stand_in.sent.append(b"".join(events))
-            for number, event in enumerate(events):
-                if number == 1:
-                    stand_in.go_on.wait(timeout=10)
-                self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
-                self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
+            try:
+                for number, event in enumerate(events):
+                    if number == 1:
+                        stand_in.go_on.wait(timeout=10)
+                    self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the proxy went away mid-stream, as a test made it
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
