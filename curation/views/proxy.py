@@ -27,8 +27,9 @@ from curation.services.proxy import (
 )
 
 
-class _LoggedResponse(HttpResponse):
-    """Calls `on_close` once the server has sent the answer and closes the response (WSGI's close())."""
+class _OnClose:
+    """Calls `on_close` once the server has sent the answer and closes the response (WSGI's close()): after
+    the last byte of a streamed answer was written, or when the caller went away."""
 
     def __init__(self, *args: object, on_close: Callable[[], None], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -36,23 +37,17 @@ class _LoggedResponse(HttpResponse):
 
     def close(self) -> None:
         try:
-            super().close()
+            super().close()  # type: ignore[misc]
         finally:
             self._on_close()
 
 
-class _LoggedStreamingResponse(StreamingHttpResponse):
-    """The streamed kind: close() comes after the last chunk was written, or when the caller went away."""
+class _LoggedResponse(_OnClose, HttpResponse):
+    pass
 
-    def __init__(self, *args: object, on_close: Callable[[], None], **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._on_close = on_close
 
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._on_close()
+class _LoggedStreamingResponse(_OnClose, StreamingHttpResponse):
+    pass
 
 
 def _refusal(provider: Provider, status: int, message: str, kind: str) -> HttpResponse:
