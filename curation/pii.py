@@ -1,7 +1,7 @@
 """Personal data and secrets in text: find them, or replace them with typed placeholders such as `<EMAIL>`.
 
 This runs on every ingested log, so each detector starts with a cheap test that most text fails (an
-"@" for e-mails, seven digits for phones and cards, two capitals and two digits for IBANs) and only
+"@" for e-mails, seven digits for phones and twelve for cards, a known prefix for secrets) and only
 then runs its regular expression and the expensive check of each candidate (libphonenumber, the
 Luhn or mod-97 checksum, `ipaddress`). Every pattern refuses to start in the middle of a run of the
 characters it matches, so the engine tries each run once: the time stays linear in the length of the
@@ -401,7 +401,7 @@ _SECRET_PATTERNS: tuple[tuple[tuple[str, ...], str, re.Pattern[str]], ...] = tup
         (
             ("PRIVATE KEY-----",),
             "private key block",
-            r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY)-----(?:[^-]*-----END \1-----|[A-Za-z0-9+/=\s\\]*)",
+            r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY)-----(?:(?:[^-]|-(?!----))*-----END \1-----|[A-Za-z0-9+/=\s\\]*)",
         ),
     )
 )

@@ -173,6 +173,12 @@ def test_it_finds_secrets_of_well_known_shapes(secret, reason):
         assert [(f.kind, f.text, f.reason) for f in findings] == [(SECRET, secret, reason)]
 
 
+def test_a_private_key_block_with_headers_is_found_whole():
+    text = "-----BEGIN " + "RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,3F17\n\nMIIEpA==\n"
+    text += "-----END RSA PRIVATE KEY-----"
+    assert found(f"key: {text} end") == [(SECRET, text)]
+
+
 def test_a_truncated_private_key_block_is_still_found_from_its_first_line():
     text = "key:\n-----BEGIN " + "PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nMIIEvQIBADAN"
     assert found(text) == [(SECRET, text[5:])]
@@ -407,7 +413,10 @@ def test_redaction_of_an_escaped_value_keeps_the_arguments_json():
 
 @pytest.mark.parametrize(
     "chunk",
-    ["a" * 50, "a." * 50, "1" * 50, "1 " * 50, "1." * 50, "a@" * 50, "1:" * 50, "A1" * 50, "eyJ." * 50, "sk-" * 20],
+    [
+        *("a" * 50, "a." * 50, "1" * 50, "1 " * 50, "1." * 50, "a@" * 50, "1:" * 50, "A1" * 50, "eyJ." * 50),
+        *("sk-" * 20, "-----BEGIN PRIVATE KEY-----a-"),
+    ],
 )
 def test_time_stays_linear_on_adversarial_input(chunk):
     """Patterns that backtrack would take seconds (quadratic or worse) on 200 KB of these."""
