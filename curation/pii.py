@@ -201,7 +201,7 @@ def _emails(text: str) -> Iterator[Finding]:
     for match in _EMAIL_DOMAIN_RE.finditer(text):
         at = match.start()
         start = at
-        while start > 0 and at - start < 65 and text[start - 1] in _LOCAL_CHARS:
+        while start > 0 and at - start < 64 and text[start - 1] in _LOCAL_CHARS:
             start -= 1
         if start > 0 and text[start - 1] in _LOCAL_CHARS:
             continue  # a local part longer than 64 characters: not an address
@@ -226,10 +226,12 @@ def _emails(text: str) -> Iterator[Finding]:
 
 # --- phone numbers --------------------------------------------------------------------------------
 
+# With re.ASCII, \w and \d are ASCII here: a number glued to Japanese or Chinese text ("電話090-1234-5678")
+# is still read, and the digits are those the validators know.
 # A run of digits and the separators phone numbers are written with, at least _PHONE_MIN_DIGITS digits
 # (six after a "+" or "("), not glued to a word, also not by a dash ("INC-2024-000123", "a716-4466..."
 # in a UUID): only those go to libphonenumber, with a little context for its own checks.
-_PHONE_RUN_RE = re.compile(r"[+(\d](?<!\w.)(?<!\w-.)(?:[ \t().\-/\u00a0]{0,3}\d){6,}")
+_PHONE_RUN_RE = re.compile(r"[+(\d](?<!\w.)(?<!\w-.)(?:[ \t().\-/\u00a0]{0,3}\d){6,}", re.ASCII)
 # Runs that cannot hold a number libphonenumber would accept and _written_as_phone keep: unbroken
 # digits and decimal numbers ("20240115.3"), and dates ("2026-01-15 10", "15.01.2024"), whose digits
 # are not counted.
@@ -279,7 +281,7 @@ def _written_as_phone(raw: str) -> bool:
 # --- card numbers ---------------------------------------------------------------------------------
 
 # 13 to 19 digits, in groups separated by single spaces or dashes (one kind per number).
-_CARD_RE = re.compile(r"\d(?<![\w.,\-]\d)(?:[ \-]?\d){12,18}(?!\w|[.,\-]\d)")
+_CARD_RE = re.compile(r"\d(?<![\w.,\-]\d)(?:[ \-]?\d){12,18}(?!\w|[.,\-]\d)", re.ASCII)
 # Issuer prefixes (IIN ranges) and lengths of the networks whose cards people type into chats.
 _CARD_NETWORKS: tuple[tuple[str, tuple[tuple[int, int], ...], frozenset[int]], ...] = (
     ("Visa", ((4, 4),), frozenset({13, 16, 19})),
@@ -338,9 +340,10 @@ def _ibans(text: str) -> Iterator[Finding]:
 
 # --- IP addresses ---------------------------------------------------------------------------------
 
-_IPV4_RE = re.compile(r"\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?!\w|\.\d)")
+_IPV4_RE = re.compile(r"\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?!\w|\.\d)", re.ASCII)
 _IPV6_RE = re.compile(
-    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\d)"
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\d)",
+    re.ASCII,
 )
 _IPV6_GATE_RE = re.compile(r"::|(?::[0-9A-Fa-f]{1,4}){3}")  # any address has one of these
 # "v1.2.3.4", "version 1.2.3.4": a four-part version, not an address.

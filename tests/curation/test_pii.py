@@ -280,6 +280,19 @@ def test_hashes_ids_and_code_are_not_findings(text):
 # --- redaction ------------------------------------------------------------------------------------
 
 
+def test_findings_glued_to_japanese_text_are_found():
+    assert found("電話番号は090-1234-5678です", phone_region="JP") == [(PHONE, "090-1234-5678")]
+    assert found("カード番号4111 1111 1111 1111です、サーバー8.8.8.8から") == [
+        (CARD, "4111 1111 1111 1111"),
+        (IP, "8.8.8.8"),
+    ]
+
+
+def test_a_local_part_may_have_64_characters_not_more():
+    assert found("x" * 64 + "@example.com") == [(EMAIL, "x" * 64 + "@example.com")]
+    assert found("x" * 65 + "@example.com") == []
+
+
 def test_redaction_replaces_each_finding_with_its_placeholder():
     text = (
         f"From bob@example.com (+44 20 7946 0958), card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00, "
