@@ -1,6 +1,6 @@
 """The logging proxy's added latency: the same calls sent to a stand-in upstream directly and through the proxy.
 
-    .venv/bin/python bench/proxy.py [--requests 500] [--workers 2] [--threads 4]
+    .venv/bin/python bench/proxy.py [--requests 500] [--workers 2] [--threads 4] [--broker-url URL]
 
 Recreates a bench database, creates the bench project with an editor key, starts the stand-in OpenAI and
 Anthropic API of tests/proxy/upstream.py on a free port of 127.0.0.1 and points the project's upstreams at it,
@@ -11,7 +11,7 @@ keep-alive connection, and times each until the last byte of the answer. It prin
 of the proxy's overhead (the difference of the percentiles), and exits non-zero when any answer was not 200
 or the proxy's answer differed from the stand-in's.
 
-Logs are queued to the embedded file-system broker and no worker stores them during the run: storing a log
+Logs are queued to the embedded file-system broker (--broker-url to change) and no worker stores them: storing a log
 happens off the response path, in a Celery worker, and is measured by bench/ingest.py. Only 127.0.0.1 is
 contacted, and the database in --database-url; every request has a timeout and gunicorn is stopped on every
 way out.
@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,9 @@ from common import (
     child_env,
     code_version,
     django_setup,
+    free_port,
     percentile,
+    wait_until_up,
     warn_if_busy,
 )
 
@@ -64,7 +65,6 @@ CALLS = {
 }  # fmt: skip
 WARM_UP = 30
 REQUEST_TIMEOUT_S = 10
-SERVER_START_TIMEOUT_S = 60
 AIM_P50_OVERHEAD_MS = 5.0
 
 
@@ -75,7 +75,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="logtune-proxy-") as tmp:
         env = child_env(database_url=args.database_url, var_dir=Path(tmp))
         env.update(
-            ALLOWED_HOSTS="127.0.0.1", CELERY_BROKER_URL="filesystem://", LOGTUNE_PROXY_UPSTREAM_HOSTS="127.0.0.1"
+            ALLOWED_HOSTS="127.0.0.1", CELERY_BROKER_URL=args.broker_url, LOGTUNE_PROXY_UPSTREAM_HOSTS="127.0.0.1"
         )
         print(f"Recreating and migrating {args.database_url}...")
         key = bench_database_prepare(env=env)
@@ -83,7 +83,7 @@ def main() -> None:
 
         stand_in = start_stand_in()
         _point_project_at(stand_in.url, env=env)
-        port = _free_port()
+        port = free_port()
         log_path = Path(tmp) / "gunicorn.log"
         print(
             f"Stand-in upstream on {stand_in.url}; gunicorn (gthread, {args.workers} x {args.threads}) on :{port}..."
@@ -91,7 +91,7 @@ def main() -> None:
         server = None
         try:
             server = _server_start(args, port=port, env=env, log_path=log_path)
-            _wait_until_up(server, port=port, log_path=log_path)
+            wait_until_up(server, port=port, key=key, log_path=log_path)
             results = {name: _measure(name, args, upstream=stand_in.url, port=port, key=key) for name in CALLS}
         finally:
             if server is not None:
@@ -111,6 +111,12 @@ def _parse_args() -> argparse.Namespace:
         help="Dropped and created again (its name must contain 'bench').",
     )
     parser.add_argument("--requests", type=int, default=500, help="Timed requests per call and side.")
+    parser.add_argument(
+        "--broker-url",
+        default="filesystem://",
+        help="Where the server queues the logs (default: the embedded file-system broker, in a temporary "
+        "folder). No worker consumes them: with redis://…, empty that database afterwards.",
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
     parser.add_argument("--threads", type=int, default=4, help="Threads per gunicorn worker (gthread, as deployed).")
     args = parser.parse_args()
@@ -123,12 +129,6 @@ def _raise_exit(signum: int, frame: object) -> None:
     raise SystemExit(f"Stopped by signal {signum}.")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _server_start(args: argparse.Namespace, *, port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
@@ -139,24 +139,6 @@ def _server_start(args: argparse.Namespace, *, port: int, env: dict[str, str], l
         return subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-
-
-def _wait_until_up(server: subprocess.Popen, *, port: int, log_path: Path) -> None:
-    """Until /healthz answers; then each worker has loaded the app once the warm-up requests ran."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"gunicorn exited ({server.returncode}):\n{log_path.read_text()[-4000:]}")
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-        finally:
-            conn.close()
-    raise SystemExit(f"gunicorn did not answer within {SERVER_START_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}")
 
 
 def _server_stop(server: subprocess.Popen) -> None:
