@@ -3,7 +3,11 @@ redaction writes exact placeholders, and conversations are scanned and redacted 
 
 import copy
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -91,6 +95,22 @@ def test_national_numbers_follow_the_region_setting(settings):
     assert found("Ring 030 12345678 or 0044 20 7946 0958") == [(PHONE, "030 12345678"), (PHONE, "0044 20 7946 0958")]
     settings.LOGTUNE_PII_PHONE_REGION = ""
     assert found("Ring 030 12345678") == []
+
+
+@pytest.mark.parametrize(("value", "read"), [("gb", "'GB'"), ("", "''"), ("Germany", None)])
+def test_the_region_setting_is_a_country_code_or_empty(value, read):
+    result = subprocess.run(
+        [sys.executable, "-c", "import config.settings as s; print(repr(s.LOGTUNE_PII_PHONE_REGION))"],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "DEBUG": "1", "LOGTUNE_PII_PHONE_REGION": value},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if read is None:
+        assert "LOGTUNE_PII_PHONE_REGION='GERMANY': expected a country code" in result.stderr
+    else:
+        assert result.stdout.strip() == read, result.stderr
 
 
 @pytest.mark.parametrize(
