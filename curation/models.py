@@ -23,6 +23,8 @@ class Project(models.Model):
     # provider's own API, or a compatible one (Azure, OpenRouter, a vLLM server) among LOGTUNE_PROXY_UPSTREAM_HOSTS.
     openai_base_url = models.URLField(default="https://api.openai.com/v1")
     anthropic_base_url = models.URLField(default="https://api.anthropic.com")
+    # Personal data found in arriving logs is replaced by placeholders before anything is stored (docs/pii.md).
+    redact_pii_on_ingest = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]
@@ -114,6 +116,8 @@ class LogEntry(models.Model):
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     search_text = models.TextField(blank=True)
+    # The kinds of personal data in the conversation (curation.pii.KINDS), sorted; [] when none (docs/pii.md).
+    pii = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     ingested_at = models.DateTimeField(default=timezone.now)
     tags = models.ManyToManyField(Tag, through="LogTag", related_name="logs")

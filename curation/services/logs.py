@@ -1,15 +1,19 @@
 """Storing logs: the one write path shared by the API, file imports and the CLI."""
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
 import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from curation import pii
 from curation.ingest import IngestError, ParsedLog, parse_log
+from curation.ingest.canonical import search_text
 from curation.models import LogEntry, LogTag, Project, Tag
 from curation.pricing import cost_usd
 
@@ -38,7 +42,7 @@ def logs_ingest(*, project: Project, items: Sequence[object]) -> IngestResult:
     duplicate and changes nothing.
     """
     result = IngestResult()
-    parsed: list[ParsedLog] = []
+    parsed: list[tuple[ParsedLog, list[str]]] = []
     for index, item in enumerate(items):
         try:
             log = parse_log(item)
@@ -46,10 +50,51 @@ def logs_ingest(*, project: Project, items: Sequence[object]) -> IngestResult:
         except IngestError as exc:
             result.rejected.append(Rejection(index=index, error=str(exc)))
         else:
-            parsed.append(log)
+            parsed.append((log, _pii_apply(log, redact=project.redact_pii_on_ingest)))
     if parsed:
         result.accepted, result.duplicates = _store(project=project, logs=parsed)
     return result
+
+
+def logs_pii_kinds(*, messages: list[dict]) -> list[str]:
+    """The sorted kinds of personal data in canonical messages: what `LogEntry.pii` holds."""
+    return sorted({found.finding.kind for found in pii.conversation_find(messages)})
+
+
+def _pii_apply(log: ParsedLog, *, redact: bool) -> list[str]:
+    """The kinds of personal data in the log's conversation; with `redact`, the log is changed in place
+    so that none of it is stored: the canonical messages and their search text, and also the original
+    body, the metadata, the tool definitions and the error message, which may repeat what the
+    conversation says (an original that still held the address would defeat the point)."""
+    if not redact:
+        return logs_pii_kinds(messages=log.messages)
+    log.messages, findings = pii.conversation_redact(log.messages)
+    log.search_text = search_text(log.messages)
+    log.original = _redact_json(log.original)
+    log.metadata = _redact_json(log.metadata)
+    log.tools = _redact_json(log.tools)
+    log.error_message = _redact_json(log.error_message)
+    return sorted({found.finding.kind for found in findings})
+
+
+def _redact_json(value: Any) -> Any:
+    """Every string of a JSON value redacted; a string that is itself JSON (tool call arguments in a
+    provider's body) is decoded, redacted value by value and encoded again, so it stays valid JSON."""
+    if isinstance(value, dict):
+        return {key: _redact_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_json(item) for item in value]
+    if not isinstance(value, str):
+        return value
+    if value[:1] in ("{", "["):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            pass
+        else:
+            redacted = _redact_json(decoded)
+            return value if redacted == decoded else json.dumps(redacted, ensure_ascii=False)
+    return pii.redact(value)[0]
 
 
 def _check_ranges(log: ParsedLog) -> None:
@@ -59,7 +104,7 @@ def _check_ranges(log: ParsedLog) -> None:
             raise IngestError(f"{name}: {value} is too large (at most {_MAX_INT})")
 
 
-def _store(*, project: Project, logs: list[ParsedLog]) -> tuple[int, int]:
+def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str]]]) -> tuple[int, int]:
     """Insert the logs that are not duplicates; returns (accepted, duplicates)."""
     for attempt in range(_STORE_ATTEMPTS):
         try:
@@ -70,9 +115,11 @@ def _store(*, project: Project, logs: list[ParsedLog]) -> tuple[int, int]:
                 else:
                     now = timezone.now()
                     entries = LogEntry.objects.bulk_create(
-                        [LogEntry(**_values(project.pk, log, now)) for log in fresh]
+                        [LogEntry(**_values(project.pk, log, kinds, now)) for log, kinds in fresh]
                     )
-                    _attach_tags(project=project, log_ids=[e.pk for e in entries], names=[log.tags for log in fresh])
+                    _attach_tags(
+                        project=project, log_ids=[e.pk for e in entries], names=[log.tags for log, _ in fresh]
+                    )
                 return len(fresh), len(logs) - len(fresh)
         except (IntegrityError, psycopg.errors.UniqueViolation):
             # A concurrent request stored one of these external ids between our check and our insert.
@@ -82,23 +129,25 @@ def _store(*, project: Project, logs: list[ParsedLog]) -> tuple[int, int]:
     raise AssertionError("unreachable")
 
 
-def _without_duplicates(*, project: Project, logs: list[ParsedLog]) -> list[ParsedLog]:
-    ids = {log.external_id for log in logs if log.external_id is not None}
+def _without_duplicates(
+    *, project: Project, logs: list[tuple[ParsedLog, list[str]]]
+) -> list[tuple[ParsedLog, list[str]]]:
+    ids = {log.external_id for log, _ in logs if log.external_id is not None}
     if not ids:
         return logs
     seen = set(LogEntry.objects.filter(project=project, external_id__in=ids).values_list("external_id", flat=True))
     fresh = []
-    for log in logs:
+    for log, kinds in logs:
         if log.external_id is not None:
             if log.external_id in seen:
                 continue
             seen.add(log.external_id)
-        fresh.append(log)
+        fresh.append((log, kinds))
     return fresh
 
 
-def _values(project_id: int, log: ParsedLog, now: datetime) -> dict[str, object]:
-    """The LogEntry columns of a parsed log (ids aside)."""
+def _values(project_id: int, log: ParsedLog, kinds: list[str], now: datetime) -> dict[str, object]:
+    """The LogEntry columns of a parsed log (ids aside); `kinds`: its personal data (LogEntry.pii)."""
     return {
         "project_id": project_id,
         "external_id": log.external_id,
@@ -121,6 +170,7 @@ def _values(project_id: int, log: ParsedLog, now: datetime) -> dict[str, object]
         ),
         "metadata": log.metadata,
         "search_text": log.search_text,
+        "pii": kinds,
         "created_at": log.created_at or now,
         "ingested_at": now,
     }
@@ -155,16 +205,16 @@ def _attach_tags(*, project: Project, log_ids: list[int], names: list[list[str]]
 # COPY is PostgreSQL's fastest way in, several times cheaper than a multi-row INSERT on both sides.
 # It cannot return ids, so the ids are drawn from the table's sequence first, in one round trip.
 
-_JSON_COLUMNS = frozenset({"messages", "tools", "original", "metadata"})
+_JSON_COLUMNS = frozenset({"messages", "tools", "original", "metadata", "pii"})
 _COPY_TAGS = "COPY curation_logtag (log_id, tag_id) FROM STDIN"
 _NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('curation_logentry', 'id')) FROM generate_series(1, %s)"
 
 
-def _copy_insert(*, project: Project, logs: list[ParsedLog]) -> None:
+def _copy_insert(*, project: Project, logs: list[tuple[ParsedLog, list[str]]]) -> None:
     if not logs:
         return
     now = timezone.now()
-    rows = [_values(project.pk, log, now) for log in logs]
+    rows = [_values(project.pk, log, kinds, now) for log, kinds in logs]
     columns = list(rows[0])
     # orjson writes the JSON columns several times faster than the json module Django would use.
     json_at = [i for i, column in enumerate(columns) if column in _JSON_COLUMNS]
@@ -177,9 +227,9 @@ def _copy_insert(*, project: Project, logs: list[ParsedLog]) -> None:
                 for i in json_at:
                     row[i + 1] = orjson.dumps(row[i + 1]).decode()
                 copy.write_row(row)
-        tags = tags_get_or_create(project=project, names={name for log in logs for name in log.tags})
+        tags = tags_get_or_create(project=project, names={name for log, _ in logs for name in log.tags})
         if tags:
             with cursor.cursor.copy(_COPY_TAGS) as copy:
-                for log_id, log in zip(ids, logs, strict=True):
+                for log_id, (log, _) in zip(ids, logs, strict=True):
                     for name in log.tags:
                         copy.write_row((log_id, tags[name].pk))

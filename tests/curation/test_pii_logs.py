@@ -1,0 +1,107 @@
+"""Personal data in stored logs: the kinds found at ingestion, redaction at ingestion, pii_scan, the
+explorer's filter and facet, and the highlights of the log detail page."""
+
+import json
+
+import pytest
+from django.db import connection
+
+from curation.models import LogEntry
+from curation.services.logs import logs_ingest
+from tests.curation.samples import openai_log
+
+pytestmark = pytest.mark.django_db
+
+EMAIL_ADDRESS = "jane.doe@example.com"
+SECRET_KEY = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4"
+
+
+def chat(prompt: str, *, completion: str = "ok", **fields: object) -> dict:
+    return {"prompt": prompt, "completion": completion, **fields}
+
+
+def tool_log() -> dict:
+    """An OpenAI log whose answer is a tool call with the address in its arguments."""
+    log = openai_log(metadata={"customer": EMAIL_ADDRESS})
+    log["request"]["messages"][1]["content"] = f"Write to {EMAIL_ADDRESS}, my key is {SECRET_KEY}"
+    arguments = json.dumps({"to": EMAIL_ADDRESS, "body": "hi"})
+    log["response"]["choices"][0]["message"] = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "send", "arguments": arguments}}],
+    }
+    log["response"]["choices"][0]["finish_reason"] = "tool_calls"
+    return log
+
+
+def ingest(project, *items: dict) -> list[LogEntry]:
+    result = logs_ingest(project=project, items=list(items))
+    assert result.accepted == len(items), result.rejected
+    return list(LogEntry.objects.filter(project=project).order_by("id"))
+
+
+def row_text(log: LogEntry) -> str:
+    """Every JSON and text column of the stored row, as the database holds it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM curation_logentry WHERE id = %s", [log.pk])
+        return " ".join(str(value) for value in cursor.fetchone())
+
+
+def test_ingest_lists_the_kinds_of_personal_data_in_the_conversation(project):
+    clean, mixed, in_arguments = ingest(
+        project,
+        chat("What is 2 + 2?"),
+        chat(f"Mail {EMAIL_ADDRESS} or call +44 20 7946 0958", completion=f"Use {SECRET_KEY}"),
+        chat("ok", metadata={"who": EMAIL_ADDRESS}),
+    )
+    assert clean.pii == []
+    assert mixed.pii == ["EMAIL", "PHONE", "SECRET"]
+    # Metadata is the application's own fields, not the conversation: it is not counted.
+    assert in_arguments.pii == []
+
+
+def test_ingest_finds_personal_data_in_tool_call_arguments(project):
+    log = openai_log()
+    log["response"]["choices"][0]["message"] = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"ip": "8.8.8.8"}'}}],
+    }
+    (stored,) = ingest(project, log)
+    assert stored.pii == ["IP"]
+
+
+def test_the_copy_path_writes_the_kinds(project, postgres):
+    (stored,) = ingest(project, chat(f"Mail {EMAIL_ADDRESS}"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pii::text FROM curation_logentry WHERE id = %s", [stored.pk])
+        assert cursor.fetchone()[0] == '["EMAIL"]'
+
+
+def test_without_redaction_the_log_is_stored_as_sent(project):
+    (stored,) = ingest(project, tool_log())
+    assert stored.pii == ["EMAIL", "SECRET"]
+    assert EMAIL_ADDRESS in stored.messages[1]["content"]
+    assert stored.original == tool_log()
+
+
+def test_redaction_at_ingestion_stores_no_personal_data_anywhere_in_the_row(project):
+    project.redact_pii_on_ingest = True
+    project.save()
+    (stored,) = ingest(project, tool_log())
+
+    assert stored.pii == ["EMAIL", "SECRET"]
+    text = row_text(stored)
+    assert EMAIL_ADDRESS not in text
+    assert SECRET_KEY not in text
+    assert stored.messages[1]["content"] == "Write to <EMAIL>, my key is <SECRET>"
+    assert "<EMAIL>" in stored.search_text
+    arguments = stored.messages[-1]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(arguments) == {"to": "<EMAIL>", "body": "hi"}
+    assert stored.original["request"]["messages"][1]["content"] == "Write to <EMAIL>, my key is <SECRET>"
+    original_arguments = stored.original["response"]["choices"][0]["message"]["tool_calls"][0]["function"]
+    assert json.loads(original_arguments["arguments"]) == {"to": "<EMAIL>", "body": "hi"}
+    assert stored.metadata == {"customer": "<EMAIL>"}
+    # What carries no personal data is kept exactly.
+    assert stored.original["request"]["model"] == "gpt-4o-mini"
+    assert stored.original["latency_ms"] == 812
