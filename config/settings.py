@@ -320,6 +320,9 @@ LOGTUNE_GPU_CUDA = env_bool("LOGTUNE_GPU_CUDA", False)
 LOGTUNE_FINETUNE_HEARTBEAT_TIMEOUT_S = env_int("LOGTUNE_FINETUNE_HEARTBEAT_TIMEOUT_S", 180)
 # Runs of one job, the first included: after a worker died, the job resumes from its last checkpoint until then.
 LOGTUNE_FINETUNE_MAX_ATTEMPTS = env_int("LOGTUNE_FINETUNE_MAX_ATTEMPTS", 2)
+# A queued job sent this long ago is sent again by the reaper, in case the broker lost it (a second delivery
+# finds the job taken and does nothing); one the broker never got is sent at the reaper's next run.
+LOGTUNE_FINETUNE_RESEND_AFTER_S = env_int("LOGTUNE_FINETUNE_RESEND_AFTER_S", 3600)
 # After a cancel, the trainer has this long to stop at the end of its step before it is terminated.
 LOGTUNE_FINETUNE_CANCEL_GRACE_S = env_int("LOGTUNE_FINETUNE_CANCEL_GRACE_S", 10)
 # Where `create_demo_model` builds the tiny demo model (a folder the GPU workers must be able to read).

@@ -74,6 +74,9 @@ class FineTuneJob(BackgroundWork, models.Model):
     events_offset = models.BigIntegerField(default=0)  # bytes of events.jsonl already relayed
     worker = models.CharField(max_length=255, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When its task was last handed to the broker; null when that failed (the broker was down): the reaper
+    # sends it then. A worker that gets it twice finds it claimed and does nothing.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     merge_status = models.CharField(max_length=16, choices=FineTuneStatus.choices, blank=True)
     merge_error = models.TextField(blank=True)

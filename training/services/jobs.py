@@ -11,6 +11,7 @@ import math
 import types
 import typing
 from dataclasses import asdict, fields
+from datetime import timedelta
 from typing import Any, TypedDict
 
 from django.conf import settings
@@ -20,6 +21,7 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum, Value
 from django.db.models.functions import Least
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from curation.export import snapshot_request
 from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, JobStatus, Split
@@ -201,7 +203,7 @@ def finetune_create(
         snapshot = _snapshot_for(dataset=dataset, snapshot=snapshot, created_by=created_by, api_key=api_key)
         job = FineTuneJob.objects.create(
             project=dataset.project, dataset=dataset, snapshot=snapshot, base_model=row, model=model,
-            method=method, hyperparameters=clean, created_by=created_by, api_key=api_key,
+            method=method, hyperparameters=clean, created_by=created_by, api_key=api_key, enqueued_at=timezone.now(),
         )  # fmt: skip
         audit_record(
             project=dataset.project, action="finetune.start", count=snapshot.rows_train or snapshot.rows_total,
@@ -209,7 +211,7 @@ def finetune_create(
             detail={"job_id": job.pk, "dataset_id": dataset.pk, "dataset": dataset.name, "snapshot_id": snapshot.pk,
                     "model": model, "method": method},
         )  # fmt: skip
-        transaction.on_commit(lambda: _enqueue(job.pk))
+        transaction.on_commit(lambda: finetune_enqueue(job.pk))
     logger.info("training.job_queued job=%s dataset=%s model=%s method=%s", job.pk, dataset.pk, model, method)
     return job
 
@@ -230,10 +232,35 @@ def _snapshot_for(
     return snapshot
 
 
-def _enqueue(job_id: int) -> None:
+def finetune_enqueue(job_id: int) -> None:
+    """Hand the job to the GPU queue. With the broker down the job stays queued and is marked unsent, and the
+    request that submitted it still succeeds: the reaper sends it once the broker is back."""
     from training.tasks import finetune_run_task
 
-    finetune_run_task.delay(job_id)
+    try:
+        finetune_run_task.delay(job_id)
+    except BrokerUnavailable as exc:
+        FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.QUEUED).update(enqueued_at=None)
+        logger.warning("training.job_enqueue_failed job=%s: %s (the reaper sends it when the broker is back)",
+                       job_id, exc)  # fmt: skip
+
+
+def finetunes_unsent_send() -> int:
+    """Send the queued jobs whose task never reached the broker, and those sent more than
+    LOGTUNE_FINETUNE_RESEND_AFTER_S ago (a broker restarted without persistence forgets its queue; a job
+    waiting behind others is merely sent twice, and the second delivery finds it taken). Returns how many."""
+    now = timezone.now()
+    resend = now - timedelta(seconds=settings.LOGTUNE_FINETUNE_RESEND_AFTER_S)
+    unsent = FineTuneJob.objects.filter(
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=resend), status=FineTuneStatus.QUEUED
+    ).values_list("pk", flat=True)
+    sent = 0
+    for job_id in unsent:
+        if FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.QUEUED).update(enqueued_at=now):
+            logger.info("training.job_resent job=%s", job_id)
+            finetune_enqueue(job_id)
+            sent += 1
+    return sent
 
 
 def finetune_cancel(*, job: FineTuneJob, actor: User | None = None, api_key: ApiKey | None = None) -> FineTuneJob:

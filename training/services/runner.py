@@ -33,6 +33,7 @@ from django.utils import timezone
 from curation.models import DatasetEntry, JobStatus
 from training.config import TrainConfig
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
+from training.services.jobs import finetune_enqueue, finetunes_unsent_send
 
 logger = logging.getLogger(__name__)
 
@@ -412,13 +413,14 @@ def _clean(value: Any) -> Any:
 def finetune_reap() -> int:
     """Jobs whose worker stopped sending heartbeats (it died, or lost its machine): re-queued to resume from
     their last checkpoint while they have attempts left, cancelled when a cancel was asked for, else failed
-    with the reason. Also fails merges and generations left running by a dead worker. Returns jobs handled."""
+    with the reason. Also fails merges and generations left running by a dead worker, and sends queued jobs
+    the broker never got (it was down) or may have forgotten. Returns jobs handled."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.LOGTUNE_FINETUNE_HEARTBEAT_TIMEOUT_S)
     handled = sum(_reap(job, now) for job in FineTuneJob.objects.filter(status=FineTuneStatus.RUNNING,
                                                                          heartbeat_at__lt=stale))  # fmt: skip
     _reap_gpu_requests(now)
-    return handled
+    return handled + finetunes_unsent_send()
 
 
 def _reap(job: FineTuneJob, now: datetime) -> int:
@@ -431,7 +433,7 @@ def _reap(job: FineTuneJob, now: datetime) -> int:
     if job.cancel_requested_at is not None:
         changes |= {"status": FineTuneStatus.CANCELLED, "finished_at": now}
     elif job.attempts < limit:
-        changes |= {"status": FineTuneStatus.QUEUED, "worker": "", "heartbeat_at": None}
+        changes |= {"status": FineTuneStatus.QUEUED, "worker": "", "heartbeat_at": None, "enqueued_at": now}
     else:
         changes |= {"status": FineTuneStatus.FAILED, "finished_at": now, "error": (
             f"The fine-tune stopped at step {job.step}: {what}, and it had run {job.attempts} time(s) of at most "
@@ -442,9 +444,7 @@ def _reap(job: FineTuneJob, now: datetime) -> int:
         if not rows.update(**changes):
             return 0
         if changes["status"] == FineTuneStatus.QUEUED:
-            from training.tasks import finetune_run_task
-
-            transaction.on_commit(lambda: finetune_run_task.delay(job.pk))
+            transaction.on_commit(lambda: finetune_enqueue(job.pk))
     logger.warning("training.job_reaped job=%s now=%s: %s", job.pk, changes["status"], what)
     return 1
 
