@@ -61,6 +61,31 @@ def logs_pii_kinds(*, messages: list[dict]) -> list[str]:
     return sorted({found.finding.kind for found in pii.conversation_find(messages)})
 
 
+@dataclass(slots=True)
+class PiiScanBatch:
+    last_id: int | None  # the highest id read; None: no log after `after_id`
+    scanned: int
+    changed: int
+
+
+@transaction.atomic
+def logs_pii_scan_batch(*, project: Project, after_id: int = 0, size: int = 1000) -> PiiScanBatch:
+    """Fill `pii` for the next `size` logs of `project` by id after `after_id` (logs stored before
+    ingestion recorded it). Idempotent: a log whose kinds are already right is not written again.
+    Stored messages are only read: redacting what is already stored is not this scan's job."""
+    logs = list(
+        LogEntry.objects.filter(project=project, pk__gt=after_id).order_by("pk").only("pk", "messages", "pii")[:size]
+    )
+    changed = []
+    for log in logs:
+        kinds = logs_pii_kinds(messages=log.messages if isinstance(log.messages, list) else [])
+        if kinds != log.pii:
+            log.pii = kinds
+            changed.append(log)
+    LogEntry.objects.bulk_update(changed, ["pii"])
+    return PiiScanBatch(last_id=logs[-1].pk if logs else None, scanned=len(logs), changed=len(changed))
+
+
 def _pii_apply(log: ParsedLog, *, redact: bool) -> list[str]:
     """The kinds of personal data in the log's conversation; with `redact`, the log is changed in place
     so that none of it is stored: the canonical messages and their search text, and also the original

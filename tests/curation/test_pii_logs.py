@@ -1,12 +1,14 @@
 """Personal data in stored logs: the kinds found at ingestion, redaction at ingestion, pii_scan, the
 explorer's filter and facet, and the highlights of the log detail page."""
 
+import io
 import json
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 
-from curation.models import LogEntry
+from curation.models import AuditEvent, LogEntry
 from curation.services.logs import logs_ingest
 from tests.curation.samples import openai_log
 
@@ -105,3 +107,36 @@ def test_redaction_at_ingestion_stores_no_personal_data_anywhere_in_the_row(proj
     # What carries no personal data is kept exactly.
     assert stored.original["request"]["model"] == "gpt-4o-mini"
     assert stored.original["latency_ms"] == 812
+
+
+def test_pii_scan_fills_old_rows_and_is_idempotent(project):
+    clean, with_email, with_phone = ingest(
+        project, chat("hello"), chat(f"Mail {EMAIL_ADDRESS}"), chat("Call +44 20 7946 0958")
+    )
+    LogEntry.objects.filter(project=project).update(pii=[])  # as stored before ingestion recorded them
+    out = io.StringIO()
+
+    call_command("pii_scan", project=project.slug, batch_size=2, no_progress=True, stdout=out)
+
+    assert "Scanned 3 logs; 2 had" in out.getvalue()
+    kinds = dict(LogEntry.objects.filter(project=project).values_list("pk", "pii"))
+    assert kinds == {clean.pk: [], with_email.pk: ["EMAIL"], with_phone.pk: ["PHONE"]}
+    call_command("pii_scan", project=project.slug, no_progress=True, stdout=(again := io.StringIO()))
+    assert "Scanned 3 logs; 0 had" in again.getvalue()
+    assert AuditEvent.objects.filter(project=project, action="logs.pii_scan").count() == 2
+
+
+def test_pii_scan_resumes_after_an_id(project):
+    first, second = ingest(project, chat(f"Mail {EMAIL_ADDRESS}"), chat(f"Mail {EMAIL_ADDRESS}"))
+    LogEntry.objects.filter(project=project).update(pii=[])
+
+    call_command("pii_scan", project=project.slug, after_id=first.pk, no_progress=True, stdout=io.StringIO())
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.pii, second.pii) == ([], ["EMAIL"])
+
+
+def test_pii_scan_refuses_an_unknown_project(db):
+    with pytest.raises(CommandError, match="not found"):
+        call_command("pii_scan", project="nope", no_progress=True)
