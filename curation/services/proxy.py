@@ -279,7 +279,8 @@ def proxy_call_relay(*, call: ProxyCall) -> Iterator[bytes]:
 def proxy_call_finish(*, call: ProxyCall) -> None:
     """Queue the call's log, once the server has handed the answer on (the response's close hook calls this).
 
-    The broker being down must not fail a call that already succeeded: the log is lost and a warning says so.
+    The broker being down must not fail a call that already succeeded, nor lose its log: the log is then stored
+    here, still after the answer was handed on, and a warning says so.
     """
     if call.finished:
         return
@@ -315,6 +316,12 @@ def proxy_call_finish(*, call: ProxyCall) -> None:
         )
     except Exception as exc:  # whatever the broker raises, the call itself has succeeded
         logger.warning("proxy.log_not_queued", extra={"project_id": call.project_id, "error": repr(exc)})
+        try:
+            proxy_log_store(**log)
+        except Exception as store_exc:  # the database too: nothing left to keep the log in
+            logger.error("proxy.log_lost", extra={"project_id": call.project_id, "error": repr(store_exc)})
+        else:
+            logger.warning("proxy.log_stored_in_process", extra={"project_id": call.project_id})
 
 
 def _tags(header: str) -> list[str]:

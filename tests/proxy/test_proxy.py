@@ -298,7 +298,9 @@ def test_an_upstream_host_the_server_does_not_allow_is_never_called(live_server,
     assert stand_in.seen == []
 
 
-def test_the_call_succeeds_when_the_broker_is_down(live_server, proxied, stand_in, editor_key, monkeypatch, caplog):
+def test_the_call_succeeds_and_is_logged_when_the_broker_is_down(
+    live_server, proxied, stand_in, editor_key, monkeypatch, caplog
+):
     from kombu.exceptions import OperationalError
 
     from curation.tasks import proxy_log_store_task
@@ -313,9 +315,15 @@ def test_the_call_succeeds_when_the_broker_is_down(live_server, proxied, stand_i
 
     assert answer.choices[0].message.content == "Hello from the stand-in."
     deadline = time.monotonic() + 10
-    while not any(r.message == "proxy.log_not_queued" for r in caplog.records) and time.monotonic() < deadline:
+    while not any(r.message == "proxy.log_stored_in_process" for r in caplog.records) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert any(r.message == "proxy.log_not_queued" for r in caplog.records)
+    assert [r.message for r in caplog.records if r.message.startswith("proxy.log")] == [
+        "proxy.log_not_queued",
+        "proxy.log_stored_in_process",
+    ]
+    (log,) = logs_of(proxied)
+    assert log.messages[-1] == {"role": "assistant", "content": "Hello from the stand-in."}
+    assert_no_secrets(log, PROVIDER_KEY, editor_key)
 
 
 def test_an_x_api_key_header_is_forwarded_untouched(live_server, celery_worker, proxied, stand_in, editor_key):
