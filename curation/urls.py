@@ -19,6 +19,7 @@ urlpatterns = [
         name="api-dataset-entry",
     ),
     path("datasets/<int:dataset_id>/split", datasets.DatasetSplitApi.as_view(), name="api-dataset-split"),
+    path("datasets/<int:dataset_id>/redact", datasets.DatasetRedactApi.as_view(), name="api-dataset-redact"),
     path("tags", datasets.TagsApi.as_view(), name="api-tags"),
     path("tags/<int:tag_id>", datasets.TagDetailApi.as_view(), name="api-tag"),
     path("tags/<int:tag_id>/merge", datasets.TagMergeApi.as_view(), name="api-tag-merge"),

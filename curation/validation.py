@@ -17,6 +17,7 @@ from functools import cache
 
 import orjson
 
+from curation import pii
 from curation.models import Dataset, DatasetEntry, Split
 
 ERROR = "error"
@@ -38,6 +39,7 @@ EMPTY_DATASET = "empty_dataset"
 DUPLICATE_EXACT = "duplicate_exact"
 DUPLICATE_NORMALISED = "duplicate_normalised"
 FEW_EXAMPLES = "few_examples"
+PERSONAL_DATA = "personal_data"
 
 CHECK_TITLES = {
     LAST_NOT_ASSISTANT: "ends with an assistant turn",
@@ -48,6 +50,7 @@ CHECK_TITLES = {
     SPLIT_OVERLAP: "no train/validation overlap",
     DUPLICATE_EXACT: "no exact duplicates",
     DUPLICATE_NORMALISED: "no normalised duplicates",
+    PERSONAL_DATA: "no personal data left",
     FEW_EXAMPLES: f"at least {MIN_TRAIN_EXAMPLES} training examples",
 }
 
@@ -240,6 +243,8 @@ def dataset_validate(
             hit(code, entry_id)
         if tokens > max_tokens:
             hit(TOO_LONG, entry_id)
+        if _has_personal_data(messages, tools):
+            hit(PERSONAL_DATA, entry_id)
         exact, normalised = exact_hash(messages, tools), normalised_hash(messages)
         if exact in exact_seen:
             hit(DUPLICATE_EXACT, entry_id)
@@ -282,7 +287,27 @@ _MESSAGES = {
         WARNING,
         "A duplicate of an earlier entry once case, whitespace and punctuation are folded.",
     ),
+    PERSONAL_DATA: (WARNING, "Personal data left (e-mail, phone, card, IBAN, IP address or secret): redact it."),
 }
+
+
+def _has_personal_data(messages: object, tools: object) -> bool:
+    """What the redaction of the dataset page would still change (curation/services/redaction.py)."""
+    dicts = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+    if dicts and pii.conversation_find(dicts):
+        return True
+    return any(pii.find(text) for text in _strings(tools))
+
+
+def _strings(value: object) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
 
 
 def _finding(code: str, found: _Hits, max_tokens: int) -> Finding:

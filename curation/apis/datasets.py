@@ -9,6 +9,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from curation import pii
 from curation.apis.common import ProjectScopedApi, is_whole_number, request_actor
 from curation.filters import FILTER_PARAMS, logs_filter
 from curation.models import BulkAction, BulkJob, Dataset, DatasetEntry, Project, Role, Split, Tag
@@ -24,6 +25,7 @@ from curation.services.datasets import (
     entry_set_split,
     entry_update,
 )
+from curation.services.redaction import dataset_redact, redaction_preview
 from curation.services.tags import tag_delete, tag_merge, tag_update
 
 ENTRY_PAGE_MAX = 500
@@ -258,6 +260,75 @@ class DatasetSplitApi(ProjectScopedApi):
         data.is_valid(raise_exception=True)
         train, validation = dataset_split(dataset=dataset, **data.validated_data)
         return Response({"train": train, "validation": validation, **data.validated_data})
+
+
+class DatasetRedactApi(ProjectScopedApi):
+    class Input(serializers.Serializer):
+        kinds = serializers.ListField(
+            child=serializers.ChoiceField(choices=pii.KINDS),
+            allow_empty=False,
+            required=False,
+            default=list(pii.KINDS),
+        )
+        dry_run = serializers.BooleanField(default=True)
+
+    class Output(serializers.Serializer):
+        dry_run = serializers.BooleanField()
+        kinds = serializers.ListField(child=serializers.CharField())
+        changed = serializers.IntegerField(help_text="Entries that change (dry run: would change).")
+        entries = serializers.IntegerField(required=False, help_text="Dry run: the entries scanned.")
+        counts = serializers.DictField(
+            child=serializers.IntegerField(), required=False, help_text="Dry run: findings per kind."
+        )
+        samples = inline_serializer(
+            "RedactionSample",
+            {
+                "entry_id": serializers.IntegerField(),
+                "findings": inline_serializer(
+                    "RedactionFinding",
+                    {
+                        "field": serializers.CharField(),
+                        "kind": serializers.CharField(),
+                        "reason": serializers.CharField(),
+                    },
+                    many=True,
+                ),
+                "diff": inline_serializer(
+                    "RedactionDiffLine", {"kind": serializers.CharField(), "text": serializers.CharField()}, many=True
+                ),
+            },
+            many=True,
+            required=False,
+        )
+
+    @extend_schema(
+        operation_id="dataset_redact",
+        summary="Replace personal data in the entries with placeholders (dry run: preview)",
+        request=Input,
+        responses=Output,
+    )
+    def post(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        dataset = _dataset_or_404(project, dataset_id)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        kinds = data.validated_data["kinds"]
+        if not data.validated_data["dry_run"]:
+            changed = dataset_redact(dataset=dataset, kinds=kinds, **request_actor(request))
+            return Response({"dry_run": False, "kinds": kinds, "changed": changed})
+        preview = redaction_preview(dataset=dataset, kinds=kinds)
+        samples = [
+            {
+                "entry_id": sample.entry_id,
+                "findings": [{"field": f.field, "kind": f.kind, "reason": f.reason} for f in sample.findings],
+                "diff": [{"kind": line.kind, "text": line.text} for line in sample.diff.lines],
+            }
+            for sample in preview.samples
+        ]
+        return Response(
+            {"dry_run": True, "kinds": preview.kinds, "changed": preview.changed, "entries": preview.entries,
+             "counts": preview.counts, "samples": samples}
+        )  # fmt: skip
 
 
 # --- Bulk actions on logs ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from curation import dataset_stats
+from curation import dataset_stats, pii
 from curation.dataset_stats import EntryFilter
 from curation.diffing import entry_diff
 from curation.export import snapshot_request
@@ -33,6 +33,7 @@ from curation.services.datasets import (
     entry_update,
 )
 from curation.services.imports import import_job_create
+from curation.services.redaction import dataset_redact, redaction_kinds, redaction_preview
 from curation.validation import DEFAULT_MAX_TOKENS, dataset_validate
 from curation.views.common import AuthenticatedRequest, can_edit, dataset_or_404, membership_or_404
 from training import selectors as training_selectors
@@ -376,6 +377,61 @@ def dataset_import_upload(request: AuthenticatedRequest, slug: str, dataset_id: 
     return redirect("dataset", slug=slug, dataset_id=dataset_id)
 
 
+# --- personal data ----------------------------------------------------------------------------------
+
+
+@login_required
+@require_safe
+def dataset_pii_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """Personal data found per kind, loaded after the page: counting scans every entry."""
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
+    context = {
+        "project": membership.project,
+        "dataset": dataset,
+        "can_edit": can_edit(membership),
+        "preview": redaction_preview(dataset=dataset, limit=0),
+        "kinds": pii.KINDS,
+    }
+    return render(request, "curation/_dataset_pii.html", context)
+
+
+def _kinds(request: AuthenticatedRequest) -> list[str] | None:
+    """The kinds ticked in the form; None when none is, or one is unknown."""
+    try:
+        kinds = redaction_kinds(request.POST.getlist("kinds"))
+    except ValueError:
+        return None
+    return kinds or None
+
+
+@login_required
+@require_POST
+def dataset_pii_preview(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    membership, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    kinds = _kinds(request)
+    context = {
+        "project": membership.project,
+        "dataset": dataset,
+        "preview": redaction_preview(dataset=dataset, kinds=kinds) if kinds else None,
+    }
+    return render(request, "curation/_dataset_pii_preview.html", context, status=200 if kinds else 400)
+
+
+@login_required
+@require_POST
+def dataset_pii_redact(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    kinds = _kinds(request)
+    if kinds is None:
+        messages.error(request, f"Choose what to redact: {', '.join(pii.KINDS)}.")
+    else:
+        changed = dataset_redact(dataset=dataset, kinds=kinds, actor=request.user)
+        messages.success(
+            request, f"Redacted {', '.join(kinds)} in {changed} entr{'y' if changed == 1 else 'ies'}; the logs stay."
+        )
+    return redirect(reverse("dataset", args=[slug, dataset_id]) + "#personal-data")
+
+
 urlpatterns = [
     path("p/<slug:slug>/datasets/", dataset_list, name="datasets"),
     path("p/<slug:slug>/datasets/new", dataset_new, name="dataset-new"),
@@ -385,6 +441,9 @@ urlpatterns = [
     path("p/<slug:slug>/datasets/<int:dataset_id>/stats", dataset_stats_panel, name="dataset-stats"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/validation", dataset_validation, name="dataset-validation"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/split", dataset_split_view, name="dataset-split"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/pii", dataset_pii_panel, name="dataset-pii"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/pii/preview", dataset_pii_preview, name="dataset-pii-preview"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/pii/redact", dataset_pii_redact, name="dataset-pii-redact"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/entries/action", entries_action, name="dataset-entries-action"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/entries/<int:entry_id>/", entry_detail, name="dataset-entry"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/snapshots/", dataset_snapshots_panel, name="dataset-snapshots"),

@@ -1,0 +1,198 @@
+"""Redacting a dataset: personal data in its entries replaced by typed placeholders (`<EMAIL>`).
+
+Only dataset entries change: the logs they were copied from keep their original and canonical
+conversations (an entry's diff against its log then shows what was redacted). Both the preview and
+the redaction walk the entries by id in batches, so memory stays flat on a large dataset.
+
+The redaction runs inline, in one transaction per batch, rather than as a Celery task: `pii` scans
+a few thousand entries a second on one core (docs/pii.md), so a dataset of tens of thousands of
+entries is redacted within a request's time, and a task would need a job row with progress that no
+existing model can hold. A run that stops halfway is finished by running it again: a redacted entry
+has nothing left to find, so the redaction is idempotent.
+"""
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from curation import pii
+from curation.diffing import Diff, diff_conversations, render_conversation
+from curation.ingest.canonical import search_text
+from curation.models import ApiKey, Dataset, DatasetEntry
+from curation.services.audit import audit_record
+from curation.services.datasets import _touch, est_tokens
+
+BATCH = 500
+PREVIEW_LIMIT = 20
+_PLACEHOLDER_RE = re.compile("(" + "|".join(f"<{kind}>" for kind in pii.KINDS) + ")")
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFinding:
+    field: str  # "message 2 content", "tool 1 function.description"
+    kind: str
+    reason: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRedaction:
+    """One entry that a redaction would change: what was found and the diff it makes."""
+
+    entry_id: int
+    findings: list[EntryFinding]
+    diff: Diff
+
+    @property
+    def diff_lines(self) -> list[tuple[str, list[tuple[str, bool]]]]:
+        """(line kind, [(text, is a placeholder)]) for each diff line, so a page can mark `<EMAIL>`."""
+        return [(line.kind, placeholder_parts(line.text)) for line in self.diff.lines]
+
+
+@dataclass(slots=True)
+class RedactionPreview:
+    kinds: list[str]
+    entries: int = 0  # entries scanned: the whole dataset
+    changed: int = 0  # entries that the redaction would change
+    counts: dict[str, int] = field(default_factory=dict)  # findings per kind, over the whole dataset
+    samples: list[EntryRedaction] = field(default_factory=list)  # the first `limit` entries that would change
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.samples) < self.changed
+
+
+def placeholder_parts(text: str) -> list[tuple[str, bool]]:
+    return [(part, bool(index % 2)) for index, part in enumerate(_PLACEHOLDER_RE.split(text)) if part]
+
+
+def redaction_kinds(kinds: Iterable[str] | None) -> list[str]:
+    """The kinds asked for, in the library's order; none given means all. Unknown kinds are a ValueError."""
+    wanted = set(pii.KINDS if kinds is None else kinds)
+    if unknown := wanted - set(pii.KINDS):
+        raise ValueError(f"Unknown kind {sorted(unknown)[0]!r}: one of {', '.join(pii.KINDS)}.")
+    return [kind for kind in pii.KINDS if kind in wanted]
+
+
+def _tools_redact(value: object, kinds: list[str], path: str = "") -> tuple[object, list[tuple[str, pii.Finding]]]:
+    """Tool definitions with every string redacted (descriptions, enum values): (copy, findings)."""
+    if isinstance(value, str):
+        text, plain = pii.redact(value, kinds=kinds)
+        return text, [(path, f) for f in plain]
+    if isinstance(value, list):
+        pairs = [_tools_redact(item, kinds, f"{path}.{i}" if path else str(i)) for i, item in enumerate(value)]
+        return [item for item, _ in pairs], [f for _, found in pairs for f in found]
+    if isinstance(value, dict):
+        out: dict = {}
+        findings: list[tuple[str, pii.Finding]] = []
+        for key, item in value.items():
+            out[key], nested = _tools_redact(item, kinds, f"{path}.{key}" if path else str(key))
+            findings += nested
+        return out, findings
+    return value, []
+
+
+def entry_redact_values(messages: object, tools: object, *, kinds: list[str]) -> tuple[list, list, list[EntryFinding]]:
+    """The redacted messages and tools of one conversation, and what was found (nothing: unchanged)."""
+    if not isinstance(messages, list):
+        return messages, tools, []  # type: ignore[return-value]
+    new_messages, message_findings = pii.conversation_redact(messages, kinds=kinds)
+    new_tools, tool_findings = _tools_redact(tools or [], kinds)
+    findings = [
+        EntryFinding(f"message {m.message + 1} {m.field}", m.finding.kind, m.finding.reason, m.finding.text)
+        for m in message_findings
+    ]
+    for path, finding in tool_findings:
+        index, _, rest = path.partition(".")
+        findings.append(EntryFinding(f"tool {int(index) + 1} {rest}", finding.kind, finding.reason, finding.text))
+    return new_messages, new_tools, findings  # type: ignore[return-value]
+
+
+def _batches(dataset: Dataset, fields: tuple[str, ...], *, lock: bool = False) -> Iterator[list[DatasetEntry]]:
+    """The dataset's entries by id, BATCH at a time (keyset pagination: no offset, no server cursor)."""
+    after = 0
+    while True:
+        rows = DatasetEntry.objects.filter(dataset=dataset, id__gt=after).order_by("id").only("id", *fields)
+        if any(name.startswith("log__") for name in fields):
+            rows = rows.select_related("log")
+        if lock:
+            rows = rows.select_for_update(of=("self",))
+        batch = list(rows[:BATCH])
+        if not batch:
+            return
+        yield batch
+        after = batch[-1].pk
+
+
+def redaction_preview(
+    *, dataset: Dataset, kinds: Iterable[str] | None = None, limit: int = PREVIEW_LIMIT
+) -> RedactionPreview:
+    """What `dataset_redact` would do with these kinds: the counts per kind and the number of entries
+    it would change over the whole dataset, with the findings and diffs of the first `limit` of them."""
+    preview = RedactionPreview(kinds=redaction_kinds(kinds))
+    preview.counts = dict.fromkeys(preview.kinds, 0)
+    for batch in _batches(dataset, ("messages", "tools")):
+        for entry in batch:
+            preview.entries += 1
+            new_messages, new_tools, findings = entry_redact_values(entry.messages, entry.tools, kinds=preview.kinds)
+            if not findings:
+                continue
+            preview.changed += 1
+            for finding in findings:
+                preview.counts[finding.kind] += 1
+            if len(preview.samples) < limit:
+                diff = diff_conversations(
+                    render_conversation(entry.messages, entry.tools), render_conversation(new_messages, new_tools)
+                )
+                preview.samples.append(EntryRedaction(entry_id=entry.pk, findings=findings, diff=diff))
+    return preview
+
+
+def dataset_redact(
+    *, dataset: Dataset, kinds: Iterable[str] | None = None, actor: User | None = None, api_key: ApiKey | None = None
+) -> int:
+    """Replace the personal data of these kinds in every entry with placeholders; returns how many
+    entries changed. Each batch is its own transaction with its rows locked, so an edit saved at the
+    same time is neither lost nor overwritten. Updates what an edit updates (search text, token
+    estimate, `edited` against the source log); the logs themselves are never written."""
+    wanted = redaction_kinds(kinds)
+    changed = 0
+    batches = _batches(dataset, ("messages", "tools", "log", "log__messages", "log__tools"), lock=True)
+    while True:
+        with transaction.atomic():
+            batch = next(batches, None)
+            if batch is None:
+                break
+            changed += _batch_redact(batch, wanted)
+    if changed:
+        _touch(dataset.pk)
+    audit_record(project=dataset.project, action="entries.redact", count=changed, actor=actor, api_key=api_key,
+                 detail={"dataset_id": dataset.pk, "dataset": dataset.name, "kinds": wanted})  # fmt: skip
+    return changed
+
+
+def _batch_redact(batch: list[DatasetEntry], kinds: list[str]) -> int:
+    now = timezone.now()
+    updated = []
+    for entry in batch:
+        messages, tools, findings = entry_redact_values(entry.messages, entry.tools, kinds=kinds)
+        if not findings:
+            continue
+        entry.messages, entry.tools = messages, tools
+        entry.search_text = search_text(messages)
+        entry.est_tokens = est_tokens(entry.search_text)
+        source = entry.log
+        if source is not None:
+            entry.edited = messages != source.messages or tools != (source.tools or [])
+        else:  # imported from a file: redacting changed it
+            entry.edited = True
+        entry.updated_at = now
+        updated.append(entry)
+    DatasetEntry.objects.bulk_update(
+        updated, ["messages", "tools", "search_text", "est_tokens", "edited", "updated_at"]
+    )
+    return len(updated)

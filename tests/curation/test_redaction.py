@@ -1,0 +1,327 @@
+"""Redacting a dataset: the preview names exactly the entries with personal data and their diffs, the
+redaction rewrites entries (never logs), is idempotent, respects the kinds, is audited, and the
+validation panel warns until it has run."""
+
+import copy
+
+import pytest
+
+from curation.models import AuditEvent, Dataset, DatasetEntry, LogEntry
+from curation.services.datasets import dataset_add_logs, dataset_create, dataset_entries_ingest, est_tokens
+from curation.services.logs import logs_ingest
+from curation.services.redaction import dataset_redact, redaction_preview
+from curation.validation import PERSONAL_DATA, dataset_validate
+
+pytestmark = pytest.mark.django_db
+
+MAIL = "Write to bob@example.com please."
+CARD_CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "charge", "arguments": '{"card": "4111 1111 1111 1111", "amount": 5}'},
+}
+
+
+def qa(question: str, answer: str = "Done.") -> list[dict]:
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
+CONVERSATIONS = [
+    qa(MAIL),  # e-mail
+    qa("What is 2 + 2?", "4."),  # clean
+    [
+        {"role": "user", "content": "Charge my card."},
+        {"role": "assistant", "content": None, "tool_calls": [CARD_CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+        {"role": "assistant", "content": "Charged."},
+    ],  # card, in JSON arguments
+    qa("Call me at +44 20 7946 0958 or mail alice@example.org."),  # phone and e-mail
+    qa("Nothing personal here.", "Good."),  # clean
+]
+
+
+@pytest.fixture
+def logs(project):
+    items = [{"messages": copy.deepcopy(m), "model": "gpt-4o"} for m in CONVERSATIONS]
+    assert logs_ingest(project=project, items=items).accepted == len(items)
+    return list(LogEntry.objects.filter(project=project).order_by("id"))
+
+
+@pytest.fixture
+def dataset(project, logs) -> Dataset:
+    dataset = dataset_create(project=project, name="Support")
+    dataset_add_logs(dataset=dataset, logs=LogEntry.objects.filter(project=project))
+    return dataset
+
+
+def entries(dataset: Dataset) -> list[DatasetEntry]:
+    return list(DatasetEntry.objects.filter(dataset=dataset).order_by("id"))
+
+
+def by_log(dataset: Dataset, log: LogEntry) -> DatasetEntry:
+    return DatasetEntry.objects.get(dataset=dataset, log=log)
+
+
+# --- the preview ----------------------------------------------------------------------------------
+
+
+def test_the_preview_lists_exactly_the_entries_with_findings_and_their_diffs(dataset, logs):
+    preview = redaction_preview(dataset=dataset)
+
+    expected = [by_log(dataset, logs[i]).pk for i in (0, 2, 3)]
+    assert [sample.entry_id for sample in preview.samples] == expected
+    assert (preview.entries, preview.changed) == (5, 3)
+    assert preview.counts == {"EMAIL": 2, "PHONE": 1, "CARD": 1, "IBAN": 0, "IP": 0, "SECRET": 0}
+    first = preview.samples[0]
+    assert [(f.field, f.kind, f.text) for f in first.findings] == [("message 1 content", "EMAIL", "bob@example.com")]
+    assert [(line.kind, line.text) for line in first.diff.lines if line.kind in ("added", "removed")] == [
+        ("removed", MAIL),
+        ("added", "Write to <EMAIL> please."),
+    ]
+    card = preview.samples[1]
+    assert [(f.field, f.kind) for f in card.findings] == [("message 2 tool_calls.0.function.arguments.card", "CARD")]
+
+
+def test_the_preview_is_limited_but_counts_the_whole_dataset_and_changes_nothing(dataset):
+    before = [(e.messages, e.updated_at) for e in entries(dataset)]
+
+    preview = redaction_preview(dataset=dataset, kinds=["EMAIL"], limit=1)
+
+    assert (preview.changed, len(preview.samples), preview.truncated) == (2, 1, True)
+    assert preview.counts == {"EMAIL": 2}
+    assert [(e.messages, e.updated_at) for e in entries(dataset)] == before
+
+
+def test_an_unknown_kind_is_refused(dataset):
+    with pytest.raises(ValueError, match="NAME"):
+        redaction_preview(dataset=dataset, kinds=["NAME"])
+
+
+# --- the redaction --------------------------------------------------------------------------------
+
+
+def test_redacting_changes_the_entries_only_and_updates_what_an_edit_updates(dataset, logs, editor):
+    originals = [(log.messages, log.original) for log in LogEntry.objects.order_by("id")]
+    mail = by_log(dataset, logs[0])
+
+    changed = dataset_redact(dataset=dataset, actor=editor)
+
+    assert changed == 3
+    mail.refresh_from_db()
+    assert mail.messages == qa("Write to <EMAIL> please.")
+    assert mail.search_text == "Write to <EMAIL> please.\nDone."
+    assert mail.est_tokens == est_tokens(mail.search_text)
+    assert mail.edited is True
+    card = by_log(dataset, logs[2])
+    arguments = card.messages[1]["tool_calls"][0]["function"]["arguments"]
+    assert arguments == '{"card": "<CARD>", "amount": 5}'
+    assert "4111" not in card.search_text
+    assert by_log(dataset, logs[3]).messages[0]["content"] == "Call me at <PHONE> or mail <EMAIL>."
+    assert by_log(dataset, logs[1]).edited is False  # clean entries are left alone
+    assert [(log.messages, log.original) for log in LogEntry.objects.order_by("id")] == originals
+    assert "bob@example.com" in LogEntry.objects.get(pk=logs[0].pk).search_text
+
+
+def test_redacting_twice_changes_nothing_the_second_time(dataset):
+    assert dataset_redact(dataset=dataset) == 3
+    after = [(e.messages, e.search_text, e.updated_at) for e in entries(dataset)]
+
+    assert dataset_redact(dataset=dataset) == 0
+
+    assert [(e.messages, e.search_text, e.updated_at) for e in entries(dataset)] == after
+    assert redaction_preview(dataset=dataset).changed == 0
+
+
+def test_only_the_chosen_kinds_are_redacted(dataset, logs):
+    assert dataset_redact(dataset=dataset, kinds=["PHONE"]) == 1
+
+    assert by_log(dataset, logs[3]).messages[0]["content"] == "Call me at <PHONE> or mail alice@example.org."
+    assert by_log(dataset, logs[0]).messages == qa(MAIL)
+    assert by_log(dataset, logs[0]).edited is False
+
+
+def test_an_imported_entry_and_its_tool_definitions_are_redacted(project):
+    dataset = dataset_create(project=project, name="Imported")
+    tools = [{"type": "function", "function": {"name": "mail", "description": "Sends to ops@example.com"}}]
+    dataset_entries_ingest(dataset=dataset, items=[{"messages": qa("Hi."), "tools": tools}])
+
+    assert redaction_preview(dataset=dataset).samples[0].findings[0].field == "tool 1 function.description"
+    assert dataset_redact(dataset=dataset) == 1
+
+    entry = entries(dataset)[0]
+    assert entry.tools[0]["function"]["description"] == "Sends to <EMAIL>"
+    assert entry.edited is True
+
+
+def test_a_redaction_is_audited_with_its_kinds(dataset, editor):
+    dataset_redact(dataset=dataset, kinds=["EMAIL", "CARD"], actor=editor)
+
+    event = AuditEvent.objects.get(action="entries.redact")
+    assert (event.count, event.actor, event.detail["kinds"]) == (3, editor, ["EMAIL", "CARD"])
+    assert event.detail["dataset_id"] == dataset.pk
+
+
+def test_redaction_works_in_batches(dataset, monkeypatch):
+    from curation.services import redaction
+
+    monkeypatch.setattr(redaction, "BATCH", 2)
+
+    assert redaction.redaction_preview(dataset=dataset).changed == 3
+    assert redaction.dataset_redact(dataset=dataset) == 3
+    assert redaction.redaction_preview(dataset=dataset).changed == 0
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def test_the_validation_warns_of_personal_data_until_it_is_redacted(dataset, logs):
+    finding = dataset_validate(dataset=dataset).get(PERSONAL_DATA)
+
+    assert finding is not None and finding.severity == "warning"
+    assert (finding.entry_ids, finding.count) == ([by_log(dataset, logs[i]).pk for i in (0, 2, 3)], 3)
+
+    dataset_redact(dataset=dataset)
+
+    report = dataset_validate(dataset=dataset)
+    assert report.get(PERSONAL_DATA) is None
+    assert "no personal data left" in report.passed
+
+
+def test_the_validation_panel_shows_the_warning_with_a_hint_to_the_redaction(client, dataset, viewer):
+    client.force_login(viewer)
+    url = f"/p/acme/datasets/{dataset.pk}/validation"
+
+    page = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-code="personal_data"' in page
+    assert "#personal-data" in page
+
+    dataset_redact(dataset=dataset)
+    assert 'data-code="personal_data"' not in client.get(url, HTTP_HX_REQUEST="true").content.decode()
+
+
+# --- the page -------------------------------------------------------------------------------------
+
+
+def page_url(dataset: Dataset, rest: str = "") -> str:
+    return f"/p/acme/datasets/{dataset.pk}/{rest}"
+
+
+def test_the_dataset_page_loads_the_personal_data_card(client, dataset, viewer):
+    client.force_login(viewer)
+
+    page = client.get(page_url(dataset)).content.decode()
+
+    assert f'hx-get="{page_url(dataset, "pii")}"' in page
+
+
+def test_a_viewer_sees_the_counts_only(client, dataset, viewer):
+    client.force_login(viewer)
+
+    panel = client.get(page_url(dataset, "pii")).content.decode()
+
+    assert '<tr data-kind="EMAIL"><td><code>&lt;EMAIL&gt;</code></td><td class="num">2</td></tr>' in panel
+    assert "3 of 5 entries" in panel
+    assert "pii/preview" not in panel and 'name="kinds"' not in panel
+
+
+def test_a_viewer_is_refused_the_preview_and_the_redaction(client, dataset, viewer):
+    client.force_login(viewer)
+
+    assert client.post(page_url(dataset, "pii/preview"), {"kinds": ["EMAIL"]}).status_code == 403
+    assert client.post(page_url(dataset, "pii/redact"), {"kinds": ["EMAIL"]}).status_code == 403
+    assert redaction_preview(dataset=dataset).changed == 3
+
+
+def test_an_editor_previews_then_redacts_from_the_page(client, dataset, editor):
+    client.force_login(editor)
+    panel = client.get(page_url(dataset, "pii")).content.decode()
+    assert 'hx-post="' + page_url(dataset, "pii/preview") + '"' in panel and "csrfmiddlewaretoken" in panel
+
+    preview = client.post(page_url(dataset, "pii/preview"), {"kinds": ["EMAIL", "PHONE"]}, HTTP_HX_REQUEST="true")
+
+    html = preview.content.decode()
+    assert preview.status_code == 200
+    assert 'data-redaction-changed="2"' in html
+    assert '<mark class="pii">&lt;EMAIL&gt;</mark>' in html and '<mark class="pii">&lt;PHONE&gt;</mark>' in html
+    assert "Redact 2 entries" in html and "data-confirm=" in html
+    assert html.count('<input type="hidden" name="kinds"') == 2
+
+    done = client.post(page_url(dataset, "pii/redact"), {"kinds": ["EMAIL", "PHONE"]}, follow=True)
+
+    assert "Redacted EMAIL, PHONE in 2 entries" in done.content.decode()
+    assert redaction_preview(dataset=dataset, kinds=["EMAIL", "PHONE"]).changed == 0
+    assert redaction_preview(dataset=dataset).changed == 1  # the card was not chosen
+
+
+def test_a_preview_without_kinds_is_refused(client, dataset, editor):
+    client.force_login(editor)
+
+    response = client.post(page_url(dataset, "pii/preview"), {"kinds": ["NAME"]})
+
+    assert response.status_code == 400
+    assert "Choose at least one kind" in response.content.decode()
+
+
+def test_the_preview_escapes_the_conversation(client, project, editor):
+    dataset = dataset_create(project=project, name="Hostile")
+    dataset_entries_ingest(dataset=dataset, items=[{"messages": qa("<script>alert(1)</script> eve@example.com")}])
+    client.force_login(editor)
+
+    html = client.post(page_url(dataset, "pii/preview"), {"kinds": ["EMAIL"]}).content.decode()
+
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; eve@example.com" in html
+    assert '&lt;script&gt;alert(1)&lt;/script&gt; <mark class="pii">&lt;EMAIL&gt;</mark>' in html
+
+
+# --- the API --------------------------------------------------------------------------------------
+
+
+def api_url(dataset: Dataset) -> str:
+    return f"/api/v1/datasets/{dataset.pk}/redact"
+
+
+def test_the_api_dry_run_previews_and_changes_nothing(key_client, dataset, logs):
+    response = key_client.post(api_url(dataset), {"kinds": ["EMAIL"], "dry_run": True}, format="json")
+
+    body = response.json()
+    assert response.status_code == 200
+    assert (body["dry_run"], body["kinds"], body["changed"], body["entries"]) == (True, ["EMAIL"], 2, 5)
+    assert body["counts"] == {"EMAIL": 2}
+    assert [s["entry_id"] for s in body["samples"]] == [by_log(dataset, logs[i]).pk for i in (0, 3)]
+    assert {"kind": "added", "text": "Write to <EMAIL> please."} in body["samples"][0]["diff"]
+    assert body["samples"][0]["findings"] == [
+        {"field": "message 1 content", "kind": "EMAIL", "reason": "e-mail address"}
+    ]
+    assert not AuditEvent.objects.filter(action="entries.redact").exists()
+    assert redaction_preview(dataset=dataset).changed == 3
+
+
+def test_the_api_applies_the_redaction_audited_with_the_key(key_client, dataset):
+    response = key_client.post(api_url(dataset), {"kinds": ["EMAIL", "CARD"], "dry_run": False}, format="json")
+
+    assert response.status_code == 200
+    assert response.json() == {"dry_run": False, "kinds": ["EMAIL", "CARD"], "changed": 3}
+    event = AuditEvent.objects.get(action="entries.redact")
+    assert event.api_key is not None and event.actor is None
+    assert redaction_preview(dataset=dataset).changed == 1  # the phone number is left
+
+
+def test_the_api_refuses_unknown_kinds(key_client, dataset):
+    response = key_client.post(api_url(dataset), {"kinds": ["NAME"]}, format="json")
+
+    assert response.status_code == 400
+    assert redaction_preview(dataset=dataset).changed == 3
+
+
+def test_a_viewer_is_refused_by_the_api(client_for, dataset, viewer):
+    response = client_for(viewer).post(api_url(dataset) + "?project=acme", {"dry_run": False}, format="json")
+
+    assert response.status_code == 403
+    assert redaction_preview(dataset=dataset).changed == 3
+
+
+def test_another_projects_dataset_is_not_found(client_for, dataset, outsider):
+    response = client_for(outsider).post(api_url(dataset) + "?project=other", {"dry_run": True}, format="json")
+
+    assert response.status_code == 404
