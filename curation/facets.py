@@ -9,14 +9,16 @@ says so. The explorer loads facets after the table, so they never hold it up, an
 facet query that runs longer than FACETS_TIMEOUT_MS.
 """
 
+import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
+from curation import pii
 from curation.models import AuditEvent, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, LogTag, Project, Tag
 from curation.pagination import rare_match_safe
 
@@ -58,6 +60,8 @@ class Facets:
     models: list[tuple[str, CappedCount]]
     statuses: list[tuple[str, CappedCount]]
     tags: list[tuple[Tag, CappedCount]]
+    # Personal data: (kind, count) for each kind found in the window, in pii.KINDS order, then ("none", count).
+    pii: list[tuple[str, CappedCount]] = field(default_factory=list)
     sampled: bool = False  # the counts are those of the COUNT_CAP newest matches, not of all
 
 
@@ -71,31 +75,37 @@ def _top(counter: Counter) -> list[tuple[Any, int]]:
     return sorted(counter.items(), key=lambda item: (-item[1], str(item[0])))[:FACET_VALUES]
 
 
-def _window_counts(logs: QuerySet[LogEntry]) -> tuple[int, list, list, list]:
-    """Count, and top models, statuses and tag ids, of the COUNT_CAP + 1 matching logs ingested last.
+def _window_counts(logs: QuerySet[LogEntry]) -> tuple[int, list, list, list, Counter[str]]:
+    """Count, and top models, statuses and tag ids, and the logs per personal data kind ("none": without
+    any), of the COUNT_CAP + 1 matching logs ingested last.
 
-    The window is the filter's own SQL, run once (a materialised CTE) for both groupings.
+    The window is the filter's own SQL, run once (a materialised CTE) for both groupings. `pii` is
+    grouped on as a whole: a sorted list of six kinds has few distinct values, and grouping works alike
+    on jsonb and on SQLite's JSON text, where unnesting it would not.
     """
-    window = logs.order_by("-id").values("id", "model", "status")[: COUNT_CAP + 1]
+    window = logs.order_by("-id").values("id", "model", "status", "pii")[: COUNT_CAP + 1]
     sql, params = window.query.sql_with_params()
     rows = _fetch(
         f"WITH w AS MATERIALIZED ({sql}),"  # noqa: S608 (SQL the ORM wrote)
         " t AS (SELECT lt.tag_id, count(*) AS n FROM curation_logtag lt JOIN w ON w.id = lt.log_id"
         f" GROUP BY lt.tag_id ORDER BY n DESC, lt.tag_id LIMIT {FACET_VALUES})"
-        " SELECT 0, w.model, w.status, count(*) FROM w GROUP BY w.model, w.status"
-        " UNION ALL SELECT 1, CAST(t.tag_id AS TEXT), NULL, t.n FROM t",
+        " SELECT 0, w.model, w.status, w.pii, count(*) FROM w GROUP BY w.model, w.status, w.pii"
+        " UNION ALL SELECT 1, CAST(t.tag_id AS TEXT), NULL, NULL, t.n FROM t",
         params,
     )
-    models, statuses = Counter[str](), Counter[str]()
+    models, statuses, kinds = Counter[str](), Counter[str](), Counter[str]()
     tags = []
-    for is_tag, value, status, n in rows:
+    for is_tag, value, status, found, n in rows:
         if is_tag:
             tags.append((int(value), n))
         else:
             models[value] += n
             statuses[status] += n
+            found = json.loads(found) if isinstance(found, str | bytes) else found
+            for kind in found or ["none"]:
+                kinds[kind] += n
     tags.sort(key=lambda pair: (-pair[1], pair[0]))
-    return sum(statuses.values()), _top(models), _top(statuses), tags
+    return sum(statuses.values()), _top(models), _top(statuses), tags, kinds
 
 
 def _statement_timeout() -> None:
@@ -105,8 +115,8 @@ def _statement_timeout() -> None:
 
 
 def log_facets(*, project: Project, logs: QuerySet[LogEntry], searching: bool = False) -> Facets | None:
-    """The total and the counts per model, status and tag of `logs` (a filtered queryset of `project`),
-    or None when counting them took too long. `searching`: the filter has a text search."""
+    """The total and the counts per model, status, tag and personal data kind of `logs` (a filtered
+    queryset of `project`), or None when counting them took too long. `searching`: the filter has a text search."""
     logs = logs.filter(project=project).order_by().prefetch_related(None)
     try:
         with transaction.atomic():
@@ -120,7 +130,7 @@ def _log_facets(project: Project, logs: QuerySet[LogEntry]) -> Facets:
     """Counts of the window of the newest COUNT_CAP + 1 matches: every match when the filter matches no
     more, otherwise a sample (the newest), which the page says. Counting each value over every match
     instead took seconds on a million logs."""
-    count, models, statuses, tag_ids = _window_counts(logs)
+    count, models, statuses, tag_ids, kinds = _window_counts(logs)
     total = _capped(count)
     tags = Tag.objects.filter(project=project).in_bulk([tag_id for tag_id, _ in tag_ids])
     return Facets(
@@ -128,6 +138,7 @@ def _log_facets(project: Project, logs: QuerySet[LogEntry]) -> Facets:
         models=[(m, CappedCount(n, False)) for m, n in models],
         statuses=[(s, CappedCount(n, False)) for s, n in statuses],
         tags=[(tags[t], CappedCount(n, False)) for t, n in tag_ids if t in tags],
+        pii=[(kind, CappedCount(kinds[kind], False)) for kind in (*pii.KINDS, "none") if kinds[kind]],
         sampled=total.capped,
     )
 

@@ -10,6 +10,8 @@ Query parameters (all optional, all combined with AND):
   min_latency_ms/max_latency_ms
   metadata                    key:value, repeatable; dots reach nested keys (user.plan:pro)
   in_dataset / not_in_dataset dataset id: is / is not in that dataset
+  pii                         personal data in the conversation: any, none, or comma-separated kinds
+                              (EMAIL,PHONE,CARD,IBAN,IP,SECRET): has any of them
   q                           free text: words (any language) or a substring (CJK, code), case-insensitive
 """
 
@@ -23,6 +25,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from curation import pii
 from curation.models import DatasetEntry, LogEntry, LogStatus, LogTag, Project, Tag
 
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
@@ -93,6 +96,7 @@ class LogFilter(django_filters.FilterSet):
     metadata = RepeatedFilter(method="filter_metadata")
     in_dataset = django_filters.NumberFilter(method="filter_in_dataset", min_value=1)
     not_in_dataset = django_filters.NumberFilter(method="filter_not_in_dataset", min_value=1)
+    pii = django_filters.CharFilter(method="filter_pii")
     q = django_filters.CharFilter(method="filter_q")
 
     class Meta:
@@ -132,6 +136,22 @@ class LogFilter(django_filters.FilterSet):
     def filter_not_in_dataset(self, queryset: QuerySet, name: str, value: int) -> QuerySet:
         return queryset.exclude(_in_dataset(value))
 
+    def filter_pii(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        kinds = [kind.upper() for kind in _names(value)]
+        if not kinds:
+            return queryset
+        if kinds == ["ANY"]:
+            return queryset.exclude(pii=[])
+        if kinds == ["NONE"]:
+            return queryset.filter(pii=[])
+        unknown = [kind for kind in kinds if kind not in pii.KINDS]
+        if unknown:
+            raise ValidationError({"pii": f"'{value}' is not any, none or kinds among {', '.join(pii.KINDS)}"})
+        condition = Q()
+        for kind in kinds:
+            condition |= _has_pii_kind(kind)
+        return queryset.filter(condition)
+
     def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         text = value.strip()
         return queryset.filter(text_search(text)) if text else queryset
@@ -148,6 +168,14 @@ def text_search(text: str) -> Q:
     if connection.vendor != "postgresql":
         return Q(search_text__icontains=text)
     return Q(search_text__text_match=text)
+
+
+def _has_pii_kind(kind: str) -> Q:
+    if connection.vendor == "postgresql":
+        return Q(pii__contains=[kind])  # jsonb containment (@>)
+    # SQLite has no containment: `pii` is a JSON list of bare upper-case kinds, so the quoted kind
+    # appears in its text exactly when the list holds it.
+    return Q(pii__icontains=f'"{kind}"')
 
 
 def _metadata_equals(path: list[str], wanted: str) -> Q:

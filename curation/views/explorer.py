@@ -47,14 +47,24 @@ ORIGINAL_SHOWN = 200_000  # characters of the raw original shown inline; the API
 FILTER_ORDER = [
     "q", "model", "provider", "status", "tag", "tag_any", "tag_none", "created_after", "created_before",
     "min_tokens", "max_tokens", "min_latency_ms", "max_latency_ms", "metadata", "in_dataset", "not_in_dataset",
+    "pii",
 ]  # fmt: skip
 FILTER_LABELS = {
     "q": "Search", "model": "Model", "provider": "Provider", "status": "Status", "tag": "Has all tags",
     "tag_any": "Has any tag", "tag_none": "Has none of the tags", "created_after": "From", "created_before": "Until",
     "min_tokens": "Min tokens", "max_tokens": "Max tokens", "min_latency_ms": "Min latency",
     "max_latency_ms": "Max latency", "metadata": "Metadata", "in_dataset": "In dataset",
-    "not_in_dataset": "Not in dataset", "cursor": "Page",
+    "not_in_dataset": "Not in dataset", "pii": "Personal data", "cursor": "Page",
 }  # fmt: skip
+PII_LABELS = {
+    "EMAIL": "e-mail", "PHONE": "phone number", "CARD": "card number", "IBAN": "IBAN", "IP": "IP address",
+    "SECRET": "secret", "none": "none",
+}  # fmt: skip
+PII_CHOICES = [
+    ("any", "Any"),
+    ("none", "None"),
+    *((kind, f"Has {label}") for kind, label in PII_LABELS.items() if kind != "none"),
+]
 ADVANCED = frozenset(FILTER_ORDER) - {"q", "model", "status", "tag"}
 
 
@@ -108,7 +118,22 @@ def _facet_links(slug: str, query: str, found: facets.Facets) -> dict:
         names = [n for n in tags_now if n != name] if active else [*tags_now, name]
         return active, _logs_url(slug, _query_with(query, "tag", ",".join(names)))
 
-    models, statuses, tags = [], [], []
+    def pii_toggle(kind: str) -> tuple[bool, str]:
+        # Kinds combine as "any of them"; "none" stands alone: choosing it drops the kinds, and back.
+        now = [k.strip() for k in params.get("pii", "").split(",") if k.strip()]
+        active = kind in now
+        if active:
+            chosen = [k for k in now if k != kind]
+        else:
+            chosen = [kind] if kind == "none" else [*(k for k in now if k not in ("none", "any")), kind]
+        return active, _logs_url(slug, _query_with(query, "pii", ",".join(chosen)))
+
+    models, statuses, tags, kinds = [], [], [], []
+    for kind, count in found.pii:
+        active, url = pii_toggle(kind)
+        kinds.append(
+            {"label": PII_LABELS.get(kind, kind), "value": kind, "count": count, "active": active, "url": url}
+        )
     for model, count in found.models:
         # Logs without a model cannot be asked for by model: the value is shown, not linked.
         active, url = toggle("model", model) if model else (False, "")
@@ -120,7 +145,7 @@ def _facet_links(slug: str, query: str, found: facets.Facets) -> dict:
     for tag, count in found.tags:
         active, url = tag_toggle(tag.name)
         tags.append({"label": tag.name, "color": tag.color, "count": count, "active": active, "url": url})
-    return {"models": models, "statuses": statuses, "tags": tags}
+    return {"models": models, "statuses": statuses, "tags": tags, "pii": kinds}
 
 
 def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> dict:
@@ -170,6 +195,8 @@ def explorer(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug)
     context = _explorer_context(request, membership)
     context["advanced_open"] = any(request.GET.get(key) for key in ADVANCED)
+    context["pii_choices"] = PII_CHOICES
+    context["pii_chosen_known"] = request.GET.get("pii", "") in dict(PII_CHOICES)
     if _is_htmx(request) and request.headers.get("HX-Target") == "explorer-body":
         # A new filter makes a pending confirmation stale: the panel is cleared with the table.
         context |= {"oob": True, "clear_panel": request.headers.get("HX-Trigger") == "filters"}

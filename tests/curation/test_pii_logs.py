@@ -3,11 +3,15 @@ explorer's filter and facet, and the highlights of the log detail page."""
 
 import io
 import json
+import re
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from curation import facets
+from curation.filters import logs_filter
 from curation.models import AuditEvent, LogEntry
 from curation.services.logs import logs_ingest
 from tests.curation.samples import openai_log
@@ -140,3 +144,88 @@ def test_pii_scan_resumes_after_an_id(project):
 def test_pii_scan_refuses_an_unknown_project(db):
     with pytest.raises(CommandError, match="not found"):
         call_command("pii_scan", project="nope", no_progress=True)
+
+
+@pytest.fixture
+def as_owner(client, owner):
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def pii_logs(project):
+    """Four logs: none, an e-mail, an e-mail and a phone number, a secret."""
+    return ingest(
+        project,
+        chat("What is 2 + 2?"),
+        chat(f"Mail {EMAIL_ADDRESS}"),
+        chat(f"Mail {EMAIL_ADDRESS} or call +44 20 7946 0958"),
+        chat(f"key {SECRET_KEY}"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("any", [1, 2, 3]),
+        ("none", [0]),
+        ("EMAIL", [1, 2]),
+        ("PHONE,SECRET", [2, 3]),
+        ("email", [1, 2]),
+        ("", [0, 1, 2, 3]),
+    ],
+)
+def test_the_pii_filter_selects_logs_by_the_kinds_found(project, pii_logs, value, expected):
+    logs = logs_filter(project=project, params={"pii": value})
+    assert sorted(logs.values_list("pk", flat=True)) == [pii_logs[i].pk for i in expected]
+
+
+def test_the_pii_filter_refuses_an_unknown_kind(project, pii_logs):
+    with pytest.raises(ValidationError) as caught:
+        logs_filter(project=project, params={"pii": "EMAIL,NAME"})
+    assert "pii" in caught.value.message_dict
+
+
+def test_the_api_lists_logs_with_personal_data(key_client, project, pii_logs):
+    response = key_client.get("/api/v1/logs", {"pii": "EMAIL"})
+    assert response.status_code == 200, response.content
+    assert sorted(row["id"] for row in response.json()["results"]) == [pii_logs[1].pk, pii_logs[2].pk]
+    assert key_client.get("/api/v1/logs", {"pii": "nope"}).status_code == 400
+
+
+def test_the_explorer_filters_and_badges_logs_with_personal_data(as_owner, project, pii_logs):
+    response = as_owner.get(f"/p/{project.slug}/logs/", {"pii": "any"})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert sorted(int(i) for i in re.findall(r'<tr data-id="(\d+)"', page)) == [log.pk for log in pii_logs[1:]]
+    assert page.count('class="pii-badge"') == 3
+    assert 'title="Personal data: EMAIL, PHONE"' in page
+    clean = as_owner.get(f"/p/{project.slug}/logs/", {"pii": "none"}).content.decode()
+    assert re.findall(r'<tr data-id="(\d+)"', clean) == [str(pii_logs[0].pk)]
+    assert 'class="pii-badge"' not in clean
+
+
+def test_the_facet_counts_logs_per_kind_within_the_filter(project, pii_logs):
+    found = facets.log_facets(project=project, logs=LogEntry.objects.filter(project=project))
+    assert found is not None
+    assert [(kind, count.value) for kind, count in found.pii] == [
+        ("EMAIL", 2),
+        ("PHONE", 1),
+        ("SECRET", 1),
+        ("none", 1),
+    ]
+    narrowed = facets.log_facets(project=project, logs=logs_filter(project=project, params={"q": "Mail"}))
+    assert narrowed is not None
+    assert [(kind, count.value) for kind, count in narrowed.pii] == [("EMAIL", 2), ("PHONE", 1)]
+
+
+def test_the_facet_panel_links_apply_the_filter(as_owner, project, pii_logs):
+    response = as_owner.get(f"/p/{project.slug}/logs/facets/", {"pii": "EMAIL"})
+    assert response.status_code == 200
+    section = response.content.decode().split('id="facet-pii"')[1].split("</section>")[0]
+    links = dict(re.findall(r'href="([^"]+)"[^>]*><span class="label">([^<]+)</span>', section))
+    by_label = {label: href for href, label in links.items()}
+    assert set(by_label) == {"e-mail", "phone number"}  # within the filter: the logs with an e-mail
+    assert by_label["e-mail"] == f"/p/{project.slug}/logs/"  # active: the link takes the kind off
+    assert by_label["phone number"] == f"/p/{project.slug}/logs/?pii=EMAIL%2CPHONE"
+    assert 'class="active"' in section
