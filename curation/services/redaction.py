@@ -14,9 +14,11 @@ has nothing left to find, so the redaction is idempotent.
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from curation import pii
@@ -192,7 +194,20 @@ def _batch_redact(batch: list[DatasetEntry], kinds: list[str]) -> int:
             entry.edited = True
         entry.updated_at = now
         updated.append(entry)
-    DatasetEntry.objects.bulk_update(
-        updated, ["messages", "tools", "search_text", "est_tokens", "edited", "updated_at"]
-    )
+    _rows_update(updated)
     return len(updated)
+
+
+_UPDATED = ("messages", "tools", "search_text", "est_tokens", "edited", "updated_at")
+
+
+def _rows_update(entries: list[DatasetEntry]) -> None:
+    """One UPDATE per row sent with executemany: `bulk_update`'s CASE over a batch of large JSON values
+    was several times slower on PostgreSQL, where psycopg pipelines the statements."""
+    fields = [cast(Field, DatasetEntry._meta.get_field(name)) for name in _UPDATED]
+    table = connection.ops.quote_name(DatasetEntry._meta.db_table)
+    columns = ", ".join(f"{connection.ops.quote_name(name)} = %s" for name in _UPDATED)
+    rows = [[f.get_db_prep_save(getattr(entry, f.attname), connection) for f in fields] + [entry.pk]
+            for entry in entries]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {table} SET {columns} WHERE id = %s", rows)  # noqa: S608 (names from the model)
