@@ -14,6 +14,7 @@ answer). Measured, in this process:
   - clustering the embeddings at `--threshold` (time, memory), then the clusters' pair precision and
     recall against the known duplicates at several thresholds, and each kind's recall;
   - "more like this": one `most_similar` query over all the vectors.
+`--vectors FILE.npy` keeps the embeddings, so the clustering can be measured again without them.
 Memory is the peak resident set size during a phase, above what the process held when it began.
 """
 
@@ -254,6 +255,9 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--block-size", type=int, default=2048)
     parser.add_argument("--skip-embed", action="store_true", help="Only cluster random unit vectors.")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--vectors", help="A .npy file: the embeddings are saved there, or read from it if it exists (then not timed)."
+    )
     return parser.parse_args()
 
 
@@ -289,6 +293,7 @@ def _entries(args: argparse.Namespace) -> list[tuple[str, str]]:
     import numpy as np
 
     from curation.embeddings import (
+        DIMENSION,
         Embedder,
         keep_one_per_cluster,
         most_similar,
@@ -310,7 +315,13 @@ def _entries(args: argparse.Namespace) -> list[tuple[str, str]]:
             next_report[0] = time.perf_counter() + 30
 
     with Phase() as embedding:
-        vectors = embedder.embed(texts, batch_size=args.batch_size, progress=progress)
+        if args.vectors and os.path.exists(args.vectors):  # measured before: only the clustering is new
+            vectors = np.load(args.vectors)
+            assert vectors.shape == (len(texts), DIMENSION), "--vectors holds another run's embeddings"
+        else:
+            vectors = embedder.embed(texts, batch_size=args.batch_size, progress=progress)
+            if args.vectors:
+                np.save(args.vectors, vectors)
     with Phase() as clustering:
         clusters = near_duplicate_clusters(vectors, args.threshold, block_size=args.block_size)
     dropped = keep_one_per_cluster(clusters)
@@ -334,6 +345,10 @@ def _entries(args: argparse.Namespace) -> list[tuple[str, str]]:
         rows.append((f"pairs at {threshold}: precision / recall", f"{precision:.3f} / {recall:.3f}"))
         recalls = _kind_recall(found, entries)
         rows.append(("  recall exact / edited / paraphrase", " / ".join(f"{recalls[kind]:.2f}" for kind in KINDS)))
+        lost, left = _keep_one_outcome(found, groups)
+        largest = len(found[0]) if found else 0
+        rows.append(("  largest cluster / keep-one drops", f"{largest:,} / {len(keep_one_per_cluster(found)):,}"))
+        rows.append(("  keep-one: conversations lost / copies left", f"{lost:,} / {left:,}"))
     _show_examples(vectors, texts, groups, args.seed)
     return rows
 
@@ -347,6 +362,15 @@ def _pair_scores(clusters: list[list[int]], groups) -> tuple[float, float]:
             correct += count * (count - 1) // 2
     known = sum(count * (count - 1) // 2 for count in Counter(groups.tolist()).values())
     return (correct / together if together else 1.0), (correct / known if known else 1.0)
+
+
+def _keep_one_outcome(clusters: list[list[int]], groups) -> tuple[int, int]:
+    """After keep-one-per-cluster: known conversations of which no entry is left, and copies still there."""
+    from curation.embeddings import keep_one_per_cluster
+
+    dropped = set(keep_one_per_cluster(clusters))
+    kept = Counter(group for index, group in enumerate(groups.tolist()) if index not in dropped)
+    return len(set(groups.tolist())) - len(kept), sum(count - 1 for count in kept.values())
 
 
 def _kind_recall(clusters: list[list[int]], entries: list[Entry]) -> dict[str, float]:
