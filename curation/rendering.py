@@ -3,16 +3,23 @@ canonical messages (OpenAI chat shape) laid out as chat turns for the log detail
 
 Text in a log was written by users and models, never by us: raw HTML in it is shown as text, links may
 only be http(s) or mailto, and remote images are never loaded (they become links).
+
+Personal data (curation.pii) is marked in the turns: the findings are computed on the raw text and each
+piece is escaped on its own, so a mark is never put inside HTML that was already rendered. A text with
+findings is therefore shown as plain text with its marks, not as markdown.
 """
 
 import json
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 import markdown
 import nh3
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+
+from curation import pii
 
 # Python-Markdown is slow on very large inputs; past this a text is shown as it is, preformatted.
 MARKDOWN_LIMIT = 50_000
@@ -26,6 +33,11 @@ _ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "th": {"align"}, "td":
 _URL_SCHEMES = {"http", "https", "mailto"}
 
 _local = threading.local()
+
+PII_LABELS = {
+    pii.EMAIL: "e-mail", pii.PHONE: "phone number", pii.CARD: "card number", pii.IBAN: "IBAN",
+    pii.IP: "IP address", pii.SECRET: "secret",
+}  # fmt: skip
 
 
 def _markdown() -> markdown.Markdown:
@@ -128,6 +140,7 @@ class Part:
     text: str = ""
     url: str = ""
     label: str = ""
+    marked: SafeString | None = None  # `text` escaped with its personal data marked; None: nothing found
 
 
 @dataclass(slots=True)
@@ -135,6 +148,7 @@ class ToolCall:
     id: str
     name: str
     arguments: str  # pretty JSON when the arguments parse, else as sent
+    arguments_marked: SafeString | None = None
 
 
 @dataclass(slots=True)
@@ -145,7 +159,36 @@ class Turn:
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str = ""
     refusal: str = ""
+    refusal_marked: SafeString | None = None
     weight: object = None
+
+
+def pii_marked(text: str) -> SafeString | None:
+    """`text` as HTML with each finding of personal data in a `<mark class="pii pii-email" title="EMAIL">`,
+    or None when there is none. Every piece of the raw text is escaped, the findings included."""
+    findings = pii.find(text)
+    if not findings:
+        return None
+    pieces: list[str] = []
+    position = 0
+    for finding in findings:
+        pieces.append(escape(text[position : finding.start]))
+        kind = escape(finding.kind)
+        title = f"{kind} ({escape(finding.reason)})" if finding.reason else kind
+        pieces.append(f'<mark class="pii pii-{kind.lower()}" title="{title}">{escape(finding.text)}</mark>')
+        position = finding.end
+    pieces.append(escape(text[position:]))
+    return mark_safe("".join(pieces))  # noqa: S308 (every piece escaped)
+
+
+def pii_summary(messages: object) -> str:
+    """The detail page's line counting each kind of personal data in canonical messages; "" when none."""
+    if not isinstance(messages, list):
+        return ""
+    counts = Counter(found.finding.kind for found in pii.conversation_find(messages))
+    if not counts:
+        return ""
+    return "Contains: " + ", ".join(f"{PII_LABELS[kind]} ×{counts[kind]}" for kind in pii.KINDS if counts[kind])
 
 
 def _maybe_json(text: str) -> str | None:
@@ -186,7 +229,12 @@ def _media_part(part: dict) -> Part:
 def _text_part(text: str, *, as_data: bool) -> Part:
     if as_data:
         pretty = _maybe_json(text)
-        return Part(kind="code", text=pretty if pretty is not None else text)
+        shown = pretty if pretty is not None else text
+        return Part(kind="code", text=shown, marked=pii_marked(shown))
+    marked = pii_marked(text)
+    if marked is not None:
+        html = mark_safe(f'<div class="plain-text">{marked}</div>')  # noqa: S308 (escaped)
+        return Part(kind="text", html=html, text=text, marked=marked)
     return Part(kind="text", html=markdown_html(text), text=text)
 
 
@@ -211,11 +259,13 @@ def _tool_calls(calls: object) -> list[ToolCall]:
             continue
         function = call.get("function") or {}
         arguments = str(function.get("arguments", ""))
+        shown = _maybe_json(arguments) or arguments
         result.append(
             ToolCall(
                 id=str(call.get("id", "")),
                 name=str(function.get("name", "?")),
-                arguments=_maybe_json(arguments) or arguments,
+                arguments=shown,
+                arguments_marked=pii_marked(shown),
             )
         )
     return result
@@ -229,6 +279,7 @@ def conversation_turns(messages: object) -> list[Turn]:
         if not isinstance(message, dict):
             continue
         role = str(message.get("role", "?"))
+        refusal = str(message.get("refusal") or "")
         turns.append(
             Turn(
                 role=role,
@@ -236,7 +287,8 @@ def conversation_turns(messages: object) -> list[Turn]:
                 parts=_parts(message.get("content"), as_data=role == "tool"),
                 tool_calls=_tool_calls(message.get("tool_calls")),
                 tool_call_id=str(message.get("tool_call_id") or ""),
-                refusal=str(message.get("refusal") or ""),
+                refusal=refusal,
+                refusal_marked=pii_marked(refusal) if refusal else None,
                 weight=message.get("weight"),
             )
         )

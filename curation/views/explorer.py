@@ -56,10 +56,7 @@ FILTER_LABELS = {
     "max_latency_ms": "Max latency", "metadata": "Metadata", "in_dataset": "In dataset",
     "not_in_dataset": "Not in dataset", "pii": "Personal data", "cursor": "Page",
 }  # fmt: skip
-PII_LABELS = {
-    "EMAIL": "e-mail", "PHONE": "phone number", "CARD": "card number", "IBAN": "IBAN", "IP": "IP address",
-    "SECRET": "secret", "none": "none",
-}  # fmt: skip
+PII_LABELS = {**rendering.PII_LABELS, "none": "none"}
 PII_CHOICES = [
     ("any", "Any"),
     ("none", "None"),
@@ -252,6 +249,7 @@ def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpRes
         "newer_url": newer and f"/p/{slug}/logs/{newer}/{suffix}",
         "older_url": older and f"/p/{slug}/logs/{older}/{suffix}",
         "turns": rendering.conversation_turns(log.messages),
+        "pii_summary": rendering.pii_summary(log.messages),
         "tools": rendering.tool_definitions(log.tools),
         "metadata": rendering.pretty_json(log.metadata) if log.metadata else "",
         "original": original[:ORIGINAL_SHOWN],

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from curation import facets
+from curation import facets, rendering
 from curation.filters import logs_filter
 from curation.models import AuditEvent, LogEntry
 from curation.services.logs import logs_ingest
@@ -229,3 +229,47 @@ def test_the_facet_panel_links_apply_the_filter(as_owner, project, pii_logs):
     assert by_label["e-mail"] == f"/p/{project.slug}/logs/"  # active: the link takes the kind off
     assert by_label["phone number"] == f"/p/{project.slug}/logs/?pii=EMAIL%2CPHONE"
     assert 'class="active"' in section
+
+
+def test_the_log_detail_marks_personal_data_and_escapes_everything_around_it(as_owner, project):
+    log = openai_log()
+    log["request"]["messages"][1]["content"] = f"<script>alert(1)</script> write to {EMAIL_ADDRESS} & <b>me</b>"
+    log["response"]["choices"][0]["message"] = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "send", "arguments": json.dumps({"to": EMAIL_ADDRESS, "key": SECRET_KEY})},
+            }
+        ],
+    }
+    (stored,) = ingest(project, log)
+
+    page = as_owner.get(f"/p/{project.slug}/logs/{stored.pk}/").content.decode()
+
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; write to " in page
+    mark = f'<mark class="pii pii-email" title="EMAIL (e-mail address)">{EMAIL_ADDRESS}</mark>'
+    assert f"{mark} &amp; &lt;b&gt;me&lt;/b&gt;" in page
+    assert page.count(mark) == 2  # the message and the tool call's arguments
+    assert f'<mark class="pii pii-secret" title="SECRET (OpenAI key)">{SECRET_KEY}</mark>' in page
+    assert "Contains: e-mail ×2, secret ×1" in page
+
+
+def test_a_finding_that_looks_like_html_is_escaped_inside_its_mark():
+    marked = rendering.pii_marked('"><img src=x>bob@example.com<"')
+    assert marked == (
+        '&quot;&gt;&lt;img src=x&gt;<mark class="pii pii-email" title="EMAIL (e-mail address)">'
+        "bob@example.com</mark>&lt;&quot;"
+    )
+    assert rendering.pii_marked("nothing here") is None
+
+
+def test_a_log_without_personal_data_keeps_its_markdown_and_has_no_summary(as_owner, project):
+    (stored,) = ingest(project, chat("**bold** words"))
+    page = as_owner.get(f"/p/{project.slug}/logs/{stored.pk}/").content.decode()
+    assert "<strong>bold</strong>" in page
+    assert 'id="pii-summary"' not in page
+    assert "<mark" not in page
