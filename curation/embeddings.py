@@ -69,7 +69,7 @@ def thread_count() -> int:
 
 
 class Embedder:
-    """The model, loaded from the package's folder only (`local_files_only`, Hub offline).
+    """The model, loaded from the package's folder only (`local_files_only`: the Hub is never asked).
 
     One instance per process (see `get_embedder`): loading takes about a second and 100 MB. `embed`
     may be called from several threads; calls run one at a time, since a fast tokenizer may not be
@@ -77,8 +77,8 @@ class Embedder:
     """
 
     def __init__(self, *, path: Path | None = None, device: str = "cpu") -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # local_files_only keeps the Hub out of it; HF_HUB_OFFLINE is left alone, since a worker that also
+        # trains may need the Hub for base models, and huggingface_hub reads it once per process.
         import torch
         from transformers import AutoModel, AutoTokenizer
 

@@ -43,7 +43,7 @@ def offline_load() -> tuple[Embedder, list[tuple]]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_HUB_OFFLINE", "1")
         patch.setattr(socket.socket, "connect", refuse)
-        patch.setattr(socket, "create_connection", lambda address, *args, **kwargs: refuse(None, address))  # type: ignore[arg-type]
+        patch.setattr(socket, "create_connection", lambda address, *args, **kwargs: refuse(None, address))
         embedder = Embedder()
     return embedder, attempts
 
