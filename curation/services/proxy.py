@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -291,7 +292,7 @@ def proxy_call_finish(*, call: ProxyCall) -> None:
         call.latency_ms = _elapsed_ms(call)
     from curation.tasks import proxy_log_store_task
 
-    log = {
+    log: dict[str, Any] = {
         "project_id": call.project_id,
         "provider": call.provider.name,
         "request_body": call.request_body.decode("utf-8", "replace"),
