@@ -55,3 +55,12 @@ class ProjectUpstreamsForm(forms.Form):
         if problem:
             raise forms.ValidationError(f"The URL {problem}.")
         return url
+
+
+class ProjectPiiForm(forms.Form):
+    redact_pii_on_ingest = forms.BooleanField(
+        label="Redact personal data when logs arrive", required=False,
+        help_text="E-mail addresses, phone numbers, cards, IBANs, public IP addresses and secrets are replaced by "
+        "placeholders such as <EMAIL> before a log is stored, its original body included. "
+        "Stored logs stay as they are.",
+    )  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -16,6 +17,7 @@ from curation.ingest import IngestError, ParsedLog, parse_log
 from curation.ingest.canonical import search_text
 from curation.models import LogEntry, LogTag, Project, Tag
 from curation.pricing import cost_usd
+from curation.services.audit import audit_record
 
 _MAX_INT = 2_147_483_647  # PostgreSQL integer columns
 _STORE_ATTEMPTS = 3
@@ -59,6 +61,19 @@ def logs_ingest(*, project: Project, items: Sequence[object]) -> IngestResult:
 def logs_pii_kinds(*, messages: list[dict]) -> list[str]:
     """The sorted kinds of personal data in canonical messages: what `LogEntry.pii` holds."""
     return sorted({found.finding.kind for found in pii.conversation_find(messages)})
+
+
+def project_pii_redaction_update(
+    *, project: Project, redact_pii_on_ingest: bool, actor: User | None = None
+) -> Project:
+    """Turn redaction at ingestion on or off (audited). It applies to logs that arrive from now on:
+    stored logs stay as they are, since the personal data they hold was stored already."""
+    if project.redact_pii_on_ingest != redact_pii_on_ingest:
+        change = {"from": project.redact_pii_on_ingest, "to": redact_pii_on_ingest}
+        project.redact_pii_on_ingest = redact_pii_on_ingest
+        project.save(update_fields=["redact_pii_on_ingest"])
+        audit_record(project=project, action="project.update", actor=actor, detail={"redact_pii_on_ingest": change})
+    return project
 
 
 @dataclass(slots=True)

@@ -8,9 +8,10 @@ from django.urls import path
 from django.views.decorators.http import require_POST, require_safe
 
 from curation import selectors
-from curation.forms import ApiKeyCreateForm, ImportUploadForm, ProjectUpstreamsForm
+from curation.forms import ApiKeyCreateForm, ImportUploadForm, ProjectPiiForm, ProjectUpstreamsForm
 from curation.models import Role
 from curation.services.imports import import_job_create
+from curation.services.logs import project_pii_redaction_update
 from curation.services.projects import api_key_create, api_key_revoke
 from curation.services.proxy import project_upstreams_update
 from curation.views.common import AuthenticatedRequest, membership_or_404
@@ -41,6 +42,7 @@ def project(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         "upstreams_form": ProjectUpstreamsForm(
             initial={name: getattr(membership.project, name) for name in ProjectUpstreamsForm.base_fields}
         ),
+        "pii_form": ProjectPiiForm(initial={"redact_pii_on_ingest": membership.project.redact_pii_on_ingest}),
         "api_keys": selectors.api_keys_for_project(project=membership.project)
         if membership.role == Role.OWNER
         else [],
@@ -118,6 +120,23 @@ def project_upstreams(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     return redirect("project", slug=slug)
 
 
+@login_required
+@require_POST
+def project_pii(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    """Redaction of personal data at ingestion (owners only): whether arriving logs keep it."""
+    membership = membership_or_404(request, slug, Role.OWNER)
+    form = ProjectPiiForm(request.POST)
+    if form.is_valid():
+        project_pii_redaction_update(project=membership.project, actor=request.user, **form.cleaned_data)
+        on = form.cleaned_data["redact_pii_on_ingest"]
+        messages.success(
+            request, "Personal data will be redacted in arriving logs." if on else "Arriving logs are stored as sent."
+        )
+    else:
+        messages.error(request, "; ".join(f"{field}: {' '.join(map(str, e))}" for field, e in form.errors.items()))
+    return redirect("project", slug=slug)
+
+
 urlpatterns = [
     path("", home, name="home"),
     path("p/<slug:slug>/", project, name="project"),
@@ -126,4 +145,5 @@ urlpatterns = [
     path("p/<slug:slug>/keys/new", api_key_new, name="api-key-new"),
     path("p/<slug:slug>/keys/<int:key_id>/revoke", api_key_revoke_view, name="api-key-revoke"),
     path("p/<slug:slug>/upstreams", project_upstreams, name="project-upstreams"),
+    path("p/<slug:slug>/pii", project_pii, name="project-pii"),
 ]

@@ -273,3 +273,39 @@ def test_a_log_without_personal_data_keeps_its_markdown_and_has_no_summary(as_ow
     assert "<strong>bold</strong>" in page
     assert 'id="pii-summary"' not in page
     assert "<mark" not in page
+
+
+def test_the_owner_turns_on_redaction_at_ingestion_on_the_project_page(as_owner, project, owner):
+    page = as_owner.get(f"/p/{project.slug}/").content.decode()
+    assert "Redact personal data when logs arrive" in page
+    assert "&lt;EMAIL&gt;" in page
+
+    response = as_owner.post(f"/p/{project.slug}/pii", {"redact_pii_on_ingest": "on"})
+
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert project.redact_pii_on_ingest is True
+    event = AuditEvent.objects.get(project=project, action="project.update")
+    assert event.actor == owner
+    assert event.detail == {"redact_pii_on_ingest": {"from": False, "to": True}}
+    (stored,) = ingest(project, chat(f"Mail {EMAIL_ADDRESS}"))
+    assert stored.messages[0]["content"] == "Mail <EMAIL>"
+    assert re.search(
+        r'<input type="checkbox" name="redact_pii_on_ingest"[^>]* checked',
+        as_owner.get(f"/p/{project.slug}/").content.decode(),
+    )
+
+    as_owner.post(f"/p/{project.slug}/pii", {})  # an unticked box is not sent
+    project.refresh_from_db()
+    assert project.redact_pii_on_ingest is False
+    assert AuditEvent.objects.filter(project=project, action="project.update").count() == 2
+    as_owner.post(f"/p/{project.slug}/pii", {})  # no change, no event
+    assert AuditEvent.objects.filter(project=project, action="project.update").count() == 2
+
+
+def test_an_editor_can_neither_see_nor_change_the_setting(client, editor, project):
+    client.force_login(editor)
+    assert "Redact personal data" not in client.get(f"/p/{project.slug}/").content.decode()
+    assert client.post(f"/p/{project.slug}/pii", {"redact_pii_on_ingest": "on"}).status_code in (403, 404)
+    project.refresh_from_db()
+    assert project.redact_pii_on_ingest is False

@@ -30,6 +30,7 @@ EXCEPTIONS = {
     ("api-finetune-estimate", "POST"): (Role.VIEWER, "computes examples, tokens and steps; starts nothing"),
     ("bulk-preview", "GET"): (Role.EDITOR, "the confirmation step of a bulk change, for those who may make it"),
     ("project-upstreams", "POST"): (Role.OWNER, "where the server sends the project's calls and provider keys"),
+    ("project-pii", "POST"): (Role.OWNER, "whether the project's arriving logs keep their personal data"),
 }
 # Operations that hand the project's data or weights out of Logtune: an editor's right, like a download.
 EXPORTS = re.compile(r"(export|download|adapter|merged)$")
