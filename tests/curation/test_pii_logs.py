@@ -12,9 +12,10 @@ from django.db import connection
 
 from curation import facets, rendering
 from curation.filters import logs_filter
+from curation.ingest import parse_log
 from curation.models import AuditEvent, LogEntry
 from curation.services.logs import logs_ingest
-from tests.curation.samples import openai_log
+from tests.curation.samples import anthropic_log, openai_log
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +45,15 @@ def ingest(project, *items: dict) -> list[LogEntry]:
     result = logs_ingest(project=project, items=list(items))
     assert result.accepted == len(items), result.rejected
     return list(LogEntry.objects.filter(project=project).order_by("id"))
+
+
+def decoded_arguments(messages: list[dict]) -> list[dict]:
+    """The messages with tool call arguments decoded, to compare them as JSON."""
+    messages = json.loads(json.dumps(messages))
+    for message in messages:
+        for call in message.get("tool_calls") or ():
+            call["function"]["arguments"] = json.loads(call["function"]["arguments"])
+    return messages
 
 
 def row_text(log: LogEntry) -> str:
@@ -108,6 +118,7 @@ def test_redaction_at_ingestion_stores_no_personal_data_anywhere_in_the_row(proj
     original_arguments = stored.original["response"]["choices"][0]["message"]["tool_calls"][0]["function"]
     assert json.loads(original_arguments["arguments"]) == {"to": "<EMAIL>", "body": "hi"}
     assert stored.metadata == {"customer": "<EMAIL>"}
+    assert decoded_arguments(parse_log(stored.original).messages) == decoded_arguments(stored.messages)
     # What carries no personal data is kept exactly.
     assert stored.original["request"]["model"] == "gpt-4o-mini"
     assert stored.original["latency_ms"] == 812
@@ -309,3 +320,18 @@ def test_an_editor_can_neither_see_nor_change_the_setting(client, editor, projec
     assert client.post(f"/p/{project.slug}/pii", {"redact_pii_on_ingest": "on"}).status_code in (403, 404)
     project.refresh_from_db()
     assert project.redact_pii_on_ingest is False
+
+
+def test_redaction_at_ingestion_keeps_an_anthropic_tool_round_trip_consistent(project):
+    project.redact_pii_on_ingest = True
+    project.save()
+    sent = json.loads(json.dumps(anthropic_log()).replace("Paris", f"Paris ({EMAIL_ADDRESS})"))
+    assert json.dumps(sent).count(EMAIL_ADDRESS) >= 2
+
+    (stored,) = ingest(project, sent)
+
+    assert stored.pii == ["EMAIL"]
+    assert EMAIL_ADDRESS not in row_text(stored)
+    assert "Paris (<EMAIL>)" in json.dumps(stored.original)
+    # The same placeholders in the same places (tool arguments are equal as JSON, spacing aside).
+    assert decoded_arguments(parse_log(stored.original).messages) == decoded_arguments(stored.messages)
