@@ -41,7 +41,7 @@ class LogListOutput(serializers.ModelSerializer):
         fields = [
             "id", "external_id", "created_at", "provider", "format", "model", "status", "status_code",
             "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms", "cost_usd",
-            "metadata", "tags",
+            "metadata", "tags", "pii",
         ]  # fmt: skip
 
     def get_tags(self, log: LogEntry) -> list[str]:

@@ -201,6 +201,7 @@ def test_the_api_lists_logs_with_personal_data(key_client, project, pii_logs):
     response = key_client.get("/api/v1/logs", {"pii": "EMAIL"})
     assert response.status_code == 200, response.content
     assert sorted(row["id"] for row in response.json()["results"]) == [pii_logs[1].pk, pii_logs[2].pk]
+    assert sorted(row["pii"] for row in response.json()["results"]) == [["EMAIL"], ["EMAIL", "PHONE"]]
     assert key_client.get("/api/v1/logs", {"pii": "nope"}).status_code == 400
 
 
