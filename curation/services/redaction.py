@@ -67,6 +67,11 @@ class RedactionPreview:
     def truncated(self) -> bool:
         return len(self.samples) < self.changed
 
+    @property
+    def found_counts(self) -> list[tuple[str, int]]:
+        """(kind, findings) of the kinds found at least once."""
+        return [(kind, count) for kind, count in self.counts.items() if count]
+
 
 def placeholder_parts(text: str) -> list[tuple[str, bool]]:
     return [(part, bool(index % 2)) for index, part in enumerate(_PLACEHOLDER_RE.split(text)) if part]
