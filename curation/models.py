@@ -391,3 +391,42 @@ class DatasetSnapshot(BackgroundWork, models.Model):
 
     def work_counts(self) -> tuple[int, int]:
         return self.rows_done, self.rows_total
+
+
+class EntryEmbedding(models.Model):
+    """The sentence embedding of a dataset entry (curation.embeddings): 384 float32 as bytes, little-endian.
+
+    `text_hash` is the SHA-256 of the text that was embedded (`text_of_conversation`): an entry edited since
+    holds another text, so its embedding is stale and is computed again on the next run."""
+
+    entry = models.OneToOneField(DatasetEntry, on_delete=models.CASCADE, related_name="embedding")
+    vector = models.BinaryField()
+    text_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"embedding of entry {self.entry_id}"
+
+
+class EmbeddingJob(BackgroundWork, models.Model):
+    """Embedding the entries of a dataset that have none, or a stale one, in committed batches with progress."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="embedding_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    total = models.BigIntegerField(default=0)  # entries of the dataset when the run started
+    done = models.BigIntegerField(default=0)  # entries looked at, whether embedded now or already fresh
+    embedded = models.BigIntegerField(default=0)  # entries embedded by this job
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"embeddings of {self.dataset_id}: {self.done}/{self.total} ({self.status})"
+
+    def work_counts(self) -> tuple[int, int]:
+        return self.done, self.total

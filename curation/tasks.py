@@ -41,3 +41,11 @@ def proxy_log_store_task(log: dict) -> None:
     from curation.services.proxy import proxy_log_store
 
     proxy_log_store(**log)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def dataset_embed_task(job_id: int) -> None:
+    # A redelivered task embeds only the entries the first run had not committed (their embeddings are fresh).
+    from curation.services.embeddings import dataset_embed
+
+    dataset_embed(job_id=job_id)

@@ -160,7 +160,9 @@ def _touch(dataset_id: int) -> None:
 def entries_delete(
     *, dataset: Dataset, ids: list[int], actor: User | None = None, api_key: ApiKey | None = None
 ) -> int:
-    deleted, _ = DatasetEntry.objects.filter(dataset=dataset, id__in=ids).delete()
+    # The entries alone: their embeddings, deleted with them, are not counted.
+    _, per_model = DatasetEntry.objects.filter(dataset=dataset, id__in=ids).delete()
+    deleted = per_model.get(DatasetEntry._meta.label, 0)
     if deleted:
         _touch(dataset.pk)
         audit_record(
