@@ -1,6 +1,6 @@
 from django.urls import path
 
-from curation.apis import audit, datasets, imports, logs
+from curation.apis import audit, datasets, embeddings, imports, logs
 
 urlpatterns = [
     path("logs", logs.LogsApi.as_view(), name="api-logs"),
@@ -20,6 +20,21 @@ urlpatterns = [
     ),
     path("datasets/<int:dataset_id>/split", datasets.DatasetSplitApi.as_view(), name="api-dataset-split"),
     path("datasets/<int:dataset_id>/redact", datasets.DatasetRedactApi.as_view(), name="api-dataset-redact"),
+    path(
+        "datasets/<int:dataset_id>/embeddings",
+        embeddings.DatasetEmbeddingsApi.as_view(),
+        name="api-dataset-embeddings",
+    ),
+    path(
+        "datasets/<int:dataset_id>/near-duplicates",
+        embeddings.DatasetNearDuplicatesApi.as_view(),
+        name="api-dataset-near-duplicates",
+    ),
+    path(
+        "datasets/<int:dataset_id>/near-duplicates/keep-one",
+        embeddings.DatasetKeepOneApi.as_view(),
+        name="api-dataset-near-duplicates-keep-one",
+    ),
     path("tags", datasets.TagsApi.as_view(), name="api-tags"),
     path("tags/<int:tag_id>", datasets.TagDetailApi.as_view(), name="api-tag"),
     path("tags/<int:tag_id>/merge", datasets.TagMergeApi.as_view(), name="api-tag-merge"),

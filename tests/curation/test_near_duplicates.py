@@ -165,3 +165,132 @@ def test_entries_not_yet_embedded_are_left_out_of_clusters(project):
     assert (found.entries, found.embedded, found.missing) == (6, 5, 1)
     assert len(found.clusters[0]) == 3
     assert DatasetEntry.objects.filter(dataset=dataset).count() == 6
+
+
+# --- the dataset page -------------------------------------------------------------------------------
+
+
+def page_url(dataset: Dataset, tail: str = "") -> str:
+    return f"/p/acme/datasets/{dataset.pk}/{tail}"
+
+
+def test_the_dataset_page_loads_the_near_duplicates_card(client, project, viewer):
+    dataset = make_dataset(project)
+    client.force_login(viewer)
+
+    page = client.get(page_url(dataset)).content.decode()
+
+    assert f'hx-get="{page_url(dataset, "duplicates")}"' in page
+
+
+def test_an_editor_computes_embeddings_then_sees_clusters_and_keeps_one(client, project, editor):
+    dataset = make_dataset(project)
+    ids = entry_ids(dataset)
+    client.force_login(editor)
+    card = client.get(page_url(dataset, "duplicates")).content.decode()
+    assert "Compute embeddings" in card and "Keep one per cluster" not in card
+
+    started = client.post(page_url(dataset, "embeddings"), HTTP_HX_REQUEST="true").content.decode()
+    job = EmbeddingJob.objects.get(dataset=dataset)
+    assert 'hx-trigger="every 2s"' in started and "0 of 5 entries" in started
+    dataset_embed(job_id=job.pk)  # what the worker does once the request's transaction commits
+
+    card = client.get(page_url(dataset, "duplicates") + "?threshold=0.95").content.decode()
+    assert 'data-clusters="1"' in card and 'data-cluster-size="3"' in card
+    assert f'href="{page_url(dataset, f"entries/{ids[3]}/")}"' in card
+    assert "How do I reset my password? Thanks!" in card
+    assert "data-confirm=" in card and "every 2s" not in card
+
+    response = client.post(page_url(dataset, "duplicates/keep-one"), {"threshold": "0.95"})
+
+    assert response.status_code == 302 and response["Location"].endswith("#near-duplicates")
+    assert entry_ids(dataset) == [ids[0], ids[2], ids[4]]
+
+
+def test_a_viewer_sees_clusters_but_no_buttons_and_may_not_post(client, project, viewer):
+    dataset = make_dataset(project)
+    embedded(dataset)
+    client.force_login(viewer)
+
+    card = client.get(page_url(dataset, "duplicates")).content.decode()
+
+    assert 'data-cluster-size="3"' in card
+    assert "Keep one per cluster" not in card and "embeddings</button>" not in card
+    assert client.post(page_url(dataset, "duplicates/keep-one"), {"threshold": "0.95"}).status_code == 403
+    assert client.post(page_url(dataset, "embeddings")).status_code == 403
+    assert dataset.entries.count() == 5
+
+
+def test_a_threshold_out_of_range_is_refused_on_the_page(client, project, editor):
+    dataset = make_dataset(project)
+    embedded(dataset)
+    client.force_login(editor)
+
+    response = client.get(page_url(dataset, "duplicates") + "?threshold=0.2")
+
+    assert response.status_code == 400 and "from 0.5 to 1.0" in response.content.decode()
+    client.post(page_url(dataset, "duplicates/keep-one"), {"threshold": "nan"})
+    assert dataset.entries.count() == 5
+
+
+# --- the API ----------------------------------------------------------------------------------------
+
+
+def api_url(dataset: Dataset, tail: str) -> str:
+    return f"/api/v1/datasets/{dataset.pk}/{tail}"
+
+
+def test_the_api_starts_a_job_lists_clusters_and_keeps_one(key_client, project):
+    dataset = make_dataset(project)
+    ids = entry_ids(dataset)
+
+    assert key_client.get(api_url(dataset, "embeddings")).json() == {"job": None}
+    response = key_client.post(api_url(dataset, "embeddings"))
+
+    assert response.status_code == 202, response.content
+    assert (response.json()["status"], response.json()["total"]) == ("queued", 5)
+    dataset_embed(job_id=response.json()["id"])
+    assert key_client.get(api_url(dataset, "embeddings")).json()["job"]["progress"] == 1.0
+
+    clusters = key_client.get(api_url(dataset, "near-duplicates") + "?threshold=0.95").json()
+    assert (clusters["embedded"], clusters["missing"], clusters["duplicates"]) == (5, 0, 2)
+    assert clusters["clusters"][0]["size"] == 3
+    assert [entry["id"] for entry in clusters["clusters"][0]["entries"]] == [ids[0], ids[1], ids[3]]
+
+    dry = key_client.post(api_url(dataset, "near-duplicates/keep-one"), {"threshold": 0.95}, format="json").json()
+    assert (dry["dry_run"], dry["deleted"], dataset.entries.count()) == (True, [ids[1], ids[3]], 5)
+    done = key_client.post(
+        api_url(dataset, "near-duplicates/keep-one"), {"threshold": 0.95, "dry_run": False}, format="json"
+    ).json()
+    assert (done["dry_run"], done["deleted"]) == (False, [ids[1], ids[3]])
+    assert entry_ids(dataset) == [ids[0], ids[2], ids[4]]
+    assert AuditEvent.objects.get(action="entries.delete").api_key is not None
+
+
+def test_the_api_refuses_a_threshold_out_of_range(key_client, project):
+    dataset = make_dataset(project)
+
+    assert key_client.get(api_url(dataset, "near-duplicates") + "?threshold=1.5").status_code == 400
+    response = key_client.post(api_url(dataset, "near-duplicates/keep-one"), {"threshold": 0.1}, format="json")
+    assert response.status_code == 400 and "threshold" in response.json()
+
+
+def test_a_viewer_reads_clusters_but_may_not_start_or_delete(client_for, project, viewer):
+    dataset = make_dataset(project)
+    embedded(dataset)
+    client = client_for(viewer)
+
+    assert client.get(api_url(dataset, "near-duplicates") + "?project=acme").status_code == 200
+    assert client.post(api_url(dataset, "embeddings") + "?project=acme").status_code == 403
+    keep = client.post(api_url(dataset, "near-duplicates/keep-one") + "?project=acme", {"dry_run": False}, "json")
+    assert keep.status_code == 403 and dataset.entries.count() == 5
+
+
+def test_another_projects_dataset_is_not_found(client_for, project, outsider):
+    dataset = make_dataset(project)
+    client = client_for(outsider)
+
+    assert client.get(api_url(dataset, "near-duplicates") + "?project=other").status_code == 404
+    assert client.post(api_url(dataset, "embeddings") + "?project=other").status_code == 404
+    keep = client.post(api_url(dataset, "near-duplicates/keep-one") + "?project=other", {"dry_run": False}, "json")
+    assert keep.status_code == 404 and not EmbeddingJob.objects.exists()
