@@ -11,7 +11,7 @@ OpenAPI schema (every operation it documents), so a new endpoint is covered the 
 - pages need a login (an API key does not open them) and the API needs a key or a session.
 
 The role an operation needs follows from a rule (unsafe methods need an editor, exports need an editor, keys
-and audit need an owner); the few exceptions are listed below with their reason.
+and audit and project settings need an owner); the few exceptions are listed below with their reason.
 """
 
 import re
@@ -29,12 +29,11 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 EXCEPTIONS = {
     ("api-finetune-estimate", "POST"): (Role.VIEWER, "computes examples, tokens and steps; starts nothing"),
     ("bulk-preview", "GET"): (Role.EDITOR, "the confirmation step of a bulk change, for those who may make it"),
-    ("project-upstreams", "POST"): (Role.OWNER, "where the server sends the project's calls and provider keys"),
-    ("project-pii", "POST"): (Role.OWNER, "whether the project's arriving logs keep their personal data"),
 }
 # Operations that hand the project's data or weights out of Logtune: an editor's right, like a download.
 EXPORTS = re.compile(r"(export|download|adapter|merged)$")
-OWNER_ONLY = re.compile(r"^(api-key-|audit|api-audit)")
+# Keys, the audit log and the project's own settings (`project-…`: upstreams, redaction at ingestion).
+OWNER_ONLY = re.compile(r"^(api-key-|audit|api-audit|project-)")
 
 
 def required_role(route: Route, method: str) -> str:
