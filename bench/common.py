@@ -5,10 +5,12 @@ The logs are varied OpenAI Chat Completions and Anthropic Messages envelopes of 
 metadata and a unique `external_id`, generated from a seed so two runs send the same bytes.
 """
 
+import contextlib
 import http.client
 import os
 import random
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -67,6 +69,29 @@ def wait_until_up(server: subprocess.Popen, *, port: int, key: str, log_path: Pa
         break
     for _ in range(20):
         api_get(port=port, key=key)
+
+
+def gunicorn_start(*, port: int, options: Sequence[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """gunicorn serving `config.wsgi` on 127.0.0.1:`port` with `options` (workers, worker class, timeouts),
+    logging to `log_path`. A session and process group of its own: Ctrl-C reaches the script only, which then
+    stops the whole group with `server_stop`, workers included, whatever state the master is in."""
+    command = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}", *options]
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def server_stop(server: subprocess.Popen, *, grace: float = 10) -> None:
+    """SIGTERM to the group (gunicorn's graceful stop), SIGKILL to it when that takes longer than `grace` + 5 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=grace + 5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
 
 
 # --- the bench database and the Django processes --------------------------------------------------

@@ -15,8 +15,6 @@ import bisect
 import contextlib
 import http.client
 import queue
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,15 +25,16 @@ import orjson
 import psycopg
 from common import (
     DEFAULT_DATABASE_URL,
-    REPO_ROOT,
     AutoAnalyze,
     LogMaker,
     bench_database_prepare,
     child_env,
     code_version,
     free_port,
+    gunicorn_start,
     percentile,
     print_table,
+    server_stop,
     wait_until_up,
     warn_if_busy,
 )
@@ -61,7 +60,9 @@ def main() -> None:
         port = free_port()
         log_path = Path(tmp) / "gunicorn.log"
         print(f"Starting gunicorn ({args.workers} workers) on 127.0.0.1:{port}...")
-        server = _gunicorn_start(port=port, workers=args.workers, env=env, log_path=log_path)
+        server = gunicorn_start(port=port, env=env, log_path=log_path, options=[
+            "--workers", str(args.workers), "--timeout", str(REQUEST_TIMEOUT_S),
+        ])  # fmt: skip
         with psycopg.connect(args.database_url, autocommit=True) as conn:
             try:
                 wait_until_up(server, port=port, key=key, log_path=log_path)
@@ -70,7 +71,7 @@ def main() -> None:
                 with AutoAnalyze(url=args.database_url):
                     api = _send(bodies, port=port, key=key, clients=args.clients, batch_size=args.batch_size)
             finally:
-                _gunicorn_stop(server)
+                server_stop(server, grace=25)
             stored = _count(conn, LOG_TABLE)
             if stored != api.accepted:
                 raise SystemExit(f"{stored:,} logs stored, {api.accepted:,} accepted")
@@ -121,28 +122,6 @@ def _bodies(*, batches: int, batch_size: int, seed: int) -> list[bytes]:
 
 
 # --- the server ------------------------------------------------------------------------------------
-
-
-def _gunicorn_start(*, port: int, workers: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    command = [
-        sys.executable, "-m", "gunicorn", "config.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", str(REQUEST_TIMEOUT_S),
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        # Its own session: Ctrl-C reaches this script only, which then stops the server in order.
-        return subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _gunicorn_stop(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        server.terminate()  # SIGTERM: gunicorn's graceful shutdown
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 # --- the clients -----------------------------------------------------------------------------------

@@ -16,13 +16,9 @@ that is stopped on every way out. Only 127.0.0.1 is contacted, and the database 
 """
 
 import argparse
-import contextlib
 import http.client
-import os
 import queue
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,7 +32,6 @@ from common import (
     ANSWERS,
     DEFAULT_DATABASE_URL,
     PROJECT_SLUG,
-    REPO_ROOT,
     AutoAnalyze,
     LogMaker,
     child_env,
@@ -44,9 +39,11 @@ from common import (
     database_recreate,
     django_setup,
     free_port,
+    gunicorn_start,
     manage,
     percentile,
     print_table,
+    server_stop,
     wait_until_up,
     warn_if_busy,
 )
@@ -77,7 +74,7 @@ def main() -> None:
         print(f"Starting gunicorn ({_server_name(args)}) on 127.0.0.1:{port}...")
         server = None
         try:
-            server = _server_start(args, port=port, env=env, log_path=log_path)
+            server = gunicorn_start(port=port, options=_server_options(args), env=env, log_path=log_path)
             wait_until_up(server, port=port, key=warm_up_key, log_path=log_path)
             print(f"{args.clients} clients sending batches of {args.batch} for {args.seconds} s...")
             with AutoAnalyze(url=args.database_url):
@@ -85,7 +82,7 @@ def main() -> None:
         finally:
             signal.alarm(0)  # the stop has a deadline of its own and must not be cut short
             if server is not None:
-                _server_stop(server)
+                server_stop(server, grace=STOP_GRACE_S)
     run.stored = _stored_logs(args.database_url)
     print_table(_table(run, args, batches))
     problems = _problems(run, rate_limited=bool(args.rate))
@@ -229,33 +226,15 @@ def _server_name(args: argparse.Namespace) -> str:
     return f"{args.workers} {args.worker_class} workers{threads}"
 
 
-def _server_start(args: argparse.Namespace, *, port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    command = [
-        sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
+def _server_options(args: argparse.Namespace) -> list[str]:
+    options = [
         "--workers", str(args.workers), "--worker-class", args.worker_class,
         # Longer than the clients wait: a slow request shows as a client timeout, not a killed worker.
         "--timeout", str(int(args.request_timeout) + 10), "--graceful-timeout", str(STOP_GRACE_S),
     ]  # fmt: skip
     if args.worker_class == "gthread":
-        command += ["--threads", str(args.threads)]  # with sync workers, gunicorn would switch to gthread
-    with log_path.open("wb") as log:
-        # A session and process group of its own: Ctrl-C reaches this script only, which then stops
-        # the whole group, workers included, whatever state the master is in.
-        return subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _server_stop(server: subprocess.Popen) -> None:
-    """SIGTERM to the group (gunicorn's graceful stop), SIGKILL to it when that takes too long."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=STOP_GRACE_S + 5)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+        options += ["--threads", str(args.threads)]  # with sync workers, gunicorn would switch to gthread
+    return options
 
 
 def _stored_logs(url: str) -> int:

@@ -18,13 +18,9 @@ way out.
 """
 
 import argparse
-import contextlib
 import http.client
 import json
-import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -33,13 +29,14 @@ from pathlib import Path
 from common import (
     DEFAULT_DATABASE_URL,
     PROJECT_SLUG,
-    REPO_ROOT,
     bench_database_prepare,
     child_env,
     code_version,
     django_setup,
     free_port,
+    gunicorn_start,
     percentile,
+    server_stop,
     wait_until_up,
     warn_if_busy,
 )
@@ -90,12 +87,14 @@ def main() -> None:
         )
         server = None
         try:
-            server = _server_start(args, port=port, env=env, log_path=log_path)
+            server = gunicorn_start(port=port, env=env, log_path=log_path, options=[
+                "--workers", str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads),
+            ])  # fmt: skip
             wait_until_up(server, port=port, key=key, log_path=log_path)
             results = {name: _measure(name, args, upstream=stand_in.url, port=port, key=key) for name in CALLS}
         finally:
             if server is not None:
-                _server_stop(server)
+                server_stop(server)
             stand_in.close()
     _print_table(results, args)
     problems = [problem for result in results.values() for problem in result.problems]
@@ -127,29 +126,6 @@ def _parse_args() -> argparse.Namespace:
 
 def _raise_exit(signum: int, frame: object) -> None:
     raise SystemExit(f"Stopped by signal {signum}.")
-
-
-def _server_start(args: argparse.Namespace, *, port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    command = [
-        sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-        "--workers", str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads),
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        # A process group of its own, stopped whole on every way out.
-        return subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _server_stop(server: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
 
 
 def _point_project_at(url: str, *, env: dict[str, str]) -> None:
