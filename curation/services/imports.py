@@ -26,11 +26,11 @@ from django.db import InterfaceError, OperationalError, connection, reset_querie
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, Project
 from curation.services.datasets import dataset_entries_ingest
 from curation.services.logs import logs_ingest
+from curation.services.queueing import task_send_or_mark_unsent
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +74,10 @@ def import_job_create(
 def _enqueue(job_id: int) -> None:
     from curation.tasks import import_logs_run
 
-    try:
-        import_logs_run.delay(job_id)
-    except BrokerUnavailable as exc:
-        # Nothing accepted is lost: the job stays queued, marked unsent, for the reaper.
-        ImportJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(enqueued_at=None)
-        logger.warning("curation.import_enqueue_failed job=%s: %s (the reaper sends it when the broker is back)",
-                       job_id, exc)  # fmt: skip
+    task_send_or_mark_unsent(
+        import_logs_run, job_id, queued=ImportJob.objects.filter(pk=job_id, status=JobStatus.QUEUED),
+        event="curation.import_enqueue_failed",
+    )  # fmt: skip
 
 
 def import_job_create_local(*, project: Project, path: Path, created_by: User | None = None) -> ImportJob:

@@ -23,6 +23,11 @@ def membership_or_404(request: AuthenticatedRequest, slug: str, role: str = Role
     return membership
 
 
+def form_problems(errors: dict) -> str:
+    """A form's errors in one flash message: `field: message; other: message`."""
+    return "; ".join(f"{field}: {' '.join(map(str, messages))}" for field, messages in errors.items())
+
+
 def can_edit(membership: Membership) -> bool:
     return Role.rank(membership.role) >= Role.rank(Role.EDITOR)
 

@@ -14,7 +14,7 @@ from curation.services.imports import import_job_create
 from curation.services.logs import project_pii_redaction_update
 from curation.services.projects import api_key_create, api_key_revoke
 from curation.services.proxy import project_upstreams_update
-from curation.views.common import AuthenticatedRequest, membership_or_404
+from curation.views.common import AuthenticatedRequest, form_problems, membership_or_404
 
 
 @login_required
@@ -70,8 +70,7 @@ def import_upload(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         import_job_create(project=membership.project, file=upload, source_name=upload.name, created_by=request.user)
         messages.success(request, f"Importing {upload.name}: progress below.")
     else:
-        problems = (f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items())
-        messages.error(request, "; ".join(problems))
+        messages.error(request, form_problems(form.errors))
     return redirect("project", slug=slug)
 
 
@@ -90,7 +89,7 @@ def api_key_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         # Shown once, on the next page load, then gone: only its hash is stored.
         request.session["new_api_key"] = {"prefix": key.prefix, "raw": raw}
     else:
-        messages.error(request, "; ".join(f"{field}: {' '.join(map(str, e))}" for field, e in form.errors.items()))
+        messages.error(request, form_problems(form.errors))
     return redirect("project", slug=slug)
 
 
@@ -116,7 +115,7 @@ def project_upstreams(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         project_upstreams_update(project=membership.project, actor=request.user, **form.cleaned_data)
         messages.success(request, "Proxy upstreams saved.")
     else:
-        messages.error(request, "; ".join(f"{field}: {' '.join(map(str, e))}" for field, e in form.errors.items()))
+        messages.error(request, form_problems(form.errors))
     return redirect("project", slug=slug)
 
 
@@ -133,7 +132,7 @@ def project_pii(request: AuthenticatedRequest, slug: str) -> HttpResponse:
             request, "Personal data will be redacted in arriving logs." if on else "Arriving logs are stored as sent."
         )
     else:
-        messages.error(request, "; ".join(f"{field}: {' '.join(map(str, e))}" for field, e in form.errors.items()))
+        messages.error(request, form_problems(form.errors))
     return redirect("project", slug=slug)
 
 

@@ -21,11 +21,11 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum, Value
 from django.db.models.functions import Least
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from curation.export import snapshot_request
 from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, JobStatus, Split
 from curation.services.audit import audit_record
+from curation.services.queueing import task_send_or_mark_unsent
 from training.config import METHODS, ConfigError, TrainConfig
 from training.models import BaseModel, FineTuneJob, FineTuneStatus, Generation, Method
 
@@ -237,12 +237,10 @@ def finetune_enqueue(job_id: int) -> None:
     request that submitted it still succeeds: the reaper sends it once the broker is back."""
     from training.tasks import finetune_run_task
 
-    try:
-        finetune_run_task.delay(job_id)
-    except BrokerUnavailable as exc:
-        FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.QUEUED).update(enqueued_at=None)
-        logger.warning("training.job_enqueue_failed job=%s: %s (the reaper sends it when the broker is back)",
-                       job_id, exc)  # fmt: skip
+    task_send_or_mark_unsent(
+        finetune_run_task, job_id, queued=FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.QUEUED),
+        event="training.job_enqueue_failed",
+    )  # fmt: skip
 
 
 def finetunes_unsent_send() -> int:
