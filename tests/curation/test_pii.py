@@ -454,10 +454,16 @@ def test_redaction_of_an_escaped_value_keeps_the_arguments_json():
 def test_time_stays_linear_on_adversarial_input(chunk):
     """Patterns that backtrack would take seconds (quadratic or worse) on 200 KB of these."""
     small, large = chunk * 200, chunk * 4000
-    started = time.perf_counter()
-    pii.find(small)
-    small_s = time.perf_counter() - started
-    started = time.perf_counter()
-    pii.find(large)
-    large_s = time.perf_counter() - started
+    # The best of three runs each: a pause of the machine (another process, the garbage collector) is not
+    # the pattern's doing, while backtracking is slow every time.
+    small_s, large_s = _best_of_three(small), _best_of_three(large)
     assert large_s < max(20 * 4 * small_s, 0.5)
+
+
+def _best_of_three(text: str) -> float:
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        pii.find(text)
+        times.append(time.perf_counter() - started)
+    return min(times)
