@@ -430,3 +430,42 @@ class EmbeddingJob(BackgroundWork, models.Model):
 
     def work_counts(self) -> tuple[int, int]:
         return self.done, self.total
+
+
+class LogEmbedding(models.Model):
+    """The sentence embedding of a log (curation.embeddings), for "more like this" in the explorer: 384
+    float32 as bytes, little-endian, of `text_of_conversation(log.messages)`, whose SHA-256 is `text_hash`."""
+
+    log = models.OneToOneField(LogEntry, on_delete=models.CASCADE, related_name="embedding")
+    vector = models.BinaryField()
+    text_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"embedding of log {self.log_id}"
+
+
+class LogEmbeddingJob(BackgroundWork, models.Model):
+    """Embedding a project's newest logs (at most `limit`) that have no embedding or a stale one, newest first,
+    in committed batches with progress: the index "more like this" searches."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="log_embedding_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    limit = models.BigIntegerField()  # the newest logs of the project looked at
+    total = models.BigIntegerField(default=0)  # logs to look at when the run started: min(limit, logs)
+    done = models.BigIntegerField(default=0)  # logs looked at, whether embedded now or already fresh
+    embedded = models.BigIntegerField(default=0)  # logs embedded by this job
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"log embeddings of {self.project_id}: {self.done}/{self.total} ({self.status})"
+
+    def work_counts(self) -> tuple[int, int]:
+        return self.done, self.total
