@@ -49,3 +49,11 @@ def dataset_embed_task(job_id: int) -> None:
     from curation.services.embeddings import dataset_embed
 
     dataset_embed(job_id=job_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def project_embed_logs_task(job_id: int) -> None:
+    # A redelivered task embeds only the logs the first run had not committed (their embeddings are fresh).
+    from curation.services.similar import project_embed_logs
+
+    project_embed_logs(job_id=job_id)
