@@ -269,6 +269,10 @@ if LOGTUNE_PII_PHONE_REGION and not re.fullmatch(r"[A-Z]{2}", LOGTUNE_PII_PHONE_
 # requests there, so a project owner must not be able to point it at internal addresses. "*" allows any host.
 LOGTUNE_PROXY_UPSTREAM_HOSTS = env_list("LOGTUNE_PROXY_UPSTREAM_HOSTS", ["api.openai.com", "api.anthropic.com"])
 
+# "More like this" in the explorer searches the embeddings of a project's newest logs, at most this many
+# (about 1.5 KB each); embedding them takes 20-25 minutes per 50,000 on two CPU cores.
+LOGTUNE_SIMILAR_LOGS_MAX = env_int("LOGTUNE_SIMILAR_LOGS_MAX", 50_000)
+
 # USD per million tokens: (input, output). The longest matching model-name prefix wins.
 # LOGTUNE_PRICES_FILE points at a JSON object of the same shape to replace this table.
 LOGTUNE_PRICES: dict[str, tuple[float, float]] = {

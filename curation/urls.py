@@ -1,11 +1,13 @@
 from django.urls import path
 
-from curation.apis import audit, datasets, embeddings, imports, logs
+from curation.apis import audit, datasets, embeddings, imports, logs, similar
 
 urlpatterns = [
     path("logs", logs.LogsApi.as_view(), name="api-logs"),
     path("logs/bulk", datasets.LogsBulkApi.as_view(), name="api-logs-bulk"),
     path("logs/<int:log_id>", logs.LogDetailApi.as_view(), name="api-log-detail"),
+    path("logs/<int:log_id>/similar", similar.LogSimilarApi.as_view(), name="api-log-similar"),
+    path("log-embeddings", similar.LogEmbeddingsApi.as_view(), name="api-log-embeddings"),
     path("bulk-jobs/<int:job_id>", datasets.BulkJobApi.as_view(), name="api-bulk-job"),
     path("imports", imports.ImportsApi.as_view(), name="api-imports"),
     path("imports/<int:job_id>", imports.ImportDetailApi.as_view(), name="api-import-detail"),

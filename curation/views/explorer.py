@@ -7,6 +7,7 @@ view can be shared, saved, and acted on in bulk with exactly the logs it shows.
 from urllib.parse import urlencode
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -34,6 +35,7 @@ from curation.models import (
 )
 from curation.pagination import keyset_page
 from curation.services import bulk as bulk_services
+from curation.services import similar as similar_services
 from curation.services.audit import audit_record
 from curation.services.datasets import dataset_create
 from curation.services.tags import tag_delete, tag_merge, tag_names_clean, tag_update
@@ -258,8 +260,76 @@ def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpRes
         "in_datasets": facets.datasets_of_log(log=log),
         "tag_names": facets.tag_names(project=project),
         "self_url": f"/p/{slug}/logs/{log.pk}/{suffix}",
+        "similar_url": f"/p/{slug}/logs/{log.pk}/similar{suffix}",
     }
     return render(request, "curation/log_detail.html", context)
+
+
+# --- more like this -------------------------------------------------------------------------------------
+
+
+def _similar_context(request: AuthenticatedRequest, membership: Membership, log: LogEntry) -> dict:
+    """The "more like this" panel: the index's state, and the logs nearest `log` within the explorer filter the
+    page was opened with, once any log is indexed."""
+    project = membership.project
+    query = filter_query(request.GET)
+    suffix = f"?{query}" if query else ""
+    job = similar_services.log_embedding_job_latest(project=project)
+    indexed = similar_services.log_index_size(project=project)
+    context = _page_context(request, membership) | {
+        "log": log,
+        "query": query,
+        "job": job,
+        "indexed": indexed,
+        "index_limit": settings.LOGTUNE_SIMILAR_LOGS_MAX,
+        "logs_total": project.logs.count(),
+        "panel_url": f"/p/{project.slug}/logs/{log.pk}/similar{suffix}",
+        "found": None,
+        "rows": [],
+        "error": "",
+    }
+    if not indexed:
+        return context
+    try:
+        within = logs_filter(project=project, params=QueryDict(query)) if query else None
+    except ValidationError as exc:
+        context["error"] = "The filter has a problem: " + _errors(exc)
+        return context
+    found = similar_services.logs_similar(project=project, log=log, within=within)
+    context["found"] = found
+    context["rows"] = [(entry, score, f"/p/{project.slug}/logs/{entry.pk}/{suffix}") for entry, score in found.results]
+    return context
+
+
+@login_required
+@require_safe
+def log_similar(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpResponse:
+    """The logs most like this one (the panel under "More like this" on a log's page; a page of its own without
+    htmx). Polled while the project's logs are being indexed."""
+    membership = membership_or_404(request, slug)
+    log = selectors.log_get(project=membership.project, log_id=log_id)
+    if log is None:
+        raise Http404("Log not found")
+    context = _similar_context(request, membership, log)
+    template = "curation/_log_similar.html" if _is_htmx(request) else "curation/log_similar.html"
+    response = render(request, template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@login_required
+@require_POST
+def logs_embed_start(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    """Index the project's newest logs for "more like this" (a job); back to the panel or page it came from."""
+    membership = membership_or_404(request, slug, Role.EDITOR)
+    project = membership.project
+    similar_services.log_embedding_job_create(project=project, actor=request.user)
+    log_id = request.POST.get("log", "")
+    log = selectors.log_get(project=project, log_id=int(log_id)) if log_id.isascii() and log_id.isdigit() else None
+    if log is not None and _is_htmx(request):
+        return render(request, "curation/_log_similar.html", _similar_context(request, membership, log))
+    messages.success(request, 'Indexing the newest logs for "more like this".')
+    return redirect(_next_url(request, slug, {"next": request.POST.get("next", "")}))
 
 
 # --- bulk actions ----------------------------------------------------------------------------------------
@@ -661,6 +731,8 @@ urlpatterns = [
     path("p/<slug:slug>/logs/", explorer, name="explorer"),
     path("p/<slug:slug>/logs/facets/", explorer_facets, name="explorer-facets"),
     path("p/<slug:slug>/logs/<int:log_id>/", log_detail, name="log-detail"),
+    path("p/<slug:slug>/logs/<int:log_id>/similar", log_similar, name="log-similar"),
+    path("p/<slug:slug>/logs/embeddings", logs_embed_start, name="logs-embed"),
     path("p/<slug:slug>/logs/bulk/", bulk_preview, name="bulk-preview"),
     path("p/<slug:slug>/logs/bulk/run", bulk_run, name="bulk-run"),
     path("p/<slug:slug>/logs/bulk/jobs/<int:job_id>/", bulk_job_panel, name="bulk-job"),

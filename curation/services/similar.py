@@ -1,0 +1,215 @@
+""" "More like this" in the explorer: the logs whose embeddings are nearest a log's (see docs/dedup.md).
+
+A project's logs are embedded by a worker (LogEmbeddingJob, `project_embed_logs`), newest first and at
+most LOGTUNE_SIMILAR_LOGS_MAX of them, in committed batches: embedding every log of a busy project would
+take hours on CPUs, and the recent ones are the ones analysts look for. A search embeds the log asked
+about if it has no fresh embedding yet (one text: milliseconds, once the model is loaded), then scans
+the stored vectors of the logs in scope chunk by chunk, keeping only the best `k`: memory stays at one
+chunk, whatever the size of the index.
+"""
+
+import heapq
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from curation.embeddings import DIMENSION, text_of_conversation
+from curation.models import JobStatus, LogEmbedding, LogEmbeddingJob, LogEntry, Project
+from curation.services.embeddings import text_hash, vector_bytes, vector_from_bytes
+
+logger = logging.getLogger(__name__)
+
+# Logs embedded and committed together: a crash loses at most one batch, and progress moves every few seconds.
+BATCH = 256
+# Stored vectors read and scored at once by a search: 4,096 x 1.5 KB.
+SCAN_CHUNK = 4096
+RESULTS_DEFAULT, RESULTS_MAX = 20, 100
+
+
+# --- the index --------------------------------------------------------------------------------------
+
+
+def log_embedding_job_create(*, project: Project, actor: User | None = None) -> LogEmbeddingJob:
+    """Queue the embedding of the project's newest logs that have no embedding or a stale one; a job already
+    queued or running for the project is returned instead, so a double click does not embed twice."""
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        current = project.log_embedding_jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).first()
+        if current is not None:
+            return current
+        limit = settings.LOGTUNE_SIMILAR_LOGS_MAX
+        job = LogEmbeddingJob.objects.create(
+            project=project, created_by=actor, limit=limit, total=min(limit, project.logs.count())
+        )
+        from curation.tasks import project_embed_logs_task
+
+        transaction.on_commit(lambda: project_embed_logs_task.delay(job.pk))
+    return job
+
+
+def log_embedding_job_latest(*, project: Project) -> LogEmbeddingJob | None:
+    return project.log_embedding_jobs.first()
+
+
+Progress = Callable[[LogEmbeddingJob], None]
+
+
+def project_embed_logs(*, job_id: int, on_progress: Progress | None = None) -> LogEmbeddingJob:
+    """Embed the job's project's newest `limit` logs that have no embedding or a stale one, newest first.
+
+    Each batch is written and the job's progress saved in one transaction, so a run stopped half way
+    loses one batch at most: the next run finds the logs embedded so far fresh and embeds only the rest.
+    A finished job is left as it is.
+    """
+    job = LogEmbeddingJob.objects.select_related("project").get(pk=job_id)
+    if job.is_finished:
+        return job
+    from curation.embeddings import get_embedder
+
+    job.status, job.started_at, job.done = JobStatus.RUNNING, job.started_at or timezone.now(), 0
+    job.total = min(job.limit, job.project.logs.count())
+    job.save(update_fields=["status", "started_at", "done", "total"])
+    try:
+        embedder = get_embedder()
+        last_id: int | None = None
+        while job.done < job.total:
+            logs = LogEntry.objects.filter(project=job.project).order_by("-id")
+            if last_id is not None:
+                logs = logs.filter(id__lt=last_id)
+            batch = list(
+                logs.select_related("embedding").only("id", "messages", "embedding__text_hash")[
+                    : min(BATCH, job.total - job.done)
+                ]
+            )
+            if not batch:
+                break
+            last_id = batch[-1].pk
+            _embed_batch(job, batch, embedder.embed)
+            if on_progress:
+                on_progress(job)
+    except Exception as exc:
+        job.status, job.error, job.finished_at = JobStatus.FAILED, f"{type(exc).__name__}: {exc}", timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+        logger.exception("curation.log_embedding_failed job=%s", job.pk)
+        raise
+    job.status, job.finished_at = JobStatus.SUCCEEDED, timezone.now()
+    job.save(update_fields=["status", "finished_at"])
+    logger.info("curation.log_embedding_done job=%s embedded=%s", job.pk, job.embedded)
+    return job
+
+
+def _embed_batch(job: LogEmbeddingJob, logs: list[LogEntry], embed: Callable[..., np.ndarray]) -> None:
+    texts = {log.pk: text_of_conversation(log.messages) for log in logs}
+    stale = [log.pk for log in logs if _stored_hash(log) != text_hash(texts[log.pk])]
+    vectors = embed([texts[pk] for pk in stale]) if stale else np.empty((0, DIMENSION), dtype=np.float32)
+    with transaction.atomic():
+        _store(stale, vectors, [texts[pk] for pk in stale])
+        job.done += len(logs)
+        job.embedded += len(stale)
+        job.save(update_fields=["done", "embedded"])
+
+
+def _store(log_ids: list[int], vectors: np.ndarray, texts: list[str]) -> None:
+    rows = [
+        LogEmbedding(log_id=pk, vector=vector_bytes(vector), text_hash=text_hash(text))
+        for pk, vector, text in zip(log_ids, vectors, texts, strict=True)
+    ]
+    LogEmbedding.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=["log"], update_fields=["vector", "text_hash", "created_at"]
+    )
+
+
+def _stored_hash(log: LogEntry) -> str | None:
+    try:
+        return log.embedding.text_hash
+    except LogEmbedding.DoesNotExist:
+        return None
+
+
+def log_index_size(*, project: Project) -> int:
+    """Logs of the project with an embedding (fresh or not): the ones "more like this" searches."""
+    return LogEmbedding.objects.filter(log__project=project).count()
+
+
+# --- the search -------------------------------------------------------------------------------------
+
+
+@dataclass
+class SimilarLogs:
+    log: LogEntry
+    searched: int  # embedded logs in scope compared with the log (itself left out)
+    results: list[tuple[LogEntry, float]] = field(default_factory=list)  # best first, with the cosine
+
+
+def log_vector(*, log: LogEntry) -> np.ndarray:
+    """The log's embedding: the stored one when it is fresh, else computed now and stored (it is in the index
+    from then on)."""
+    text = text_of_conversation(log.messages)
+    digest = text_hash(text)
+    stored = LogEmbedding.objects.filter(log=log).first()
+    if stored is not None and stored.text_hash == digest:
+        return vector_from_bytes(stored.vector)
+    from curation.embeddings import embed
+
+    vectors = embed([text])
+    _store([log.pk], vectors, [text])
+    return vectors[0]
+
+
+def logs_similar(
+    *, project: Project, log: LogEntry, k: int = RESULTS_DEFAULT, within: QuerySet[LogEntry] | None = None
+) -> SimilarLogs:
+    """The `k` embedded logs of `project` most like `log` (the log itself excluded), best first, ties going to
+    the newest; `within` (a filter of the project's logs, e.g. the explorer's) narrows the search.
+
+    Logs edited since they were embedded are compared by their old text until the next indexing run.
+    """
+    if not 1 <= k <= RESULTS_MAX:
+        raise ValueError(f"k must be from 1 to {RESULTS_MAX}")
+    query = log_vector(log=log).astype(np.float32)
+    candidates = LogEmbedding.objects.filter(log__project=project).exclude(log_id=log.pk)
+    if within is not None:
+        candidates = candidates.filter(log__in=within.values("id"))
+    best: list[tuple[float, int]] = []  # a min-heap of (score, log id) holding the k best so far
+    searched = 0
+    ids: list[int] = []
+    raw: list[bytes] = []
+    for log_id, vector in candidates.values_list("log_id", "vector").iterator(chunk_size=SCAN_CHUNK):
+        ids.append(log_id)
+        raw.append(bytes(vector))
+        if len(ids) == SCAN_CHUNK:
+            searched += _score_chunk(query, ids, raw, best, k)
+            ids, raw = [], []
+    if ids:
+        searched += _score_chunk(query, ids, raw, best, k)
+    ranked = sorted(best, reverse=True)
+    found = LogEntry.objects.filter(pk__in=[log_id for _, log_id in ranked]).defer("original", "search_text")
+    by_id = {entry.pk: entry for entry in found.prefetch_related("tags")}
+    results = [(by_id[log_id], score) for score, log_id in ranked if log_id in by_id]
+    return SimilarLogs(log=log, searched=searched, results=results)
+
+
+def _score_chunk(query: np.ndarray, ids: list[int], raw: list[bytes], best: list[tuple[float, int]], k: int) -> int:
+    matrix = np.frombuffer(b"".join(raw), dtype="<f4").reshape(len(ids), DIMENSION)
+    # Rounded: copies differ in the last bits of float32, and equal scores go to the newer log. Rows tied with
+    # the chunk's k-th best all go to the heap, which breaks the ties.
+    scores = np.round(matrix @ query, 4)
+    if len(scores) > k:
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        rows = np.flatnonzero(scores >= kth)
+    else:
+        rows = np.arange(len(scores))
+    for row in rows.tolist():
+        item = (float(scores[row]), ids[row])
+        if len(best) < k:
+            heapq.heappush(best, item)
+        elif item > best[0]:
+            heapq.heapreplace(best, item)
+    return len(ids)

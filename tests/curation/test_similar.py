@@ -1,0 +1,291 @@
+""" "More like this" for a log: the project's newest logs embedded by a worker (newest first, bounded,
+resumable), the log asked about embedded on demand, the nearest logs within the explorer's filter, from
+the log's page and the API. The real bundled model is used; it is loaded once per test process."""
+
+import numpy as np
+import pytest
+from django.test import override_settings
+
+from curation.models import JobStatus, LogEmbedding, LogEmbeddingJob, LogEntry
+from curation.services import similar as services
+from curation.services.embeddings import vector_bytes, vector_from_bytes
+from curation.services.logs import logs_ingest
+from curation.services.similar import log_embedding_job_create, logs_similar, project_embed_logs
+from tests.factories import ProjectFactory
+from tests.waiting import wait_until_finished
+
+ANSWER = "Open Settings, then Security, and choose Reset password."
+CHATS = [
+    ("How do I reset my password?", ANSWER, "gpt-4o"),
+    ("The weather in Paris is sunny today. What should I wear?", "A light jacket and sunglasses.", "gpt-4o"),
+    ("How can I reset my password, please?", ANSWER, "gpt-4o-mini"),
+    ("Write a SQL query for the top 10 customers by revenue last month.", "SELECT customer_id FROM orders;", "gpt-4o"),
+    ("I forgot my password. How do I reset it?", ANSWER, "gpt-4o"),
+]
+
+
+def ingest(project, chats=CHATS) -> list[int]:
+    items = [
+        {"model": model, "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for q, a, model in chats
+    ]
+    result = logs_ingest(project=project, items=items)
+    assert result.accepted == len(chats), result.rejected
+    return list(LogEntry.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+
+
+def indexed(project) -> LogEmbeddingJob:
+    return project_embed_logs(job_id=log_embedding_job_create(project=project).pk)
+
+
+# --- the index --------------------------------------------------------------------------------------
+
+
+def test_a_job_embeds_the_newest_logs_first_with_progress(project, monkeypatch):
+    ids = ingest(project)
+    monkeypatch.setattr(services, "BATCH", 2)
+    seen: list[tuple[int, int]] = []
+
+    job = project_embed_logs(
+        job_id=log_embedding_job_create(project=project).pk, on_progress=lambda job: seen.append((job.done, job.total))
+    )
+
+    assert (job.status, job.total, job.done, job.embedded, job.progress) == (JobStatus.SUCCEEDED, 5, 5, 5, 1.0)
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    rows = LogEmbedding.objects.filter(log__project=project).order_by("created_at", "log_id")
+    assert sorted(row.log_id for row in rows) == ids
+    vectors = np.vstack([vector_from_bytes(row.vector) for row in rows])
+    assert vectors.shape == (5, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_only_the_newest_logs_up_to_the_limit_are_indexed(project):
+    ids = ingest(project)
+
+    with override_settings(LOGTUNE_SIMILAR_LOGS_MAX=3):
+        job = indexed(project)
+
+    assert (job.limit, job.total, job.done, job.embedded) == (3, 3, 3, 3)
+    assert sorted(LogEmbedding.objects.values_list("log_id", flat=True)) == ids[-3:]
+
+
+def test_a_rerun_embeds_only_new_and_changed_logs(project, monkeypatch):
+    ids = ingest(project)
+    monkeypatch.setattr(services, "BATCH", 2)
+
+    def crash(job: LogEmbeddingJob) -> None:
+        raise RuntimeError("worker killed")
+
+    with pytest.raises(RuntimeError):
+        project_embed_logs(job_id=log_embedding_job_create(project=project).pk, on_progress=crash)
+    assert LogEmbedding.objects.count() == 2
+    assert LogEmbeddingJob.objects.get().status == JobStatus.FAILED
+
+    assert indexed(project).embedded == 3
+    LogEntry.objects.filter(pk=ids[0]).update(messages=[{"role": "user", "content": "Something else entirely"}])
+    ingest(project, CHATS[:1])
+
+    job = indexed(project)
+    assert (job.total, job.embedded) == (6, 2)  # the edited log and the new one
+    assert LogEmbedding.objects.count() == 6
+
+
+def test_a_second_request_while_a_job_is_queued_returns_the_same_job(project):
+    first = log_embedding_job_create(project=project)
+
+    assert log_embedding_job_create(project=project).pk == first.pk
+    project_embed_logs(job_id=first.pk)
+    assert log_embedding_job_create(project=project).pk != first.pk
+
+
+def test_a_real_worker_runs_the_job(celery_worker, project):
+    ingest(project)
+
+    job = wait_until_finished(log_embedding_job_create(project=project), seconds=60)
+
+    assert (job.status, job.embedded) == (JobStatus.SUCCEEDED, 5)
+
+
+# --- the search -------------------------------------------------------------------------------------
+
+
+def test_the_nearest_logs_come_first_and_the_log_itself_is_left_out(project):
+    ids = ingest(project)
+    indexed(project)
+
+    found = logs_similar(project=project, log=LogEntry.objects.get(pk=ids[0]), k=4)
+
+    assert found.searched == 4
+    ranked = [entry.pk for entry, _ in found.results]
+    assert ids[0] not in ranked
+    assert set(ranked[:2]) == {ids[2], ids[4]}  # the other password questions
+    scores = [score for _, score in found.results]
+    assert scores == sorted(scores, reverse=True) and scores[1] > scores[2] + 0.2
+
+
+def test_a_log_not_indexed_yet_is_embedded_on_demand(project):
+    ids = ingest(project)
+    indexed(project)
+    newest = ingest(project, [("Where do I change my password?", ANSWER, "gpt-4o")])[-1]
+
+    found = logs_similar(project=project, log=LogEntry.objects.get(pk=newest), k=2)
+
+    assert {entry.pk for entry, _ in found.results} <= {ids[0], ids[2], ids[4]}
+    assert LogEmbedding.objects.filter(log_id=newest).exists()
+
+
+def test_the_search_stays_within_a_filter_and_the_project(project):
+    ids = ingest(project)
+    other = ProjectFactory(slug="other")
+    ingest(other, CHATS[:1])
+    indexed(project)
+    indexed(other)
+
+    within = LogEntry.objects.filter(project=project, model="gpt-4o")
+    found = logs_similar(project=project, log=LogEntry.objects.get(pk=ids[0]), k=10, within=within)
+
+    assert {entry.pk for entry, _ in found.results} == {ids[1], ids[3], ids[4]}
+    assert found.searched == 3
+
+
+def test_copies_tie_to_the_newest_first_and_k_is_bounded(project):
+    ids = ingest(project, [CHATS[0]] * 4)
+    indexed(project)
+
+    found = logs_similar(project=project, log=LogEntry.objects.get(pk=ids[0]), k=2)
+
+    assert [entry.pk for entry, _ in found.results] == [ids[3], ids[2]]
+    assert all(score == pytest.approx(1.0, abs=1e-4) for _, score in found.results)
+    with pytest.raises(ValueError):
+        logs_similar(project=project, log=LogEntry.objects.get(pk=ids[0]), k=0)
+
+
+def test_the_search_scans_in_chunks_and_keeps_the_best(project, monkeypatch):
+    ids = ingest(project, [(f"question {n}", "answer", "m") for n in range(30)])
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(30, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for log_id, vector in zip(ids, vectors, strict=True):
+        LogEmbedding.objects.create(log_id=log_id, vector=vector_bytes(vector), text_hash="x")
+    query = vectors[0]
+    monkeypatch.setattr(services, "log_vector", lambda log: query)
+    monkeypatch.setattr(services, "SCAN_CHUNK", 7)
+
+    found = logs_similar(project=project, log=LogEntry.objects.get(pk=ids[0]), k=5)
+
+    expected = [ids[row] for row in np.argsort(-(vectors[1:] @ query))[:5] + 1]
+    assert [entry.pk for entry, _ in found.results] == expected
+    assert found.searched == 29
+
+
+# --- the page and the API ---------------------------------------------------------------------------
+
+
+def panel(slug: str, log_id: int, query: str = "") -> str:
+    return f"/p/{slug}/logs/{log_id}/similar" + (f"?{query}" if query else "")
+
+
+def test_the_log_page_has_a_more_like_this_button(client, project, viewer):
+    ids = ingest(project)
+    client.force_login(viewer)
+
+    page = client.get(f"/p/acme/logs/{ids[0]}/?model=gpt-4o").content.decode()
+
+    assert 'id="more-like-this"' in page and f'hx-get="{panel("acme", ids[0], "model=gpt-4o")}"' in page
+
+
+def test_an_editor_indexes_the_logs_then_sees_the_nearest(client, project, editor):
+    ids = ingest(project)
+    client.force_login(editor)
+    empty = client.get(panel("acme", ids[0]), HTTP_HX_REQUEST="true").content.decode()
+    assert "No log of this project is indexed yet" in empty and 'id="index-logs"' in empty
+
+    started = client.post("/p/acme/logs/embeddings", {"log": ids[0]}, HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="log-embedding-job"' in started and "waiting for a worker" in started
+    project_embed_logs(job_id=LogEmbeddingJob.objects.get().pk)
+
+    shown = client.get(panel("acme", ids[0]), HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in shown and "Update the index" in shown and "4 indexed logs compared" in shown
+    assert shown.index(f'data-id="{ids[2]}"') < shown.index(f'data-id="{ids[1]}"')
+    assert shown.index(f'data-id="{ids[4]}"') < shown.index(f'data-id="{ids[3]}"')
+
+    filtered = client.get(panel("acme", ids[0], "model=gpt-4o-mini")).content.decode()
+    assert "<html" in filtered and "1 indexed log compared, within the current filter" in filtered
+    assert f'href="/p/acme/logs/{ids[2]}/?model=gpt-4o-mini"' in filtered
+
+
+def test_the_page_form_without_htmx_redirects_back(client, project, editor):
+    ids = ingest(project)
+    client.force_login(editor)
+
+    response = client.post("/p/acme/logs/embeddings", {"log": ids[0], "next": panel("acme", ids[0])})
+
+    assert response.status_code == 302 and response["Location"] == panel("acme", ids[0])
+    assert LogEmbeddingJob.objects.filter(project=project, status=JobStatus.QUEUED).count() == 1
+
+
+def test_a_viewer_sees_results_but_may_not_index(client, project, viewer):
+    ids = ingest(project)
+    client.force_login(viewer)
+    assert "An editor of the project can index its logs" in client.get(panel("acme", ids[0])).content.decode()
+    assert client.post("/p/acme/logs/embeddings", {"log": ids[0]}).status_code == 403
+
+    indexed(project)
+    shown = client.get(panel("acme", ids[0]), HTTP_HX_REQUEST="true").content.decode()
+    assert f'data-id="{ids[2]}"' in shown and 'id="index-logs"' not in shown
+
+
+def test_a_bad_filter_is_reported_on_the_panel(client, project, viewer):
+    ids = ingest(project)
+    indexed(project)
+    client.force_login(viewer)
+
+    shown = client.get(panel("acme", ids[0], "min_tokens=lots"), HTTP_HX_REQUEST="true").content.decode()
+
+    assert "The filter has a problem" in shown and "data-score" not in shown
+
+
+def test_another_projects_log_is_not_found(client, project, outsider):
+    ids = ingest(project)
+    client.force_login(outsider)
+
+    assert client.get(panel("acme", ids[0])).status_code == 404
+    assert client.get(panel("other", ids[0])).status_code == 404
+
+
+def test_the_api_indexes_and_searches(key_client, project):
+    ids = ingest(project)
+    state = key_client.get("/api/v1/log-embeddings").json()
+    assert (state["indexed"], state["logs"], state["job"]) == (0, 5, None)
+
+    response = key_client.post("/api/v1/log-embeddings")
+    assert response.status_code == 202 and response.json()["status"] == "queued"
+    project_embed_logs(job_id=response.json()["id"])
+    assert key_client.get("/api/v1/log-embeddings").json()["indexed"] == 5
+
+    found = key_client.get(f"/api/v1/logs/{ids[0]}/similar?k=2").json()
+    assert found["searched"] == 4
+    assert {item["log"]["id"] for item in found["results"]} == {ids[2], ids[4]}
+    assert all(0.5 < item["similarity"] <= 1.0 for item in found["results"])
+    narrowed = key_client.get(f"/api/v1/logs/{ids[0]}/similar?model=gpt-4o-mini").json()
+    assert [item["log"]["id"] for item in narrowed["results"]] == [ids[2]]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"), [("k=0", "k"), ("k=101", "k"), ("k=two", "k"), ("colour=red", "colour"), ("min_tokens=x", "")]
+)
+def test_the_api_refuses_bad_parameters(key_client, project, query, field):
+    ids = ingest(project, CHATS[:2])
+
+    response = key_client.get(f"/api/v1/logs/{ids[0]}/similar?{query}")
+
+    assert response.status_code == 400
+    if field:
+        assert field in response.json()
+
+
+def test_the_api_keeps_to_the_callers_project_and_role(client_for, project, viewer, outsider):
+    ids = ingest(project)
+    assert client_for(viewer).post("/api/v1/log-embeddings?project=acme").status_code == 403
+    assert client_for(viewer).get(f"/api/v1/logs/{ids[0]}/similar?project=acme").status_code == 200
+    assert client_for(outsider).get(f"/api/v1/logs/{ids[0]}/similar?project=other").status_code == 404
+    assert client_for(outsider).get(f"/api/v1/logs/{ids[0]}/similar?project=acme").status_code == 404
