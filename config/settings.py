@@ -180,6 +180,7 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "finetunes-reap": {"task": "training.tasks.finetune_reap_task", "schedule": 60.0},
     "imports-reap": {"task": "curation.tasks.import_reap_task", "schedule": 60.0},
+    "redactions-reap": {"task": "curation.tasks.redaction_reap_task", "schedule": 60.0},
 }
 # A running import whose worker has written no heartbeat (one per committed batch) for this long is re-queued
 # to resume after its last committed line, up to LOGTUNE_IMPORT_MAX_ATTEMPTS runs, then failed.

@@ -469,3 +469,34 @@ class LogEmbeddingJob(BackgroundWork, models.Model):
 
     def work_counts(self) -> tuple[int, int]:
         return self.done, self.total
+
+
+class RedactionJob(BackgroundWork, models.Model):
+    """Redacting the personal data of a large dataset's entries (curation.services.redaction), run by a worker
+    in batches, each committed with the job's progress and resume point, so a run that stops resumes after it."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="redaction_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)  # for the audit event
+    kinds = models.JSONField(default=list)  # the pii kinds replaced, in the library's order
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    total = models.BigIntegerField(default=0)  # entries of the dataset when the job was created
+    done = models.BigIntegerField(default=0)  # entries looked at
+    changed = models.BigIntegerField(default=0)  # entries that the redaction changed
+    last_id = models.BigIntegerField(default=0)  # resume point: entries are walked by ascending id
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)  # when a run last committed a batch
+    # When the task was last handed to the broker; None when that failed (the broker was down): the reaper sends it.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"redaction of {self.dataset_id}: {self.done}/{self.total} ({self.status})"
+
+    def work_counts(self) -> tuple[int, int]:
+        return self.done, self.total

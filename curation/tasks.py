@@ -57,3 +57,19 @@ def project_embed_logs_task(job_id: int) -> None:
     from curation.services.similar import project_embed_logs
 
     project_embed_logs(job_id=job_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def dataset_redact_task(job_id: int) -> None:
+    # A redelivered task goes on after the job's last committed batch; one sent twice takes turns with the other.
+    from curation.services.redaction import redaction_job_run
+
+    redaction_job_run(job_id=job_id)
+
+
+@shared_task
+def redaction_reap_task() -> None:
+    """Every minute (CELERY_BEAT_SCHEDULE): send again the redaction jobs the broker never got or lost."""
+    from curation.services.redaction import redaction_jobs_reap
+
+    redaction_jobs_reap()

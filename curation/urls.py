@@ -23,6 +23,11 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/split", datasets.DatasetSplitApi.as_view(), name="api-dataset-split"),
     path("datasets/<int:dataset_id>/redact", datasets.DatasetRedactApi.as_view(), name="api-dataset-redact"),
     path(
+        "datasets/<int:dataset_id>/redaction-jobs/<int:job_id>",
+        datasets.DatasetRedactionJobApi.as_view(),
+        name="api-dataset-redaction-job",
+    ),
+    path(
         "datasets/<int:dataset_id>/embeddings",
         embeddings.DatasetEmbeddingsApi.as_view(),
         name="api-dataset-embeddings",

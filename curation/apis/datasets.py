@@ -4,6 +4,7 @@ from urllib.parse import urlencode
 
 from django.db.models import Count
 from django.http import QueryDict
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
@@ -12,7 +13,7 @@ from rest_framework.response import Response
 from curation import pii
 from curation.apis.common import ProjectScopedApi, is_whole_number, request_actor
 from curation.filters import FILTER_PARAMS, logs_filter
-from curation.models import BulkAction, BulkJob, Dataset, DatasetEntry, Project, Role, Split, Tag
+from curation.models import BulkAction, BulkJob, Dataset, DatasetEntry, Project, RedactionJob, Role, Split, Tag
 from curation.permissions import project_for_request
 from curation.services import bulk as bulk_services
 from curation.services.audit import audit_record
@@ -25,7 +26,8 @@ from curation.services.datasets import (
     entry_set_split,
     entry_update,
 )
-from curation.services.redaction import dataset_redact, redaction_preview
+from curation.services.redaction import INLINE_LIMIT as REDACT_INLINE_LIMIT
+from curation.services.redaction import dataset_redact_or_queue, redaction_preview
 from curation.services.tags import tag_delete, tag_merge, tag_update
 
 ENTRY_PAGE_MAX = 500
@@ -262,6 +264,20 @@ class DatasetSplitApi(ProjectScopedApi):
         return Response({"train": train, "validation": validation, **data.validated_data})
 
 
+class RedactionJobOutput(serializers.ModelSerializer):
+    progress = serializers.FloatField()
+    url = serializers.SerializerMethodField(help_text="Where to follow the job.")
+
+    class Meta:
+        model = RedactionJob
+        fields = ["id", "status", "progress", "kinds", "total", "done", "changed", "error", "created_at", "started_at",
+                  "finished_at", "url"]  # fmt: skip
+
+    def get_url(self, job: RedactionJob) -> str:
+        url = reverse("api-dataset-redaction-job", kwargs={"dataset_id": job.dataset_id, "job_id": job.pk})
+        return f"{url}?project={self.context['project'].slug}"
+
+
 class DatasetRedactApi(ProjectScopedApi):
     class Input(serializers.Serializer):
         kinds = serializers.ListField(
@@ -304,8 +320,11 @@ class DatasetRedactApi(ProjectScopedApi):
     @extend_schema(
         operation_id="dataset_redact",
         summary="Replace personal data in the entries with placeholders (dry run: preview)",
+        description=f"A dataset of up to {REDACT_INLINE_LIMIT:,} entries is redacted at once (200 with `changed`); a "
+        "larger one by a worker (202 with the job: follow its `url`). While a redaction job of the dataset is queued "
+        "or running, a redaction answers 202 with that job and starts nothing.",
         request=Input,
-        responses=Output,
+        responses={200: Output, 202: RedactionJobOutput},
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
@@ -314,8 +333,11 @@ class DatasetRedactApi(ProjectScopedApi):
         data.is_valid(raise_exception=True)
         kinds = data.validated_data["kinds"]
         if not data.validated_data["dry_run"]:
-            changed = dataset_redact(dataset=dataset, kinds=kinds, **request_actor(request))
-            return Response({"dry_run": False, "kinds": kinds, "changed": changed})
+            result = dataset_redact_or_queue(dataset=dataset, kinds=kinds, **request_actor(request))
+            if isinstance(result, RedactionJob):
+                body = RedactionJobOutput(result, context={"project": project}).data
+                return Response(body, status=status.HTTP_202_ACCEPTED)
+            return Response({"dry_run": False, "kinds": kinds, "changed": result})
         preview = redaction_preview(dataset=dataset, kinds=kinds)
         samples = [
             {
@@ -329,6 +351,21 @@ class DatasetRedactApi(ProjectScopedApi):
             {"dry_run": True, "kinds": preview.kinds, "changed": preview.changed, "entries": preview.entries,
              "counts": preview.counts, "samples": samples}
         )  # fmt: skip
+
+
+class DatasetRedactionJobApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="dataset_redaction_job_retrieve",
+        summary="A redaction job of the dataset and its progress",
+        responses=RedactionJobOutput,
+    )
+    def get(self, request: Request, dataset_id: int, job_id: int) -> Response:
+        project = project_for_request(request)
+        dataset = _dataset_or_404(project, dataset_id)
+        job = dataset.redaction_jobs.filter(pk=job_id).first()
+        if job is None:
+            raise exceptions.NotFound(f"Redaction job {job_id} not found for dataset {dataset_id}.")
+        return Response(RedactionJobOutput(job, context={"project": project}).data)
 
 
 # --- Bulk actions on logs ---------------------------------------------------------------------------

@@ -4,31 +4,42 @@ Only dataset entries change: the logs they were copied from keep their original 
 conversations (an entry's diff against its log then shows what was redacted). Both the preview and
 the redaction walk the entries by id in batches, so memory stays flat on a large dataset.
 
-The redaction runs inline, in one transaction per batch, rather than as a Celery task: `pii` scans
-a few thousand entries a second on one core (docs/pii.md), so a dataset of tens of thousands of
-entries is redacted within a request's time, and a task would need a job row with progress that no
-existing model can hold. A run that stops halfway is finished by running it again: a redacted entry
-has nothing left to find, so the redaction is idempotent.
+A dataset of up to INLINE_LIMIT entries is redacted in the request, one transaction per batch; a larger one
+by a worker (RedactionJob, `redaction_job_run`) that commits each batch with the job's progress and resume
+point, so the page and the API can follow it and a run that stops goes on where it was. Either way a redacted
+entry has nothing left to find, so the redaction is idempotent: a run stopped halfway is finished by running
+it again.
 """
 
+import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import cast
 
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import Field
+from django.db.models import Field, Q
 from django.utils import timezone
 
 from curation import pii
 from curation.diffing import Diff, diff_conversations, render_conversation
 from curation.ingest.canonical import search_text
-from curation.models import ApiKey, Dataset, DatasetEntry
+from curation.models import ApiKey, Dataset, DatasetEntry, JobStatus, RedactionJob
 from curation.services.audit import audit_record
 from curation.services.datasets import _touch, est_tokens
+from curation.services.queueing import task_send_or_mark_unsent
+
+logger = logging.getLogger(__name__)
 
 BATCH = 500
+# Up to this many entries a redaction runs in the request (about a second on one core, docs/pii.md); above it,
+# as a RedactionJob with progress.
+INLINE_LIMIT = 2_000
+# A job still queued this long after its task was sent (a broker restarted without persistence forgets its
+# queue), or running with no batch committed for this long (its worker died), is sent again by the reaper.
+RESEND_AFTER = timedelta(minutes=10)
 PREVIEW_LIMIT = 20
 _PLACEHOLDER_RE = re.compile("(" + "|".join(f"<{kind}>" for kind in pii.KINDS) + ")")
 
@@ -175,11 +186,17 @@ def dataset_redact(
             if batch is None:
                 break
             changed += _batch_redact(batch, wanted)
+    _redaction_audit(dataset=dataset, kinds=wanted, changed=changed, actor=actor, api_key=api_key)
+    return changed
+
+
+def _redaction_audit(
+    *, dataset: Dataset, kinds: list[str], changed: int, actor: User | None, api_key: ApiKey | None
+) -> None:
     if changed:
         _touch(dataset.pk)
     audit_record(project=dataset.project, action="entries.redact", count=changed, actor=actor, api_key=api_key,
-                 detail={"dataset_id": dataset.pk, "dataset": dataset.name, "kinds": wanted})  # fmt: skip
-    return changed
+                 detail={"dataset_id": dataset.pk, "dataset": dataset.name, "kinds": kinds})  # fmt: skip
 
 
 def _batch_redact(batch: list[DatasetEntry], kinds: list[str]) -> int:
@@ -216,3 +233,151 @@ def _rows_update(entries: list[DatasetEntry]) -> None:
             for entry in entries]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.executemany(f"UPDATE {table} SET {columns} WHERE id = %s", rows)  # noqa: S608 (names from the model)
+
+
+# --- the job ----------------------------------------------------------------------------------------
+
+
+def dataset_redact_or_queue(
+    *, dataset: Dataset, kinds: Iterable[str] | None = None, actor: User | None = None, api_key: ApiKey | None = None
+) -> int | RedactionJob:
+    """Redact the dataset in the request when it holds at most INLINE_LIMIT entries (returns the entries
+    changed), else queue a RedactionJob (returned). While a job of the dataset is queued or running, that job
+    is returned and nothing else is done, whatever the kinds: two redactions of one dataset do not overlap."""
+    wanted = redaction_kinds(kinds)
+    current = redaction_job_current(dataset=dataset)
+    if current is not None:
+        return current
+    if redaction_runs_inline(entries=dataset.entries.count()):
+        return dataset_redact(dataset=dataset, kinds=wanted, actor=actor, api_key=api_key)
+    return redaction_job_create(dataset=dataset, kinds=wanted, actor=actor, api_key=api_key)
+
+
+def redaction_runs_inline(*, entries: int) -> bool:
+    """Whether a dataset of this many entries is redacted in the request rather than by a job."""
+    return entries <= INLINE_LIMIT
+
+
+def redaction_job_create(
+    *, dataset: Dataset, kinds: Iterable[str] | None = None, actor: User | None = None, api_key: ApiKey | None = None
+) -> RedactionJob:
+    """Queue the redaction of `dataset` as a job, its task sent once the transaction commits; a job of the
+    dataset already queued or running is returned instead. With the broker down the job stays queued, marked
+    unsent, and the reaper sends it once the broker is back."""
+    wanted = redaction_kinds(kinds)
+    with transaction.atomic():
+        Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
+        current = redaction_job_current(dataset=dataset)
+        if current is not None:
+            return current
+        job = RedactionJob.objects.create(
+            dataset=dataset, kinds=wanted, created_by=actor, api_key=api_key, total=dataset.entries.count(),
+            enqueued_at=timezone.now(),
+        )  # fmt: skip
+        transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def _enqueue(job_id: int) -> None:
+    from curation.tasks import dataset_redact_task
+
+    task_send_or_mark_unsent(
+        dataset_redact_task, job_id,
+        queued=RedactionJob.objects.filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]),
+        event="curation.redaction_enqueue_failed",
+    )  # fmt: skip
+
+
+def redaction_job_current(*, dataset: Dataset) -> RedactionJob | None:
+    """The dataset's job that is queued or running, if any."""
+    return dataset.redaction_jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).first()
+
+
+def redaction_job_latest(*, dataset: Dataset) -> RedactionJob | None:
+    return dataset.redaction_jobs.first()
+
+
+def redaction_job_run(
+    *, job_id: int, on_progress: Callable[[RedactionJob], None] | None = None
+) -> RedactionJob | None:
+    """Run (or resume) a redaction job, batch by batch after its resume point.
+
+    Each batch is read with the job's row and the entries' rows locked, redacted, and committed with the job's
+    progress and resume point in one transaction. A run stopped halfway (a worker killed, a redelivered task)
+    loses one batch at most, and the next run goes on after the last committed one, counting nothing twice;
+    two runs at once (a task delivered twice) take the batches in turn. The job is audited once, by the run
+    that finishes it. A finished job is left as it is; one whose dataset was deleted meanwhile is gone (None).
+    On failure the error is recorded on the job and re-raised."""
+    job = RedactionJob.objects.filter(pk=job_id).first()
+    if job is None or job.is_finished:
+        return job
+    RedactionJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    try:
+        while (job := _job_batch(job_id)) is not None and not job.is_finished:
+            if on_progress:
+                on_progress(job)
+        finished = _job_finish(job_id)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        RedactionJob.objects.filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
+            status=JobStatus.FAILED, error=error, finished_at=timezone.now()
+        )
+        logger.exception("curation.redaction_failed job=%s", job_id)
+        raise
+    return finished
+
+
+def _job_batch(job_id: int) -> RedactionJob | None:
+    """Redact the next batch after the job's resume point and commit it with the progress; None when there is
+    no batch left (or no job: its dataset was deleted)."""
+    with transaction.atomic():
+        job = RedactionJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.is_finished:
+            return job
+        rows = DatasetEntry.objects.filter(dataset_id=job.dataset_id, id__gt=job.last_id).order_by("id")
+        rows = rows.select_related("log").select_for_update(of=("self",))
+        batch = list(rows.only("id", *_READ)[:BATCH])
+        if not batch:
+            return None
+        job.changed += _batch_redact(batch, job.kinds)
+        job.done += len(batch)
+        job.last_id = batch[-1].pk
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["changed", "done", "last_id", "heartbeat_at"])
+    return job
+
+
+_READ = ("messages", "tools", "log", "log__messages", "log__tools")
+
+
+def _job_finish(job_id: int) -> RedactionJob | None:
+    with transaction.atomic():
+        job = RedactionJob.objects.select_for_update().select_related("dataset__project").filter(pk=job_id).first()
+        if job is None or job.is_finished:
+            return job
+        job.status, job.finished_at = JobStatus.SUCCEEDED, timezone.now()
+        job.total = max(job.total, job.done)
+        job.save(update_fields=["status", "finished_at", "total"])
+        _redaction_audit(dataset=job.dataset, kinds=job.kinds, changed=job.changed, actor=job.created_by,
+                         api_key=job.api_key)  # fmt: skip
+    logger.info("curation.redaction_done job=%s changed=%s", job.pk, job.changed)
+    return job
+
+
+def redaction_jobs_reap() -> int:
+    """Send again the jobs nobody is working on: queued ones whose task never reached the broker or was sent
+    RESEND_AFTER ago, and running ones with no batch committed for RESEND_AFTER (their worker died). A job
+    that was only slow is then run twice at once, which is safe (`redaction_job_run`). Returns how many."""
+    now = timezone.now()
+    stale = now - RESEND_AFTER
+    unsent = Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale)
+    idle = unsent & (Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale))
+    sent = 0
+    for job_id in RedactionJob.objects.filter(idle).values_list("pk", flat=True):
+        if RedactionJob.objects.filter(idle, pk=job_id).update(enqueued_at=now):
+            logger.info("curation.redaction_resent job=%s", job_id)
+            _enqueue(job_id)
+            sent += 1
+    return sent

@@ -22,7 +22,7 @@ from curation.forms_datasets import (
     SplitForm,
     ValidationForm,
 )
-from curation.models import Dataset, DatasetEntry, JobStatus, Membership, Role
+from curation.models import Dataset, DatasetEntry, JobStatus, Membership, RedactionJob, Role
 from curation.services.datasets import (
     dataset_create,
     dataset_delete,
@@ -43,7 +43,13 @@ from curation.services.embeddings import (
     threshold_clean,
 )
 from curation.services.imports import import_job_create
-from curation.services.redaction import dataset_redact, redaction_kinds, redaction_preview
+from curation.services.redaction import (
+    dataset_redact_or_queue,
+    redaction_job_latest,
+    redaction_kinds,
+    redaction_preview,
+    redaction_runs_inline,
+)
 from curation.validation import DEFAULT_MAX_TOKENS, dataset_validate
 from curation.views.common import AuthenticatedRequest, can_edit, dataset_or_404, membership_or_404
 from training import selectors as training_selectors
@@ -393,7 +399,8 @@ def dataset_import_upload(request: AuthenticatedRequest, slug: str, dataset_id: 
 @login_required
 @require_safe
 def dataset_pii_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
-    """Personal data found per kind, loaded after the page: counting scans every entry."""
+    """Personal data found per kind, loaded after the page: counting scans every entry. With the latest
+    redaction job: its progress while it runs (polled through `dataset_pii_job`), then its outcome."""
     membership, dataset = dataset_or_404(request, slug, dataset_id)
     context = {
         "project": membership.project,
@@ -401,8 +408,20 @@ def dataset_pii_panel(request: AuthenticatedRequest, slug: str, dataset_id: int)
         "can_edit": can_edit(membership),
         "preview": redaction_preview(dataset=dataset, limit=0),
         "kinds": pii.KINDS,
+        "job": redaction_job_latest(dataset=dataset),
     }
     return render(request, "curation/_dataset_pii.html", context)
+
+
+@login_required
+@require_safe
+def dataset_pii_job(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """The latest redaction job alone, polled by the card while it runs: counting again on every poll would scan
+    the whole dataset, so once the job is done the partial has the card reloaded, once."""
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
+    context = {"project": membership.project, "dataset": dataset, "job": redaction_job_latest(dataset=dataset),
+               "polled": True}  # fmt: skip
+    return render(request, "curation/_dataset_pii_job.html", context)
 
 
 def _kinds(request: AuthenticatedRequest) -> list[str] | None:
@@ -419,10 +438,12 @@ def _kinds(request: AuthenticatedRequest) -> list[str] | None:
 def dataset_pii_preview(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     membership, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
     kinds = _kinds(request)
+    preview = redaction_preview(dataset=dataset, kinds=kinds) if kinds else None
     context = {
         "project": membership.project,
         "dataset": dataset,
-        "preview": redaction_preview(dataset=dataset, kinds=kinds) if kinds else None,
+        "preview": preview,
+        "in_background": preview is not None and not redaction_runs_inline(entries=preview.entries),
     }
     return render(request, "curation/_dataset_pii_preview.html", context, status=200 if kinds else 400)
 
@@ -435,10 +456,16 @@ def dataset_pii_redact(request: AuthenticatedRequest, slug: str, dataset_id: int
     if kinds is None:
         messages.error(request, f"Choose what to redact: {', '.join(pii.KINDS)}.")
     else:
-        changed = dataset_redact(dataset=dataset, kinds=kinds, actor=request.user)
-        messages.success(
-            request, f"Redacted {', '.join(kinds)} in {changed} entr{'y' if changed == 1 else 'ies'}; the logs stay."
-        )
+        result = dataset_redact_or_queue(dataset=dataset, kinds=kinds, actor=request.user)
+        if isinstance(result, RedactionJob) and result.kinds != kinds:
+            running = ", ".join(result.kinds)
+            messages.error(request, f"A redaction of {running} is already running (progress below): try again after.")
+        elif isinstance(result, RedactionJob):
+            messages.success(request, f"Redacting {', '.join(kinds)} in {result.total} entries: progress below.")
+        else:
+            messages.success(
+                request, f"Redacted {', '.join(kinds)} in {result} entr{'y' if result == 1 else 'ies'}; the logs stay."
+            )
     return redirect(reverse("dataset", args=[slug, dataset_id]) + "#personal-data")
 
 
@@ -527,6 +554,7 @@ urlpatterns = [
     path("p/<slug:slug>/datasets/<int:dataset_id>/pii", dataset_pii_panel, name="dataset-pii"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/pii/preview", dataset_pii_preview, name="dataset-pii-preview"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/pii/redact", dataset_pii_redact, name="dataset-pii-redact"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/pii/job", dataset_pii_job, name="dataset-pii-job"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/entries/action", entries_action, name="dataset-entries-action"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/entries/<int:entry_id>/", entry_detail, name="dataset-entry"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/snapshots/", dataset_snapshots_panel, name="dataset-snapshots"),

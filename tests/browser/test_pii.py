@@ -1,10 +1,12 @@
 """Personal data in the browser: the explorer's facet finds the logs, the log's page marks what was found,
-and a dataset is cleaned with a preview before the redaction, its logs left as they were."""
+and a dataset is cleaned with a preview before the redaction, its logs left as they were; a large one by a
+real Celery worker, the card following its progress."""
 
 import pytest
 from playwright.sync_api import expect
 
-from curation.models import DatasetEntry, LogEntry
+from curation.models import DatasetEntry, LogEntry, RedactionJob
+from curation.services import redaction
 from curation.services.datasets import dataset_add_logs, dataset_create
 from curation.services.logs import logs_ingest
 from tests.browser.test_datasets import shot
@@ -60,3 +62,28 @@ def test_an_editor_finds_personal_data_and_redacts_it_from_a_dataset(project, ed
     assert [log.messages[0]["content"] for log in logs if EMAIL in log.messages[0]["content"]] == [
         f"Please write to {EMAIL} about <b>order</b> 12."
     ]  # the log keeps its original
+
+
+def test_a_large_dataset_is_redacted_by_a_worker_while_the_card_shows_its_progress(
+    project, editor, logs, celery_worker, log_in, page, monkeypatch
+):
+    monkeypatch.setattr(redaction, "INLINE_LIMIT", 2)  # the four entries count as a large dataset
+    page.on("dialog", lambda dialog: dialog.accept())
+    dataset = dataset_create(project=project, name="Support", created_by=editor)
+    dataset_add_logs(dataset=dataset, logs=logs)
+    log_in("bob")
+    page.goto(f"/p/acme/datasets/{dataset.pk}/")
+    card = page.locator("#personal-data")
+    card.get_by_role("button", name="Preview the redaction").click()
+    expect(card.locator(".pii-preview")).to_contain_text("a worker redacts them")
+
+    card.get_by_role("button", name="Redact 1 entry").click()
+
+    expect(page.get_by_text("in 4 entries: progress below.", exact=False)).to_be_visible()
+    done = card.locator("[data-redaction-done]")
+    expect(done).to_contain_text("changed 1 of 4 entries", timeout=30_000)
+    expect(card).to_contain_text("No personal data found in 4 entries")  # the card counted again
+    expect(card.get_by_role("button", name="Preview the redaction")).to_be_visible()
+    assert RedactionJob.objects.get(dataset=dataset).changed == 1
+    texts = [m["content"] for e in DatasetEntry.objects.filter(dataset=dataset) for m in e.messages]
+    assert "Please write to <EMAIL> about <b>order</b> 12." in texts

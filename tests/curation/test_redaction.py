@@ -1,16 +1,30 @@
 """Redacting a dataset: the preview names exactly the entries with personal data and their diffs, the
 redaction rewrites entries (never logs), is idempotent, respects the kinds, is audited, and the
-validation panel warns until it has run."""
+validation panel warns until it has run. A large dataset is redacted by a worker in committed batches,
+with progress on the page and in the API, resumable, one job per dataset at a time."""
 
 import copy
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from curation.models import AuditEvent, Dataset, DatasetEntry, LogEntry
+from curation.models import AuditEvent, Dataset, DatasetEntry, JobStatus, LogEntry, RedactionJob
+from curation.services import redaction
 from curation.services.datasets import dataset_add_logs, dataset_create, dataset_entries_ingest, est_tokens
 from curation.services.logs import logs_ingest
-from curation.services.redaction import dataset_redact, redaction_preview
+from curation.services.redaction import (
+    dataset_redact,
+    dataset_redact_or_queue,
+    redaction_job_create,
+    redaction_job_run,
+    redaction_jobs_reap,
+    redaction_preview,
+)
+from curation.tasks import dataset_redact_task
 from curation.validation import PERSONAL_DATA, dataset_validate
+from tests.waiting import wait_until_finished
 
 pytestmark = pytest.mark.django_db
 
@@ -325,3 +339,270 @@ def test_another_projects_dataset_is_not_found(client_for, dataset, outsider):
     response = client_for(outsider).post(api_url(dataset) + "?project=other", {"dry_run": True}, format="json")
 
     assert response.status_code == 404
+
+
+# --- large datasets: the job ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def large(monkeypatch):
+    """The five entries count as a large dataset, redacted two at a time."""
+    monkeypatch.setattr(redaction, "INLINE_LIMIT", 4)
+    monkeypatch.setattr(redaction, "BATCH", 2)
+
+
+class WorkerKilled(BaseException):
+    """What a worker killed in the middle of a batch looks like to the code: nothing it catches."""
+
+
+def test_a_dataset_up_to_the_limit_is_redacted_in_the_request(dataset, monkeypatch):
+    monkeypatch.setattr(redaction, "INLINE_LIMIT", 5)
+
+    assert dataset_redact_or_queue(dataset=dataset, kinds=["EMAIL"]) == 2
+    assert not RedactionJob.objects.exists()
+
+
+def test_a_larger_dataset_is_redacted_by_a_job_in_batches_with_progress(dataset, logs, editor, large):
+    job = dataset_redact_or_queue(dataset=dataset, kinds=["EMAIL", "PHONE"], actor=editor)
+
+    assert isinstance(job, RedactionJob)
+    assert (job.status, job.total, job.done, job.kinds) == (JobStatus.QUEUED, 5, 0, ["EMAIL", "PHONE"])
+    assert redaction_preview(dataset=dataset).changed == 3  # nothing changed before the worker runs
+    seen: list[tuple[int, int]] = []
+
+    done = redaction_job_run(job_id=job.pk, on_progress=lambda job: seen.append((job.done, job.changed)))
+
+    assert done is not None
+    assert (done.status, done.done, done.changed, done.progress) == (JobStatus.SUCCEEDED, 5, 2, 1.0)
+    assert seen == [(2, 1), (4, 2), (5, 2)]
+    assert by_log(dataset, logs[3]).messages[0]["content"] == "Call me at <PHONE> or mail <EMAIL>."
+    assert redaction_preview(dataset=dataset).changed == 1  # the card was not chosen
+    event = AuditEvent.objects.get(action="entries.redact")
+    assert (event.count, event.actor, event.detail["kinds"]) == (2, editor, ["EMAIL", "PHONE"])
+
+
+def test_a_job_stopped_halfway_resumes_after_its_last_committed_batch_counting_nothing_twice(dataset, large):
+    job = redaction_job_create(dataset=dataset)
+
+    def killed(job: RedactionJob) -> None:
+        raise WorkerKilled
+
+    with pytest.raises(WorkerKilled):
+        redaction_job_run(job_id=job.pk, on_progress=killed)
+
+    job.refresh_from_db()
+    first_two = entries(dataset)[:2]
+    assert (job.status, job.done, job.changed, job.last_id) == (JobStatus.RUNNING, 2, 1, first_two[1].pk)
+    assert first_two[0].messages == qa("Write to <EMAIL> please.")
+    assert not AuditEvent.objects.filter(action="entries.redact").exists()
+
+    again = redaction_job_run(job_id=job.pk)  # the redelivered task
+
+    assert again is not None
+    assert (again.status, again.done, again.changed) == (JobStatus.SUCCEEDED, 5, 3)
+    assert redaction_preview(dataset=dataset).changed == 0
+    assert AuditEvent.objects.get(action="entries.redact").count == 3
+
+
+def test_a_task_delivered_again_after_the_job_finished_does_nothing(dataset, large):
+    job = redaction_job_create(dataset=dataset)
+    redaction_job_run(job_id=job.pk)
+    after = [(e.messages, e.updated_at) for e in entries(dataset)]
+
+    dataset_redact_task(job.pk)
+
+    job.refresh_from_db()
+    assert (job.done, job.changed) == (5, 3)
+    assert [(e.messages, e.updated_at) for e in entries(dataset)] == after
+    assert AuditEvent.objects.filter(action="entries.redact").count() == 1
+
+
+def test_a_job_whose_dataset_was_deleted_meanwhile_is_gone(dataset, large):
+    job = redaction_job_create(dataset=dataset)
+    dataset.delete()
+
+    assert redaction_job_run(job_id=job.pk) is None
+
+
+def test_a_failing_batch_fails_the_job_with_its_error(dataset, large, monkeypatch):
+    job = redaction_job_create(dataset=dataset)
+
+    def broken(batch: list, kinds: list) -> int:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(redaction, "_batch_redact", broken)
+    with pytest.raises(RuntimeError):
+        redaction_job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert (job.status, job.error, job.done) == (JobStatus.FAILED, "RuntimeError: disk full", 0)
+    assert job.finished_at is not None
+
+
+def test_a_second_redaction_while_a_job_is_queued_or_running_returns_that_job(dataset, large):
+    first = dataset_redact_or_queue(dataset=dataset, kinds=["EMAIL"])
+    assert isinstance(first, RedactionJob)
+
+    assert dataset_redact_or_queue(dataset=dataset, kinds=["CARD"]) == first
+    RedactionJob.objects.filter(pk=first.pk).update(status=JobStatus.RUNNING)
+    assert redaction_job_create(dataset=dataset) == first
+    assert RedactionJob.objects.count() == 1
+
+    redaction_job_run(job_id=first.pk)
+    second = dataset_redact_or_queue(dataset=dataset, kinds=["CARD"])
+    assert isinstance(second, RedactionJob) and second != first
+
+
+def test_the_task_is_sent_once_the_request_commits(dataset, large, monkeypatch, django_capture_on_commit_callbacks):
+    sent: list[int] = []
+    monkeypatch.setattr(dataset_redact_task, "delay", sent.append)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = redaction_job_create(dataset=dataset)
+        assert sent == []
+
+    assert sent == [job.pk]
+
+
+def test_with_the_broker_down_the_job_is_kept_unsent_and_the_reaper_sends_it(
+    dataset, large, monkeypatch, django_capture_on_commit_callbacks
+):
+    def down(job_id: int) -> None:
+        raise BrokerUnavailable("Connection refused")
+
+    monkeypatch.setattr(dataset_redact_task, "delay", down)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = redaction_job_create(dataset=dataset)
+
+    job.refresh_from_db()
+    assert (job.status, job.enqueued_at) == (JobStatus.QUEUED, None)
+    sent: list[int] = []
+    monkeypatch.setattr(dataset_redact_task, "delay", sent.append)
+
+    assert redaction_jobs_reap() == 1
+    assert redaction_jobs_reap() == 0  # and only once
+    assert sent == [job.pk]
+
+
+def test_the_reaper_sends_a_running_job_again_once_no_batch_was_committed_for_a_while(dataset, large, monkeypatch):
+    sent: list[int] = []
+    monkeypatch.setattr(dataset_redact_task, "delay", sent.append)
+    long_ago = timezone.now() - redaction.RESEND_AFTER - timedelta(seconds=1)
+    stalled = redaction_job_create(dataset=dataset)
+    RedactionJob.objects.filter(pk=stalled.pk).update(status=JobStatus.RUNNING, heartbeat_at=long_ago,
+                                                      enqueued_at=long_ago)  # fmt: skip
+    other = dataset_create(project=dataset.project, name="Other")
+    dataset_entries_ingest(dataset=other, items=[{"messages": qa(MAIL)}])
+    busy = redaction_job_create(dataset=other)
+    RedactionJob.objects.filter(pk=busy.pk).update(status=JobStatus.RUNNING, heartbeat_at=timezone.now(),
+                                                   enqueued_at=long_ago)  # fmt: skip
+
+    assert redaction_jobs_reap() == 1
+
+    assert sent == [stalled.pk]
+    stalled.refresh_from_db()
+    assert stalled.enqueued_at is not None and stalled.enqueued_at > long_ago
+
+
+def test_a_real_worker_runs_the_job(celery_worker, dataset, large):
+    job = dataset_redact_or_queue(dataset=dataset)
+    assert isinstance(job, RedactionJob)
+
+    job = wait_until_finished(job, seconds=60)
+
+    assert (job.status, job.done, job.changed) == (JobStatus.SUCCEEDED, 5, 3), job.error
+    assert redaction_preview(dataset=dataset).changed == 0
+
+
+# --- large datasets: the page and the API ---------------------------------------------------------
+
+
+def test_an_editor_redacts_a_large_dataset_from_the_page_and_follows_its_progress(client, dataset, editor, large):
+    client.force_login(editor)
+    preview = client.post(page_url(dataset, "pii/preview"), {"kinds": ["EMAIL"]}).content.decode()
+    assert "a worker redacts them" in preview
+
+    done = client.post(page_url(dataset, "pii/redact"), {"kinds": ["EMAIL"]}, follow=True).content.decode()
+
+    assert "Redacting EMAIL in 5 entries: progress below." in done
+    job = RedactionJob.objects.get(dataset=dataset)
+    card = client.get(page_url(dataset, "pii")).content.decode()
+    assert 'data-status="queued"' in card and 'hx-trigger="every 2s"' in card
+    assert f'hx-get="{page_url(dataset, "pii/job")}"' in card
+    assert "0 of 5 entries" in card and "waiting for a worker" in card
+    assert "Preview the redaction" not in card  # no second redaction while this one runs
+    redaction_job_run(job_id=job.pk)
+
+    polled = client.get(page_url(dataset, "pii/job"), HTTP_HX_REQUEST="true").content.decode()
+
+    assert 'data-status="succeeded"' in polled and "every 2s" not in polled
+    assert "The last redaction of EMAIL changed 2 of 5 entries" in polled
+    assert f'hx-get="{page_url(dataset, "pii")}" hx-trigger="load"' in polled  # the counts are reloaded once
+    card = client.get(page_url(dataset, "pii")).content.decode()
+    assert "Preview the redaction" in card and 'hx-trigger="load"' not in card
+    assert "The last redaction of EMAIL changed 2 of 5 entries" in card
+
+
+def test_a_redaction_asked_for_while_another_runs_is_refused_on_the_page(client, dataset, editor, large):
+    redaction_job_create(dataset=dataset, kinds=["CARD"])
+    client.force_login(editor)
+
+    done = client.post(page_url(dataset, "pii/redact"), {"kinds": ["EMAIL"]}, follow=True).content.decode()
+
+    assert "A redaction of CARD is already running" in done
+    assert RedactionJob.objects.count() == 1
+
+
+def test_a_failed_job_shows_its_error_on_the_card(client, dataset, viewer, large):
+    job = redaction_job_create(dataset=dataset)
+    RedactionJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED, error="RuntimeError: disk full", done=2)
+    client.force_login(viewer)
+
+    card = client.get(page_url(dataset, "pii")).content.decode()
+
+    assert 'class="error"' in card and "failed after 2 of 5 entries: RuntimeError: disk full" in card
+    assert "every 2s" not in card
+
+
+def test_a_viewer_follows_the_progress_but_sees_no_form(client, dataset, viewer, large):
+    redaction_job_create(dataset=dataset)
+    client.force_login(viewer)
+
+    card = client.get(page_url(dataset, "pii")).content.decode()
+    polled = client.get(page_url(dataset, "pii/job")).content.decode()
+
+    assert "every 2s" in card and "every 2s" in polled
+    assert 'name="kinds"' not in card
+    assert client.post(page_url(dataset, "pii/job")).status_code == 405
+
+
+def test_the_api_answers_202_with_a_job_to_follow_on_a_large_dataset(key_client, dataset, large):
+    response = key_client.post(api_url(dataset), {"kinds": ["EMAIL", "CARD"], "dry_run": False}, format="json")
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    job = RedactionJob.objects.get(dataset=dataset)
+    assert (body["id"], body["status"], body["done"], body["total"], body["changed"]) == (job.pk, "queued", 0, 5, 0)
+    assert body["kinds"] == ["EMAIL", "CARD"]
+    assert body["url"] == f"/api/v1/datasets/{dataset.pk}/redaction-jobs/{job.pk}?project=acme"
+    again = key_client.post(api_url(dataset), {"kinds": ["PHONE"], "dry_run": False}, format="json")
+    assert (again.status_code, again.json()["id"]) == (202, job.pk)
+    redaction_job_run(job_id=job.pk)
+
+    status = key_client.get(body["url"]).json()
+
+    assert (status["status"], status["done"], status["changed"], status["progress"]) == ("succeeded", 5, 3, 1.0)
+    event = AuditEvent.objects.get(action="entries.redact")
+    assert event.api_key is not None and event.actor is None
+
+
+def test_a_viewer_reads_a_job_but_another_project_does_not_find_it(client_for, dataset, viewer, outsider, large):
+    job = redaction_job_create(dataset=dataset)
+    url = f"/api/v1/datasets/{dataset.pk}/redaction-jobs/{job.pk}"
+
+    assert client_for(viewer).get(url + "?project=acme").json()["status"] == "queued"
+    assert client_for(outsider).get(url + "?project=other").status_code == 404
+    other = dataset_create(project=dataset.project, name="Other")
+    assert (
+        client_for(viewer).get(f"/api/v1/datasets/{other.pk}/redaction-jobs/{job.pk}?project=acme").status_code == 404
+    )

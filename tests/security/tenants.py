@@ -10,7 +10,18 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from curation.export.snapshots import snapshot_request
-from curation.models import BulkJob, Dataset, DatasetEntry, ImportJob, LogEntry, Project, Role, SavedView, Tag
+from curation.models import (
+    BulkJob,
+    Dataset,
+    DatasetEntry,
+    ImportJob,
+    LogEntry,
+    Project,
+    RedactionJob,
+    Role,
+    SavedView,
+    Tag,
+)
 from curation.services.logs import logs_ingest
 from curation.services.projects import api_key_create
 from tests.factories import ProjectFactory, UserFactory
@@ -29,7 +40,7 @@ PUBLIC = {
 OBJECT_OF_SEGMENT = {
     "logs": "log", "imports": "import", "bulk-jobs": "bulk", "jobs": "bulk", "datasets": "dataset",
     "entries": "entry", "tags": "tag", "snapshots": "snapshot", "finetunes": "finetune", "keys": "key",
-    "views": "view", "generations": "generation", "loss-preview": "preview",
+    "views": "view", "generations": "generation", "loss-preview": "preview", "redaction-jobs": "redaction",
 }  # fmt: skip
 
 
@@ -118,6 +129,7 @@ def tenant_create(slug: str) -> Tenant:
         "import": ImportJob.objects.create(project=project, source_name=f"{marker}.jsonl").pk,
         "bulk": BulkJob.objects.create(project=project, action="tag_add", query=f"q={marker}").pk,
         "view": SavedView.objects.create(project=project, name=f"view {marker}", query=f"q={marker}").pk,
+        "redaction": RedactionJob.objects.create(dataset=dataset, kinds=["EMAIL"], error=marker).pk,
         "key": project.api_keys.first().pk,  # type: ignore[union-attr]
     }
     return Tenant(project=project, marker=marker, objects=objects, users=users, keys=keys)
