@@ -33,7 +33,16 @@ from schemathesis.specs.openapi.checks import (
 
 from config.wsgi import application
 from curation.export import snapshot_request
-from curation.models import BulkAction, DatasetSnapshot, ImportLineError, LogEntry, Project, Role, Tag
+from curation.models import (
+    BulkAction,
+    DatasetSnapshot,
+    ImportLineError,
+    LogEntry,
+    Project,
+    RedactionJob,
+    Role,
+    Tag,
+)
 from curation.services.bulk import bulk_job_create
 from curation.services.datasets import dataset_add_logs, dataset_create, dataset_split
 from curation.services.imports import import_job_create
@@ -121,6 +130,7 @@ def seeded(db, settings, tmp_path) -> Iterator[str]:
     )
     ImportLineError.objects.create(job=upload, line=2, error="not JSON")
     bulk = bulk_job_create(project=project, action=BulkAction.TAG_ADD, params={"tags": ["seen"]}, query="tag=math")
+    redaction = RedactionJob.objects.create(dataset=dataset, kinds=["email"], total=5)
     base_model = BaseModel.objects.create(name="tiny", path="/models/tiny", description="for tests")
     queued = finetune_create(dataset=dataset, base_model=base_model, snapshot=frozen)
     done = _succeeded(finetune_create(dataset=dataset, base_model=base_model, snapshot=frozen))
@@ -137,6 +147,7 @@ def seeded(db, settings, tmp_path) -> Iterator[str]:
         "snapshot_id": [frozen.pk, writing.pk],
         "imports:job_id": [upload.pk],
         "bulk-jobs:job_id": [bulk.pk],
+        "datasets:job_id": [redaction.pk],  # redaction-jobs/{job_id}
         "finetunes:job_id": [done.pk, queued.pk],
         "generation_id": [generation.pk],
         "body:dataset": [dataset.pk, empty.pk],
