@@ -10,13 +10,13 @@ chunk, whatever the size of the index.
 
 import heapq
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -179,16 +179,8 @@ def logs_similar(
         candidates = candidates.filter(log__in=within.values("id"))
     best: list[tuple[float, int]] = []  # a min-heap of (score, log id) holding the k best so far
     searched = 0
-    ids: list[int] = []
-    raw: list[bytes] = []
-    for log_id, vector in candidates.values_list("log_id", "vector").iterator(chunk_size=SCAN_CHUNK):
-        ids.append(log_id)
-        raw.append(bytes(vector))
-        if len(ids) == SCAN_CHUNK:
-            searched += _score_chunk(query, ids, raw, best, k)
-            ids, raw = [], []
-    if ids:
-        searched += _score_chunk(query, ids, raw, best, k)
+    for rows in _vector_chunks(candidates.values_list("log_id", "vector")):
+        searched += _score_chunk(query, rows, best, k)
     ranked = sorted(best, reverse=True)
     found = LogEntry.objects.filter(pk__in=[log_id for _, log_id in ranked]).defer("original", "search_text")
     by_id = {entry.pk: entry for entry in found.prefetch_related("tags")}
@@ -196,17 +188,42 @@ def logs_similar(
     return SimilarLogs(log=log, searched=searched, results=results)
 
 
-def _score_chunk(query: np.ndarray, ids: list[int], raw: list[bytes], best: list[tuple[float, int]], k: int) -> int:
-    matrix = np.frombuffer(b"".join(raw), dtype="<f4").reshape(len(ids), DIMENSION)
+def _vector_chunks(rows: QuerySet) -> Iterator[list[tuple[int, bytes]]]:
+    """(log id, vector) rows of `rows` in chunks of SCAN_CHUNK, streamed from the database.
+
+    On PostgreSQL through a server-side cursor in binary format: bytea arrives as bytes instead of hex
+    text to decode, which halves the time of a search over a large index (bench/similar.py).
+    """
+    if connection.vendor == "postgresql":
+        sql, params = rows.query.sql_with_params()
+        with transaction.atomic(), connection.connection.cursor(name="logtune_similar", binary=True) as cursor:
+            cursor.itersize = SCAN_CHUNK
+            cursor.execute(sql, params)
+            while chunk := cursor.fetchmany(SCAN_CHUNK):
+                yield chunk
+        return
+    chunk = []
+    for log_id, vector in rows.iterator(chunk_size=SCAN_CHUNK):
+        chunk.append((log_id, bytes(vector)))
+        if len(chunk) == SCAN_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _score_chunk(query: np.ndarray, rows: list[tuple[int, bytes]], best: list[tuple[float, int]], k: int) -> int:
+    ids = [log_id for log_id, _ in rows]
+    matrix = np.frombuffer(b"".join(vector for _, vector in rows), dtype="<f4").reshape(len(ids), DIMENSION)
     # Rounded: copies differ in the last bits of float32, and equal scores go to the newer log. Rows tied with
     # the chunk's k-th best all go to the heap, which breaks the ties.
     scores = np.round(matrix @ query, 4)
     if len(scores) > k:
         kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-        rows = np.flatnonzero(scores >= kth)
+        chosen = np.flatnonzero(scores >= kth)
     else:
-        rows = np.arange(len(scores))
-    for row in rows.tolist():
+        chosen = np.arange(len(scores))
+    for row in chosen.tolist():
         item = (float(scores[row]), ids[row])
         if len(best) < k:
             heapq.heappush(best, item)
