@@ -36,21 +36,25 @@ RESULTS_DEFAULT, RESULTS_MAX = 20, 100
 # --- the index --------------------------------------------------------------------------------------
 
 
-def log_embedding_job_create(*, project: Project, actor: User | None = None) -> LogEmbeddingJob:
-    """Queue the embedding of the project's newest logs that have no embedding or a stale one; a job already
-    queued or running for the project is returned instead, so a double click does not embed twice."""
+def log_embedding_job_create(
+    *, project: Project, actor: User | None = None, limit: int | None = None, send: bool = True
+) -> LogEmbeddingJob:
+    """Queue the embedding of the project's newest `limit` (LOGTUNE_SIMILAR_LOGS_MAX) logs that have no
+    embedding or a stale one; a job already queued or running for the project is returned instead, so a
+    double click does not embed twice. `send=False` leaves the task to the caller (`embed_logs` runs it)."""
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         current = project.log_embedding_jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).first()
         if current is not None:
             return current
-        limit = settings.LOGTUNE_SIMILAR_LOGS_MAX
+        limit = settings.LOGTUNE_SIMILAR_LOGS_MAX if limit is None else limit
         job = LogEmbeddingJob.objects.create(
             project=project, created_by=actor, limit=limit, total=min(limit, project.logs.count())
         )
-        from curation.tasks import project_embed_logs_task
+        if send:
+            from curation.tasks import project_embed_logs_task
 
-        transaction.on_commit(lambda: project_embed_logs_task.delay(job.pk))
+            transaction.on_commit(lambda: project_embed_logs_task.delay(job.pk))
     return job
 
 

@@ -289,3 +289,20 @@ def test_the_api_keeps_to_the_callers_project_and_role(client_for, project, view
     assert client_for(viewer).get(f"/api/v1/logs/{ids[0]}/similar?project=acme").status_code == 200
     assert client_for(outsider).get(f"/api/v1/logs/{ids[0]}/similar?project=other").status_code == 404
     assert client_for(outsider).get(f"/api/v1/logs/{ids[0]}/similar?project=acme").status_code == 404
+
+
+def test_the_command_indexes_in_this_process_and_refuses_while_a_job_runs(project):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    ingest(project)
+    out = StringIO()
+    call_command("embed_logs", "--project", "acme", "--limit", "3", "--no-progress", stdout=out)
+    assert "Looked at 3 logs and embedded 3; 3 logs of 'acme' are indexed." in out.getvalue()
+
+    log_embedding_job_create(project=project)  # queued for a worker
+    with pytest.raises(CommandError, match="is queued"):
+        call_command("embed_logs", "--project", "acme", "--no-progress")
+    with pytest.raises(CommandError, match="not found"):
+        call_command("embed_logs", "--project", "nope")
