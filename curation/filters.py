@@ -17,6 +17,7 @@ Query parameters (all optional, all combined with AND):
 
 import re
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import django_filters
@@ -98,6 +99,9 @@ class LogFilter(django_filters.FilterSet):
     not_in_dataset = django_filters.NumberFilter(method="filter_not_in_dataset", min_value=1)
     pii = django_filters.CharFilter(method="filter_pii")
     q = django_filters.CharFilter(method="filter_q")
+    # "More like this" as a filter: the indexed logs at least `min_similarity` like log `similar_to`.
+    similar_to = django_filters.NumberFilter(method="filter_similar_to", min_value=1, max_value=2**63 - 1)
+    min_similarity = django_filters.NumberFilter(method="filter_min_similarity", min_value=0.5, max_value=1)
 
     class Meta:
         model = LogEntry
@@ -151,6 +155,21 @@ class LogFilter(django_filters.FilterSet):
         for kind in kinds:
             condition |= _has_pii_kind(kind)
         return queryset.filter(condition)
+
+    def filter_similar_to(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
+        from curation.services.similar import SIMILARITY_DEFAULT, logs_like_ids
+
+        log = LogEntry.objects.filter(project=self.project, pk=int(value)).first() if value == int(value) else None
+        if log is None:
+            raise ValidationError({"similar_to": f"No log {value} in this project."})
+        threshold = self.form.cleaned_data.get("min_similarity")
+        ids = logs_like_ids(project=self.project, log=log, min_similarity=float(threshold or SIMILARITY_DEFAULT))
+        return queryset.filter(pk__in=ids)
+
+    def filter_min_similarity(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
+        if value is not None and self.form.cleaned_data.get("similar_to") is None:
+            raise ValidationError({"min_similarity": "Applies with similar_to (the log to compare with)."})
+        return queryset  # read by filter_similar_to
 
     def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         text = value.strip()

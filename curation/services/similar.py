@@ -31,6 +31,11 @@ BATCH = 256
 # Stored vectors read and scored at once by a search: 4,096 x 1.5 KB.
 SCAN_CHUNK = 4096
 RESULTS_DEFAULT, RESULTS_MAX = 20, 100
+# The explorer's `similar_to` filter: the logs at least this alike (0.5 to 1), the best this many at most.
+SIMILARITY_MIN, SIMILARITY_DEFAULT = 0.5, 0.8
+LIKE_MAX = 10_000
+# A filter's logs are kept this long for the same index: the table, its facets and its next pages ask again.
+LIKE_CACHE_S = 300
 
 
 # --- the index --------------------------------------------------------------------------------------
@@ -190,6 +195,35 @@ def logs_similar(
     by_id = {entry.pk: entry for entry in found.prefetch_related("tags")}
     results = [(by_id[log_id], score) for score, log_id in ranked if log_id in by_id]
     return SimilarLogs(log=log, searched=searched, results=results)
+
+
+def logs_like_ids(*, project: Project, log: LogEntry, min_similarity: float) -> list[int]:
+    """Ids of the project's indexed logs at least `min_similarity` like `log` (the log itself included), the
+    best LIKE_MAX at most: the explorer's `similar_to` filter.
+
+    The answer is cached for a few minutes under the index's state (its size and latest write), so the
+    explorer's table, facets and pages scan the vectors once; indexing more logs gives a new answer.
+    """
+    from django.core.cache import cache
+    from django.db.models import Count, Max
+
+    query = log_vector(log=log).astype(np.float32)  # first: it may add the log to the index
+    index = LogEmbedding.objects.filter(log__project=project)
+    state = index.aggregate(size=Count("pk"), latest=Max("created_at"))
+    latest = state["latest"].timestamp() if state["latest"] else 0
+    key = f"logtune:like:{project.pk}:{log.pk}:{min_similarity:.4f}:{state['size']}:{latest}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    found: list[tuple[float, int]] = []
+    for rows in _vector_chunks(index.values_list("log_id", "vector")):
+        matrix = np.frombuffer(b"".join(vector for _, vector in rows), dtype="<f4").reshape(len(rows), DIMENSION)
+        scores = matrix @ query
+        found.extend((float(scores[row]), rows[row][0]) for row in np.flatnonzero(scores >= min_similarity).tolist())
+    found.sort(reverse=True)
+    ids = sorted({log.pk, *(log_id for _, log_id in found[:LIKE_MAX])})
+    cache.set(key, ids, LIKE_CACHE_S)
+    return ids
 
 
 def _vector_chunks(rows: QuerySet) -> Iterator[list[tuple[int, bytes]]]:

@@ -49,14 +49,15 @@ ORIGINAL_SHOWN = 200_000  # characters of the raw original shown inline; the API
 FILTER_ORDER = [
     "q", "model", "provider", "status", "tag", "tag_any", "tag_none", "created_after", "created_before",
     "min_tokens", "max_tokens", "min_latency_ms", "max_latency_ms", "metadata", "in_dataset", "not_in_dataset",
-    "pii",
+    "pii", "similar_to", "min_similarity",
 ]  # fmt: skip
 FILTER_LABELS = {
     "q": "Search", "model": "Model", "provider": "Provider", "status": "Status", "tag": "Has all tags",
     "tag_any": "Has any tag", "tag_none": "Has none of the tags", "created_after": "From", "created_before": "Until",
     "min_tokens": "Min tokens", "max_tokens": "Max tokens", "min_latency_ms": "Min latency",
     "max_latency_ms": "Max latency", "metadata": "Metadata", "in_dataset": "In dataset",
-    "not_in_dataset": "Not in dataset", "pii": "Personal data", "cursor": "Page",
+    "not_in_dataset": "Not in dataset", "pii": "Personal data", "similar_to": "Like log",
+    "min_similarity": "Similarity at least", "cursor": "Page",
 }  # fmt: skip
 PII_LABELS = {**rendering.PII_LABELS, "none": "none"}
 PII_CHOICES = [
@@ -284,6 +285,14 @@ def _similar_context(request: AuthenticatedRequest, membership: Membership, log:
         "index_limit": settings.LOGTUNE_SIMILAR_LOGS_MAX,
         "logs_total": project.logs.count(),
         "panel_url": f"/p/{project.slug}/logs/{log.pk}/similar{suffix}",
+        "filter_pairs": [
+            (key, value)
+            for key, values in QueryDict(query).lists()
+            if key not in ("similar_to", "min_similarity")
+            for value in values
+        ],
+        "min_similarity": similar_services.SIMILARITY_DEFAULT,
+        "similarity_min": similar_services.SIMILARITY_MIN,
         "found": None,
         "rows": [],
         "error": "",

@@ -306,3 +306,87 @@ def test_the_command_indexes_in_this_process_and_refuses_while_a_job_runs(projec
         call_command("embed_logs", "--project", "acme", "--no-progress")
     with pytest.raises(CommandError, match="not found"):
         call_command("embed_logs", "--project", "nope")
+
+
+# --- the explorer's filter --------------------------------------------------------------------------
+
+
+def test_the_explorer_filters_logs_like_one_and_acts_on_them_in_bulk(client, key_client, project, editor):
+    ids = ingest(project)
+    indexed(project)
+    client.force_login(editor)
+
+    page = client.get(f"/p/acme/logs/?similar_to={ids[0]}&min_similarity=0.8").content.decode()
+    shown = {log_id for log_id in ids if f'data-id="{log_id}"' in page}
+    assert shown == {ids[0], ids[2], ids[4]}  # the password questions, the log itself included
+    assert f'name="similar_to" value="{ids[0]}"' in page
+    facets = client.get(f"/p/acme/logs/facets/?similar_to={ids[0]}").content.decode()
+    assert "gpt-4o-mini" in facets
+
+    listed = key_client.get(f"/api/v1/logs?similar_to={ids[0]}&model=gpt-4o").json()["results"]
+    assert {log["id"] for log in listed} == {ids[0], ids[4]}
+    strict = key_client.get(f"/api/v1/logs?similar_to={ids[0]}&min_similarity=0.999").json()["results"]
+    assert [log["id"] for log in strict] == [ids[0]]
+
+    body = {"action": "tag_add", "tags": ["password"], "filter": f"similar_to={ids[0]}&min_similarity=0.8"}
+    assert key_client.post("/api/v1/logs/bulk", body, format="json").status_code == 200
+    tagged = LogEntry.objects.filter(project=project, tags__name="password").values_list("id", flat=True)
+    assert sorted(tagged) == [ids[0], ids[2], ids[4]]
+
+
+def test_the_panel_links_to_the_explorer_with_the_filter_kept(client, project, viewer):
+    ids = ingest(project)
+    indexed(project)
+    client.force_login(viewer)
+
+    shown = client.get(panel("acme", ids[0], "model=gpt-4o"), HTTP_HX_REQUEST="true").content.decode()
+
+    assert 'id="like-in-explorer"' in shown and 'action="/p/acme/logs/"' in shown
+    assert '<input type="hidden" name="model" value="gpt-4o">' in shown
+    assert f'<input type="hidden" name="similar_to" value="{ids[0]}">' in shown
+
+
+def test_a_new_index_gives_the_filter_a_new_answer(project):
+    from curation.services.similar import logs_like_ids
+
+    ids = ingest(project)
+    with override_settings(LOGTUNE_SIMILAR_LOGS_MAX=2):
+        indexed(project)  # the two newest: the SQL question and the last password question
+    log = LogEntry.objects.get(pk=ids[0])
+    assert logs_like_ids(project=project, log=log, min_similarity=0.8) == [ids[0], ids[4]]
+
+    indexed(project)
+
+    assert logs_like_ids(project=project, log=log, min_similarity=0.8) == [ids[0], ids[2], ids[4]]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("similar_to=999999999", "similar_to"),
+        ("similar_to=1.5", "similar_to"),
+        ("similar_to={log}&min_similarity=0.2", "min_similarity"),
+        ("similar_to={log}&min_similarity=1.5", "min_similarity"),
+        ("min_similarity=0.9", "min_similarity"),
+    ],
+)
+def test_a_bad_similarity_filter_is_a_400_naming_it(client, key_client, project, viewer, query, field):
+    ids = ingest(project, CHATS[:2])
+    query = query.format(log=ids[0])
+
+    response = key_client.get(f"/api/v1/logs?{query}")
+
+    assert response.status_code == 400 and field in response.json(), response.content
+    client.force_login(viewer)
+    page = client.get(f"/p/acme/logs/?{query}").content.decode()
+    assert "data-id=" not in page and ("Like log" in page or "Similarity at least" in page)
+
+
+def test_another_projects_log_cannot_be_the_filters_log(key_client, project):
+    other = ProjectFactory(slug="other")
+    foreign = ingest(other, CHATS[:1])[0]
+    ingest(project)
+
+    response = key_client.get(f"/api/v1/logs?similar_to={foreign}")
+
+    assert response.status_code == 400 and "similar_to" in response.json()
