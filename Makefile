@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run web worker migrate test lint format bench clean chromium
+.PHONY: install run web worker migrate test lint format bench bench-more clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,13 @@ test: lint chromium
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/import_file.py
+
+# The shorter benchmarks of the rest (a few minutes each); explore.py, train.py and dedup.py run on their own.
+bench-more: install
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/pii.py
+	$(BIN)/python bench/similar.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
