@@ -20,3 +20,21 @@ def task_send_or_mark_unsent(task: Task, job_id: int, *, queued: QuerySet, event
         logger.warning("%s job=%s: %s (the reaper sends it when the broker is back)", event, job_id, exc)
         return False
     return True
+
+
+def task_send_or_fail(task: Task, job_id: int, *, job: QuerySet, event: str) -> bool:
+    """Send `task(job_id)`. When the broker is down, the job (`job`: its row) is marked failed, saying so, and
+    the caller goes on: for work that only computes from what is stored (embeddings), asking again later
+    loses nothing, so the job needs no reaper. Returns whether the task was sent."""
+    from django.utils import timezone
+
+    from curation.models import JobStatus
+
+    try:
+        task.delay(job_id)
+    except BrokerUnavailable as exc:
+        error = f"The task queue is unreachable ({exc}); try again once it is back."
+        job.update(status=JobStatus.FAILED, error=error, finished_at=timezone.now())
+        logger.warning("%s job=%s: %s", event, job_id, exc)
+        return False
+    return True

@@ -23,6 +23,7 @@ from django.utils import timezone
 from curation.embeddings import DIMENSION, text_of_conversation
 from curation.models import JobStatus, LogEmbedding, LogEmbeddingJob, LogEntry, Project
 from curation.services.embeddings import text_hash, vector_bytes, vector_from_bytes
+from curation.services.queueing import task_send_or_fail
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,10 @@ def log_embedding_job_create(
         if send:
             from curation.tasks import project_embed_logs_task
 
-            transaction.on_commit(lambda: project_embed_logs_task.delay(job.pk))
+            rows = LogEmbeddingJob.objects.filter(pk=job.pk)
+            transaction.on_commit(
+                lambda: task_send_or_fail(project_embed_logs_task, job.pk, job=rows, event="curation.log_embedding")
+            )
     return job
 
 

@@ -390,3 +390,29 @@ def test_another_projects_log_cannot_be_the_filters_log(key_client, project):
     response = key_client.get(f"/api/v1/logs?similar_to={foreign}")
 
     assert response.status_code == 400 and "similar_to" in response.json()
+
+
+def test_with_the_broker_down_the_job_fails_saying_so_and_can_be_asked_again(
+    client, project, editor, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    from curation import tasks
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    ids = ingest(project)
+    client.force_login(editor)
+    monkeypatch.setattr(tasks.project_embed_logs_task, "delay", unreachable)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/p/acme/logs/embeddings", {"log": ids[0]}, HTTP_HX_REQUEST="true")
+
+    assert response.status_code == 200
+    job = LogEmbeddingJob.objects.get()
+    assert job.status == JobStatus.FAILED and "task queue is unreachable" in job.error
+    shown = client.get(panel("acme", ids[0]), HTTP_HX_REQUEST="true").content.decode()
+    assert "Indexing the logs failed: The task queue is unreachable" in shown and 'id="index-logs"' in shown
+    monkeypatch.undo()
+    assert log_embedding_job_create(project=project).pk != job.pk  # asking again queues a new job
