@@ -8,11 +8,14 @@ The entries are OpenAI-shaped chats (system prompt, question, answer, sometimes 
 from intents with three phrasings each and many slot values. A known share of them are duplicates of
 an earlier entry, of three kinds: exact copies, copies with small edits (case, punctuation, a typo,
 another order number, a greeting) and paraphrases (another phrasing of the same question, the same
-answer). Measured, in this process:
-  - clustering alone on `--entries` random unit vectors with planted noisy copies (time, memory);
+answer). Measured, in this process, for both linkages of `near_duplicate_clusters` (leader and single):
+  - clustering alone on `--entries` random unit vectors with planted noisy copies (time, memory), and
+    on the same vectors with `--copies` of them made exact copies of one (the worst case of one text
+    sent thousands of times);
   - loading the model, and embedding the entries' texts (`text_of_conversation`): texts/s;
   - clustering the embeddings at `--threshold` (time, memory), then the clusters' pair precision and
-    recall against the known duplicates at several thresholds, and each kind's recall;
+    recall against the known duplicates at several thresholds, each kind's recall, and what
+    keep-one-per-cluster would do: distinct conversations it would leave no entry of, copies it would miss;
   - "more like this": one `most_similar` query over all the vectors.
 `--vectors FILE.npy` keeps the embeddings, so the clustering can be measured again without them.
 Memory is the peak resident set size during a phase, above what the process held when it began.
@@ -188,7 +191,8 @@ FOLLOW_UPS = (
 GREETINGS = ("Hi, ", "Hello! ", "Hey team, ", "Good morning. ")
 SIGN_OFFS = (" Thanks!", " Thank you.", " Cheers", " Thanks in advance.")
 KINDS = ("exact", "edited", "paraphrase")
-THRESHOLDS = (0.8, 0.85, 0.9, 0.95)
+THRESHOLDS = (0.8, 0.85, 0.9, 0.92, 0.95)
+LINKAGES = ("leader", "single")
 
 
 @dataclass(slots=True)
@@ -253,6 +257,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch and BLAS threads (the cores to use).")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--block-size", type=int, default=2048)
+    parser.add_argument("--copies", type=int, default=5_000, help="Exact copies of one vector, for the worst case.")
     parser.add_argument("--skip-embed", action="store_true", help="Only cluster random unit vectors.")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument(
@@ -275,15 +280,31 @@ def _random_vectors(args: argparse.Namespace) -> list[tuple[str, str]]:
     sources = rng.integers(0, args.entries - copies, copies)
     vectors[args.entries - copies :] = vectors[sources] + 0.1 * rng.standard_normal((copies, DIMENSION))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    with Phase() as phase:
-        clusters = near_duplicate_clusters(vectors, args.threshold, block_size=args.block_size)
-    members = sum(len(cluster) for cluster in clusters)
-    print(f"  random vectors: {len(clusters):,} clusters, {members:,} rows in them ({copies:,} noisy copies)")
-    return [
-        (f"random unit vectors: cluster {args.entries:,} at {args.threshold}", f"{phase.seconds:,.1f} s"),
-        ("  memory above the vectors", f"{phase.peak_mb:,.0f} MB"),
-        ("  rows in clusters (planted copies + sources)", f"{members:,}"),
-    ]
+    rows: list[tuple[str, str]] = []
+    for linkage in LINKAGES:
+        with Phase() as phase:
+            clusters = near_duplicate_clusters(vectors, args.threshold, linkage=linkage, block_size=args.block_size)
+        members = sum(len(cluster) for cluster in clusters)
+        print(f"  random vectors, {linkage}: {len(clusters):,} clusters, {members:,} rows in them ({copies:,} copies)")
+        rows += [
+            (
+                f"random unit vectors: cluster {args.entries:,} at {args.threshold}, {linkage}",
+                f"{phase.seconds:,.1f} s",
+            ),
+            ("  memory above the vectors", f"{phase.peak_mb:,.0f} MB"),
+            ("  rows in clusters (planted copies + sources)", f"{members:,}"),
+        ]
+    same = min(args.copies, args.entries - 1)
+    vectors[1 : same + 1] = vectors[0]
+    for linkage in LINKAGES:
+        with Phase() as phase:
+            clusters = near_duplicate_clusters(vectors, args.threshold, linkage=linkage, block_size=args.block_size)
+        rows += [
+            (f"  the same with {same:,} copies of one vector, {linkage}", f"{phase.seconds:,.1f} s"),
+            ("  memory above the vectors", f"{phase.peak_mb:,.0f} MB"),
+            ("  largest cluster", f"{len(clusters[0]) if clusters else 0:,}"),
+        ]
+    return rows
 
 
 # --- real texts -----------------------------------------------------------------------------------------
@@ -314,17 +335,15 @@ def _entries(args: argparse.Namespace) -> list[tuple[str, str]]:
             print(f"  embedded {done:,} / {total:,}", flush=True)
             next_report[0] = time.perf_counter() + 30
 
+    cached = bool(args.vectors and os.path.exists(args.vectors))
     with Phase() as embedding:
-        if args.vectors and os.path.exists(args.vectors):  # measured before: only the clustering is new
+        if cached:  # measured before: only the clustering is new
             vectors = np.load(args.vectors)
             assert vectors.shape == (len(texts), DIMENSION), "--vectors holds another run's embeddings"
         else:
             vectors = embedder.embed(texts, batch_size=args.batch_size, progress=progress)
             if args.vectors:
                 np.save(args.vectors, vectors)
-    with Phase() as clustering:
-        clusters = near_duplicate_clusters(vectors, args.threshold, block_size=args.block_size)
-    dropped = keep_one_per_cluster(clusters)
     with Phase() as query:
         most_similar(vectors, vectors[0], 10, exclude=[0])
     groups = np.array([entry.group for entry in entries])
@@ -333,24 +352,48 @@ def _entries(args: argparse.Namespace) -> list[tuple[str, str]]:
         (f"embed {len(texts):,} texts (batch {args.batch_size})", f"{embedding.seconds:,.0f} s"),
         ("  texts/s", f"{len(texts) / embedding.seconds:,.0f}"),
         ("  memory above the model", f"{embedding.peak_mb:,.0f} MB"),
-        (f"cluster the embeddings at {args.threshold}", f"{clustering.seconds:,.1f} s"),
-        ("  memory above the vectors", f"{clustering.peak_mb:,.0f} MB"),
-        ("  clusters / entries dropped by keep-one", f"{len(clusters):,} / {len(dropped):,}"),
-        ("  known duplicates (entries that are copies)", f"{len(entries) - kinds['original']:,}"),
+    ]
+    if cached:
+        rows = [rows[0], (f"embeddings of {len(texts):,} texts", f"read from {args.vectors}")]
+    rows += [
+        ("known duplicates (entries that are copies)", f"{len(entries) - kinds['original']:,}"),
         ("most_similar, k=10 over all vectors", f"{query.seconds * 1000:,.1f} ms"),
     ]
-    for threshold in THRESHOLDS:
-        found = clusters if threshold == args.threshold else near_duplicate_clusters(vectors, threshold)
-        precision, recall = _pair_scores(found, groups)
-        rows.append((f"pairs at {threshold}: precision / recall", f"{precision:.3f} / {recall:.3f}"))
-        recalls = _kind_recall(found, entries)
-        rows.append(("  recall exact / edited / paraphrase", " / ".join(f"{recalls[kind]:.2f}" for kind in KINDS)))
-        lost, left = _keep_one_outcome(found, groups)
-        largest = len(found[0]) if found else 0
-        rows.append(("  largest cluster / keep-one drops", f"{largest:,} / {len(keep_one_per_cluster(found)):,}"))
-        rows.append(("  keep-one: conversations lost / copies left", f"{lost:,} / {left:,}"))
+    for linkage in LINKAGES:
+        with Phase() as clustering:
+            clusters = near_duplicate_clusters(vectors, args.threshold, linkage=linkage, block_size=args.block_size)
+        rows += [
+            (f"cluster the embeddings at {args.threshold}, {linkage}", f"{clustering.seconds:,.1f} s"),
+            ("  memory above the vectors", f"{clustering.peak_mb:,.0f} MB"),
+            (
+                "  clusters / entries dropped by keep-one",
+                f"{len(clusters):,} / {len(keep_one_per_cluster(clusters)):,}",
+            ),
+        ]
+        for threshold in THRESHOLDS:
+            found = (
+                clusters
+                if threshold == args.threshold
+                else near_duplicate_clusters(vectors, threshold, linkage=linkage)
+            )
+            rows += _scores(f"{linkage} at {threshold}", found, groups, entries)
     _show_examples(vectors, texts, groups, args.seed)
     return rows
+
+
+def _scores(label: str, clusters: list[list[int]], groups, entries: list[Entry]) -> list[tuple[str, str]]:
+    from curation.embeddings import keep_one_per_cluster
+
+    precision, recall = _pair_scores(clusters, groups)
+    recalls = _kind_recall(clusters, entries)
+    lost, left = _keep_one_outcome(clusters, groups)
+    largest = len(clusters[0]) if clusters else 0
+    return [
+        (f"pairs, {label}: precision / recall", f"{precision:.3f} / {recall:.3f}"),
+        ("  recall exact / edited / paraphrase", " / ".join(f"{recalls[kind]:.2f}" for kind in KINDS)),
+        ("  largest cluster / keep-one drops", f"{largest:,} / {len(keep_one_per_cluster(clusters)):,}"),
+        ("  keep-one: conversations lost / copies left", f"{lost:,} / {left:,}"),
+    ]
 
 
 def _pair_scores(clusters: list[list[int]], groups) -> tuple[float, float]:

@@ -20,7 +20,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -210,23 +210,77 @@ def _tail(text: str, limit: int) -> str:
 
 # --- near-duplicates --------------------------------------------------------------------------------
 
+Linkage = Literal["leader", "single"]
+
 
 def near_duplicate_clusters(
-    vectors: np.ndarray, threshold: float, *, block_size: int = DEFAULT_BLOCK_SIZE
+    vectors: np.ndarray, threshold: float, *, linkage: Linkage = "leader", block_size: int = DEFAULT_BLOCK_SIZE
 ) -> list[list[int]]:
-    """Groups of rows whose cosine similarity is at least `threshold`, transitively.
+    """Groups of rows whose cosine similarity is at least `threshold`: `leader` clusters by default, or `single`.
 
-    If a ~ b and b ~ c, then a, b and c form one cluster even when a and c are further apart:
-    paraphrase chains end up together, which is what "keep one per cluster" needs. Rows are compared
-    in blocks of `block_size` x `block_size` (upper triangle only), so memory stays at one block plus
-    the pairs found in it. Singletons are left out; clusters come largest first, ties by their first
-    row, and rows within a cluster in ascending order.
+    `leader`: rows are taken in order (callers pass them oldest first). A row not yet in a cluster
+    leads a new one, and every later row not yet in a cluster that is at least `threshold` alike to
+    it joins it. So each row belongs to the first leader before it that it is close to, every member
+    is within `threshold` of its cluster's first row, and "keep one per cluster" (which keeps that
+    row) only drops rows that are near-copies of one it keeps.
+
+    `single`: clusters are transitive. If a ~ b and b ~ c, then a, b and c form one cluster even when
+    a and c are far apart, and on templated traffic such chains link thousands of distinct rows.
+
+    Rows are compared in blocks of `block_size` x `block_size`, so memory stays at one block (plus,
+    for `single`, the pairs found in it). Singletons are left out; clusters come largest first, ties
+    by their first row, and rows within a cluster in ascending order.
     """
     if not 0 < threshold <= 1:
         raise ValueError("threshold must be in (0, 1]")
     if block_size < 1:
         raise ValueError("block_size must be at least 1")
+    if linkage not in ("leader", "single"):
+        raise ValueError("linkage must be 'leader' or 'single'")
     matrix = _unit_rows(vectors)
+    if linkage == "single":
+        return _clusters(_single_link(matrix, threshold, block_size))
+    return _clusters(_leaders(matrix, threshold, block_size))
+
+
+def _leaders(matrix: np.ndarray, threshold: float, block_size: int) -> np.ndarray:
+    """The leader of every row (a leader's is itself), by `near_duplicate_clusters`' leader rule.
+
+    Per block of rows: the rows still unassigned are compared with each other and walked in order,
+    which settles which of them lead (a row is taken by an earlier leader of the block or leads);
+    then those leaders only are compared with the later unassigned rows, each of which goes to the
+    first leader it is close to (argmax of a boolean column is its first True). Rows taken by an
+    earlier block are never compared again, so many copies of one text cost less, not more.
+    """
+    count = len(matrix)
+    leader = np.full(count, -1, dtype=np.int64)
+    for row_start in range(0, count, block_size):
+        row_end = min(row_start + block_size, count)
+        rows = row_start + np.flatnonzero(leader[row_start:row_end] < 0)
+        if not len(rows):
+            continue
+        close = (matrix[rows] @ matrix[rows].T) >= threshold
+        taken = np.zeros(len(rows), dtype=bool)
+        for position in range(len(rows)):
+            if taken[position]:
+                continue
+            joining = close[position, position + 1 :] & ~taken[position + 1 :]
+            leader[rows[position + 1 :][joining]] = rows[position]
+            taken[position + 1 :] |= joining
+            leader[rows[position]] = rows[position]
+        leaders = rows[~taken]
+        leading = matrix[leaders]
+        later = row_end + np.flatnonzero(leader[row_end:] < 0)
+        for column_start in range(0, len(later), block_size):
+            columns = later[column_start : column_start + block_size]
+            hits = (leading @ matrix[columns].T) >= threshold
+            found = hits.any(axis=0)
+            leader[columns[found]] = leaders[hits.argmax(axis=0)[found]]
+    return leader
+
+
+def _single_link(matrix: np.ndarray, threshold: float, block_size: int) -> np.ndarray:
+    """The root of every row in the union-find over all pairs at least `threshold` alike, upper triangle only."""
     count = len(matrix)
     parent = np.arange(count, dtype=np.int64)
     for row_start in range(0, count, block_size):
@@ -239,7 +293,7 @@ def near_duplicate_clusters(
                 first, second = first[keep], second[keep]
             if len(first):
                 _union(parent, first + row_start, second + column_start)
-    return _clusters(_roots(parent))
+    return _roots(parent)
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -290,8 +344,10 @@ def keep_one_per_cluster(clusters: Iterable[Sequence[int]], *, prefer: Sequence[
 
     By default the first row of each cluster is kept: callers pass entries oldest first, so the one
     kept is the one reviewers have seen longest (and may have edited), and running dedup twice keeps
-    the same row. With `prefer` (a score per row, e.g. the answer's length or a rating), the row with
-    the highest score is kept instead, ties going to the first.
+    the same row. Of a leader cluster the first row is its leader, so every row dropped is within the
+    threshold of the row kept. With `prefer` (a score per row, e.g. the answer's length or a rating),
+    the row with the highest score is kept instead, ties going to the first; the rows dropped are then
+    within the threshold of the leader, not necessarily of the row kept.
     """
     drop: list[int] = []
     for cluster in clusters:

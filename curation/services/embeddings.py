@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 # Entries embedded and committed together: a crash loses at most one batch, and progress moves every few seconds.
 BATCH = 256
+# 0.95 even with leader clusters: on templated traffic distinct requests of one kind often score 0.9, and keep-one
+# at 0.9 deleted a third of the distinct conversations of bench/dedup.py (docs/dedup.md#the-threshold).
 THRESHOLD_MIN, THRESHOLD_MAX, THRESHOLD_DEFAULT = 0.5, 1.0, 0.95
 # Characters of the first user turn shown for each entry of a cluster.
 SNIPPET_CHARS = 160
@@ -168,8 +170,9 @@ def threshold_clean(value: object) -> float:
 
 
 def dataset_near_duplicates(*, dataset: Dataset, threshold: float) -> NearDuplicates:
-    """Clusters of the dataset's entries whose embeddings are at least `threshold` alike (transitively),
-    largest first, each cluster's entries oldest first; entries without a fresh embedding are left out."""
+    """Clusters of the dataset's entries whose embeddings are at least `threshold` alike to the cluster's oldest
+    entry (leader clustering, oldest first: see `near_duplicate_clusters`), largest first, each cluster's entries
+    oldest first; entries without a fresh embedding are left out."""
     threshold = threshold_clean(threshold)
     ids, snippets, vectors = [], [], []
     rows = (
@@ -216,7 +219,8 @@ def dataset_keep_one_per_cluster(
     api_key: ApiKey | None = None,
 ) -> tuple[NearDuplicates, list[int]]:
     """Delete all but the oldest entry of each near-duplicate cluster (the one reviewers have had longest, and
-    the same one on a second run); returns the clusters and the ids deleted (dry run: that would be)."""
+    the same one on a second run); every entry deleted is at least `threshold` alike to the one kept. Returns the
+    clusters and the ids deleted (dry run: that would be)."""
     found = dataset_near_duplicates(dataset=dataset, threshold=threshold)
     flat = [entry.id for cluster in found.clusters for entry in cluster]
     offsets, rows = [], 0

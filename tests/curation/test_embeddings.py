@@ -190,69 +190,147 @@ def test_malformed_messages_give_empty_text():
 # --- near-duplicate clusters -------------------------------------------------------------------------------
 
 
-def test_exact_and_near_copies_cluster_and_the_rest_stay_alone():
+LINKAGES = ("leader", "single")
+
+
+def leader_clusters_by_brute_force(rows: np.ndarray, threshold: float) -> list[list[int]]:
+    """The leader rule read literally, one pair at a time over the full matrix: the reference for small n."""
+    similarity = rows @ rows.T
+    leader = [-1] * len(rows)
+    for row in range(len(rows)):
+        if leader[row] >= 0:
+            continue
+        leader[row] = row
+        for later in range(row + 1, len(rows)):
+            if leader[later] < 0 and similarity[row, later] >= threshold:
+                leader[later] = row
+    groups: dict[int, list[int]] = {}
+    for row, first in enumerate(leader):
+        groups.setdefault(first, []).append(row)
+    return sorted((group for group in groups.values() if len(group) > 1), key=lambda group: (-len(group), group[0]))
+
+
+def chain_rows(links: int, cosine: float, seed: int) -> np.ndarray:
+    """`links` unit vectors on one circle, each at exactly `cosine` from the one before."""
+    basis = np.linalg.qr(random_units(2, seed=seed).T)[0].T
+    angle = np.arccos(cosine)
+    return np.vstack(
+        [unit(np.cos(step * angle) * basis[0] + np.sin(step * angle) * basis[1]) for step in range(links)]
+    )
+
+
+@pytest.mark.parametrize("linkage", LINKAGES)
+def test_exact_and_near_copies_cluster_and_the_rest_stay_alone(linkage):
     rows = random_units(10, seed=1)
     rows[7] = rows[2]  # an exact copy
     rows[9] = at_cosine(rows[4], unit(rows[5] - (rows[5] @ rows[4]) * rows[4]), 0.97)  # a near copy
-    assert near_duplicate_clusters(rows, 0.95) == [[2, 7], [4, 9]]
+    assert near_duplicate_clusters(rows, 0.95, linkage=linkage) == [[2, 7], [4, 9]]
 
 
-def test_clusters_are_transitive_through_a_chain():
+def test_a_chain_splits_at_the_leader_and_is_one_cluster_under_single_linkage():
+    a, b, c = chain_rows(3, 0.95, seed=2)
+    rows = np.vstack([a, b, c])
+    assert rows[0] @ rows[2] < 0.9  # a ~ b ~ c, but a is far from c
+    assert near_duplicate_clusters(rows, 0.94) == [[0, 1]]  # b joins its leader a; c is alone
+    assert near_duplicate_clusters(rows, 0.94, linkage="single") == [[0, 1, 2]]
+    # Row order decides: led by b, the same three rows are one cluster, both within 0.94 of b.
+    assert near_duplicate_clusters(np.vstack([b, a, c]), 0.94) == [[0, 1, 2]]
+
+
+def test_clusters_are_transitive_through_a_chain_only_under_single_linkage():
     base = random_units(4, seed=2)
-    # Orthonormal directions, so the cosines between the links are exactly as built.
     basis = np.linalg.qr(base.T)[0].T.astype(np.float32)
-    angle = np.arccos(0.95)
-    chain = [unit(np.cos(step * angle) * basis[0] + np.sin(step * angle) * basis[1]) for step in range(4)]
+    chain = chain_rows(4, 0.95, seed=3)
     rows = np.vstack([chain[0], basis[2], chain[1], chain[2], basis[3], chain[3]])
+    assert rows[0] @ rows[5] < 0.8  # the two ends of the chain are far apart...
+    assert near_duplicate_clusters(rows, 0.94, linkage="single") == [[0, 2, 3, 5]]  # ...yet one cluster
+    assert near_duplicate_clusters(rows, 0.94) == [[0, 2], [3, 5]]  # the third link leads a new cluster
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_leader_clusters_match_the_brute_force_rule_whatever_the_block_size(seed):
+    rng = np.random.default_rng(seed)
+    count, dimension = int(rng.integers(2, 90)), int(rng.integers(2, 7))  # few dimensions: many close pairs
+    rows = random_units(count, seed=seed, dimension=dimension)
+    threshold = float(rng.uniform(0.6, 0.98))
     similarity = rows @ rows.T
-    assert similarity[0, 5] < 0.8  # the two ends of the chain are far apart...
-    assert near_duplicate_clusters(rows, 0.94) == [[0, 2, 3, 5]]  # ...yet one cluster through the links
+    expected = leader_clusters_by_brute_force(rows, threshold)
+    for block_size in (1, 2, 7, 16, count - 1, count, 2048):
+        clusters = near_duplicate_clusters(rows, threshold, block_size=block_size)
+        assert clusters == expected, block_size
+    leaders = [cluster[0] for cluster in expected]
+    for cluster in expected:
+        assert all(similarity[cluster[0], member] >= threshold for member in cluster[1:])
+    clustered = {row for cluster in expected for row in cluster}
+    leaders += [row for row in range(count) if row not in clustered]
+    for first in leaders:  # no leader is close to an earlier one, or it would have joined it
+        assert all(similarity[first, second] < threshold for second in leaders if second > first)
 
 
-def test_the_threshold_is_inclusive_and_sharp():
+@pytest.mark.parametrize("linkage", LINKAGES)
+def test_the_threshold_is_inclusive_and_sharp(linkage):
     basis = np.linalg.qr(random_units(3, seed=3).T)[0].T.astype(np.float32)
     rows = np.vstack([basis[0], at_cosine(basis[0], basis[1], 0.9), basis[2]])
-    assert near_duplicate_clusters(rows, 0.899) == [[0, 1]]
-    assert near_duplicate_clusters(rows, 0.901) == []
+    assert near_duplicate_clusters(rows, 0.899, linkage=linkage) == [[0, 1]]
+    assert near_duplicate_clusters(rows, 0.901, linkage=linkage) == []
     identical = np.vstack([basis[0], basis[0]])
-    assert near_duplicate_clusters(identical, 1.0 - 1e-6) == [[0, 1]]
+    assert near_duplicate_clusters(identical, 1.0 - 1e-6, linkage=linkage) == [[0, 1]]
 
 
-def test_blocks_smaller_than_the_rows_find_the_same_clusters():
+@pytest.mark.parametrize("linkage", LINKAGES)
+def test_blocks_smaller_than_the_rows_find_the_same_clusters(linkage):
     rows = random_units(300, seed=4)
     copies = {5: 290, 17: 18, 100: 201, 201: 250, 3: 150}  # pairs across blocks, inside one, and a chain
     for source, target in copies.items():
         rows[target] = rows[source]
     expected = [[100, 201, 250], [3, 150], [5, 290], [17, 18]]
-    assert near_duplicate_clusters(rows, 0.99) == expected
+    assert near_duplicate_clusters(rows, 0.99, linkage=linkage) == expected
     for block_size in (1, 7, 64, 299):
-        assert near_duplicate_clusters(rows, 0.99, block_size=block_size) == expected
+        assert near_duplicate_clusters(rows, 0.99, linkage=linkage, block_size=block_size) == expected
 
 
-def test_many_copies_of_one_row_form_one_cluster_largest_first():
+@pytest.mark.parametrize("linkage", LINKAGES)
+def test_many_copies_of_one_row_form_one_cluster_largest_first(linkage):
     rows = random_units(600, seed=5)
     rows[100:600:2] = rows[100]
     rows[3] = rows[1]
-    clusters = near_duplicate_clusters(rows, 0.99, block_size=64)
-    assert [len(cluster) for cluster in clusters] == [250, 2]
-    assert clusters[0] == list(range(100, 600, 2)) and clusters[1] == [1, 3]
+    for block_size in (64, 77, 600):
+        clusters = near_duplicate_clusters(rows, 0.99, linkage=linkage, block_size=block_size)
+        assert [len(cluster) for cluster in clusters] == [250, 2]
+        assert clusters[0] == list(range(100, 600, 2)) and clusters[1] == [1, 3]
 
 
-def test_vectors_that_are_not_unit_length_are_compared_by_cosine():
+def test_thousands_of_copies_of_one_text_are_one_cluster_led_by_the_first():
+    rows = random_units(6_000, seed=8, dimension=32)
+    rows[1_000:5_000] = rows[999]
+    clusters = near_duplicate_clusters(rows, 0.9, block_size=256)
+    assert clusters[0] == list(range(999, 5_000))
+    assert sum(len(cluster) for cluster in clusters[1:]) < 10  # random 32-d vectors: a pair at 0.9 is rare
+
+
+@pytest.mark.parametrize("linkage", LINKAGES)
+def test_vectors_that_are_not_unit_length_are_compared_by_cosine(linkage):
     rows = random_units(5, seed=6)
     rows[4] = rows[0] * 7.5
-    assert near_duplicate_clusters(rows, 0.99) == [[0, 4]]
+    assert near_duplicate_clusters(rows, 0.99, linkage=linkage) == [[0, 4]]
 
 
-def test_a_threshold_outside_zero_to_one_is_refused():
+def test_a_threshold_outside_zero_to_one_or_another_linkage_is_refused():
+    for threshold in (0, -0.5, 1.5, float("nan")):
+        for linkage in LINKAGES:
+            with pytest.raises(ValueError):
+                near_duplicate_clusters(random_units(3), threshold, linkage=linkage)
     with pytest.raises(ValueError):
-        near_duplicate_clusters(random_units(3), 0)
+        near_duplicate_clusters(random_units(3), 0.9, linkage="complete")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        near_duplicate_clusters(random_units(3), 1.5)
+        near_duplicate_clusters(random_units(3), 0.9, block_size=0)
 
 
-def test_no_rows_give_no_clusters():
-    assert near_duplicate_clusters(np.empty((0, DIMENSION), dtype=np.float32), 0.9) == []
+@pytest.mark.parametrize("linkage", LINKAGES)
+def test_no_rows_or_one_row_give_no_clusters(linkage):
+    assert near_duplicate_clusters(np.empty((0, DIMENSION), dtype=np.float32), 0.9, linkage=linkage) == []
+    assert near_duplicate_clusters(random_units(1), 0.9, linkage=linkage) == []
+    assert near_duplicate_clusters(random_units(1), 0.9, linkage=linkage, block_size=1) == []
 
 
 def test_real_duplicates_cluster_and_unrelated_texts_do_not(embedder):

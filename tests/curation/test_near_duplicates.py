@@ -5,6 +5,7 @@ The real bundled model is used; it is loaded once per test process (`get_embedde
 import numpy as np
 import pytest
 
+from curation.embeddings import DIMENSION, text_of_conversation
 from curation.models import AuditEvent, Dataset, DatasetEntry, EmbeddingJob, EntryEmbedding, JobStatus
 from curation.services import embeddings as services
 from curation.services.datasets import dataset_create, dataset_entries_ingest, entry_update
@@ -13,6 +14,8 @@ from curation.services.embeddings import (
     dataset_keep_one_per_cluster,
     dataset_near_duplicates,
     embedding_job_create,
+    text_hash,
+    vector_bytes,
     vector_from_bytes,
 )
 from tests.waiting import wait_until_finished
@@ -153,6 +156,23 @@ def test_keep_one_deletes_all_but_the_oldest_of_each_cluster_and_is_audited(proj
     assert (event.count, event.actor) == (2, owner)
     assert dataset_keep_one_per_cluster(dataset=dataset, threshold=0.95)[1] == []
     assert not EntryEmbedding.objects.filter(entry_id__in=dropped).exists()
+
+
+def test_keep_one_only_drops_entries_close_to_the_one_it_keeps(project):
+    """Three entries a ~ b ~ c with a far from c (vectors set by hand): b goes with a, c is kept."""
+    dataset = make_dataset(project, chats=[(f"Question {number}", "An answer.") for number in range(3)])
+    basis = np.linalg.qr(np.random.default_rng(0).standard_normal((DIMENSION, 2)))[0].T
+    angle = np.arccos(0.95)
+    for step, entry in enumerate(dataset.entries.order_by("id")):
+        vector = np.cos(step * angle) * basis[0] + np.sin(step * angle) * basis[1]
+        text = text_of_conversation(entry.messages)
+        EntryEmbedding.objects.create(entry=entry, vector=vector_bytes(vector), text_hash=text_hash(text))
+    ids = entry_ids(dataset)
+
+    found, planned = dataset_keep_one_per_cluster(dataset=dataset, threshold=0.94, dry_run=True)
+
+    assert [[entry.id for entry in cluster] for cluster in found.clusters] == [[ids[0], ids[1]]]
+    assert planned == [ids[1]]
 
 
 def test_entries_not_yet_embedded_are_left_out_of_clusters(project):
