@@ -20,6 +20,7 @@ from django.utils import timezone
 from curation.embeddings import DIMENSION, keep_one_per_cluster, near_duplicate_clusters, text_of_conversation
 from curation.models import ApiKey, Dataset, DatasetEntry, EmbeddingJob, EntryEmbedding, JobStatus
 from curation.services.datasets import entries_delete
+from curation.services.queueing import task_send_or_fail
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,10 @@ def embedding_job_create(*, dataset: Dataset, actor: User | None = None) -> Embe
         job = EmbeddingJob.objects.create(dataset=dataset, created_by=actor, total=dataset.entries.count())
         from curation.tasks import dataset_embed_task
 
-        transaction.on_commit(lambda: dataset_embed_task.delay(job.pk))
+        rows = EmbeddingJob.objects.filter(pk=job.pk)
+        transaction.on_commit(
+            lambda: task_send_or_fail(dataset_embed_task, job.pk, job=rows, event="curation.embedding")
+        )
     return job
 
 

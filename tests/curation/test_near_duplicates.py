@@ -314,3 +314,29 @@ def test_another_projects_dataset_is_not_found(client_for, project, outsider):
     assert client.post(api_url(dataset, "embeddings") + "?project=other").status_code == 404
     keep = client.post(api_url(dataset, "near-duplicates/keep-one") + "?project=other", {"dry_run": False}, "json")
     assert keep.status_code == 404 and not EmbeddingJob.objects.exists()
+
+
+def test_with_the_broker_down_the_job_fails_saying_so_and_can_be_asked_again(
+    client, project, editor, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    from curation import tasks
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    dataset = make_dataset(project)
+    client.force_login(editor)
+    monkeypatch.setattr(tasks.dataset_embed_task, "delay", unreachable)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(page_url(dataset, "embeddings"), HTTP_HX_REQUEST="true")
+
+    assert response.status_code == 200
+    job = EmbeddingJob.objects.get(dataset=dataset)
+    assert job.status == JobStatus.FAILED and "task queue is unreachable" in job.error
+    card = client.get(page_url(dataset, "duplicates")).content.decode()
+    assert "Computing embeddings failed: The task queue is unreachable" in card and "Update embeddings" in card
+    monkeypatch.undo()
+    assert embedding_job_create(dataset=dataset).pk != job.pk
