@@ -106,7 +106,10 @@ def _seed(project, count: int) -> None:
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         LogEmbedding.objects.bulk_create(
             LogEmbedding(
-                log_id=log.pk, vector=vector_bytes(vector), text_hash=text_hash(text_of_conversation(log.messages))
+                project=project,
+                log_id=log.pk,
+                vector=vector_bytes(vector),
+                text_hash=text_hash(text_of_conversation(log.messages)),
             )
             for log, vector in zip(logs, vectors, strict=True)
         )

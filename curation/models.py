@@ -437,9 +437,14 @@ class LogEmbedding(models.Model):
     float32 as bytes, little-endian, of `text_of_conversation(log.messages)`, whose SHA-256 is `text_hash`."""
 
     log = models.OneToOneField(LogEntry, on_delete=models.CASCADE, related_name="embedding")
+    # The log's project, again: a search scans and counts one project's vectors without joining its logs.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="log_embeddings", db_index=False)
     vector = models.BinaryField()
     text_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "log"], name="logembedding_project_log")]
 
     def __str__(self) -> str:
         return f"embedding of log {self.log_id}"

@@ -23,7 +23,11 @@ class Migration(migrations.Migration):
                 ('text_hash', models.CharField(max_length=64)),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('log', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='embedding', to='curation.logentry')),
+                ('project', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='log_embeddings', to='curation.project')),
             ],
+            options={
+                'indexes': [models.Index(fields=['project', 'log'], name='logembedding_project_log')],
+            },
         ),
         migrations.CreateModel(
             name='LogEmbeddingJob',

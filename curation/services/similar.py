@@ -123,15 +123,15 @@ def _embed_batch(job: LogEmbeddingJob, logs: list[LogEntry], embed: Callable[...
     stale = [log.pk for log in logs if _stored_hash(log) != text_hash(texts[log.pk])]
     vectors = embed([texts[pk] for pk in stale]) if stale else np.empty((0, DIMENSION), dtype=np.float32)
     with transaction.atomic():
-        _store(stale, vectors, [texts[pk] for pk in stale])
+        _store(job.project_id, stale, vectors, [texts[pk] for pk in stale])
         job.done += len(logs)
         job.embedded += len(stale)
         job.save(update_fields=["done", "embedded"])
 
 
-def _store(log_ids: list[int], vectors: np.ndarray, texts: list[str]) -> None:
+def _store(project_id: int, log_ids: list[int], vectors: np.ndarray, texts: list[str]) -> None:
     rows = [
-        LogEmbedding(log_id=pk, vector=vector_bytes(vector), text_hash=text_hash(text))
+        LogEmbedding(project_id=project_id, log_id=pk, vector=vector_bytes(vector), text_hash=text_hash(text))
         for pk, vector, text in zip(log_ids, vectors, texts, strict=True)
     ]
     LogEmbedding.objects.bulk_create(
@@ -148,7 +148,7 @@ def _stored_hash(log: LogEntry) -> str | None:
 
 def log_index_size(*, project: Project) -> int:
     """Logs of the project with an embedding (fresh or not): the ones "more like this" searches."""
-    return LogEmbedding.objects.filter(log__project=project).count()
+    return LogEmbedding.objects.filter(project=project).count()
 
 
 # --- the search -------------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def log_vector(*, log: LogEntry) -> np.ndarray:
     from curation.embeddings import embed
 
     vectors = embed([text])
-    _store([log.pk], vectors, [text])
+    _store(log.project_id, [log.pk], vectors, [text])
     return vectors[0]
 
 
@@ -187,7 +187,7 @@ def logs_similar(
     if not 1 <= k <= RESULTS_MAX:
         raise ValueError(f"k must be from 1 to {RESULTS_MAX}")
     query = log_vector(log=log).astype(np.float32)
-    candidates = LogEmbedding.objects.filter(log__project=project).exclude(log_id=log.pk)
+    candidates = LogEmbedding.objects.filter(project=project).exclude(log_id=log.pk)
     if within is not None:
         candidates = candidates.filter(log__in=within.values("id"))
     best: list[tuple[float, int]] = []  # a min-heap of (score, log id) holding the k best so far
@@ -212,7 +212,7 @@ def logs_like_ids(*, project: Project, log: LogEntry, min_similarity: float) -> 
     from django.db.models import Count, Max
 
     query = log_vector(log=log).astype(np.float32)  # first: it may add the log to the index
-    index = LogEmbedding.objects.filter(log__project=project)
+    index = LogEmbedding.objects.filter(project=project)
     state = index.aggregate(size=Count("pk"), latest=Max("created_at"))
     latest = state["latest"].timestamp() if state["latest"] else 0
     key = f"logtune:like:{project.pk}:{log.pk}:{min_similarity:.4f}:{state['size']}:{latest}"

@@ -52,7 +52,7 @@ def test_a_job_embeds_the_newest_logs_first_with_progress(project, monkeypatch):
 
     assert (job.status, job.total, job.done, job.embedded, job.progress) == (JobStatus.SUCCEEDED, 5, 5, 5, 1.0)
     assert seen == [(2, 5), (4, 5), (5, 5)]
-    rows = LogEmbedding.objects.filter(log__project=project).order_by("created_at", "log_id")
+    rows = LogEmbedding.objects.filter(project=project).order_by("created_at", "log_id")
     assert sorted(row.log_id for row in rows) == ids
     vectors = np.vstack([vector_from_bytes(row.vector) for row in rows])
     assert vectors.shape == (5, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
@@ -165,7 +165,7 @@ def test_the_search_scans_in_chunks_and_keeps_the_best(project, monkeypatch):
     vectors = rng.normal(size=(30, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     for log_id, vector in zip(ids, vectors, strict=True):
-        LogEmbedding.objects.create(log_id=log_id, vector=vector_bytes(vector), text_hash="x")
+        LogEmbedding.objects.create(project=project, log_id=log_id, vector=vector_bytes(vector), text_hash="x")
     query = vectors[0]
     monkeypatch.setattr(services, "log_vector", lambda log: query)
     monkeypatch.setattr(services, "SCAN_CHUNK", 7)
