@@ -109,6 +109,7 @@
           j: () => follow("[data-key-older]"),
           k: () => follow("[data-key-newer]"),
           Escape: () => follow("[data-key-back]"),
+          m: () => { const more = $("#more-like-this"); if (more) more.click(); },
         };
     const handler = keys[event.key];
     if (handler) {
