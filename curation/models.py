@@ -408,28 +408,34 @@ class EntryEmbedding(models.Model):
         return f"embedding of entry {self.entry_id}"
 
 
-class EmbeddingJob(BackgroundWork, models.Model):
-    """Embedding the entries of a dataset that have none, or a stale one, in committed batches with progress."""
+class EmbeddingWork(BackgroundWork, models.Model):
+    """What the two embedding jobs share: who asked, status, and progress counted in texts looked at."""
 
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="embedding_jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    total = models.BigIntegerField(default=0)  # entries of the dataset when the run started
-    done = models.BigIntegerField(default=0)  # entries looked at, whether embedded now or already fresh
-    embedded = models.BigIntegerField(default=0)  # entries embedded by this job
+    total = models.BigIntegerField(default=0)  # texts to look at when the run started
+    done = models.BigIntegerField(default=0)  # texts looked at, whether embedded now or already fresh
+    embedded = models.BigIntegerField(default=0)  # texts embedded by this job
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"embeddings of {self.dataset_id}: {self.done}/{self.total} ({self.status})"
 
     def work_counts(self) -> tuple[int, int]:
         return self.done, self.total
+
+
+class EmbeddingJob(EmbeddingWork):
+    """Embedding the entries of a dataset that have none, or a stale one, in committed batches with progress."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="embedding_jobs")
+
+    def __str__(self) -> str:
+        return f"embeddings of {self.dataset_id}: {self.done}/{self.total} ({self.status})"
 
 
 class LogEmbedding(models.Model):
@@ -450,30 +456,15 @@ class LogEmbedding(models.Model):
         return f"embedding of log {self.log_id}"
 
 
-class LogEmbeddingJob(BackgroundWork, models.Model):
+class LogEmbeddingJob(EmbeddingWork):
     """Embedding a project's newest logs (at most `limit`) that have no embedding or a stale one, newest first,
-    in committed batches with progress: the index "more like this" searches."""
+    in committed batches with progress: the index "more like this" searches. `total` is min(limit, logs)."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="log_embedding_jobs")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     limit = models.BigIntegerField()  # the newest logs of the project looked at
-    total = models.BigIntegerField(default=0)  # logs to look at when the run started: min(limit, logs)
-    done = models.BigIntegerField(default=0)  # logs looked at, whether embedded now or already fresh
-    embedded = models.BigIntegerField(default=0)  # logs embedded by this job
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"log embeddings of {self.project_id}: {self.done}/{self.total} ({self.status})"
-
-    def work_counts(self) -> tuple[int, int]:
-        return self.done, self.total
 
 
 class RedactionJob(BackgroundWork, models.Model):

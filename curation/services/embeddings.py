@@ -8,17 +8,27 @@ another text than its embedding's (`text_hash`): it counts as missing until the 
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from curation.embeddings import DIMENSION, keep_one_per_cluster, near_duplicate_clusters, text_of_conversation
-from curation.models import ApiKey, Dataset, DatasetEntry, EmbeddingJob, EntryEmbedding, JobStatus
+from curation.models import (
+    ApiKey,
+    Dataset,
+    DatasetEntry,
+    EmbeddingJob,
+    EmbeddingWork,
+    EntryEmbedding,
+    JobStatus,
+    LogEntry,
+)
 from curation.services.datasets import entries_delete
 from curation.services.queueing import task_send_or_fail
 
@@ -67,68 +77,88 @@ def embedding_job_create(*, dataset: Dataset, actor: User | None = None) -> Embe
 
 
 def dataset_embed(*, job_id: int, on_progress: Callable[[EmbeddingJob], None] | None = None) -> EmbeddingJob:
-    """Embed the entries of the job's dataset that have no embedding or a stale one, batch by batch.
-
-    Each batch is written and the job's progress saved in one transaction, so a run stopped half way
-    (a worker killed, a redelivered task) loses one batch at most: the next run finds the entries
-    embedded so far fresh and embeds only the rest. A finished job is left as it is.
-    """
+    """Embed the entries of the job's dataset that have no embedding or a stale one, batch by batch
+    (`embedding_work_run`). A finished job is left as it is."""
     job = EmbeddingJob.objects.select_related("dataset").get(pk=job_id)
     if job.is_finished:
         return job
+
+    def batches() -> Iterator[list[DatasetEntry]]:
+        last_id = 0
+        while entries := list(
+            DatasetEntry.objects.filter(dataset=job.dataset, id__gt=last_id)
+            .order_by("id")
+            .select_related("embedding")
+            .only("id", "messages", "embedding__text_hash")[:BATCH]
+        ):
+            last_id = entries[-1].pk
+            yield entries
+
+    def store(rows: list[tuple[int, np.ndarray, str]]) -> None:
+        EntryEmbedding.objects.bulk_create(
+            [EntryEmbedding(entry_id=pk, vector=vector_bytes(v), text_hash=digest) for pk, v, digest in rows],
+            update_conflicts=True, unique_fields=["entry"], update_fields=["vector", "text_hash", "created_at"],
+        )  # fmt: skip
+
+    return embedding_work_run(
+        job, total=job.dataset.entries.count(), batches=batches(), store=store, on_progress=on_progress,
+        event="curation.embedding",
+    )  # fmt: skip
+
+
+Work = TypeVar("Work", bound=EmbeddingWork)
+Embedded = TypeVar("Embedded", DatasetEntry, LogEntry)
+
+
+def embedding_work_run(
+    job: Work,
+    *,
+    total: int,
+    batches: Iterable[list[Embedded]],
+    store: Callable[[list[tuple[int, np.ndarray, str]]], None],
+    on_progress: Callable[[Work], None] | None,
+    event: str,
+) -> Work:
+    """Run an embedding job over `batches` of entries or logs (with `messages` and their `embedding`).
+
+    In each batch, the rows whose stored embedding is missing or was computed from another text are
+    embedded, `store`d as (id, vector, text hash), and the job's progress saved, all in one transaction:
+    a run stopped half way (a worker killed, a redelivered task) loses one batch at most, and the next
+    run finds the rows embedded so far fresh and embeds only the rest. The job ends succeeded, or failed
+    with the error, which is raised again.
+    """
     from curation.embeddings import get_embedder
 
-    job.status, job.started_at, job.done = JobStatus.RUNNING, job.started_at or timezone.now(), 0
-    job.total = job.dataset.entries.count()
+    job.status, job.started_at, job.done, job.total = JobStatus.RUNNING, job.started_at or timezone.now(), 0, total
     job.save(update_fields=["status", "started_at", "done", "total"])
     try:
-        embedder = get_embedder()
-        last_id = 0
-        while True:
-            entries = list(
-                DatasetEntry.objects.filter(dataset=job.dataset, id__gt=last_id)
-                .order_by("id")
-                .select_related("embedding")
-                .only("id", "messages", "embedding__text_hash")[:BATCH]
-            )
-            if not entries:
-                break
-            last_id = entries[-1].pk
-            _embed_batch(job, entries, embedder.embed)
+        embed = get_embedder().embed
+        for rows in batches:
+            texts = {row.pk: text_of_conversation(row.messages) for row in rows}
+            stale = [row.pk for row in rows if _stored_hash(row) != text_hash(texts[row.pk])]
+            vectors = embed([texts[pk] for pk in stale]) if stale else np.empty((0, DIMENSION), dtype=np.float32)
+            with transaction.atomic():
+                store([(pk, vector, text_hash(texts[pk])) for pk, vector in zip(stale, vectors, strict=True)])
+                job.done += len(rows)
+                job.embedded += len(stale)
+                job.save(update_fields=["done", "embedded"])
             if on_progress:
                 on_progress(job)
     except Exception as exc:
         job.status, job.error, job.finished_at = JobStatus.FAILED, f"{type(exc).__name__}: {exc}", timezone.now()
         job.save(update_fields=["status", "error", "finished_at"])
-        logger.exception("curation.embedding_failed job=%s", job.pk)
+        logger.exception("%s_failed job=%s", event, job.pk)
         raise
     job.status, job.finished_at, job.total = JobStatus.SUCCEEDED, timezone.now(), max(job.total, job.done)
     job.save(update_fields=["status", "finished_at", "total"])
-    logger.info("curation.embedding_done job=%s embedded=%s", job.pk, job.embedded)
+    logger.info("%s_done job=%s embedded=%s", event, job.pk, job.embedded)
     return job
 
 
-def _embed_batch(job: EmbeddingJob, entries: list[DatasetEntry], embed: Callable[..., np.ndarray]) -> None:
-    texts = {entry.pk: text_of_conversation(entry.messages) for entry in entries}
-    stale = [entry.pk for entry in entries if _stored_hash(entry) != text_hash(texts[entry.pk])]
-    vectors = embed([texts[pk] for pk in stale]) if stale else np.empty((0, DIMENSION), dtype=np.float32)
-    rows = [
-        EntryEmbedding(entry_id=pk, vector=vector_bytes(vector), text_hash=text_hash(texts[pk]))
-        for pk, vector in zip(stale, vectors, strict=True)
-    ]
-    with transaction.atomic():
-        EntryEmbedding.objects.bulk_create(
-            rows, update_conflicts=True, unique_fields=["entry"], update_fields=["vector", "text_hash", "created_at"]
-        )
-        job.done += len(entries)
-        job.embedded += len(rows)
-        job.save(update_fields=["done", "embedded"])
-
-
-def _stored_hash(entry: DatasetEntry) -> str | None:
+def _stored_hash(row: DatasetEntry | LogEntry) -> str | None:
     try:
-        return entry.embedding.text_hash
-    except EntryEmbedding.DoesNotExist:
+        return row.embedding.text_hash
+    except ObjectDoesNotExist:
         return None
 
 

@@ -18,11 +18,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from curation.embeddings import DIMENSION, text_of_conversation
 from curation.models import JobStatus, LogEmbedding, LogEmbeddingJob, LogEntry, Project
-from curation.services.embeddings import text_hash, vector_bytes, vector_from_bytes
+from curation.services.embeddings import embedding_work_run, text_hash, vector_bytes, vector_from_bytes
 from curation.services.queueing import task_send_or_fail
 
 logger = logging.getLogger(__name__)
@@ -71,79 +70,39 @@ def log_embedding_job_latest(*, project: Project) -> LogEmbeddingJob | None:
     return project.log_embedding_jobs.first()
 
 
-Progress = Callable[[LogEmbeddingJob], None]
-
-
-def project_embed_logs(*, job_id: int, on_progress: Progress | None = None) -> LogEmbeddingJob:
-    """Embed the job's project's newest `limit` logs that have no embedding or a stale one, newest first.
-
-    Each batch is written and the job's progress saved in one transaction, so a run stopped half way
-    loses one batch at most: the next run finds the logs embedded so far fresh and embeds only the rest.
-    A finished job is left as it is.
-    """
+def project_embed_logs(
+    *, job_id: int, on_progress: Callable[[LogEmbeddingJob], None] | None = None
+) -> LogEmbeddingJob:
+    """Embed the job's project's newest `limit` logs that have no embedding or a stale one, newest first, batch
+    by batch (`embedding_work_run`). A finished job is left as it is."""
     job = LogEmbeddingJob.objects.select_related("project").get(pk=job_id)
     if job.is_finished:
         return job
-    from curation.embeddings import get_embedder
 
-    job.status, job.started_at, job.done = JobStatus.RUNNING, job.started_at or timezone.now(), 0
-    job.total = min(job.limit, job.project.logs.count())
-    job.save(update_fields=["status", "started_at", "done", "total"])
-    try:
-        embedder = get_embedder()
-        last_id: int | None = None
-        while job.done < job.total:
-            logs = LogEntry.objects.filter(project=job.project).order_by("-id")
-            if last_id is not None:
-                logs = logs.filter(id__lt=last_id)
-            batch = list(
-                logs.select_related("embedding").only("id", "messages", "embedding__text_hash")[
-                    : min(BATCH, job.total - job.done)
-                ]
-            )
-            if not batch:
-                break
-            last_id = batch[-1].pk
-            _embed_batch(job, batch, embedder.embed)
-            if on_progress:
-                on_progress(job)
-    except Exception as exc:
-        job.status, job.error, job.finished_at = JobStatus.FAILED, f"{type(exc).__name__}: {exc}", timezone.now()
-        job.save(update_fields=["status", "error", "finished_at"])
-        logger.exception("curation.log_embedding_failed job=%s", job.pk)
-        raise
-    job.status, job.finished_at = JobStatus.SUCCEEDED, timezone.now()
-    job.save(update_fields=["status", "finished_at"])
-    logger.info("curation.log_embedding_done job=%s embedded=%s", job.pk, job.embedded)
-    return job
+    def batches() -> Iterator[list[LogEntry]]:
+        logs = LogEntry.objects.filter(project=job.project).order_by("-id").select_related("embedding")
+        logs = logs.only("id", "messages", "embedding__text_hash")
+        while job.done < job.total and (batch := list(logs[: min(BATCH, job.total - job.done)])):
+            logs = logs.filter(id__lt=batch[-1].pk)
+            yield batch
+
+    def store(rows: list[tuple[int, np.ndarray, str]]) -> None:
+        _store(job.project_id, rows)
+
+    return embedding_work_run(
+        job, total=min(job.limit, job.project.logs.count()), batches=batches(), store=store, on_progress=on_progress,
+        event="curation.log_embedding",
+    )  # fmt: skip
 
 
-def _embed_batch(job: LogEmbeddingJob, logs: list[LogEntry], embed: Callable[..., np.ndarray]) -> None:
-    texts = {log.pk: text_of_conversation(log.messages) for log in logs}
-    stale = [log.pk for log in logs if _stored_hash(log) != text_hash(texts[log.pk])]
-    vectors = embed([texts[pk] for pk in stale]) if stale else np.empty((0, DIMENSION), dtype=np.float32)
-    with transaction.atomic():
-        _store(job.project_id, stale, vectors, [texts[pk] for pk in stale])
-        job.done += len(logs)
-        job.embedded += len(stale)
-        job.save(update_fields=["done", "embedded"])
-
-
-def _store(project_id: int, log_ids: list[int], vectors: np.ndarray, texts: list[str]) -> None:
-    rows = [
-        LogEmbedding(project_id=project_id, log_id=pk, vector=vector_bytes(vector), text_hash=text_hash(text))
-        for pk, vector, text in zip(log_ids, vectors, texts, strict=True)
-    ]
+def _store(project_id: int, rows: list[tuple[int, np.ndarray, str]]) -> None:
     LogEmbedding.objects.bulk_create(
-        rows, update_conflicts=True, unique_fields=["log"], update_fields=["vector", "text_hash", "created_at"]
-    )
-
-
-def _stored_hash(log: LogEntry) -> str | None:
-    try:
-        return log.embedding.text_hash
-    except LogEmbedding.DoesNotExist:
-        return None
+        [
+            LogEmbedding(project_id=project_id, log_id=pk, vector=vector_bytes(vector), text_hash=digest)
+            for pk, vector, digest in rows
+        ],
+        update_conflicts=True, unique_fields=["log"], update_fields=["vector", "text_hash", "created_at"],
+    )  # fmt: skip
 
 
 def log_index_size(*, project: Project) -> int:
@@ -171,9 +130,9 @@ def log_vector(*, log: LogEntry) -> np.ndarray:
         return vector_from_bytes(stored.vector)
     from curation.embeddings import embed
 
-    vectors = embed([text])
-    _store(log.project_id, [log.pk], vectors, [text])
-    return vectors[0]
+    vector = embed([text])[0]
+    _store(log.project_id, [(log.pk, vector, digest)])
+    return vector
 
 
 def logs_similar(
