@@ -6,7 +6,7 @@ fails when LOGTUNE_STRICT_SKIPS=1 (CI sets it): in CI every skip is a failure.
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlparse
 
 import pytest
@@ -128,3 +128,18 @@ def client_for():
         return client
 
     return make
+
+
+@pytest.fixture
+def broker_down(monkeypatch) -> Callable[..., None]:
+    """`broker_down(task, ...)`: each task's `delay` fails as it does when Redis refuses the connection."""
+    from kombu.exceptions import OperationalError
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    def down(*tasks: object) -> None:
+        for task in tasks:
+            monkeypatch.setattr(task, "delay", unreachable)
+
+    return down

@@ -23,6 +23,7 @@ from curation.export.formats import to_openai
 from curation.export.service import Row, entries_count, entry_rows, row_batches
 from curation.models import ApiKey, Dataset, DatasetSnapshot, JobStatus, Split
 from curation.services.audit import audit_record
+from curation.services.queueing import task_send_or_fail
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,10 @@ def snapshot_request(
     from curation.tasks import snapshot_build_task
 
     api_key_id = api_key.pk if api_key else None
-    transaction.on_commit(lambda: snapshot_build_task.delay(snapshot.pk, api_key_id))
+    rows = DatasetSnapshot.objects.filter(pk=snapshot.pk)
+    transaction.on_commit(
+        lambda: task_send_or_fail(snapshot_build_task, snapshot.pk, api_key_id, job=rows, event="curation.snapshot")
+    )
     return snapshot
 
 

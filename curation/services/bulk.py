@@ -20,6 +20,7 @@ from django.utils import timezone
 from curation.filters import logs_filter
 from curation.models import ApiKey, BulkAction, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, LogTag, Project
 from curation.services.audit import audit_record
+from curation.services.queueing import task_send_or_fail
 from curation.services.tags import tag_names_clean, tags_add, tags_remove
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,8 @@ def bulk_job_create(*, project: Project, action: str, params: dict, query: str, 
     )
     from curation.tasks import bulk_job_run_task
 
-    transaction.on_commit(lambda: bulk_job_run_task.delay(job.pk))
+    rows = BulkJob.objects.filter(pk=job.pk)
+    transaction.on_commit(lambda: task_send_or_fail(bulk_job_run_task, job.pk, job=rows, event="curation.bulk_job"))
     return job
 
 

@@ -22,19 +22,34 @@ def task_send_or_mark_unsent(task: Task, job_id: int, *, queued: QuerySet, event
     return True
 
 
-def task_send_or_fail(task: Task, job_id: int, *, job: QuerySet, event: str) -> bool:
-    """Send `task(job_id)`. When the broker is down, the job (`job`: its row) is marked failed, saying so, and
-    the caller goes on: for work that only computes from what is stored (embeddings), asking again later
-    loses nothing, so the job needs no reaper. Returns whether the task was sent."""
+def task_send_or_fail(
+    task: Task,
+    *args: object,
+    job: QuerySet,
+    event: str,
+    status: str = "status",
+    error: str = "error",
+    finished: str | None = "finished_at",
+) -> bool:
+    """Send `task(*args)`. When the broker is down, the job (`job`: its row; `status`, `error` and `finished`
+    name its fields) is marked failed, saying so, and the caller goes on: for work that only computes from
+    what is stored (embeddings, snapshots, bulk changes, merges, previews), asking again later loses
+    nothing, so the job needs no reaper, and the page shows why instead of a job queued forever.
+    Returns whether the task was sent."""
     from django.utils import timezone
 
     from curation.models import JobStatus
 
     try:
-        task.delay(job_id)
+        task.delay(*args)
     except BrokerUnavailable as exc:
-        error = f"The task queue is unreachable ({exc}); try again once it is back."
-        job.update(status=JobStatus.FAILED, error=error, finished_at=timezone.now())
-        logger.warning("%s job=%s: %s", event, job_id, exc)
+        changes: dict[str, object] = {
+            status: JobStatus.FAILED,
+            error: f"The task queue is unreachable ({exc}); try again once it is back.",
+        }
+        if finished:
+            changes[finished] = timezone.now()
+        job.update(**changes)
+        logger.warning("%s %s: %s", event, args, exc)
         return False
     return True

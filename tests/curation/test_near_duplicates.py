@@ -317,18 +317,13 @@ def test_another_projects_dataset_is_not_found(client_for, project, outsider):
 
 
 def test_with_the_broker_down_the_job_fails_saying_so_and_can_be_asked_again(
-    client, project, editor, monkeypatch, django_capture_on_commit_callbacks
+    client, project, editor, broker_down, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from kombu.exceptions import OperationalError
-
     from curation import tasks
-
-    def unreachable(*args: object, **kwargs: object) -> None:
-        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     dataset = make_dataset(project)
     client.force_login(editor)
-    monkeypatch.setattr(tasks.dataset_embed_task, "delay", unreachable)
+    broker_down(tasks.dataset_embed_task)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(page_url(dataset, "embeddings"), HTTP_HX_REQUEST="true")

@@ -393,18 +393,13 @@ def test_another_projects_log_cannot_be_the_filters_log(key_client, project):
 
 
 def test_with_the_broker_down_the_job_fails_saying_so_and_can_be_asked_again(
-    client, project, editor, monkeypatch, django_capture_on_commit_callbacks
+    client, project, editor, broker_down, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from kombu.exceptions import OperationalError
-
     from curation import tasks
-
-    def unreachable(*args: object, **kwargs: object) -> None:
-        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     ids = ingest(project)
     client.force_login(editor)
-    monkeypatch.setattr(tasks.project_embed_logs_task, "delay", unreachable)
+    broker_down(tasks.project_embed_logs_task)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post("/p/acme/logs/embeddings", {"log": ids[0]}, HTTP_HX_REQUEST="true")

@@ -25,7 +25,7 @@ from django.utils import timezone
 from curation.export import snapshot_request
 from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, JobStatus, Split
 from curation.services.audit import audit_record
-from curation.services.queueing import task_send_or_mark_unsent
+from curation.services.queueing import task_send_or_fail, task_send_or_mark_unsent
 from training.config import METHODS, ConfigError, TrainConfig
 from training.models import BaseModel, FineTuneJob, FineTuneStatus, Generation, Method
 
@@ -317,7 +317,11 @@ def finetune_merge_request(
 def _enqueue_merge(job_id: int) -> None:
     from training.tasks import finetune_merge_task
 
-    finetune_merge_task.delay(job_id)
+    rows = FineTuneJob.objects.filter(pk=job_id)
+    task_send_or_fail(
+        finetune_merge_task, job_id, job=rows, event="training.merge", status="merge_status", error="merge_error",
+        finished=None,
+    )  # fmt: skip
 
 
 def generation_create(
@@ -352,7 +356,8 @@ def _is_message(message: object) -> bool:
 def _enqueue_generation(generation_id: int) -> None:
     from training.tasks import generation_run_task
 
-    generation_run_task.delay(generation_id)
+    rows = Generation.objects.filter(pk=generation_id)
+    task_send_or_fail(generation_run_task, generation_id, job=rows, event="training.generation")
 
 
 def finetunes_before_dataset_delete(*, dataset: Dataset) -> list[str]:

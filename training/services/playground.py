@@ -21,6 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from curation.models import DatasetEntry
+from curation.services.queueing import task_send_or_fail
 from training.models import FineTuneJob, FineTuneStatus, Generation, LossPreview
 from training.services.jobs import base_model_resolve
 from training.services.runner import LOG_TAIL_LINES, log_tail, signal_group, spawn_group
@@ -125,8 +126,10 @@ def loss_preview_request(*, entry: DatasetEntry, base_model: str) -> LossPreview
     """The loss preview of `entry` under `base_model`: the last one while the entry has not changed since,
     else a new one queued for a worker (the default queue: it needs a tokenizer, no GPU)."""
     base_model_resolve(base_model=base_model)
-    # One still queued after a while lost its worker: ask again rather than wait on it forever.
+    # One still queued after a while lost its worker: ask again rather than wait on it forever. One that never
+    # reached the broker (failed, unfinished) is asked again at once.
     alive = Q(status=FineTuneStatus.SUCCEEDED) | Q(created_at__gte=timezone.now() - PREVIEW_PATIENCE)
+    alive &= ~Q(status=FineTuneStatus.FAILED, finished_at=None)
     recent = LossPreview.objects.filter(alive, entry=entry, base_model=base_model,
                                         created_at__gte=entry.updated_at).first()  # fmt: skip
     if recent is not None:
@@ -140,7 +143,9 @@ def loss_preview_request(*, entry: DatasetEntry, base_model: str) -> LossPreview
 def _enqueue_loss_preview(preview_id: int) -> None:
     from training.tasks import loss_preview_task
 
-    loss_preview_task.delay(preview_id)
+    rows = LossPreview.objects.filter(pk=preview_id)
+    # Left unfinished: loss_preview_request asks again for a preview the broker never got.
+    task_send_or_fail(loss_preview_task, preview_id, job=rows, event="training.loss_preview", finished=None)
 
 
 def loss_preview_run(*, preview_id: int) -> None:

@@ -1,0 +1,56 @@
+"""Jobs that only compute from stored rows (bulk changes, snapshots) asked for while the broker is down: the
+request answers as usual, and the job is failed at once with the reason instead of staying queued forever;
+asking again once the broker is back queues a new one. (Imports and fine-tunes are kept and resent by a
+reaper instead: tests/faults.)"""
+
+import pytest
+
+from curation import tasks
+from curation.export import snapshots
+from curation.models import BulkJob, DatasetEntry, DatasetSnapshot, JobStatus
+from curation.services import bulk
+from curation.services.logs import logs_ingest
+
+pytestmark = pytest.mark.django_db
+
+UNREACHABLE = "The task queue is unreachable (Error 111 connecting to 127.0.0.1:6379. Connection refused.)"
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def test_a_bulk_job_fails_saying_so(key_client, project, broker_down, monkeypatch, django_capture_on_commit_callbacks):
+    items = [{"prompt": f"q{n}", "completion": "a", "tags": ["math"]} for n in range(3)]
+    assert logs_ingest(project=project, items=items).accepted == 3
+    monkeypatch.setattr(bulk, "INLINE_LIMIT", 1)
+    broker_down(tasks.bulk_job_run_task)
+    body = {"action": "tag_add", "tags": ["seen"], "filter": "tag=math"}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = key_client.post("/api/v1/logs/bulk", body, format="json")
+
+    assert response.status_code == 202, response.content
+    state = key_client.get(f"/api/v1/bulk-jobs/{response.json()['id']}").json()
+    assert state["status"] == "failed" and state["error"].startswith(UNREACHABLE)
+    assert BulkJob.objects.get().finished_at is not None
+
+
+def test_a_snapshot_fails_saying_so(key_client, project, broker_down, monkeypatch, django_capture_on_commit_callbacks):
+    from curation.models import Dataset
+
+    dataset = Dataset.objects.create(project=project, name="Math")
+    chat = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+    DatasetEntry.objects.create(dataset=dataset, messages=chat)
+    monkeypatch.setattr(snapshots, "INLINE_LIMIT", 0)
+    broker_down(tasks.snapshot_build_task)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = key_client.post(f"/api/v1/datasets/{dataset.pk}/snapshots")
+
+    assert response.status_code in (201, 202), response.content
+    snapshot = DatasetSnapshot.objects.get()
+    assert snapshot.status == JobStatus.FAILED and snapshot.error.startswith(UNREACHABLE)
+    monkeypatch.undo()
+    assert key_client.post(f"/api/v1/datasets/{dataset.pk}/snapshots").status_code == 201  # asked again
