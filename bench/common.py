@@ -154,6 +154,19 @@ def django_setup(*, env: dict[str, str]) -> None:
     django.setup()
 
 
+def bench_project_and_user():
+    """The bench project and an owner of it (in this process, after `django_setup`), created once."""
+    from django.contrib.auth import get_user_model
+
+    from curation.models import Project, Role
+    from curation.services.projects import membership_set
+
+    project, _ = Project.objects.get_or_create(slug=PROJECT_SLUG, defaults={"name": "Bench"})
+    user, _ = get_user_model().objects.get_or_create(username="bench-analyst")
+    membership_set(project=project, user=user, role=Role.OWNER)
+    return project, user
+
+
 def code_version() -> str:
     """The commit measured, "-dirty" when the working tree has changes."""
     result = subprocess.run(

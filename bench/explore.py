@@ -21,10 +21,10 @@ from pathlib import Path
 
 from common import (
     DEFAULT_DATABASE_URL,
-    PROJECT_SLUG,
     REPO_ROOT,
     AutoAnalyze,
     LogMaker,
+    bench_project_and_user,
     child_env,
     code_version,
     django_setup,
@@ -61,7 +61,7 @@ def main() -> None:
     manage("collectstatic", "--no-input", env=env)
     django_setup(env=env)
     print(f"Logtune {code_version()}: explorer benchmark, database {args.database_url}")
-    project, user = _project_and_user()
+    project, user = bench_project_and_user()
     if not args.reuse:
         _seed(project, args.logs, args.database_url)
     rows = _measure(project, user, env)
@@ -77,18 +77,6 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true", help="Skip seeding: reuse the database of the last run.")
     parser.add_argument("--seed", type=int, default=11)
     return parser.parse_args()
-
-
-def _project_and_user():
-    from django.contrib.auth import get_user_model
-
-    from curation.models import Project, Role
-    from curation.services.projects import membership_set
-
-    project, _ = Project.objects.get_or_create(slug=PROJECT_SLUG, defaults={"name": "Bench"})
-    user, _ = get_user_model().objects.get_or_create(username="bench-analyst")
-    membership_set(project=project, user=user, role=Role.OWNER)
-    return project, user
 
 
 def _with_rare_term(log: dict) -> dict:

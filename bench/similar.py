@@ -21,8 +21,8 @@ from pathlib import Path
 
 from common import (
     DEFAULT_DATABASE_URL,
-    PROJECT_SLUG,
     LogMaker,
+    bench_project_and_user,
     child_env,
     code_version,
     database_recreate,
@@ -46,7 +46,7 @@ def main() -> None:
     manage("migrate", "--no-input", env=env)
     django_setup(env=env)
     print(f"Logtune {code_version()}: more like this, database {args.database_url}")
-    project, user = _project_and_user()
+    project, user = bench_project_and_user()
     if not args.reuse:
         _seed(project, args.logs)
     rows = _measure(project, user, queries=args.queries)
@@ -65,18 +65,6 @@ def _parse_args() -> argparse.Namespace:
         "--database-url", default=DEFAULT_DATABASE_URL.replace("logtune_bench", "logtune_bench_similar")
     )
     return parser.parse_args()
-
-
-def _project_and_user():
-    from django.contrib.auth import get_user_model
-
-    from curation.models import Project, Role
-    from curation.services.projects import membership_set
-
-    project, _ = Project.objects.get_or_create(slug=PROJECT_SLUG, defaults={"name": "Bench"})
-    user, _ = get_user_model().objects.get_or_create(username="bench-analyst")
-    membership_set(project=project, user=user, role=Role.OWNER)
-    return project, user
 
 
 def _seed(project, count: int) -> None:

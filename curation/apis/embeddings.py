@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from curation.apis.common import ProjectScopedApi, request_actor
 from curation.apis.datasets import _dataset_or_404
-from curation.models import EmbeddingJob, Role
+from curation.models import EmbeddingJob, EmbeddingWork, Role
 from curation.permissions import project_for_request
 from curation.services.embeddings import (
     THRESHOLD_DEFAULT,
@@ -25,7 +25,7 @@ class EmbeddingJobOutput(serializers.ModelSerializer):
     progress = serializers.FloatField()
 
     class Meta:
-        model = EmbeddingJob
+        model: type[EmbeddingWork] = EmbeddingJob
         fields = ["id", "status", "progress", "total", "done", "embedded", "error", "created_at", "started_at",
                   "finished_at"]  # fmt: skip
 

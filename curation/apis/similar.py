@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from curation import selectors
 from curation.apis.common import ProjectScopedApi, is_whole_number, request_actor
+from curation.apis.embeddings import EmbeddingJobOutput
 from curation.apis.logs import LogListOutput
 from curation.filters import FILTER_PARAMS, logs_filter
 from curation.models import LogEmbeddingJob, Role
@@ -22,13 +23,10 @@ from curation.services.similar import (
 )
 
 
-class LogEmbeddingJobOutput(serializers.ModelSerializer):
-    progress = serializers.FloatField()
-
-    class Meta:
+class LogEmbeddingJobOutput(EmbeddingJobOutput):
+    class Meta(EmbeddingJobOutput.Meta):
         model = LogEmbeddingJob
-        fields = ["id", "status", "progress", "limit", "total", "done", "embedded", "error", "created_at",
-                  "started_at", "finished_at"]  # fmt: skip
+        fields = [*EmbeddingJobOutput.Meta.fields, "limit"]
 
 
 class LogEmbeddingsApi(ProjectScopedApi):

@@ -4,7 +4,10 @@ import logging
 
 from celery import Task
 from django.db.models import QuerySet
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
+
+from curation.models import JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +39,6 @@ def task_send_or_fail(
     what is stored (embeddings, snapshots, bulk changes, merges, previews), asking again later loses
     nothing, so the job needs no reaper, and the page shows why instead of a job queued forever.
     Returns whether the task was sent."""
-    from django.utils import timezone
-
-    from curation.models import JobStatus
-
     try:
         task.delay(*args)
     except BrokerUnavailable as exc:

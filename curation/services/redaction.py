@@ -41,6 +41,8 @@ INLINE_LIMIT = 2_000
 # queue), or running with no batch committed for this long (its worker died), is sent again by the reaper.
 RESEND_AFTER = timedelta(minutes=10)
 PREVIEW_LIMIT = 20
+# What redacting an entry reads: its conversation, and its log's, to tell whether it still matches the log.
+_READ = ("messages", "tools", "log", "log__messages", "log__tools")
 _PLACEHOLDER_RE = re.compile("(" + "|".join(f"<{kind}>" for kind in pii.KINDS) + ")")
 
 
@@ -133,17 +135,20 @@ def entry_redact_values(messages: object, tools: object, *, kinds: list[str]) ->
 def _batches(dataset: Dataset, fields: tuple[str, ...], *, lock: bool = False) -> Iterator[list[DatasetEntry]]:
     """The dataset's entries by id, BATCH at a time (keyset pagination: no offset, no server cursor)."""
     after = 0
-    while True:
-        rows = DatasetEntry.objects.filter(dataset=dataset, id__gt=after).order_by("id").only("id", *fields)
-        if any(name.startswith("log__") for name in fields):
-            rows = rows.select_related("log")
-        if lock:
-            rows = rows.select_for_update(of=("self",))
-        batch = list(rows[:BATCH])
-        if not batch:
-            return
+    while batch := _batch_after(dataset.pk, after, fields, lock=lock):
         yield batch
         after = batch[-1].pk
+
+
+def _batch_after(dataset_id: int, after: int, fields: tuple[str, ...], *, lock: bool) -> list[DatasetEntry]:
+    """The dataset's next BATCH entries after id `after`, with `fields` (and their log for `log__` fields),
+    locked for this transaction with `lock`."""
+    rows = DatasetEntry.objects.filter(dataset_id=dataset_id, id__gt=after).order_by("id").only("id", *fields)
+    if any(name.startswith("log__") for name in fields):
+        rows = rows.select_related("log")
+    if lock:
+        rows = rows.select_for_update(of=("self",))
+    return list(rows[:BATCH])
 
 
 def redaction_preview(
@@ -179,7 +184,7 @@ def dataset_redact(
     estimate, `edited` against the source log); the logs themselves are never written."""
     wanted = redaction_kinds(kinds)
     changed = 0
-    batches = _batches(dataset, ("messages", "tools", "log", "log__messages", "log__tools"), lock=True)
+    batches = _batches(dataset, _READ, lock=True)
     while True:
         with transaction.atomic():
             batch = next(batches, None)
@@ -336,9 +341,7 @@ def _job_batch(job_id: int) -> RedactionJob | None:
         job = RedactionJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.is_finished:
             return job
-        rows = DatasetEntry.objects.filter(dataset_id=job.dataset_id, id__gt=job.last_id).order_by("id")
-        rows = rows.select_related("log").select_for_update(of=("self",))
-        batch = list(rows.only("id", *_READ)[:BATCH])
+        batch = _batch_after(job.dataset_id, job.last_id, _READ, lock=True)
         if not batch:
             return None
         job.changed += _batch_redact(batch, job.kinds)
@@ -347,9 +350,6 @@ def _job_batch(job_id: int) -> RedactionJob | None:
         job.heartbeat_at = timezone.now()
         job.save(update_fields=["changed", "done", "last_id", "heartbeat_at"])
     return job
-
-
-_READ = ("messages", "tools", "log", "log__messages", "log__tools")
 
 
 def _job_finish(job_id: int) -> RedactionJob | None:

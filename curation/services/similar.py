@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Count, Max, QuerySet
 
 from curation.embeddings import DIMENSION, text_of_conversation
 from curation.models import JobStatus, LogEmbedding, LogEmbeddingJob, LogEntry, Project
@@ -167,9 +168,6 @@ def logs_like_ids(*, project: Project, log: LogEntry, min_similarity: float) -> 
     The answer is cached for a few minutes under the index's state (its size and latest write), so the
     explorer's table, facets and pages scan the vectors once; indexing more logs gives a new answer.
     """
-    from django.core.cache import cache
-    from django.db.models import Count, Max
-
     query = log_vector(log=log).astype(np.float32)  # first: it may add the log to the index
     index = LogEmbedding.objects.filter(project=project)
     state = index.aggregate(size=Count("pk"), latest=Max("created_at"))
@@ -180,8 +178,7 @@ def logs_like_ids(*, project: Project, log: LogEntry, min_similarity: float) -> 
         return cached
     found: list[tuple[float, int]] = []
     for rows in _vector_chunks(index.values_list("log_id", "vector")):
-        matrix = np.frombuffer(b"".join(vector for _, vector in rows), dtype="<f4").reshape(len(rows), DIMENSION)
-        scores = matrix @ query
+        scores = _chunk_matrix(rows) @ query
         found.extend((float(scores[row]), rows[row][0]) for row in np.flatnonzero(scores >= min_similarity).tolist())
     found.sort(reverse=True)
     ids = sorted({log.pk, *(log_id for _, log_id in found[:LIKE_MAX])})
@@ -213,9 +210,14 @@ def _vector_chunks(rows: QuerySet) -> Iterator[list[tuple[int, bytes]]]:
         yield chunk
 
 
+def _chunk_matrix(rows: list[tuple[int, bytes]]) -> np.ndarray:
+    """The vectors of a chunk of (log id, vector) rows as one (rows x 384) float32 matrix."""
+    return np.frombuffer(b"".join(vector for _, vector in rows), dtype="<f4").reshape(len(rows), DIMENSION)
+
+
 def _score_chunk(query: np.ndarray, rows: list[tuple[int, bytes]], best: list[tuple[float, int]], k: int) -> int:
     ids = [log_id for log_id, _ in rows]
-    matrix = np.frombuffer(b"".join(vector for _, vector in rows), dtype="<f4").reshape(len(ids), DIMENSION)
+    matrix = _chunk_matrix(rows)
     # Rounded: copies differ in the last bits of float32, and equal scores go to the newer log. Rows tied with
     # the chunk's k-th best all go to the heap, which breaks the ties.
     scores = np.round(matrix @ query, 4)
