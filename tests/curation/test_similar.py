@@ -213,6 +213,19 @@ def test_an_editor_indexes_the_logs_then_sees_the_nearest(client, project, edito
     assert f'href="/p/acme/logs/{ids[2]}/?model=gpt-4o-mini"' in filtered
 
 
+def test_indexing_from_a_filtered_panel_keeps_the_filter(client, project, editor):
+    ids = ingest(project)
+    client.force_login(editor)
+    form = client.get(panel("acme", ids[0], "model=gpt-4o"), HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-post="/p/acme/logs/embeddings?model=gpt-4o"' in form
+
+    started = client.post(
+        "/p/acme/logs/embeddings?model=gpt-4o", {"log": ids[0]}, HTTP_HX_REQUEST="true"
+    ).content.decode()
+
+    assert f'hx-get="{panel("acme", ids[0], "model=gpt-4o")}"' in started  # the poll keeps the filter
+
+
 def test_the_page_form_without_htmx_redirects_back(client, project, editor):
     ids = ingest(project)
     client.force_login(editor)
