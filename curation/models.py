@@ -1,7 +1,12 @@
+import json
+
+import orjson
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from curation.fields import OrderedJSONField
 
 
 class Role(models.TextChoices):
@@ -25,6 +30,9 @@ class Project(models.Model):
     anthropic_base_url = models.URLField(default="https://api.anthropic.com")
     # Personal data found in arriving logs is replaced by placeholders before anything is stored (docs/pii.md).
     redact_pii_on_ingest = models.BooleanField(default=False)
+    # Logs sent to the API or imported that no reader can turn into a conversation are stored as "unreadable"
+    # with their reason instead of being refused (the proxy always keeps them; docs/ingest.md).
+    keep_unreadable = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]
@@ -90,11 +98,15 @@ class Tag(models.Model):
 class LogStatus(models.TextChoices):
     SUCCESS = "success", "Success"
     ERROR = "error", "Error"
+    # No reader could turn it into a conversation (yet): the original and the reason (error_message) are kept,
+    # and `manage.py reparse_logs` reads it again after an upgrade.
+    UNREADABLE = "unreadable", "Unreadable"
 
 
 class LogEntry(models.Model):
-    """One LLM call. `original` is the body exactly as received and is never changed;
-    `messages`/`tools` are the canonical conversation (OpenAI chat shape) every reader produces."""
+    """One LLM call. `original` is the log's JSON text exactly as received and is never changed;
+    `messages`/`tools` are the canonical conversation (OpenAI chat shape) every reader produces, in columns
+    that keep key order; `options` the request settings exports carry (`parallel_tool_calls`)."""
 
     # Not indexed alone: every index below starts with project, and each extra index slows ingestion.
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="logs", db_index=False)
@@ -106,9 +118,12 @@ class LogEntry(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     error_message = models.TextField(blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)
-    messages = models.JSONField()
-    tools = models.JSONField(default=list, blank=True)
-    original = models.JSONField()
+    messages = OrderedJSONField()
+    tools = OrderedJSONField(default=list, blank=True)
+    options = OrderedJSONField(default=dict, blank=True)
+    original = models.TextField()
+    # What had to change so the log could be stored ("request.messages.0.content: NUL character replaced by U+FFFD").
+    notes = models.JSONField(default=list, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -140,6 +155,21 @@ class LogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"log {self.pk} ({self.model or self.format})"
+
+    @property
+    def original_value(self) -> object:
+        """The original decoded, keys in the order sent; None when it is not JSON (an unreadable proxy body)."""
+        return original_decode(self.original)
+
+
+def original_decode(text: str) -> object:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # orjson refuses lone surrogate escapes, which the original may hold
+        try:
+            return json.loads(text)
+        except ValueError:
+            return None
 
 
 class LogTag(models.Model):
@@ -339,8 +369,9 @@ class DatasetEntry(models.Model):
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="entries", db_index=False)
     log = models.ForeignKey(LogEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="dataset_entries")
-    messages = models.JSONField()
-    tools = models.JSONField(default=list, blank=True)
+    messages = OrderedJSONField()
+    tools = OrderedJSONField(default=list, blank=True)
+    options = OrderedJSONField(default=dict, blank=True)
     split = models.CharField(max_length=16, choices=Split.choices, default=Split.TRAIN)
     edited = models.BooleanField(default=False)
     model = models.CharField(max_length=200, blank=True)

@@ -9,6 +9,8 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError, UnsupportedMediaType
 from rest_framework.parsers import BaseParser
 
+from curation.ingest import BodyError, body_read
+
 
 class PayloadTooLarge(APIException):
     # Here, not in curation.apis.common: DRF imports this module while it builds APIView, so it must not
@@ -53,9 +55,24 @@ class OrjsonParser(BaseParser):
             body = stream.read(limit + 1)
             if len(body) > limit:
                 raise PayloadTooLarge(f"Request body is larger than {limit} bytes, the limit.")
+        return self.decode(body)
+
+    def decode(self, body: bytes) -> Any:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
+            raise ParseError(f"Invalid JSON: {exc}") from None
+
+
+class LogBatchParser(OrjsonParser):
+    """The body of `POST /api/v1/logs`, read so that each log keeps its exact text (the original stored) and one
+    log's invalid Unicode (a lone surrogate escape, bad UTF-8 bytes) is that log's affair: it is stored with U+FFFD
+    in their place and a note, while the rest of the batch is read as usual. Returns a `curation.ingest.Body`."""
+
+    def decode(self, body: bytes) -> Any:
+        try:
+            return body_read(body)
+        except BodyError as exc:
             raise ParseError(f"Invalid JSON: {exc}") from None
 
 

@@ -1,5 +1,7 @@
 """REST API v1 for logs. Each view: check access, validate input, call a service or selector, serialize."""
 
+from typing import cast
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -23,8 +25,11 @@ from curation.apis.common import (
     is_whole_number,
 )
 from curation.filters import FILTER_PARAMS, logs_filter
+from curation.ingest import RawItem
+from curation.ingest.raw import Body
 from curation.models import LogEntry, Role
 from curation.pagination import keyset_page
+from curation.parsers import LogBatchParser
 from curation.permissions import project_for_request
 from curation.services.logs import logs_ingest
 from curation.throttling import IngestRateThrottle
@@ -63,31 +68,51 @@ _INGEST_RESULT = inline_serializer(
                 "Rejection", {"index": serializers.IntegerField(), "error": serializers.CharField()}
             )
         ),
+        "unreadable": serializers.ListField(
+            child=inline_serializer(
+                "Unreadable", {"index": serializers.IntegerField(), "error": serializers.CharField()}
+            ),
+            help_text="Logs stored with status `unreadable` (keep_unreadable), with the reader's reason.",
+        ),
+        "notes": serializers.ListField(
+            child=inline_serializer(
+                "IngestNote", {"index": serializers.IntegerField(), "note": serializers.CharField()}
+            ),
+            help_text="What had to change to store a log, e.g. a NUL character replaced by U+FFFD.",
+        ),
     },
 )
 
 
-def _batch_items(body: object) -> list[object]:
-    """The log objects of a request body: `{"logs": [...]}` or one log object."""
-    if isinstance(body, dict) and "logs" in body:
-        extra = sorted(set(body) - {"logs"})
+def _batch_items(body: Body) -> tuple[list[RawItem], bool | None]:
+    """The logs of a request body, `{"logs": [...], "keep_unreadable": bool}` or one log object, each with its
+    exact text; and whether to keep unreadable logs (None: the project's setting)."""
+    value = body.value
+    if isinstance(value, dict) and "logs" in value:
+        extra = sorted(set(value) - {"logs", "keep_unreadable"})
         if extra:
-            raise exceptions.ValidationError({extra[0]: ["Unknown field next to 'logs'."]})
-        items = body["logs"]
-        if not isinstance(items, list):
+            raise exceptions.ValidationError({extra[0]: ["Unknown field next to 'logs' (expected keep_unreadable)."]})
+        keep = value.get("keep_unreadable")
+        if keep is not None and not isinstance(keep, bool):
+            raise exceptions.ValidationError({"keep_unreadable": ["Expected true or false."]})
+        if body.items is None:
             raise exceptions.ValidationError({"logs": ["Expected a list of log objects."]})
-        if len(items) > settings.LOGTUNE_MAX_BATCH:
+        if len(body.items) > settings.LOGTUNE_MAX_BATCH:
             raise exceptions.ValidationError(
-                {"logs": [f"At most {settings.LOGTUNE_MAX_BATCH} logs per request (got {len(items)})."]}
+                {"logs": [f"At most {settings.LOGTUNE_MAX_BATCH} logs per request (got {len(body.items)})."]}
             )
-        return items
-    if isinstance(body, dict):
-        return [body]
+        return body.items, keep
+    if isinstance(value, dict):
+        return [RawItem(value=value, text=body.text)], None
     raise exceptions.ValidationError({"detail": 'Expected a log object or {"logs": [...]}.'})
 
 
 class LogsApi(ProjectScopedApi):
     throttle_classes = [IngestRateThrottle]
+
+    def get_parsers(self) -> list:
+        # Sending logs keeps each log's exact text; reading them takes no body.
+        return [LogBatchParser()] if self.request.method == "POST" else super().get_parsers()
 
     @extend_schema(
         operation_id="logs_ingest",
@@ -96,8 +121,11 @@ class LogsApi(ProjectScopedApi):
             'One log object, or `{"logs": [...]}` with up to 1,000. A log is an envelope '
             "`{request, response, provider, status_code, latency_ms, created_at, metadata, tags, external_id}` "
             "holding the provider's own API bodies (OpenAI Chat Completions, Anthropic Messages), or a line of an "
-            "OpenAI fine-tuning file (`{messages, tools}`), or `{prompt, completion}`. Valid logs are stored even "
-            "when others are rejected; the answer is 400 only when every log was rejected. The body may be sent "
+            "OpenAI fine-tuning file (`{messages, tools}`), or `{prompt, completion}`. Each log is stored with its "
+            "exact JSON text as its original. Valid logs are stored even when others are rejected; the answer is "
+            "400 only when every log was rejected. With `keep_unreadable: true` beside `logs` (or the project's "
+            "setting), a log no reader can read is stored with status `unreadable` and its reason instead of being "
+            "rejected. A lone surrogate or NUL character is stored as U+FFFD, with a note. The body may be sent "
             "with `Content-Encoding: gzip`; it must stay within the body limit once decompressed (413 otherwise). "
             "Requests per API key are limited (429 with `Retry-After`)."
         ),
@@ -138,11 +166,14 @@ class LogsApi(ProjectScopedApi):
     def post(self, request: Request) -> Response:
         check_body_size(request)
         project = project_for_request(request, role=Role.EDITOR)
-        result = logs_ingest(project=project, items=_batch_items(request.data))
+        items, keep_unreadable = _batch_items(cast(Body, request.data))  # what LogBatchParser gives
+        result = logs_ingest(project=project, items=items, keep_unreadable=keep_unreadable)
         body = {
             "accepted": result.accepted,
             "duplicates": result.duplicates,
             "rejected": [{"index": r.index, "error": r.error} for r in result.rejected],
+            "unreadable": [{"index": r.index, "error": r.error} for r in result.unreadable],
+            "notes": [{"index": n.index, "note": n.note} for n in result.notes],
         }
         all_rejected = result.rejected and not (result.accepted or result.duplicates)
         return Response(body, status=status.HTTP_400_BAD_REQUEST if all_rejected else status.HTTP_200_OK)

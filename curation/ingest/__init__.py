@@ -4,6 +4,18 @@ Pure Python, no Django: the API, the import worker and the benchmarks all call `
 """
 
 from curation.ingest.canonical import IngestError
-from curation.ingest.envelope import ParsedLog, parse_log
+from curation.ingest.envelope import ParsedLog, log_read, parse_log, unreadable_log
+from curation.ingest.raw import BodyError, RawItem, body_read, item_make_storable, line_read
 
-__all__ = ["IngestError", "ParsedLog", "parse_log"]
+__all__ = [
+    "BodyError",
+    "IngestError",
+    "ParsedLog",
+    "RawItem",
+    "body_read",
+    "item_make_storable",
+    "line_read",
+    "log_read",
+    "parse_log",
+    "unreadable_log",
+]

@@ -8,7 +8,7 @@ import base64
 from typing import Annotated, Any, Literal, NotRequired
 
 import orjson
-from pydantic import Field, TypeAdapter
+from pydantic import Discriminator, Field, Tag, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from curation.ingest.canonical import (
@@ -16,8 +16,10 @@ from curation.ingest.canonical import (
     collapse,
     content,
     error_text,
+    extras,
     fail,
     function_tool,
+    tagged,
     tool_call,
     validate,
 )
@@ -48,14 +50,18 @@ class PlainTextSource(TypedDict):
     media_type: NotRequired[str]
 
 
+Source = tagged(("base64", Base64Source), ("url", URLSource), what="a source")
+DocumentSource = tagged(("base64", Base64Source), ("text", PlainTextSource), ("url", URLSource), what="a source")
+
+
 class ImageBlock(TypedDict):
     type: Literal["image"]
-    source: Annotated[Base64Source | URLSource, Field(discriminator="type")]
+    source: Source
 
 
 class DocumentBlock(TypedDict):
     type: Literal["document"]
-    source: Annotated[Base64Source | PlainTextSource | URLSource, Field(discriminator="type")]
+    source: DocumentSource
     title: NotRequired[str | None]
 
 
@@ -66,7 +72,8 @@ class ToolUseBlock(TypedDict):
     input: dict[str, Any]
 
 
-ResultBlock = Annotated[TextBlock | ImageBlock | DocumentBlock, Field(discriminator="type")]
+# Block types we do not know yet (server tools' results, search results, containers...) are kept as they came.
+ResultBlock = tagged(("text", TextBlock), ("image", ImageBlock), ("document", DocumentBlock), what="a content block")
 
 
 class ToolResultBlock(TypedDict):
@@ -86,13 +93,18 @@ class RedactedThinkingBlock(TypedDict):
     data: str
 
 
-Block = Annotated[
-    TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock | RedactedThinkingBlock,
-    Field(discriminator="type"),
-]
-ResponseBlock = Annotated[
-    TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock, Field(discriminator="type")
-]
+_BLOCKS = (
+    ("text", TextBlock),
+    ("image", ImageBlock),
+    ("document", DocumentBlock),
+    ("tool_use", ToolUseBlock),
+    ("tool_result", ToolResultBlock),
+    ("thinking", ThinkingBlock),
+    ("redacted_thinking", RedactedThinkingBlock),
+)
+Block = tagged(*_BLOCKS, what="a content block")
+ResponseBlock = tagged(*(block for block in _BLOCKS if block[0] not in ("image", "document", "tool_result")),
+                       what="a content block")  # fmt: skip
 
 
 class Message(TypedDict):
@@ -100,19 +112,36 @@ class Message(TypedDict):
     content: content(Block, parts="content blocks")
 
 
-class Tool(TypedDict):
-    # Server tools (web_search_..., bash_...) have no schema and no canonical form: their type is rejected first.
+class FunctionTool(TypedDict):
     type: NotRequired[Literal["custom"] | None]
     name: str
     description: NotRequired[str | None]
     input_schema: dict[str, Any]
 
 
+def _tool_kind(value: object) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    return "custom" if value.get("type") in (None, "custom") else "server"
+
+
+# Server tools (web_search_20250305, bash_..., code_execution_...) have a type and no schema: kept as they came.
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("custom")] | Annotated[dict[str, Any], Tag("server")],
+    Discriminator(_tool_kind, custom_error_type="tool_shape", custom_error_message="expected a tool (an object)"),
+]
+
+
+class ToolChoice(TypedDict):
+    disable_parallel_tool_use: NotRequired[bool | None]
+
+
 class MessagesRequest(TypedDict):
     messages: Annotated[list[Message], Field(min_length=1)]
     model: NotRequired[str | None]
-    system: NotRequired[content(TextBlock, nullable=True, parts="text blocks")]
+    system: NotRequired[content(tagged(("text", TextBlock), what="a text block"), nullable=True, parts="text blocks")]
     tools: NotRequired[list[Tool] | None]
+    tool_choice: NotRequired[ToolChoice | None]
 
 
 class Usage(TypedDict):
@@ -134,26 +163,48 @@ REQUEST = TypeAdapter(MessagesRequest)
 RESPONSE = TypeAdapter(MessagesResponse)
 
 
+# Tool fields with a place in the canonical function definition, and those that only steer Anthropic's servers.
+_TOOL_FIELDS = frozenset({"type", "name", "description", "input_schema", "cache_control"})
+_KNOWN_BLOCKS = frozenset(name for name, _ in _BLOCKS)
+
+
 def read_anthropic(request: dict, response: dict | None, status_code: int | None) -> Exchange:
-    body = validate(REQUEST, request, "request")
-    messages = _system(body.get("system"))
-    for position, message in enumerate(body["messages"]):
+    """Read a validated request (and response) from the input itself, so that unknown blocks and tool types
+    come through verbatim as opaque parts and tools."""
+    validate(REQUEST, request, "request")
+    messages = _system(request.get("system"))
+    for position, message in enumerate(request["messages"]):
         messages.extend(_turn(message, f"request.messages.{position}"))
-    tools = [
-        function_tool(tool["name"], tool.get("description"), tool["input_schema"]) for tool in body.get("tools") or ()
-    ]
-    exchange = Exchange(messages=messages, tools=tools, model=body.get("model") or "")
+    exchange = Exchange(
+        messages=messages, tools=[_tool(tool) for tool in request.get("tools") or ()], model=request.get("model") or ""
+    )
+    if (request.get("tool_choice") or {}).get("disable_parallel_tool_use"):
+        exchange.options["parallel_tool_calls"] = False
     exchange.error_message = error_text(response, status_code)
     if not exchange.error_message:
-        _read_response(exchange, validate(RESPONSE, response, "response"))
+        validate(RESPONSE, response, "response")
+        _read_response(exchange, response)  # type: ignore[arg-type]
     return exchange
+
+
+def _tool(tool: dict) -> dict:
+    if tool.get("type") not in (None, "custom"):
+        return tool  # a server tool (web search, code execution...), as it came
+    function = {"name": tool["name"], "description": tool.get("description"), "parameters": tool["input_schema"]}
+    return function_tool({**function, **extras(tool, _TOOL_FIELDS)})  # `strict` and what comes next, kept
 
 
 def _read_response(exchange: Exchange, body: dict) -> None:
     answer = _assistant(body["content"], "response")
     messages = exchange.messages
     last = messages[-1] if messages else None
-    if last and last["role"] == "assistant" and "tool_calls" not in last and isinstance(last["content"], str):
+    if (
+        last
+        and last["role"] == "assistant"
+        and "tool_calls" not in last
+        and isinstance(last["content"], str)
+        and isinstance(answer["content"], str | None)
+    ):
         # A prefilled answer: the response continues the request's last assistant text, so they are one turn.
         answer["content"] = last["content"] + (answer["content"] or "")
         messages[-1] = answer
@@ -175,7 +226,11 @@ def _read_response(exchange: Exchange, body: dict) -> None:
 
 
 def _system(system: str | list[dict] | None) -> list[dict]:
-    text = "\n".join(block["text"] for block in system) if isinstance(system, list) else system
+    if isinstance(system, list):
+        parts = [_part(block) for block in system]
+        text: str | list[dict] | None = collapse(parts) if parts else None
+    else:
+        text = system
     return [{"role": "system", "content": text}] if text else []
 
 
@@ -193,35 +248,49 @@ def _user(blocks: list[dict], path: str) -> list[dict]:
     messages: list[dict] = []
     parts: list[dict] = []
     for index, block in enumerate(blocks):
-        if block["type"] == "tool_result":
-            messages.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": _result(block)})
-        elif block["type"] in ("text", "image", "document"):
-            parts.append(_part(block))
+        kind = block["type"]
+        if kind == "tool_result":
+            result: dict[str, Any] = {"role": "tool", "tool_call_id": block["tool_use_id"], "content": _result(block)}
+            if block.get("is_error"):
+                result["is_error"] = True
+            messages.append(result)
+        elif kind in ("tool_use", "thinking", "redacted_thinking"):
+            raise fail(f"{path}.content.{index}.type", f"a {kind} block cannot be in a user message")
         else:
-            raise fail(f"{path}.content.{index}.type", f"a {block['type']} block cannot be in a user message")
+            parts.append(_part(block))
     if parts or not messages:
         messages.append({"role": "user", "content": collapse(parts)})
     return messages
 
 
 def _assistant(blocks: list[dict], path: str) -> dict:
-    texts: list[dict] = []
+    """Text blocks, and blocks we do not model (server tool calls and their results) kept in order as opaque
+    parts; tool_use blocks become tool calls. Thinking stays in the original only."""
+    parts: list[dict] = []
     calls: list[dict] = []
     for index, block in enumerate(blocks):
         kind = block["type"]
         if kind == "text":
-            texts.append(block)
+            parts.append(block)
         elif kind == "tool_use":
             calls.append(tool_call(block["id"], block["name"], orjson.dumps(block["input"]).decode()))
-        elif kind not in ("thinking", "redacted_thinking"):  # reasoning stays in `original` only
+        elif kind in ("image", "document", "tool_result"):
             raise fail(f"{path}.content.{index}.type", f"a {kind} block cannot be in an assistant message")
-    # Citations split one answer into several text blocks that read as one; otherwise blocks are paragraphs.
-    separator = "" if any(block.get("citations") for block in texts) else "\n"
-    text = separator.join(block["text"] for block in texts)
-    message: dict[str, Any] = {"role": "assistant", "content": text if texts or not calls else None}
+        elif kind not in _KNOWN_BLOCKS:
+            parts.append(block)  # server_tool_use, web_search_tool_result...: as they came
+    message: dict[str, Any] = {"role": "assistant", "content": _answer_content(parts, bool(calls))}
     if calls:
         message["tool_calls"] = calls
     return message
+
+
+def _answer_content(parts: list[dict], has_calls: bool) -> str | list[dict] | None:
+    if any(part["type"] != "text" for part in parts):
+        return [{"type": "text", "text": part["text"]} if part["type"] == "text" else part for part in parts]
+    # Citations split one answer into several text blocks that read as one; otherwise blocks are paragraphs.
+    separator = "" if any(part.get("citations") for part in parts) else "\n"
+    text = separator.join(part["text"] for part in parts)
+    return text if parts or not has_calls else None
 
 
 def _result(block: dict) -> str | list[dict]:
@@ -234,14 +303,18 @@ def _result(block: dict) -> str | list[dict]:
 
 
 def _part(block: dict) -> dict:
+    """A user-side block as an OpenAI content part; one we have no mapping for (a new source type, a search
+    result) is kept as it came."""
     kind = block["type"]
     if kind == "text":
         return {"type": "text", "text": block["text"]}
-    source = block["source"]
-    if kind == "image":
+    source = block.get("source") or {}
+    if kind == "image" and source.get("type") in ("base64", "url"):
         url = source["url"] if source["type"] == "url" else f"data:{source['media_type']};base64,{source['data']}"
         return {"type": "image_url", "image_url": {"url": url}}
-    return {"type": "file", "file": _file(block)}
+    if kind == "document" and source.get("type") in ("base64", "text", "url"):
+        return {"type": "file", "file": _file(block)}
+    return block
 
 
 def _file(document: dict) -> dict:

@@ -4,9 +4,9 @@ Canonical means OpenAI Chat Completions messages and function tools: the shape m
 formats already speak, so exporters only ever handle one shape.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 import orjson
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
@@ -14,6 +14,7 @@ from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 NUL_REASON = "contains a NUL character (\\u0000), which cannot be stored"
 SURROGATE_REASON = "invalid Unicode (lone surrogate)"
 MISSING_REASON = "missing required field"
+OPAQUE = "opaque"  # the tag of a part, block or tool whose type no reader knows yet: kept as it came
 
 
 class IngestError(ValueError):
@@ -68,6 +69,8 @@ class Exchange:
     completion_tokens: int | None = None
     total_tokens: int | None = None
     created_at: datetime | None = None
+    # Request settings that training formats can carry beside the conversation (parallel_tool_calls).
+    options: dict = field(default_factory=dict)
 
 
 # --- schema helpers ---------------------------------------------------------------------------
@@ -79,6 +82,31 @@ def _shape(value: object) -> str | None:
     if isinstance(value, list):
         return "list"
     return "none" if value is None else None
+
+
+def tagged(*known: tuple[str, Any], what: str, default: str | None = None) -> Any:
+    """A union of TypedDicts told apart by their "type", where a type we do not know yet is accepted as an
+    opaque object (kept verbatim by the readers) instead of refused: providers add part and tool types every
+    month. Only something that is not an object with a string "type" is an error. `default`: the type of an
+    object without one (OpenAI tool calls may leave out "type": "function")."""
+    names = {name for name, _ in known}
+
+    def tag(value: object) -> str | None:
+        if not isinstance(value, dict):
+            return None
+        kind = value.get("type", default)
+        if not isinstance(kind, str):
+            return None
+        return kind if kind in names else OPAQUE
+
+    choices = tuple(Annotated[schema, Tag(name)] for name, schema in known)
+    union: Any = Union[(*choices, Annotated[dict[str, Any], Tag(OPAQUE)])]
+    message = f"expected {what} (an object with a string 'type')"
+    return Annotated[union, Discriminator(tag, custom_error_type="type_shape", custom_error_message=message)]
+
+
+def is_opaque(value: dict, known: frozenset[str] | set[str], default: str | None = None) -> bool:
+    return value.get("type", default) not in known
 
 
 def content(part: Any, *, nullable: bool = False, parts: str = "content parts") -> Any:
@@ -260,26 +288,46 @@ def search_text(messages: list[dict]) -> str:
     """Every human-readable string of the conversation, one per line, for substring search."""
     lines: list[str] = []
     for message in messages:
-        content = message["content"]
+        content = message.get("content")
         if isinstance(content, str):
             lines.append(content)
-        elif content:
-            lines.extend(part.get("text") or part.get("refusal") or "" for part in content)
+        elif isinstance(content, list):
+            lines.extend(_part_text(part) for part in content if isinstance(part, dict))
         if refusal := message.get("refusal"):
             lines.append(refusal)
         for call in message.get("tool_calls", ()):
-            lines.append(call["function"]["name"])
-            lines.append(call["function"]["arguments"])
-    return "\n".join(line for line in lines if line)
+            name, arguments = call_name_arguments(call)
+            lines.append(name)
+            lines.append(arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode())
+    return "\n".join(line for line in lines if line and isinstance(line, str))
 
 
-def function_tool(name: str, description: str | None, parameters: dict | None) -> dict:
-    function: dict[str, Any] = {"name": name}
-    if description is not None:
-        function["description"] = description
-    if parameters is not None:
-        function["parameters"] = parameters
-    return {"type": "function", "function": function}
+def _part_text(part: dict) -> str:
+    text = part.get("text") or part.get("refusal") or ""
+    return text if isinstance(text, str) else ""
+
+
+def call_name_arguments(call: dict) -> tuple[str, object]:
+    """A tool call's name and arguments, whatever its type: a function call's JSON-string arguments, or the
+    input of a call of another type (a GPT-5 custom tool's free text) as it came."""
+    kind = call.get("type") or "function"
+    body = call.get(kind)
+    if not isinstance(body, dict):
+        body = {}
+    name = body.get("name")
+    arguments = body.get("arguments", body.get("input", ""))
+    return (name if isinstance(name, str) else ""), arguments
+
+
+def function_tool(function: dict) -> dict:
+    """A canonical function tool: the definition as sent (key order, `strict` and unknown fields kept), no nulls."""
+    return {"type": "function", "function": {key: value for key, value in function.items() if value is not None}}
+
+
+def extras(obj: dict, known: frozenset[str]) -> dict:
+    """The fields of `obj` no reader knows, kept verbatim beside the canonical ones; empty values (null, [], {},
+    "") say nothing and are left out, as most providers send `"audio": null`, `"annotations": []`."""
+    return {key: value for key, value in obj.items() if key not in known and value not in (None, [], {}, "")}
 
 
 def tool_call(call_id: str, name: str, arguments: str) -> dict:

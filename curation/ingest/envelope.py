@@ -1,13 +1,16 @@
 """The log object around a conversation: which of the accepted shapes it is, and the fields stored beside it."""
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from curation.ingest.anthropic import read_anthropic
 from curation.ingest.canonical import (
     MISSING_REASON,
     Exchange,
+    IngestError,
     check_storable,
     describe,
     fail,
@@ -17,6 +20,7 @@ from curation.ingest.canonical import (
 )
 from curation.ingest.openai import read_openai
 from curation.ingest.plain import read_messages, read_prompt_completion
+from curation.ingest.raw import RawItem, item_make_storable, value_text
 
 ANTHROPIC_PROVIDERS = frozenset({"anthropic", "bedrock-anthropic", "vertex-anthropic"})
 
@@ -50,19 +54,67 @@ class ParsedLog:
     metadata: dict
     tags: list[str]  # stripped, de-duplicated, order kept
     external_id: str | None
-    original: dict  # the input object itself, untouched
+    original: object  # the input value itself (U+FFFD in place of what text cannot hold)
     search_text: str  # the conversation's readable text, one string per line
+    original_text: str = ""  # the input's exact JSON text: what is stored, byte for byte
+    notes: list[str] = field(default_factory=list)  # what had to change to store it ("path: ... replaced")
+    options: dict = field(default_factory=dict)  # request settings the exports carry (parallel_tool_calls)
 
 
-def parse_log(obj: object) -> ParsedLog:
+def parse_log(obj: object, *, text: str | None = None) -> ParsedLog:
     """Validate one log object in any accepted shape and read it into canonical form.
 
-    Raises IngestError ("field.path: reason") for anything invalid. A provider error response is
-    not invalid: it gives status "error" and no assistant turn.
+    `text` is the object's JSON text as received, stored as the original; without it, the object is written
+    out compactly in its own key order. A lone surrogate or NUL character is replaced by U+FFFD where it
+    cannot be stored, with a note. Raises IngestError ("field.path: reason") for anything invalid. A provider
+    error response is not invalid: it gives status "error" and no assistant turn.
     """
+    return log_read(item_make_storable(RawItem(value=obj, text=text)))
+
+
+def log_read(item: RawItem) -> ParsedLog:
+    """parse_log for an item made storable already (raw.item_make_storable)."""
+    parsed = _read(item.value)
+    parsed.original_text = item.text if item.text is not None else value_text(item.value)
+    parsed.notes = item.notes
+    return parsed
+
+
+def unreadable_log(item: RawItem, reason: str) -> ParsedLog:
+    """A log no reader can turn into a conversation, kept all the same: its original, status "unreadable" and
+    the reason. The envelope fields it holds in a usable form (external_id, tags, created_at...) are kept too, so
+    duplicates are still found and the log still sorts and filters; any that are unusable are left out."""
+    obj = item.value if isinstance(item.value, dict) else {}
+    fields = {name: _lenient(reader, obj.get(name)) for name, reader in _ENVELOPE_READERS.items()}
+    try:
+        check_storable(fields["metadata"])
+    except IngestError:
+        fields["metadata"] = None  # numbers beyond 64 bits: they stay in the original
+    request = obj.get("request")
+    if not isinstance(request, dict):
+        request = obj
+    model = fields["model"] or _lenient(_model, request.get("model")) or ""
+    return ParsedLog(
+        provider=fields["provider"] or "", format="unreadable", model=model, messages=[], tools=[],
+        status="unreadable", status_code=fields["status_code"], error_message=reason, finish_reason="",
+        prompt_tokens=None, completion_tokens=None, total_tokens=None, latency_ms=fields["latency_ms"],
+        created_at=fields["created_at"], metadata=fields["metadata"] or {}, tags=fields["tags"] or [],
+        external_id=fields["external_id"], original=item.value, search_text="",
+        original_text=item.text if item.text is not None else value_text(item.value), notes=item.notes,
+    )  # fmt: skip
+
+
+def _lenient(reader: Callable[[object], object], value: object) -> Any:
+    try:
+        return reader(value)
+    except IngestError:
+        return None
+
+
+def _read(obj: object) -> ParsedLog:
     if not isinstance(obj, dict):
         raise fail("", f"{_SHAPES}, got {describe(obj)}")
-    check_storable(obj)
+    check_storable(obj)  # after item_make_storable: numbers beyond 64 bits, values that are not JSON
     if "request" in obj or "response" in obj:
         return _read_envelope(obj)
     if "messages" in obj:
@@ -123,6 +175,7 @@ def _parsed(obj: dict, provider: str, format: str, exchange: Exchange, status_co
         external_id=_external_id(obj.get("external_id")),
         original=obj,
         search_text=search_text(exchange.messages),
+        options=exchange.options,
     )
 
 
@@ -248,3 +301,15 @@ def _external_id(value: object) -> str | None:
     if len(value) > _MAX_EXTERNAL_ID_LENGTH:
         raise fail("external_id", f"longer than {_MAX_EXTERNAL_ID_LENGTH} characters")
     return value
+
+
+_ENVELOPE_READERS: dict[str, Callable[[object], Any]] = {
+    "provider": _provider,
+    "model": _model,
+    "status_code": _status_code,
+    "latency_ms": _latency_ms,
+    "created_at": _created_at,
+    "metadata": _metadata,
+    "tags": _tags,
+    "external_id": _external_id,
+}

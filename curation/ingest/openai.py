@@ -15,7 +15,9 @@ from curation.ingest.canonical import (
     collapse,
     content,
     error_text,
+    extras,
     function_tool,
+    tagged,
     tool_call,
     validate,
 )
@@ -31,7 +33,7 @@ class TextPart(TypedDict):
 
 class ImageURL(TypedDict):
     url: str
-    detail: NotRequired[Literal["auto", "low", "high"]]
+    detail: NotRequired[str]  # "auto", "low", "high", and whatever comes next ("original")
 
 
 class ImagePart(TypedDict):
@@ -54,8 +56,12 @@ class RefusalPart(TypedDict):
     refusal: str
 
 
-UserPart = Annotated[TextPart | ImagePart | AudioPart | FilePart, Field(discriminator="type")]
-AssistantPart = Annotated[TextPart | RefusalPart, Field(discriminator="type")]
+# Part types we do not know yet are kept as they came (canonical.tagged).
+UserPart = tagged(
+    ("text", TextPart), ("image_url", ImagePart), ("input_audio", AudioPart), ("file", FilePart), what="a content part"
+)
+AssistantPart = tagged(("text", TextPart), ("refusal", RefusalPart), what="a content part")
+TextOrOther = tagged(("text", TextPart), what="a content part")
 
 
 class FunctionCall(TypedDict):
@@ -63,15 +69,24 @@ class FunctionCall(TypedDict):
     arguments: str  # kept as sent: a reply cut off by max_tokens has unparseable arguments and is still a log
 
 
-class ToolCall(TypedDict):
+class FunctionToolCall(TypedDict):
     id: str
     type: NotRequired[Literal["function"]]
     function: FunctionCall
 
 
+class OtherToolCall(TypedDict):
+    # A call of a tool type other than "function" (GPT-5's "custom" tools: {"custom": {"name", "input"}}).
+    id: str
+    type: str
+
+
+ToolCall = tagged(("function", FunctionToolCall), what="a tool call", default="function")
+
+
 class SystemMessage(TypedDict):
     role: Literal["system", "developer"]
-    content: content(TextPart)
+    content: content(TextOrOther)
     name: NotRequired[str | None]
     weight: NotRequired[Weight | None]
 
@@ -96,7 +111,7 @@ class AssistantMessage(TypedDict):
 class ToolMessage(TypedDict):
     role: Literal["tool"]
     tool_call_id: str
-    content: content(TextPart)
+    content: content(TextOrOther)
     name: NotRequired[str | None]
     weight: NotRequired[Weight | None]
 
@@ -119,9 +134,13 @@ class FunctionDef(TypedDict):
     parameters: NotRequired[dict[str, Any] | None]
 
 
-class ToolDef(TypedDict):
+class FunctionToolDef(TypedDict):
     type: Literal["function"]
     function: FunctionDef
+
+
+# Tools of other types ("custom", built-in tools) are kept as they came.
+ToolDef = tagged(("function", FunctionToolDef), what="a tool")
 
 
 class ChatRequest(TypedDict):
@@ -129,6 +148,7 @@ class ChatRequest(TypedDict):
     model: NotRequired[str | None]
     tools: NotRequired[list[ToolDef] | None]
     functions: NotRequired[list[FunctionDef] | None]
+    parallel_tool_calls: NotRequired[bool | None]
 
 
 class ResponseMessage(TypedDict):
@@ -160,17 +180,31 @@ REQUEST = TypeAdapter(ChatRequest)
 RESPONSE = TypeAdapter(ChatResponse)
 
 
+# The message fields the canonical form has a place for; any other non-empty field is kept beside them.
+_MESSAGE_FIELDS = frozenset(
+    {"role", "content", "name", "weight", "tool_calls", "function_call", "refusal", "tool_call_id"}
+)
+_CALL_FIELDS = frozenset({"id", "type", "function", "index"})
+
+
 def read_openai(request: dict, response: dict | None, status_code: int | None) -> Exchange:
-    body = validate(REQUEST, request, "request")
+    validate(REQUEST, request, "request")
     exchange = Exchange(
-        messages=messages_to_canonical(body["messages"]),
-        tools=tools_to_canonical(body.get("tools"), body.get("functions")),
-        model=body.get("model") or "",
+        messages=messages_to_canonical(request["messages"]),
+        tools=tools_to_canonical(request.get("tools"), request.get("functions")),
+        model=request.get("model") or "",
+        options=options_of(request),
     )
     exchange.error_message = error_text(response, status_code)
     if not exchange.error_message:
-        _read_response(exchange, validate(RESPONSE, response, "response"))
+        validate(RESPONSE, response, "response")
+        _read_response(exchange, response)  # type: ignore[arg-type]
     return exchange
+
+
+def options_of(body: dict) -> dict:
+    """The request settings a training line can carry: `parallel_tool_calls`."""
+    return {"parallel_tool_calls": body["parallel_tool_calls"]} if body.get("parallel_tool_calls") is not None else {}
 
 
 def _read_response(exchange: Exchange, body: dict) -> None:
@@ -190,7 +224,8 @@ def _read_response(exchange: Exchange, body: dict) -> None:
 
 
 def messages_to_canonical(messages: list[dict]) -> list[dict]:
-    """Messages validated against `Message` to canonical ones."""
+    """Messages validated against `Message` to canonical ones. They are read from the input itself, not from
+    what validation returns, so that fields and part types no reader knows come through verbatim."""
     canonical: list[dict] = []
     legacy_call_id = ""
     for message in messages:
@@ -219,6 +254,7 @@ def messages_to_canonical(messages: list[dict]) -> list[dict]:
                 out["name"] = message["name"]
         if message.get("weight") is not None:
             out["weight"] = message["weight"]
+        out.update(extras(message, _MESSAGE_FIELDS))
         canonical.append(out)
     return canonical
 
@@ -227,10 +263,7 @@ def _assistant(message: dict, position: int) -> dict:
     out: dict[str, Any] = {"role": "assistant", "content": _content(message.get("content"))}
     if message.get("name") is not None:
         out["name"] = message["name"]
-    calls = [
-        tool_call(call["id"], call["function"]["name"], call["function"]["arguments"])
-        for call in message.get("tool_calls") or ()
-    ]
+    calls = [_call(call) for call in message.get("tool_calls") or ()]
     if (legacy := message.get("function_call")) is not None:
         # Legacy function calls have no id; derive a stable one from the message position.
         calls.append(tool_call(f"call_{position}", legacy["name"], legacy["arguments"]))
@@ -238,7 +271,15 @@ def _assistant(message: dict, position: int) -> dict:
         out["tool_calls"] = calls
     if message.get("refusal") is not None:
         out["refusal"] = message["refusal"]
+    out.update(extras(message, _MESSAGE_FIELDS))
     return out
+
+
+def _call(call: dict) -> dict:
+    if call.get("type", "function") != "function":
+        return call  # a call of a tool type we do not model ("custom"), as it came
+    function = call["function"]
+    return {**tool_call(call["id"], function["name"], function["arguments"]), **extras(call, _CALL_FIELDS)}
 
 
 def _content(value: str | list[dict] | None) -> str | list[dict] | None:
@@ -246,5 +287,6 @@ def _content(value: str | list[dict] | None) -> str | list[dict] | None:
 
 
 def tools_to_canonical(tools: list[dict] | None, functions: list[dict] | None = None) -> list[dict]:
-    definitions = [tool["function"] for tool in tools or ()] + (functions or [])
-    return [function_tool(f["name"], f.get("description"), f.get("parameters")) for f in definitions]
+    """Function tools with their definitions as sent (`strict` and key order kept); other tool types as they came."""
+    canonical = [function_tool(tool["function"]) if tool.get("type") == "function" else tool for tool in tools or ()]
+    return canonical + [function_tool(function) for function in functions or ()]

@@ -6,7 +6,7 @@ from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from curation.ingest.canonical import Exchange, validate
-from curation.ingest.openai import FunctionDef, Message, ToolDef, messages_to_canonical, tools_to_canonical
+from curation.ingest.openai import FunctionDef, Message, ToolDef, messages_to_canonical, options_of, tools_to_canonical
 
 
 class FineTuningLine(TypedDict):
@@ -26,10 +26,11 @@ PROMPT_COMPLETION = TypeAdapter(PromptCompletion)
 
 
 def read_messages(obj: dict) -> Exchange:
-    line = validate(MESSAGES_LINE, obj, "")
+    validate(MESSAGES_LINE, obj, "")
     return Exchange(
-        messages=messages_to_canonical(line["messages"]),
-        tools=tools_to_canonical(line.get("tools"), line.get("functions")),
+        messages=messages_to_canonical(obj["messages"]),
+        tools=tools_to_canonical(obj.get("tools"), obj.get("functions")),
+        options=options_of(obj),
     )
 
 

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from curation.ingest import IngestError, ParsedLog, parse_log
-from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, LogEntry, Project, Split
+from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, LogEntry, LogStatus, Project, Split
 from curation.services.audit import audit_record
 from curation.services.logs import IngestResult, Rejection
 
@@ -74,23 +74,22 @@ def _files_delete(names: list[str], folders: list[str]) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _json_length(column: str) -> str:
-    return f"jsonb_array_length({column})" if connection.vendor == "postgresql" else f"json_array_length({column})"
-
-
 def dataset_add_logs(*, dataset: Dataset, logs: QuerySet[LogEntry]) -> int:
     """Copy the conversations of `logs` into the dataset, in one statement; a log already in the
-    dataset is skipped. Returns the number of entries added."""
+    dataset is skipped, and so is an unreadable log (it has no conversation to train on until
+    `reparse_logs` reads it). Returns the number of entries added."""
     sql, params = logs.order_by().values("id").query.sql_with_params()
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO curation_datasetentry (dataset_id, log_id, messages, tools, split, edited, model, turns,"  # noqa: S608
-            " est_tokens, search_text, created_at, updated_at)"
-            f" SELECT %s, src.id, src.messages, src.tools, %s, %s, src.model, {_json_length('src.messages')},"
+            "INSERT INTO curation_datasetentry (dataset_id, log_id, messages, tools, options, split, edited, model,"  # noqa: S608
+            " turns, est_tokens, search_text, created_at, updated_at)"
+            " SELECT %s, src.id, src.messages, src.tools, src.options, %s, %s, src.model,"
+            " json_array_length(src.messages),"
             f" (length(src.search_text) + {CHARS_PER_TOKEN - 1}) / {CHARS_PER_TOKEN}, src.search_text, %s, %s"
-            f" FROM curation_logentry src WHERE src.id IN ({sql}) ORDER BY src.id ON CONFLICT DO NOTHING",
-            (dataset.pk, Split.TRAIN, False, now, now, *params),
+            f" FROM curation_logentry src WHERE src.id IN ({sql}) AND src.status <> %s"
+            " ORDER BY src.id ON CONFLICT DO NOTHING",
+            (dataset.pk, Split.TRAIN, False, now, now, *params, LogStatus.UNREADABLE),
         )
         added = cursor.rowcount
     if added:
@@ -102,6 +101,7 @@ def _entry_values(parsed: ParsedLog) -> dict:
     return {
         "messages": parsed.messages,
         "tools": parsed.tools,
+        "options": parsed.options,
         "model": parsed.model,
         "turns": len(parsed.messages),
         "est_tokens": est_tokens(parsed.search_text),
@@ -136,6 +136,8 @@ def entry_update(*, entry: DatasetEntry, messages: object, tools: object = None)
         parsed = parse_log({"messages": messages, "tools": tools or []})
     except IngestError as exc:
         raise ValidationError({"messages": str(exc)}) from None
+    if parsed.notes:  # an edit is typed by a person: what cannot be stored is theirs to fix, not ours to replace
+        raise ValidationError({"messages": parsed.notes[0].replace("replaced by U+FFFD", "cannot be stored")})
     before = (entry.messages, entry.tools or [])
     values = _entry_values(parsed)
     values["model"] = entry.model

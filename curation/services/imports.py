@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-import orjson
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
@@ -27,6 +26,8 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from curation.ingest import BodyError, RawItem, line_read
+from curation.ingest.raw import decode_text
 from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, Project
 from curation.services.datasets import dataset_entries_ingest
 from curation.services.logs import logs_ingest
@@ -296,7 +297,7 @@ def _numbered_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes |
 
 @dataclass(slots=True)
 class _Batch:
-    items: list[object] = field(default_factory=list)
+    items: list[RawItem] = field(default_factory=list)
     item_lines: list[int] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)
     last_line: int = 0
@@ -305,8 +306,23 @@ class _Batch:
         return len(self.items) + len(self.errors)
 
 
+def _read_line(batch: _Batch, number: int, line: bytes, *, keep_unreadable: bool) -> None:
+    """A line as an item with its exact text (the original stored). Invalid UTF-8 is that line's affair (U+FFFD and
+    a note); a line that is not JSON is an error, or with `keep_unreadable` an unreadable log holding the line."""
+    text = decode_text(line).rstrip("\r\n")
+    try:
+        batch.items.append(line_read(text))
+    except BodyError as exc:
+        if not keep_unreadable:
+            batch.errors.append((number, f"invalid JSON: {exc}"))
+            return
+        batch.items.append(RawItem(value=None, text=text, error=f"invalid JSON: {exc}"))
+    batch.item_lines.append(number)
+
+
 def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: ProgressCallback | None) -> None:
     limit = settings.LOGTUNE_MAX_BODY_BYTES
+    keep_unreadable = job.dataset_id is None and job.project.keep_unreadable
     batch = _Batch()
     try:
         for number, line in _numbered_lines(stream, limit):
@@ -318,11 +334,7 @@ def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: 
             if line is None:
                 batch.errors.append((number, f"line is longer than {limit} bytes"))
             elif line.strip():
-                try:
-                    batch.items.append(orjson.loads(line))
-                    batch.item_lines.append(number)
-                except orjson.JSONDecodeError as exc:
-                    batch.errors.append((number, f"invalid JSON: {exc}"))
+                _read_line(batch, number, line, keep_unreadable=keep_unreadable)
             if len(batch) >= settings.LOGTUNE_IMPORT_BATCH:
                 _commit_batch(job, batch, raw.tell())
                 batch = _Batch()
@@ -346,7 +358,8 @@ def _commit_batch(job: ImportJob, batch: _Batch, bytes_done: int) -> None:
         if job.dataset_id is None:
             result = logs_ingest(project=job.project, items=batch.items)
         else:
-            result = dataset_entries_ingest(dataset=job.dataset, items=batch.items)  # type: ignore[arg-type]
+            values = [item.value for item in batch.items]
+            result = dataset_entries_ingest(dataset=job.dataset, items=values)  # type: ignore[arg-type]
         errors = batch.errors + [(batch.item_lines[r.index], r.error) for r in result.rejected]
         room = MAX_LINE_ERRORS_KEPT - job.rejected
         if errors and room > 0:

@@ -13,8 +13,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from curation import pii
-from curation.ingest import IngestError, ParsedLog, parse_log
+from curation.ingest import IngestError, ParsedLog, RawItem, item_make_storable, log_read, unreadable_log
 from curation.ingest.canonical import search_text
+from curation.ingest.raw import value_text
 from curation.models import LogEntry, LogTag, Project, Tag
 from curation.pricing import cost_usd
 from curation.services.audit import audit_record
@@ -30,32 +31,66 @@ class Rejection:
 
 
 @dataclass(slots=True)
+class Note:
+    index: int
+    note: str
+
+
+@dataclass(slots=True)
 class IngestResult:
-    accepted: int = 0
+    accepted: int = 0  # stored now, unreadable logs included
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    unreadable: list[Rejection] = field(default_factory=list)  # kept as "unreadable", with the reader's reason
+    notes: list[Note] = field(default_factory=list)  # what had to change to store an item (U+FFFD in place of NUL)
 
 
-def logs_ingest(*, project: Project, items: Sequence[object]) -> IngestResult:
+def logs_ingest(*, project: Project, items: Sequence[object], keep_unreadable: bool | None = None) -> IngestResult:
     """Validate and store a batch of log objects.
 
-    Every valid item is stored even when others are rejected; a rejected item writes nothing.
-    An item whose `external_id` is already stored in the project (or earlier in the batch) is a
-    duplicate and changes nothing.
+    Items are values, or `RawItem`s carrying the exact text they were received as (stored as the original).
+    Every valid item is stored even when others are rejected; a rejected item writes nothing. With
+    `keep_unreadable` (default: the project's setting) an item no reader can read is stored all the same, with
+    status "unreadable" and the reason, instead of being rejected. An item whose `external_id` is already
+    stored in the project (or earlier in the batch) is a duplicate and changes nothing.
     """
+    keep = project.keep_unreadable if keep_unreadable is None else keep_unreadable
     result = IngestResult()
     parsed: list[tuple[ParsedLog, list[str]]] = []
     for index, item in enumerate(items):
-        try:
-            log = parse_log(item)
-            _check_ranges(log)
-        except IngestError as exc:
-            result.rejected.append(Rejection(index=index, error=str(exc)))
-        else:
+        log = _read_item(item if isinstance(item, RawItem) else RawItem(value=item, text=None), index, keep, result)
+        if log is not None:
+            result.notes.extend(Note(index=index, note=note) for note in log.notes)
             parsed.append((log, _pii_apply(log, redact=project.redact_pii_on_ingest)))
     if parsed:
         result.accepted, result.duplicates = _store(project=project, logs=parsed)
     return result
+
+
+def _read_item(item: RawItem, index: int, keep: bool, result: IngestResult) -> ParsedLog | None:
+    """The item read, or kept as unreadable; None (and a rejection) when it cannot be stored at all."""
+    try:
+        item = item_make_storable(item)
+        if item.error:
+            raise IngestError(item.error)
+        log = log_read(item)
+        _check_ranges(log)
+        return log
+    except IngestError as exc:
+        error = str(exc)
+    if keep:
+        try:
+            log = unreadable_log(item, error)
+        except (IngestError, orjson.JSONEncodeError):  # not even JSON we can write out: nothing to keep
+            pass
+        else:
+            for name in ("latency_ms", "status_code"):  # what the columns cannot hold is left to the original
+                if (getattr(log, name) or 0) > _MAX_INT:
+                    setattr(log, name, None)
+            result.unreadable.append(Rejection(index=index, error=error))
+            return log
+    result.rejected.append(Rejection(index=index, error=error))
+    return None
 
 
 def logs_pii_kinds(*, messages: list[dict]) -> list[str]:
@@ -111,6 +146,7 @@ def _pii_apply(log: ParsedLog, *, redact: bool) -> list[str]:
     log.messages, findings = pii.conversation_redact(log.messages)
     log.search_text = search_text(log.messages)
     log.original = _redact_json(log.original)
+    log.original_text = value_text(log.original)  # no longer the text as sent: that held the personal data
     log.metadata = _redact_json(log.metadata)
     log.tools = _redact_json(log.tools)
     log.error_message = _redact_json(log.error_message)
@@ -200,7 +236,9 @@ def _values(project_id: int, log: ParsedLog, kinds: list[str], now: datetime) ->
         "finish_reason": log.finish_reason[:32],
         "messages": log.messages,
         "tools": log.tools,
-        "original": log.original,
+        "options": log.options,
+        "original": log.original_text,
+        "notes": log.notes,
         "prompt_tokens": log.prompt_tokens,
         "completion_tokens": log.completion_tokens,
         "total_tokens": log.total_tokens,
@@ -245,7 +283,7 @@ def _attach_tags(*, project: Project, log_ids: list[int], names: list[list[str]]
 # COPY is PostgreSQL's fastest way in, several times cheaper than a multi-row INSERT on both sides.
 # It cannot return ids, so the ids are drawn from the table's sequence first, in one round trip.
 
-_JSON_COLUMNS = frozenset({"messages", "tools", "original", "metadata", "pii"})
+_JSON_COLUMNS = frozenset({"messages", "tools", "options", "metadata", "pii", "notes"})
 _COPY_TAGS = "COPY curation_logtag (log_id, tag_id) FROM STDIN"
 _NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('curation_logentry', 'id')) FROM generate_series(1, %s)"
 

@@ -23,9 +23,9 @@ def test_it_stores_an_openai_log_with_extracted_columns(key_client, project):
     response = post_json(key_client, sent)
 
     assert response.status_code == 200, response.content
-    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": [], "unreadable": [], "notes": []}
     log = LogEntry.objects.get(project=project)
-    assert log.original == sent
+    assert log.original == orjson.dumps(sent).decode()
     assert log.messages[-1] == {"role": "assistant", "content": "4"}
     assert [m["role"] for m in log.messages] == ["system", "user", "assistant"]
     assert (log.model, log.provider, log.status, log.status_code) == ("gpt-4o-mini", "openai", "success", 200)
@@ -84,7 +84,7 @@ def test_it_counts_a_resent_external_id_as_a_duplicate_and_changes_nothing(key_c
     post_json(key_client, openai_log(external_id="req-9", tags=["first"]))
     response = post_json(key_client, {"logs": [openai_log(external_id="req-9", tags=["second"], latency_ms=1)]})
 
-    assert response.json() == {"accepted": 0, "duplicates": 1, "rejected": []}
+    assert response.json() == {"accepted": 0, "duplicates": 1, "rejected": [], "unreadable": [], "notes": []}
     log = LogEntry.objects.get(project=project)
     assert log.latency_ms == 812
     assert [t.name for t in log.tags.all()] == ["first"]
@@ -93,7 +93,7 @@ def test_it_counts_a_resent_external_id_as_a_duplicate_and_changes_nothing(key_c
 def test_it_counts_a_repeated_external_id_inside_one_batch_once(key_client, project):
     response = post_json(key_client, {"logs": [openai_log(external_id="x"), openai_log(external_id="x")]})
 
-    assert response.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
+    assert response.json() == {"accepted": 1, "duplicates": 1, "rejected": [], "unreadable": [], "notes": []}
 
 
 def test_external_ids_are_unique_per_project_not_globally(key_client, project):
@@ -128,32 +128,102 @@ def test_it_rejects_bad_json_with_its_position(key_client):
     assert "line 1" in response.json()["detail"]
 
 
-def test_it_rejects_a_lone_surrogate_instead_of_failing_in_the_database(key_client):
-    body = b'{"messages": [{"role": "user", "content": "hi \\ud800"}, {"role": "assistant", "content": "ok"}]}'
+def test_it_stores_a_lone_surrogate_as_u_fffd_without_touching_the_rest_of_the_batch(key_client, project):
+    body = (
+        b'{"logs": [{"messages": [{"role": "user", "content": "hi \\ud800"}, {"role": "assistant", "content": "ok"}]},'
+        b' {"prompt": "fine", "completion": "too"}]}'
+    )
 
     response = post_json(key_client, body)
 
-    assert response.status_code == 400
-    assert "Invalid JSON" in response.json()["detail"]
-    assert not LogEntry.objects.exists()
+    assert response.status_code == 200, response.content
+    assert response.json()["accepted"] == 2
+    assert response.json()["notes"] == [
+        {"index": 0, "note": "messages.0.content: invalid Unicode (lone surrogate or bad UTF-8) replaced by U+FFFD"}
+    ]
+    first, second = LogEntry.objects.order_by("id")
+    assert first.messages[0]["content"] == "hi \ufffd"
+    assert first.notes == [response.json()["notes"][0]["note"]]
+    assert (
+        first.original
+        == '{"messages": [{"role": "user", "content": "hi \\ud800"}, {"role": "assistant", "content": "ok"}]}'
+    )
+    assert (second.original, second.notes) == ('{"prompt": "fine", "completion": "too"}', [])
 
 
-def test_it_rejects_invalid_utf8(key_client):
-    response = post_json(key_client, b'{"prompt": "\xff\xfe", "completion": "x"}')
+def test_it_stores_invalid_utf8_as_u_fffd_in_that_log_only(key_client, project):
+    response = post_json(
+        key_client, b'{"logs": [{"prompt": "\xff\xfe", "completion": "x"}, {"prompt": "a", "completion": "b"}]}'
+    )
 
-    assert response.status_code == 400
-    assert not LogEntry.objects.exists()
+    assert response.status_code == 200, response.content
+    assert response.json()["accepted"] == 2
+    bad = LogEntry.objects.order_by("id").first()
+    assert bad.messages[0]["content"] == "\ufffd\ufffd"
+    assert bad.original == '{"prompt": "\ufffd\ufffd", "completion": "x"}'
+    assert bad.notes == ["prompt: invalid Unicode (lone surrogate or bad UTF-8) replaced by U+FFFD"]
 
 
-def test_it_rejects_a_nul_character_with_its_path(key_client):
+def test_it_stores_a_nul_character_as_u_fffd_and_keeps_the_escape_in_the_original(key_client, project):
     response = post_json(
         key_client, {"logs": [{"prompt": "a\u0000b", "completion": "c"}, {"prompt": "p", "completion": "c"}]}
     )
 
     assert response.status_code == 200
-    assert response.json()["accepted"] == 1
-    assert response.json()["rejected"][0]["error"].startswith("prompt: ")
-    assert "NUL" in response.json()["rejected"][0]["error"]
+    assert response.json()["accepted"] == 2
+    assert response.json()["notes"] == [{"index": 0, "note": "prompt: NUL character replaced by U+FFFD"}]
+    log = LogEntry.objects.order_by("id").first()
+    assert log.messages[0]["content"] == "a\ufffdb"
+    assert log.original == '{"prompt":"a\\u0000b","completion":"c"}'
+
+
+def test_it_keeps_each_log_of_a_batch_byte_for_byte(key_client, project):
+    first = '{ "prompt" : "2+2?",  "completion":"4", "metadata": {"z": 1.50, "a": 1e3, "m": "\\u00e9"} }'
+    second = '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}],"x_custom":[]}'
+    body = f'{{"logs": [\n  {first},\n  {second}\n]}}'.encode()
+
+    response = post_json(key_client, body, QUERY_STRING="")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["rejected"] == [{"index": 1, "error": "x_custom: unknown field (expected one of messages, "
+                                             "tools, functions, parallel_tool_calls, model, provider, status_code, "
+                                             "latency_ms, created_at, metadata, tags, external_id)"}]  # fmt: skip
+    assert LogEntry.objects.get().original == first
+
+
+def test_it_keeps_unreadable_logs_when_asked_and_reports_them_by_index(key_client, project):
+    bad = '{"request": {"messages": "not a list"}, "external_id": "u-1", "tags": ["prod"], "latency_ms": 80}'
+    body = f'{{"keep_unreadable": true, "logs": [{bad}, {{"prompt": "a", "completion": "b"}}]}}'.encode()
+
+    response = post_json(key_client, body)
+
+    assert response.status_code == 200, response.content
+    error = "request.messages: expected a list, got a string"
+    assert response.json() | {"notes": []} == {
+        "accepted": 2, "duplicates": 0, "rejected": [], "unreadable": [{"index": 0, "error": error}], "notes": []
+    }  # fmt: skip
+    log = LogEntry.objects.get(external_id="u-1")
+    assert (log.status, log.error_message, log.original, log.messages) == ("unreadable", error, bad, [])
+    assert (log.latency_ms, [t.name for t in log.tags.all()]) == (80, ["prod"])
+    again = post_json(key_client, body)
+    assert again.json()["duplicates"] == 1  # its external_id still makes a resend a duplicate
+
+
+def test_it_keeps_unreadable_logs_by_the_projects_setting(key_client, project):
+    project.keep_unreadable = True
+    project.save()
+
+    response = post_json(key_client, {"request": {"messages": 5}})
+
+    assert response.status_code == 200
+    assert LogEntry.objects.get().status == "unreadable"
+
+
+def test_it_refuses_a_keep_unreadable_that_is_not_a_boolean(key_client):
+    response = post_json(key_client, {"logs": [], "keep_unreadable": "yes"})
+
+    assert response.status_code == 400
+    assert "keep_unreadable" in response.json()
 
 
 def test_it_refuses_an_oversized_body_with_413(key_client):

@@ -98,7 +98,7 @@ def test_without_redaction_the_log_is_stored_as_sent(project):
     (stored,) = ingest(project, tool_log())
     assert stored.pii == ["EMAIL", "SECRET"]
     assert EMAIL_ADDRESS in stored.messages[1]["content"]
-    assert stored.original == tool_log()
+    assert stored.original_value == tool_log()
 
 
 def test_redaction_at_ingestion_stores_no_personal_data_anywhere_in_the_row(project):
@@ -114,14 +114,14 @@ def test_redaction_at_ingestion_stores_no_personal_data_anywhere_in_the_row(proj
     assert "<EMAIL>" in stored.search_text
     arguments = stored.messages[-1]["tool_calls"][0]["function"]["arguments"]
     assert json.loads(arguments) == {"to": "<EMAIL>", "body": "hi"}
-    assert stored.original["request"]["messages"][1]["content"] == "Write to <EMAIL>, my key is <SECRET>"
-    original_arguments = stored.original["response"]["choices"][0]["message"]["tool_calls"][0]["function"]
+    assert stored.original_value["request"]["messages"][1]["content"] == "Write to <EMAIL>, my key is <SECRET>"
+    original_arguments = stored.original_value["response"]["choices"][0]["message"]["tool_calls"][0]["function"]
     assert json.loads(original_arguments["arguments"]) == {"to": "<EMAIL>", "body": "hi"}
     assert stored.metadata == {"customer": "<EMAIL>"}
-    assert decoded_arguments(parse_log(stored.original).messages) == decoded_arguments(stored.messages)
+    assert decoded_arguments(parse_log(stored.original_value).messages) == decoded_arguments(stored.messages)
     # What carries no personal data is kept exactly.
-    assert stored.original["request"]["model"] == "gpt-4o-mini"
-    assert stored.original["latency_ms"] == 812
+    assert stored.original_value["request"]["model"] == "gpt-4o-mini"
+    assert stored.original_value["latency_ms"] == 812
 
 
 def test_pii_scan_fills_old_rows_and_is_idempotent(project):
@@ -333,6 +333,6 @@ def test_redaction_at_ingestion_keeps_an_anthropic_tool_round_trip_consistent(pr
 
     assert stored.pii == ["EMAIL"]
     assert EMAIL_ADDRESS not in row_text(stored)
-    assert "Paris (<EMAIL>)" in json.dumps(stored.original)
+    assert "Paris (<EMAIL>)" in stored.original
     # The same placeholders in the same places (tool arguments are equal as JSON, spacing aside).
-    assert decoded_arguments(parse_log(stored.original).messages) == decoded_arguments(stored.messages)
+    assert decoded_arguments(parse_log(stored.original_value).messages) == decoded_arguments(stored.messages)

@@ -42,4 +42,4 @@ def test_a_stream_the_caller_leaves_is_logged_as_incomplete(rf, proxied, stand_i
     assert proxy_log_store(**log)
     stored = LogEntry.objects.get(project=proxied)
     assert stored.metadata["proxy"]["complete"] is False
-    assert stored.original["response"]["choices"][0]["message"]["role"] == "assistant"
+    assert stored.original_value["response"]["choices"][0]["message"]["role"] == "assistant"

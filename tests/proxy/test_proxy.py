@@ -89,7 +89,7 @@ def test_an_openai_call_gets_the_upstreams_answer_and_is_logged(live_server, cel
     assert json.loads(seen.body) == {"model": "gpt-4o-mini", "messages": CHAT}
     (log,) = logs_of(proxied)
     assert (log.provider, log.status, log.status_code, log.model) == ("openai", "success", 200, "gpt-4o-mini")
-    assert log.original["response"] == json.loads(stand_in.sent[0])
+    assert log.original_value["response"] == json.loads(stand_in.sent[0])
     assert log.messages[-1] == {"role": "assistant", "content": "Hello from the stand-in."}
     assert (log.prompt_tokens, log.completion_tokens) == (9, 5)
     assert log.latency_ms is not None
@@ -110,7 +110,7 @@ def test_a_streamed_openai_call_arrives_chunk_by_chunk_and_is_logged_assembled(
     assert deltas == ["", "Hello", " from", " the", " stand-in.", None]
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 13
     (log,) = logs_of(proxied)
-    response = log.original["response"]
+    response = log.original_value["response"]
     assert response["object"] == "chat.completion"
     assert response["choices"] == [
         {"index": 0, "message": {"role": "assistant", "content": "Hello from the stand-in."}, "finish_reason": "stop"}
@@ -136,7 +136,7 @@ def test_a_stream_is_passed_on_byte_for_byte_as_it_arrives(live_server, celery_w
 
     assert received == stand_in.sent[0]
     (log,) = logs_of(proxied)
-    message = log.original["response"]["choices"][0]["message"]
+    message = log.original_value["response"]["choices"][0]["message"]
     function = {"name": "lookup_order", "arguments": '{"order_id": "48213"}'}
     assert message["tool_calls"] == [{"id": "call_1", "type": "function", "function": function}]
     assert log.finish_reason == "tool_calls"
@@ -153,7 +153,7 @@ def test_an_upstream_error_is_returned_as_is_and_logged_with_its_status(live_ser
     assert caught.value.response.headers["retry-after"] == "7"
     (log,) = logs_of(proxied)
     assert (log.status, log.status_code, log.error_message) == ("error", 429, "Rate limit reached")
-    assert log.original["response"] == OPENAI_ERRORS["error-429"][1]
+    assert log.original_value["response"] == OPENAI_ERRORS["error-429"][1]
 
 
 def test_an_unreachable_upstream_is_answered_502_in_the_providers_shape_and_logged(live_server, celery_worker,
@@ -191,7 +191,7 @@ def test_an_anthropic_call_gets_the_upstreams_answer_and_is_logged(live_server, 
     (log,) = logs_of(proxied)
     assert (log.provider, log.format, log.status) == ("anthropic", "anthropic_messages", "success")
     assert log.status_code == 200
-    assert log.original["response"] == json.loads(stand_in.sent[0])
+    assert log.original_value["response"] == json.loads(stand_in.sent[0])
     assert log.messages[-1]["content"] == "Hello from the stand-in."
     assert_no_secrets(log, ANTHROPIC_PROVIDER_KEY, editor_key)
 
@@ -206,7 +206,7 @@ def test_a_streamed_anthropic_call_arrives_in_order_and_is_logged_assembled(live
     assert texts == ["Let me", " look", " that up."]
     assert final.stop_reason == "tool_use"
     (log,) = logs_of(proxied)
-    response = log.original["response"]
+    response = log.original_value["response"]
     assert response["content"] == [
         {"type": "text", "text": "Let me look that up."},
         {"type": "tool_use", "id": "toolu_1", "name": "lookup_order", "input": {"order_id": "48213"}},
@@ -225,7 +225,7 @@ def test_an_anthropic_error_is_returned_as_is_and_logged(live_server, celery_wor
     assert caught.value.response.content == stand_in.sent[0]
     (log,) = logs_of(proxied)
     assert (log.status, log.status_code, log.error_message) == ("error", 400, "max_tokens: required")
-    assert log.original["response"] == ANTHROPIC_ERRORS["error-400"][1]
+    assert log.original_value["response"] == ANTHROPIC_ERRORS["error-400"][1]
 
 
 # --- Keys, roles, projects ----------------------------------------------------------------------------------
