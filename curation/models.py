@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from curation.fields import OrderedJSONField
+from curation.ingest.raw import RawItem, item_make_storable
 
 
 class Role(models.TextChoices):
@@ -163,13 +164,16 @@ class LogEntry(models.Model):
 
 
 def original_decode(text: str) -> object:
+    """An original's value, keys in the order sent; lone surrogate escapes (which orjson refuses) come back as
+    U+FFFD, as the log's canonical columns hold them, so the value can be written out as UTF-8."""
     try:
         return orjson.loads(text)
-    except orjson.JSONDecodeError:  # orjson refuses lone surrogate escapes, which the original may hold
+    except orjson.JSONDecodeError:
         try:
-            return json.loads(text)
+            value = json.loads(text)
         except ValueError:
             return None
+        return item_make_storable(RawItem(value=value, text=None)).value
 
 
 class LogTag(models.Model):

@@ -6,6 +6,7 @@ urlpatterns = [
     path("logs", logs.LogsApi.as_view(), name="api-logs"),
     path("logs/bulk", datasets.LogsBulkApi.as_view(), name="api-logs-bulk"),
     path("logs/<int:log_id>", logs.LogDetailApi.as_view(), name="api-log-detail"),
+    path("logs/<int:log_id>/original", logs.LogOriginalApi.as_view(), name="api-log-original"),
     path("logs/<int:log_id>/similar", similar.LogSimilarApi.as_view(), name="api-log-similar"),
     path("log-embeddings", similar.LogEmbeddingsApi.as_view(), name="api-log-embeddings"),
     path("bulk-jobs/<int:job_id>", datasets.BulkJobApi.as_view(), name="api-bulk-job"),

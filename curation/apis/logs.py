@@ -1,14 +1,14 @@
 """REST API v1 for logs. Each view: check access, validate input, call a service or selector, serialize."""
 
-from typing import cast
-
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     PolymorphicProxySerializer,
     extend_schema,
+    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import exceptions, serializers, status
@@ -54,8 +54,19 @@ class LogListOutput(serializers.ModelSerializer):
 
 
 class LogDetailOutput(LogListOutput):
+    original = serializers.SerializerMethodField(
+        help_text="The log as received, decoded, keys in the order sent. Exact text: GET /api/v1/logs/{id}/original."
+    )
+
     class Meta(LogListOutput.Meta):
-        fields = [*LogListOutput.Meta.fields, "error_message", "messages", "tools", "original", "ingested_at"]
+        fields = [
+            *LogListOutput.Meta.fields, "error_message", "notes", "messages", "tools", "options", "original",
+            "ingested_at",
+        ]  # fmt: skip
+
+    @extend_schema_field(OpenApiTypes.ANY)
+    def get_original(self, log: LogEntry) -> object:
+        return log.original_value
 
 
 _INGEST_RESULT = inline_serializer(
@@ -109,10 +120,7 @@ def _batch_items(body: Body) -> tuple[list[RawItem], bool | None]:
 
 class LogsApi(ProjectScopedApi):
     throttle_classes = [IngestRateThrottle]
-
-    def get_parsers(self) -> list:
-        # Sending logs keeps each log's exact text; reading them takes no body.
-        return [LogBatchParser()] if self.request.method == "POST" else super().get_parsers()
+    parser_classes = [LogBatchParser]  # each log keeps its exact text; reading logs takes no body
 
     @extend_schema(
         operation_id="logs_ingest",
@@ -166,7 +174,9 @@ class LogsApi(ProjectScopedApi):
     def post(self, request: Request) -> Response:
         check_body_size(request)
         project = project_for_request(request, role=Role.EDITOR)
-        items, keep_unreadable = _batch_items(cast(Body, request.data))  # what LogBatchParser gives
+        if not isinstance(request.data, Body):  # no body at all: DRF hands over an empty form
+            raise exceptions.ValidationError({"detail": 'Expected a log object or {"logs": [...]} as JSON.'})
+        items, keep_unreadable = _batch_items(request.data)
         result = logs_ingest(project=project, items=items, keep_unreadable=keep_unreadable)
         body = {
             "accepted": result.accepted,
@@ -219,3 +229,23 @@ class LogDetailApi(ProjectScopedApi):
         if log is None:
             raise exceptions.NotFound(f"Log {log_id} not found in project '{project.slug}'.")
         return Response(LogDetailOutput(log).data)
+
+
+class LogOriginalApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="logs_original",
+        summary="A log's original, byte for byte",
+        description=(
+            "The log's JSON text exactly as it was received: key order, number formatting, escapes and unknown "
+            "fields as sent (`application/json`). An unreadable log whose body was not JSON answers it as "
+            "`text/plain`. Logs redacted at ingestion hold their redacted original."
+        ),
+        responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/plain"): OpenApiTypes.STR},
+    )
+    def get(self, request: Request, log_id: int) -> HttpResponse:
+        project = project_for_request(request)
+        log = selectors.log_get(project=project, log_id=log_id)
+        if log is None:
+            raise exceptions.NotFound(f"Log {log_id} not found in project '{project.slug}'.")
+        kind = "application/json" if log.original_value is not None else "text/plain"
+        return HttpResponse(log.original.encode(), content_type=f"{kind}; charset=utf-8")

@@ -243,7 +243,12 @@ def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpRes
         newer, older = facets.log_neighbours(logs=logs_filter(project=project, params=QueryDict(query)), log=log)
     except ValidationError:
         newer = older = None
-    original = rendering.pretty_json(log.original)
+    original = log.original
+    # The exact text is often one long line: an indented copy, keys in the order sent, is easier to read.
+    value = log.original_value if len(original) <= ORIGINAL_SHOWN else None
+    indented = rendering.pretty_json(value) if value is not None and "\n" not in original else ""
+    if not indented.isascii() and not _encodable(indented):  # lone surrogate escapes, decoded: only the exact text
+        indented = ""
     suffix = f"?{query}" if query else ""
     context = _page_context(request, membership) | {
         "log": log,
@@ -257,6 +262,7 @@ def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpRes
         "metadata": rendering.pretty_json(log.metadata) if log.metadata else "",
         "original": original[:ORIGINAL_SHOWN],
         "original_cut": len(original) > ORIGINAL_SHOWN,
+        "original_indented": indented,
         "datasets": facets.datasets_for_project(project=project),
         "in_datasets": facets.datasets_of_log(log=log),
         "tag_names": facets.tag_names(project=project),
@@ -264,6 +270,14 @@ def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpRes
         "similar_url": f"/p/{slug}/logs/{log.pk}/similar{suffix}",
     }
     return render(request, "curation/log_detail.html", context)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --- more like this -------------------------------------------------------------------------------------
