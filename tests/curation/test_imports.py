@@ -4,10 +4,11 @@ import io
 
 import orjson
 import pytest
+from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from curation.models import ImportJob, ImportLineError, JobStatus, LogEntry
+from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, LogEntry
 from curation.services import imports
 from curation.services.imports import import_job_create_local, import_job_run
 from tests.curation.samples import anthropic_log, openai_log
@@ -154,3 +155,70 @@ def test_an_upload_without_a_file_names_the_field(key_client):
 
     assert response.status_code == 400
     assert "file" in response.json()
+
+
+# --- files that are not JSONL are refused at upload -------------------------------------------------
+
+CSV = b"id,prompt,completion\n1,What is 2+2?,4\n"
+NOT_JSONL = {
+    "png": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64), "it is a PNG image"),
+    "csv": (CSV, "it starts with 'id,prompt,completion', not a JSON object"),
+    "json-array": (
+        orjson.dumps([openai_log(), openai_log()]),
+        'send the logs to POST /api/v1/logs as {"logs": [...]}',
+    ),
+    "gzip-of-csv": (gzip.compress(CSV), "gzip-compressed, but not JSON Lines inside: it starts with 'id,prompt,"),
+    "empty": (b"", "empty"),
+}
+not_jsonl = pytest.mark.parametrize("content, reason", NOT_JSONL.values(), ids=NOT_JSONL.keys())
+
+
+@not_jsonl
+def test_the_api_refuses_a_file_that_is_not_jsonl_naming_the_field(key_client, content, reason):
+    upload = SimpleUploadedFile("logs.jsonl", content)
+
+    response = key_client.post("/api/v1/imports", {"file": upload}, format="multipart")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["file"]
+    assert reason in response.json()["file"][0]
+    assert not ImportJob.objects.exists()
+
+
+@not_jsonl
+def test_the_upload_forms_refuse_a_file_that_is_not_jsonl(client, editor, project, content, reason):
+    dataset = Dataset.objects.create(project=project, name="Math")
+    client.force_login(editor)
+
+    for path in ("/p/acme/imports/upload", f"/p/acme/datasets/{dataset.pk}/imports/upload"):
+        response = client.post(path, {"file": SimpleUploadedFile("logs.jsonl", content)})
+        assert response.status_code == 302
+
+    flashed = [str(message) for message in get_messages(response.wsgi_request)]  # one of each page
+    assert len(flashed) == 2 and all(reason in message for message in flashed), flashed
+    assert not ImportJob.objects.exists()
+
+
+@not_jsonl
+@pytest.mark.django_db
+def test_the_cli_refuses_a_file_that_is_not_jsonl(tmp_path, project, content, reason):
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(content)
+
+    with pytest.raises(CommandError, match=r"logs\.jsonl: The file") as refused:
+        call_command("import_logs", str(path), "--project", "acme", "--inline", "--no-progress")
+
+    assert reason in str(refused.value)
+    assert not ImportJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_cli_refuses_before_queueing_too(tmp_path, project, monkeypatch):
+    path = tmp_path / "logs.png"
+    path.write_bytes(NOT_JSONL["png"][0])
+    monkeypatch.setattr("time.sleep", lambda seconds: pytest.fail("the command waits for a queued import"))
+
+    with pytest.raises(CommandError, match="it is a PNG image"):
+        call_command("import_logs", str(path), "--project", "acme", "--no-progress")
+
+    assert not ImportJob.objects.exists()

@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from curation.models import ImportJob, Project
 from curation.services.imports import import_job_create, import_job_create_local, import_job_run
+from curation.sniff import import_file_problem
 
 WORKER_HINT_AFTER_S = 10
 
@@ -30,6 +31,10 @@ class Command(BaseCommand):
         found = Project.objects.filter(slug=project).first()
         if found is None:
             raise CommandError(f"Project '{project}' not found (create it with create_api_key --project {project}).")
+        with file.open("rb") as handle:
+            problem = import_file_problem(handle)
+        if problem:
+            raise CommandError(f"{file}: {problem}")
         bar = tqdm(total=file.stat().st_size, unit="B", unit_scale=True, desc=file.name, disable=no_progress)
         show = _progress_to(bar)
         if inline:
