@@ -54,7 +54,8 @@ class ImportsApi(ProjectScopedApi):
         summary="Upload a JSONL(.gz) file",
         description=(
             "The file is judged by its first bytes: one that is not JSON Lines (an image, a PDF, a CSV, a JSON "
-            "array...) or is empty is refused with 400 naming `file`, and no import is created."
+            "array...) or is empty is refused with 400 naming `file`, and no import is created. An import that "
+            "stores nothing (every line rejected) ends `failed`, its first line errors in `error`."
         ),
         request={"multipart/form-data": Input},
         parameters=[RETRY_AFTER],

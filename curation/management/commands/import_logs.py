@@ -63,8 +63,8 @@ class Command(BaseCommand):
         return job
 
     def _summarise(self, job: ImportJob) -> None:
-        if job.status == "failed":
-            raise CommandError(f"Import {job.pk} failed: {job.error}")
+        """The counts and the first line errors; then, when the import failed (it stored nothing, or stopped),
+        the reason as the command's error, so that it exits non-zero."""
         self.stdout.write(
             f"Imported {job.accepted} logs ({job.duplicates} duplicates, {job.rejected} rejected lines) "
             f"from {job.lines_done} lines."
@@ -73,6 +73,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Error report: /api/v1/imports/{job.pk}/errors?project={job.project.slug}")
             for line_error in job.line_errors.all()[:5]:
                 self.stdout.write(f"  line {line_error.line}: {line_error.error}")
+        if job.status == "failed":
+            raise CommandError(f"Import {job.pk} failed: {job.error}")
 
 
 def _progress_to(bar: tqdm):
