@@ -5,6 +5,7 @@ from django.template.defaultfilters import filesizeformat
 
 from curation.models import Role
 from curation.services.proxy import upstream_url_problem
+from curation.sniff import import_file_problem
 
 
 class ApiKeyCreateForm(forms.Form):
@@ -17,17 +18,21 @@ class ApiKeyCreateForm(forms.Form):
     )  # fmt: skip
 
 
-def validate_import_size(file: UploadedFile) -> None:
-    """The API answers an oversized upload 413; on a page, the form names the limit."""
+def validate_import_file(file: UploadedFile) -> None:
+    """The API answers an oversized upload 413; on a page, the form names the limit. A file within it that is not
+    JSONL (judged by its first bytes) is refused naming what it looks like."""
     limit, size = settings.LOGTUNE_MAX_IMPORT_BYTES, file.size or 0
     if size > limit:
         human = f" ({filesizeformat(limit)})" if limit >= 1024 else ""
         raise forms.ValidationError(f"The file is {size:,} bytes; the limit is {limit:,} bytes{human}.")
+    problem = import_file_problem(file)
+    if problem:
+        raise forms.ValidationError(problem)
 
 
 class ImportUploadForm(forms.Form):
     # An empty file is refused by FileField itself ("The submitted file is empty.").
-    file = forms.FileField(help_text="JSONL or JSONL.gz, one log object per line.", validators=[validate_import_size])
+    file = forms.FileField(help_text="JSONL or JSONL.gz, one log object per line.", validators=[validate_import_file])
 
 
 class ProjectUpstreamsForm(forms.Form):

@@ -7,7 +7,7 @@ import orjson
 from django import forms
 from django.http import QueryDict
 
-from curation.forms import validate_import_size
+from curation.forms import validate_import_file
 from curation.models import Split
 from curation.validation import DEFAULT_MAX_TOKENS, VALID_ROLES
 
@@ -22,7 +22,7 @@ class DatasetForm(forms.Form):
 class DatasetImportForm(forms.Form):
     file = forms.FileField(
         help_text='JSONL or JSONL.gz, one training example per line: {"messages": [...]} or prompt/completion.',
-        validators=[validate_import_size],
+        validators=[validate_import_file],
     )
 
 

@@ -5,6 +5,7 @@ import io
 from collections.abc import Iterator
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -17,6 +18,7 @@ from curation.apis.common import RETRY_AFTER, THROTTLED, PayloadTooLarge, Projec
 from curation.models import ImportJob, Role
 from curation.permissions import project_for_request
 from curation.services.imports import import_job_create
+from curation.sniff import import_file_problem
 from curation.throttling import IngestRateThrottle
 
 
@@ -41,9 +43,20 @@ class ImportsApi(ProjectScopedApi):
     class Input(serializers.Serializer):
         file = serializers.FileField(help_text="JSONL or JSONL.gz, one log object per line.")
 
+        def validate_file(self, file: UploadedFile) -> UploadedFile:
+            problem = import_file_problem(file)
+            if problem:
+                raise serializers.ValidationError(problem)
+            return file
+
     @extend_schema(
         operation_id="imports_create",
         summary="Upload a JSONL(.gz) file",
+        description=(
+            "The file is judged by its first bytes: one that is not JSON Lines (an image, a PDF, a CSV, a JSON "
+            "array...) or is empty is refused with 400 naming `file`, and no import is created. An import that "
+            "stores nothing (every line rejected) ends `failed`, its first line errors in `error`."
+        ),
         request={"multipart/form-data": Input},
         parameters=[RETRY_AFTER],
         responses={202: ImportOutput, 429: THROTTLED},

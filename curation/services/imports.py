@@ -40,6 +40,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 MAX_LINE_ERRORS_KEPT = 100_000
 # Resuming re-reads the committed lines without storing them; a heartbeat this often keeps the reaper away.
 SKIP_BEAT_LINES = 100_000
+# An import that stored nothing fails with this many of its line errors, each cut to this length.
+FIRST_REASONS = 3
+REASON_CHARS = 120
 ProgressCallback = Callable[[ImportJob], None]
 
 
@@ -121,12 +124,39 @@ def import_job_run(
         _finish(job, "status", "error")
         logger.exception("curation.import_failed job=%s", job.pk)
         raise
-    job.status, job.bytes_done = JobStatus.SUCCEEDED, job.bytes_total
-    _finish(job, "status", "bytes_done")
+    job.bytes_done = job.bytes_total
+    job.status, job.error = _outcome(job)
+    _finish(job, "status", "error", "bytes_done")
     if on_progress:
         on_progress(job)
-    logger.info("curation.import_finished job=%s accepted=%s rejected=%s", job.pk, job.accepted, job.rejected)
+    logger.info(
+        "curation.import_finished job=%s status=%s accepted=%s duplicates=%s rejected=%s",
+        job.pk, job.status, job.accepted, job.duplicates, job.rejected,
+    )  # fmt: skip
     return job
+
+
+def _outcome(job: ImportJob) -> tuple[JobStatus, str]:
+    """A finished import that stored nothing failed, with the reason; one whose lines were all already there
+    (a file imported again) succeeded."""
+    if job.accepted or job.duplicates:
+        return JobStatus.SUCCEEDED, ""
+    if not job.rejected:
+        return JobStatus.FAILED, "The file holds no lines."
+    if job.rejected == 1:
+        rejected, label = "its only line was rejected", "Reason"
+    else:
+        rejected = f"all {job.rejected} lines were rejected"
+        label = "First reasons" if job.rejected > FIRST_REASONS else "Reasons"
+    first = ImportLineError.objects.filter(job=job).order_by("line")[:FIRST_REASONS]
+    reasons = "; ".join(f"line {row.line}: {_shorten(row.error)}" for row in first)
+    stored = "No entry was stored" if job.dataset_id else "No log was stored"
+    return JobStatus.FAILED, f"{stored}: {rejected}. {label}: {reasons}"
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
 
 
 def import_job_claim(*, job_id: int, worker: str) -> bool:

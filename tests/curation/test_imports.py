@@ -4,10 +4,11 @@ import io
 
 import orjson
 import pytest
+from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from curation.models import ImportJob, ImportLineError, JobStatus, LogEntry
+from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, LogEntry
 from curation.services import imports
 from curation.services.imports import import_job_create_local, import_job_run
 from tests.curation.samples import anthropic_log, openai_log
@@ -154,3 +155,155 @@ def test_an_upload_without_a_file_names_the_field(key_client):
 
     assert response.status_code == 400
     assert "file" in response.json()
+
+
+# --- files that are not JSONL are refused at upload -------------------------------------------------
+
+CSV = b"id,prompt,completion\n1,What is 2+2?,4\n"
+NOT_JSONL = {
+    "png": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64), "it is a PNG image"),
+    "csv": (CSV, "it starts with 'id,prompt,completion', not a JSON object"),
+    "json-array": (
+        orjson.dumps([openai_log(), openai_log()]),
+        'send the logs to POST /api/v1/logs as {"logs": [...]}',
+    ),
+    "gzip-of-csv": (gzip.compress(CSV), "gzip-compressed, but not JSON Lines inside: it starts with 'id,prompt,"),
+    "empty": (b"", "empty"),
+}
+not_jsonl = pytest.mark.parametrize("content, reason", NOT_JSONL.values(), ids=NOT_JSONL.keys())
+
+
+@not_jsonl
+def test_the_api_refuses_a_file_that_is_not_jsonl_naming_the_field(key_client, content, reason):
+    upload = SimpleUploadedFile("logs.jsonl", content)
+
+    response = key_client.post("/api/v1/imports", {"file": upload}, format="multipart")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["file"]
+    assert reason in response.json()["file"][0]
+    assert not ImportJob.objects.exists()
+
+
+@not_jsonl
+def test_the_upload_forms_refuse_a_file_that_is_not_jsonl(client, editor, project, content, reason):
+    dataset = Dataset.objects.create(project=project, name="Math")
+    client.force_login(editor)
+
+    for path in ("/p/acme/imports/upload", f"/p/acme/datasets/{dataset.pk}/imports/upload"):
+        response = client.post(path, {"file": SimpleUploadedFile("logs.jsonl", content)})
+        assert response.status_code == 302
+
+    flashed = [str(message) for message in get_messages(response.wsgi_request)]  # one of each page
+    assert len(flashed) == 2 and all(reason in message for message in flashed), flashed
+    assert not ImportJob.objects.exists()
+
+
+@not_jsonl
+@pytest.mark.django_db
+def test_the_cli_refuses_a_file_that_is_not_jsonl(tmp_path, project, content, reason):
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(content)
+
+    with pytest.raises(CommandError, match=r"logs\.jsonl: The file") as refused:
+        call_command("import_logs", str(path), "--project", "acme", "--inline", "--no-progress")
+
+    assert reason in str(refused.value)
+    assert not ImportJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_cli_refuses_before_queueing_too(tmp_path, project, monkeypatch):
+    path = tmp_path / "logs.png"
+    path.write_bytes(NOT_JSONL["png"][0])
+    monkeypatch.setattr("time.sleep", lambda seconds: pytest.fail("the command waits for a queued import"))
+
+    with pytest.raises(CommandError, match="it is a PNG image"):
+        call_command("import_logs", str(path), "--project", "acme", "--no-progress")
+
+    assert not ImportJob.objects.exists()
+
+
+# --- an import that stored nothing failed -------------------------------------------------------------
+
+
+def bad_lines_file() -> bytes:
+    bad_role = openai_log(external_id="bad")
+    bad_role["request"]["messages"][0]["role"] = "narrator"
+    return jsonl([b'{"request": ', b"", {"prompt": "no completion"}, bad_role, b'{"logs": []}'])
+
+
+def test_a_file_of_only_bad_lines_fails_with_the_first_reasons_on_the_api_and_the_page(
+    key_client, client, editor, project
+):
+    upload = SimpleUploadedFile("bad.jsonl", bad_lines_file())
+    created = key_client.post("/api/v1/imports", {"file": upload}, format="multipart")
+    assert created.status_code == 202, created.content
+
+    job = import_job_run(job_id=created.json()["id"])
+
+    assert (job.status, job.accepted, job.rejected, job.lines_done) == (JobStatus.FAILED, 0, 4, 5)
+    assert job.error.startswith("No log was stored: all 4 lines were rejected. First reasons: line 1: invalid JSON: ")
+    assert "; line 3: " in job.error and "; line 4: request.messages.0.role: unknown role 'narrator'" in job.error
+    assert "line 5" not in job.error  # the first three reasons; the error report has them all
+    shown = key_client.get(f"/api/v1/imports/{job.pk}").json()
+    assert (shown["status"], shown["error"], shown["progress"]) == ("failed", job.error, 1.0)
+    client.force_login(editor)
+    panel = client.get("/p/acme/imports/").content.decode()
+    assert '<span class="status failed">Failed</span>' in panel
+    assert "No log was stored: all 4 lines were rejected." in panel
+    assert f"/api/v1/imports/{job.pk}/errors?project=acme" in panel
+
+
+@pytest.mark.django_db
+def test_the_cli_shows_the_counts_and_exits_with_the_reason_when_nothing_was_stored(tmp_path, project, capsys):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(bad_lines_file())
+
+    with pytest.raises(CommandError, match=r"failed: No log was stored: all 4 lines were rejected\. First reasons"):
+        call_command("import_logs", str(path), "--project", "acme", "--inline", "--no-progress")
+
+    out = capsys.readouterr().out
+    assert "Imported 0 logs (0 duplicates, 4 rejected lines) from 5 lines." in out
+    assert "line 1: invalid JSON" in out
+    assert ImportJob.objects.get().status == JobStatus.FAILED
+
+
+@pytest.mark.django_db
+def test_a_training_file_of_only_bad_lines_fails_on_the_dataset_too(project, client, editor):
+    dataset = Dataset.objects.create(project=project, name="Math")
+    client.force_login(editor)
+    upload = SimpleUploadedFile("train.jsonl", jsonl([{"messages": [{"role": "bot", "content": "x"}]}]))
+    client.post(f"/p/acme/datasets/{dataset.pk}/imports/upload", {"file": upload})
+
+    job = import_job_run(job_id=ImportJob.objects.get(dataset=dataset).pk)
+
+    assert job.status == JobStatus.FAILED
+    assert job.error.startswith("No entry was stored: its only line was rejected. Reason: line 1: messages.0.role")
+    panel = client.get(f"/p/acme/datasets/{dataset.pk}/imports/").content.decode()
+    assert "Failed" in panel and "No entry was stored" in panel
+
+
+@pytest.mark.django_db
+def test_a_file_of_blank_lines_fails_as_holding_no_lines(tmp_path, project):
+    path = tmp_path / "blank.jsonl"
+    path.write_bytes(b"\n  \n\r\n")
+    job = import_job_create_local(project=project, path=path)
+
+    job = import_job_run(job_id=job.pk, path=path)
+
+    assert (job.status, job.error, job.lines_done) == (JobStatus.FAILED, "The file holds no lines.", 3)
+
+
+@pytest.mark.django_db
+def test_importing_the_same_file_again_succeeds_with_duplicates(tmp_path, project, capsys):
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(jsonl([openai_log(external_id=f"r{i}") for i in range(3)]))
+    call_command("import_logs", str(path), "--project", "acme", "--inline", "--no-progress")
+
+    call_command("import_logs", str(path), "--project", "acme", "--inline", "--no-progress")
+
+    again = ImportJob.objects.order_by("pk").last()
+    assert (again.status, again.error, again.accepted, again.duplicates) == (JobStatus.SUCCEEDED, "", 0, 3)
+    assert "Imported 0 logs (3 duplicates, 0 rejected lines) from 3 lines." in capsys.readouterr().out
+    assert LogEntry.objects.filter(project=project).count() == 3

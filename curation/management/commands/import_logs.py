@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from curation.models import ImportJob, Project
 from curation.services.imports import import_job_create, import_job_create_local, import_job_run
+from curation.sniff import import_file_problem
 
 WORKER_HINT_AFTER_S = 10
 
@@ -30,6 +31,10 @@ class Command(BaseCommand):
         found = Project.objects.filter(slug=project).first()
         if found is None:
             raise CommandError(f"Project '{project}' not found (create it with create_api_key --project {project}).")
+        with file.open("rb") as handle:
+            problem = import_file_problem(handle)
+        if problem:
+            raise CommandError(f"{file}: {problem}")
         bar = tqdm(total=file.stat().st_size, unit="B", unit_scale=True, desc=file.name, disable=no_progress)
         show = _progress_to(bar)
         if inline:
@@ -58,8 +63,8 @@ class Command(BaseCommand):
         return job
 
     def _summarise(self, job: ImportJob) -> None:
-        if job.status == "failed":
-            raise CommandError(f"Import {job.pk} failed: {job.error}")
+        """The counts and the first line errors; then, when the import failed (it stored nothing, or stopped),
+        the reason as the command's error, so that it exits non-zero."""
         self.stdout.write(
             f"Imported {job.accepted} logs ({job.duplicates} duplicates, {job.rejected} rejected lines) "
             f"from {job.lines_done} lines."
@@ -68,6 +73,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Error report: /api/v1/imports/{job.pk}/errors?project={job.project.slug}")
             for line_error in job.line_errors.all()[:5]:
                 self.stdout.write(f"  line {line_error.line}: {line_error.error}")
+        if job.status == "failed":
+            raise CommandError(f"Import {job.pk} failed: {job.error}")
 
 
 def _progress_to(bar: tqdm):
