@@ -147,6 +147,8 @@ def _is_empty(message: dict) -> bool:
 
 def _arguments_valid(message: dict) -> bool:
     for call in message.get("tool_calls") or ():
+        if isinstance(call, dict) and call.get("type", "function") != "function":
+            continue  # a custom tool's input is free text by design
         function = call.get("function") if isinstance(call, dict) else None
         arguments = function.get("arguments") if isinstance(function, dict) else None
         if not isinstance(arguments, str):

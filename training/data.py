@@ -119,6 +119,12 @@ def _text(content: Any) -> str:
 
 
 def _tool_call(call: dict) -> dict:
+    kind = call.get("type") or "function"
+    if kind != "function":  # a custom tool's call ({"custom": {"name", "input"}}): chat templates know functions only
+        body = call.get(kind)
+        body = body if isinstance(body, dict) else {}
+        function = {"name": body.get("name", ""), "arguments": body.get("input", body.get("arguments", ""))}
+        return {"type": "function", "id": call.get("id", ""), "function": function}
     function = dict(call.get("function") or {})
     arguments = function.get("arguments")
     if isinstance(arguments, str):

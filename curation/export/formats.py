@@ -1,5 +1,5 @@
-"""The writers: one canonical conversation (OpenAI chat messages + function tools) in, one row of a
-training file out. Pure Python, no Django, like the readers in `curation/ingest/`.
+"""The writers: one canonical conversation (OpenAI chat messages + tools, and the request's options) in, one row
+of a training file out. Pure Python, no Django, like the readers in `curation/ingest/`.
 
 A writer returns the row, or None when the conversation cannot be written at all, and adds to `lost`
 the reason for everything it could not carry. The caller counts reasons per row (`ExportReport`), so
@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
+
+from curation.ingest.canonical import call_name_arguments
 
 # Reasons, as the report shows them. A reason ending in ": skipped" means the row was not written.
 SKIPPED_NO_REPLY = "no assistant reply: skipped"
@@ -31,6 +33,10 @@ FILES_DROPPED = "files dropped"
 AUDIO_DROPPED = "audio dropped"
 WEIGHTS_DROPPED = "message weights dropped"
 NAMES_DROPPED = "message names dropped"
+TOOL_ERRORS_DROPPED = "tool-result error flags dropped"
+OTHER_FIELDS_DROPPED = "other message fields dropped"
+OTHER_TOOLS_DROPPED = "tools other than functions dropped"
+PARALLEL_TOOL_CALLS_DROPPED = "parallel_tool_calls setting dropped"
 
 _MEDIA_LOSS = {"image_url": IMAGES_DROPPED, "file": FILES_DROPPED, "input_audio": AUDIO_DROPPED}
 LABELS = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}
@@ -79,9 +85,10 @@ class ExportReport:
 
 
 # --- key order ------------------------------------------------------------------------------------
-# PostgreSQL's jsonb hands keys back in its own order (shortest first), SQLite in the order written.
-# Writing the keys we know in a fixed order makes the lines, and a snapshot's hash, the same however
-# an entry was stored, and keeps "role" first for people reading the file.
+# The keys we know are written in a fixed order ("role" first, for people reading the file); every other key
+# follows in the order it was stored, which is the order it was sent (the JSON columns keep it), so a tool's
+# parameter schema and the parts no reader knows come out as production sent them, and equal content gives equal
+# lines and snapshot hashes.
 
 _MESSAGE_KEYS = ("role", "tool_call_id", "name", "content", "refusal", "tool_calls", "weight")
 
@@ -89,13 +96,14 @@ _MESSAGE_KEYS = ("role", "tool_call_id", "name", "content", "refusal", "tool_cal
 def _ordered(obj: dict, keys: tuple[str, ...]) -> dict:
     out = {key: obj[key] for key in keys if key in obj}
     if len(out) < len(obj):
-        out.update(sorted((key, value) for key, value in obj.items() if key not in out))
+        out.update((key, value) for key, value in obj.items() if key not in out)
     return out
 
 
 def _call(call: dict) -> dict:
     out = _ordered(call, ("id", "type", "function"))
-    out["function"] = _ordered(call["function"], ("name", "arguments"))
+    if isinstance(out.get("function"), dict):  # a call of another type ("custom") is written as it came
+        out["function"] = _ordered(call["function"], ("name", "arguments"))
     return out
 
 
@@ -103,7 +111,7 @@ def _message(message: dict) -> dict:
     # _ordered, inlined: this runs for every message of every export.
     out = {key: message[key] for key in _MESSAGE_KEYS if key in message}
     if len(out) < len(message):
-        out.update(sorted((key, value) for key, value in message.items() if key not in out))
+        out.update((key, value) for key, value in message.items() if key not in out)
     if isinstance(out.get("content"), list):
         out["content"] = [_ordered(part, ("type",)) for part in out["content"]]
     if out.get("tool_calls"):
@@ -140,12 +148,26 @@ def _text(message: dict, lost: set[str]) -> str:
     return text or message.get("refusal") or ""
 
 
+_TEXT_FORMAT_KEYS = frozenset(
+    {"role", "content", "refusal", "tool_calls", "tool_call_id", "name", "weight", "is_error"}
+)
+
+
 def _note_extras(message: dict, lost: set[str]) -> None:
     """Per-message fields only the OpenAI format can carry."""
     if message.get("weight") == 0:
         lost.add(WEIGHTS_DROPPED)
     if message.get("name") and message["role"] != "tool":  # a tool result's name is its call's
         lost.add(NAMES_DROPPED)
+    if message.get("is_error"):
+        lost.add(TOOL_ERRORS_DROPPED)
+    if not message.keys() <= _TEXT_FORMAT_KEYS:  # fields kept verbatim from the provider ("annotations"...)
+        lost.add(OTHER_FIELDS_DROPPED)
+
+
+def _note_options(options: dict | None, lost: set[str]) -> None:
+    if options and "parallel_tool_calls" in options:
+        lost.add(PARALLEL_TOOL_CALLS_DROPPED)
 
 
 def _arguments(call: dict, lost: set[str] | None = None) -> object:
@@ -160,7 +182,10 @@ def _arguments(call: dict, lost: set[str] | None = None) -> object:
 
 
 def _call_json(call: dict, lost: set[str] | None = None) -> dict:
-    return {"name": call["function"]["name"], "arguments": _arguments(call, lost)}
+    if isinstance(call.get("function"), dict):
+        return {"name": call["function"].get("name", ""), "arguments": _arguments(call, lost)}
+    name, arguments = call_name_arguments(call)  # a custom tool's free-text input, as it came
+    return {"name": name, "arguments": arguments}
 
 
 def _system_first(messages: list[dict], lost: set[str]) -> tuple[str, list[dict]]:
@@ -207,18 +232,23 @@ def _last_reply(messages: list[dict], lost: set[str]) -> int | None:
 
 # --- the formats ----------------------------------------------------------------------------------
 
-Writer = Callable[[list[dict], list[dict], set[str]], dict | None]
+# (messages, tools, lost, options): options are the request settings an entry keeps (`parallel_tool_calls`).
+Writer = Callable[..., dict | None]
 
 
-def to_openai(messages: list[dict], tools: list[dict], lost: set[str]) -> dict:
-    """OpenAI chat fine-tuning line: everything kept (tool calls, content parts, weights)."""
+def to_openai(messages: list[dict], tools: list[dict], lost: set[str], options: dict | None = None) -> dict:
+    """OpenAI chat fine-tuning line: everything kept (tool calls, content parts, weights, tool schemas in the
+    order sent with `strict`, `parallel_tool_calls`, and what the readers keep verbatim: `is_error`, parts and
+    tools of types no reader knows)."""
     row: dict = {"messages": [_message(m) for m in messages]}
     if tools:
         row["tools"] = [_tool(t) for t in tools]
+    if options and "parallel_tool_calls" in options:
+        row["parallel_tool_calls"] = options["parallel_tool_calls"]
     return row
 
 
-def to_sharegpt(messages: list[dict], tools: list[dict], lost: set[str]) -> dict | None:
+def to_sharegpt(messages: list[dict], tools: list[dict], lost: set[str], options: dict | None = None) -> dict | None:
     """ShareGPT as LLaMA-Factory reads it: after an optional system turn, human/observation and
     gpt/function_call turns alternate, ending on the model's side. Tool calls become function_call
     turns (`{"name", "arguments"}`, a list when parallel), tool results observation turns."""
@@ -238,8 +268,12 @@ def to_sharegpt(messages: list[dict], tools: list[dict], lost: set[str]) -> dict
     for side, group in groups:
         turns.append(_user_turn(group, lost) if side == "user" else _model_turn(group, lost))
     row: dict = {"conversations": turns}
-    if tools:
-        row["tools"] = orjson.dumps([_tool(t) for t in tools]).decode()
+    functions = [_tool(t) for t in tools if t.get("type") == "function"]
+    if len(functions) < len(tools):  # LLaMA-Factory formats function definitions only
+        lost.add(OTHER_TOOLS_DROPPED)
+    if functions:
+        row["tools"] = orjson.dumps(functions).decode()
+    _note_options(options, lost)
     return row
 
 
@@ -283,7 +317,7 @@ def _model_turn(group: list[dict], lost: set[str]) -> dict:
     return {"from": "function_call", "value": orjson.dumps(value).decode()}
 
 
-def to_alpaca(messages: list[dict], tools: list[dict], lost: set[str]) -> dict | None:
+def to_alpaca(messages: list[dict], tools: list[dict], lost: set[str], options: dict | None = None) -> dict | None:
     """Alpaca: the first user turn is the instruction, the last assistant turn the output. Turns in
     between go into `input` as a labelled transcript (tool calls as <tool_call> text)."""
     system, rest = _system_first(messages, lost)
@@ -297,6 +331,7 @@ def to_alpaca(messages: list[dict], tools: list[dict], lost: set[str]) -> dict |
         return None
     if tools:
         lost.add(TOOL_DEFINITIONS_DROPPED)
+    _note_options(options, lost)
     middle = rest[:first] + rest[first + 1 : last]
     if middle:
         lost.add(EXTRA_TURNS_MERGED)
@@ -311,7 +346,9 @@ def to_alpaca(messages: list[dict], tools: list[dict], lost: set[str]) -> dict |
     return row
 
 
-def to_prompt_completion(messages: list[dict], tools: list[dict], lost: set[str]) -> dict | None:
+def to_prompt_completion(
+    messages: list[dict], tools: list[dict], lost: set[str], options: dict | None = None
+) -> dict | None:
     """Prompt / completion: the conversation before the last assistant turn as labelled plain text
     ending in "Assistant:", and that turn, after a space, as the completion."""
     last = _last_reply(messages, lost)
@@ -320,6 +357,7 @@ def to_prompt_completion(messages: list[dict], tools: list[dict], lost: set[str]
         return None
     if tools:
         lost.add(TOOL_DEFINITIONS_DROPPED)
+    _note_options(options, lost)
     before = messages[:last]
     if any(m["role"] == "assistant" for m in before):
         lost.add(EARLIER_REPLIES_IN_PROMPT)
@@ -328,10 +366,15 @@ def to_prompt_completion(messages: list[dict], tools: list[dict], lost: set[str]
     return {"prompt": prompt, "completion": " " + _body(messages[last], lost)}
 
 
-def to_parquet_row(messages: list[dict], tools: list[dict], lost: set[str]) -> dict:
-    """The columns of a Parquet row: the OpenAI line's messages and tools as JSON text, nothing lost."""
-    line = to_openai(messages, tools, lost)
-    return {"messages": orjson.dumps(line["messages"]).decode(), "tools": orjson.dumps(line.get("tools", [])).decode()}
+def to_parquet_row(messages: list[dict], tools: list[dict], lost: set[str], options: dict | None = None) -> dict:
+    """The columns of a Parquet row: the OpenAI line's messages and tools as JSON text, and its
+    `parallel_tool_calls` (null when the request did not set it), nothing lost."""
+    line = to_openai(messages, tools, lost, options)
+    return {
+        "messages": orjson.dumps(line["messages"]).decode(),
+        "tools": orjson.dumps(line.get("tools", [])).decode(),
+        "parallel_tool_calls": line.get("parallel_tool_calls"),
+    }
 
 
 WRITERS: dict[str, Writer] = {

@@ -30,7 +30,7 @@ PREVIEW_LIMIT = 100_000
 JSONL_TYPE = "application/x-ndjson"
 PARQUET_TYPE = "application/vnd.apache.parquet"
 
-Row = tuple[int, list[dict], list[dict], str]  # id, messages, tools, split
+Row = tuple[int, list[dict], list[dict], str, dict]  # id, messages, tools, split, options
 
 
 @dataclass
@@ -75,9 +75,9 @@ def export_preview(
         report.rows_read = report.rows_written = report.rows_total or 0
         return report
     writer = WRITERS[format]
-    for _, messages, tools, _split in islice(entry_rows(dataset_id=dataset.pk, split=split), limit):
+    for _, messages, tools, _split, options in islice(entry_rows(dataset_id=dataset.pk, split=split), limit):
         lost: set[str] = set()
-        report.add(writer(messages, tools, lost) is not None, lost)
+        report.add(writer(messages, tools, lost, options) is not None, lost)
     return report
 
 
@@ -103,15 +103,21 @@ def _keyset(dataset_id: int, split: str) -> Iterator[Row]:
         batch = list(
             DatasetEntry.objects.filter(dataset_id=dataset_id, split=split, id__gt=after)
             .order_by("id")
-            .values_list("id", Cast("messages", TextField()), Cast("tools", TextField()))[:BATCH_SIZE]
+            .values_list(
+                "id", Cast("messages", TextField()), Cast("tools", TextField()), Cast("options", TextField())
+            )[:BATCH_SIZE]
         )
-        for entry_id, messages, tools in batch:
+        for entry_id, messages, tools, options in batch:
             # The JSON comes as text and is parsed with orjson: several times faster than the json
-            # module, which was most of an export's time.
-            yield entry_id, orjson.loads(messages), orjson.loads(tools) if tools else [], split
+            # module, which was most of an export's time. orjson keeps the keys in the order of the text.
+            yield entry_id, orjson.loads(messages), orjson.loads(tools) if tools else [], split, _options(options)
         if len(batch) < BATCH_SIZE:
             return
         after = batch[-1][0]
+
+
+def _options(text: str | None) -> dict:
+    return orjson.loads(text) if text and text != "{}" else {}
 
 
 def row_batches(rows: Iterable[Row]) -> Iterator[list[Row]]:
@@ -126,9 +132,9 @@ def row_batches(rows: Iterable[Row]) -> Iterator[list[Row]]:
 def _jsonl_chunks(rows: Iterable[Row], writer: Writer, report: ExportReport) -> Iterator[bytes]:
     for batch in row_batches(rows):
         lines = []
-        for _, messages, tools, _split in batch:
+        for _, messages, tools, _split, options in batch:
             lost: set[str] = set()
-            row = writer(messages, tools, lost)
+            row = writer(messages, tools, lost, options)
             report.add(row is not None, lost)
             if row is not None:
                 lines.append(orjson.dumps(row))
@@ -166,22 +172,28 @@ class _Drain:
 
 
 def _parquet_chunks(rows: Iterable[Row], report: ExportReport) -> Iterator[bytes]:
-    """One row group per batch: columns id, split, and the OpenAI line's messages and tools as JSON text."""
+    """One row group per batch: columns id, split, the OpenAI line's messages and tools as JSON text, and its
+    parallel_tool_calls."""
     import pyarrow as pa  # only exports to Parquet pay for loading Arrow
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("id", pa.int64()), ("split", pa.string()), ("messages", pa.string()), ("tools", pa.string())])
+    schema = pa.schema(
+        [
+            ("id", pa.int64()), ("split", pa.string()), ("messages", pa.string()), ("tools", pa.string()),
+            ("parallel_tool_calls", pa.bool_()),
+        ]
+    )  # fmt: skip
     sink = _Drain()
     with pq.ParquetWriter(sink, schema, compression="zstd") as parquet:
         for batch in row_batches(rows):
-            columns: dict[str, list] = {"id": [], "split": [], "messages": [], "tools": []}
-            for entry_id, messages, tools, split in batch:
-                row = to_parquet_row(messages, tools, set())
+            columns: dict[str, list] = {name: [] for name in schema.names}
+            for entry_id, messages, tools, split, options in batch:
+                row = to_parquet_row(messages, tools, set(), options)
                 report.add(True, set())
                 columns["id"].append(entry_id)
                 columns["split"].append(split)
-                columns["messages"].append(row["messages"])
-                columns["tools"].append(row["tools"])
+                for name in ("messages", "tools", "parallel_tool_calls"):
+                    columns[name].append(row[name])
             parquet.write_table(pa.table(columns, schema=schema))
             yield sink.take()
     yield sink.take()

@@ -140,8 +140,8 @@ def _write(snapshot: DatasetSnapshot, on_progress: Callable[[int], None] | None)
 def _chunks(rows: Iterable[Row], splits: Counter[str]) -> Iterator[bytes]:
     for batch in row_batches(rows):
         lines = []
-        for entry_id, messages, tools, split in batch:
-            row = to_openai(messages, tools, set())
+        for entry_id, messages, tools, split, options in batch:
+            row = to_openai(messages, tools, set(), options)
             row["split"] = split
             row["entry_id"] = entry_id
             lines.append(orjson.dumps(row))

@@ -144,7 +144,15 @@ def test_parquet_holds_one_row_per_entry_with_messages_and_tools_as_json(dataset
     rows = pq.read_table(path).to_pylist()
 
     assert export.filename == "weather-bot-all.parquet"
-    assert rows == [{"id": weather.pk, "split": "train", "messages": line(WEATHER), "tools": line(TOOLS)}]
+    assert rows == [
+        {
+            "id": weather.pk,
+            "split": "train",
+            "messages": line(WEATHER),
+            "tools": line(TOOLS),
+            "parallel_tool_calls": None,
+        }
+    ]
     assert export.report.is_lossless
 
 

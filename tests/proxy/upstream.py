@@ -5,7 +5,9 @@ can hold a stream after its first event until the test lets it go on, so a test 
 proxy passes events on as they come rather than after the last one. bench/proxy.py uses it too.
 
 What it answers is chosen by the request's `model`: "error-429" and "error-400" answer that error in
-the provider's shape; "tools" (OpenAI) streams a tool call; anything else answers normally.
+the provider's shape; "tools" (OpenAI) streams a tool call; the models of SHAPES answer with what 2026's APIs
+send (a GPT-5 custom tool call, Anthropic server tool blocks) or what no reader can read (a wrong type, a body
+that is not JSON); anything else answers normally.
 """
 
 import json
@@ -33,6 +35,47 @@ ANTHROPIC_ANSWER = {
     "stop_sequence": None,
     "usage": {"input_tokens": 9, "output_tokens": 5},
 }
+# Answers in shapes that came after the readers were first written, and two no reader can turn into a conversation.
+SHAPES: dict[str, bytes] = {
+    "gpt-5-custom": json.dumps(
+        {
+            "id": "chatcmpl-custom1", "object": "chat.completion", "created": 1767225600, "model": "gpt-5",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant", "content": None, "refusal": None, "annotations": [],
+                        "tool_calls": [{"id": "call_c1", "type": "custom", "custom": {"name": "code_exec",
+                                                                                         "input": "print(2 + 2)"}}],
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42},
+        }
+    ).encode(),
+    "claude-web-search": json.dumps(
+        {
+            "id": "msg_search1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": [
+                {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "tides"}},
+                {
+                    "type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
+                    "content": [{"type": "web_search_result", "url": "https://tides.example/brest", "title": "Brest",
+                                 "encrypted_content": "abc", "page_age": None}],
+                },
+                {"type": "text", "text": "High tide in Brest is at 14:02.",
+                 "citations": [{"type": "web_search_result_location", "url": "https://tides.example/brest",
+                                "title": "Brest", "encrypted_index": "x", "cited_text": "14:02"}]},
+            ],
+            "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 50, "output_tokens": 20, "server_tool_use": {"web_search_requests": 1}},
+        }
+    ).encode(),
+    "wrong-type": b'{"object": "chat.completion", "choices": "none today"}',
+    "not-json": b"upstream hiccup: <html>502</html>",
+}  # fmt: skip
+
 OPENAI_ERRORS = {
     "error-429": (
         429,
@@ -188,7 +231,9 @@ def start_stand_in() -> StandIn:
             anthropic = self.path.startswith("/v1/messages")
             model = request.get("model", "")
             errors = ANTHROPIC_ERRORS if anthropic else OPENAI_ERRORS
-            if model in errors:
+            if model in SHAPES:
+                self._send(200, SHAPES[model], {})
+            elif model in errors:
                 status, error = errors[model]
                 self._send(status, json.dumps(error).encode(), {"retry-after": "7"} if status == 429 else {})
             elif request.get("stream"):
