@@ -62,6 +62,15 @@ class ProjectUpstreamsForm(forms.Form):
         return url
 
 
+class ProjectUnreadableForm(forms.Form):
+    keep_unreadable = forms.BooleanField(
+        label="Keep logs no reader can read", required=False,
+        help_text="Logs sent to the API or imported that no reader can turn into a conversation are stored with "
+        "status Unreadable and the reason, instead of being refused, and can be read again after an upgrade "
+        "(manage.py reparse_logs). The proxy always keeps them.",
+    )  # fmt: skip
+
+
 class ProjectPiiForm(forms.Form):
     redact_pii_on_ingest = forms.BooleanField(
         label="Redact personal data when logs arrive", required=False,

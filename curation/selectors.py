@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
-from curation.models import ApiKey, ImportJob, ImportLineError, LogEntry, Membership, Project
+from curation.models import ApiKey, ImportJob, ImportLineError, LogEntry, LogStatus, Membership, Project
 
 
 def membership_get(*, user: User, project_slug: str) -> Membership | None:
@@ -19,6 +19,11 @@ def projects_for_user(*, user: User) -> QuerySet[Membership]:
 def log_list(*, project: Project) -> QuerySet[LogEntry]:
     # The list never needs the heavy JSON columns of every row; the detail view loads them.
     return LogEntry.objects.filter(project=project).defer("original", "tools", "search_text").prefetch_related("tags")
+
+
+def unreadable_count(*, project: Project) -> int:
+    """Logs no reader could read, up to the explorer's cap (the (project, status) index answers it)."""
+    return LogEntry.objects.filter(project=project, status=LogStatus.UNREADABLE)[:10_001].count()
 
 
 def log_get(*, project: Project, log_id: int) -> LogEntry | None:

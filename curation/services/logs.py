@@ -111,6 +111,16 @@ def project_pii_redaction_update(
     return project
 
 
+def project_keep_unreadable_update(*, project: Project, keep_unreadable: bool, actor: User | None = None) -> Project:
+    """Whether the API and file imports keep the logs no reader can read, as "unreadable" (audited)."""
+    if project.keep_unreadable != keep_unreadable:
+        change = {"from": project.keep_unreadable, "to": keep_unreadable}
+        project.keep_unreadable = keep_unreadable
+        project.save(update_fields=["keep_unreadable"])
+        audit_record(project=project, action="project.update", actor=actor, detail={"keep_unreadable": change})
+    return project
+
+
 @dataclass(slots=True)
 class PiiScanBatch:
     last_id: int | None  # the highest id read; None: no log after `after_id`

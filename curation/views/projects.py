@@ -8,10 +8,16 @@ from django.urls import path
 from django.views.decorators.http import require_POST, require_safe
 
 from curation import selectors
-from curation.forms import ApiKeyCreateForm, ImportUploadForm, ProjectPiiForm, ProjectUpstreamsForm
+from curation.forms import (
+    ApiKeyCreateForm,
+    ImportUploadForm,
+    ProjectPiiForm,
+    ProjectUnreadableForm,
+    ProjectUpstreamsForm,
+)
 from curation.models import Role
 from curation.services.imports import import_job_create
-from curation.services.logs import project_pii_redaction_update
+from curation.services.logs import project_keep_unreadable_update, project_pii_redaction_update
 from curation.services.projects import api_key_create, api_key_revoke
 from curation.services.proxy import project_upstreams_update
 from curation.views.common import AuthenticatedRequest, form_problems, membership_or_404
@@ -43,6 +49,8 @@ def project(request: AuthenticatedRequest, slug: str) -> HttpResponse:
             initial={name: getattr(membership.project, name) for name in ProjectUpstreamsForm.base_fields}
         ),
         "pii_form": ProjectPiiForm(initial={"redact_pii_on_ingest": membership.project.redact_pii_on_ingest}),
+        "unreadable_form": ProjectUnreadableForm(initial={"keep_unreadable": membership.project.keep_unreadable}),
+        "unreadable_count": selectors.unreadable_count(project=membership.project),
         "api_keys": selectors.api_keys_for_project(project=membership.project)
         if membership.role == Role.OWNER
         else [],
@@ -136,6 +144,23 @@ def project_pii(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     return redirect("project", slug=slug)
 
 
+@login_required
+@require_POST
+def project_unreadable(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    """Whether the API and imports keep logs no reader can read (owners only)."""
+    membership = membership_or_404(request, slug, Role.OWNER)
+    form = ProjectUnreadableForm(request.POST)
+    if form.is_valid():
+        project_keep_unreadable_update(project=membership.project, actor=request.user, **form.cleaned_data)
+        on = form.cleaned_data["keep_unreadable"]
+        messages.success(
+            request, "Logs no reader can read will be kept as Unreadable." if on else "Unreadable logs are refused."
+        )
+    else:
+        messages.error(request, form_problems(form.errors))
+    return redirect("project", slug=slug)
+
+
 urlpatterns = [
     path("", home, name="home"),
     path("p/<slug:slug>/", project, name="project"),
@@ -145,4 +170,5 @@ urlpatterns = [
     path("p/<slug:slug>/keys/<int:key_id>/revoke", api_key_revoke_view, name="api-key-revoke"),
     path("p/<slug:slug>/upstreams", project_upstreams, name="project-upstreams"),
     path("p/<slug:slug>/pii", project_pii, name="project-pii"),
+    path("p/<slug:slug>/unreadable", project_unreadable, name="project-unreadable"),
 ]

@@ -88,3 +88,39 @@ def test_it_reads_only_the_status_asked_for_and_resumes_after_an_id(project):
 def test_it_names_an_unknown_project(db):
     with pytest.raises(CommandError, match="Project 'nope' not found"):
         run("--project", "nope")
+
+
+def test_an_owner_turns_keeping_unreadable_logs_on_and_it_is_audited(client, owner, project):
+    client.force_login(owner)
+
+    response = client.post(f"/p/{project.slug}/unreadable", {"keep_unreadable": "on"})
+
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert project.keep_unreadable is True
+    assert AuditEvent.objects.get(action="project.update").detail == {"keep_unreadable": {"from": False, "to": True}}
+    logs_ingest(project=project, items=[{"request": {"messages": 1}}])
+    page = client.get(f"/p/{project.slug}/").content.decode()
+    assert "1 unreadable log</a>" in page and f"/p/{project.slug}/logs/?status=unreadable" in page
+
+
+def test_an_editor_cannot_change_it(client, editor, project):
+    client.force_login(editor)
+
+    assert client.post(f"/p/{project.slug}/unreadable", {"keep_unreadable": "on"}).status_code in (403, 404)
+    project.refresh_from_db()
+    assert project.keep_unreadable is False
+
+
+def test_the_log_page_shows_why_a_log_is_unreadable_and_opens_its_original(client, viewer, project):
+    logs_ingest(project=project, items=[{"request": {"messages": "x"}}], keep_unreadable=True)
+    log = LogEntry.objects.get()
+    client.force_login(viewer)
+
+    page = client.get(f"/p/{project.slug}/logs/{log.pk}/").content.decode()
+
+    assert "No reader could turn this log into a conversation" in page
+    assert "request.messages: expected a list, got a string" in page
+    assert '<details class="block" id="raw" open>' in page
+    listed = client.get(f"/p/{project.slug}/logs/?status=unreadable").content.decode()
+    assert f'data-id="{log.pk}"' in listed
