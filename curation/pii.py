@@ -101,9 +101,10 @@ def conversation_find(
 ) -> list[MessageFinding]:
     """The findings in every human-readable string of canonical (OpenAI chat) messages.
 
-    Scanned: string contents, the text and refusal of content parts, a message's refusal, and tool
-    call arguments. Arguments that are JSON are scanned value by value (the field path goes on into
-    the JSON, offsets are into the decoded value), so a finding never straddles an escape sequence;
+    Scanned: string contents, the text and refusal of content parts, every string of a part no reader knows
+    (kept verbatim: a search result), a message's refusal, tool call arguments and a custom tool call's input.
+    Arguments that are JSON are scanned value by value (the field path goes on into the JSON, offsets are into
+    the decoded value), so a finding never straddles an escape sequence;
     arguments that are not JSON are scanned as they are.
     """
     found: list[MessageFinding] = []
@@ -423,6 +424,9 @@ def _secrets(text: str) -> Iterator[Finding]:
 # --- conversations --------------------------------------------------------------------------------
 
 
+_KNOWN_PARTS = frozenset({"text", "refusal", "image_url", "file", "input_audio"})
+
+
 def _message_strings(message: dict) -> Iterator[tuple[str, str]]:
     """(field path, string) for each human-readable string of a canonical message."""
     content = message.get("content")
@@ -430,13 +434,21 @@ def _message_strings(message: dict) -> Iterator[tuple[str, str]]:
         yield "content", content
     elif isinstance(content, list):
         for index, part in enumerate(content):
-            if isinstance(part, dict):
-                for key in ("text", "refusal"):
-                    if isinstance(part.get(key), str):
-                        yield f"content.{index}.{key}", part[key]
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") not in _KNOWN_PARTS:  # kept verbatim by a reader (a search result): every string
+                yield from _json_strings({k: v for k, v in part.items() if k != "type"}, f"content.{index}")
+                continue
+            for key in ("text", "refusal"):
+                if isinstance(part.get(key), str):
+                    yield f"content.{index}.{key}", part[key]
     if isinstance(message.get("refusal"), str):
         yield "refusal", message["refusal"]
     for index, call in enumerate(message.get("tool_calls") or ()):
+        kind = (call.get("type") or "function") if isinstance(call, dict) else "function"
+        if kind != "function":  # a custom tool's call: its free-text input
+            yield from _json_strings((call.get(kind) or {}).get("input"), f"tool_calls.{index}.{kind}.input")
+            continue
         arguments = (call.get("function") or {}).get("arguments") if isinstance(call, dict) else None
         if isinstance(arguments, str):
             yield f"tool_calls.{index}.function.arguments", arguments
@@ -496,4 +508,4 @@ def _set(message: dict, field: str, value: str) -> None:
     target: Any = message
     for step in steps[:-1]:
         target = target[int(step)] if isinstance(target, list) else target[step]
-    target[steps[-1]] = value
+    target[int(steps[-1]) if isinstance(target, list) else steps[-1]] = value

@@ -20,6 +20,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from curation import pii
+from curation.ingest.canonical import call_name_arguments
 
 # Python-Markdown is slow on very large inputs; past this a text is shown as it is, preformatted.
 MARKDOWN_LIMIT = 50_000
@@ -113,7 +114,7 @@ def first_user_text(messages: object) -> str:
 
 
 def _call_summary(calls: list) -> str:
-    names = [str((call.get("function") or {}).get("name", "?")) for call in calls if isinstance(call, dict)]
+    names = [call_name_arguments(call)[0] or "?" for call in calls if isinstance(call, dict)]
     return "→ " + ", ".join(f"{name}()" for name in names)
 
 
@@ -161,6 +162,7 @@ class Turn:
     refusal: str = ""
     refusal_marked: SafeString | None = None
     weight: object = None
+    is_error: bool = False  # a tool result the tool reported as an error (Anthropic's is_error)
 
 
 def pii_marked(text: str) -> SafeString | None:
@@ -257,16 +259,11 @@ def _tool_calls(calls: object) -> list[ToolCall]:
     for call in calls if isinstance(calls, list) else []:
         if not isinstance(call, dict):
             continue
-        function = call.get("function") or {}
-        arguments = str(function.get("arguments", ""))
-        shown = _maybe_json(arguments) or arguments
+        name, arguments = call_name_arguments(call)  # a function's JSON arguments, or a custom tool's input
+        text = arguments if isinstance(arguments, str) else pretty_json(arguments)
+        shown = _maybe_json(text) or text
         result.append(
-            ToolCall(
-                id=str(call.get("id", "")),
-                name=str(function.get("name", "?")),
-                arguments=shown,
-                arguments_marked=pii_marked(shown),
-            )
+            ToolCall(id=str(call.get("id", "")), name=name or "?", arguments=shown, arguments_marked=pii_marked(shown))
         )
     return result
 
@@ -290,22 +287,32 @@ def conversation_turns(messages: object) -> list[Turn]:
                 refusal=refusal,
                 refusal_marked=pii_marked(refusal) if refusal else None,
                 weight=message.get("weight"),
+                is_error=message.get("is_error") is True,
             )
         )
     return turns
 
 
 def tool_definitions(tools: object) -> list[dict]:
-    """Function tools offered to the model: name, description and the parameters as pretty JSON."""
+    """Tools offered to the model: name, description and the parameters as pretty JSON (in the order sent); a
+    tool of another type (a custom tool, a provider's server tool) shows its type and its definition as sent."""
     result = []
     for tool in tools if isinstance(tools, list) else []:
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if isinstance(function, dict):
-            result.append(
-                {
-                    "name": str(function.get("name", "?")),
-                    "description": str(function.get("description") or ""),
-                    "parameters": pretty_json(function.get("parameters") or {}),
-                }
-            )
+        if not isinstance(tool, dict):
+            continue
+        kind = str(tool.get("type") or "function")
+        body = tool.get(kind)
+        if not isinstance(body, dict):
+            body = tool  # Anthropic server tools hold their fields at the top
+        if kind == "function":
+            description, shown = body.get("description"), body.get("parameters") or {}
+        else:
+            description, shown = f"{kind} tool", tool
+        result.append(
+            {
+                "name": str(body.get("name", "?")),
+                "description": str(description or ""),
+                "parameters": pretty_json(shown),
+            }
+        )
     return result

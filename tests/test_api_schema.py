@@ -19,7 +19,7 @@ from django.core import signals
 from django.core.files.base import ContentFile
 from django.db import close_old_connections, transaction
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -282,6 +282,7 @@ def test_generated_calls_reach_the_seeded_rows(seeded, requests_in_the_test_tran
 
     @given(operation.as_strategy())
     @settings(max_examples=40, deadline=None, database=None)
+    @seed(2026)  # a fixed draw: about half should name a seeded row, and an unlucky one must not fail the suite
     def draw(case):
         drawn.append(case.path_parameters["dataset_id"])
 

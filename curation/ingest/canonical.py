@@ -302,9 +302,27 @@ def search_text(messages: list[dict]) -> str:
     return "\n".join(line for line in lines if line and isinstance(line, str))
 
 
+_MEDIA_PARTS = frozenset({"image_url", "file", "input_audio"})
+
+
 def _part_text(part: dict) -> str:
-    text = part.get("text") or part.get("refusal") or ""
-    return text if isinstance(text, str) else ""
+    kind = part.get("type")
+    if kind in ("text", "refusal"):
+        text = part.get(kind)
+        return text if isinstance(text, str) else ""
+    if kind in _MEDIA_PARTS:
+        return ""
+    return "\n".join(_strings(part))  # kept verbatim (a search result): its text is searchable too
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):  # not blobs: base64 data and encrypted content are long words no one searches for
+        return [] if len(value) > 200 and not any(char.isspace() for char in value[:200]) else [value]
+    if isinstance(value, dict):
+        return [text for key, item in value.items() if key != "type" for text in _strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
 
 
 def call_name_arguments(call: dict) -> tuple[str, object]:

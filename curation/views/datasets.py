@@ -22,6 +22,7 @@ from curation.forms_datasets import (
     SplitForm,
     ValidationForm,
 )
+from curation.ingest.canonical import call_name_arguments
 from curation.models import Dataset, DatasetEntry, JobStatus, Membership, RedactionJob, Role
 from curation.services.datasets import (
     dataset_create,
@@ -182,8 +183,8 @@ def _text(message: dict) -> str:
             str(part.get("text") or f"[{part.get('type')}]") for part in content if isinstance(part, dict)
         )
     if not content and message.get("tool_calls"):
-        names = (call.get("function", {}).get("name") for call in message["tool_calls"] if isinstance(call, dict))
-        content = "⚙ " + ", ".join(map(str, names))
+        names = (call_name_arguments(call)[0] for call in message["tool_calls"] if isinstance(call, dict))
+        content = "⚙ " + ", ".join(names)
     return str(content or "")
 
 
