@@ -10,6 +10,7 @@ The caller's provider key (`Authorization`, `x-api-key`) is forwarded and never 
 """
 
 import hashlib
+import http.cookiejar
 import logging
 import socket
 import threading
@@ -84,7 +85,11 @@ _RESPONSE_HEADERS_KEPT_BACK = frozenset(
 # Created at import, before gunicorn forks, it holds no connection yet: each worker opens its own.
 # TCP_NODELAY: httpx writes a request's headers and body apart, and without it Nagle's algorithm holds the body
 # until the upstream acknowledges the headers, which it delays: about 40 ms added to every call (bench/proxy.py).
+# No cookie jar: one caller's upstream cookies (a gateway's session, a load balancer's affinity) must never be sent
+# with another caller's call. A policy that allows no domain keeps the shared client's jar empty.
+_NO_COOKIES = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 _client = httpx.Client(
+    cookies=_NO_COOKIES,
     transport=httpx.HTTPTransport(
         limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=60.0),
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],

@@ -121,3 +121,15 @@ def test_an_anthropic_sdk_error_answer_is_still_a_log(live_server, celery_worker
 
     (log,) = logs_of(proxied)
     assert (log.status, log.status_code) == ("error", 400)
+
+
+def test_an_upstreams_cookie_is_never_sent_with_a_later_call(
+    live_server, celery_worker, proxied, stand_in, editor_key
+):
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+    post(live_server, editor_key, body)  # the stand-in answers with Set-Cookie: upstream=1
+    post(live_server, editor_key, body)
+
+    assert [seen.headers.get("cookie") for seen in stand_in.seen] == [None, None]
+    logs_of(proxied, count=2)
