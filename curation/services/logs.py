@@ -74,7 +74,7 @@ def _read_item(item: RawItem, index: int, keep: bool, result: IngestResult) -> P
         if item.error:
             raise IngestError(item.error)
         log = log_read(item)
-        _check_ranges(log)
+        log_ranges_check(log)
         return log
     except IngestError as exc:
         error = str(exc)
@@ -103,21 +103,22 @@ def project_pii_redaction_update(
 ) -> Project:
     """Turn redaction at ingestion on or off (audited). It applies to logs that arrive from now on:
     stored logs stay as they are, since the personal data they hold was stored already."""
-    if project.redact_pii_on_ingest != redact_pii_on_ingest:
-        change = {"from": project.redact_pii_on_ingest, "to": redact_pii_on_ingest}
-        project.redact_pii_on_ingest = redact_pii_on_ingest
-        project.save(update_fields=["redact_pii_on_ingest"])
-        audit_record(project=project, action="project.update", actor=actor, detail={"redact_pii_on_ingest": change})
-    return project
+    return _project_setting_update(
+        project=project, name="redact_pii_on_ingest", value=redact_pii_on_ingest, actor=actor
+    )
 
 
 def project_keep_unreadable_update(*, project: Project, keep_unreadable: bool, actor: User | None = None) -> Project:
     """Whether the API and file imports keep the logs no reader can read, as "unreadable" (audited)."""
-    if project.keep_unreadable != keep_unreadable:
-        change = {"from": project.keep_unreadable, "to": keep_unreadable}
-        project.keep_unreadable = keep_unreadable
-        project.save(update_fields=["keep_unreadable"])
-        audit_record(project=project, action="project.update", actor=actor, detail={"keep_unreadable": change})
+    return _project_setting_update(project=project, name="keep_unreadable", value=keep_unreadable, actor=actor)
+
+
+def _project_setting_update(*, project: Project, name: str, value: bool, actor: User | None) -> Project:
+    if getattr(project, name) != value:
+        change = {"from": getattr(project, name), "to": value}
+        setattr(project, name, value)
+        project.save(update_fields=[name])
+        audit_record(project=project, action="project.update", actor=actor, detail={name: change})
     return project
 
 
@@ -183,7 +184,8 @@ def _redact_json(value: Any) -> Any:
     return pii.redact(value)[0]
 
 
-def _check_ranges(log: ParsedLog) -> None:
+def log_ranges_check(log: ParsedLog) -> None:
+    """Refuse numbers the integer columns cannot hold."""
     for name in ("prompt_tokens", "completion_tokens", "total_tokens", "latency_ms"):
         value = getattr(log, name)
         if value is not None and value > _MAX_INT:
@@ -232,11 +234,16 @@ def _without_duplicates(
     return fresh
 
 
-def _values(project_id: int, log: ParsedLog, kinds: list[str], now: datetime) -> dict[str, object]:
-    """The LogEntry columns of a parsed log (ids aside); `kinds`: its personal data (LogEntry.pii)."""
+# The columns a reader fills from a log's original: what `reparse_logs` writes again after an upgrade.
+READ_COLUMNS = (
+    "provider", "format", "model", "status", "status_code", "error_message", "finish_reason", "messages", "tools",
+    "options", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "search_text", "pii", "notes",
+)  # fmt: skip
+
+
+def log_read_columns(log: ParsedLog, kinds: list[str]) -> dict[str, object]:
+    """The READ_COLUMNS of a parsed log; `kinds`: its personal data (LogEntry.pii)."""
     return {
-        "project_id": project_id,
-        "external_id": log.external_id,
         "provider": log.provider[:32],
         "format": log.format,
         "model": log.model[:200],
@@ -247,18 +254,27 @@ def _values(project_id: int, log: ParsedLog, kinds: list[str], now: datetime) ->
         "messages": log.messages,
         "tools": log.tools,
         "options": log.options,
-        "original": log.original_text,
-        "notes": log.notes,
         "prompt_tokens": log.prompt_tokens,
         "completion_tokens": log.completion_tokens,
         "total_tokens": log.total_tokens,
-        "latency_ms": log.latency_ms,
         "cost_usd": cost_usd(
             model=log.model, prompt_tokens=log.prompt_tokens, completion_tokens=log.completion_tokens
         ),
-        "metadata": log.metadata,
         "search_text": log.search_text,
         "pii": kinds,
+        "notes": log.notes,
+    }
+
+
+def _values(project_id: int, log: ParsedLog, kinds: list[str], now: datetime) -> dict[str, object]:
+    """The LogEntry columns of a parsed log (ids aside); `kinds`: its personal data (LogEntry.pii)."""
+    return {
+        "project_id": project_id,
+        "external_id": log.external_id,
+        **log_read_columns(log, kinds),
+        "original": log.original_text,
+        "latency_ms": log.latency_ms,
+        "metadata": log.metadata,
         "created_at": log.created_at or now,
         "ingested_at": now,
     }

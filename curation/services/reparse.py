@@ -7,17 +7,9 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import QuerySet
 
-from curation.ingest import BodyError, IngestError, ParsedLog, item_make_storable, line_read, log_read
+from curation.ingest import BodyError, IngestError, item_make_storable, line_read, log_read
 from curation.models import LogEntry, LogStatus, Project
-from curation.pricing import cost_usd
-from curation.services.logs import logs_pii_kinds
-
-# The columns a reader fills from the original; the rest of a log is the envelope's or the user's.
-READ_COLUMNS = (
-    "provider", "format", "model", "status", "status_code", "error_message", "finish_reason", "messages", "tools",
-    "options", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "search_text", "pii", "notes",
-)  # fmt: skip
-_MAX_INT = 2_147_483_647
+from curation.services.logs import READ_COLUMNS, log_ranges_check, log_read_columns, logs_pii_kinds
 
 
 @dataclass(slots=True)
@@ -65,38 +57,12 @@ def _read_again(log: LogEntry) -> dict[str, object]:
     try:
         item = item_make_storable(line_read(log.original))
         parsed = log_read(item)
-        for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-            if (getattr(parsed, name) or 0) > _MAX_INT:
-                raise IngestError(f"{name}: {getattr(parsed, name)} is too large (at most {_MAX_INT})")
+        log_ranges_check(parsed)
     except BodyError as exc:
         return _unreadable(log, f"invalid JSON: {exc}")
     except IngestError as exc:
         return _unreadable(log, str(exc))
-    return _columns(parsed)
-
-
-def _columns(parsed: ParsedLog) -> dict[str, object]:
-    return {
-        "provider": parsed.provider[:32],
-        "format": parsed.format,
-        "model": parsed.model[:200],
-        "status": parsed.status,
-        "status_code": parsed.status_code,
-        "error_message": parsed.error_message,
-        "finish_reason": parsed.finish_reason[:32],
-        "messages": parsed.messages,
-        "tools": parsed.tools,
-        "options": parsed.options,
-        "prompt_tokens": parsed.prompt_tokens,
-        "completion_tokens": parsed.completion_tokens,
-        "total_tokens": parsed.total_tokens,
-        "cost_usd": cost_usd(
-            model=parsed.model, prompt_tokens=parsed.prompt_tokens, completion_tokens=parsed.completion_tokens
-        ),
-        "search_text": parsed.search_text,
-        "pii": logs_pii_kinds(messages=parsed.messages),
-        "notes": parsed.notes,
-    }
+    return log_read_columns(parsed, logs_pii_kinds(messages=parsed.messages))
 
 
 def _unreadable(log: LogEntry, reason: str) -> dict[str, object]:

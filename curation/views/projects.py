@@ -1,5 +1,8 @@
 """Pages. Thin: check membership, call selectors and services, render."""
 
+from collections.abc import Callable
+
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
@@ -15,7 +18,7 @@ from curation.forms import (
     ProjectUnreadableForm,
     ProjectUpstreamsForm,
 )
-from curation.models import Role
+from curation.models import Project, Role
 from curation.services.imports import import_job_create
 from curation.services.logs import project_keep_unreadable_update, project_pii_redaction_update
 from curation.services.projects import api_key_create, api_key_revoke
@@ -131,31 +134,37 @@ def project_upstreams(request: AuthenticatedRequest, slug: str) -> HttpResponse:
 @require_POST
 def project_pii(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     """Redaction of personal data at ingestion (owners only): whether arriving logs keep it."""
-    membership = membership_or_404(request, slug, Role.OWNER)
-    form = ProjectPiiForm(request.POST)
-    if form.is_valid():
-        project_pii_redaction_update(project=membership.project, actor=request.user, **form.cleaned_data)
-        on = form.cleaned_data["redact_pii_on_ingest"]
-        messages.success(
-            request, "Personal data will be redacted in arriving logs." if on else "Arriving logs are stored as sent."
-        )
-    else:
-        messages.error(request, form_problems(form.errors))
-    return redirect("project", slug=slug)
+    return _setting_save(
+        request, slug, ProjectPiiForm, project_pii_redaction_update,
+        on="Personal data will be redacted in arriving logs.", off="Arriving logs are stored as sent.",
+    )  # fmt: skip
 
 
 @login_required
 @require_POST
 def project_unreadable(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     """Whether the API and imports keep logs no reader can read (owners only)."""
+    return _setting_save(
+        request, slug, ProjectUnreadableForm, project_keep_unreadable_update,
+        on="Logs no reader can read will be kept as Unreadable.", off="Unreadable logs are refused.",
+    )  # fmt: skip
+
+
+def _setting_save(
+    request: AuthenticatedRequest,
+    slug: str,
+    form_class: type[forms.Form],
+    service: Callable[..., Project],
+    *,
+    on: str,
+    off: str,
+) -> HttpResponse:
+    """An owner's on/off project setting: a one-checkbox form, saved (and audited) by its service."""
     membership = membership_or_404(request, slug, Role.OWNER)
-    form = ProjectUnreadableForm(request.POST)
+    form = form_class(request.POST)
     if form.is_valid():
-        project_keep_unreadable_update(project=membership.project, actor=request.user, **form.cleaned_data)
-        on = form.cleaned_data["keep_unreadable"]
-        messages.success(
-            request, "Logs no reader can read will be kept as Unreadable." if on else "Unreadable logs are refused."
-        )
+        service(project=membership.project, actor=request.user, **form.cleaned_data)
+        messages.success(request, on if next(iter(form.cleaned_data.values())) else off)
     else:
         messages.error(request, form_problems(form.errors))
     return redirect("project", slug=slug)
