@@ -71,19 +71,35 @@ class FineTuneOutput(serializers.ModelSerializer):
     base_model: "serializers.SlugRelatedField[BaseModel]" = serializers.SlugRelatedField(
         slug_field="name", read_only=True
     )
-    adapter_url = serializers.SerializerMethodField()
+    adapter_url = serializers.SerializerMethodField(
+        help_text="Null until it succeeded, and once its weights are deleted."
+    )
+    dataset = serializers.IntegerField(
+        source="dataset_id", read_only=True, allow_null=True, help_text="Null once the dataset is deleted."
+    )
+    dataset_name = serializers.CharField(read_only=True, help_text="The dataset's name, or its name when deleted.")
+    dataset_deleted = serializers.SerializerMethodField(
+        help_text="The dataset was deleted; the fine-tune, its weights and its snapshot stay."
+    )
+    weights_deleted_by = serializers.SerializerMethodField(help_text="Who deleted the weights: a user, or a key.")
 
     class Meta:
         model = FineTuneJob
         fields = [
-            "id", "dataset", "snapshot", "base_model", "model", "method", "hyperparameters", "status", "progress",
-            "step", "total_steps", "eta_seconds", "attempts", "worker", "heartbeat_at", "cancel_requested_at",
-            "error", "summary", "evaluation", "merge_status", "merge_error", "adapter_url", "created_at",
-            "started_at", "finished_at",
+            "id", "dataset", "dataset_name", "dataset_deleted", "snapshot", "base_model", "model", "method",
+            "hyperparameters", "status", "progress", "step", "total_steps", "eta_seconds", "attempts", "worker",
+            "heartbeat_at", "cancel_requested_at", "error", "summary", "evaluation", "merge_status", "merge_error",
+            "adapter_url", "weights_deleted_at", "weights_deleted_by", "created_at", "started_at", "finished_at",
         ]  # fmt: skip
 
     def get_adapter_url(self, job: FineTuneJob) -> str | None:
-        return f"/api/v1/finetunes/{job.pk}/adapter" if job.status == FineTuneStatus.SUCCEEDED else None
+        return f"/api/v1/finetunes/{job.pk}/adapter" if job.has_weights else None
+
+    def get_dataset_deleted(self, job: FineTuneJob) -> bool:
+        return job.dataset_id is None
+
+    def get_weights_deleted_by(self, job: FineTuneJob) -> str | None:
+        return job.weights_deleted_by_label if job.weights_deleted_at is not None else None
 
 
 class FineTuneListOutput(FineTuneOutput):
@@ -189,7 +205,7 @@ class FineTunesApi(ProjectScopedApi):
         dataset = _dataset_in(project, values["dataset"])
         snapshot = None
         if values.get("snapshot") is not None:
-            snapshot = DatasetSnapshot.objects.filter(dataset__project=project, pk=values["snapshot"]).first()
+            snapshot = DatasetSnapshot.objects.filter(project=project, pk=values["snapshot"]).first()
             if snapshot is None:
                 raise exceptions.ValidationError({"snapshot": [f"Snapshot {values['snapshot']} not found."]})
         actor = request_actor(request)

@@ -16,7 +16,9 @@ METRICS_PAGE_MAX = 5_000
 
 
 def _jobs() -> QuerySet[FineTuneJob]:
-    return FineTuneJob.objects.select_related("dataset", "snapshot", "base_model", "created_by")
+    return FineTuneJob.objects.select_related(
+        "dataset", "snapshot", "base_model", "created_by", "weights_deleted_by", "weights_deleted_by_key"
+    )
 
 
 def finetunes_for_project(*, project: Project, dataset_id: int | None = None) -> QuerySet[FineTuneJob]:

@@ -63,6 +63,27 @@ class DatasetOutput(serializers.ModelSerializer):
         fields = ["id", "name", "description", "entries", "split_seed", "validation_ratio", "created_at", "updated_at"]
 
 
+DatasetDeletionOutput = inline_serializer(
+    "DatasetDeletion",
+    {
+        "deleted": inline_serializer(
+            "DatasetDeleted", {"entries": serializers.IntegerField(), "snapshots": serializers.IntegerField()}
+        ),
+        "kept": inline_serializer(
+            "DatasetKept",
+            {
+                "finetunes": serializers.IntegerField(),
+                "snapshots": serializers.IntegerField(help_text="Those the kept fine-tunes trained on."),
+            },
+        ),
+        "summary": serializers.CharField(
+            help_text='"Deleted 1,204 entries and 2 snapshots. Kept 3 fine-tunes (their weights, metrics and the '
+            '1 snapshot they trained on) and the logs."'
+        ),
+    },
+)
+
+
 class DatasetInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -143,12 +164,22 @@ class DatasetDetailApi(ProjectScopedApi):
         dataset_update(dataset=dataset, **data.validated_data)
         return Response(DatasetOutput(_datasets(project).get(pk=dataset_id)).data)
 
-    @extend_schema(operation_id="datasets_destroy", summary="Delete a dataset (its logs stay)", responses={204: None})
+    @extend_schema(
+        operation_id="datasets_destroy",
+        summary="Delete a dataset: its entries and unused snapshots (its fine-tunes and logs stay)",
+        description=(
+            "Deletes the entries and the snapshots no fine-tune trained on (with their files). Keeps the dataset's "
+            "fine-tunes with their weights, metrics and the snapshots they trained on (which keep the dataset's "
+            "name: `dataset_deleted` on both), and the logs. The answer says what went and what stayed. Refused "
+            "(400) while one of its fine-tunes is queued or running. Audited as `dataset.delete`."
+        ),
+        responses={200: DatasetDeletionOutput},
+    )
     def delete(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
         dataset = _dataset_or_404(project, dataset_id)
-        dataset_delete(dataset=dataset, **request_actor(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        plan = dataset_delete(dataset=dataset, **request_actor(request))
+        return Response({**plan.as_dict(), "summary": plan.summary(done=True)})
 
 
 _ADD_INPUT = inline_serializer(

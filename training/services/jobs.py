@@ -358,15 +358,3 @@ def _enqueue_generation(generation_id: int) -> None:
 
     rows = Generation.objects.filter(pk=generation_id)
     task_send_or_fail(generation_run_task, generation_id, job=rows, event="training.generation")
-
-
-def finetunes_before_dataset_delete(*, dataset: Dataset) -> list[str]:
-    """Check that `dataset` can be deleted with its fine-tunes, and return their output folders to remove
-    once it is: a queued or running fine-tune must be cancelled first, or its worker would train on."""
-    busy = dataset.finetunes.filter(status__in=[FineTuneStatus.QUEUED, FineTuneStatus.RUNNING]).count()
-    if busy:
-        raise ValidationError(
-            {"dataset": f"{busy} fine-tune{'s' if busy > 1 else ''} of this dataset {'are' if busy > 1 else 'is'} "
-                        "queued or running: cancel it first, then delete the dataset."}
-        )  # fmt: skip
-    return [str(job.output_dir) for job in dataset.finetunes.only("pk")]
