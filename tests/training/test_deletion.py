@@ -1,17 +1,22 @@
 """No click deletes a trained model without saying so: deleting a dataset keeps its fine-tunes, their weights and
-the snapshots they trained on."""
+the snapshots they trained on; deleting a fine-tune, or only its weights, is its own confirmed, audited action."""
 
 import io
 import zipfile
 from pathlib import Path
 
 import pytest
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from curation.export import snapshot_create
-from curation.models import DatasetSnapshot
+from curation.models import AuditEvent, DatasetSnapshot
 from curation.services.datasets import dataset_delete
+from curation.services.projects import api_key_create
+from tests.factories import ProjectFactory
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
+from training.services.deletion import finetune_delete, finetune_deletion_plan
 from training.services.jobs import finetune_create
 
 pytestmark = pytest.mark.django_db
@@ -51,6 +56,12 @@ def trained(job: FineTuneJob) -> FineTuneJob:
     )  # fmt: skip
     job.refresh_from_db()
     return job
+
+
+def key_client_of(project) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_create(project=project, name='other')[1]}")
+    return client
 
 
 def weights_on_disk(job: FineTuneJob) -> list[str]:
@@ -145,6 +156,218 @@ def test_a_deleted_dataset_answers_a_fine_tune_trained_on_it_with_no_dataset_to_
 
     assert example_losses_load(job=job) == 1
     assert ExampleLoss.objects.get(job=job).entry_id is None
+
+
+# --- deleting a fine-tune ---------------------------------------------------------------------------
+
+
+def test_the_confirmation_says_exactly_what_deleting_the_fine_tune_or_its_weights_removes(client, editor, job):
+    trained(job)
+    client.force_login(editor)
+
+    job_page = client.get(f"/p/acme/finetunes/{job.pk}/").content.decode()
+    page = client.get(f"/p/acme/finetunes/{job.pk}/delete").content.decode()
+
+    assert f'href="/p/acme/finetunes/{job.pk}/delete"' in job_page
+    assert f"<code>{job.output_dir}</code>" in page
+    assert f'data-size="folder">{filesizeformat(FOLDER_BYTES)}</strong> on disk' in page
+    assert f"the adapter ({filesizeformat(3020)}), the merged weights ({filesizeformat(5000)})" in page
+    assert "3 training and evaluation points, 2 per-example losses and 1 playground answer" in page
+    assert "it belongs to the dataset Math" in page and "data-snapshot-goes" not in page
+    assert f'data-size="weights">{filesizeformat(WEIGHTS_BYTES)}</strong>' in page
+    assert f">Delete fine-tune {job.pk}</button>" in page and ">Delete weights only</button>" in page
+
+
+def test_deleting_a_fine_tune_removes_its_folder_metrics_and_row_and_is_audited(
+    client, editor, dataset, job, django_capture_on_commit_callbacks
+):
+    trained(job)
+    client.force_login(editor)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/p/acme/finetunes/{job.pk}/delete", follow=True)
+
+    assert response.redirect_chain[-1][0] == f"/p/acme/datasets/{dataset.pk}/"
+    assert f"Deleted fine-tune {job.pk} and its folder ({filesizeformat(FOLDER_BYTES)})." in response.content.decode()
+    assert not FineTuneJob.objects.exists() and not job.output_dir.exists()
+    assert not MetricPoint.objects.exists() and not ExampleLoss.objects.exists() and not Generation.objects.exists()
+    assert DatasetSnapshot.objects.filter(pk=job.snapshot_id).exists()  # its dataset still holds it
+    assert dataset.entries.count() == 4
+    event = AuditEvent.objects.get(action="finetune.delete")
+    assert (event.actor, event.detail["job_id"], event.detail["bytes"], event.detail["snapshot"]) == (
+        editor, job.pk, FOLDER_BYTES, None
+    )  # fmt: skip
+
+
+def test_a_fine_tune_whose_dataset_is_gone_takes_its_snapshot_along_once_no_other_fine_tune_trained_on_it(
+    client, editor, dataset, base_model, job, django_capture_on_commit_callbacks
+):
+    trained(job)
+    second = finetune_create(dataset=dataset, base_model=base_model, snapshot=job.snapshot)
+    FineTuneJob.objects.filter(pk=second.pk).update(status=FineTuneStatus.SUCCEEDED)
+    snapshot_file = Path(job.snapshot.file.path)
+    with django_capture_on_commit_callbacks(execute=True):
+        dataset_delete(dataset=dataset, actor=editor)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = finetune_delete(job=job, actor=editor)
+    assert first.snapshot is None and snapshot_file.exists()  # the second fine-tune still trained on it
+    client.force_login(editor)
+    page = client.get(f"/p/acme/finetunes/{second.pk}/delete").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/p/acme/finetunes/{second.pk}/delete", follow=True)
+
+    assert "data-snapshot-goes" in page and "its dataset Math was deleted and no other fine-tune trained on it" in page
+    assert response.redirect_chain[-1][0] == "/p/acme/finetunes/"
+    assert "Its snapshot" in response.content.decode() and "went with it" in response.content.decode()
+    assert not DatasetSnapshot.objects.exists() and not snapshot_file.exists()
+    assert AuditEvent.objects.filter(action="finetune.delete").latest("id").detail["snapshot"] == job.snapshot_id
+
+
+# --- deleting only the weights ----------------------------------------------------------------------
+
+
+def test_deleting_only_the_weights_keeps_the_row_metrics_and_evaluation_and_says_when_and_by_whom(
+    client, editor, job, django_capture_on_commit_callbacks
+):
+    trained(job)
+    client.force_login(editor)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/p/acme/finetunes/{job.pk}/weights/delete", follow=True)
+    again = client.post(f"/p/acme/finetunes/{job.pk}/weights/delete")
+
+    page = response.content.decode()
+    assert f"Deleted the weights of fine-tune {job.pk} ({filesizeformat(WEIGHTS_BYTES)} freed)" in page
+    assert weights_on_disk(job) == []
+    assert all((job.output_dir / name).exists() for name in OTHERS)
+    job.refresh_from_db()
+    assert (job.status, job.weights_deleted_by, job.evaluation["tuned"]["eval_loss"]) == ("succeeded", editor, 1.0)
+    assert MetricPoint.objects.filter(job=job).count() == 3 and ExampleLoss.objects.filter(job=job).count() == 2
+    when = job.weights_deleted_at.strftime("%Y-%m-%d %H:%M")
+    assert f"The weights were deleted on {when} by bob." in page
+    assert f"/api/v1/finetunes/{job.pk}/adapter" not in page and 'id="playground"' not in page
+    assert again.status_code == 302
+    event = AuditEvent.objects.get(action="finetune.weights_delete")  # once: asking again changes nothing
+    assert (event.actor, event.detail["bytes"], event.detail["weights"]) == (
+        editor, WEIGHTS_BYTES, ["adapter", "merged", "checkpoints", "best.safetensors"]
+    )  # fmt: skip
+    confirm = client.get(f"/p/acme/finetunes/{job.pk}/delete").content.decode()
+    assert f"The weights were deleted on {when} by bob." in confirm and "Delete weights only</button>" not in confirm
+
+
+def test_through_the_api_the_weights_then_the_fine_tune_are_deleted(
+    key_client, job, django_capture_on_commit_callbacks
+):
+    trained(job)
+
+    before = key_client.get(f"/api/v1/finetunes/{job.pk}/weights").json()
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = key_client.delete(f"/api/v1/finetunes/{job.pk}/weights")
+    shown = key_client.get(f"/api/v1/finetunes/{job.pk}").json()
+    adapter = key_client.get(f"/api/v1/finetunes/{job.pk}/adapter")
+    merge = key_client.post(f"/api/v1/finetunes/{job.pk}/merge")
+    ask = key_client.post(f"/api/v1/finetunes/{job.pk}/generate", {"prompt": "hi"}, format="json")
+    with django_capture_on_commit_callbacks(execute=True):
+        gone = key_client.delete(f"/api/v1/finetunes/{job.pk}")
+
+    assert (before["bytes"], before["deleted_at"], before["deleted_by"]) == (WEIGHTS_BYTES, None, None)
+    assert [w["name"] for w in before["weights"]] == ["adapter", "merged", "checkpoints", "best.safetensors"]
+    assert deleted.status_code == 200 and deleted.json()["bytes"] == WEIGHTS_BYTES
+    assert deleted.json()["deleted_by"].startswith("API key lt_") and deleted.json()["deleted_at"]
+    assert shown["weights_deleted_at"] and shown["weights_deleted_by"].startswith("API key lt_")
+    assert shown["adapter_url"] is None and shown["status"] == "succeeded"
+    assert adapter.status_code == 409 and "were deleted on" in adapter.json()["detail"]
+    assert merge.status_code == 400 and ask.status_code == 400
+    assert gone.status_code == 200
+    assert gone.json() == {
+        "id": job.pk, "folder": str(job.output_dir), "bytes": sum(OTHERS.values()), "weights": [], "metric_points": 3,
+        "example_losses": 2, "generations": 1, "snapshot": None,
+    }  # fmt: skip
+    assert key_client.get(f"/api/v1/finetunes/{job.pk}").status_code == 404 and not job.output_dir.exists()
+    events = AuditEvent.objects.filter(action__in=["finetune.weights_delete", "finetune.delete"]).order_by("id")
+    assert [(e.action, e.api_key is not None) for e in events] == [
+        ("finetune.weights_delete", True), ("finetune.delete", True)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("state", ["queued", "running", "merging", "answering"])
+def test_nothing_is_deleted_while_the_job_a_merge_or_a_playground_answer_is_under_way(
+    client, key_client, editor, job, state, django_capture_on_commit_callbacks
+):
+    trained(job)
+    if state in ("queued", "running"):
+        FineTuneJob.objects.filter(pk=job.pk).update(status=state)
+    elif state == "merging":
+        FineTuneJob.objects.filter(pk=job.pk).update(merge_status=FineTuneStatus.RUNNING)
+    else:
+        Generation.objects.filter(job=job).update(status=FineTuneStatus.QUEUED)
+    client.force_login(editor)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        by_api = key_client.delete(f"/api/v1/finetunes/{job.pk}")
+        weights_by_api = key_client.delete(f"/api/v1/finetunes/{job.pk}/weights")
+        by_page = client.post(f"/p/acme/finetunes/{job.pk}/delete", follow=True).content.decode()
+        weights_by_page = client.post(f"/p/acme/finetunes/{job.pk}/weights/delete", follow=True).content.decode()
+    confirm = client.get(f"/p/acme/finetunes/{job.pk}/delete").content.decode()
+
+    job.refresh_from_db()
+    reason = finetune_deletion_plan(job=job).busy
+    assert reason and ("cancel it first" in reason or "wait until" in reason)
+    assert (by_api.status_code, weights_by_api.status_code) == (409, 409)
+    assert by_api.json()["detail"] == reason == weights_by_api.json()["detail"]
+    assert reason in by_page and reason in weights_by_page and reason in confirm
+    assert "</button>" not in confirm.split("<main>")[1]
+    assert FineTuneJob.objects.filter(pk=job.pk, weights_deleted_at__isnull=True).exists()
+    assert weights_on_disk(job) == ["adapter", "merged", "checkpoints", "best.safetensors"]
+    assert not AuditEvent.objects.filter(action__in=["finetune.delete", "finetune.weights_delete"]).exists()
+
+
+# --- who may ----------------------------------------------------------------------------------------
+
+
+def test_a_viewer_reads_what_a_deletion_would_remove_but_cannot_delete(client, client_for, viewer, job):
+    trained(job)
+    client.force_login(viewer)
+    api = client_for(viewer)
+
+    page = client.get(f"/p/acme/finetunes/{job.pk}/delete").content.decode()
+    job_page = client.get(f"/p/acme/finetunes/{job.pk}/").content.decode()
+    answers = [
+        client.post(f"/p/acme/finetunes/{job.pk}/delete").status_code,
+        client.post(f"/p/acme/finetunes/{job.pk}/weights/delete").status_code,
+        api.delete(f"/api/v1/finetunes/{job.pk}?project=acme").status_code,
+        api.delete(f"/api/v1/finetunes/{job.pk}/weights?project=acme").status_code,
+    ]
+
+    assert "needs the editor role" in page and "</button>" not in page.split("<main>")[1]
+    assert f"/p/acme/finetunes/{job.pk}/delete" not in job_page
+    assert answers == [403, 403, 403, 403]
+    assert api.get(f"/api/v1/finetunes/{job.pk}/weights?project=acme").json()["bytes"] == WEIGHTS_BYTES
+    assert weights_on_disk(job) and FineTuneJob.objects.filter(pk=job.pk, weights_deleted_at__isnull=True).exists()
+
+
+def test_another_project_gets_404_for_the_deletions(client, client_for, outsider, job):
+    trained(job)
+    client.force_login(outsider)
+    api = client_for(outsider)
+    keyed = key_client_of(ProjectFactory(slug="elsewhere"))
+
+    answers = [
+        client.get(f"/p/acme/finetunes/{job.pk}/delete").status_code,
+        client.get(f"/p/other/finetunes/{job.pk}/delete").status_code,
+        client.post(f"/p/other/finetunes/{job.pk}/delete").status_code,
+        client.post(f"/p/other/finetunes/{job.pk}/weights/delete").status_code,
+        api.delete(f"/api/v1/finetunes/{job.pk}?project=other").status_code,
+        api.delete(f"/api/v1/finetunes/{job.pk}/weights?project=other").status_code,
+        api.get(f"/api/v1/finetunes/{job.pk}/weights?project=other").status_code,
+        api.delete(f"/api/v1/finetunes/{job.pk}?project=acme").status_code,
+        keyed.delete(f"/api/v1/finetunes/{job.pk}").status_code,
+        keyed.delete(f"/api/v1/finetunes/{job.pk}/weights").status_code,
+    ]
+
+    assert answers == [404] * len(answers)
+    assert weights_on_disk(job) and FineTuneJob.objects.filter(pk=job.pk, weights_deleted_at__isnull=True).exists()
 
 
 def test_the_api_answers_what_deleting_a_dataset_removed_and_kept(key_client, dataset, job):

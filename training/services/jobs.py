@@ -44,6 +44,8 @@ QLORA_NEEDS_BITSANDBYTES = (
     "GPU workers, or choose lora."
 )
 
+WEIGHTS_DELETED = "The weights of this fine-tune were deleted; its metrics and evaluation are all that is left."
+
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "text", list: "a list of text",
                dict: "an object", type(None): "null"}  # fmt: skip
 
@@ -298,14 +300,16 @@ def finetune_merge_request(
     queued, running or done changes nothing; a failed merge can be asked for again."""
     if job.status != FineTuneStatus.SUCCEEDED:
         raise ValidationError({"status": "Only a succeeded fine-tune has an adapter to merge."})
+    if job.weights_deleted_at is not None:
+        raise ValidationError({"status": WEIGHTS_DELETED})
     if not job.uses_adapter:
         raise ValidationError(
             {"method": "A full fine-tune already holds the full weights: there is nothing to merge."}
         )
     with transaction.atomic():
-        asked = FineTuneJob.objects.filter(pk=job.pk, merge_status__in=["", FineTuneStatus.FAILED]).update(
-            merge_status=FineTuneStatus.QUEUED, merge_error=""
-        )
+        asked = FineTuneJob.objects.filter(
+            pk=job.pk, merge_status__in=["", FineTuneStatus.FAILED], weights_deleted_at__isnull=True
+        ).update(merge_status=FineTuneStatus.QUEUED, merge_error="")
         if asked:
             audit_record(project=job.project, action="finetune.merge", actor=actor, api_key=api_key,
                          detail={"job_id": job.pk})  # fmt: skip
@@ -330,6 +334,8 @@ def generation_create(
     """Queue a playground prompt: a GPU worker answers it with the base and the fine-tuned model."""
     if job.status != FineTuneStatus.SUCCEEDED:
         raise ValidationError({"status": "The playground needs a succeeded fine-tune."})
+    if job.weights_deleted_at is not None:
+        raise ValidationError({"status": WEIGHTS_DELETED})
     if not isinstance(messages, list) or not messages or not all(_is_message(m) for m in messages):
         raise ValidationError({"messages": 'A list of chat messages: [{"role": "user", "content": "…"}, …].'})
     if messages[-1]["role"] == "assistant":
