@@ -61,7 +61,7 @@ def entries_by_loss(*, dataset: Dataset, job: FineTuneJob, entry_filter: EntryFi
     if entry_filter.is_active:
         losses = losses.filter(entry__in=entry_filter.apply(DatasetEntry.objects.filter(dataset=dataset)))
     page = list(
-        losses.select_related("entry")
+        losses.select_related("entry__source_deleted_by", "entry__source_deleted_by_key")
         .defer("entry__search_text")
         .order_by("-loss", "entry_id")[offset : offset + ENTRY_PAGE_SIZE + 1]
     )

@@ -225,7 +225,7 @@ def entry_update(*, entry: DatasetEntry, messages: object, tools: object = None)
     source = entry.log
     if source is not None:
         entry.edited = parsed.messages != source.messages or parsed.tools != (source.tools or [])
-    else:  # imported from a file: edited once it differs from what was imported
+    else:  # imported from a file, or its log deleted since: edited once it differs from what it was
         entry.edited = entry.edited or (parsed.messages, parsed.tools) != before
     entry.updated_at = timezone.now()
     entry.save()
