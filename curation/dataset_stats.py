@@ -73,7 +73,12 @@ def entries_page(*, dataset: Dataset, entry_filter: EntryFilter, after: int = 0)
     """One page of entries by ascending id (keyset: `after` is the last id of the previous page)."""
     matching = entry_filter.apply(DatasetEntry.objects.filter(dataset=dataset))
     # The list shows snippets of the conversation, never the (possibly long) search text.
-    rows = list(matching.filter(id__gt=after).defer("search_text").order_by("id")[: ENTRY_PAGE_SIZE + 1])
+    rows = list(
+        matching.filter(id__gt=after)
+        .select_related("source_deleted_by", "source_deleted_by_key")
+        .defer("search_text")
+        .order_by("id")[: ENTRY_PAGE_SIZE + 1]
+    )
     more = len(rows) > ENTRY_PAGE_SIZE
     rows = rows[:ENTRY_PAGE_SIZE]
     return EntryPage(entries=rows, total=matching.count(), next_after=rows[-1].pk if more else None)
@@ -82,7 +87,7 @@ def entries_page(*, dataset: Dataset, entry_filter: EntryFilter, after: int = 0)
 def entry_get(*, dataset: Dataset, entry_id: int) -> DatasetEntry | None:
     # The source log's `original` body can be large and the page never shows it.
     return (
-        DatasetEntry.objects.select_related("log")
+        DatasetEntry.objects.select_related("log", "source_deleted_by", "source_deleted_by_key")
         .defer("log__original", "log__search_text", "log__metadata")
         .filter(dataset=dataset, pk=entry_id)
         .first()
@@ -125,7 +130,8 @@ class DatasetStats:
     train: int = 0
     validation: int = 0
     edited: int = 0
-    from_logs: int = 0
+    from_logs: int = 0  # copied from a log that is still there
+    source_deleted: int = 0  # copied from a log deleted since
     tokens_total: int = 0
     tokens_mean: float = 0.0
     tokens_max: int = 0
@@ -138,8 +144,8 @@ class DatasetStats:
 
     @property
     def imported(self) -> int:
-        """Entries that come from no log (a training file), or whose log was deleted since."""
-        return self.entries - self.from_logs
+        """Entries that come from no log: a training file."""
+        return self.entries - self.from_logs - self.source_deleted
 
     @property
     def edited_percent(self) -> float:
@@ -160,6 +166,7 @@ def dataset_stats(*, dataset: Dataset) -> DatasetStats:
         validation=Count("id", filter=Q(split=Split.VALIDATION)),
         edited=Count("id", filter=Q(edited=True)),
         from_logs=Count("log_id"),
+        source_deleted=Count("id", filter=Q(log__isnull=True, source_deleted_at__isnull=False)),
         tokens_total=Sum("est_tokens"),
         tokens_mean=Avg("est_tokens"),
         tokens_max=Max("est_tokens"),
@@ -172,6 +179,7 @@ def dataset_stats(*, dataset: Dataset) -> DatasetStats:
         validation=totals["validation"],
         edited=totals["edited"],
         from_logs=totals["from_logs"],
+        source_deleted=totals["source_deleted"],
         tokens_total=totals["tokens_total"] or 0,
         tokens_mean=float(totals["tokens_mean"] or 0),
         tokens_max=totals["tokens_max"] or 0,

@@ -82,6 +82,15 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
 
+def actor_label(user: object, api_key: "ApiKey | None") -> str:
+    """Who did something, for a page: the user's name, or the API key's prefix."""
+    if user is not None:
+        return str(user)
+    if api_key is not None:
+        return f"API key lt_{api_key.prefix}_…"
+    return "a user or key since removed"
+
+
 class Tag(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tags")
     name = models.CharField(max_length=100)
@@ -322,6 +331,8 @@ class BulkJob(BackgroundWork, models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="bulk_jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # The key that asked for it, when a key did: the audit event and the entries of deleted logs name it.
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     action = models.CharField(max_length=16, choices=BulkAction.choices)
     query = models.TextField(blank=True)
     params = models.JSONField(default=dict, blank=True)  # tag names, dataset id
@@ -369,10 +380,22 @@ class Split(models.TextChoices):
 
 class DatasetEntry(models.Model):
     """An editable copy of a conversation. `log` points at the source, which never changes; the copy
-    is compared with the source's canonical messages to show what was edited."""
+    is compared with the source's canonical messages to show what was edited.
+
+    When the source log is deleted the entry keeps its copy and loses the link; `source_log_id` and
+    `source_deleted_*` say which log it was, when it went and who deleted it, so the entry is not taken
+    for one imported from a file (those have no source at all)."""
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="entries", db_index=False)
     log = models.ForeignKey(LogEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="dataset_entries")
+    source_log_id = models.BigIntegerField(null=True, blank=True)  # the deleted log's id, once `log` is gone
+    source_deleted_at = models.DateTimeField(null=True, blank=True)
+    source_deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source_deleted_by_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     messages = OrderedJSONField()
     tools = OrderedJSONField(default=list, blank=True)
     options = OrderedJSONField(default=dict, blank=True)
@@ -397,12 +420,26 @@ class DatasetEntry(models.Model):
     def __str__(self) -> str:
         return f"entry {self.pk} of dataset {self.dataset_id}"
 
+    @property
+    def source_deleted(self) -> bool:
+        """Copied from a log that was deleted since (an imported entry never had one)."""
+        return self.log_id is None and self.source_deleted_at is not None
+
+    @property
+    def source_deleted_by_label(self) -> str:
+        return actor_label(self.source_deleted_by, self.source_deleted_by_key)
+
 
 class DatasetSnapshot(BackgroundWork, models.Model):
     """A frozen dataset: an immutable JSONL file (OpenAI chat format) with its SHA-256 and counts.
-    Fine-tunes train on snapshots, so a job can be reproduced after the dataset moves on."""
+    Fine-tunes train on snapshots, so a job can be reproduced after the dataset moves on.
 
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="snapshots")
+    A snapshot a fine-tune trained on outlives its dataset: deleting the dataset deletes its other
+    snapshots, and leaves this one with `dataset` null, its project, and the dataset's name then."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="snapshots")
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="snapshots")
+    dataset_name = models.CharField(max_length=200, blank=True)  # the dataset's name when it was deleted
     # A large dataset is written by a worker: until it succeeds, there is no file and no hash yet.
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     file = models.FileField(upload_to="snapshots/%Y/%m/", blank=True)
@@ -422,7 +459,12 @@ class DatasetSnapshot(BackgroundWork, models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"snapshot {self.sha256[:12] or self.pk} of {self.dataset} ({self.status})"
+        return f"snapshot {self.sha256[:12] or self.pk} of {self.dataset_label} ({self.status})"
+
+    @property
+    def dataset_label(self) -> str:
+        """The dataset's name, or its name when it was deleted."""
+        return self.dataset.name if self.dataset is not None else self.dataset_name
 
     def work_counts(self) -> tuple[int, int]:
         return self.rows_done, self.rows_total

@@ -3,9 +3,9 @@
 from collections.abc import Iterator
 
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
-from curation.models import ApiKey, ImportJob, ImportLineError, LogEntry, LogStatus, Membership, Project
+from curation.models import ApiKey, DatasetEntry, ImportJob, ImportLineError, LogEntry, LogStatus, Membership, Project
 
 
 def membership_get(*, user: User, project_slug: str) -> Membership | None:
@@ -28,6 +28,11 @@ def unreadable_count(*, project: Project) -> int:
 
 def log_get(*, project: Project, log_id: int) -> LogEntry | None:
     return LogEntry.objects.filter(project=project, pk=log_id).prefetch_related("tags").first()
+
+
+def logs_in_datasets_count(*, logs: QuerySet[LogEntry]) -> int:
+    """How many of `logs` are in at least one dataset: what deleting them leaves as unlinked entries."""
+    return logs.filter(Exists(DatasetEntry.objects.filter(log_id=OuterRef("pk")))).order_by().count()
 
 
 def api_keys_for_project(*, project: Project) -> QuerySet[ApiKey]:

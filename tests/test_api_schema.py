@@ -122,7 +122,7 @@ def seeded(db, settings, tmp_path) -> Iterator[str]:
     dataset_split(dataset=dataset, validation_ratio=0.3, seed=1)
     empty = dataset_create(project=project, name="Empty", description="nothing in it yet")
     frozen = snapshot_request(dataset=dataset)
-    writing = DatasetSnapshot.objects.create(dataset=dataset, rows_total=5)
+    writing = DatasetSnapshot.objects.create(project=dataset.project, dataset=dataset, rows_total=5)
     upload = import_job_create(
         project=project,
         file=ContentFile(b'{"prompt": "a", "completion": "b"}\nnot json\n', name="logs.jsonl"),

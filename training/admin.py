@@ -15,5 +15,6 @@ class FineTuneJobAdmin(admin.ModelAdmin):
                     "worker", "heartbeat_at", "created_at"]  # fmt: skip
     list_filter = ["status", "method"]
     list_select_related = ["project", "dataset"]
-    raw_id_fields = ["project", "dataset", "snapshot", "created_by", "api_key"]
+    raw_id_fields = ["project", "dataset", "snapshot", "created_by", "api_key", "weights_deleted_by",
+                     "weights_deleted_by_key"]  # fmt: skip
     readonly_fields = ["events_offset", "heartbeat_at", "worker", "attempts"]

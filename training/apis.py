@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,13 @@ from curation.permissions import project_for_request
 from curation.services.audit import audit_record
 from training import selectors
 from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, Method, MetricPoint
+from training.services.deletion import (
+    FineTuneBusy,
+    FineTuneDeletion,
+    finetune_delete,
+    finetune_deletion_plan,
+    finetune_weights_delete,
+)
 from training.services.jobs import (
     HYPERPARAMETERS,
     SERVER_FIELDS,
@@ -71,19 +78,35 @@ class FineTuneOutput(serializers.ModelSerializer):
     base_model: "serializers.SlugRelatedField[BaseModel]" = serializers.SlugRelatedField(
         slug_field="name", read_only=True
     )
-    adapter_url = serializers.SerializerMethodField()
+    adapter_url = serializers.SerializerMethodField(
+        help_text="Null until it succeeded, and once its weights are deleted."
+    )
+    dataset = serializers.IntegerField(
+        source="dataset_id", read_only=True, allow_null=True, help_text="Null once the dataset is deleted."
+    )
+    dataset_name = serializers.CharField(read_only=True, help_text="The dataset's name, or its name when deleted.")
+    dataset_deleted = serializers.SerializerMethodField(
+        help_text="The dataset was deleted; the fine-tune, its weights and its snapshot stay."
+    )
+    weights_deleted_by = serializers.SerializerMethodField(help_text="Who deleted the weights: a user, or a key.")
 
     class Meta:
         model = FineTuneJob
         fields = [
-            "id", "dataset", "snapshot", "base_model", "model", "method", "hyperparameters", "status", "progress",
-            "step", "total_steps", "eta_seconds", "attempts", "worker", "heartbeat_at", "cancel_requested_at",
-            "error", "summary", "evaluation", "merge_status", "merge_error", "adapter_url", "created_at",
-            "started_at", "finished_at",
+            "id", "dataset", "dataset_name", "dataset_deleted", "snapshot", "base_model", "model", "method",
+            "hyperparameters", "status", "progress", "step", "total_steps", "eta_seconds", "attempts", "worker",
+            "heartbeat_at", "cancel_requested_at", "error", "summary", "evaluation", "merge_status", "merge_error",
+            "adapter_url", "weights_deleted_at", "weights_deleted_by", "created_at", "started_at", "finished_at",
         ]  # fmt: skip
 
     def get_adapter_url(self, job: FineTuneJob) -> str | None:
-        return f"/api/v1/finetunes/{job.pk}/adapter" if job.status == FineTuneStatus.SUCCEEDED else None
+        return f"/api/v1/finetunes/{job.pk}/adapter" if job.has_weights else None
+
+    def get_dataset_deleted(self, job: FineTuneJob) -> bool:
+        return job.dataset_id is None
+
+    def get_weights_deleted_by(self, job: FineTuneJob) -> str | None:
+        return job.weights_deleted_by_label if job.weights_deleted_at is not None else None
 
 
 class FineTuneListOutput(FineTuneOutput):
@@ -189,7 +212,7 @@ class FineTunesApi(ProjectScopedApi):
         dataset = _dataset_in(project, values["dataset"])
         snapshot = None
         if values.get("snapshot") is not None:
-            snapshot = DatasetSnapshot.objects.filter(dataset__project=project, pk=values["snapshot"]).first()
+            snapshot = DatasetSnapshot.objects.filter(project=project, pk=values["snapshot"]).first()
             if snapshot is None:
                 raise exceptions.ValidationError({"snapshot": [f"Snapshot {values['snapshot']} not found."]})
         actor = request_actor(request)
@@ -224,12 +247,107 @@ class FineTuneEstimateApi(ProjectScopedApi):
         return Response(estimate)
 
 
+class WeightOutput(serializers.Serializer):
+    name = serializers.CharField(help_text="In the job's folder: adapter, merged, checkpoints, best.safetensors.")
+    bytes = serializers.IntegerField()
+
+
+class FineTuneDeletionOutput(serializers.Serializer):
+    id = serializers.IntegerField(source="job_id")
+    folder = serializers.CharField(help_text="The job's folder on the workers, removed with everything in it.")
+    bytes = serializers.IntegerField(source="folder_bytes", help_text="The size of that folder.")
+    weights = WeightOutput(many=True, help_text="The weights in it.")
+    metric_points = serializers.IntegerField()
+    example_losses = serializers.IntegerField()
+    generations = serializers.IntegerField(help_text="Playground answers.")
+    snapshot = serializers.IntegerField(
+        source="snapshot.pk", allow_null=True, default=None,
+        help_text="The snapshot deleted with it (its dataset is gone and no other fine-tune trained on it), or null.",
+    )  # fmt: skip
+
+
+class WeightsOutput(serializers.Serializer):
+    weights = WeightOutput(many=True, help_text="On disk now (GET), or deleted by this request (DELETE).")
+    bytes = serializers.IntegerField(source="weights_bytes", help_text="What deleting them frees (freed).")
+    deleted_at = serializers.DateTimeField(allow_null=True)
+    deleted_by = serializers.CharField(allow_null=True, help_text="A user's name, or an API key's prefix.")
+
+
+_BUSY = OpenApiResponse(
+    NotReadyResponse, description="The fine-tune, a merge of its adapter or a playground answer is queued or running."
+)
+
+
+def _busy(job: FineTuneJob, exc: FineTuneBusy) -> Response:
+    return Response({"detail": " ".join(exc.messages), "status": job.status}, status=status.HTTP_409_CONFLICT)
+
+
+def _weights(job: FineTuneJob, plan: FineTuneDeletion) -> dict:
+    deleted_by = job.weights_deleted_by_label if job.weights_deleted_at is not None else None
+    body = {"weights": plan.weights, "weights_bytes": plan.weights_bytes, "deleted_at": job.weights_deleted_at,
+            "deleted_by": deleted_by}  # fmt: skip
+    return WeightsOutput(body).data
+
+
 class FineTuneDetailApi(ProjectScopedApi):
     @extend_schema(operation_id="finetunes_retrieve", summary="A fine-tune: status, progress, ETA, evaluation",
                    parameters=[_PROJECT], responses=FineTuneOutput)  # fmt: skip
     def get(self, request: Request, job_id: int) -> Response:
         project = project_for_request(request)
         return Response(FineTuneOutput(_job_or_404(project, job_id)).data)
+
+    @extend_schema(
+        operation_id="finetunes_destroy",
+        summary="Delete a fine-tune: its folder (weights, merged weights, checkpoints), metrics and the job",
+        description=(
+            "Removes the job's folder with everything in it, its metric points, per-example losses and playground "
+            "answers, and the job; and the snapshot it trained on when its dataset is gone and no other fine-tune "
+            "trained on it. The answer says what was removed. Refused (409) while the job, a merge or a playground "
+            "answer is queued or running. Audited as `finetune.delete`. Needs the editor role."
+        ),
+        parameters=[_PROJECT], responses={200: FineTuneDeletionOutput, 409: _BUSY},
+    )  # fmt: skip
+    def delete(self, request: Request, job_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        job = _job_or_404(project, job_id)
+        try:
+            plan = finetune_delete(job=job, **request_actor(request))
+        except FineTuneBusy as exc:
+            return _busy(job, exc)
+        return Response(FineTuneDeletionOutput(plan).data)
+
+
+class FineTuneWeightsApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="finetunes_weights",
+        summary="The weights of a fine-tune on disk, and when they were deleted",
+        parameters=[_PROJECT], responses=WeightsOutput,
+    )  # fmt: skip
+    def get(self, request: Request, job_id: int) -> Response:
+        project = project_for_request(request)
+        job = _job_or_404(project, job_id)
+        return Response(_weights(job, finetune_deletion_plan(job=job)))
+
+    @extend_schema(
+        operation_id="finetunes_weights_destroy",
+        summary="Delete only the weights of a fine-tune (adapter, merged weights, checkpoints)",
+        description=(
+            "Frees the disk and keeps the job, its metrics, evaluation and per-example losses; the job then says "
+            "when and by whom (`weights_deleted_at`, `weights_deleted_by`), and downloads, merges and the playground "
+            "are refused. Asking again changes nothing. Refused (409) while the job, a merge or a playground answer "
+            "is queued or running. Audited as `finetune.weights_delete`. Needs the editor role."
+        ),
+        parameters=[_PROJECT], responses={200: WeightsOutput, 409: _BUSY},
+    )  # fmt: skip
+    def delete(self, request: Request, job_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        job = _job_or_404(project, job_id)
+        try:
+            plan = finetune_weights_delete(job=job, **request_actor(request))
+        except FineTuneBusy as exc:
+            return _busy(job, exc)
+        job.refresh_from_db()
+        return Response(_weights(job, plan))
 
 
 class FineTuneMetricsApi(ProjectScopedApi):
@@ -282,6 +400,10 @@ class FineTuneCancelApi(ProjectScopedApi):
 def _artifact(request: Request, job_id: int, merged: bool) -> StreamingHttpResponse | Response:
     project = project_for_request(request, role=Role.EDITOR)  # weights trained on the project's data: an export
     job = _job_or_404(project, job_id)
+    if job.weights_deleted_at is not None:
+        when = job.weights_deleted_at.strftime("%Y-%m-%d %H:%M UTC")
+        detail = f"The weights of fine-tune {job.pk} were deleted on {when} by {job.weights_deleted_by_label}."
+        return Response({"detail": detail, "status": job.status}, status=409)
     directory = job.merged_dir if merged else job.adapter_dir
     ready = job.merge_status == FineTuneStatus.SUCCEEDED if merged else job.status == FineTuneStatus.SUCCEEDED
     if not ready or not directory.is_dir():

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from curation.models import ApiKey, BackgroundWork, Dataset, DatasetEntry, DatasetSnapshot, Project
+from curation.models import ApiKey, BackgroundWork, Dataset, DatasetEntry, DatasetSnapshot, Project, actor_label
 
 
 class FineTuneStatus(models.TextChoices):
@@ -53,8 +53,10 @@ class FineTuneJob(BackgroundWork, models.Model):
     the reaper re-queues or fails a running job whose heartbeat stops."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="finetunes")
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="finetunes")
-    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.CASCADE, related_name="finetunes")
+    # A fine-tune outlives its dataset: deleting the dataset keeps the job, its weights and the snapshot it
+    # trained on (which keeps the dataset's name). Only deleting the job itself removes them.
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="finetunes")
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.RESTRICT, related_name="finetunes")
     base_model = models.ForeignKey(BaseModel, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=1000)  # what the trainer loads: the base model's path when it has a row
     method = models.CharField(max_length=16, choices=Method.choices, default=Method.LORA)
@@ -86,6 +88,15 @@ class FineTuneJob(BackgroundWork, models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set when the weights (adapter, merged weights, checkpoints) were deleted and the row, metrics and
+    # evaluation kept: by a user, or by an API key.
+    weights_deleted_at = models.DateTimeField(null=True, blank=True)
+    weights_deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    weights_deleted_by_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -104,6 +115,20 @@ class FineTuneJob(BackgroundWork, models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def has_weights(self) -> bool:
+        """Succeeded, and its weights not deleted since: they can be downloaded, merged and asked."""
+        return self.status == FineTuneStatus.SUCCEEDED and self.weights_deleted_at is None
+
+    @property
+    def weights_deleted_by_label(self) -> str:
+        return actor_label(self.weights_deleted_by, self.weights_deleted_by_key)
+
+    @property
+    def dataset_name(self) -> str:
+        """The dataset's name, or, once it is deleted, its name then (kept by the snapshot)."""
+        return self.dataset.name if self.dataset is not None else self.snapshot.dataset_name
 
     @property
     def uses_adapter(self) -> bool:

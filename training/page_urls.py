@@ -8,6 +8,12 @@ urlpatterns = [
     path("p/<slug:slug>/finetunes/<int:job_id>/status", views.finetune_status_panel, name="finetune-status"),
     path("p/<slug:slug>/finetunes/<int:job_id>/cancel", views.finetune_cancel_view, name="finetune-cancel"),
     path("p/<slug:slug>/finetunes/<int:job_id>/merge", views.finetune_merge_view, name="finetune-merge"),
+    path("p/<slug:slug>/finetunes/<int:job_id>/delete", views.finetune_delete_view, name="finetune-delete"),
+    path(
+        "p/<slug:slug>/finetunes/<int:job_id>/weights/delete",
+        views.finetune_weights_delete_view,
+        name="finetune-weights-delete",
+    ),
     path("p/<slug:slug>/finetunes/<int:job_id>/playground", views.playground_ask, name="finetune-playground"),
     path(
         "p/<slug:slug>/finetunes/<int:job_id>/generations/<int:generation_id>",

@@ -16,7 +16,9 @@ METRICS_PAGE_MAX = 5_000
 
 
 def _jobs() -> QuerySet[FineTuneJob]:
-    return FineTuneJob.objects.select_related("dataset", "snapshot", "base_model", "created_by")
+    return FineTuneJob.objects.select_related(
+        "dataset", "snapshot", "base_model", "created_by", "weights_deleted_by", "weights_deleted_by_key"
+    )
 
 
 def finetunes_for_project(*, project: Project, dataset_id: int | None = None) -> QuerySet[FineTuneJob]:
@@ -59,7 +61,7 @@ def entries_by_loss(*, dataset: Dataset, job: FineTuneJob, entry_filter: EntryFi
     if entry_filter.is_active:
         losses = losses.filter(entry__in=entry_filter.apply(DatasetEntry.objects.filter(dataset=dataset)))
     page = list(
-        losses.select_related("entry")
+        losses.select_related("entry__source_deleted_by", "entry__source_deleted_by_key")
         .defer("entry__search_text")
         .order_by("-loss", "entry_id")[offset : offset + ENTRY_PAGE_SIZE + 1]
     )

@@ -11,6 +11,7 @@ urlpatterns = [
     path("finetunes/<int:job_id>/adapter", apis.FineTuneAdapterApi.as_view(), name="api-finetune-adapter"),
     path("finetunes/<int:job_id>/merge", apis.FineTuneMergeApi.as_view(), name="api-finetune-merge"),
     path("finetunes/<int:job_id>/merged", apis.FineTuneMergedApi.as_view(), name="api-finetune-merged"),
+    path("finetunes/<int:job_id>/weights", apis.FineTuneWeightsApi.as_view(), name="api-finetune-weights"),
     path("finetunes/<int:job_id>/losses", apis.FineTuneLossesApi.as_view(), name="api-finetune-losses"),
     path("finetunes/<int:job_id>/generate", apis.FineTuneGenerateApi.as_view(), name="api-finetune-generate"),
     path(

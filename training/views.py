@@ -8,8 +8,9 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
-from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from curation import dataset_stats
 from curation.models import Dataset, DatasetEntry, Membership, Role
@@ -17,6 +18,7 @@ from curation.views.common import AuthenticatedRequest, can_edit, dataset_or_404
 from training import selectors
 from training.forms import FineTuneForm, LossPreviewForm, PlaygroundForm
 from training.models import FineTuneJob, FineTuneStatus
+from training.services.deletion import finetune_delete, finetune_deletion_plan, finetune_weights_delete
 from training.services.jobs import (
     finetune_cancel,
     finetune_create,
@@ -223,6 +225,43 @@ def finetune_merge_view(request: AuthenticatedRequest, slug: str, job_id: int) -
         messages.error(request, " ".join(exc.messages))
     else:
         messages.success(request, "Merge queued for a GPU worker.")
+    return redirect("finetune", slug=slug, job_id=job_id)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def finetune_delete_view(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
+    """GET: what deleting the fine-tune, or only its weights, removes and keeps; POST: delete the fine-tune."""
+    membership, job = _job_or_404(request, slug, job_id, Role.EDITOR if request.method == "POST" else Role.VIEWER)
+    if request.method == "POST":
+        try:
+            plan = finetune_delete(job=job, actor=request.user)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect("finetune-delete", slug=slug, job_id=job_id)
+        done = f"Deleted fine-tune {job_id} and its folder ({filesizeformat(plan.folder_bytes)})."
+        if plan.snapshot is not None:
+            done += f" Its snapshot {plan.snapshot.sha256[:12] or plan.snapshot.pk} went with it."
+        messages.success(request, done)
+        if job.dataset_id is not None:
+            return redirect("dataset", slug=slug, dataset_id=job.dataset_id)
+        return redirect("finetunes", slug=slug)
+    context = {"project": membership.project, "job": job, "can_edit": can_edit(membership),
+               "plan": finetune_deletion_plan(job=job)}  # fmt: skip
+    return render(request, "training/finetune_delete.html", context)
+
+
+@login_required
+@require_POST
+def finetune_weights_delete_view(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
+    _, job = _job_or_404(request, slug, job_id, Role.EDITOR)
+    try:
+        plan = finetune_weights_delete(job=job, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("finetune-delete", slug=slug, job_id=job_id)
+    messages.success(request, f"Deleted the weights of fine-tune {job_id} ({filesizeformat(plan.weights_bytes)} "
+                              "freed); its metrics and evaluation stay.")  # fmt: skip
     return redirect("finetune", slug=slug, job_id=job_id)
 
 

@@ -13,8 +13,20 @@ from rest_framework.response import Response
 from curation import pii
 from curation.apis.common import ProjectScopedApi, is_whole_number, request_actor
 from curation.filters import FILTER_PARAMS, logs_filter
-from curation.models import BulkAction, BulkJob, Dataset, DatasetEntry, Project, RedactionJob, Role, Split, Tag
+from curation.models import (
+    BulkAction,
+    BulkJob,
+    Dataset,
+    DatasetEntry,
+    LogEntry,
+    Project,
+    RedactionJob,
+    Role,
+    Split,
+    Tag,
+)
 from curation.permissions import project_for_request
+from curation.selectors import logs_in_datasets_count
 from curation.services import bulk as bulk_services
 from curation.services.audit import audit_record
 from curation.services.datasets import (
@@ -63,6 +75,27 @@ class DatasetOutput(serializers.ModelSerializer):
         fields = ["id", "name", "description", "entries", "split_seed", "validation_ratio", "created_at", "updated_at"]
 
 
+DatasetDeletionOutput = inline_serializer(
+    "DatasetDeletion",
+    {
+        "deleted": inline_serializer(
+            "DatasetDeleted", {"entries": serializers.IntegerField(), "snapshots": serializers.IntegerField()}
+        ),
+        "kept": inline_serializer(
+            "DatasetKept",
+            {
+                "finetunes": serializers.IntegerField(),
+                "snapshots": serializers.IntegerField(help_text="Those the kept fine-tunes trained on."),
+            },
+        ),
+        "summary": serializers.CharField(
+            help_text='"Deleted 1,204 entries and 2 snapshots. Kept 3 fine-tunes (their weights, metrics and the '
+            '1 snapshot they trained on) and the logs."'
+        ),
+    },
+)
+
+
 class DatasetInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -74,9 +107,18 @@ class DatasetPatchInput(serializers.Serializer):
 
 
 class EntryOutput(serializers.ModelSerializer):
+    source_deleted_by = serializers.SerializerMethodField(
+        help_text="Who deleted the source log (a user's name or a key's prefix); null unless it was deleted."
+    )
+
     class Meta:
         model = DatasetEntry
-        fields = ["id", "log", "split", "edited", "model", "turns", "est_tokens", "messages", "tools", "updated_at"]
+        fields = ["id", "log", "source_log_id", "source_deleted_at", "source_deleted_by", "split", "edited", "model",
+                  "turns", "est_tokens", "messages", "tools", "updated_at"]  # fmt: skip
+        extra_kwargs = {"source_log_id": {"help_text": "The id of the source log once it is deleted (`log` is null)."}}
+
+    def get_source_deleted_by(self, entry: DatasetEntry) -> str | None:
+        return entry.source_deleted_by_label if entry.source_deleted else None
 
 
 class EntryPatchInput(serializers.Serializer):
@@ -94,15 +136,29 @@ class BulkJobOutput(serializers.ModelSerializer):
                   "created_at", "finished_at"]  # fmt: skip
 
 
+_IN_DATASETS = "A deletion: how many of the logs are in datasets (their entries keep their copies)."
+
+
+class BulkJobStartedOutput(BulkJobOutput):
+    in_datasets = serializers.IntegerField(required=False, help_text=_IN_DATASETS)
+
+    class Meta(BulkJobOutput.Meta):
+        fields = [*BulkJobOutput.Meta.fields, "in_datasets"]
+
+
 _BULK_RESPONSES = {
     200: inline_serializer(
         "BulkResult",
         {
-            "changed": serializers.IntegerField(),
-            "matched": serializers.IntegerField(required=False, help_text="Logs the filter matched (a filter only)."),
+            "changed": serializers.IntegerField(required=False, help_text="Logs changed (not in a dry run)."),
+            "matched": serializers.IntegerField(
+                required=False, help_text="Logs the filter matched (a filter, or a dry run)."
+            ),
+            "in_datasets": serializers.IntegerField(required=False, help_text=_IN_DATASETS),
+            "dry_run": serializers.BooleanField(required=False),
         },
     ),
-    202: BulkJobOutput,
+    202: BulkJobStartedOutput,
 }
 
 
@@ -143,12 +199,22 @@ class DatasetDetailApi(ProjectScopedApi):
         dataset_update(dataset=dataset, **data.validated_data)
         return Response(DatasetOutput(_datasets(project).get(pk=dataset_id)).data)
 
-    @extend_schema(operation_id="datasets_destroy", summary="Delete a dataset (its logs stay)", responses={204: None})
+    @extend_schema(
+        operation_id="datasets_destroy",
+        summary="Delete a dataset: its entries and unused snapshots (its fine-tunes and logs stay)",
+        description=(
+            "Deletes the entries and the snapshots no fine-tune trained on (with their files). Keeps the dataset's "
+            "fine-tunes with their weights, metrics and the snapshots they trained on (which keep the dataset's "
+            "name: `dataset_deleted` on both), and the logs. The answer says what went and what stayed. Refused "
+            "(400) while one of its fine-tunes is queued or running. Audited as `dataset.delete`."
+        ),
+        responses={200: DatasetDeletionOutput},
+    )
     def delete(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
         dataset = _dataset_or_404(project, dataset_id)
-        dataset_delete(dataset=dataset, **request_actor(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        plan = dataset_delete(dataset=dataset, **request_actor(request))
+        return Response({**plan.as_dict(), "summary": plan.summary(done=True)})
 
 
 _ADD_INPUT = inline_serializer(
@@ -171,7 +237,11 @@ class DatasetEntriesApi(ProjectScopedApi):
     def get(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request)
         dataset = _dataset_or_404(project, dataset_id)
-        entries = DatasetEntry.objects.filter(dataset=dataset).order_by("id")
+        entries = (
+            DatasetEntry.objects.filter(dataset=dataset)
+            .select_related("source_deleted_by", "source_deleted_by_key")
+            .order_by("id")
+        )
         params = request.query_params
         if params.get("split"):
             if params["split"] not in Split.values:
@@ -204,7 +274,11 @@ class DatasetEntryApi(ProjectScopedApi):
     def _entry(self, request: Request, dataset_id: int, entry_id: int, role: str) -> DatasetEntry:
         project = project_for_request(request, role=role)
         dataset = _dataset_or_404(project, dataset_id)
-        entry = DatasetEntry.objects.select_related("log").filter(dataset=dataset, pk=entry_id).first()
+        entry = (
+            DatasetEntry.objects.select_related("log", "source_deleted_by", "source_deleted_by_key")
+            .filter(dataset=dataset, pk=entry_id)
+            .first()
+        )
         if entry is None:
             raise exceptions.NotFound(f"Entry {entry_id} not found in dataset {dataset_id}.")
         return entry
@@ -371,7 +445,9 @@ class DatasetRedactionJobApi(ProjectScopedApi):
 # --- Bulk actions on logs ---------------------------------------------------------------------------
 
 
-def _bulk(request: Request, project: Project, action: str, params: dict, body: object) -> Response:
+def _bulk(
+    request: Request, project: Project, action: str, params: dict, body: object, *, dry_run: bool = False
+) -> Response:
     if not isinstance(body, dict) or ("log_ids" in body) == ("filter" in body):
         raise exceptions.ValidationError({"detail": ["Give exactly one of 'log_ids' (a list) or 'filter'."]})
     who = request_actor(request)
@@ -379,19 +455,27 @@ def _bulk(request: Request, project: Project, action: str, params: dict, body: o
         ids = body["log_ids"]
         if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
             raise exceptions.ValidationError({"log_ids": ["A list of log ids."]})
+        query = ""
+        logs = LogEntry.objects.filter(project=project, id__in=ids)
+    else:
+        query = _filter_query(body["filter"])
+        logs = logs_filter(project=project, params=QueryDict(query))
+    # Deleting logs leaves the entries copied from them in their datasets: say how many logs that concerns.
+    extra = {"in_datasets": logs_in_datasets_count(logs=logs)} if action == BulkAction.DELETE else {}
+    if dry_run:
+        bulk_services.bulk_params_check(project=project, action=action, params=params)
+        return Response({"dry_run": True, "matched": logs.count(), **extra})
+    if "log_ids" in body:
         changed = bulk_services.bulk_apply_to_ids(project=project, action=action, params=params, ids=ids, **who)
-        return Response({"changed": changed})
-    query = _filter_query(body["filter"])
-    matching = logs_filter(project=project, params=QueryDict(query))
-    if matching.count() <= bulk_services.INLINE_LIMIT:
-        ids = list(matching.values_list("id", flat=True))
+        return Response({"changed": changed, **extra})
+    if logs.count() <= bulk_services.INLINE_LIMIT:
+        ids = list(logs.values_list("id", flat=True))
         changed = bulk_services.bulk_apply_to_ids(
             project=project, action=action, params=params, ids=ids, query=query, **who
         )
-        return Response({"changed": changed, "matched": len(ids)})
-    job = bulk_services.bulk_job_create(project=project, action=action, params=params, query=query,
-                                        actor=who["actor"])  # fmt: skip
-    return Response(BulkJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+        return Response({"changed": changed, "matched": len(ids), **extra})
+    job = bulk_services.bulk_job_create(project=project, action=action, params=params, query=query, **who)
+    return Response({**BulkJobOutput(job).data, **extra}, status=status.HTTP_202_ACCEPTED)
 
 
 class LogsBulkApi(ProjectScopedApi):
@@ -401,11 +485,19 @@ class LogsBulkApi(ProjectScopedApi):
         dataset = serializers.IntegerField(required=False)
         log_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
         filter = serializers.JSONField(required=False)
+        dry_run = serializers.BooleanField(
+            default=False, help_text="Count what the action would touch; change nothing."
+        )
 
     @extend_schema(
         operation_id="logs_bulk",
         summary="Tag, untag, delete or add to a dataset: a selection or every log matching a filter",
-        description="Up to 5,000 matching logs are changed at once (200 with `changed`); more run as a job (202).",
+        description=(
+            "Up to 5,000 matching logs are changed at once (200 with `changed`); more run as a job (202). With "
+            "`dry_run`, nothing changes and the answer counts the logs `matched`. A deletion (dry run or not) also "
+            "answers `in_datasets`: how many of the logs are in datasets, whose entries keep their copies and "
+            "record when and by whom their source log was deleted."
+        ),
         request=Input,
         responses=_BULK_RESPONSES,
     )
@@ -416,7 +508,7 @@ class LogsBulkApi(ProjectScopedApi):
         action = data.validated_data["action"]
         params = {key: data.validated_data[key] for key in ("tags", "dataset") if key in data.validated_data}
         body = {key: data.validated_data[key] for key in ("log_ids", "filter") if key in data.validated_data}
-        return _bulk(request, project, action, params, body)
+        return _bulk(request, project, action, params, body, dry_run=data.validated_data["dry_run"])
 
 
 class BulkJobApi(ProjectScopedApi):

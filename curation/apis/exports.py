@@ -123,13 +123,23 @@ class DatasetExportPreviewApi(ProjectScopedApi):
 class SnapshotOutput(serializers.ModelSerializer):
     download_url = serializers.SerializerMethodField()
     progress = serializers.FloatField(read_only=True)
+    dataset_name = serializers.CharField(
+        source="dataset_label", read_only=True, help_text="Its dataset's name, or its name when it was deleted."
+    )
+    dataset_deleted = serializers.SerializerMethodField(
+        help_text="The dataset was deleted; the snapshot stays because a fine-tune trained on it."
+    )
 
     class Meta:
         model = DatasetSnapshot
         fields = [
-            "id", "dataset", "status", "progress", "rows_done", "error", "sha256", "rows_total", "rows_train",
-            "rows_validation", "split_seed", "validation_ratio", "created_at", "finished_at", "download_url",
+            "id", "dataset", "dataset_name", "dataset_deleted", "status", "progress", "rows_done", "error", "sha256",
+            "rows_total", "rows_train", "rows_validation", "split_seed", "validation_ratio", "created_at",
+            "finished_at", "download_url",
         ]  # fmt: skip
+
+    def get_dataset_deleted(self, snapshot: DatasetSnapshot) -> bool:
+        return snapshot.dataset_id is None
 
     def get_download_url(self, snapshot: DatasetSnapshot) -> str | None:
         if snapshot.status != JobStatus.SUCCEEDED:
@@ -139,7 +149,8 @@ class SnapshotOutput(serializers.ModelSerializer):
 
 
 def _snapshot_or_404(project: Project, snapshot_id: int) -> DatasetSnapshot:
-    snapshot = DatasetSnapshot.objects.filter(dataset__project=project, pk=snapshot_id).first()
+    # By its own project: a snapshot a fine-tune trained on outlives its dataset.
+    snapshot = DatasetSnapshot.objects.select_related("dataset").filter(project=project, pk=snapshot_id).first()
     if snapshot is None:
         raise exceptions.NotFound(f"Snapshot {snapshot_id} not found in project '{project.slug}'.")
     return snapshot
@@ -151,7 +162,9 @@ class DatasetSnapshotsApi(ProjectScopedApi):
     def get(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request)
         dataset = _dataset_or_404(project, dataset_id)
-        snapshots = DatasetSnapshot.objects.filter(dataset=dataset).order_by("-created_at", "-id")
+        snapshots = (
+            DatasetSnapshot.objects.filter(dataset=dataset).select_related("dataset").order_by("-created_at", "-id")
+        )
         return Response(SnapshotOutput(snapshots, many=True, context={"project": project}).data)
 
     @extend_schema(

@@ -65,6 +65,7 @@ def snapshot_create(
 
 def _snapshot_new(*, dataset: Dataset, created_by: User | None) -> DatasetSnapshot:
     return DatasetSnapshot.objects.create(
+        project_id=dataset.project_id,
         dataset=dataset,
         created_by=created_by,
         rows_total=entries_count(dataset=dataset),
@@ -85,10 +86,16 @@ def snapshot_build(
     snapshot = DatasetSnapshot.objects.select_related("dataset__project", "created_by").get(pk=snapshot_id)
     if snapshot.is_finished:
         return snapshot
-    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(status=JobStatus.RUNNING, rows_done=0)
     dataset = snapshot.dataset
+    if dataset is None:  # deleted before a worker got to it: there is nothing left to write
+        DatasetSnapshot.objects.filter(pk=snapshot.pk).update(
+            status=JobStatus.FAILED, error="Its dataset was deleted before it was written.", finished_at=timezone.now()
+        )
+        snapshot.refresh_from_db()
+        return snapshot
+    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(status=JobStatus.RUNNING, rows_done=0)
     try:
-        _write(snapshot, on_progress)
+        _write(snapshot, dataset, on_progress)
         with transaction.atomic():
             snapshot.status, snapshot.finished_at = JobStatus.SUCCEEDED, timezone.now()
             snapshot.save()
@@ -116,12 +123,12 @@ def snapshot_build(
     return snapshot
 
 
-def _write(snapshot: DatasetSnapshot, on_progress: Callable[[int], None] | None) -> None:
+def _write(snapshot: DatasetSnapshot, dataset: Dataset, on_progress: Callable[[int], None] | None) -> None:
     digest = hashlib.sha256()
     splits: Counter[str] = Counter()
     reported_at = time.monotonic()
     with tempfile.TemporaryFile() as tmp:
-        for chunk in _chunks(entry_rows(dataset_id=snapshot.dataset_id, split=None), splits):
+        for chunk in _chunks(entry_rows(dataset_id=dataset.pk, split=None), splits):
             digest.update(chunk)
             tmp.write(chunk)
             if on_progress is not None:
@@ -133,7 +140,7 @@ def _write(snapshot: DatasetSnapshot, on_progress: Callable[[int], None] | None)
         snapshot.sha256 = digest.hexdigest()
         snapshot.rows_total = snapshot.rows_done = splits.total()
         snapshot.rows_train, snapshot.rows_validation = splits[Split.TRAIN], splits[Split.VALIDATION]
-        name = f"{slugify(snapshot.dataset.name) or 'dataset'}-{snapshot.sha256[:12]}.jsonl"
+        name = f"{slugify(dataset.name) or 'dataset'}-{snapshot.sha256[:12]}.jsonl"
         snapshot.file.save(name, File(tmp), save=False)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -30,20 +30,29 @@ CHUNK = 10_000
 INLINE_LIMIT = 5_000
 
 
-def logs_delete(*, logs: QuerySet[LogEntry]) -> int:
+def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key: ApiKey | None = None) -> int:
     """Delete logs without Django's per-row collector: tags go with them, dataset entries keep their
-    copy and lose the link (their source is gone)."""
+    copy and lose the link, recording which log it was, when and by whom it was deleted."""
     ids = list(logs.order_by().values_list("id", flat=True))
     deleted = 0
+    now = timezone.now()
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         with transaction.atomic():
             links = LogTag.objects.filter(log_id__in=chunk)
             links._raw_delete(links.db)
-            DatasetEntry.objects.filter(log_id__in=chunk).update(log=None)
+            DatasetEntry.objects.filter(log_id__in=chunk).update(
+                log=None, source_log_id=F("log_id"), source_deleted_at=now, source_deleted_by=actor,
+                source_deleted_by_key=api_key,
+            )  # fmt: skip
             rows = LogEntry.objects.filter(id__in=chunk)
             deleted += rows._raw_delete(rows.db)
     return deleted
+
+
+def bulk_params_check(*, project: Project, action: str, params: dict) -> None:
+    """Raise the ValidationError an action with these parameters would raise (a dry run's check)."""
+    _clean_params(project=project, action=action, params=params)
 
 
 def _clean_params(*, project: Project, action: str, params: dict) -> dict:
@@ -61,8 +70,16 @@ def _clean_params(*, project: Project, action: str, params: dict) -> dict:
     raise ValidationError({"action": f"Unknown action '{action}'."})
 
 
-def _apply(*, project: Project, action: str, params: dict, logs: QuerySet[LogEntry]) -> int:
-    """Apply one action to `logs`; returns how many rows changed."""
+def _apply(
+    *,
+    project: Project,
+    action: str,
+    params: dict,
+    logs: QuerySet[LogEntry],
+    actor: User | None = None,
+    api_key: ApiKey | None = None,
+) -> int:
+    """Apply one action to `logs` for `actor` or `api_key`; returns how many rows changed."""
     if action == BulkAction.TAG_ADD:
         return tags_add(project=project, logs=logs, names=params["tags"])
     if action == BulkAction.TAG_REMOVE:
@@ -71,7 +88,7 @@ def _apply(*, project: Project, action: str, params: dict, logs: QuerySet[LogEnt
         from curation.services.datasets import dataset_add_logs
 
         return dataset_add_logs(dataset=Dataset.objects.get(pk=params["dataset"]), logs=logs)
-    return logs_delete(logs=logs)
+    return logs_delete(logs=logs, actor=actor, api_key=api_key)
 
 
 def bulk_apply_to_ids(
@@ -92,7 +109,7 @@ def bulk_apply_to_ids(
         return 0
     logs = LogEntry.objects.filter(project=project, id__in=ids)
     with transaction.atomic():
-        changed = _apply(project=project, action=action, params=params, logs=logs)
+        changed = _apply(project=project, action=action, params=params, logs=logs, actor=actor, api_key=api_key)
         audit_record(
             project=project,
             action=f"logs.{action}",
@@ -105,13 +122,22 @@ def bulk_apply_to_ids(
     return changed
 
 
-def bulk_job_create(*, project: Project, action: str, params: dict, query: str, actor: User | None = None) -> BulkJob:
+def bulk_job_create(
+    *,
+    project: Project,
+    action: str,
+    params: dict,
+    query: str,
+    actor: User | None = None,
+    api_key: ApiKey | None = None,
+) -> BulkJob:
     """Queue an action on every log matching `query` (a filter query string). The count the job
-    reports as total is taken now, the same count the page showed before the user confirmed."""
+    reports as total is taken now, the same count the page showed before the user confirmed. The job
+    acts for `actor` or `api_key`: its audit event and the entries of the logs it deletes name them."""
     params = _clean_params(project=project, action=action, params=params)
     total = logs_filter(project=project, params=QueryDict(query)).count()
     job = BulkJob.objects.create(
-        project=project, created_by=actor, action=action, params=params, query=query, total=total
+        project=project, created_by=actor, api_key=api_key, action=action, params=params, query=query, total=total
     )
     from curation.tasks import bulk_job_run_task
 
@@ -121,7 +147,7 @@ def bulk_job_create(*, project: Project, action: str, params: dict, query: str, 
 
 
 def bulk_job_run(*, job_id: int, on_progress: Callable[[BulkJob], None] | None = None) -> BulkJob:
-    job = BulkJob.objects.select_related("project").get(pk=job_id)
+    job = BulkJob.objects.select_related("project", "created_by", "api_key").get(pk=job_id)
     if job.is_finished:
         return job
     BulkJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
@@ -134,7 +160,8 @@ def bulk_job_run(*, job_id: int, on_progress: Callable[[BulkJob], None] | None =
                 break
             with transaction.atomic():
                 logs = LogEntry.objects.filter(project=job.project, id__in=ids)
-                job.changed += _apply(project=job.project, action=job.action, params=job.params, logs=logs)
+                job.changed += _apply(project=job.project, action=job.action, params=job.params, logs=logs,
+                                      actor=job.created_by, api_key=job.api_key)  # fmt: skip
                 job.done += len(ids)
                 job.last_id = ids[-1]
                 job.save(update_fields=["changed", "done", "last_id"])
@@ -153,6 +180,7 @@ def bulk_job_run(*, job_id: int, on_progress: Callable[[BulkJob], None] | None =
         action=f"logs.{job.action}",
         count=job.changed,
         actor=job.created_by,
+        api_key=job.api_key,
         query=job.query,
         detail={"matched": job.done, "job": job.pk, **job.params},
     )

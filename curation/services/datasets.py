@@ -1,8 +1,9 @@
 """Datasets: named, editable collections of conversations gathered from logs or imported."""
 
+import logging
 import random
-import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -11,9 +12,21 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from curation.ingest import IngestError, ParsedLog, parse_log
-from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, LogEntry, LogStatus, Project, Split
+from curation.models import (
+    ApiKey,
+    Dataset,
+    DatasetEntry,
+    DatasetSnapshot,
+    JobStatus,
+    LogEntry,
+    LogStatus,
+    Project,
+    Split,
+)
 from curation.services.audit import audit_record
 from curation.services.logs import IngestResult, Rejection
+
+logger = logging.getLogger(__name__)
 
 # A rough count for limits and histograms, the same on every path: about four characters a token.
 CHARS_PER_TOKEN = 4
@@ -51,27 +64,105 @@ def dataset_update(*, dataset: Dataset, name: str | None = None, description: st
     return dataset
 
 
-def dataset_delete(*, dataset: Dataset, actor: User | None = None, api_key: ApiKey | None = None) -> int:
-    """Delete a dataset, its entries and its snapshot files; the logs stay. Returns the entries deleted."""
-    from training.services.jobs import finetunes_before_dataset_delete  # fine-tunes hang off datasets
+@dataclass(frozen=True, slots=True)
+class DatasetDeletion:
+    """What deleting a dataset removes and what it keeps: its confirmation, its answer and its audit event.
 
-    folders = finetunes_before_dataset_delete(dataset=dataset)  # raises while one is queued or running
-    entries = dataset.entries.count()
-    files = [s.file.name for s in DatasetSnapshot.objects.filter(dataset=dataset).exclude(file="") if s.file.name]
+    Fine-tunes outlive their dataset with their weights, metrics and the snapshots they trained on; the
+    other snapshots go with the entries. A queued or running fine-tune refuses the deletion (`busy`)."""
+
+    entries: int
+    snapshots_deleted: int  # no fine-tune trained on them: rows and files go
+    finetunes_kept: int
+    snapshots_kept: int  # a fine-tune trained on them
+    busy: int  # fine-tunes queued or running
+
+    @property
+    def refusal(self) -> str:
+        if not self.busy:
+            return ""
+        return (
+            f"{_count(self.busy, 'fine-tune')} of this dataset {'is' if self.busy == 1 else 'are'} queued or running: "
+            f"cancel {'it' if self.busy == 1 else 'them'} first, then delete the dataset."
+        )
+
+    def summary(self, *, done: bool = False) -> str:
+        """ "Deletes 1,204 entries and 2 snapshots. Keeps 3 fine-tunes (their weights, metrics and the 1 snapshot
+        they trained on) and the logs." (in the past tense once `done`)."""
+        gone, kept = self.parts()
+        return f"Deleted {gone}. Kept {kept}." if done else f"Deletes {gone}. Keeps {kept}."
+
+    def parts(self) -> tuple[str, str]:
+        """(what goes, what stays), as the summary words them."""
+        gone = _count(self.entries, "entry", "entries")
+        if self.snapshots_deleted:
+            gone += f" and {_count(self.snapshots_deleted, 'snapshot')}"
+        if not self.finetunes_kept:
+            return gone, "the logs"
+        one = self.finetunes_kept == 1
+        snapshots = (
+            "the snapshot" if one and self.snapshots_kept == 1 else f"the {_count(self.snapshots_kept, 'snapshot')}"
+        )
+        whose, they = ("its", "it") if one else ("their", "they")
+        finetunes = _count(self.finetunes_kept, "fine-tune")
+        return gone, f"{finetunes} ({whose} weights, metrics and {snapshots} {they} trained on) and the logs"
+
+    def as_dict(self) -> dict:
+        return {
+            "deleted": {"entries": self.entries, "snapshots": self.snapshots_deleted},
+            "kept": {"finetunes": self.finetunes_kept, "snapshots": self.snapshots_kept},
+        }
+
+
+def _count(n: int, word: str, plural: str = "") -> str:
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
+def dataset_deletion_plan(*, dataset: Dataset) -> DatasetDeletion:
+    """What `dataset_delete` would remove and keep now. Beside the service so the two never disagree."""
+    snapshots = DatasetSnapshot.objects.filter(dataset=dataset)
+    kept = snapshots.filter(finetunes__isnull=False).distinct().count()
+    # A fine-tune's statuses start with JobStatus's, so this reads them without importing training.
+    busy = dataset.finetunes.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).count()
+    return DatasetDeletion(
+        entries=dataset.entries.count(),
+        snapshots_deleted=snapshots.count() - kept,
+        finetunes_kept=dataset.finetunes.count() - busy,
+        snapshots_kept=kept,
+        busy=busy,
+    )
+
+
+def dataset_delete(*, dataset: Dataset, actor: User | None = None, api_key: ApiKey | None = None) -> DatasetDeletion:
+    """Delete a dataset, its entries and the snapshots no fine-tune trained on (rows, then files once committed).
+    Its fine-tunes stay, with their weights and the snapshots they trained on, which keep the project and the
+    dataset's name; the logs stay. Refused while one of its fine-tunes is queued or running: its worker would
+    train on. Returns what was deleted and kept."""
+    dataset_id = dataset.pk
     with transaction.atomic():
-        audit_record(project=dataset.project, action="dataset.delete", count=entries, actor=actor, api_key=api_key,
-                     detail={"dataset_id": dataset.pk, "name": dataset.name})  # fmt: skip
+        Dataset.objects.select_for_update().filter(pk=dataset_id).first()  # one deletion at a time
+        plan = dataset_deletion_plan(dataset=dataset)
+        if plan.busy:
+            raise ValidationError({"dataset": plan.refusal})
+        snapshots = DatasetSnapshot.objects.filter(dataset=dataset)
+        unused = list(snapshots.filter(finetunes__isnull=True).values_list("pk", "file"))
+        snapshots.filter(pk__in=[pk for pk, _ in unused]).delete()
+        snapshots.update(dataset_name=dataset.name)  # those kept; the dataset's deletion sets their link null
+        audit_record(
+            project=dataset.project, action="dataset.delete", count=plan.entries, actor=actor, api_key=api_key,
+            detail={"dataset_id": dataset.pk, "name": dataset.name, **plan.as_dict()},
+        )  # fmt: skip
         dataset.delete()
-        transaction.on_commit(lambda: _files_delete(files, folders))
-    return entries
+        files = [name for _, name in unused if name]
+        transaction.on_commit(lambda: _files_delete(files))
+    logger.info("curation.dataset_deleted dataset=%s %s", dataset_id, plan.summary(done=True))
+    return plan
 
 
-def _files_delete(names: list[str], folders: list[str]) -> None:
+def _files_delete(names: list[str]) -> None:
     storage = DatasetSnapshot._meta.get_field("file").storage
     for name in names:
         storage.delete(name)
-    for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def dataset_add_logs(*, dataset: Dataset, logs: QuerySet[LogEntry]) -> int:
@@ -146,7 +237,7 @@ def entry_update(*, entry: DatasetEntry, messages: object, tools: object = None)
     source = entry.log
     if source is not None:
         entry.edited = parsed.messages != source.messages or parsed.tools != (source.tools or [])
-    else:  # imported from a file: edited once it differs from what was imported
+    else:  # imported from a file, or its log deleted since: edited once it differs from what it was
         entry.edited = entry.edited or (parsed.messages, parsed.tools) != before
     entry.updated_at = timezone.now()
     entry.save()

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
-from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from curation import dataset_stats, pii
 from curation.dataset_stats import EntryFilter
@@ -27,6 +27,7 @@ from curation.models import Dataset, DatasetEntry, JobStatus, Membership, Redact
 from curation.services.datasets import (
     dataset_create,
     dataset_delete,
+    dataset_deletion_plan,
     dataset_split,
     dataset_update,
     entries_delete,
@@ -205,17 +206,30 @@ def dataset_edit(request: AuthenticatedRequest, slug: str, dataset_id: int) -> H
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 def dataset_delete_view(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
-    _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    """GET: what deleting the dataset removes and what it keeps (its fine-tunes); POST: delete it."""
+    membership, dataset = dataset_or_404(
+        request, slug, dataset_id, Role.EDITOR if request.method == "POST" else Role.VIEWER
+    )
     name = dataset.name
-    try:
-        entries = dataset_delete(dataset=dataset, actor=request.user)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect("dataset", slug=slug, dataset_id=dataset.pk)
-    messages.success(request, f"Deleted dataset {name} and its {entries} entr{'y' if entries == 1 else 'ies'}.")
-    return redirect("datasets", slug=slug)
+    if request.method == "POST":
+        try:
+            plan = dataset_delete(dataset=dataset, actor=request.user)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect("dataset-delete", slug=slug, dataset_id=dataset.pk)
+        gone, kept = plan.parts()
+        messages.success(request, f"Deleted dataset {name} with its {gone}. Kept {kept}.")
+        return redirect("datasets", slug=slug)
+    context = {
+        "project": membership.project,
+        "dataset": dataset,
+        "can_edit": can_edit(membership),
+        "plan": dataset_deletion_plan(dataset=dataset),
+        "finetunes": list(training_selectors.finetunes_for_dataset(dataset=dataset)[:50]),
+    }
+    return render(request, "curation/dataset_delete.html", context)
 
 
 @login_required

@@ -426,7 +426,17 @@ def _plural(n: int, word: str = "log") -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
-def _bulk_summary(data: dict, count: int) -> str:
+def in_datasets_note(in_datasets: int, count: int) -> str:
+    """What deleting logs does to the datasets they are in: their entries keep a copy."""
+    if not in_datasets:
+        return "None of them is in a dataset." if count > 1 else "It is in no dataset."
+    if count == 1:
+        return "It is in a dataset; its entries keep their copy."
+    verb = "is in a dataset" if in_datasets == 1 else "are in datasets"
+    return f"{in_datasets:,} of these {count:,} logs {verb}; their entries keep their copies."
+
+
+def _bulk_summary(data: dict, count: int, in_datasets: int = 0) -> str:
     logs = _plural(count)
     where = "selected" if data["scope"] == "selected" else "matching this filter"
     action = data["action"]
@@ -437,7 +447,7 @@ def _bulk_summary(data: dict, count: int) -> str:
     if action == BulkAction.DATASET_ADD:
         target = f"new dataset '{data['new_dataset']}'" if data["new_dataset"] else f"'{data['dataset_obj'].name}'"
         return f"Add {logs} {where} to {target}."
-    return f"Delete {logs} {where}. This cannot be undone."
+    return f"Delete {logs} {where}. {in_datasets_note(in_datasets, count)} This cannot be undone."
 
 
 def _confirm_label(action: str, count: int) -> str:
@@ -484,22 +494,29 @@ def bulk_preview(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         return _bulk_render(request, "curation/_bulk_confirm.html", context | {"form": form})
     data = form.cleaned_data
     try:
-        count = _bulk_target(project, data).count()
+        target = _bulk_target(project, data)
+        count = target.count()
     except ValidationError as exc:
         form.add_error(None, "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
         return _bulk_render(request, "curation/_bulk_confirm.html", context | {"form": form})
-    return _bulk_render(request, "curation/_bulk_confirm.html", _confirm_context(request, context, form, count))
+    confirm = _confirm_context(request, context, form, count, target)
+    return _bulk_render(request, "curation/_bulk_confirm.html", confirm)
 
 
-def _confirm_context(request: AuthenticatedRequest, context: dict, form: BulkForm, count: int) -> dict:
+def _confirm_context(
+    request: AuthenticatedRequest, context: dict, form: BulkForm, count: int, target: QuerySet[LogEntry]
+) -> dict:
     data = form.cleaned_data
+    is_delete = data["action"] == BulkAction.DELETE
+    in_datasets = selectors.logs_in_datasets_count(logs=target) if is_delete and count else 0
     return context | {
         "form": form,
         "data": data,
         "count": count,
-        "summary": _bulk_summary(data, count),
+        "in_datasets": in_datasets,
+        "summary": _bulk_summary(data, count, in_datasets),
         "confirm_label": _confirm_label(data["action"], count),
-        "is_delete": data["action"] == BulkAction.DELETE,
+        "is_delete": is_delete,
         "next": _next_url(request, context["project"].slug, data),
         "hidden": [
             (key, value)
@@ -529,7 +546,7 @@ def bulk_run(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     ids = list(target.values_list("id", flat=True)) if inline else []
     count = len(ids) if inline else count
     if count != data["expected"]:
-        confirm = _confirm_context(request, context, form, count)
+        confirm = _confirm_context(request, context, form, count, target)
         confirm["changed_from"] = data["expected"]
         return _bulk_render(request, "curation/_bulk_confirm.html", confirm)
     try:

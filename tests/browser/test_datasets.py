@@ -180,15 +180,21 @@ def test_a_large_snapshot_is_written_by_a_worker_behind_a_progress_bar(
     expect(row).to_contain_text(snapshot.sha256[:12])
 
 
-def test_an_editor_deletes_a_dataset_from_its_page(filled, editor, log_in, page):
+def test_an_editor_deletes_a_dataset_from_its_page_after_reading_what_goes_and_what_stays(
+    filled, editor, log_in, page
+):
     log_in("bob")
     page.goto(f"/p/acme/datasets/{filled.pk}/")
-    page.on("dialog", lambda dialog: dialog.accept())
 
     page.click("text=Rename or describe")
-    page.click("text=Delete dataset")
+    page.click("text=Delete dataset…")
+    expect(page.locator("[data-deletion-summary]")).to_have_text("Deletes 10 entries. Keeps the logs.")
+    shot(page, "dataset-delete")
+    page.click("button:has-text('Delete dataset')")
 
-    expect(page.locator(".flash.success")).to_contain_text("Deleted dataset Support and its 10 entries.")
+    expect(page.locator(".flash.success")).to_contain_text(
+        "Deleted dataset Support with its 10 entries. Kept the logs."
+    )
     assert page.url.endswith("/p/acme/datasets/")
     assert not Dataset.objects.exists()
     assert LogEntry.objects.count() == 10

@@ -76,3 +76,32 @@ def test_an_editor_starts_a_fine_tune_and_watches_it_succeed(
     page.click("text=Search")
     expect(page.locator("table.entries tbody tr")).to_have_count(5)
     expect(page.locator("table.entries td.loss").first).to_have_text("0.500")
+
+
+def test_an_editor_deletes_the_weights_then_the_fine_tune_each_after_reading_what_goes(
+    editor, dataset, base_model, log_in, page
+):
+    from training.services.jobs import finetune_create
+
+    job = finetune_create(dataset=dataset, base_model=base_model, hyperparameters={"max_steps": 2})
+    job.adapter_dir.mkdir(parents=True)
+    (job.adapter_dir / "adapter_model.safetensors").write_bytes(bytes(2048))
+    FineTuneJob.objects.filter(pk=job.pk).update(status="succeeded")
+    log_in("bob")
+    page.goto(f"/p/acme/finetunes/{job.pk}/")
+
+    page.click("text=Delete weights only…")
+    expect(page.locator("#delete-weights [data-size=weights]")).to_have_text("2.0\xa0KB")
+    expect(page.locator("#delete-finetune")).to_contain_text("the job: its hyperparameters, evaluation and history")
+    shot(page, "finetune-delete")
+    page.click("button:has-text('Delete weights only')")
+
+    expect(page.locator(".flash.success")).to_contain_text(f"Deleted the weights of fine-tune {job.pk}")
+    expect(page.locator("#artifacts")).to_contain_text("The weights were deleted on")
+    expect(page.locator("#artifacts")).to_contain_text("by bob")
+    page.click("text=Delete…")
+    page.click(f"button:has-text('Delete fine-tune {job.pk}')")
+
+    expect(page.locator(".flash.success")).to_contain_text(f"Deleted fine-tune {job.pk}")
+    assert page.url.endswith(f"/p/acme/datasets/{dataset.pk}/")
+    assert not FineTuneJob.objects.exists()

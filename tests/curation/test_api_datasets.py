@@ -97,9 +97,36 @@ def test_bulk_tagging_all_matching_runs_as_a_job_above_the_inline_limit(key_clie
 def test_bulk_delete_of_a_selection_is_audited_with_the_key(key_client, project, logs):
     response = key_client.post("/api/v1/logs/bulk", {"action": "delete", "log_ids": [logs[0].pk]}, format="json")
 
-    assert response.json() == {"changed": 1}
+    assert response.json() == {"changed": 1, "in_datasets": 0}
     event = AuditEvent.objects.exclude(action__startswith="key.").get(project=project)
     assert event.action == "logs.delete" and event.api_key is not None
+
+
+def test_a_bulk_delete_says_how_many_logs_are_in_datasets_and_their_entries_say_who_deleted_them(
+    key_client, project, logs, monkeypatch
+):
+    dataset = Dataset.objects.create(project=project, name="d")
+    key_client.post(f"/api/v1/datasets/{dataset.pk}/entries", {"log_ids": [log.pk for log in logs[:3]]}, format="json")
+
+    dry = key_client.post(
+        "/api/v1/logs/bulk", {"action": "delete", "filter": "tag=math", "dry_run": True}, format="json"
+    )
+    done = key_client.post(
+        "/api/v1/logs/bulk", {"action": "delete", "log_ids": [logs[0].pk, logs[7].pk]}, format="json"
+    )
+    monkeypatch.setattr(bulk, "INLINE_LIMIT", 2)
+    queued = key_client.post("/api/v1/logs/bulk", {"action": "delete", "filter": "tag=math"}, format="json")
+
+    assert dry.json() == {"dry_run": True, "matched": 6, "in_datasets": 3}
+    assert LogEntry.objects.count() == 10 - 2
+    assert done.json() == {"changed": 2, "in_datasets": 1}
+    assert queued.status_code == 202 and queued.json()["in_datasets"] == 2 and queued.json()["total"] == 5
+    bulk_job_run(job_id=queued.json()["id"])
+    entries = key_client.get(f"/api/v1/datasets/{dataset.pk}/entries").json()["results"]
+    assert [(e["log"], e["source_log_id"]) for e in entries] == [(None, log.pk) for log in logs[:3]]
+    assert all(e["source_deleted_at"] and e["source_deleted_by"].startswith("API key lt_") for e in entries)
+    job_event = AuditEvent.objects.get(action="logs.delete", detail__job=queued.json()["id"])
+    assert job_event.api_key is not None  # the job acted for the key that asked for it
 
 
 @pytest.mark.parametrize(
@@ -142,5 +169,6 @@ def test_viewers_read_but_cannot_change_and_outsiders_see_nothing(client_for, pr
     bulk_body = {"action": "delete", "log_ids": [logs[0].pk]}
     assert as_viewer.post("/api/v1/logs/bulk?project=acme", bulk_body, format="json").status_code == 403
     assert as_outsider.get(f"/api/v1/datasets/{dataset.pk}?project=other").status_code == 404
-    assert as_outsider.post("/api/v1/logs/bulk?project=other", bulk_body, format="json").json() == {"changed": 0}
+    answer = as_outsider.post("/api/v1/logs/bulk?project=other", bulk_body, format="json").json()
+    assert answer == {"changed": 0, "in_datasets": 0}
     assert LogEntry.objects.filter(project=project).count() == 10

@@ -86,17 +86,37 @@ def test_a_selection_is_acted_on_at_once_and_audited(project, logs, owner, outsi
     assert (event.action, event.count, event.actor) == ("logs.delete", 3, owner)
 
 
-def test_deleting_logs_keeps_dataset_entries_as_unlinked_copies(project, logs):
+def test_deleting_logs_keeps_dataset_entries_as_copies_that_say_which_log_went_when_and_by_whom(project, logs, owner):
     dataset = dataset_create(project=project, name="d")
     dataset_add_logs(dataset=dataset, logs=logs)
 
     gone = logs[0].pk
 
-    assert bulk.logs_delete(logs=logs.filter(id__in=[gone])) == 1
+    assert bulk.logs_delete(logs=logs.filter(id__in=[gone]), actor=owner) == 1
 
     assert DatasetEntry.objects.filter(dataset=dataset).count() == 10
-    assert DatasetEntry.objects.filter(dataset=dataset, log__isnull=True).count() == 1
+    unlinked = DatasetEntry.objects.get(dataset=dataset, log__isnull=True)
+    assert (unlinked.source_log_id, unlinked.source_deleted_by, unlinked.source_deleted) == (gone, owner, True)
+    assert unlinked.source_deleted_at is not None
+    assert not DatasetEntry.objects.filter(dataset=dataset, log__isnull=False, source_deleted_at__isnull=False)
     assert not LogTag.objects.filter(log_id=gone).exists()
+
+
+def test_a_job_deleting_all_matching_logs_in_chunks_records_who_asked_on_every_entry(
+    project, logs, editor, monkeypatch
+):
+    monkeypatch.setattr(bulk, "CHUNK", 3)
+    dataset = dataset_create(project=project, name="d")
+    dataset_add_logs(dataset=dataset, logs=logs)
+    tagged_a = [log.pk for log in logs[:5]]
+    job = bulk_job_create(project=project, action="delete", params={}, query="tag=a", actor=editor)
+
+    bulk_job_run(job_id=job.pk)
+
+    unlinked = DatasetEntry.objects.filter(dataset=dataset, log__isnull=True)
+    assert unlinked.count() == 5 and {entry.source_deleted_by for entry in unlinked} == {editor}
+    assert sorted(unlinked.values_list("source_log_id", flat=True)) == tagged_a
+    assert AuditEvent.objects.get(action="logs.delete").actor == editor
 
 
 def test_a_job_on_all_matching_logs_runs_in_chunks_and_resumes(project, logs, owner, monkeypatch):

@@ -23,6 +23,7 @@ from curation.models import (
     Split,
 )
 from curation.services.datasets import (
+    DatasetDeletion,
     dataset_add_logs,
     dataset_create,
     dataset_entries_ingest,
@@ -556,16 +557,56 @@ def test_an_editor_deletes_a_dataset_its_snapshots_go_and_its_logs_stay(
     assert file.exists()
     client.force_login(editor)
 
+    confirm = client.get(url(dataset, "delete")).content.decode()
     with django_capture_on_commit_callbacks(execute=True):  # files go once the deletion is committed
         response = client.post(url(dataset, "delete"), follow=True)
 
+    assert "Deletes 7 entries and 1 snapshot. Keeps the logs." in confirm
+    assert ">Delete dataset</button>" in confirm
     assert response.redirect_chain[-1][0] == "/p/acme/datasets/"
-    assert "Deleted dataset Math and its 7 entries." in response.content.decode()
+    assert "Deleted dataset Math with its 7 entries and 1 snapshot. Kept the logs." in response.content.decode()
     assert not Dataset.objects.exists() and not DatasetEntry.objects.exists()
-    assert not file.exists()
+    assert not DatasetSnapshot.objects.exists() and not file.exists()
     assert LogEntry.objects.filter(project=project).count() == len(logs)
     event = AuditEvent.objects.get(action="dataset.delete")
     assert (event.count, event.actor, event.detail["name"]) == (7, editor, "Math")
+    assert event.detail["deleted"] == {"entries": 7, "snapshots": 1}
+
+
+def test_the_dataset_page_links_to_a_confirmation_a_viewer_may_read_but_not_act_on(client, dataset, editor, viewer):
+    client.force_login(editor)
+    assert url(dataset, "delete") in client.get(url(dataset)).content.decode()
+    client.force_login(viewer)
+
+    page = client.get(url(dataset, "delete"))
+
+    assert page.status_code == 200
+    assert "Deletes 7 entries. Keeps the logs." in page.content.decode()
+    assert (
+        "needs the editor role" in page.content.decode()
+        and "</button>" not in page.content.decode().split("<main>")[1]
+    )
+    assert client.post(url(dataset, "delete")).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("counts", "summary"),
+    [
+        ((1204, 2, 3, 1), "Deletes 1,204 entries and 2 snapshots. Keeps 3 fine-tunes (their weights, metrics and the "
+                          "1 snapshot they trained on) and the logs."),
+        ((1, 0, 1, 1), "Deletes 1 entry. Keeps 1 fine-tune (its weights, metrics and the snapshot it trained on) and "
+                       "the logs."),
+        ((0, 1, 2, 2), "Deletes 0 entries and 1 snapshot. Keeps 2 fine-tunes (their weights, metrics and the 2 "
+                       "snapshots they trained on) and the logs."),
+    ],
+)  # fmt: skip
+def test_the_deletion_summary_says_what_goes_and_what_stays(counts, summary):
+    entries, snapshots_deleted, finetunes_kept, snapshots_kept = counts
+    plan = DatasetDeletion(entries=entries, snapshots_deleted=snapshots_deleted, finetunes_kept=finetunes_kept,
+                           snapshots_kept=snapshots_kept, busy=0)  # fmt: skip
+
+    assert plan.summary() == summary
+    assert plan.summary(done=True) == summary.replace("Deletes", "Deleted").replace("Keeps", "Kept")
 
 
 # --- importing a training file --------------------------------------------------------------------

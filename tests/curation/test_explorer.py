@@ -365,7 +365,9 @@ def test_an_action_needs_a_reviewed_count(as_editor, logs):
 def test_deleting_all_matching_records_who_what_filter_and_how_many(client, owner, project, logs):
     client.force_login(owner)
     preview = client.get(f"{LOGS}bulk/", {"action": "delete", "scope": "matching", "filter": "tag=math"})
-    assert "Delete 2 logs matching this filter. This cannot be undone." in preview.content.decode()
+    assert "Delete 2 logs matching this filter. None of them is in a dataset. This cannot be undone." in (
+        preview.content.decode()
+    )
 
     response = client.post(
         f"{LOGS}bulk/run",
@@ -378,6 +380,35 @@ def test_deleting_all_matching_records_who_what_filter_and_how_many(client, owne
     assert (event.action, event.actor, event.query, event.count) == ("logs.delete", owner, "tag=math", 2)
     audit = client.get("/p/acme/audit/").content.decode()
     assert "logs.delete" in audit and "tag=math" in audit and "alice" in audit
+
+
+def test_the_delete_confirmation_says_how_many_logs_are_in_datasets_and_the_entries_say_who_deleted_them(
+    as_editor, project, logs
+):
+    dataset = Dataset.objects.create(project=project, name="Kept copies")
+    copied = [DatasetEntry.objects.create(dataset=dataset, log=log, messages=log.messages) for log in logs[:2]]
+    other = Dataset.objects.create(project=project, name="Other")
+    DatasetEntry.objects.create(dataset=other, log=logs[0], messages=logs[0].messages)  # in two datasets: one log
+
+    matching = as_editor.get(f"{LOGS}bulk/", {"action": "delete", "scope": "matching", "filter": ""})
+    selected = as_editor.get(f"{LOGS}bulk/", {"action": "delete", "scope": "selected", "ids": [logs[1].pk]})
+    as_editor.post(f"{LOGS}bulk/run", {"action": "delete", "scope": "matching", "filter": "", "expected": 5})
+
+    assert (
+        "Delete 5 logs matching this filter. 2 of these 5 logs are in datasets; their entries keep their copies. "
+        "This cannot be undone." in matching.content.decode()
+    )
+    assert "Delete 1 log selected. It is in a dataset; its entries keep their copy." in selected.content.decode()
+    assert not LogEntry.objects.exists() and DatasetEntry.objects.count() == 3
+    page = as_editor.get(f"/p/acme/datasets/{dataset.pk}/entries/{copied[0].pk}/").content.decode()
+    entry = DatasetEntry.objects.get(pk=copied[0].pk)
+    when = entry.source_deleted_at.strftime("%Y-%m-%d %H:%M")
+    assert f"Source log #{logs[0].pk} deleted on {when} by bob" in page
+    assert "imported, no source log" not in page
+    listing = as_editor.get(f"/p/acme/datasets/{dataset.pk}/").content.decode()
+    assert f"source log #{logs[0].pk} deleted</span>" in listing and f"source log #{logs[1].pk} deleted" in listing
+    stats = as_editor.get(f"/p/acme/datasets/{dataset.pk}/stats").content.decode()
+    assert "0 imported · 2 whose log was deleted" in stats
 
 
 def test_deleting_one_log_from_its_page_asks_first_then_returns_to_the_list(as_editor, logs):

@@ -166,7 +166,9 @@ def test_a_large_dataset_is_frozen_by_a_worker_and_polled_until_it_succeeds(
 
 
 def test_a_snapshot_still_being_written_cannot_be_downloaded(key_client, dataset):
-    snapshot = DatasetSnapshot.objects.create(dataset=dataset, status="running", rows_total=4, rows_done=1)
+    snapshot = DatasetSnapshot.objects.create(
+        project=dataset.project, dataset=dataset, status="running", rows_total=4, rows_done=1
+    )
 
     response = key_client.get(f"/api/v1/snapshots/{snapshot.pk}/download")
 

@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 
 from curation.models import Dataset, DatasetEntry
 from curation.services.projects import api_key_create, api_key_revoke
-from training.models import BaseModel
+from training.models import BaseModel, FineTuneJob, FineTuneStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +70,29 @@ def test_the_audit_is_filtered_paged_and_refused_to_all_but_owners(project, owne
     assert client_for(owner).get("/api/v1/audit?project=acme").status_code == 200
     assert client_for(editor).get("/api/v1/audit?project=acme").status_code == 403
     assert keyed(project, "editor").get("/api/v1/audit").status_code == 403
+
+
+def test_deleting_a_dataset_a_fine_tunes_weights_and_the_fine_tune_is_recorded_with_what_went(
+    project, owner, editor, client_for
+):
+    dataset = Dataset.objects.create(project=project, name="Math")
+    DatasetEntry.objects.create(dataset=dataset, messages=CHAT)
+    BaseModel.objects.create(name="tiny", path="/models/tiny")
+    by_editor, by_key = client_for(editor), keyed(project, "editor")
+    job = by_key.post("/api/v1/finetunes", {"dataset": dataset.pk, "base_model": "tiny"}, format="json").json()
+    FineTuneJob.objects.filter(pk=job["id"]).update(status=FineTuneStatus.SUCCEEDED)
+
+    by_editor.delete(f"/api/v1/datasets/{dataset.pk}?project=acme")
+    by_key.delete(f"/api/v1/finetunes/{job['id']}/weights")
+    by_editor.delete(f"/api/v1/finetunes/{job['id']}?project=acme")
+
+    page = keyed(project, "owner").get("/api/v1/audit?limit=20")
+    events = {e["action"]: e for e in page.json()["results"]}
+    assert (events["dataset.delete"]["actor"], events["dataset.delete"]["detail"]["kept"]) == (
+        "bob", {"finetunes": 1, "snapshots": 1}
+    )  # fmt: skip
+    assert events["finetune.weights_delete"]["api_key"] is not None
+    assert events["finetune.weights_delete"]["detail"]["job_id"] == job["id"]
+    deleted = events["finetune.delete"]
+    assert (deleted["actor"], deleted["detail"]["dataset"], deleted["detail"]["dataset_id"]) == ("bob", "Math", None)
+    assert deleted["detail"]["snapshot"] == job["snapshot"]  # its dataset was gone, and no other fine-tune used it

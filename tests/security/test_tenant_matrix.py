@@ -8,7 +8,9 @@ OpenAPI schema (every operation it documents), so a new endpoint is covered the 
 - nothing of the other project (its marker text) appears in any answer;
 - a viewer cannot edit, delete, export or train; only owners manage keys and read the audit log;
 - a role that is allowed gets neither 401, 403 nor 404, and nothing answers 5xx;
-- pages need a login (an API key does not open them) and the API needs a key or a session.
+- pages need a login (an API key does not open them) and the API needs a key or a session;
+- the same holds for fine-tunes and the snapshots they trained on once their dataset is deleted: they keep their
+  project (and the deleted dataset's name) and reach it without the dataset.
 
 The role an operation needs follows from a rule (unsafe methods need an editor, exports need an editor, keys
 and audit and project settings need an owner); the few exceptions are listed below with their reason.
@@ -19,8 +21,9 @@ import re
 import pytest
 from django.test import Client
 
-from curation.models import Role
-from tests.security.tenants import ROUTES, Answer, Route, ask, keyed, served_methods, session
+from curation.models import Dataset, Role
+from curation.services.datasets import dataset_delete
+from tests.security.tenants import ROUTES, Answer, Route, Tenant, ask, keyed, served_methods, session
 
 pytestmark = pytest.mark.django_db
 
@@ -52,6 +55,38 @@ def required_role(route: Route, method: str) -> str:
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
 def test_every_route_keeps_tenants_apart_and_honours_roles(route: Route, world):
     own, other = world
+
+    problems = matrix_problems(route, own, other)
+
+    assert not problems, f"{route.pattern}:\n" + "\n".join(problems)
+
+
+def _objects(route: Route) -> set[str]:
+    params = re.finditer(r"<(?:\w+:)?(\w+)>", route.pattern)
+    return {route.object_for(m.group(1), m.start()) for m in params if m.group(1) != "slug"}
+
+
+# What outlives a deleted dataset: its fine-tunes (and their playground answers) and the snapshots they trained on.
+OUTLIVE_DATASETS = [
+    route for route in ROUTES
+    if (_objects(route) and _objects(route) <= {"finetune", "generation", "snapshot"})
+    or route.name in ("finetunes", "api-finetunes")
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("route", OUTLIVE_DATASETS, ids=lambda r: r.name)
+def test_fine_tunes_and_snapshots_whose_dataset_was_deleted_keep_tenants_apart(route: Route, world):
+    own, other = world
+    for tenant in world:
+        dataset_delete(dataset=Dataset.objects.get(pk=tenant.objects["dataset"]))
+
+    problems = matrix_problems(route, own, other)
+
+    assert not problems, f"{route.pattern} (datasets deleted):\n" + "\n".join(problems)
+
+
+def matrix_problems(route: Route, own: Tenant, other: Tenant) -> list[str]:
+    """Every method of `route`, asked by every role and way in, of the own project and crossed with the other's."""
     methods = served_methods(route, own)
     assert methods, f"{route.pattern} serves no method its owner may use"
     problems: list[str] = []
@@ -102,8 +137,7 @@ def test_every_route_keeps_tenants_apart_and_honours_roles(route: Route, world):
         else:
             check(f"{method} anonymous", ask(Client(), method, own_url), "login")
             check(f"{method} API key on a page", ask(keyed(own.keys[Role.OWNER]), method, own_url), "login")
-
-    assert not problems, f"{route.pattern}:\n" + "\n".join(problems)
+    return problems
 
 
 def test_the_matrix_covers_every_operation_of_the_openapi_schema():

@@ -474,15 +474,3 @@ def test_a_dataset_with_a_queued_or_running_fine_tune_cannot_be_deleted(client_f
     assert response.status_code == 400
     assert "cancel it first" in response.json()["dataset"][0]
     assert Dataset.objects.filter(pk=job.dataset_id).exists()
-
-
-def test_deleting_a_dataset_removes_its_fine_tunes_and_their_files(owner, job, django_capture_on_commit_callbacks):
-    from curation.services.datasets import dataset_delete
-
-    write_events(job, [{"type": "done", "time": 1.0}])
-    FineTuneJob.objects.filter(pk=job.pk).update(status=FineTuneStatus.SUCCEEDED)
-    with django_capture_on_commit_callbacks(execute=True):
-        dataset_delete(dataset=Dataset.objects.get(pk=job.dataset_id), actor=owner)
-
-    assert not FineTuneJob.objects.filter(pk=job.pk).exists()
-    assert not job.output_dir.exists()

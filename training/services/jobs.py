@@ -44,6 +44,8 @@ QLORA_NEEDS_BITSANDBYTES = (
     "GPU workers, or choose lora."
 )
 
+WEIGHTS_DELETED = "The weights of this fine-tune were deleted; its metrics and evaluation are all that is left."
+
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "text", list: "a list of text",
                dict: "an object", type(None): "null"}  # fmt: skip
 
@@ -298,14 +300,16 @@ def finetune_merge_request(
     queued, running or done changes nothing; a failed merge can be asked for again."""
     if job.status != FineTuneStatus.SUCCEEDED:
         raise ValidationError({"status": "Only a succeeded fine-tune has an adapter to merge."})
+    if job.weights_deleted_at is not None:
+        raise ValidationError({"status": WEIGHTS_DELETED})
     if not job.uses_adapter:
         raise ValidationError(
             {"method": "A full fine-tune already holds the full weights: there is nothing to merge."}
         )
     with transaction.atomic():
-        asked = FineTuneJob.objects.filter(pk=job.pk, merge_status__in=["", FineTuneStatus.FAILED]).update(
-            merge_status=FineTuneStatus.QUEUED, merge_error=""
-        )
+        asked = FineTuneJob.objects.filter(
+            pk=job.pk, merge_status__in=["", FineTuneStatus.FAILED], weights_deleted_at__isnull=True
+        ).update(merge_status=FineTuneStatus.QUEUED, merge_error="")
         if asked:
             audit_record(project=job.project, action="finetune.merge", actor=actor, api_key=api_key,
                          detail={"job_id": job.pk})  # fmt: skip
@@ -330,6 +334,8 @@ def generation_create(
     """Queue a playground prompt: a GPU worker answers it with the base and the fine-tuned model."""
     if job.status != FineTuneStatus.SUCCEEDED:
         raise ValidationError({"status": "The playground needs a succeeded fine-tune."})
+    if job.weights_deleted_at is not None:
+        raise ValidationError({"status": WEIGHTS_DELETED})
     if not isinstance(messages, list) or not messages or not all(_is_message(m) for m in messages):
         raise ValidationError({"messages": 'A list of chat messages: [{"role": "user", "content": "…"}, …].'})
     if messages[-1]["role"] == "assistant":
@@ -358,15 +364,3 @@ def _enqueue_generation(generation_id: int) -> None:
 
     rows = Generation.objects.filter(pk=generation_id)
     task_send_or_fail(generation_run_task, generation_id, job=rows, event="training.generation")
-
-
-def finetunes_before_dataset_delete(*, dataset: Dataset) -> list[str]:
-    """Check that `dataset` can be deleted with its fine-tunes, and return their output folders to remove
-    once it is: a queued or running fine-tune must be cancelled first, or its worker would train on."""
-    busy = dataset.finetunes.filter(status__in=[FineTuneStatus.QUEUED, FineTuneStatus.RUNNING]).count()
-    if busy:
-        raise ValidationError(
-            {"dataset": f"{busy} fine-tune{'s' if busy > 1 else ''} of this dataset {'are' if busy > 1 else 'is'} "
-                        "queued or running: cancel it first, then delete the dataset."}
-        )  # fmt: skip
-    return [str(job.output_dir) for job in dataset.finetunes.only("pk")]

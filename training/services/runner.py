@@ -288,7 +288,8 @@ def example_losses_load(*, job: FineTuneJob) -> int:
 
 def _store_losses(job: FineTuneJob, rows: list[dict]) -> int:
     ids: set[int] = {row["entry_id"] for row in rows if isinstance(row.get("entry_id"), int)}
-    existing = set(DatasetEntry.objects.filter(dataset_id=job.dataset_id, pk__in=ids).values_list("pk", flat=True))
+    entries = DatasetEntry.objects.filter(dataset_id=job.dataset_id, pk__in=ids) if job.dataset_id else None
+    existing = set(entries.values_list("pk", flat=True)) if entries is not None else set()  # dataset deleted: none
     losses = [
         ExampleLoss(job=job, entry_id=row.get("entry_id") if row.get("entry_id") in existing else None,
                     line=row["line"], loss=float(row["loss"]), tokens=max(0, int(row.get("tokens") or 0)))

@@ -27,7 +27,7 @@ def _lz4(compression: str):  # noqa: ANN202
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('curation', '0011_redaction_job'),
+        ('curation', '0012_keep_trained_models'),
     ]
 
     operations = [
