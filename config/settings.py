@@ -199,7 +199,9 @@ CACHE_URL = env_str("CACHE_URL", "locmem://")
 
 def _cache_settings(url: str) -> dict:
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+        # Short timeouts: a Redis that hangs must not hold requests; the rate limit then lets them in.
+        options = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "OPTIONS": options}
     if url in ("locmem://", ""):
         return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "logtune"}
     raise ImproperlyConfigured(f"CACHE_URL={url!r}: expected redis://host:port/db or locmem://")

@@ -1,6 +1,8 @@
 """Per-key rate limiting of ingest: LOGTUNE_INGEST_RATE requests per period, answered 429 with Retry-After."""
 
+import logging
 import math
+import time
 
 from django.conf import settings
 from rest_framework import exceptions
@@ -9,7 +11,11 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from curation.models import ApiKey
 
+logger = logging.getLogger(__name__)
+
 _PERIOD_NAMES = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
+_WARN_EVERY_S = 60.0
+_last_warning = 0.0
 
 
 class IngestThrottled(exceptions.Throttled):
@@ -25,6 +31,9 @@ class IngestRateThrottle(SimpleRateThrottle):
     counter per window (`add` then `incr`, both atomic in Redis) counts every request, whichever
     process serves it. The price of fixed windows: a sender may spend one window's budget at its
     end and the next one's at its start.
+
+    It fails open: when the cache cannot be reached (Redis down), requests are let in and a warning says so,
+    since refusing logs, or answering 500, costs more than a minute without a limit.
     """
 
     scope = "ingest"
@@ -56,13 +65,11 @@ class IngestRateThrottle(SimpleRateThrottle):
         self.key = self.get_cache_key(request, view)
         if self.key is None:
             return True
-        timeout = self.duration + 5  # outlives its window: a key that vanished mid-window would reset the count
-        self.cache.add(self.key, 0, timeout)
         try:
-            count = self.cache.incr(self.key)
-        except ValueError:  # evicted between add and incr (a full local-memory cache culls)
-            self.cache.set(self.key, 1, timeout)
-            count = 1
+            count = self._count()
+        except Exception as exc:  # the cache is down: the limit cannot count, and logs matter more than the limit
+            _warn_unavailable(exc)
+            return True
         if count <= self.num_requests:
             return True
         # Raised here rather than by the view, so that the answer can name the limit.
@@ -72,5 +79,25 @@ class IngestRateThrottle(SimpleRateThrottle):
             detail=f"Rate limit reached: {self.num_requests} ingest requests per {period} for this {self.caller}.",
         )
 
+    def _count(self) -> int:
+        timeout = self.duration + 5  # outlives its window: a key that vanished mid-window would reset the count
+        self.cache.add(self.key, 0, timeout)
+        try:
+            return self.cache.incr(self.key)
+        except ValueError:  # evicted between add and incr (a full local-memory cache culls)
+            self.cache.set(self.key, 1, timeout)
+            return 1
+
     def wait(self) -> float:
         return max(1.0, math.ceil(self.window_start + self.duration - self.now))
+
+
+def _warn_unavailable(exc: Exception) -> None:
+    """Say so, at most once a minute per process: an outage would otherwise write a line per request."""
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning >= _WARN_EVERY_S:
+        _last_warning = now
+        logger.warning(
+            "curation.ingest_rate_unavailable: the rate limit's cache is unreachable, requests are let in: %r", exc
+        )

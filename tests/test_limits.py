@@ -20,6 +20,7 @@ from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from config.settings import _cache_settings
+from curation import throttling
 from curation.models import ApiKey, Dataset, ImportJob, JobStatus, LogEntry
 from curation.parsers import OrjsonParser, PayloadTooLarge
 from curation.services.imports import ExpandedTooLarge, import_job_run
@@ -367,3 +368,25 @@ def test_the_ingest_rate_is_counted_in_redis_for_every_web_process(key_client, s
     assert counted == [2]
     assert throttled.status_code == 429
     assert throttled["Retry-After"] == "30"
+
+
+def test_with_the_rate_limits_cache_down_logs_are_let_in_and_a_warning_says_so(
+    key_client, settings, caplog, monkeypatch
+):
+    monkeypatch.setattr(throttling, "_last_warning", 0.0)  # the warning is said once a minute per process
+    nothing_there = f"redis://127.0.0.1:{_closed_port()}/1"
+    settings.LOGTUNE_INGEST_RATE = "1/min"
+
+    with override_settings(CACHES={"default": _cache_settings(nothing_there)}):
+        answers = [post_logs(key_client, orjson.dumps(openai_log())).status_code for _ in range(3)]
+
+    assert answers == [200, 200, 200]
+    assert "curation.ingest_rate_unavailable" in caplog.text
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -8,6 +8,7 @@ the stored vectors of the logs in scope chunk by chunk, keeping only the best `k
 chunk, whatever the size of the index.
 """
 
+import contextlib
 import heapq
 import logging
 from collections.abc import Callable, Iterator
@@ -173,16 +174,18 @@ def logs_like_ids(*, project: Project, log: LogEntry, min_similarity: float) -> 
     state = index.aggregate(size=Count("pk"), latest=Max("created_at"))
     latest = state["latest"].timestamp() if state["latest"] else 0
     key = f"logtune:like:{project.pk}:{log.pk}:{min_similarity:.4f}:{state['size']}:{latest}"
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
+    with contextlib.suppress(Exception):  # a cache that is down only costs the scan below
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
     found: list[tuple[float, int]] = []
     for rows in _vector_chunks(index.values_list("log_id", "vector")):
         scores = _chunk_matrix(rows) @ query
         found.extend((float(scores[row]), rows[row][0]) for row in np.flatnonzero(scores >= min_similarity).tolist())
     found.sort(reverse=True)
     ids = sorted({log.pk, *(log_id for _, log_id in found[:LIKE_MAX])})
-    cache.set(key, ids, LIKE_CACHE_S)
+    with contextlib.suppress(Exception):
+        cache.set(key, ids, LIKE_CACHE_S)
     return ids
 
 
