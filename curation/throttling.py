@@ -37,6 +37,7 @@ class IngestRateThrottle(SimpleRateThrottle):
     """
 
     scope = "ingest"
+    caller = "API key"
     num_requests: int  # set from the rate by SimpleRateThrottle; unused when the rate is off
     duration: int
     cache_format = "throttle_%(scope)s_%(ident)s_%(window)d"
@@ -45,36 +46,47 @@ class IngestRateThrottle(SimpleRateThrottle):
         return settings.LOGTUNE_INGEST_RATE or None  # read per request, so a changed setting takes effect
 
     def get_cache_key(self, request: Request, view: object) -> str | None:
+        ident = self._ident(request)
+        return None if ident is None else self._key(ident)
+
+    def _ident(self, request: Request) -> str | None:
         if request.method != "POST":
             return None  # reading logs back is not ingest
         if isinstance(request.auth, ApiKey):
             self.caller = "API key"
-            ident = f"key{request.auth.pk}"
-        elif request.user and request.user.is_authenticated:
+            return f"key{request.auth.pk}"
+        if request.user and request.user.is_authenticated:
             self.caller = "user"
-            ident = f"user{request.user.pk}"
-        else:
-            return None  # the permission check has answered 401 already
+            return f"user{request.user.pk}"
+        return None  # the permission check has answered 401 already
+
+    def _key(self, ident: str) -> str:
         return self.cache_format % {"scope": self.scope, "ident": ident, "window": self.window_start}
 
     def allow_request(self, request: Request, view: object) -> bool:
+        ident = self._ident(request)
+        refusal = self.spend(ident) if ident is not None else None
+        if refusal is not None:
+            raise refusal  # raised here rather than by the view, so that the answer can name the limit
+        return True
+
+    def spend(self, ident: str) -> IngestThrottled | None:
+        """Count one request of `ident` in the current window: None when it is within the limit (or there is
+        none, or the cache cannot count), else the refusal to answer, with its wait."""
         if self.rate is None:
-            return True
+            return None
         self.now = self.timer()
         self.window_start = int(self.now // self.duration) * self.duration
-        self.key = self.get_cache_key(request, view)
-        if self.key is None:
-            return True
+        self.key = self._key(ident)
         try:
             count = self._count()
         except Exception as exc:  # the cache is down: the limit cannot count, and logs matter more than the limit
             _warn_unavailable(exc)
-            return True
+            return None
         if count <= self.num_requests:
-            return True
-        # Raised here rather than by the view, so that the answer can name the limit.
+            return None
         period = _PERIOD_NAMES.get(self.duration, f"{self.duration} seconds")
-        raise IngestThrottled(
+        return IngestThrottled(
             wait=self.wait(),
             detail=f"Rate limit reached: {self.num_requests} ingest requests per {period} for this {self.caller}.",
         )
@@ -101,3 +113,9 @@ def _warn_unavailable(exc: Exception) -> None:
         logger.warning(
             "curation.ingest_rate_unavailable: the rate limit's cache is unreachable, requests are let in: %r", exc
         )
+
+
+def ingest_rate_spend_for_key(*, api_key: ApiKey) -> IngestThrottled | None:
+    """The ingest limit for a call that is not a DRF request (the logging proxy): the same count as the key's
+    `POST /api/v1/logs` and uploads. None when the call may go on."""
+    return IngestRateThrottle().spend(f"key{api_key.pk}")

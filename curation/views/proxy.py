@@ -25,6 +25,7 @@ from curation.services.proxy import (
     proxy_call_relay,
     proxy_key_authenticate,
 )
+from curation.throttling import ingest_rate_spend_for_key
 
 
 class _OnClose:
@@ -64,6 +65,11 @@ def _proxy(request: HttpRequest, provider: Provider) -> HttpResponse:
         return _refusal(
             provider, 403, "This Logtune API key cannot send logs (it needs the editor role).", "permission_error"
         )
+    limited = ingest_rate_spend_for_key(api_key=key)  # each call is a log: it counts as one ingest request
+    if limited is not None:
+        refusal = _refusal(provider, 429, str(limited.detail), "rate_limit_error")
+        refusal["Retry-After"] = str(int(limited.wait or 1))
+        return refusal
     call = proxy_call_open(
         project=key.project,
         provider=provider,

@@ -7,6 +7,7 @@ import json
 import anthropic
 import httpx
 import pytest
+from django.core.cache import cache
 
 from curation.models import LogEntry
 from tests.proxy.test_proxy import _close_clients, anthropic_client, logs_of, openai_client  # noqa: F401
@@ -133,3 +134,21 @@ def test_an_upstreams_cookie_is_never_sent_with_a_later_call(
 
     assert [seen.headers.get("cookie") for seen in stand_in.seen] == [None, None]
     logs_of(proxied, count=2)
+
+
+def test_proxied_calls_count_against_the_keys_ingest_rate(live_server, celery_worker, proxied, stand_in, editor_key,
+                                                          settings):  # fmt: skip
+    settings.LOGTUNE_INGEST_RATE = "3/hour"
+    cache.clear()
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+    answers = [post(live_server, editor_key, body) for _ in range(5)]
+
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429, 429]
+    refused = answers[-1]
+    assert int(refused.headers["retry-after"]) > 0
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert "3 ingest requests per hour" in refused.json()["error"]["message"]
+    assert len(stand_in.seen) == 3  # a refused call is not forwarded
+    logs_of(proxied, count=3)
+    cache.clear()
