@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("LOGTUNE_VAR_DIR", str(BASE_DIR / "var")))
@@ -181,6 +181,7 @@ CELERY_BEAT_SCHEDULE = {
     "finetunes-reap": {"task": "training.tasks.finetune_reap_task", "schedule": 60.0},
     "imports-reap": {"task": "curation.tasks.import_reap_task", "schedule": 60.0},
     "redactions-reap": {"task": "curation.tasks.redaction_reap_task", "schedule": 60.0},
+    "pii-pending-reap": {"task": "curation.tasks.logs_pii_pending_reap_task", "schedule": 60.0},
 }
 # A running import whose worker has written no heartbeat (one per committed batch) for this long is re-queued
 # to resume after its last committed line, up to LOGTUNE_IMPORT_MAX_ATTEMPTS runs, then failed.
@@ -244,6 +245,11 @@ SPECTACULAR_SETTINGS = {
 
 # --- Logtune --------------------------------------------------------------------------------------
 LOGTUNE_MAX_BATCH = env_int("LOGTUNE_MAX_BATCH", 1000)
+# Finding personal data in a request to POST /api/v1/logs stops after this many seconds, and skips logs of more
+# than this many characters (a text of phone-like digits costs about 10 µs a character): those are stored at once
+# and scanned by a worker, or refused by index to be sent again when the project redacts at ingestion.
+LOGTUNE_PII_INLINE_SECONDS = env_float("LOGTUNE_PII_INLINE_SECONDS", 2.0)
+LOGTUNE_PII_INLINE_LOG_CHARS = env_int("LOGTUNE_PII_INLINE_LOG_CHARS", 200_000)
 # A full batch of 1,000 logs of a few KB each fits comfortably; anything larger is answered 413.
 LOGTUNE_MAX_BODY_BYTES = env_int("LOGTUNE_MAX_BODY_BYTES", 32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LOGTUNE_MAX_BODY_BYTES

@@ -143,6 +143,8 @@ class LogEntry(models.Model):
     search_text = models.TextField(blank=True)
     # The kinds of personal data in the conversation (curation.pii.KINDS), sorted; [] when none (docs/pii.md).
     pii = models.JSONField(default=list, blank=True)
+    # Not scanned for personal data yet: a request that had spent its time for it stored the log, a worker scans it.
+    pii_pending = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     ingested_at = models.DateTimeField(default=timezone.now)
     tags = models.ManyToManyField(Tag, through="LogTag", related_name="logs")
@@ -161,6 +163,8 @@ class LogEntry(models.Model):
             models.Index(fields=["project", "-created_at", "-id"], name="logentry_project_created"),
             models.Index(fields=["project", "model", "-created_at"], name="logentry_project_model"),
             models.Index(fields=["project", "status", "-created_at"], name="logentry_project_status"),
+            # Small: only the logs a worker has still to scan for personal data.
+            models.Index(fields=["project"], condition=Q(pii_pending=True), name="logentry_pii_pending"),
         ]
 
     def __str__(self) -> str:

@@ -31,7 +31,7 @@ from curation.models import LogEntry, Role
 from curation.pagination import keyset_page
 from curation.parsers import LogBatchParser
 from curation.permissions import project_for_request
-from curation.services.logs import logs_ingest
+from curation.services.logs import PiiBudget, logs_ingest
 from curation.throttling import IngestRateThrottle
 
 PAGE_SIZE_DEFAULT = 50
@@ -177,7 +177,10 @@ class LogsApi(ProjectScopedApi):
         if not isinstance(request.data, Body):  # no body at all: DRF hands over an empty form
             raise exceptions.ValidationError({"detail": 'Expected a log object or {"logs": [...]} as JSON.'})
         items, keep_unreadable = _batch_items(request.data)
-        result = logs_ingest(project=project, items=items, keep_unreadable=keep_unreadable)
+        budget = PiiBudget(
+            seconds=settings.LOGTUNE_PII_INLINE_SECONDS, log_chars=settings.LOGTUNE_PII_INLINE_LOG_CHARS
+        )  # finding personal data must not hold this web thread for long: a worker does the rest
+        result = logs_ingest(project=project, items=items, keep_unreadable=keep_unreadable, pii_budget=budget)
         body = {
             "accepted": result.accepted,
             "duplicates": result.duplicates,

@@ -81,5 +81,14 @@ class Migration(migrations.Migration):
             name='tools',
             field=curation.fields.OrderedJSONField(blank=True, default=list),
         ),
+        migrations.AddField(
+            model_name='logentry',
+            name='pii_pending',
+            field=models.BooleanField(default=False),
+        ),
+        migrations.AddIndex(
+            model_name='logentry',
+            index=models.Index(condition=models.Q(('pii_pending', True)), fields=['project'], name='logentry_pii_pending'),
+        ),
         migrations.RunPython(_lz4("lz4"), _lz4("pglz")),
     ]

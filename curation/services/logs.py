@@ -1,6 +1,8 @@
 """Storing logs: the one write path shared by the API, file imports and the CLI."""
 
 import json
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +21,8 @@ from curation.ingest.raw import value_text
 from curation.models import LogEntry, LogTag, Project, Tag
 from curation.pricing import cost_usd
 from curation.services.audit import audit_record
+
+logger = logging.getLogger(__name__)
 
 _MAX_INT = 2_147_483_647  # PostgreSQL integer columns
 _STORE_ATTEMPTS = 3
@@ -45,7 +49,32 @@ class IngestResult:
     notes: list[Note] = field(default_factory=list)  # what had to change to store an item (U+FFFD in place of NUL)
 
 
-def logs_ingest(*, project: Project, items: Sequence[object], keep_unreadable: bool | None = None) -> IngestResult:
+@dataclass(slots=True)
+class PiiBudget:
+    """How much finding personal data a request may do before it leaves the rest to a worker: `seconds` in all,
+    and no single log of more than `log_chars` characters (its scan alone could take minutes)."""
+
+    seconds: float
+    log_chars: int
+    spent: float = 0.0
+
+    def allows(self, log: ParsedLog) -> bool:
+        return self.spent < self.seconds and len(log.original_text) <= self.log_chars
+
+
+PII_BUDGET_REASON = (
+    "not stored: this request spent its time for finding personal data (LOGTUNE_PII_INLINE_SECONDS), and this "
+    "project redacts it before anything is stored; send this log again, in a smaller batch, or import it as a file"
+)
+
+
+def logs_ingest(
+    *,
+    project: Project,
+    items: Sequence[object],
+    keep_unreadable: bool | None = None,
+    pii_budget: PiiBudget | None = None,
+) -> IngestResult:
     """Validate and store a batch of log objects.
 
     Items are values, or `RawItem`s carrying the exact text they were received as (stored as the original).
@@ -53,18 +82,43 @@ def logs_ingest(*, project: Project, items: Sequence[object], keep_unreadable: b
     `keep_unreadable` (default: the project's setting) an item no reader can read is stored all the same, with
     status "unreadable" and the reason, instead of being rejected. An item whose `external_id` is already
     stored in the project (or earlier in the batch) is a duplicate and changes nothing.
+
+    With a `pii_budget` (a web request), the logs past it are stored unscanned (`pii_pending`) for a worker to
+    scan, or refused by index when the project redacts personal data at ingestion.
     """
     keep = project.keep_unreadable if keep_unreadable is None else keep_unreadable
     result = IngestResult()
-    parsed: list[tuple[ParsedLog, list[str]]] = []
+    parsed: list[tuple[ParsedLog, list[str] | None]] = []
     for index, item in enumerate(items):
         log = _read_item(item if isinstance(item, RawItem) else RawItem(value=item, text=None), index, keep, result)
-        if log is not None:
-            result.notes.extend(Note(index=index, note=note) for note in log.notes)
-            parsed.append((log, _pii_apply(log, redact=project.redact_pii_on_ingest)))
+        if log is None:
+            continue
+        if pii_budget is not None and not pii_budget.allows(log):
+            if project.redact_pii_on_ingest:
+                result.rejected.append(Rejection(index=index, error=PII_BUDGET_REASON))
+                continue
+            kinds = None  # stored now, scanned by a worker
+        else:
+            started = time.perf_counter()
+            kinds = _pii_apply(log, redact=project.redact_pii_on_ingest)
+            if pii_budget is not None:
+                pii_budget.spent += time.perf_counter() - started
+        result.notes.extend(Note(index=index, note=note) for note in log.notes)
+        parsed.append((log, kinds))
     if parsed:
         result.accepted, result.duplicates = _store(project=project, logs=parsed)
+        if any(kinds is None for _, kinds in parsed):
+            transaction.on_commit(lambda: _pii_pending_send(project.pk))
     return result
+
+
+def _pii_pending_send(project_id: int) -> None:
+    from curation.tasks import logs_pii_pending_task
+
+    try:
+        logs_pii_pending_task.delay(project_id)
+    except Exception as exc:  # the broker is down: the reaper (every minute, from beat) sends it later
+        logger.warning("curation.pii_pending_not_sent project=%s: %r", project_id, exc)
 
 
 def _read_item(item: RawItem, index: int, keep: bool, result: IngestResult) -> ParsedLog | None:
@@ -135,16 +189,49 @@ def logs_pii_scan_batch(*, project: Project, after_id: int = 0, size: int = 1000
     ingestion recorded it). Idempotent: a log whose kinds are already right is not written again.
     Stored messages are only read: redacting what is already stored is not this scan's job."""
     logs = list(
-        LogEntry.objects.filter(project=project, pk__gt=after_id).order_by("pk").only("pk", "messages", "pii")[:size]
+        LogEntry.objects.filter(project=project, pk__gt=after_id)
+        .order_by("pk")
+        .only("pk", "messages", "pii", "pii_pending")[:size]
     )
+    changed = _pii_fill(logs)
+    return PiiScanBatch(last_id=logs[-1].pk if logs else None, scanned=len(logs), changed=changed)
+
+
+def _pii_fill(logs: list[LogEntry]) -> int:
+    """Scan `logs` (their messages, pii and pii_pending loaded) and write the kinds that changed."""
     changed = []
     for log in logs:
         kinds = logs_pii_kinds(messages=log.messages if isinstance(log.messages, list) else [])
-        if kinds != log.pii:
-            log.pii = kinds
+        if kinds != log.pii or log.pii_pending:
+            log.pii, log.pii_pending = kinds, False
             changed.append(log)
-    LogEntry.objects.bulk_update(changed, ["pii"])
-    return PiiScanBatch(last_id=logs[-1].pk if logs else None, scanned=len(logs), changed=len(changed))
+    LogEntry.objects.bulk_update(changed, ["pii", "pii_pending"])
+    return len(changed)
+
+
+def logs_pii_pending_fill(*, project_id: int, size: int = 200) -> int:
+    """Scan the logs of a project that a request stored unscanned (`pii_pending`), in committed batches; returns
+    how many. Two workers at it share the work (rows locked by one are skipped by the other)."""
+    done = 0
+    while True:
+        with transaction.atomic():
+            pending = LogEntry.objects.filter(project_id=project_id, pii_pending=True)
+            batch = list(
+                pending.select_for_update(skip_locked=True).only("pk", "messages", "pii", "pii_pending")[:size]
+            )
+            if not batch:
+                return done
+            _pii_fill(batch)
+        done += len(batch)
+
+
+def logs_pii_pending_reap() -> int:
+    """Every minute (beat): send the scan of the projects that have unscanned logs, whatever became of the task
+    their request sent (the broker down, a worker killed). A scan sent twice shares the work."""
+    projects = list(LogEntry.objects.filter(pii_pending=True).values_list("project_id", flat=True).distinct())
+    for project_id in projects:
+        _pii_pending_send(project_id)
+    return len(projects)
 
 
 def _pii_apply(log: ParsedLog, *, redact: bool) -> list[str]:
@@ -192,7 +279,7 @@ def log_ranges_check(log: ParsedLog) -> None:
             raise IngestError(f"{name}: {value} is too large (at most {_MAX_INT})")
 
 
-def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str]]]) -> tuple[int, int]:
+def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> tuple[int, int]:
     """Insert the logs that are not duplicates; returns (accepted, duplicates)."""
     for attempt in range(_STORE_ATTEMPTS):
         try:
@@ -218,8 +305,8 @@ def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str]]]) -> tupl
 
 
 def _without_duplicates(
-    *, project: Project, logs: list[tuple[ParsedLog, list[str]]]
-) -> list[tuple[ParsedLog, list[str]]]:
+    *, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]
+) -> list[tuple[ParsedLog, list[str] | None]]:
     ids = {log.external_id for log, _ in logs if log.external_id is not None}
     if not ids:
         return logs
@@ -237,12 +324,13 @@ def _without_duplicates(
 # The columns a reader fills from a log's original: what `reparse_logs` writes again after an upgrade.
 READ_COLUMNS = (
     "provider", "format", "model", "status", "status_code", "error_message", "finish_reason", "messages", "tools",
-    "options", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "search_text", "pii", "notes",
+    "options", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "search_text", "pii", "pii_pending",
+    "notes",
 )  # fmt: skip
 
 
-def log_read_columns(log: ParsedLog, kinds: list[str]) -> dict[str, object]:
-    """The READ_COLUMNS of a parsed log; `kinds`: its personal data (LogEntry.pii)."""
+def log_read_columns(log: ParsedLog, kinds: list[str] | None) -> dict[str, object]:
+    """The READ_COLUMNS of a parsed log; `kinds`: its personal data (LogEntry.pii), None when not scanned yet."""
     return {
         "provider": log.provider[:32],
         "format": log.format,
@@ -261,12 +349,13 @@ def log_read_columns(log: ParsedLog, kinds: list[str]) -> dict[str, object]:
             model=log.model, prompt_tokens=log.prompt_tokens, completion_tokens=log.completion_tokens
         ),
         "search_text": log.search_text,
-        "pii": kinds,
+        "pii": kinds or [],
+        "pii_pending": kinds is None,
         "notes": log.notes,
     }
 
 
-def _values(project_id: int, log: ParsedLog, kinds: list[str], now: datetime) -> dict[str, object]:
+def _values(project_id: int, log: ParsedLog, kinds: list[str] | None, now: datetime) -> dict[str, object]:
     """The LogEntry columns of a parsed log (ids aside); `kinds`: its personal data (LogEntry.pii)."""
     return {
         "project_id": project_id,
@@ -314,7 +403,7 @@ _COPY_TAGS = "COPY curation_logtag (log_id, tag_id) FROM STDIN"
 _NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('curation_logentry', 'id')) FROM generate_series(1, %s)"
 
 
-def _copy_insert(*, project: Project, logs: list[tuple[ParsedLog, list[str]]]) -> None:
+def _copy_insert(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> None:
     if not logs:
         return
     now = timezone.now()

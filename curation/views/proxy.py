@@ -68,7 +68,7 @@ def _proxy(request: HttpRequest, provider: Provider) -> HttpResponse:
     limited = ingest_rate_spend_for_key(api_key=key)  # each call is a log: it counts as one ingest request
     if limited is not None:
         refusal = _refusal(provider, 429, str(limited.detail), "rate_limit_error")
-        refusal["Retry-After"] = str(int(limited.wait or 1))
+        refusal["Retry-After"] = str(int(getattr(limited, "wait", None) or 1))
         return refusal
     call = proxy_call_open(
         project=key.project,
