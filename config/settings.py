@@ -266,9 +266,21 @@ if LOGTUNE_PII_PHONE_REGION and not re.fullmatch(r"[A-Z]{2}", LOGTUNE_PII_PHONE_
         f"LOGTUNE_PII_PHONE_REGION={LOGTUNE_PII_PHONE_REGION!r}: expected a country code, e.g. US"
     )
 
-# Hosts a project's proxy upstreams (Project.openai_base_url, anthropic_base_url) may name: the server sends
-# requests there, so a project owner must not be able to point it at internal addresses. "*" allows any host.
+# Hosts and ports a project's proxy upstreams (Project.openai_base_url, anthropic_base_url) may name: the server
+# sends requests there, so a project owner must not be able to point it at internal addresses, nor at another port
+# of an allowed host. `host`: its scheme's default port (443, 80) only; `host:8000`: that port; `host:*`: any
+# port; `[fd00::1]:8000` for IPv6; "*" alone allows anything (docs/proxy.md).
 LOGTUNE_PROXY_UPSTREAM_HOSTS = env_list("LOGTUNE_PROXY_UPSTREAM_HOSTS", ["api.openai.com", "api.anthropic.com"])
+_UPSTREAM_ENTRY = re.compile(
+    r"\*"  # anything
+    r"|(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]@*]+)(:([1-9]\d{0,4}|\*))?"  # host, [v6], with :port or :* or not
+    r"|[0-9a-fA-F]*:[0-9a-fA-F:.]+"  # a bare IPv6 address: its default ports
+)
+for _entry in LOGTUNE_PROXY_UPSTREAM_HOSTS:
+    if not _UPSTREAM_ENTRY.fullmatch(_entry):
+        raise ImproperlyConfigured(
+            f"LOGTUNE_PROXY_UPSTREAM_HOSTS: {_entry!r} is not host, host:port, host:* or * (docs/proxy.md)"
+        )
 
 # "More like this" in the explorer searches the embeddings of a project's newest logs, at most this many
 # (about 1.5 KB each); embedding them takes 20-25 minutes per 50,000 on two CPU cores.
