@@ -6,6 +6,7 @@ file-system Celery broker under ./var. DATABASE_URL and CELERY_BROKER_URL switch
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "curation",
     "training",
 ]
@@ -65,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login refused by django-axes (config/login.py) into the lockout page.
+    "axes.middleware.AxesMiddleware",
     # Last, so it is the first to see a view's exception: a database that is down answers 503, not 500.
     "config.middleware.DatabaseUnavailableMiddleware",
 ]
@@ -113,6 +117,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# django-axes first: a locked-out login is refused before any password is hashed.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -145,13 +151,27 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Behind a proxy that terminates TLS, Django sees plain HTTP: trust the proxy's X-Forwarded-Proto to tell it the
 # client used HTTPS (else every request would be redirected again). Only when the proxy sets or strips that header
 # on every request, since a client could otherwise claim HTTPS itself.
-if env_bool("BEHIND_TLS_PROXY", False):
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Login throttling (django-axes; config/login.py, docs/security.md) ----------------------------------
+# After this many failed logins for one username, or from one address, logging in is refused (429) for the
+# cool-off, counted from the last try: guessing stops at a few passwords per quarter hour, none of them hashed.
+AXES_FAILURE_LIMIT = env_int("LOGTUNE_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGTUNE_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.login.client_ip"
+AXES_LOCKOUT_CALLABLE = "config.login.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # failed attempts are kept (to count them), successful logins are not
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME.total_seconds() < 60:
+    raise ImproperlyConfigured("LOGTUNE_LOGIN_FAILURE_LIMIT and LOGTUNE_LOGIN_COOLOFF_MINUTES must be at least 1")
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
