@@ -3,7 +3,6 @@ their request's head, or a small body, a byte at a time hold no thread, so /heal
 and a connection that never finishes its request is closed after the worker's request timeout."""
 
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,17 +11,11 @@ import pytest
 
 from config.gunicorn_worker import HeadFirstWorker
 from curation.services.projects import api_key_create
-from tests.faults.processes import Service, free_port, http, service_env, wait_until_serving
+from tests.faults.processes import Service, free_port, http, service_env, wait_until_serving, web_command
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SLOW_CLIENTS = 16
-
-
-def production_web_command(port: int) -> list[str]:
-    """As docker/Dockerfile starts it, with one process of 4 threads: 16 slow clients are 4 times its threads."""
-    return [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "--bind", f"127.0.0.1:{port}",
-            "--workers", "1", "--threads", "4"]  # fmt: skip
 
 
 class SlowClients:
@@ -62,7 +55,9 @@ class SlowClients:
 @pytest.fixture
 def web(spawn: Callable[..., Service], tmp_path) -> Iterator[int]:
     port = free_port()
-    server = spawn("web", production_web_command(port), service_env(tmp_path / "var"))
+    # One process of 4 threads, as docker/Dockerfile starts it with WEB_CONCURRENCY=1: 16 slow clients are 4 times
+    # its threads.
+    server = spawn("web", web_command(port, threads=4), service_env(tmp_path / "var"))
     wait_until_serving(f"http://127.0.0.1:{port}", server)
     yield port
 
