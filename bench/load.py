@@ -1,7 +1,8 @@
 """Concurrent ingest for a bounded time: many API clients against gunicorn on 127.0.0.1.
 
     .venv/bin/python bench/load.py [--clients 16] [--batch 100] [--seconds 30] [--workers 2]
-                                   [--worker-class gthread|sync] [--threads 4] [--rate RATE]
+                                   [--worker-class config|gthread|sync] [--threads 4] [--rate RATE]
+    .venv/bin/python bench/load.py --slow 16 [--slow-kind headers|body] [--seconds 20] [--workers 4]
 
 Recreates a bench database, creates the bench project with one API key per client, and starts the
 production server (gunicorn, `config.wsgi`, DEBUG=0, a random SECRET_KEY, ALLOWED_HOSTS=127.0.0.1)
@@ -10,6 +11,11 @@ on a free port, with per-key ingest rate limiting off unless --rate sets LOGTUNE
 Chat Completions logs to /api/v1/logs for --seconds, and it prints throughput, latency percentiles
 and errors by kind. It exits non-zero when any request failed (429s under --rate are counted apart)
 or when the project's rows in the database differ from the logs the answers accepted.
+
+--worker-class config (the default) starts gunicorn as production does, with config/gunicorn.py; gthread is the
+plain gthread worker, as production ran before it. With --slow N it measures slow clients instead of ingest:
+N connections send a request's head (or a login form's body) a byte at a time while /healthz and an API read
+are timed (bench/slow_clients.py); it exits non-zero when a probe went unanswered.
 
 Every request has a timeout and so has the whole run; gunicorn runs in a process group of its own
 that is stopped on every way out. Only 127.0.0.1 is contacted, and the database in --database-url.
@@ -47,6 +53,7 @@ from common import (
     wait_until_up,
     warn_if_busy,
 )
+from slow_clients import slow_problems, slow_run, slow_table
 
 STOP_GRACE_S = 10
 ERROR_PAUSE_S = 0.1
@@ -63,6 +70,9 @@ def main() -> None:
     signal.signal(signal.SIGALRM, _raise_out_of_time)
     signal.alarm(args.run_timeout)
     warn_if_busy()
+    if args.slow:
+        _slow_main(args)
+        return
     batches = _batches(args)
     with tempfile.TemporaryDirectory(prefix="logtune-load-") as tmp:
         env = child_env(database_url=args.database_url, var_dir=Path(tmp))
@@ -91,6 +101,32 @@ def main() -> None:
     print("OK: no errors, and the database holds exactly the logs the answers accepted.")
 
 
+def _slow_main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="logtune-slow-") as tmp:
+        env = child_env(database_url=args.database_url, var_dir=Path(tmp))
+        env.update(ALLOWED_HOSTS="127.0.0.1", LOGTUNE_INGEST_RATE="")
+        print(f"Recreating and migrating {args.database_url}...")
+        (key,) = _database_prepare(env=env, keys=1)
+        port = free_port()
+        log_path = Path(tmp) / "gunicorn.log"
+        print(f"Starting gunicorn ({_server_name(args)}) on 127.0.0.1:{port}...")
+        server = None
+        try:
+            server = gunicorn_start(port=port, options=_server_options(args), env=env, log_path=log_path)
+            wait_until_up(server, port=port, key=key, log_path=log_path)
+            print(f"{args.slow} slow clients sending their {args.slow_kind} for {args.seconds} s, probing...")
+            run = slow_run(port=port, key=key, args=args)
+        finally:
+            signal.alarm(0)
+            if server is not None:
+                server_stop(server, grace=STOP_GRACE_S)
+    print_table(slow_table(run, args, server=_server_name(args), code=code_version()))
+    problems = slow_problems(run, args)
+    if problems:
+        raise SystemExit("FAILED:\n" + "\n".join(f"  - {problem}" for problem in problems))
+    print("OK: every probe was answered while the slow clients held their connections.")
+
+
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -102,11 +138,16 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=100, help="Logs per request (the API takes 1,000 at most).")
     parser.add_argument("--seconds", type=int, default=30, help="No request starts after this many seconds.")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
-    # gthread with 4 threads is how docker/ runs the web service, so this measures the server as deployed:
-    # a worker's threads overlap one request's waits (its body arriving, PostgreSQL, the commit's WAL
-    # flush) with another's Python. --worker-class sync compares; docs/benchmarks.md has both.
-    parser.add_argument("--worker-class", choices=("sync", "gthread"), default="gthread")
-    parser.add_argument("--threads", type=int, default=4, help="Threads per worker, with --worker-class gthread.")
+    # config: config/gunicorn.py, how docker/ runs the web service, so this measures the server as deployed (its
+    # worker is gthread's, reading each request's head in its event loop first): a worker's threads overlap one
+    # request's waits (its body arriving, PostgreSQL, the commit's WAL flush) with another's Python. gthread is
+    # the plain gthread worker, --worker-class sync compares; docs/benchmarks.md has them.
+    parser.add_argument("--worker-class", choices=("config", "sync", "gthread"), default="config")
+    parser.add_argument("--threads", type=int, default=4, help="Threads per worker, with config or gthread.")
+    parser.add_argument("--slow", type=int, default=0, help="Slow clients: measure them instead of ingest.")
+    parser.add_argument("--slow-kind", choices=("headers", "body"), default="headers", help="What they send slowly.")
+    parser.add_argument("--slow-every", type=float, default=0.5, help="Seconds between two bytes of a slow client.")
+    parser.add_argument("--probe-timeout", type=float, default=5.0, help="Seconds a /healthz or API probe may take.")
     parser.add_argument(
         "--rate",
         default="",
@@ -128,6 +169,8 @@ def _parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if min(args.clients, args.batch, args.seconds, args.workers, args.threads, args.feed_rate) < 1:
         parser.error("--clients, --batch, --seconds, --workers, --threads and --feed-rate must be at least 1")
+    if args.slow < 0 or args.slow_every <= 0 or args.probe_timeout <= 0:
+        parser.error("--slow must not be negative, --slow-every and --probe-timeout must be positive")
     if args.request_timeout <= 0:
         parser.error("--request-timeout must be positive")
     if args.run_timeout is None:
@@ -222,11 +265,16 @@ def _database_prepare(*, env: dict[str, str], keys: int) -> list[str]:
 
 
 def _server_name(args: argparse.Namespace) -> str:
-    threads = f" of {args.threads} threads" if args.worker_class == "gthread" else ""
-    return f"{args.workers} {args.worker_class} workers{threads}"
+    threads = f" of {args.threads} threads" if args.worker_class != "sync" else ""
+    kind = "config/gunicorn.py" if args.worker_class == "config" else args.worker_class
+    return f"{args.workers} {kind} workers{threads}"
 
 
 def _server_options(args: argparse.Namespace) -> list[str]:
+    if args.worker_class == "config":
+        # As production starts it; the command line names only the size and a short stop.
+        return ["-c", "config/gunicorn.py", "--workers", str(args.workers), "--threads", str(args.threads),
+                "--graceful-timeout", str(STOP_GRACE_S)]  # fmt: skip
     options = [
         "--workers", str(args.workers), "--worker-class", args.worker_class,
         # Longer than the clients wait: a slow request shows as a client timeout, not a killed worker.

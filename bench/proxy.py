@@ -72,7 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="logtune-proxy-") as tmp:
         env = child_env(database_url=args.database_url, var_dir=Path(tmp))
         env.update(
-            ALLOWED_HOSTS="127.0.0.1", CELERY_BROKER_URL=args.broker_url, LOGTUNE_PROXY_UPSTREAM_HOSTS="127.0.0.1"
+            ALLOWED_HOSTS="127.0.0.1", CELERY_BROKER_URL=args.broker_url, LOGTUNE_PROXY_UPSTREAM_HOSTS="127.0.0.1:*"
         )
         print(f"Recreating and migrating {args.database_url}...")
         key = bench_database_prepare(env=env)

@@ -6,9 +6,11 @@ file-system Celery broker under ./var. DATABASE_URL and CELERY_BROKER_URL switch
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_float, env_int, env_list, env_str
@@ -50,6 +52,8 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "csp",
     "curation",
     "training",
 ]
@@ -58,6 +62,7 @@ MIDDLEWARE = [
     # First: answers /healthz before host validation and the HTTPS redirect (see config/health.py).
     "config.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -65,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login refused by django-axes (config/login.py) into the lockout page.
+    "axes.middleware.AxesMiddleware",
     # Last, so it is the first to see a view's exception: a database that is down answers 503, not 500.
     "config.middleware.DatabaseUnavailableMiddleware",
 ]
@@ -113,6 +120,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# django-axes first: a locked-out login is refused before any password is hashed.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -145,13 +154,47 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Behind a proxy that terminates TLS, Django sees plain HTTP: trust the proxy's X-Forwarded-Proto to tell it the
 # client used HTTPS (else every request would be redirected again). Only when the proxy sets or strips that header
 # on every request, since a client could otherwise claim HTTPS itself.
-if env_bool("BEHIND_TLS_PROXY", False):
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every answer (django-csp): scripts, styles, images, fonts and requests from this
+# origin only, no inline script, no eval, no <style> element, no plugin, no framing. Style *attributes* stay
+# allowed (style-src-attr): the templates set a tag's colour and a bar's width with them; they run no script, load
+# nothing img-src and font-src do not allow, and cannot select other elements. Markdown from logs is sanitised
+# with no style attribute allowed (curation/rendering.py). The API docs page relaxes styles (config/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# --- Login throttling (django-axes; config/login.py, docs/security.md) ----------------------------------
+# After this many failed logins for one username, or from one address, logging in is refused (429) for the
+# cool-off, counted from the last try: guessing stops at a few passwords per quarter hour, none of them hashed.
+AXES_FAILURE_LIMIT = env_int("LOGTUNE_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGTUNE_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.login.client_ip"
+AXES_LOCKOUT_CALLABLE = "config.login.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # failed attempts are kept (to count them), successful logins are not
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME.total_seconds() < 60:
+    raise ImproperlyConfigured("LOGTUNE_LOGIN_FAILURE_LIMIT and LOGTUNE_LOGIN_COOLOFF_MINUTES must be at least 1")
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
@@ -274,9 +317,21 @@ if LOGTUNE_PII_PHONE_REGION and not re.fullmatch(r"[A-Z]{2}", LOGTUNE_PII_PHONE_
         f"LOGTUNE_PII_PHONE_REGION={LOGTUNE_PII_PHONE_REGION!r}: expected a country code, e.g. US"
     )
 
-# Hosts a project's proxy upstreams (Project.openai_base_url, anthropic_base_url) may name: the server sends
-# requests there, so a project owner must not be able to point it at internal addresses. "*" allows any host.
+# Hosts and ports a project's proxy upstreams (Project.openai_base_url, anthropic_base_url) may name: the server
+# sends requests there, so a project owner must not be able to point it at internal addresses, nor at another port
+# of an allowed host. `host`: its scheme's default port (443, 80) only; `host:8000`: that port; `host:*`: any
+# port; `[fd00::1]:8000` for IPv6; "*" alone allows anything (docs/proxy.md).
 LOGTUNE_PROXY_UPSTREAM_HOSTS = env_list("LOGTUNE_PROXY_UPSTREAM_HOSTS", ["api.openai.com", "api.anthropic.com"])
+_UPSTREAM_ENTRY = re.compile(
+    r"\*"  # anything
+    r"|(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]@*]+)(:([1-9]\d{0,4}|\*))?"  # host, [v6], with :port or :* or not
+    r"|[0-9a-fA-F]*:[0-9a-fA-F:.]+"  # a bare IPv6 address: its default ports
+)
+for _entry in LOGTUNE_PROXY_UPSTREAM_HOSTS:
+    if not _UPSTREAM_ENTRY.fullmatch(_entry):
+        raise ImproperlyConfigured(
+            f"LOGTUNE_PROXY_UPSTREAM_HOSTS: {_entry!r} is not host, host:port, host:* or * (docs/proxy.md)"
+        )
 
 # "More like this" in the explorer searches the embeddings of a project's newest logs, at most this many
 # (about 1.5 KB each); embedding them takes 20-25 minutes per 50,000 on two CPU cores.

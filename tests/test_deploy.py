@@ -283,6 +283,27 @@ def test_every_variable_compose_and_the_dockerfiles_use_is_in_docker_env_example
     assert used <= listed, f"missing from docker/.env.example: {sorted(used - listed)}"
 
 
+def test_the_web_service_and_the_image_start_gunicorn_with_its_config_file():
+    """config/gunicorn.py carries the worker that slow clients cannot starve (docs/deploy.md#slow-clients)."""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    config = (ROOT / "config" / "gunicorn.py").read_text()
+
+    assert compose()["services"]["web"]["command"] == [
+        "gunicorn",
+        "-c",
+        "config/gunicorn.py",
+        "--bind",
+        "0.0.0.0:8000",
+    ]
+    assert 'CMD ["gunicorn", "-c", "config/gunicorn.py", "--bind", "0.0.0.0:8000"]' in dockerfile
+    assert 'worker_class = "config.gunicorn_worker.HeadFirstWorker"' in config
+    assert (
+        {"WEB_CONCURRENCY", "WEB_THREADS"}
+        <= set(re.findall(r'environ.get\("([A-Z_]+)"', config))
+        <= set(env_example())
+    )
+
+
 # --- docker/Dockerfile, docker/Dockerfile.gpu ------------------------------------------------------
 
 

@@ -130,13 +130,16 @@ def proxy_key_authenticate(*, raw: str) -> ApiKey | None:
 def upstream_url_problem(url: str) -> str:
     """Why `url` cannot be a proxy upstream, or "" when it can.
 
-    The server sends requests to it, so only http(s) URLs to a host in LOGTUNE_PROXY_UPSTREAM_HOSTS are
-    accepted: an owner could otherwise point the server at an internal address (SSRF). Checked when an owner
-    saves the URL and again on every call, so a narrower setting applies to URLs saved before it.
+    The server sends requests to it, so only http(s) URLs to a host and port that LOGTUNE_PROXY_UPSTREAM_HOSTS
+    allows are accepted: an owner could otherwise point the server at an internal address or, on an allowed host,
+    at another of its services (SSRF). An entry `host` allows that host on its scheme's default port (443, 80),
+    `host:port` that port, `host:*` any port, and `*` anything. Checked when an owner saves the URL and again on
+    every call, so a narrower setting applies to URLs saved before it.
     """
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
+        port = parts.port
     except ValueError:
         return "is not a URL"
     if parts.scheme not in ("http", "https"):
@@ -146,9 +149,33 @@ def upstream_url_problem(url: str) -> str:
     if parts.username is not None or parts.password is not None:
         return "must not carry credentials (the caller's key is forwarded with each call)"
     allowed = settings.LOGTUNE_PROXY_UPSTREAM_HOSTS
-    if "*" not in allowed and host not in {name.lower() for name in allowed}:
-        return f"host {host} is not among this server's LOGTUNE_PROXY_UPSTREAM_HOSTS ({', '.join(allowed)})"
-    return ""
+    if "*" in allowed:
+        return ""
+    default = _DEFAULT_PORTS[parts.scheme]
+    port = port or default
+    entries = {upstream_entry_split(entry) for entry in allowed}
+    if {(host, str(port)), (host, "*")} & entries or (port == default and (host, "") in entries):
+        return ""
+    shown = f"[{host}]" if ":" in host else host
+    if any(name == host for name, _ in entries):
+        return f"port {port} of {shown} is not among this server's LOGTUNE_PROXY_UPSTREAM_HOSTS ({', '.join(allowed)})"
+    return f"host {shown} is not among this server's LOGTUNE_PROXY_UPSTREAM_HOSTS ({', '.join(allowed)})"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def upstream_entry_split(entry: str) -> tuple[str, str]:
+    """An entry of LOGTUNE_PROXY_UPSTREAM_HOSTS as (host, port): port "" for a bare host (the URL scheme's default
+    port), "*" or digits. An IPv6 address takes brackets to carry a port (`[fd00::1]:8000`)."""
+    entry = entry.strip().lower()
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, rest.removeprefix(":")
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        return host, port
+    return entry, ""
 
 
 @transaction.atomic

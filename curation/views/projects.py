@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST, require_safe
 
 from curation import selectors
@@ -57,7 +58,6 @@ def project(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         "api_keys": selectors.api_keys_for_project(project=membership.project)
         if membership.role == Role.OWNER
         else [],
-        "new_key": request.session.pop("new_api_key", None),
     }
     return render(request, "curation/project.html", context)
 
@@ -90,18 +90,21 @@ def import_upload(request: AuthenticatedRequest, slug: str) -> HttpResponse:
 def api_key_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug, Role.OWNER)
     form = ApiKeyCreateForm(request.POST)
-    if form.is_valid():
-        key, raw = api_key_create(
-            project=membership.project,
-            name=form.cleaned_data["name"],
-            role=form.cleaned_data["role"],
-            created_by=request.user,
-        )
-        # Shown once, on the next page load, then gone: only its hash is stored.
-        request.session["new_api_key"] = {"prefix": key.prefix, "raw": raw}
-    else:
+    if not form.is_valid():
         messages.error(request, form_problems(form.errors))
-    return redirect("project", slug=slug)
+        return redirect("project", slug=slug)
+    key, raw = api_key_create(
+        project=membership.project,
+        name=form.cleaned_data["name"],
+        role=form.cleaned_data["role"],
+        created_by=request.user,
+    )
+    # Shown once, in the answer to this POST and nowhere else: only its hash is stored. No session row holds it
+    # until a next page load, and no cache keeps the page.
+    context = {"project": membership.project, "key": key, "raw": raw}
+    response = render(request, "curation/api_key_created.html", context)
+    add_never_cache_headers(response)
+    return response
 
 
 @login_required

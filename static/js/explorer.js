@@ -125,6 +125,9 @@
 
   document.addEventListener("change", (event) => {
     const target = event.target;
+    // A changed filter reloads the table; the search box does so as it is typed (hx-trigger on #filters).
+    // Told here rather than by an htmx trigger filter, which htmx would evaluate as code: the CSP forbids eval.
+    if (target.closest("#filters") && target.id !== "q") htmx.trigger(target.form, "logtune:filter-changed");
     if (target.matches("#log-table input[name=ids]")) selectionChanged();
     if (target.matches("#select-page")) {
       boxes().forEach((box) => { box.checked = target.checked; });

@@ -2,6 +2,7 @@ import hashlib
 import io
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from rest_framework.test import APIClient
@@ -73,13 +74,13 @@ def test_the_project_page_shows_logs_to_members_only(client, project, viewer, ou
 def test_an_owner_sees_a_new_key_once_and_can_revoke_it(client, project, owner):
     client.force_login(owner)
 
-    client.post("/p/acme/keys/new", {"name": "backend", "role": "viewer"})
-    first = client.get("/p/acme/").content.decode()
+    created = client.post("/p/acme/keys/new", {"name": "backend", "role": "viewer"})
     second = client.get("/p/acme/").content.decode()
 
     key = ApiKey.objects.get(project=project, name="backend")
-    raw = first.split('<pre class="secret">')[1].split("</pre>")[0]
+    raw = created.content.decode().split('<pre class="secret">')[1].split("</pre>")[0]
     assert api_key_authenticate(raw=raw) == key
+    assert "no-store" in created["Cache-Control"]
     assert raw not in second
     assert key.role == "viewer" and "<td>Viewer</td>" in second
     client.post(f"/p/acme/keys/{key.pk}/revoke")
@@ -144,3 +145,28 @@ def test_login_with_the_form(client, project, owner):
 
     assert response.status_code == 302
     assert client.get("/", follow=True).request["PATH_INFO"] == "/p/acme/"
+
+
+def test_a_new_key_is_in_no_session_row(client, project, owner):
+    client.force_login(owner)
+
+    created = client.post("/p/acme/keys/new", {"name": "backend", "role": "editor"})
+    raw = created.content.decode().split('<pre class="secret">')[1].split("</pre>")[0]
+    sessions = list(Session.objects.all())
+    client.get("/p/acme/")  # where the key used to be taken back out of the session
+
+    assert api_key_authenticate(raw=raw) is not None
+    assert sessions
+    for session in sessions:
+        assert raw not in session.session_data
+        assert raw not in str(session.get_decoded())
+
+
+def test_a_refused_key_form_goes_back_to_the_project_page_with_the_reason(client, project, owner):
+    client.force_login(owner)
+
+    response = client.post("/p/acme/keys/new", {"name": "x", "role": "emperor"}, follow=True)
+
+    assert response.redirect_chain == [("/p/acme/", 302)]
+    assert "emperor" in response.content.decode()
+    assert not ApiKey.objects.filter(name="x").exists()

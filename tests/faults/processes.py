@@ -84,9 +84,10 @@ class Service:
         return f"--- {self.name} ---\n" + "\n".join(text.splitlines()[-lines:])
 
 
-def web_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-            "--worker-class", "gthread", "--threads", "8", "--timeout", "60", "--graceful-timeout", "5"]  # fmt: skip
+def web_command(port: int, threads: int = 8) -> list[str]:
+    """gunicorn as production starts it (config/gunicorn.py), one process, a short stop."""
+    return [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "--bind", f"127.0.0.1:{port}",
+            "--workers", "1", "--threads", str(threads), "--graceful-timeout", "5"]  # fmt: skip
 
 
 def worker_command(name: str) -> list[str]:

@@ -21,8 +21,8 @@ def stand_in() -> Iterator[StandIn]:
 
 @pytest.fixture
 def proxied(project: Project, stand_in: StandIn, settings) -> Project:
-    """The acme project, its upstreams on the stand-in (a host this server's setting allows)."""
-    settings.LOGTUNE_PROXY_UPSTREAM_HOSTS = ["127.0.0.1"]
+    """The acme project, its upstreams on the stand-in (the host and port this server's setting allows)."""
+    settings.LOGTUNE_PROXY_UPSTREAM_HOSTS = [f"127.0.0.1:{stand_in.port}"]
     project.openai_base_url = f"{stand_in.url}/v1"
     project.anthropic_base_url = stand_in.url
     project.save()

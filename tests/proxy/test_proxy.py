@@ -156,8 +156,10 @@ def test_an_upstream_error_is_returned_as_is_and_logged_with_its_status(live_ser
     assert log.original_value["response"] == OPENAI_ERRORS["error-429"][1]
 
 
-def test_an_unreachable_upstream_is_answered_502_in_the_providers_shape_and_logged(live_server, celery_worker,
-                                                                                   proxied, editor_key):  # fmt: skip
+def test_an_unreachable_upstream_is_answered_502_in_the_providers_shape_and_logged(
+    live_server, celery_worker, proxied, editor_key, settings
+):
+    settings.LOGTUNE_PROXY_UPSTREAM_HOSTS = ["127.0.0.1:9"]
     proxied.openai_base_url = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
     proxied.save()
 

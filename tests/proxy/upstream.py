@@ -204,9 +204,12 @@ class StandIn:
     go_on: threading.Event = field(default_factory=threading.Event)
 
     @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self.server.server_address[0]}:{self.port}"
 
     def close(self) -> None:
         self.go_on.set()
