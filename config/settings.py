@@ -250,6 +250,9 @@ LOGTUNE_MAX_IMPORT_BYTES = env_int("LOGTUNE_MAX_IMPORT_BYTES", 10 * 1024**3)
 # Logs compress about 5-15x; 20x the upload limit leaves room for repetitive ones.
 LOGTUNE_MAX_IMPORT_EXPANDED_BYTES = env_int("LOGTUNE_MAX_IMPORT_EXPANDED_BYTES", 20 * LOGTUNE_MAX_IMPORT_BYTES)
 LOGTUNE_IMPORT_BATCH = env_int("LOGTUNE_IMPORT_BATCH", 1000)
+# An import's batch also ends once it holds this many bytes of line text: a file of lines near
+# LOGTUNE_MAX_BODY_BYTES commits a line or two at a time instead of holding a thousand of them (tens of GB) at once.
+LOGTUNE_IMPORT_BATCH_BYTES = env_int("LOGTUNE_IMPORT_BATCH_BYTES", 16 * 1024 * 1024)
 # Ingest requests (POST /api/v1/logs and /api/v1/imports) per API key, or per user for session callers,
 # in DRF's "N/period" form (period: s, min, hour, day). Empty: no limit.
 LOGTUNE_INGEST_RATE = env_str("LOGTUNE_INGEST_RATE", "600/min").strip()

@@ -331,6 +331,7 @@ class _Batch:
     item_lines: list[int] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)
     last_line: int = 0
+    size: int = 0  # bytes of the line text held: what the batch costs in memory, several times over once parsed
 
     def __len__(self) -> int:
         return len(self.items) + len(self.errors)
@@ -353,23 +354,29 @@ def _read_line(batch: _Batch, number: int, line: bytes, *, keep_unreadable: bool
 def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: ProgressCallback | None) -> None:
     limit = settings.LOGTUNE_MAX_BODY_BYTES
     keep_unreadable = job.dataset_id is None and job.project.keep_unreadable
-    batch = _Batch()
+    max_bytes = settings.LOGTUNE_IMPORT_BATCH_BYTES
+    batch, batch_end = _Batch(), 0
     try:
         for number, line in _numbered_lines(stream, limit):
             if number <= job.lines_done:
                 if number % SKIP_BEAT_LINES == 0:
                     _beat(job)
                 continue  # committed by an earlier run of this job
-            batch.last_line = number
+            size = len(line) if line is not None and line.strip() else 0
+            if batch.last_line and batch.size + size > max_bytes:
+                # A batch holds at most LOGTUNE_IMPORT_BATCH_BYTES of line text (or one line that alone is more):
+                # a file of large lines must not hold a thousand of them at once.
+                _commit_and_report(job, batch, batch_end, on_progress)
+                batch = _Batch()
+            batch.last_line, batch.size = number, batch.size + size
             if line is None:
                 batch.errors.append((number, f"line is longer than {limit} bytes"))
-            elif line.strip():
+            elif size:
                 _read_line(batch, number, line, keep_unreadable=keep_unreadable)
+            batch_end = raw.tell()
             if len(batch) >= settings.LOGTUNE_IMPORT_BATCH:
-                _commit_batch(job, batch, raw.tell())
+                _commit_and_report(job, batch, batch_end, on_progress)
                 batch = _Batch()
-                if on_progress:
-                    on_progress(job)
     except ExpandedTooLarge as exc:
         # The whole lines read before the limit are stored, as they would be from a file cut there.
         if batch.last_line:
@@ -379,6 +386,12 @@ def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: 
         ) from None
     if batch.last_line:
         _commit_batch(job, batch, raw.tell())
+
+
+def _commit_and_report(job: ImportJob, batch: _Batch, bytes_done: int, on_progress: ProgressCallback | None) -> None:
+    _commit_batch(job, batch, bytes_done)
+    if on_progress:
+        on_progress(job)
 
 
 def _commit_batch(job: ImportJob, batch: _Batch, bytes_done: int) -> None:

@@ -124,6 +124,57 @@ def test_a_redelivered_import_resumes_after_the_last_committed_line(tmp_path, pr
 
 
 @pytest.mark.django_db
+def test_a_file_of_large_lines_is_committed_in_batches_bounded_by_bytes_not_only_lines(
+    tmp_path, project, settings, monkeypatch
+):
+    settings.LOGTUNE_IMPORT_BATCH = 1000
+    settings.LOGTUNE_IMPORT_BATCH_BYTES = 250_000
+    settings.LOGTUNE_MAX_BODY_BYTES = 300_000
+    big = [{"prompt": f"p{i} " + "x" * 100_000, "completion": "c"} for i in range(6)]
+    overlong = {"prompt": "y" * 400_000, "completion": "c"}
+    path = tmp_path / "large.jsonl"
+    path.write_bytes(jsonl([*big[:5], overlong, big[5]]))
+    job = import_job_create_local(project=project, path=path)
+    real_commit = imports._commit_batch
+    batches: list[tuple[int, int, int]] = []  # (lines held, bytes of line text held, lines_done once committed)
+
+    def counting_commit(job, batch, bytes_done) -> None:
+        real_commit(job, batch, bytes_done)
+        held = sum(len(item.text.encode()) for item in batch.items if item.text)
+        batches.append((len(batch.items), held, ImportJob.objects.get(pk=job.pk).lines_done))
+
+    monkeypatch.setattr(imports, "_commit_batch", counting_commit)
+
+    job = import_job_run(job_id=job.pk, path=path)
+
+    assert [(lines, done) for lines, _, done in batches] == [(2, 2), (2, 4), (2, 7)]
+    assert all(held <= 250_000 for _, held, _ in batches)
+    assert (job.status, job.accepted, job.rejected, job.lines_done) == (JobStatus.SUCCEEDED, 6, 1, 7)
+    assert ImportLineError.objects.get(job=job).error == "line is longer than 300000 bytes"
+
+
+@pytest.mark.django_db
+def test_a_line_larger_than_the_batch_bytes_is_a_batch_of_its_own(tmp_path, project, settings, monkeypatch):
+    settings.LOGTUNE_IMPORT_BATCH_BYTES = 1000
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(jsonl([{"prompt": "a", "completion": "c"}, {"prompt": "x" * 5000, "completion": "c"}]))
+    job = import_job_create_local(project=project, path=path)
+    real_commit = imports._commit_batch
+    done: list[int] = []
+
+    def counting_commit(job, batch, bytes_done) -> None:
+        real_commit(job, batch, bytes_done)
+        done.append(job.lines_done)
+
+    monkeypatch.setattr(imports, "_commit_batch", counting_commit)
+
+    job = import_job_run(job_id=job.pk, path=path)
+
+    assert done == [1, 2]
+    assert (job.status, job.accepted) == (JobStatus.SUCCEEDED, 2)
+
+
+@pytest.mark.django_db
 def test_an_overlong_line_is_reported_and_the_rest_imported(tmp_path, project, settings):
     settings.LOGTUNE_MAX_BODY_BYTES = 200
     path = tmp_path / "logs.jsonl"
