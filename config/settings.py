@@ -246,6 +246,9 @@ LOGTUNE_MAX_BATCH = env_int("LOGTUNE_MAX_BATCH", 1000)
 LOGTUNE_MAX_BODY_BYTES = env_int("LOGTUNE_MAX_BODY_BYTES", 32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LOGTUNE_MAX_BODY_BYTES
 LOGTUNE_MAX_IMPORT_BYTES = env_int("LOGTUNE_MAX_IMPORT_BYTES", 10 * 1024**3)
+# Uploads wait on disk until imported (then they are deleted): a project's uploads not yet imported may hold at most
+# this many bytes, so no editor can fill the disk with queued files. Two of the largest uploads by default.
+LOGTUNE_MAX_PENDING_IMPORT_BYTES = env_int("LOGTUNE_MAX_PENDING_IMPORT_BYTES", 2 * LOGTUNE_MAX_IMPORT_BYTES)
 # A .jsonl.gz import stops once it has decompressed this much: a small upload cannot expand without bound.
 # Logs compress about 5-15x; 20x the upload limit leaves room for repetitive ones.
 LOGTUNE_MAX_IMPORT_EXPANDED_BYTES = env_int("LOGTUNE_MAX_IMPORT_EXPANDED_BYTES", 20 * LOGTUNE_MAX_IMPORT_BYTES)

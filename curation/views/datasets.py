@@ -44,7 +44,7 @@ from curation.services.embeddings import (
     embedding_job_latest,
     threshold_clean,
 )
-from curation.services.imports import import_job_create
+from curation.services.imports import PendingImportsTooLarge, import_job_create
 from curation.services.redaction import (
     dataset_redact_or_queue,
     redaction_job_latest,
@@ -399,11 +399,16 @@ def dataset_import_upload(request: AuthenticatedRequest, slug: str, dataset_id: 
     form = DatasetImportForm(request.POST, request.FILES)
     if form.is_valid():
         upload = form.cleaned_data["file"]
-        import_job_create(
-            project=membership.project, file=upload, source_name=upload.name, created_by=request.user, dataset=dataset
-        )
-        messages.success(request, f"Importing {upload.name} into {dataset.name}: progress below.")
-    else:
+        try:
+            import_job_create(
+                project=membership.project, file=upload, source_name=upload.name, created_by=request.user,
+                dataset=dataset,
+            )  # fmt: skip
+        except PendingImportsTooLarge as exc:
+            form.add_error("file", str(exc))
+        else:
+            messages.success(request, f"Importing {upload.name} into {dataset.name}: progress below.")
+    if form.errors:
         messages.error(request, _problems(form.errors))
     return redirect("dataset", slug=slug, dataset_id=dataset_id)
 
