@@ -181,6 +181,7 @@ CELERY_BEAT_SCHEDULE = {
     "finetunes-reap": {"task": "training.tasks.finetune_reap_task", "schedule": 60.0},
     "imports-reap": {"task": "curation.tasks.import_reap_task", "schedule": 60.0},
     "redactions-reap": {"task": "curation.tasks.redaction_reap_task", "schedule": 60.0},
+    "bulk-jobs-reap": {"task": "curation.tasks.bulk_reap_task", "schedule": 60.0},
 }
 # A running import whose worker has written no heartbeat (one per committed batch) for this long is re-queued
 # to resume after its last committed line, up to LOGTUNE_IMPORT_MAX_ATTEMPTS runs, then failed.
@@ -189,6 +190,12 @@ LOGTUNE_IMPORT_MAX_ATTEMPTS = env_int("LOGTUNE_IMPORT_MAX_ATTEMPTS", 5)
 # A queued import still not started this long after its task was sent is sent again: a broker restarted
 # without persistence loses its queued tasks. A second delivery of a task does nothing.
 LOGTUNE_IMPORT_RESEND_AFTER_S = env_int("LOGTUNE_IMPORT_RESEND_AFTER_S", 900)
+# The same for bulk jobs (tag, untag, delete or add to a dataset every log matching a filter), whose heartbeat is
+# one per committed chunk of LOGTUNE_BULK_CHUNK logs.
+LOGTUNE_BULK_CHUNK = env_int("LOGTUNE_BULK_CHUNK", 10_000)
+LOGTUNE_BULK_HEARTBEAT_TIMEOUT_S = env_int("LOGTUNE_BULK_HEARTBEAT_TIMEOUT_S", 120)
+LOGTUNE_BULK_MAX_ATTEMPTS = env_int("LOGTUNE_BULK_MAX_ATTEMPTS", 5)
+LOGTUNE_BULK_RESEND_AFTER_S = env_int("LOGTUNE_BULK_RESEND_AFTER_S", 900)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Cache ----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, cast
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
-from django.db import InterfaceError, OperationalError, connection, reset_queries, transaction
+from django.db import reset_queries, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -36,7 +36,7 @@ from curation.ingest.raw import decode_text
 from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, Project
 from curation.services.datasets import dataset_entries_ingest
 from curation.services.logs import logs_ingest
-from curation.services.queueing import task_send_or_mark_unsent
+from curation.services.queueing import database_gone, task_send_or_mark_unsent
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def import_job_run(
         logger.warning("curation.import_lost job=%s attempt=%s: another run took the job over", job.pk, job.attempts)
         return job
     except Exception as exc:
-        if _database_gone(exc):
+        if database_gone(exc):
             # Nothing of the batch in flight is stored. The job stays running under this attempt; once its
             # heartbeat is stale the reaper re-queues it, to resume after the last committed batch.
             logger.exception("curation.import_interrupted job=%s: the database went away", job.pk)
@@ -339,12 +339,6 @@ def _reap(job: ImportJob, now: datetime) -> int:
     if changes["status"] == JobStatus.FAILED:
         _upload_delete(job)
     return 1
-
-
-def _database_gone(exc: Exception) -> bool:
-    """Whether the database went away: Django's errors, or the driver's own from code on the raw cursor (COPY)."""
-    driver = connection.Database  # type: ignore[attr-defined]
-    return isinstance(exc, (OperationalError, InterfaceError, driver.OperationalError, driver.InterfaceError))
 
 
 def _describe(exc: Exception) -> str:
