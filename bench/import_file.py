@@ -66,7 +66,8 @@ def main() -> None:
             args.lines = args.large_lines
         print(f"Writing {args.lines:,} logs to {path}...")
         started = time.perf_counter()
-        _write_file(path, lines=args.lines, seed=args.seed, compress=args.gzip, line_mb=args.line_mb)
+        line_mb = args.line_mb if args.large_lines else None
+        _write_file(path, lines=args.lines, seed=args.seed, compress=args.gzip, line_mb=line_mb)
         size_mb = path.stat().st_size / 1e6
         print(f"  {size_mb:,.0f} MB in {time.perf_counter() - started:.0f} s")
 
@@ -88,6 +89,7 @@ def main() -> None:
             ("lines", f"{args.lines:,}" + (f" of {args.line_mb:g} MB" if args.large_lines else "")),
             ("seconds", f"{run.seconds:,.1f}"),
             ("lines/s", f"{args.lines / run.seconds:,.0f}"),
+            ("MB/s", f"{size_mb / run.seconds:,.1f}"),
             ("peak RSS MB", f"{run.peak_mb:,.0f}"),
             (f"peak RSS MB at {tenth.lines_done:,} lines" if tenth else "peak RSS MB at 10%", _mb(tenth)),
             (f"peak RSS MB at {final.lines_done:,} lines", _mb(final)),
