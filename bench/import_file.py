@@ -1,6 +1,10 @@
 """Speed and memory of importing a JSONL file: `manage.py import_logs FILE --inline` in a child process.
 
     .venv/bin/python bench/import_file.py [--lines 1000000] [--gzip]
+    .venv/bin/python bench/import_file.py --large-lines 24 --line-mb 30   # few, very large lines
+
+With `--large-lines N --line-mb M` the file holds N logs of about M MB each instead (a long document pasted
+into the prompt of each): what a batch of lines costs in memory when every line is near the per-log limit.
 
 Writes a file of realistic ~1 KB logs to a temporary folder (not timed), recreates the bench
 database, imports the file and follows the child: its resident memory (peak so far, read from
@@ -11,6 +15,7 @@ stays flat from the first 10% of the file to the end. Checks that every line bec
 import argparse
 import gzip
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -24,7 +29,9 @@ import psycopg
 from common import (
     DEFAULT_DATABASE_URL,
     PROJECT_SLUG,
+    QUESTIONS,
     REPO_ROOT,
+    TOPICS,
     AutoAnalyze,
     LogMaker,
     bench_database_prepare,
@@ -55,9 +62,12 @@ def main() -> None:
     warn_if_busy()
     with tempfile.TemporaryDirectory(prefix="logtune-bench-") as tmp:
         path = Path(tmp) / ("logs.jsonl.gz" if args.gzip else "logs.jsonl")
+        if args.large_lines:
+            args.lines = args.large_lines
         print(f"Writing {args.lines:,} logs to {path}...")
         started = time.perf_counter()
-        _write_file(path, lines=args.lines, seed=args.seed, compress=args.gzip)
+        line_mb = args.line_mb if args.large_lines else None
+        _write_file(path, lines=args.lines, seed=args.seed, compress=args.gzip, line_mb=line_mb)
         size_mb = path.stat().st_size / 1e6
         print(f"  {size_mb:,.0f} MB in {time.perf_counter() - started:.0f} s")
 
@@ -76,9 +86,10 @@ def main() -> None:
         [
             ("code", code_version()),
             ("file", f"{size_mb:,.0f} MB{' gzip' if args.gzip else ''}"),
-            ("lines", f"{args.lines:,}"),
+            ("lines", f"{args.lines:,}" + (f" of {args.line_mb:g} MB" if args.large_lines else "")),
             ("seconds", f"{run.seconds:,.1f}"),
             ("lines/s", f"{args.lines / run.seconds:,.0f}"),
+            ("MB/s", f"{size_mb / run.seconds:,.1f}"),
             ("peak RSS MB", f"{run.peak_mb:,.0f}"),
             (f"peak RSS MB at {tenth.lines_done:,} lines" if tenth else "peak RSS MB at 10%", _mb(tenth)),
             (f"peak RSS MB at {final.lines_done:,} lines", _mb(final)),
@@ -93,20 +104,50 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--gzip", action="store_true", help="Write and import a .jsonl.gz file.")
     parser.add_argument("--interval", type=float, default=0.5, help="Seconds between memory samples.")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--large-lines", type=int, default=0, metavar="N", help="N logs of --line-mb MB instead.")
+    parser.add_argument("--line-mb", type=float, default=30.0, metavar="M", help="Size of each large line in MB.")
     args = parser.parse_args()
     if args.lines < 1 or args.interval <= 0:
         parser.error("--lines must be at least 1 and --interval positive")
+    if args.large_lines < 0 or args.line_mb <= 0:
+        parser.error("--large-lines must not be negative and --line-mb must be positive")
     return args
 
 
-def _write_file(path: Path, *, lines: int, seed: int, compress: bool) -> None:
-    """Stream the logs to disk one line at a time: a million lines never sit in memory."""
+def _write_file(path: Path, *, lines: int, seed: int, compress: bool, line_mb: float | None = None) -> None:
+    """Stream the logs to disk one line at a time: a million lines never sit in memory. With `line_mb`, each
+    log carries a document of that many MB in its first user message."""
     maker = LogMaker(seed=seed)
+    document = _document(int(line_mb * 1e6), seed=seed) if line_mb else ""
     with path.open("wb", buffering=1 << 20) as raw:
         out: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) if compress else raw
         for index in range(lines):
-            out.write(orjson.dumps(maker.log(index), option=orjson.OPT_APPEND_NEWLINE))
+            log = maker.log(index)
+            if document:
+                _paste(log, f"Document {index}:\n{document}")
+            out.write(orjson.dumps(log, option=orjson.OPT_APPEND_NEWLINE))
         out.close()  # writes the gzip trailer; the file itself is closed by the `with`
+
+
+def _document(size: int, *, seed: int) -> str:
+    """About `size` bytes of prose-like text: sentences of the bench's words, varied, in paragraphs."""
+    rng = random.Random(seed)
+    words = " ".join(TOPICS + QUESTIONS).replace(".", "").replace(",", "").split()
+    paragraphs = [
+        ". ".join(" ".join(rng.choices(words, k=rng.randint(8, 24))).capitalize() for _ in range(6)) + "."
+        for _ in range(200)
+    ]
+    text = "\n\n".join(paragraphs)
+    return (text * (size // len(text) + 1))[:size]
+
+
+def _paste(log: dict, text: str) -> None:
+    """Put `text` at the end of the log's first user message (OpenAI or Anthropic shape)."""
+    message = next(m for m in log["request"]["messages"] if m["role"] == "user")
+    if isinstance(message["content"], str):
+        message["content"] += "\n\n" + text
+    else:
+        message["content"].append({"type": "text", "text": text})
 
 
 def _import(path: Path, *, env: dict[str, str], interval: float, log_dir: Path) -> ImportRun:

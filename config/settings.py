@@ -225,6 +225,7 @@ CELERY_BEAT_SCHEDULE = {
     "imports-reap": {"task": "curation.tasks.import_reap_task", "schedule": 60.0},
     "redactions-reap": {"task": "curation.tasks.redaction_reap_task", "schedule": 60.0},
     "pii-pending-reap": {"task": "curation.tasks.logs_pii_pending_reap_task", "schedule": 60.0},
+    "bulk-jobs-reap": {"task": "curation.tasks.bulk_reap_task", "schedule": 60.0},
 }
 # A running import whose worker has written no heartbeat (one per committed batch) for this long is re-queued
 # to resume after its last committed line, up to LOGTUNE_IMPORT_MAX_ATTEMPTS runs, then failed.
@@ -233,6 +234,12 @@ LOGTUNE_IMPORT_MAX_ATTEMPTS = env_int("LOGTUNE_IMPORT_MAX_ATTEMPTS", 5)
 # A queued import still not started this long after its task was sent is sent again: a broker restarted
 # without persistence loses its queued tasks. A second delivery of a task does nothing.
 LOGTUNE_IMPORT_RESEND_AFTER_S = env_int("LOGTUNE_IMPORT_RESEND_AFTER_S", 900)
+# The same for bulk jobs (tag, untag, delete or add to a dataset every log matching a filter), whose heartbeat is
+# one per committed chunk of LOGTUNE_BULK_CHUNK logs.
+LOGTUNE_BULK_CHUNK = env_int("LOGTUNE_BULK_CHUNK", 10_000)
+LOGTUNE_BULK_HEARTBEAT_TIMEOUT_S = env_int("LOGTUNE_BULK_HEARTBEAT_TIMEOUT_S", 120)
+LOGTUNE_BULK_MAX_ATTEMPTS = env_int("LOGTUNE_BULK_MAX_ATTEMPTS", 5)
+LOGTUNE_BULK_RESEND_AFTER_S = env_int("LOGTUNE_BULK_RESEND_AFTER_S", 900)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Cache ----------------------------------------------------------------------------------------
@@ -297,10 +304,16 @@ LOGTUNE_PII_INLINE_LOG_CHARS = env_int("LOGTUNE_PII_INLINE_LOG_CHARS", 200_000)
 LOGTUNE_MAX_BODY_BYTES = env_int("LOGTUNE_MAX_BODY_BYTES", 32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LOGTUNE_MAX_BODY_BYTES
 LOGTUNE_MAX_IMPORT_BYTES = env_int("LOGTUNE_MAX_IMPORT_BYTES", 10 * 1024**3)
+# Uploads wait on disk until imported (then they are deleted): a project's uploads not yet imported may hold at most
+# this many bytes, so no editor can fill the disk with queued files. Two of the largest uploads by default.
+LOGTUNE_MAX_PENDING_IMPORT_BYTES = env_int("LOGTUNE_MAX_PENDING_IMPORT_BYTES", 2 * LOGTUNE_MAX_IMPORT_BYTES)
 # A .jsonl.gz import stops once it has decompressed this much: a small upload cannot expand without bound.
 # Logs compress about 5-15x; 20x the upload limit leaves room for repetitive ones.
 LOGTUNE_MAX_IMPORT_EXPANDED_BYTES = env_int("LOGTUNE_MAX_IMPORT_EXPANDED_BYTES", 20 * LOGTUNE_MAX_IMPORT_BYTES)
 LOGTUNE_IMPORT_BATCH = env_int("LOGTUNE_IMPORT_BATCH", 1000)
+# An import's batch also ends once it holds this many bytes of line text: a file of lines near
+# LOGTUNE_MAX_BODY_BYTES commits a line or two at a time instead of holding a thousand of them (tens of GB) at once.
+LOGTUNE_IMPORT_BATCH_BYTES = env_int("LOGTUNE_IMPORT_BATCH_BYTES", 16 * 1024 * 1024)
 # Ingest requests (POST /api/v1/logs and /api/v1/imports) per API key, or per user for session callers,
 # in DRF's "N/period" form (period: s, min, hour, day). Empty: no limit.
 LOGTUNE_INGEST_RATE = env_str("LOGTUNE_INGEST_RATE", "600/min").strip()

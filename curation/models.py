@@ -331,7 +331,10 @@ class BulkAction(models.TextChoices):
 
 
 class BulkJob(BackgroundWork, models.Model):
-    """A bulk action on every log matching a filter, run by a worker in batches with progress."""
+    """A bulk action on every log matching a filter, run by a worker in chunks with progress, resumable after a crash.
+
+    One run at a time: a worker claims the job (`attempts` + 1) and commits each chunk only while the row still
+    carries its attempt; its heartbeat tells the reaper whether it is alive."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="bulk_jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -347,7 +350,13 @@ class BulkJob(BackgroundWork, models.Model):
     last_id = models.BigIntegerField(null=True, blank=True)  # resume point: logs are walked by descending id
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)  # runs claimed, the current one included
+    worker = models.CharField(max_length=255, blank=True)  # the worker of the current run
+    heartbeat_at = models.DateTimeField(null=True, blank=True)  # last sign of life of the current run
+    # When the task was last handed to the broker; None when that failed (the broker was down): the reaper sends it.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

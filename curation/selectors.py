@@ -3,9 +3,20 @@
 from collections.abc import Iterator
 
 from django.contrib.auth.models import User
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet, Sum
+from django.db.models.functions import Coalesce
 
-from curation.models import ApiKey, DatasetEntry, ImportJob, ImportLineError, LogEntry, LogStatus, Membership, Project
+from curation.models import (
+    ApiKey,
+    DatasetEntry,
+    ImportJob,
+    ImportLineError,
+    JobStatus,
+    LogEntry,
+    LogStatus,
+    Membership,
+    Project,
+)
 
 
 def membership_get(*, user: User, project_slug: str) -> Membership | None:
@@ -49,6 +60,13 @@ def import_jobs_for_project(*, project: Project) -> QuerySet[ImportJob]:
 
 def import_job_get(*, project: Project, job_id: int) -> ImportJob | None:
     return ImportJob.objects.filter(project=project, pk=job_id).first()
+
+
+def import_pending_bytes(*, project: Project) -> int:
+    """Bytes of the project's uploads stored and not yet imported (an upload is deleted once its import finishes)."""
+    pending = ImportJob.objects.filter(project=project, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+    pending = pending.exclude(file="").exclude(file__isnull=True)
+    return pending.aggregate(total=Coalesce(Sum("bytes_total"), 0))["total"]
 
 
 def import_line_errors(*, job: ImportJob) -> Iterator[tuple[int, str]]:

@@ -34,11 +34,20 @@ def logs_pii_pending_reap_task() -> None:
     logs_pii_pending_reap()
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def bulk_job_run_task(job_id: int) -> None:
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def bulk_job_run_task(self: Task, job_id: int) -> None:
+    # As for imports: a second delivery while a run is alive does nothing; one after its worker died resumes the job.
     from curation.services.bulk import bulk_job_run
 
-    bulk_job_run(job_id=job_id)
+    bulk_job_run(job_id=job_id, worker=self.request.hostname or "")
+
+
+@shared_task
+def bulk_reap_task() -> None:
+    """Every minute (CELERY_BEAT_SCHEDULE): re-queue the bulk jobs of dead workers, send those the broker never got."""
+    from curation.services.bulk import bulk_jobs_reap
+
+    bulk_jobs_reap()
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -459,9 +459,10 @@ class FineTuneGenerateApi(ProjectScopedApi):
         job = _job_or_404(project, job_id)
         data = GenerateInput(data=request.data)
         data.is_valid(raise_exception=True)
+        who = request_actor(request)
         generation = _service_call(generation_create, job=job, messages=data.validated_data["messages"],
-                                   max_new_tokens=data.validated_data["max_new_tokens"],
-                                   created_by=request_actor(request)["actor"])  # fmt: skip
+                                   max_new_tokens=data.validated_data["max_new_tokens"], created_by=who["actor"],
+                                   api_key=who["api_key"])  # fmt: skip
         return Response(GenerationOutput(generation).data, status=status.HTTP_202_ACCEPTED)
 
 

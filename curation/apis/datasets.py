@@ -28,7 +28,6 @@ from curation.models import (
 from curation.permissions import project_for_request
 from curation.selectors import logs_in_datasets_count
 from curation.services import bulk as bulk_services
-from curation.services.audit import audit_record
 from curation.services.datasets import (
     dataset_create,
     dataset_delete,
@@ -178,7 +177,10 @@ class DatasetsApi(ProjectScopedApi):
         project = project_for_request(request, role=Role.EDITOR)
         data = DatasetInput(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = dataset_create(project=project, created_by=request_actor(request)["actor"], **data.validated_data)
+        who = request_actor(request)
+        dataset = dataset_create(
+            project=project, created_by=who["actor"], api_key=who["api_key"], **data.validated_data
+        )
         return Response(DatasetOutput(_datasets(project).get(pk=dataset.pk)).data, status=status.HTTP_201_CREATED)
 
 
@@ -196,7 +198,7 @@ class DatasetDetailApi(ProjectScopedApi):
         dataset = _dataset_or_404(project, dataset_id)
         data = DatasetPatchInput(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset_update(dataset=dataset, **data.validated_data)
+        dataset_update(dataset=dataset, **data.validated_data, **request_actor(request))
         return Response(DatasetOutput(_datasets(project).get(pk=dataset_id)).data)
 
     @extend_schema(
@@ -298,9 +300,10 @@ class DatasetEntryApi(ProjectScopedApi):
                 entry=entry,
                 messages=data.validated_data.get("messages", entry.messages),
                 tools=data.validated_data.get("tools", entry.tools),
+                **request_actor(request),
             )
         if "split" in data.validated_data:
-            entry_set_split(entry=entry, split=data.validated_data["split"])
+            entry_set_split(entry=entry, split=data.validated_data["split"], **request_actor(request))
         return Response(EntryOutput(entry).data)
 
     @extend_schema(operation_id="dataset_entry_destroy", summary="Delete an entry", responses={204: None})
@@ -334,7 +337,7 @@ class DatasetSplitApi(ProjectScopedApi):
         dataset = _dataset_or_404(project, dataset_id)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        train, validation = dataset_split(dataset=dataset, **data.validated_data)
+        train, validation = dataset_split(dataset=dataset, **data.validated_data, **request_actor(request))
         return Response({"train": train, "validation": validation, **data.validated_data})
 
 
@@ -557,17 +560,13 @@ class TagDetailApi(ProjectScopedApi):
         project = project_for_request(request, role=Role.EDITOR)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        tag = tag_update(tag=_tag_or_404(project, tag_id), **data.validated_data)
+        tag = tag_update(tag=_tag_or_404(project, tag_id), **data.validated_data, **request_actor(request))
         return Response(TagOutput(Tag.objects.annotate(log_count=Count("logs")).get(pk=tag.pk)).data)
 
     @extend_schema(operation_id="tags_destroy", summary="Delete a tag (the logs stay)", responses={204: None})
     def delete(self, request: Request, tag_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        tag = _tag_or_404(project, tag_id)
-        removed = tag_delete(tag=tag)
-        audit_record(
-            project=project, action="tag.delete", count=removed, detail={"name": tag.name}, **request_actor(request)
-        )
+        tag_delete(tag=_tag_or_404(project, tag_id), **request_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -589,7 +588,5 @@ class TagMergeApi(ProjectScopedApi):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         target = _tag_or_404(project, data.validated_data["into"])
-        moved = tag_merge(source=source, target=target)
-        audit_record(project=project, action="tag.merge", count=moved,
-                     detail={"from": source.name, "into": target.name}, **request_actor(request))  # fmt: skip
+        moved = tag_merge(source=source, target=target, **request_actor(request))
         return Response({"moved": moved, "into": target.pk})

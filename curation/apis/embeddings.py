@@ -92,7 +92,7 @@ class DatasetEmbeddingsApi(ProjectScopedApi):
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
         dataset = _dataset_or_404(project, dataset_id)
-        job = embedding_job_create(dataset=dataset, actor=request_actor(request)["actor"])
+        job = embedding_job_create(dataset=dataset, **request_actor(request))
         return Response(EmbeddingJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
 

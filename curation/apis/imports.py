@@ -8,18 +8,21 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation import selectors
-from curation.apis.common import RETRY_AFTER, THROTTLED, PayloadTooLarge, ProjectScopedApi
+from curation.apis.common import RETRY_AFTER, THROTTLED, ErrorResponse, PayloadTooLarge, ProjectScopedApi
 from curation.models import ImportJob, Role
 from curation.permissions import project_for_request
-from curation.services.imports import import_job_create
+from curation.services.imports import PendingImportsTooLarge, import_job_create, import_pending_problem
 from curation.sniff import import_file_problem
 from curation.throttling import IngestRateThrottle
+
+# The boundaries and part headers of a multipart form around one file: far less than this.
+MULTIPART_ENVELOPE_BYTES = 64 * 1024
 
 
 class ImportOutput(serializers.ModelSerializer):
@@ -55,22 +58,42 @@ class ImportsApi(ProjectScopedApi):
         description=(
             "The file is judged by its first bytes: one that is not JSON Lines (an image, a PDF, a CSV, a JSON "
             "array...) or is empty is refused with 400 naming `file`, and no import is created. An import that "
-            "stores nothing (every line rejected) ends `failed`, its first line errors in `error`."
+            "stores nothing (every line rejected) ends `failed`, its first line errors in `error`. The file is "
+            "deleted once its import has finished; until then it counts against the project's "
+            "`LOGTUNE_MAX_PENDING_IMPORT_BYTES`."
         ),
         request={"multipart/form-data": Input},
         parameters=[RETRY_AFTER],
-        responses={202: ImportOutput, 429: THROTTLED},
+        responses={
+            202: ImportOutput,
+            413: OpenApiResponse(
+                ErrorResponse,
+                description=(
+                    "The file is over `LOGTUNE_MAX_IMPORT_BYTES`, or with the project's uploads not yet imported it "
+                    "would pass `LOGTUNE_MAX_PENDING_IMPORT_BYTES`: upload it once they are imported."
+                ),
+            ),
+            429: THROTTLED,
+        },
     )
     def post(self, request: Request) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > settings.LOGTUNE_MAX_IMPORT_BYTES:
             raise PayloadTooLarge(f"Upload is {length} bytes; the limit is {settings.LOGTUNE_MAX_IMPORT_BYTES}.")
+        # Judged on the body's length before the body is read, less what a form wraps around a file; the file's own
+        # size is judged again when it is stored.
+        problem = import_pending_problem(project=project, size=max(0, length - MULTIPART_ENVELOPE_BYTES))
+        if problem:
+            raise PayloadTooLarge(problem)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
         user = request.user if request.user and request.user.is_authenticated else None
-        job = import_job_create(project=project, file=upload, source_name=upload.name, created_by=user)
+        try:
+            job = import_job_create(project=project, file=upload, source_name=upload.name, created_by=user)
+        except PendingImportsTooLarge as exc:
+            raise PayloadTooLarge(str(exc)) from None
         return Response(ImportOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(operation_id="imports_list", summary="Recent imports", responses=ImportOutput(many=True))

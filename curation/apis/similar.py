@@ -63,7 +63,7 @@ class LogEmbeddingsApi(ProjectScopedApi):
     )
     def post(self, request: Request) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        job = log_embedding_job_create(project=project, actor=request_actor(request)["actor"])
+        job = log_embedding_job_create(project=project, **request_actor(request))
         return Response(LogEmbeddingJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -38,29 +38,59 @@ def est_tokens(text: str) -> int:
 
 
 @transaction.atomic
-def dataset_create(*, project: Project, name: str, description: str = "", created_by: User | None = None) -> Dataset:
+def dataset_create(
+    *,
+    project: Project,
+    name: str,
+    description: str = "",
+    created_by: User | None = None,
+    api_key: ApiKey | None = None,
+) -> Dataset:
     name = name.strip()
     if not name:
         raise ValidationError({"name": "A dataset needs a name."})
     try:
         with transaction.atomic():
-            return Dataset.objects.create(project=project, name=name, description=description, created_by=created_by)
+            dataset = Dataset.objects.create(
+                project=project, name=name, description=description, created_by=created_by
+            )
+            audit_record(project=project, action="dataset.create", actor=created_by, api_key=api_key,
+                         detail={"dataset_id": dataset.pk, "dataset": name})  # fmt: skip
+            return dataset
     except IntegrityError:
         raise ValidationError({"name": f"A dataset named '{name}' already exists in this project."}) from None
 
 
-def dataset_update(*, dataset: Dataset, name: str | None = None, description: str | None = None) -> Dataset:
+@transaction.atomic
+def dataset_update(
+    *,
+    dataset: Dataset,
+    name: str | None = None,
+    description: str | None = None,
+    actor: User | None = None,
+    api_key: ApiKey | None = None,
+) -> Dataset:
+    """Rename or describe a dataset; audited as `dataset.update` with the old and new name (the description is only
+    said to have changed: it can be long)."""
+    changed: dict[str, object] = {}
     if name is not None:
         name = name.strip()
         if not name:
             raise ValidationError({"name": "A dataset needs a name."})
         if Dataset.objects.filter(project_id=dataset.project_id, name=name).exclude(pk=dataset.pk).exists():
             raise ValidationError({"name": f"A dataset named '{name}' already exists in this project."})
+        if name != dataset.name:
+            changed["name"] = {"from": dataset.name, "to": name}
         dataset.name = name
     if description is not None:
+        if description != dataset.description:
+            changed["description"] = "changed"
         dataset.description = description
     dataset.updated_at = timezone.now()
     dataset.save()
+    if changed:
+        audit_record(project=dataset.project, action="dataset.update", actor=actor, api_key=api_key,
+                     detail={"dataset_id": dataset.pk, "dataset": dataset.name, **changed})  # fmt: skip
     return dataset
 
 
@@ -220,9 +250,17 @@ def dataset_entries_ingest(*, dataset: Dataset, items: Sequence[object]) -> Inge
     return result
 
 
-def entry_update(*, entry: DatasetEntry, messages: object, tools: object = None) -> DatasetEntry:
+@transaction.atomic
+def entry_update(
+    *,
+    entry: DatasetEntry,
+    messages: object,
+    tools: object = None,
+    actor: User | None = None,
+    api_key: ApiKey | None = None,
+) -> DatasetEntry:
     """Replace an entry's conversation after validating it like an ingested one. The source log is
-    never touched; `edited` says whether the entry now differs from it."""
+    never touched; `edited` says whether the entry now differs from it. Audited as `entries.update`."""
     try:
         parsed = parse_log({"messages": messages, "tools": tools or []})
     except IngestError as exc:
@@ -242,6 +280,9 @@ def entry_update(*, entry: DatasetEntry, messages: object, tools: object = None)
     entry.updated_at = timezone.now()
     entry.save()
     _touch(entry.dataset_id)
+    dataset = entry.dataset
+    audit_record(project=dataset.project, action="entries.update", count=1, actor=actor, api_key=api_key,
+                 detail={"dataset_id": dataset.pk, "dataset": dataset.name, "entry_id": entry.pk})  # fmt: skip
     return entry
 
 
@@ -265,27 +306,41 @@ def entries_delete(
     return deleted
 
 
-def entries_set_split(*, dataset: Dataset, ids: list[int], split: str) -> int:
-    """Move entries to a split by hand, in one statement. Returns how many were moved."""
+@transaction.atomic
+def entries_set_split(
+    *, dataset: Dataset, ids: list[int], split: str, actor: User | None = None, api_key: ApiKey | None = None
+) -> int:
+    """Move entries to a split by hand, in one statement (audited as `entries.split`). Returns how many were moved."""
     if split not in Split.values:
         raise ValidationError({"split": f"One of {', '.join(Split.values)}."})
     moved = DatasetEntry.objects.filter(dataset=dataset, id__in=ids).exclude(split=split).update(split=split)
     if moved:
         _touch(dataset.pk)
+        audit_record(project=dataset.project, action="entries.split", count=moved, actor=actor, api_key=api_key,
+                     detail={"dataset_id": dataset.pk, "dataset": dataset.name, "split": split})  # fmt: skip
     return moved
 
 
-def entry_set_split(*, entry: DatasetEntry, split: str) -> DatasetEntry:
-    entries_set_split(dataset=entry.dataset, ids=[entry.pk], split=split)
+def entry_set_split(
+    *, entry: DatasetEntry, split: str, actor: User | None = None, api_key: ApiKey | None = None
+) -> DatasetEntry:
+    entries_set_split(dataset=entry.dataset, ids=[entry.pk], split=split, actor=actor, api_key=api_key)
     entry.split = split
     return entry
 
 
 @transaction.atomic
-def dataset_split(*, dataset: Dataset, validation_ratio: float, seed: int) -> tuple[int, int]:
+def dataset_split(
+    *,
+    dataset: Dataset,
+    validation_ratio: float,
+    seed: int,
+    actor: User | None = None,
+    api_key: ApiKey | None = None,
+) -> tuple[int, int]:
     """Assign entries to train / validation: exactly round(n * ratio) validation entries, chosen by
     shuffling the entry ids with `seed`, so the same entries and seed give the same split.
-    Returns (train, validation) counts."""
+    Returns (train, validation) counts. Audited as `dataset.split`."""
     if not 0 <= validation_ratio < 1:
         raise ValidationError({"validation_ratio": "Between 0 (no validation) and 1 (exclusive)."})
     ids = list(DatasetEntry.objects.filter(dataset=dataset).order_by("id").values_list("id", flat=True))
@@ -298,4 +353,10 @@ def dataset_split(*, dataset: Dataset, validation_ratio: float, seed: int) -> tu
     dataset.split_seed, dataset.validation_ratio = seed, validation_ratio
     dataset.updated_at = timezone.now()
     dataset.save(update_fields=["split_seed", "validation_ratio", "updated_at"])
-    return len(ids) - len(validation), len(validation)
+    train = len(ids) - len(validation)
+    audit_record(
+        project=dataset.project, action="dataset.split", count=len(ids), actor=actor, api_key=api_key,
+        detail={"dataset_id": dataset.pk, "dataset": dataset.name, "validation_ratio": validation_ratio, "seed": seed,
+                "train": train, "validation": len(validation)},
+    )  # fmt: skip
+    return train, len(validation)

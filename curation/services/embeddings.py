@@ -29,6 +29,7 @@ from curation.models import (
     JobStatus,
     LogEntry,
 )
+from curation.services.audit import audit_record
 from curation.services.datasets import entries_delete
 from curation.services.queueing import task_send_or_fail
 
@@ -58,15 +59,19 @@ def vector_from_bytes(raw: bytes | memoryview) -> np.ndarray:
 # --- the job ----------------------------------------------------------------------------------------
 
 
-def embedding_job_create(*, dataset: Dataset, actor: User | None = None) -> EmbeddingJob:
-    """Queue the embedding of `dataset`'s entries; a job already queued or running for it is returned instead,
-    so a double click does not embed everything twice."""
+def embedding_job_create(
+    *, dataset: Dataset, actor: User | None = None, api_key: ApiKey | None = None
+) -> EmbeddingJob:
+    """Queue the embedding of `dataset`'s entries (audited as `entries.embed`); a job already queued or running for
+    it is returned instead, so a double click does not embed everything twice."""
     with transaction.atomic():
         Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
         current = dataset.embedding_jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).first()
         if current is not None:
             return current
         job = EmbeddingJob.objects.create(dataset=dataset, created_by=actor, total=dataset.entries.count())
+        audit_record(project=dataset.project, action="entries.embed", count=job.total, actor=actor, api_key=api_key,
+                     detail={"dataset_id": dataset.pk, "dataset": dataset.name, "job": job.pk})  # fmt: skip
         from curation.tasks import dataset_embed_task
 
         rows = EmbeddingJob.objects.filter(pk=job.pk)

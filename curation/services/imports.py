@@ -5,6 +5,10 @@ each batch only while the row still carries its attempt, in the same transaction
 deliveries of the task never both store a line. Each committed batch is a heartbeat; the reaper re-queues a
 running job whose heartbeats stopped (its worker died) to resume after its last committed line, and sends
 queued jobs whose task never reached the broker.
+
+An upload is stored until its import has finished, then deleted: a finished job is never resumed, and with
+redaction at ingestion the file still holds the personal data its logs had redacted. While they wait, a project's
+uploads may hold at most LOGTUNE_MAX_PENDING_IMPORT_BYTES.
 """
 
 import gzip
@@ -21,17 +25,18 @@ from typing import Any, BinaryIO, cast
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
-from django.db import InterfaceError, OperationalError, connection, reset_queries, transaction
+from django.db import reset_queries, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from curation import selectors
 from curation.ingest import BodyError, RawItem, line_read
 from curation.ingest.raw import decode_text
 from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, Project
 from curation.services.datasets import dataset_entries_ingest
 from curation.services.logs import logs_ingest
-from curation.services.queueing import task_send_or_mark_unsent
+from curation.services.queueing import database_gone, task_send_or_mark_unsent
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +49,29 @@ SKIP_BEAT_LINES = 100_000
 FIRST_REASONS = 3
 REASON_CHARS = 120
 ProgressCallback = Callable[[ImportJob], None]
+UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
+# Uploads of finished imports the reaper deletes per run (those its run could not delete, or older ones).
+UPLOADS_DELETED_PER_REAP = 500
 
 
 class ImportLost(Exception):
     """This run no longer owns the job (the reaper re-queued it and another run took it over)."""
+
+
+class PendingImportsTooLarge(Exception):
+    """Refused: with the project's uploads not yet imported, an upload would pass LOGTUNE_MAX_PENDING_IMPORT_BYTES."""
+
+
+def import_pending_problem(*, project: Project, size: int) -> str:
+    """Why an upload of `size` bytes would be refused now, or "" when it fits beside the uploads still waiting."""
+    pending, limit = selectors.import_pending_bytes(project=project), settings.LOGTUNE_MAX_PENDING_IMPORT_BYTES
+    if pending + size <= limit:
+        return ""
+    return (
+        f"This project's uploads waiting to be imported hold {pending:,} bytes; with this file ({size:,} bytes) "
+        f"they would pass the limit of {limit:,} bytes (LOGTUNE_MAX_PENDING_IMPORT_BYTES). "
+        "Upload it once they are imported."
+    )
 
 
 def import_job_create(
@@ -60,18 +84,27 @@ def import_job_create(
 ) -> ImportJob:
     """Store the uploaded file and queue its import once the transaction commits: as logs, or as
     entries of `dataset` when one is given. The job is kept even when the broker is down: the reaper
-    sends it once the broker is back."""
-    job = ImportJob(
-        project=project,
-        dataset=dataset,
-        source_name=source_name[:255],
-        created_by=created_by,
-        bytes_total=file.size or 0,
-        enqueued_at=timezone.now(),
-    )
-    job.file.save(Path(source_name).name or "upload.jsonl", file, save=False)
-    job.save()
-    transaction.on_commit(lambda: _enqueue(job.pk))
+    sends it once the broker is back. Raises PendingImportsTooLarge, storing nothing, when the project's
+    uploads not yet imported would pass LOGTUNE_MAX_PENDING_IMPORT_BYTES with this one."""
+    size = file.size or 0
+    with transaction.atomic():
+        # One upload of a project at a time from the check to the stored row, so two at once cannot both pass the
+        # limit. FOR NO KEY UPDATE: logs and rows referring to the project are still inserted meanwhile.
+        Project.objects.select_for_update(no_key=True).only("pk").get(pk=project.pk)
+        problem = import_pending_problem(project=project, size=size)
+        if problem:
+            raise PendingImportsTooLarge(problem)
+        job = ImportJob(
+            project=project,
+            dataset=dataset,
+            source_name=source_name[:255],
+            created_by=created_by,
+            bytes_total=size,
+            enqueued_at=timezone.now(),
+        )
+        job.file.save(Path(source_name).name or "upload.jsonl", file, save=False)
+        job.save()
+        transaction.on_commit(lambda: _enqueue(job.pk))
     return job
 
 
@@ -115,18 +148,20 @@ def import_job_run(
         logger.warning("curation.import_lost job=%s attempt=%s: another run took the job over", job.pk, job.attempts)
         return job
     except Exception as exc:
-        if _database_gone(exc):
+        if database_gone(exc):
             # Nothing of the batch in flight is stored. The job stays running under this attempt; once its
             # heartbeat is stale the reaper re-queues it, to resume after the last committed batch.
             logger.exception("curation.import_interrupted job=%s: the database went away", job.pk)
             raise
         job.status, job.error = JobStatus.FAILED, _describe(exc)
-        _finish(job, "status", "error")
+        if _finish(job, "status", "error"):
+            _upload_delete(job)  # its error report is rows: the file is not needed for it
         logger.exception("curation.import_failed job=%s", job.pk)
         raise
     job.bytes_done = job.bytes_total
     job.status, job.error = _outcome(job)
-    _finish(job, "status", "error", "bytes_done")
+    if _finish(job, "status", "error", "bytes_done"):
+        _upload_delete(job)
     if on_progress:
         on_progress(job)
     logger.info(
@@ -186,10 +221,51 @@ def _beat(job: ImportJob) -> None:
         raise ImportLost(job.pk)
 
 
-def _finish(job: ImportJob, *names: str) -> None:
+def _finish(job: ImportJob, *names: str) -> bool:
+    """Record the outcome while the job is still this run's; False when another run's outcome it is."""
     job.finished_at, job.heartbeat_at = timezone.now(), None
     if not _save_owned(job, *names, "finished_at", "heartbeat_at"):
         logger.warning("curation.import_lost job=%s attempt=%s: its outcome is another run's", job.pk, job.attempts)
+        return False
+    return True
+
+
+def _upload_delete(job: ImportJob) -> None:
+    """Delete the stored upload of a finished import, then clear `file`. In that order: a failure in between leaves
+    a name that the reaper deletes again (`_finished_uploads_delete`), never a file that no row names."""
+    name = job.file.name if job.file else ""
+    if not name:
+        return
+    try:
+        job.file.storage.delete(name)
+    except OSError as exc:
+        logger.warning(
+            "curation.import_upload_not_deleted job=%s file=%s: %s (the reaper tries again)", job.pk, name, exc
+        )
+        return
+    ImportJob.objects.filter(pk=job.pk, file=name).exclude(status__in=UNFINISHED).update(file="")
+    job.file = None
+    logger.info("curation.import_upload_deleted job=%s file=%s", job.pk, name)
+
+
+def _upload_gone(job: ImportJob) -> bool:
+    """Whether the job names an upload that storage no longer holds (a volume that lost it): no run can read it."""
+    return bool(job.file) and not job.file.storage.exists(job.file.name or "")
+
+
+def _upload_gone_error(job: ImportJob) -> str:
+    stored = f" Lines 1 to {job.lines_done} are stored." if job.lines_done else ""
+    return f"The uploaded file is gone from storage ({job.source_name}): upload it again.{stored}"
+
+
+def _finished_uploads_delete() -> int:
+    """The uploads of finished imports still on disk: one whose run could not delete it, or finished before uploads
+    were deleted on finishing."""
+    finished = ImportJob.objects.exclude(status__in=UNFINISHED).exclude(file="").exclude(file__isnull=True)
+    jobs = list(finished.only("pk", "file")[:UPLOADS_DELETED_PER_REAP])
+    for job in jobs:
+        _upload_delete(job)
+    return len(jobs)
 
 
 def import_jobs_reap() -> int:
@@ -197,7 +273,8 @@ def import_jobs_reap() -> int:
     after its last committed line, or failed with the reason once it has run LOGTUNE_IMPORT_MAX_ATTEMPTS times
     (or when `import_logs --inline` ran it: no worker can read that machine's file). A queued one whose task
     never reached the broker, or was sent LOGTUNE_IMPORT_RESEND_AFTER_S ago (a broker restarted without
-    persistence forgets its queue), is sent again. Returns the jobs handled."""
+    persistence forgets its queue), is sent again; one whose upload is gone from storage is failed instead, since no
+    run could read it. The uploads of finished imports still on disk are deleted. Returns the jobs handled."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.LOGTUNE_IMPORT_HEARTBEAT_TIMEOUT_S)
     dead = ImportJob.objects.filter(
@@ -208,13 +285,22 @@ def import_jobs_reap() -> int:
     unsent = (
         ImportJob.objects.filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=resend), status=JobStatus.QUEUED)
         .exclude(Q(file="") | Q(file__isnull=True))
-        .values_list("pk", flat=True)
+        .only("pk", "file", "source_name", "lines_done")
     )
-    for job_id in unsent:
-        if ImportJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(enqueued_at=now):
-            logger.info("curation.import_resent job=%s", job_id)
-            _enqueue(job_id)
+    for job in unsent:
+        queued = ImportJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED)
+        if _upload_gone(job):
+            failed = {"error": _upload_gone_error(job), "finished_at": now, "file": ""}
+            if queued.update(status=JobStatus.FAILED, **failed):
+                logger.warning("curation.import_upload_gone job=%s file=%s", job.pk, job.file.name)
+                handled += 1
+        elif queued.update(enqueued_at=now):
+            logger.info("curation.import_resent job=%s", job.pk)
+            _enqueue(job.pk)
             handled += 1
+    deleted = _finished_uploads_delete()
+    if deleted:
+        logger.info("curation.import_uploads_deleted count=%s", deleted)
     return handled
 
 
@@ -231,6 +317,8 @@ def _reap(job: ImportJob, now: datetime) -> int:
             f"The import stopped: {what}. It read a file of the machine that ran `import_logs --inline`, which "
             f"no worker can resume: lines 1 to {job.lines_done} are stored; run the command again for the rest."
         )
+    elif _upload_gone(job):
+        changes["error"] = f"The import stopped: {what}. {_upload_gone_error(job)}"
     elif job.attempts >= limit:
         changes["error"] = (
             f"The import stopped: {what}, and it had run {job.attempts} time(s) of at most {limit} "
@@ -248,13 +336,9 @@ def _reap(job: ImportJob, now: datetime) -> int:
         if changes["status"] == JobStatus.QUEUED:
             transaction.on_commit(lambda: _enqueue(job.pk))
     logger.warning("curation.import_reaped job=%s now=%s: %s", job.pk, changes["status"], what)
+    if changes["status"] == JobStatus.FAILED:
+        _upload_delete(job)
     return 1
-
-
-def _database_gone(exc: Exception) -> bool:
-    """Whether the database went away: Django's errors, or the driver's own from code on the raw cursor (COPY)."""
-    driver = connection.Database  # type: ignore[attr-defined]
-    return isinstance(exc, (OperationalError, InterfaceError, driver.OperationalError, driver.InterfaceError))
 
 
 def _describe(exc: Exception) -> str:
@@ -331,6 +415,7 @@ class _Batch:
     item_lines: list[int] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)
     last_line: int = 0
+    size: int = 0  # bytes of the line text held: what the batch costs in memory, several times over once parsed
 
     def __len__(self) -> int:
         return len(self.items) + len(self.errors)
@@ -353,23 +438,29 @@ def _read_line(batch: _Batch, number: int, line: bytes, *, keep_unreadable: bool
 def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: ProgressCallback | None) -> None:
     limit = settings.LOGTUNE_MAX_BODY_BYTES
     keep_unreadable = job.dataset_id is None and job.project.keep_unreadable
-    batch = _Batch()
+    max_bytes = settings.LOGTUNE_IMPORT_BATCH_BYTES
+    batch, batch_end = _Batch(), 0
     try:
         for number, line in _numbered_lines(stream, limit):
             if number <= job.lines_done:
                 if number % SKIP_BEAT_LINES == 0:
                     _beat(job)
                 continue  # committed by an earlier run of this job
-            batch.last_line = number
+            size = len(line) if line is not None and line.strip() else 0
+            if batch.last_line and batch.size + size > max_bytes:
+                # A batch holds at most LOGTUNE_IMPORT_BATCH_BYTES of line text (or one line that alone is more):
+                # a file of large lines must not hold a thousand of them at once.
+                _commit_and_report(job, batch, batch_end, on_progress)
+                batch = _Batch()
+            batch.last_line, batch.size = number, batch.size + size
             if line is None:
                 batch.errors.append((number, f"line is longer than {limit} bytes"))
-            elif line.strip():
+            elif size:
                 _read_line(batch, number, line, keep_unreadable=keep_unreadable)
+            batch_end = raw.tell()
             if len(batch) >= settings.LOGTUNE_IMPORT_BATCH:
-                _commit_batch(job, batch, raw.tell())
+                _commit_and_report(job, batch, batch_end, on_progress)
                 batch = _Batch()
-                if on_progress:
-                    on_progress(job)
     except ExpandedTooLarge as exc:
         # The whole lines read before the limit are stored, as they would be from a file cut there.
         if batch.last_line:
@@ -379,6 +470,12 @@ def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: 
         ) from None
     if batch.last_line:
         _commit_batch(job, batch, raw.tell())
+
+
+def _commit_and_report(job: ImportJob, batch: _Batch, bytes_done: int, on_progress: ProgressCallback | None) -> None:
+    _commit_batch(job, batch, bytes_done)
+    if on_progress:
+        on_progress(job)
 
 
 def _commit_batch(job: ImportJob, batch: _Batch, bytes_done: int) -> None:

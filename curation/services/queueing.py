@@ -1,8 +1,10 @@
-"""Handing a job row's task to the broker without losing the job when the broker is down."""
+"""What background jobs share for outages: handing a job row's task to the broker without losing the job when the
+broker is down, and telling a database that went away from a job that failed."""
 
 import logging
 
 from celery import Task
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
@@ -36,7 +38,7 @@ def task_send_or_fail(
 ) -> bool:
     """Send `task(*args)`. When the broker is down, the job (`job`: its row; `status`, `error` and `finished`
     name its fields) is marked failed, saying so, and the caller goes on: for work that only computes from
-    what is stored (embeddings, snapshots, bulk changes, merges, previews), asking again later loses
+    what is stored (embeddings, snapshots, merges, previews), asking again later loses
     nothing, so the job needs no reaper, and the page shows why instead of a job queued forever.
     Returns whether the task was sent."""
     try:
@@ -52,3 +54,9 @@ def task_send_or_fail(
         logger.warning("%s %s: %s", event, args, exc)
         return False
     return True
+
+
+def database_gone(exc: Exception) -> bool:
+    """Whether the database went away: Django's errors, or the driver's own from code on the raw cursor (COPY)."""
+    driver = connection.Database  # type: ignore[attr-defined]
+    return isinstance(exc, (OperationalError, InterfaceError, driver.OperationalError, driver.InterfaceError))

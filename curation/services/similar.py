@@ -22,7 +22,8 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, QuerySet
 
 from curation.embeddings import DIMENSION, text_of_conversation
-from curation.models import JobStatus, LogEmbedding, LogEmbeddingJob, LogEntry, Project
+from curation.models import ApiKey, JobStatus, LogEmbedding, LogEmbeddingJob, LogEntry, Project
+from curation.services.audit import audit_record
 from curation.services.embeddings import embedding_work_run, text_hash, vector_bytes, vector_from_bytes
 from curation.services.queueing import task_send_or_fail
 
@@ -44,11 +45,17 @@ LIKE_CACHE_S = 300
 
 
 def log_embedding_job_create(
-    *, project: Project, actor: User | None = None, limit: int | None = None, send: bool = True
+    *,
+    project: Project,
+    actor: User | None = None,
+    api_key: ApiKey | None = None,
+    limit: int | None = None,
+    send: bool = True,
 ) -> LogEmbeddingJob:
     """Queue the embedding of the project's newest `limit` (LOGTUNE_SIMILAR_LOGS_MAX) logs that have no
-    embedding or a stale one; a job already queued or running for the project is returned instead, so a
-    double click does not embed twice. `send=False` leaves the task to the caller (`embed_logs` runs it)."""
+    embedding or a stale one (audited as `logs.embed`); a job already queued or running for the project is returned
+    instead, so a double click does not embed twice. `send=False` leaves the task to the caller (`embed_logs` runs
+    it)."""
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         current = project.log_embedding_jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).first()
@@ -58,6 +65,8 @@ def log_embedding_job_create(
         job = LogEmbeddingJob.objects.create(
             project=project, created_by=actor, limit=limit, total=min(limit, project.logs.count())
         )
+        audit_record(project=project, action="logs.embed", count=job.total, actor=actor, api_key=api_key,
+                     detail={"job": job.pk, "limit": limit})  # fmt: skip
         if send:
             from curation.tasks import project_embed_logs_task
 

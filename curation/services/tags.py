@@ -6,11 +6,13 @@ hundred thousand logs is one round trip per chunk, not one per log.
 
 import re
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
-from curation.models import LogEntry, LogTag, Project, Tag
+from curation.models import ApiKey, LogEntry, LogTag, Project, Tag
+from curation.services.audit import audit_record
 from curation.services.logs import tags_get_or_create
 
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -60,7 +62,16 @@ def tags_remove(*, project: Project, logs: QuerySet[LogEntry], names: list[str])
 
 
 @transaction.atomic
-def tag_update(*, tag: Tag, name: str | None = None, color: str | None = None) -> Tag:
+def tag_update(
+    *,
+    tag: Tag,
+    name: str | None = None,
+    color: str | None = None,
+    actor: User | None = None,
+    api_key: ApiKey | None = None,
+) -> Tag:
+    """Rename or recolour a tag: audited as `tag.rename` and `tag.recolour`, each with what it was and became."""
+    old_name, old_color = tag.name, tag.color
     if name is not None:
         name = name.strip()
         if not name or len(name) > MAX_TAG_LENGTH:
@@ -73,12 +84,19 @@ def tag_update(*, tag: Tag, name: str | None = None, color: str | None = None) -
             raise ValidationError({"color": "A colour is #rrggbb."})
         tag.color = color
     tag.save()
+    if tag.name != old_name:
+        audit_record(project=tag.project, action="tag.rename", actor=actor, api_key=api_key,
+                     detail={"from": old_name, "to": tag.name})  # fmt: skip
+    if tag.color != old_color:
+        audit_record(project=tag.project, action="tag.recolour", actor=actor, api_key=api_key,
+                     detail={"name": tag.name, "from": old_color, "to": tag.color})  # fmt: skip
     return tag
 
 
 @transaction.atomic
-def tag_merge(*, source: Tag, target: Tag) -> int:
-    """Give every log tagged `source` the tag `target`, then delete `source`. Returns logs moved."""
+def tag_merge(*, source: Tag, target: Tag, actor: User | None = None, api_key: ApiKey | None = None) -> int:
+    """Give every log tagged `source` the tag `target`, then delete `source` (audited as `tag.merge`). Returns logs
+    moved."""
     if source.project_id != target.project_id or source.pk == target.pk:
         raise ValidationError({"target": "Merge into another tag of the same project."})
     with connection.cursor() as cursor:
@@ -88,13 +106,22 @@ def tag_merge(*, source: Tag, target: Tag) -> int:
             (target.pk, source.pk),
         )
         moved = cursor.rowcount
-    tag_delete(tag=source)
+    _tag_delete(source)
+    audit_record(project=target.project, action="tag.merge", count=moved, actor=actor, api_key=api_key,
+                 detail={"from": source.name, "into": target.name})  # fmt: skip
     return moved
 
 
 @transaction.atomic
-def tag_delete(*, tag: Tag) -> int:
-    """Delete a tag and its links; the logs stay. Returns the number of logs it was on."""
+def tag_delete(*, tag: Tag, actor: User | None = None, api_key: ApiKey | None = None) -> int:
+    """Delete a tag and its links; the logs stay (audited as `tag.delete`). Returns the number of logs it was on."""
+    removed = _tag_delete(tag)
+    audit_record(project=tag.project, action="tag.delete", count=removed, actor=actor, api_key=api_key,
+                 detail={"name": tag.name})  # fmt: skip
+    return removed
+
+
+def _tag_delete(tag: Tag) -> int:
     links = LogTag.objects.filter(tag=tag)
     removed = links._raw_delete(links.db)
     tag.delete()

@@ -4,6 +4,7 @@ from dataclasses import asdict
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -44,7 +45,7 @@ from curation.services.embeddings import (
     embedding_job_latest,
     threshold_clean,
 )
-from curation.services.imports import import_job_create
+from curation.services.imports import PendingImportsTooLarge, import_job_create
 from curation.services.redaction import (
     dataset_redact_or_queue,
     redaction_job_latest,
@@ -196,7 +197,7 @@ def dataset_edit(request: AuthenticatedRequest, slug: str, dataset_id: int) -> H
     form = DatasetForm(request.POST)
     if form.is_valid():
         try:
-            dataset_update(dataset=dataset, **form.cleaned_data)
+            dataset_update(dataset=dataset, **form.cleaned_data, actor=request.user)
             messages.success(request, "Saved.")
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
@@ -271,7 +272,7 @@ def dataset_split_view(request: AuthenticatedRequest, slug: str, dataset_id: int
     _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
     form = SplitForm(request.POST)
     if form.is_valid():
-        train, validation = dataset_split(dataset=dataset, **form.cleaned_data)
+        train, validation = dataset_split(dataset=dataset, **form.cleaned_data, actor=request.user)
         messages.success(request, f"Split: {train} train, {validation} validation (seed {form.cleaned_data['seed']}).")
     else:
         messages.error(request, _problems(form.errors))
@@ -290,7 +291,9 @@ def entries_action(request: AuthenticatedRequest, slug: str, dataset_id: int) ->
         deleted = entries_delete(dataset=dataset, ids=form.cleaned_data["ids"], actor=request.user)
         messages.success(request, f"Deleted {deleted} entr{'y' if deleted == 1 else 'ies'}.")
     else:
-        moved = entries_set_split(dataset=dataset, ids=form.cleaned_data["ids"], split=form.cleaned_data["action"])
+        moved = entries_set_split(
+            dataset=dataset, ids=form.cleaned_data["ids"], split=form.cleaned_data["action"], actor=request.user
+        )
         messages.success(
             request, f"Moved {moved} entr{'y' if moved == 1 else 'ies'} to {form.cleaned_data['action']}."
         )
@@ -321,7 +324,7 @@ def entry_detail(request: AuthenticatedRequest, slug: str, dataset_id: int, entr
         form = EntryForm.from_post(request.POST)
         if request.POST.get("op"):
             form.apply(request.POST["op"])
-        elif _save(entry, form):
+        elif _save(entry, form, request.user):
             messages.success(request, "Entry saved." if entry.edited else "Entry saved; it matches its source again.")
             return redirect("dataset-entry", slug=slug, dataset_id=dataset_id, entry_id=entry_id)
     previous, following = dataset_stats.entry_neighbours(dataset=dataset, entry_id=entry.pk)
@@ -338,12 +341,12 @@ def entry_detail(request: AuthenticatedRequest, slug: str, dataset_id: int, entr
     return render(request, "curation/entry.html", context, status=400 if form.errors else 200)
 
 
-def _save(entry: DatasetEntry, form: EntryForm) -> bool:
+def _save(entry: DatasetEntry, form: EntryForm, actor: User) -> bool:
     conversation = form.conversation()
     if conversation is None:
         return False
     try:
-        entry_update(entry=entry, messages=conversation[0], tools=conversation[1])
+        entry_update(entry=entry, messages=conversation[0], tools=conversation[1], actor=actor)
     except ValidationError as exc:
         for error in exc.messages:
             form.add_error(error)
@@ -399,11 +402,16 @@ def dataset_import_upload(request: AuthenticatedRequest, slug: str, dataset_id: 
     form = DatasetImportForm(request.POST, request.FILES)
     if form.is_valid():
         upload = form.cleaned_data["file"]
-        import_job_create(
-            project=membership.project, file=upload, source_name=upload.name, created_by=request.user, dataset=dataset
-        )
-        messages.success(request, f"Importing {upload.name} into {dataset.name}: progress below.")
-    else:
+        try:
+            import_job_create(
+                project=membership.project, file=upload, source_name=upload.name, created_by=request.user,
+                dataset=dataset,
+            )  # fmt: skip
+        except PendingImportsTooLarge as exc:
+            form.add_error("file", str(exc))
+        else:
+            messages.success(request, f"Importing {upload.name} into {dataset.name}: progress below.")
+    if form.errors:
         messages.error(request, _problems(form.errors))
     return redirect("dataset", slug=slug, dataset_id=dataset_id)
 

@@ -36,7 +36,6 @@ from curation.models import (
 from curation.pagination import keyset_page
 from curation.services import bulk as bulk_services
 from curation.services import similar as similar_services
-from curation.services.audit import audit_record
 from curation.services.datasets import dataset_create
 from curation.services.tags import tag_delete, tag_merge, tag_names_clean, tag_update
 from curation.views.common import AuthenticatedRequest, membership_or_404
@@ -689,17 +688,11 @@ def _errors(exc: ValidationError) -> str:
 def tag_edit(request: AuthenticatedRequest, slug: str, tag_id: int) -> HttpResponse:
     membership = membership_or_404(request, slug, Role.EDITOR)
     tag = _tag_or_404(membership, tag_id)
-    old_name = tag.name
     try:
-        tag_update(tag=tag, name=request.POST.get("name"), color=request.POST.get("color") or None)
+        tag_update(tag=tag, name=request.POST.get("name"), color=request.POST.get("color") or None, actor=request.user)
     except ValidationError as exc:
         messages.error(request, _errors(exc))
         return redirect("tags", slug=slug)
-    if tag.name != old_name:
-        audit_record(
-            project=membership.project, action="tag.rename", actor=request.user,
-            detail={"from": old_name, "to": tag.name},
-        )  # fmt: skip
     messages.success(request, f"Tag '{tag.name}' saved.")
     return redirect("tags", slug=slug)
 
@@ -715,14 +708,10 @@ def tag_merge_view(request: AuthenticatedRequest, slug: str, tag_id: int) -> Htt
         messages.error(request, "Pick the tag to merge into.")
         return redirect("tags", slug=slug)
     try:
-        moved = tag_merge(source=source, target=target)
+        moved = tag_merge(source=source, target=target, actor=request.user)
     except ValidationError as exc:
         messages.error(request, _errors(exc))
         return redirect("tags", slug=slug)
-    audit_record(
-        project=membership.project, action="tag.merge", count=moved, actor=request.user,
-        detail={"from": source.name, "into": target.name},
-    )  # fmt: skip
     messages.success(request, f"Merged '{source.name}' into '{target.name}': {_plural(moved)} newly tagged.")
     return redirect("tags", slug=slug)
 
@@ -732,10 +721,7 @@ def tag_merge_view(request: AuthenticatedRequest, slug: str, tag_id: int) -> Htt
 def tag_delete_view(request: AuthenticatedRequest, slug: str, tag_id: int) -> HttpResponse:
     membership = membership_or_404(request, slug, Role.EDITOR)
     tag = _tag_or_404(membership, tag_id)
-    removed = tag_delete(tag=tag)
-    audit_record(
-        project=membership.project, action="tag.delete", count=removed, actor=request.user, detail={"name": tag.name}
-    )
+    removed = tag_delete(tag=tag, actor=request.user)
     messages.success(request, f"Tag '{tag.name}' deleted from {_plural(removed)}; the logs stay.")
     return redirect("tags", slug=slug)
 

@@ -20,7 +20,7 @@ from curation.forms import (
     ProjectUpstreamsForm,
 )
 from curation.models import Project, Role
-from curation.services.imports import import_job_create
+from curation.services.imports import PendingImportsTooLarge, import_job_create
 from curation.services.logs import project_keep_unreadable_update, project_pii_redaction_update
 from curation.services.projects import api_key_create, api_key_revoke
 from curation.services.proxy import project_upstreams_update
@@ -78,9 +78,15 @@ def import_upload(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     form = ImportUploadForm(request.POST, request.FILES)
     if form.is_valid():
         upload = form.cleaned_data["file"]
-        import_job_create(project=membership.project, file=upload, source_name=upload.name, created_by=request.user)
-        messages.success(request, f"Importing {upload.name}: progress below.")
-    else:
+        try:
+            import_job_create(
+                project=membership.project, file=upload, source_name=upload.name, created_by=request.user
+            )
+        except PendingImportsTooLarge as exc:
+            form.add_error("file", str(exc))
+        else:
+            messages.success(request, f"Importing {upload.name}: progress below.")
+    if form.errors:
         messages.error(request, form_problems(form.errors))
     return redirect("project", slug=slug)
 

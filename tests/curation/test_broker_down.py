@@ -1,13 +1,13 @@
-"""Jobs that only compute from stored rows (bulk changes, snapshots) asked for while the broker is down: the
-request answers as usual, and the job is failed at once with the reason instead of staying queued forever;
-asking again once the broker is back queues a new one. (Imports and fine-tunes are kept and resent by a
-reaper instead: tests/faults.)"""
+"""Jobs that only compute from stored rows (snapshots) asked for while the broker is down: the request answers as
+usual, and the job is failed at once with the reason instead of staying queued forever; asking again once the broker
+is back queues a new one. Bulk jobs, like imports and fine-tunes, are kept and sent by a reaper instead (here, and
+tests/faults)."""
 
 import pytest
 
 from curation import tasks
 from curation.export import snapshots
-from curation.models import BulkJob, DatasetEntry, DatasetSnapshot, JobStatus
+from curation.models import BulkJob, DatasetEntry, DatasetSnapshot, JobStatus, LogTag
 from curation.services import bulk
 from curation.services.logs import logs_ingest
 
@@ -21,7 +21,9 @@ def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
-def test_a_bulk_job_fails_saying_so(key_client, project, broker_down, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_bulk_job_is_kept_queued_and_sent_by_the_reaper_once_the_broker_is_back(
+    key_client, project, broker_down, monkeypatch, django_capture_on_commit_callbacks
+):
     items = [{"prompt": f"q{n}", "completion": "a", "tags": ["math"]} for n in range(3)]
     assert logs_ingest(project=project, items=items).accepted == 3
     monkeypatch.setattr(bulk, "INLINE_LIMIT", 1)
@@ -33,8 +35,17 @@ def test_a_bulk_job_fails_saying_so(key_client, project, broker_down, monkeypatc
 
     assert response.status_code == 202, response.content
     state = key_client.get(f"/api/v1/bulk-jobs/{response.json()['id']}").json()
-    assert state["status"] == "failed" and state["error"].startswith(UNREACHABLE)
-    assert BulkJob.objects.get().finished_at is not None
+    assert (state["status"], state["error"]) == ("queued", "")
+    assert BulkJob.objects.get().enqueued_at is None  # unsent: the reaper sends it
+
+    monkeypatch.undo()  # the broker is back
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.bulk_job_run_task, "delay", sent.append)
+    assert bulk.bulk_jobs_reap() == 1
+    assert sent == [response.json()["id"]]
+    bulk.bulk_job_run(job_id=sent[0])
+    assert BulkJob.objects.get().status == JobStatus.SUCCEEDED
+    assert LogTag.objects.filter(tag__name="seen").count() == 3
 
 
 def test_a_snapshot_fails_saying_so(key_client, project, broker_down, monkeypatch, django_capture_on_commit_callbacks):

@@ -1,5 +1,6 @@
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import QueryDict
 
 from curation.filters import logs_filter
@@ -102,10 +103,8 @@ def test_deleting_logs_keeps_dataset_entries_as_copies_that_say_which_log_went_w
     assert not LogTag.objects.filter(log_id=gone).exists()
 
 
-def test_a_job_deleting_all_matching_logs_in_chunks_records_who_asked_on_every_entry(
-    project, logs, editor, monkeypatch
-):
-    monkeypatch.setattr(bulk, "CHUNK", 3)
+def test_a_job_deleting_all_matching_logs_in_chunks_records_who_asked_on_every_entry(project, logs, editor, settings):
+    settings.LOGTUNE_BULK_CHUNK = 3
     dataset = dataset_create(project=project, name="d")
     dataset_add_logs(dataset=dataset, logs=logs)
     tagged_a = [log.pk for log in logs[:5]]
@@ -119,8 +118,10 @@ def test_a_job_deleting_all_matching_logs_in_chunks_records_who_asked_on_every_e
     assert AuditEvent.objects.get(action="logs.delete").actor == editor
 
 
-def test_a_job_on_all_matching_logs_runs_in_chunks_and_resumes(project, logs, owner, monkeypatch):
-    monkeypatch.setattr(bulk, "CHUNK", 2)
+def test_a_job_on_all_matching_logs_runs_in_chunks_and_one_whose_worker_died_is_resumed_by_the_reaper(
+    project, logs, owner, monkeypatch, settings
+):
+    settings.LOGTUNE_BULK_CHUNK = 2
     job = bulk_job_create(
         project=project, action="tag_add", params={"tags": "done"}, query="tag_none=done", actor=owner
     )
@@ -128,24 +129,104 @@ def test_a_job_on_all_matching_logs_runs_in_chunks_and_resumes(project, logs, ow
     calls = {"n": 0}
     real_apply = bulk._apply
 
-    def crash_on_third_chunk(**kwargs):
+    def die_in_third_chunk(**kwargs):
         calls["n"] += 1
+        changed = real_apply(**kwargs)
         if calls["n"] == 3:
-            raise RuntimeError("worker lost")
-        return real_apply(**kwargs)
+            raise SystemExit("worker lost")  # no handler runs: as for a killed process, the chunk is rolled back
+        return changed
 
-    monkeypatch.setattr(bulk, "_apply", crash_on_third_chunk)
-    with pytest.raises(RuntimeError):
-        bulk_job_run(job_id=job.pk)
-    assert BulkJob.objects.get(pk=job.pk).status == JobStatus.FAILED
-    BulkJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)  # as if redelivered
+    monkeypatch.setattr(bulk, "_apply", die_in_third_chunk)
+    with pytest.raises(SystemExit):
+        bulk_job_run(job_id=job.pk, worker="doomed@host")
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.done, job.changed) == (JobStatus.RUNNING, 1, 4, 4)
+    assert LogTag.objects.filter(tag__name="done").count() == 4
 
     monkeypatch.setattr(bulk, "_apply", real_apply)
-    job = bulk_job_run(job_id=job.pk)
+    settings.LOGTUNE_BULK_HEARTBEAT_TIMEOUT_S = 0
+    assert bulk.bulk_jobs_reap() == 1  # re-queued (its task sent on commit)
+    assert BulkJob.objects.get(pk=job.pk).status == JobStatus.QUEUED
+    job = bulk_job_run(job_id=job.pk, worker="rescue@host")
 
-    assert (job.status, job.done, job.changed, job.progress) == (JobStatus.SUCCEEDED, 10, 10, 1.0)
+    assert (job.status, job.attempts, job.done, job.changed, job.progress) == (JobStatus.SUCCEEDED, 2, 10, 10, 1.0)
     assert all("done" in tag_names(log) for log in logs)
-    assert AuditEvent.objects.get(action="logs.tag_add").query == "tag_none=done"
+    event = AuditEvent.objects.get(action="logs.tag_add")
+    assert (event.query, event.count, event.actor, event.detail["matched"]) == ("tag_none=done", 10, owner, 10)
+
+
+def test_a_second_delivery_of_a_running_bulk_job_does_nothing(project, logs, owner):
+    job = bulk_job_create(project=project, action="delete", params={}, query="tag=a", actor=owner)
+    assert bulk.bulk_job_claim(job_id=job.pk, worker="first@host")
+
+    again = bulk_job_run(job_id=job.pk, worker="second@host")
+
+    assert (again.status, again.attempts, again.worker, again.done) == (JobStatus.RUNNING, 1, "first@host", 0)
+    assert LogEntry.objects.filter(project=project).count() == 10
+
+
+def test_a_bulk_run_that_lost_its_job_to_another_changes_nothing_more(project, logs, owner, settings):
+    job = bulk_job_create(project=project, action="delete", params={}, query="tag=a", actor=owner)
+    assert bulk.bulk_job_claim(job_id=job.pk, worker="slow@host")
+    slow = BulkJob.objects.select_related("project").get(pk=job.pk)
+    settings.LOGTUNE_BULK_HEARTBEAT_TIMEOUT_S = 0
+    assert bulk.bulk_job_claim(job_id=job.pk, worker="fresh@host")  # the slow run looked dead: taken over
+
+    with pytest.raises(bulk.BulkJobLost):
+        bulk._run_chunks(slow, None)
+
+    assert (
+        LogEntry.objects.filter(project=project).count() == 10
+    )  # its chunk was rolled back with the refused progress
+    job.refresh_from_db()
+    assert (job.attempts, job.worker, job.done) == (2, "fresh@host", 0)
+
+
+def test_the_reaper_fails_a_bulk_job_past_its_attempts_and_audits_what_it_changed_for_who_asked(
+    project, logs, api_key, settings
+):
+    from curation.models import ApiKey
+
+    key = ApiKey.objects.get(project=project)
+    settings.LOGTUNE_BULK_CHUNK = 2
+    settings.LOGTUNE_BULK_MAX_ATTEMPTS = 1
+    settings.LOGTUNE_BULK_HEARTBEAT_TIMEOUT_S = 0
+    job = bulk_job_create(project=project, action="delete", params={}, query="tag=a", api_key=key)
+    assert bulk.bulk_job_claim(job_id=job.pk, worker="gone@host")
+    job = BulkJob.objects.select_related("project").get(pk=job.pk)
+    # One chunk committed as a run commits it, then its worker died.
+    with transaction.atomic():
+        logs_chunk = LogEntry.objects.filter(project=project, id__in=[logs[4].pk, logs[3].pk])
+        changed = bulk._apply(project=project, action="delete", params={}, logs=logs_chunk, api_key=key)
+        BulkJob.objects.filter(pk=job.pk).update(done=2, changed=changed, last_id=logs[3].pk)
+
+    assert bulk.bulk_jobs_reap() == 1
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.finished_at is not None
+    assert "gone@host stopped sending heartbeats" in job.error and "after 2 of 5 logs" in job.error
+    assert "at most 1 (LOGTUNE_BULK_MAX_ATTEMPTS). 2 logs were changed; ask again for the rest." in job.error
+    event = AuditEvent.objects.get(action="logs.delete")
+    assert (event.count, event.actor, event.api_key, event.detail["status"]) == (2, None, key, "failed")
+
+
+def test_the_reaper_sends_a_queued_bulk_job_the_broker_never_got_and_leaves_finished_ones(
+    project, logs, owner, monkeypatch
+):
+    from curation.tasks import bulk_job_run_task
+
+    sent: list[int] = []
+    monkeypatch.setattr(bulk_job_run_task, "delay", sent.append)
+    unsent = bulk_job_create(project=project, action="tag_add", params={"tags": "x"}, query="tag=a", actor=owner)
+    fresh = bulk_job_create(project=project, action="tag_add", params={"tags": "y"}, query="tag=a", actor=owner)
+    done = bulk_job_create(project=project, action="tag_add", params={"tags": "z"}, query="tag=a", actor=owner)
+    BulkJob.objects.filter(pk=unsent.pk).update(enqueued_at=None)
+    BulkJob.objects.filter(pk=done.pk).update(enqueued_at=None, status=JobStatus.SUCCEEDED)
+
+    assert bulk.bulk_jobs_reap() == 1
+
+    assert sent == [unsent.pk] and fresh.pk not in sent
+    assert BulkJob.objects.get(pk=unsent.pk).enqueued_at is not None
 
 
 def test_adding_to_a_dataset_skips_logs_already_in_it(project, logs):

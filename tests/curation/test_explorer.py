@@ -569,6 +569,12 @@ def test_a_tag_is_renamed_and_recoloured(as_editor, project, logs):
     tag.refresh_from_db()
     assert (tag.name, tag.color) == ("maths", "#ff8800")
     assert AuditEvent.objects.get(action="tag.rename").detail == {"from": "math", "to": "maths"}
+    recoloured = AuditEvent.objects.get(action="tag.recolour")
+    assert (recoloured.detail["name"], recoloured.detail["to"], recoloured.actor.username) == (
+        "maths",
+        "#ff8800",
+        "bob",
+    )
 
 
 def test_a_rename_to_a_taken_name_is_refused_with_a_message(as_editor, project, logs):

@@ -12,6 +12,7 @@ from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, LogE
 from curation.services import imports
 from curation.services.imports import import_job_create_local, import_job_run
 from tests.curation.samples import anthropic_log, openai_log
+from tests.faults.processes import wait_for
 from tests.waiting import wait_until_finished
 
 GOOD, BAD_JSON, BAD_ROLE = 0, 1, 2
@@ -121,6 +122,57 @@ def test_a_redelivered_import_resumes_after_the_last_committed_line(tmp_path, pr
     prompts = sorted(log.messages[0]["content"] for log in LogEntry.objects.filter(project=project))
     assert prompts == [f"p{i}" for i in range(7)]
     assert (job.status, job.accepted, job.lines_done) == (JobStatus.SUCCEEDED, 7, 7)
+
+
+@pytest.mark.django_db
+def test_a_file_of_large_lines_is_committed_in_batches_bounded_by_bytes_not_only_lines(
+    tmp_path, project, settings, monkeypatch
+):
+    settings.LOGTUNE_IMPORT_BATCH = 1000
+    settings.LOGTUNE_IMPORT_BATCH_BYTES = 250_000
+    settings.LOGTUNE_MAX_BODY_BYTES = 300_000
+    big = [{"prompt": f"p{i} " + "x" * 100_000, "completion": "c"} for i in range(6)]
+    overlong = {"prompt": "y" * 400_000, "completion": "c"}
+    path = tmp_path / "large.jsonl"
+    path.write_bytes(jsonl([*big[:5], overlong, big[5]]))
+    job = import_job_create_local(project=project, path=path)
+    real_commit = imports._commit_batch
+    batches: list[tuple[int, int, int]] = []  # (lines held, bytes of line text held, lines_done once committed)
+
+    def counting_commit(job, batch, bytes_done) -> None:
+        real_commit(job, batch, bytes_done)
+        held = sum(len(item.text.encode()) for item in batch.items if item.text)
+        batches.append((len(batch.items), held, ImportJob.objects.get(pk=job.pk).lines_done))
+
+    monkeypatch.setattr(imports, "_commit_batch", counting_commit)
+
+    job = import_job_run(job_id=job.pk, path=path)
+
+    assert [(lines, done) for lines, _, done in batches] == [(2, 2), (2, 4), (2, 7)]
+    assert all(held <= 250_000 for _, held, _ in batches)
+    assert (job.status, job.accepted, job.rejected, job.lines_done) == (JobStatus.SUCCEEDED, 6, 1, 7)
+    assert ImportLineError.objects.get(job=job).error == "line is longer than 300000 bytes"
+
+
+@pytest.mark.django_db
+def test_a_line_larger_than_the_batch_bytes_is_a_batch_of_its_own(tmp_path, project, settings, monkeypatch):
+    settings.LOGTUNE_IMPORT_BATCH_BYTES = 1000
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(jsonl([{"prompt": "a", "completion": "c"}, {"prompt": "x" * 5000, "completion": "c"}]))
+    job = import_job_create_local(project=project, path=path)
+    real_commit = imports._commit_batch
+    done: list[int] = []
+
+    def counting_commit(job, batch, bytes_done) -> None:
+        real_commit(job, batch, bytes_done)
+        done.append(job.lines_done)
+
+    monkeypatch.setattr(imports, "_commit_batch", counting_commit)
+
+    job = import_job_run(job_id=job.pk, path=path)
+
+    assert done == [1, 2]
+    assert (job.status, job.accepted) == (JobStatus.SUCCEEDED, 2)
 
 
 @pytest.mark.django_db
@@ -307,3 +359,121 @@ def test_importing_the_same_file_again_succeeds_with_duplicates(tmp_path, projec
     assert (again.status, again.error, again.accepted, again.duplicates) == (JobStatus.SUCCEEDED, "", 0, 3)
     assert "Imported 0 logs (3 duplicates, 0 rejected lines) from 3 lines." in capsys.readouterr().out
     assert LogEntry.objects.filter(project=project).count() == 3
+
+
+# --- uploads: deleted once imported, and capped while they wait ---------------------------------------
+
+
+def stored_uploads(media) -> list[str]:
+    return sorted(str(path.relative_to(media)) for path in media.rglob("*") if path.is_file())
+
+
+def test_an_upload_is_deleted_once_imported_or_failed_by_a_real_worker_and_the_report_kept(
+    celery_worker, key_client, project, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    good = key_client.post("/api/v1/imports", {"file": SimpleUploadedFile("good.jsonl", mixed_file())})
+    bad = key_client.post(
+        "/api/v1/imports", {"file": SimpleUploadedFile("bad.jsonl.gz", gzip.compress(bad_lines_file()))}
+    )
+    assert good.status_code == bad.status_code == 202, (good.content, bad.content)
+
+    succeeded = wait_until_finished(ImportJob.objects.get(pk=good.json()["id"]))
+    failed = wait_until_finished(ImportJob.objects.get(pk=bad.json()["id"]))
+    wait_for(lambda: not ImportJob.objects.exclude(file="").exists(), 10, "the uploads to be deleted after finishing")
+    succeeded.refresh_from_db()
+    failed.refresh_from_db()
+
+    assert (succeeded.status, failed.status) == (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    assert not succeeded.file and not failed.file
+    assert stored_uploads(settings.MEDIA_ROOT) == []
+    report = key_client.get(f"/api/v1/imports/{failed.pk}/errors")
+    assert len(list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode())))) == 1 + 4
+
+
+def upload_job(project, content: bytes = b'{"prompt": "p", "completion": "c"}\n', name: str = "a.jsonl") -> ImportJob:
+    return imports.import_job_create(project=project, file=SimpleUploadedFile(name, content), source_name=name)
+
+
+@pytest.mark.django_db
+def test_an_import_the_reaper_requeues_keeps_its_upload_and_one_it_fails_loses_it(project, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.LOGTUNE_IMPORT_HEARTBEAT_TIMEOUT_S = 0
+    settings.LOGTUNE_IMPORT_MAX_ATTEMPTS = 2
+    job = upload_job(project)
+    assert imports.import_job_claim(job_id=job.pk, worker="gone@host")
+
+    assert imports.import_jobs_reap() == 1  # re-queued, to resume: it needs its file
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.file and stored_uploads(settings.MEDIA_ROOT) == [job.file.name]
+
+    assert imports.import_job_claim(job_id=job.pk, worker="gone-again@host")
+    assert imports.import_jobs_reap() == 1  # its last attempt: failed for good
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and "at most 2" in job.error
+    assert not job.file and stored_uploads(settings.MEDIA_ROOT) == []
+
+
+@pytest.mark.django_db
+def test_the_reaper_sends_no_import_whose_upload_is_gone_and_deletes_those_left_by_finished_ones(
+    project, settings, tmp_path, monkeypatch
+):
+    from curation.tasks import import_logs_run
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    sent: list[int] = []
+    monkeypatch.setattr(import_logs_run, "delay", sent.append)
+    lost, waiting, finished, done = upload_job(project), upload_job(project), upload_job(project), upload_job(project)
+    lost.file.storage.delete(lost.file.name)  # a media volume that lost a file
+    ImportJob.objects.filter(pk__in=[lost.pk, waiting.pk]).update(enqueued_at=None)  # the broker was down
+    # Finished before uploads were deleted on finishing: its file is still there.
+    ImportJob.objects.filter(pk=finished.pk).update(status=JobStatus.SUCCEEDED)
+    import_job_run(job_id=done.pk)  # finished now: its upload is gone, as it should be
+
+    assert imports.import_jobs_reap() == 2
+
+    assert sent == [waiting.pk]
+    lost.refresh_from_db()
+    assert lost.status == JobStatus.FAILED and not lost.file
+    assert lost.error == f"The uploaded file is gone from storage ({lost.source_name}): upload it again."
+    assert not ImportJob.objects.get(pk=finished.pk).file and not ImportJob.objects.get(pk=done.pk).file
+    assert stored_uploads(settings.MEDIA_ROOT) == [ImportJob.objects.get(pk=waiting.pk).file.name]
+
+
+@pytest.mark.django_db
+def test_uploads_past_the_projects_pending_bytes_are_refused_naming_the_limit(
+    key_client, client, editor, project, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    content = jsonl([{"prompt": f"p{i}", "completion": "c"} for i in range(20)])
+    settings.LOGTUNE_MAX_PENDING_IMPORT_BYTES = 2 * len(content) + 10
+    dataset = Dataset.objects.create(project=project, name="Math")
+    client.force_login(editor)
+
+    def api_upload():
+        return key_client.post("/api/v1/imports", {"file": SimpleUploadedFile("a.jsonl", content)})
+
+    assert api_upload().status_code == 202
+    assert api_upload().status_code == 202
+    refused = api_upload()
+    for path in ("/p/acme/imports/upload", f"/p/acme/datasets/{dataset.pk}/imports/upload"):
+        page = client.post(path, {"file": SimpleUploadedFile("a.jsonl", content)})
+        assert page.status_code == 302
+    flashed = [str(message) for message in get_messages(page.wsgi_request)]
+
+    assert refused.status_code == 413
+    limit = f"{settings.LOGTUNE_MAX_PENDING_IMPORT_BYTES:,} bytes (LOGTUNE_MAX_PENDING_IMPORT_BYTES)"
+    assert limit in refused.json()["detail"] and f"{2 * len(content):,} bytes" in refused.json()["detail"]
+    assert len(flashed) == 2 and all(limit in message for message in flashed), flashed
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(
+        CommandError, match=r"\(LOGTUNE_MAX_PENDING_IMPORT_BYTES\)\. .* Or import it here with --inline"
+    ):
+        call_command("import_logs", str(path), "--project", "acme", "--no-progress")
+    assert ImportJob.objects.count() == 2
+
+    import_job_run(job_id=ImportJob.objects.order_by("pk").first().pk)  # imported: its bytes are no longer pending
+
+    assert api_upload().status_code == 202
+    assert ImportJob.objects.count() == 3

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import psycopg
 from django.conf import settings
 from django.db import connection
 
@@ -93,6 +94,43 @@ def web_command(port: int, threads: int = 8) -> list[str]:
 def worker_command(name: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default", "--pool", "solo", "-n",
             f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]  # fmt: skip
+
+
+def purge(app) -> None:
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("default")
+
+
+def forget_unacknowledged(app) -> None:
+    """Drop a dead worker's unacknowledged task: Redis would hand it out again after its visibility timeout
+    (an hour), to whichever later test has a worker then. Here the reaper is what brings the job back."""
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete("unacked", "unacked_index")
+
+
+def raw_connection(autocommit: bool = False) -> psycopg.Connection:
+    """A connection of the test's own, outside Django's: to hold a lock, or to watch the server's activity."""
+    db = connection.settings_dict
+    return psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, dbname=db["NAME"], user=db["USER"],
+        password=db["PASSWORD"] or None, autocommit=autocommit,
+    )  # fmt: skip
+
+
+def backends_waiting_on_a_lock(statement: str) -> list[int]:
+    """The server processes of this database waiting for a lock in a statement that starts with `statement`."""
+    with raw_connection(autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+            "AND starts_with(query, %s)",
+            [statement],
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def backend_alive(pid: int) -> bool:
+    with raw_connection(autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() is not None
 
 
 class PrivateRedis:

@@ -8,10 +8,8 @@ job is re-queued and resumes from its checkpoint with every step recorded once.)
 import time
 
 import orjson
-import psycopg
 import pytest
 from django.core.files.base import ContentFile
-from django.db import connection
 
 from curation.models import ImportJob, JobStatus, LogEntry
 from curation.services import imports
@@ -24,7 +22,16 @@ from curation.services.imports import (
     import_jobs_reap,
 )
 from tests.curation.samples import openai_log
-from tests.faults.processes import service_env, wait_for, worker_command
+from tests.faults.processes import (
+    backend_alive,
+    backends_waiting_on_a_lock,
+    forget_unacknowledged,
+    purge,
+    raw_connection,
+    service_env,
+    wait_for,
+    worker_command,
+)
 from tests.waiting import wait_until_finished
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -43,39 +50,8 @@ def stored_ids(project) -> list[str]:
     return list(LogEntry.objects.filter(project=project).values_list("external_id", flat=True))
 
 
-def purge(app) -> None:
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("default")
-
-
-def forget_unacknowledged(app) -> None:
-    """Drop the dead worker's unacknowledged task: Redis would hand it out again after its visibility timeout
-    (an hour), to whichever later test has a worker then. Here the reaper is what brings the job back."""
-    with app.connection_for_write() as conn:
-        conn.default_channel.client.delete("unacked", "unacked_index")
-
-
-def raw_connection(autocommit: bool = False) -> psycopg.Connection:
-    """A connection of the test's own, outside Django's: to hold a lock, or to watch the server's activity."""
-    db = connection.settings_dict
-    return psycopg.connect(
-        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, dbname=db["NAME"], user=db["USER"],
-        password=db["PASSWORD"] or None, autocommit=autocommit,
-    )  # fmt: skip
-
-
 def backends_waiting_on_the_job_row() -> list[int]:
-    with raw_connection(autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
-            "AND query LIKE 'UPDATE \"curation_importjob\"%%'"
-        ).fetchall()
-    return [row[0] for row in rows]
-
-
-def backend_alive(pid: int) -> bool:
-    with raw_connection(autocommit=True) as conn:
-        return conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() is not None
+    return backends_waiting_on_a_lock('UPDATE "curation_importjob"')
 
 
 def test_a_worker_killed_mid_import_loses_only_its_uncommitted_batch_and_another_resumes_the_job(

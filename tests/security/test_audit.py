@@ -1,12 +1,33 @@
-"""The audit log: deletions, exports, key changes and fine-tunes are recorded with who did them, and only
-owners read them (the page, and `GET /api/v1/audit`)."""
+"""The audit log: every change made through the API (deletions, edits, tags, splits, exports, key changes,
+fine-tunes) is recorded with who made it, the user or the key, and only owners read it (the page, and
+`GET /api/v1/audit`)."""
 
+import functools
+import json
+import re
+
+import numpy as np
 import pytest
+from django.db.models import Max
 from rest_framework.test import APIClient
 
-from curation.models import Dataset, DatasetEntry
+from curation.embeddings import DIMENSION, text_of_conversation
+from curation.models import (
+    ApiKey,
+    AuditEvent,
+    Dataset,
+    DatasetEntry,
+    EntryEmbedding,
+    JobStatus,
+    RedactionJob,
+    Role,
+    Tag,
+)
+from curation.services.embeddings import text_hash, vector_bytes
 from curation.services.projects import api_key_create, api_key_revoke
+from tests.security.tenants import Tenant, tenant_create
 from training.models import BaseModel, FineTuneJob, FineTuneStatus
+from training.services.jobs import finetune_create
 
 pytestmark = pytest.mark.django_db
 
@@ -96,3 +117,156 @@ def test_deleting_a_dataset_a_fine_tunes_weights_and_the_fine_tune_is_recorded_w
     deleted = events["finetune.delete"]
     assert (deleted["actor"], deleted["detail"]["dataset"], deleted["detail"]["dataset_id"]) == ("bob", "Math", None)
     assert deleted["detail"]["snapshot"] == job["snapshot"]  # its dataset was gone, and no other fine-tune used it
+
+
+# --- Every change made through the API is audited, naming the user or the key -----------------------------------
+
+# Unsafe operations that write no audit event, and why.
+NOT_AUDITED = {
+    "logs_ingest": "sending logs: the data coming in (each log records when it came), at up to 600 requests a minute",
+    "imports_create": "sending logs as a file; the import job keeps who uploaded it, its progress and its line errors",
+    "finetunes_estimate": "computes examples, tokens and steps for a form; changes nothing",
+}
+# For every other unsafe operation: a body that makes it change something, and the audit events that change writes.
+# "{name}" in a body is replaced by the id of that object of the project.
+AUDITED: dict[str, tuple[dict | None, set[str]]] = {
+    "datasets_create": ({"name": "Fresh"}, {"dataset.create"}),
+    "datasets_update": ({"name": "Renamed", "description": "now described"}, {"dataset.update"}),
+    "datasets_destroy": (None, {"dataset.delete"}),
+    "dataset_embeddings_create": (None, {"entries.embed"}),
+    "dataset_entries_add": ({"log_ids": ["{log}"]}, {"logs.dataset_add"}),
+    "dataset_entry_update": (
+        {
+            "messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
+            "split": "validation",
+        },
+        {"entries.update", "entries.split"},
+    ),
+    "dataset_entry_destroy": (None, {"entries.delete"}),
+    "dataset_near_duplicates_keep_one": ({"dry_run": False, "threshold": 0.9}, {"entries.delete"}),
+    "dataset_redact": ({"dry_run": False}, {"entries.redact"}),
+    "datasets_snapshots_create": (None, {"dataset.snapshot"}),
+    "dataset_split": ({"validation_ratio": 0.5, "seed": 1}, {"dataset.split"}),
+    "finetunes_create": ({"dataset": "{dataset}", "base_model": "tiny"}, {"dataset.snapshot", "finetune.start"}),
+    "finetunes_destroy": (None, {"finetune.delete"}),
+    "finetunes_cancel": (None, {"finetune.cancel"}),
+    "finetunes_generate": ({"messages": [{"role": "user", "content": "2+2?"}]}, {"finetune.generate"}),
+    "finetunes_merge": (None, {"finetune.merge"}),
+    "finetunes_weights_destroy": (None, {"finetune.weights_delete"}),
+    "log_embeddings_create": (None, {"logs.embed"}),
+    "logs_bulk": ({"action": "tag_add", "tags": ["seen"], "log_ids": ["{log}"]}, {"logs.tag_add"}),
+    "tags_update": ({"name": "renamed", "color": "#123456"}, {"tag.rename", "tag.recolour"}),
+    "tags_destroy": (None, {"tag.delete"}),
+    "tags_merge": ({"into": "{other_tag}"}, {"tag.merge"}),
+}
+# The fine-tune a path names: a queued one for cancelling (a succeeded one has nothing to cancel).
+PATH_OBJECTS = {"dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune"}
+PATH_OVERRIDES = {"finetunes_cancel": {"job_id": "queued_finetune"}}
+
+
+@functools.cache
+def unsafe_operations() -> dict[str, tuple[str, str]]:
+    """operationId: (method, path) of every operation of the OpenAPI schema that changes something."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return {
+        operation["operationId"]: (method.upper(), path)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if method.upper() in ("POST", "PUT", "PATCH", "DELETE")
+    }
+
+
+def test_every_unsafe_operation_is_either_audited_here_or_declared_not_audited_with_a_reason():
+    operations = set(unsafe_operations())
+
+    assert operations - set(AUDITED) - set(NOT_AUDITED) == set(), "new operations: audit them, or say why not"
+    assert set(AUDITED) | set(NOT_AUDITED) <= operations, "operations that no longer exist"
+    assert not set(AUDITED) & set(NOT_AUDITED)
+
+
+def world_for_changes(operation: str, settings, tmp_path) -> Tenant:
+    """One project with one of everything (tests/security/tenants.py), and what makes each operation change
+    something: a second tag to merge into, a queued fine-tune to cancel, a merge not yet asked for, no redaction
+    job under way, and the two entries with one conversation embedded alike, so that keeping one per cluster
+    deletes the other."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    own = tenant_create("own")
+    project = own.project
+    own.objects["other_tag"] = Tag.objects.create(project=project, name="other").pk
+    dataset = Dataset.objects.get(pk=own.objects["dataset"])
+    RedactionJob.objects.filter(pk=own.objects["redaction"]).update(status=JobStatus.FAILED)
+    FineTuneJob.objects.filter(pk=own.objects["finetune"]).update(merge_status="")
+    if operation == "finetunes_cancel":  # only then: a dataset with a queued fine-tune cannot be deleted
+        base = BaseModel.objects.get(name="tiny")
+        queued = finetune_create(dataset=dataset, base_model=base, hyperparameters={"max_steps": 2})
+        own.objects["queued_finetune"] = queued.pk
+    vector = vector_bytes(np.ones(DIMENSION, dtype="float32") / DIMENSION**0.5)
+    for entry in dataset.entries.all():
+        hashed = text_hash(text_of_conversation(entry.messages))
+        EntryEmbedding.objects.create(entry=entry, vector=vector, text_hash=hashed)
+    return own
+
+
+def filled(value: object, objects: dict[str, int]) -> object:
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        return objects[value[1:-1]]
+    if isinstance(value, list):
+        return [filled(item, objects) for item in value]
+    if isinstance(value, dict):
+        return {key: filled(item, objects) for key, item in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("how", ["key", "session"])
+@pytest.mark.parametrize("operation", sorted(AUDITED))
+def test_every_change_through_the_api_is_audited_naming_the_user_or_the_key(operation, how, settings, tmp_path):
+    own = world_for_changes(operation, settings, tmp_path)
+    body, actions = AUDITED[operation]
+    method, path = unsafe_operations()[operation]
+    names = {**PATH_OBJECTS, **PATH_OVERRIDES.get(operation, {})}
+    url = re.sub(r"\{(\w+)\}", lambda m: str(own.objects[names[m.group(1)]]), path)
+    editor = own.users[Role.EDITOR]
+    key = ApiKey.objects.get(project=own.project, name="own editor")
+    if how == "key":
+        client = APIClient(HTTP_AUTHORIZATION=f"Bearer {own.keys[Role.EDITOR]}")
+    else:
+        client = APIClient()
+        client.force_authenticate(editor)
+        url += "?project=own"
+    before = AuditEvent.objects.aggregate(last=Max("pk"))["last"] or 0
+
+    response = client.generic(method, url, json.dumps(filled(body, own.objects)), content_type="application/json")
+
+    assert response.status_code < 300, f"{method} {url}: {response.status_code} {response.content[:300]!r}"
+    events = list(AuditEvent.objects.filter(pk__gt=before))
+    assert actions <= {event.action for event in events}, f"{operation} wrote {[e.action for e in events]}"
+    for event in events:
+        assert event.project_id == own.project.pk
+        who = (event.actor_id, event.api_key_id)
+        assert who == ((None, key.pk) if how == "key" else (editor.pk, None)), f"{event.action}: {who}"
+
+
+def test_a_bulk_change_too_large_for_the_request_is_audited_when_its_job_finishes_naming_the_key(
+    project, key_client, monkeypatch
+):
+    from curation.services import bulk
+    from curation.services.logs import logs_ingest
+
+    logs_ingest(project=project, items=[{"prompt": f"q{i}", "completion": "a", "tags": ["old"]} for i in range(3)])
+    monkeypatch.setattr(bulk, "INLINE_LIMIT", 1)  # as for more than 5,000 logs
+    started = key_client.post("/api/v1/logs/bulk", {"action": "delete", "filter": "tag=old"}, format="json")
+    assert started.status_code == 202, started.content
+    assert not AuditEvent.objects.filter(action="logs.delete").exists()  # not before it has happened
+
+    bulk.bulk_job_run(job_id=started.json()["id"])
+
+    event = AuditEvent.objects.get(action="logs.delete")
+    assert (event.count, event.actor, event.api_key, event.query) == (
+        3,
+        None,
+        ApiKey.objects.get(name="tests"),
+        "tag=old",
+    )
+    assert event.detail["job"] == started.json()["id"]

@@ -329,9 +329,15 @@ def _enqueue_merge(job_id: int) -> None:
 
 
 def generation_create(
-    *, job: FineTuneJob, messages: object, max_new_tokens: int = 64, created_by: User | None = None
+    *,
+    job: FineTuneJob,
+    messages: object,
+    max_new_tokens: int = 64,
+    created_by: User | None = None,
+    api_key: ApiKey | None = None,
 ) -> Generation:
-    """Queue a playground prompt: a GPU worker answers it with the base and the fine-tuned model."""
+    """Queue a playground prompt: a GPU worker answers it with the base and the fine-tuned model. Audited as
+    `finetune.generate` (the prompt itself is not copied into the audit log: it is on the answer's row)."""
     if job.status != FineTuneStatus.SUCCEEDED:
         raise ValidationError({"status": "The playground needs a succeeded fine-tune."})
     if job.weights_deleted_at is not None:
@@ -346,6 +352,8 @@ def generation_create(
         generation = Generation.objects.create(
             job=job, messages=messages, max_new_tokens=max_new_tokens, created_by=created_by
         )
+        audit_record(project=job.project, action="finetune.generate", actor=created_by, api_key=api_key,
+                     detail={"job_id": job.pk, "generation_id": generation.pk})  # fmt: skip
         transaction.on_commit(lambda: _enqueue_generation(generation.pk))
     return generation
 

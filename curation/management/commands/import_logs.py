@@ -7,7 +7,12 @@ from django.db import transaction
 from tqdm import tqdm
 
 from curation.models import ImportJob, Project
-from curation.services.imports import import_job_create, import_job_create_local, import_job_run
+from curation.services.imports import (
+    PendingImportsTooLarge,
+    import_job_create,
+    import_job_create_local,
+    import_job_run,
+)
 from curation.sniff import import_file_problem
 
 WORKER_HINT_AFTER_S = 10
@@ -44,8 +49,11 @@ class Command(BaseCommand):
             except Exception as exc:
                 raise CommandError(f"Import failed: {exc}") from exc
         else:
-            with file.open("rb") as handle, transaction.atomic():
-                job = import_job_create(project=found, file=File(handle, name=file.name), source_name=str(file))
+            try:
+                with file.open("rb") as handle, transaction.atomic():
+                    job = import_job_create(project=found, file=File(handle, name=file.name), source_name=str(file))
+            except PendingImportsTooLarge as exc:
+                raise CommandError(f"{exc} Or import it here with --inline.") from None
             job = self._follow(job, show)
         bar.close()
         self._summarise(job)
