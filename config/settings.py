@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.middleware.NulParametersMiddleware",  # pages: a NUL character in a parameter is a 400
     # Last, so it is the first to see a view's exception: a database that is down answers 503, not 500.
     "config.middleware.DatabaseUnavailableMiddleware",
 ]

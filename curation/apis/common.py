@@ -1,6 +1,5 @@
 """What every API view shares: errors, body limits, project scoping."""
 
-import re
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +18,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from curation.ingest.canonical import IngestError, check_storable
 from curation.models import ApiKey
+from curation.params import is_whole_number
 from curation.parsers import PayloadTooLarge
 from curation.permissions import IsUserOrApiKey
 
@@ -130,15 +130,6 @@ class ProjectScopedApiSchema(AutoSchema):
         if "." in qualname and "<locals>" not in qualname:
             return "".join(part.removesuffix("Api") for part in qualname.split("."))
         return super().get_serializer_name(serializer, direction)
-
-
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
-
-
-def is_whole_number(raw: str) -> bool:
-    """A query parameter that int() reads and a bigint column holds. Not str.isdigit: it takes '²', which
-    int() refuses, and any number of digits, where int() refuses more than 4,300."""
-    return _WHOLE_NUMBER.fullmatch(raw) is not None
 
 
 class StorableJSONField(serializers.JSONField):
