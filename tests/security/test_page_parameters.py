@@ -4,23 +4,31 @@ The routes come from the URLconf (tests/security/tenants.py), so a new page is c
 parameters a page reads is not listed by hand: each request records the names the view asks its query string or
 form for, and every name found gets every hostile value in turn, as its owner would send it, until no request
 reveals a new name. A whole number that `str.isdigit` takes and `int()` refuses (`²`), or that `int()` takes and a
-bigint column refuses (30 digits), must be a 400 or a form error, never a 500.
+bigint column refuses (30 digits), must be a 400 or a form error, never a 500; and a GET, whatever its
+parameters, writes and queues nothing (tenants.work_done).
 """
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, fields
 
 import pytest
-from django.db import transaction
 from django.http import QueryDict
 from django.test import Client
 from django.utils.datastructures import MultiValueDict
 
 from curation.models import Role
-from tests.security.tenants import ROUTES, Route, Tenant, served_methods, session
-from training.config import TrainConfig
-from training.forms import ADVANCED, MAIN
+from tests.security.tenants import (
+    BASELINES,
+    ROUTES,
+    Answer,
+    Route,
+    Tenant,
+    ask,
+    baselines,
+    served_methods,
+    session,
+    work_done,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -41,32 +49,6 @@ HOSTILE_FOR = {
     "op": ["remove:²", "remove:" + "9" * 5_000],  # the entry editor's "remove turn i"
     "ids": ["1,²", "²,2", "1" * 30],  # the entries list's `?ids=` (comma-separated) and the forms' repeated ids
 }
-# A fine-tune form filled with TrainConfig's defaults: each hyperparameter is then made hostile on its own.
-FINETUNE = {"base_model": "tiny", "method": "lora"} | {
-    f.name: str(f.default) for f in fields(TrainConfig)
-    if f.name in (*MAIN, *ADVANCED) and not any(f.default is nothing for nothing in (MISSING, None, False))
-}  # fmt: skip
-# Valid values that lead a view down a path where it reads more (filled with the tenant's object ids): a form
-# whose other fields are valid, so that a hostile value in one of them reaches the service behind the form.
-BASELINES = {
-    "bulk-preview": [{"action": "dataset_add", "scope": "selected", "ids": "{log}"}],
-    "bulk-run": [{"action": "dataset_add", "scope": "matching", "expected": "1", "dataset": "{dataset}"}],
-    "dataset": [{}, {"loss_job": "{finetune}"}],
-    "dataset-entry": [{"m-role": "user", "m-content": "hi", "m-kind": "text", "m-tool_calls": "",
-                       "m-tool_call_id": "", "m-extra": ""}],
-    "dataset-entries-action": [{"action": "delete", "ids": "{entry}"}],
-    "dataset-split": [{"validation_ratio": "0.2", "seed": "1"}],
-    "dataset-new": [{"name": "fuzzed"}],
-    "dataset-edit": [{"name": "fuzzed"}],
-    "dataset-finetune": [FINETUNE],
-    "dataset-finetune-estimate": [FINETUNE],
-    "dataset-entry-loss-preview": [{"base_model": "tiny"}],
-    "finetune-playground": [{"prompt": "hi", "max_new_tokens": "8"}],
-    "saved-view-new": [{"name": "fuzzed", "query": "q=x"}],
-    "api-key-new": [{"name": "fuzzed", "role": "viewer"}],
-    "tag-edit": [{"name": "fuzzed"}],
-    "tag-merge": [{"into": "{tag}"}],
-}  # fmt: skip
 # Names read that are not parameters of the page.
 NOT_PARAMETERS = {"csrfmiddlewaretoken"}
 MAX_NAMES = 80  # a page reading more names than this is a loop in the test, not a page
@@ -91,19 +73,12 @@ def reads_recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
         yield names
 
 
-def send(client: Client, method: str, url: str, params: dict[str, str]) -> int | str:
-    """The status of one request, rolled back; a crash as its exception, for the report."""
+def send(client: Client, method: str, url: str, params: dict[str, str]) -> Answer | str:
+    """One request, rolled back (tenants.ask); a crash as its exception, for the report."""
     try:
-        with transaction.atomic():
-            response = client.get(url, params) if method == "GET" else client.post(url, params)
-            transaction.set_rollback(True)
+        return ask(client, method, url, params=params)
     except Exception as exc:  # the test client re-raises what the view raised: that is the 500
         return f"{type(exc).__name__}: {str(exc)[:200]}"
-    return response.status_code
-
-
-def filled(baseline: dict[str, str], objects: dict[str, int]) -> dict[str, str]:
-    return {name: value.format(**objects) for name, value in baseline.items()}
 
 
 def hostile_problems(route: Route, own: Tenant, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -113,14 +88,15 @@ def hostile_problems(route: Route, own: Tenant, monkeypatch: pytest.MonkeyPatch)
 
     def check(method: str, params: dict[str, str], case: str) -> set[str]:
         with reads_recorded(monkeypatch) as names:
-            status = send(client, method, url, params)
-        if not isinstance(status, int) or status >= 500:
-            problems.append(f"{method} {case}: {status}")
+            answer = send(client, method, url, params)
+        if isinstance(answer, str) or answer.status >= 500:
+            problems.append(f"{method} {case}: {answer if isinstance(answer, str) else answer.status}")
+        elif method == "GET" and work_done(answer):
+            problems.append(f"{method} {case}: a safe method {', '.join(work_done(answer))}")
         return names - NOT_PARAMETERS
 
     for method in served_methods(route, own):
-        for baseline in BASELINES.get(route.name, [{}]):
-            base = filled(baseline, own.objects)
+        for base in baselines(route, own.objects):
             queue = sorted(check(method, base, "baseline") | set(base))
             seen = set(queue)
             while queue:
@@ -138,7 +114,8 @@ def huge_id_problems(route: Route, own: Tenant) -> list[str]:
     client = session(own.users[Role.OWNER])
     url = route.url(dict.fromkeys(own.objects, 10**30), own.project.slug)
     answers = {method: send(client, method, url, {}) for method in served_methods(route, own)}
-    return [f"{method} {url}: {answer}, expected 404" for method, answer in answers.items() if answer != 404]
+    statuses = {method: answer if isinstance(answer, str) else answer.status for method, answer in answers.items()}
+    return [f"{method} {url}: {status}, expected 404" for method, status in statuses.items() if status != 404]
 
 
 PAGES = [route for route in ROUTES if not route.is_api]

@@ -174,24 +174,46 @@ def test_the_jobs_panel_polls_while_a_job_runs(client, viewer, dataset, job):
 
 
 def test_a_loss_preview_is_asked_of_a_worker_once_per_version_of_the_entry(
-    client, viewer, dataset, base_model, django_capture_on_commit_callbacks
+    client, editor, dataset, base_model, django_capture_on_commit_callbacks
+):
+    entry = DatasetEntry.objects.filter(dataset=dataset).first()
+    url = f"/p/acme/datasets/{dataset.pk}/entries/{entry.pk}/loss-preview"
+    client.force_login(editor)
+
+    with django_capture_on_commit_callbacks() as queued:
+        first = client.post(url, {"base_model": "tiny"}, follow=True)
+        again = client.post(url, {"base_model": "tiny"}, follow=True)
+    DatasetEntry.objects.filter(pk=entry.pk).update(updated_at=timezone.now())
+    with django_capture_on_commit_callbacks() as queued_after_edit:
+        client.post(url, {"base_model": "tiny"})
+    unknown = client.post(url, {"base_model": "nope"})
+
+    assert first.redirect_chain == [(f"{url}?base_model=tiny", 302)]
+    assert first.context["preview"] == again.context["preview"] and len(queued) == 1
+    assert f"{url}/{first.context['preview'].pk}" in first.content.decode()  # polls until a worker is done
+    assert len(queued_after_edit) == 1 and LossPreview.objects.count() == 2
+    assert unknown.status_code == 400 and "nope" in unknown.content.decode()
+
+
+def test_a_viewer_reads_a_loss_preview_but_asking_for_one_is_an_editors(
+    client, viewer, editor, dataset, base_model, django_capture_on_commit_callbacks
 ):
     entry = DatasetEntry.objects.filter(dataset=dataset).first()
     url = f"/p/acme/datasets/{dataset.pk}/entries/{entry.pk}/loss-preview"
     client.force_login(viewer)
 
     with django_capture_on_commit_callbacks() as queued:
-        first = client.get(url, {"base_model": "tiny"})
-        again = client.get(url, {"base_model": "tiny"})
-    DatasetEntry.objects.filter(pk=entry.pk).update(updated_at=timezone.now())
-    with django_capture_on_commit_callbacks() as queued_after_edit:
-        client.get(url, {"base_model": "tiny"})
-    unknown = client.get(url, {"base_model": "nope"})
+        looked = client.get(url, {"base_model": "tiny"})
+        asked = client.post(url, {"base_model": "tiny"})
+    client.force_login(editor)
+    client.post(url, {"base_model": "tiny"})
+    client.force_login(viewer)
+    shown = client.get(url, {"base_model": "tiny"})
 
-    assert first.context["preview"] == again.context["preview"] and len(queued) == 1
-    assert f"{url}/{first.context['preview'].pk}" in first.content.decode()  # polls until a worker is done
-    assert len(queued_after_edit) == 1 and LossPreview.objects.count() == 2
-    assert unknown.context["preview"] is None and "nope" in unknown.content.decode()
+    assert looked.status_code == 200 and looked.context["preview"] is None
+    assert "an editor can ask for one" in looked.content.decode()
+    assert asked.status_code == 403 and queued == []
+    assert shown.context["preview"] == LossPreview.objects.get(entry=entry)
 
 
 def test_metric_points_are_what_the_chart_reads(client, viewer, job):
