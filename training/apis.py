@@ -27,6 +27,7 @@ from training.services.deletion import (
 )
 from training.services.jobs import (
     HYPERPARAMETERS,
+    MAX_NEW_TOKENS,
     SERVER_FIELDS,
     finetune_cancel,
     finetune_create,
@@ -159,7 +160,7 @@ class GenerationOutput(serializers.ModelSerializer):
 class GenerateInput(serializers.Serializer):
     messages = StorableJSONField(required=False, help_text="Chat messages ending with a user turn.")
     prompt = serializers.CharField(required=False, help_text="Shorthand for one user message.")
-    max_new_tokens = serializers.IntegerField(default=64)
+    max_new_tokens = serializers.IntegerField(default=64, min_value=1, max_value=MAX_NEW_TOKENS)
 
     def validate(self, data: dict) -> dict:
         if ("messages" in data) == ("prompt" in data):

@@ -38,7 +38,8 @@ def test_the_estimate_panel_shows_examples_tokens_and_steps_or_the_problem(clien
             "max_seq_length": "2048", "lora_rank": "16", "lora_dropout": "0.05", "warmup_ratio": "0.05",
             "scheduler": "cosine", "weight_decay": "0", "max_grad_norm": "1", "seed": "42", "freeze_layers": "0",
             "eval_every_steps": "50", "early_stopping_patience": "0", "checkpoint_every_steps": "100",
-            "eval_generations": "8", "max_new_tokens": "64", "precision": "auto"}  # fmt: skip
+            "eval_generations": "8", "max_new_tokens": "64", "precision": "auto",
+            "attn_implementation": "sdpa"}  # fmt: skip
 
     good = client.get(url, form).content.decode()
     bad = client.get(url, {**form, "learning_rate": "3"}).content.decode()
@@ -72,7 +73,7 @@ def test_a_bad_value_is_shown_on_its_field_and_nothing_is_queued(client, editor,
                             "lora_dropout": "0", "warmup_ratio": "0", "scheduler": "cosine", "weight_decay": "0",
                             "max_grad_norm": "1", "seed": "1", "freeze_layers": "0", "eval_every_steps": "0",
                             "early_stopping_patience": "0", "checkpoint_every_steps": "0", "eval_generations": "0",
-                            "max_new_tokens": "8", "precision": "auto"})  # fmt: skip
+                            "max_new_tokens": "8", "precision": "auto", "attn_implementation": "sdpa"})  # fmt: skip
 
     assert response.status_code == 400
     assert response.context["form"].errors["freeze_layers"] == ["method freeze needs at least 1"]
