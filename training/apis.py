@@ -12,7 +12,15 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.apis.common import NotReadyResponse, ProjectScopedApi, StorableJSONField, is_whole_number, request_actor
+from curation.apis.common import (
+    NotReadyResponse,
+    PathlessCharField,
+    PathlessJSONField,
+    ProjectScopedApi,
+    StorableJSONField,
+    is_whole_number,
+    request_actor,
+)
 from curation.models import Dataset, DatasetSnapshot, Project, Role
 from curation.permissions import project_for_request
 from curation.services.audit import audit_record
@@ -90,6 +98,14 @@ class FineTuneOutput(serializers.ModelSerializer):
         help_text="The dataset was deleted; the fine-tune, its weights and its snapshot stay."
     )
     weights_deleted_by = serializers.SerializerMethodField(help_text="Who deleted the weights: a user, or a key.")
+    model = serializers.CharField(
+        source="model_name", read_only=True,
+        help_text="What the trainer loads: a hub id, or a folder in the data folder by its place there.",
+    )  # fmt: skip
+    # Jobs stored before the server's paths were kept out of what members read may still hold some.
+    summary = PathlessJSONField(read_only=True, help_text="The trainer's start, checkpoint, warnings and done.")
+    error = PathlessCharField(read_only=True)
+    merge_error = PathlessCharField(read_only=True)
 
     class Meta:
         model = FineTuneJob

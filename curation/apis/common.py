@@ -21,12 +21,15 @@ from curation.models import ApiKey
 from curation.params import is_whole_number
 from curation.parsers import PayloadTooLarge
 from curation.permissions import IsUserOrApiKey
+from curation.server_paths import json_paths_hidden, paths_hidden
 
 __all__ = [
     "RETRY_AFTER",
     "THROTTLED",
     "ErrorResponse",
     "NotReadyResponse",
+    "PathlessCharField",
+    "PathlessJSONField",
     "PayloadTooLarge",
     "ProjectScopedApi",
     "StorableJSONField",
@@ -143,6 +146,20 @@ class StorableJSONField(serializers.JSONField):
         except IngestError as exc:
             raise serializers.ValidationError(str(exc).removeprefix(": ")) from None
         return value
+
+
+class PathlessCharField(serializers.CharField):
+    """Text a worker wrote (an error), the server's data folders left out (curation.server_paths)."""
+
+    def to_representation(self, value: Any) -> str:
+        return paths_hidden(super().to_representation(value))
+
+
+class PathlessJSONField(serializers.JSONField):
+    """JSON a worker wrote (a trainer's events), the server's data folders left out of every string."""
+
+    def to_representation(self, value: Any) -> Any:
+        return json_paths_hidden(super().to_representation(value))
 
 
 class ProjectScopedApi(APIView):

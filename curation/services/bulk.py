@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from curation.filters import logs_filter
 from curation.models import ApiKey, BulkAction, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, LogTag, Project
+from curation.server_paths import error_text
 from curation.services.audit import audit_record
 from curation.services.queueing import task_send_or_fail
 from curation.services.tags import tag_names_clean, tags_add, tags_remove
@@ -168,7 +169,7 @@ def bulk_job_run(*, job_id: int, on_progress: Callable[[BulkJob], None] | None =
             if on_progress:
                 on_progress(job)
     except Exception as exc:
-        job.status, job.error, job.finished_at = JobStatus.FAILED, f"{type(exc).__name__}: {exc}", timezone.now()
+        job.status, job.error, job.finished_at = JobStatus.FAILED, error_text(exc), timezone.now()
         job.save(update_fields=["status", "error", "finished_at"])
         logger.exception("curation.bulk_failed job=%s", job.pk)
         raise

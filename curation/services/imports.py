@@ -29,6 +29,7 @@ from django.utils import timezone
 from curation.ingest import BodyError, RawItem, line_read
 from curation.ingest.raw import decode_text
 from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, Project
+from curation.server_paths import error_text, paths_hidden
 from curation.services.datasets import dataset_entries_ingest
 from curation.services.logs import logs_ingest
 from curation.services.queueing import task_send_or_mark_unsent
@@ -258,13 +259,14 @@ def _database_gone(exc: Exception) -> bool:
 
 
 def _describe(exc: Exception) -> str:
+    """The error of a failed import, the files it names relative to the data folder (members read it)."""
     if isinstance(exc, FileNotFoundError):
-        return f"The file to import is missing: {exc.filename}"
+        return paths_hidden(f"The file to import is missing: {exc.filename}")
     if isinstance(exc, gzip.BadGzipFile | EOFError):
-        return f"The file is not a valid gzip file: {exc}"
+        return paths_hidden(f"The file is not a valid gzip file: {exc}")
     if isinstance(exc, ExpandedTooLarge):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    return error_text(exc)
 
 
 class ExpandedTooLarge(Exception):

@@ -6,9 +6,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import timedelta
+from pathlib import Path
 from unittest.mock import patch
 
 from celery import Task
+from django.conf import settings
 from django.db import connection, transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -149,13 +151,15 @@ def tenant_create(slug: str) -> Tenant:
     snapshot = snapshot_request(dataset=dataset)
     base = BaseModel.objects.get_or_create(name="tiny", defaults={"path": "/models/tiny"})[0]
     job = finetune_create(dataset=dataset, base_model=base, hyperparameters={"max_steps": 2}, snapshot=snapshot)
+    # What the trainer reported, stored as an earlier version stored it: with the server's absolute paths.
+    summary = {"done": {"step": 2, "adapter_dir": str(job.adapter_dir)}}
     FineTuneJob.objects.filter(pk=job.pk).update(
-        status=FineTuneStatus.SUCCEEDED, merge_status=FineTuneStatus.SUCCEEDED
+        status=FineTuneStatus.SUCCEEDED, merge_status=FineTuneStatus.SUCCEEDED, summary=summary
     )
     for folder in (job.adapter_dir, job.merged_dir):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "adapter_config.json").write_text(f'{{"marker": "{marker}"}}')
-    (job.output_dir / "train.log").write_text(f"step 1 {marker}\n")
+    (job.output_dir / "train.log").write_text(f"step 1 {marker}\nsaved {job.adapter_dir}/adapter_model.safetensors\n")
     generation = Generation.objects.create(job=job, messages=chat[:1], status=FineTuneStatus.SUCCEEDED)
     # Of an earlier version of the entry: asking for the entry's preview again would queue a new one.
     preview = LossPreview.objects.create(
@@ -191,6 +195,12 @@ WRITES_ON_READ = {
     "curation_logembedding": "the embedding of the log asked about (more like this), worked out in the request and "
     "kept: one row per log, the one indexing would store",
 }
+
+
+def server_roots() -> list[str]:
+    """Where the server keeps its files (MEDIA_ROOT, the var folder), which no answer may show."""
+    roots = [Path(settings.MEDIA_ROOT), Path(settings.VAR_DIR)]
+    return sorted({str(root) for root in roots} | {str(root.resolve()) for root in roots})
 
 
 def work_done(answer: "Answer") -> list[str]:

@@ -5,7 +5,7 @@ OpenAPI schema (every operation it documents), so a new endpoint is covered the 
 
 - another project's object answers 404, whoever asks and however they authenticate;
 - a session of a user who is not a member of a project, or an API key of another project, gets 404 for it;
-- nothing of the other project (its marker text) appears in any answer;
+- nothing of the other project (its marker text) appears in any answer, nor where the server keeps its files;
 - a viewer cannot edit, delete, export or train; only owners manage keys and read the audit log;
 - a role that is allowed gets neither 401, 403 nor 404, and nothing answers 5xx;
 - pages need a login (an API key does not open them) and the API needs a key or a session;
@@ -32,6 +32,7 @@ from tests.security.tenants import (
     baselines,
     keyed,
     served_methods,
+    server_roots,
     session,
     work_done,
 )
@@ -101,12 +102,15 @@ def matrix_problems(route: Route, own: Tenant, other: Tenant) -> list[str]:
     methods = served_methods(route, own)
     assert methods, f"{route.pattern} serves no method its owner may use"
     problems: list[str] = []
+    roots = server_roots()
 
     def check(case: str, answer: Answer, expect: str) -> None:
         if case.startswith(("GET", "HEAD")) and work_done(answer):
             problems.append(f"{case}: a safe method {', '.join(work_done(answer))}")
         if other.marker in answer.body:
             problems.append(f"{case}: LEAK of the other project's data (HTTP {answer.status})")
+        if any(root in answer.body for root in roots):
+            problems.append(f"{case}: shows where the server keeps its files (MEDIA_ROOT or the var folder)")
         if answer.status >= 500:
             problems.append(f"{case}: HTTP {answer.status}")
         elif expect == "allowed" and answer.status in (401, 403, 404):

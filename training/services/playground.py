@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from curation.models import DatasetEntry
+from curation.server_paths import error_text, paths_hidden
 from curation.services.queueing import task_send_or_fail
 from training.models import FineTuneJob, FineTuneStatus, Generation, LossPreview
 from training.selectors import loss_preview_current
@@ -87,7 +88,7 @@ def generation_run(*, generation_id: int) -> None:
             timeout=settings.LOGTUNE_GPU_TASK_TIMEOUT_S,
         )  # fmt: skip
     except Exception as exc:
-        rows.update(status=FineTuneStatus.FAILED, error=str(exc), finished_at=timezone.now())
+        rows.update(status=FineTuneStatus.FAILED, error=paths_hidden(str(exc)), finished_at=timezone.now())
         logger.warning("training.generation_failed generation=%s job=%s", generation.pk, job.pk)
         if not isinstance(exc, GpuCallError):
             raise
@@ -111,7 +112,7 @@ def finetune_merge(*, job_id: int) -> None:
         call_in_child(function="training.merge:merge_adapter", calls=[call], work_dir=job.output_dir / "merge",
                       timeout=settings.LOGTUNE_GPU_TASK_TIMEOUT_S)  # fmt: skip
     except Exception as exc:
-        rows.update(merge_status=FineTuneStatus.FAILED, merge_error=str(exc))
+        rows.update(merge_status=FineTuneStatus.FAILED, merge_error=paths_hidden(str(exc)))
         logger.warning("training.merge_failed job=%s", job.pk)
         if not isinstance(exc, GpuCallError):
             raise
@@ -157,7 +158,7 @@ def loss_preview_run(*, preview_id: int) -> None:
         _, model = base_model_resolve(base_model=preview.base_model)
         tokens = loss_preview(model=model, messages=preview.entry.messages, tools=preview.entry.tools)
     except Exception as exc:  # a tokenizer that cannot be loaded, an entry that cannot be trained on
-        message = " ".join(exc.messages) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+        message = " ".join(exc.messages) if isinstance(exc, ValidationError) else error_text(exc)
         rows.update(status=FineTuneStatus.FAILED, error=message, finished_at=timezone.now())
         return
     pieces: list[dict] = []
