@@ -48,6 +48,10 @@ HOSTILE = [
 HOSTILE_FOR = {
     "op": ["remove:²", "remove:" + "9" * 5_000],  # the entry editor's "remove turn i"
     "ids": ["1,²", "²,2", "1" * 30],  # the entries list's `?ids=` (comma-separated) and the forms' repeated ids
+    # Times Python reads and PostgreSQL does not: an offset past 15:59, year 10000 once in UTC.
+    "created_after": ["2026-01-01T00:00:00-18:56", "9999-12-31T23:59:59-14:00"],
+    "created_before": ["2026-01-01T00:00:00-18:56", "0001-01-01T00:00:00+14:00"],
+    "metadata": ["env:NaN", "env:-inf"],  # numbers JSON has not: jsonb refuses them
 }
 # Names read that are not parameters of the page.
 NOT_PARAMETERS = {"csrfmiddlewaretoken"}
