@@ -7,6 +7,7 @@ number of digits, where int() refuses more than 4,300 and a bigint column more t
 import re
 
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+ID_MAX = 10**18 - 1  # the largest whole number read here, and so the largest id the API and the pages take
 
 
 def is_whole_number(raw: str) -> bool:

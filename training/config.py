@@ -11,6 +11,7 @@ from typing import Any
 
 METHODS = ("lora", "qlora", "full", "freeze")
 SCHEDULERS = ("cosine", "linear", "constant")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # What transformers is told to use for attention. Only these: any other name is looked up as a kernel repository
 # on the Hugging Face Hub, which would have a GPU worker download and run code.
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3")
@@ -41,6 +42,8 @@ LIMITS: dict[str, tuple[int, int]] = {
     "max_new_tokens": (1, 4096),
 }
 TARGET_MODULES_MAX = 64  # names (or one pattern), each at most 200 characters
+# The settings that take one of a few words.
+CHOICES = {"scheduler": SCHEDULERS, "precision": PRECISIONS, "attn_implementation": ATTENTION_IMPLEMENTATIONS}
 
 # Learning rates the fine-tuning projects agree on: adapters learn fast, full weights need care.
 DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "full": 1e-5, "freeze": 1e-5}
@@ -140,7 +143,7 @@ class TrainConfig:
     def validate(self) -> None:
         _check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}, not {self.method!r}")
         _check(self.scheduler in SCHEDULERS, "scheduler", f"must be one of {', '.join(SCHEDULERS)}")
-        _check(self.precision in ("auto", "bf16", "fp16", "fp32"), "precision", "must be auto, bf16, fp16 or fp32")
+        _check(self.precision in PRECISIONS, "precision", "must be auto, bf16, fp16 or fp32")
         _check(self.learning_rate is None or 0 < self.learning_rate < 1, "learning_rate", "must be in (0, 1)")
         _check(self.epochs > 0, "epochs", "must be positive")
         for name in ("batch_size", "gradient_accumulation", "lora_rank"):

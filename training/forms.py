@@ -9,7 +9,7 @@ from django import forms
 
 from curation.models import Dataset, DatasetSnapshot, JobStatus
 from training import selectors
-from training.config import ATTENTION_IMPLEMENTATIONS, DEFAULT_LEARNING_RATES, LIMITS, SCHEDULERS, TrainConfig
+from training.config import CHOICES, DEFAULT_LEARNING_RATES, LIMITS, TrainConfig
 from training.models import Method
 from training.services.jobs import MAX_NEW_TOKENS
 
@@ -39,8 +39,6 @@ LABELS = {
     "packing": ("Packing", "Lay a micro-batch's examples end to end, without attention across them."),
     "per_example_losses": ("Per-example losses", "Record each training example's loss: finds bad labels."),
 }
-CHOICES = {"scheduler": SCHEDULERS, "precision": ("auto", "bf16", "fp16", "fp32"),
-           "attn_implementation": ATTENTION_IMPLEMENTATIONS}  # fmt: skip
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 _TYPES = {f.name: f.type for f in fields(TrainConfig)}
 

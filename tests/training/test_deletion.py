@@ -278,7 +278,7 @@ def test_through_the_api_the_weights_then_the_fine_tune_are_deleted(
     assert shown["weights_deleted_at"] and shown["weights_deleted_by"].startswith("API key lt_")
     assert shown["adapter_url"] is None and shown["status"] == "succeeded"
     assert adapter.status_code == 409 and "were deleted on" in adapter.json()["detail"]
-    assert merge.status_code == 400 and ask.status_code == 400
+    assert merge.status_code == 409 and ask.status_code == 409 and "were deleted" in merge.json()["detail"]
     assert gone.status_code == 200
     assert gone.json() == {
         "id": job.pk, "folder": f"finetunes/{job.pk}", "bytes": sum(OTHERS.values()), "weights": [],
