@@ -86,9 +86,10 @@ def _enqueue(job_id: int) -> None:
 
 
 def import_job_create_local(*, project: Project, path: Path, created_by: User | None = None) -> ImportJob:
-    """A job that reads a file on this machine in place (CLI, `--inline`): nothing is copied."""
+    """A job that reads a file on this machine in place (CLI, `--inline`): nothing is copied. Members see the file's
+    name, not where it lies on the server."""
     return ImportJob.objects.create(
-        project=project, source_name=str(path)[:255], created_by=created_by, bytes_total=path.stat().st_size
+        project=project, source_name=path.name[:255], created_by=created_by, bytes_total=path.stat().st_size
     )
 
 

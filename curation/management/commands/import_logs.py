@@ -45,7 +45,7 @@ class Command(BaseCommand):
                 raise CommandError(f"Import failed: {exc}") from exc
         else:
             with file.open("rb") as handle, transaction.atomic():
-                job = import_job_create(project=found, file=File(handle, name=file.name), source_name=str(file))
+                job = import_job_create(project=found, file=File(handle, name=file.name), source_name=file.name)
             job = self._follow(job, show)
         bar.close()
         self._summarise(job)
