@@ -1,10 +1,11 @@
-"""Answers for when the database is down: a quick, clear 503 instead of a 500 page or a hung request."""
+"""Answers for when the database is down: a quick, clear 503 instead of a 500 page or a hung request; and for a
+page's parameters that no query or row can hold."""
 
 import logging
 from collections.abc import Callable
 
 from django.db import InterfaceError, OperationalError, connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +46,33 @@ class DatabaseUnavailableMiddleware:
             response = HttpResponse(PAGE, status=503, content_type="text/html; charset=utf-8")
         response["Retry-After"] = str(RETRY_AFTER_S)
         return response
+
+
+class NulParametersMiddleware:
+    """A page's query string or form field holding a NUL character (\\u0000) is answered 400 naming it: PostgreSQL
+    text cannot hold one, so a view passing it to a search or a row would fail with a 500. Forms refuse it field
+    by field already; this covers the parameters views read themselves (`?q=`, `?action=`, a tag's name).
+
+    The API refuses NUL in its own way (curation.apis.common: query parameters, JSON bodies) and the logging
+    proxy keeps it as sent, so both are left alone here; their bodies are not read as forms."""
+
+    SKIPPED = ("/api/", "/proxy/")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view: Callable, args: tuple, kwargs: dict) -> HttpResponse | None:
+        if request.path.startswith(self.SKIPPED):
+            return None
+        sources = [request.GET, request.POST] if request.method == "POST" else [request.GET]
+        for params in sources:
+            for name, values in params.lists():
+                if "\x00" in name or any("\x00" in value for value in values):
+                    shown = name.replace("\x00", "\\u0000")[:40]
+                    return HttpResponseBadRequest(
+                        f"{shown}: contains a NUL character (\\u0000).", content_type="text/plain; charset=utf-8"
+                    )
+        return None

@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a login refused by django-axes (config/login.py) into the lockout page.
     "axes.middleware.AxesMiddleware",
+    "config.middleware.NulParametersMiddleware",  # pages: a NUL character in a parameter is a 400
     # Last, so it is the first to see a view's exception: a database that is down answers 503, not 500.
     "config.middleware.DatabaseUnavailableMiddleware",
 ]
@@ -267,10 +268,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": [
-        "curation.parsers.OrjsonParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON bodies only: a form-encoded body turns every value into text that each field would coerce back
+    # ("5" for 5, "0" for false). File uploads (POST /api/v1/imports) declare the multipart parser themselves.
+    "DEFAULT_PARSER_CLASSES": ["curation.parsers.OrjsonParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "curation.apis.common.exception_handler",
     "UNAUTHENTICATED_USER": None,

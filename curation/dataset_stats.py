@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from django.db.models import Avg, Count, F, Max, Q, QuerySet, Sum
 
 from curation.models import Dataset, DatasetEntry, DatasetSnapshot, ImportJob, Project, Split
+from curation.params import whole_number
 
 ENTRY_PAGE_SIZE = 50
 HISTOGRAM_MAX_BINS = 24
@@ -43,7 +44,7 @@ class EntryFilter:
             q=params.get("q", "").strip(),
             split=split if split in Split.values else "",
             edited=params.get("edited") == "1",
-            ids=[int(part) for part in raw_ids if part.isdigit()][:1000],
+            ids=[number for part in raw_ids if (number := whole_number(part)) is not None][:1000],
         )
 
     @property

@@ -19,6 +19,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
 from curation import pii
+from curation.lookups import queryset_sql
 from curation.models import AuditEvent, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, LogTag, Project, Tag
 from curation.pagination import rare_match_safe
 
@@ -48,7 +49,7 @@ def _capped_counts(querysets: list[QuerySet]) -> list[CappedCount]:
     selects: list[str] = []
     params: list[Any] = []
     for i, queryset in enumerate(querysets):
-        sql, sql_params = queryset.order_by().values("pk")[: COUNT_CAP + 1].query.sql_with_params()
+        sql, sql_params = queryset_sql(queryset.order_by().values("pk")[: COUNT_CAP + 1])
         selects.append(f"(SELECT count(*) FROM ({sql}) AS c{i})")  # noqa: S608 (SQL the ORM wrote)
         params.extend(sql_params)
     return [_capped(n) for n in _fetch("SELECT " + ", ".join(selects), params)[0]]
@@ -84,7 +85,7 @@ def _window_counts(logs: QuerySet[LogEntry]) -> tuple[int, list, list, list, Cou
     on jsonb and on SQLite's JSON text, where unnesting it would not.
     """
     window = logs.order_by("-id").values("id", "model", "status", "pii")[: COUNT_CAP + 1]
-    sql, params = window.query.sql_with_params()
+    sql, params = queryset_sql(window)
     rows = _fetch(
         f"WITH w AS MATERIALIZED ({sql}),"  # noqa: S608 (SQL the ORM wrote)
         " t AS (SELECT lt.tag_id, count(*) AS n FROM curation_logtag lt JOIN w ON w.id = lt.log_id"

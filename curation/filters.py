@@ -15,8 +15,10 @@ Query parameters (all optional, all combined with AND):
   q                           free text: words (any language) or a substring (CJK, code), case-insensitive
 """
 
+import math
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +30,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from curation import pii
 from curation.models import DatasetEntry, LogEntry, LogStatus, LogTag, Project, Tag
+from curation.params import ID_MAX
 
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 
@@ -68,7 +71,8 @@ def _has_tag(project: Project, names: Iterable[str]) -> Exists:
 
 
 def _json_scalar(value: str) -> object:
-    """'42' → 42, 'true' → True: metadata values may have been sent as numbers or booleans."""
+    """'42' → 42, 'true' → True: metadata values may have been sent as numbers or booleans. 'NaN' and 'inf' are
+    text: JSON has no such numbers, and jsonb refuses them."""
     if value in ("true", "false"):
         return value == "true"
     try:
@@ -76,9 +80,28 @@ def _json_scalar(value: str) -> object:
     except ValueError:
         pass
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
+
+
+class _UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO-8601 time in UTC. PostgreSQL takes offsets up to 15:59 only, and Python none past year 9999 once in
+    UTC: `2026-01-01T00:00:00-18:56` or `9999-12-31T23:59:59-14:00` would fail in the query, not here."""
+
+    def to_python(self, value: object) -> Any:
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Out of range once in UTC.") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = _UtcDateTimeField
 
 
 class LogFilter(django_filters.FilterSet):
@@ -88,19 +111,19 @@ class LogFilter(django_filters.FilterSet):
     tag = django_filters.CharFilter(method="filter_tag_all")
     tag_any = django_filters.CharFilter(method="filter_tag_any")
     tag_none = django_filters.CharFilter(method="filter_tag_none")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
     min_tokens = django_filters.NumberFilter(field_name="total_tokens", lookup_expr="gte", min_value=0)
     max_tokens = django_filters.NumberFilter(field_name="total_tokens", lookup_expr="lte", min_value=0)
     min_latency_ms = django_filters.NumberFilter(field_name="latency_ms", lookup_expr="gte", min_value=0)
     max_latency_ms = django_filters.NumberFilter(field_name="latency_ms", lookup_expr="lte", min_value=0)
     metadata = RepeatedFilter(method="filter_metadata")
-    in_dataset = django_filters.NumberFilter(method="filter_in_dataset", min_value=1)
-    not_in_dataset = django_filters.NumberFilter(method="filter_not_in_dataset", min_value=1)
+    in_dataset = django_filters.NumberFilter(method="filter_in_dataset", min_value=1, max_value=ID_MAX)
+    not_in_dataset = django_filters.NumberFilter(method="filter_not_in_dataset", min_value=1, max_value=ID_MAX)
     pii = django_filters.CharFilter(method="filter_pii")
     q = django_filters.CharFilter(method="filter_q")
     # "More like this" as a filter: the indexed logs at least `min_similarity` like log `similar_to`.
-    similar_to = django_filters.NumberFilter(method="filter_similar_to", min_value=1, max_value=2**63 - 1)
+    similar_to = django_filters.NumberFilter(method="filter_similar_to", min_value=1, max_value=ID_MAX)
     min_similarity = django_filters.NumberFilter(method="filter_min_similarity", min_value=0.5, max_value=1)
 
     class Meta:

@@ -1,6 +1,7 @@
 """Forms of the dataset pages, and the entry editor's form: one row of fields per message."""
 
 import re
+import typing
 from dataclasses import dataclass, field
 
 import orjson
@@ -9,6 +10,7 @@ from django.http import QueryDict
 
 from curation.forms import validate_import_file
 from curation.models import Split
+from curation.params import whole_number
 from curation.validation import DEFAULT_MAX_TOKENS, VALID_ROLES
 
 MAX_SELECTED = 500
@@ -30,7 +32,7 @@ class SplitForm(forms.Form):
     validation_ratio = forms.FloatField(
         min_value=0, max_value=0.99, label="Validation share", widget=forms.NumberInput(attrs={"step": "0.01"})
     )
-    seed = forms.IntegerField(initial=0)
+    seed = forms.IntegerField(initial=0, min_value=-(2**31), max_value=2**31 - 1)  # stored: a 32-bit column
 
 
 class ValidationForm(forms.Form):
@@ -43,10 +45,11 @@ class IdsField(forms.Field):
     widget = forms.MultipleHiddenInput
 
     def to_python(self, value: object) -> list[int]:
-        values = [str(item) for item in value] if isinstance(value, list | tuple) else []
-        if not all(item.isdigit() for item in values):
-            raise forms.ValidationError("Entry ids are numbers.")
-        return [int(item) for item in values]
+        values = value if isinstance(value, list | tuple) else []
+        ids = [whole_number(str(item)) for item in values]
+        if None in ids:
+            raise forms.ValidationError("Entry ids are whole numbers.")
+        return typing.cast(list[int], ids)
 
     def validate(self, value: list[int]) -> None:
         if not value:
@@ -203,8 +206,8 @@ class EntryForm:
             last = self.rows[-1].role if self.rows else "assistant"
             role = "user" if last == "assistant" else "assistant"
             self.rows.append(MessageRow(role=role, kind=NULLABLE if role == "assistant" else TEXT))
-        elif op.startswith("remove:") and op[7:].isdigit() and int(op[7:]) < len(self.rows):
-            del self.rows[int(op[7:])]
+        elif op.startswith("remove:") and (index := whole_number(op[7:])) is not None and index < len(self.rows):
+            del self.rows[index]
 
     def conversation(self) -> tuple[list[dict], list] | None:
         """(messages, tools) from the fields, or None with the problems in `errors` and on the rows."""

@@ -5,9 +5,11 @@ the table, so a searched queryset can be nested in another query (pk__in=…, Ex
     search_text__trgm_icontains="退款"          case-insensitive substring through the trigram index
 
 Elsewhere (SQLite) both fall back to a plain case-insensitive LIKE.
+
+`queryset_sql` gives a queryset's SQL for raw statements that nest it (INSERT … SELECT, counts in one round trip).
 """
 
-from django.db.models import Lookup, TextField
+from django.db.models import Lookup, QuerySet, TextField
 from django.db.models.lookups import IContains
 
 
@@ -50,3 +52,10 @@ class TextMatch(Lookup):
 def register() -> None:
     TextField.register_lookup(TrigramIContains)
     TextField.register_lookup(TextMatch)
+
+
+def queryset_sql(queryset: QuerySet) -> tuple[str, tuple]:
+    """The SQL and parameters of `queryset`, to nest in a raw statement. Query.sql_with_params raises
+    EmptyResultSet for a filter Django knows matches nothing (`min_tokens` past the column's range): a 500 where
+    the ORM itself would return no rows. Here that filter is written `0 = 1`, so the statement finds no rows too."""
+    return queryset.query.get_compiler(using=queryset.db, elide_empty=False).as_sql()

@@ -10,6 +10,7 @@ their 404. Nothing is trained: the fine-tunes are rows, and their queued tasks a
 transaction never commits).
 """
 
+import json
 import re
 from collections.abc import Callable, Iterator
 
@@ -23,16 +24,22 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation.meta import TestPhase
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    missing_required_header,
+    negative_data_rejection,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from config.wsgi import application
 from curation.export import snapshot_request
+from curation.filters import FILTER_PARAMS
 from curation.models import (
     BulkAction,
     DatasetSnapshot,
@@ -58,7 +65,55 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    # Conformance both ways: a request the schema calls valid is not refused (400), one it calls invalid is not
+    # accepted (2xx); a missing required header and a method the path does not serve are refused.
+    positive_data_acceptance,
+    negative_data_rejection,
+    missing_required_header,
+    unsupported_method,
 ]
+
+# Where the API refuses a request the schema calls valid, on purpose: each 400 here says why in its body, and
+# the schema could only describe it with what OpenAPI cannot say. (operation, the fields of the 400) → reason.
+VALID_BUT_REFUSED = {
+    ("POST /api/v1/logs", None): "a log's body is the provider's API shape (OpenAI, Anthropic), checked by the "
+    "readers with an error naming the path; the schema describes the envelope, not every provider's body",
+    ("POST /api/v1/imports", "file"): "a file is judged by its first bytes (an image, a PDF, a CSV is refused); "
+    "to the schema any binary is a file",
+    ("POST /api/v1/finetunes/{job_id}/generate", "messages"): "exactly one of `messages` and `prompt`, and "
+    "messages that end with a user turn: said in the description, which OpenAPI 3.0 oneOf would not make clearer",
+    ("POST /api/v1/datasets/{dataset_id}/entries", "detail"): "exactly one of `log_ids` and `filter`, as above",
+    ("POST /api/v1/logs/bulk", "detail"): "exactly one of `log_ids` and `filter`, as above",
+    ("POST /api/v1/tags/{tag_id}/merge", "target"): "a tag is not merged into itself: the schema cannot relate a "
+    "body field to the path",
+    ("GET /api/v1/logs", "cursor"): "a cursor is an opaque token: the `next_cursor` of a page, or nothing",
+    ("GET /api/v1/audit", "cursor"): "a cursor is an opaque token, as above",
+    ("PATCH /api/v1/datasets/{dataset_id}/entries/{entry_id}", "messages"): "an entry's conversation is read by "
+    "the same readers as a log's (roles, tool calls, a turn to train on), with an error naming the path",
+    ("PATCH /api/v1/datasets/{dataset_id}/entries/{entry_id}", "tools"): "as for messages",
+    ("POST /api/v1/finetunes", "method"): "qlora needs GPU workers with CUDA and bitsandbytes, which a deployment "
+    "may not have (LOGTUNE_GPU_CUDA); the schema lists every method Logtune knows",
+    ("POST /api/v1/logs/bulk", "tags"): "tagging needs at least one tag, untagging too; other actions take none",
+    ("POST /api/v1/finetunes", "dataset"): "a dataset with no train entries has nothing to learn from (and one "
+    "not in the project is not found): what a dataset holds is not the schema's to say",
+    ("GET /api/v1/logs", "min_similarity"): "applies with `similar_to` only: one parameter depending on another",
+    ("GET /api/v1/logs/{log_id}/similar", "min_similarity"): "as for GET /api/v1/logs",
+    ("POST /api/v1/finetunes", "snapshot"): "the snapshot must be one of the dataset's: the schema cannot relate two "
+    "fields",
+    ("POST /api/v1/finetunes", "hyperparameters"): "settings that depend on one another (method freeze needs "
+    "freeze_layers >= 1), checked by the trainer's own config",
+    ("POST /api/v1/finetunes/estimate", "hyperparameters"): "as for POST /api/v1/finetunes",
+    ("PATCH /api/v1/tags/{tag_id}", "name"): "a name is stripped of Unicode whitespace (U+0085 is some, which "
+    "a schema's pattern does not know): a name of only that is empty",
+    ("POST /api/v1/datasets", "name"): "as for a tag's name",
+    ("PATCH /api/v1/datasets/{dataset_id}", "name"): "as for a tag's name",
+}
+# A bulk action's filter given as a query string: its keys are in the schema (a pattern), its values are read by the
+# filter language, which answers a 400 naming the parameter, as GET /api/v1/logs does.
+FILTERED = {"POST /api/v1/logs/bulk", "POST /api/v1/datasets/{dataset_id}/entries"}
+# A field naming a row (in the body, or `similar_to`) answers 400 naming it when no such row is in the project:
+# which ids exist is not something a schema can say. Any other field in the 400 is a real failure.
+ROW_FIELDS = {"dataset", "snapshot", "base_model", "into", "log_ids", "tags", "filter", "similar_to"}
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/schema?format=json", application)
 
@@ -75,11 +130,22 @@ def _real_key(path: str, name: str) -> str:
     return name
 
 
+def _json_type(value: object) -> str:
+    kind = "bool" if isinstance(value, bool) else type(value).__name__
+    return f"list[{_json_type(value[0])}]" if isinstance(value, list) and value else kind
+
+
 def _sometimes_real(values: object, key_of: Callable[[str], str]) -> st.SearchStrategy:
-    """`values` as generated, or (as often) with every field that can name a seeded row naming one."""
+    """`values` as generated, or (as often) with every field that can name a seeded row naming one. A value of
+    another JSON type than the seeded ones is left as drawn: it is what a negative case changed on purpose, and
+    swapping it for a real id would send a valid request that the checks take for an invalid one."""
     if not isinstance(values, dict):
         return st.just(values)
-    swaps = {name: st.sampled_from(REAL[key_of(name)]) for name in values if key_of(name) in REAL}
+    swaps = {
+        name: st.sampled_from(REAL[key_of(name)])
+        for name in values
+        if key_of(name) in REAL and _json_type(values[name]) == _json_type(REAL[key_of(name)][0])
+    }
     if not swaps:
         return st.just(values)
     return st.just(values) | st.fixed_dictionaries(swaps).map(lambda real: {**values, **real})
@@ -232,14 +298,82 @@ def test_every_answer_is_one_the_schema_declares(case, seeded, requests_in_the_t
         _aim_at_seeded_rows(case)
     with transaction.atomic():
         try:
-            case.call_and_validate(headers={"Authorization": f"Bearer {seeded}"}, checks=CHECKS)
+            response = case.call(headers={"Authorization": f"Bearer {seeded}"})
+            case.validate_response(response, checks=checks_for(case, response))
         finally:
             transaction.set_rollback(True)
 
 
+def checks_for(case, response) -> list:
+    """CHECKS, less the conformance check that a request's answer does not bear on (see each reason below)."""
+    excused = set()
+    if response.status_code == 400 and (_has_nul(case) or _refused_on_purpose(case, response)):
+        # A refusal of a schema-valid request that is on purpose (VALID_BUT_REFUSED, ROW_FIELDS), or of a NUL
+        # character: PostgreSQL text cannot hold one, so every text parameter and field refuses it with a 400
+        # naming it, and a schema cannot forbid one character in every string.
+        excused.add(positive_data_acceptance)
+    if 200 <= response.status_code < 300 and (_names_seeded_rows(case) or _only_empty_query_negated(case)):
+        # A negative case the hooks pointed at seeded rows may have lost the value that made it invalid; and an
+        # empty query parameter is read as absent (`?dataset=`), as HTML forms send what was left blank.
+        excused.add(negative_data_rejection)
+    return [check for check in CHECKS if check not in excused]
+
+
+def _names_seeded_rows(case) -> bool:
+    if case.meta is None or not case.meta.generation.mode.is_negative:
+        return False
+    sent = [
+        *((_real_key(case.operation.path, name), value) for name, value in (case.path_parameters or {}).items()),
+        *((name, value) for name, value in (case.query or {}).items()),
+        *((f"body:{name}", value) for name, value in (case.body if isinstance(case.body, dict) else {}).items()),
+    ]
+    return any(key in REAL and value in REAL[key] for key, value in sent)
+
+
+def _only_empty_query_negated(case) -> bool:
+    if case.meta is None or not case.meta.generation.mode.is_negative:
+        return False
+    negated = {location for location, info in case.meta.components.items() if info.mode.is_negative}
+    data = case.meta.phase.data
+    names = {m.parameter for m in getattr(data, "mutations", None) or [] if m.parameter}
+    if getattr(data, "parameter", None):
+        names.add(data.parameter)
+    query = case.query or {}
+    if negated != {ParameterLocation.QUERY}:
+        return False
+    if not names:  # no record of which parameter was negated: an empty one may be it
+        return "" in query.values()
+    return all(query.get(name) == "" for name in names)
+
+
+def _has_nul(case) -> bool:
+    sent = [case.path_parameters, case.query, case.headers, case.body]
+    return "\\u0000" in json.dumps(sent, default=str) or "\x00" in str(sent)
+
+
+def _refused_on_purpose(case, response) -> bool:
+    label = f"{case.method} {case.operation.path}"
+    try:
+        fields = set(response.json())
+    except ValueError:
+        return False
+    if (label, None) in VALID_BUT_REFUSED:
+        return True
+    if any((label, name) in VALID_BUT_REFUSED for name in fields):
+        return fields <= {name for (op, name) in VALID_BUT_REFUSED if op == label}
+    if label in FILTERED and fields and fields <= FILTER_PARAMS:
+        return True
+    return bool(fields) and fields <= ROW_FIELDS and _names_a_missing_row(response)
+
+
+def _names_a_missing_row(response) -> bool:
+    messages = " ".join(str(message) for messages in response.json().values() for message in messages)
+    return bool(re.search(r"not found|Unknown base model|No log|of this project", messages, re.IGNORECASE))
+
+
 # Requests that were answered 500 before, each with what it sends: str.isdigit() takes "²" and any number of
 # digits, which int() refuses; PostgreSQL text and jsonb refuse NUL; an empty selection compiled to no SQL;
-# a split seed past the 32-bit column.
+# a split seed past the 32-bit column; a time PostgreSQL cannot compare (an offset past 15:59, year 10000 in UTC).
 _ONCE_500 = [
     ("GET", "/api/v1/logs", {"limit": "²"}, None, 400),
     ("GET", "/api/v1/datasets/{dataset_id}/entries", {"after": "9" * 5000}, None, 400),
@@ -249,6 +383,9 @@ _ONCE_500 = [
     ("GET", "/api/v1/finetunes/{job_id}/losses", {"limit": "9" * 5000}, None, 400),
     ("GET", "/api/v1/audit", {"limit": "²"}, None, 400),
     ("GET", "/api/v1/audit", {"action": "\x00"}, None, 400),
+    ("GET", "/api/v1/logs", {"created_after": "3726-02-27T17:28:27-18:56"}, None, 200),  # PostgreSQL: offset <16h
+    ("GET", "/api/v1/logs", {"created_before": "9999-12-31T23:59:59-14:00"}, None, 400),  # year 10000 in UTC
+    ("GET", "/api/v1/logs", {"metadata": "env:NaN"}, None, 200),  # NaN is no JSON number: jsonb refused it
     ("POST", "/api/v1/datasets/{dataset_id}/split", None, {"validation_ratio": 0.2, "seed": 2**40}, 400),
     ("POST", "/api/v1/datasets/{dataset_id}/entries", None, {"log_ids": []}, 200),
     ("POST", "/api/v1/logs/bulk", None, {"action": "tag_add", "tags": ["x"], "filter": "q=nothing+like+it"}, 200),
@@ -273,7 +410,7 @@ def test_input_that_once_failed_with_a_500_is_answered(
     response = case.call_and_validate(headers={"Authorization": f"Bearer {seeded}"}, checks=CHECKS)
 
     assert response.status_code == expected, response.text
-    assert response.json() if expected == 400 else response.json()["changed"] == 0
+    assert response.json() if expected == 400 else response.json().get("changed", 0) == 0
 
 
 def test_generated_calls_reach_the_seeded_rows(seeded, requests_in_the_test_transaction):

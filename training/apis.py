@@ -1,22 +1,40 @@
 """REST API v1 for fine-tunes: submit, estimate, watch, cancel, download, merge, and the playground."""
 
+import types
+import typing
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.apis.common import NotReadyResponse, ProjectScopedApi, StorableJSONField, is_whole_number, request_actor
+from curation.apis.common import (
+    ID_MAX,
+    PROJECT_PARAMETER,
+    IdField,
+    JSONObjectField,
+    JSONObjectListField,
+    NotReadyResponse,
+    PathlessCharField,
+    PathlessJSONField,
+    ProjectScopedApi,
+    StrictInput,
+    is_whole_number,
+    request_actor,
+    whole_number_parameter,
+)
 from curation.models import Dataset, DatasetSnapshot, Project, Role
 from curation.permissions import project_for_request
 from curation.services.audit import audit_record
 from training import selectors
+from training.config import CHOICES, LIMITS, TARGET_MODULES_MAX, TrainConfig
 from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, Method, MetricPoint
 from training.services.deletion import (
     FineTuneBusy,
@@ -27,6 +45,7 @@ from training.services.deletion import (
 )
 from training.services.jobs import (
     HYPERPARAMETERS,
+    MAX_NEW_TOKENS,
     SERVER_FIELDS,
     finetune_cancel,
     finetune_create,
@@ -38,8 +57,8 @@ from training.services.jobs import (
 T = TypeVar("T")
 # Errors about these come from the `hyperparameters` object (the trainer's paths are refused there too).
 _NESTED = {*HYPERPARAMETERS, *(name for name in SERVER_FIELDS if name != "method")}
-_PROJECT = OpenApiParameter("project", str, description="Project slug (session users; keys use their own).")
-_HYPERPARAMETERS_HELP = "TrainConfig settings by name (see docs/training.md); left out ones take their defaults."
+_PROJECT = PROJECT_PARAMETER
+HYPERPARAMETER_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 
 
 def _service_call(call: Callable[..., T], /, **kwargs: Any) -> T:
@@ -48,12 +67,38 @@ def _service_call(call: Callable[..., T], /, **kwargs: Any) -> T:
     try:
         return call(**kwargs)
     except DjangoValidationError as exc:
-        errors = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-        nested = {name: messages for name, messages in errors.items() if name in _NESTED}
-        body: dict = {name: messages for name, messages in errors.items() if name not in nested}
-        if nested:
-            body["hyperparameters"] = nested
-        raise exceptions.ValidationError(body) from None
+        raise _bad_request(exc) from None
+
+
+def _bad_request(exc: DjangoValidationError) -> exceptions.ValidationError:
+    errors = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+    nested = {name: messages for name, messages in errors.items() if name in _NESTED}
+    body: dict = {name: messages for name, messages in errors.items() if name not in nested}
+    if nested:
+        body["hyperparameters"] = nested
+    return exceptions.ValidationError(body)
+
+
+class JobStateConflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+def _state_call(call: Callable[..., T], /, *, job: FineTuneJob, **kwargs: Any) -> T:
+    """Call a service acting on `job`. Its refusal because of the job's state (finished, not succeeded, weights
+    deleted, a full fine-tune with nothing to merge) is a 409 with the job's status, as for a download that is not
+    ready: the request was well formed, the job cannot take it now. Other refusals are 400s naming the field."""
+    try:
+        return call(job=job, **kwargs)
+    except DjangoValidationError as exc:
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {}
+        if errors and set(errors) <= {"status", "method"}:
+            detail = " ".join(message for messages in errors.values() for message in messages)
+            raise JobStateConflict({"detail": detail, "status": job.status}) from None
+        raise _bad_request(exc) from None
+
+
+_STATE = OpenApiResponse(NotReadyResponse, description="The fine-tune is not in a state to do this (see `status`).")
 
 
 def _dataset_in(project: Project, dataset_id: int) -> Dataset:
@@ -89,6 +134,14 @@ class FineTuneOutput(serializers.ModelSerializer):
         help_text="The dataset was deleted; the fine-tune, its weights and its snapshot stay."
     )
     weights_deleted_by = serializers.SerializerMethodField(help_text="Who deleted the weights: a user, or a key.")
+    model = serializers.CharField(
+        source="model_name", read_only=True,
+        help_text="What the trainer loads: a hub id, or a folder in the data folder by its place there.",
+    )  # fmt: skip
+    # Jobs stored before the server's paths were kept out of what members read may still hold some.
+    summary = PathlessJSONField(read_only=True, help_text="The trainer's start, checkpoint, warnings and done.")
+    error = PathlessCharField(read_only=True)
+    merge_error = PathlessCharField(read_only=True)
 
     class Meta:
         model = FineTuneJob
@@ -114,18 +167,59 @@ class FineTuneListOutput(FineTuneOutput):
         fields = [name for name in FineTuneOutput.Meta.fields if name not in ("evaluation", "summary")]
 
 
-class FineTuneInput(serializers.Serializer):
-    dataset = serializers.IntegerField()
+_JSON_TYPES: dict[object, dict[str, object]] = {
+    int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"}, str: {"type": "string"},
+    dict: {"type": "object", "additionalProperties": True},
+}  # fmt: skip
+# Bounds TrainConfig checks that leave out their ends: a learning rate and epochs above 0, ratios below 1.
+_EXCLUSIVE = {"learning_rate": ("min", "max"), "epochs": ("min",), "warmup_ratio": ("max",), "lora_dropout": ("max",)}
+
+
+def _setting_schema(name: str) -> dict[str, object]:
+    """One TrainConfig setting as JSON Schema: its type, range (training.config.LIMITS) or choices."""
+    if name in CHOICES:
+        return {"type": "string", "enum": list(CHOICES[name])}
+    if name == "target_modules":
+        names = {"type": "string", "minLength": 1, "maxLength": 200}
+        return {"oneOf": [names, {"type": "array", "items": names, "minItems": 1, "maxItems": TARGET_MODULES_MAX}]}
+    annotation = HYPERPARAMETER_TYPES[name]
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    kinds = [kind for kind in (typing.get_args(annotation) if union else (annotation,)) if kind is not type(None)]
+    schema: dict[str, object] = dict(_JSON_TYPES[typing.get_origin(kinds[0]) or kinds[0]])
+    if name in LIMITS:
+        schema["minimum"], schema["maximum"] = LIMITS[name]
+        for end in _EXCLUSIVE.get(name, ()):
+            schema["exclusiveMinimum" if end == "min" else "exclusiveMaximum"] = True
+    if len(kinds) < (len(typing.get_args(annotation)) if union else 1):
+        schema["nullable"] = True
+    return schema
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {name: _setting_schema(name) for name in HYPERPARAMETERS},
+        "additionalProperties": False,
+        "description": "TrainConfig settings by name (docs/training.md); left out ones take their defaults.",
+    }
+)
+class HyperparametersField(JSONObjectField):
+    """The trainer's settings: their names, types and ranges are TrainConfig's, which checks them (with the
+    settings that depend on one another: method freeze needs freeze_layers)."""
+
+
+class FineTuneInput(StrictInput):
+    dataset = IdField()
     base_model = serializers.CharField(help_text="Name of a registered base model (GET /api/v1/base-models).")
     method = serializers.ChoiceField(choices=Method.choices, default=Method.LORA)
-    hyperparameters = StorableJSONField(required=False, default=dict, help_text=_HYPERPARAMETERS_HELP)
-    snapshot = serializers.IntegerField(required=False, allow_null=True, help_text="Left out: frozen now.")
+    hyperparameters = HyperparametersField(required=False, default=dict)
+    snapshot = IdField(required=False, allow_null=True, help_text="Left out: frozen now.")
 
 
-class EstimateInput(serializers.Serializer):
-    dataset = serializers.IntegerField()
+class EstimateInput(StrictInput):
+    dataset = IdField()
     method = serializers.ChoiceField(choices=Method.choices, default=Method.LORA)
-    hyperparameters = StorableJSONField(required=False, default=dict, help_text=_HYPERPARAMETERS_HELP)
+    hyperparameters = HyperparametersField(required=False, default=dict)
 
 
 class MetricPointOutput(serializers.ModelSerializer):
@@ -156,10 +250,10 @@ class GenerationOutput(serializers.ModelSerializer):
                   "created_at", "started_at", "finished_at"]  # fmt: skip
 
 
-class GenerateInput(serializers.Serializer):
-    messages = StorableJSONField(required=False, help_text="Chat messages ending with a user turn.")
+class GenerateInput(StrictInput):
+    messages = JSONObjectListField(required=False, help_text="Chat messages ending with a user turn.")
     prompt = serializers.CharField(required=False, help_text="Shorthand for one user message.")
-    max_new_tokens = serializers.IntegerField(default=64)
+    max_new_tokens = serializers.IntegerField(default=64, min_value=1, max_value=MAX_NEW_TOKENS)
 
     def validate(self, data: dict) -> dict:
         if ("messages" in data) == ("prompt" in data):
@@ -181,7 +275,7 @@ class BaseModelOutput(serializers.Serializer):
 class FineTunesApi(ProjectScopedApi):
     @extend_schema(
         operation_id="finetunes_list", summary="Fine-tunes, newest first",
-        parameters=[_PROJECT, OpenApiParameter("dataset", int, description="Only this dataset's.")],
+        parameters=[_PROJECT, whole_number_parameter("dataset", 0, ID_MAX, "Only this dataset's.")],
         responses=FineTuneListOutput(many=True),
     )  # fmt: skip
     def get(self, request: Request) -> Response:
@@ -360,7 +454,7 @@ class FineTuneMetricsApi(ProjectScopedApi):
             "`after=next_after`: it re-reads the last step, whose evaluation can land after its training "
             "point. `attempt` changes when a job resumes after its worker died; start over then."
         ),
-        parameters=[_PROJECT, OpenApiParameter("after", int, description="A step; -1 or left out for all.")],
+        parameters=[_PROJECT, whole_number_parameter("after", -1, ID_MAX, "A step; -1 or left out for all.")],
         responses=inline_serializer("Metrics", {
             "status": serializers.CharField(), "attempt": serializers.IntegerField(),
             "step": serializers.IntegerField(), "total_steps": serializers.IntegerField(),
@@ -371,8 +465,8 @@ class FineTuneMetricsApi(ProjectScopedApi):
         project = project_for_request(request)
         job = _job_or_404(project, job_id)
         raw = request.query_params.get("after", "-1")
-        if not is_whole_number(raw.removeprefix("-")):
-            raise exceptions.ValidationError({"after": ["A step number."]})
+        if not (raw == "-1" or is_whole_number(raw)):
+            raise exceptions.ValidationError({"after": ["A step number, or -1 for all."]})
         after = int(raw)
         points = selectors.metrics_after(job=job, after=after)
         last = points[-1].step if points else None
@@ -389,11 +483,11 @@ class FineTuneCancelApi(ProjectScopedApi):
         summary="Cancel a fine-tune",
         description="A queued job is cancelled at once; a running one stops after its current step (within "
                     "seconds; it is terminated after a grace period). Needs the editor role.",
-        parameters=[_PROJECT], request=None, responses=FineTuneOutput,
+        parameters=[_PROJECT], request=None, responses={200: FineTuneOutput, 409: _STATE},
     )  # fmt: skip
     def post(self, request: Request, job_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        job = _service_call(finetune_cancel, job=_job_or_404(project, job_id), **request_actor(request))
+        job = _state_call(finetune_cancel, job=_job_or_404(project, job_id), **request_actor(request))
         return Response(FineTuneOutput(job).data)
 
 
@@ -439,11 +533,11 @@ class FineTuneMergeApi(ProjectScopedApi):
     @extend_schema(
         operation_id="finetunes_merge", summary="Merge the adapter into full weights, on a GPU worker",
         description="Queues the merge (202); `merge_status` follows it, then `/merged` downloads the result.",
-        parameters=[_PROJECT], request=None, responses={202: FineTuneOutput},
+        parameters=[_PROJECT], request=None, responses={202: FineTuneOutput, 409: _STATE},
     )  # fmt: skip
     def post(self, request: Request, job_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        job = _service_call(finetune_merge_request, job=_job_or_404(project, job_id), **request_actor(request))
+        job = _state_call(finetune_merge_request, job=_job_or_404(project, job_id), **request_actor(request))
         return Response(FineTuneOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -452,7 +546,7 @@ class FineTuneGenerateApi(ProjectScopedApi):
         operation_id="finetunes_generate",
         summary="Playground: answer a prompt with the base and the fine-tuned model",
         description="Queued for a GPU worker (202): poll `GET /api/v1/finetunes/{id}/generations/{generation_id}`.",
-        parameters=[_PROJECT], request=GenerateInput, responses={202: GenerationOutput},
+        parameters=[_PROJECT], request=GenerateInput, responses={202: GenerationOutput, 409: _STATE},
     )  # fmt: skip
     def post(self, request: Request, job_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
@@ -460,9 +554,9 @@ class FineTuneGenerateApi(ProjectScopedApi):
         data = GenerateInput(data=request.data)
         data.is_valid(raise_exception=True)
         who = request_actor(request)
-        generation = _service_call(generation_create, job=job, messages=data.validated_data["messages"],
-                                   max_new_tokens=data.validated_data["max_new_tokens"], created_by=who["actor"],
-                                   api_key=who["api_key"])  # fmt: skip
+        generation = _state_call(generation_create, job=job, messages=data.validated_data["messages"],
+                                 max_new_tokens=data.validated_data["max_new_tokens"], created_by=who["actor"],
+                                 api_key=who["api_key"])  # fmt: skip
         return Response(GenerationOutput(generation).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -480,7 +574,7 @@ class GenerationDetailApi(ProjectScopedApi):
 class FineTuneLossesApi(ProjectScopedApi):
     @extend_schema(
         operation_id="finetunes_losses", summary="Per-example losses, highest first (the likeliest bad labels)",
-        parameters=[_PROJECT, OpenApiParameter("limit", int, description="1–1000, default 100.")],
+        parameters=[_PROJECT, whole_number_parameter("limit", 1, 1000, "1–1000, default 100.")],
         responses=ExampleLossOutput(many=True),
     )  # fmt: skip
     def get(self, request: Request, job_id: int) -> Response:

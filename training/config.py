@@ -11,6 +11,39 @@ from typing import Any
 
 METHODS = ("lora", "qlora", "full", "freeze")
 SCHEDULERS = ("cosine", "linear", "constant")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+# What transformers is told to use for attention. Only these: any other name is looked up as a kernel repository
+# on the Hugging Face Hub, which would have a GPU worker download and run code.
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3")
+
+# The range of every numeric setting, both ends included (a few have a stricter check in `validate` too, such as
+# a learning rate in (0, 1)). The upper ends are far past any useful run; they keep a mistake or a hostile job (a
+# LoRA rank of 2^40, 10^9 new tokens per answer) from holding a GPU worker until it runs out of memory or time.
+LIMITS: dict[str, tuple[int, int]] = {
+    "learning_rate": (0, 1),
+    "epochs": (0, 100),
+    "batch_size": (1, 1024),
+    "gradient_accumulation": (1, 1024),
+    "max_seq_length": (16, 131_072),
+    "warmup_ratio": (0, 1),
+    "weight_decay": (0, 1),
+    "max_grad_norm": (0, 1000),  # 0: no clipping
+    "seed": (0, 2**32 - 1),  # what numpy takes
+    "max_steps": (1, 1_000_000),
+    "lora_rank": (1, 1024),
+    "lora_alpha": (1, 4096),
+    "lora_dropout": (0, 1),
+    "freeze_layers": (0, 1000),
+    "eval_every_steps": (0, 1_000_000),
+    "early_stopping_patience": (0, 1000),
+    "checkpoint_every_steps": (0, 1_000_000),
+    "keep_checkpoints": (1, 100),
+    "eval_generations": (0, 100),
+    "max_new_tokens": (1, 4096),
+}
+TARGET_MODULES_MAX = 64  # names (or one pattern), each at most 200 characters
+# The settings that take one of a few words.
+CHOICES = {"scheduler": SCHEDULERS, "precision": PRECISIONS, "attn_implementation": ATTENTION_IMPLEMENTATIONS}
 
 # Learning rates the fine-tuning projects agree on: adapters learn fast, full weights need care.
 DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "full": 1e-5, "freeze": 1e-5}
@@ -87,6 +120,7 @@ class TrainConfig:
     precision: str = "auto"
     """auto (bf16 on a GPU that has it, else fp32), bf16, fp16 or fp32."""
     attn_implementation: str = "sdpa"
+    """One of ATTENTION_IMPLEMENTATIONS; flash_attention_2 / _3 need the flash-attn package on the GPU workers."""
 
     # --- free-form ---
     extra: dict[str, Any] = field(default_factory=dict)
@@ -109,7 +143,7 @@ class TrainConfig:
     def validate(self) -> None:
         _check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}, not {self.method!r}")
         _check(self.scheduler in SCHEDULERS, "scheduler", f"must be one of {', '.join(SCHEDULERS)}")
-        _check(self.precision in ("auto", "bf16", "fp16", "fp32"), "precision", "must be auto, bf16, fp16 or fp32")
+        _check(self.precision in PRECISIONS, "precision", "must be auto, bf16, fp16 or fp32")
         _check(self.learning_rate is None or 0 < self.learning_rate < 1, "learning_rate", "must be in (0, 1)")
         _check(self.epochs > 0, "epochs", "must be positive")
         for name in ("batch_size", "gradient_accumulation", "lora_rank"):
@@ -121,6 +155,16 @@ class TrainConfig:
         for name in ("freeze_layers", "eval_every_steps", "early_stopping_patience", "checkpoint_every_steps"):
             _check(getattr(self, name) >= 0, name, "must not be negative")
         _check(self.method != "freeze" or self.freeze_layers >= 1, "freeze_layers", "method freeze needs at least 1")
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)  # NaN and infinities compare false: refused too
+            _check(value is None or low <= value <= high, name, f"must be from {low} to {high}")
+        attention = ATTENTION_IMPLEMENTATIONS
+        _check(self.attn_implementation in attention, "attn_implementation", f"must be one of {', '.join(attention)}")
+        modules = [self.target_modules] if isinstance(self.target_modules, str) else self.target_modules
+        _check(
+            0 < len(modules) <= TARGET_MODULES_MAX and all(0 < len(name) <= 200 for name in modules),
+            "target_modules", f"must be 1 to {TARGET_MODULES_MAX} names of at most 200 characters",
+        )  # fmt: skip
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

@@ -9,15 +9,16 @@ from django import forms
 
 from curation.models import Dataset, DatasetSnapshot, JobStatus
 from training import selectors
-from training.config import DEFAULT_LEARNING_RATES, SCHEDULERS, TrainConfig
+from training.config import CHOICES, DEFAULT_LEARNING_RATES, LIMITS, TrainConfig
 from training.models import Method
+from training.services.jobs import MAX_NEW_TOKENS
 
 # Shown open; the rest sit in a folded "Advanced" group.
 MAIN = ("epochs", "learning_rate", "batch_size", "gradient_accumulation", "max_seq_length", "lora_rank", "max_steps")
 ADVANCED = (
     "lora_alpha", "lora_dropout", "warmup_ratio", "scheduler", "weight_decay", "max_grad_norm", "seed",
     "freeze_layers", "eval_every_steps", "early_stopping_patience", "checkpoint_every_steps", "eval_generations",
-    "max_new_tokens", "precision", "packing", "gradient_checkpointing", "per_example_losses",
+    "max_new_tokens", "precision", "attn_implementation", "packing", "gradient_checkpointing", "per_example_losses",
 )  # fmt: skip
 LABELS = {
     "learning_rate": ("Learning rate", "Empty: 2e-4 for LoRA / QLoRA, 1e-5 for full and freeze."),
@@ -34,10 +35,10 @@ LABELS = {
     "checkpoint_every_steps": ("Checkpoint every", "Steps between resumable checkpoints (0: none)."),
     "eval_generations": ("Side-by-side answers", "Validation prompts answered by both models after training."),
     "max_new_tokens": ("Max new tokens", "Of each side-by-side answer."),
+    "attn_implementation": ("Attention", "flash_attention_2 / _3 need flash-attn on the GPU workers."),
     "packing": ("Packing", "Lay a micro-batch's examples end to end, without attention across them."),
     "per_example_losses": ("Per-example losses", "Record each training example's loss: finds bad labels."),
 }
-CHOICES = {"scheduler": SCHEDULERS, "precision": ("auto", "bf16", "fp16", "fp32")}
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 _TYPES = {f.name: f.type for f in fields(TrainConfig)}
 
@@ -53,9 +54,11 @@ def _field(name: str) -> forms.Field:
         return forms.ChoiceField(choices=[(c, c) for c in CHOICES[name]], **options)
     if bool in kinds:
         return forms.BooleanField(**{**options, "required": False})
+    # The browser is told the bounds; TrainConfig checks them, with the same words as for the API and the trainer.
+    low, high = LIMITS[name]
     if int in kinds:
-        return forms.IntegerField(**options)
-    return forms.FloatField(widget=forms.NumberInput(attrs={"step": "any"}), **options)
+        return forms.IntegerField(widget=forms.NumberInput(attrs={"min": low, "max": high}), **options)
+    return forms.FloatField(widget=forms.NumberInput(attrs={"step": "any", "min": low, "max": high}), **options)
 
 
 class FineTuneForm(forms.Form):
@@ -94,7 +97,7 @@ class FineTuneForm(forms.Form):
 class PlaygroundForm(forms.Form):
     prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=20_000)
     system = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 1}), max_length=5_000)
-    max_new_tokens = forms.IntegerField(min_value=1, max_value=1024, initial=64)
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=MAX_NEW_TOKENS, initial=64)
 
     def messages(self) -> list[dict]:
         system = self.cleaned_data.get("system", "").strip()

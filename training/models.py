@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from curation.models import ApiKey, BackgroundWork, Dataset, DatasetEntry, DatasetSnapshot, Project, actor_label
+from curation.server_paths import media_name, paths_hidden
 
 
 class FineTuneStatus(models.TextChoices):
@@ -150,6 +151,16 @@ class FineTuneJob(BackgroundWork, models.Model):
     @property
     def log_path(self) -> Path:
         return self.output_dir / "train.log"
+
+    @property
+    def folder_name(self) -> str:
+        """The job's folder as members see it: its place in the data folder (`finetunes/7`)."""
+        return media_name(self.output_dir)
+
+    @property
+    def model_name(self) -> str:
+        """What the trainer loads as members see it: a hub id, or a folder of the data folders by its place there."""
+        return paths_hidden(self.model)
 
     @property
     def tuned_model(self) -> tuple[str, str | None]:

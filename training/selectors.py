@@ -2,14 +2,16 @@
 
 import zipfile
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from curation.dataset_stats import ENTRY_PAGE_SIZE, EntryFilter, EntryPage
 from curation.models import Dataset, DatasetEntry, Project
-from training.models import BaseModel, ExampleLoss, FineTuneJob, Generation, LossPreview, MetricPoint
+from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, LossPreview, MetricPoint
 from training.services.runner import log_tail
 
 METRICS_PAGE_MAX = 5_000
@@ -88,6 +90,19 @@ def generation_get(*, job: FineTuneJob, generation_id: int) -> Generation | None
 
 def loss_preview_get(*, entry: DatasetEntry, preview_id: int) -> LossPreview | None:
     return LossPreview.objects.filter(entry=entry, pk=preview_id).first()
+
+
+# A preview still queued after this long lost its worker: it is asked for again rather than waited on forever.
+PREVIEW_PATIENCE = timedelta(minutes=10)
+
+
+def loss_preview_current(*, entry: DatasetEntry, base_model: str) -> LossPreview | None:
+    """The preview of the entry as it is now under `base_model`: done, or asked for and still worth waiting on.
+    One that never reached the broker (failed, unfinished) is not: it is asked for again."""
+    alive = Q(status=FineTuneStatus.SUCCEEDED) | Q(created_at__gte=timezone.now() - PREVIEW_PATIENCE)
+    alive &= ~Q(status=FineTuneStatus.FAILED, finished_at=None)
+    previews = LossPreview.objects.filter(alive, entry=entry, base_model=base_model, created_at__gte=entry.updated_at)
+    return previews.order_by("-created_at").first()
 
 
 def base_model_choices() -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 evaluation, artifacts, playground), and the loss preview of an entry."""
 
 import math
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -297,9 +298,9 @@ def generation_panel(request: AuthenticatedRequest, slug: str, job_id: int, gene
 
 
 def _entry_or_404(
-    request: AuthenticatedRequest, slug: str, dataset_id: int, entry_id: int
+    request: AuthenticatedRequest, slug: str, dataset_id: int, entry_id: int, role: str = Role.VIEWER
 ) -> tuple[Membership, Dataset, DatasetEntry]:
-    membership, dataset = dataset_or_404(request, slug, dataset_id)
+    membership, dataset = dataset_or_404(request, slug, dataset_id, role)
     entry = dataset_stats.entry_get(dataset=dataset, entry_id=entry_id)
     if entry is None:
         raise Http404("Entry not found")
@@ -307,23 +308,31 @@ def _entry_or_404(
 
 
 @login_required
-@require_safe
+@require_http_methods(["GET", "HEAD", "POST"])
 def entry_loss_preview(request: AuthenticatedRequest, slug: str, dataset_id: int, entry_id: int) -> HttpResponse:
-    """Which tokens of the entry count toward the loss under a base model's chat template (worked out by a
-    worker, shown here when it is done)."""
-    membership, dataset, entry = _entry_or_404(request, slug, dataset_id, entry_id)
-    form = LossPreviewForm(request.GET or None)
+    """Which tokens of the entry count toward the loss under a base model's chat template. GET shows the preview
+    of the entry as it is now, when there is one; POST (editors) asks a worker for it, and the page polls."""
+    membership, dataset, entry = _entry_or_404(
+        request, slug, dataset_id, entry_id, Role.EDITOR if request.method == "POST" else Role.VIEWER
+    )
+    form = LossPreviewForm(request.POST if request.method == "POST" else request.GET or None)
     preview, problem = None, ""
-    if form.is_valid():
+    if form.is_valid() and request.method == "POST":
         try:
-            preview = loss_preview_request(entry=entry, base_model=form.cleaned_data["base_model"])
+            loss_preview_request(entry=entry, base_model=form.cleaned_data["base_model"])
         except ValidationError as exc:
             problem = " ".join(exc.messages)
+        else:
+            url = reverse("dataset-entry-loss-preview", args=[slug, dataset.pk, entry.pk])
+            return redirect(f"{url}?{urlencode({'base_model': form.cleaned_data['base_model']})}")
+    elif form.is_valid():
+        preview = selectors.loss_preview_current(entry=entry, base_model=form.cleaned_data["base_model"])
     context = {
         "project": membership.project, "dataset": dataset, "entry": entry, "form": form, "preview": preview,
         "problem": problem, "entry_url": reverse("dataset-entry", args=[slug, dataset.pk, entry.pk]),
+        "can_edit": can_edit(membership),
     }  # fmt: skip
-    return render(request, "training/loss_preview.html", context)
+    return render(request, "training/loss_preview.html", context, status=400 if problem or form.errors else 200)
 
 
 @login_required

@@ -6,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation import facets
-from curation.apis.common import ProjectScopedApi, is_whole_number
+from curation.apis.common import PROJECT_PARAMETER, ProjectScopedApi, is_whole_number, whole_number_parameter
 from curation.models import AuditEvent, Role
 from curation.pagination import keyset_page
 from curation.permissions import project_for_request
@@ -36,10 +36,12 @@ class AuditApi(ProjectScopedApi):
         description="Deletions, exports and downloads, API key changes, tag merges and fine-tunes. Needs the owner "
         "role (a session of an owner, or an API key with the owner role).",
         parameters=[
-            OpenApiParameter("project", str, description="Project slug (session users; keys use their own)."),
+            PROJECT_PARAMETER,
             OpenApiParameter("action", str, description="Only this action, e.g. `dataset.delete`."),
             OpenApiParameter("cursor", str, description="`next_cursor` of the previous page."),
-            OpenApiParameter("limit", int, description=f"Page size, 1–{PAGE_SIZE_MAX} (default {PAGE_SIZE_DEFAULT})."),
+            whole_number_parameter(
+                "limit", 1, PAGE_SIZE_MAX, f"Page size, 1–{PAGE_SIZE_MAX} (default {PAGE_SIZE_DEFAULT})."
+            ),
         ],
         responses=inline_serializer(
             "AuditPage",

@@ -2,6 +2,7 @@
 
 from urllib.parse import urlencode
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count
 from django.http import QueryDict
 from django.urls import reverse
@@ -11,7 +12,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation import pii
-from curation.apis.common import ProjectScopedApi, is_whole_number, request_actor
+from curation.apis.common import (
+    ErrorResponse,
+    FilterField,
+    IdField,
+    JSONObjectListField,
+    ProjectScopedApi,
+    StrictInput,
+    is_whole_number,
+    request_actor,
+)
 from curation.filters import FILTER_PARAMS, logs_filter
 from curation.models import (
     BulkAction,
@@ -95,12 +105,12 @@ DatasetDeletionOutput = inline_serializer(
 )
 
 
-class DatasetInput(serializers.Serializer):
+class DatasetInput(StrictInput):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class DatasetPatchInput(serializers.Serializer):
+class DatasetPatchInput(StrictInput):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
 
@@ -120,9 +130,9 @@ class EntryOutput(serializers.ModelSerializer):
         return entry.source_deleted_by_label if entry.source_deleted else None
 
 
-class EntryPatchInput(serializers.Serializer):
-    messages = serializers.JSONField(required=False)
-    tools = serializers.JSONField(required=False)
+class EntryPatchInput(StrictInput):
+    messages = JSONObjectListField(required=False)
+    tools = JSONObjectListField(required=False)
     split = serializers.ChoiceField(choices=Split.choices, required=False)
 
 
@@ -208,24 +218,23 @@ class DatasetDetailApi(ProjectScopedApi):
             "Deletes the entries and the snapshots no fine-tune trained on (with their files). Keeps the dataset's "
             "fine-tunes with their weights, metrics and the snapshots they trained on (which keep the dataset's "
             "name: `dataset_deleted` on both), and the logs. The answer says what went and what stayed. Refused "
-            "(400) while one of its fine-tunes is queued or running. Audited as `dataset.delete`."
+            "(409) while one of its fine-tunes is queued or running. Audited as `dataset.delete`."
         ),
-        responses={200: DatasetDeletionOutput},
+        responses={200: DatasetDeletionOutput, 409: ErrorResponse},
     )
     def delete(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
         dataset = _dataset_or_404(project, dataset_id)
-        plan = dataset_delete(dataset=dataset, **request_actor(request))
+        try:
+            plan = dataset_delete(dataset=dataset, **request_actor(request))
+        except DjangoValidationError as exc:  # a fine-tune of it is queued or running: not now
+            return Response({"detail": " ".join(exc.messages)}, status=status.HTTP_409_CONFLICT)
         return Response({**plan.as_dict(), "summary": plan.summary(done=True)})
 
 
-_ADD_INPUT = inline_serializer(
-    "EntriesAddInput",
-    {
-        "log_ids": serializers.ListField(child=serializers.IntegerField(), required=False),
-        "filter": serializers.JSONField(required=False, help_text="Query string or object of log filters."),
-    },
-)
+class EntriesAddInput(StrictInput):
+    log_ids = serializers.ListField(child=IdField(), required=False)
+    filter = FilterField(required=False, help_text="Query string or object of log filters.")
 
 
 class DatasetEntriesApi(ProjectScopedApi):
@@ -263,13 +272,15 @@ class DatasetEntriesApi(ProjectScopedApi):
         operation_id="dataset_entries_add",
         summary="Add logs by ids or by filter",
         description="A log already in the dataset is not added twice. Large filters run as a bulk job (202).",
-        request=_ADD_INPUT,
+        request=EntriesAddInput,
         responses=_BULK_RESPONSES,
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
         dataset = _dataset_or_404(project, dataset_id)
-        return _bulk(request, project, BulkAction.DATASET_ADD, {"dataset": dataset.pk}, request.data)
+        data = EntriesAddInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _bulk(request, project, BulkAction.DATASET_ADD, {"dataset": dataset.pk}, data.validated_data)
 
 
 class DatasetEntryApi(ProjectScopedApi):
@@ -314,7 +325,7 @@ class DatasetEntryApi(ProjectScopedApi):
 
 
 class DatasetSplitApi(ProjectScopedApi):
-    class Input(serializers.Serializer):
+    class Input(StrictInput):
         validation_ratio = serializers.FloatField(min_value=0, max_value=0.99)
         seed = serializers.IntegerField(default=0, min_value=-(2**31), max_value=2**31 - 1)  # stored: a 32-bit column
 
@@ -356,10 +367,11 @@ class RedactionJobOutput(serializers.ModelSerializer):
 
 
 class DatasetRedactApi(ProjectScopedApi):
-    class Input(serializers.Serializer):
+    class Input(StrictInput):
         kinds = serializers.ListField(
             child=serializers.ChoiceField(choices=pii.KINDS),
             allow_empty=False,
+            min_length=1,
             required=False,
             default=list(pii.KINDS),
         )
@@ -456,7 +468,7 @@ def _bulk(
     who = request_actor(request)
     if "log_ids" in body:
         ids = body["log_ids"]
-        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise exceptions.ValidationError({"log_ids": ["A list of log ids."]})
         query = ""
         logs = LogEntry.objects.filter(project=project, id__in=ids)
@@ -482,12 +494,12 @@ def _bulk(
 
 
 class LogsBulkApi(ProjectScopedApi):
-    class Input(serializers.Serializer):
+    class Input(StrictInput):
         action = serializers.ChoiceField(choices=BulkAction.choices)
         tags = serializers.ListField(child=serializers.CharField(), required=False)
-        dataset = serializers.IntegerField(required=False)
-        log_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
-        filter = serializers.JSONField(required=False)
+        dataset = IdField(required=False)
+        log_ids = serializers.ListField(child=IdField(), required=False)
+        filter = FilterField(required=False)
         dry_run = serializers.BooleanField(
             default=False, help_text="Count what the action would touch; change nothing."
         )
@@ -551,9 +563,9 @@ class TagsApi(ProjectScopedApi):
 
 
 class TagDetailApi(ProjectScopedApi):
-    class Input(serializers.Serializer):
+    class Input(StrictInput):
         name = serializers.CharField(required=False)
-        color = serializers.CharField(required=False)
+        color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False, help_text="#rrggbb")
 
     @extend_schema(operation_id="tags_update", summary="Rename or recolour", request=Input, responses=TagOutput)
     def patch(self, request: Request, tag_id: int) -> Response:
@@ -571,8 +583,8 @@ class TagDetailApi(ProjectScopedApi):
 
 
 class TagMergeApi(ProjectScopedApi):
-    class Input(serializers.Serializer):
-        into = serializers.IntegerField(help_text="Id of the tag that stays.")
+    class Input(StrictInput):
+        into = IdField(help_text="Id of the tag that stays.")
 
     @extend_schema(
         operation_id="tags_merge",

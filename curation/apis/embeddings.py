@@ -5,7 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.apis.common import ProjectScopedApi, request_actor
+from curation.apis.common import ProjectScopedApi, StrictInput, request_actor
 from curation.apis.datasets import _dataset_or_404
 from curation.models import EmbeddingJob, EmbeddingWork, Role
 from curation.permissions import project_for_request
@@ -68,7 +68,7 @@ def _near_duplicates(found: NearDuplicates) -> dict:
 _THRESHOLD_HELP = f"Cosine similarity, {THRESHOLD_MIN} to {THRESHOLD_MAX}; {THRESHOLD_DEFAULT} by default."
 
 
-class ThresholdInput(serializers.Serializer):
+class ThresholdInput(StrictInput):
     threshold = serializers.FloatField(min_value=THRESHOLD_MIN, max_value=THRESHOLD_MAX, default=THRESHOLD_DEFAULT)
 
 
@@ -100,7 +100,13 @@ class DatasetNearDuplicatesApi(ProjectScopedApi):
     @extend_schema(
         operation_id="dataset_near_duplicates",
         summary="Clusters of entries whose embeddings are at least `threshold` alike",
-        parameters=[OpenApiParameter("threshold", float, description=_THRESHOLD_HELP)],
+        parameters=[
+            OpenApiParameter(
+                "threshold",
+                {"type": "number", "minimum": THRESHOLD_MIN, "maximum": THRESHOLD_MAX},
+                description=_THRESHOLD_HELP,
+            )
+        ],
         responses=NearDuplicatesOutput,
     )
     def get(self, request: Request, dataset_id: int) -> Response:

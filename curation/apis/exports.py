@@ -13,7 +13,7 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.apis.common import NotReadyResponse, ProjectScopedApi, request_actor
+from curation.apis.common import PROJECT_PARAMETER, NotReadyResponse, ProjectScopedApi, request_actor
 from curation.export import FORMATS, export_check, export_preview, export_stream, snapshot_request
 from curation.export.service import PREVIEW_LIMIT, entries_count
 from curation.models import Dataset, DatasetSnapshot, JobStatus, Project, Role, Split
@@ -21,9 +21,10 @@ from curation.permissions import project_for_request
 from curation.services.audit import audit_record
 
 _PARAMS = [
-    OpenApiParameter("project", str, description="Project slug (session users; keys use their own)."),
-    OpenApiParameter("format", str, enum=list(FORMATS), description="File format (default openai)."),
-    OpenApiParameter("split", str, enum=list(Split.values), description="One split; all when left out."),
+    PROJECT_PARAMETER,
+    # Empty is as good as absent (the dataset page's form sends `split=` for all).
+    OpenApiParameter("format", str, enum=["", *FORMATS], description="File format (empty or left out: openai)."),
+    OpenApiParameter("split", str, enum=["", *Split.values], description="One split (empty or left out: all)."),
 ]
 
 

@@ -10,6 +10,7 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -42,6 +43,7 @@ class ImportOutput(serializers.ModelSerializer):
 
 class ImportsApi(ProjectScopedApi):
     throttle_classes = [IngestRateThrottle]
+    parser_classes = [MultiPartParser]  # a file upload: the one operation whose body is not JSON
 
     class Input(serializers.Serializer):
         file = serializers.FileField(help_text="JSONL or JSONL.gz, one log object per line.")

@@ -17,12 +17,15 @@ from rest_framework.response import Response
 
 from curation import selectors
 from curation.apis.common import (
+    PROJECT_PARAMETER,
     RETRY_AFTER,
     THROTTLED,
     ProjectScopedApi,
     ValidationErrorResponse,
     check_body_size,
+    filter_parameters,
     is_whole_number,
+    whole_number_parameter,
 )
 from curation.filters import FILTER_PARAMS, logs_filter
 from curation.ingest import RawItem
@@ -195,10 +198,12 @@ class LogsApi(ProjectScopedApi):
         operation_id="logs_list",
         summary="List logs",
         parameters=[
-            OpenApiParameter("project", str, description="Project slug (session users; keys use their own)."),
+            PROJECT_PARAMETER,
             OpenApiParameter("cursor", str, description="`next_cursor` of the previous page."),
-            OpenApiParameter("limit", int, description=f"Page size, 1–{PAGE_SIZE_MAX} (default {PAGE_SIZE_DEFAULT})."),
-            *[OpenApiParameter(name, str) for name in sorted(FILTER_PARAMS)],
+            whole_number_parameter(
+                "limit", 1, PAGE_SIZE_MAX, f"Page size, 1–{PAGE_SIZE_MAX} (default {PAGE_SIZE_DEFAULT})."
+            ),
+            *filter_parameters(),
         ],
         responses=inline_serializer(
             "LogPage", {"results": LogListOutput(many=True), "next_cursor": serializers.CharField(allow_null=True)}

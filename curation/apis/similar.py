@@ -1,13 +1,20 @@
 """REST API v1 for "more like this": indexing a project's logs, and the logs nearest one."""
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation import selectors
-from curation.apis.common import ProjectScopedApi, is_whole_number, request_actor
+from curation.apis.common import (
+    PROJECT_PARAMETER,
+    ProjectScopedApi,
+    filter_parameters,
+    is_whole_number,
+    request_actor,
+    whole_number_parameter,
+)
 from curation.apis.embeddings import EmbeddingJobOutput
 from curation.apis.logs import LogListOutput
 from curation.filters import FILTER_PARAMS, logs_filter
@@ -33,7 +40,7 @@ class LogEmbeddingsApi(ProjectScopedApi):
     @extend_schema(
         operation_id="log_embeddings_retrieve",
         summary='The index of "more like this": logs indexed, and the latest indexing job (null before the first)',
-        parameters=[OpenApiParameter("project", str, description="Project slug (session users; keys use their own).")],
+        parameters=[PROJECT_PARAMETER],
         responses=inline_serializer(
             "LogEmbeddings",
             {
@@ -57,7 +64,7 @@ class LogEmbeddingsApi(ProjectScopedApi):
     @extend_schema(
         operation_id="log_embeddings_create",
         summary="Embed the project's newest logs that have no embedding or a stale one, as a job",
-        parameters=[OpenApiParameter("project", str, description="Project slug (session users; keys use their own).")],
+        parameters=[PROJECT_PARAMETER],
         request=None,
         responses={202: LogEmbeddingJobOutput},
     )
@@ -77,9 +84,11 @@ class LogSimilarApi(ProjectScopedApi):
             "explorer's filter parameters narrow the search."
         ),
         parameters=[
-            OpenApiParameter("project", str, description="Project slug (session users; keys use their own)."),
-            OpenApiParameter("k", int, description=f"Logs returned, 1–{RESULTS_MAX} (default {RESULTS_DEFAULT})."),
-            *[OpenApiParameter(name, str) for name in sorted(FILTER_PARAMS)],
+            PROJECT_PARAMETER,
+            whole_number_parameter(
+                "k", 1, RESULTS_MAX, f"Logs returned, 1–{RESULTS_MAX} (default {RESULTS_DEFAULT})."
+            ),
+            *filter_parameters(),
         ],
         responses=inline_serializer(
             "SimilarLogs",

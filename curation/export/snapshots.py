@@ -22,6 +22,7 @@ from django.utils.text import slugify
 from curation.export.formats import to_openai
 from curation.export.service import Row, entries_count, entry_rows, row_batches
 from curation.models import ApiKey, Dataset, DatasetSnapshot, JobStatus, Split
+from curation.server_paths import error_text
 from curation.services.audit import audit_record
 from curation.services.queueing import task_send_or_fail
 
@@ -113,7 +114,7 @@ def snapshot_build(
             snapshot.file.delete(save=False)  # nothing may point at a file whose row did not succeed
         DatasetSnapshot.objects.filter(pk=snapshot.pk).update(
             status=JobStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}",
+            error=error_text(exc),
             finished_at=timezone.now(),
             file="",
             sha256="",

@@ -3,7 +3,7 @@
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from curation.ingest.anthropic import read_anthropic
@@ -21,6 +21,7 @@ from curation.ingest.canonical import (
 from curation.ingest.openai import read_openai
 from curation.ingest.plain import read_messages, read_prompt_completion
 from curation.ingest.raw import RawItem, item_make_storable, value_text
+from curation.ingest.times import moment_from_iso, moment_from_unix
 
 ANTHROPIC_PROVIDERS = frozenset({"anthropic", "bedrock-anthropic", "vertex-anthropic"})
 
@@ -250,17 +251,10 @@ def _created_at(value: object) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise fail("created_at", f"expected an ISO-8601 date and time, got {short(value)}") from None
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return moment_from_iso(value, "created_at")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise fail("created_at", f"expected an ISO-8601 string or unix seconds, got {describe(value)}")
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise fail("created_at", f"unix timestamp out of range (expected seconds), got {value}") from None
+    return moment_from_unix(value, "created_at")
 
 
 def _metadata(value: object) -> dict:

@@ -4,7 +4,6 @@ Request messages are already canonical in shape; reading them means validating, 
 legacy roles and dropping what providers add on top (`annotations`, `audio`, nulls).
 """
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import Field, TypeAdapter
@@ -21,6 +20,7 @@ from curation.ingest.canonical import (
     tool_call,
     validate,
 )
+from curation.ingest.times import moment_from_unix
 
 Weight = Annotated[int, Field(ge=0, le=1)]
 Tokens = Annotated[int, Field(ge=0)]
@@ -173,7 +173,7 @@ class ChatResponse(TypedDict):
     choices: list[Choice]
     model: NotRequired[str | None]
     usage: NotRequired[Usage | None]
-    created: NotRequired[Annotated[float, Field(ge=0, le=253_402_300_799)] | None]  # up to year 9999
+    created: NotRequired[float | None]  # unix seconds, within curation.ingest.times' range
 
 
 REQUEST = TypeAdapter(ChatRequest)
@@ -220,7 +220,7 @@ def _read_response(exchange: Exchange, body: dict) -> None:
         exchange.total_tokens = exchange.prompt_tokens + exchange.completion_tokens
     exchange.model = exchange.model or body.get("model") or ""
     if body.get("created") is not None:
-        exchange.created_at = datetime.fromtimestamp(body["created"], UTC)
+        exchange.created_at = moment_from_unix(body["created"], "response.created")
 
 
 def messages_to_canonical(messages: list[dict]) -> list[dict]:

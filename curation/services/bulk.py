@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from curation.filters import logs_filter
 from curation.models import ApiKey, BulkAction, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, LogTag, Project
+from curation.server_paths import error_text
 from curation.services.audit import audit_record
 from curation.services.queueing import database_gone, task_send_or_mark_unsent
 from curation.services.tags import tag_names_clean, tags_add, tags_remove
@@ -190,7 +191,7 @@ def bulk_job_run(*, job_id: int, on_progress: Callable[[BulkJob], None] | None =
             # is stale the reaper re-queues it, to resume below the last committed chunk.
             logger.exception("curation.bulk_interrupted job=%s: the database went away", job.pk)
             raise
-        job.status, job.error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
+        job.status, job.error = JobStatus.FAILED, error_text(exc)
         job.changed, job.done = BulkJob.objects.values_list("changed", "done").get(pk=job.pk)  # what was committed
         _finish(job, "status", "error")
         logger.exception("curation.bulk_failed job=%s", job.pk)

@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from curation.ingest import IngestError, ParsedLog, parse_log
+from curation.lookups import queryset_sql
 from curation.models import (
     ApiKey,
     Dataset,
@@ -199,7 +200,7 @@ def dataset_add_logs(*, dataset: Dataset, logs: QuerySet[LogEntry]) -> int:
     """Copy the conversations of `logs` into the dataset, in one statement; a log already in the
     dataset is skipped, and so is an unreadable log (it has no conversation to train on until
     `reparse_logs` reads it). Returns the number of entries added."""
-    sql, params = logs.order_by().values("id").query.sql_with_params()
+    sql, params = queryset_sql(logs.order_by().values("id"))
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(

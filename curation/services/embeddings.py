@@ -29,6 +29,7 @@ from curation.models import (
     JobStatus,
     LogEntry,
 )
+from curation.server_paths import error_text
 from curation.services.audit import audit_record
 from curation.services.datasets import entries_delete
 from curation.services.queueing import task_send_or_fail
@@ -150,7 +151,7 @@ def embedding_work_run(
             if on_progress:
                 on_progress(job)
     except Exception as exc:
-        job.status, job.error, job.finished_at = JobStatus.FAILED, f"{type(exc).__name__}: {exc}", timezone.now()
+        job.status, job.error, job.finished_at = JobStatus.FAILED, error_text(exc), timezone.now()
         job.save(update_fields=["status", "error", "finished_at"])
         logger.exception("%s_failed job=%s", event, job.pk)
         raise

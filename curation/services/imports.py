@@ -34,6 +34,7 @@ from curation import selectors
 from curation.ingest import BodyError, RawItem, line_read
 from curation.ingest.raw import decode_text
 from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, Project
+from curation.server_paths import error_text, paths_hidden
 from curation.services.datasets import dataset_entries_ingest
 from curation.services.logs import logs_ingest
 from curation.services.queueing import database_gone, task_send_or_mark_unsent
@@ -118,9 +119,10 @@ def _enqueue(job_id: int) -> None:
 
 
 def import_job_create_local(*, project: Project, path: Path, created_by: User | None = None) -> ImportJob:
-    """A job that reads a file on this machine in place (CLI, `--inline`): nothing is copied."""
+    """A job that reads a file on this machine in place (CLI, `--inline`): nothing is copied. Members see the file's
+    name, not where it lies on the server."""
     return ImportJob.objects.create(
-        project=project, source_name=str(path)[:255], created_by=created_by, bytes_total=path.stat().st_size
+        project=project, source_name=path.name[:255], created_by=created_by, bytes_total=path.stat().st_size
     )
 
 
@@ -342,13 +344,14 @@ def _reap(job: ImportJob, now: datetime) -> int:
 
 
 def _describe(exc: Exception) -> str:
+    """The error of a failed import, the files it names relative to the data folder (members read it)."""
     if isinstance(exc, FileNotFoundError):
-        return f"The file to import is missing: {exc.filename}"
+        return paths_hidden(f"The file to import is missing: {exc.filename}")
     if isinstance(exc, gzip.BadGzipFile | EOFError):
-        return f"The file is not a valid gzip file: {exc}"
+        return paths_hidden(f"The file is not a valid gzip file: {exc}")
     if isinstance(exc, ExpandedTooLarge):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    return error_text(exc)
 
 
 class ExpandedTooLarge(Exception):

@@ -27,6 +27,7 @@ from curation import pii
 from curation.diffing import Diff, diff_conversations, render_conversation
 from curation.ingest.canonical import search_text
 from curation.models import ApiKey, Dataset, DatasetEntry, JobStatus, RedactionJob
+from curation.server_paths import error_text
 from curation.services.audit import audit_record
 from curation.services.datasets import _touch, est_tokens
 from curation.services.queueing import task_send_or_mark_unsent
@@ -325,7 +326,7 @@ def redaction_job_run(
                 on_progress(job)
         finished = _job_finish(job_id)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = error_text(exc)
         RedactionJob.objects.filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
             status=JobStatus.FAILED, error=error, finished_at=timezone.now()
         )

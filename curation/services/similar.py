@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, QuerySet
 
 from curation.embeddings import DIMENSION, text_of_conversation
+from curation.lookups import queryset_sql
 from curation.models import ApiKey, JobStatus, LogEmbedding, LogEmbeddingJob, LogEntry, Project
 from curation.services.audit import audit_record
 from curation.services.embeddings import embedding_work_run, text_hash, vector_bytes, vector_from_bytes
@@ -205,7 +206,7 @@ def _vector_chunks(rows: QuerySet) -> Iterator[list[tuple[int, bytes]]]:
     text to decode, which halves the time of a search over a large index (bench/similar.py).
     """
     if connection.vendor == "postgresql":
-        sql, params = rows.query.sql_with_params()
+        sql, params = queryset_sql(rows)
         with transaction.atomic(), connection.connection.cursor(name="logtune_similar", binary=True) as cursor:
             cursor.itersize = SCAN_CHUNK
             cursor.execute(sql, params)

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
+from curation.lookups import queryset_sql
 from curation.models import ApiKey, LogEntry, LogTag, Project, Tag
 from curation.services.audit import audit_record
 from curation.services.logs import tags_get_or_create
@@ -32,7 +33,7 @@ def tag_names_clean(names: list[str] | str) -> list[str]:
 
 
 def _log_ids_sql(logs: QuerySet[LogEntry]) -> tuple[str, tuple]:
-    sql, params = logs.order_by().values("id").query.sql_with_params()
+    sql, params = queryset_sql(logs.order_by().values("id"))
     return sql, tuple(params)
 
 

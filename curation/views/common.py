@@ -2,12 +2,13 @@
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.views import defaults
 
 from curation import dataset_stats, selectors
 from curation.models import Dataset, Membership, Role
+from curation.params import whole_number
 
 
 class AuthenticatedRequest(HttpRequest):
@@ -42,9 +43,25 @@ def dataset_or_404(
     return membership, dataset
 
 
+def whole_number_param(params: QueryDict, name: str) -> int | None:
+    """A page's whole-number parameter (`?after=`, `?loss_job=`): None when absent or blank, else digits that a
+    bigint holds (curation.params), or a 400 naming the parameter: never int()'s ValueError, a 500."""
+    raw = params.get(name, "").strip()
+    if not raw:
+        return None
+    number = whole_number(raw)
+    if number is None:
+        shown = raw if len(raw) <= 40 else raw[:37] + "..."
+        raise BadRequest(f"{name}: expected a whole number of at most 18 digits, got {shown!r}")
+    return number
+
+
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """Django answers a form body over DATA_UPLOAD_MAX_MEMORY_SIZE like any suspicious request, 400 with
-    no reason given; it is a size limit, so it is answered 413 with the limit, like the API's bodies."""
+    """A parameter a page refused (BadRequest) is answered 400 with the reason. Django answers a form body over
+    DATA_UPLOAD_MAX_MEMORY_SIZE like any suspicious request, 400 with no reason given; it is a size limit, so
+    it is answered 413 with the limit, like the API's bodies."""
+    if isinstance(exception, BadRequest):
+        return HttpResponse(str(exception), status=400, content_type="text/plain; charset=utf-8")
     if not isinstance(exception, RequestDataTooBig):
         return defaults.bad_request(request, exception)
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE

@@ -54,7 +54,13 @@ from curation.services.redaction import (
     redaction_runs_inline,
 )
 from curation.validation import DEFAULT_MAX_TOKENS, dataset_validate
-from curation.views.common import AuthenticatedRequest, can_edit, dataset_or_404, membership_or_404
+from curation.views.common import (
+    AuthenticatedRequest,
+    can_edit,
+    dataset_or_404,
+    membership_or_404,
+    whole_number_param,
+)
 from training import selectors as training_selectors
 from training.models import FineTuneJob
 from training.views import dataset_finetune_context
@@ -110,16 +116,14 @@ def dataset_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
 def dataset_detail(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     membership, dataset = dataset_or_404(request, slug, dataset_id)
     entry_filter = EntryFilter.from_params(request.GET)
-    after = request.GET.get("after", "")
-    loss_job = _loss_job(dataset, request.GET.get("loss_job", ""))
+    after = whole_number_param(request.GET, "after") or 0
+    loss_job = _loss_job(dataset, whole_number_param(request.GET, "loss_job"))
     if loss_job is not None:  # highest loss first: `after` counts the rows of the pages before
         page = training_selectors.entries_by_loss(
-            dataset=dataset, job=loss_job, entry_filter=entry_filter, offset=int(after) if after.isdigit() else 0
+            dataset=dataset, job=loss_job, entry_filter=entry_filter, offset=after
         )
     else:
-        page = dataset_stats.entries_page(
-            dataset=dataset, entry_filter=entry_filter, after=int(after) if after.isdigit() else 0
-        )
+        page = dataset_stats.entries_page(dataset=dataset, entry_filter=entry_filter, after=after)
     context = {
         "project": membership.project,
         "dataset": dataset,
@@ -144,11 +148,11 @@ def dataset_detail(request: AuthenticatedRequest, slug: str, dataset_id: int) ->
     return render(request, "curation/dataset.html", context)
 
 
-def _loss_job(dataset: Dataset, job_id: str) -> FineTuneJob | None:
+def _loss_job(dataset: Dataset, job_id: int | None) -> FineTuneJob | None:
     """The fine-tune whose per-example losses sort the entries (`?loss_job=ID`), when it has any."""
-    if not job_id.isdigit():
+    if job_id is None:
         return None
-    return training_selectors.finetunes_with_losses(dataset=dataset).filter(pk=int(job_id)).first()
+    return training_selectors.finetunes_with_losses(dataset=dataset).filter(pk=job_id).first()
 
 
 def _query(request: AuthenticatedRequest, *, after: int | None) -> str:

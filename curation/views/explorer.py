@@ -4,6 +4,7 @@ Every filter of the page is the shared one (`curation.filters.logs_filter`), car
 view can be shared, saved, and acted on in bulk with exactly the logs it shows.
 """
 
+import typing
 from urllib.parse import urlencode
 
 from django import forms
@@ -34,6 +35,7 @@ from curation.models import (
     Tag,
 )
 from curation.pagination import keyset_page
+from curation.params import whole_number
 from curation.services import bulk as bulk_services
 from curation.services import similar as similar_services
 from curation.services.datasets import dataset_create
@@ -346,8 +348,8 @@ def logs_embed_start(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug, Role.EDITOR)
     project = membership.project
     similar_services.log_embedding_job_create(project=project, actor=request.user)
-    log_id = request.POST.get("log", "")
-    log = selectors.log_get(project=project, log_id=int(log_id)) if log_id.isascii() and log_id.isdigit() else None
+    log_id = whole_number(request.POST.get("log", ""))  # the log whose panel asked; none: back to the page
+    log = selectors.log_get(project=project, log_id=log_id) if log_id is not None else None
     if log is not None and _is_htmx(request):
         return render(request, "curation/_log_similar.html", _similar_context(request, membership, log))
     messages.success(request, 'Indexing the newest logs for "more like this".')
@@ -362,10 +364,10 @@ class IdsField(forms.Field):
 
     def to_python(self, value: object) -> list[int]:
         values: list = value if isinstance(value, list) else [value] if value else []
-        try:
-            ids = list(dict.fromkeys(int(str(v)) for v in values))
-        except ValueError:
-            raise ValidationError("Log ids are whole numbers.") from None
+        numbers = [whole_number(str(v)) for v in values]
+        if None in numbers:
+            raise ValidationError("Log ids are whole numbers.")
+        ids = list(dict.fromkeys(typing.cast(list[int], numbers)))
         if len(ids) > MAX_SELECTED:
             raise ValidationError(f"Select at most {MAX_SELECTED:,} logs; for more, act on all matching.")
         return ids
@@ -409,7 +411,8 @@ class BulkForm(forms.Form):
                 self.add_error("new_dataset", f"A dataset named '{new_name}' already exists: pick it in the list.")
             data["dataset_obj"], data["new_dataset"] = None, new_name
             return
-        dataset = Dataset.objects.filter(project=self.project, pk=chosen).first() if chosen.isdigit() else None
+        dataset_id = whole_number(chosen)
+        dataset = None if dataset_id is None else Dataset.objects.filter(project=self.project, pk=dataset_id).first()
         if dataset is None:
             self.add_error("dataset", "Pick a dataset, or name a new one.")
         data["dataset_obj"], data["new_dataset"] = dataset, ""
@@ -702,8 +705,8 @@ def tag_edit(request: AuthenticatedRequest, slug: str, tag_id: int) -> HttpRespo
 def tag_merge_view(request: AuthenticatedRequest, slug: str, tag_id: int) -> HttpResponse:
     membership = membership_or_404(request, slug, Role.EDITOR)
     source = _tag_or_404(membership, tag_id)
-    into = request.POST.get("into", "")
-    target = _tag_or_404(membership, int(into)) if into.isdigit() else None
+    into = whole_number(request.POST.get("into", ""))
+    target = _tag_or_404(membership, into) if into is not None else None
     if target is None:
         messages.error(request, "Pick the tag to merge into.")
         return redirect("tags", slug=slug)

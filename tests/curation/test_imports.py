@@ -70,6 +70,7 @@ def test_the_cli_imports_inline_and_summarises(tmp_path, project, capsys):
     assert "Imported 3 logs (1 duplicates, 2 rejected lines) from 7 lines." in out
     assert "line 2: invalid JSON" in out
     assert LogEntry.objects.filter(project=project).count() == 3
+    assert ImportJob.objects.get(project=project).source_name == "logs.jsonl"  # not where it lies on the server
 
 
 @pytest.mark.django_db

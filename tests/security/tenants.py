@@ -2,10 +2,16 @@
 and requests that leave nothing behind."""
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import MISSING, dataclass, field, fields
+from datetime import timedelta
+from pathlib import Path
+from unittest.mock import patch
 
-from django.db import transaction
+from celery import Task
+from django.conf import settings
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
@@ -25,6 +31,8 @@ from curation.models import (
 from curation.services.logs import logs_ingest
 from curation.services.projects import api_key_create
 from tests.factories import ProjectFactory, UserFactory
+from training.config import TrainConfig
+from training.forms import ADVANCED, MAIN
 from training.models import BaseModel, FineTuneJob, FineTuneStatus, Generation, LossPreview
 from training.services.jobs import finetune_create
 
@@ -82,6 +90,41 @@ def _walk(patterns: list, prefix: str = "") -> Iterator[Route]:
 ROUTES = sorted(_walk(get_resolver().url_patterns), key=lambda r: r.pattern)
 
 
+# A fine-tune form filled with TrainConfig's defaults: each hyperparameter is then made hostile on its own.
+FINETUNE = {"base_model": "tiny", "method": "lora"} | {
+    f.name: str(f.default) for f in fields(TrainConfig)
+    if f.name in (*MAIN, *ADVANCED) and not any(f.default is nothing for nothing in (MISSING, None, False))
+}  # fmt: skip
+# Valid parameters that lead a page down its paths (`{log}`: the tenant's log id): a form whose fields are valid,
+# so that a hostile value in one of them reaches the service behind it (test_page_parameters), and a GET that
+# would do work behind a parameter does it (the matrix asks GETs with these too).
+BASELINES = {
+    "bulk-preview": [{"action": "dataset_add", "scope": "selected", "ids": "{log}"}],
+    "bulk-run": [{"action": "dataset_add", "scope": "matching", "expected": "1", "dataset": "{dataset}"}],
+    "dataset": [{}, {"loss_job": "{finetune}"}],
+    "dataset-entry": [{"m-role": "user", "m-content": "hi", "m-kind": "text", "m-tool_calls": "",
+                       "m-tool_call_id": "", "m-extra": ""}],
+    "dataset-entries-action": [{"action": "delete", "ids": "{entry}"}],
+    "dataset-split": [{"validation_ratio": "0.2", "seed": "1"}],
+    "dataset-new": [{"name": "fuzzed"}],
+    "dataset-edit": [{"name": "fuzzed"}],
+    "dataset-finetune": [FINETUNE],
+    "dataset-finetune-estimate": [FINETUNE],
+    "dataset-entry-loss-preview": [{"base_model": "tiny"}],
+    "finetune-playground": [{"prompt": "hi", "max_new_tokens": "8"}],
+    "saved-view-new": [{"name": "fuzzed", "query": "q=x"}],
+    "api-key-new": [{"name": "fuzzed", "role": "viewer"}],
+    "tag-edit": [{"name": "fuzzed"}],
+    "tag-merge": [{"into": "{tag}"}],
+}  # fmt: skip
+
+
+def baselines(route: Route, objects: dict[str, int]) -> list[dict[str, str]]:
+    """The route's BASELINES (or no parameters) with the object ids filled in."""
+    found = BASELINES.get(route.name, [{}])
+    return [{name: value.format(**objects) for name, value in params.items()} for params in found]
+
+
 # --- The world: two projects, each with one of everything -----------------------------------------------
 
 
@@ -108,15 +151,23 @@ def tenant_create(slug: str) -> Tenant:
     snapshot = snapshot_request(dataset=dataset)
     base = BaseModel.objects.get_or_create(name="tiny", defaults={"path": "/models/tiny"})[0]
     job = finetune_create(dataset=dataset, base_model=base, hyperparameters={"max_steps": 2}, snapshot=snapshot)
+    # What the trainer reported, stored as an earlier version stored it: with the server's absolute paths.
+    summary = {"done": {"step": 2, "adapter_dir": str(job.adapter_dir)}}
     FineTuneJob.objects.filter(pk=job.pk).update(
-        status=FineTuneStatus.SUCCEEDED, merge_status=FineTuneStatus.SUCCEEDED
+        status=FineTuneStatus.SUCCEEDED, merge_status=FineTuneStatus.SUCCEEDED, summary=summary
     )
     for folder in (job.adapter_dir, job.merged_dir):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "adapter_config.json").write_text(f'{{"marker": "{marker}"}}')
-    (job.output_dir / "train.log").write_text(f"step 1 {marker}\n")
+    (job.output_dir / "train.log").write_text(f"step 1 {marker}\nsaved {job.adapter_dir}/adapter_model.safetensors\n")
     generation = Generation.objects.create(job=job, messages=chat[:1], status=FineTuneStatus.SUCCEEDED)
-    preview = LossPreview.objects.create(entry=entry, base_model="tiny", status=FineTuneStatus.SUCCEEDED)
+    # Of an earlier version of the entry: asking for the entry's preview again would queue a new one.
+    preview = LossPreview.objects.create(
+        entry=entry,
+        base_model="tiny",
+        status=FineTuneStatus.SUCCEEDED,
+        created_at=entry.updated_at - timedelta(days=1),
+    )
     objects = {
         "log": log.pk,
         "tag": Tag.objects.get(project=project).pk,
@@ -135,6 +186,30 @@ def tenant_create(slug: str) -> Tenant:
     return Tenant(project=project, marker=marker, objects=objects, users=users, keys=keys)
 
 
+# What a GET may write: traces of reading, never what a member asked for. Anything else written, or any task sent,
+# by a GET is work a viewer (or a link followed by a browser) could start, and fails the tests.
+WRITES_ON_READ = {
+    "django_session": "the session: a message shown once, a new key shown once",
+    "curation_apikey": "a key's last_used_at, at most once a minute",
+    "curation_auditevent": "an export or a download (editors) is audited as it happens",
+    "curation_logembedding": "the embedding of the log asked about (more like this), worked out in the request and "
+    "kept: one row per log, the one indexing would store",
+}
+
+
+def server_roots() -> list[str]:
+    """Where the server keeps its files (MEDIA_ROOT, the var folder), which no answer may show."""
+    roots = [Path(settings.MEDIA_ROOT), Path(settings.VAR_DIR)]
+    return sorted({str(root) for root in roots} | {str(root.resolve()) for root in roots})
+
+
+def work_done(answer: "Answer") -> list[str]:
+    """What a GET should not have done: writes beyond WRITES_ON_READ, tasks sent or left to send."""
+    return [f"wrote {table}" for table in sorted(answer.writes - WRITES_ON_READ.keys())] + [
+        f"queued {task}" for task in answer.queued
+    ]
+
+
 # --- Asking ----------------------------------------------------------------------------------------------
 
 
@@ -143,24 +218,54 @@ class Answer:
     status: int
     body: str
     location: str
+    writes: set[str] = field(default_factory=set)  # tables written to (INSERT, UPDATE, DELETE)
+    queued: list[str] = field(default_factory=list)  # tasks sent, and work left to send once the request commits
 
 
-def ask(client: Client, method: str, url: str, *, project: str | None = None) -> Answer:
-    """One request, inside a savepoint that is rolled back: a delete in one case does not change the next."""
+_WRITE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.IGNORECASE)
+
+
+@contextmanager
+def work_recorded() -> Iterator[Answer]:
+    """The tables written to and the tasks sent meanwhile, on an Answer to fill in; the tasks are recorded, not
+    sent. Work left for after the commit (`transaction.on_commit`) is added by `ask`, before its rollback drops it."""
+    seen = Answer(0, "", "")
+
+    def recording(execute: Callable, sql: str, params: object, many: bool, context: dict) -> object:
+        if match := _WRITE.match(sql):
+            seen.writes.add(match.group(1))
+        return execute(sql, params, many, context)
+
+    def sent(task: Task, *args: object, **kwargs: object) -> None:
+        seen.queued.append(task.name)
+
+    with connection.execute_wrapper(recording), patch.object(Task, "apply_async", sent):
+        yield seen
+
+
+def ask(client: Client, method: str, url: str, *, project: str | None = None, params: dict | None = None) -> Answer:
+    """One request, inside a savepoint that is rolled back: a delete in one case does not change the next.
+    `params`: the query string of a GET, the form of a page's POST. The answer says what the request wrote and
+    queued (its tasks are never sent)."""
     query = {"project": project} if project else {}
     if project and method != "GET":
         url = f"{url}?project={project}"
         query = {}
-    with transaction.atomic():
-        if method == "GET":
-            response = client.get(url, query)
-        elif method == "POST" and not url.startswith("/api/"):
-            response = client.post(url, {})
-        else:
-            response = client.generic(method, url, "{}", content_type="application/json")
-        transaction.set_rollback(True)
-    body = b"".join(response.streaming_content) if response.streaming else response.content  # type: ignore[attr-defined]
-    return Answer(response.status_code, body.decode("utf-8", "replace"), response.get("Location", ""))
+    with work_recorded() as seen:
+        with transaction.atomic():
+            callbacks = len(connection.run_on_commit)
+            if method == "GET":
+                response = client.get(url, query | (params or {}))
+            elif method == "POST" and not url.startswith("/api/"):
+                response = client.post(url, params or {})
+            else:
+                response = client.generic(method, url, "{}", content_type="application/json")
+            seen.queued += ["work sent once the request commits"] * (len(connection.run_on_commit) - callbacks)
+            transaction.set_rollback(True)
+        body = b"".join(response.streaming_content) if response.streaming else response.content  # type: ignore[attr-defined]
+    answer = Answer(response.status_code, body.decode("utf-8", "replace"), response.get("Location", ""))
+    answer.writes, answer.queued = seen.writes, seen.queued
+    return answer
 
 
 def session(user) -> Client:

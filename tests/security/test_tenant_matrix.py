@@ -5,7 +5,7 @@ OpenAPI schema (every operation it documents), so a new endpoint is covered the 
 
 - another project's object answers 404, whoever asks and however they authenticate;
 - a session of a user who is not a member of a project, or an API key of another project, gets 404 for it;
-- nothing of the other project (its marker text) appears in any answer;
+- nothing of the other project (its marker text) appears in any answer, nor where the server keeps its files;
 - a viewer cannot edit, delete, export or train; only owners manage keys and read the audit log;
 - a role that is allowed gets neither 401, 403 nor 404, and nothing answers 5xx;
 - pages need a login (an API key does not open them) and the API needs a key or a session;
@@ -23,7 +23,19 @@ from django.test import Client
 
 from curation.models import Dataset, Role
 from curation.services.datasets import dataset_delete
-from tests.security.tenants import ROUTES, Answer, Route, Tenant, ask, keyed, served_methods, session
+from tests.security.tenants import (
+    ROUTES,
+    Answer,
+    Route,
+    Tenant,
+    ask,
+    baselines,
+    keyed,
+    served_methods,
+    server_roots,
+    session,
+    work_done,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -90,10 +102,15 @@ def matrix_problems(route: Route, own: Tenant, other: Tenant) -> list[str]:
     methods = served_methods(route, own)
     assert methods, f"{route.pattern} serves no method its owner may use"
     problems: list[str] = []
+    roots = server_roots()
 
     def check(case: str, answer: Answer, expect: str) -> None:
+        if case.startswith(("GET", "HEAD")) and work_done(answer):
+            problems.append(f"{case}: a safe method {', '.join(work_done(answer))}")
         if other.marker in answer.body:
             problems.append(f"{case}: LEAK of the other project's data (HTTP {answer.status})")
+        if any(root in answer.body for root in roots):
+            problems.append(f"{case}: shows where the server keeps its files (MEDIA_ROOT or the var folder)")
         if answer.status >= 500:
             problems.append(f"{case}: HTTP {answer.status}")
         elif expect == "allowed" and answer.status in (401, 403, 404):
@@ -122,6 +139,10 @@ def matrix_problems(route: Route, own: Tenant, other: Tenant) -> list[str]:
             for how, client in callers:
                 project = own.project.slug if route.is_api and how == "session" else None
                 check(f"{method} own/{role}/{how}", ask(client, method, own_url, project=project), expect)
+                # A GET is also asked with the parameters that lead it furthest: work behind a parameter shows.
+                for params in filter(None, baselines(route, own.objects) if method == "GET" else []):
+                    answer = ask(client, method, own_url, project=project, params=params)
+                    check(f"{method} own/{role}/{how} with {params}", answer, expect)
                 # A role too low for the operation is refused before any lookup, found or not: no leak either way.
                 denied = "404" if expect == "allowed" else "403 or 404"
                 if route.has_objects:

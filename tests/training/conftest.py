@@ -42,6 +42,7 @@ FAKE_TRAINER = textwrap.dedent("""
         emit("error", message="example 3 has no trained token: its assistant turn is empty")
         sys.exit(1)
     if mode == "crash":
+        print(f"Saving a checkpoint in {out}/checkpoints/step-1", flush=True)
         print("Traceback (most recent call last):\\nRuntimeError: out of memory", file=sys.stderr, flush=True)
         sys.exit(3)
     if mode == "stubborn":

@@ -71,7 +71,9 @@ def test_an_api_key_acts_as_an_editor(key_client, dataset, base_model):
     ("body", "errors"),
     [
         ({"dataset": None, "base_model": "tiny"}, {"dataset": ["This field may not be null."]}),
-        ({"dataset": 0, "base_model": "tiny"}, {"dataset": ["Dataset 0 not found in project 'acme'."]}),
+        ({"dataset": 0, "base_model": "tiny"}, {"dataset": ["Ensure this value is greater than or equal to 1."]}),
+        ({"dataset": 10**15, "base_model": "tiny"}, {"dataset": [f"Dataset {10**15} not found in project 'acme'."]}),
+        ({"dataset": "5", "base_model": "tiny"}, {"dataset": ["Must be an integer."]}),
         ({"base_model": "gpt-5"}, "base_model"),
         ({"base_model": "tiny", "method": "dpo"}, {"method": ['"dpo" is not a valid choice.']}),
         ({"base_model": "tiny", "hyperparameters": {"learning_rate": 3}},
@@ -81,7 +83,7 @@ def test_an_api_key_acts_as_an_editor(key_client, dataset, base_model):
         ({"base_model": "tiny", "hyperparameters": {"data_path": "/etc/shadow"}},
          {"hyperparameters": {"data_path": ["set by Logtune for every job"]}}),
         ({"base_model": "tiny", "hyperparameters": [1]},
-         {"hyperparameters": ["An object of trainer settings, by name."]}),
+         {"hyperparameters": ["Must be an object."]}),
         ({"base_model": "tiny", "snapshot": 999}, {"snapshot": ["Snapshot 999 not found."]}),
     ],
 )  # fmt: skip
@@ -194,7 +196,10 @@ def test_cancelling_a_queued_job_through_the_api(key_client, job):
     assert again.status_code == 200
     FineTuneJob.objects.filter(pk=job.pk).update(status=FineTuneStatus.SUCCEEDED)
     finished = key_client.post(f"/api/v1/finetunes/{job.pk}/cancel")
-    assert finished.status_code == 400 and "status" in finished.json()
+    assert finished.status_code == 409 and finished.json() == {
+        "detail": "This fine-tune has already succeeded; there is nothing to cancel.",
+        "status": "succeeded",
+    }
 
 
 def test_the_adapter_downloads_as_a_streamed_zip_once_the_job_succeeded(key_client, job):
@@ -224,10 +229,10 @@ def test_a_merge_is_queued_once_and_only_for_an_adapter(key_client, job, django_
     FineTuneJob.objects.filter(pk=job.pk).update(method="full", merge_status="")
     full = key_client.post(f"/api/v1/finetunes/{job.pk}/merge")
 
-    assert too_early.status_code == 400 and "status" in too_early.json()
+    assert too_early.status_code == 409 and too_early.json()["status"] == "queued"
     assert (first.status_code, first.json()["merge_status"], second.status_code) == (202, "queued", 202)
     assert len(queued) == 1
-    assert full.status_code == 400 and "nothing to merge" in full.json()["method"][0]
+    assert full.status_code == 409 and "nothing to merge" in full.json()["detail"]
     assert key_client.get(f"/api/v1/finetunes/{job.pk}/merged").status_code == 409
 
 
@@ -242,7 +247,7 @@ def test_the_playground_queues_a_generation_to_poll(key_client, job, django_capt
                           {"messages": [{"role": "assistant", "content": "4"}]}, format="json")  # fmt: skip
     both = key_client.post(f"/api/v1/finetunes/{job.pk}/generate", {"prompt": "a", "messages": []}, format="json")
 
-    assert refused.status_code == 400 and "status" in refused.json()
+    assert refused.status_code == 409 and refused.json()["status"] == "queued"
     assert asked.status_code == 202, asked.content
     generation = asked.json()
     assert (generation["status"], generation["messages"]) == ("queued", [{"role": "user", "content": "2+2?"}])

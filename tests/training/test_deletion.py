@@ -169,7 +169,7 @@ def test_the_confirmation_says_exactly_what_deleting_the_fine_tune_or_its_weight
     page = client.get(f"/p/acme/finetunes/{job.pk}/delete").content.decode()
 
     assert f'href="/p/acme/finetunes/{job.pk}/delete"' in job_page
-    assert f"<code>{job.output_dir}</code>" in page
+    assert f"<code>finetunes/{job.pk}</code>" in page  # its place in the data folder, not a server path
     assert f'data-size="folder">{filesizeformat(FOLDER_BYTES)}</strong> on disk' in page
     assert f"the adapter ({filesizeformat(3020)}), the merged weights ({filesizeformat(5000)})" in page
     assert "3 training and evaluation points, 2 per-example losses and 1 playground answer" in page
@@ -278,11 +278,11 @@ def test_through_the_api_the_weights_then_the_fine_tune_are_deleted(
     assert shown["weights_deleted_at"] and shown["weights_deleted_by"].startswith("API key lt_")
     assert shown["adapter_url"] is None and shown["status"] == "succeeded"
     assert adapter.status_code == 409 and "were deleted on" in adapter.json()["detail"]
-    assert merge.status_code == 400 and ask.status_code == 400
+    assert merge.status_code == 409 and ask.status_code == 409 and "were deleted" in merge.json()["detail"]
     assert gone.status_code == 200
     assert gone.json() == {
-        "id": job.pk, "folder": str(job.output_dir), "bytes": sum(OTHERS.values()), "weights": [], "metric_points": 3,
-        "example_losses": 2, "generations": 1, "snapshot": None,
+        "id": job.pk, "folder": f"finetunes/{job.pk}", "bytes": sum(OTHERS.values()), "weights": [],
+        "metric_points": 3, "example_losses": 2, "generations": 1, "snapshot": None,
     }  # fmt: skip
     assert key_client.get(f"/api/v1/finetunes/{job.pk}").status_code == 404 and not job.output_dir.exists()
     events = AuditEvent.objects.filter(action__in=["finetune.weights_delete", "finetune.delete"]).order_by("id")

@@ -471,6 +471,6 @@ def test_the_demo_model_is_built_once_and_offered(settings, tmp_path):
 def test_a_dataset_with_a_queued_or_running_fine_tune_cannot_be_deleted(client_for, owner, job):
     response = client_for(owner).delete(f"/api/v1/datasets/{job.dataset_id}?project=acme")
 
-    assert response.status_code == 400
-    assert "cancel it first" in response.json()["dataset"][0]
+    assert response.status_code == 409  # the request is well formed; the dataset cannot go while it trains
+    assert "cancel it first" in response.json()["detail"]
     assert Dataset.objects.filter(pk=job.dataset_id).exists()

@@ -103,12 +103,12 @@ def test_a_dataset_is_fine_tuned_evaluated_answered_and_merged(gpu_worker, key_c
     assert len(worst.context["page"].entries) == 32
 
 
-def test_a_loss_preview_is_worked_out_by_a_default_queue_worker(celery_worker, colours, client, viewer):
+def test_a_loss_preview_is_worked_out_by_a_default_queue_worker(celery_worker, colours, client, editor):
     entry = DatasetEntry.objects.filter(dataset=colours).first()
-    client.force_login(viewer)
+    client.force_login(editor)
     url = f"/p/acme/datasets/{colours.pk}/entries/{entry.pk}/loss-preview"
 
-    asked = client.get(url, {"base_model": "tiny-llama"})
+    asked = client.post(url, {"base_model": "tiny-llama"}, follow=True)
     preview = wait_until_finished(LossPreview.objects.get(entry=entry), 120)
 
     assert asked.status_code == 200 and "on a worker" in asked.content.decode()

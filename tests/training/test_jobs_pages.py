@@ -38,7 +38,8 @@ def test_the_estimate_panel_shows_examples_tokens_and_steps_or_the_problem(clien
             "max_seq_length": "2048", "lora_rank": "16", "lora_dropout": "0.05", "warmup_ratio": "0.05",
             "scheduler": "cosine", "weight_decay": "0", "max_grad_norm": "1", "seed": "42", "freeze_layers": "0",
             "eval_every_steps": "50", "early_stopping_patience": "0", "checkpoint_every_steps": "100",
-            "eval_generations": "8", "max_new_tokens": "64", "precision": "auto"}  # fmt: skip
+            "eval_generations": "8", "max_new_tokens": "64", "precision": "auto",
+            "attn_implementation": "sdpa"}  # fmt: skip
 
     good = client.get(url, form).content.decode()
     bad = client.get(url, {**form, "learning_rate": "3"}).content.decode()
@@ -72,7 +73,7 @@ def test_a_bad_value_is_shown_on_its_field_and_nothing_is_queued(client, editor,
                             "lora_dropout": "0", "warmup_ratio": "0", "scheduler": "cosine", "weight_decay": "0",
                             "max_grad_norm": "1", "seed": "1", "freeze_layers": "0", "eval_every_steps": "0",
                             "early_stopping_patience": "0", "checkpoint_every_steps": "0", "eval_generations": "0",
-                            "max_new_tokens": "8", "precision": "auto"})  # fmt: skip
+                            "max_new_tokens": "8", "precision": "auto", "attn_implementation": "sdpa"})  # fmt: skip
 
     assert response.status_code == 400
     assert response.context["form"].errors["freeze_layers"] == ["method freeze needs at least 1"]
@@ -174,24 +175,46 @@ def test_the_jobs_panel_polls_while_a_job_runs(client, viewer, dataset, job):
 
 
 def test_a_loss_preview_is_asked_of_a_worker_once_per_version_of_the_entry(
-    client, viewer, dataset, base_model, django_capture_on_commit_callbacks
+    client, editor, dataset, base_model, django_capture_on_commit_callbacks
+):
+    entry = DatasetEntry.objects.filter(dataset=dataset).first()
+    url = f"/p/acme/datasets/{dataset.pk}/entries/{entry.pk}/loss-preview"
+    client.force_login(editor)
+
+    with django_capture_on_commit_callbacks() as queued:
+        first = client.post(url, {"base_model": "tiny"}, follow=True)
+        again = client.post(url, {"base_model": "tiny"}, follow=True)
+    DatasetEntry.objects.filter(pk=entry.pk).update(updated_at=timezone.now())
+    with django_capture_on_commit_callbacks() as queued_after_edit:
+        client.post(url, {"base_model": "tiny"})
+    unknown = client.post(url, {"base_model": "nope"})
+
+    assert first.redirect_chain == [(f"{url}?base_model=tiny", 302)]
+    assert first.context["preview"] == again.context["preview"] and len(queued) == 1
+    assert f"{url}/{first.context['preview'].pk}" in first.content.decode()  # polls until a worker is done
+    assert len(queued_after_edit) == 1 and LossPreview.objects.count() == 2
+    assert unknown.status_code == 400 and "nope" in unknown.content.decode()
+
+
+def test_a_viewer_reads_a_loss_preview_but_asking_for_one_is_an_editors(
+    client, viewer, editor, dataset, base_model, django_capture_on_commit_callbacks
 ):
     entry = DatasetEntry.objects.filter(dataset=dataset).first()
     url = f"/p/acme/datasets/{dataset.pk}/entries/{entry.pk}/loss-preview"
     client.force_login(viewer)
 
     with django_capture_on_commit_callbacks() as queued:
-        first = client.get(url, {"base_model": "tiny"})
-        again = client.get(url, {"base_model": "tiny"})
-    DatasetEntry.objects.filter(pk=entry.pk).update(updated_at=timezone.now())
-    with django_capture_on_commit_callbacks() as queued_after_edit:
-        client.get(url, {"base_model": "tiny"})
-    unknown = client.get(url, {"base_model": "nope"})
+        looked = client.get(url, {"base_model": "tiny"})
+        asked = client.post(url, {"base_model": "tiny"})
+    client.force_login(editor)
+    client.post(url, {"base_model": "tiny"})
+    client.force_login(viewer)
+    shown = client.get(url, {"base_model": "tiny"})
 
-    assert first.context["preview"] == again.context["preview"] and len(queued) == 1
-    assert f"{url}/{first.context['preview'].pk}" in first.content.decode()  # polls until a worker is done
-    assert len(queued_after_edit) == 1 and LossPreview.objects.count() == 2
-    assert unknown.context["preview"] is None and "nope" in unknown.content.decode()
+    assert looked.status_code == 200 and looked.context["preview"] is None
+    assert "an editor can ask for one" in looked.content.decode()
+    assert asked.status_code == 403 and queued == []
+    assert shown.context["preview"] == LossPreview.objects.get(entry=entry)
 
 
 def test_metric_points_are_what_the_chart_reads(client, viewer, job):

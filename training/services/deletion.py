@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from curation.models import ApiKey, DatasetSnapshot
+from curation.server_paths import media_name
 from curation.services.audit import audit_record
 from training.models import FineTuneJob, FineTuneStatus
 
@@ -117,7 +118,7 @@ def finetune_deletion_plan(*, job: FineTuneJob) -> FineTuneDeletion:
     """What deleting `job` (or only its weights) would remove now, sizes read from the disk."""
     return FineTuneDeletion(
         job_id=job.pk,
-        folder=str(job.output_dir),
+        folder=media_name(job.output_dir),
         folder_bytes=disk_bytes(job.output_dir),
         weights=_weights_on_disk(job),
         metric_points=job.metrics.count(),

@@ -11,24 +11,23 @@ import shutil
 import signal
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from curation.models import DatasetEntry
+from curation.server_paths import error_text, paths_hidden
 from curation.services.queueing import task_send_or_fail
 from training.models import FineTuneJob, FineTuneStatus, Generation, LossPreview
+from training.selectors import loss_preview_current
 from training.services.jobs import base_model_resolve
 from training.services.runner import LOG_TAIL_LINES, log_tail, signal_group, spawn_group
 
 logger = logging.getLogger(__name__)
 
-PREVIEW_PATIENCE = timedelta(minutes=10)
 
 # Calls `module:function(**kwargs)` for each kwargs of a JSON list and writes the results as a JSON list.
 CALLER = """
@@ -89,7 +88,7 @@ def generation_run(*, generation_id: int) -> None:
             timeout=settings.LOGTUNE_GPU_TASK_TIMEOUT_S,
         )  # fmt: skip
     except Exception as exc:
-        rows.update(status=FineTuneStatus.FAILED, error=str(exc), finished_at=timezone.now())
+        rows.update(status=FineTuneStatus.FAILED, error=paths_hidden(str(exc)), finished_at=timezone.now())
         logger.warning("training.generation_failed generation=%s job=%s", generation.pk, job.pk)
         if not isinstance(exc, GpuCallError):
             raise
@@ -113,7 +112,7 @@ def finetune_merge(*, job_id: int) -> None:
         call_in_child(function="training.merge:merge_adapter", calls=[call], work_dir=job.output_dir / "merge",
                       timeout=settings.LOGTUNE_GPU_TASK_TIMEOUT_S)  # fmt: skip
     except Exception as exc:
-        rows.update(merge_status=FineTuneStatus.FAILED, merge_error=str(exc))
+        rows.update(merge_status=FineTuneStatus.FAILED, merge_error=paths_hidden(str(exc)))
         logger.warning("training.merge_failed job=%s", job.pk)
         if not isinstance(exc, GpuCallError):
             raise
@@ -126,14 +125,9 @@ def loss_preview_request(*, entry: DatasetEntry, base_model: str) -> LossPreview
     """The loss preview of `entry` under `base_model`: the last one while the entry has not changed since,
     else a new one queued for a worker (the default queue: it needs a tokenizer, no GPU)."""
     base_model_resolve(base_model=base_model)
-    # One still queued after a while lost its worker: ask again rather than wait on it forever. One that never
-    # reached the broker (failed, unfinished) is asked again at once.
-    alive = Q(status=FineTuneStatus.SUCCEEDED) | Q(created_at__gte=timezone.now() - PREVIEW_PATIENCE)
-    alive &= ~Q(status=FineTuneStatus.FAILED, finished_at=None)
-    recent = LossPreview.objects.filter(alive, entry=entry, base_model=base_model,
-                                        created_at__gte=entry.updated_at).first()  # fmt: skip
-    if recent is not None:
-        return recent
+    current = loss_preview_current(entry=entry, base_model=base_model)
+    if current is not None:
+        return current
     with transaction.atomic():
         preview = LossPreview.objects.create(entry=entry, base_model=base_model)
         transaction.on_commit(lambda: _enqueue_loss_preview(preview.pk))
@@ -164,7 +158,7 @@ def loss_preview_run(*, preview_id: int) -> None:
         _, model = base_model_resolve(base_model=preview.base_model)
         tokens = loss_preview(model=model, messages=preview.entry.messages, tools=preview.entry.tools)
     except Exception as exc:  # a tokenizer that cannot be loaded, an entry that cannot be trained on
-        message = " ".join(exc.messages) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+        message = " ".join(exc.messages) if isinstance(exc, ValidationError) else error_text(exc)
         rows.update(status=FineTuneStatus.FAILED, error=message, finished_at=timezone.now())
         return
     pieces: list[dict] = []

@@ -31,6 +31,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from curation.models import DatasetEntry, JobStatus
+from curation.server_paths import json_paths_hidden, paths_hidden
 from training.config import TrainConfig
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
 from training.services.jobs import finetune_enqueue, finetunes_unsent_send
@@ -229,7 +230,8 @@ def _outcome(job: FineTuneJob, returncode: int, *, cancelled: bool) -> Outcome:
 
 
 def log_tail(path: Path, lines: int) -> list[str]:
-    """The last `lines` lines of a log, read from its end (a log can be large)."""
+    """The last `lines` lines of a log, read from its end (a log can be large), the paths they name relative
+    to the data folder (they are shown to members)."""
     try:
         with path.open("rb") as log:
             log.seek(0, os.SEEK_END)
@@ -239,7 +241,7 @@ def log_tail(path: Path, lines: int) -> list[str]:
         return []
     # Progress bars redraw one line with carriage returns: keep what the last redraw shows.
     text = data.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n")
-    return [line.rsplit("\r", 1)[-1] for line in deque(text.split("\n"), maxlen=lines)] if text else []
+    return [paths_hidden(line.rsplit("\r", 1)[-1]) for line in deque(text.split("\n"), maxlen=lines)] if text else []
 
 
 def _finish(job: FineTuneJob, outcome: Outcome) -> None:
@@ -361,7 +363,7 @@ def _parse(raw: bytes) -> dict | None:
 def _apply(job: FineTuneJob, event: dict, points: list[MetricPoint]) -> int | None:
     """Fold one event into the job (in memory) and `points`; the step a resumed run starts from, for a start."""
     kind = event.get("type")
-    fields = _clean({key: value for key, value in event.items() if key != "type"})
+    fields = json_paths_hidden(_clean({key: value for key, value in event.items() if key != "type"}))
     step = max(0, int(_number(event.get("step")) or 0))
     when = datetime.fromtimestamp(_number(event.get("time")) or time.time(), tz=UTC)
     if kind == "start":
@@ -383,9 +385,10 @@ def _apply(job: FineTuneJob, event: dict, points: list[MetricPoint]) -> int | No
         points.append(MetricPoint(job=job, step=step, eval_loss=_number(event.get("eval_loss")), time=when))
         job.summary["last_eval"] = fields
     elif kind == "warning":
-        job.summary["warnings"] = [*job.summary.get("warnings", []), str(event.get("message", ""))][-MAX_WARNINGS:]
+        warning = paths_hidden(str(event.get("message", "")))
+        job.summary["warnings"] = [*job.summary.get("warnings", []), warning][-MAX_WARNINGS:]
     elif kind == "error":
-        job.error = str(event.get("message") or "The trainer reported an error without a message.")
+        job.error = paths_hidden(str(event.get("message") or "The trainer reported an error without a message."))
     elif kind in ("checkpoint", "early_stop", "cancelled", "done"):
         job.summary[kind] = fields
     return None

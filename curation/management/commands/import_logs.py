@@ -51,7 +51,7 @@ class Command(BaseCommand):
         else:
             try:
                 with file.open("rb") as handle, transaction.atomic():
-                    job = import_job_create(project=found, file=File(handle, name=file.name), source_name=str(file))
+                    job = import_job_create(project=found, file=File(handle, name=file.name), source_name=file.name)
             except PendingImportsTooLarge as exc:
                 raise CommandError(f"{exc} Or import it here with --inline.") from None
             job = self._follow(job, show)
