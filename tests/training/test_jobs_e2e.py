@@ -133,7 +133,7 @@ def test_an_entry_that_cannot_be_trained_on_says_why(colours):
 
 def test_a_cancel_stops_a_running_fine_tune_within_seconds(gpu_worker, colours):
     job = finetune_create(
-        dataset=colours, base_model="tiny-llama", hyperparameters={**FAST, "epochs": 10_000, "max_steps": 100_000}
+        dataset=colours, base_model="tiny-llama", hyperparameters={**FAST, "epochs": 100, "max_steps": 100_000}
     )
     wait_for(lambda: FineTuneJob.objects.get(pk=job.pk).step >= 2, 120, "the job to train")
 
