@@ -21,7 +21,7 @@ def import_reap_task() -> None:
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def logs_pii_pending_task(project_id: int) -> None:
     """Scan the logs a request stored without finding their personal data (it had spent its time for it)."""
-    from curation.services.logs import logs_pii_pending_fill
+    from curation.services.log_pii import logs_pii_pending_fill
 
     logs_pii_pending_fill(project_id=project_id)
 
@@ -29,7 +29,7 @@ def logs_pii_pending_task(project_id: int) -> None:
 @shared_task
 def logs_pii_pending_reap_task() -> None:
     """Every minute (CELERY_BEAT_SCHEDULE): send the scans of unscanned logs the broker never got."""
-    from curation.services.logs import logs_pii_pending_reap
+    from curation.services.log_pii import logs_pii_pending_reap
 
     logs_pii_pending_reap()
 

@@ -30,7 +30,7 @@ from curation.apis.common import (
 from curation.filters import FILTER_PARAMS, logs_filter
 from curation.ingest import RawItem
 from curation.ingest.raw import Body
-from curation.models import LogEntry, Role
+from curation.models import LogEntry, LogStatus, Role
 from curation.pagination import keyset_page
 from curation.parsers import LogBatchParser
 from curation.permissions import project_for_request
@@ -255,5 +255,7 @@ class LogOriginalApi(ProjectScopedApi):
         log = selectors.log_get(project=project, log_id=log_id)
         if log is None:
             raise exceptions.NotFound(f"Log {log_id} not found in project '{project.slug}'.")
-        kind = "application/json" if log.original_value is not None else "text/plain"
+        # Only an unreadable log can hold text that is not JSON (an import's line): only its original is decoded.
+        is_json = log.status != LogStatus.UNREADABLE or log.original_value is not None
+        kind = "application/json" if is_json else "text/plain"
         return HttpResponse(log.original.encode(), content_type=f"{kind}; charset=utf-8")

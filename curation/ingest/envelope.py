@@ -115,7 +115,6 @@ def _lenient(reader: Callable[[object], object], value: object) -> Any:
 def _read(obj: object) -> ParsedLog:
     if not isinstance(obj, dict):
         raise fail("", f"{_SHAPES}, got {describe(obj)}")
-    check_storable(obj)  # after item_make_storable: numbers beyond 64 bits, values that are not JSON
     if "request" in obj or "response" in obj:
         return _read_envelope(obj)
     if "messages" in obj:

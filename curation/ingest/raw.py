@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from curation.ingest.canonical import fail, join
+from curation.ingest.canonical import check_storable, fail, join
 
 REPLACEMENT = "\ufffd"
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -150,7 +150,10 @@ def item_make_storable(item: RawItem) -> RawItem:
     string that changed; its text loses only what text cannot hold (raw surrogates from invalid UTF-8).
 
     One orjson pass finds both cheaply (it refuses surrogates and writes NUL as the escape "\\u0000"); the walk
-    that replaces them only runs when something is there."""
+    that replaces them only runs when something is there. What cannot be stored even then (numbers beyond 64
+    bits, values that are not JSON) raises IngestError, the item made storable as far as it goes."""
+    if item.text is not None and _SURROGATES.search(item.text):
+        item.text = _SURROGATES.sub(REPLACEMENT, item.text)
     try:
         dumped = orjson.dumps(item.value, option=_PASSTHROUGH)
     except orjson.JSONEncodeError as exc:
@@ -159,8 +162,8 @@ def item_make_storable(item: RawItem) -> RawItem:
         dumped = None
     if dumped is None or b"\\u0000" in dumped:
         item.value = _replace(item.value, "", item.notes)
-    if item.text is not None and _SURROGATES.search(item.text):
-        item.text = _SURROGATES.sub(REPLACEMENT, item.text)
+    if dumped is None:
+        check_storable(item.value)  # what orjson refused besides surrogates
     return item
 
 

@@ -31,7 +31,7 @@ from curation.filters import logs_filter
 from curation.models import ApiKey, BulkAction, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, LogTag, Project
 from curation.server_paths import error_text
 from curation.services.audit import audit_record
-from curation.services.queueing import database_gone, task_send_or_mark_unsent
+from curation.services.queueing import database_gone, job_claim, job_save_owned, task_send_or_mark_unsent
 from curation.services.tags import tag_names_clean, tags_add, tags_remove
 
 logger = logging.getLogger(__name__)
@@ -217,38 +217,25 @@ def _run_chunks(job: BulkJob, on_progress: Callable[[BulkJob], None] | None) -> 
             job.done += len(ids)
             job.last_id = ids[-1]
             job.heartbeat_at = timezone.now()
-            if not _save_owned(job, "changed", "done", "last_id", "heartbeat_at"):
+            if not job_save_owned(job, "changed", "done", "last_id", "heartbeat_at"):
                 raise BulkJobLost(job.pk)  # and the chunk is rolled back: the run that owns the job changes these logs
         if on_progress:
             on_progress(job)
 
 
 def bulk_job_claim(*, job_id: int, worker: str) -> bool:
-    """Take the job for one run, atomically: a queued job, or a running one whose run stopped sending heartbeats
-    (the task redelivered after its worker died). False when it is finished or another run is alive."""
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.LOGTUNE_BULK_HEARTBEAT_TIMEOUT_S)
-    abandoned = Q(status=JobStatus.RUNNING, attempts__lt=settings.LOGTUNE_BULK_MAX_ATTEMPTS) & (
-        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
-    )
-    claimed = BulkJob.objects.filter(Q(status=JobStatus.QUEUED) | abandoned, pk=job_id).update(
-        status=JobStatus.RUNNING, attempts=F("attempts") + 1, worker=worker[:255], heartbeat_at=now,
-        started_at=Coalesce(F("started_at"), now),
+    """Take the job for one run (queueing.job_claim)."""
+    return job_claim(
+        BulkJob, job_id=job_id, worker=worker, heartbeat_timeout_s=settings.LOGTUNE_BULK_HEARTBEAT_TIMEOUT_S,
+        max_attempts=settings.LOGTUNE_BULK_MAX_ATTEMPTS,
     )  # fmt: skip
-    return bool(claimed)
-
-
-def _save_owned(job: BulkJob, *names: str) -> bool:
-    """Write these fields only while the row is still this run's: False when another run took the job over."""
-    rows = BulkJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts)
-    return bool(rows.update(**{name: getattr(job, name) for name in names}))
 
 
 def _finish(job: BulkJob, *names: str) -> None:
     """Record the outcome while the job is still this run's, and its audit event with it."""
     job.finished_at, job.heartbeat_at = timezone.now(), None
     with transaction.atomic():
-        if not _save_owned(job, *names, "finished_at", "heartbeat_at"):
+        if not job_save_owned(job, *names, "finished_at", "heartbeat_at"):
             logger.warning("curation.bulk_lost job=%s attempt=%s: its outcome is another run's", job.pk, job.attempts)
             return
         _audit(job)

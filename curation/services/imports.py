@@ -26,8 +26,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
 from django.db import reset_queries, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 from django.utils import timezone
 
 from curation import selectors
@@ -37,7 +36,7 @@ from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, Proj
 from curation.server_paths import error_text, paths_hidden
 from curation.services.datasets import dataset_entries_ingest
 from curation.services.logs import logs_ingest
-from curation.services.queueing import database_gone, task_send_or_mark_unsent
+from curation.services.queueing import database_gone, job_claim, job_save_owned, task_send_or_mark_unsent
 
 logger = logging.getLogger(__name__)
 
@@ -197,36 +196,23 @@ def _shorten(text: str) -> str:
 
 
 def import_job_claim(*, job_id: int, worker: str) -> bool:
-    """Take the job for one run, atomically: a queued job, or a running one whose run stopped sending heartbeats
-    (the task redelivered after its worker died). False when it is finished or another run is alive."""
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.LOGTUNE_IMPORT_HEARTBEAT_TIMEOUT_S)
-    abandoned = Q(status=JobStatus.RUNNING, attempts__lt=settings.LOGTUNE_IMPORT_MAX_ATTEMPTS) & (
-        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
-    )
-    claimed = ImportJob.objects.filter(Q(status=JobStatus.QUEUED) | abandoned, pk=job_id).update(
-        status=JobStatus.RUNNING, attempts=F("attempts") + 1, worker=worker[:255], heartbeat_at=now,
-        started_at=Coalesce(F("started_at"), now),
+    """Take the job for one run (queueing.job_claim)."""
+    return job_claim(
+        ImportJob, job_id=job_id, worker=worker, heartbeat_timeout_s=settings.LOGTUNE_IMPORT_HEARTBEAT_TIMEOUT_S,
+        max_attempts=settings.LOGTUNE_IMPORT_MAX_ATTEMPTS,
     )  # fmt: skip
-    return bool(claimed)
-
-
-def _save_owned(job: ImportJob, *names: str) -> bool:
-    """Write these fields only while the row is still this run's: False when another run took the job over."""
-    rows = ImportJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts)
-    return bool(rows.update(**{name: getattr(job, name) for name in names}))
 
 
 def _beat(job: ImportJob) -> None:
     job.heartbeat_at = timezone.now()
-    if not _save_owned(job, "heartbeat_at"):
+    if not job_save_owned(job, "heartbeat_at"):
         raise ImportLost(job.pk)
 
 
 def _finish(job: ImportJob, *names: str) -> bool:
     """Record the outcome while the job is still this run's; False when another run's outcome it is."""
     job.finished_at, job.heartbeat_at = timezone.now(), None
-    if not _save_owned(job, *names, "finished_at", "heartbeat_at"):
+    if not job_save_owned(job, *names, "finished_at", "heartbeat_at"):
         logger.warning("curation.import_lost job=%s attempt=%s: its outcome is another run's", job.pk, job.attempts)
         return False
     return True
@@ -502,6 +488,6 @@ def _commit_batch(job: ImportJob, batch: _Batch, bytes_done: int) -> None:
         job.duplicates += result.duplicates
         job.rejected += len(errors)
         job.heartbeat_at = timezone.now()
-        if not _save_owned(job, "lines_done", "bytes_done", "accepted", "duplicates", "rejected", "heartbeat_at"):
+        if not job_save_owned(job, "lines_done", "bytes_done", "accepted", "duplicates", "rejected", "heartbeat_at"):
             raise ImportLost(job.pk)  # and the batch is rolled back: the run that owns the job stores these lines
     reset_queries()  # with DEBUG on, Django would otherwise keep every query of a million-line import

@@ -21,6 +21,7 @@ from curation.ingest.raw import value_text
 from curation.models import LogEntry, LogTag, Project, Tag
 from curation.pricing import cost_usd
 from curation.services.audit import audit_record
+from curation.services.log_pii import logs_pii_kinds, pii_pending_send
 
 logger = logging.getLogger(__name__)
 
@@ -108,17 +109,8 @@ def logs_ingest(
     if parsed:
         result.accepted, result.duplicates = _store(project=project, logs=parsed)
         if any(kinds is None for _, kinds in parsed):
-            transaction.on_commit(lambda: _pii_pending_send(project.pk))
+            transaction.on_commit(lambda: pii_pending_send(project.pk))
     return result
-
-
-def _pii_pending_send(project_id: int) -> None:
-    from curation.tasks import logs_pii_pending_task
-
-    try:
-        logs_pii_pending_task.delay(project_id)
-    except Exception as exc:  # the broker is down: the reaper (every minute, from beat) sends it later
-        logger.warning("curation.pii_pending_not_sent project=%s: %r", project_id, exc)
 
 
 def _read_item(item: RawItem, index: int, keep: bool, result: IngestResult) -> ParsedLog | None:
@@ -147,11 +139,6 @@ def _read_item(item: RawItem, index: int, keep: bool, result: IngestResult) -> P
     return None
 
 
-def logs_pii_kinds(*, messages: list[dict]) -> list[str]:
-    """The sorted kinds of personal data in canonical messages: what `LogEntry.pii` holds."""
-    return sorted({found.finding.kind for found in pii.conversation_find(messages)})
-
-
 def project_pii_redaction_update(
     *, project: Project, redact_pii_on_ingest: bool, actor: User | None = None
 ) -> Project:
@@ -174,64 +161,6 @@ def _project_setting_update(*, project: Project, name: str, value: bool, actor: 
         project.save(update_fields=[name])
         audit_record(project=project, action="project.update", actor=actor, detail={name: change})
     return project
-
-
-@dataclass(slots=True)
-class PiiScanBatch:
-    last_id: int | None  # the highest id read; None: no log after `after_id`
-    scanned: int
-    changed: int
-
-
-@transaction.atomic
-def logs_pii_scan_batch(*, project: Project, after_id: int = 0, size: int = 1000) -> PiiScanBatch:
-    """Fill `pii` for the next `size` logs of `project` by id after `after_id` (logs stored before
-    ingestion recorded it). Idempotent: a log whose kinds are already right is not written again.
-    Stored messages are only read: redacting what is already stored is not this scan's job."""
-    logs = list(
-        LogEntry.objects.filter(project=project, pk__gt=after_id)
-        .order_by("pk")
-        .only("pk", "messages", "pii", "pii_pending")[:size]
-    )
-    changed = _pii_fill(logs)
-    return PiiScanBatch(last_id=logs[-1].pk if logs else None, scanned=len(logs), changed=changed)
-
-
-def _pii_fill(logs: list[LogEntry]) -> int:
-    """Scan `logs` (their messages, pii and pii_pending loaded) and write the kinds that changed."""
-    changed = []
-    for log in logs:
-        kinds = logs_pii_kinds(messages=log.messages if isinstance(log.messages, list) else [])
-        if kinds != log.pii or log.pii_pending:
-            log.pii, log.pii_pending = kinds, False
-            changed.append(log)
-    LogEntry.objects.bulk_update(changed, ["pii", "pii_pending"])
-    return len(changed)
-
-
-def logs_pii_pending_fill(*, project_id: int, size: int = 200) -> int:
-    """Scan the logs of a project that a request stored unscanned (`pii_pending`), in committed batches; returns
-    how many. Two workers at it share the work (rows locked by one are skipped by the other)."""
-    done = 0
-    while True:
-        with transaction.atomic():
-            pending = LogEntry.objects.filter(project_id=project_id, pii_pending=True)
-            batch = list(
-                pending.select_for_update(skip_locked=True).only("pk", "messages", "pii", "pii_pending")[:size]
-            )
-            if not batch:
-                return done
-            _pii_fill(batch)
-        done += len(batch)
-
-
-def logs_pii_pending_reap() -> int:
-    """Every minute (beat): send the scan of the projects that have unscanned logs, whatever became of the task
-    their request sent (the broker down, a worker killed). A scan sent twice shares the work."""
-    projects = list(LogEntry.objects.filter(pii_pending=True).values_list("project_id", flat=True).distinct())
-    for project_id in projects:
-        _pii_pending_send(project_id)
-    return len(projects)
 
 
 def _pii_apply(log: ParsedLog, *, redact: bool) -> list[str]:

@@ -1,11 +1,14 @@
 """What background jobs share for outages: handing a job row's task to the broker without losing the job when the
-broker is down, and telling a database that went away from a job that failed."""
+broker is down, one run at a time with a claim and heartbeats, and telling a database that went away from a job
+that failed."""
 
 import logging
+from datetime import timedelta
 
 from celery import Task
 from django.db import InterfaceError, OperationalError, connection
-from django.db.models import QuerySet
+from django.db.models import F, Model, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
@@ -60,3 +63,26 @@ def database_gone(exc: Exception) -> bool:
     """Whether the database went away: Django's errors, or the driver's own from code on the raw cursor (COPY)."""
     driver = connection.Database  # type: ignore[attr-defined]
     return isinstance(exc, (OperationalError, InterfaceError, driver.OperationalError, driver.InterfaceError))
+
+
+def job_claim(model: type[Model], *, job_id: int, worker: str, heartbeat_timeout_s: int, max_attempts: int) -> bool:
+    """Take a job row (imports, bulk jobs: `status`, `attempts`, `worker`, `heartbeat_at`, `started_at`) for one run,
+    atomically: a queued job, or a running one whose run stopped sending heartbeats (the task redelivered after its
+    worker died) and has attempts left. False when it is finished or another run is alive."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=heartbeat_timeout_s)
+    abandoned = Q(status=JobStatus.RUNNING, attempts__lt=max_attempts) & (
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
+    )
+    claimed = model._default_manager.filter(Q(status=JobStatus.QUEUED) | abandoned, pk=job_id).update(
+        status=JobStatus.RUNNING, attempts=F("attempts") + 1, worker=worker[:255], heartbeat_at=now,
+        started_at=Coalesce(F("started_at"), now),
+    )  # fmt: skip
+    return bool(claimed)
+
+
+def job_save_owned(job: Model, *names: str) -> bool:
+    """Write these fields of a claimed job only while the row is still this run's (running, same attempt): False
+    when another run took the job over."""
+    rows = type(job)._default_manager.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts)  # type: ignore[attr-defined]
+    return bool(rows.update(**{name: getattr(job, name) for name in names}))

@@ -9,7 +9,8 @@ from django.db.models import QuerySet
 
 from curation.ingest import BodyError, IngestError, item_make_storable, line_read, log_read
 from curation.models import LogEntry, LogStatus, Project
-from curation.services.logs import READ_COLUMNS, log_ranges_check, log_read_columns, logs_pii_kinds
+from curation.services.log_pii import logs_pii_kinds
+from curation.services.logs import READ_COLUMNS, log_ranges_check, log_read_columns
 
 
 @dataclass(slots=True)
@@ -32,7 +33,10 @@ def logs_reparse_batch(
 ) -> ReparseBatch:
     """Read the next `size` logs of `project` by id after `after_id` (only those of `status`, if given) from their
     originals again, and write the columns that changed. Idempotent: running it twice changes nothing more."""
-    logs = list(logs_to_reparse(project=project, status=status, after_id=after_id).order_by("pk")[:size])
+    columns = ("pk", "original", *READ_COLUMNS)  # the original, and what a reader fills from it
+    logs = list(
+        logs_to_reparse(project=project, status=status, after_id=after_id).order_by("pk").only(*columns)[:size]
+    )
     changed: list[LogEntry] = []
     now_readable = unreadable = 0
     for log in logs:

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from curation.models import LogEntry
-from curation.services.logs import logs_pii_pending_fill, logs_pii_pending_reap
+from curation.services.log_pii import logs_pii_pending_fill, logs_pii_pending_reap
 
 # Digits in phone-number groups: the slowest text there is for the phone detector (libphonenumber).
 HEAVY = "Call me on +33 6 12 34 56 78, not 1234 5678 9012 3456 7890 1234. " * 400

@@ -3,7 +3,7 @@ from tqdm import tqdm
 
 from curation.models import LogEntry, Project
 from curation.services.audit import audit_record
-from curation.services.logs import logs_pii_scan_batch
+from curation.services.log_pii import logs_pii_scan_batch
 
 
 class Command(BaseCommand):
