@@ -159,7 +159,7 @@ def bench_project_and_user():
     from django.contrib.auth import get_user_model
 
     from curation.models import Project, Role
-    from curation.services.projects import membership_set
+    from curation.projects.services import membership_set
 
     project, _ = Project.objects.get_or_create(slug=PROJECT_SLUG, defaults={"name": "Bench"})
     user, _ = get_user_model().objects.get_or_create(username="bench-analyst")

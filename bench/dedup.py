@@ -272,7 +272,7 @@ def _parse_args() -> argparse.Namespace:
 def _random_vectors(args: argparse.Namespace) -> list[tuple[str, str]]:
     import numpy as np
 
-    from curation.embeddings import DIMENSION, near_duplicate_clusters
+    from curation.text.embeddings import DIMENSION, near_duplicate_clusters
 
     rng = np.random.default_rng(args.seed)
     vectors = rng.standard_normal((args.entries, DIMENSION), dtype=np.float32)
@@ -313,7 +313,7 @@ def _random_vectors(args: argparse.Namespace) -> list[tuple[str, str]]:
 def _entries(args: argparse.Namespace) -> list[tuple[str, str]]:
     import numpy as np
 
-    from curation.embeddings import (
+    from curation.text.embeddings import (
         DIMENSION,
         Embedder,
         keep_one_per_cluster,
@@ -382,7 +382,7 @@ def _entries(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def _scores(label: str, clusters: list[list[int]], groups, entries: list[Entry]) -> list[tuple[str, str]]:
-    from curation.embeddings import keep_one_per_cluster
+    from curation.text.embeddings import keep_one_per_cluster
 
     precision, recall = _pair_scores(clusters, groups)
     recalls = _kind_recall(clusters, entries)
@@ -409,7 +409,7 @@ def _pair_scores(clusters: list[list[int]], groups) -> tuple[float, float]:
 
 def _keep_one_outcome(clusters: list[list[int]], groups) -> tuple[int, int]:
     """After keep-one-per-cluster: known conversations of which no entry is left, and copies still there."""
-    from curation.embeddings import keep_one_per_cluster
+    from curation.text.embeddings import keep_one_per_cluster
 
     dropped = set(keep_one_per_cluster(clusters))
     kept = Counter(group for index, group in enumerate(groups.tolist()) if index not in dropped)

@@ -88,7 +88,7 @@ def _with_rare_term(log: dict) -> dict:
 
 
 def _seed(project, count: int, url: str) -> None:
-    from curation.services.logs import logs_ingest
+    from curation.logs.services import logs_ingest
 
     maker = LogMaker(seed=11)
     started = time.perf_counter()
@@ -133,8 +133,8 @@ def _ms(times: list[float]) -> str:
 def _measure(project, user, env: dict[str, str]) -> list[tuple[str, str]]:
     from django.test import Client
 
+    from curation.common.pagination import encode_cursor
     from curation.models import LogEntry
-    from curation.pagination import encode_cursor
 
     client = Client()
     client.force_login(user)
@@ -172,8 +172,8 @@ def _measure(project, user, env: dict[str, str]) -> list[tuple[str, str]]:
 
 
 def _tagging(project, user) -> list[tuple[str, str]]:
+    from curation.logs.bulk.services import bulk_job_create, bulk_job_run
     from curation.models import LogEntry
-    from curation.services.bulk import bulk_job_create, bulk_job_run
 
     logs = LogEntry.objects.filter(project=project)
     cutoff = logs.order_by("-created_at", "-id")[min(TAG_TARGET, logs.count()) - 1].created_at
@@ -187,8 +187,8 @@ def _tagging(project, user) -> list[tuple[str, str]]:
 
 
 def _exports(project, env: dict[str, str]) -> list[tuple[str, str]]:
+    from curation.datasets.services import dataset_add_logs, dataset_create
     from curation.models import LogEntry
-    from curation.services.datasets import dataset_add_logs, dataset_create
 
     rows = []
     everything = dataset_create(project=project, name=f"all-{time.time_ns()}")

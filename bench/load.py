@@ -256,7 +256,7 @@ def _database_prepare(*, env: dict[str, str], keys: int) -> list[str]:
     django_setup(env=env)
     from django.db import connections
 
-    from curation.services.projects import api_key_create, project_get_or_create
+    from curation.projects.services import api_key_create, project_get_or_create
 
     project, _ = project_get_or_create(slug=PROJECT_SLUG)
     raws = [api_key_create(project=project, name=f"load client {n}")[1] for n in range(keys)]

@@ -1,4 +1,4 @@
-"""Speed of the personal data detectors (curation/pii.py) on the text of realistic logs, in this process.
+"""Speed of the personal data detectors (curation/text/pii.py) on the text of realistic logs, in this process.
 
     .venv/bin/python bench/pii.py [--logs 5000] [--long 50] [--repeats 3] [--seed 7]
 
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 
 from common import LogMaker, code_version, percentile, warn_if_busy
 
-from curation import pii
+from curation.text import pii
 
 # Findings added to "chat with PII", built from pieces so that this file holds no string a secret scanner flags.
 PLANTED = (

@@ -1,4 +1,4 @@
-"""Speed and memory of "more like this" (curation/services/similar.py) over an index of 50,000 logs.
+"""Speed and memory of "more like this" (curation/logs/similar/services.py) over an index of 50,000 logs.
 
     .venv/bin/python bench/similar.py [--logs 50000] [--embed 1000] [--queries 20] [--reuse]
 
@@ -70,10 +70,10 @@ def _parse_args() -> argparse.Namespace:
 def _seed(project, count: int) -> None:
     import numpy as np
 
-    from curation.embeddings import DIMENSION, text_of_conversation
+    from curation.datasets.dedup.services import text_hash, vector_bytes
+    from curation.logs.services import logs_ingest
     from curation.models import LogEmbedding, LogEntry
-    from curation.services.embeddings import text_hash, vector_bytes
-    from curation.services.logs import logs_ingest
+    from curation.text.embeddings import DIMENSION, text_of_conversation
 
     maker = LogMaker(seed=13)
     rng = np.random.default_rng(13)
@@ -119,8 +119,8 @@ def _ms(times: list[float]) -> str:
 def _measure(project, user, *, queries: int) -> list[tuple[str, str]]:
     from django.test import Client
 
+    from curation.logs.similar.services import log_index_size, logs_similar
     from curation.models import LogEntry
-    from curation.services.similar import log_index_size, logs_similar
 
     logs = _query_logs(project, queries)
     model = LogEntry.objects.filter(project=project).values_list("model", flat=True).first()
@@ -158,10 +158,10 @@ def _measure(project, user, *, queries: int) -> list[tuple[str, str]]:
 
 
 def _measure_indexing(project, count: int) -> list[tuple[str, str]]:
-    from curation.embeddings import get_embedder
+    from curation.logs.services import logs_ingest
+    from curation.logs.similar.services import project_embed_logs
     from curation.models import LogEmbedding, LogEmbeddingJob, LogEntry
-    from curation.services.logs import logs_ingest
-    from curation.services.similar import project_embed_logs
+    from curation.text.embeddings import get_embedder
 
     maker = LogMaker(seed=17)
     for start in range(0, count, SEED_BATCH):

@@ -53,7 +53,7 @@ class NulParametersMiddleware:
     text cannot hold one, so a view passing it to a search or a row would fail with a 500. Forms refuse it field
     by field already; this covers the parameters views read themselves (`?q=`, `?action=`, a tag's name).
 
-    The API refuses NUL in its own way (curation.apis.common: query parameters, JSON bodies) and the logging
+    The API refuses NUL in its own way (curation.common.apis: query parameters, JSON bodies) and the logging
     proxy keeps it as sent, so both are left alone here; their bodies are not read as forms."""
 
     SKIPPED = ("/api/", "/proxy/")

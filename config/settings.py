@@ -167,7 +167,7 @@ X_FRAME_OPTIONS = "DENY"
 # origin only, no inline script, no eval, no <style> element, no plugin, no framing. Style *attributes* stay
 # allowed (style-src-attr): the templates set a tag's colour and a bar's width with them; they run no script, load
 # nothing img-src and font-src do not allow, and cannot select other elements. Markdown from logs is sanitised
-# with no style attribute allowed (curation/rendering.py). The API docs page relaxes styles (config/urls.py).
+# with no style attribute allowed (curation/text/rendering.py). The API docs page relaxes styles (config/urls.py).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
@@ -264,15 +264,15 @@ CACHES = {"default": _cache_settings(CACHE_URL)}
 # --- REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "curation.authentication.ApiKeyAuthentication",
+        "curation.common.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON bodies only: a form-encoded body turns every value into text that each field would coerce back
     # ("5" for 5, "0" for false). File uploads (POST /api/v1/imports) declare the multipart parser themselves.
-    "DEFAULT_PARSER_CLASSES": ["curation.parsers.OrjsonParser"],
+    "DEFAULT_PARSER_CLASSES": ["curation.common.parsers.OrjsonParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "curation.apis.common.exception_handler",
+    "EXCEPTION_HANDLER": "curation.common.apis.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -323,7 +323,7 @@ if LOGTUNE_INGEST_RATE and not re.fullmatch(r"[1-9]\d*/(s|sec|m|min|h|hour|d|day
     )
 
 # Country (ISO 3166 code) assumed for phone numbers written without a country code when looking for personal
-# data (curation/pii.py); empty: only numbers written with one (+44 ..., 0044 ...) are found.
+# data (curation/text/pii.py); empty: only numbers written with one (+44 ..., 0044 ...) are found.
 LOGTUNE_PII_PHONE_REGION = env_str("LOGTUNE_PII_PHONE_REGION", "US").strip().upper()
 if LOGTUNE_PII_PHONE_REGION and not re.fullmatch(r"[A-Z]{2}", LOGTUNE_PII_PHONE_REGION):
     raise ImproperlyConfigured(

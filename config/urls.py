@@ -7,8 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config.health import healthz
 
-handler400 = "curation.views.common.bad_request"  # a body over the size limit: 413, not a bare 400
-handler404 = "curation.apis.common.api_not_found"  # JSON under /api/, the page elsewhere
+handler400 = "curation.common.views.bad_request"  # a body over the size limit: 413, not a bare 400
+handler404 = "curation.common.apis.api_not_found"  # JSON under /api/, the page elsewhere
 
 # Redoc writes its styles as <style> elements at run time and parses the schema in a worker made from a blob:
 # this page alone allows both. Its template loads no web fonts from another site (templates/drf_spectacular/).
@@ -26,7 +26,7 @@ urlpatterns = [
     path("api/v1/", include("curation.urls")),
     path("api/v1/", include("curation.urls_exports")),
     path("api/v1/", include("training.urls")),
-    path("proxy/", include("curation.views.proxy")),  # the logging proxy: authenticated by X-Logtune-Key
+    path("proxy/", include("curation.proxy.views")),  # the logging proxy: authenticated by X-Logtune-Key
     path("api/v1/schema", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its start-up script as a file (?script): the Content-Security-Policy refuses inline ones.
     path("api/v1/docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

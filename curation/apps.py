@@ -6,6 +6,6 @@ class CurationConfig(AppConfig):
     verbose_name = "Curation"
 
     def ready(self) -> None:
-        from curation import lookups
+        from curation.logs import lookups
 
         lookups.register()

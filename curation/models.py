@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from curation.fields import OrderedJSONField
-from curation.ingest.raw import RawItem, item_make_storable
+from curation.logs.ingest.raw import RawItem, item_make_storable
 
 
 class Role(models.TextChoices):
@@ -141,7 +141,7 @@ class LogEntry(models.Model):
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     search_text = models.TextField(blank=True)
-    # The kinds of personal data in the conversation (curation.pii.KINDS), sorted; [] when none (docs/pii.md).
+    # The kinds of personal data in the conversation (curation.text.pii.KINDS), sorted; [] when none (docs/pii.md).
     pii = models.JSONField(default=list, blank=True)
     # Not scanned for personal data yet: a request that had spent its time for it stored the log, a worker scans it.
     pii_pending = models.BooleanField(default=False)
@@ -484,7 +484,7 @@ class DatasetSnapshot(BackgroundWork, models.Model):
 
 
 class EntryEmbedding(models.Model):
-    """The sentence embedding of a dataset entry (curation.embeddings): 384 float32 as bytes, little-endian.
+    """The sentence embedding of a dataset entry (curation.text.embeddings): 384 float32 as bytes, little-endian.
 
     `text_hash` is the SHA-256 of the text that was embedded (`text_of_conversation`): an entry edited since
     holds another text, so its embedding is stale and is computed again on the next run."""
@@ -529,7 +529,7 @@ class EmbeddingJob(EmbeddingWork):
 
 
 class LogEmbedding(models.Model):
-    """The sentence embedding of a log (curation.embeddings), for "more like this" in the explorer: 384
+    """The sentence embedding of a log (curation.text.embeddings), for "more like this" in the explorer: 384
     float32 as bytes, little-endian, of `text_of_conversation(log.messages)`, whose SHA-256 is `text_hash`."""
 
     log = models.OneToOneField(LogEntry, on_delete=models.CASCADE, related_name="embedding")
@@ -558,7 +558,7 @@ class LogEmbeddingJob(EmbeddingWork):
 
 
 class RedactionJob(BackgroundWork, models.Model):
-    """Redacting the personal data of a large dataset's entries (curation.services.redaction), run by a worker
+    """Redacting the personal data of a large dataset's entries (curation.datasets.redaction.services), run by a worker
     in batches, each committed with the job's progress and resume point, so a run that stops resumes after it."""
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="redaction_jobs")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from curation.apis import exports
+from curation.datasets.export import apis as exports
 
 urlpatterns = [
     path("datasets/<int:dataset_id>/export", exports.DatasetExportApi.as_view(), name="api-dataset-export"),

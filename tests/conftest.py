@@ -108,7 +108,7 @@ def outsider(db: None):
 
 @pytest.fixture
 def api_key(project) -> str:
-    from curation.services.projects import api_key_create
+    from curation.projects.services import api_key_create
 
     return api_key_create(project=project, name="tests")[1]
 

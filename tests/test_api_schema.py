@@ -38,23 +38,14 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from config.wsgi import application
-from curation.export import snapshot_request
-from curation.filters import FILTER_PARAMS
-from curation.models import (
-    BulkAction,
-    DatasetSnapshot,
-    ImportLineError,
-    LogEntry,
-    Project,
-    RedactionJob,
-    Role,
-    Tag,
-)
-from curation.services.bulk import bulk_job_create
-from curation.services.datasets import dataset_add_logs, dataset_create, dataset_split
-from curation.services.imports import import_job_create
-from curation.services.logs import logs_ingest
-from curation.services.projects import api_key_create
+from curation.datasets.export import snapshot_request
+from curation.datasets.services import dataset_add_logs, dataset_create, dataset_split
+from curation.logs.bulk.services import bulk_job_create
+from curation.logs.filters import FILTER_PARAMS
+from curation.logs.imports.services import import_job_create
+from curation.logs.services import logs_ingest
+from curation.models import BulkAction, DatasetSnapshot, ImportLineError, LogEntry, Project, RedactionJob, Role, Tag
+from curation.projects.services import api_key_create
 from tests.curation.samples import anthropic_log, openai_log
 from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
 from training.services.jobs import finetune_create

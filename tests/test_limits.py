@@ -20,12 +20,12 @@ from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from config.settings import _cache_settings
-from curation import throttling
+from curation.common.parsers import OrjsonParser, PayloadTooLarge
+from curation.logs import throttling
+from curation.logs.imports.services import ExpandedTooLarge, import_job_run
+from curation.logs.throttling import IngestRateThrottle
 from curation.models import ApiKey, Dataset, ImportJob, JobStatus, LogEntry
-from curation.parsers import OrjsonParser, PayloadTooLarge
-from curation.services.imports import ExpandedTooLarge, import_job_run
-from curation.services.projects import api_key_create
-from curation.throttling import IngestRateThrottle
+from curation.projects.services import api_key_create
 from tests.curation.samples import openai_log
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.apis.common import (
+from curation.audit.services import audit_record
+from curation.common.apis import (
     ID_MAX,
     PROJECT_PARAMETER,
     IdField,
@@ -30,9 +31,8 @@ from curation.apis.common import (
     request_actor,
     whole_number_parameter,
 )
+from curation.common.permissions import project_for_request
 from curation.models import Dataset, DatasetSnapshot, Project, Role
-from curation.permissions import project_for_request
-from curation.services.audit import audit_record
 from training import selectors
 from training.config import CHOICES, LIMITS, TARGET_MODULES_MAX, TrainConfig
 from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, Method, MetricPoint

@@ -7,8 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from curation.common.server_paths import media_name, paths_hidden
 from curation.models import ApiKey, BackgroundWork, Dataset, DatasetEntry, DatasetSnapshot, Project, actor_label
-from curation.server_paths import media_name, paths_hidden
 
 
 class FineTuneStatus(models.TextChoices):

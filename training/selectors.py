@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from curation.dataset_stats import ENTRY_PAGE_SIZE, EntryFilter, EntryPage
+from curation.datasets.selectors import ENTRY_PAGE_SIZE, EntryFilter, EntryPage
 from curation.models import Dataset, DatasetEntry, Project
 from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, LossPreview, MetricPoint
 from training.services.runner import log_tail

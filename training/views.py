@@ -13,9 +13,9 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from curation import dataset_stats
+from curation.common.views import AuthenticatedRequest, can_edit, dataset_or_404, membership_or_404
+from curation.datasets import selectors as dataset_stats
 from curation.models import Dataset, DatasetEntry, Membership, Role
-from curation.views.common import AuthenticatedRequest, can_edit, dataset_or_404, membership_or_404
 from training import selectors
 from training.forms import FineTuneForm, LossPreviewForm, PlaygroundForm
 from training.models import FineTuneJob, FineTuneStatus

@@ -6,8 +6,8 @@ from decimal import Decimal
 from django import template
 from django.utils.safestring import SafeString
 
-from curation import rendering
 from curation.models import LogEntry
+from curation.text import rendering
 
 register = template.Library()
 

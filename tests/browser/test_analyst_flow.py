@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from curation.logs.services import logs_ingest
 from curation.models import Dataset
-from curation.services.logs import logs_ingest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,9 +6,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from curation.datasets.services import dataset_add_logs, dataset_create
+from curation.logs.services import logs_ingest
 from curation.models import LogEntry
-from curation.services.datasets import dataset_add_logs, dataset_create
-from curation.services.logs import logs_ingest
 from tests.curation.samples import anthropic_log, openai_log
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -4,10 +4,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from curation.export import snapshots
+from curation.datasets.export import snapshots
+from curation.datasets.services import dataset_add_logs, dataset_create, dataset_entries_ingest
+from curation.logs.services import logs_ingest
 from curation.models import Dataset, DatasetEntry, DatasetSnapshot, LogEntry
-from curation.services.datasets import dataset_add_logs, dataset_create, dataset_entries_ingest
-from curation.services.logs import logs_ingest
 from tests.curation.samples import anthropic_log, openai_log
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,9 +5,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from curation.logs.bulk import services as bulk
+from curation.logs.services import logs_ingest
 from curation.models import BulkJob, JobStatus, LogEntry
-from curation.services import bulk
-from curation.services.logs import logs_ingest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

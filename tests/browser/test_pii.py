@@ -5,10 +5,10 @@ real Celery worker, the card following its progress."""
 import pytest
 from playwright.sync_api import expect
 
+from curation.datasets.redaction import services as redaction
+from curation.datasets.services import dataset_add_logs, dataset_create
+from curation.logs.services import logs_ingest
 from curation.models import DatasetEntry, LogEntry, RedactionJob
-from curation.services import redaction
-from curation.services.datasets import dataset_add_logs, dataset_create
-from curation.services.logs import logs_ingest
 from tests.browser.test_datasets import shot
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -3,7 +3,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from curation.services.logs import logs_ingest
+from curation.logs.services import logs_ingest
 from tests.curation.samples import openai_log
 
 pytestmark = pytest.mark.django_db(transaction=True)

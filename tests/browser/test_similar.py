@@ -4,8 +4,8 @@ the job, the panel shows its progress), sees the rephrased questions first, and 
 import pytest
 from playwright.sync_api import expect
 
+from curation.logs.services import logs_ingest
 from curation.models import LogEntry
-from curation.services.logs import logs_ingest
 from tests.browser.test_datasets import shot
 
 pytestmark = pytest.mark.django_db(transaction=True)

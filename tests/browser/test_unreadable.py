@@ -4,7 +4,7 @@ it is unreadable and opens its original, and a log stored with U+FFFD says what 
 import pytest
 from playwright.sync_api import expect
 
-from curation.services.logs import logs_ingest
+from curation.logs.services import logs_ingest
 from tests.browser.test_datasets import shot
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,9 +1,9 @@
 import pytest
 
+from curation.logs.bulk import services as bulk
+from curation.logs.bulk.services import bulk_job_run
+from curation.logs.services import logs_ingest
 from curation.models import AuditEvent, BulkJob, Dataset, DatasetEntry, LogEntry, Tag
-from curation.services import bulk
-from curation.services.bulk import bulk_job_run
-from curation.services.logs import logs_ingest
 
 pytestmark = pytest.mark.django_db
 

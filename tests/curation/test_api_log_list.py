@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from curation.logs.services import logs_ingest
 from curation.models import LogEntry
-from curation.services.logs import logs_ingest
 from tests.curation.samples import anthropic_log, openai_log
 
 pytestmark = pytest.mark.django_db

@@ -5,9 +5,9 @@ import orjson
 import pytest
 from django.test import override_settings
 
+from curation.logs.services import logs_ingest
 from curation.models import ApiKey, LogEntry, LogStatus, Project
-from curation.services.logs import logs_ingest
-from curation.services.projects import api_key_create, api_key_revoke
+from curation.projects.services import api_key_create, api_key_revoke
 from tests.curation.samples import anthropic_log, openai_log
 
 pytestmark = pytest.mark.django_db

@@ -4,8 +4,8 @@ file upload of an import."""
 
 import pytest
 
+from curation.logs.services import logs_ingest
 from curation.models import Dataset, DatasetEntry, Tag
-from curation.services.logs import logs_ingest
 
 pytestmark = pytest.mark.django_db
 

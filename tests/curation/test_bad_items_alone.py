@@ -3,8 +3,8 @@ of 1,000 (PostgreSQL, the COPY path) and in a file import cost nothing but a U+F
 
 import pytest
 
+from curation.logs.imports.services import import_job_create_local, import_job_run
 from curation.models import ImportJob, LogEntry
-from curation.services.imports import import_job_create_local, import_job_run
 
 pytestmark = pytest.mark.usefixtures("postgres")
 

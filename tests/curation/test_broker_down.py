@@ -5,11 +5,12 @@ tests/faults)."""
 
 import pytest
 
-from curation import tasks
-from curation.export import snapshots
+from curation.datasets.export import snapshots
+from curation.datasets.export.tasks import snapshot_build_task
+from curation.logs.bulk import services as bulk
+from curation.logs.bulk.tasks import bulk_job_run_task
+from curation.logs.services import logs_ingest
 from curation.models import BulkJob, DatasetEntry, DatasetSnapshot, JobStatus, LogTag
-from curation.services import bulk
-from curation.services.logs import logs_ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +28,7 @@ def test_a_bulk_job_is_kept_queued_and_sent_by_the_reaper_once_the_broker_is_bac
     items = [{"prompt": f"q{n}", "completion": "a", "tags": ["math"]} for n in range(3)]
     assert logs_ingest(project=project, items=items).accepted == 3
     monkeypatch.setattr(bulk, "INLINE_LIMIT", 1)
-    broker_down(tasks.bulk_job_run_task)
+    broker_down(bulk_job_run_task)
     body = {"action": "tag_add", "tags": ["seen"], "filter": "tag=math"}
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -40,7 +41,7 @@ def test_a_bulk_job_is_kept_queued_and_sent_by_the_reaper_once_the_broker_is_bac
 
     monkeypatch.undo()  # the broker is back
     sent: list[int] = []
-    monkeypatch.setattr(tasks.bulk_job_run_task, "delay", sent.append)
+    monkeypatch.setattr(bulk_job_run_task, "delay", sent.append)
     assert bulk.bulk_jobs_reap() == 1
     assert sent == [response.json()["id"]]
     bulk.bulk_job_run(job_id=sent[0])
@@ -55,7 +56,7 @@ def test_a_snapshot_fails_saying_so(key_client, project, broker_down, monkeypatc
     chat = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
     DatasetEntry.objects.create(dataset=dataset, messages=chat)
     monkeypatch.setattr(snapshots, "INLINE_LIMIT", 0)
-    broker_down(tasks.snapshot_build_task)
+    broker_down(snapshot_build_task)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = key_client.post(f"/api/v1/datasets/{dataset.pk}/snapshots")

@@ -3,13 +3,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import QueryDict
 
-from curation.filters import logs_filter
+from curation.datasets.services import dataset_add_logs, dataset_create
+from curation.logs.bulk import services as bulk
+from curation.logs.bulk.services import bulk_apply_to_ids, bulk_job_create, bulk_job_run
+from curation.logs.filters import logs_filter
+from curation.logs.services import logs_ingest
 from curation.models import AuditEvent, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, LogTag, Tag
-from curation.services import bulk
-from curation.services.bulk import bulk_apply_to_ids, bulk_job_create, bulk_job_run
-from curation.services.datasets import dataset_add_logs, dataset_create
-from curation.services.logs import logs_ingest
-from curation.services.tags import tag_delete, tag_merge, tag_update, tags_add, tags_remove
+from curation.tags.services import tag_delete, tag_merge, tag_update, tags_add, tags_remove
 
 pytestmark = pytest.mark.django_db
 
@@ -213,7 +213,7 @@ def test_the_reaper_fails_a_bulk_job_past_its_attempts_and_audits_what_it_change
 def test_the_reaper_sends_a_queued_bulk_job_the_broker_never_got_and_leaves_finished_ones(
     project, logs, owner, monkeypatch
 ):
-    from curation.tasks import bulk_job_run_task
+    from curation.logs.bulk.tasks import bulk_job_run_task
 
     sent: list[int] = []
     monkeypatch.setattr(bulk_job_run_task, "delay", sent.append)

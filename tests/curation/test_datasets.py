@@ -9,20 +9,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from curation.dataset_stats import bin_width, dataset_stats
-from curation.export import snapshot_build, snapshot_create, snapshots
-from curation.forms_datasets import EntryForm
-from curation.models import (
-    AuditEvent,
-    Dataset,
-    DatasetEntry,
-    DatasetSnapshot,
-    ImportJob,
-    JobStatus,
-    LogEntry,
-    Split,
-)
-from curation.services.datasets import (
+from curation.datasets.export import snapshot_build, snapshot_create, snapshots
+from curation.datasets.forms import EntryForm
+from curation.datasets.selectors import bin_width, dataset_stats
+from curation.datasets.services import (
     DatasetDeletion,
     dataset_add_logs,
     dataset_create,
@@ -31,8 +21,9 @@ from curation.services.datasets import (
     entry_update,
     est_tokens,
 )
-from curation.services.imports import import_job_run
-from curation.services.logs import logs_ingest
+from curation.logs.imports.services import import_job_run
+from curation.logs.services import logs_ingest
+from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot, ImportJob, JobStatus, LogEntry, Split
 
 pytestmark = pytest.mark.django_db
 

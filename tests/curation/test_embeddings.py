@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curation import embeddings
-from curation.embeddings import (
+from curation.text import embeddings
+from curation.text.embeddings import (
     DIMENSION,
     Embedder,
     keep_one_per_cluster,

@@ -8,11 +8,11 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from curation.export import export_preview, export_stream, snapshot_create
-from curation.export.formats import PARALLEL_TOOL_CALLS_DROPPED, TOOL_DEFINITIONS_DROPPED, TOOL_ERRORS_DROPPED
+from curation.datasets.export import export_preview, export_stream, snapshot_create
+from curation.datasets.export.formats import PARALLEL_TOOL_CALLS_DROPPED, TOOL_DEFINITIONS_DROPPED, TOOL_ERRORS_DROPPED
+from curation.datasets.services import dataset_add_logs
+from curation.logs.services import logs_ingest
 from curation.models import Dataset, LogEntry
-from curation.services.datasets import dataset_add_logs
-from curation.services.logs import logs_ingest
 
 ORDER = ["query", "max_results", "lang", "region", "safe_search"]  # jsonb would hand back lang, query, region...
 TOOL_LOG = (

@@ -8,7 +8,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from curation import facets
+from curation.common import counts
+from curation.common.counts import fetch
+from curation.logs import selectors as log_selectors
+from curation.logs import views as explorer_views
+from curation.logs.bulk import services as bulk
+from curation.logs.bulk.services import bulk_job_run
+from curation.logs.selectors import _window_counts
+from curation.logs.services import logs_ingest
 from curation.models import (
     AuditEvent,
     BulkJob,
@@ -22,10 +29,6 @@ from curation.models import (
     SavedView,
     Tag,
 )
-from curation.services import bulk
-from curation.services.bulk import bulk_job_run
-from curation.services.logs import logs_ingest
-from curation.views import explorer as explorer_views
 from tests.curation.samples import anthropic_log, openai_log
 
 pytestmark = pytest.mark.django_db
@@ -169,7 +172,7 @@ def test_a_facet_link_adds_its_value_to_the_filter_or_takes_it_away(as_editor, l
 
 
 def test_over_the_cap_the_total_shows_a_plus_and_the_facets_count_the_newest_matches(as_editor, logs, monkeypatch):
-    monkeypatch.setattr(facets, "COUNT_CAP", 2)
+    monkeypatch.setattr(counts, "COUNT_CAP", 2)
     newest = sorted(logs, key=lambda log: log.pk)[-3:]  # the window: the cap, and one more to know it is over
 
     response = as_editor.get(f"{LOGS}facets/")
@@ -184,14 +187,14 @@ def test_over_the_cap_the_total_shows_a_plus_and_the_facets_count_the_newest_mat
 
 
 def test_facets_that_take_too_long_say_so_instead_of_holding_the_database(as_editor, logs, postgres, monkeypatch):
-    slow_window = facets._window_counts
+    slow_window = _window_counts
 
     def slow(logs):
-        facets._fetch("SELECT pg_sleep(0.5)", [])
+        fetch("SELECT pg_sleep(0.5)", [])
         return slow_window(logs)
 
-    monkeypatch.setattr(facets, "FACETS_TIMEOUT_MS", 50)
-    monkeypatch.setattr(facets, "_window_counts", slow)
+    monkeypatch.setattr(log_selectors, "FACETS_TIMEOUT_MS", 50)
+    monkeypatch.setattr(log_selectors, "_window_counts", slow)
 
     response = as_editor.get(f"{LOGS}facets/")
 
@@ -278,7 +281,7 @@ def test_a_saved_view_needs_a_free_name_and_a_working_filter(as_editor, project,
 
 
 def test_the_preview_names_the_exact_count_even_above_the_display_cap(as_editor, logs, monkeypatch):
-    monkeypatch.setattr(facets, "COUNT_CAP", 2)
+    monkeypatch.setattr(counts, "COUNT_CAP", 2)
 
     response = as_editor.get(
         f"{LOGS}bulk/", {"action": "tag_add", "scope": "matching", "tags": "seen", "filter": "model=gpt-4o"}

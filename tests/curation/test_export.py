@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from django.core.management import call_command
 
-from curation.export import export_preview, export_stream, snapshot_build, snapshot_create
-from curation.export import service as export_service
-from curation.export import snapshots as snapshot_service
+from curation.datasets.export import export_preview, export_stream, snapshot_build, snapshot_create
+from curation.datasets.export import services as export_service
+from curation.datasets.export import snapshots as snapshot_service
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from curation.export import snapshots
+from curation.datasets.export import snapshots
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot
 from tests.waiting import wait_until_finished
 

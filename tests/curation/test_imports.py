@@ -8,9 +8,9 @@ from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
+from curation.logs.imports import services as imports
+from curation.logs.imports.services import import_job_create_local, import_job_run
 from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, LogEntry
-from curation.services import imports
-from curation.services.imports import import_job_create_local, import_job_run
 from tests.curation.samples import anthropic_log, openai_log
 from tests.faults.processes import wait_for
 from tests.waiting import wait_until_finished
@@ -419,7 +419,7 @@ def test_an_import_the_reaper_requeues_keeps_its_upload_and_one_it_fails_loses_i
 def test_the_reaper_sends_no_import_whose_upload_is_gone_and_deletes_those_left_by_finished_ones(
     project, settings, tmp_path, monkeypatch
 ):
-    from curation.tasks import import_logs_run
+    from curation.logs.imports.tasks import import_logs_run
 
     settings.MEDIA_ROOT = tmp_path / "media"
     sent: list[int] = []

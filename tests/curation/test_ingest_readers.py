@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from curation.ingest import IngestError, parse_log
+from curation.logs.ingest import IngestError, parse_log
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from curation.models import ApiKey, AuditEvent, ImportJob, Project
-from curation.services.projects import api_key_authenticate, api_key_create, api_key_revoke
+from curation.projects.services import api_key_authenticate, api_key_create, api_key_revoke
 
 pytestmark = pytest.mark.django_db
 

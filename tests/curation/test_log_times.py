@@ -12,7 +12,7 @@ import pytest
 from django.apps import apps as django_apps
 from django.db import connection
 
-from curation.ingest import IngestError, parse_log
+from curation.logs.ingest import IngestError, parse_log
 from curation.models import LogEntry, LogStatus
 from tests.curation.samples import openai_log
 

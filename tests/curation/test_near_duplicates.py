@@ -5,11 +5,8 @@ The real bundled model is used; it is loaded once per test process (`get_embedde
 import numpy as np
 import pytest
 
-from curation.embeddings import DIMENSION, text_of_conversation
-from curation.models import AuditEvent, Dataset, DatasetEntry, EmbeddingJob, EntryEmbedding, JobStatus
-from curation.services import embeddings as services
-from curation.services.datasets import dataset_create, dataset_entries_ingest, entry_update
-from curation.services.embeddings import (
+from curation.datasets.dedup import services
+from curation.datasets.dedup.services import (
     dataset_embed,
     dataset_keep_one_per_cluster,
     dataset_near_duplicates,
@@ -18,6 +15,10 @@ from curation.services.embeddings import (
     vector_bytes,
     vector_from_bytes,
 )
+from curation.datasets.dedup.tasks import dataset_embed_task
+from curation.datasets.services import dataset_create, dataset_entries_ingest, entry_update
+from curation.models import AuditEvent, Dataset, DatasetEntry, EmbeddingJob, EntryEmbedding, JobStatus
+from curation.text.embeddings import DIMENSION, text_of_conversation
 from tests.waiting import wait_until_finished
 
 ANSWER = "Open Settings, then Security, and choose Reset password."
@@ -319,11 +320,10 @@ def test_another_projects_dataset_is_not_found(client_for, project, outsider):
 def test_with_the_broker_down_the_job_fails_saying_so_and_can_be_asked_again(
     client, project, editor, broker_down, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from curation import tasks
 
     dataset = make_dataset(project)
     client.force_login(editor)
-    broker_down(tasks.dataset_embed_task)
+    broker_down(dataset_embed_task)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(page_url(dataset, "embeddings"), HTTP_HX_REQUEST="true")

@@ -3,8 +3,8 @@
 import pytest
 from django.db import connection
 
-from curation import pagination
-from curation.pagination import rare_match_safe
+from curation.common import pagination
+from curation.common.pagination import rare_match_safe
 
 pytestmark = pytest.mark.django_db
 

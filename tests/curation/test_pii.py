@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from curation import pii
-from curation.pii import CARD, EMAIL, IBAN, IP, PHONE, SECRET, Finding, MessageFinding
+from curation.text import pii
+from curation.text.pii import CARD, EMAIL, IBAN, IP, PHONE, SECRET, Finding, MessageFinding
 
 # Secrets are built from pieces so that the test file itself holds no string a secret scanner flags.
 OPENAI_KEY = "sk-" + "proj-" + "Xq3vB7nL2mK9pR4tW8yZ1aC5dF6gH0jE"

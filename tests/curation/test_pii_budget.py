@@ -7,8 +7,9 @@ import time
 import orjson
 import pytest
 
+from curation.logs.pii.services import logs_pii_pending_fill, logs_pii_pending_reap
+from curation.logs.pii.tasks import logs_pii_pending_task
 from curation.models import LogEntry
-from curation.services.log_pii import logs_pii_pending_fill, logs_pii_pending_reap
 
 # Digits in phone-number groups: the slowest text there is for the phone detector (libphonenumber).
 HEAVY = "Call me on +33 6 12 34 56 78, not 1234 5678 9012 3456 7890 1234. " * 400
@@ -80,9 +81,8 @@ def test_with_redaction_at_ingestion_the_logs_past_the_budget_are_refused_by_ind
 def test_the_reaper_sends_the_scan_of_pending_logs_whatever_the_broker_did(settings, key_client, project, monkeypatch):
     settings.LOGTUNE_PII_INLINE_LOG_CHARS = 10_000
     sent = []
-    from curation import tasks
 
-    monkeypatch.setattr(tasks.logs_pii_pending_task, "delay", lambda project_id: sent.append(project_id))
+    monkeypatch.setattr(logs_pii_pending_task, "delay", lambda project_id: sent.append(project_id))
     post(key_client, orjson.dumps({"prompt": HEAVY, "completion": "ok"}))
 
     assert logs_pii_pending_reap() == 1

@@ -10,11 +10,12 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from curation import facets, rendering
-from curation.filters import logs_filter
-from curation.ingest import parse_log
+from curation.logs.filters import logs_filter
+from curation.logs.ingest import parse_log
+from curation.logs.selectors import log_facets
+from curation.logs.services import logs_ingest
 from curation.models import AuditEvent, LogEntry
-from curation.services.logs import logs_ingest
+from curation.text import rendering
 from tests.curation.samples import anthropic_log, openai_log
 
 pytestmark = pytest.mark.django_db
@@ -218,7 +219,7 @@ def test_the_explorer_filters_and_badges_logs_with_personal_data(as_owner, proje
 
 
 def test_the_facet_counts_logs_per_kind_within_the_filter(project, pii_logs):
-    found = facets.log_facets(project=project, logs=LogEntry.objects.filter(project=project))
+    found = log_facets(project=project, logs=LogEntry.objects.filter(project=project))
     assert found is not None
     assert [(kind, count.value) for kind, count in found.pii] == [
         ("EMAIL", 2),
@@ -226,7 +227,7 @@ def test_the_facet_counts_logs_per_kind_within_the_filter(project, pii_logs):
         ("SECRET", 1),
         ("none", 1),
     ]
-    narrowed = facets.log_facets(project=project, logs=logs_filter(project=project, params={"q": "Mail"}))
+    narrowed = log_facets(project=project, logs=logs_filter(project=project, params={"q": "Mail"}))
     assert narrowed is not None
     assert [(kind, count.value) for kind, count in narrowed.pii] == [("EMAIL", 2), ("PHONE", 1)]
 

@@ -10,11 +10,8 @@ import pytest
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from curation.models import AuditEvent, Dataset, DatasetEntry, JobStatus, LogEntry, RedactionJob
-from curation.services import redaction
-from curation.services.datasets import dataset_add_logs, dataset_create, dataset_entries_ingest, est_tokens
-from curation.services.logs import logs_ingest
-from curation.services.redaction import (
+from curation.datasets.redaction import services as redaction
+from curation.datasets.redaction.services import (
     dataset_redact,
     dataset_redact_or_queue,
     redaction_job_create,
@@ -22,8 +19,11 @@ from curation.services.redaction import (
     redaction_jobs_reap,
     redaction_preview,
 )
-from curation.tasks import dataset_redact_task
-from curation.validation import PERSONAL_DATA, dataset_validate
+from curation.datasets.redaction.tasks import dataset_redact_task
+from curation.datasets.services import dataset_add_logs, dataset_create, dataset_entries_ingest, est_tokens
+from curation.datasets.validation import PERSONAL_DATA, dataset_validate
+from curation.logs.services import logs_ingest
+from curation.models import AuditEvent, Dataset, DatasetEntry, JobStatus, LogEntry, RedactionJob
 from tests.waiting import wait_until_finished
 
 pytestmark = pytest.mark.django_db
@@ -176,7 +176,7 @@ def test_a_redaction_is_audited_with_its_kinds(dataset, editor):
 
 
 def test_redaction_works_in_batches(dataset, monkeypatch):
-    from curation.services import redaction
+    from curation.datasets.redaction import services as redaction
 
     monkeypatch.setattr(redaction, "BATCH", 2)
 

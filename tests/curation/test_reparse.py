@@ -5,9 +5,9 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
+from curation.logs.reparse import logs_reparse_batch
+from curation.logs.services import logs_ingest
 from curation.models import AuditEvent, LogEntry
-from curation.services.logs import logs_ingest
-from curation.services.reparse import logs_reparse_batch
 from tests.curation.samples import openai_log
 
 TOOL_LOG = {

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from django.test import override_settings
 
+from curation.datasets.dedup.services import vector_bytes, vector_from_bytes
+from curation.logs.services import logs_ingest
+from curation.logs.similar import services
+from curation.logs.similar.services import log_embedding_job_create, logs_similar, project_embed_logs
+from curation.logs.similar.tasks import project_embed_logs_task
 from curation.models import JobStatus, LogEmbedding, LogEmbeddingJob, LogEntry
-from curation.services import similar as services
-from curation.services.embeddings import vector_bytes, vector_from_bytes
-from curation.services.logs import logs_ingest
-from curation.services.similar import log_embedding_job_create, logs_similar, project_embed_logs
 from tests.factories import ProjectFactory
 from tests.waiting import wait_until_finished
 
@@ -360,7 +361,7 @@ def test_the_panel_links_to_the_explorer_with_the_filter_kept(client, project, v
 
 
 def test_a_new_index_gives_the_filter_a_new_answer(project):
-    from curation.services.similar import logs_like_ids
+    from curation.logs.similar.services import logs_like_ids
 
     ids = ingest(project)
     with override_settings(LOGTUNE_SIMILAR_LOGS_MAX=2):
@@ -408,11 +409,10 @@ def test_another_projects_log_cannot_be_the_filters_log(key_client, project):
 def test_with_the_broker_down_the_job_fails_saying_so_and_can_be_asked_again(
     client, project, editor, broker_down, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from curation import tasks
 
     ids = ingest(project)
     client.force_login(editor)
-    broker_down(tasks.project_embed_logs_task)
+    broker_down(project_embed_logs_task)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post("/p/acme/logs/embeddings", {"log": ids[0]}, HTTP_HX_REQUEST="true")

@@ -3,7 +3,7 @@ import io
 
 import pytest
 
-from curation.sniff import HEAD_BYTES, import_file_problem, import_head_problem
+from curation.logs.imports.sniff import HEAD_BYTES, import_file_problem, import_head_problem
 
 CSV = b"id,prompt,completion\n1,What is 2+2?,4\n"
 

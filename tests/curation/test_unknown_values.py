@@ -3,11 +3,11 @@ scan, and in the exports that have a place for them (the others count them as lo
 
 import json
 
-from curation.export import export_preview, export_stream
-from curation.ingest import parse_log
+from curation.datasets.export import export_preview, export_stream
+from curation.datasets.services import dataset_add_logs
+from curation.logs.ingest import parse_log
+from curation.logs.services import logs_ingest
 from curation.models import Dataset, LogEntry
-from curation.services.datasets import dataset_add_logs
-from curation.services.logs import logs_ingest
 
 SEARCH_RESULT = {
     "type": "search_result",

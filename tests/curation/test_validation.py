@@ -3,10 +3,9 @@ quiet on clean ones."""
 
 import pytest
 
-from curation import validation
-from curation.models import Dataset, DatasetEntry, Split
-from curation.services.datasets import dataset_create, est_tokens
-from curation.validation import (
+from curation.datasets import validation
+from curation.datasets.services import dataset_create, est_tokens
+from curation.datasets.validation import (
     DUPLICATE_EXACT,
     DUPLICATE_NORMALISED,
     EMPTY_DATASET,
@@ -22,6 +21,7 @@ from curation.validation import (
     dataset_validate,
     fold,
 )
+from curation.models import Dataset, DatasetEntry, Split
 
 pytestmark = pytest.mark.django_db
 

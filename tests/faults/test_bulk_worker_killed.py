@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from curation.datasets.services import dataset_add_logs, dataset_create
+from curation.logs.bulk.services import bulk_job_create, bulk_jobs_reap
+from curation.logs.services import logs_ingest
 from curation.models import ApiKey, AuditEvent, DatasetEntry, JobStatus, LogEntry, LogTag
-from curation.services.bulk import bulk_job_create, bulk_jobs_reap
-from curation.services.datasets import dataset_add_logs, dataset_create
-from curation.services.logs import logs_ingest
 from tests.faults.processes import (
     backend_alive,
     backends_waiting_on_a_lock,

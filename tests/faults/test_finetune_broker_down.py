@@ -6,7 +6,7 @@ import redis
 from django.conf import settings
 
 from curation.models import Dataset, DatasetEntry
-from curation.services.projects import api_key_create
+from curation.projects.services import api_key_create
 from tests.faults.processes import free_port, post_json, service_env, wait_until_serving, web_command
 from training.models import BaseModel, FineTuneJob, FineTuneStatus
 from training.services.runner import finetune_reap

@@ -14,9 +14,9 @@ from django.http import HttpResponse
 from django.test import Client
 
 from config.middleware import DatabaseUnavailableMiddleware
+from curation.logs.imports.services import import_job_create, import_jobs_reap
 from curation.models import ImportJob, JobStatus, LogEntry
-from curation.services.imports import import_job_create, import_jobs_reap
-from curation.services.projects import api_key_create
+from curation.projects.services import api_key_create
 from tests.faults.processes import (
     database_url,
     free_port,

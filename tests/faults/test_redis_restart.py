@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import orjson
 import pytest
 
+from curation.logs.imports.services import import_jobs_reap
 from curation.models import ImportJob, JobStatus, LogEntry
-from curation.services.imports import import_jobs_reap
-from curation.services.projects import api_key_create
+from curation.projects.services import api_key_create
 from tests.faults.processes import (
     ROOT,
     free_port,
@@ -90,7 +90,7 @@ class Clients:
 
 def reap(env: dict) -> None:
     """One run of the reaper in its own process, against the private broker (as beat would start it)."""
-    code = "from curation.services.imports import import_jobs_reap; print('reaped', import_jobs_reap())"
+    code = "from curation.logs.imports.services import import_jobs_reap; print('reaped', import_jobs_reap())"
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=120,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from config.gunicorn_worker import HeadFirstWorker
-from curation.services.projects import api_key_create
+from curation.projects.services import api_key_create
 from tests.faults.processes import Service, free_port, http, service_env, wait_until_serving, web_command
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,9 +11,8 @@ import orjson
 import pytest
 from django.core.files.base import ContentFile
 
-from curation.models import ImportJob, JobStatus, LogEntry
-from curation.services import imports
-from curation.services.imports import (
+from curation.logs.imports import services as imports
+from curation.logs.imports.services import (
     ImportLost,
     import_job_claim,
     import_job_create,
@@ -21,6 +20,7 @@ from curation.services.imports import (
     import_job_run,
     import_jobs_reap,
 )
+from curation.models import ImportJob, JobStatus, LogEntry
 from tests.curation.samples import openai_log
 from tests.faults.processes import (
     backend_alive,

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from curation.models import Project, Role
-from curation.services.projects import api_key_create
+from curation.projects.services import api_key_create
 from tests.proxy.upstream import StandIn, start_stand_in
 
 PROVIDER_KEY = "sk-caller-provider-key-0123456789abcdef"

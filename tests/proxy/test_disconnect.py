@@ -7,9 +7,9 @@ from django.core.signals import request_finished
 from django.db import close_old_connections
 
 from curation.models import LogEntry
-from curation.services.proxy import proxy_log_store
-from curation.tasks import proxy_log_store_task
-from curation.views.proxy import openai_chat_completions
+from curation.proxy.services import proxy_log_store
+from curation.proxy.tasks import proxy_log_store_task
+from curation.proxy.views import openai_chat_completions
 from tests.proxy.conftest import PROVIDER_KEY
 
 pytestmark = pytest.mark.django_db

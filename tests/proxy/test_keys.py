@@ -3,8 +3,8 @@
 import pytest
 
 from curation.models import Role
-from curation.services import proxy
-from curation.services.projects import api_key_create, api_key_revoke
+from curation.projects.services import api_key_create, api_key_revoke
+from curation.proxy import services as proxy
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ import pytest
 from django.forms.models import model_to_dict
 
 from curation.models import LogEntry, Project, Role
-from curation.services.projects import api_key_create
+from curation.projects.services import api_key_create
 from tests.factories import ProjectFactory
 from tests.proxy.conftest import ANTHROPIC_PROVIDER_KEY, PROVIDER_KEY
 from tests.proxy.upstream import ANTHROPIC_ERRORS, OPENAI_ERRORS
@@ -255,7 +255,7 @@ def test_a_viewer_key_is_refused_in_the_providers_shape(live_server, proxied, st
 
 
 def test_a_revoked_key_is_refused(live_server, proxied, stand_in):
-    from curation.services.projects import api_key_revoke
+    from curation.projects.services import api_key_revoke
 
     key, raw = api_key_create(project=proxied, name="old", role=Role.EDITOR)
     api_key_revoke(key=key)
@@ -305,13 +305,13 @@ def test_the_call_succeeds_and_is_logged_when_the_broker_is_down(
 ):
     from kombu.exceptions import OperationalError
 
-    from curation.tasks import proxy_log_store_task
+    from curation.proxy.tasks import proxy_log_store_task
 
     def broker_down(*args: object, **kwargs: object) -> None:
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(proxy_log_store_task, "apply_async", broker_down)
-    caplog.set_level(logging.WARNING, logger="curation.services.proxy")
+    caplog.set_level(logging.WARNING, logger="curation.proxy.services")
 
     answer = openai_client(live_server, editor_key).chat.completions.create(model="gpt-4o-mini", messages=CHAT)
 

@@ -15,7 +15,8 @@ from django.db import connection, transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from curation.export.snapshots import snapshot_request
+from curation.datasets.export.snapshots import snapshot_request
+from curation.logs.services import logs_ingest
 from curation.models import (
     BulkJob,
     Dataset,
@@ -28,8 +29,7 @@ from curation.models import (
     SavedView,
     Tag,
 )
-from curation.services.logs import logs_ingest
-from curation.services.projects import api_key_create
+from curation.projects.services import api_key_create
 from tests.factories import ProjectFactory, UserFactory
 from training.config import TrainConfig
 from training.forms import ADVANCED, MAIN

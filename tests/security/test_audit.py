@@ -11,7 +11,7 @@ import pytest
 from django.db.models import Max
 from rest_framework.test import APIClient
 
-from curation.embeddings import DIMENSION, text_of_conversation
+from curation.datasets.dedup.services import text_hash, vector_bytes
 from curation.models import (
     ApiKey,
     AuditEvent,
@@ -23,8 +23,8 @@ from curation.models import (
     Role,
     Tag,
 )
-from curation.services.embeddings import text_hash, vector_bytes
-from curation.services.projects import api_key_create, api_key_revoke
+from curation.projects.services import api_key_create, api_key_revoke
+from curation.text.embeddings import DIMENSION, text_of_conversation
 from tests.security.tenants import Tenant, tenant_create
 from training.models import BaseModel, FineTuneJob, FineTuneStatus
 from training.services.jobs import finetune_create
@@ -251,8 +251,8 @@ def test_every_change_through_the_api_is_audited_naming_the_user_or_the_key(oper
 def test_a_bulk_change_too_large_for_the_request_is_audited_when_its_job_finishes_naming_the_key(
     project, key_client, monkeypatch
 ):
-    from curation.services import bulk
-    from curation.services.logs import logs_ingest
+    from curation.logs.bulk import services as bulk
+    from curation.logs.services import logs_ingest
 
     logs_ingest(project=project, items=[{"prompt": f"q{i}", "completion": "a", "tags": ["old"]} for i in range(3)])
     monkeypatch.setattr(bulk, "INLINE_LIMIT", 1)  # as for more than 5,000 logs

@@ -21,8 +21,8 @@ import re
 import pytest
 from django.test import Client
 
+from curation.datasets.services import dataset_delete
 from curation.models import Dataset, Role
-from curation.services.datasets import dataset_delete
 from tests.security.tenants import (
     ROUTES,
     Answer,

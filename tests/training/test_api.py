@@ -158,7 +158,7 @@ def test_an_outsider_gets_404_for_the_project_and_for_its_jobs(client_for, outsi
 def test_a_key_of_another_project_cannot_see_the_job(job, client_for):
     from rest_framework.test import APIClient
 
-    from curation.services.projects import api_key_create
+    from curation.projects.services import api_key_create
 
     other = ProjectFactory(slug="elsewhere")
     client = APIClient()

@@ -10,10 +10,10 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from curation.export import snapshot_create
+from curation.datasets.export import snapshot_create
+from curation.datasets.services import dataset_delete
 from curation.models import AuditEvent, DatasetSnapshot
-from curation.services.datasets import dataset_delete
-from curation.services.projects import api_key_create
+from curation.projects.services import api_key_create
 from tests.factories import ProjectFactory
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
 from training.services.deletion import finetune_delete, finetune_deletion_plan

@@ -10,9 +10,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from curation.export.snapshots import snapshot_build, snapshot_request
+from curation.datasets.export.snapshots import snapshot_build, snapshot_request
+from curation.logs.imports.services import import_job_create, import_job_run
 from curation.models import DatasetSnapshot, ImportJob, JobStatus
-from curation.services.imports import import_job_create, import_job_run
 from training.models import BaseModel, FineTuneStatus
 from training.services import playground
 from training.services.jobs import finetune_create, finetune_merge_request
@@ -100,7 +100,7 @@ def test_a_snapshot_that_could_not_be_written_says_why_without_server_paths(key_
     def no_room(*args: object) -> None:
         raise OSError(28, "No space left on device", str(target))
 
-    monkeypatch.setattr("curation.export.snapshots._write", no_room)
+    monkeypatch.setattr("curation.datasets.export.snapshots._write", no_room)
     with pytest.raises(OSError):
         snapshot_build(snapshot_id=snapshot.pk)
 

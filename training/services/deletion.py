@@ -17,9 +17,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from curation.audit.services import audit_record
+from curation.common.server_paths import media_name
 from curation.models import ApiKey, DatasetSnapshot
-from curation.server_paths import media_name
-from curation.services.audit import audit_record
 from training.models import FineTuneJob, FineTuneStatus
 
 logger = logging.getLogger(__name__)

@@ -22,10 +22,10 @@ from django.db.models import Count, Q, Sum, Value
 from django.db.models.functions import Least
 from django.utils import timezone
 
-from curation.export import snapshot_request
+from curation.audit.services import audit_record
+from curation.common.queueing import task_send_or_fail, task_send_or_mark_unsent
+from curation.datasets.export import snapshot_request
 from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, JobStatus, Split
-from curation.services.audit import audit_record
-from curation.services.queueing import task_send_or_fail, task_send_or_mark_unsent
 from training.config import METHODS, ConfigError, TrainConfig
 from training.models import BaseModel, FineTuneJob, FineTuneStatus, Generation, Method
 

@@ -18,9 +18,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from curation.common.queueing import task_send_or_fail
+from curation.common.server_paths import error_text, paths_hidden
 from curation.models import DatasetEntry
-from curation.server_paths import error_text, paths_hidden
-from curation.services.queueing import task_send_or_fail
 from training.models import FineTuneJob, FineTuneStatus, Generation, LossPreview
 from training.selectors import loss_preview_current
 from training.services.jobs import base_model_resolve

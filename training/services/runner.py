@@ -30,8 +30,8 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from curation.common.server_paths import json_paths_hidden, paths_hidden
 from curation.models import DatasetEntry, JobStatus
-from curation.server_paths import json_paths_hidden, paths_hidden
 from training.config import TrainConfig
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
 from training.services.jobs import finetune_enqueue, finetunes_unsent_send

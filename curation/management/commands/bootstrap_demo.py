@@ -2,9 +2,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from curation.logs.services import logs_ingest
 from curation.models import LogEntry, Project, Role
-from curation.services.logs import logs_ingest
-from curation.services.projects import membership_set, project_create
+from curation.projects.services import membership_set, project_create
 
 DEMO_LOGS: list[dict] = [
     {

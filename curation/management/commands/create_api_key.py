@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from curation.models import Role
-from curation.services.projects import api_key_create, project_get_or_create
+from curation.projects.services import api_key_create, project_get_or_create
 
 
 class Command(BaseCommand):

@@ -2,8 +2,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from curation.logs.similar.services import log_embedding_job_create, log_index_size, project_embed_logs
 from curation.models import JobStatus, LogEmbeddingJob, Project
-from curation.services.similar import log_embedding_job_create, log_index_size, project_embed_logs
 
 
 class Command(BaseCommand):

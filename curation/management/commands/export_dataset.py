@@ -6,10 +6,10 @@ from typing import BinaryIO
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from curation.export import FORMATS, Export, export_stream, snapshot_create
-from curation.export.service import entries_count
+from curation.audit.services import audit_record
+from curation.datasets.export import FORMATS, Export, export_stream, snapshot_create
+from curation.datasets.export.services import entries_count
 from curation.models import Dataset, Project, Split
-from curation.services.audit import audit_record
 
 
 class Command(BaseCommand):

@@ -6,14 +6,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from tqdm import tqdm
 
-from curation.models import ImportJob, Project
-from curation.services.imports import (
+from curation.logs.imports.services import (
     PendingImportsTooLarge,
     import_job_create,
     import_job_create_local,
     import_job_run,
 )
-from curation.sniff import import_file_problem
+from curation.logs.imports.sniff import import_file_problem
+from curation.models import ImportJob, Project
 
 WORKER_HINT_AFTER_S = 10
 

@@ -1,9 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from curation.audit.services import audit_record
+from curation.logs.pii.services import logs_pii_scan_batch
 from curation.models import LogEntry, Project
-from curation.services.audit import audit_record
-from curation.services.log_pii import logs_pii_scan_batch
 
 
 class Command(BaseCommand):

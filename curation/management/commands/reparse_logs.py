@@ -1,9 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from curation.audit.services import audit_record
+from curation.logs.reparse import logs_reparse_batch, logs_to_reparse
 from curation.models import LogStatus, Project
-from curation.services.audit import audit_record
-from curation.services.reparse import logs_reparse_batch, logs_to_reparse
 
 
 class Command(BaseCommand):

@@ -1,0 +1,275 @@
+"""REST API v1 for datasets, their entries, bulk actions on logs, and tags."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from curation.common.apis import (
+    ErrorResponse,
+    FilterField,
+    IdField,
+    JSONObjectListField,
+    ProjectScopedApi,
+    StrictInput,
+    is_whole_number,
+    request_actor,
+)
+from curation.common.permissions import project_for_request
+from curation.datasets.redaction.apis import _dataset_or_404
+from curation.datasets.services import (
+    dataset_create,
+    dataset_delete,
+    dataset_split,
+    dataset_update,
+    entries_delete,
+    entry_set_split,
+    entry_update,
+)
+from curation.logs.bulk.apis import _BULK_RESPONSES, _bulk
+from curation.models import BulkAction, Dataset, DatasetEntry, Project, Role, Split
+
+ENTRY_PAGE_MAX = 500
+
+
+class DatasetOutput(serializers.ModelSerializer):
+    entries = serializers.IntegerField(source="entry_count", read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "description", "entries", "split_seed", "validation_ratio", "created_at", "updated_at"]
+
+
+DatasetDeletionOutput = inline_serializer(
+    "DatasetDeletion",
+    {
+        "deleted": inline_serializer(
+            "DatasetDeleted", {"entries": serializers.IntegerField(), "snapshots": serializers.IntegerField()}
+        ),
+        "kept": inline_serializer(
+            "DatasetKept",
+            {
+                "finetunes": serializers.IntegerField(),
+                "snapshots": serializers.IntegerField(help_text="Those the kept fine-tunes trained on."),
+            },
+        ),
+        "summary": serializers.CharField(
+            help_text='"Deleted 1,204 entries and 2 snapshots. Kept 3 fine-tunes (their weights, metrics and the '
+            '1 snapshot they trained on) and the logs."'
+        ),
+    },
+)
+
+
+class DatasetInput(StrictInput):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class DatasetPatchInput(StrictInput):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+
+
+class EntryOutput(serializers.ModelSerializer):
+    source_deleted_by = serializers.SerializerMethodField(
+        help_text="Who deleted the source log (a user's name or a key's prefix); null unless it was deleted."
+    )
+
+    class Meta:
+        model = DatasetEntry
+        fields = ["id", "log", "source_log_id", "source_deleted_at", "source_deleted_by", "split", "edited", "model",
+                  "turns", "est_tokens", "messages", "tools", "updated_at"]  # fmt: skip
+        extra_kwargs = {"source_log_id": {"help_text": "The id of the source log once it is deleted (`log` is null)."}}
+
+    def get_source_deleted_by(self, entry: DatasetEntry) -> str | None:
+        return entry.source_deleted_by_label if entry.source_deleted else None
+
+
+class EntryPatchInput(StrictInput):
+    messages = JSONObjectListField(required=False)
+    tools = JSONObjectListField(required=False)
+    split = serializers.ChoiceField(choices=Split.choices, required=False)
+
+
+def _datasets(project: Project):
+    return Dataset.objects.filter(project=project).annotate(entry_count=Count("entries"))
+
+
+class DatasetsApi(ProjectScopedApi):
+    @extend_schema(operation_id="datasets_list", summary="Datasets", responses=DatasetOutput(many=True))
+    def get(self, request: Request) -> Response:
+        project = project_for_request(request)
+        return Response(DatasetOutput(_datasets(project), many=True).data)
+
+    @extend_schema(operation_id="datasets_create", summary="Create a dataset", request=DatasetInput,
+                   responses={201: DatasetOutput})  # fmt: skip
+    def post(self, request: Request) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        data = DatasetInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        who = request_actor(request)
+        dataset = dataset_create(
+            project=project, created_by=who["actor"], api_key=who["api_key"], **data.validated_data
+        )
+        return Response(DatasetOutput(_datasets(project).get(pk=dataset.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailApi(ProjectScopedApi):
+    @extend_schema(operation_id="datasets_retrieve", summary="A dataset", responses=DatasetOutput)
+    def get(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request)
+        _dataset_or_404(project, dataset_id)
+        return Response(DatasetOutput(_datasets(project).get(pk=dataset_id)).data)
+
+    @extend_schema(operation_id="datasets_update", summary="Rename or describe", request=DatasetPatchInput,
+                   responses=DatasetOutput)  # fmt: skip
+    def patch(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        dataset = _dataset_or_404(project, dataset_id)
+        data = DatasetPatchInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset_update(dataset=dataset, **data.validated_data, **request_actor(request))
+        return Response(DatasetOutput(_datasets(project).get(pk=dataset_id)).data)
+
+    @extend_schema(
+        operation_id="datasets_destroy",
+        summary="Delete a dataset: its entries and unused snapshots (its fine-tunes and logs stay)",
+        description=(
+            "Deletes the entries and the snapshots no fine-tune trained on (with their files). Keeps the dataset's "
+            "fine-tunes with their weights, metrics and the snapshots they trained on (which keep the dataset's "
+            "name: `dataset_deleted` on both), and the logs. The answer says what went and what stayed. Refused "
+            "(409) while one of its fine-tunes is queued or running. Audited as `dataset.delete`."
+        ),
+        responses={200: DatasetDeletionOutput, 409: ErrorResponse},
+    )
+    def delete(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        dataset = _dataset_or_404(project, dataset_id)
+        try:
+            plan = dataset_delete(dataset=dataset, **request_actor(request))
+        except DjangoValidationError as exc:  # a fine-tune of it is queued or running: not now
+            return Response({"detail": " ".join(exc.messages)}, status=status.HTTP_409_CONFLICT)
+        return Response({**plan.as_dict(), "summary": plan.summary(done=True)})
+
+
+class EntriesAddInput(StrictInput):
+    log_ids = serializers.ListField(child=IdField(), required=False)
+    filter = FilterField(required=False, help_text="Query string or object of log filters.")
+
+
+class DatasetEntriesApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="dataset_entries_list",
+        summary="Entries, by id",
+        responses=inline_serializer(
+            "EntryPage", {"results": EntryOutput(many=True), "next_after": serializers.IntegerField(allow_null=True)}
+        ),
+    )
+    def get(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request)
+        dataset = _dataset_or_404(project, dataset_id)
+        entries = (
+            DatasetEntry.objects.filter(dataset=dataset)
+            .select_related("source_deleted_by", "source_deleted_by_key")
+            .order_by("id")
+        )
+        params = request.query_params
+        if params.get("split"):
+            if params["split"] not in Split.values:
+                raise exceptions.ValidationError({"split": [f"One of {', '.join(Split.values)}."]})
+            entries = entries.filter(split=params["split"])
+        if params.get("q"):
+            entries = entries.filter(search_text__trgm_icontains=params["q"])
+        after, limit = params.get("after", "0"), params.get("limit", "100")
+        if not is_whole_number(after) or not is_whole_number(limit) or not 1 <= int(limit) <= ENTRY_PAGE_MAX:
+            raise exceptions.ValidationError({"limit": [f"after: an entry id; limit: 1 to {ENTRY_PAGE_MAX}."]})
+        page = list(entries.filter(id__gt=int(after))[: int(limit) + 1])
+        more = len(page) > int(limit)
+        page = page[: int(limit)]
+        return Response({"results": EntryOutput(page, many=True).data, "next_after": page[-1].pk if more else None})
+
+    @extend_schema(
+        operation_id="dataset_entries_add",
+        summary="Add logs by ids or by filter",
+        description="A log already in the dataset is not added twice. Large filters run as a bulk job (202).",
+        request=EntriesAddInput,
+        responses=_BULK_RESPONSES,
+    )
+    def post(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        dataset = _dataset_or_404(project, dataset_id)
+        data = EntriesAddInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _bulk(request, project, BulkAction.DATASET_ADD, {"dataset": dataset.pk}, data.validated_data)
+
+
+class DatasetEntryApi(ProjectScopedApi):
+    def _entry(self, request: Request, dataset_id: int, entry_id: int, role: str) -> DatasetEntry:
+        project = project_for_request(request, role=role)
+        dataset = _dataset_or_404(project, dataset_id)
+        entry = (
+            DatasetEntry.objects.select_related("log", "source_deleted_by", "source_deleted_by_key")
+            .filter(dataset=dataset, pk=entry_id)
+            .first()
+        )
+        if entry is None:
+            raise exceptions.NotFound(f"Entry {entry_id} not found in dataset {dataset_id}.")
+        return entry
+
+    @extend_schema(operation_id="dataset_entry_retrieve", summary="An entry", responses=EntryOutput)
+    def get(self, request: Request, dataset_id: int, entry_id: int) -> Response:
+        return Response(EntryOutput(self._entry(request, dataset_id, entry_id, Role.VIEWER)).data)
+
+    @extend_schema(operation_id="dataset_entry_update", summary="Edit an entry's conversation or split",
+                   request=EntryPatchInput, responses=EntryOutput)  # fmt: skip
+    def patch(self, request: Request, dataset_id: int, entry_id: int) -> Response:
+        entry = self._entry(request, dataset_id, entry_id, Role.EDITOR)
+        data = EntryPatchInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        if "messages" in data.validated_data or "tools" in data.validated_data:
+            entry_update(
+                entry=entry,
+                messages=data.validated_data.get("messages", entry.messages),
+                tools=data.validated_data.get("tools", entry.tools),
+                **request_actor(request),
+            )
+        if "split" in data.validated_data:
+            entry_set_split(entry=entry, split=data.validated_data["split"], **request_actor(request))
+        return Response(EntryOutput(entry).data)
+
+    @extend_schema(operation_id="dataset_entry_destroy", summary="Delete an entry", responses={204: None})
+    def delete(self, request: Request, dataset_id: int, entry_id: int) -> Response:
+        entry = self._entry(request, dataset_id, entry_id, Role.EDITOR)
+        entries_delete(dataset=entry.dataset, ids=[entry.pk], **request_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DatasetSplitApi(ProjectScopedApi):
+    class Input(StrictInput):
+        validation_ratio = serializers.FloatField(min_value=0, max_value=0.99)
+        seed = serializers.IntegerField(default=0, min_value=-(2**31), max_value=2**31 - 1)  # stored: a 32-bit column
+
+    @extend_schema(
+        operation_id="dataset_split",
+        summary="Split train/validation by ratio and seed",
+        request=Input,
+        responses=inline_serializer(
+            "SplitResult",
+            {
+                "train": serializers.IntegerField(),
+                "validation": serializers.IntegerField(),
+                "validation_ratio": serializers.FloatField(),
+                "seed": serializers.IntegerField(),
+            },
+        ),
+    )
+    def post(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        dataset = _dataset_or_404(project, dataset_id)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        train, validation = dataset_split(dataset=dataset, **data.validated_data, **request_actor(request))
+        return Response({"train": train, "validation": validation, **data.validated_data})

@@ -1,0 +1,399 @@
+"""Dataset pages: entries, editing, split, stats, validation, export."""
+
+from dataclasses import asdict
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from curation.common.views import AuthenticatedRequest, can_edit, dataset_or_404, membership_or_404, whole_number_param
+from curation.datasets import selectors as dataset_stats
+from curation.datasets.dedup.views import (
+    _problems,
+)
+from curation.datasets.export import snapshot_request
+from curation.datasets.forms import DatasetForm, DatasetImportForm, EntriesAction, EntryForm, SplitForm, ValidationForm
+from curation.datasets.selectors import EntryFilter
+from curation.datasets.services import (
+    dataset_create,
+    dataset_delete,
+    dataset_deletion_plan,
+    dataset_split,
+    dataset_update,
+    entries_delete,
+    entries_set_split,
+    entry_update,
+)
+from curation.datasets.validation import DEFAULT_MAX_TOKENS, dataset_validate
+from curation.logs.imports.services import PendingImportsTooLarge, import_job_create
+from curation.logs.ingest.canonical import call_name_arguments
+from curation.models import Dataset, DatasetEntry, JobStatus, Role
+from curation.text.diffs import entry_diff
+from training import selectors as training_selectors
+from training.models import FineTuneJob
+from training.views import dataset_finetune_context
+
+EXPORT_FORMATS = [
+    ("openai", "OpenAI chat"),
+    ("sharegpt", "ShareGPT"),
+    ("alpaca", "Alpaca"),
+    ("prompt_completion", "Prompt / completion"),
+    ("parquet", "Parquet"),
+]
+
+
+@login_required
+@require_safe
+def dataset_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    membership = membership_or_404(request, slug)
+    context = {
+        "project": membership.project,
+        "can_edit": can_edit(membership),
+        "datasets": dataset_stats.datasets_for_project(project=membership.project),
+        "form": DatasetForm(),
+    }
+    return render(request, "curation/dataset_list.html", context)
+
+
+@login_required
+@require_POST
+def dataset_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    membership = membership_or_404(request, slug, Role.EDITOR)
+    form = DatasetForm(request.POST)
+    if form.is_valid():
+        try:
+            dataset = dataset_create(project=membership.project, created_by=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            return redirect("dataset", slug=slug, dataset_id=dataset.pk)
+    else:
+        messages.error(request, _problems(form.errors))
+    return redirect("datasets", slug=slug)
+
+
+@login_required
+@require_safe
+def dataset_detail(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
+    entry_filter = EntryFilter.from_params(request.GET)
+    after = whole_number_param(request.GET, "after") or 0
+    loss_job = _loss_job(dataset, whole_number_param(request.GET, "loss_job"))
+    if loss_job is not None:  # highest loss first: `after` counts the rows of the pages before
+        page = training_selectors.entries_by_loss(
+            dataset=dataset, job=loss_job, entry_filter=entry_filter, offset=after
+        )
+    else:
+        page = dataset_stats.entries_page(dataset=dataset, entry_filter=entry_filter, after=after)
+    context = {
+        "project": membership.project,
+        "dataset": dataset,
+        "can_edit": can_edit(membership),
+        "filter": entry_filter,
+        "page": page,
+        "rows": [(entry, *_snippets(entry.messages)) for entry in page.entries],
+        "page_size": dataset_stats.ENTRY_PAGE_SIZE,
+        "next_query": _query(request, after=page.next_after),
+        "first_query": _query(request, after=None),
+        "split_form": SplitForm(
+            initial={"validation_ratio": dataset.validation_ratio or 0.1, "seed": dataset.split_seed or 0}
+        ),
+        "import_form": DatasetImportForm(),
+        "validation_form": ValidationForm(),
+        **_imports(dataset),
+        **_snapshots(dataset),
+        "export_formats": EXPORT_FORMATS,
+        "loss_job": loss_job,
+        **dataset_finetune_context(dataset=dataset),
+    }
+    return render(request, "curation/dataset.html", context)
+
+
+def _loss_job(dataset: Dataset, job_id: int | None) -> FineTuneJob | None:
+    """The fine-tune whose per-example losses sort the entries (`?loss_job=ID`), when it has any."""
+    if job_id is None:
+        return None
+    return training_selectors.finetunes_with_losses(dataset=dataset).filter(pk=job_id).first()
+
+
+def _query(request: AuthenticatedRequest, *, after: int | None) -> str:
+    """The list's query string with another page."""
+    query = request.GET.copy()
+    query.pop("after", None)
+    if after is not None:
+        query["after"] = str(after)
+    return query.urlencode()
+
+
+def _imports(dataset: Dataset) -> dict:
+    imports = list(dataset_stats.imports_for_dataset(dataset=dataset)[:5])
+    return {"imports": imports, "imports_running": any(not job.is_finished for job in imports)}
+
+
+def _snapshots(dataset: Dataset) -> dict:
+    snapshots = list(dataset_stats.snapshots_for_dataset(dataset=dataset)[:5])
+    return {"snapshots": snapshots, "snapshots_running": any(not s.is_finished for s in snapshots)}
+
+
+def _snippets(conversation: object) -> tuple[str, str]:
+    """The first user message and the last assistant message, as text for the list."""
+    turns = conversation if isinstance(conversation, list) else []
+    prompt = next((_text(m) for m in turns if isinstance(m, dict) and m.get("role") == "user"), "")
+    answer = next((_text(m) for m in reversed(turns) if isinstance(m, dict) and m.get("role") == "assistant"), "")
+    return prompt, answer
+
+
+def _text(message: dict) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        content = " ".join(
+            str(part.get("text") or f"[{part.get('type')}]") for part in content if isinstance(part, dict)
+        )
+    if not content and message.get("tool_calls"):
+        names = (call_name_arguments(call)[0] for call in message["tool_calls"] if isinstance(call, dict))
+        content = "⚙ " + ", ".join(names)
+    return str(content or "")
+
+
+@login_required
+@require_POST
+def dataset_edit(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    form = DatasetForm(request.POST)
+    if form.is_valid():
+        try:
+            dataset_update(dataset=dataset, **form.cleaned_data, actor=request.user)
+            messages.success(request, "Saved.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+    else:
+        messages.error(request, _problems(form.errors))
+    return redirect("dataset", slug=slug, dataset_id=dataset_id)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def dataset_delete_view(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """GET: what deleting the dataset removes and what it keeps (its fine-tunes); POST: delete it."""
+    membership, dataset = dataset_or_404(
+        request, slug, dataset_id, Role.EDITOR if request.method == "POST" else Role.VIEWER
+    )
+    name = dataset.name
+    if request.method == "POST":
+        try:
+            plan = dataset_delete(dataset=dataset, actor=request.user)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect("dataset-delete", slug=slug, dataset_id=dataset.pk)
+        gone, kept = plan.parts()
+        messages.success(request, f"Deleted dataset {name} with its {gone}. Kept {kept}.")
+        return redirect("datasets", slug=slug)
+    context = {
+        "project": membership.project,
+        "dataset": dataset,
+        "can_edit": can_edit(membership),
+        "plan": dataset_deletion_plan(dataset=dataset),
+        "finetunes": list(training_selectors.finetunes_for_dataset(dataset=dataset)[:50]),
+    }
+    return render(request, "curation/dataset_delete.html", context)
+
+
+@login_required
+@require_safe
+def dataset_stats_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """Counts and histograms, loaded after the page so a large dataset does not slow it down."""
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
+    stats = dataset_stats.dataset_stats(dataset=dataset)
+    context = {
+        "project": membership.project,
+        "dataset": dataset,
+        "stats": stats,
+        "token_bins": [asdict(b) for b in stats.token_bins],
+        "turn_bins": [asdict(b) for b in stats.turn_bins],
+        "token_bins_id": f"token-bins-{dataset.pk}",
+        "turn_bins_id": f"turn-bins-{dataset.pk}",
+    }
+    return render(request, "curation/_dataset_stats.html", context)
+
+
+@login_required
+@require_safe
+def dataset_validation(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
+    form = ValidationForm(request.GET or {"max_tokens": DEFAULT_MAX_TOKENS})
+    report = dataset_validate(dataset=dataset, max_tokens=form.cleaned_data["max_tokens"]) if form.is_valid() else None
+    context = {"project": membership.project, "dataset": dataset, "form": form, "report": report}
+    template = (
+        "curation/_dataset_validation.html"
+        if request.headers.get("HX-Request")
+        else "curation/dataset_validation.html"
+    )
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def dataset_split_view(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    form = SplitForm(request.POST)
+    if form.is_valid():
+        train, validation = dataset_split(dataset=dataset, **form.cleaned_data, actor=request.user)
+        messages.success(request, f"Split: {train} train, {validation} validation (seed {form.cleaned_data['seed']}).")
+    else:
+        messages.error(request, _problems(form.errors))
+    return redirect("dataset", slug=slug, dataset_id=dataset_id)
+
+
+@login_required
+@require_POST
+def entries_action(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """Delete the selected entries or move them to a split (from the list, or from one entry's page)."""
+    _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    form = EntriesAction(request.POST)
+    if not form.is_valid():
+        messages.error(request, _problems(form.errors))
+    elif form.cleaned_data["action"] == "delete":
+        deleted = entries_delete(dataset=dataset, ids=form.cleaned_data["ids"], actor=request.user)
+        messages.success(request, f"Deleted {deleted} entr{'y' if deleted == 1 else 'ies'}.")
+    else:
+        moved = entries_set_split(
+            dataset=dataset, ids=form.cleaned_data["ids"], split=form.cleaned_data["action"], actor=request.user
+        )
+        messages.success(
+            request, f"Moved {moved} entr{'y' if moved == 1 else 'ies'} to {form.cleaned_data['action']}."
+        )
+    return redirect(_back(request, slug, dataset))
+
+
+def _back(request: AuthenticatedRequest, slug: str, dataset: Dataset) -> str:
+    """Where the form came from, when that is a page of this dataset (never another site)."""
+    home = reverse("dataset", args=[slug, dataset.pk])
+    back = request.POST.get("next", "")
+    return back if back.startswith(home) else home
+
+
+@login_required
+def entry_detail(request: AuthenticatedRequest, slug: str, dataset_id: int, entry_id: int) -> HttpResponse:
+    """The entry editor and its diff against the source log. A POST with `op` edits the form itself
+    (add or remove a turn) without saving; a POST without saves through `entry_update`."""
+    role = Role.EDITOR if request.method == "POST" else Role.VIEWER
+    membership, dataset = dataset_or_404(request, slug, dataset_id, role)
+    entry = dataset_stats.entry_get(dataset=dataset, entry_id=entry_id)
+    if entry is None:
+        raise Http404("Entry not found")
+    form = EntryForm.from_entry(entry.messages, entry.tools)
+    if request.method == "POST":
+        form = EntryForm.from_post(request.POST)
+        if request.POST.get("op"):
+            form.apply(request.POST["op"])
+        elif _save(entry, form, request.user):
+            messages.success(request, "Entry saved." if entry.edited else "Entry saved; it matches its source again.")
+            return redirect("dataset-entry", slug=slug, dataset_id=dataset_id, entry_id=entry_id)
+    previous, following = dataset_stats.entry_neighbours(dataset=dataset, entry_id=entry.pk)
+    context = {
+        "project": membership.project,
+        "dataset": dataset,
+        "entry": entry,
+        "can_edit": can_edit(membership),
+        "form": form,
+        "diff": entry_diff(entry),
+        "previous": previous,
+        "following": following,
+    }
+    return render(request, "curation/entry.html", context, status=400 if form.errors else 200)
+
+
+def _save(entry: DatasetEntry, form: EntryForm, actor: User) -> bool:
+    conversation = form.conversation()
+    if conversation is None:
+        return False
+    try:
+        entry_update(entry=entry, messages=conversation[0], tools=conversation[1], actor=actor)
+    except ValidationError as exc:
+        for error in exc.messages:
+            form.add_error(error)
+        return False
+    return True
+
+
+@login_required
+@require_POST
+def dataset_snapshot_create(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    snapshot = snapshot_request(dataset=dataset, created_by=request.user)
+    if snapshot.status == JobStatus.SUCCEEDED:
+        messages.success(request, f"Snapshot frozen: {snapshot.rows_total} rows, SHA-256 {snapshot.sha256[:12]}.")
+    else:
+        messages.success(request, f"Freezing {snapshot.rows_total} entries in the background: progress below.")
+    return redirect("dataset", slug=slug, dataset_id=dataset_id)
+
+
+@login_required
+@require_safe
+def dataset_snapshots_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """The dataset's snapshots alone, polled by its page while one is being written."""
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
+    context = {"project": membership.project, "dataset": dataset, **_snapshots(dataset)}
+    return render(request, "curation/_dataset_snapshots.html", context)
+
+
+@login_required
+@require_safe
+def dataset_imports_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    """The dataset's imports alone, polled by its page while one runs."""
+    membership, dataset = dataset_or_404(request, slug, dataset_id)
+    context = {"project": membership.project, "dataset": dataset, **_imports(dataset)}
+    response = render(request, "curation/_dataset_imports.html", context)
+    if request.headers.get("HX-Request") and not context["imports_running"]:
+        # The page polled because an import was running: now that it is done, reload the page so the
+        # list and the numbers show the new entries.
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@login_required
+@require_POST
+def dataset_import_upload(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    membership, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    form = DatasetImportForm(request.POST, request.FILES)
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            import_job_create(
+                project=membership.project, file=upload, source_name=upload.name, created_by=request.user,
+                dataset=dataset,
+            )  # fmt: skip
+        except PendingImportsTooLarge as exc:
+            form.add_error("file", str(exc))
+        else:
+            messages.success(request, f"Importing {upload.name} into {dataset.name}: progress below.")
+    if form.errors:
+        messages.error(request, _problems(form.errors))
+    return redirect("dataset", slug=slug, dataset_id=dataset_id)
+
+
+urlpatterns = [
+    path("p/<slug:slug>/datasets/", dataset_list, name="datasets"),
+    path("p/<slug:slug>/datasets/new", dataset_new, name="dataset-new"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/", dataset_detail, name="dataset"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/edit", dataset_edit, name="dataset-edit"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/delete", dataset_delete_view, name="dataset-delete"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/stats", dataset_stats_panel, name="dataset-stats"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/validation", dataset_validation, name="dataset-validation"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/split", dataset_split_view, name="dataset-split"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/entries/action", entries_action, name="dataset-entries-action"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/entries/<int:entry_id>/", entry_detail, name="dataset-entry"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/snapshots/", dataset_snapshots_panel, name="dataset-snapshots"),
+    path(
+        "p/<slug:slug>/datasets/<int:dataset_id>/snapshots/new", dataset_snapshot_create, name="dataset-snapshot-new"
+    ),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/imports/", dataset_imports_panel, name="dataset-imports"),
+    path(
+        "p/<slug:slug>/datasets/<int:dataset_id>/imports/upload", dataset_import_upload, name="dataset-import-upload"
+    ),
+]

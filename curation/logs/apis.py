@@ -1,0 +1,261 @@
+"""REST API v1 for logs. Each view: check access, validate input, call a service or selector, serialize."""
+
+from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from curation.common.apis import (
+    PROJECT_PARAMETER,
+    RETRY_AFTER,
+    THROTTLED,
+    ProjectScopedApi,
+    ValidationErrorResponse,
+    check_body_size,
+    filter_parameters,
+    is_whole_number,
+    whole_number_parameter,
+)
+from curation.common.pagination import keyset_page
+from curation.common.parsers import LogBatchParser
+from curation.common.permissions import project_for_request
+from curation.logs.filters import FILTER_PARAMS, logs_filter
+from curation.logs.ingest import RawItem
+from curation.logs.ingest.raw import Body
+from curation.logs.selectors import log_get, log_list
+from curation.logs.services import PiiBudget, logs_ingest
+from curation.logs.throttling import IngestRateThrottle
+from curation.models import LogEntry, LogStatus, Role
+
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 500
+
+
+class LogListOutput(serializers.ModelSerializer):
+    tags = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LogEntry
+        fields = [
+            "id", "external_id", "created_at", "provider", "format", "model", "status", "status_code",
+            "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms", "cost_usd",
+            "metadata", "tags", "pii",
+        ]  # fmt: skip
+
+    def get_tags(self, log: LogEntry) -> list[str]:
+        return [tag.name for tag in log.tags.all()]
+
+
+class LogDetailOutput(LogListOutput):
+    original = serializers.SerializerMethodField(
+        help_text="The log as received, decoded, keys in the order sent. Exact text: GET /api/v1/logs/{id}/original."
+    )
+
+    class Meta(LogListOutput.Meta):
+        fields = [
+            *LogListOutput.Meta.fields, "error_message", "notes", "messages", "tools", "options", "original",
+            "ingested_at",
+        ]  # fmt: skip
+
+    @extend_schema_field(OpenApiTypes.ANY)
+    def get_original(self, log: LogEntry) -> object:
+        return log.original_value
+
+
+_INGEST_RESULT = inline_serializer(
+    "IngestResult",
+    {
+        "accepted": serializers.IntegerField(),
+        "duplicates": serializers.IntegerField(),
+        "rejected": serializers.ListField(
+            child=inline_serializer(
+                "Rejection", {"index": serializers.IntegerField(), "error": serializers.CharField()}
+            )
+        ),
+        "unreadable": serializers.ListField(
+            child=inline_serializer(
+                "Unreadable", {"index": serializers.IntegerField(), "error": serializers.CharField()}
+            ),
+            help_text="Logs stored with status `unreadable` (keep_unreadable), with the reader's reason.",
+        ),
+        "notes": serializers.ListField(
+            child=inline_serializer(
+                "IngestNote", {"index": serializers.IntegerField(), "note": serializers.CharField()}
+            ),
+            help_text="What had to change to store a log, e.g. a NUL character replaced by U+FFFD.",
+        ),
+    },
+)
+
+
+def _batch_items(body: Body) -> tuple[list[RawItem], bool | None]:
+    """The logs of a request body, `{"logs": [...], "keep_unreadable": bool}` or one log object, each with its
+    exact text; and whether to keep unreadable logs (None: the project's setting)."""
+    value = body.value
+    if isinstance(value, dict) and "logs" in value:
+        extra = sorted(set(value) - {"logs", "keep_unreadable"})
+        if extra:
+            raise exceptions.ValidationError({extra[0]: ["Unknown field next to 'logs' (expected keep_unreadable)."]})
+        keep = value.get("keep_unreadable")
+        if keep is not None and not isinstance(keep, bool):
+            raise exceptions.ValidationError({"keep_unreadable": ["Expected true or false."]})
+        if body.items is None:
+            raise exceptions.ValidationError({"logs": ["Expected a list of log objects."]})
+        if len(body.items) > settings.LOGTUNE_MAX_BATCH:
+            raise exceptions.ValidationError(
+                {"logs": [f"At most {settings.LOGTUNE_MAX_BATCH} logs per request (got {len(body.items)})."]}
+            )
+        return body.items, keep
+    if isinstance(value, dict):
+        return [RawItem(value=value, text=body.text)], None
+    raise exceptions.ValidationError({"detail": 'Expected a log object or {"logs": [...]}.'})
+
+
+class LogsApi(ProjectScopedApi):
+    throttle_classes = [IngestRateThrottle]
+    parser_classes = [LogBatchParser]  # each log keeps its exact text; reading logs takes no body
+
+    @extend_schema(
+        operation_id="logs_ingest",
+        summary="Send logs",
+        description=(
+            'One log object, or `{"logs": [...]}` with up to 1,000. A log is an envelope '
+            "`{request, response, provider, status_code, latency_ms, created_at, metadata, tags, external_id}` "
+            "holding the provider's own API bodies (OpenAI Chat Completions, Anthropic Messages), or a line of an "
+            "OpenAI fine-tuning file (`{messages, tools}`), or `{prompt, completion}`. Each log is stored with its "
+            "exact JSON text as its original. Valid logs are stored even when others are rejected; the answer is "
+            "400 only when every log was rejected. With `keep_unreadable: true` beside `logs` (or the project's "
+            "setting), a log no reader can read is stored with status `unreadable` and its reason instead of being "
+            "rejected. A lone surrogate or NUL character is stored as U+FFFD, with a note. The body may be sent "
+            "with `Content-Encoding: gzip`; it must stay within the body limit once decompressed (413 otherwise). "
+            "Requests per API key are limited (429 with `Retry-After`)."
+        ),
+        request=OpenApiTypes.OBJECT,
+        parameters=[RETRY_AFTER],
+        responses={
+            200: _INGEST_RESULT,
+            # Every log rejected (the same report), or a body that is not logs at all.
+            400: PolymorphicProxySerializer(
+                component_name="IngestRejected",
+                serializers=[_INGEST_RESULT, ValidationErrorResponse],
+                resource_type_field_name=None,
+            ),
+            429: THROTTLED,
+        },
+        examples=[
+            OpenApiExample(
+                "OpenAI chat completion",
+                request_only=True,
+                value={
+                    "provider": "openai",
+                    "request": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "2+2?"}]},
+                    "response": {
+                        "object": "chat.completion",
+                        "model": "gpt-4o-mini",
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": "4"}, "finish_reason": "stop"}
+                        ],
+                        "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10},
+                    },
+                    "latency_ms": 412,
+                    "tags": ["math"],
+                    "external_id": "req_123",
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        check_body_size(request)
+        project = project_for_request(request, role=Role.EDITOR)
+        if not isinstance(request.data, Body):  # no body at all: DRF hands over an empty form
+            raise exceptions.ValidationError({"detail": 'Expected a log object or {"logs": [...]} as JSON.'})
+        items, keep_unreadable = _batch_items(request.data)
+        budget = PiiBudget(
+            seconds=settings.LOGTUNE_PII_INLINE_SECONDS, log_chars=settings.LOGTUNE_PII_INLINE_LOG_CHARS
+        )  # finding personal data must not hold this web thread for long: a worker does the rest
+        result = logs_ingest(project=project, items=items, keep_unreadable=keep_unreadable, pii_budget=budget)
+        body = {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": [{"index": r.index, "error": r.error} for r in result.rejected],
+            "unreadable": [{"index": r.index, "error": r.error} for r in result.unreadable],
+            "notes": [{"index": n.index, "note": n.note} for n in result.notes],
+        }
+        all_rejected = result.rejected and not (result.accepted or result.duplicates)
+        return Response(body, status=status.HTTP_400_BAD_REQUEST if all_rejected else status.HTTP_200_OK)
+
+    @extend_schema(
+        operation_id="logs_list",
+        summary="List logs",
+        parameters=[
+            PROJECT_PARAMETER,
+            OpenApiParameter("cursor", str, description="`next_cursor` of the previous page."),
+            whole_number_parameter(
+                "limit", 1, PAGE_SIZE_MAX, f"Page size, 1–{PAGE_SIZE_MAX} (default {PAGE_SIZE_DEFAULT})."
+            ),
+            *filter_parameters(),
+        ],
+        responses=inline_serializer(
+            "LogPage", {"results": LogListOutput(many=True), "next_cursor": serializers.CharField(allow_null=True)}
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        project = project_for_request(request)
+        unknown = sorted(set(request.query_params) - FILTER_PARAMS - {"project", "cursor", "limit"})
+        if unknown:
+            raise exceptions.ValidationError({unknown[0]: ["Unknown parameter."]})
+        limit = _page_size(request.query_params.get("limit"))
+        logs = logs_filter(project=project, params=request.query_params, queryset=log_list(project=project))
+        searching = bool(request.query_params.get("q"))
+        page = keyset_page(logs, cursor=request.query_params.get("cursor"), size=limit, searching=searching)
+        return Response({"results": LogListOutput(page.items, many=True).data, "next_cursor": page.next_cursor})
+
+
+def _page_size(raw: str | None) -> int:
+    if raw is None:
+        return PAGE_SIZE_DEFAULT
+    if not is_whole_number(raw) or not 1 <= int(raw) <= PAGE_SIZE_MAX:
+        raise exceptions.ValidationError({"limit": [f"A whole number from 1 to {PAGE_SIZE_MAX}."]})
+    return int(raw)
+
+
+class LogDetailApi(ProjectScopedApi):
+    @extend_schema(operation_id="logs_retrieve", summary="One log", responses=LogDetailOutput)
+    def get(self, request: Request, log_id: int) -> Response:
+        project = project_for_request(request)
+        log = log_get(project=project, log_id=log_id)
+        if log is None:
+            raise exceptions.NotFound(f"Log {log_id} not found in project '{project.slug}'.")
+        return Response(LogDetailOutput(log).data)
+
+
+class LogOriginalApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="logs_original",
+        summary="A log's original, byte for byte",
+        description=(
+            "The log's JSON text exactly as it was received: key order, number formatting, escapes and unknown "
+            "fields as sent (`application/json`). An unreadable log whose body was not JSON answers it as "
+            "`text/plain`. Logs redacted at ingestion hold their redacted original."
+        ),
+        responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/plain"): OpenApiTypes.STR},
+    )
+    def get(self, request: Request, log_id: int) -> HttpResponse:
+        project = project_for_request(request)
+        log = log_get(project=project, log_id=log_id)
+        if log is None:
+            raise exceptions.NotFound(f"Log {log_id} not found in project '{project.slug}'.")
+        # Only an unreadable log can hold text that is not JSON (an import's line): only its original is decoded.
+        is_json = log.status != LogStatus.UNREADABLE or log.original_value is not None
+        kind = "application/json" if is_json else "text/plain"
+        return HttpResponse(log.original.encode(), content_type=f"{kind}; charset=utf-8")

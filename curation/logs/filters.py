@@ -1,0 +1,249 @@
+"""The one filter language for logs: the API, the pages, bulk actions and the CLI all go through
+`logs_filter`, so a filter means the same thing everywhere.
+
+Query parameters (all optional, all combined with AND):
+  model, provider, status     comma-separated values, any of them
+  tag                         comma-separated: has all of these tags
+  tag_any / tag_none          comma-separated: has any / none of these tags
+  created_after/before        ISO-8601 date-times (after is inclusive, before exclusive)
+  min_tokens/max_tokens       total tokens, inclusive
+  min_latency_ms/max_latency_ms
+  metadata                    key:value, repeatable; dots reach nested keys (user.plan:pro)
+  in_dataset / not_in_dataset dataset id: is / is not in that dataset
+  pii                         personal data in the conversation: any, none, or comma-separated kinds
+                              (EMAIL,PHONE,CARD,IBAN,IP,SECRET): has any of them
+  q                           free text: words (any language) or a substring (CJK, code), case-insensitive
+"""
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC
+from decimal import Decimal
+from typing import Any
+
+import django_filters
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from curation.common.params import ID_MAX
+from curation.models import DatasetEntry, LogEntry, LogStatus, LogTag, Project, Tag
+from curation.text import pii
+
+_METADATA_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+
+
+class CharInFilter(django_filters.BaseInFilter, django_filters.CharFilter):
+    pass
+
+
+class ChoiceInFilter(django_filters.BaseInFilter, django_filters.ChoiceFilter):
+    pass
+
+
+class _RepeatedField(forms.Field):
+    """A parameter that may be given several times (?metadata=a:1&metadata=b:2)."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: object) -> list[str]:
+        if not value:
+            return []
+        values = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        return [str(v) for v in values if str(v).strip()]
+
+
+class RepeatedFilter(django_filters.Filter):
+    field_class = _RepeatedField
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _has_tag(project: Project, names: Iterable[str]) -> Exists:
+    # The tag ids are looked up first: filtering on tag_id lets PostgreSQL use the per-tag row counts it
+    # keeps for LogTag, where a join on the name makes it guess (and, for a common tag, guess 10x low).
+    ids = list(Tag.objects.filter(project=project, name__in=list(names)).values_list("id", flat=True))
+    return Exists(LogTag.objects.filter(log=OuterRef("pk"), tag_id__in=ids))
+
+
+def _json_scalar(value: str) -> object:
+    """'42' → 42, 'true' → True: metadata values may have been sent as numbers or booleans. 'NaN' and 'inf' are
+    text: JSON has no such numbers, and jsonb refuses them."""
+    if value in ("true", "false"):
+        return value == "true"
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+class _UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO-8601 time in UTC. PostgreSQL takes offsets up to 15:59 only, and Python none past year 9999 once in
+    UTC: `2026-01-01T00:00:00-18:56` or `9999-12-31T23:59:59-14:00` would fail in the query, not here."""
+
+    def to_python(self, value: object) -> Any:
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Out of range once in UTC.") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = _UtcDateTimeField
+
+
+class LogFilter(django_filters.FilterSet):
+    model = CharInFilter(field_name="model")
+    provider = CharInFilter(field_name="provider")
+    status = ChoiceInFilter(field_name="status", choices=LogStatus.choices)
+    tag = django_filters.CharFilter(method="filter_tag_all")
+    tag_any = django_filters.CharFilter(method="filter_tag_any")
+    tag_none = django_filters.CharFilter(method="filter_tag_none")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    min_tokens = django_filters.NumberFilter(field_name="total_tokens", lookup_expr="gte", min_value=0)
+    max_tokens = django_filters.NumberFilter(field_name="total_tokens", lookup_expr="lte", min_value=0)
+    min_latency_ms = django_filters.NumberFilter(field_name="latency_ms", lookup_expr="gte", min_value=0)
+    max_latency_ms = django_filters.NumberFilter(field_name="latency_ms", lookup_expr="lte", min_value=0)
+    metadata = RepeatedFilter(method="filter_metadata")
+    in_dataset = django_filters.NumberFilter(method="filter_in_dataset", min_value=1, max_value=ID_MAX)
+    not_in_dataset = django_filters.NumberFilter(method="filter_not_in_dataset", min_value=1, max_value=ID_MAX)
+    pii = django_filters.CharFilter(method="filter_pii")
+    q = django_filters.CharFilter(method="filter_q")
+    # "More like this" as a filter: the indexed logs at least `min_similarity` like log `similar_to`.
+    similar_to = django_filters.NumberFilter(method="filter_similar_to", min_value=1, max_value=ID_MAX)
+    min_similarity = django_filters.NumberFilter(method="filter_min_similarity", min_value=0.5, max_value=1)
+
+    class Meta:
+        model = LogEntry
+        fields: list[str] = []
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+
+    def filter_tag_all(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        for tag in _names(value):
+            queryset = queryset.filter(_has_tag(self.project, [tag]))
+        return queryset
+
+    def filter_tag_any(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        names = _names(value)
+        return queryset.filter(_has_tag(self.project, names)) if names else queryset
+
+    def filter_tag_none(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        names = _names(value)
+        return queryset.exclude(_has_tag(self.project, names)) if names else queryset
+
+    def filter_metadata(self, queryset: QuerySet, name: str, value: list[str]) -> QuerySet:
+        for pair in value:
+            key, sep, wanted = pair.partition(":")
+            if not sep or not _METADATA_KEY.match(key):
+                raise ValidationError(
+                    {"metadata": f"'{pair}' is not key:value (key of letters, digits, _ - and dots)"}
+                )
+            queryset = queryset.filter(_metadata_equals(key.split("."), wanted))
+        return queryset
+
+    def filter_in_dataset(self, queryset: QuerySet, name: str, value: int) -> QuerySet:
+        return queryset.filter(_in_dataset(value))
+
+    def filter_not_in_dataset(self, queryset: QuerySet, name: str, value: int) -> QuerySet:
+        return queryset.exclude(_in_dataset(value))
+
+    def filter_pii(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        kinds = [kind.upper() for kind in _names(value)]
+        if not kinds:
+            return queryset
+        if kinds == ["ANY"]:
+            return queryset.exclude(pii=[])
+        if kinds == ["NONE"]:
+            return queryset.filter(pii=[])
+        unknown = [kind for kind in kinds if kind not in pii.KINDS]
+        if unknown:
+            raise ValidationError({"pii": f"'{value}' is not any, none or kinds among {', '.join(pii.KINDS)}"})
+        condition = Q()
+        for kind in kinds:
+            condition |= _has_pii_kind(kind)
+        return queryset.filter(condition)
+
+    def filter_similar_to(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
+        from curation.logs.similar.services import SIMILARITY_DEFAULT, logs_like_ids
+
+        log = LogEntry.objects.filter(project=self.project, pk=int(value)).first() if value == int(value) else None
+        if log is None:
+            raise ValidationError({"similar_to": f"No log {value} in this project."})
+        threshold = self.form.cleaned_data.get("min_similarity")
+        ids = logs_like_ids(project=self.project, log=log, min_similarity=float(threshold or SIMILARITY_DEFAULT))
+        return queryset.filter(pk__in=ids)
+
+    def filter_min_similarity(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
+        if value is not None and self.form.cleaned_data.get("similar_to") is None:
+            raise ValidationError({"min_similarity": "Applies with similar_to (the log to compare with)."})
+        return queryset  # read by filter_similar_to
+
+    def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        text = value.strip()
+        return queryset.filter(text_search(text)) if text else queryset
+
+
+def _in_dataset(dataset_id: int) -> Exists:
+    return Exists(DatasetEntry.objects.filter(dataset_id=dataset_id, log=OuterRef("pk")))
+
+
+def text_search(text: str) -> Q:
+    """Logs whose conversation contains `text`: on PostgreSQL its words in any order (stored tsvector,
+    'simple' configuration, so any language) or the exact substring (trigram index: CJK, code);
+    elsewhere a case-insensitive substring. See curation/logs/lookups.py."""
+    if connection.vendor != "postgresql":
+        return Q(search_text__icontains=text)
+    return Q(search_text__text_match=text)
+
+
+def _has_pii_kind(kind: str) -> Q:
+    if connection.vendor == "postgresql":
+        return Q(pii__contains=[kind])  # jsonb containment (@>)
+    # SQLite has no containment: `pii` is a JSON list of bare upper-case kinds, so the quoted kind
+    # appears in its text exactly when the list holds it.
+    return Q(pii__icontains=f'"{kind}"')
+
+
+def _metadata_equals(path: list[str], wanted: str) -> Q:
+    scalar = _json_scalar(wanted)
+    if connection.vendor == "postgresql":
+        # Containment (@>) compares JSON values with their types and can use a GIN index.
+        def nest(value: object) -> dict:
+            for key in reversed(path):
+                value = {key: value}
+            return value  # type: ignore[return-value]
+
+        condition = Q(metadata__contains=nest(wanted))
+        return condition | Q(metadata__contains=nest(scalar)) if scalar is not None else condition
+    lookup = "metadata__" + "__".join(path)
+    condition = Q(**{lookup: wanted})
+    return condition | Q(**{lookup: scalar}) if scalar is not None else condition
+
+
+def logs_filter(*, project: Project, params: Mapping, queryset: QuerySet | None = None) -> QuerySet[LogEntry]:
+    """Logs of `project` matching `params` (a QueryDict or a plain dict of the parameters above).
+    Raises ValidationError with a message per bad parameter."""
+    base = queryset if queryset is not None else LogEntry.objects.all()
+    filterset = LogFilter(data=params, queryset=base.filter(project=project), project=project)
+    if not filterset.is_valid():
+        raise ValidationError({field: list(errors) for field, errors in filterset.errors.items()})
+    return filterset.qs
+
+
+FILTER_PARAMS = frozenset(LogFilter.base_filters)

@@ -1,0 +1,6 @@
+from django import forms
+
+
+class SavedViewForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    query = forms.CharField(required=False, max_length=10_000)

@@ -1,0 +1,152 @@
+"""Reads. Every query here is scoped to a project the caller has already been checked against."""
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import OperationalError, connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
+
+from curation.common import counts
+from curation.common.counts import CappedCount, capped, fetch
+from curation.common.pagination import rare_match_safe
+from curation.logs.lookups import queryset_sql
+from curation.models import DatasetEntry, LogEntry, LogStatus, Project, Tag
+from curation.text import pii
+
+
+def log_list(*, project: Project) -> QuerySet[LogEntry]:
+    # The list never needs the heavy JSON columns of every row; the detail view loads them.
+    return LogEntry.objects.filter(project=project).defer("original", "tools", "search_text").prefetch_related("tags")
+
+
+def unreadable_count(*, project: Project) -> int:
+    """Logs no reader could read, up to the explorer's cap (the (project, status) index answers it)."""
+    return LogEntry.objects.filter(project=project, status=LogStatus.UNREADABLE)[:10_001].count()
+
+
+def log_get(*, project: Project, log_id: int) -> LogEntry | None:
+    return LogEntry.objects.filter(project=project, pk=log_id).prefetch_related("tags").first()
+
+
+def logs_in_datasets_count(*, logs: QuerySet[LogEntry]) -> int:
+    """How many of `logs` are in at least one dataset: what deleting them leaves as unlinked entries."""
+    return logs.filter(Exists(DatasetEntry.objects.filter(log_id=OuterRef("pk")))).order_by().count()
+
+
+FACET_VALUES = 12
+
+
+FACETS_TIMEOUT_MS = 3_000
+
+
+MODEL_NAMES = 200
+
+
+@dataclass(slots=True)
+class Facets:
+    total: CappedCount
+    models: list[tuple[str, CappedCount]]
+    statuses: list[tuple[str, CappedCount]]
+    tags: list[tuple[Tag, CappedCount]]
+    # Personal data: (kind, count) for each kind found in the window, in pii.KINDS order, then ("none", count).
+    pii: list[tuple[str, CappedCount]] = field(default_factory=list)
+    sampled: bool = False  # the counts are those of the COUNT_CAP newest matches, not of all
+
+
+def _top(counter: Counter) -> list[tuple[Any, int]]:
+    return sorted(counter.items(), key=lambda item: (-item[1], str(item[0])))[:FACET_VALUES]
+
+
+def _window_counts(logs: QuerySet[LogEntry]) -> tuple[int, list, list, list, Counter[str]]:
+    """Count, and top models, statuses and tag ids, and the logs per personal data kind ("none": without
+    any), of the COUNT_CAP + 1 matching logs ingested last.
+
+    The window is the filter's own SQL, run once (a materialised CTE) for both groupings. `pii` is
+    grouped on as a whole: a sorted list of six kinds has few distinct values, and grouping works alike
+    on jsonb and on SQLite's JSON text, where unnesting it would not.
+    """
+    window = logs.order_by("-id").values("id", "model", "status", "pii")[: counts.COUNT_CAP + 1]
+    sql, params = queryset_sql(window)
+    rows = fetch(
+        f"WITH w AS MATERIALIZED ({sql}),"  # noqa: S608 (SQL the ORM wrote)
+        " t AS (SELECT lt.tag_id, count(*) AS n FROM curation_logtag lt JOIN w ON w.id = lt.log_id"
+        f" GROUP BY lt.tag_id ORDER BY n DESC, lt.tag_id LIMIT {FACET_VALUES})"
+        " SELECT 0, w.model, w.status, w.pii, count(*) FROM w GROUP BY w.model, w.status, w.pii"
+        " UNION ALL SELECT 1, CAST(t.tag_id AS TEXT), NULL, NULL, t.n FROM t",
+        params,
+    )
+    models, statuses, kinds = Counter[str](), Counter[str](), Counter[str]()
+    tags = []
+    for is_tag, value, status, found, n in rows:
+        if is_tag:
+            tags.append((int(value), n))
+        else:
+            models[value] += n
+            statuses[status] += n
+            found = json.loads(found) if isinstance(found, str | bytes) else found
+            for kind in found or ["none"]:
+                kinds[kind] += n
+    tags.sort(key=lambda pair: (-pair[1], pair[0]))
+    return sum(statuses.values()), _top(models), _top(statuses), tags, kinds
+
+
+def _statement_timeout() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = %s", [FACETS_TIMEOUT_MS])
+
+
+def log_facets(*, project: Project, logs: QuerySet[LogEntry], searching: bool = False) -> Facets | None:
+    """The total and the counts per model, status, tag and personal data kind of `logs` (a filtered
+    queryset of `project`), or None when counting them took too long. `searching`: the filter has a text search."""
+    logs = logs.filter(project=project).order_by().prefetch_related(None)
+    try:
+        with transaction.atomic():
+            _statement_timeout()
+            return rare_match_safe(lambda: _log_facets(project, logs)) if searching else _log_facets(project, logs)
+    except OperationalError:  # the statement timeout: PostgreSQL cancelled the query
+        return None
+
+
+def _log_facets(project: Project, logs: QuerySet[LogEntry]) -> Facets:
+    """Counts of the window of the newest COUNT_CAP + 1 matches: every match when the filter matches no
+    more, otherwise a sample (the newest), which the page says. Counting each value over every match
+    instead took seconds on a million logs."""
+    count, models, statuses, tag_ids, kinds = _window_counts(logs)
+    total = capped(count)
+    tags = Tag.objects.filter(project=project).in_bulk([tag_id for tag_id, _ in tag_ids])
+    return Facets(
+        total=total,
+        models=[(m, CappedCount(n, False)) for m, n in models],
+        statuses=[(s, CappedCount(n, False)) for s, n in statuses],
+        tags=[(tags[t], CappedCount(n, False)) for t, n in tag_ids if t in tags],
+        pii=[(kind, CappedCount(kinds[kind], False)) for kind in (*pii.KINDS, "none") if kinds[kind]],
+        sampled=total.capped,
+    )
+
+
+def model_names(*, project: Project) -> list[str]:
+    """The project's distinct models, for suggestions: a loose index scan on (project, model, …), one
+    index probe per model instead of reading every log."""
+    return [
+        row[0]
+        for row in fetch(
+            "WITH RECURSIVE m(model) AS ("
+            " SELECT min(model) FROM curation_logentry WHERE project_id = %s"
+            " UNION ALL SELECT (SELECT min(model) FROM curation_logentry WHERE project_id = %s AND model > m.model)"
+            " FROM m WHERE m.model IS NOT NULL) SELECT model FROM m WHERE model IS NOT NULL LIMIT %s",
+            [project.pk, project.pk, MODEL_NAMES],
+        )
+        if row[0]
+    ]
+
+
+def log_neighbours(*, logs: QuerySet[LogEntry], log: LogEntry) -> tuple[int | None, int | None]:
+    """Ids of the logs just newer and just older than `log` in `logs` (newest first, like the list)."""
+    ids = logs.order_by().values_list("pk", flat=True)
+    at, pk = log.created_at, log.pk
+    newer = ids.filter(created_at__gte=at).exclude(created_at=at, pk__lte=pk).order_by("created_at", "id").first()
+    older = ids.filter(created_at__lte=at).exclude(created_at=at, pk__gte=pk).order_by("-created_at", "-id").first()
+    return newer, older

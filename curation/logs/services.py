@@ -1,0 +1,357 @@
+"""Storing logs: the one write path shared by the API, file imports and the CLI."""
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+from django.contrib.auth.models import User
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from curation.audit.services import audit_record
+from curation.logs.ingest import IngestError, ParsedLog, RawItem, item_make_storable, log_read, unreadable_log
+from curation.logs.ingest.canonical import search_text
+from curation.logs.ingest.raw import value_text
+from curation.logs.pii.services import logs_pii_kinds, pii_pending_send
+from curation.logs.pricing import cost_usd
+from curation.models import LogEntry, LogTag, Project, Tag
+from curation.text import pii
+
+logger = logging.getLogger(__name__)
+
+_MAX_INT = 2_147_483_647  # PostgreSQL integer columns
+_STORE_ATTEMPTS = 3
+
+
+@dataclass(slots=True)
+class Rejection:
+    index: int
+    error: str
+
+
+@dataclass(slots=True)
+class Note:
+    index: int
+    note: str
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0  # stored now, unreadable logs included
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    unreadable: list[Rejection] = field(default_factory=list)  # kept as "unreadable", with the reader's reason
+    notes: list[Note] = field(default_factory=list)  # what had to change to store an item (U+FFFD in place of NUL)
+
+
+@dataclass(slots=True)
+class PiiBudget:
+    """How much finding personal data a request may do before it leaves the rest to a worker: `seconds` in all,
+    and no single log of more than `log_chars` characters (its scan alone could take minutes)."""
+
+    seconds: float
+    log_chars: int
+    spent: float = 0.0
+
+    def allows(self, log: ParsedLog) -> bool:
+        return self.spent < self.seconds and len(log.original_text) <= self.log_chars
+
+
+PII_BUDGET_REASON = (
+    "not stored: this request spent its time for finding personal data (LOGTUNE_PII_INLINE_SECONDS), and this "
+    "project redacts it before anything is stored; send this log again, in a smaller batch, or import it as a file"
+)
+
+
+def logs_ingest(
+    *,
+    project: Project,
+    items: Sequence[object],
+    keep_unreadable: bool | None = None,
+    pii_budget: PiiBudget | None = None,
+) -> IngestResult:
+    """Validate and store a batch of log objects.
+
+    Items are values, or `RawItem`s carrying the exact text they were received as (stored as the original).
+    Every valid item is stored even when others are rejected; a rejected item writes nothing. With
+    `keep_unreadable` (default: the project's setting) an item no reader can read is stored all the same, with
+    status "unreadable" and the reason, instead of being rejected. An item whose `external_id` is already
+    stored in the project (or earlier in the batch) is a duplicate and changes nothing.
+
+    With a `pii_budget` (a web request), the logs past it are stored unscanned (`pii_pending`) for a worker to
+    scan, or refused by index when the project redacts personal data at ingestion.
+    """
+    keep = project.keep_unreadable if keep_unreadable is None else keep_unreadable
+    result = IngestResult()
+    parsed: list[tuple[ParsedLog, list[str] | None]] = []
+    for index, item in enumerate(items):
+        log = _read_item(item if isinstance(item, RawItem) else RawItem(value=item, text=None), index, keep, result)
+        if log is None:
+            continue
+        if pii_budget is not None and not pii_budget.allows(log):
+            if project.redact_pii_on_ingest:
+                result.rejected.append(Rejection(index=index, error=PII_BUDGET_REASON))
+                continue
+            kinds = None  # stored now, scanned by a worker
+        else:
+            started = time.perf_counter()
+            kinds = _pii_apply(log, redact=project.redact_pii_on_ingest)
+            if pii_budget is not None:
+                pii_budget.spent += time.perf_counter() - started
+        result.notes.extend(Note(index=index, note=note) for note in log.notes)
+        parsed.append((log, kinds))
+    if parsed:
+        result.accepted, result.duplicates = _store(project=project, logs=parsed)
+        if any(kinds is None for _, kinds in parsed):
+            transaction.on_commit(lambda: pii_pending_send(project.pk))
+    return result
+
+
+def _read_item(item: RawItem, index: int, keep: bool, result: IngestResult) -> ParsedLog | None:
+    """The item read, or kept as unreadable; None (and a rejection) when it cannot be stored at all."""
+    try:
+        item = item_make_storable(item)
+        if item.error:
+            raise IngestError(item.error)
+        log = log_read(item)
+        log_ranges_check(log)
+        return log
+    except IngestError as exc:
+        error = str(exc)
+    if keep:
+        try:
+            log = unreadable_log(item, error)
+        except (IngestError, orjson.JSONEncodeError):  # not even JSON we can write out: nothing to keep
+            pass
+        else:
+            for name in ("latency_ms", "status_code"):  # what the columns cannot hold is left to the original
+                if (getattr(log, name) or 0) > _MAX_INT:
+                    setattr(log, name, None)
+            result.unreadable.append(Rejection(index=index, error=error))
+            return log
+    result.rejected.append(Rejection(index=index, error=error))
+    return None
+
+
+def project_pii_redaction_update(
+    *, project: Project, redact_pii_on_ingest: bool, actor: User | None = None
+) -> Project:
+    """Turn redaction at ingestion on or off (audited). It applies to logs that arrive from now on:
+    stored logs stay as they are, since the personal data they hold was stored already."""
+    return _project_setting_update(
+        project=project, name="redact_pii_on_ingest", value=redact_pii_on_ingest, actor=actor
+    )
+
+
+def project_keep_unreadable_update(*, project: Project, keep_unreadable: bool, actor: User | None = None) -> Project:
+    """Whether the API and file imports keep the logs no reader can read, as "unreadable" (audited)."""
+    return _project_setting_update(project=project, name="keep_unreadable", value=keep_unreadable, actor=actor)
+
+
+def _project_setting_update(*, project: Project, name: str, value: bool, actor: User | None) -> Project:
+    if getattr(project, name) != value:
+        change = {"from": getattr(project, name), "to": value}
+        setattr(project, name, value)
+        project.save(update_fields=[name])
+        audit_record(project=project, action="project.update", actor=actor, detail={name: change})
+    return project
+
+
+def _pii_apply(log: ParsedLog, *, redact: bool) -> list[str]:
+    """The kinds of personal data in the log's conversation; with `redact`, the log is changed in place
+    so that none of it is stored: the canonical messages and their search text, and also the original
+    body, the metadata, the tool definitions and the error message, which may repeat what the
+    conversation says (an original that still held the address would defeat the point)."""
+    if not redact:
+        return logs_pii_kinds(messages=log.messages)
+    log.messages, findings = pii.conversation_redact(log.messages)
+    log.search_text = search_text(log.messages)
+    log.original = _redact_json(log.original)
+    log.original_text = value_text(log.original)  # no longer the text as sent: that held the personal data
+    log.metadata = _redact_json(log.metadata)
+    log.tools = _redact_json(log.tools)
+    log.error_message = _redact_json(log.error_message)
+    return sorted({found.finding.kind for found in findings})
+
+
+def _redact_json(value: Any) -> Any:
+    """Every string of a JSON value redacted; a string that is itself JSON (tool call arguments in a
+    provider's body) is decoded, redacted value by value and encoded again, so it stays valid JSON."""
+    if isinstance(value, dict):
+        return {key: _redact_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_json(item) for item in value]
+    if not isinstance(value, str):
+        return value
+    if value[:1] in ("{", "["):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            pass
+        else:
+            redacted = _redact_json(decoded)
+            return value if redacted == decoded else json.dumps(redacted, ensure_ascii=False)
+    return pii.redact(value)[0]
+
+
+def log_ranges_check(log: ParsedLog) -> None:
+    """Refuse numbers the integer columns cannot hold."""
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens", "latency_ms"):
+        value = getattr(log, name)
+        if value is not None and value > _MAX_INT:
+            raise IngestError(f"{name}: {value} is too large (at most {_MAX_INT})")
+
+
+def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> tuple[int, int]:
+    """Insert the logs that are not duplicates; returns (accepted, duplicates)."""
+    for attempt in range(_STORE_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                fresh = _without_duplicates(project=project, logs=logs)
+                if connection.vendor == "postgresql":
+                    _copy_insert(project=project, logs=fresh)
+                else:
+                    now = timezone.now()
+                    entries = LogEntry.objects.bulk_create(
+                        [LogEntry(**_values(project.pk, log, kinds, now)) for log, kinds in fresh]
+                    )
+                    _attach_tags(
+                        project=project, log_ids=[e.pk for e in entries], names=[log.tags for log, _ in fresh]
+                    )
+                return len(fresh), len(logs) - len(fresh)
+        except (IntegrityError, psycopg.errors.UniqueViolation):
+            # A concurrent request stored one of these external ids between our check and our insert.
+            # The savepoint is rolled back; looking again turns that item into a duplicate.
+            if attempt == _STORE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _without_duplicates(
+    *, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]
+) -> list[tuple[ParsedLog, list[str] | None]]:
+    ids = {log.external_id for log, _ in logs if log.external_id is not None}
+    if not ids:
+        return logs
+    seen = set(LogEntry.objects.filter(project=project, external_id__in=ids).values_list("external_id", flat=True))
+    fresh = []
+    for log, kinds in logs:
+        if log.external_id is not None:
+            if log.external_id in seen:
+                continue
+            seen.add(log.external_id)
+        fresh.append((log, kinds))
+    return fresh
+
+
+# The columns a reader fills from a log's original: what `reparse_logs` writes again after an upgrade.
+READ_COLUMNS = (
+    "provider", "format", "model", "status", "status_code", "error_message", "finish_reason", "messages", "tools",
+    "options", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "search_text", "pii", "pii_pending",
+    "notes",
+)  # fmt: skip
+
+
+def log_read_columns(log: ParsedLog, kinds: list[str] | None) -> dict[str, object]:
+    """The READ_COLUMNS of a parsed log; `kinds`: its personal data (LogEntry.pii), None when not scanned yet."""
+    return {
+        "provider": log.provider[:32],
+        "format": log.format,
+        "model": log.model[:200],
+        "status": log.status,
+        "status_code": log.status_code,
+        "error_message": log.error_message,
+        "finish_reason": log.finish_reason[:32],
+        "messages": log.messages,
+        "tools": log.tools,
+        "options": log.options,
+        "prompt_tokens": log.prompt_tokens,
+        "completion_tokens": log.completion_tokens,
+        "total_tokens": log.total_tokens,
+        "cost_usd": cost_usd(
+            model=log.model, prompt_tokens=log.prompt_tokens, completion_tokens=log.completion_tokens
+        ),
+        "search_text": log.search_text,
+        "pii": kinds or [],
+        "pii_pending": kinds is None,
+        "notes": log.notes,
+    }
+
+
+def _values(project_id: int, log: ParsedLog, kinds: list[str] | None, now: datetime) -> dict[str, object]:
+    """The LogEntry columns of a parsed log (ids aside); `kinds`: its personal data (LogEntry.pii)."""
+    return {
+        "project_id": project_id,
+        "external_id": log.external_id,
+        **log_read_columns(log, kinds),
+        "original": log.original_text,
+        "latency_ms": log.latency_ms,
+        "metadata": log.metadata,
+        "created_at": log.created_at or now,
+        "ingested_at": now,
+    }
+
+
+def tags_get_or_create(*, project: Project, names: Iterable[str]) -> dict[str, Tag]:
+    """Tags of the project by name, creating the missing ones (safe against concurrent creation)."""
+    wanted = set(names)
+    if not wanted:
+        return {}
+    tags = {tag.name: tag for tag in Tag.objects.filter(project=project, name__in=wanted)}
+    missing = wanted - tags.keys()
+    if missing:
+        Tag.objects.bulk_create([Tag(project=project, name=name) for name in missing], ignore_conflicts=True)
+        tags.update({tag.name: tag for tag in Tag.objects.filter(project=project, name__in=missing)})
+    return tags
+
+
+def _attach_tags(*, project: Project, log_ids: list[int], names: list[list[str]]) -> None:
+    tags = tags_get_or_create(project=project, names={name for group in names for name in group})
+    if tags:
+        LogTag.objects.bulk_create(
+            [
+                LogTag(log_id=log_id, tag=tags[name])
+                for log_id, group in zip(log_ids, names, strict=True)
+                for name in group
+            ]
+        )
+
+
+# --- PostgreSQL: COPY ---------------------------------------------------------------------------------
+# COPY is PostgreSQL's fastest way in, several times cheaper than a multi-row INSERT on both sides.
+# It cannot return ids, so the ids are drawn from the table's sequence first, in one round trip.
+
+_JSON_COLUMNS = frozenset({"messages", "tools", "options", "metadata", "pii", "notes"})
+_COPY_TAGS = "COPY curation_logtag (log_id, tag_id) FROM STDIN"
+_NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('curation_logentry', 'id')) FROM generate_series(1, %s)"
+
+
+def _copy_insert(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> None:
+    if not logs:
+        return
+    now = timezone.now()
+    rows = [_values(project.pk, log, kinds, now) for log, kinds in logs]
+    columns = list(rows[0])
+    # orjson writes the JSON columns several times faster than the json module Django would use.
+    json_at = [i for i, column in enumerate(columns) if column in _JSON_COLUMNS]
+    with connection.cursor() as cursor:
+        cursor.execute(_NEXT_IDS, [len(logs)])
+        ids = [row[0] for row in cursor.fetchall()]
+        with cursor.cursor.copy(f"COPY curation_logentry (id, {', '.join(columns)}) FROM STDIN") as copy:
+            for log_id, values in zip(ids, rows, strict=True):
+                row = [log_id, *values.values()]
+                for i in json_at:
+                    row[i + 1] = orjson.dumps(row[i + 1]).decode()
+                copy.write_row(row)
+        tags = tags_get_or_create(project=project, names={name for log, _ in logs for name in log.tags})
+        if tags:
+            with cursor.cursor.copy(_COPY_TAGS) as copy:
+                for log_id, (log, _) in zip(ids, logs, strict=True):
+                    for name in log.tags:
+                        copy.write_row((log_id, tags[name].pk))

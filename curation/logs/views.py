@@ -1,0 +1,273 @@
+"""The log explorer: filter, search, read, tag, bulk actions; the tags page and the audit page.
+
+Every filter of the page is the shared one (`curation.logs.filters.logs_filter`), carried in the URL, so a
+view can be shared, saved, and acted on in bulk with exactly the logs it shows."""
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.http import Http404, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import path
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_POST, require_safe
+
+from curation.common.pagination import keyset_page
+from curation.common.views import AuthenticatedRequest, is_htmx, membership_or_404, page_context
+from curation.datasets.selectors import dataset_names, datasets_of_log
+from curation.logs.bulk.selectors import bulk_jobs_active
+from curation.logs.filters import logs_filter
+from curation.logs.forms import SavedViewForm
+from curation.logs.links import FILTER_ORDER, filter_query, logs_url, queries_join, query_with
+from curation.logs.selectors import Facets, log_facets, log_get, log_list, log_neighbours, model_names
+from curation.models import LogStatus, Membership, Role, SavedView
+from curation.tags.selectors import tag_names
+from curation.text import rendering
+
+PAGE_SIZE = 50
+ORIGINAL_SHOWN = 200_000  # characters of the raw original shown inline; the API has all of it
+
+
+FILTER_LABELS = {
+    "q": "Search", "model": "Model", "provider": "Provider", "status": "Status", "tag": "Has all tags",
+    "tag_any": "Has any tag", "tag_none": "Has none of the tags", "created_after": "From", "created_before": "Until",
+    "min_tokens": "Min tokens", "max_tokens": "Max tokens", "min_latency_ms": "Min latency",
+    "max_latency_ms": "Max latency", "metadata": "Metadata", "in_dataset": "In dataset",
+    "not_in_dataset": "Not in dataset", "pii": "Personal data", "similar_to": "Like log",
+    "min_similarity": "Similarity at least", "cursor": "Page",
+}  # fmt: skip
+
+
+PII_LABELS = {**rendering.PII_LABELS, "none": "none"}
+
+
+PII_CHOICES = [
+    ("any", "Any"),
+    ("none", "None"),
+    *((kind, f"Has {label}") for kind, label in PII_LABELS.items() if kind != "none"),
+]
+
+
+ADVANCED = frozenset(FILTER_ORDER) - {"q", "model", "status", "tag"}
+
+
+def _facet_links(slug: str, query: str, found: Facets) -> dict:
+    """Each facet value with its count and the URL that toggles it in the current filter."""
+    params = QueryDict(query)
+    tags_now = [name.strip() for name in params.get("tag", "").split(",") if name.strip()]
+
+    def toggle(key: str, value: str) -> tuple[bool, str]:
+        active = params.get(key) == value
+        return active, logs_url(slug, query_with(query, key, None if active else value))
+
+    def tag_toggle(name: str) -> tuple[bool, str]:
+        active = name in tags_now
+        names = [n for n in tags_now if n != name] if active else [*tags_now, name]
+        return active, logs_url(slug, query_with(query, "tag", ",".join(names)))
+
+    def pii_toggle(kind: str) -> tuple[bool, str]:
+        # Kinds combine as "any of them"; "none" stands alone: choosing it drops the kinds, and back.
+        now = [k.strip() for k in params.get("pii", "").split(",") if k.strip()]
+        active = kind in now
+        if active:
+            chosen = [k for k in now if k != kind]
+        else:
+            chosen = [kind] if kind == "none" else [*(k for k in now if k not in ("none", "any")), kind]
+        return active, logs_url(slug, query_with(query, "pii", ",".join(chosen)))
+
+    models, statuses, tags, kinds = [], [], [], []
+    for kind, count in found.pii:
+        active, url = pii_toggle(kind)
+        kinds.append(
+            {"label": PII_LABELS.get(kind, kind), "value": kind, "count": count, "active": active, "url": url}
+        )
+    for model, count in found.models:
+        # Logs without a model cannot be asked for by model: the value is shown, not linked.
+        active, url = toggle("model", model) if model else (False, "")
+        models.append({"label": model or "(none)", "count": count, "active": active, "url": url})
+    for status, count in found.statuses:
+        active, url = toggle("status", status)
+        label = LogStatus(status).label if status in LogStatus.values else status
+        statuses.append({"label": label, "value": status, "count": count, "active": active, "url": url})
+    for tag, count in found.tags:
+        active, url = tag_toggle(tag.name)
+        tags.append({"label": tag.name, "color": tag.color, "count": count, "active": active, "url": url})
+    return {"models": models, "statuses": statuses, "tags": tags, "pii": kinds}
+
+
+def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> dict:
+    project = membership.project
+    query = filter_query(request.GET)
+    cursor = request.GET.get("cursor") or None
+    context = page_context(request, membership) | {
+        "query": query,
+        "params": request.GET,
+        "metadata_values": [pair for pair in request.GET.getlist("metadata") if pair.strip()],
+        "logs_url": logs_url(project.slug, query),
+        "errors": {},
+        "rows": [],
+        "saved_views": SavedView.objects.filter(project=project),
+        "datasets": dataset_names(project=project),
+    }
+    if not is_htmx(request):  # a table refresh leaves the filter bar and the jobs above it as they are
+        context |= {
+            "model_names": model_names(project=project),
+            "tag_names": tag_names(project=project),
+            "jobs": bulk_jobs_active(project=project),
+        }
+    try:
+        logs = logs_filter(project=project, params=QueryDict(query), queryset=log_list(project=project))
+        page = keyset_page(logs, cursor=cursor, size=PAGE_SIZE, searching=bool(request.GET.get("q")))
+    except ValidationError as exc:
+        context["errors"] = {FILTER_LABELS.get(key, key): value for key, value in exc.message_dict.items()}
+        return context
+    detail_suffix = f"?{query}" if query else ""
+    context |= {
+        "rows": [(log, f"/p/{project.slug}/logs/{log.pk}/{detail_suffix}") for log in page.items],
+        "facets_url": f"/p/{project.slug}/logs/facets/{detail_suffix}",
+        "next_url": page.next_cursor
+        and logs_url(project.slug, queries_join(query, urlencode({"cursor": page.next_cursor}))),
+        "paged": bool(cursor),
+    }
+    return context
+
+
+@login_required
+@require_safe
+def explorer(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    membership = membership_or_404(request, slug)
+    context = _explorer_context(request, membership)
+    context["advanced_open"] = any(request.GET.get(key) for key in ADVANCED)
+    context["pii_choices"] = PII_CHOICES
+    context["pii_chosen_known"] = request.GET.get("pii", "") in dict(PII_CHOICES)
+    if is_htmx(request) and request.headers.get("HX-Target") == "explorer-body":
+        # A new filter makes a pending confirmation stale: the panel is cleared with the table.
+        context |= {"oob": True, "clear_panel": request.headers.get("HX-Trigger") == "filters"}
+        response = render(request, "curation/explorer_body.html", context)
+    else:
+        response = render(request, "curation/explorer.html", context)
+    # The same URL answers a whole page or the table alone: caches must tell them apart.
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
+
+
+@login_required
+@require_safe
+def explorer_facets(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    """Counts per model, status and tag, and the total, of the current filter: loaded after the table,
+    so a slow count never holds the table up."""
+    membership = membership_or_404(request, slug)
+    project = membership.project
+    query = filter_query(request.GET)
+    try:
+        logs = logs_filter(project=project, params=QueryDict(query))
+    except ValidationError:  # the table says what is wrong
+        return render(request, "curation/explorer_facets.html", {"project": project, "invalid": True})
+    found = log_facets(project=project, logs=logs, searching=bool(request.GET.get("q")))
+    context = {
+        "project": project,
+        "found": found,
+        "facets": found and _facet_links(slug, query, found),
+        "filtered": bool(query),
+    }
+    return render(request, "curation/explorer_facets.html", context)
+
+
+@login_required
+@require_safe
+def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpResponse:
+    membership = membership_or_404(request, slug)
+    project = membership.project
+    log = log_get(project=project, log_id=log_id)
+    if log is None:
+        raise Http404("Log not found")
+    query = filter_query(request.GET)
+    try:
+        newer, older = log_neighbours(logs=logs_filter(project=project, params=QueryDict(query)), log=log)
+    except ValidationError:
+        newer = older = None
+    original = log.original
+    # The exact text is often one long line: an indented copy, keys in the order sent, is easier to read.
+    value = log.original_value if len(original) <= ORIGINAL_SHOWN else None
+    indented = rendering.pretty_json(value) if value is not None and "\n" not in original else ""
+    if not indented.isascii() and not _encodable(indented):  # lone surrogate escapes, decoded: only the exact text
+        indented = ""
+    suffix = f"?{query}" if query else ""
+    context = page_context(request, membership) | {
+        "log": log,
+        "query": query,
+        "back_url": logs_url(slug, query),
+        "newer_url": newer and f"/p/{slug}/logs/{newer}/{suffix}",
+        "older_url": older and f"/p/{slug}/logs/{older}/{suffix}",
+        "turns": rendering.conversation_turns(log.messages),
+        "pii_summary": rendering.pii_summary(log.messages),
+        "tools": rendering.tool_definitions(log.tools),
+        "metadata": rendering.pretty_json(log.metadata) if log.metadata else "",
+        "original": original[:ORIGINAL_SHOWN],
+        "original_cut": len(original) > ORIGINAL_SHOWN,
+        "original_indented": indented,
+        "datasets": dataset_names(project=project),
+        "in_datasets": datasets_of_log(log=log),
+        "tag_names": tag_names(project=project),
+        "self_url": f"/p/{slug}/logs/{log.pk}/{suffix}",
+        "similar_url": f"/p/{slug}/logs/{log.pk}/similar{suffix}",
+    }
+    return render(request, "curation/log_detail.html", context)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@login_required
+@require_POST
+def saved_view_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    membership = membership_or_404(request, slug, Role.EDITOR)
+    form = SavedViewForm(request.POST)
+    query = filter_query(QueryDict(request.POST.get("query", "")))
+    if not form.is_valid():
+        messages.error(request, "A saved view needs a name of at most 100 characters.")
+        return redirect(logs_url(slug, query))
+    try:
+        logs_filter(project=membership.project, params=QueryDict(query))  # only a working filter is saved
+        with transaction.atomic():
+            SavedView.objects.create(
+                project=membership.project,
+                name=form.cleaned_data["name"].strip(),
+                query=query,
+                created_by=request.user,
+            )
+    except ValidationError:
+        messages.error(request, "Fix the filter before saving it.")
+    except IntegrityError:
+        messages.error(request, f"A view named '{form.cleaned_data['name']}' already exists.")
+    else:
+        messages.success(request, f"Saved view '{form.cleaned_data['name']}'.")
+    return redirect(logs_url(slug, query))
+
+
+@login_required
+@require_POST
+def saved_view_delete(request: AuthenticatedRequest, slug: str, view_id: int) -> HttpResponse:
+    membership = membership_or_404(request, slug, Role.EDITOR)
+    deleted, _ = SavedView.objects.filter(project=membership.project, pk=view_id).delete()
+    if not deleted:
+        raise Http404("View not found")
+    messages.success(request, "View deleted.")
+    return redirect(logs_url(slug))
+
+
+urlpatterns = [
+    path("p/<slug:slug>/logs/", explorer, name="explorer"),
+    path("p/<slug:slug>/logs/facets/", explorer_facets, name="explorer-facets"),
+    path("p/<slug:slug>/logs/<int:log_id>/", log_detail, name="log-detail"),
+    path("p/<slug:slug>/logs/views/new", saved_view_new, name="saved-view-new"),
+    path("p/<slug:slug>/logs/views/<int:view_id>/delete", saved_view_delete, name="saved-view-delete"),
+]

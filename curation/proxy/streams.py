@@ -1,0 +1,130 @@
+"""Streamed provider answers folded into the one response the provider would have sent unstreamed.
+
+The logging proxy (curation/proxy/services.py) logs a streamed call this way, so a streamed and an unstreamed
+call leave the same log. Plain functions on decoded events: no Django, no I/O.
+"""
+
+import orjson
+
+
+def json_object(text: str) -> dict | None:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def sse_events(text: str) -> list[tuple[str, dict | str]]:
+    """The (event, data) pairs of a server-sent event stream; data is decoded JSON where it is JSON."""
+    events: list[tuple[str, dict | str]] = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        name, data = "", []
+        for line in block.split("\n"):
+            key, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if key == "event":
+                name = value
+            elif key == "data":
+                data.append(value)
+        if data:
+            joined = "\n".join(data)
+            events.append((name, json_object(joined) or joined))
+    return events
+
+
+def assemble_openai(events: list[tuple[str, dict | str]]) -> dict | None:
+    """`chat.completion.chunk` deltas folded into one `chat.completion`: content, refusals, tool calls,
+    finish reasons and the usage chunk (`stream_options.include_usage`). An error event is the response."""
+    response: dict | None = None
+    choices: dict[int, dict] = {}
+    for _, chunk in events:
+        if not isinstance(chunk, dict):
+            continue  # "[DONE]"
+        if "error" in chunk:
+            return chunk
+        if response is None:
+            response = {key: chunk[key] for key in ("id", "created", "model", "system_fingerprint") if key in chunk}
+            response["object"] = "chat.completion"
+        if chunk.get("usage"):
+            response["usage"] = chunk["usage"]
+        for part in chunk.get("choices") or ():
+            index = part.get("index", 0)
+            choice = choices.setdefault(
+                index, {"index": index, "message": {"role": "assistant", "content": None}, "finish_reason": None}
+            )
+            _fold_openai_delta(choice["message"], part.get("delta") or {})
+            if part.get("finish_reason"):
+                choice["finish_reason"] = part["finish_reason"]
+    if response is not None:
+        response["choices"] = [choices[index] for index in sorted(choices)]
+    return response
+
+
+def _fold_openai_delta(message: dict, delta: dict) -> None:
+    if delta.get("role"):
+        message["role"] = delta["role"]
+    for key in ("content", "refusal"):
+        if delta.get(key) is not None:
+            message[key] = (message.get(key) or "") + delta[key]
+    for call_delta in delta.get("tool_calls") or ():
+        calls = message.setdefault("tool_calls", [])
+        index = call_delta.get("index", len(calls))
+        while len(calls) <= index:
+            calls.append({"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+        call = calls[index]
+        if call_delta.get("id"):
+            call["id"] = call_delta["id"]
+        function = call_delta.get("function") or {}
+        for key in ("name", "arguments"):
+            if function.get(key):
+                call["function"][key] += function[key]
+    if delta.get("function_call"):  # the deprecated single-function form
+        function_call = message.setdefault("function_call", {"name": "", "arguments": ""})
+        for key in ("name", "arguments"):
+            function_call[key] += delta["function_call"].get(key) or ""
+
+
+def assemble_anthropic(events: list[tuple[str, dict | str]]) -> dict | None:
+    """Messages stream events folded into one `message`: `message_start`, the content blocks and their deltas
+    (text, tool input JSON, thinking), `message_delta`'s stop reason and usage. An error event is the response."""
+    message: dict | None = None
+    blocks: dict[int, dict] = {}
+    partial_json: dict[int, str] = {}
+    for _, event in events:
+        if not isinstance(event, dict):
+            continue
+        kind = event.get("type")
+        if kind == "error":
+            return event
+        if kind == "message_start":
+            message = dict(event.get("message") or {})
+        elif kind == "content_block_start":
+            blocks[event.get("index", len(blocks))] = dict(event.get("content_block") or {})
+        elif kind == "content_block_delta":
+            index = event.get("index", 0)
+            _fold_anthropic_delta(blocks.setdefault(index, {}), partial_json, index, event.get("delta") or {})
+        elif kind == "message_delta" and message is not None:
+            message.update(
+                {k: v for k, v in (event.get("delta") or {}).items() if k in ("stop_reason", "stop_sequence")}
+            )
+            message["usage"] = {**(message.get("usage") or {}), **(event.get("usage") or {})}
+    for index, text in partial_json.items():
+        blocks[index]["input"] = json_object(text) or {}
+    if message is not None:
+        message["content"] = [blocks[index] for index in sorted(blocks)]
+    return message
+
+
+def _fold_anthropic_delta(block: dict, partial_json: dict[int, str], index: int, delta: dict) -> None:
+    kind = delta.get("type")
+    if kind == "text_delta":
+        block["text"] = block.get("text", "") + delta.get("text", "")
+    elif kind == "input_json_delta":
+        partial_json[index] = partial_json.get(index, "") + delta.get("partial_json", "")
+    elif kind == "thinking_delta":
+        block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
+    elif kind == "signature_delta":
+        block["signature"] = block.get("signature", "") + delta.get("signature", "")
+    elif kind == "citations_delta":
+        block.setdefault("citations", []).append(delta.get("citation"))
