@@ -70,10 +70,9 @@ def _parse_args() -> argparse.Namespace:
 def _seed(project, count: int) -> None:
     import numpy as np
 
-    from curation.datasets.dedup.services import text_hash, vector_bytes
     from curation.logs.services import logs_ingest
     from curation.models import LogEmbedding, LogEntry
-    from curation.text.embeddings import DIMENSION, text_of_conversation
+    from curation.text.embeddings import DIMENSION, text_hash, text_of_conversation, vector_bytes
 
     maker = LogMaker(seed=13)
     rng = np.random.default_rng(13)
@@ -119,7 +118,8 @@ def _ms(times: list[float]) -> str:
 def _measure(project, user, *, queries: int) -> list[tuple[str, str]]:
     from django.test import Client
 
-    from curation.logs.similar.services import log_index_size, logs_similar
+    from curation.logs.similar.selectors import log_index_size
+    from curation.logs.similar.services import logs_similar
     from curation.models import LogEntry
 
     logs = _query_logs(project, queries)

@@ -29,6 +29,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from curation.common.params import ID_MAX
+from curation.logs.similar.selectors import SIMILARITY_DEFAULT, LogNotIndexed, logs_like_ids
 from curation.models import DatasetEntry, LogEntry, LogStatus, LogTag, Project, Tag
 from curation.text import pii
 
@@ -180,13 +181,19 @@ class LogFilter(django_filters.FilterSet):
         return queryset.filter(condition)
 
     def filter_similar_to(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
-        from curation.logs.similar.services import SIMILARITY_DEFAULT, logs_like_ids
-
         log = LogEntry.objects.filter(project=self.project, pk=int(value)).first() if value == int(value) else None
         if log is None:
             raise ValidationError({"similar_to": f"No log {value} in this project."})
         threshold = self.form.cleaned_data.get("min_similarity")
-        ids = logs_like_ids(project=self.project, log=log, min_similarity=float(threshold or SIMILARITY_DEFAULT))
+        try:
+            ids = logs_like_ids(project=self.project, log=log, min_similarity=float(threshold or SIMILARITY_DEFAULT))
+        except LogNotIndexed:
+            raise ValidationError(
+                {
+                    "similar_to": f"Log {log.pk} is not in the index of similar logs yet: open More like this on its "
+                    "page (or GET /api/v1/logs/ID/similar), or index the project's logs, then filter again."
+                }
+            ) from None
         return queryset.filter(pk__in=ids)
 
     def filter_min_similarity(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:

@@ -14,6 +14,7 @@ See docs/dedup.md for what the thresholds mean.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -376,3 +377,18 @@ def most_similar(
         return []
     ranked = np.lexsort((np.arange(len(scores)), -scores))[:wanted]
     return [(int(index), float(scores[index])) for index in ranked]
+
+
+# --- stored vectors: what the text was, and the vector as bytes -----------------------------------
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def vector_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def vector_from_bytes(raw: bytes | memoryview) -> np.ndarray:
+    return np.frombuffer(bytes(raw), dtype="<f4")

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from django.test import override_settings
 
-from curation.datasets.dedup.services import vector_bytes, vector_from_bytes
 from curation.logs.services import logs_ingest
+from curation.logs.similar import selectors as similar_selectors
 from curation.logs.similar import services
+from curation.logs.similar.selectors import LogNotIndexed, logs_like_ids
 from curation.logs.similar.services import log_embedding_job_create, logs_similar, project_embed_logs
 from curation.logs.similar.tasks import project_embed_logs_task
 from curation.models import JobStatus, LogEmbedding, LogEmbeddingJob, LogEntry
+from curation.text.embeddings import vector_bytes, vector_from_bytes
 from tests.factories import ProjectFactory
 from tests.waiting import wait_until_finished
 
@@ -169,7 +171,7 @@ def test_the_search_scans_in_chunks_and_keeps_the_best(project, monkeypatch):
         LogEmbedding.objects.create(project=project, log_id=log_id, vector=vector_bytes(vector), text_hash="x")
     query = vectors[0]
     monkeypatch.setattr(services, "log_vector", lambda log: query)
-    monkeypatch.setattr(services, "SCAN_CHUNK", 7)
+    monkeypatch.setattr(similar_selectors, "SCAN_CHUNK", 7)
 
     found = logs_similar(project=project, log=LogEntry.objects.get(pk=ids[0]), k=5)
 
@@ -361,17 +363,30 @@ def test_the_panel_links_to_the_explorer_with_the_filter_kept(client, project, v
 
 
 def test_a_new_index_gives_the_filter_a_new_answer(project):
-    from curation.logs.similar.services import logs_like_ids
-
     ids = ingest(project)
     with override_settings(LOGTUNE_SIMILAR_LOGS_MAX=2):
         indexed(project)  # the two newest: the SQL question and the last password question
-    log = LogEntry.objects.get(pk=ids[0])
-    assert logs_like_ids(project=project, log=log, min_similarity=0.8) == [ids[0], ids[4]]
+    log = LogEntry.objects.get(pk=ids[4])
+    assert logs_like_ids(project=project, log=log, min_similarity=0.8) == [ids[4]]
 
     indexed(project)
 
     assert logs_like_ids(project=project, log=log, min_similarity=0.8) == [ids[0], ids[2], ids[4]]
+
+
+def test_the_filter_never_embeds_a_log_it_is_asked_about(key_client, project):
+    ids = ingest(project)
+    with override_settings(LOGTUNE_SIMILAR_LOGS_MAX=2):
+        indexed(project)  # the two newest: the first password question is not indexed
+    log = LogEntry.objects.get(pk=ids[0])
+
+    with pytest.raises(LogNotIndexed):
+        logs_like_ids(project=project, log=log, min_similarity=0.8)
+    response = key_client.get(f"/api/v1/logs?similar_to={ids[0]}")
+
+    assert response.status_code == 400
+    assert "not in the index of similar logs yet" in response.json()["similar_to"][0]
+    assert not LogEmbedding.objects.filter(log_id=ids[0]).exists()
 
 
 @pytest.mark.parametrize(

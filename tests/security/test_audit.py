@@ -11,7 +11,6 @@ import pytest
 from django.db.models import Max
 from rest_framework.test import APIClient
 
-from curation.datasets.dedup.services import text_hash, vector_bytes
 from curation.models import (
     ApiKey,
     AuditEvent,
@@ -24,7 +23,7 @@ from curation.models import (
     Tag,
 )
 from curation.projects.services import api_key_create, api_key_revoke
-from curation.text.embeddings import DIMENSION, text_of_conversation
+from curation.text.embeddings import DIMENSION, text_hash, text_of_conversation, vector_bytes
 from tests.security.tenants import Tenant, tenant_create
 from training.models import BaseModel, FineTuneJob, FineTuneStatus
 from training.services.jobs import finetune_create

@@ -6,7 +6,6 @@ stored vectors takes far less time than embedding them. An entry edited after it
 another text than its embedding's (`text_hash`): it counts as missing until the next run.
 """
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,7 +31,15 @@ from curation.models import (
     JobStatus,
     LogEntry,
 )
-from curation.text.embeddings import DIMENSION, keep_one_per_cluster, near_duplicate_clusters, text_of_conversation
+from curation.text.embeddings import (
+    DIMENSION,
+    keep_one_per_cluster,
+    near_duplicate_clusters,
+    text_hash,
+    text_of_conversation,
+    vector_bytes,
+    vector_from_bytes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,18 +50,6 @@ BATCH = 256
 THRESHOLD_MIN, THRESHOLD_MAX, THRESHOLD_DEFAULT = 0.5, 1.0, 0.95
 # Characters of the first user turn shown for each entry of a cluster.
 SNIPPET_CHARS = 160
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def vector_bytes(vector: np.ndarray) -> bytes:
-    return np.asarray(vector, dtype="<f4").tobytes()
-
-
-def vector_from_bytes(raw: bytes | memoryview) -> np.ndarray:
-    return np.frombuffer(bytes(raw), dtype="<f4")
 
 
 # --- the job ----------------------------------------------------------------------------------------

@@ -19,14 +19,8 @@ from curation.datasets.dedup.apis import EmbeddingJobOutput
 from curation.logs.apis import LogListOutput
 from curation.logs.filters import FILTER_PARAMS, logs_filter
 from curation.logs.selectors import log_get
-from curation.logs.similar.services import (
-    RESULTS_DEFAULT,
-    RESULTS_MAX,
-    log_embedding_job_create,
-    log_embedding_job_latest,
-    log_index_size,
-    logs_similar,
-)
+from curation.logs.similar.selectors import log_embedding_job_latest, log_index_size
+from curation.logs.similar.services import RESULTS_DEFAULT, RESULTS_MAX, log_embedding_job_create, logs_similar
 from curation.models import LogEmbeddingJob, Role
 
 

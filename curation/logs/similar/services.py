@@ -2,14 +2,13 @@
 
 A project's logs are embedded by a worker (LogEmbeddingJob, `project_embed_logs`), newest first and at
 most LOGTUNE_SIMILAR_LOGS_MAX of them, in committed batches: embedding every log of a busy project would
-take hours on CPUs, and the recent ones are the ones analysts look for. A search embeds the log asked
+take hours on CPUs, and the recent ones are the ones analysts look for. "More like this" embeds the log asked
 about if it has no fresh embedding yet (one text: milliseconds, once the model is loaded), then scans
-the stored vectors of the logs in scope chunk by chunk, keeping only the best `k`: memory stays at one
-chunk, whatever the size of the index.
+the stored vectors of the logs in scope chunk by chunk (`selectors.vector_chunks`), keeping only the best `k`:
+memory stays at one chunk, whatever the size of the index. The explorer's `similar_to` filter reads only stored
+vectors (`selectors.logs_like_ids`).
 """
 
-import contextlib
-import heapq
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,29 +16,21 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.cache import cache
-from django.db import connection, transaction
-from django.db.models import Count, Max, QuerySet
+from django.db import transaction
+from django.db.models import QuerySet
 
 from curation.audit.services import audit_record
 from curation.common.queueing import task_send_or_fail
-from curation.datasets.dedup.services import embedding_work_run, text_hash, vector_bytes, vector_from_bytes
-from curation.logs.lookups import queryset_sql
+from curation.datasets.dedup.services import embedding_work_run
+from curation.logs.similar.selectors import score_chunk, vector_chunks
 from curation.models import ApiKey, JobStatus, LogEmbedding, LogEmbeddingJob, LogEntry, Project
-from curation.text.embeddings import DIMENSION, text_of_conversation
+from curation.text.embeddings import text_hash, text_of_conversation, vector_bytes, vector_from_bytes
 
 logger = logging.getLogger(__name__)
 
 # Logs embedded and committed together: a crash loses at most one batch, and progress moves every few seconds.
 BATCH = 256
-# Stored vectors read and scored at once by a search: 4,096 x 1.5 KB.
-SCAN_CHUNK = 4096
 RESULTS_DEFAULT, RESULTS_MAX = 20, 100
-# The explorer's `similar_to` filter: the logs at least this alike (0.5 to 1), the best this many at most.
-SIMILARITY_MIN, SIMILARITY_DEFAULT = 0.5, 0.8
-LIKE_MAX = 10_000
-# A filter's logs are kept this long for the same index: the table, its facets and its next pages ask again.
-LIKE_CACHE_S = 300
 
 
 # --- the index --------------------------------------------------------------------------------------
@@ -78,10 +69,6 @@ def log_embedding_job_create(
     return job
 
 
-def log_embedding_job_latest(*, project: Project) -> LogEmbeddingJob | None:
-    return project.log_embedding_jobs.first()
-
-
 def project_embed_logs(
     *, job_id: int, on_progress: Callable[[LogEmbeddingJob], None] | None = None
 ) -> LogEmbeddingJob:
@@ -115,11 +102,6 @@ def _store(project_id: int, rows: list[tuple[int, np.ndarray, str]]) -> None:
         ],
         update_conflicts=True, unique_fields=["log"], update_fields=["vector", "text_hash", "created_at"],
     )  # fmt: skip
-
-
-def log_index_size(*, project: Project) -> int:
-    """Logs of the project with an embedding (fresh or not): the ones "more like this" searches."""
-    return LogEmbedding.objects.filter(project=project).count()
 
 
 # --- the search -------------------------------------------------------------------------------------
@@ -163,86 +145,10 @@ def logs_similar(
         candidates = candidates.filter(log__in=within.values("id"))
     best: list[tuple[float, int]] = []  # a min-heap of (score, log id) holding the k best so far
     searched = 0
-    for rows in _vector_chunks(candidates.values_list("log_id", "vector")):
-        searched += _score_chunk(query, rows, best, k)
+    for rows in vector_chunks(candidates.values_list("log_id", "vector")):
+        searched += score_chunk(query, rows, best, k)
     ranked = sorted(best, reverse=True)
     found = LogEntry.objects.filter(pk__in=[log_id for _, log_id in ranked]).defer("original", "search_text")
     by_id = {entry.pk: entry for entry in found.prefetch_related("tags")}
     results = [(by_id[log_id], score) for score, log_id in ranked if log_id in by_id]
     return SimilarLogs(log=log, searched=searched, results=results)
-
-
-def logs_like_ids(*, project: Project, log: LogEntry, min_similarity: float) -> list[int]:
-    """Ids of the project's indexed logs at least `min_similarity` like `log` (the log itself included), the
-    best LIKE_MAX at most: the explorer's `similar_to` filter.
-
-    The answer is cached for a few minutes under the index's state (its size and latest write), so the
-    explorer's table, facets and pages scan the vectors once; indexing more logs gives a new answer.
-    """
-    query = log_vector(log=log).astype(np.float32)  # first: it may add the log to the index
-    index = LogEmbedding.objects.filter(project=project)
-    state = index.aggregate(size=Count("pk"), latest=Max("created_at"))
-    latest = state["latest"].timestamp() if state["latest"] else 0
-    key = f"logtune:like:{project.pk}:{log.pk}:{min_similarity:.4f}:{state['size']}:{latest}"
-    with contextlib.suppress(Exception):  # a cache that is down only costs the scan below
-        cached = cache.get(key)
-        if cached is not None:
-            return cached
-    found: list[tuple[float, int]] = []
-    for rows in _vector_chunks(index.values_list("log_id", "vector")):
-        scores = _chunk_matrix(rows) @ query
-        found.extend((float(scores[row]), rows[row][0]) for row in np.flatnonzero(scores >= min_similarity).tolist())
-    found.sort(reverse=True)
-    ids = sorted({log.pk, *(log_id for _, log_id in found[:LIKE_MAX])})
-    with contextlib.suppress(Exception):
-        cache.set(key, ids, LIKE_CACHE_S)
-    return ids
-
-
-def _vector_chunks(rows: QuerySet) -> Iterator[list[tuple[int, bytes]]]:
-    """(log id, vector) rows of `rows` in chunks of SCAN_CHUNK, streamed from the database.
-
-    On PostgreSQL through a server-side cursor in binary format: bytea arrives as bytes instead of hex
-    text to decode, which halves the time of a search over a large index (bench/similar.py).
-    """
-    if connection.vendor == "postgresql":
-        sql, params = queryset_sql(rows)
-        with transaction.atomic(), connection.connection.cursor(name="logtune_similar", binary=True) as cursor:
-            cursor.itersize = SCAN_CHUNK
-            cursor.execute(sql, params)
-            while chunk := cursor.fetchmany(SCAN_CHUNK):
-                yield chunk
-        return
-    chunk = []
-    for log_id, vector in rows.iterator(chunk_size=SCAN_CHUNK):
-        chunk.append((log_id, bytes(vector)))
-        if len(chunk) == SCAN_CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _chunk_matrix(rows: list[tuple[int, bytes]]) -> np.ndarray:
-    """The vectors of a chunk of (log id, vector) rows as one (rows x 384) float32 matrix."""
-    return np.frombuffer(b"".join(vector for _, vector in rows), dtype="<f4").reshape(len(rows), DIMENSION)
-
-
-def _score_chunk(query: np.ndarray, rows: list[tuple[int, bytes]], best: list[tuple[float, int]], k: int) -> int:
-    ids = [log_id for log_id, _ in rows]
-    matrix = _chunk_matrix(rows)
-    # Rounded: copies differ in the last bits of float32, and equal scores go to the newer log. Rows tied with
-    # the chunk's k-th best all go to the heap, which breaks the ties.
-    scores = np.round(matrix @ query, 4)
-    if len(scores) > k:
-        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-        chosen = np.flatnonzero(scores >= kth)
-    else:
-        chosen = np.arange(len(scores))
-    for row in chosen.tolist():
-        item = (float(scores[row]), ids[row])
-        if len(best) < k:
-            heapq.heappush(best, item)
-        elif item > best[0]:
-            heapq.heapreplace(best, item)
-    return len(ids)

@@ -13,6 +13,7 @@ from curation.common.views import AuthenticatedRequest, is_htmx, membership_or_4
 from curation.logs.filters import logs_filter
 from curation.logs.links import filter_query, next_url
 from curation.logs.selectors import log_get
+from curation.logs.similar import selectors as similar_selectors
 from curation.logs.similar import services as similar_services
 from curation.models import LogEntry, Membership, Role
 
@@ -23,8 +24,8 @@ def _similar_context(request: AuthenticatedRequest, membership: Membership, log:
     project = membership.project
     query = filter_query(request.GET)
     suffix = f"?{query}" if query else ""
-    job = similar_services.log_embedding_job_latest(project=project)
-    indexed = similar_services.log_index_size(project=project)
+    job = similar_selectors.log_embedding_job_latest(project=project)
+    indexed = similar_selectors.log_index_size(project=project)
     context = page_context(request, membership) | {
         "log": log,
         "query": query,
@@ -39,8 +40,8 @@ def _similar_context(request: AuthenticatedRequest, membership: Membership, log:
             if key not in ("similar_to", "min_similarity")
             for value in values
         ],
-        "min_similarity": similar_services.SIMILARITY_DEFAULT,
-        "similarity_min": similar_services.SIMILARITY_MIN,
+        "min_similarity": similar_selectors.SIMILARITY_DEFAULT,
+        "similarity_min": similar_selectors.SIMILARITY_MIN,
         "found": None,
         "rows": [],
         "error": "",

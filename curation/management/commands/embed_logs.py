@@ -2,7 +2,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from curation.logs.similar.services import log_embedding_job_create, log_index_size, project_embed_logs
+from curation.logs.similar.selectors import log_index_size
+from curation.logs.similar.services import log_embedding_job_create, project_embed_logs
 from curation.models import JobStatus, LogEmbeddingJob, Project
 
 
