@@ -51,17 +51,6 @@ def _add_errors(form: FineTuneForm, exc: ValidationError) -> None:
             form.add_error(field, problem if field or name == NON_FIELD_ERRORS else f"{name}: {problem}")
 
 
-def dataset_finetune_context(*, dataset: Dataset) -> dict:
-    """What the dataset page shows of fine-tuning: the form, the dataset's jobs, the jobs to sort by."""
-    jobs = list(selectors.finetunes_for_dataset(dataset=dataset)[:10])
-    return {
-        "finetune_form": FineTuneForm(dataset=dataset),
-        "finetunes": jobs,
-        "finetunes_running": any(not job.is_finished for job in jobs),
-        "loss_jobs": list(selectors.finetunes_with_losses(dataset=dataset)[:20]),
-    }
-
-
 # --- the form and its estimate ----------------------------------------------------------------------
 
 

@@ -12,13 +12,14 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from curation.common.views import AuthenticatedRequest, can_edit, dataset_or_404, membership_or_404, whole_number_param
-from curation.datasets import selectors as dataset_stats
+from curation.datasets import selectors as dataset_selectors
 from curation.datasets.dedup.views import (
     _problems,
 )
 from curation.datasets.export import snapshot_request
 from curation.datasets.forms import DatasetForm, DatasetImportForm, EntriesAction, EntryForm, SplitForm, ValidationForm
-from curation.datasets.selectors import EntryFilter
+from curation.datasets.hooks import dataset_pages_extensions
+from curation.datasets.selectors import EntryFilter, EntryPage
 from curation.datasets.services import (
     dataset_create,
     dataset_delete,
@@ -34,9 +35,6 @@ from curation.logs.imports.services import PendingImportsTooLarge, import_job_cr
 from curation.logs.ingest.canonical import call_name_arguments
 from curation.models import Dataset, DatasetEntry, JobStatus, Role
 from curation.text.diffs import entry_diff
-from training import selectors as training_selectors
-from training.models import FineTuneJob
-from training.views import dataset_finetune_context
 
 EXPORT_FORMATS = [
     ("openai", "OpenAI chat"),
@@ -54,7 +52,7 @@ def dataset_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     context = {
         "project": membership.project,
         "can_edit": can_edit(membership),
-        "datasets": dataset_stats.datasets_for_project(project=membership.project),
+        "datasets": dataset_selectors.datasets_for_project(project=membership.project),
         "form": DatasetForm(),
     }
     return render(request, "curation/dataset_list.html", context)
@@ -83,13 +81,7 @@ def dataset_detail(request: AuthenticatedRequest, slug: str, dataset_id: int) ->
     membership, dataset = dataset_or_404(request, slug, dataset_id)
     entry_filter = EntryFilter.from_params(request.GET)
     after = whole_number_param(request.GET, "after") or 0
-    loss_job = _loss_job(dataset, whole_number_param(request.GET, "loss_job"))
-    if loss_job is not None:  # highest loss first: `after` counts the rows of the pages before
-        page = training_selectors.entries_by_loss(
-            dataset=dataset, job=loss_job, entry_filter=entry_filter, offset=after
-        )
-    else:
-        page = dataset_stats.entries_page(dataset=dataset, entry_filter=entry_filter, after=after)
+    page, extra = _entries_page(request, dataset, entry_filter, after)
     context = {
         "project": membership.project,
         "dataset": dataset,
@@ -97,7 +89,7 @@ def dataset_detail(request: AuthenticatedRequest, slug: str, dataset_id: int) ->
         "filter": entry_filter,
         "page": page,
         "rows": [(entry, *_snippets(entry.messages)) for entry in page.entries],
-        "page_size": dataset_stats.ENTRY_PAGE_SIZE,
+        "page_size": dataset_selectors.ENTRY_PAGE_SIZE,
         "next_query": _query(request, after=page.next_after),
         "first_query": _query(request, after=None),
         "split_form": SplitForm(
@@ -108,17 +100,23 @@ def dataset_detail(request: AuthenticatedRequest, slug: str, dataset_id: int) ->
         **_imports(dataset),
         **_snapshots(dataset),
         "export_formats": EXPORT_FORMATS,
-        "loss_job": loss_job,
-        **dataset_finetune_context(dataset=dataset),
+        **extra,
     }
+    for extension in dataset_pages_extensions():
+        context |= extension.detail_context(dataset=dataset)
     return render(request, "curation/dataset.html", context)
 
 
-def _loss_job(dataset: Dataset, job_id: int | None) -> FineTuneJob | None:
-    """The fine-tune whose per-example losses sort the entries (`?loss_job=ID`), when it has any."""
-    if job_id is None:
-        return None
-    return training_selectors.finetunes_with_losses(dataset=dataset).filter(pk=job_id).first()
+def _entries_page(
+    request: AuthenticatedRequest, dataset: Dataset, entry_filter: EntryFilter, after: int
+) -> tuple[EntryPage, dict]:
+    """A page of entries, newest first, or in another order an extension reads from the query string (a
+    fine-tune's loss on each entry), with that extension's context."""
+    for extension in dataset_pages_extensions():
+        ordered = extension.entries_page(dataset=dataset, params=request.GET, entry_filter=entry_filter, after=after)
+        if ordered is not None:
+            return ordered
+    return dataset_selectors.entries_page(dataset=dataset, entry_filter=entry_filter, after=after), {}
 
 
 def _query(request: AuthenticatedRequest, *, after: int | None) -> str:
@@ -131,12 +129,12 @@ def _query(request: AuthenticatedRequest, *, after: int | None) -> str:
 
 
 def _imports(dataset: Dataset) -> dict:
-    imports = list(dataset_stats.imports_for_dataset(dataset=dataset)[:5])
+    imports = list(dataset_selectors.imports_for_dataset(dataset=dataset)[:5])
     return {"imports": imports, "imports_running": any(not job.is_finished for job in imports)}
 
 
 def _snapshots(dataset: Dataset) -> dict:
-    snapshots = list(dataset_stats.snapshots_for_dataset(dataset=dataset)[:5])
+    snapshots = list(dataset_selectors.snapshots_for_dataset(dataset=dataset)[:5])
     return {"snapshots": snapshots, "snapshots_running": any(not s.is_finished for s in snapshots)}
 
 
@@ -198,8 +196,9 @@ def dataset_delete_view(request: AuthenticatedRequest, slug: str, dataset_id: in
         "dataset": dataset,
         "can_edit": can_edit(membership),
         "plan": dataset_deletion_plan(dataset=dataset),
-        "finetunes": list(training_selectors.finetunes_for_dataset(dataset=dataset)[:50]),
     }
+    for extension in dataset_pages_extensions():
+        context |= extension.delete_context(dataset=dataset)
     return render(request, "curation/dataset_delete.html", context)
 
 
@@ -208,7 +207,7 @@ def dataset_delete_view(request: AuthenticatedRequest, slug: str, dataset_id: in
 def dataset_stats_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     """Counts and histograms, loaded after the page so a large dataset does not slow it down."""
     membership, dataset = dataset_or_404(request, slug, dataset_id)
-    stats = dataset_stats.dataset_stats(dataset=dataset)
+    stats = dataset_selectors.dataset_stats(dataset=dataset)
     context = {
         "project": membership.project,
         "dataset": dataset,
@@ -283,7 +282,7 @@ def entry_detail(request: AuthenticatedRequest, slug: str, dataset_id: int, entr
     (add or remove a turn) without saving; a POST without saves through `entry_update`."""
     role = Role.EDITOR if request.method == "POST" else Role.VIEWER
     membership, dataset = dataset_or_404(request, slug, dataset_id, role)
-    entry = dataset_stats.entry_get(dataset=dataset, entry_id=entry_id)
+    entry = dataset_selectors.entry_get(dataset=dataset, entry_id=entry_id)
     if entry is None:
         raise Http404("Entry not found")
     form = EntryForm.from_entry(entry.messages, entry.tools)
@@ -294,7 +293,7 @@ def entry_detail(request: AuthenticatedRequest, slug: str, dataset_id: int, entr
         elif _save(entry, form, request.user):
             messages.success(request, "Entry saved." if entry.edited else "Entry saved; it matches its source again.")
             return redirect("dataset-entry", slug=slug, dataset_id=dataset_id, entry_id=entry_id)
-    previous, following = dataset_stats.entry_neighbours(dataset=dataset, entry_id=entry.pk)
+    previous, following = dataset_selectors.entry_neighbours(dataset=dataset, entry_id=entry.pk)
     context = {
         "project": membership.project,
         "dataset": dataset,
