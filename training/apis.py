@@ -7,6 +7,7 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import RegexValidator
 from django.http import StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
@@ -252,7 +253,11 @@ class GenerationOutput(serializers.ModelSerializer):
 
 class GenerateInput(StrictInput):
     messages = JSONObjectListField(required=False, help_text="Chat messages ending with a user turn.")
-    prompt = serializers.CharField(required=False, help_text="Shorthand for one user message.")
+    # Not trimmed, and declared as holding some text: a prompt of blanks is refused by the schema itself.
+    prompt = serializers.CharField(
+        required=False, trim_whitespace=False, validators=[RegexValidator(r"\S", "A prompt with some text.")],
+        help_text="Shorthand for one user message.",
+    )  # fmt: skip
     max_new_tokens = serializers.IntegerField(default=64, min_value=1, max_value=MAX_NEW_TOKENS)
 
     def validate(self, data: dict) -> dict:

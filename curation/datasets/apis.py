@@ -28,7 +28,7 @@ from curation.datasets.services import (
     entry_set_split,
     entry_update,
 )
-from curation.logs.bulk.apis import _BULK_RESPONSES, _bulk
+from curation.logs.bulk.apis import BULK_RESPONSES, bulk_response
 from curation.models import BulkAction, Dataset, DatasetEntry, Project, Role, Split
 
 ENTRY_PAGE_MAX = 500
@@ -196,14 +196,14 @@ class DatasetEntriesApi(ProjectScopedApi):
         summary="Add logs by ids or by filter",
         description="A log already in the dataset is not added twice. Large filters run as a bulk job (202).",
         request=EntriesAddInput,
-        responses=_BULK_RESPONSES,
+        responses=BULK_RESPONSES,
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
         dataset = _dataset_or_404(project, dataset_id)
         data = EntriesAddInput(data=request.data)
         data.is_valid(raise_exception=True)
-        return _bulk(request, project, BulkAction.DATASET_ADD, {"dataset": dataset.pk}, data.validated_data)
+        return bulk_response(request, project, BulkAction.DATASET_ADD, {"dataset": dataset.pk}, data.validated_data)
 
 
 class DatasetEntryApi(ProjectScopedApi):

@@ -15,12 +15,11 @@ from curation.common.apis import (
 )
 from curation.common.permissions import project_for_request
 from curation.logs.bulk import services as bulk_services
-from curation.logs.filters import FILTER_PARAMS, logs_filter
-from curation.logs.selectors import logs_in_datasets_count
+from curation.logs.bulk.selectors import bulk_review
+from curation.logs.filters import FILTER_PARAMS
 from curation.models import (
     BulkAction,
     BulkJob,
-    LogEntry,
     Project,
     Role,
 )
@@ -60,7 +59,7 @@ class BulkJobStartedOutput(BulkJobOutput):
         fields = [*BulkJobOutput.Meta.fields, "in_datasets"]
 
 
-_BULK_RESPONSES = {
+BULK_RESPONSES = {
     200: inline_serializer(
         "BulkResult",
         {
@@ -76,37 +75,39 @@ _BULK_RESPONSES = {
 }
 
 
-def _bulk(
-    request: Request, project: Project, action: str, params: dict, body: object, *, dry_run: bool = False
-) -> Response:
+def _selection(body: object) -> tuple[list[int] | None, str]:
+    """(ids, "") for a selection, (None, filter query) for every log matching a filter."""
     if not isinstance(body, dict) or ("log_ids" in body) == ("filter" in body):
         raise exceptions.ValidationError({"detail": ["Give exactly one of 'log_ids' (a list) or 'filter'."]})
-    who = request_actor(request)
-    if "log_ids" in body:
-        ids = body["log_ids"]
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-            raise exceptions.ValidationError({"log_ids": ["A list of log ids."]})
-        query = ""
-        logs = LogEntry.objects.filter(project=project, id__in=ids)
-    else:
-        query = _filter_query(body["filter"])
-        logs = logs_filter(project=project, params=QueryDict(query))
+    if "filter" in body:
+        return None, _filter_query(body["filter"])
+    ids = body["log_ids"]
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise exceptions.ValidationError({"log_ids": ["A list of log ids."]})
+    return ids, ""
+
+
+def bulk_response(
+    request: Request, project: Project, action: str, params: dict, body: object, *, dry_run: bool = False
+) -> Response:
+    """Validate a bulk action's selection, run it (`bulk_action_run`) or count it (`dry_run`), and answer."""
+    ids, query = _selection(body)
     # Deleting logs leaves the entries copied from them in their datasets: say how many logs that concerns.
-    extra = {"in_datasets": logs_in_datasets_count(logs=logs)} if action == BulkAction.DELETE else {}
+    deleting = action == BulkAction.DELETE
     if dry_run:
         bulk_services.bulk_params_check(project=project, action=action, params=params)
-        return Response({"dry_run": True, "matched": logs.count(), **extra})
-    if "log_ids" in body:
-        changed = bulk_services.bulk_apply_to_ids(project=project, action=action, params=params, ids=ids, **who)
-        return Response({"changed": changed, **extra})
-    if logs.count() <= bulk_services.INLINE_LIMIT:
-        ids = list(logs.values_list("id", flat=True))
-        changed = bulk_services.bulk_apply_to_ids(
-            project=project, action=action, params=params, ids=ids, query=query, **who
-        )
-        return Response({"changed": changed, "matched": len(ids), **extra})
-    job = bulk_services.bulk_job_create(project=project, action=action, params=params, query=query, **who)
-    return Response({**BulkJobOutput(job).data, **extra}, status=status.HTTP_202_ACCEPTED)
+        review = bulk_review(project=project, action=action, ids=ids, query=query)
+        extra = {"in_datasets": review.in_datasets} if deleting else {}
+        return Response({"dry_run": True, "matched": review.matched, **extra})
+    outcome = bulk_services.bulk_action_run(
+        project=project, action=action, params=params, ids=ids, query=query, **request_actor(request)
+    )
+    extra = {"in_datasets": outcome.in_datasets} if deleting else {}
+    if outcome.job is not None:
+        return Response({**BulkJobOutput(outcome.job).data, **extra}, status=status.HTTP_202_ACCEPTED)
+    if ids is not None:
+        return Response({"changed": outcome.changed, **extra})
+    return Response({"changed": outcome.changed, "matched": outcome.matched, **extra})
 
 
 class LogsBulkApi(ProjectScopedApi):
@@ -130,7 +131,7 @@ class LogsBulkApi(ProjectScopedApi):
             "record when and by whom their source log was deleted."
         ),
         request=Input,
-        responses=_BULK_RESPONSES,
+        responses=BULK_RESPONSES,
     )
     def post(self, request: Request) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
@@ -139,7 +140,7 @@ class LogsBulkApi(ProjectScopedApi):
         action = data.validated_data["action"]
         params = {key: data.validated_data[key] for key in ("tags", "dataset") if key in data.validated_data}
         body = {key: data.validated_data[key] for key in ("log_ids", "filter") if key in data.validated_data}
-        return _bulk(request, project, action, params, body, dry_run=data.validated_data["dry_run"])
+        return bulk_response(request, project, action, params, body, dry_run=data.validated_data["dry_run"])
 
 
 class BulkJobApi(ProjectScopedApi):

@@ -16,6 +16,7 @@ reached the broker. The audit event is written once, with the outcome, naming th
 import logging
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -30,7 +31,10 @@ from django.utils import timezone
 from curation.audit.services import audit_record
 from curation.common.queueing import database_gone, job_claim, job_save_owned, task_send_or_mark_unsent
 from curation.common.server_paths import error_text
+from curation.datasets.services import dataset_add_logs, dataset_create
+from curation.logs.bulk.selectors import bulk_logs
 from curation.logs.filters import logs_filter
+from curation.logs.selectors import logs_in_datasets_count
 from curation.models import ApiKey, BulkAction, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, LogTag, Project
 from curation.tags.services import tag_names_clean, tags_add, tags_remove
 
@@ -100,8 +104,6 @@ def _apply(
     if action == BulkAction.TAG_REMOVE:
         return tags_remove(project=project, logs=logs, names=params["tags"])
     if action == BulkAction.DATASET_ADD:
-        from curation.datasets.services import dataset_add_logs
-
         return dataset_add_logs(dataset=Dataset.objects.get(pk=params["dataset"]), logs=logs)
     return logs_delete(logs=logs, actor=actor, api_key=api_key)
 
@@ -135,6 +137,66 @@ def bulk_apply_to_ids(
             detail={"ids": len(ids)},
         )
     return changed
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    matched: int  # the logs acted on, counted in the request
+    changed: int | None  # rows changed in the request; None when a job works on them
+    job: BulkJob | None
+    in_datasets: int  # a deletion: how many of the logs were in datasets (their entries keep their copies)
+    dataset: Dataset | None  # the dataset made for the action (`new_dataset`)
+
+
+class BulkCountChanged(Exception):
+    """The logs an action is for are no longer as many as the caller confirmed: nothing was changed."""
+
+    def __init__(self, matched: int) -> None:
+        super().__init__(f"{matched:,} logs match now.")
+        self.matched = matched
+
+
+def bulk_action_run(
+    *,
+    project: Project,
+    action: str,
+    params: dict,
+    ids: list[int] | None = None,
+    query: str = "",
+    expected: int | None = None,
+    new_dataset: str = "",
+    actor: User | None = None,
+    api_key: ApiKey | None = None,
+) -> BulkOutcome:
+    """Run a bulk action on a selection (`ids`) or on every log matching the filter `query`, for `actor` or
+    `api_key`: the one workflow behind the explorer's bulk bar and `POST /api/v1/logs/bulk`.
+
+    A selection, and up to INLINE_LIMIT matching logs, change in the request, on exactly the ids counted; more
+    run as a BulkJob with progress. With `expected` (the count the caller confirmed), a different count now
+    changes nothing and raises BulkCountChanged. `new_dataset` names a dataset to create, in the same
+    transaction, for the logs to be added to."""
+    logs = bulk_logs(project=project, ids=ids, query=query)
+    inline = ids is not None or logs.count() <= INLINE_LIMIT
+    now_ids = list(logs.values_list("id", flat=True)) if inline else []
+    matched = len(now_ids) if inline else logs.count()
+    if expected is not None and matched != expected:
+        raise BulkCountChanged(matched)
+    in_datasets = logs_in_datasets_count(logs=logs) if action == BulkAction.DELETE and matched else 0
+    job, changed, dataset = None, None, None
+    with transaction.atomic():
+        if new_dataset:
+            dataset = dataset_create(project=project, name=new_dataset, created_by=actor)
+            params = {**params, "dataset": dataset.pk}
+        if inline:
+            changed = bulk_apply_to_ids(
+                project=project, action=action, params=params, ids=now_ids, actor=actor, api_key=api_key,
+                query="" if ids is not None else query,
+            )  # fmt: skip
+        else:
+            job = bulk_job_create(
+                project=project, action=action, params=params, query=query, actor=actor, api_key=api_key
+            )
+    return BulkOutcome(matched=matched, changed=changed, job=job, in_datasets=in_datasets, dataset=dataset)
 
 
 def bulk_job_create(

@@ -1,28 +1,23 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import QuerySet
 from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.views.decorators.http import require_POST, require_safe
 
 from curation.common.views import AuthenticatedRequest, is_htmx, membership_or_404, page_context, plural
-from curation.datasets.services import dataset_create
 from curation.logs.bulk import services as bulk_services
 from curation.logs.bulk.forms import BulkForm
-from curation.logs.bulk.selectors import bulk_job_get
-from curation.logs.filters import logs_filter
+from curation.logs.bulk.selectors import BulkReview, bulk_job_get, bulk_review
+from curation.logs.bulk.services import BulkCountChanged, BulkOutcome
 from curation.logs.links import filter_query, next_url
-from curation.logs.selectors import logs_in_datasets_count
-from curation.models import BulkAction, Dataset, LogEntry, Project, Role
+from curation.models import BulkAction, Role
 
 
-def _bulk_target(project: Project, data: dict) -> QuerySet[LogEntry]:
-    if data["scope"] == "selected":
-        return LogEntry.objects.filter(project=project, id__in=data["ids"])
-    return logs_filter(project=project, params=QueryDict(data["filter"]))
+def _selection(data: dict) -> dict:
+    """The form's choice of logs as the service takes it: `ids`, or the filter `query`."""
+    return {"ids": data["ids"]} if data["scope"] == "selected" else {"query": data["filter"]}
 
 
 def in_datasets_note(in_datasets: int, count: int) -> str:
@@ -55,11 +50,11 @@ def _confirm_label(action: str, count: int) -> str:
     return f"{verb} {plural(count)}"
 
 
-def _bulk_params(data: dict, dataset: Dataset | None = None) -> dict:
+def _bulk_params(data: dict) -> dict:
     if data["action"] in (BulkAction.TAG_ADD, BulkAction.TAG_REMOVE):
         return {"tags": data["tag_list"]}
-    if data["action"] == BulkAction.DATASET_ADD:
-        return {"dataset": (dataset or data["dataset_obj"]).pk}
+    if data["action"] == BulkAction.DATASET_ADD and not data.get("new_dataset"):  # a new one: the service's
+        return {"dataset": data["dataset_obj"].pk}
     return {}
 
 
@@ -86,21 +81,18 @@ def bulk_preview(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         return _bulk_render(request, "curation/_bulk_confirm.html", context | {"form": form})
     data = form.cleaned_data
     try:
-        target = _bulk_target(project, data)
-        count = target.count()
+        review = bulk_review(project=project, action=data["action"], **_selection(data))
     except ValidationError as exc:
         form.add_error(None, "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
         return _bulk_render(request, "curation/_bulk_confirm.html", context | {"form": form})
-    confirm = _confirm_context(request, context, form, count, target)
+    confirm = _confirm_context(request, context, form, review)
     return _bulk_render(request, "curation/_bulk_confirm.html", confirm)
 
 
-def _confirm_context(
-    request: AuthenticatedRequest, context: dict, form: BulkForm, count: int, target: QuerySet[LogEntry]
-) -> dict:
+def _confirm_context(request: AuthenticatedRequest, context: dict, form: BulkForm, review: BulkReview) -> dict:
     data = form.cleaned_data
+    count, in_datasets = review.matched, review.in_datasets
     is_delete = data["action"] == BulkAction.DELETE
-    in_datasets = logs_in_datasets_count(logs=target) if is_delete and count else 0
     return context | {
         "form": form,
         "data": data,
@@ -131,41 +123,27 @@ def bulk_run(request: AuthenticatedRequest, slug: str) -> HttpResponse:
             form.add_error(None, "Review the action first: the page confirms how many logs it touches.")
         return _bulk_render(request, "curation/_bulk_confirm.html", context | {"form": form})
     data = form.cleaned_data
-    target = _bulk_target(project, data)
-    count = len(data["ids"]) if data["scope"] == "selected" else target.count()
     # Small actions run now, on exactly the ids counted; large ones as a job with progress.
-    inline = data["scope"] == "selected" or count <= bulk_services.INLINE_LIMIT
-    ids = list(target.values_list("id", flat=True)) if inline else []
-    count = len(ids) if inline else count
-    if count != data["expected"]:
-        confirm = _confirm_context(request, context, form, count, target)
-        confirm["changed_from"] = data["expected"]
-        return _bulk_render(request, "curation/_bulk_confirm.html", confirm)
     try:
-        with transaction.atomic():
-            dataset = (
-                dataset_create(project=project, name=data["new_dataset"], created_by=request.user)
-                if data.get("new_dataset")
-                else None
-            )
-            params = _bulk_params(data, dataset)
-            if not inline:
-                job = bulk_services.bulk_job_create(
-                    project=project, action=data["action"], params=params, query=data["filter"], actor=request.user
-                )
-            else:
-                changed = _apply_inline(request, project, data, params, ids)
+        outcome = bulk_services.bulk_action_run(
+            project=project, action=data["action"], params=_bulk_params(data), **_selection(data),
+            expected=data["expected"], new_dataset=data.get("new_dataset") or "", actor=request.user,
+        )  # fmt: skip
+    except BulkCountChanged:
+        review = bulk_review(project=project, action=data["action"], **_selection(data))
+        confirm = _confirm_context(request, context, form, review) | {"changed_from": data["expected"]}
+        return _bulk_render(request, "curation/_bulk_confirm.html", confirm)
     except ValidationError as exc:
         form.add_error(None, "; ".join(" ".join(v) for v in exc.message_dict.values()))
         return _bulk_render(request, "curation/_bulk_confirm.html", context | {"form": form})
     back = next_url(request, slug, data)
-    if not inline:
-        message = f"Working on {plural(job.total)} in the background: progress is shown above the table."
+    if outcome.job is not None:
+        message = f"Working on {plural(outcome.job.total)} in the background: progress is shown above the table."
         if not is_htmx(request):
             messages.info(request, message)
             return redirect(back)
-        return render(request, "curation/_bulk_result.html", context | {"message": message, "job": job})
-    message = _result_message(data, count, changed, dataset)
+        return render(request, "curation/_bulk_result.html", context | {"message": message, "job": outcome.job})
+    message = _result_message(data, outcome)
     if not is_htmx(request):
         messages.success(request, message)
         return redirect(back)
@@ -174,21 +152,14 @@ def bulk_run(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     return response
 
 
-def _apply_inline(request: AuthenticatedRequest, project: Project, data: dict, params: dict, ids: list[int]) -> int:
-    query = data["filter"] if data["scope"] == "matching" else ""
-    return bulk_services.bulk_apply_to_ids(
-        project=project, action=data["action"], params=params, ids=ids, actor=request.user, query=query
-    )
-
-
-def _result_message(data: dict, count: int, changed: int, dataset: Dataset | None) -> str:
-    action = data["action"]
+def _result_message(data: dict, outcome: BulkOutcome) -> str:
+    action, count, changed = data["action"], outcome.matched, outcome.changed or 0
     if action == BulkAction.TAG_ADD:
         return f"Tagged {plural(count)} with {', '.join(data['tag_list'])}."
     if action == BulkAction.TAG_REMOVE:
         return f"Removed {', '.join(data['tag_list'])} from {plural(count)}."
     if action == BulkAction.DATASET_ADD:
-        name = (dataset or data["dataset_obj"]).name
+        name = (outcome.dataset or data["dataset_obj"]).name
         already = count - changed
         return f"Added {plural(changed)} to {name}" + (f" ({already:,} were already in it)." if already else ".")
     return f"Deleted {plural(changed)}."
