@@ -34,7 +34,6 @@ from curation.models import Dataset, DatasetSnapshot, Project, Role
 from curation.permissions import project_for_request
 from curation.services.audit import audit_record
 from training import selectors
-from training.config import CHOICES, LIMITS, TARGET_MODULES_MAX, TrainConfig
 from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, Method, MetricPoint
 from training.services.deletion import (
     FineTuneBusy,
@@ -53,6 +52,7 @@ from training.services.jobs import (
     finetune_merge_request,
     generation_create,
 )
+from training.trainer.config import CHOICES, LIMITS, TARGET_MODULES_MAX, TrainConfig
 
 T = TypeVar("T")
 # Errors about these come from the `hyperparameters` object (the trainer's paths are refused there too).
@@ -176,7 +176,7 @@ _EXCLUSIVE = {"learning_rate": ("min", "max"), "epochs": ("min",), "warmup_ratio
 
 
 def _setting_schema(name: str) -> dict[str, object]:
-    """One TrainConfig setting as JSON Schema: its type, range (training.config.LIMITS) or choices."""
+    """One TrainConfig setting as JSON Schema: its type, range (training.trainer.config.LIMITS) or choices."""
     if name in CHOICES:
         return {"type": "string", "enum": list(CHOICES[name])}
     if name == "target_modules":

@@ -84,7 +84,7 @@ def generation_run(*, generation_id: int) -> None:
     rows = Generation.objects.filter(pk=generation.pk)
     try:
         base, tuned = call_in_child(
-            function="training.generate:generate", calls=calls, work_dir=work_dir,
+            function="training.trainer.generate:generate", calls=calls, work_dir=work_dir,
             timeout=settings.LOGTUNE_GPU_TASK_TIMEOUT_S,
         )  # fmt: skip
     except Exception as exc:
@@ -109,7 +109,7 @@ def finetune_merge(*, job_id: int) -> None:
     rows = FineTuneJob.objects.filter(pk=job.pk)
     call = {"model": job.model, "adapter_dir": str(job.adapter_dir), "output_dir": str(job.merged_dir)}
     try:
-        call_in_child(function="training.merge:merge_adapter", calls=[call], work_dir=job.output_dir / "merge",
+        call_in_child(function="training.trainer.merge:merge_adapter", calls=[call], work_dir=job.output_dir / "merge",
                       timeout=settings.LOGTUNE_GPU_TASK_TIMEOUT_S)  # fmt: skip
     except Exception as exc:
         rows.update(merge_status=FineTuneStatus.FAILED, merge_error=paths_hidden(str(exc)))
@@ -153,7 +153,7 @@ def loss_preview_run(*, preview_id: int) -> None:
     preview = LossPreview.objects.select_related("entry").get(pk=preview_id)
     rows = LossPreview.objects.filter(pk=preview.pk)
     try:
-        from training.tokens import loss_preview
+        from training.trainer.loss_preview import loss_preview
 
         _, model = base_model_resolve(base_model=preview.base_model)
         tokens = loss_preview(model=model, messages=preview.entry.messages, tools=preview.entry.tools)

@@ -32,9 +32,9 @@ from django.utils import timezone
 
 from curation.models import DatasetEntry, JobStatus
 from curation.server_paths import json_paths_hidden, paths_hidden
-from training.config import TrainConfig
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
 from training.services.jobs import finetune_enqueue, finetunes_unsent_send
+from training.trainer.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
     python -m training.trainer CONFIG.json
     accelerate launch --num_processes N -m training.trainer CONFIG.json
 
-transformers + peft under accelerate. Labels come from `training.data` (assistant tokens and their
+transformers + peft under accelerate. Labels come from `training.trainer.data` (assistant tokens and their
 end-of-turn token only); batches are packed without padding; the loss of an optimizer step is the
 sum over its trained tokens divided by their number across every micro-batch and process, so batch
 1 x accumulation 8 trains exactly like batch 8 x accumulation 1. Progress goes to
@@ -24,11 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.checkpoints import latest_checkpoint, load_checkpoint, load_trainable, save_checkpoint, save_trainable
-from training.config import ConfigError, TrainConfig
-from training.data import DataError, load_examples
-from training.losses import batch_tensors, evaluate_loss, example_losses, global_sum, packs, token_losses
-from training.modeling import load_model, load_tokenizer, model_stop_ids, parameter_counts, resolve_precision
+from training.trainer.checkpoints import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_trainable,
+    save_checkpoint,
+    save_trainable,
+)
+from training.trainer.config import ConfigError, TrainConfig
+from training.trainer.data import DataError, load_examples
+from training.trainer.losses import batch_tensors, evaluate_loss, example_losses, global_sum, packs, token_losses
+from training.trainer.modeling import load_model, load_tokenizer, model_stop_ids, parameter_counts, resolve_precision
 
 __all__ = ["TrainResult", "TrainingCancelled", "batch_tensors", "load_tokenizer", "main", "token_losses", "train"]
 
@@ -432,7 +438,7 @@ class _Evaluation:
     """Answers of the base and the fine-tuned model to validation prompts, and label accuracy."""
 
     def __init__(self, config, tokenizer, stop_ids, accelerator) -> None:
-        from training.evaluate import label_task, validation_prompts
+        from training.trainer.evaluate import label_task, validation_prompts
 
         self.config, self.tokenizer, self.stop_ids = config, tokenizer, stop_ids
         self.main = accelerator.is_main_process
@@ -446,7 +452,7 @@ class _Evaluation:
             self.results["base"] = tuple(json.loads(self.base_file.read_text()))
 
     def answers(self, which: str, model: Any) -> None:
-        from training.evaluate import generate_answers
+        from training.trainer.evaluate import generate_answers
 
         if not self.main:
             return
@@ -461,7 +467,7 @@ class _Evaluation:
             self.base_file.write_text(json.dumps(self.results[which]))
 
     def write(self, path: Path, *, base_loss: float | None, tuned_loss: float | None) -> None:
-        from training.evaluate import evaluation_report
+        from training.trainer.evaluate import evaluation_report
 
         report = evaluation_report(
             prompts=self.prompts, labels=self.labels, results=self.results, base_loss=base_loss, tuned_loss=tuned_loss

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.data import read_records, template_messages
+from training.trainer.data import read_records, template_messages
 
 # Answers of at most this many words, with few distinct values, are labels (classification data).
 LABEL_MAX_WORDS = 4

@@ -3,8 +3,8 @@
 from collections.abc import Sequence
 from typing import Any
 
-from training.config import TrainConfig
-from training.data import IGNORE_INDEX, Example, pack, pad
+from training.trainer.config import TrainConfig
+from training.trainer.data import IGNORE_INDEX, Example, pack, pad
 
 # Attention implementations that read restarting positions as sequence boundaries without building a
 # dense mask: with them, packing is truly padding-free and no token attends across examples.

@@ -3,8 +3,8 @@ or every weight but the first layers. No Django here."""
 
 from typing import Any
 
-from training.config import ConfigError, TrainConfig
-from training.data import ensure_chat_template, stop_token_ids
+from training.trainer.config import ConfigError, TrainConfig
+from training.trainer.data import ensure_chat_template, stop_token_ids
 
 
 def load_tokenizer(model_name: str):
