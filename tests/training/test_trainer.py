@@ -14,8 +14,10 @@ from training.trainer.config import ConfigError, TrainConfig
 from training.trainer.data import Record, encode, stop_token_ids
 from training.trainer.evaluate import label_scores
 from training.trainer.generate import generate
-from training.trainer.loop import batch_tensors, load_tokenizer, token_losses, train
+from training.trainer.loop import train
+from training.trainer.losses import batch_tensors, token_losses
 from training.trainer.merge import MergeError, merge_adapter
+from training.trainer.modeling import load_tokenizer
 
 from .tiny import FRUITS, build_tiny_model, colour_conversation, colour_dataset, write_jsonl
 
