@@ -1,6 +1,7 @@
 """The trainer: plain Python on transformers / peft / accelerate, no Django, so a GPU
 worker runs it as a child program and anyone can run it alone:
 
+    python -m training.trainer --help
     python -m training.trainer CONFIG.json
     accelerate launch --num_processes N -m training.trainer CONFIG.json
 
