@@ -29,17 +29,9 @@ from training.services.runner import LOG_TAIL_LINES, log_tail, signal_group, spa
 logger = logging.getLogger(__name__)
 
 
-# Calls `module:function(**kwargs)` for each kwargs of a JSON list and writes the results as a JSON list.
-CALLER = """
-import importlib, json, sys
-
-module, name = sys.argv[1].split(":")
-function = getattr(importlib.import_module(module), name)
-with open(sys.argv[2]) as calls:
-    results = [function(**kwargs) for kwargs in json.load(calls)]
-with open(sys.argv[3], "w") as out:
-    json.dump(results, out)
-"""
+# The child that runs `module:function(**kwargs)` for each kwargs of a JSON list and writes the results as a
+# JSON list.
+CALLER_MODULE = "training.trainer.call"
 
 
 class GpuCallError(Exception):
@@ -52,7 +44,8 @@ def call_in_child(*, function: str, calls: list[dict], work_dir: Path, timeout: 
     arguments, results, log = work_dir / "calls.json", work_dir / "results.json", work_dir / "call.log"
     arguments.write_text(json.dumps(calls))
     results.unlink(missing_ok=True)
-    process = spawn_group([sys.executable, "-c", CALLER, function, str(arguments), str(results)], log, signal.SIGKILL)
+    command = [sys.executable, "-m", CALLER_MODULE, function, str(arguments), str(results)]
+    process = spawn_group(command, log, signal.SIGKILL)
     try:
         returncode = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
