@@ -16,7 +16,6 @@ import json
 import math
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,10 @@ from training.trainer.config import ConfigError, TrainConfig
 from training.trainer.data import Example, load_examples
 from training.trainer.evaluate import Comparison
 from training.trainer.events import Events
-from training.trainer.losses import batch_tensors, evaluate_loss, example_losses, global_sum, packs, token_losses
+from training.trainer.losses import batch_tensors, example_losses, global_sum, packs, token_losses
 from training.trainer.modeling import load_model, load_tokenizer, model_stop_ids, parameter_counts, resolve_precision
-from training.trainer.schedule import Schedule, build_schedule
+from training.trainer.schedule import build_schedule
+from training.trainer.state import Run, TrainResult, TrainState
 
 CANCEL_FILE = "CANCEL"
 BEST_FILE = "best.safetensors"  # with early stopping: the trainable weights of the best evaluation
@@ -45,114 +45,6 @@ SHARDED_DISTRIBUTED = {"FSDP", "DEEPSPEED", "MEGATRON_LM"}
 
 class TrainingCancelled(Exception):
     pass
-
-
-@dataclass
-class TrainResult:
-    steps: int
-    train_loss: float
-    eval_loss: float | None
-    base_eval_loss: float | None
-    adapter_dir: Path
-    seconds: float
-    tokens_per_second: float
-    trained_tokens: int
-    peak_memory_bytes: int
-    stopped: str = "finished"  # finished, early_stop, cancelled
-    losses: list[float] = field(default_factory=list)
-
-
-@dataclass
-class Run:
-    """What a run trains with, set up once: the config, the accelerator, the examples and their schedule, the
-    model (prepared by accelerate), its optimizer and learning-rate scheduler."""
-
-    config: TrainConfig
-    accelerator: Any
-    events: Events
-    precision: str
-    tokenizer: Any
-    stop_ids: set[int]
-    train_set: list[Example]
-    validation: list[Example]
-    dropped: list[Example]
-    packed: bool
-    schedule: Schedule
-    model: Any
-    params: list[Any]
-    optimizer: Any
-    scheduler: Any
-    trainable_params: int
-    total_params: int
-
-    @property
-    def output_dir(self) -> Path:
-        return Path(self.config.output_dir)
-
-    @property
-    def total_steps(self) -> int:
-        return len(self.schedule.steps)
-
-    @property
-    def device(self) -> Any:
-        return self.accelerator.device
-
-    @property
-    def pad_id(self) -> int:
-        return self.tokenizer.pad_token_id
-
-    def unwrapped(self) -> Any:
-        return self.accelerator.unwrap_model(self.model)
-
-    def validation_loss(self) -> float:
-        return evaluate_loss(
-            self.model, self.validation, config=self.config, accelerator=self.accelerator, pad_id=self.pad_id
-        )
-
-
-# What a checkpoint's state.json holds besides the step, in this order.
-CHECKPOINTED = ("best_eval_loss", "bad_evals", "base_eval_loss", "elapsed_s", "tokens", "best_step")
-
-
-@dataclass
-class TrainState:
-    """Where a run stands. The fields up to `best_step` go into every checkpoint and come back on resume; the
-    others belong to this process's run."""
-
-    step: int = 0  # the last optimizer step taken
-    best_eval_loss: float | None = None
-    bad_evals: int = 0  # evaluations in a row without a better validation loss
-    base_eval_loss: float | None = None
-    elapsed_s: float = 0.0  # training seconds before this run's clock started, as the last checkpoint saved them
-    tokens: int = 0  # tokens this process trained on (padding excluded)
-    best_step: int | None = None  # the step of the weights in BEST_FILE
-    # --- this run only ---
-    start_step: int = 0
-    eval_loss: float | None = None
-    stopped: str = "finished"  # or early_stop
-    losses: list[float] = field(default_factory=list)  # of each step this run took
-    started: float = 0.0  # time.perf_counter() when the steps began
-    step_elapsed_s: float = 0.0  # training seconds at the end of the last step
-    window_tokens: int = 0  # tokens since the last step event, for its throughput
-    window_started: float = 0.0
-
-    @classmethod
-    def resumed(cls, saved: dict[str, Any]) -> "TrainState":
-        return cls(step=saved["step"], start_step=saved["step"], **{k: saved[k] for k in CHECKPOINTED if k in saved})
-
-    def saved(self) -> dict[str, Any]:
-        """What a checkpoint keeps (best_step only once there is one)."""
-        values = {name: getattr(self, name) for name in CHECKPOINTED}
-        if self.best_step is None:
-            del values["best_step"]
-        return values
-
-    def new_best(self, eval_loss: float) -> bool:
-        """Whether `eval_loss` is the best so far; if so it is kept and the evaluations without one count from 0."""
-        if self.best_eval_loss is None or eval_loss < self.best_eval_loss:
-            self.best_eval_loss, self.bad_evals = eval_loss, 0
-            return True
-        return False
 
 
 def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
