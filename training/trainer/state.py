@@ -89,7 +89,7 @@ class TrainState:
     base_eval_loss: float | None = None
     elapsed_s: float = 0.0  # training seconds before this run's clock started, as the last checkpoint saved them
     tokens: int = 0  # tokens this process trained on (padding excluded)
-    best_step: int | None = None  # the step of the weights in BEST_FILE
+    best_step: int | None = None  # the step of the weights in best.safetensors (early stopping)
     # --- this run only ---
     start_step: int = 0
     eval_loss: float | None = None
