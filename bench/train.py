@@ -121,7 +121,7 @@ def _shared_flags(args: argparse.Namespace) -> list[str]:
 
 
 def _build_model(folder: Path, size: str) -> Path:
-    from training.demo_model import DemoSize, build_demo_model
+    from training.trainer.demo_model import DemoSize, build_demo_model
 
     hidden, layers, heads, kv_heads, intermediate, vocab = SIZES[size]
     shape = DemoSize(hidden_size=hidden, layers=layers, heads=heads, kv_heads=kv_heads,
@@ -168,8 +168,8 @@ def _child(args: argparse.Namespace) -> dict:
 
 
 def _ours(args: argparse.Namespace) -> dict:
-    from training.config import TrainConfig
-    from training.trainer import train
+    from training.trainer.config import TrainConfig
+    from training.trainer.loop import train
 
     config = TrainConfig(
         model=args.model, data_path=args.data, output_dir=args.out, method="lora", learning_rate=2e-4,

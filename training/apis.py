@@ -35,7 +35,6 @@ from curation.common.apis import (
 from curation.common.permissions import project_for_request
 from curation.models import Dataset, DatasetSnapshot, Project, Role
 from training import selectors
-from training.config import CHOICES, LIMITS, TARGET_MODULES_MAX, TrainConfig
 from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, Method, MetricPoint
 from training.services.deletion import (
     FineTuneBusy,
@@ -54,6 +53,7 @@ from training.services.jobs import (
     finetune_merge_request,
     generation_create,
 )
+from training.trainer.config import CHOICES, LIMITS, TARGET_MODULES_MAX, TrainConfig
 
 T = TypeVar("T")
 # Errors about these come from the `hyperparameters` object (the trainer's paths are refused there too).
@@ -177,7 +177,7 @@ _EXCLUSIVE = {"learning_rate": ("min", "max"), "epochs": ("min",), "warmup_ratio
 
 
 def _setting_schema(name: str) -> dict[str, object]:
-    """One TrainConfig setting as JSON Schema: its type, range (training.config.LIMITS) or choices."""
+    """One TrainConfig setting as JSON Schema: its type, range (training.trainer.config.LIMITS) or choices."""
     if name in CHOICES:
         return {"type": "string", "enum": list(CHOICES[name])}
     if name == "target_modules":

@@ -9,9 +9,9 @@ from django import forms
 
 from curation.models import Dataset, DatasetSnapshot, JobStatus
 from training import selectors
-from training.config import CHOICES, DEFAULT_LEARNING_RATES, LIMITS, TrainConfig
 from training.models import Method
 from training.services.jobs import MAX_NEW_TOKENS
+from training.trainer.config import CHOICES, DEFAULT_LEARNING_RATES, LIMITS, TrainConfig
 
 # Shown open; the rest sit in a folded "Advanced" group.
 MAIN = ("epochs", "learning_rate", "batch_size", "gradient_accumulation", "max_seq_length", "lora_rank", "max_steps")

@@ -13,9 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from curation.common.views import AuthenticatedRequest, can_edit, dataset_or_404, membership_or_404, whole_number_param
 from curation.datasets import selectors as dataset_selectors
-from curation.datasets.dedup.views import (
-    _problems,
-)
+from curation.datasets.dedup.views import _problems
 from curation.datasets.export import snapshot_request
 from curation.datasets.forms import DatasetForm, DatasetImportForm, EntriesAction, EntryForm, SplitForm, ValidationForm
 from curation.datasets.hooks import dataset_pages_extensions

@@ -31,10 +31,10 @@ from curation.models import (
 )
 from curation.projects.services import api_key_create
 from tests.factories import ProjectFactory, UserFactory
-from training.config import TrainConfig
 from training.forms import ADVANCED, MAIN
 from training.models import BaseModel, FineTuneJob, FineTuneStatus, Generation, LossPreview
 from training.services.jobs import finetune_create
+from training.trainer.config import TrainConfig
 
 # Routes outside the tenant model: sign-in, the admin (Django's own staff checks), the public API description.
 # The logging proxy's routes are authenticated by the X-Logtune-Key header alone (no session, no Bearer key);

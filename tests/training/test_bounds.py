@@ -8,8 +8,8 @@ from dataclasses import fields
 
 import pytest
 
-from training.config import ATTENTION_IMPLEMENTATIONS, LIMITS, ConfigError, TrainConfig
 from training.models import FineTuneJob, FineTuneStatus, Generation
+from training.trainer.config import ATTENTION_IMPLEMENTATIONS, LIMITS, ConfigError, TrainConfig
 
 pytestmark = pytest.mark.django_db
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from training.data import IGNORE_INDEX, DataError, Record, encode, load_examples, pack, pad, stop_token_ids
-from training.demo_model import build_tokenizer
-from training.tokens import loss_preview
+from training.trainer.data import IGNORE_INDEX, DataError, Record, encode, load_examples, pack, pad, stop_token_ids
+from training.trainer.demo_model import build_tokenizer
+from training.trainer.loss_preview import loss_preview
 
 from .tiny import build_tiny_model, colour_conversation, write_jsonl
 

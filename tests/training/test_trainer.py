@@ -10,12 +10,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from training.config import ConfigError, TrainConfig
-from training.data import Record, encode, stop_token_ids
-from training.evaluate import label_scores
-from training.generate import generate
-from training.merge import MergeError, merge_adapter
-from training.trainer import batch_tensors, load_tokenizer, token_losses, train
+from training.trainer.config import ConfigError, TrainConfig
+from training.trainer.data import Record, encode, stop_token_ids
+from training.trainer.evaluate import label_scores
+from training.trainer.generate import generate
+from training.trainer.loop import train
+from training.trainer.losses import batch_tensors, token_losses
+from training.trainer.merge import MergeError, merge_adapter
+from training.trainer.modeling import load_tokenizer
 
 from .tiny import FRUITS, build_tiny_model, colour_conversation, colour_dataset, write_jsonl
 
@@ -192,7 +194,7 @@ def test_resuming_from_a_checkpoint_continues_exactly(tiny_model, colours, tmp_p
 
 
 def test_a_cancel_file_stops_training_after_the_current_step(tiny_model, colours, tmp_path):
-    from training.trainer import TrainingCancelled
+    from training.trainer.loop import TrainingCancelled
 
     tmp_path.joinpath("CANCEL").touch()
     with pytest.raises(TrainingCancelled):
@@ -285,7 +287,7 @@ def test_early_stopping_ends_a_run_whose_validation_loss_stops_improving(tiny_mo
 
 @pytest.mark.parametrize("layout", ["FSDP", "DEEPSPEED", "DistributedType.FSDP"])
 def test_sharded_layouts_are_refused_before_training(layout):
-    from training.trainer import check_distributed
+    from training.trainer.loop import check_distributed
 
     with pytest.raises(ConfigError, match=r"shards the model across processes.*supports one process or DDP"):
         check_distributed(layout)
@@ -293,6 +295,6 @@ def test_sharded_layouts_are_refused_before_training(layout):
 
 @pytest.mark.parametrize("layout", ["NO", "MULTI_GPU", "DistributedType.MULTI_CPU"])
 def test_whole_model_layouts_train(layout):
-    from training.trainer import check_distributed
+    from training.trainer.loop import check_distributed
 
     check_distributed(layout)  # no error

@@ -5,7 +5,7 @@ import json
 import random
 from pathlib import Path
 
-from training.demo_model import DemoSize, build_demo_model
+from training.trainer.demo_model import DemoSize, build_demo_model
 
 TINY = DemoSize(hidden_size=64, layers=2, heads=2, kv_heads=1, intermediate_size=128, vocab_size=400)
 

@@ -26,8 +26,8 @@ from curation.audit.services import audit_record
 from curation.common.queueing import task_send_or_fail, task_send_or_mark_unsent
 from curation.datasets.export import snapshot_request
 from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, JobStatus, Split
-from training.config import METHODS, ConfigError, TrainConfig
 from training.models import BaseModel, FineTuneJob, FineTuneStatus, Generation, Method
+from training.trainer.config import METHODS, ConfigError, TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -29,17 +29,9 @@ from training.services.runner import LOG_TAIL_LINES, log_tail, signal_group, spa
 logger = logging.getLogger(__name__)
 
 
-# Calls `module:function(**kwargs)` for each kwargs of a JSON list and writes the results as a JSON list.
-CALLER = """
-import importlib, json, sys
-
-module, name = sys.argv[1].split(":")
-function = getattr(importlib.import_module(module), name)
-with open(sys.argv[2]) as calls:
-    results = [function(**kwargs) for kwargs in json.load(calls)]
-with open(sys.argv[3], "w") as out:
-    json.dump(results, out)
-"""
+# The child that runs `module:function(**kwargs)` for each kwargs of a JSON list and writes the results as a
+# JSON list.
+CALLER_MODULE = "training.trainer.call"
 
 
 class GpuCallError(Exception):
@@ -52,7 +44,8 @@ def call_in_child(*, function: str, calls: list[dict], work_dir: Path, timeout: 
     arguments, results, log = work_dir / "calls.json", work_dir / "results.json", work_dir / "call.log"
     arguments.write_text(json.dumps(calls))
     results.unlink(missing_ok=True)
-    process = spawn_group([sys.executable, "-c", CALLER, function, str(arguments), str(results)], log, signal.SIGKILL)
+    command = [sys.executable, "-m", CALLER_MODULE, function, str(arguments), str(results)]
+    process = spawn_group(command, log, signal.SIGKILL)
     try:
         returncode = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -84,7 +77,7 @@ def generation_run(*, generation_id: int) -> None:
     rows = Generation.objects.filter(pk=generation.pk)
     try:
         base, tuned = call_in_child(
-            function="training.generate:generate", calls=calls, work_dir=work_dir,
+            function="training.trainer.generate:generate", calls=calls, work_dir=work_dir,
             timeout=settings.LOGTUNE_GPU_TASK_TIMEOUT_S,
         )  # fmt: skip
     except Exception as exc:
@@ -109,7 +102,7 @@ def finetune_merge(*, job_id: int) -> None:
     rows = FineTuneJob.objects.filter(pk=job.pk)
     call = {"model": job.model, "adapter_dir": str(job.adapter_dir), "output_dir": str(job.merged_dir)}
     try:
-        call_in_child(function="training.merge:merge_adapter", calls=[call], work_dir=job.output_dir / "merge",
+        call_in_child(function="training.trainer.merge:merge_adapter", calls=[call], work_dir=job.output_dir / "merge",
                       timeout=settings.LOGTUNE_GPU_TASK_TIMEOUT_S)  # fmt: skip
     except Exception as exc:
         rows.update(merge_status=FineTuneStatus.FAILED, merge_error=paths_hidden(str(exc)))
@@ -153,7 +146,7 @@ def loss_preview_run(*, preview_id: int) -> None:
     preview = LossPreview.objects.select_related("entry").get(pk=preview_id)
     rows = LossPreview.objects.filter(pk=preview.pk)
     try:
-        from training.tokens import loss_preview
+        from training.trainer.loss_preview import loss_preview
 
         _, model = base_model_resolve(base_model=preview.base_model)
         tokens = loss_preview(model=model, messages=preview.entry.messages, tools=preview.entry.tools)

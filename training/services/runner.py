@@ -32,9 +32,9 @@ from django.utils import timezone
 
 from curation.common.server_paths import json_paths_hidden, paths_hidden
 from curation.models import DatasetEntry, JobStatus
-from training.config import TrainConfig
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
 from training.services.jobs import finetune_enqueue, finetunes_unsent_send
+from training.trainer.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -48,27 +48,9 @@ LOG_TAIL_LINES = 40
 MAX_WARNINGS = 20
 PR_SET_PDEATHSIG = 1
 TRAINER_MODULE = "training.trainer"
-
-# The child the worker starts: `python -m accelerate.commands.launch …`, run in-process by runpy, as the leader
-# of its own process group. PR_SET_PDEATHSIG (set before exec) sends it SIGUSR1 when the worker dies; the
-# handler then ends the whole group, trainer processes included, which the kernel would otherwise leave
-# running as orphans (the death signal is not inherited by grandchildren). SIGTERM to the group is meant
-# for the trainer processes: the launcher ignores it and exits when they do.
-LAUNCHER = """
-import os, runpy, signal, sys, time
-
-def stop_group(*_):
-    os.killpg(0, signal.SIGTERM)
-    time.sleep(5)
-    os.killpg(0, signal.SIGKILL)
-
-signal.signal(signal.SIGTERM, lambda *_: None)
-signal.signal(signal.SIGUSR1, stop_group)
-if os.getppid() != int(sys.argv[1]):
-    stop_group()
-sys.argv = ["accelerate-launch", *sys.argv[2:]]
-runpy.run_module("accelerate.commands.launch", run_name="__main__", alter_sys=True)
-"""
+# The child the worker starts (training/trainer/launcher.py): `accelerate launch` run in-process, leading its own
+# process group, which it ends when the worker dies (PR_SET_PDEATHSIG sends it SIGUSR1; its docstring says why).
+LAUNCHER_MODULE = "training.trainer.launcher"
 
 
 @dataclass(slots=True)
@@ -157,9 +139,9 @@ def _launch(job: FineTuneJob, config_path: Path) -> subprocess.Popen:
     # The operator's file (DDP, FSDP) sets how the processes share the work; the flags below win over its keys.
     config_file = ["--config_file", settings.LOGTUNE_ACCELERATE_CONFIG] if settings.LOGTUNE_ACCELERATE_CONFIG else []
     command = [
-        sys.executable, "-c", LAUNCHER, str(os.getpid()), "--quiet", *config_file, "--num_processes", str(processes),
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "-m", TRAINER_MODULE, str(config_path),
+        sys.executable, "-m", LAUNCHER_MODULE, str(os.getpid()),
+        "--quiet", *config_file, "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "-m", TRAINER_MODULE, str(config_path),
     ]  # fmt: skip
     return spawn_group(command, job.log_path, signal.SIGUSR1)
 

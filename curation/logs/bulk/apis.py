@@ -6,23 +6,12 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.common.apis import (
-    FilterField,
-    IdField,
-    ProjectScopedApi,
-    StrictInput,
-    request_actor,
-)
+from curation.common.apis import FilterField, IdField, ProjectScopedApi, StrictInput, request_actor
 from curation.common.permissions import project_for_request
 from curation.logs.bulk import services as bulk_services
 from curation.logs.bulk.selectors import bulk_review
 from curation.logs.filters import FILTER_PARAMS
-from curation.models import (
-    BulkAction,
-    BulkJob,
-    Project,
-    Role,
-)
+from curation.models import BulkAction, BulkJob, Project, Role
 
 
 def _filter_query(value: object) -> str:

@@ -3,12 +3,7 @@ from collections.abc import Iterator
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import Coalesce
 
-from curation.models import (
-    ImportJob,
-    ImportLineError,
-    JobStatus,
-    Project,
-)
+from curation.models import ImportJob, ImportLineError, JobStatus, Project
 
 
 def import_jobs_for_project(*, project: Project) -> QuerySet[ImportJob]:

@@ -6,7 +6,7 @@ process asks a worker for it (training.tasks.loss_preview_task)."""
 from functools import lru_cache
 from typing import Any
 
-from training.data import DataError, Record, encode, ensure_chat_template, stop_token_ids
+from training.trainer.data import DataError, Record, encode, ensure_chat_template, stop_token_ids
 
 
 @lru_cache(maxsize=8)

@@ -14,7 +14,7 @@ def merge_adapter(*, model: str, adapter_dir: str, output_dir: str) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from training.modeling import load_tokenizer
+    from training.trainer.modeling import load_tokenizer
 
     base = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
     before = {name: _fingerprint(p) for name, p in base.named_parameters()}  # two numbers a weight, not a copy

@@ -71,25 +71,35 @@ class TrainConfig:
     learning_rate: float | None = None
     """None takes the method's default (2e-4 for adapters, 1e-5 for full weights)."""
     epochs: float = 3.0
+    """Passes over the training split; a fraction ends part-way through the last one."""
     batch_size: int = 4
     """Examples per micro-batch on each process."""
     gradient_accumulation: int = 4
+    """Micro-batches per optimizer step; the step's loss is averaged over all their trained tokens."""
     max_seq_length: int = 2048
     """Longer examples are cut to this many tokens; one left with no trained token is dropped and reported."""
     warmup_ratio: float = 0.05
+    """Share of the optimizer steps over which the learning rate rises from 0."""
     scheduler: str = "cosine"
+    """The learning rate after the warm-up: cosine, linear (both decay to 0) or constant."""
     weight_decay: float = 0.0
+    """AdamW's weight decay."""
     max_grad_norm: float = 1.0
+    """Gradients are clipped to this norm; 0 does not clip."""
     seed: int = 42
+    """Seeds the order of the examples, dropout and the new weights."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (overrides epochs when smaller)."""
 
     # --- LoRA ---
     lora_rank: int = 16
+    """Rank of the LoRA matrices."""
     lora_alpha: int | None = None
     """None gives 2 × rank."""
     lora_dropout: float = 0.05
+    """Dropout on the input of the LoRA matrices."""
     target_modules: list[str] | str = "all-linear"
+    """The modules that get an adapter: "all-linear", a list of module names, or one regular expression."""
     freeze_layers: int = 0
     """With method "freeze": how many decoder layers, from the input side, keep their weights."""
 
@@ -101,11 +111,13 @@ class TrainConfig:
     checkpoint_every_steps: int = 100
     """Save a resumable checkpoint every N optimizer steps; 0 saves none."""
     keep_checkpoints: int = 2
+    """How many of the newest checkpoints are kept."""
     resume: bool = True
     """Resume from the newest checkpoint in output_dir when there is one."""
     eval_generations: int = 8
     """How many validation prompts to answer with the base and the fine-tuned model, side by side."""
     max_new_tokens: int = 64
+    """The longest answer, in tokens, of either model in the evaluation."""
     per_example_losses: bool = True
     """After training, record the loss of every training example (finds likely bad labels)."""
 
@@ -117,6 +129,7 @@ class TrainConfig:
     would need a dense mask as large as the row squared, each step's examples are grouped by length and
     each micro-batch is padded to its longest. False: micro-batches in data order, padded."""
     gradient_checkpointing: bool = False
+    """Recompute activations during the backward pass: less memory, more compute."""
     precision: str = "auto"
     """auto (bf16 on a GPU that has it, else fp32), bf16, fp16 or fp32."""
     attn_implementation: str = "sdpa"
@@ -124,6 +137,7 @@ class TrainConfig:
 
     # --- free-form ---
     extra: dict[str, Any] = field(default_factory=dict)
+    """Anything else to keep with the config; the trainer does not read it."""
 
     def __post_init__(self) -> None:
         self.validate()

@@ -4,7 +4,7 @@ byte-level BPE tokenizer trained on the fly, with a ChatML chat template that re
 Nothing is downloaded. It is small enough to fine-tune on a laptop CPU in seconds, so the whole
 loop (dataset → fine-tune → evaluation → playground) runs offline.
 
-    python -m training.demo_model OUTPUT_DIR
+    python -m training.trainer.demo_model OUTPUT_DIR
 """
 
 import sys
@@ -123,5 +123,5 @@ def build_demo_model(output_dir: str | Path, size: DemoSize = DemoSize(), seed: 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m training.demo_model OUTPUT_DIR")
+        raise SystemExit("usage: python -m training.trainer.demo_model OUTPUT_DIR")
     print(build_demo_model(sys.argv[1]))

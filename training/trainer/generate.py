@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from training.data import template_messages
+from training.trainer.data import template_messages
 
 
 @lru_cache(maxsize=2)
@@ -14,7 +14,7 @@ def _load(model: str, adapter_dir: str | None) -> tuple[Any, Any, set[int]]:
 
     AutoModelForCausalLM: Any = Loader
 
-    from training.modeling import load_tokenizer, model_stop_ids
+    from training.trainer.modeling import load_tokenizer, model_stop_ids
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
@@ -32,7 +32,7 @@ def _load(model: str, adapter_dir: str | None) -> tuple[Any, Any, set[int]]:
 
 def generate(*, model: str, adapter_dir: str | None, messages: list[dict], max_new_tokens: int = 64) -> str:
     """The greedy answer to `messages` (OpenAI chat shape) from `model`, with the adapter when given."""
-    from training.evaluate import generate_answers
+    from training.trainer.evaluate import generate_answers
 
     loaded, tokenizer, stop_ids = _load(model, adapter_dir)
     return generate_answers(

@@ -3,8 +3,8 @@ or every weight but the first layers. No Django here."""
 
 from typing import Any
 
-from training.config import ConfigError, TrainConfig
-from training.data import ensure_chat_template, stop_token_ids
+from training.trainer.config import ConfigError, TrainConfig
+from training.trainer.data import ensure_chat_template, stop_token_ids
 
 
 def load_tokenizer(model_name: str):
@@ -36,7 +36,7 @@ def resolve_precision(config: TrainConfig) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
 
 
-def load_model(config: TrainConfig, precision: str, tokenizer: Any, device: Any):
+def load_model(config: TrainConfig, *, precision: str, tokenizer: Any, device: Any):
     """The base model with what trains marked: a LoRA adapter, or all weights, or all but the first layers."""
     import torch
     from transformers import AutoModelForCausalLM

@@ -5,7 +5,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from training.config import ConfigError
+from training.trainer.config import ConfigError
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:

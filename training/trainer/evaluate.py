@@ -1,12 +1,14 @@
 """Base model against fine-tuned model on the validation split: answers side by side and, when the
 answers are short labels, accuracy and macro-F1 of both. No Django here."""
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.data import read_records, template_messages
+from training.trainer.config import TrainConfig
+from training.trainer.data import read_records, template_messages
 
 # Answers of at most this many words, with few distinct values, are labels (classification data).
 LABEL_MAX_WORDS = 4
@@ -88,15 +90,17 @@ def label_scores(references: Sequence[str], predictions: Sequence[str]) -> dict[
     """Exact-match accuracy (case-insensitive) and macro-F1 over the reference classes."""
     refs = [r.strip().lower() for r in references]
     preds = [p.strip().lower() for p in predictions]
-    classes = sorted(set(refs))
-    f1s = []
-    for label in classes:
-        tp = sum(1 for r, p in zip(refs, preds, strict=True) if r == label and p == label)
-        fp = sum(1 for r, p in zip(refs, preds, strict=True) if r != label and p == label)
-        fn = sum(1 for r, p in zip(refs, preds, strict=True) if r == label and p != label)
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    f1s = [_f1(refs, preds, label) for label in sorted(set(refs))]
     accuracy = sum(1 for r, p in zip(refs, preds, strict=True) if r == p) / len(refs) if refs else 0.0
     return {"accuracy": accuracy, "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0}
+
+
+def _f1(refs: Sequence[str], preds: Sequence[str], label: str) -> float:
+    pairs = list(zip(refs, preds, strict=True))
+    tp = sum(1 for r, p in pairs if r == label and p == label)
+    fp = sum(1 for r, p in pairs if r != label and p == label)
+    fn = sum(1 for r, p in pairs if r == label and p != label)
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 def evaluation_report(
@@ -138,3 +142,38 @@ def evaluation_report(
             "examples": len(references),
         }
     return report
+
+
+class Comparison:
+    """Answers of the base and the fine-tuned model to validation prompts, and label accuracy, for evaluation.json."""
+
+    def __init__(self, config: TrainConfig, *, tokenizer: Any, stop_ids: set[int], main_process: bool) -> None:
+        self.config, self.tokenizer, self.stop_ids = config, tokenizer, stop_ids
+        self.main = main_process
+        prompts = validation_prompts(config.data_path)
+        self.prompts = prompts[: config.eval_generations]
+        self.labels = label_task(prompts)
+        # The base model's answers are kept on disk: a resumed run no longer has the base model to ask.
+        self.base_file = Path(config.output_dir) / "base_answers.json"
+        self.results: dict[str, Any] = {}
+        if self.base_file.exists():
+            self.results["base"] = tuple(json.loads(self.base_file.read_text()))
+
+    def answers(self, which: str, model: Any) -> None:
+        if not self.main:
+            return
+        prompts = [p.messages for p in self.prompts]
+        label_prompts = [p.messages for p in self.labels] if self.labels else []
+        answers = generate_answers(
+            model, self.tokenizer, prompts + label_prompts, stop_ids=self.stop_ids,
+            max_new_tokens=self.config.max_new_tokens,
+        )  # fmt: skip
+        self.results[which] = (answers[: len(prompts)], answers[len(prompts) :])
+        if which == "base":
+            self.base_file.write_text(json.dumps(self.results[which]))
+
+    def write(self, path: Path, *, base_loss: float | None, tuned_loss: float | None) -> None:
+        report = evaluation_report(
+            prompts=self.prompts, labels=self.labels, results=self.results, base_loss=base_loss, tuned_loss=tuned_loss
+        )
+        path.write_text(json.dumps(report, indent=2))

@@ -3,8 +3,8 @@
 from collections.abc import Sequence
 from typing import Any
 
-from training.config import TrainConfig
-from training.data import IGNORE_INDEX, Example, pack, pad
+from training.trainer.config import TrainConfig
+from training.trainer.data import IGNORE_INDEX, Example, pack, pad
 
 # Attention implementations that read restarting positions as sequence boundaries without building a
 # dense mask: with them, packing is truly padding-free and no token attends across examples.
@@ -70,7 +70,9 @@ def global_sum(accelerator: Any, value: float) -> float:
     return float(accelerator.reduce(tensor, reduction="sum").item())
 
 
-def evaluate_loss(model: Any, examples: Sequence[Example], config: TrainConfig, accelerator: Any, pad_id: int):
+def evaluate_loss(
+    model: Any, examples: Sequence[Example], *, config: TrainConfig, accelerator: Any, pad_id: int
+) -> float:
     """Mean loss per trained token over `examples`, shared out across processes."""
     import torch
 
@@ -92,7 +94,9 @@ def evaluate_loss(model: Any, examples: Sequence[Example], config: TrainConfig, 
     return total / count if count else float("nan")
 
 
-def example_losses(model: Any, examples: Sequence[Example], config: TrainConfig, accelerator: Any, pad_id: int):
+def example_losses(
+    model: Any, examples: Sequence[Example], *, config: TrainConfig, accelerator: Any, pad_id: int
+) -> list[tuple[int, float, int]]:
     """(index, mean loss, trained tokens) of each example this process holds."""
     import torch
 
