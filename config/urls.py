@@ -26,7 +26,7 @@ urlpatterns = [
     path("api/v1/", include("curation.urls")),
     path("api/v1/", include("curation.urls_exports")),
     path("api/v1/", include("training.urls")),
-    path("proxy/", include("curation.proxy.streams.views")),  # the logging proxy: authenticated by X-Logtune-Key
+    path("proxy/", include("curation.proxy.views")),  # the logging proxy: authenticated by X-Logtune-Key
     path("api/v1/schema", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its start-up script as a file (?script): the Content-Security-Policy refuses inline ones.
     path("api/v1/docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

@@ -4,7 +4,7 @@ import pytest
 
 from curation.models import Role
 from curation.projects.services import api_key_create, api_key_revoke
-from curation.proxy.streams import services as proxy
+from curation.proxy import services as proxy
 
 pytestmark = pytest.mark.django_db
 

@@ -311,7 +311,7 @@ def test_the_call_succeeds_and_is_logged_when_the_broker_is_down(
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(proxy_log_store_task, "apply_async", broker_down)
-    caplog.set_level(logging.WARNING, logger="curation.proxy.streams.services")
+    caplog.set_level(logging.WARNING, logger="curation.proxy.services")
 
     answer = openai_client(live_server, editor_key).chat.completions.create(model="gpt-4o-mini", messages=CHAT)
 
