@@ -141,7 +141,8 @@ class LogEntry(models.Model):
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     search_text = models.TextField(blank=True)
-    # The kinds of personal data in the conversation (curation.text.pii.KINDS), sorted; [] when none (docs/pii.md).
+    # The kinds of personal data in the conversation (curation.text.pii.findings.KINDS), sorted; [] when none
+    # (docs/pii.md).
     pii = models.JSONField(default=list, blank=True)
     # Not scanned for personal data yet: a request that had spent its time for it stored the log, a worker scans it.
     pii_pending = models.BooleanField(default=False)
