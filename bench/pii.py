@@ -1,4 +1,4 @@
-"""Speed of the personal data detectors (curation/text/pii.py) on the text of realistic logs, in this process.
+"""Speed of the personal data detectors (curation/text/pii/) on the text of realistic logs, in this process.
 
     .venv/bin/python bench/pii.py [--logs 5000] [--long 50] [--repeats 3] [--seed 7]
 
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 
 from common import LogMaker, code_version, percentile, warn_if_busy
 
-from curation.text import pii
+from curation.text.pii import scan
 
 # Findings added to "chat with PII", built from pieces so that this file holds no string a secret scanner flags.
 PLANTED = (
@@ -159,7 +159,7 @@ def _long_prompt(rng: random.Random, *, planted: bool) -> str:
 
 def _check_planted(logs: list[list[str]], expected: list[list[str]]) -> None:
     for strings, planted in zip(logs, expected, strict=True):
-        found = {finding.text for finding in pii.find(strings[-1])}
+        found = {finding.text for finding in scan.find(strings[-1])}
         if missing := set(planted) - found:
             raise SystemExit(f"not found: {sorted(missing)} in {strings[-1]!r}")
 
@@ -168,7 +168,7 @@ def _check_planted(logs: list[list[str]], expected: list[list[str]]) -> None:
 
 
 def _find_all(strings: list[str]) -> int:
-    return sum(len(pii.find(string)) for string in strings)
+    return sum(len(scan.find(string)) for string in strings)
 
 
 def _phones_only(strings: list[str]) -> int:

@@ -22,7 +22,8 @@ from rest_framework.test import APIClient
 from config.settings import _cache_settings
 from curation.common.parsers import OrjsonParser, PayloadTooLarge
 from curation.logs import throttling
-from curation.logs.imports.services import ExpandedTooLarge, import_job_run
+from curation.logs.imports.files import ExpandedTooLarge
+from curation.logs.imports.run import import_job_run
 from curation.logs.throttling import IngestRateThrottle
 from curation.models import ApiKey, Dataset, ImportJob, JobStatus, LogEntry
 from curation.projects.services import api_key_create

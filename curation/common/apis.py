@@ -24,7 +24,7 @@ from curation.common.server_paths import json_paths_hidden, paths_hidden
 from curation.logs.filters import FILTER_PARAMS
 from curation.logs.ingest.canonical import IngestError, check_storable
 from curation.models import ApiKey, LogStatus
-from curation.text import pii
+from curation.text.pii.findings import KINDS
 
 __all__ = [
     "ID_MAX",
@@ -124,7 +124,7 @@ def _filter_schemas() -> dict[str, dict]:
     from the schema sends only what the filter takes."""
     text = {"type": "string"}
     number = {"type": "number", "minimum": 0, "maximum": 1e50}  # django-filter's own ceiling
-    kinds = [_any_case(kind) for kind in pii.KINDS]
+    kinds = [_any_case(kind) for kind in KINDS]
     schemas: dict[str, dict] = {
         "q": text, "model": text, "provider": text, "tag": text, "tag_any": text, "tag_none": text,
         "status": {"type": "string", "pattern": _list_of(list(LogStatus.values))},

@@ -18,7 +18,8 @@ from functools import cache
 import orjson
 
 from curation.models import Dataset, DatasetEntry, Split
-from curation.text import pii
+from curation.text.pii import scan
+from curation.text.pii.conversations import conversation_find
 
 ERROR = "error"
 WARNING = "warning"
@@ -296,9 +297,9 @@ _MESSAGES = {
 def _has_personal_data(messages: object, tools: object) -> bool:
     """What the redaction of the dataset page would still change (curation/datasets/redaction/services.py)."""
     dicts = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
-    if dicts and pii.conversation_find(dicts):
+    if dicts and conversation_find(dicts):
         return True
-    return any(pii.find(text) for text in _strings(tools))
+    return any(scan.find(text) for text in _strings(tools))
 
 
 def _strings(value: object) -> Iterable[str]:

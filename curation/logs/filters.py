@@ -31,7 +31,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from curation.common.params import ID_MAX
 from curation.logs.similar.selectors import SIMILARITY_DEFAULT, LogNotIndexed, logs_like_ids
 from curation.models import DatasetEntry, LogEntry, LogStatus, LogTag, Project, Tag
-from curation.text import pii
+from curation.text.pii.findings import KINDS
 
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 
@@ -172,9 +172,9 @@ class LogFilter(django_filters.FilterSet):
             return queryset.exclude(pii=[])
         if kinds == ["NONE"]:
             return queryset.filter(pii=[])
-        unknown = [kind for kind in kinds if kind not in pii.KINDS]
+        unknown = [kind for kind in kinds if kind not in KINDS]
         if unknown:
-            raise ValidationError({"pii": f"'{value}' is not any, none or kinds among {', '.join(pii.KINDS)}"})
+            raise ValidationError({"pii": f"'{value}' is not any, none or kinds among {', '.join(KINDS)}"})
         condition = Q()
         for kind in kinds:
             condition |= _has_pii_kind(kind)

@@ -13,7 +13,7 @@ from curation.common.counts import CappedCount, capped, fetch
 from curation.common.pagination import rare_match_safe
 from curation.logs.lookups import queryset_sql
 from curation.models import DatasetEntry, LogEntry, LogStatus, Project, Tag
-from curation.text import pii
+from curation.text.pii.findings import KINDS
 
 
 def log_list(*, project: Project) -> QuerySet[LogEntry]:
@@ -50,7 +50,7 @@ class Facets:
     models: list[tuple[str, CappedCount]]
     statuses: list[tuple[str, CappedCount]]
     tags: list[tuple[Tag, CappedCount]]
-    # Personal data: (kind, count) for each kind found in the window, in pii.KINDS order, then ("none", count).
+    # Personal data: (kind, count) for each kind found in the window, in KINDS order, then ("none", count).
     pii: list[tuple[str, CappedCount]] = field(default_factory=list)
     sampled: bool = False  # the counts are those of the COUNT_CAP newest matches, not of all
 
@@ -122,7 +122,7 @@ def _log_facets(project: Project, logs: QuerySet[LogEntry]) -> Facets:
         models=[(m, CappedCount(n, False)) for m, n in models],
         statuses=[(s, CappedCount(n, False)) for s, n in statuses],
         tags=[(tags[t], CappedCount(n, False)) for t, n in tag_ids if t in tags],
-        pii=[(kind, CappedCount(kinds[kind], False)) for kind in (*pii.KINDS, "none") if kinds[kind]],
+        pii=[(kind, CappedCount(kinds[kind], False)) for kind in (*KINDS, "none") if kinds[kind]],
         sampled=total.capped,
     )
 

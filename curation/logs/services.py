@@ -21,7 +21,8 @@ from curation.logs.ingest.raw import value_text
 from curation.logs.pii.services import logs_pii_kinds, pii_pending_send
 from curation.logs.pricing import cost_usd
 from curation.models import LogEntry, LogTag, Project, Tag
-from curation.text import pii
+from curation.text.pii import scan
+from curation.text.pii.conversations import conversation_redact
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def _pii_apply(log: ParsedLog, *, redact: bool) -> list[str]:
     conversation says (an original that still held the address would defeat the point)."""
     if not redact:
         return logs_pii_kinds(messages=log.messages)
-    log.messages, findings = pii.conversation_redact(log.messages)
+    log.messages, findings = conversation_redact(log.messages)
     log.search_text = search_text(log.messages)
     log.original = _redact_json(log.original)
     log.original_text = value_text(log.original)  # no longer the text as sent: that held the personal data
@@ -197,7 +198,7 @@ def _redact_json(value: Any) -> Any:
         else:
             redacted = _redact_json(decoded)
             return value if redacted == decoded else json.dumps(redacted, ensure_ascii=False)
-    return pii.redact(value)[0]
+    return scan.redact(value)[0]
 
 
 def log_ranges_check(log: ParsedLog) -> None:

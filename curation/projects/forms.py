@@ -1,7 +1,7 @@
 from django import forms
 
 from curation.models import Role
-from curation.proxy.services import upstream_url_problem
+from curation.proxy.upstreams import upstream_url_problem
 
 
 class ApiKeyCreateForm(forms.Form):

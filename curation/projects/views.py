@@ -17,7 +17,7 @@ from curation.models import Project, Role
 from curation.projects.forms import ApiKeyCreateForm, ProjectPiiForm, ProjectUnreadableForm, ProjectUpstreamsForm
 from curation.projects.selectors import api_key_get, projects_for_user
 from curation.projects.services import api_key_create, api_key_revoke
-from curation.proxy.services import project_upstreams_update
+from curation.proxy.upstreams import project_upstreams_update
 
 
 @login_required

@@ -4,62 +4,34 @@ the call is logged afterwards, off the response path (docs/proxy.md).
 What the request path does is kept to the least: authenticate the Logtune key, pass the body's bytes on,
 pass the answer's bytes back as they arrive (keeping a copy), and hand the copy to a Celery task once the
 server has sent the last byte. Parsing the request, assembling a streamed answer and storing the log all
-happen in the task (`proxy_log_store`), so they cost the caller nothing.
+happen in the task (`proxy_log_store`, logs.py), so they cost the caller nothing.
 
 The caller's provider key (`Authorization`, `x-api-key`) is forwarded and never stored: no header is logged.
+
+Here: a call's forwarding, from its request to the queued log. keys.py checks the Logtune key, upstreams.py where a
+project's calls go.
 """
 
-import hashlib
 import http.cookiejar
 import logging
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-import orjson
-from django.conf import settings
-from django.contrib.auth.models import User
-from django.db import transaction
 
-from curation.audit.services import audit_record
-from curation.logs.ingest import BodyError, line_read
-from curation.logs.ingest.raw import value_text
-from curation.logs.services import logs_ingest
-from curation.models import ApiKey, Project
-from curation.projects.services import api_key_authenticate
-from curation.proxy.streams import assemble_anthropic, assemble_openai, sse_events
+from curation.models import Project
+from curation.proxy.logs import proxy_log_store
+from curation.proxy.tasks import proxy_log_store_task
+from curation.proxy.upstreams import Provider, upstream_url_problem
 
 logger = logging.getLogger(__name__)
 
-LOGTUNE_KEY_HEADER = "X-Logtune-Key"
 LOGTUNE_TAGS_HEADER = "X-Logtune-Tags"
 _MAX_TAG_LENGTH = 100  # as the ingest's
-
-
-@dataclass(frozen=True, slots=True)
-class Provider:
-    name: str  # the envelope's `provider`
-    base_url_field: str  # the Project field holding the upstream's base URL
-    path: str  # appended to it
-
-    def upstream_url(self, project: Project) -> str:
-        return getattr(project, self.base_url_field).rstrip("/") + self.path
-
-    def error_body(self, message: str, kind: str) -> bytes:
-        """An error in the provider's own shape, so its SDK raises its usual exception with our message."""
-        if self.name == "anthropic":
-            return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
-        return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": None}})
-
-
-OPENAI = Provider(name="openai", base_url_field="openai_base_url", path="/chat/completions")
-ANTHROPIC = Provider(name="anthropic", base_url_field="anthropic_base_url", path="/v1/messages")
 
 # Not forwarded: hop-by-hop headers (RFC 9110 7.6.1), those httpx sets for its own connection, the browser's
 # cookies, and Logtune's own. Accept-Encoding is ours to choose: identity, so the bytes pass through as they are
@@ -97,105 +69,6 @@ _client = httpx.Client(
     timeout=httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=30.0),
     follow_redirects=False,
 )
-
-
-# Keys that authenticated lately, by their SHA-256: a proxied call then costs no database round trip, which is
-# most of what the proxy adds (bench/proxy.py). The price: a revoked key, a changed role or upstream URL takes
-# up to KEY_CACHE_SECONDS to reach the proxy. Unknown keys are not remembered; they are looked up every time.
-KEY_CACHE_SECONDS = 10.0
-_KEY_CACHE_SIZE = 1024
-_key_cache: dict[str, tuple[float, ApiKey]] = {}
-_key_cache_lock = threading.Lock()
-
-
-def proxy_key_authenticate(*, raw: str) -> ApiKey | None:
-    """The active key `raw`, with its project, as api_key_authenticate finds it, remembered a few seconds."""
-    digest = hashlib.sha256(raw.encode()).hexdigest()
-    now = time.monotonic()
-    with _key_cache_lock:
-        cached = _key_cache.get(digest)
-    if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
-        return cached[1]
-    key = api_key_authenticate(raw=raw)
-    with _key_cache_lock:
-        if key is None:
-            _key_cache.pop(digest, None)
-        else:
-            if len(_key_cache) >= _KEY_CACHE_SIZE:
-                _key_cache.pop(next(iter(_key_cache)))  # the oldest entry: dicts keep insertion order
-            _key_cache[digest] = (now, key)
-    return key
-
-
-def upstream_url_problem(url: str) -> str:
-    """Why `url` cannot be a proxy upstream, or "" when it can.
-
-    The server sends requests to it, so only http(s) URLs to a host and port that LOGTUNE_PROXY_UPSTREAM_HOSTS
-    allows are accepted: an owner could otherwise point the server at an internal address or, on an allowed host,
-    at another of its services (SSRF). An entry `host` allows that host on its scheme's default port (443, 80),
-    `host:port` that port, `host:*` any port, and `*` anything. Checked when an owner saves the URL and again on
-    every call, so a narrower setting applies to URLs saved before it.
-    """
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        port = parts.port
-    except ValueError:
-        return "is not a URL"
-    if parts.scheme not in ("http", "https"):
-        return "must start with http:// or https://"
-    if not host:
-        return "has no host"
-    if parts.username is not None or parts.password is not None:
-        return "must not carry credentials (the caller's key is forwarded with each call)"
-    allowed = settings.LOGTUNE_PROXY_UPSTREAM_HOSTS
-    if "*" in allowed:
-        return ""
-    default = _DEFAULT_PORTS[parts.scheme]
-    port = port or default
-    entries = {upstream_entry_split(entry) for entry in allowed}
-    if {(host, str(port)), (host, "*")} & entries or (port == default and (host, "") in entries):
-        return ""
-    shown = f"[{host}]" if ":" in host else host
-    if any(name == host for name, _ in entries):
-        return f"port {port} of {shown} is not among this server's LOGTUNE_PROXY_UPSTREAM_HOSTS ({', '.join(allowed)})"
-    return f"host {shown} is not among this server's LOGTUNE_PROXY_UPSTREAM_HOSTS ({', '.join(allowed)})"
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def upstream_entry_split(entry: str) -> tuple[str, str]:
-    """An entry of LOGTUNE_PROXY_UPSTREAM_HOSTS as (host, port): port "" for a bare host (the URL scheme's default
-    port), "*" or digits. An IPv6 address takes brackets to carry a port (`[fd00::1]:8000`)."""
-    entry = entry.strip().lower()
-    if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        return host, rest.removeprefix(":")
-    if entry.count(":") == 1:
-        host, _, port = entry.partition(":")
-        return host, port
-    return entry, ""
-
-
-@transaction.atomic
-def project_upstreams_update(
-    *, project: Project, openai_base_url: str, anthropic_base_url: str, actor: User | None = None
-) -> Project:
-    changed = {
-        name: {"from": getattr(project, name), "to": value}
-        for name, value in (("openai_base_url", openai_base_url), ("anthropic_base_url", anthropic_base_url))
-        if getattr(project, name) != value
-    }
-    if changed:
-        for name, change in changed.items():
-            setattr(project, name, change["to"])
-        project.save(update_fields=list(changed))
-        audit_record(project=project, action="project.update", actor=actor, detail=changed)
-    return project
-
-
-# --- The request path -----------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -324,8 +197,6 @@ def proxy_call_finish(*, call: ProxyCall) -> None:
         call.response.close()  # a response closed before its body was read hands its connection back
     if call.latency_ms is None:
         call.latency_ms = _elapsed_ms(call)
-    from curation.proxy.tasks import proxy_log_store_task
-
     log: dict[str, Any] = {
         "project_id": call.project_id,
         "provider": call.provider.name,
@@ -366,73 +237,3 @@ def _tags(header: str) -> list[str]:
 
 def _elapsed_ms(call: ProxyCall) -> float:
     return (time.perf_counter() - call.started) * 1000
-
-
-# --- The log, in the Celery task ------------------------------------------------------------------------
-
-
-def proxy_log_store(
-    *,
-    project_id: int,
-    provider: str,
-    request_body: str,
-    response_body: str,
-    streamed: bool,
-    status_code: int,
-    latency_ms: float,
-    tags: list[str],
-    metadata: dict,
-    external_id: str,
-) -> bool:
-    """Store one proxied call as a log envelope; a streamed answer is first assembled into the one response
-    the provider would have sent unstreamed. Returns whether a log was stored (or already was).
-
-    Whatever the upstream answered is stored: a call our readers cannot turn into a conversation (a tool type or
-    block they do not know, a body that is not JSON) is kept with status "unreadable" and the reader's reason,
-    for `reparse_logs` to read again after an upgrade. The envelope's `request` is the caller's body itself,
-    byte for byte; a body that is not a JSON object is kept as a string."""
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        logger.warning("proxy.log_skipped", extra={"project_id": project_id, "reason": "the project is gone"})
-        return False
-    if streamed:
-        events = sse_events(response_body)
-        response: object = assemble_anthropic(events) if provider == "anthropic" else assemble_openai(events)
-        response_text = None if response is None else value_text(response)
-    else:
-        response_text = _json_object_text(response_body)
-    if response_text is None and response_body:
-        response_text = value_text(response_body)  # not JSON: kept as it came, as a string
-    envelope_head = {"provider": provider}
-    envelope_tail = {
-        "status_code": status_code,
-        "latency_ms": latency_ms,
-        "metadata": {"proxy": metadata},
-        "tags": tags,
-        "external_id": external_id,
-    }
-    request_text = _json_object_text(request_body) or value_text(request_body)
-    text = (
-        value_text(envelope_head)[:-1]
-        + f',"request":{request_text},"response":{response_text or "null"},'
-        + value_text(envelope_tail)[1:]
-    )
-    item = line_read(text)
-    result = logs_ingest(project=project, items=[item], keep_unreadable=True)
-    for rejection in result.rejected:  # only what cannot be stored at all (numbers beyond 64 bits in metadata...)
-        logger.error("proxy.log_lost", extra={"project_id": project_id, "error": rejection.error})
-    for unreadable in result.unreadable:
-        logger.warning("proxy.log_unreadable", extra={"project_id": project_id, "error": unreadable.error})
-    return not result.rejected
-
-
-def _json_object_text(body: str) -> str | None:
-    """The body itself when it is one JSON object (its exact text, kept as the original), else None."""
-    stripped = body.strip()
-    if not stripped.startswith("{"):
-        return None
-    try:
-        line_read(stripped)  # the standard library's reader, which takes lone surrogate escapes as orjson does not
-    except BodyError:
-        return None
-    return stripped

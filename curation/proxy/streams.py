@@ -1,6 +1,6 @@
 """Streamed provider answers folded into the one response the provider would have sent unstreamed.
 
-The logging proxy (curation/proxy/services.py) logs a streamed call this way, so a streamed and an unstreamed
+The logging proxy (curation/proxy/logs.py) logs a streamed call this way, so a streamed and an unstreamed
 call leave the same log. Plain functions on decoded events: no Django, no I/O.
 """
 

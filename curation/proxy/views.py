@@ -14,18 +14,9 @@ from django.views.decorators.http import require_POST
 
 from curation.logs.throttling import ingest_rate_spend_for_key
 from curation.models import Role
-from curation.proxy.services import (
-    ANTHROPIC,
-    LOGTUNE_KEY_HEADER,
-    OPENAI,
-    Provider,
-    ProxyCall,
-    proxy_call_finish,
-    proxy_call_open,
-    proxy_call_read,
-    proxy_call_relay,
-    proxy_key_authenticate,
-)
+from curation.proxy.keys import LOGTUNE_KEY_HEADER, proxy_key_authenticate
+from curation.proxy.services import ProxyCall, proxy_call_finish, proxy_call_open, proxy_call_read, proxy_call_relay
+from curation.proxy.upstreams import ANTHROPIC, OPENAI, Provider
 
 
 class _OnClose:

@@ -20,7 +20,9 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from curation.logs.ingest.canonical import call_name_arguments
-from curation.text import pii
+from curation.text.pii import scan
+from curation.text.pii.conversations import conversation_find
+from curation.text.pii.findings import CARD, EMAIL, IBAN, IP, KINDS, PHONE, SECRET
 
 # Python-Markdown is slow on very large inputs; past this a text is shown as it is, preformatted.
 MARKDOWN_LIMIT = 50_000
@@ -36,8 +38,8 @@ _URL_SCHEMES = {"http", "https", "mailto"}
 _local = threading.local()
 
 PII_LABELS = {
-    pii.EMAIL: "e-mail", pii.PHONE: "phone number", pii.CARD: "card number", pii.IBAN: "IBAN",
-    pii.IP: "IP address", pii.SECRET: "secret",
+    EMAIL: "e-mail", PHONE: "phone number", CARD: "card number", IBAN: "IBAN",
+    IP: "IP address", SECRET: "secret",
 }  # fmt: skip
 
 
@@ -168,7 +170,7 @@ class Turn:
 def pii_marked(text: str) -> SafeString | None:
     """`text` as HTML with each finding of personal data in a `<mark class="pii pii-email" title="EMAIL">`,
     or None when there is none. Every piece of the raw text is escaped, the findings included."""
-    findings = pii.find(text)
+    findings = scan.find(text)
     if not findings:
         return None
     pieces: list[str] = []
@@ -187,10 +189,10 @@ def pii_summary(messages: object) -> str:
     """The detail page's line counting each kind of personal data in canonical messages; "" when none."""
     if not isinstance(messages, list):
         return ""
-    counts = Counter(found.finding.kind for found in pii.conversation_find(messages))
+    counts = Counter(found.finding.kind for found in conversation_find(messages))
     if not counts:
         return ""
-    return "Contains: " + ", ".join(f"{PII_LABELS[kind]} ×{counts[kind]}" for kind in pii.KINDS if counts[kind])
+    return "Contains: " + ", ".join(f"{PII_LABELS[kind]} ×{counts[kind]}" for kind in KINDS if counts[kind])
 
 
 def _maybe_json(text: str) -> str | None:

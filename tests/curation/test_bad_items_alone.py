@@ -3,7 +3,8 @@ of 1,000 (PostgreSQL, the COPY path) and in a file import cost nothing but a U+F
 
 import pytest
 
-from curation.logs.imports.services import import_job_create_local, import_job_run
+from curation.logs.imports.run import import_job_run
+from curation.logs.imports.services import import_job_create_local
 from curation.models import ImportJob, LogEntry
 
 pytestmark = pytest.mark.usefixtures("postgres")

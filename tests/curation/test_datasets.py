@@ -21,7 +21,7 @@ from curation.datasets.services import (
     entry_update,
     est_tokens,
 )
-from curation.logs.imports.services import import_job_run
+from curation.logs.imports.run import import_job_run
 from curation.logs.services import logs_ingest
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot, ImportJob, JobStatus, LogEntry, Split
 

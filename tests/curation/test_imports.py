@@ -8,8 +8,9 @@ from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from curation.logs.imports import services as imports
-from curation.logs.imports.services import import_job_create_local, import_job_run
+from curation.logs.imports import run
+from curation.logs.imports.run import import_job_claim, import_job_run
+from curation.logs.imports.services import import_job_create, import_job_create_local, import_jobs_reap
 from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, LogEntry
 from tests.curation.samples import anthropic_log, openai_log
 from tests.faults.processes import wait_for
@@ -103,7 +104,7 @@ def test_a_redelivered_import_resumes_after_the_last_committed_line(tmp_path, pr
     path = tmp_path / "logs.jsonl"
     path.write_bytes(jsonl([{"prompt": f"p{i}", "completion": "c"} for i in range(7)]))
     job = import_job_create_local(project=project, path=path)
-    real_commit = imports._commit_batch
+    real_commit = run._commit_batch
     calls = {"n": 0}
 
     def crash_on_third_batch(*args, **kwargs) -> None:
@@ -112,10 +113,10 @@ def test_a_redelivered_import_resumes_after_the_last_committed_line(tmp_path, pr
             raise RuntimeError("worker lost")
         real_commit(*args, **kwargs)
 
-    monkeypatch.setattr(imports, "_commit_batch", crash_on_third_batch)
+    monkeypatch.setattr(run, "_commit_batch", crash_on_third_batch)
     with pytest.raises(RuntimeError):
         import_job_run(job_id=job.pk, path=path)
-    monkeypatch.setattr(imports, "_commit_batch", real_commit)
+    monkeypatch.setattr(run, "_commit_batch", real_commit)
     ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)  # as if redelivered mid-run
 
     job = import_job_run(job_id=job.pk, path=path)
@@ -137,7 +138,7 @@ def test_a_file_of_large_lines_is_committed_in_batches_bounded_by_bytes_not_only
     path = tmp_path / "large.jsonl"
     path.write_bytes(jsonl([*big[:5], overlong, big[5]]))
     job = import_job_create_local(project=project, path=path)
-    real_commit = imports._commit_batch
+    real_commit = run._commit_batch
     batches: list[tuple[int, int, int]] = []  # (lines held, bytes of line text held, lines_done once committed)
 
     def counting_commit(job, batch, bytes_done) -> None:
@@ -145,7 +146,7 @@ def test_a_file_of_large_lines_is_committed_in_batches_bounded_by_bytes_not_only
         held = sum(len(item.text.encode()) for item in batch.items if item.text)
         batches.append((len(batch.items), held, ImportJob.objects.get(pk=job.pk).lines_done))
 
-    monkeypatch.setattr(imports, "_commit_batch", counting_commit)
+    monkeypatch.setattr(run, "_commit_batch", counting_commit)
 
     job = import_job_run(job_id=job.pk, path=path)
 
@@ -161,14 +162,14 @@ def test_a_line_larger_than_the_batch_bytes_is_a_batch_of_its_own(tmp_path, proj
     path = tmp_path / "logs.jsonl"
     path.write_bytes(jsonl([{"prompt": "a", "completion": "c"}, {"prompt": "x" * 5000, "completion": "c"}]))
     job = import_job_create_local(project=project, path=path)
-    real_commit = imports._commit_batch
+    real_commit = run._commit_batch
     done: list[int] = []
 
     def counting_commit(job, batch, bytes_done) -> None:
         real_commit(job, batch, bytes_done)
         done.append(job.lines_done)
 
-    monkeypatch.setattr(imports, "_commit_batch", counting_commit)
+    monkeypatch.setattr(run, "_commit_batch", counting_commit)
 
     job = import_job_run(job_id=job.pk, path=path)
 
@@ -393,7 +394,7 @@ def test_an_upload_is_deleted_once_imported_or_failed_by_a_real_worker_and_the_r
 
 
 def upload_job(project, content: bytes = b'{"prompt": "p", "completion": "c"}\n', name: str = "a.jsonl") -> ImportJob:
-    return imports.import_job_create(project=project, file=SimpleUploadedFile(name, content), source_name=name)
+    return import_job_create(project=project, file=SimpleUploadedFile(name, content), source_name=name)
 
 
 @pytest.mark.django_db
@@ -402,14 +403,14 @@ def test_an_import_the_reaper_requeues_keeps_its_upload_and_one_it_fails_loses_i
     settings.LOGTUNE_IMPORT_HEARTBEAT_TIMEOUT_S = 0
     settings.LOGTUNE_IMPORT_MAX_ATTEMPTS = 2
     job = upload_job(project)
-    assert imports.import_job_claim(job_id=job.pk, worker="gone@host")
+    assert import_job_claim(job_id=job.pk, worker="gone@host")
 
-    assert imports.import_jobs_reap() == 1  # re-queued, to resume: it needs its file
+    assert import_jobs_reap() == 1  # re-queued, to resume: it needs its file
     job.refresh_from_db()
     assert job.status == JobStatus.QUEUED and job.file and stored_uploads(settings.MEDIA_ROOT) == [job.file.name]
 
-    assert imports.import_job_claim(job_id=job.pk, worker="gone-again@host")
-    assert imports.import_jobs_reap() == 1  # its last attempt: failed for good
+    assert import_job_claim(job_id=job.pk, worker="gone-again@host")
+    assert import_jobs_reap() == 1  # its last attempt: failed for good
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "at most 2" in job.error
     assert not job.file and stored_uploads(settings.MEDIA_ROOT) == []
@@ -431,7 +432,7 @@ def test_the_reaper_sends_no_import_whose_upload_is_gone_and_deletes_those_left_
     ImportJob.objects.filter(pk=finished.pk).update(status=JobStatus.SUCCEEDED)
     import_job_run(job_id=done.pk)  # finished now: its upload is gone, as it should be
 
-    assert imports.import_jobs_reap() == 2
+    assert import_jobs_reap() == 2
 
     assert sent == [waiting.pk]
     lost.refresh_from_db()

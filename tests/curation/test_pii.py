@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from curation.text import pii
-from curation.text.pii import CARD, EMAIL, IBAN, IP, PHONE, SECRET, Finding, MessageFinding
+from curation.text.pii import scan
+from curation.text.pii.conversations import conversation_find, conversation_redact
+from curation.text.pii.findings import CARD, EMAIL, IBAN, IP, PHONE, SECRET, Finding, MessageFinding
 
 # Secrets are built from pieces so that the test file itself holds no string a secret scanner flags.
 OPENAI_KEY = "sk-" + "proj-" + "Xq3vB7nL2mK9pR4tW8yZ1aC5dF6gH0jE"
@@ -34,7 +35,7 @@ PRIVATE_KEY += "-----END RSA PRIVATE KEY-----"
 
 
 def found(text: str, **kwargs) -> list[tuple[str, str]]:
-    findings = pii.find(text, **kwargs)
+    findings = scan.find(text, **kwargs)
     for finding in findings:
         assert text[finding.start : finding.end] == finding.text
     return [(finding.kind, finding.text) for finding in findings]
@@ -78,7 +79,7 @@ def test_an_email_address_ends_before_the_sentence_does():
 )
 def test_it_finds_international_phone_numbers_whatever_the_default_region(number, region):
     for default in ("US", "DE", ""):
-        findings = pii.find(f"Call me on {number} tomorrow.", phone_region=default)
+        findings = scan.find(f"Call me on {number} tomorrow.", phone_region=default)
         assert [(f.kind, f.text, f.reason) for f in findings] == [(PHONE, number, region)]
 
 
@@ -128,7 +129,7 @@ def test_the_region_setting_is_a_country_code_or_empty(value, read):
     ],
 )
 def test_it_finds_card_numbers(number, network):
-    findings = pii.find(f"card: {number}, exp 12/29")
+    findings = scan.find(f"card: {number}, exp 12/29")
     assert [(f.kind, f.text, f.reason) for f in findings] == [(CARD, number, network)]
 
 
@@ -148,7 +149,7 @@ def test_it_finds_card_numbers(number, network):
     ],
 )
 def test_it_finds_ibans(iban):
-    findings = pii.find(f"Please wire it to {iban} today.")
+    findings = scan.find(f"Please wire it to {iban} today.")
     assert [(f.kind, f.text, f.reason) for f in findings] == [(IBAN, iban, iban[:2])]
 
 
@@ -167,7 +168,7 @@ def test_an_iban_stops_before_a_following_word_in_capitals():
     ],
 )
 def test_it_finds_public_ip_addresses(address, version):
-    findings = pii.find(f"request from {address}.")
+    findings = scan.find(f"request from {address}.")
     assert [(f.kind, f.text, f.reason) for f in findings] == [(IP, address, version)]
 
 
@@ -189,7 +190,7 @@ def test_it_finds_public_ip_addresses(address, version):
 )
 def test_it_finds_secrets_of_well_known_shapes(secret, reason):
     for text in (f"use {secret} here", f'{{"token": "{secret}"}}', secret):
-        findings = pii.find(text)
+        findings = scan.find(text)
         assert [(f.kind, f.text, f.reason) for f in findings] == [(SECRET, secret, reason)]
 
 
@@ -318,43 +319,43 @@ def test_redaction_replaces_each_finding_with_its_placeholder():
         f"From bob@example.com (+44 20 7946 0958), card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00, "
         f"from 8.8.8.8 with key {OPENAI_KEY}."
     )
-    redacted, findings = pii.redact(text)
+    redacted, findings = scan.redact(text)
     assert redacted == "From <EMAIL> (<PHONE>), card <CARD>, IBAN <IBAN>, from <IP> with key <SECRET>."
     assert [f.kind for f in findings] == [EMAIL, PHONE, CARD, IBAN, IP, SECRET]
 
 
 def test_redaction_can_be_limited_to_some_kinds():
     text = "bob@example.com, 8.8.8.8"
-    assert pii.redact(text, kinds=[IP]) == ("bob@example.com, <IP>", [Finding(IP, 17, 24, "8.8.8.8", "IPv4")])
+    assert scan.redact(text, kinds=[IP]) == ("bob@example.com, <IP>", [Finding(IP, 17, 24, "8.8.8.8", "IPv4")])
     with pytest.raises(ValueError, match="unknown PII kinds: NAME"):
-        pii.redact(text, kinds=["NAME"])
+        scan.redact(text, kinds=["NAME"])
 
 
 def test_text_without_findings_comes_back_unchanged():
     text = "Thanks for reaching out. I checked order 48213: the amount includes tax."
-    assert pii.redact(text) == (text, [])
+    assert scan.redact(text) == (text, [])
 
 
 def test_the_longer_of_two_overlapping_findings_wins():
     # The phone number is inside the address; the address goes as a whole.
-    assert pii.redact("write to +14155552671@example.com now")[0] == "write to <EMAIL> now"
+    assert scan.redact("write to +14155552671@example.com now")[0] == "write to <EMAIL> now"
 
 
 def test_at_equal_length_the_more_specific_finding_wins():
     same_span = [Finding(PHONE, 0, 10, "x" * 10, "US"), Finding(CARD, 0, 10, "x" * 10, "Visa")]
     shorter = Finding(SECRET, 2, 5, "xxx", "JWT")
-    assert pii._resolve([*same_span, shorter]) == [same_span[1]]
-    assert pii._resolve([shorter, *reversed(same_span)]) == [same_span[1]]
+    assert scan._resolve([*same_span, shorter]) == [same_span[1]]
+    assert scan._resolve([shorter, *reversed(same_span)]) == [same_span[1]]
 
 
 def test_offsets_count_characters_in_unicode_text():
     text = "Ünïcødé 😀 — écris à bob@example.com 😀 ou au +33 1 42 68 53 00 ✓"
-    findings = pii.find(text)
+    findings = scan.find(text)
     assert [(f.kind, text[f.start : f.end]) for f in findings] == [
         (EMAIL, "bob@example.com"),
         (PHONE, "+33 1 42 68 53 00"),
     ]
-    assert pii.redact(text)[0] == "Ünïcødé 😀 — écris à <EMAIL> 😀 ou au <PHONE> ✓"
+    assert scan.redact(text)[0] == "Ünïcødé 😀 — écris à <EMAIL> 😀 ou au <PHONE> ✓"
 
 
 # --- conversations --------------------------------------------------------------------------------
@@ -387,7 +388,7 @@ def conversation() -> list[dict]:
 
 
 def test_a_conversation_is_scanned_field_by_field(conversation):
-    assert [(m.message, m.field, m.finding.kind, m.finding.text) for m in pii.conversation_find(conversation)] == [
+    assert [(m.message, m.field, m.finding.kind, m.finding.text) for m in conversation_find(conversation)] == [
         (1, "content.0.text", CARD, "4111 1111 1111 1111"),
         (1, "content.2.text", PHONE, "+44 20 7946 0958"),
         (2, "tool_calls.0.function.arguments.customer.email", EMAIL, "carol@example.org"),
@@ -396,13 +397,13 @@ def test_a_conversation_is_scanned_field_by_field(conversation):
         (3, "content", IBAN, "DE89370400440532013000"),
         (4, "refusal", EMAIL, "bob@example.com"),
     ]
-    first = pii.conversation_find(conversation)[0]
+    first = conversation_find(conversation)[0]
     assert first == MessageFinding(1, "content.0.text", Finding(CARD, 11, 30, "4111 1111 1111 1111", "Visa"))
 
 
 def test_a_redacted_conversation_is_a_new_one(conversation):
     original = copy.deepcopy(conversation)
-    redacted, findings = pii.conversation_redact(conversation)
+    redacted, findings = conversation_redact(conversation)
     assert conversation == original
     assert len(findings) == 7
     assert redacted[0] == original[0]
@@ -428,7 +429,7 @@ def test_tool_arguments_without_findings_keep_their_exact_text():
             "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": arguments}}],
         }
     ]
-    redacted, findings = pii.conversation_redact(messages)
+    redacted, findings = conversation_redact(messages)
     assert findings == []
     assert redacted == messages
     assert redacted is not messages
@@ -437,7 +438,7 @@ def test_tool_arguments_without_findings_keep_their_exact_text():
 def test_redaction_of_an_escaped_value_keeps_the_arguments_json():
     arguments = json.dumps({"body": 'line one\nbob@example.com\n"quoted"'})
     messages = [{"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": arguments}}]}]
-    redacted, _ = pii.conversation_redact(messages)
+    redacted, _ = conversation_redact(messages)
     assert json.loads(redacted[0]["tool_calls"][0]["function"]["arguments"]) == {"body": 'line one\n<EMAIL>\n"quoted"'}
 
 
@@ -464,6 +465,6 @@ def _best_of_three(text: str) -> float:
     times = []
     for _ in range(3):
         started = time.perf_counter()
-        pii.find(text)
+        scan.find(text)
         times.append(time.perf_counter() - started)
     return min(times)

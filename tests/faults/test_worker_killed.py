@@ -11,15 +11,9 @@ import orjson
 import pytest
 from django.core.files.base import ContentFile
 
-from curation.logs.imports import services as imports
-from curation.logs.imports.services import (
-    ImportLost,
-    import_job_claim,
-    import_job_create,
-    import_job_create_local,
-    import_job_run,
-    import_jobs_reap,
-)
+from curation.logs.imports import run
+from curation.logs.imports.run import ImportLost, import_job_claim, import_job_run
+from curation.logs.imports.services import import_job_create, import_job_create_local, import_jobs_reap
 from curation.models import ImportJob, JobStatus, LogEntry
 from tests.curation.samples import openai_log
 from tests.faults.processes import (
@@ -132,9 +126,9 @@ def test_a_run_that_lost_its_job_to_another_stores_nothing_more(project, tmp_pat
     settings.LOGTUNE_IMPORT_HEARTBEAT_TIMEOUT_S = 0
     assert import_job_claim(job_id=job.pk, worker="fresh@host")  # the slow run looked dead: taken over
 
-    batch = imports._Batch(items=[orjson.loads(log_line(0))], item_lines=[1], last_line=1)
+    batch = run._Batch(items=[orjson.loads(log_line(0))], item_lines=[1], last_line=1)
     with pytest.raises(ImportLost):
-        imports._commit_batch(slow, batch, 100)
+        run._commit_batch(slow, batch, 100)
 
     assert stored_ids(project) == []  # the batch was rolled back with the refused progress
     job.refresh_from_db()

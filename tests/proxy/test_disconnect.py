@@ -7,7 +7,7 @@ from django.core.signals import request_finished
 from django.db import close_old_connections
 
 from curation.models import LogEntry
-from curation.proxy.services import proxy_log_store
+from curation.proxy.logs import proxy_log_store
 from curation.proxy.tasks import proxy_log_store_task
 from curation.proxy.views import openai_chat_completions
 from tests.proxy.conftest import PROVIDER_KEY

@@ -4,33 +4,33 @@ import pytest
 
 from curation.models import Role
 from curation.projects.services import api_key_create, api_key_revoke
-from curation.proxy import services as proxy
+from curation.proxy import keys
 
 pytestmark = pytest.mark.django_db
 
 
 def test_a_key_that_authenticated_is_remembered_without_asking_the_database(project, django_assert_num_queries):
     key, raw = api_key_create(project=project, name="app", role=Role.EDITOR)
-    assert proxy.proxy_key_authenticate(raw=raw) == key
+    assert keys.proxy_key_authenticate(raw=raw) == key
 
     with django_assert_num_queries(0):
-        remembered = proxy.proxy_key_authenticate(raw=raw)
+        remembered = keys.proxy_key_authenticate(raw=raw)
 
     assert remembered is not None and remembered.project == project
 
 
 def test_a_revoked_key_is_refused_once_its_memory_has_expired(project, monkeypatch):
     key, raw = api_key_create(project=project, name="app", role=Role.EDITOR)
-    assert proxy.proxy_key_authenticate(raw=raw) == key
+    assert keys.proxy_key_authenticate(raw=raw) == key
     api_key_revoke(key=key)
 
-    monkeypatch.setattr(proxy, "KEY_CACHE_SECONDS", 0.0)
+    monkeypatch.setattr(keys, "KEY_CACHE_SECONDS", 0.0)
 
-    assert proxy.proxy_key_authenticate(raw=raw) is None
+    assert keys.proxy_key_authenticate(raw=raw) is None
 
 
 def test_unknown_keys_are_not_remembered(project, django_assert_num_queries):
-    proxy.proxy_key_authenticate(raw="lt_unknown_key")
+    keys.proxy_key_authenticate(raw="lt_unknown_key")
 
     with django_assert_num_queries(1):
-        assert proxy.proxy_key_authenticate(raw="lt_unknown_key") is None
+        assert keys.proxy_key_authenticate(raw="lt_unknown_key") is None

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from curation.models import AuditEvent
-from curation.proxy.services import upstream_url_problem
+from curation.proxy.upstreams import upstream_url_problem
 
 pytestmark = pytest.mark.django_db
 

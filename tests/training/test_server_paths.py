@@ -11,7 +11,8 @@ from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from curation.datasets.export.snapshots import snapshot_build, snapshot_request
-from curation.logs.imports.services import import_job_create, import_job_run
+from curation.logs.imports.run import import_job_run
+from curation.logs.imports.services import import_job_create
 from curation.models import DatasetSnapshot, ImportJob, JobStatus
 from training.models import BaseModel, FineTuneStatus
 from training.services import playground

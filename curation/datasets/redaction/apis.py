@@ -9,7 +9,7 @@ from curation.common.permissions import project_for_request
 from curation.datasets.redaction.services import INLINE_LIMIT as REDACT_INLINE_LIMIT
 from curation.datasets.redaction.services import dataset_redact_or_queue, redaction_preview
 from curation.models import Dataset, Project, RedactionJob, Role
-from curation.text import pii
+from curation.text.pii.findings import KINDS
 
 
 def _dataset_or_404(project: Project, dataset_id: int) -> Dataset:
@@ -36,11 +36,11 @@ class RedactionJobOutput(serializers.ModelSerializer):
 class DatasetRedactApi(ProjectScopedApi):
     class Input(StrictInput):
         kinds = serializers.ListField(
-            child=serializers.ChoiceField(choices=pii.KINDS),
+            child=serializers.ChoiceField(choices=KINDS),
             allow_empty=False,
             min_length=1,
             required=False,
-            default=list(pii.KINDS),
+            default=list(KINDS),
         )
         dry_run = serializers.BooleanField(default=True)
 

@@ -29,8 +29,10 @@ from curation.common.server_paths import error_text
 from curation.datasets.services import _touch, est_tokens
 from curation.logs.ingest.canonical import search_text
 from curation.models import ApiKey, Dataset, DatasetEntry, JobStatus, RedactionJob
-from curation.text import pii
 from curation.text.diffs import Diff, diff_conversations, render_conversation
+from curation.text.pii import scan
+from curation.text.pii.conversations import conversation_redact
+from curation.text.pii.findings import KINDS, Finding
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ RESEND_AFTER = timedelta(minutes=10)
 PREVIEW_LIMIT = 20
 # What redacting an entry reads: its conversation, and its log's, to tell whether it still matches the log.
 _READ = ("messages", "tools", "log", "log__messages", "log__tools")
-_PLACEHOLDER_RE = re.compile("(" + "|".join(f"<{kind}>" for kind in pii.KINDS) + ")")
+_PLACEHOLDER_RE = re.compile("(" + "|".join(f"<{kind}>" for kind in KINDS) + ")")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,23 +95,23 @@ def placeholder_parts(text: str) -> list[tuple[str, bool]]:
 
 def redaction_kinds(kinds: Iterable[str] | None) -> list[str]:
     """The kinds asked for, in the library's order; none given means all. Unknown kinds are a ValueError."""
-    wanted = set(pii.KINDS if kinds is None else kinds)
-    if unknown := wanted - set(pii.KINDS):
-        raise ValueError(f"Unknown kind {sorted(unknown)[0]!r}: one of {', '.join(pii.KINDS)}.")
-    return [kind for kind in pii.KINDS if kind in wanted]
+    wanted = set(KINDS if kinds is None else kinds)
+    if unknown := wanted - set(KINDS):
+        raise ValueError(f"Unknown kind {sorted(unknown)[0]!r}: one of {', '.join(KINDS)}.")
+    return [kind for kind in KINDS if kind in wanted]
 
 
-def _tools_redact(value: object, kinds: list[str], path: str = "") -> tuple[object, list[tuple[str, pii.Finding]]]:
+def _tools_redact(value: object, kinds: list[str], path: str = "") -> tuple[object, list[tuple[str, Finding]]]:
     """Tool definitions with every string redacted (descriptions, enum values): (copy, findings)."""
     if isinstance(value, str):
-        text, plain = pii.redact(value, kinds=kinds)
+        text, plain = scan.redact(value, kinds=kinds)
         return text, [(path, f) for f in plain]
     if isinstance(value, list):
         pairs = [_tools_redact(item, kinds, f"{path}.{i}" if path else str(i)) for i, item in enumerate(value)]
         return [item for item, _ in pairs], [f for _, found in pairs for f in found]
     if isinstance(value, dict):
         out: dict = {}
-        findings: list[tuple[str, pii.Finding]] = []
+        findings: list[tuple[str, Finding]] = []
         for key, item in value.items():
             out[key], nested = _tools_redact(item, kinds, f"{path}.{key}" if path else str(key))
             findings += nested
@@ -121,7 +123,7 @@ def entry_redact_values(messages: object, tools: object, *, kinds: list[str]) ->
     """The redacted messages and tools of one conversation, and what was found (nothing: unchanged)."""
     if not isinstance(messages, list):
         return messages, tools, []  # type: ignore[return-value]
-    new_messages, message_findings = pii.conversation_redact(messages, kinds=kinds)
+    new_messages, message_findings = conversation_redact(messages, kinds=kinds)
     new_tools, tool_findings = _tools_redact(tools or [], kinds)
     findings = [
         EntryFinding(f"message {m.message + 1} {m.field}", m.finding.kind, m.finding.reason, m.finding.text)

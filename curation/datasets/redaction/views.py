@@ -14,7 +14,7 @@ from curation.datasets.redaction.services import (
     redaction_runs_inline,
 )
 from curation.models import RedactionJob, Role
-from curation.text import pii
+from curation.text.pii.findings import KINDS
 
 
 @login_required
@@ -28,7 +28,7 @@ def dataset_pii_panel(request: AuthenticatedRequest, slug: str, dataset_id: int)
         "dataset": dataset,
         "can_edit": can_edit(membership),
         "preview": redaction_preview(dataset=dataset, limit=0),
-        "kinds": pii.KINDS,
+        "kinds": KINDS,
         "job": redaction_job_latest(dataset=dataset),
     }
     return render(request, "curation/_dataset_pii.html", context)
@@ -75,7 +75,7 @@ def dataset_pii_redact(request: AuthenticatedRequest, slug: str, dataset_id: int
     _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
     kinds = _kinds(request)
     if kinds is None:
-        messages.error(request, f"Choose what to redact: {', '.join(pii.KINDS)}.")
+        messages.error(request, f"Choose what to redact: {', '.join(KINDS)}.")
     else:
         result = dataset_redact_or_queue(dataset=dataset, kinds=kinds, actor=request.user)
         if isinstance(result, RedactionJob) and result.kinds != kinds:

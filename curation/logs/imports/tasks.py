@@ -2,7 +2,8 @@
 
 from celery import Task, shared_task
 
-from curation.logs.imports.services import import_job_run, import_jobs_reap
+from curation.logs.imports.run import import_job_run
+from curation.logs.imports.services import import_jobs_reap
 
 
 @shared_task(name="curation.tasks.import_logs_run", bind=True, acks_late=True, reject_on_worker_lost=True)

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from curation.models import LogEntry, Project
-from curation.text import pii
+from curation.text.pii.conversations import conversation_find
 
 logger = logging.getLogger(__name__)
 
 
 def logs_pii_kinds(*, messages: list[dict]) -> list[str]:
     """The sorted kinds of personal data in canonical messages: what `LogEntry.pii` holds."""
-    return sorted({found.finding.kind for found in pii.conversation_find(messages)})
+    return sorted({found.finding.kind for found in conversation_find(messages)})
 
 
 def pii_pending_send(project_id: int) -> None:

@@ -6,12 +6,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from tqdm import tqdm
 
-from curation.logs.imports.services import (
-    PendingImportsTooLarge,
-    import_job_create,
-    import_job_create_local,
-    import_job_run,
-)
+from curation.logs.imports.run import import_job_run
+from curation.logs.imports.services import PendingImportsTooLarge, import_job_create, import_job_create_local
 from curation.logs.imports.sniff import import_file_problem
 from curation.models import ImportJob, Project
 

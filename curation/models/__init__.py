@@ -1,0 +1,60 @@
+"""The app's models, one module per feature. Everything is imported here: Django looks for the app's models in
+`curation.models`, migrations name `curation.models.BackgroundWork`, and callers import `from curation.models`."""
+
+from curation.models.datasets import (
+    Dataset,
+    DatasetEntry,
+    DatasetSnapshot,
+    EmbeddingJob,
+    EntryEmbedding,
+    RedactionJob,
+    Split,
+)
+from curation.models.jobs import BackgroundWork, EmbeddingWork, JobStatus
+from curation.models.logs import (
+    AuditEvent,
+    BulkAction,
+    BulkJob,
+    ImportJob,
+    ImportLineError,
+    LogEmbedding,
+    LogEmbeddingJob,
+    LogEntry,
+    LogStatus,
+    LogTag,
+    SavedView,
+    Tag,
+    original_decode,
+)
+from curation.models.projects import ApiKey, Membership, Project, Role, actor_label
+
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "BackgroundWork",
+    "BulkAction",
+    "BulkJob",
+    "Dataset",
+    "DatasetEntry",
+    "DatasetSnapshot",
+    "EmbeddingJob",
+    "EmbeddingWork",
+    "EntryEmbedding",
+    "ImportJob",
+    "ImportLineError",
+    "JobStatus",
+    "LogEmbedding",
+    "LogEmbeddingJob",
+    "LogEntry",
+    "LogStatus",
+    "LogTag",
+    "Membership",
+    "Project",
+    "RedactionJob",
+    "Role",
+    "SavedView",
+    "Split",
+    "Tag",
+    "actor_label",
+    "original_decode",
+]
