@@ -47,8 +47,8 @@ from curation.logs.services import logs_ingest
 from curation.models import BulkAction, DatasetSnapshot, ImportLineError, LogEntry, Project, RedactionJob, Role, Tag
 from curation.projects.services import api_key_create
 from tests.curation.samples import anthropic_log, openai_log
+from training.finetunes.services import finetune_create
 from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
-from training.services.jobs import finetune_create
 
 CHECKS = [
     not_a_server_error,

@@ -18,7 +18,9 @@ import yaml
 from django.db import connections
 
 from tests.test_embedded import ROOT, manage
-from training.services import runner
+from training.finetunes import runner
+from training.finetunes.runner import TRAINER_MODULE, _launch
+from training.processes import signal_group
 
 DOCKER = ROOT / "docker"
 APP_SERVICES = ("migrate", "web", "worker", "beat", "gpu-worker")
@@ -378,18 +380,18 @@ def test_the_trainer_is_launched_with_the_accelerate_config_file_when_one_is_set
     settings.LOGTUNE_ACCELERATE_CONFIG = "/app/docker/accelerate/ddp.yaml"
     settings.LOGTUNE_GPU_PROCESSES = 4
 
-    runner._launch(fake_job(tmp_path), tmp_path / "config.json")
+    _launch(fake_job(tmp_path), tmp_path / "config.json")
 
     arguments = launched[0][launched[0].index("--quiet") :]
     assert arguments[arguments.index("--config_file") + 1] == "/app/docker/accelerate/ddp.yaml"
     assert arguments[arguments.index("--num_processes") + 1] == "4"
-    assert arguments[-3:] == ["-m", runner.TRAINER_MODULE, str(tmp_path / "config.json")]
+    assert arguments[-3:] == ["-m", TRAINER_MODULE, str(tmp_path / "config.json")]
 
 
 def test_without_an_accelerate_config_the_launch_has_no_config_file(tmp_path, settings, launched):
     settings.LOGTUNE_ACCELERATE_CONFIG = ""
 
-    runner._launch(fake_job(tmp_path), tmp_path / "config.json")
+    _launch(fake_job(tmp_path), tmp_path / "config.json")
 
     assert "--config_file" not in launched[0]
 
@@ -409,11 +411,11 @@ def test_the_real_launcher_hands_the_fsdp_config_to_the_trainer_processes(tmp_pa
     settings.LOGTUNE_GPU_PROCESSES = 1
     job = fake_job(tmp_path)
 
-    process = runner._launch(job, tmp_path / "config.json")
+    process = _launch(job, tmp_path / "config.json")
     try:
         returncode = process.wait(timeout=120)
     finally:
-        runner.signal_group(process, 9)
+        signal_group(process, 9)
 
     log = job.log_path.read_text()
     assert returncode == 0, log

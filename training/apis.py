@@ -35,24 +35,22 @@ from curation.common.apis import (
 from curation.common.permissions import project_for_request
 from curation.models import Dataset, DatasetSnapshot, Project, Role
 from training import selectors
-from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, Method, MetricPoint
-from training.services.deletion import (
+from training.finetunes.deletion import (
     FineTuneBusy,
     FineTuneDeletion,
     finetune_delete,
     finetune_deletion_plan,
     finetune_weights_delete,
 )
-from training.services.jobs import (
+from training.finetunes.services import (
     HYPERPARAMETERS,
-    MAX_NEW_TOKENS,
     SERVER_FIELDS,
     finetune_cancel,
     finetune_create,
     finetune_estimate,
-    finetune_merge_request,
-    generation_create,
 )
+from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, Method, MetricPoint
+from training.playground.services import MAX_NEW_TOKENS, finetune_merge_request, generation_create
 from training.trainer.config import CHOICES, LIMITS, TARGET_MODULES_MAX, TrainConfig
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ from django import forms
 from curation.models import Dataset, DatasetSnapshot, JobStatus
 from training import selectors
 from training.models import Method
-from training.services.jobs import MAX_NEW_TOKENS
+from training.playground.services import MAX_NEW_TOKENS
 from training.trainer.config import CHOICES, DEFAULT_LEARNING_RATES, LIMITS, TrainConfig
 
 # Shown open; the rest sit in a folded "Advanced" group.

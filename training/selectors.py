@@ -12,7 +12,7 @@ from django.utils import timezone
 from curation.datasets.selectors import ENTRY_PAGE_SIZE, EntryFilter, EntryPage
 from curation.models import Dataset, DatasetEntry, Project
 from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, LossPreview, MetricPoint
-from training.services.runner import log_tail
+from training.processes import log_tail
 
 METRICS_PAGE_MAX = 5_000
 

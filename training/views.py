@@ -17,17 +17,11 @@ from curation.common.views import AuthenticatedRequest, can_edit, dataset_or_404
 from curation.datasets import selectors as dataset_stats
 from curation.models import Dataset, DatasetEntry, Membership, Role
 from training import selectors
+from training.finetunes.deletion import finetune_delete, finetune_deletion_plan, finetune_weights_delete
+from training.finetunes.services import finetune_cancel, finetune_create, finetune_estimate
 from training.forms import FineTuneForm, LossPreviewForm, PlaygroundForm
 from training.models import FineTuneJob, FineTuneStatus
-from training.services.deletion import finetune_delete, finetune_deletion_plan, finetune_weights_delete
-from training.services.jobs import (
-    finetune_cancel,
-    finetune_create,
-    finetune_estimate,
-    finetune_merge_request,
-    generation_create,
-)
-from training.services.playground import loss_preview_request
+from training.playground.services import finetune_merge_request, generation_create, loss_preview_request
 
 LOG_LINES = 40
 

@@ -81,7 +81,7 @@ def test_an_editor_starts_a_fine_tune_and_watches_it_succeed(
 def test_an_editor_deletes_the_weights_then_the_fine_tune_each_after_reading_what_goes(
     editor, dataset, base_model, log_in, page
 ):
-    from training.services.jobs import finetune_create
+    from training.finetunes.services import finetune_create
 
     job = finetune_create(dataset=dataset, base_model=base_model, hyperparameters={"max_steps": 2})
     job.adapter_dir.mkdir(parents=True)

@@ -8,8 +8,8 @@ from django.conf import settings
 from curation.models import Dataset, DatasetEntry
 from curation.projects.services import api_key_create
 from tests.faults.processes import free_port, post_json, service_env, wait_until_serving, web_command
+from training.finetunes.runner import finetune_reap
 from training.models import BaseModel, FineTuneJob, FineTuneStatus
-from training.services.runner import finetune_reap
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

@@ -31,9 +31,9 @@ from curation.models import (
 )
 from curation.projects.services import api_key_create
 from tests.factories import ProjectFactory, UserFactory
+from training.finetunes.services import finetune_create
 from training.forms import ADVANCED, MAIN
 from training.models import BaseModel, FineTuneJob, FineTuneStatus, Generation, LossPreview
-from training.services.jobs import finetune_create
 from training.trainer.config import TrainConfig
 
 # Routes outside the tenant model: sign-in, the admin (Django's own staff checks), the public API description.

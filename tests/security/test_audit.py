@@ -25,8 +25,8 @@ from curation.models import (
 from curation.projects.services import api_key_create, api_key_revoke
 from curation.text.embeddings import DIMENSION, text_hash, text_of_conversation, vector_bytes
 from tests.security.tenants import Tenant, tenant_create
+from training.finetunes.services import finetune_create
 from training.models import BaseModel, FineTuneJob, FineTuneStatus
-from training.services.jobs import finetune_create
 
 pytestmark = pytest.mark.django_db
 

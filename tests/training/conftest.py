@@ -11,8 +11,8 @@ import pytest
 from django.db import connection
 
 from curation.models import Dataset, DatasetEntry
+from training.finetunes import runner
 from training.models import BaseModel
-from training.services import runner
 
 # Writes what the real trainer writes, driven by `extra.fake` of its config: ok, error, crash, slow (until
 # cancelled), stubborn (ignores CANCEL and SIGTERM). Resumes from its newest checkpoint like the real one.

@@ -11,9 +11,9 @@ from django.conf import settings as django_settings
 
 from curation.models import AuditEvent, Dataset, DatasetEntry, Role
 from tests.factories import ProjectFactory, UserFactory
+from training.finetunes.runner import finetune_claim
+from training.finetunes.services import finetune_create
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
-from training.services.jobs import finetune_create
-from training.services.runner import finetune_claim
 
 pytestmark = pytest.mark.django_db
 
@@ -292,7 +292,7 @@ def test_the_web_process_never_imports_torch():
     code = (
         "import os, sys, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.test_settings'; django.setup()\n"
         "from django.urls import resolve; import config.urls, training.apis, training.views, training.tasks\n"
-        "import training.services.jobs, training.services.runner, training.services.playground, training.forms\n"
+        "import training.finetunes.services, training.finetunes.runner, training.playground.services, training.forms\n"
         "resolve('/api/v1/finetunes'); resolve('/p/acme/finetunes/1/')\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'peft', 'accelerate'}))"
     )

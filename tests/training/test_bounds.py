@@ -86,7 +86,7 @@ def test_the_form_refuses_a_setting_past_its_bounds_on_its_field(client, editor,
 
 
 def test_the_playground_refuses_too_many_new_tokens_naming_the_field(key_client, dataset, base_model):
-    from training.services.jobs import finetune_create
+    from training.finetunes.services import finetune_create
 
     job = finetune_create(dataset=dataset, base_model=base_model, hyperparameters={"max_steps": 1})
     FineTuneJob.objects.filter(pk=job.pk).update(status=FineTuneStatus.SUCCEEDED)

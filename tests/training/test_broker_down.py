@@ -6,10 +6,10 @@ tests/faults/test_finetune_broker_down.py.)"""
 import pytest
 
 from curation.models import DatasetEntry
-from training import tasks
+from training.finetunes.services import finetune_create
 from training.models import FineTuneJob, FineTuneStatus, Generation, LossPreview
-from training.services.jobs import finetune_create, finetune_merge_request, generation_create
-from training.services.playground import loss_preview_request
+from training.playground.services import finetune_merge_request, generation_create, loss_preview_request
+from training.playground.tasks import finetune_merge_task, generation_run_task, loss_preview_task
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,7 @@ def succeeded(dataset, base_model) -> FineTuneJob:
 def test_a_merge_fails_saying_so_and_can_be_asked_again(
     succeeded, broker_down, monkeypatch, django_capture_on_commit_callbacks
 ):
-    broker_down(tasks.finetune_merge_task)
+    broker_down(finetune_merge_task)
 
     with django_capture_on_commit_callbacks(execute=True):
         finetune_merge_request(job=succeeded)
@@ -36,14 +36,14 @@ def test_a_merge_fails_saying_so_and_can_be_asked_again(
     assert succeeded.merge_status == FineTuneStatus.FAILED and succeeded.merge_error.startswith(UNREACHABLE)
     monkeypatch.undo()
     sent: list[int] = []
-    monkeypatch.setattr(tasks.finetune_merge_task, "delay", sent.append)
+    monkeypatch.setattr(finetune_merge_task, "delay", sent.append)
     with django_capture_on_commit_callbacks(execute=True):
         assert finetune_merge_request(job=succeeded).merge_status == FineTuneStatus.QUEUED
     assert sent == [succeeded.pk]
 
 
 def test_a_playground_question_fails_saying_so(succeeded, broker_down, django_capture_on_commit_callbacks):
-    broker_down(tasks.generation_run_task)
+    broker_down(generation_run_task)
 
     with django_capture_on_commit_callbacks(execute=True):
         generation = generation_create(job=succeeded, messages=[{"role": "user", "content": "2+2?"}])
@@ -56,7 +56,7 @@ def test_a_playground_question_fails_saying_so(succeeded, broker_down, django_ca
 def test_a_loss_preview_fails_saying_so_and_the_next_look_asks_again(
     dataset, base_model, broker_down, monkeypatch, django_capture_on_commit_callbacks
 ):
-    broker_down(tasks.loss_preview_task)
+    broker_down(loss_preview_task)
     entry = DatasetEntry.objects.filter(dataset=dataset).first()
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -65,7 +65,7 @@ def test_a_loss_preview_fails_saying_so_and_the_next_look_asks_again(
     preview = LossPreview.objects.get(pk=preview.pk)
     assert preview.status == FineTuneStatus.FAILED and preview.error.startswith(UNREACHABLE)
     monkeypatch.undo()
-    monkeypatch.setattr(tasks.loss_preview_task, "delay", lambda preview_id: None)
+    monkeypatch.setattr(loss_preview_task, "delay", lambda preview_id: None)
     with django_capture_on_commit_callbacks(execute=True):
         again = loss_preview_request(entry=entry, base_model="tiny")
     assert again.pk != preview.pk and again.status == FineTuneStatus.QUEUED

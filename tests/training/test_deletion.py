@@ -15,9 +15,9 @@ from curation.datasets.services import dataset_delete
 from curation.models import AuditEvent, DatasetSnapshot
 from curation.projects.services import api_key_create
 from tests.factories import ProjectFactory
+from training.finetunes.deletion import finetune_delete, finetune_deletion_plan
+from training.finetunes.services import finetune_create
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
-from training.services.deletion import finetune_delete, finetune_deletion_plan
-from training.services.jobs import finetune_create
 
 pytestmark = pytest.mark.django_db
 
@@ -147,7 +147,7 @@ def test_the_dataset_confirmation_lists_the_fine_tunes_that_stay_and_refuses_whi
 
 
 def test_a_deleted_dataset_answers_a_fine_tune_trained_on_it_with_no_dataset_to_link_entries_to(job, dataset, editor):
-    from training.services.runner import example_losses_load
+    from training.finetunes.runner import example_losses_load
 
     trained(job)
     (job.output_dir / "example_losses.jsonl").write_text('{"line": 1, "entry_id": 1, "loss": 0.1, "tokens": 2}\n')

@@ -13,16 +13,25 @@ from django.db import connection
 from django.utils import timezone
 
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot, JobStatus
-from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, MetricPoint
-from training.services import jobs, runner
-from training.services.jobs import finetune_cancel, finetune_create, finetune_estimate, hyperparameters_clean
-from training.services.runner import (
+from training.finetunes import runner
+from training.finetunes.runner import (
     example_losses_load,
     finetune_claim,
     finetune_reap,
     finetune_relay_events,
     finetune_run,
 )
+from training.finetunes.services import (
+    QLORA_NEEDS_BITSANDBYTES,
+    QLORA_NEEDS_CUDA,
+    base_model_names,
+    finetune_cancel,
+    finetune_create,
+    finetune_estimate,
+    hyperparameters_clean,
+    importlib,
+)
+from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, MetricPoint
 
 pytestmark = pytest.mark.django_db
 
@@ -130,12 +139,12 @@ def test_qlora_is_refused_without_cuda_workers_or_bitsandbytes(dataset, base_mod
         finetune_create(dataset=dataset, base_model=base_model, method="qlora")
 
     settings.LOGTUNE_GPU_CUDA = True
-    monkeypatch.setattr(jobs.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValidationError) as no_bitsandbytes:
         finetune_create(dataset=dataset, base_model=base_model, method="qlora")
 
-    assert no_cuda.value.message_dict["method"] == [jobs.QLORA_NEEDS_CUDA]
-    assert no_bitsandbytes.value.message_dict["method"] == [jobs.QLORA_NEEDS_BITSANDBYTES]
+    assert no_cuda.value.message_dict["method"] == [QLORA_NEEDS_CUDA]
+    assert no_bitsandbytes.value.message_dict["method"] == [QLORA_NEEDS_BITSANDBYTES]
     assert not FineTuneJob.objects.exists()
 
 
@@ -442,7 +451,7 @@ def test_fine_tunes_go_to_the_gpu_queue_and_the_reaper_and_previews_to_the_defau
     assert queue("training.tasks.finetune_merge_task") == queue("training.tasks.generation_run_task") == "gpu"
     assert queue("training.tasks.finetune_reap_task") == queue("training.tasks.loss_preview_task") == "default"
     assert app.conf.beat_schedule["finetunes-reap"]["task"] == "training.tasks.finetune_reap_task"
-    from training.tasks import finetune_run_task
+    from training.finetunes.tasks import finetune_run_task
 
     assert finetune_run_task.acks_late is False  # a run outlasting the visibility timeout is never delivered twice
 
@@ -462,7 +471,7 @@ def test_the_demo_model_is_built_once_and_offered(settings, tmp_path):
     assert model.path == str(tmp_path / "models" / "logtune-demo")
     assert "Demo model ready" in out.getvalue()
     assert (tmp_path / "models" / "logtune-demo" / "config.json").stat().st_mtime == built
-    assert "logtune-demo" in jobs.base_model_names()
+    assert "logtune-demo" in base_model_names()
 
 
 # --- deleting the dataset ---------------------------------------------------------------------------

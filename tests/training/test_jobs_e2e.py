@@ -19,10 +19,10 @@ from tests.training.conftest import _purge, worker_env
 from tests.training.test_jobs_runner import wait_for
 from tests.training.tiny import FRUITS, build_tiny_model, colour_conversation
 from tests.waiting import wait_until_finished
+from training.finetunes.runner import finetune_reap, finetune_run
+from training.finetunes.services import finetune_cancel, finetune_create
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, LossPreview, MetricPoint
-from training.services.jobs import finetune_cancel, finetune_create
-from training.services.playground import loss_preview_request, loss_preview_run
-from training.services.runner import finetune_reap, finetune_run
+from training.playground.services import loss_preview_request, loss_preview_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,9 +7,9 @@ import pytest
 from django.utils import timezone
 
 from curation.models import DatasetEntry
+from training.finetunes.runner import finetune_claim
+from training.finetunes.services import finetune_create
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, LossPreview, MetricPoint
-from training.services.jobs import finetune_create
-from training.services.runner import finetune_claim
 
 pytestmark = pytest.mark.django_db
 

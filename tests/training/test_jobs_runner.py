@@ -11,10 +11,10 @@ import pytest
 
 from curation.models import DatasetEntry
 from tests.waiting import wait_until_finished
+from training.finetunes import runner
+from training.finetunes.runner import finetune_run
+from training.finetunes.services import finetune_cancel, finetune_create
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, MetricPoint
-from training.services import runner
-from training.services.jobs import finetune_cancel, finetune_create
-from training.services.runner import finetune_run
 
 pytestmark = pytest.mark.django_db
 

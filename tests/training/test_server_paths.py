@@ -14,10 +14,11 @@ from curation.datasets.export.snapshots import snapshot_build, snapshot_request
 from curation.logs.imports.run import import_job_run
 from curation.logs.imports.services import import_job_create
 from curation.models import DatasetSnapshot, ImportJob, JobStatus
+from training.finetunes.runner import finetune_run
+from training.finetunes.services import finetune_create
 from training.models import BaseModel, FineTuneStatus
-from training.services import playground
-from training.services.jobs import finetune_create, finetune_merge_request
-from training.services.runner import finetune_run
+from training.playground import services as playground
+from training.playground.services import finetune_merge, finetune_merge_request
 
 pytestmark = pytest.mark.django_db
 
@@ -62,7 +63,7 @@ def test_a_fine_tune_names_its_files_relative_to_the_data_folder(
     monkeypatch.setattr(playground, "call_in_child", no_room)
     finetune_merge_request(job=job)
     with pytest.raises(OSError):
-        playground.finetune_merge(job_id=job.pk)
+        finetune_merge(job_id=job.pk)
     client.force_login(owner)
 
     api = [f"/api/v1/finetunes/{job.pk}", "/api/v1/finetunes", f"/api/v1/finetunes/{job.pk}/weights"]

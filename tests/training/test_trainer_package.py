@@ -70,7 +70,7 @@ def test_importing_every_module_of_the_package_loads_no_django_nor_torch():
 
 def test_the_import_check_would_see_django():
     assert outside("django.db") and outside("curation.models") and outside("training.models")
-    assert outside("training.services.runner") and outside("config.settings")
+    assert outside("training.finetunes.runner") and outside("config.settings")
     assert not outside("training.trainer.loop") and not outside("json")
 
 

@@ -24,7 +24,7 @@ class Command(BaseCommand):
         if row is not None and not force and (Path(row.path) / "config.json").exists():
             self.stdout.write(f"Demo model ready: {DEMO_NAME} ({row.path})")
             return
-        from training.trainer.demo_model import build_demo_model  # torch and transformers: only this command pays
+        from training.trainer.demo_model import build_demo_model
 
         path = build_demo_model(folder)
         BaseModel.objects.update_or_create(name=DEMO_NAME, defaults={"path": str(path), "description": DESCRIPTION})

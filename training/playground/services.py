@@ -1,10 +1,3 @@
-"""What workers do besides training: playground answers and merging an adapter into full weights (on the
-GPU queue), and loss previews (on the default queue).
-
-Answers and merges load models, so they run in a child process (never in the worker itself, where a loaded
-model would keep its GPU memory from the next fine-tune), in its own process group that dies with the worker.
-"""
-
 import json
 import logging
 import shutil
@@ -14,23 +7,110 @@ import sys
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from curation.audit.services import audit_record
 from curation.common.queueing import task_send_or_fail
 from curation.common.server_paths import error_text, paths_hidden
-from curation.models import DatasetEntry
+from curation.models import ApiKey, DatasetEntry
+from training.finetunes.services import base_model_resolve
 from training.models import FineTuneJob, FineTuneStatus, Generation, LossPreview
+from training.processes import LOG_TAIL_LINES, log_tail, signal_group, spawn_group
 from training.selectors import loss_preview_current
-from training.services.jobs import base_model_resolve
-from training.services.runner import LOG_TAIL_LINES, log_tail, signal_group, spawn_group
+
+MAX_NEW_TOKENS = 1024
+
+
+WEIGHTS_DELETED = "The weights of this fine-tune were deleted; its metrics and evaluation are all that is left."
+
+
+def finetune_merge_request(
+    *, job: FineTuneJob, actor: User | None = None, api_key: ApiKey | None = None
+) -> FineTuneJob:
+    """Queue merging the adapter into full weights (`merged/` beside it). Asking again while a merge is
+    queued, running or done changes nothing; a failed merge can be asked for again."""
+    if job.status != FineTuneStatus.SUCCEEDED:
+        raise ValidationError({"status": "Only a succeeded fine-tune has an adapter to merge."})
+    if job.weights_deleted_at is not None:
+        raise ValidationError({"status": WEIGHTS_DELETED})
+    if not job.uses_adapter:
+        raise ValidationError(
+            {"method": "A full fine-tune already holds the full weights: there is nothing to merge."}
+        )
+    with transaction.atomic():
+        asked = FineTuneJob.objects.filter(
+            pk=job.pk, merge_status__in=["", FineTuneStatus.FAILED], weights_deleted_at__isnull=True
+        ).update(merge_status=FineTuneStatus.QUEUED, merge_error="")
+        if asked:
+            audit_record(project=job.project, action="finetune.merge", actor=actor, api_key=api_key,
+                         detail={"job_id": job.pk})  # fmt: skip
+            transaction.on_commit(lambda: _enqueue_merge(job.pk))
+    job.refresh_from_db()
+    return job
+
+
+def _enqueue_merge(job_id: int) -> None:
+    from training.playground.tasks import finetune_merge_task
+
+    rows = FineTuneJob.objects.filter(pk=job_id)
+    task_send_or_fail(
+        finetune_merge_task, job_id, job=rows, event="training.merge", status="merge_status", error="merge_error",
+        finished=None,
+    )  # fmt: skip
+
+
+def generation_create(
+    *,
+    job: FineTuneJob,
+    messages: object,
+    max_new_tokens: int = 64,
+    created_by: User | None = None,
+    api_key: ApiKey | None = None,
+) -> Generation:
+    """Queue a playground prompt: a GPU worker answers it with the base and the fine-tuned model. Audited as
+    `finetune.generate` (the prompt itself is not copied into the audit log: it is on the answer's row)."""
+    if job.status != FineTuneStatus.SUCCEEDED:
+        raise ValidationError({"status": "The playground needs a succeeded fine-tune."})
+    if job.weights_deleted_at is not None:
+        raise ValidationError({"status": WEIGHTS_DELETED})
+    if not isinstance(messages, list) or not messages or not all(_is_message(m) for m in messages):
+        raise ValidationError({"messages": 'A list of chat messages: [{"role": "user", "content": "…"}, …].'})
+    if messages[-1]["role"] == "assistant":
+        raise ValidationError({"messages": "The last message is the model's to write: end with a user turn."})
+    if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise ValidationError({"max_new_tokens": f"From 1 to {MAX_NEW_TOKENS}."})
+    with transaction.atomic():
+        generation = Generation.objects.create(
+            job=job, messages=messages, max_new_tokens=max_new_tokens, created_by=created_by
+        )
+        audit_record(project=job.project, action="finetune.generate", actor=created_by, api_key=api_key,
+                     detail={"job_id": job.pk, "generation_id": generation.pk})  # fmt: skip
+        transaction.on_commit(lambda: _enqueue_generation(generation.pk))
+    return generation
+
+
+def _is_message(message: object) -> bool:
+    return (
+        isinstance(message, dict)
+        and message.get("role") in ("system", "user", "assistant")
+        and isinstance(message.get("content"), str)
+        and bool(message["content"].strip())
+    )
+
+
+def _enqueue_generation(generation_id: int) -> None:
+    from training.playground.tasks import generation_run_task
+
+    rows = Generation.objects.filter(pk=generation_id)
+    task_send_or_fail(generation_run_task, generation_id, job=rows, event="training.generation")
+
 
 logger = logging.getLogger(__name__)
 
 
-# The child that runs `module:function(**kwargs)` for each kwargs of a JSON list and writes the results as a
-# JSON list.
 CALLER_MODULE = "training.trainer.call"
 
 
@@ -128,7 +208,7 @@ def loss_preview_request(*, entry: DatasetEntry, base_model: str) -> LossPreview
 
 
 def _enqueue_loss_preview(preview_id: int) -> None:
-    from training.tasks import loss_preview_task
+    from training.playground.tasks import loss_preview_task
 
     rows = LossPreview.objects.filter(pk=preview_id)
     # Left unfinished: loss_preview_request asks again for a preview the broker never got.

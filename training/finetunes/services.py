@@ -2,8 +2,7 @@
 worker for a merge or playground answers.
 
 Nothing here imports torch or transformers: hyperparameters are checked by TrainConfig (a plain dataclass)
-and the estimate counts with the entries' stored token estimates, so web requests stay fast and light.
-"""
+and the estimate counts with the entries' stored token estimates, so web requests stay fast and light."""
 
 import importlib.util
 import logging
@@ -11,7 +10,6 @@ import math
 import types
 import typing
 from dataclasses import asdict, fields
-from datetime import timedelta
 from typing import Any, TypedDict
 
 from django.conf import settings
@@ -23,28 +21,32 @@ from django.db.models.functions import Least
 from django.utils import timezone
 
 from curation.audit.services import audit_record
-from curation.common.queueing import task_send_or_fail, task_send_or_mark_unsent
 from curation.datasets.export import snapshot_request
 from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, JobStatus, Split
-from training.models import BaseModel, FineTuneJob, FineTuneStatus, Generation, Method
+from training.finetunes.runner import finetune_enqueue
+from training.models import BaseModel, FineTuneJob, FineTuneStatus, Method
 from training.trainer.config import METHODS, ConfigError, TrainConfig
 
 logger = logging.getLogger(__name__)
 
-# Set by Logtune for every job, never by the caller: what to load, where the data and results live.
+
 SERVER_FIELDS = ("model", "data_path", "output_dir", "method")
+
+
 HYPERPARAMETERS = tuple(f.name for f in fields(TrainConfig) if f.name not in SERVER_FIELDS)
-MAX_NEW_TOKENS = 1024
+
+
 QLORA_NEEDS_CUDA = (
     "QLoRA loads the base model in 4 bits, which needs GPU workers with CUDA, and these have none "
     "(LOGTUNE_GPU_CUDA is off). Choose lora."
 )
+
+
 QLORA_NEEDS_BITSANDBYTES = (
     "QLoRA needs the bitsandbytes package, which is not installed. Install it (a CUDA build) on the web and "
     "GPU workers, or choose lora."
 )
 
-WEIGHTS_DELETED = "The weights of this fine-tune were deleted; its metrics and evaluation are all that is left."
 
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "text", list: "a list of text",
                dict: "an object", type(None): "null"}  # fmt: skip
@@ -57,9 +59,6 @@ class Estimate(TypedDict):
     steps: int  # optimizer steps of the whole run
     steps_per_epoch: int
     processes: int  # trainer processes assumed (LOGTUNE_GPU_PROCESSES, or 1)
-
-
-# --- what may be trained ----------------------------------------------------------------------------
 
 
 def base_model_names() -> list[str]:
@@ -153,9 +152,6 @@ def _fits(value: object, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-# --- estimate ---------------------------------------------------------------------------------------
-
-
 def finetune_estimate(*, dataset: Dataset, hyperparameters: object, method: str = Method.LORA) -> Estimate:
     """Examples, tokens and optimizer steps a fine-tune of `dataset` would take, from the entries as they
     are now and their stored token estimates (about four characters a token). Raises ValidationError for
@@ -181,9 +177,6 @@ def finetune_estimate(*, dataset: Dataset, hyperparameters: object, method: str 
         steps_per_epoch=steps_per_epoch,
         processes=processes,
     )
-
-
-# --- submit and cancel ------------------------------------------------------------------------------
 
 
 def finetune_create(
@@ -234,35 +227,6 @@ def _snapshot_for(
     return snapshot
 
 
-def finetune_enqueue(job_id: int) -> None:
-    """Hand the job to the GPU queue. With the broker down the job stays queued and is marked unsent, and the
-    request that submitted it still succeeds: the reaper sends it once the broker is back."""
-    from training.tasks import finetune_run_task
-
-    task_send_or_mark_unsent(
-        finetune_run_task, job_id, queued=FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.QUEUED),
-        event="training.job_enqueue_failed",
-    )  # fmt: skip
-
-
-def finetunes_unsent_send() -> int:
-    """Send the queued jobs whose task never reached the broker, and those sent more than
-    LOGTUNE_FINETUNE_RESEND_AFTER_S ago (a broker restarted without persistence forgets its queue; a job
-    waiting behind others is merely sent twice, and the second delivery finds it taken). Returns how many."""
-    now = timezone.now()
-    resend = now - timedelta(seconds=settings.LOGTUNE_FINETUNE_RESEND_AFTER_S)
-    unsent = FineTuneJob.objects.filter(
-        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=resend), status=FineTuneStatus.QUEUED
-    ).values_list("pk", flat=True)
-    sent = 0
-    for job_id in unsent:
-        if FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.QUEUED).update(enqueued_at=now):
-            logger.info("training.job_resent job=%s", job_id)
-            finetune_enqueue(job_id)
-            sent += 1
-    return sent
-
-
 def finetune_cancel(*, job: FineTuneJob, actor: User | None = None, api_key: ApiKey | None = None) -> FineTuneJob:
     """Cancel a job. A queued one is cancelled at once (a worker that picks it up later finds it cancelled);
     a running one is asked to stop: its worker writes the CANCEL file within a second or so and terminates
@@ -288,87 +252,3 @@ def finetune_cancel(*, job: FineTuneJob, actor: User | None = None, api_key: Api
                              "step": job.step})  # fmt: skip
     logger.info("training.job_cancel_requested job=%s was_queued=%s", job.pk, bool(queued))
     return job
-
-
-# --- requests for the GPU workers -------------------------------------------------------------------
-
-
-def finetune_merge_request(
-    *, job: FineTuneJob, actor: User | None = None, api_key: ApiKey | None = None
-) -> FineTuneJob:
-    """Queue merging the adapter into full weights (`merged/` beside it). Asking again while a merge is
-    queued, running or done changes nothing; a failed merge can be asked for again."""
-    if job.status != FineTuneStatus.SUCCEEDED:
-        raise ValidationError({"status": "Only a succeeded fine-tune has an adapter to merge."})
-    if job.weights_deleted_at is not None:
-        raise ValidationError({"status": WEIGHTS_DELETED})
-    if not job.uses_adapter:
-        raise ValidationError(
-            {"method": "A full fine-tune already holds the full weights: there is nothing to merge."}
-        )
-    with transaction.atomic():
-        asked = FineTuneJob.objects.filter(
-            pk=job.pk, merge_status__in=["", FineTuneStatus.FAILED], weights_deleted_at__isnull=True
-        ).update(merge_status=FineTuneStatus.QUEUED, merge_error="")
-        if asked:
-            audit_record(project=job.project, action="finetune.merge", actor=actor, api_key=api_key,
-                         detail={"job_id": job.pk})  # fmt: skip
-            transaction.on_commit(lambda: _enqueue_merge(job.pk))
-    job.refresh_from_db()
-    return job
-
-
-def _enqueue_merge(job_id: int) -> None:
-    from training.tasks import finetune_merge_task
-
-    rows = FineTuneJob.objects.filter(pk=job_id)
-    task_send_or_fail(
-        finetune_merge_task, job_id, job=rows, event="training.merge", status="merge_status", error="merge_error",
-        finished=None,
-    )  # fmt: skip
-
-
-def generation_create(
-    *,
-    job: FineTuneJob,
-    messages: object,
-    max_new_tokens: int = 64,
-    created_by: User | None = None,
-    api_key: ApiKey | None = None,
-) -> Generation:
-    """Queue a playground prompt: a GPU worker answers it with the base and the fine-tuned model. Audited as
-    `finetune.generate` (the prompt itself is not copied into the audit log: it is on the answer's row)."""
-    if job.status != FineTuneStatus.SUCCEEDED:
-        raise ValidationError({"status": "The playground needs a succeeded fine-tune."})
-    if job.weights_deleted_at is not None:
-        raise ValidationError({"status": WEIGHTS_DELETED})
-    if not isinstance(messages, list) or not messages or not all(_is_message(m) for m in messages):
-        raise ValidationError({"messages": 'A list of chat messages: [{"role": "user", "content": "…"}, …].'})
-    if messages[-1]["role"] == "assistant":
-        raise ValidationError({"messages": "The last message is the model's to write: end with a user turn."})
-    if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-        raise ValidationError({"max_new_tokens": f"From 1 to {MAX_NEW_TOKENS}."})
-    with transaction.atomic():
-        generation = Generation.objects.create(
-            job=job, messages=messages, max_new_tokens=max_new_tokens, created_by=created_by
-        )
-        audit_record(project=job.project, action="finetune.generate", actor=created_by, api_key=api_key,
-                     detail={"job_id": job.pk, "generation_id": generation.pk})  # fmt: skip
-        transaction.on_commit(lambda: _enqueue_generation(generation.pk))
-    return generation
-
-
-def _is_message(message: object) -> bool:
-    return (
-        isinstance(message, dict)
-        and message.get("role") in ("system", "user", "assistant")
-        and isinstance(message.get("content"), str)
-        and bool(message["content"].strip())
-    )
-
-
-def _enqueue_generation(generation_id: int) -> None:
-    from training.tasks import generation_run_task
-
-    rows = Generation.objects.filter(pk=generation_id)
-    task_send_or_fail(generation_run_task, generation_id, job=rows, event="training.generation")

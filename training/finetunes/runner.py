@@ -5,10 +5,8 @@ which re-queues or fails the jobs of workers that died.
 A job runs at most once at a time: the claim is one `UPDATE … WHERE status = 'queued'`, so a second delivery
 of the task finds the job running (or finished) and does nothing. The task is acknowledged on receipt (a run
 can outlast the broker's visibility timeout); a worker that dies mid-run stops writing heartbeats, and the
-reaper re-queues the job once, to resume from its last checkpoint, or fails it with the reason.
-"""
+reaper re-queues the job once, to resume from its last checkpoint, or fails it with the reason."""
 
-import contextlib
 import json
 import logging
 import math
@@ -18,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,30 +23,44 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from curation.common.queueing import task_send_or_mark_unsent
 from curation.common.server_paths import json_paths_hidden, paths_hidden
 from curation.models import DatasetEntry, JobStatus
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
-from training.services.jobs import finetune_enqueue, finetunes_unsent_send
+from training.processes import LOG_TAIL_LINES, log_tail, signal_group, spawn_group
 from training.trainer.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
+
 POLL_S = 1.0  # relay, heartbeat and cancel check
+
+
 SNAPSHOT_WAIT_S = 2.0  # a job whose snapshot is still being written looks again this much later
+
+
 SNAPSHOT_WAIT_MAX = timedelta(hours=12)
+
+
 KILL_AFTER_TERM_S = 5.0  # after SIGTERM, the trainer's process group gets this long before SIGKILL
+
+
 READ_BYTES = 4 * 1024 * 1024  # of events.jsonl per transaction
+
+
 LOSS_BATCH = 5_000
-LOG_TAIL_LINES = 40
+
+
 MAX_WARNINGS = 20
-PR_SET_PDEATHSIG = 1
+
+
 TRAINER_MODULE = "training.trainer"
-# The child the worker starts (training/trainer/launcher.py): `accelerate launch` run in-process, leading its own
-# process group, which it ends when the worker dies (PR_SET_PDEATHSIG sends it SIGUSR1; its docstring says why).
+
+
 LAUNCHER_MODULE = "training.trainer.launcher"
 
 
@@ -59,7 +70,33 @@ class Outcome:
     error: str = ""
 
 
-# --- the run ----------------------------------------------------------------------------------------
+def finetune_enqueue(job_id: int) -> None:
+    """Hand the job to the GPU queue. With the broker down the job stays queued and is marked unsent, and the
+    request that submitted it still succeeds: the reaper sends it once the broker is back."""
+    from training.finetunes.tasks import finetune_run_task
+
+    task_send_or_mark_unsent(
+        finetune_run_task, job_id, queued=FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.QUEUED),
+        event="training.job_enqueue_failed",
+    )  # fmt: skip
+
+
+def finetunes_unsent_send() -> int:
+    """Send the queued jobs whose task never reached the broker, and those sent more than
+    LOGTUNE_FINETUNE_RESEND_AFTER_S ago (a broker restarted without persistence forgets its queue; a job
+    waiting behind others is merely sent twice, and the second delivery finds it taken). Returns how many."""
+    now = timezone.now()
+    resend = now - timedelta(seconds=settings.LOGTUNE_FINETUNE_RESEND_AFTER_S)
+    unsent = FineTuneJob.objects.filter(
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=resend), status=FineTuneStatus.QUEUED
+    ).values_list("pk", flat=True)
+    sent = 0
+    for job_id in unsent:
+        if FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.QUEUED).update(enqueued_at=now):
+            logger.info("training.job_resent job=%s", job_id)
+            finetune_enqueue(job_id)
+            sent += 1
+    return sent
 
 
 def finetune_run(*, job_id: int, worker: str = "") -> None:
@@ -82,7 +119,7 @@ def finetune_run(*, job_id: int, worker: str = "") -> None:
                 error=f"Its snapshot {job.snapshot.pk} was still {job.snapshot.status} after {SNAPSHOT_WAIT_MAX}.",
             )  # fmt: skip
             return
-        from training.tasks import finetune_run_task
+        from training.finetunes.tasks import finetune_run_task
 
         finetune_run_task.apply_async((job.pk,), countdown=SNAPSHOT_WAIT_S)
         return
@@ -128,12 +165,6 @@ def gpu_count() -> int:
     return len(list(Path("/proc/driver/nvidia/gpus").glob("*")))
 
 
-def _die_with_parent(sig: int) -> None:
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
-
-
 def _launch(job: FineTuneJob, config_path: Path) -> subprocess.Popen:
     processes = settings.LOGTUNE_GPU_PROCESSES or max(1, gpu_count())
     # The operator's file (DDP, FSDP) sets how the processes share the work; the flags below win over its keys.
@@ -144,21 +175,6 @@ def _launch(job: FineTuneJob, config_path: Path) -> subprocess.Popen:
         "--dynamo_backend", "no", "-m", TRAINER_MODULE, str(config_path),
     ]  # fmt: skip
     return spawn_group(command, job.log_path, signal.SIGUSR1)
-
-
-def spawn_group(command: list[str], log_path: Path, death_signal: int) -> subprocess.Popen:
-    path = os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH", "")]))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
-    with log_path.open("ab") as log:
-        return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
-            command, cwd=settings.BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=lambda: _die_with_parent(death_signal),
-        )  # fmt: skip
-
-
-def signal_group(process: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)  # the child leads its own session, so its pid is the group's id
 
 
 def _supervise(job: FineTuneJob, process: subprocess.Popen) -> Outcome:
@@ -209,21 +225,6 @@ def _outcome(job: FineTuneJob, returncode: int, *, cancelled: bool) -> Outcome:
     reason = "exited without finishing" if returncode == 0 else f"exited with code {returncode}"
     tail = "\n".join(log_tail(job.log_path, LOG_TAIL_LINES))
     return Outcome(FineTuneStatus.FAILED, f"The trainer {reason}. The end of train.log:\n{tail}".rstrip())
-
-
-def log_tail(path: Path, lines: int) -> list[str]:
-    """The last `lines` lines of a log, read from its end (a log can be large), the paths they name relative
-    to the data folder (they are shown to members)."""
-    try:
-        with path.open("rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - 64 * 1024))
-            data = log.read()
-    except FileNotFoundError:
-        return []
-    # Progress bars redraw one line with carriage returns: keep what the last redraw shows.
-    text = data.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n")
-    return [paths_hidden(line.rsplit("\r", 1)[-1]) for line in deque(text.split("\n"), maxlen=lines)] if text else []
 
 
 def _finish(job: FineTuneJob, outcome: Outcome) -> None:
@@ -281,9 +282,6 @@ def _store_losses(job: FineTuneJob, rows: list[dict]) -> int:
     ]  # fmt: skip
     ExampleLoss.objects.bulk_create(losses, ignore_conflicts=True)
     return len(losses)
-
-
-# --- events -----------------------------------------------------------------------------------------
 
 
 def finetune_relay_events(*, job: FineTuneJob) -> int:
@@ -391,9 +389,6 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list):
         return [_clean(item) for item in value]
     return value
-
-
-# --- the reaper -------------------------------------------------------------------------------------
 
 
 def finetune_reap() -> int:
