@@ -23,7 +23,7 @@ from curation.common.permissions import IsUserOrApiKey
 from curation.common.server_paths import json_paths_hidden, paths_hidden
 from curation.logs.filters import FILTER_PARAMS
 from curation.logs.ingest.canonical import IngestError, check_storable
-from curation.models import ApiKey, LogStatus
+from curation.models import ApiKey, Dataset, LogStatus, Project
 from curation.text.pii.findings import KINDS
 
 __all__ = [
@@ -359,3 +359,11 @@ def request_actor(request: Request) -> dict:
     if isinstance(request.auth, ApiKey):
         return {"actor": None, "api_key": request.auth}
     return {"actor": request.user, "api_key": None}
+
+
+def dataset_or_not_found(project: Project, dataset_id: int) -> Dataset:
+    """The project's dataset, or the API's 404 naming it."""
+    dataset = Dataset.objects.filter(project=project, pk=dataset_id).first()
+    if dataset is None:
+        raise exceptions.NotFound(f"Dataset {dataset_id} not found in project '{project.slug}'.")
+    return dataset

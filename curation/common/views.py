@@ -30,6 +30,11 @@ def form_problems(errors: dict) -> str:
     return "; ".join(f"{field}: {' '.join(map(str, messages))}" for field, messages in errors.items())
 
 
+def error_messages(errors: dict) -> str:
+    """A form's or a ValidationError's messages in one flash message, without the field names."""
+    return "; ".join(" ".join(map(str, messages)) for messages in errors.values())
+
+
 def can_edit(membership: Membership) -> bool:
     return Role.rank(membership.role) >= Role.rank(Role.EDITOR)
 

@@ -14,11 +14,11 @@ from curation.common.apis import (
     JSONObjectListField,
     ProjectScopedApi,
     StrictInput,
+    dataset_or_not_found,
     is_whole_number,
     request_actor,
 )
 from curation.common.permissions import project_for_request
-from curation.datasets.redaction.apis import _dataset_or_404
 from curation.datasets.services import (
     dataset_create,
     dataset_delete,
@@ -121,14 +121,14 @@ class DatasetDetailApi(ProjectScopedApi):
     @extend_schema(operation_id="datasets_retrieve", summary="A dataset", responses=DatasetOutput)
     def get(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request)
-        _dataset_or_404(project, dataset_id)
+        dataset_or_not_found(project, dataset_id)
         return Response(DatasetOutput(_datasets(project).get(pk=dataset_id)).data)
 
     @extend_schema(operation_id="datasets_update", summary="Rename or describe", request=DatasetPatchInput,
                    responses=DatasetOutput)  # fmt: skip
     def patch(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         data = DatasetPatchInput(data=request.data)
         data.is_valid(raise_exception=True)
         dataset_update(dataset=dataset, **data.validated_data, **request_actor(request))
@@ -147,7 +147,7 @@ class DatasetDetailApi(ProjectScopedApi):
     )
     def delete(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         try:
             plan = dataset_delete(dataset=dataset, **request_actor(request))
         except DjangoValidationError as exc:  # a fine-tune of it is queued or running: not now
@@ -170,7 +170,7 @@ class DatasetEntriesApi(ProjectScopedApi):
     )
     def get(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         entries = (
             DatasetEntry.objects.filter(dataset=dataset)
             .select_related("source_deleted_by", "source_deleted_by_key")
@@ -200,7 +200,7 @@ class DatasetEntriesApi(ProjectScopedApi):
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         data = EntriesAddInput(data=request.data)
         data.is_valid(raise_exception=True)
         return bulk_response(request, project, BulkAction.DATASET_ADD, {"dataset": dataset.pk}, data.validated_data)
@@ -209,7 +209,7 @@ class DatasetEntriesApi(ProjectScopedApi):
 class DatasetEntryApi(ProjectScopedApi):
     def _entry(self, request: Request, dataset_id: int, entry_id: int, role: str) -> DatasetEntry:
         project = project_for_request(request, role=role)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         entry = (
             DatasetEntry.objects.select_related("log", "source_deleted_by", "source_deleted_by_key")
             .filter(dataset=dataset, pk=entry_id)
@@ -268,7 +268,7 @@ class DatasetSplitApi(ProjectScopedApi):
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         train, validation = dataset_split(dataset=dataset, **data.validated_data, **request_actor(request))

@@ -247,7 +247,7 @@ def dataset_entries_ingest(*, dataset: Dataset, items: Sequence[object]) -> Inge
     DatasetEntry.objects.bulk_create(entries, batch_size=1000)
     result.accepted = len(entries)
     if entries:
-        _touch(dataset.pk)
+        dataset_touch(dataset.pk)
     return result
 
 
@@ -280,14 +280,14 @@ def entry_update(
         entry.edited = entry.edited or (parsed.messages, parsed.tools) != before
     entry.updated_at = timezone.now()
     entry.save()
-    _touch(entry.dataset_id)
+    dataset_touch(entry.dataset_id)
     dataset = entry.dataset
     audit_record(project=dataset.project, action="entries.update", count=1, actor=actor, api_key=api_key,
                  detail={"dataset_id": dataset.pk, "dataset": dataset.name, "entry_id": entry.pk})  # fmt: skip
     return entry
 
 
-def _touch(dataset_id: int) -> None:
+def dataset_touch(dataset_id: int) -> None:
     Dataset.objects.filter(pk=dataset_id).update(updated_at=timezone.now())
 
 
@@ -299,7 +299,7 @@ def entries_delete(
     _, per_model = DatasetEntry.objects.filter(dataset=dataset, id__in=ids).delete()
     deleted = per_model.get(DatasetEntry._meta.label, 0)
     if deleted:
-        _touch(dataset.pk)
+        dataset_touch(dataset.pk)
         audit_record(
             project=dataset.project, action="entries.delete", count=deleted, actor=actor, api_key=api_key,
             detail={"dataset_id": dataset.pk, "dataset": dataset.name},
@@ -316,7 +316,7 @@ def entries_set_split(
         raise ValidationError({"split": f"One of {', '.join(Split.values)}."})
     moved = DatasetEntry.objects.filter(dataset=dataset, id__in=ids).exclude(split=split).update(split=split)
     if moved:
-        _touch(dataset.pk)
+        dataset_touch(dataset.pk)
         audit_record(project=dataset.project, action="entries.split", count=moved, actor=actor, api_key=api_key,
                      detail={"dataset_id": dataset.pk, "dataset": dataset.name, "split": split})  # fmt: skip
     return moved

@@ -11,9 +11,15 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from curation.common.views import AuthenticatedRequest, can_edit, dataset_or_404, membership_or_404, whole_number_param
+from curation.common.views import (
+    AuthenticatedRequest,
+    can_edit,
+    dataset_or_404,
+    error_messages,
+    membership_or_404,
+    whole_number_param,
+)
 from curation.datasets import selectors as dataset_selectors
-from curation.datasets.dedup.views import _problems
 from curation.datasets.export import snapshot_request
 from curation.datasets.forms import DatasetForm, DatasetImportForm, EntriesAction, EntryForm, SplitForm, ValidationForm
 from curation.datasets.hooks import dataset_pages_extensions
@@ -69,7 +75,7 @@ def dataset_new(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         else:
             return redirect("dataset", slug=slug, dataset_id=dataset.pk)
     else:
-        messages.error(request, _problems(form.errors))
+        messages.error(request, error_messages(form.errors))
     return redirect("datasets", slug=slug)
 
 
@@ -168,7 +174,7 @@ def dataset_edit(request: AuthenticatedRequest, slug: str, dataset_id: int) -> H
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
     else:
-        messages.error(request, _problems(form.errors))
+        messages.error(request, error_messages(form.errors))
     return redirect("dataset", slug=slug, dataset_id=dataset_id)
 
 
@@ -242,7 +248,7 @@ def dataset_split_view(request: AuthenticatedRequest, slug: str, dataset_id: int
         train, validation = dataset_split(dataset=dataset, **form.cleaned_data, actor=request.user)
         messages.success(request, f"Split: {train} train, {validation} validation (seed {form.cleaned_data['seed']}).")
     else:
-        messages.error(request, _problems(form.errors))
+        messages.error(request, error_messages(form.errors))
     return redirect("dataset", slug=slug, dataset_id=dataset_id)
 
 
@@ -253,7 +259,7 @@ def entries_action(request: AuthenticatedRequest, slug: str, dataset_id: int) ->
     _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
     form = EntriesAction(request.POST)
     if not form.is_valid():
-        messages.error(request, _problems(form.errors))
+        messages.error(request, error_messages(form.errors))
     elif form.cleaned_data["action"] == "delete":
         deleted = entries_delete(dataset=dataset, ids=form.cleaned_data["ids"], actor=request.user)
         messages.success(request, f"Deleted {deleted} entr{'y' if deleted == 1 else 'ies'}.")
@@ -370,7 +376,7 @@ def dataset_import_upload(request: AuthenticatedRequest, slug: str, dataset_id: 
         else:
             messages.success(request, f"Importing {upload.name} into {dataset.name}: progress below.")
     if form.errors:
-        messages.error(request, _problems(form.errors))
+        messages.error(request, error_messages(form.errors))
     return redirect("dataset", slug=slug, dataset_id=dataset_id)
 
 

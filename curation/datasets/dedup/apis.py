@@ -5,9 +5,8 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.common.apis import ProjectScopedApi, StrictInput, request_actor
+from curation.common.apis import ProjectScopedApi, StrictInput, dataset_or_not_found, request_actor
 from curation.common.permissions import project_for_request
-from curation.datasets.apis import _dataset_or_404
 from curation.datasets.dedup.services import (
     THRESHOLD_DEFAULT,
     THRESHOLD_MAX,
@@ -80,7 +79,7 @@ class DatasetEmbeddingsApi(ProjectScopedApi):
     )
     def get(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request)
-        job = embedding_job_latest(dataset=_dataset_or_404(project, dataset_id))
+        job = embedding_job_latest(dataset=dataset_or_not_found(project, dataset_id))
         return Response({"job": EmbeddingJobOutput(job).data if job else None})
 
     @extend_schema(
@@ -91,7 +90,7 @@ class DatasetEmbeddingsApi(ProjectScopedApi):
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         job = embedding_job_create(dataset=dataset, **request_actor(request))
         return Response(EmbeddingJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
@@ -111,7 +110,7 @@ class DatasetNearDuplicatesApi(ProjectScopedApi):
     )
     def get(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         data = ThresholdInput(data=request.query_params)
         data.is_valid(raise_exception=True)
         found = dataset_near_duplicates(dataset=dataset, threshold=data.validated_data["threshold"])
@@ -136,7 +135,7 @@ class DatasetKeepOneApi(ProjectScopedApi):
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         found, deleted = dataset_keep_one_per_cluster(

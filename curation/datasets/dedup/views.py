@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from curation.common.views import AuthenticatedRequest, can_edit, dataset_or_404
+from curation.common.views import AuthenticatedRequest, can_edit, dataset_or_404, error_messages
 from curation.datasets.dedup.services import (
     THRESHOLD_DEFAULT,
     THRESHOLD_MAX,
@@ -18,11 +18,6 @@ from curation.datasets.dedup.services import (
     threshold_clean,
 )
 from curation.models import Dataset, Membership, Role
-
-
-def _problems(errors: dict) -> str:
-    return "; ".join(" ".join(map(str, messages_)) for messages_ in errors.values())
-
 
 DUPLICATE_CLUSTERS_SHOWN = 50
 
@@ -52,7 +47,7 @@ def _duplicates_context(membership: Membership, dataset: Dataset, raw: str) -> d
     try:
         threshold = threshold_clean(raw or THRESHOLD_DEFAULT)
     except ValidationError as exc:
-        context["error"] = _problems(exc.message_dict)
+        context["error"] = error_messages(exc.message_dict)
         return context
     found = dataset_near_duplicates(dataset=dataset, threshold=threshold)
     context.update(found=found, clusters=found.clusters[:DUPLICATE_CLUSTERS_SHOWN])
@@ -88,7 +83,7 @@ def dataset_duplicates_keep_one(request: AuthenticatedRequest, slug: str, datase
             dataset=dataset, threshold=threshold_clean(request.POST.get("threshold", "")), actor=request.user
         )
     except ValidationError as exc:
-        messages.error(request, _problems(exc.message_dict))
+        messages.error(request, error_messages(exc.message_dict))
     else:
         messages.success(
             request, f"Deleted {len(dropped)} near-duplicate entr{'y' if len(dropped) == 1 else 'ies'}; "

@@ -14,11 +14,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation.audit.services import audit_record
-from curation.common.apis import PROJECT_PARAMETER, NotReadyResponse, ProjectScopedApi, request_actor
+from curation.common.apis import (
+    PROJECT_PARAMETER,
+    NotReadyResponse,
+    ProjectScopedApi,
+    dataset_or_not_found,
+    request_actor,
+)
 from curation.common.permissions import project_for_request
 from curation.datasets.export import FORMATS, export_check, export_preview, export_stream, snapshot_request
 from curation.datasets.export.services import PREVIEW_LIMIT, entries_count
-from curation.models import Dataset, DatasetSnapshot, JobStatus, Project, Role, Split
+from curation.models import DatasetSnapshot, JobStatus, Project, Role, Split
 
 _PARAMS = [
     PROJECT_PARAMETER,
@@ -37,13 +43,6 @@ class FormatIsNotARenderer(DefaultContentNegotiation):
     ) -> tuple[BaseRenderer, str]:
         renderer = next(iter(renderers))  # JSON, the first of the default renderers
         return renderer, renderer.media_type
-
-
-def _dataset_or_404(project: Project, dataset_id: int) -> Dataset:
-    dataset = Dataset.objects.filter(project=project, pk=dataset_id).first()
-    if dataset is None:
-        raise exceptions.NotFound(f"Dataset {dataset_id} not found in project '{project.slug}'.")
-    return dataset
 
 
 def _export_params(request: Request) -> tuple[str, str | None]:
@@ -75,7 +74,7 @@ class DatasetExportApi(ProjectScopedApi):
     )
     def get(self, request: Request, dataset_id: int) -> StreamingHttpResponse:
         project = project_for_request(request, role=Role.EDITOR)  # data leaving Logtune: not a viewer's right
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         format, split = _export_params(request)
         export = export_stream(dataset=dataset, format=format, split=split)
         detail = {"dataset_id": dataset.pk, "dataset": dataset.name, "format": format, "split": split or "all"}
@@ -116,7 +115,7 @@ class DatasetExportPreviewApi(ProjectScopedApi):
     )
     def get(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         format, split = _export_params(request)
         return Response(export_preview(dataset=dataset, format=format, split=split).as_dict())
 
@@ -162,7 +161,7 @@ class DatasetSnapshotsApi(ProjectScopedApi):
                    parameters=_PARAMS[:1], responses=SnapshotOutput(many=True))  # fmt: skip
     def get(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         snapshots = (
             DatasetSnapshot.objects.filter(dataset=dataset).select_related("dataset").order_by("-created_at", "-id")
         )
@@ -183,7 +182,7 @@ class DatasetSnapshotsApi(ProjectScopedApi):
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         actor = request_actor(request)
         snapshot = snapshot_request(dataset=dataset, created_by=actor["actor"], api_key=actor["api_key"])
         body = SnapshotOutput(snapshot, context={"project": project}).data

@@ -4,19 +4,12 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.common.apis import ProjectScopedApi, StrictInput, request_actor
+from curation.common.apis import ProjectScopedApi, StrictInput, dataset_or_not_found, request_actor
 from curation.common.permissions import project_for_request
 from curation.datasets.redaction.services import INLINE_LIMIT as REDACT_INLINE_LIMIT
 from curation.datasets.redaction.services import dataset_redact_or_queue, redaction_preview
-from curation.models import Dataset, Project, RedactionJob, Role
+from curation.models import RedactionJob, Role
 from curation.text.pii.findings import KINDS
-
-
-def _dataset_or_404(project: Project, dataset_id: int) -> Dataset:
-    dataset = Dataset.objects.filter(project=project, pk=dataset_id).first()
-    if dataset is None:
-        raise exceptions.NotFound(f"Dataset {dataset_id} not found in project '{project.slug}'.")
-    return dataset
 
 
 class RedactionJobOutput(serializers.ModelSerializer):
@@ -84,7 +77,7 @@ class DatasetRedactApi(ProjectScopedApi):
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         kinds = data.validated_data["kinds"]
@@ -117,7 +110,7 @@ class DatasetRedactionJobApi(ProjectScopedApi):
     )
     def get(self, request: Request, dataset_id: int, job_id: int) -> Response:
         project = project_for_request(request)
-        dataset = _dataset_or_404(project, dataset_id)
+        dataset = dataset_or_not_found(project, dataset_id)
         job = dataset.redaction_jobs.filter(pk=job_id).first()
         if job is None:
             raise exceptions.NotFound(f"Redaction job {job_id} not found for dataset {dataset_id}.")

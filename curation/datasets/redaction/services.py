@@ -26,7 +26,7 @@ from django.utils import timezone
 from curation.audit.services import audit_record
 from curation.common.queueing import task_send_or_mark_unsent
 from curation.common.server_paths import error_text
-from curation.datasets.services import _touch, est_tokens
+from curation.datasets.services import dataset_touch, est_tokens
 from curation.logs.ingest.canonical import search_text
 from curation.models import ApiKey, Dataset, DatasetEntry, JobStatus, RedactionJob
 from curation.text.diffs import Diff, diff_conversations, render_conversation
@@ -202,7 +202,7 @@ def _redaction_audit(
     *, dataset: Dataset, kinds: list[str], changed: int, actor: User | None, api_key: ApiKey | None
 ) -> None:
     if changed:
-        _touch(dataset.pk)
+        dataset_touch(dataset.pk)
     audit_record(project=dataset.project, action="entries.redact", count=changed, actor=actor, api_key=api_key,
                  detail={"dataset_id": dataset.pk, "dataset": dataset.name, "kinds": kinds})  # fmt: skip
 
