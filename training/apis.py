@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import RegexValidator
 from django.http import StreamingHttpResponse
+from django.urls import reverse
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
@@ -152,7 +153,7 @@ class FineTuneOutput(serializers.ModelSerializer):
         ]  # fmt: skip
 
     def get_adapter_url(self, job: FineTuneJob) -> str | None:
-        return f"/api/v1/finetunes/{job.pk}/adapter" if job.has_weights else None
+        return reverse("api-finetune-adapter", args=[job.pk]) if job.has_weights else None
 
     def get_dataset_deleted(self, job: FineTuneJob) -> bool:
         return job.dataset_id is None

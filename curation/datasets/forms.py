@@ -39,7 +39,7 @@ class ValidationForm(forms.Form):
     max_tokens = forms.IntegerField(min_value=1, max_value=10_000_000, initial=DEFAULT_MAX_TOKENS, label="Max tokens")
 
 
-class IdsField(forms.Field):
+class EntryIdsField(forms.Field):
     """Entry ids from checkboxes (`ids` repeated)."""
 
     widget = forms.MultipleHiddenInput
@@ -64,7 +64,7 @@ class EntriesAction(forms.Form):
     action = forms.ChoiceField(
         choices=[("delete", "Delete"), (Split.TRAIN, "Move to train"), (Split.VALIDATION, "Move to validation")]
     )
-    ids = IdsField()
+    ids = EntryIdsField()
 
 
 # --- the entry editor -------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ CHECK_TITLES = {
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
+class ValidationFinding:
     code: str
     severity: str  # ERROR: training would fail or learn the wrong thing; WARNING: worth a look
     message: str
@@ -73,14 +73,14 @@ class Finding:
 class ValidationReport:
     entries: int
     max_tokens: int
-    findings: list[Finding]
+    findings: list[ValidationFinding]
 
     @property
-    def errors(self) -> list[Finding]:
+    def errors(self) -> list[ValidationFinding]:
         return [finding for finding in self.findings if finding.severity == ERROR]
 
     @property
-    def warnings(self) -> list[Finding]:
+    def warnings(self) -> list[ValidationFinding]:
         return [finding for finding in self.findings if finding.severity == WARNING]
 
     @property
@@ -94,7 +94,7 @@ class ValidationReport:
             return []
         return [title for code, title in CHECK_TITLES.items() if self.get(code) is None]
 
-    def get(self, code: str) -> Finding | None:
+    def get(self, code: str) -> ValidationFinding | None:
         return next((finding for finding in self.findings if finding.code == code), None)
 
 
@@ -270,10 +270,10 @@ def dataset_validate(
 
     findings = [_finding(code, hits[code], max_tokens) for code in _MESSAGES if code in hits]
     if not entries:
-        findings.append(Finding(EMPTY_DATASET, ERROR, "The dataset has no entries.", [], 0))
+        findings.append(ValidationFinding(EMPTY_DATASET, ERROR, "The dataset has no entries.", [], 0))
     elif train < MIN_TRAIN_EXAMPLES:
         message = f"Only {train} training examples: fine-tuning usually needs at least {MIN_TRAIN_EXAMPLES}."
-        findings.append(Finding(FEW_EXAMPLES, WARNING, message, [], train))
+        findings.append(ValidationFinding(FEW_EXAMPLES, WARNING, message, [], train))
     findings.sort(key=lambda finding: finding.severity != ERROR)  # stable: errors first, each in check order
     return ValidationReport(entries=entries, max_tokens=max_tokens, findings=findings)
 
@@ -313,6 +313,6 @@ def _strings(value: object) -> Iterable[str]:
             yield from _strings(item)
 
 
-def _finding(code: str, found: _Hits, max_tokens: int) -> Finding:
+def _finding(code: str, found: _Hits, max_tokens: int) -> ValidationFinding:
     severity, message = _MESSAGES[code]
-    return Finding(code, severity, message.format(max_tokens=max_tokens), found.ids, found.count)
+    return ValidationFinding(code, severity, message.format(max_tokens=max_tokens), found.ids, found.count)

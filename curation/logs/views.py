@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST, require_safe
 
@@ -126,8 +126,8 @@ def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> 
         return context
     detail_suffix = f"?{query}" if query else ""
     context |= {
-        "rows": [(log, f"/p/{project.slug}/logs/{log.pk}/{detail_suffix}") for log in page.items],
-        "facets_url": f"/p/{project.slug}/logs/facets/{detail_suffix}",
+        "rows": [(log, reverse("log-detail", args=[project.slug, log.pk]) + detail_suffix) for log in page.items],
+        "facets_url": reverse("explorer-facets", args=[project.slug]) + detail_suffix,
         "next_url": page.next_cursor
         and logs_url(project.slug, queries_join(query, urlencode({"cursor": page.next_cursor}))),
         "paged": bool(cursor),
@@ -200,8 +200,8 @@ def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpRes
         "log": log,
         "query": query,
         "back_url": logs_url(slug, query),
-        "newer_url": newer and f"/p/{slug}/logs/{newer}/{suffix}",
-        "older_url": older and f"/p/{slug}/logs/{older}/{suffix}",
+        "newer_url": newer and reverse("log-detail", args=[slug, newer]) + suffix,
+        "older_url": older and reverse("log-detail", args=[slug, older]) + suffix,
         "turns": rendering.conversation_turns(log.messages),
         "pii_summary": rendering.pii_summary(log.messages),
         "tools": rendering.tool_definitions(log.tools),
@@ -212,8 +212,8 @@ def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpRes
         "datasets": dataset_names(project=project),
         "in_datasets": datasets_of_log(log=log),
         "tag_names": tag_names(project=project),
-        "self_url": f"/p/{slug}/logs/{log.pk}/{suffix}",
-        "similar_url": f"/p/{slug}/logs/{log.pk}/similar{suffix}",
+        "self_url": reverse("log-detail", args=[slug, log.pk]) + suffix,
+        "similar_url": reverse("log-similar", args=[slug, log.pk]) + suffix,
     }
     return render(request, "curation/log_detail.html", context)
 

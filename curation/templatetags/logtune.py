@@ -20,9 +20,7 @@ def markdown(text: object) -> SafeString:
     return rendering.markdown_html(str(text or ""))
 
 
-@register.filter
-def pretty_json(value: object) -> str:
-    return rendering.pretty_json(value)
+register.filter("pretty_json", rendering.pretty_json)
 
 
 @register.filter

@@ -243,7 +243,7 @@ def test_a_finished_job_cannot_be_cancelled(job):
 def test_a_job_waits_on_the_gpu_queue_until_its_snapshot_is_written(job, monkeypatch):
     DatasetSnapshot.objects.filter(pk=job.snapshot_id).update(status=JobStatus.RUNNING)
     later = []
-    monkeypatch.setattr("training.tasks.finetune_run_task.apply_async", lambda args, countdown: later.append(args))
+    monkeypatch.setattr("training.finetunes.tasks.finetune_run_task.apply_async", lambda args, countdown: later.append(args))
 
     finetune_run(job_id=job.pk, worker="gpu@a")
 

@@ -1,7 +1,7 @@
 """Which tokens of a conversation count toward the loss under a model's chat template.
 
 Needs only a tokenizer, no model; but transformers imports torch when it is installed, so the web
-process asks a worker for it (training.tasks.loss_preview_task)."""
+process asks a worker for it (the task `training.tasks.loss_preview_task`, training/playground/tasks.py)."""
 
 from functools import lru_cache
 from typing import Any

@@ -12,7 +12,7 @@ from curation.tags.services import tag_names_clean
 MAX_SELECTED = 1_000
 
 
-class IdsField(forms.Field):
+class LogIdsField(forms.Field):
     widget = forms.MultipleHiddenInput
 
     def to_python(self, value: object) -> list[int]:
@@ -29,7 +29,7 @@ class IdsField(forms.Field):
 class BulkForm(forms.Form):
     action = forms.ChoiceField(choices=BulkAction.choices)
     scope = forms.ChoiceField(choices=[("selected", "selected logs"), ("matching", "all matching logs")])
-    ids = IdsField(required=False)
+    ids = LogIdsField(required=False)
     tags = forms.CharField(required=False, max_length=5000)
     dataset = forms.CharField(required=False)
     new_dataset = forms.CharField(required=False, max_length=200)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.http import StreamingHttpResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -38,7 +39,7 @@ class ImportOutput(serializers.ModelSerializer):
         ]  # fmt: skip
 
     def get_errors_url(self, job: ImportJob) -> str:
-        return f"/api/v1/imports/{job.pk}/errors"
+        return reverse("api-import-errors", args=[job.pk])
 
 
 class ImportsApi(ProjectScopedApi):

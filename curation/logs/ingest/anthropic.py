@@ -15,10 +15,10 @@ from curation.logs.ingest.canonical import (
     Exchange,
     collapse,
     content,
-    error_text,
     extras,
     fail,
     function_tool,
+    provider_error_message,
     tagged,
     tool_call,
     validate,
@@ -180,7 +180,7 @@ def read_anthropic(request: dict, response: dict | None, status_code: int | None
     )
     if (request.get("tool_choice") or {}).get("disable_parallel_tool_use"):
         exchange.options["parallel_tool_calls"] = False
-    exchange.error_message = error_text(response, status_code)
+    exchange.error_message = provider_error_message(response, status_code)
     if not exchange.error_message:
         validate(RESPONSE, response, "response")
         _read_response(exchange, response)  # type: ignore[arg-type]

@@ -352,7 +352,7 @@ def tool_call(call_id: str, name: str, arguments: str) -> dict:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
-def error_text(response: dict | None, status_code: int | None) -> str:
+def provider_error_message(response: dict | None, status_code: int | None) -> str:
     """Why the call failed, or "" when the response is an answer to keep."""
     if response is None:
         return f"HTTP {status_code}" if status_code is not None and status_code >= 400 else "no response"

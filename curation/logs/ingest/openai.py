@@ -13,9 +13,9 @@ from curation.logs.ingest.canonical import (
     Exchange,
     collapse,
     content,
-    error_text,
     extras,
     function_tool,
+    provider_error_message,
     tagged,
     tool_call,
     validate,
@@ -195,7 +195,7 @@ def read_openai(request: dict, response: dict | None, status_code: int | None) -
         model=request.get("model") or "",
         options=options_of(request),
     )
-    exchange.error_message = error_text(response, status_code)
+    exchange.error_message = provider_error_message(response, status_code)
     if not exchange.error_message:
         validate(RESPONSE, response, "response")
         _read_response(exchange, response)  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST, require_safe
 
@@ -33,7 +33,7 @@ def _similar_context(request: AuthenticatedRequest, membership: Membership, log:
         "indexed": indexed,
         "index_limit": settings.LOGTUNE_SIMILAR_LOGS_MAX,
         "logs_total": project.logs.count(),
-        "panel_url": f"/p/{project.slug}/logs/{log.pk}/similar{suffix}",
+        "panel_url": reverse("log-similar", args=[project.slug, log.pk]) + suffix,
         "filter_pairs": [
             (key, value)
             for key, values in QueryDict(query).lists()
@@ -55,7 +55,9 @@ def _similar_context(request: AuthenticatedRequest, membership: Membership, log:
         return context
     found = similar_services.logs_similar(project=project, log=log, within=within)
     context["found"] = found
-    context["rows"] = [(entry, score, f"/p/{project.slug}/logs/{entry.pk}/{suffix}") for entry, score in found.results]
+    context["rows"] = [
+        (entry, score, reverse("log-detail", args=[project.slug, entry.pk]) + suffix) for entry, score in found.results
+    ]
     return context
 
 
