@@ -1,3 +1,6 @@
+"""Child programs of a worker: started in a process group of their own that dies with the worker, signalled as a
+group, and the tail of their log for error messages."""
+
 import contextlib
 import os
 import subprocess

@@ -1,23 +1,35 @@
 from django.urls import path
 
-from training import apis
+from training.finetunes.apis import (
+    BaseModelsApi,
+    FineTuneAdapterApi,
+    FineTuneCancelApi,
+    FineTuneDetailApi,
+    FineTuneEstimateApi,
+    FineTuneLossesApi,
+    FineTuneMergedApi,
+    FineTuneMetricsApi,
+    FineTunesApi,
+    FineTuneWeightsApi,
+)
+from training.playground.apis import FineTuneGenerateApi, FineTuneMergeApi, GenerationDetailApi
 
 urlpatterns = [
-    path("finetunes", apis.FineTunesApi.as_view(), name="api-finetunes"),
-    path("finetunes/estimate", apis.FineTuneEstimateApi.as_view(), name="api-finetune-estimate"),
-    path("finetunes/<int:job_id>", apis.FineTuneDetailApi.as_view(), name="api-finetune"),
-    path("finetunes/<int:job_id>/metrics", apis.FineTuneMetricsApi.as_view(), name="api-finetune-metrics"),
-    path("finetunes/<int:job_id>/cancel", apis.FineTuneCancelApi.as_view(), name="api-finetune-cancel"),
-    path("finetunes/<int:job_id>/adapter", apis.FineTuneAdapterApi.as_view(), name="api-finetune-adapter"),
-    path("finetunes/<int:job_id>/merge", apis.FineTuneMergeApi.as_view(), name="api-finetune-merge"),
-    path("finetunes/<int:job_id>/merged", apis.FineTuneMergedApi.as_view(), name="api-finetune-merged"),
-    path("finetunes/<int:job_id>/weights", apis.FineTuneWeightsApi.as_view(), name="api-finetune-weights"),
-    path("finetunes/<int:job_id>/losses", apis.FineTuneLossesApi.as_view(), name="api-finetune-losses"),
-    path("finetunes/<int:job_id>/generate", apis.FineTuneGenerateApi.as_view(), name="api-finetune-generate"),
+    path("finetunes", FineTunesApi.as_view(), name="api-finetunes"),
+    path("finetunes/estimate", FineTuneEstimateApi.as_view(), name="api-finetune-estimate"),
+    path("finetunes/<int:job_id>", FineTuneDetailApi.as_view(), name="api-finetune"),
+    path("finetunes/<int:job_id>/metrics", FineTuneMetricsApi.as_view(), name="api-finetune-metrics"),
+    path("finetunes/<int:job_id>/cancel", FineTuneCancelApi.as_view(), name="api-finetune-cancel"),
+    path("finetunes/<int:job_id>/adapter", FineTuneAdapterApi.as_view(), name="api-finetune-adapter"),
+    path("finetunes/<int:job_id>/merge", FineTuneMergeApi.as_view(), name="api-finetune-merge"),
+    path("finetunes/<int:job_id>/merged", FineTuneMergedApi.as_view(), name="api-finetune-merged"),
+    path("finetunes/<int:job_id>/weights", FineTuneWeightsApi.as_view(), name="api-finetune-weights"),
+    path("finetunes/<int:job_id>/losses", FineTuneLossesApi.as_view(), name="api-finetune-losses"),
+    path("finetunes/<int:job_id>/generate", FineTuneGenerateApi.as_view(), name="api-finetune-generate"),
     path(
         "finetunes/<int:job_id>/generations/<int:generation_id>",
-        apis.GenerationDetailApi.as_view(),
+        GenerationDetailApi.as_view(),
         name="api-finetune-generation",
     ),
-    path("base-models", apis.BaseModelsApi.as_view(), name="api-base-models"),
+    path("base-models", BaseModelsApi.as_view(), name="api-base-models"),
 ]

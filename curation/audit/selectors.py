@@ -1,3 +1,5 @@
+"""Reads of the audit log: a project's events, newest first, and the actions it has recorded."""
+
 from django.db.models import QuerySet
 
 from curation.models import AuditEvent, Project

@@ -1,3 +1,5 @@
+"""Writing the audit log: one event per change, written by the service that makes the change, in its transaction."""
+
 from django.contrib.auth.models import User
 
 from curation.models import ApiKey, AuditEvent, Project

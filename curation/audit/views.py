@@ -1,3 +1,5 @@
+"""The audit page: a project's events, filtered by action, for its owners."""
+
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required

@@ -1,3 +1,5 @@
+"""API key authentication for the REST API: `Authorization: Bearer lt_…` or `X-Logtune-Key`."""
+
 from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions

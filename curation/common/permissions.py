@@ -1,3 +1,6 @@
+"""Who may act in which project: the project a request acts in, and the role it needs (a project the caller is
+not a member of answers 404)."""
+
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 

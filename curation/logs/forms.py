@@ -1,3 +1,5 @@
+"""Forms of the explorer: saving a filter as a named view."""
+
 from django import forms
 
 

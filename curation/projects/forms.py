@@ -1,3 +1,5 @@
+"""Forms of a project's settings: API keys, upstream providers of the proxy, personal data, unreadable logs."""
+
 from django import forms
 
 from curation.models import Role

@@ -1,3 +1,5 @@
+"""Reads of projects: a user's memberships and a project's API keys."""
+
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 

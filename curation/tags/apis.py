@@ -1,3 +1,5 @@
+"""REST API of tags: list, rename, merge and delete a project's tags."""
+
 from django.db.models import Count
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status

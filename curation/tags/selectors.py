@@ -1,3 +1,5 @@
+"""Reads of tags: their names, and how many logs carry each (capped)."""
+
 from curation.common.counts import CappedCount, capped_counts
 from curation.models import LogTag, Project, Tag
 

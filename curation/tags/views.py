@@ -1,3 +1,5 @@
+"""The tags page: each tag with its count of logs; rename, merge, delete."""
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError

@@ -147,7 +147,7 @@ def test_the_dataset_confirmation_lists_the_fine_tunes_that_stay_and_refuses_whi
 
 
 def test_a_deleted_dataset_answers_a_fine_tune_trained_on_it_with_no_dataset_to_link_entries_to(job, dataset, editor):
-    from training.finetunes.runner import example_losses_load
+    from training.finetunes.events import example_losses_load
 
     trained(job)
     (job.output_dir / "example_losses.jsonl").write_text('{"line": 1, "entry_id": 1, "loss": 0.1, "tokens": 2}\n')

@@ -14,13 +14,8 @@ from django.utils import timezone
 
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot, JobStatus
 from training.finetunes import runner
-from training.finetunes.runner import (
-    example_losses_load,
-    finetune_claim,
-    finetune_reap,
-    finetune_relay_events,
-    finetune_run,
-)
+from training.finetunes.events import example_losses_load, finetune_relay_events
+from training.finetunes.runner import finetune_claim, finetune_reap, finetune_run
 from training.finetunes.services import (
     QLORA_NEEDS_BITSANDBYTES,
     QLORA_NEEDS_CUDA,
@@ -243,7 +238,9 @@ def test_a_finished_job_cannot_be_cancelled(job):
 def test_a_job_waits_on_the_gpu_queue_until_its_snapshot_is_written(job, monkeypatch):
     DatasetSnapshot.objects.filter(pk=job.snapshot_id).update(status=JobStatus.RUNNING)
     later = []
-    monkeypatch.setattr("training.finetunes.tasks.finetune_run_task.apply_async", lambda args, countdown: later.append(args))
+    monkeypatch.setattr(
+        "training.finetunes.tasks.finetune_run_task.apply_async", lambda args, countdown: later.append(args)
+    )
 
     finetune_run(job_id=job.pk, worker="gpu@a")
 

@@ -1,3 +1,6 @@
+"""The playground: answers, merges and loss previews, asked for by the web side and computed by a worker in a
+child program (`training.trainer.call`), so no web process loads a model."""
+
 import json
 import logging
 import shutil

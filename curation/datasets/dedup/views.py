@@ -1,3 +1,5 @@
+"""The dataset page's near-duplicates panel: embedding the entries, the clusters, keeping one per cluster."""
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError

@@ -1,3 +1,5 @@
+"""REST API of redaction: replace the personal data of a dataset's entries, and follow a redaction job."""
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status

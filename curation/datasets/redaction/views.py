@@ -1,3 +1,5 @@
+"""The dataset page's personal data panel: what was found, a preview of the redaction, and running it."""
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse

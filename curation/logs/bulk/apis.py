@@ -1,3 +1,5 @@
+"""REST API of bulk actions: `POST /api/v1/logs/bulk` (a selection or a filter, with a dry run) and bulk jobs."""
+
 from urllib.parse import urlencode
 
 from django.http import QueryDict

@@ -1,3 +1,5 @@
+"""The explorer's bulk form: the action, the logs (selected ids or every match) and what the user confirmed."""
+
 import typing
 
 from django import forms

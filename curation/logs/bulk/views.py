@@ -1,3 +1,5 @@
+"""The explorer's bulk actions: review (exactly how many logs), confirm, run (`bulk_action_run`), follow a job."""
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError

@@ -1,3 +1,5 @@
+"""The upload form of a JSONL file of logs, judged by its first bytes before a job is made."""
+
 from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile

@@ -1,3 +1,5 @@
+"""Reads of imports: a project's jobs, one job, the bytes of uploads still waiting, a job's line errors."""
+
 from collections.abc import Iterator
 
 from django.db.models import QuerySet, Sum

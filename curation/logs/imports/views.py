@@ -1,3 +1,5 @@
+"""The project page's imports: uploading a file of logs and following its job."""
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse

@@ -1,3 +1,5 @@
+""" "More like this" on a log's page, and building the index of the project's logs."""
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required

@@ -1,18 +1,13 @@
 """REST API v1 for fine-tunes: submit, estimate, watch, cancel, download, merge, and the playground."""
 
-import types
-import typing
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import RegexValidator
 from django.http import StreamingHttpResponse
-from django.urls import reverse
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,14 +16,8 @@ from curation.audit.services import audit_record
 from curation.common.apis import (
     ID_MAX,
     PROJECT_PARAMETER,
-    IdField,
-    JSONObjectField,
-    JSONObjectListField,
     NotReadyResponse,
-    PathlessCharField,
-    PathlessJSONField,
     ProjectScopedApi,
-    StrictInput,
     is_whole_number,
     request_actor,
     whole_number_parameter,
@@ -43,6 +32,17 @@ from training.finetunes.deletion import (
     finetune_deletion_plan,
     finetune_weights_delete,
 )
+from training.finetunes.serializers import (
+    BaseModelOutput,
+    EstimateInput,
+    ExampleLossOutput,
+    FineTuneDeletionOutput,
+    FineTuneInput,
+    FineTuneListOutput,
+    FineTuneOutput,
+    MetricPointOutput,
+    WeightsOutput,
+)
 from training.finetunes.services import (
     HYPERPARAMETERS,
     SERVER_FIELDS,
@@ -50,29 +50,20 @@ from training.finetunes.services import (
     finetune_create,
     finetune_estimate,
 )
-from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, Method, MetricPoint
-from training.playground.services import MAX_NEW_TOKENS, finetune_merge_request, generation_create
-from training.trainer.config import CHOICES, LIMITS, TARGET_MODULES_MAX, TrainConfig
+from training.models import BaseModel, FineTuneJob, FineTuneStatus
 
 T = TypeVar("T")
-# Errors about these come from the `hyperparameters` object (the trainer's paths are refused there too).
-_NESTED = {*HYPERPARAMETERS, *(name for name in SERVER_FIELDS if name != "method")}
-_PROJECT = PROJECT_PARAMETER
-HYPERPARAMETER_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 
 
-def _service_call(call: Callable[..., T], /, **kwargs: Any) -> T:
-    """Call a service; its ValidationError becomes a 400 naming the field, hyperparameters nested under
-    `hyperparameters` ({"hyperparameters": {"learning_rate": ["must be in (0, 1)"]}})."""
-    try:
-        return call(**kwargs)
-    except DjangoValidationError as exc:
-        raise _bad_request(exc) from None
+NESTED_SETTINGS = {*HYPERPARAMETERS, *(name for name in SERVER_FIELDS if name != "method")}
 
 
-def _bad_request(exc: DjangoValidationError) -> exceptions.ValidationError:
+PROJECT = PROJECT_PARAMETER
+
+
+def bad_request(exc: DjangoValidationError) -> exceptions.ValidationError:
     errors = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-    nested = {name: messages for name, messages in errors.items() if name in _NESTED}
+    nested = {name: messages for name, messages in errors.items() if name in NESTED_SETTINGS}
     body: dict = {name: messages for name, messages in errors.items() if name not in nested}
     if nested:
         body["hyperparameters"] = nested
@@ -84,7 +75,7 @@ class JobStateConflict(exceptions.APIException):
     default_code = "conflict"
 
 
-def _state_call(call: Callable[..., T], /, *, job: FineTuneJob, **kwargs: Any) -> T:
+def state_call(call: Callable[..., T], /, *, job: FineTuneJob, **kwargs: Any) -> T:
     """Call a service acting on `job`. Its refusal because of the job's state (finished, not succeeded, weights
     deleted, a full fine-tune with nothing to merge) is a 409 with the job's status, as for a download that is not
     ready: the request was well formed, the job cannot take it now. Other refusals are 400s naming the field."""
@@ -95,10 +86,28 @@ def _state_call(call: Callable[..., T], /, *, job: FineTuneJob, **kwargs: Any) -
         if errors and set(errors) <= {"status", "method"}:
             detail = " ".join(message for messages in errors.values() for message in messages)
             raise JobStateConflict({"detail": detail, "status": job.status}) from None
-        raise _bad_request(exc) from None
+        raise bad_request(exc) from None
 
 
-_STATE = OpenApiResponse(NotReadyResponse, description="The fine-tune is not in a state to do this (see `status`).")
+STATE_RESPONSE = OpenApiResponse(
+    NotReadyResponse, description="The fine-tune is not in a state to do this (see `status`)."
+)
+
+
+def job_or_404(project: Project, job_id: int) -> FineTuneJob:
+    job = selectors.finetune_get(project=project, job_id=job_id)
+    if job is None:
+        raise exceptions.NotFound(f"Fine-tune {job_id} not found in project '{project.slug}'.")
+    return job
+
+
+def _service_call(call: Callable[..., T], /, **kwargs: Any) -> T:
+    """Call a service; its ValidationError becomes a 400 naming the field, hyperparameters nested under
+    `hyperparameters` ({"hyperparameters": {"learning_rate": ["must be in (0, 1)"]}})."""
+    try:
+        return call(**kwargs)
+    except DjangoValidationError as exc:
+        raise bad_request(exc) from None
 
 
 def _dataset_in(project: Project, dataset_id: int) -> Dataset:
@@ -108,178 +117,10 @@ def _dataset_in(project: Project, dataset_id: int) -> Dataset:
     return dataset
 
 
-def _job_or_404(project: Project, job_id: int) -> FineTuneJob:
-    job = selectors.finetune_get(project=project, job_id=job_id)
-    if job is None:
-        raise exceptions.NotFound(f"Fine-tune {job_id} not found in project '{project.slug}'.")
-    return job
-
-
-# --- serializers ------------------------------------------------------------------------------------
-
-
-class FineTuneOutput(serializers.ModelSerializer):
-    progress = serializers.FloatField(read_only=True)
-    base_model: "serializers.SlugRelatedField[BaseModel]" = serializers.SlugRelatedField(
-        slug_field="name", read_only=True
-    )
-    adapter_url = serializers.SerializerMethodField(
-        help_text="Null until it succeeded, and once its weights are deleted."
-    )
-    dataset = serializers.IntegerField(
-        source="dataset_id", read_only=True, allow_null=True, help_text="Null once the dataset is deleted."
-    )
-    dataset_name = serializers.CharField(read_only=True, help_text="The dataset's name, or its name when deleted.")
-    dataset_deleted = serializers.SerializerMethodField(
-        help_text="The dataset was deleted; the fine-tune, its weights and its snapshot stay."
-    )
-    weights_deleted_by = serializers.SerializerMethodField(help_text="Who deleted the weights: a user, or a key.")
-    model = serializers.CharField(
-        source="model_name", read_only=True,
-        help_text="What the trainer loads: a hub id, or a folder in the data folder by its place there.",
-    )  # fmt: skip
-    # Jobs stored before the server's paths were kept out of what members read may still hold some.
-    summary = PathlessJSONField(read_only=True, help_text="The trainer's start, checkpoint, warnings and done.")
-    error = PathlessCharField(read_only=True)
-    merge_error = PathlessCharField(read_only=True)
-
-    class Meta:
-        model = FineTuneJob
-        fields = [
-            "id", "dataset", "dataset_name", "dataset_deleted", "snapshot", "base_model", "model", "method",
-            "hyperparameters", "status", "progress", "step", "total_steps", "eta_seconds", "attempts", "worker",
-            "heartbeat_at", "cancel_requested_at", "error", "summary", "evaluation", "merge_status", "merge_error",
-            "adapter_url", "weights_deleted_at", "weights_deleted_by", "created_at", "started_at", "finished_at",
-        ]  # fmt: skip
-
-    def get_adapter_url(self, job: FineTuneJob) -> str | None:
-        return reverse("api-finetune-adapter", args=[job.pk]) if job.has_weights else None
-
-    def get_dataset_deleted(self, job: FineTuneJob) -> bool:
-        return job.dataset_id is None
-
-    def get_weights_deleted_by(self, job: FineTuneJob) -> str | None:
-        return job.weights_deleted_by_label if job.weights_deleted_at is not None else None
-
-
-class FineTuneListOutput(FineTuneOutput):
-    class Meta(FineTuneOutput.Meta):
-        fields = [name for name in FineTuneOutput.Meta.fields if name not in ("evaluation", "summary")]
-
-
-_JSON_TYPES: dict[object, dict[str, object]] = {
-    int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"}, str: {"type": "string"},
-    dict: {"type": "object", "additionalProperties": True},
-}  # fmt: skip
-# Bounds TrainConfig checks that leave out their ends: a learning rate and epochs above 0, ratios below 1.
-_EXCLUSIVE = {"learning_rate": ("min", "max"), "epochs": ("min",), "warmup_ratio": ("max",), "lora_dropout": ("max",)}
-
-
-def _setting_schema(name: str) -> dict[str, object]:
-    """One TrainConfig setting as JSON Schema: its type, range (training.trainer.config.LIMITS) or choices."""
-    if name in CHOICES:
-        return {"type": "string", "enum": list(CHOICES[name])}
-    if name == "target_modules":
-        names = {"type": "string", "minLength": 1, "maxLength": 200}
-        return {"oneOf": [names, {"type": "array", "items": names, "minItems": 1, "maxItems": TARGET_MODULES_MAX}]}
-    annotation = HYPERPARAMETER_TYPES[name]
-    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    kinds = [kind for kind in (typing.get_args(annotation) if union else (annotation,)) if kind is not type(None)]
-    schema: dict[str, object] = dict(_JSON_TYPES[typing.get_origin(kinds[0]) or kinds[0]])
-    if name in LIMITS:
-        schema["minimum"], schema["maximum"] = LIMITS[name]
-        for end in _EXCLUSIVE.get(name, ()):
-            schema["exclusiveMinimum" if end == "min" else "exclusiveMaximum"] = True
-    if len(kinds) < (len(typing.get_args(annotation)) if union else 1):
-        schema["nullable"] = True
-    return schema
-
-
-@extend_schema_field(
-    {
-        "type": "object",
-        "properties": {name: _setting_schema(name) for name in HYPERPARAMETERS},
-        "additionalProperties": False,
-        "description": "TrainConfig settings by name (docs/training.md); left out ones take their defaults.",
-    }
-)
-class HyperparametersField(JSONObjectField):
-    """The trainer's settings: their names, types and ranges are TrainConfig's, which checks them (with the
-    settings that depend on one another: method freeze needs freeze_layers)."""
-
-
-class FineTuneInput(StrictInput):
-    dataset = IdField()
-    base_model = serializers.CharField(help_text="Name of a registered base model (GET /api/v1/base-models).")
-    method = serializers.ChoiceField(choices=Method.choices, default=Method.LORA)
-    hyperparameters = HyperparametersField(required=False, default=dict)
-    snapshot = IdField(required=False, allow_null=True, help_text="Left out: frozen now.")
-
-
-class EstimateInput(StrictInput):
-    dataset = IdField()
-    method = serializers.ChoiceField(choices=Method.choices, default=Method.LORA)
-    hyperparameters = HyperparametersField(required=False, default=dict)
-
-
-class MetricPointOutput(serializers.ModelSerializer):
-    class Meta:
-        model = MetricPoint
-        fields = [
-            "step",
-            "epoch",
-            "train_loss",
-            "eval_loss",
-            "learning_rate",
-            "grad_norm",
-            "tokens_per_second",
-            "time",
-        ]
-
-
-class ExampleLossOutput(serializers.ModelSerializer):
-    class Meta:
-        model = ExampleLoss
-        fields = ["line", "entry", "loss", "tokens"]
-
-
-class GenerationOutput(serializers.ModelSerializer):
-    class Meta:
-        model = Generation
-        fields = ["id", "job", "status", "messages", "max_new_tokens", "base_output", "tuned_output", "error",
-                  "created_at", "started_at", "finished_at"]  # fmt: skip
-
-
-class GenerateInput(StrictInput):
-    messages = JSONObjectListField(required=False, help_text="Chat messages ending with a user turn.")
-    # Not trimmed, and declared as holding some text: a prompt of blanks is refused by the schema itself.
-    prompt = serializers.CharField(
-        required=False, trim_whitespace=False, validators=[RegexValidator(r"\S", "A prompt with some text.")],
-        help_text="Shorthand for one user message.",
-    )  # fmt: skip
-    max_new_tokens = serializers.IntegerField(default=64, min_value=1, max_value=MAX_NEW_TOKENS)
-
-    def validate(self, data: dict) -> dict:
-        if ("messages" in data) == ("prompt" in data):
-            raise serializers.ValidationError({"messages": ["Give exactly one of 'messages' or 'prompt'."]})
-        if "prompt" in data:
-            data["messages"] = [{"role": "user", "content": data.pop("prompt")}]
-        return data
-
-
-class BaseModelOutput(serializers.Serializer):
-    name = serializers.CharField()
-    description = serializers.CharField()
-    registered = serializers.BooleanField(help_text="A database row; otherwise listed in LOGTUNE_BASE_MODELS.")
-
-
-# --- views ------------------------------------------------------------------------------------------
-
-
 class FineTunesApi(ProjectScopedApi):
     @extend_schema(
         operation_id="finetunes_list", summary="Fine-tunes, newest first",
-        parameters=[_PROJECT, whole_number_parameter("dataset", 0, ID_MAX, "Only this dataset's.")],
+        parameters=[PROJECT, whole_number_parameter("dataset", 0, ID_MAX, "Only this dataset's.")],
         responses=FineTuneListOutput(many=True),
     )  # fmt: skip
     def get(self, request: Request) -> Response:
@@ -298,7 +139,7 @@ class FineTunesApi(ProjectScopedApi):
             "trainer's own config and stored with their defaults resolved. The job runs on a GPU worker; poll "
             "`GET /api/v1/finetunes/{id}` and `/metrics`. Needs the editor role."
         ),
-        parameters=[_PROJECT],
+        parameters=[PROJECT],
         request=FineTuneInput,
         responses={201: FineTuneOutput},
     )
@@ -327,7 +168,7 @@ class FineTuneEstimateApi(ProjectScopedApi):
         operation_id="finetunes_estimate",
         summary="Examples, tokens and steps a fine-tune would take",
         description="From the dataset's entries as they are now and their estimated tokens (about 4 characters each).",
-        parameters=[_PROJECT],
+        parameters=[PROJECT],
         request=EstimateInput,
         responses=inline_serializer("Estimate", {
             "examples": serializers.IntegerField(), "validation_examples": serializers.IntegerField(),
@@ -343,32 +184,6 @@ class FineTuneEstimateApi(ProjectScopedApi):
         estimate = _service_call(finetune_estimate, dataset=dataset, method=data.validated_data["method"],
                                  hyperparameters=data.validated_data["hyperparameters"])  # fmt: skip
         return Response(estimate)
-
-
-class WeightOutput(serializers.Serializer):
-    name = serializers.CharField(help_text="In the job's folder: adapter, merged, checkpoints, best.safetensors.")
-    bytes = serializers.IntegerField()
-
-
-class FineTuneDeletionOutput(serializers.Serializer):
-    id = serializers.IntegerField(source="job_id")
-    folder = serializers.CharField(help_text="The job's folder on the workers, removed with everything in it.")
-    bytes = serializers.IntegerField(source="folder_bytes", help_text="The size of that folder.")
-    weights = WeightOutput(many=True, help_text="The weights in it.")
-    metric_points = serializers.IntegerField()
-    example_losses = serializers.IntegerField()
-    generations = serializers.IntegerField(help_text="Playground answers.")
-    snapshot = serializers.IntegerField(
-        source="snapshot.pk", allow_null=True, default=None,
-        help_text="The snapshot deleted with it (its dataset is gone and no other fine-tune trained on it), or null.",
-    )  # fmt: skip
-
-
-class WeightsOutput(serializers.Serializer):
-    weights = WeightOutput(many=True, help_text="On disk now (GET), or deleted by this request (DELETE).")
-    bytes = serializers.IntegerField(source="weights_bytes", help_text="What deleting them frees (freed).")
-    deleted_at = serializers.DateTimeField(allow_null=True)
-    deleted_by = serializers.CharField(allow_null=True, help_text="A user's name, or an API key's prefix.")
 
 
 _BUSY = OpenApiResponse(
@@ -389,10 +204,10 @@ def _weights(job: FineTuneJob, plan: FineTuneDeletion) -> dict:
 
 class FineTuneDetailApi(ProjectScopedApi):
     @extend_schema(operation_id="finetunes_retrieve", summary="A fine-tune: status, progress, ETA, evaluation",
-                   parameters=[_PROJECT], responses=FineTuneOutput)  # fmt: skip
+                   parameters=[PROJECT], responses=FineTuneOutput)  # fmt: skip
     def get(self, request: Request, job_id: int) -> Response:
         project = project_for_request(request)
-        return Response(FineTuneOutput(_job_or_404(project, job_id)).data)
+        return Response(FineTuneOutput(job_or_404(project, job_id)).data)
 
     @extend_schema(
         operation_id="finetunes_destroy",
@@ -403,11 +218,11 @@ class FineTuneDetailApi(ProjectScopedApi):
             "trained on it. The answer says what was removed. Refused (409) while the job, a merge or a playground "
             "answer is queued or running. Audited as `finetune.delete`. Needs the editor role."
         ),
-        parameters=[_PROJECT], responses={200: FineTuneDeletionOutput, 409: _BUSY},
+        parameters=[PROJECT], responses={200: FineTuneDeletionOutput, 409: _BUSY},
     )  # fmt: skip
     def delete(self, request: Request, job_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        job = _job_or_404(project, job_id)
+        job = job_or_404(project, job_id)
         try:
             plan = finetune_delete(job=job, **request_actor(request))
         except FineTuneBusy as exc:
@@ -419,11 +234,11 @@ class FineTuneWeightsApi(ProjectScopedApi):
     @extend_schema(
         operation_id="finetunes_weights",
         summary="The weights of a fine-tune on disk, and when they were deleted",
-        parameters=[_PROJECT], responses=WeightsOutput,
+        parameters=[PROJECT], responses=WeightsOutput,
     )  # fmt: skip
     def get(self, request: Request, job_id: int) -> Response:
         project = project_for_request(request)
-        job = _job_or_404(project, job_id)
+        job = job_or_404(project, job_id)
         return Response(_weights(job, finetune_deletion_plan(job=job)))
 
     @extend_schema(
@@ -435,11 +250,11 @@ class FineTuneWeightsApi(ProjectScopedApi):
             "are refused. Asking again changes nothing. Refused (409) while the job, a merge or a playground answer "
             "is queued or running. Audited as `finetune.weights_delete`. Needs the editor role."
         ),
-        parameters=[_PROJECT], responses={200: WeightsOutput, 409: _BUSY},
+        parameters=[PROJECT], responses={200: WeightsOutput, 409: _BUSY},
     )  # fmt: skip
     def delete(self, request: Request, job_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        job = _job_or_404(project, job_id)
+        job = job_or_404(project, job_id)
         try:
             plan = finetune_weights_delete(job=job, **request_actor(request))
         except FineTuneBusy as exc:
@@ -458,7 +273,7 @@ class FineTuneMetricsApi(ProjectScopedApi):
             "`after=next_after`: it re-reads the last step, whose evaluation can land after its training "
             "point. `attempt` changes when a job resumes after its worker died; start over then."
         ),
-        parameters=[_PROJECT, whole_number_parameter("after", -1, ID_MAX, "A step; -1 or left out for all.")],
+        parameters=[PROJECT, whole_number_parameter("after", -1, ID_MAX, "A step; -1 or left out for all.")],
         responses=inline_serializer("Metrics", {
             "status": serializers.CharField(), "attempt": serializers.IntegerField(),
             "step": serializers.IntegerField(), "total_steps": serializers.IntegerField(),
@@ -467,7 +282,7 @@ class FineTuneMetricsApi(ProjectScopedApi):
     )  # fmt: skip
     def get(self, request: Request, job_id: int) -> Response:
         project = project_for_request(request)
-        job = _job_or_404(project, job_id)
+        job = job_or_404(project, job_id)
         raw = request.query_params.get("after", "-1")
         if not (raw == "-1" or is_whole_number(raw)):
             raise exceptions.ValidationError({"after": ["A step number, or -1 for all."]})
@@ -487,17 +302,17 @@ class FineTuneCancelApi(ProjectScopedApi):
         summary="Cancel a fine-tune",
         description="A queued job is cancelled at once; a running one stops after its current step (within "
                     "seconds; it is terminated after a grace period). Needs the editor role.",
-        parameters=[_PROJECT], request=None, responses={200: FineTuneOutput, 409: _STATE},
+        parameters=[PROJECT], request=None, responses={200: FineTuneOutput, 409: STATE_RESPONSE},
     )  # fmt: skip
     def post(self, request: Request, job_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
-        job = _state_call(finetune_cancel, job=_job_or_404(project, job_id), **request_actor(request))
+        job = state_call(finetune_cancel, job=job_or_404(project, job_id), **request_actor(request))
         return Response(FineTuneOutput(job).data)
 
 
 def _artifact(request: Request, job_id: int, merged: bool) -> StreamingHttpResponse | Response:
     project = project_for_request(request, role=Role.EDITOR)  # weights trained on the project's data: an export
-    job = _job_or_404(project, job_id)
+    job = job_or_404(project, job_id)
     if job.weights_deleted_at is not None:
         when = job.weights_deleted_at.strftime("%Y-%m-%d %H:%M UTC")
         detail = f"The weights of fine-tune {job.pk} were deleted on {when} by {job.weights_deleted_by_label}."
@@ -521,69 +336,27 @@ _ZIP = {(200, "application/zip"): OpenApiTypes.BINARY, 409: NotReadyResponse}
 
 class FineTuneAdapterApi(ProjectScopedApi):
     @extend_schema(operation_id="finetunes_adapter", summary="Download the adapter (or full weights) as a zip",
-                   parameters=[_PROJECT], responses=_ZIP)  # fmt: skip
+                   parameters=[PROJECT], responses=_ZIP)  # fmt: skip
     def get(self, request: Request, job_id: int) -> StreamingHttpResponse | Response:
         return _artifact(request, job_id, merged=False)
 
 
 class FineTuneMergedApi(ProjectScopedApi):
     @extend_schema(operation_id="finetunes_merged", summary="Download the merged weights as a zip",
-                   parameters=[_PROJECT], responses=_ZIP)  # fmt: skip
+                   parameters=[PROJECT], responses=_ZIP)  # fmt: skip
     def get(self, request: Request, job_id: int) -> StreamingHttpResponse | Response:
         return _artifact(request, job_id, merged=True)
-
-
-class FineTuneMergeApi(ProjectScopedApi):
-    @extend_schema(
-        operation_id="finetunes_merge", summary="Merge the adapter into full weights, on a GPU worker",
-        description="Queues the merge (202); `merge_status` follows it, then `/merged` downloads the result.",
-        parameters=[_PROJECT], request=None, responses={202: FineTuneOutput, 409: _STATE},
-    )  # fmt: skip
-    def post(self, request: Request, job_id: int) -> Response:
-        project = project_for_request(request, role=Role.EDITOR)
-        job = _state_call(finetune_merge_request, job=_job_or_404(project, job_id), **request_actor(request))
-        return Response(FineTuneOutput(job).data, status=status.HTTP_202_ACCEPTED)
-
-
-class FineTuneGenerateApi(ProjectScopedApi):
-    @extend_schema(
-        operation_id="finetunes_generate",
-        summary="Playground: answer a prompt with the base and the fine-tuned model",
-        description="Queued for a GPU worker (202): poll `GET /api/v1/finetunes/{id}/generations/{generation_id}`.",
-        parameters=[_PROJECT], request=GenerateInput, responses={202: GenerationOutput, 409: _STATE},
-    )  # fmt: skip
-    def post(self, request: Request, job_id: int) -> Response:
-        project = project_for_request(request, role=Role.EDITOR)
-        job = _job_or_404(project, job_id)
-        data = GenerateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        who = request_actor(request)
-        generation = _state_call(generation_create, job=job, messages=data.validated_data["messages"],
-                                 max_new_tokens=data.validated_data["max_new_tokens"], created_by=who["actor"],
-                                 api_key=who["api_key"])  # fmt: skip
-        return Response(GenerationOutput(generation).data, status=status.HTTP_202_ACCEPTED)
-
-
-class GenerationDetailApi(ProjectScopedApi):
-    @extend_schema(operation_id="finetunes_generation", summary="A playground answer",
-                   parameters=[_PROJECT], responses=GenerationOutput)  # fmt: skip
-    def get(self, request: Request, job_id: int, generation_id: int) -> Response:
-        project = project_for_request(request)
-        generation = selectors.generation_get(job=_job_or_404(project, job_id), generation_id=generation_id)
-        if generation is None:
-            raise exceptions.NotFound(f"Generation {generation_id} not found.")
-        return Response(GenerationOutput(generation).data)
 
 
 class FineTuneLossesApi(ProjectScopedApi):
     @extend_schema(
         operation_id="finetunes_losses", summary="Per-example losses, highest first (the likeliest bad labels)",
-        parameters=[_PROJECT, whole_number_parameter("limit", 1, 1000, "1–1000, default 100.")],
+        parameters=[PROJECT, whole_number_parameter("limit", 1, 1000, "1–1000, default 100.")],
         responses=ExampleLossOutput(many=True),
     )  # fmt: skip
     def get(self, request: Request, job_id: int) -> Response:
         project = project_for_request(request)
-        job = _job_or_404(project, job_id)
+        job = job_or_404(project, job_id)
         limit = request.query_params.get("limit", "100")
         if not is_whole_number(limit) or not 1 <= int(limit) <= 1000:
             raise exceptions.ValidationError({"limit": ["From 1 to 1000."]})
@@ -591,7 +364,7 @@ class FineTuneLossesApi(ProjectScopedApi):
 
 
 class BaseModelsApi(ProjectScopedApi):
-    @extend_schema(operation_id="base_models_list", summary="Base models on offer", parameters=[_PROJECT],
+    @extend_schema(operation_id="base_models_list", summary="Base models on offer", parameters=[PROJECT],
                    responses=BaseModelOutput(many=True))  # fmt: skip
     def get(self, request: Request) -> Response:
         project_for_request(request)
