@@ -4,7 +4,9 @@ import json
 import shutil
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -298,3 +300,17 @@ def test_whole_model_layouts_train(layout):
     from training.trainer.loop import check_distributed
 
     check_distributed(layout)  # no error
+
+
+def test_time_spent_is_counted_once_across_checkpoints(tiny_model, colours, tmp_path, monkeypatch):
+    from training.trainer import loop
+
+    ticks = iter(range(1_000_000))  # a clock that moves one second each time it is read
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    out = tmp_path / "run"
+    train(_config(tiny_model, colours, out, max_steps=8, checkpoint_every_steps=2, eval_every_steps=0,
+                  eval_generations=0))  # fmt: skip
+
+    elapsed = [event["elapsed_s"] for event in _events(out) if event["type"] == "step"]
+    steps = [later - earlier for earlier, later in pairwise(elapsed)]
+    assert len(elapsed) == 8 and max(steps) == min(steps)  # a checkpoint adds no time it did not take

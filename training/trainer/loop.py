@@ -294,13 +294,14 @@ def keep_best(run: Run, state: TrainState) -> None:
 
 
 def checkpoint(run: Run, state: TrainState) -> None:
-    state.elapsed_s = state.step_elapsed_s
+    # The checkpoint keeps the time spent up to now, which a resumed run starts from; this run's clock goes on.
+    saved = {**state.saved(), "elapsed_s": state.step_elapsed_s}
     accelerator = run.accelerator
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         path = save_checkpoint(
             output_dir=run.output_dir, step=state.step, model=run.unwrapped(), optimizer=run.optimizer,
-            scheduler=run.scheduler, state=state.saved(), keep=run.config.keep_checkpoints,
+            scheduler=run.scheduler, state=saved, keep=run.config.keep_checkpoints,
         )  # fmt: skip
         run.events.emit("checkpoint", step=state.step, path=str(path))
     accelerator.wait_for_everyone()
