@@ -291,7 +291,7 @@ def test_the_schema_describes_the_fine_tune_endpoints(client_for, owner):
 def test_the_web_process_never_imports_torch():
     code = (
         "import os, sys, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.test_settings'; django.setup()\n"
-        "from django.urls import resolve; import config.urls, training.apis, training.views\n"
+        "from django.urls import resolve; import config.urls, training.finetunes.apis, training.playground.apis, training.views\n"
         "import training.finetunes.services, training.finetunes.runner, training.finetunes.tasks, training.forms\n"
         "import training.playground.services, training.playground.tasks\n"
         "resolve('/api/v1/finetunes'); resolve('/p/acme/finetunes/1/')\n"
