@@ -7,6 +7,7 @@ fails when LOGTUNE_STRICT_SKIPS=1 (CI sets it): in CI every skip is a failure.
 import os
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -37,6 +38,15 @@ def _reachable(url: str, default_port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path: Path) -> Path:
+    """Each test writes uploads, snapshots and weights to a media folder of its own (its app and worker processes
+    are given the same one)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MEDIA_ROOT.mkdir()
+    return settings.MEDIA_ROOT
 
 
 @pytest.fixture

@@ -158,9 +158,8 @@ def flatmap_body(context, body):
 
 
 @pytest.fixture
-def seeded(db, settings, tmp_path) -> Iterator[str]:
+def seeded(db) -> Iterator[str]:
     """Rows for every kind of id in the API's paths; yields the API key that the calls authenticate with."""
-    settings.MEDIA_ROOT = tmp_path / "media"
     project = Project.objects.create(slug="acme", name="Acme")
     raw_key = api_key_create(project=project, name="schema", role=Role.OWNER)[1]  # may call every operation
     logs_ingest(

@@ -17,11 +17,6 @@ pytestmark = pytest.mark.django_db
 UNREACHABLE = "The task queue is unreachable (Error 111 connecting to 127.0.0.1:6379. Connection refused.)"
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def test_a_bulk_job_is_kept_queued_and_sent_by_the_reaper_once_the_broker_is_back(
     key_client, project, broker_down, monkeypatch, django_capture_on_commit_callbacks
 ):

@@ -502,8 +502,7 @@ def test_the_page_links_to_the_export_api_for_each_format_and_split(client, data
     assert "Freeze snapshot" not in viewed and "Delete dataset" not in viewed  # viewers change nothing
 
 
-def test_an_editor_freezes_a_small_dataset_in_the_request(client, dataset, editor, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
+def test_an_editor_freezes_a_small_dataset_in_the_request(client, dataset, editor):
     client.force_login(editor)
 
     response = client.post(url(dataset, "snapshots/new"), follow=True)
@@ -517,9 +516,8 @@ def test_an_editor_freezes_a_small_dataset_in_the_request(client, dataset, edito
 
 
 def test_a_large_dataset_is_frozen_by_a_worker_with_a_polled_progress_bar(
-    client, dataset, editor, monkeypatch, settings, tmp_path, django_capture_on_commit_callbacks
+    client, dataset, editor, monkeypatch, django_capture_on_commit_callbacks
 ):
-    settings.MEDIA_ROOT = tmp_path
     monkeypatch.setattr(snapshots, "INLINE_LIMIT", 5)
     client.force_login(editor)
 
@@ -540,11 +538,10 @@ def test_a_large_dataset_is_frozen_by_a_worker_with_a_polled_progress_bar(
 
 
 def test_an_editor_deletes_a_dataset_its_snapshots_go_and_its_logs_stay(
-    client, project, dataset, editor, logs, settings, tmp_path, django_capture_on_commit_callbacks
+    client, project, dataset, editor, logs, media, django_capture_on_commit_callbacks
 ):
-    settings.MEDIA_ROOT = tmp_path
     snapshot = snapshot_create(dataset=dataset)
-    file = tmp_path / snapshot.file.name
+    file = media / snapshot.file.name
     assert file.exists()
     client.force_login(editor)
 

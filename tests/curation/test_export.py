@@ -343,11 +343,6 @@ def test_an_unknown_format_or_split_is_refused_by_name(dataset):
 # --- snapshots ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def test_a_snapshot_is_hashed_counted_and_audited(dataset, weather, owner):
     validation = DatasetEntry.objects.create(
         dataset=dataset, messages=[{"role": "user", "content": "q"}], split="validation"

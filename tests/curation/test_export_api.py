@@ -15,11 +15,6 @@ pytestmark = pytest.mark.django_db
 CHAT = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 @pytest.fixture
 def dataset(project):
     dataset = Dataset.objects.create(project=project, name="Math")

@@ -370,9 +370,8 @@ def stored_uploads(media) -> list[str]:
 
 
 def test_an_upload_is_deleted_once_imported_or_failed_by_a_real_worker_and_the_report_kept(
-    celery_worker, key_client, project, settings, tmp_path
+    celery_worker, key_client, project, media
 ):
-    settings.MEDIA_ROOT = tmp_path / "media"
     good = key_client.post("/api/v1/imports", {"file": SimpleUploadedFile("good.jsonl", mixed_file())})
     bad = key_client.post(
         "/api/v1/imports", {"file": SimpleUploadedFile("bad.jsonl.gz", gzip.compress(bad_lines_file()))}
@@ -387,7 +386,7 @@ def test_an_upload_is_deleted_once_imported_or_failed_by_a_real_worker_and_the_r
 
     assert (succeeded.status, failed.status) == (JobStatus.SUCCEEDED, JobStatus.FAILED)
     assert not succeeded.file and not failed.file
-    assert stored_uploads(settings.MEDIA_ROOT) == []
+    assert stored_uploads(media) == []
     report = key_client.get(f"/api/v1/imports/{failed.pk}/errors")
     assert len(list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode())))) == 1 + 4
 
@@ -397,8 +396,7 @@ def upload_job(project, content: bytes = b'{"prompt": "p", "completion": "c"}\n'
 
 
 @pytest.mark.django_db
-def test_an_import_the_reaper_requeues_keeps_its_upload_and_one_it_fails_loses_it(project, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
+def test_an_import_the_reaper_requeues_keeps_its_upload_and_one_it_fails_loses_it(project, media, settings):
     settings.LOGTUNE_IMPORT_HEARTBEAT_TIMEOUT_S = 0
     settings.LOGTUNE_IMPORT_MAX_ATTEMPTS = 2
     job = upload_job(project)
@@ -406,22 +404,21 @@ def test_an_import_the_reaper_requeues_keeps_its_upload_and_one_it_fails_loses_i
 
     assert imports.import_jobs_reap() == 1  # re-queued, to resume: it needs its file
     job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and job.file and stored_uploads(settings.MEDIA_ROOT) == [job.file.name]
+    assert job.status == JobStatus.QUEUED and job.file and stored_uploads(media) == [job.file.name]
 
     assert imports.import_job_claim(job_id=job.pk, worker="gone-again@host")
     assert imports.import_jobs_reap() == 1  # its last attempt: failed for good
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "at most 2" in job.error
-    assert not job.file and stored_uploads(settings.MEDIA_ROOT) == []
+    assert not job.file and stored_uploads(media) == []
 
 
 @pytest.mark.django_db
 def test_the_reaper_sends_no_import_whose_upload_is_gone_and_deletes_those_left_by_finished_ones(
-    project, settings, tmp_path, monkeypatch
+    project, media, monkeypatch
 ):
     from curation.logs.imports.tasks import import_logs_run
 
-    settings.MEDIA_ROOT = tmp_path / "media"
     sent: list[int] = []
     monkeypatch.setattr(import_logs_run, "delay", sent.append)
     lost, waiting, finished, done = upload_job(project), upload_job(project), upload_job(project), upload_job(project)
@@ -438,14 +435,13 @@ def test_the_reaper_sends_no_import_whose_upload_is_gone_and_deletes_those_left_
     assert lost.status == JobStatus.FAILED and not lost.file
     assert lost.error == f"The uploaded file is gone from storage ({lost.source_name}): upload it again."
     assert not ImportJob.objects.get(pk=finished.pk).file and not ImportJob.objects.get(pk=done.pk).file
-    assert stored_uploads(settings.MEDIA_ROOT) == [ImportJob.objects.get(pk=waiting.pk).file.name]
+    assert stored_uploads(media) == [ImportJob.objects.get(pk=waiting.pk).file.name]
 
 
 @pytest.mark.django_db
 def test_uploads_past_the_projects_pending_bytes_are_refused_naming_the_limit(
     key_client, client, editor, project, settings, tmp_path
 ):
-    settings.MEDIA_ROOT = tmp_path / "media"
     content = jsonl([{"prompt": f"p{i}", "completion": "c"} for i in range(20)])
     settings.LOGTUNE_MAX_PENDING_IMPORT_BYTES = 2 * len(content) + 10
     dataset = Dataset.objects.create(project=project, name="Math")

@@ -34,11 +34,6 @@ pytestmark = pytest.mark.django_db
 CHAT = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def keyed(project, role: str) -> APIClient:
     return APIClient(HTTP_AUTHORIZATION=f"Bearer {api_key_create(project=project, name=role, role=role)[1]}")
 
@@ -186,12 +181,11 @@ def test_every_unsafe_operation_is_either_audited_here_or_declared_not_audited_w
     assert not set(AUDITED) & set(NOT_AUDITED)
 
 
-def world_for_changes(operation: str, settings, tmp_path) -> Tenant:
+def world_for_changes(operation: str) -> Tenant:
     """One project with one of everything (tests/security/tenants.py), and what makes each operation change
     something: a second tag to merge into, a queued fine-tune to cancel, a merge not yet asked for, no redaction
     job under way, and the two entries with one conversation embedded alike, so that keeping one per cluster
     deletes the other."""
-    settings.MEDIA_ROOT = tmp_path / "media"
     own = tenant_create("own")
     project = own.project
     own.objects["other_tag"] = Tag.objects.create(project=project, name="other").pk
@@ -221,8 +215,8 @@ def filled(value: object, objects: dict[str, int]) -> object:
 
 @pytest.mark.parametrize("how", ["key", "session"])
 @pytest.mark.parametrize("operation", sorted(AUDITED))
-def test_every_change_through_the_api_is_audited_naming_the_user_or_the_key(operation, how, settings, tmp_path):
-    own = world_for_changes(operation, settings, tmp_path)
+def test_every_change_through_the_api_is_audited_naming_the_user_or_the_key(operation, how):
+    own = world_for_changes(operation)
     body, actions = AUDITED[operation]
     method, path = unsafe_operations()[operation]
     names = {**PATH_OBJECTS, **PATH_OVERRIDES.get(operation, {})}
