@@ -12,13 +12,8 @@ from tests.browser.test_datasets import shot
 from tests.training import conftest as training
 from training.models import FineTuneJob
 
-# The fine-tune fixtures, shared with the tests of tests/training (media is autouse there, and here).
-base_model, fake_trainer, gpu_worker, media = (
-    training.base_model,
-    training.fake_trainer,
-    training.gpu_worker,
-    training.media,
-)
+# The fine-tune worker's fixtures, shared with the tests of tests/training.
+fake_trainer, gpu_worker = training.fake_trainer, training.gpu_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,15 +12,9 @@ from django.conf import settings as django_settings
 from curation.models import AuditEvent, Dataset, DatasetEntry, Role
 from tests.factories import ProjectFactory, UserFactory
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
-from training.services.jobs import finetune_create
 from training.services.runner import finetune_claim
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def job(dataset, base_model) -> FineTuneJob:
-    return finetune_create(dataset=dataset, base_model=base_model, hyperparameters={"max_steps": 4})
 
 
 def succeed(job: FineTuneJob) -> FineTuneJob:

@@ -27,11 +27,6 @@ from training.services.runner import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def job(dataset, base_model, owner) -> FineTuneJob:
-    return finetune_create(dataset=dataset, base_model=base_model, hyperparameters={"max_steps": 4}, created_by=owner)
-
-
 def write_events(job: FineTuneJob, events: list[dict], tail: str = "") -> None:
     job.output_dir.mkdir(parents=True, exist_ok=True)
     with (job.output_dir / "events.jsonl").open("a") as out:

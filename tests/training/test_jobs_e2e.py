@@ -17,7 +17,7 @@ from django.conf import settings
 from curation.models import Dataset, DatasetEntry
 from tests.training.conftest import _purge, worker_env
 from tests.training.test_jobs_runner import wait_for
-from tests.training.tiny import FRUITS, build_tiny_model, colour_conversation
+from tests.training.tiny import FRUITS, colour_conversation
 from tests.waiting import wait_until_finished
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, LossPreview, MetricPoint
 from training.services.jobs import finetune_cancel, finetune_create
@@ -30,11 +30,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FAST = {"learning_rate": 1e-2, "epochs": 10, "max_steps": 24, "batch_size": 8, "gradient_accumulation": 1,
         "lora_dropout": 0.0, "eval_every_steps": 12, "checkpoint_every_steps": 0, "eval_generations": 2,
         "max_new_tokens": 8, "max_seq_length": 128, "warmup_ratio": 0.0}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture

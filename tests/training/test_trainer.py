@@ -17,14 +17,9 @@ from training.generate import generate
 from training.merge import MergeError, merge_adapter
 from training.trainer import batch_tensors, load_tokenizer, token_losses, train
 
-from .tiny import FRUITS, build_tiny_model, colour_conversation, colour_dataset, write_jsonl
+from .tiny import FRUITS, colour_conversation, colour_dataset, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="module")
