@@ -10,7 +10,7 @@ from curation.datasets.export.tasks import snapshot_build_task
 from curation.logs.bulk import services as bulk
 from curation.logs.bulk.tasks import bulk_job_run_task
 from curation.logs.services import logs_ingest
-from curation.models import BulkJob, DatasetEntry, DatasetSnapshot, JobStatus, LogTag
+from curation.models import BulkJob, DatasetSnapshot, JobStatus, LogTag
 
 pytestmark = pytest.mark.django_db
 
@@ -44,12 +44,7 @@ def test_a_bulk_job_is_kept_queued_and_sent_by_the_reaper_once_the_broker_is_bac
     assert LogTag.objects.filter(tag__name="seen").count() == 3
 
 
-def test_a_snapshot_fails_saying_so(key_client, project, broker_down, monkeypatch, django_capture_on_commit_callbacks):
-    from curation.models import Dataset
-
-    dataset = Dataset.objects.create(project=project, name="Math")
-    chat = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
-    DatasetEntry.objects.create(dataset=dataset, messages=chat)
+def test_a_snapshot_fails_saying_so(key_client, dataset, broker_down, monkeypatch, django_capture_on_commit_callbacks):
     monkeypatch.setattr(snapshots, "INLINE_LIMIT", 0)
     broker_down(snapshot_build_task)
 

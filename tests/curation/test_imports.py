@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from curation.logs.imports import services as imports
 from curation.logs.imports.services import import_job_create_local, import_job_run
-from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, LogEntry
+from curation.models import ImportJob, ImportLineError, JobStatus, LogEntry
 from tests.curation.samples import anthropic_log, openai_log
 from tests.faults.processes import wait_for
 from tests.waiting import wait_until_finished
@@ -239,8 +239,7 @@ def test_the_api_refuses_a_file_that_is_not_jsonl_naming_the_field(key_client, c
 
 
 @not_jsonl
-def test_the_upload_forms_refuse_a_file_that_is_not_jsonl(client, editor, project, content, reason):
-    dataset = Dataset.objects.create(project=project, name="Math")
+def test_the_upload_forms_refuse_a_file_that_is_not_jsonl(client, editor, dataset, content, reason):
     client.force_login(editor)
 
     for path in ("/p/acme/imports/upload", f"/p/acme/datasets/{dataset.pk}/imports/upload"):
@@ -323,8 +322,7 @@ def test_the_cli_shows_the_counts_and_exits_with_the_reason_when_nothing_was_sto
 
 
 @pytest.mark.django_db
-def test_a_training_file_of_only_bad_lines_fails_on_the_dataset_too(project, client, editor):
-    dataset = Dataset.objects.create(project=project, name="Math")
+def test_a_training_file_of_only_bad_lines_fails_on_the_dataset_too(dataset, client, editor):
     client.force_login(editor)
     upload = SimpleUploadedFile("train.jsonl", jsonl([{"messages": [{"role": "bot", "content": "x"}]}]))
     client.post(f"/p/acme/datasets/{dataset.pk}/imports/upload", {"file": upload})
@@ -440,11 +438,10 @@ def test_the_reaper_sends_no_import_whose_upload_is_gone_and_deletes_those_left_
 
 @pytest.mark.django_db
 def test_uploads_past_the_projects_pending_bytes_are_refused_naming_the_limit(
-    key_client, client, editor, project, settings, tmp_path
+    key_client, client, editor, dataset, settings, tmp_path
 ):
     content = jsonl([{"prompt": f"p{i}", "completion": "c"} for i in range(20)])
     settings.LOGTUNE_MAX_PENDING_IMPORT_BYTES = 2 * len(content) + 10
-    dataset = Dataset.objects.create(project=project, name="Math")
     client.force_login(editor)
 
     def api_upload():
