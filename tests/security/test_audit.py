@@ -11,20 +11,19 @@ import pytest
 from django.db.models import Max
 from rest_framework.test import APIClient
 
-from curation.datasets.dedup.services import text_hash, vector_bytes
+from curation.datasets.dedup.services import vector_bytes
 from curation.models import (
     ApiKey,
     AuditEvent,
     Dataset,
-    DatasetEntry,
-    EntryEmbedding,
     JobStatus,
     RedactionJob,
     Role,
     Tag,
 )
 from curation.projects.services import api_key_create, api_key_revoke
-from curation.text.embeddings import DIMENSION, text_of_conversation
+from curation.text.embeddings import DIMENSION
+from tests.factories import DatasetEntryFactory, DatasetFactory, EntryEmbeddingFactory
 from tests.security.tenants import Tenant, tenant_create
 from training.models import BaseModel, FineTuneJob, FineTuneStatus
 from training.services.jobs import finetune_create
@@ -38,10 +37,9 @@ def keyed(project, role: str) -> APIClient:
     return APIClient(HTTP_AUTHORIZATION=f"Bearer {api_key_create(project=project, name=role, role=role)[1]}")
 
 
-def test_what_editors_do_is_recorded_and_owners_read_it(project, owner, editor, client_for):
-    dataset = Dataset.objects.create(project=project, name="Math")
-    entries = [DatasetEntry.objects.create(dataset=dataset, messages=CHAT) for _ in range(3)]
-    BaseModel.objects.create(name="tiny", path="/models/tiny")
+def test_what_editors_do_is_recorded_and_owners_read_it(project, owner, editor, base_model, client_for):
+    dataset = DatasetFactory(project=project, name="Math")
+    entries = DatasetEntryFactory.create_batch(3, dataset=dataset, messages=CHAT)
     by_editor, by_key = client_for(editor), keyed(project, "editor")
 
     by_editor.delete(f"/api/v1/datasets/{dataset.pk}/entries/{entries[0].pk}?project=acme")
@@ -89,11 +87,10 @@ def test_the_audit_is_filtered_paged_and_refused_to_all_but_owners(project, owne
 
 
 def test_deleting_a_dataset_a_fine_tunes_weights_and_the_fine_tune_is_recorded_with_what_went(
-    project, owner, editor, client_for
+    project, owner, editor, base_model, client_for
 ):
-    dataset = Dataset.objects.create(project=project, name="Math")
-    DatasetEntry.objects.create(dataset=dataset, messages=CHAT)
-    BaseModel.objects.create(name="tiny", path="/models/tiny")
+    dataset = DatasetFactory(project=project, name="Math")
+    DatasetEntryFactory(dataset=dataset, messages=CHAT)
     by_editor, by_key = client_for(editor), keyed(project, "editor")
     job = by_key.post("/api/v1/finetunes", {"dataset": dataset.pk, "base_model": "tiny"}, format="json").json()
     FineTuneJob.objects.filter(pk=job["id"]).update(status=FineTuneStatus.SUCCEEDED)
@@ -198,8 +195,7 @@ def world_for_changes(operation: str) -> Tenant:
         own.objects["queued_finetune"] = queued.pk
     vector = vector_bytes(np.ones(DIMENSION, dtype="float32") / DIMENSION**0.5)
     for entry in dataset.entries.all():
-        hashed = text_hash(text_of_conversation(entry.messages))
-        EntryEmbedding.objects.create(entry=entry, vector=vector, text_hash=hashed)
+        EntryEmbeddingFactory(entry=entry, vector=vector)  # fresh for the entry's text
     return own
 
 

@@ -9,8 +9,8 @@ import zipfile
 import pytest
 from django.conf import settings as django_settings
 
-from curation.models import AuditEvent, Dataset, DatasetEntry, Role
-from tests.factories import ProjectFactory, UserFactory
+from curation.models import AuditEvent, DatasetEntry, Role
+from tests.factories import DatasetFactory, ProjectFactory, UserFactory
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
 from training.services.runner import finetune_claim
 
@@ -299,7 +299,7 @@ def test_the_web_process_never_imports_torch():
 
 def test_a_teammate_with_the_editor_role_sees_the_jobs_of_the_project(client_for, project, job):
     teammate = UserFactory(username="dave", memberships=[(project, Role.EDITOR)])
-    other = Dataset.objects.create(project=project, name="Other")
+    other = DatasetFactory(project=project)
 
     response = client_for(teammate).get(f"/api/v1/finetunes?project=acme&dataset={other.pk}")
 

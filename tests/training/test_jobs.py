@@ -13,6 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot, JobStatus
+from tests.factories import DatasetEntryFactory, DatasetFactory
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, MetricPoint
 from training.services import jobs, runner
 from training.services.jobs import finetune_cancel, finetune_create, finetune_estimate, hyperparameters_clean
@@ -56,8 +57,8 @@ def test_a_job_freezes_a_snapshot_stores_resolved_hyperparameters_and_is_audited
 
 def test_a_job_trains_on_a_chosen_snapshot_of_its_dataset_only(dataset, base_model, project):
     chosen = finetune_create(dataset=dataset, base_model=base_model).snapshot
-    other = Dataset.objects.create(project=project, name="Other")
-    DatasetEntry.objects.create(dataset=other, messages=[{"role": "user", "content": "x"}])
+    other = DatasetFactory(project=project)
+    DatasetEntryFactory(dataset=other)
 
     again = finetune_create(dataset=dataset, base_model=base_model, snapshot=chosen)
     with pytest.raises(ValidationError) as refused:
