@@ -1,4 +1,5 @@
-"""Personas (owner, editor teammate, viewer, outsider), API clients, and the real services.
+"""Personas (owner, editor teammate, viewer, outsider), the data most tests start from, API clients, and the
+real services. Data a module needs for itself lives in that module, under a name that says what it holds.
 
 A test that needs PostgreSQL, Redis or a Celery worker it cannot reach is skipped on a laptop, and
 fails when LOGTUNE_STRICT_SKIPS=1 (CI sets it): in CI every skip is a failure.
@@ -7,6 +8,7 @@ fails when LOGTUNE_STRICT_SKIPS=1 (CI sets it): in CI every skip is a failure.
 import os
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -14,8 +16,17 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
-from curation.models import Role
-from tests.factories import ProjectFactory, UserFactory
+from curation.models import Dataset, Role, Split
+from tests.factories import (
+    ApiKeyFactory,
+    BaseModelFactory,
+    DatasetEntryFactory,
+    DatasetFactory,
+    ProjectFactory,
+    UserFactory,
+    qa,
+)
+from training.models import BaseModel
 
 STRICT_SKIPS = os.environ.get("LOGTUNE_STRICT_SKIPS") == "1"
 
@@ -37,6 +48,15 @@ def _reachable(url: str, default_port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path: Path) -> Path:
+    """Each test writes uploads, snapshots and weights to a media folder of its own (its app and worker processes
+    are given the same one)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MEDIA_ROOT.mkdir()
+    return settings.MEDIA_ROOT
 
 
 @pytest.fixture
@@ -106,11 +126,32 @@ def outsider(db: None):
     return UserFactory(username="mallory", memberships=[(other, Role.OWNER)])
 
 
+# --- Data --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dataset(project) -> Dataset:
+    """Math: three sums to train on (10, 20 and 30 tokens) and one held out for validation (5 tokens)."""
+    dataset = DatasetFactory(project=project, name="Math")
+    for i in range(3):
+        DatasetEntryFactory(dataset=dataset, messages=qa(f"{i}+{i}?", str(2 * i)), est_tokens=10 * (i + 1))
+    DatasetEntryFactory(dataset=dataset, messages=qa("2+2?", "4"), split=Split.VALIDATION, est_tokens=5)
+    return dataset
+
+
+@pytest.fixture
+def base_model(db: None) -> BaseModel:
+    """A base model registered under the name "tiny" (the fine-tune forms' and API's default in tests)."""
+    return BaseModelFactory(name="tiny", path="/models/tiny", description="for tests")
+
+
+# --- Keys and clients ---------------------------------------------------------------------------------------
+
+
 @pytest.fixture
 def api_key(project) -> str:
-    from curation.projects.services import api_key_create
-
-    return api_key_create(project=project, name="tests")[1]
+    """The secret of an editor key of the project."""
+    return ApiKeyFactory(project=project, name="tests").raw
 
 
 @pytest.fixture

@@ -1,7 +1,70 @@
-import factory
-from django.contrib.auth import get_user_model
+"""factory_boy factories, one per model of curation and training (tests/test_factories.py holds them to it).
 
-from curation.models import Membership, Project
+Rows are made the way the application makes them where a service fills more than the fields: a log goes
+through `logs_ingest` (the readers fill messages, tokens, cost, search text and personal data), a key through
+`api_key_create` (only its hash is stored; the secret is on `.raw`). Everything else is a plain row with
+sensible defaults; a row that belongs to a project takes it from its parent (an entry's dataset, a job's
+dataset), so passing the parent is enough.
+"""
+
+import copy
+from collections.abc import Sequence
+from datetime import datetime
+from itertools import count
+
+import factory
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.db.models import Max
+from django.utils import timezone
+
+from curation.datasets.services import est_tokens
+from curation.logs.ingest.canonical import search_text
+from curation.logs.services import logs_ingest
+from curation.models import (
+    ApiKey,
+    AuditEvent,
+    BulkAction,
+    BulkJob,
+    Dataset,
+    DatasetEntry,
+    DatasetSnapshot,
+    EmbeddingJob,
+    EntryEmbedding,
+    ImportJob,
+    ImportLineError,
+    JobStatus,
+    LogEmbedding,
+    LogEmbeddingJob,
+    LogEntry,
+    LogTag,
+    Membership,
+    Project,
+    RedactionJob,
+    Role,
+    SavedView,
+    Tag,
+)
+from curation.projects.services import api_key_create
+from curation.text.embeddings import DIMENSION, text_hash, text_of_conversation, vector_bytes
+from training.models import BaseModel, ExampleLoss, FineTuneJob, Generation, LossPreview, MetricPoint
+
+PASSWORD = "correct horse battery staple"  # every factory user's; the browser tests log in with it
+
+
+def qa(question: str, answer: str) -> list[dict]:
+    """A one-question conversation in the canonical (OpenAI chat) shape."""
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
+def unit_vector(n: int) -> bytes:
+    """A stored embedding: the n-th axis of the embedding space, so two rows are alike only if made alike."""
+    vector = np.zeros(DIMENSION, dtype="float32")
+    vector[n % DIMENSION] = 1.0
+    return vector_bytes(vector)
+
+
+# --- Projects, people and keys ---------------------------------------------------------------------------
 
 
 class ProjectFactory(factory.django.DjangoModelFactory):
@@ -14,15 +77,356 @@ class ProjectFactory(factory.django.DjangoModelFactory):
 
 
 class UserFactory(factory.django.DjangoModelFactory):
+    """A user; `memberships=[(project, role), …]` makes them a member of each project."""
+
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
         skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
-    password = factory.django.Password("correct horse battery staple")
+    password = factory.django.Password(PASSWORD)
 
     @factory.post_generation
     def memberships(self, create: bool, extracted: list | None, **kwargs: object) -> None:
         for project, role in extracted or []:
-            Membership.objects.create(project=project, user=self, role=role)
+            MembershipFactory(project=project, user=self, role=role)
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    project = factory.SubFactory(ProjectFactory)
+    user = factory.SubFactory(UserFactory)
+    role = Role.VIEWER
+
+
+class ApiKeyFactory(factory.django.DjangoModelFactory):
+    """A key made by `api_key_create`, as the key page and the CLI make one (and audited as `key.create`).
+    The secret is never stored: it is on the returned row's `.raw`, for the Authorization header."""
+
+    class Meta:
+        model = ApiKey
+
+    project = factory.SubFactory(ProjectFactory)
+    name = factory.Sequence(lambda n: f"key {n}")
+    role = Role.EDITOR
+    created_by = None
+
+    @classmethod
+    def _create(cls, model_class: type[ApiKey], *, project, name, role, created_by, **fields) -> ApiKey:
+        key, raw = api_key_create(project=project, name=name, role=role, created_by=created_by)
+        if fields:  # last_used_at, revoked_at: what later use leaves on the row
+            for field, value in fields.items():
+                setattr(key, field, value)
+            key.save(update_fields=list(fields))
+        key.raw = raw
+        return key
+
+
+# --- Logs, tags and what is done to them ---------------------------------------------------------------------
+
+
+class LogEntryFactory(factory.django.DjangoModelFactory):
+    """A log stored by `logs_ingest` from an OpenAI chat completion (request and response, as the proxy and
+    the SDK wrappers send one), so the derived columns are the readers' own. `prompt` is the user's question,
+    or `messages` the whole request conversation; a `status_code` of 400 or more stores a provider error.
+
+    `LogEntryFactory.ingest(project=…, items=[…])` stores payloads of any accepted shape as they are."""
+
+    class Meta:
+        model = LogEntry
+
+    class Params:
+        prompt = factory.Sequence(lambda n: f"Question {n}: what is {n} + {n}?")
+
+    project = factory.SubFactory(ProjectFactory)
+    model = "gpt-4o-mini"
+    messages = factory.LazyAttribute(lambda log: [{"role": "user", "content": log.prompt}])
+    completion = "Here is the answer."
+    status_code = 200
+    latency_ms = 800
+    usage = factory.LazyFunction(lambda: {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25})
+    tags = factory.LazyFunction(list)
+    metadata = factory.LazyFunction(dict)
+    created_at = None  # when it was called (a datetime or an ISO string); None: now
+    external_id = None
+
+    @classmethod
+    def _create(cls, model_class: type[LogEntry], *, project: Project, **fields: object) -> LogEntry:
+        [log] = cls.ingest(project=project, items=[openai_completion(**fields)])
+        return log
+
+    @staticmethod
+    def ingest(*, project: Project, items: Sequence[object]) -> list[LogEntry]:
+        """Store `items` as the logs API does; every one must be stored. Returns the new rows, in item order."""
+        last = LogEntry.objects.filter(project=project).aggregate(last=Max("id"))["last"] or 0
+        result = logs_ingest(project=project, items=items)
+        assert (result.rejected, result.duplicates) == ([], 0), (result.rejected, result.duplicates)
+        return list(LogEntry.objects.filter(project=project, id__gt=last).order_by("id"))
+
+
+_completion_ids = count(1)
+
+
+def openai_completion(
+    *,
+    model: str,
+    messages: list[dict],
+    completion: str,
+    status_code: int,
+    latency_ms: int | None,
+    usage: dict,
+    tags: list[str],
+    metadata: dict,
+    created_at: datetime | str | None,
+    external_id: str | None,
+) -> dict:
+    """The log object of one OpenAI chat completion, as docs/ingest.md shows it."""
+    if status_code >= 400:
+        response: dict = {"error": {"message": completion, "type": "server_error"}}
+    else:
+        response = {
+            "id": f"chatcmpl-{next(_completion_ids)}",
+            "object": "chat.completion",
+            "created": 1756720800,
+            "model": model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": completion}, "finish_reason": "stop"}
+            ],
+            "usage": usage,
+        }
+    log: dict = {
+        "provider": "openai",
+        "request": {"model": model, "messages": copy.deepcopy(messages)},
+        "response": response,
+        "status_code": status_code,
+        "latency_ms": latency_ms,
+        "tags": tags,
+        "metadata": metadata,
+    }
+    if created_at is not None:
+        log["created_at"] = created_at.isoformat() if isinstance(created_at, datetime) else created_at
+    if external_id is not None:
+        log["external_id"] = external_id
+    return log
+
+
+class TagFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tag
+
+    project = factory.SubFactory(ProjectFactory)
+    name = factory.Sequence(lambda n: f"tag-{n}")
+
+
+class LogTagFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = LogTag
+
+    log = factory.SubFactory(LogEntryFactory)
+    tag = factory.SubFactory(TagFactory, project=factory.SelfAttribute("..log.project"))
+
+
+class ImportJobFactory(factory.django.DjangoModelFactory):
+    """An import asked for and not started (no file: the file-carrying path is `import_job_create`)."""
+
+    class Meta:
+        model = ImportJob
+
+    project = factory.SubFactory(ProjectFactory)
+    source_name = factory.Sequence(lambda n: f"logs-{n}.jsonl")
+
+
+class ImportLineErrorFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ImportLineError
+
+    job = factory.SubFactory(ImportJobFactory)
+    line = factory.Sequence(lambda n: n + 1)
+    error = "expected a log object with 'request', 'messages' or 'prompt'"
+
+
+class SavedViewFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SavedView
+
+    project = factory.SubFactory(ProjectFactory)
+    name = factory.Sequence(lambda n: f"view {n}")
+    query = "tag=math"
+
+
+class AuditEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AuditEvent
+
+    project = factory.SubFactory(ProjectFactory)
+    action = "logs.delete"
+    count = 1
+
+
+class BulkJobFactory(factory.django.DjangoModelFactory):
+    """A bulk action queued for a worker (`bulk_job_create` is the path that also counts and enqueues)."""
+
+    class Meta:
+        model = BulkJob
+
+    project = factory.SubFactory(ProjectFactory)
+    action = BulkAction.TAG_ADD
+    query = "tag=math"
+    params = factory.LazyFunction(lambda: {"tags": ["reviewed"]})
+
+
+class LogEmbeddingFactory(factory.django.DjangoModelFactory):
+    """A log's embedding, fresh: its `text_hash` is the hash of the log's text as it is now."""
+
+    class Meta:
+        model = LogEmbedding
+
+    log = factory.SubFactory(LogEntryFactory)
+    project = factory.SelfAttribute("log.project")
+    vector = factory.Sequence(unit_vector)
+    text_hash = factory.LazyAttribute(lambda e: text_hash(text_of_conversation(e.log.messages)))
+
+
+class LogEmbeddingJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = LogEmbeddingJob
+
+    project = factory.SubFactory(ProjectFactory)
+    limit = 1000
+
+
+# --- Datasets ------------------------------------------------------------------------------------------------
+
+
+class DatasetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Dataset
+
+    project = factory.SubFactory(ProjectFactory)
+    name = factory.Sequence(lambda n: f"Dataset {n}")
+
+
+class DatasetEntryFactory(factory.django.DjangoModelFactory):
+    """An entry with the columns the dataset services work out from its conversation (`turns`, `search_text`,
+    `est_tokens`); pass them to store one as a direct write would leave it. With a `log`, its copy."""
+
+    class Meta:
+        model = DatasetEntry
+
+    dataset = factory.SubFactory(DatasetFactory)
+    log = None
+    messages = factory.LazyAttributeSequence(
+        lambda e, n: copy.deepcopy(e.log.messages) if e.log is not None else qa(f"Question {n}?", f"Answer {n}.")
+    )
+    tools = factory.LazyAttribute(lambda e: copy.deepcopy(e.log.tools) if e.log is not None else [])
+    model = factory.LazyAttribute(lambda e: e.log.model if e.log is not None else "")
+    turns = factory.LazyAttribute(lambda e: len(e.messages))
+    search_text = factory.LazyAttribute(lambda e: search_text(e.messages))
+    est_tokens = factory.LazyAttribute(lambda e: est_tokens(e.search_text))
+
+
+class DatasetSnapshotFactory(factory.django.DjangoModelFactory):
+    """A snapshot asked for and not written yet (`snapshot_create` writes the file and its hash)."""
+
+    class Meta:
+        model = DatasetSnapshot
+
+    dataset = factory.SubFactory(DatasetFactory)
+    project = factory.SelfAttribute("dataset.project")
+    rows_total = factory.LazyAttribute(lambda s: s.dataset.entries.count())
+
+
+class EntryEmbeddingFactory(factory.django.DjangoModelFactory):
+    """An entry's embedding, fresh: its `text_hash` is the hash of the entry's text as it is now."""
+
+    class Meta:
+        model = EntryEmbedding
+
+    entry = factory.SubFactory(DatasetEntryFactory)
+    vector = factory.Sequence(unit_vector)
+    text_hash = factory.LazyAttribute(lambda e: text_hash(text_of_conversation(e.entry.messages)))
+
+
+class EmbeddingJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = EmbeddingJob
+
+    dataset = factory.SubFactory(DatasetFactory)
+
+
+class RedactionJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RedactionJob
+
+    dataset = factory.SubFactory(DatasetFactory)
+    kinds = factory.LazyFunction(lambda: ["EMAIL"])
+    total = factory.LazyAttribute(lambda job: job.dataset.entries.count())
+
+
+# --- Fine-tunes ----------------------------------------------------------------------------------------------
+
+
+class BaseModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BaseModel
+        django_get_or_create = ("name",)
+
+    name = factory.Sequence(lambda n: f"tiny-{n}")
+    path = factory.LazyAttribute(lambda m: f"/models/{m.name}")
+
+
+class FineTuneJobFactory(factory.django.DjangoModelFactory):
+    """A queued fine-tune row on a written snapshot (`finetune_create` is the path that freezes the dataset,
+    resolves the hyperparameters and enqueues)."""
+
+    class Meta:
+        model = FineTuneJob
+
+    dataset = factory.SubFactory(DatasetFactory)
+    project = factory.SelfAttribute("dataset.project")
+    snapshot = factory.SubFactory(
+        DatasetSnapshotFactory, dataset=factory.SelfAttribute("..dataset"), status=JobStatus.SUCCEEDED
+    )
+    base_model = factory.SubFactory(BaseModelFactory)
+    model = factory.SelfAttribute("base_model.path")
+    hyperparameters = factory.LazyFunction(lambda: {"max_steps": 4})
+
+
+class MetricPointFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = MetricPoint
+
+    job = factory.SubFactory(FineTuneJobFactory)
+    step = factory.Sequence(lambda n: n + 1)
+    train_loss = 1.0
+    time = factory.LazyFunction(timezone.now)
+
+
+class ExampleLossFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ExampleLoss
+
+    job = factory.SubFactory(FineTuneJobFactory)
+    entry = factory.SubFactory(DatasetEntryFactory, dataset=factory.SelfAttribute("..job.dataset"))
+    line = factory.Sequence(lambda n: n + 1)
+    loss = 0.5
+    tokens = 3
+
+
+class GenerationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Generation
+
+    job = factory.SubFactory(FineTuneJobFactory)
+    messages = factory.LazyFunction(lambda: [{"role": "user", "content": "2+2?"}])
+
+
+class LossPreviewFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = LossPreview
+
+    entry = factory.SubFactory(DatasetEntryFactory)
+    base_model = "tiny"

@@ -44,11 +44,12 @@ from curation.logs.bulk.services import bulk_job_create
 from curation.logs.filters import FILTER_PARAMS
 from curation.logs.imports.services import import_job_create
 from curation.logs.services import logs_ingest
-from curation.models import BulkAction, DatasetSnapshot, ImportLineError, LogEntry, Project, RedactionJob, Role, Tag
+from curation.models import BulkAction, ImportLineError, LogEntry, RedactionJob, Role, Tag
 from curation.projects.services import api_key_create
 from tests.curation.samples import anthropic_log, openai_log
+from tests.factories import DatasetSnapshotFactory, GenerationFactory
 from training.finetunes.services import finetune_create
-from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
+from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, MetricPoint
 
 CHECKS = [
     not_a_server_error,
@@ -158,10 +159,8 @@ def flatmap_body(context, body):
 
 
 @pytest.fixture
-def seeded(db, settings, tmp_path) -> Iterator[str]:
+def seeded(project, base_model) -> Iterator[str]:
     """Rows for every kind of id in the API's paths; yields the API key that the calls authenticate with."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    project = Project.objects.create(slug="acme", name="Acme")
     raw_key = api_key_create(project=project, name="schema", role=Role.OWNER)[1]  # may call every operation
     logs_ingest(
         project=project,
@@ -179,7 +178,7 @@ def seeded(db, settings, tmp_path) -> Iterator[str]:
     dataset_split(dataset=dataset, validation_ratio=0.3, seed=1)
     empty = dataset_create(project=project, name="Empty", description="nothing in it yet")
     frozen = snapshot_request(dataset=dataset)
-    writing = DatasetSnapshot.objects.create(project=dataset.project, dataset=dataset, rows_total=5)
+    writing = DatasetSnapshotFactory(dataset=dataset, rows_total=5)
     upload = import_job_create(
         project=project,
         file=ContentFile(b'{"prompt": "a", "completion": "b"}\nnot json\n', name="logs.jsonl"),
@@ -188,10 +187,9 @@ def seeded(db, settings, tmp_path) -> Iterator[str]:
     ImportLineError.objects.create(job=upload, line=2, error="not JSON")
     bulk = bulk_job_create(project=project, action=BulkAction.TAG_ADD, params={"tags": ["seen"]}, query="tag=math")
     redaction = RedactionJob.objects.create(dataset=dataset, kinds=["email"], total=5)
-    base_model = BaseModel.objects.create(name="tiny", path="/models/tiny", description="for tests")
     queued = finetune_create(dataset=dataset, base_model=base_model, snapshot=frozen)
     done = _succeeded(finetune_create(dataset=dataset, base_model=base_model, snapshot=frozen))
-    generation = Generation.objects.create(job=done, messages=[{"role": "user", "content": "2+2?"}])
+    generation = GenerationFactory(job=done)
     entries = list(dataset.entries.order_by("id"))
 
     REAL.clear()

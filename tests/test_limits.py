@@ -25,7 +25,7 @@ from curation.logs import throttling
 from curation.logs.imports.files import ExpandedTooLarge
 from curation.logs.imports.run import import_job_run
 from curation.logs.throttling import IngestRateThrottle
-from curation.models import ApiKey, Dataset, ImportJob, JobStatus, LogEntry
+from curation.models import ApiKey, ImportJob, JobStatus, LogEntry
 from curation.projects.services import api_key_create
 from tests.curation.samples import openai_log
 
@@ -135,8 +135,7 @@ def test_more_logs_than_the_batch_limit_is_400_naming_it_and_stores_nothing(key_
     assert not LogEntry.objects.exists()
 
 
-def test_every_json_endpoint_answers_an_oversized_body_413(key_client, project, settings):
-    dataset = Dataset.objects.create(project=project, name="Math")
+def test_every_json_endpoint_answers_an_oversized_body_413(key_client, dataset, settings):
     settings.LOGTUNE_MAX_BODY_BYTES = 1000
 
     response = key_client.patch(
@@ -214,9 +213,8 @@ def test_the_upload_form_names_the_limit_for_an_oversized_file(editor, settings)
     assert not ImportJob.objects.exists()
 
 
-def test_the_dataset_import_form_names_the_limit_too(editor, project, settings):
+def test_the_dataset_import_form_names_the_limit_too(editor, dataset, settings):
     settings.LOGTUNE_MAX_IMPORT_BYTES = 2048
-    dataset = Dataset.objects.create(project=project, name="Math")
     client = Client()
     client.force_login(editor)
 

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.factories import PASSWORD
+
 # Playwright's sync API runs an event loop in this thread; Django would then refuse the tests' own
 # (synchronous, single-threaded) database calls.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -46,12 +48,12 @@ def page(browser, live_server) -> Iterator[object]:
 
 @pytest.fixture
 def log_in(page) -> Callable[[str], object]:
-    """Log in through the real form as one of the personas (password of tests.factories.UserFactory)."""
+    """Log in through the real form as one of the personas (tests.factories.PASSWORD, every factory user's)."""
 
     def log_in_as(username: str) -> object:
         page.goto("/login/")
         page.fill("input[name=username]", username)
-        page.fill("input[name=password]", "correct horse battery staple")
+        page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")
         page.wait_for_url(lambda url: "/login/" not in url)
         return page

@@ -6,14 +6,15 @@ import pytest
 from playwright.sync_api import expect
 
 from curation.logs.bulk import services as bulk
-from curation.logs.services import logs_ingest
 from curation.models import BulkJob, JobStatus, LogEntry
+from tests.factories import LogEntryFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def logs(project):
+def four_logs(project) -> list[LogEntry]:
+    """Four logs a minute apart, newest last: a sum tagged math, a haiku on claude, a greeting, a 500 error."""
     items = [
         {"prompt": "What is 2 + 2?", "completion": "4", "model": "gpt-4o", "tags": ["math"]},
         {"prompt": "Write a haiku about rain", "completion": "Soft rain on the roof", "model": "claude-3-5-sonnet"},
@@ -22,15 +23,14 @@ def logs(project):
     ]
     for minute, item in enumerate(items, start=1):
         item["created_at"] = f"2026-09-01T10:{minute:02d}:00Z"
-    assert logs_ingest(project=project, items=items).accepted == 4
-    return list(LogEntry.objects.filter(project=project).order_by("created_at"))
+    return LogEntryFactory.ingest(project=project, items=items)
 
 
 def rows(page):
     return page.locator("#log-table tbody tr[data-id]")
 
 
-def test_searching_and_filtering_update_the_table_and_the_url(editor, logs, log_in, page):
+def test_searching_and_filtering_update_the_table_and_the_url(editor, four_logs, log_in, page):
     log_in("bob")
     page.goto("/p/acme/logs/")
     expect(rows(page)).to_have_count(4)
@@ -52,7 +52,7 @@ def test_searching_and_filtering_update_the_table_and_the_url(editor, logs, log_
     expect(page.locator("select[name=status]")).to_have_value("error")
 
 
-def test_a_bad_filter_value_is_explained_without_losing_the_page(editor, logs, log_in, page):
+def test_a_bad_filter_value_is_explained_without_losing_the_page(editor, four_logs, log_in, page):
     log_in("bob")
     page.goto("/p/acme/logs/")
 
@@ -64,7 +64,7 @@ def test_a_bad_filter_value_is_explained_without_losing_the_page(editor, logs, l
     expect(rows(page)).to_have_count(0)
 
 
-def test_tagging_all_matching_logs_names_the_count_then_shows_the_tag(editor, logs, log_in, page):
+def test_tagging_all_matching_logs_names_the_count_then_shows_the_tag(editor, four_logs, log_in, page):
     log_in("bob")
     page.goto("/p/acme/logs/?model=gpt-4o")
     expect(rows(page)).to_have_count(3)
@@ -83,7 +83,7 @@ def test_tagging_all_matching_logs_names_the_count_then_shows_the_tag(editor, lo
     expect(rows(page)).to_have_count(3)
 
 
-def test_a_large_action_runs_as_a_job_with_a_progress_bar(editor, logs, log_in, page, celery_worker, monkeypatch):
+def test_a_large_action_runs_as_a_job_with_a_progress_bar(editor, four_logs, log_in, page, celery_worker, monkeypatch):
     monkeypatch.setattr(bulk, "INLINE_LIMIT", 2)
     log_in("bob")
     page.goto("/p/acme/logs/")
@@ -101,10 +101,10 @@ def test_a_large_action_runs_as_a_job_with_a_progress_bar(editor, logs, log_in, 
     assert BulkJob.objects.get().status == JobStatus.SUCCEEDED
 
 
-def test_keyboard_review_moves_selects_tags_and_opens(editor, logs, log_in, page):
+def test_keyboard_review_moves_selects_tags_and_opens(editor, four_logs, log_in, page):
     log_in("bob")
     page.goto("/p/acme/logs/")
-    newest_first = [log.pk for log in reversed(logs)]
+    newest_first = [log.pk for log in reversed(four_logs)]
 
     page.keyboard.press("j")
     page.keyboard.press("j")

@@ -7,36 +7,31 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from curation.models import Dataset, DatasetEntry
+from curation.models import Dataset, Split
 from tests.browser.test_datasets import shot
+from tests.factories import DatasetEntryFactory, DatasetFactory, qa
 from tests.training import conftest as training
 from training.models import FineTuneJob
 
-# The fine-tune fixtures, shared with the tests of tests/training (media is autouse there, and here).
-base_model, fake_trainer, gpu_worker, media = (
-    training.base_model,
-    training.fake_trainer,
-    training.gpu_worker,
-    training.media,
-)
+# The fine-tune worker's fixtures, shared with the tests of tests/training.
+fake_trainer, gpu_worker = training.fake_trainer, training.gpu_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def dataset(project) -> Dataset:
-    dataset = Dataset.objects.create(project=project, name="Math")
+def dataset_of_six_sums(project) -> Dataset:
+    """Math: five sums to train on and a sixth held out for validation, 12 tokens each."""
+    dataset = DatasetFactory(project=project, name="Math")
     for i in range(6):
-        chat = [{"role": "user", "content": f"{i}+{i}?"}, {"role": "assistant", "content": str(2 * i)}]
-        DatasetEntry.objects.create(
-            dataset=dataset, messages=chat, est_tokens=12, split="validation" if i == 5 else "train"
-        )
+        split = Split.VALIDATION if i == 5 else Split.TRAIN
+        DatasetEntryFactory(dataset=dataset, messages=qa(f"{i}+{i}?", str(2 * i)), est_tokens=12, split=split)
     return dataset
 
 
 def test_an_editor_starts_a_fine_tune_and_watches_it_succeed(
     editor,
-    dataset,
+    dataset_of_six_sums,
     base_model,
     fake_trainer,
     gpu_worker,
@@ -44,7 +39,7 @@ def test_an_editor_starts_a_fine_tune_and_watches_it_succeed(
     page,
 ):
     log_in("bob")
-    page.goto(f"/p/acme/datasets/{dataset.pk}/")
+    page.goto(f"/p/acme/datasets/{dataset_of_six_sums.pk}/")
     form = page.locator("#finetune-form")
     expect(form).to_be_visible()
     expect(form.locator("[data-estimate=examples]")).to_have_text("5")
@@ -70,7 +65,7 @@ def test_an_editor_starts_a_fine_tune_and_watches_it_succeed(
     expect(page.locator("#loss-chart circle title").first).to_contain_text("train loss at step 1")
     shot(page, "finetune")
 
-    page.goto(f"/p/acme/datasets/{dataset.pk}/")
+    page.goto(f"/p/acme/datasets/{dataset_of_six_sums.pk}/")
     expect(page.locator("#finetune-jobs")).to_contain_text("Succeeded")
     page.locator("select[name=loss_job]").select_option(str(job.pk))
     page.click("text=Search")
@@ -79,11 +74,11 @@ def test_an_editor_starts_a_fine_tune_and_watches_it_succeed(
 
 
 def test_an_editor_deletes_the_weights_then_the_fine_tune_each_after_reading_what_goes(
-    editor, dataset, base_model, log_in, page
+    editor, dataset_of_six_sums, base_model, log_in, page
 ):
     from training.finetunes.services import finetune_create
 
-    job = finetune_create(dataset=dataset, base_model=base_model, hyperparameters={"max_steps": 2})
+    job = finetune_create(dataset=dataset_of_six_sums, base_model=base_model, hyperparameters={"max_steps": 2})
     job.adapter_dir.mkdir(parents=True)
     (job.adapter_dir / "adapter_model.safetensors").write_bytes(bytes(2048))
     FineTuneJob.objects.filter(pk=job.pk).update(status="succeeded")
@@ -103,5 +98,5 @@ def test_an_editor_deletes_the_weights_then_the_fine_tune_each_after_reading_wha
     page.click(f"button:has-text('Delete fine-tune {job.pk}')")
 
     expect(page.locator(".flash.success")).to_contain_text(f"Deleted fine-tune {job.pk}")
-    assert page.url.endswith(f"/p/acme/datasets/{dataset.pk}/")
+    assert page.url.endswith(f"/p/acme/datasets/{dataset_of_six_sums.pk}/")
     assert not FineTuneJob.objects.exists()

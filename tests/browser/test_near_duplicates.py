@@ -6,6 +6,7 @@ from playwright.sync_api import expect
 
 from curation.models import Dataset, DatasetEntry
 from tests.browser.test_datasets import shot
+from tests.factories import DatasetEntryFactory, DatasetFactory, qa
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,18 +19,18 @@ OTHERS = ["What is the capital of France?", "Write a haiku about the sea."]
 
 
 @pytest.fixture
-def dataset(project) -> Dataset:
-    dataset = Dataset.objects.create(project=project, name="Support")
+def rephrased_dataset(project) -> Dataset:
+    """Support: the three REPHRASED questions, then the two OTHERS, all answered alike."""
+    dataset = DatasetFactory(project=project, name="Support")
     for question in REPHRASED + OTHERS:
-        chat = [{"role": "user", "content": question}, {"role": "assistant", "content": "Here is how."}]
-        DatasetEntry.objects.create(dataset=dataset, messages=chat, est_tokens=12)
+        DatasetEntryFactory(dataset=dataset, messages=qa(question, "Here is how."), est_tokens=12)
     return dataset
 
 
-def test_an_editor_finds_rephrased_entries_and_keeps_one(editor, dataset, celery_worker, log_in, page):
+def test_an_editor_finds_rephrased_entries_and_keeps_one(editor, rephrased_dataset, celery_worker, log_in, page):
     page.on("dialog", lambda dialog: dialog.accept())
     log_in("bob")
-    page.goto(f"/p/acme/datasets/{dataset.pk}/")
+    page.goto(f"/p/acme/datasets/{rephrased_dataset.pk}/")
     card = page.locator("#near-duplicates")
 
     card.get_by_role("button", name="Compute embeddings").click()
@@ -47,5 +48,5 @@ def test_an_editor_finds_rephrased_entries_and_keeps_one(editor, dataset, celery
     card.get_by_role("button", name="Keep one per cluster").click()
 
     page.wait_for_load_state()
-    kept = [e.messages[0]["content"] for e in DatasetEntry.objects.filter(dataset=dataset).order_by("id")]
+    kept = [e.messages[0]["content"] for e in DatasetEntry.objects.filter(dataset=rephrased_dataset).order_by("id")]
     assert kept == [REPHRASED[0], *OTHERS]

@@ -3,13 +3,14 @@ and a dataset is cleaned with a preview before the redaction, its logs left as t
 real Celery worker, the card following its progress."""
 
 import pytest
+from django.db.models import QuerySet
 from playwright.sync_api import expect
 
 from curation.datasets.redaction import services as redaction
 from curation.datasets.services import dataset_add_logs, dataset_create
-from curation.logs.services import logs_ingest
 from curation.models import DatasetEntry, LogEntry, RedactionJob
 from tests.browser.test_datasets import shot
+from tests.factories import LogEntryFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,14 +22,17 @@ def chat(question: str, answer: str) -> dict:
 
 
 @pytest.fixture
-def logs(project):
+def logs_with_an_email(project) -> QuerySet[LogEntry]:
+    """Four logs: the first asks to write to EMAIL (with HTML in its text), the other three hold nothing personal."""
     items = [chat(f"Please write to {EMAIL} about <b>order</b> 12.", "Done.")]
     items += [chat(f"q{i}?", "a") for i in range(3)]
-    assert logs_ingest(project=project, items=items).accepted == 4
+    LogEntryFactory.ingest(project=project, items=items)
     return LogEntry.objects.filter(project=project)
 
 
-def test_an_editor_finds_personal_data_and_redacts_it_from_a_dataset(project, editor, logs, log_in, page):
+def test_an_editor_finds_personal_data_and_redacts_it_from_a_dataset(
+    project, editor, logs_with_an_email, log_in, page
+):
     page.on("dialog", lambda dialog: dialog.accept())
     log_in("bob")
 
@@ -44,7 +48,7 @@ def test_an_editor_finds_personal_data_and_redacts_it_from_a_dataset(project, ed
     shot(page, "pii-log")
 
     dataset = dataset_create(project=project, name="Support", created_by=editor)
-    dataset_add_logs(dataset=dataset, logs=logs)
+    dataset_add_logs(dataset=dataset, logs=logs_with_an_email)
     page.goto(f"/p/acme/datasets/{dataset.pk}/")
     card = page.locator("#personal-data")
     expect(card).to_contain_text("1 of 4 entries hold personal data")
@@ -59,18 +63,18 @@ def test_an_editor_finds_personal_data_and_redacts_it_from_a_dataset(project, ed
     texts = [m["content"] for e in DatasetEntry.objects.filter(dataset=dataset) for m in e.messages]
     assert not any(EMAIL in text for text in texts)
     assert "Please write to <EMAIL> about <b>order</b> 12." in texts
-    assert [log.messages[0]["content"] for log in logs if EMAIL in log.messages[0]["content"]] == [
+    assert [log.messages[0]["content"] for log in logs_with_an_email if EMAIL in log.messages[0]["content"]] == [
         f"Please write to {EMAIL} about <b>order</b> 12."
     ]  # the log keeps its original
 
 
 def test_a_large_dataset_is_redacted_by_a_worker_while_the_card_shows_its_progress(
-    project, editor, logs, celery_worker, log_in, page, monkeypatch
+    project, editor, logs_with_an_email, celery_worker, log_in, page, monkeypatch
 ):
     monkeypatch.setattr(redaction, "INLINE_LIMIT", 2)  # the four entries count as a large dataset
     page.on("dialog", lambda dialog: dialog.accept())
     dataset = dataset_create(project=project, name="Support", created_by=editor)
-    dataset_add_logs(dataset=dataset, logs=logs)
+    dataset_add_logs(dataset=dataset, logs=logs_with_an_email)
     log_in("bob")
     page.goto(f"/p/acme/datasets/{dataset.pk}/")
     card = page.locator("#personal-data")

@@ -4,9 +4,8 @@ the job, the panel shows its progress), sees the rephrased questions first, and 
 import pytest
 from playwright.sync_api import expect
 
-from curation.logs.services import logs_ingest
-from curation.models import LogEntry
 from tests.browser.test_datasets import shot
+from tests.factories import LogEntryFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -15,18 +14,15 @@ OTHERS = ["What is the capital of France?", "Write a haiku about the sea.", "Tra
 
 
 @pytest.fixture
-def logs(project) -> list[int]:
-    items = [
-        {"model": "gpt-4o", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Sure."}]}
-        for q in [REPHRASED[0], *OTHERS, *REPHRASED[1:]]
-    ]
-    assert logs_ingest(project=project, items=items).accepted == len(items)
-    return list(LogEntry.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+def rephrased_log_ids(project) -> list[int]:
+    """The ids of six logs, oldest first: a REPHRASED question, the three OTHERS, then the other two REPHRASED."""
+    questions = [REPHRASED[0], *OTHERS, *REPHRASED[1:]]
+    return [LogEntryFactory(project=project, prompt=q, completion="Sure.", model="gpt-4o").pk for q in questions]
 
 
-def test_an_editor_finds_logs_like_this_one(editor, logs, celery_worker, log_in, page):
+def test_an_editor_finds_logs_like_this_one(editor, rephrased_log_ids, celery_worker, log_in, page):
     log_in("bob")
-    page.goto(f"/p/acme/logs/{logs[0]}/")
+    page.goto(f"/p/acme/logs/{rephrased_log_ids[0]}/")
 
     page.keyboard.press("m")  # the key of the "More like this" button
     panel = page.locator("#similar")
@@ -42,4 +38,4 @@ def test_an_editor_finds_logs_like_this_one(editor, logs, celery_worker, log_in,
     expect(rows.nth(2)).not_to_contain_text("password")
     shot(page, "more-like-this")
     rows.nth(0).get_by_role("link").click()
-    page.wait_for_url(lambda url: f"/logs/{logs[-1]}/" in url or f"/logs/{logs[-2]}/" in url)
+    page.wait_for_url(lambda url: f"/logs/{rephrased_log_ids[-1]}/" in url or f"/logs/{rephrased_log_ids[-2]}/" in url)

@@ -2,23 +2,23 @@ import pytest
 
 from curation.logs.bulk import services as bulk
 from curation.logs.bulk.services import bulk_job_run
-from curation.logs.services import logs_ingest
-from curation.models import AuditEvent, BulkJob, Dataset, DatasetEntry, LogEntry, Tag
+from curation.models import AuditEvent, BulkJob, DatasetEntry, LogEntry, Tag
+from tests.factories import DatasetFactory, LogEntryFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def logs(project):
+def math_and_chat_logs(project) -> list[LogEntry]:
+    """Ten logs, by id: six "math i" tagged math, then four "chat i" tagged chat, each answered "ok"."""
     items = [
         {"prompt": f"math {i}" if i < 6 else f"chat {i}", "completion": "ok", "tags": ["math" if i < 6 else "chat"]}
         for i in range(10)
     ]
-    logs_ingest(project=project, items=items)
-    return list(LogEntry.objects.filter(project=project).order_by("id"))
+    return LogEntryFactory.ingest(project=project, items=items)
 
 
-def test_a_dataset_is_created_filled_by_filter_and_listed(key_client, logs):
+def test_a_dataset_is_created_filled_by_filter_and_listed(key_client, math_and_chat_logs):
     created = key_client.post("/api/v1/datasets", {"name": "Math", "description": "prod math"}, format="json")
     assert created.status_code == 201, created.content
     dataset_id = created.json()["id"]
@@ -32,10 +32,12 @@ def test_a_dataset_is_created_filled_by_filter_and_listed(key_client, logs):
     assert [(d["name"], d["entries"]) for d in listing] == [("Math", 6)]
 
 
-def test_entries_are_added_by_ids_and_paged(key_client, project, logs):
-    dataset = Dataset.objects.create(project=project, name="d")
+def test_entries_are_added_by_ids_and_paged(key_client, project, math_and_chat_logs):
+    dataset = DatasetFactory(project=project)
 
-    key_client.post(f"/api/v1/datasets/{dataset.pk}/entries", {"log_ids": [log.pk for log in logs]}, format="json")
+    key_client.post(
+        f"/api/v1/datasets/{dataset.pk}/entries", {"log_ids": [log.pk for log in math_and_chat_logs]}, format="json"
+    )
     first = key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?limit=4").json()
     second = key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?limit=4&after={first['next_after']}").json()
 
@@ -47,9 +49,9 @@ def test_entries_are_added_by_ids_and_paged(key_client, project, logs):
     }
 
 
-def test_an_entry_is_edited_without_touching_its_log(key_client, project, logs):
-    dataset = Dataset.objects.create(project=project, name="d")
-    key_client.post(f"/api/v1/datasets/{dataset.pk}/entries", {"log_ids": [logs[0].pk]}, format="json")
+def test_an_entry_is_edited_without_touching_its_log(key_client, project, math_and_chat_logs):
+    dataset = DatasetFactory(project=project)
+    key_client.post(f"/api/v1/datasets/{dataset.pk}/entries", {"log_ids": [math_and_chat_logs[0].pk]}, format="json")
     entry = DatasetEntry.objects.get(dataset=dataset)
     url = f"/api/v1/datasets/{dataset.pk}/entries/{entry.pk}"
     messages = [{"role": "user", "content": "math 0"}, {"role": "assistant", "content": "better answer"}]
@@ -58,15 +60,15 @@ def test_an_entry_is_edited_without_touching_its_log(key_client, project, logs):
 
     assert response.status_code == 200, response.content
     assert (response.json()["edited"], response.json()["split"]) == (True, "validation")
-    assert LogEntry.objects.get(pk=logs[0].pk).messages[1]["content"] == "ok"
+    assert LogEntry.objects.get(pk=math_and_chat_logs[0].pk).messages[1]["content"] == "ok"
     bad = key_client.patch(url, {"messages": [{"role": "bot", "content": "x"}]}, format="json")
     assert bad.status_code == 400
     assert "role" in bad.json()["messages"][0]
     assert DatasetEntry.objects.get(pk=entry.pk).messages == messages
 
 
-def test_split_by_ratio_and_seed_is_reproducible(key_client, project, logs):
-    dataset = Dataset.objects.create(project=project, name="d")
+def test_split_by_ratio_and_seed_is_reproducible(key_client, project, math_and_chat_logs):
+    dataset = DatasetFactory(project=project)
     key_client.post(f"/api/v1/datasets/{dataset.pk}/entries", {"filter": ""}, format="json")
 
     first = key_client.post(
@@ -79,7 +81,9 @@ def test_split_by_ratio_and_seed_is_reproducible(key_client, project, logs):
     assert set(DatasetEntry.objects.filter(dataset=dataset, split="validation").values_list("id", flat=True)) == chosen
 
 
-def test_bulk_tagging_all_matching_runs_as_a_job_above_the_inline_limit(key_client, project, logs, monkeypatch):
+def test_bulk_tagging_all_matching_runs_as_a_job_above_the_inline_limit(
+    key_client, project, math_and_chat_logs, monkeypatch
+):
     monkeypatch.setattr(bulk, "INLINE_LIMIT", 3)
 
     response = key_client.post(
@@ -94,8 +98,10 @@ def test_bulk_tagging_all_matching_runs_as_a_job_above_the_inline_limit(key_clie
     assert Tag.objects.get(project=project, name="reviewed").logs.count() == 6
 
 
-def test_bulk_delete_of_a_selection_is_audited_with_the_key(key_client, project, logs):
-    response = key_client.post("/api/v1/logs/bulk", {"action": "delete", "log_ids": [logs[0].pk]}, format="json")
+def test_bulk_delete_of_a_selection_is_audited_with_the_key(key_client, project, math_and_chat_logs):
+    response = key_client.post(
+        "/api/v1/logs/bulk", {"action": "delete", "log_ids": [math_and_chat_logs[0].pk]}, format="json"
+    )
 
     assert response.json() == {"changed": 1, "in_datasets": 0}
     event = AuditEvent.objects.exclude(action__startswith="key.").get(project=project)
@@ -103,16 +109,22 @@ def test_bulk_delete_of_a_selection_is_audited_with_the_key(key_client, project,
 
 
 def test_a_bulk_delete_says_how_many_logs_are_in_datasets_and_their_entries_say_who_deleted_them(
-    key_client, project, logs, monkeypatch
+    key_client, project, math_and_chat_logs, monkeypatch
 ):
-    dataset = Dataset.objects.create(project=project, name="d")
-    key_client.post(f"/api/v1/datasets/{dataset.pk}/entries", {"log_ids": [log.pk for log in logs[:3]]}, format="json")
+    dataset = DatasetFactory(project=project)
+    key_client.post(
+        f"/api/v1/datasets/{dataset.pk}/entries",
+        {"log_ids": [log.pk for log in math_and_chat_logs[:3]]},
+        format="json",
+    )
 
     dry = key_client.post(
         "/api/v1/logs/bulk", {"action": "delete", "filter": "tag=math", "dry_run": True}, format="json"
     )
     done = key_client.post(
-        "/api/v1/logs/bulk", {"action": "delete", "log_ids": [logs[0].pk, logs[7].pk]}, format="json"
+        "/api/v1/logs/bulk",
+        {"action": "delete", "log_ids": [math_and_chat_logs[0].pk, math_and_chat_logs[7].pk]},
+        format="json",
     )
     monkeypatch.setattr(bulk, "INLINE_LIMIT", 2)
     queued = key_client.post("/api/v1/logs/bulk", {"action": "delete", "filter": "tag=math"}, format="json")
@@ -123,7 +135,7 @@ def test_a_bulk_delete_says_how_many_logs_are_in_datasets_and_their_entries_say_
     assert queued.status_code == 202 and queued.json()["in_datasets"] == 2 and queued.json()["total"] == 5
     bulk_job_run(job_id=queued.json()["id"])
     entries = key_client.get(f"/api/v1/datasets/{dataset.pk}/entries").json()["results"]
-    assert [(e["log"], e["source_log_id"]) for e in entries] == [(None, log.pk) for log in logs[:3]]
+    assert [(e["log"], e["source_log_id"]) for e in entries] == [(None, log.pk) for log in math_and_chat_logs[:3]]
     assert all(e["source_deleted_at"] and e["source_deleted_by"].startswith("API key lt_") for e in entries)
     job_event = AuditEvent.objects.get(action="logs.delete", detail__job=queued.json()["id"])
     assert job_event.api_key is not None  # the job acted for the key that asked for it
@@ -139,14 +151,14 @@ def test_a_bulk_delete_says_how_many_logs_are_in_datasets_and_their_entries_say_
         {"action": "melt", "log_ids": [1]},
     ],
 )
-def test_bad_bulk_requests_are_400(key_client, logs, body):
+def test_bad_bulk_requests_are_400(key_client, math_and_chat_logs, body):
     response = key_client.post("/api/v1/logs/bulk", body, format="json")
 
     assert response.status_code == 400
     assert LogEntry.objects.count() == 10
 
 
-def test_tags_are_renamed_merged_and_deleted(key_client, project, logs):
+def test_tags_are_renamed_merged_and_deleted(key_client, project, math_and_chat_logs):
     tags = {t["name"]: t for t in key_client.get("/api/v1/tags").json()}
     assert (tags["math"]["logs"], tags["chat"]["logs"]) == (6, 4)
 
@@ -159,14 +171,16 @@ def test_tags_are_renamed_merged_and_deleted(key_client, project, logs):
     assert LogEntry.objects.filter(project=project).count() == 10
 
 
-def test_viewers_read_but_cannot_change_and_outsiders_see_nothing(client_for, project, viewer, outsider, logs):
-    dataset = Dataset.objects.create(project=project, name="d")
+def test_viewers_read_but_cannot_change_and_outsiders_see_nothing(
+    client_for, project, viewer, outsider, math_and_chat_logs
+):
+    dataset = DatasetFactory(project=project)
     as_viewer, as_outsider = client_for(viewer), client_for(outsider)
 
     assert as_viewer.get("/api/v1/datasets?project=acme").status_code == 200
     assert as_viewer.post("/api/v1/datasets?project=acme", {"name": "x"}, format="json").status_code == 403
     assert as_viewer.delete(f"/api/v1/datasets/{dataset.pk}?project=acme").status_code == 403
-    bulk_body = {"action": "delete", "log_ids": [logs[0].pk]}
+    bulk_body = {"action": "delete", "log_ids": [math_and_chat_logs[0].pk]}
     assert as_viewer.post("/api/v1/logs/bulk?project=acme", bulk_body, format="json").status_code == 403
     assert as_outsider.get(f"/api/v1/datasets/{dataset.pk}?project=other").status_code == 404
     answer = as_outsider.post("/api/v1/logs/bulk?project=other", bulk_body, format="json").json()

@@ -2,15 +2,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from curation.logs.services import logs_ingest
 from curation.models import LogEntry
 from tests.curation.samples import anthropic_log, openai_log
+from tests.factories import LogEntryFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def logs(project):
+def provider_logs(project) -> list[dict]:
+    """The log objects as sent and stored: twelve OpenAI calls an hour apart (o0…o11), an Anthropic call (a0),
+    and an OpenAI error (e0)."""
     start = datetime(2026, 9, 1, tzinfo=UTC)
     items = []
     for i in range(12):
@@ -32,8 +34,7 @@ def logs(project):
             created_at="2026-08-01T00:00:00Z",
         )
     )
-    result = logs_ingest(project=project, items=items)
-    assert result.accepted == 14
+    LogEntryFactory.ingest(project=project, items=items)
     return items
 
 
@@ -42,7 +43,7 @@ def ids(response) -> set[str]:
     return {row["external_id"] for row in response.json()["results"]}
 
 
-def test_it_lists_newest_first_with_tags(key_client, logs):
+def test_it_lists_newest_first_with_tags(key_client, provider_logs):
     rows = key_client.get("/api/v1/logs").json()["results"]
 
     stamps = [row["created_at"] for row in rows]
@@ -73,7 +74,7 @@ def test_it_lists_newest_first_with_tags(key_client, logs):
         ("min_tokens=300", {"a0"}),
     ],
 )
-def test_it_filters(key_client, logs, query, expected):
+def test_it_filters(key_client, provider_logs, query, expected):
     assert ids(key_client.get(f"/api/v1/logs?{query}&limit=500")) == expected
 
 
@@ -89,14 +90,14 @@ def test_it_filters(key_client, logs, query, expected):
         ("modle=gpt-4o", "modle"),
     ],
 )
-def test_it_names_the_bad_parameter(key_client, logs, query, field):
+def test_it_names_the_bad_parameter(key_client, provider_logs, query, field):
     response = key_client.get(f"/api/v1/logs?{query}")
 
     assert response.status_code == 400
     assert field in response.json()
 
 
-def test_cursor_pages_walk_every_log_once(key_client, project, logs):
+def test_cursor_pages_walk_every_log_once(key_client, project, provider_logs):
     LogEntry.objects.filter(project=project).update(created_at=datetime(2026, 1, 1, tzinfo=UTC))  # all tied
     seen, cursor = [], ""
     while True:
@@ -110,17 +111,17 @@ def test_cursor_pages_walk_every_log_once(key_client, project, logs):
     assert seen == sorted(seen, reverse=True)
 
 
-def test_detail_has_the_conversation_and_the_original(key_client, project, logs):
+def test_detail_has_the_conversation_and_the_original(key_client, project, provider_logs):
     log = LogEntry.objects.get(project=project, external_id="a0")
 
     body = key_client.get(f"/api/v1/logs/{log.pk}").json()
 
-    assert body["original"] == logs[12]
+    assert body["original"] == provider_logs[12]
     assert body["messages"][0] == {"role": "system", "content": "You are a weather bot."}
     assert body["tools"][0]["type"] == "function"
 
 
-def test_nobody_sees_another_projects_logs(client_for, key_client, project, outsider, viewer, logs):
+def test_nobody_sees_another_projects_logs(client_for, key_client, project, outsider, viewer, provider_logs):
     log = LogEntry.objects.get(project=project, external_id="o1")
 
     assert client_for(outsider).get("/api/v1/logs?project=acme").status_code == 404

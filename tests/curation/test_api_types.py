@@ -4,17 +4,10 @@ file upload of an import."""
 
 import pytest
 
-from curation.logs.services import logs_ingest
-from curation.models import Dataset, DatasetEntry, Tag
+from curation.models import Dataset
+from tests.factories import TagFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def dataset(project) -> Dataset:
-    dataset = Dataset.objects.create(project=project, name="Math")
-    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "2+2?"}], est_tokens=3)
-    return dataset
 
 
 @pytest.mark.parametrize(
@@ -34,8 +27,7 @@ def dataset(project) -> Dataset:
 )  # fmt: skip
 def test_a_value_of_another_json_type_than_declared_is_a_400_naming_it(key_client, project, dataset, path, body,
                                                                         errors):  # fmt: skip
-    logs_ingest(project=project, items=[{"messages": [{"role": "user", "content": "hi"}], "tags": ["a"]}])
-    url = path.format(dataset=dataset.pk, tag=Tag.objects.get(project=project).pk)
+    url = path.format(dataset=dataset.pk, tag=TagFactory(project=project).pk)
 
     response = key_client.post(url, body, format="json")
 

@@ -10,16 +10,11 @@ from curation.datasets.export.tasks import snapshot_build_task
 from curation.logs.bulk import services as bulk
 from curation.logs.bulk.tasks import bulk_job_run_task
 from curation.logs.services import logs_ingest
-from curation.models import BulkJob, DatasetEntry, DatasetSnapshot, JobStatus, LogTag
+from curation.models import BulkJob, DatasetSnapshot, JobStatus, LogTag
 
 pytestmark = pytest.mark.django_db
 
 UNREACHABLE = "The task queue is unreachable (Error 111 connecting to 127.0.0.1:6379. Connection refused.)"
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 def test_a_bulk_job_is_kept_queued_and_sent_by_the_reaper_once_the_broker_is_back(
@@ -49,12 +44,7 @@ def test_a_bulk_job_is_kept_queued_and_sent_by_the_reaper_once_the_broker_is_bac
     assert LogTag.objects.filter(tag__name="seen").count() == 3
 
 
-def test_a_snapshot_fails_saying_so(key_client, project, broker_down, monkeypatch, django_capture_on_commit_callbacks):
-    from curation.models import Dataset
-
-    dataset = Dataset.objects.create(project=project, name="Math")
-    chat = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
-    DatasetEntry.objects.create(dataset=dataset, messages=chat)
+def test_a_snapshot_fails_saying_so(key_client, dataset, broker_down, monkeypatch, django_capture_on_commit_callbacks):
     monkeypatch.setattr(snapshots, "INLINE_LIMIT", 0)
     broker_down(snapshot_build_task)
 

@@ -1,23 +1,25 @@
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import QueryDict
 
 from curation.datasets.services import dataset_add_logs, dataset_create
 from curation.logs.bulk import services as bulk
 from curation.logs.bulk.services import bulk_apply_to_ids, bulk_job_create, bulk_job_run
 from curation.logs.filters import logs_filter
-from curation.logs.services import logs_ingest
-from curation.models import AuditEvent, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, LogTag, Tag
+from curation.models import AuditEvent, BulkJob, DatasetEntry, JobStatus, LogEntry, LogTag, Tag
 from curation.tags.services import tag_delete, tag_merge, tag_update, tags_add, tags_remove
+from tests.factories import DatasetFactory, LogEntryFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def logs(project):
+def tagged_logs(project) -> QuerySet[LogEntry]:
+    """Ten logs, by id: the first five tagged a, the other five b."""
     items = [{"prompt": f"question {i}", "completion": "answer", "tags": ["a"] if i < 5 else ["b"]} for i in range(10)]
-    assert logs_ingest(project=project, items=items).accepted == 10
+    LogEntryFactory.ingest(project=project, items=items)
     return LogEntry.objects.filter(project=project).order_by("id")
 
 
@@ -25,24 +27,24 @@ def tag_names(log: LogEntry) -> set[str]:
     return {t.name for t in log.tags.all()}
 
 
-def test_tags_add_tags_exactly_the_filtered_logs_once(project, logs):
+def test_tags_add_tags_exactly_the_filtered_logs_once(project, tagged_logs):
     matching = logs_filter(project=project, params=QueryDict("tag=a"))
 
     assert tags_add(project=project, logs=matching, names=["reviewed", "a"]) == 5  # "a" was already there
     assert tags_add(project=project, logs=matching, names=["reviewed"]) == 0
-    assert [tag_names(log) for log in logs] == [{"a", "reviewed"}] * 5 + [{"b"}] * 5
+    assert [tag_names(log) for log in tagged_logs] == [{"a", "reviewed"}] * 5 + [{"b"}] * 5
 
 
-def test_tags_remove_removes_only_from_the_filtered_logs(project, logs):
-    tags_add(project=project, logs=logs, names=["x"])
+def test_tags_remove_removes_only_from_the_filtered_logs(project, tagged_logs):
+    tags_add(project=project, logs=tagged_logs, names=["x"])
 
     removed = tags_remove(project=project, logs=logs_filter(project=project, params=QueryDict("tag=b")), names=["x"])
 
     assert removed == 5
-    assert [("x" in tag_names(log)) for log in logs] == [True] * 5 + [False] * 5
+    assert [("x" in tag_names(log)) for log in tagged_logs] == [True] * 5 + [False] * 5
 
 
-def test_tag_rename_recolour_and_refuse_a_taken_name(project, logs):
+def test_tag_rename_recolour_and_refuse_a_taken_name(project, tagged_logs):
     tag = Tag.objects.get(project=project, name="a")
 
     tag_update(tag=tag, name="alpha", color="#ff0000")
@@ -54,9 +56,9 @@ def test_tag_rename_recolour_and_refuse_a_taken_name(project, logs):
         tag_update(tag=tag, color="red")
 
 
-def test_merging_moves_every_log_to_the_target_and_deletes_the_source(project, logs):
+def test_merging_moves_every_log_to_the_target_and_deletes_the_source(project, tagged_logs):
     tags_add(
-        project=project, logs=logs.filter(id__in=[logs[0].pk, logs[1].pk]), names=["b"]
+        project=project, logs=tagged_logs.filter(id__in=[tagged_logs[0].pk, tagged_logs[1].pk]), names=["b"]
     )  # two logs have both tags: no duplicate link
     source, target = Tag.objects.get(project=project, name="a"), Tag.objects.get(project=project, name="b")
 
@@ -64,20 +66,18 @@ def test_merging_moves_every_log_to_the_target_and_deletes_the_source(project, l
 
     assert moved == 3
     assert not Tag.objects.filter(pk=source.pk).exists()
-    assert all(tag_names(log) == {"b"} for log in logs)
+    assert all(tag_names(log) == {"b"} for log in tagged_logs)
 
 
-def test_deleting_a_tag_keeps_the_logs(project, logs):
+def test_deleting_a_tag_keeps_the_logs(project, tagged_logs):
     assert tag_delete(tag=Tag.objects.get(project=project, name="a")) == 5
     assert LogEntry.objects.filter(project=project).count() == 10
     assert not LogTag.objects.filter(tag__name="a").exists()
 
 
-def test_a_selection_is_acted_on_at_once_and_audited(project, logs, owner, outsider):
-    ids = [log.pk for log in logs[:3]]
-    foreign = logs_ingest(project=outsider.projects.get(), items=[{"prompt": "p", "completion": "c"}])
-    assert foreign.accepted == 1
-    foreign_id = LogEntry.objects.exclude(project=project).get().pk
+def test_a_selection_is_acted_on_at_once_and_audited(project, tagged_logs, owner, outsider):
+    ids = [log.pk for log in tagged_logs[:3]]
+    foreign_id = LogEntryFactory(project=outsider.projects.get()).pk
 
     changed = bulk_apply_to_ids(project=project, action="delete", params={}, ids=[*ids, foreign_id], actor=owner)
 
@@ -87,13 +87,15 @@ def test_a_selection_is_acted_on_at_once_and_audited(project, logs, owner, outsi
     assert (event.action, event.count, event.actor) == ("logs.delete", 3, owner)
 
 
-def test_deleting_logs_keeps_dataset_entries_as_copies_that_say_which_log_went_when_and_by_whom(project, logs, owner):
+def test_deleting_logs_keeps_dataset_entries_as_copies_that_say_which_log_went_when_and_by_whom(
+    project, tagged_logs, owner
+):
     dataset = dataset_create(project=project, name="d")
-    dataset_add_logs(dataset=dataset, logs=logs)
+    dataset_add_logs(dataset=dataset, logs=tagged_logs)
 
-    gone = logs[0].pk
+    gone = tagged_logs[0].pk
 
-    assert bulk.logs_delete(logs=logs.filter(id__in=[gone]), actor=owner) == 1
+    assert bulk.logs_delete(logs=tagged_logs.filter(id__in=[gone]), actor=owner) == 1
 
     assert DatasetEntry.objects.filter(dataset=dataset).count() == 10
     unlinked = DatasetEntry.objects.get(dataset=dataset, log__isnull=True)
@@ -103,11 +105,13 @@ def test_deleting_logs_keeps_dataset_entries_as_copies_that_say_which_log_went_w
     assert not LogTag.objects.filter(log_id=gone).exists()
 
 
-def test_a_job_deleting_all_matching_logs_in_chunks_records_who_asked_on_every_entry(project, logs, editor, settings):
+def test_a_job_deleting_all_matching_logs_in_chunks_records_who_asked_on_every_entry(
+    project, tagged_logs, editor, settings
+):
     settings.LOGTUNE_BULK_CHUNK = 3
     dataset = dataset_create(project=project, name="d")
-    dataset_add_logs(dataset=dataset, logs=logs)
-    tagged_a = [log.pk for log in logs[:5]]
+    dataset_add_logs(dataset=dataset, logs=tagged_logs)
+    tagged_a = [log.pk for log in tagged_logs[:5]]
     job = bulk_job_create(project=project, action="delete", params={}, query="tag=a", actor=editor)
 
     bulk_job_run(job_id=job.pk)
@@ -119,7 +123,7 @@ def test_a_job_deleting_all_matching_logs_in_chunks_records_who_asked_on_every_e
 
 
 def test_a_job_on_all_matching_logs_runs_in_chunks_and_one_whose_worker_died_is_resumed_by_the_reaper(
-    project, logs, owner, monkeypatch, settings
+    project, tagged_logs, owner, monkeypatch, settings
 ):
     settings.LOGTUNE_BULK_CHUNK = 2
     job = bulk_job_create(
@@ -150,12 +154,12 @@ def test_a_job_on_all_matching_logs_runs_in_chunks_and_one_whose_worker_died_is_
     job = bulk_job_run(job_id=job.pk, worker="rescue@host")
 
     assert (job.status, job.attempts, job.done, job.changed, job.progress) == (JobStatus.SUCCEEDED, 2, 10, 10, 1.0)
-    assert all("done" in tag_names(log) for log in logs)
+    assert all("done" in tag_names(log) for log in tagged_logs)
     event = AuditEvent.objects.get(action="logs.tag_add")
     assert (event.query, event.count, event.actor, event.detail["matched"]) == ("tag_none=done", 10, owner, 10)
 
 
-def test_a_second_delivery_of_a_running_bulk_job_does_nothing(project, logs, owner):
+def test_a_second_delivery_of_a_running_bulk_job_does_nothing(project, tagged_logs, owner):
     job = bulk_job_create(project=project, action="delete", params={}, query="tag=a", actor=owner)
     assert bulk.bulk_job_claim(job_id=job.pk, worker="first@host")
 
@@ -165,7 +169,7 @@ def test_a_second_delivery_of_a_running_bulk_job_does_nothing(project, logs, own
     assert LogEntry.objects.filter(project=project).count() == 10
 
 
-def test_a_bulk_run_that_lost_its_job_to_another_changes_nothing_more(project, logs, owner, settings):
+def test_a_bulk_run_that_lost_its_job_to_another_changes_nothing_more(project, tagged_logs, owner, settings):
     job = bulk_job_create(project=project, action="delete", params={}, query="tag=a", actor=owner)
     assert bulk.bulk_job_claim(job_id=job.pk, worker="slow@host")
     slow = BulkJob.objects.select_related("project").get(pk=job.pk)
@@ -183,7 +187,7 @@ def test_a_bulk_run_that_lost_its_job_to_another_changes_nothing_more(project, l
 
 
 def test_the_reaper_fails_a_bulk_job_past_its_attempts_and_audits_what_it_changed_for_who_asked(
-    project, logs, api_key, settings
+    project, tagged_logs, api_key, settings
 ):
     from curation.models import ApiKey
 
@@ -196,9 +200,9 @@ def test_the_reaper_fails_a_bulk_job_past_its_attempts_and_audits_what_it_change
     job = BulkJob.objects.select_related("project").get(pk=job.pk)
     # One chunk committed as a run commits it, then its worker died.
     with transaction.atomic():
-        logs_chunk = LogEntry.objects.filter(project=project, id__in=[logs[4].pk, logs[3].pk])
+        logs_chunk = LogEntry.objects.filter(project=project, id__in=[tagged_logs[4].pk, tagged_logs[3].pk])
         changed = bulk._apply(project=project, action="delete", params={}, logs=logs_chunk, api_key=key)
-        BulkJob.objects.filter(pk=job.pk).update(done=2, changed=changed, last_id=logs[3].pk)
+        BulkJob.objects.filter(pk=job.pk).update(done=2, changed=changed, last_id=tagged_logs[3].pk)
 
     assert bulk.bulk_jobs_reap() == 1
 
@@ -211,7 +215,7 @@ def test_the_reaper_fails_a_bulk_job_past_its_attempts_and_audits_what_it_change
 
 
 def test_the_reaper_sends_a_queued_bulk_job_the_broker_never_got_and_leaves_finished_ones(
-    project, logs, owner, monkeypatch
+    project, tagged_logs, owner, monkeypatch
 ):
     from curation.logs.bulk.tasks import bulk_job_run_task
 
@@ -229,11 +233,11 @@ def test_the_reaper_sends_a_queued_bulk_job_the_broker_never_got_and_leaves_fini
     assert BulkJob.objects.get(pk=unsent.pk).enqueued_at is not None
 
 
-def test_adding_to_a_dataset_skips_logs_already_in_it(project, logs):
+def test_adding_to_a_dataset_skips_logs_already_in_it(project, tagged_logs):
     dataset = dataset_create(project=project, name="math")
 
     first = dataset_add_logs(dataset=dataset, logs=logs_filter(project=project, params=QueryDict("tag=a")))
-    second = dataset_add_logs(dataset=dataset, logs=logs)
+    second = dataset_add_logs(dataset=dataset, logs=tagged_logs)
 
     assert (first, second) == (5, 5)
     entry = DatasetEntry.objects.filter(dataset=dataset).order_by("id").first()
@@ -246,21 +250,23 @@ def test_adding_to_a_dataset_skips_logs_already_in_it(project, logs):
     ("action", "params", "field"),
     [("tag_add", {}, "tags"), ("dataset_add", {"dataset": 999999}, "dataset"), ("explode", {}, "action")],
 )
-def test_bad_bulk_requests_name_the_field(project, logs, action, params, field):
+def test_bad_bulk_requests_name_the_field(project, tagged_logs, action, params, field):
     with pytest.raises(ValidationError) as error:
-        bulk_apply_to_ids(project=project, action=action, params=params, ids=[logs[0].pk])
+        bulk_apply_to_ids(project=project, action=action, params=params, ids=[tagged_logs[0].pk])
 
     assert field in error.value.message_dict
 
 
-def test_a_dataset_of_another_project_cannot_be_targeted(project, logs, outsider):
-    theirs = Dataset.objects.create(project=outsider.projects.get(), name="theirs")
+def test_a_dataset_of_another_project_cannot_be_targeted(project, tagged_logs, outsider):
+    theirs = DatasetFactory(project=outsider.projects.get())
 
     with pytest.raises(ValidationError):
-        bulk_apply_to_ids(project=project, action="dataset_add", params={"dataset": theirs.pk}, ids=[logs[0].pk])
+        bulk_apply_to_ids(
+            project=project, action="dataset_add", params={"dataset": theirs.pk}, ids=[tagged_logs[0].pk]
+        )
 
 
-def test_a_text_searched_selection_can_be_untagged_and_added_to_a_dataset(project, logs):
+def test_a_text_searched_selection_can_be_untagged_and_added_to_a_dataset(project, tagged_logs):
     searched = logs_filter(project=project, params=QueryDict("q=question 7"))
     tags_add(project=project, logs=searched, names=["seven"])
 
@@ -270,7 +276,7 @@ def test_a_text_searched_selection_can_be_untagged_and_added_to_a_dataset(projec
     assert (removed, added) == (1, 1)
 
 
-def test_an_inline_action_on_all_matching_logs_records_its_filter(key_client, project, logs):
+def test_an_inline_action_on_all_matching_logs_records_its_filter(key_client, project, tagged_logs):
     key_client.post("/api/v1/logs/bulk", {"action": "tag_add", "tags": ["x"], "filter": "tag=a"}, format="json")
 
     event = AuditEvent.objects.get(project=project, action="logs.tag_add")

@@ -16,20 +16,17 @@ from curation.logs.bulk import services as bulk
 from curation.logs.bulk.services import bulk_job_run
 from curation.logs.selectors import _window_counts
 from curation.logs.services import logs_ingest
-from curation.models import (
-    AuditEvent,
-    BulkJob,
-    Dataset,
-    DatasetEntry,
-    JobStatus,
-    LogEntry,
-    Membership,
-    Project,
-    Role,
-    SavedView,
-    Tag,
-)
+from curation.models import AuditEvent, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, Role, SavedView, Tag
 from tests.curation.samples import anthropic_log, openai_log
+from tests.factories import (
+    DatasetEntryFactory,
+    DatasetFactory,
+    LogEntryFactory,
+    MembershipFactory,
+    ProjectFactory,
+    SavedViewFactory,
+    TagFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +38,7 @@ def chat(prompt: str, *, minute: int, completion: str = "ok", **fields: object) 
 
 
 @pytest.fixture
-def logs(project):
+def five_logs(project) -> list[LogEntry]:
     """Five logs, newest last: two models, two tags, one error, metadata on two."""
     items = [
         chat("What is 2 + 2?", minute=1, model="gpt-4o", tags=["math"], metadata={"env": "prod"}),
@@ -50,8 +47,7 @@ def logs(project):
         chat("Write a haiku", minute=4, model="claude-3-5-sonnet", status_code=500, completion=""),
         chat("東京の天気は？", minute=5, model="gpt-4o", completion="晴れです"),
     ]
-    assert logs_ingest(project=project, items=items).accepted == 5
-    return list(LogEntry.objects.filter(project=project).order_by("created_at"))
+    return LogEntryFactory.ingest(project=project, items=items)
 
 
 def log_ids_shown(response) -> list[int]:
@@ -71,11 +67,11 @@ def as_editor(client, editor):
 # --- the list ------------------------------------------------------------------------------------------
 
 
-def test_the_explorer_lists_logs_newest_first_with_first_message_and_reply(as_editor, logs):
+def test_the_explorer_lists_logs_newest_first_with_first_message_and_reply(as_editor, five_logs):
     response = as_editor.get(LOGS)
 
     assert response.status_code == 200
-    assert log_ids_shown(response) == [log.pk for log in reversed(logs)]
+    assert log_ids_shown(response) == [log.pk for log in reversed(five_logs)]
     html = response.content.decode()
     assert "東京の天気は？" in html and "晴れです" in html
     assert "claude-3-5-sonnet" in html
@@ -98,21 +94,21 @@ def test_the_explorer_lists_logs_newest_first_with_first_message_and_reply(as_ed
         ("model=gpt-4o&tag_none=french", [5, 1]),
     ],
 )
-def test_filters_in_the_url_narrow_the_table(as_editor, logs, query, expected):
+def test_filters_in_the_url_narrow_the_table(as_editor, five_logs, query, expected):
     response = as_editor.get(f"{LOGS}?{query}")
 
-    assert log_ids_shown(response) == [logs[n - 1].pk for n in expected]
+    assert log_ids_shown(response) == [five_logs[n - 1].pk for n in expected]
 
 
-def test_filters_by_dataset_membership(as_editor, project, logs):
-    dataset = Dataset.objects.create(project=project, name="golden")
-    DatasetEntry.objects.create(dataset=dataset, log=logs[1], messages=logs[1].messages)
+def test_filters_by_dataset_membership(as_editor, project, five_logs):
+    dataset = DatasetFactory(project=project)
+    DatasetEntryFactory(dataset=dataset, log=five_logs[1])
 
     inside = as_editor.get(f"{LOGS}?in_dataset={dataset.pk}")
     outside = as_editor.get(f"{LOGS}?not_in_dataset={dataset.pk}")
 
-    assert log_ids_shown(inside) == [logs[1].pk]
-    assert logs[1].pk not in log_ids_shown(outside) and len(log_ids_shown(outside)) == 4
+    assert log_ids_shown(inside) == [five_logs[1].pk]
+    assert five_logs[1].pk not in log_ids_shown(outside) and len(log_ids_shown(outside)) == 4
 
 
 @pytest.mark.parametrize(
@@ -125,7 +121,7 @@ def test_filters_by_dataset_membership(as_editor, project, logs):
         ("cursor=garbage", "Invalid cursor"),
     ],
 )
-def test_a_bad_filter_value_is_explained_in_the_filter_bar(as_editor, logs, query, message):
+def test_a_bad_filter_value_is_explained_in_the_filter_bar(as_editor, five_logs, query, message):
     response = as_editor.get(f"{LOGS}?{query}")
 
     assert response.status_code == 200
@@ -134,7 +130,7 @@ def test_a_bad_filter_value_is_explained_in_the_filter_bar(as_editor, logs, quer
     assert log_ids_shown(response) == []
 
 
-def test_a_filter_change_from_htmx_returns_the_table_and_its_errors_out_of_band(as_editor, logs):
+def test_a_filter_change_from_htmx_returns_the_table_and_its_errors_out_of_band(as_editor, five_logs):
     headers = {"HX-Request": "true", "HX-Target": "explorer-body", "HX-Trigger": "filters"}
 
     good = as_editor.get(f"{LOGS}?model=gpt-4o", headers=headers).content.decode()
@@ -146,7 +142,7 @@ def test_a_filter_change_from_htmx_returns_the_table_and_its_errors_out_of_band(
     assert "Max latency:" in bad
 
 
-def test_facets_count_models_statuses_and_tags_of_the_current_filter(as_editor, logs):
+def test_facets_count_models_statuses_and_tags_of_the_current_filter(as_editor, five_logs):
     response = as_editor.get(f"{LOGS}facets/?tag_none=french")
     found = response.context["facets"]
 
@@ -159,7 +155,7 @@ def test_facets_count_models_statuses_and_tags_of_the_current_filter(as_editor, 
     assert parse_qs(urlparse(math["url"]).query) == {"tag": ["math"], "tag_none": ["french"]}
 
 
-def test_a_facet_link_adds_its_value_to_the_filter_or_takes_it_away(as_editor, logs):
+def test_a_facet_link_adds_its_value_to_the_filter_or_takes_it_away(as_editor, five_logs):
     found = as_editor.get(f"{LOGS}facets/?tag=math&model=gpt-4o").context["facets"]
 
     math = next(f for f in found["tags"] if f["label"] == "math")
@@ -171,9 +167,11 @@ def test_a_facet_link_adds_its_value_to_the_filter_or_takes_it_away(as_editor, l
     assert not math["active"] and parse_qs(urlparse(math["url"]).query) == {"tag": ["hard,math"]}
 
 
-def test_over_the_cap_the_total_shows_a_plus_and_the_facets_count_the_newest_matches(as_editor, logs, monkeypatch):
+def test_over_the_cap_the_total_shows_a_plus_and_the_facets_count_the_newest_matches(
+    as_editor, five_logs, monkeypatch
+):
     monkeypatch.setattr(counts, "COUNT_CAP", 2)
-    newest = sorted(logs, key=lambda log: log.pk)[-3:]  # the window: the cap, and one more to know it is over
+    newest = sorted(five_logs, key=lambda log: log.pk)[-3:]  # the window: the cap, and one more to know it is over
 
     response = as_editor.get(f"{LOGS}facets/")
     found = response.context["facets"]
@@ -186,12 +184,12 @@ def test_over_the_cap_the_total_shows_a_plus_and_the_facets_count_the_newest_mat
     assert {f["value"]: f["count"].value for f in found["statuses"]} == dict(Counter(log.status for log in newest))
 
 
-def test_facets_that_take_too_long_say_so_instead_of_holding_the_database(as_editor, logs, postgres, monkeypatch):
+def test_facets_that_take_too_long_say_so_instead_of_holding_the_database(as_editor, five_logs, postgres, monkeypatch):
     slow_window = _window_counts
 
-    def slow(logs):
+    def slow(five_logs):
         fetch("SELECT pg_sleep(0.5)", [])
-        return slow_window(logs)
+        return slow_window(five_logs)
 
     monkeypatch.setattr(log_selectors, "FACETS_TIMEOUT_MS", 50)
     monkeypatch.setattr(log_selectors, "_window_counts", slow)
@@ -203,8 +201,8 @@ def test_facets_that_take_too_long_say_so_instead_of_holding_the_database(as_edi
     assert as_editor.get(LOGS).status_code == 200  # the connection is usable afterwards
 
 
-def test_the_filter_bar_suggests_the_projects_models_and_tags(as_editor, outsider, logs):
-    logs_ingest(project=outsider.projects.get(), items=[{"prompt": "p", "completion": "c", "model": "theirs-1"}])
+def test_the_filter_bar_suggests_the_projects_models_and_tags(as_editor, outsider, five_logs):
+    LogEntryFactory(project=outsider.projects.get(), model="theirs-1")
 
     context = as_editor.get(LOGS).context
 
@@ -212,7 +210,7 @@ def test_the_filter_bar_suggests_the_projects_models_and_tags(as_editor, outside
     assert context["tag_names"] == ["french", "hard", "math"]
 
 
-def test_pages_follow_a_keyset_cursor_in_the_url(as_editor, logs, monkeypatch):
+def test_pages_follow_a_keyset_cursor_in_the_url(as_editor, five_logs, monkeypatch):
     monkeypatch.setattr(explorer_views, "PAGE_SIZE", 2)
 
     first = as_editor.get(f"{LOGS}?model=gpt-4o,claude-3-5-sonnet")
@@ -221,14 +219,14 @@ def test_pages_follow_a_keyset_cursor_in_the_url(as_editor, logs, monkeypatch):
 
     assert "cursor=" in first.context["next_url"] and "model=" in first.context["next_url"]
     assert [log_ids_shown(r) for r in (first, second, third)] == [
-        [logs[4].pk, logs[3].pk],
-        [logs[2].pk, logs[1].pk],
-        [logs[0].pk],
+        [five_logs[4].pk, five_logs[3].pk],
+        [five_logs[2].pk, five_logs[1].pk],
+        [five_logs[0].pk],
     ]
     assert third.context["next_url"] is None
 
 
-def test_the_list_costs_the_same_queries_for_few_and_many_logs(as_editor, project, logs):
+def test_the_list_costs_the_same_queries_for_few_and_many_logs(as_editor, project, five_logs):
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:
             assert as_editor.get(LOGS).status_code == 200
@@ -242,8 +240,7 @@ def test_the_list_costs_the_same_queries_for_few_and_many_logs(as_editor, projec
 
 
 def test_the_project_switcher_lists_only_the_users_projects(client, project, owner, outsider):
-    second = Project.objects.create(slug="second", name="Second")
-    Membership.objects.create(project=second, user=owner, role=Role.VIEWER)
+    MembershipFactory(project=ProjectFactory(slug="second"), user=owner, role=Role.VIEWER)
     client.force_login(owner)
 
     html = client.get(LOGS).content.decode()
@@ -255,19 +252,19 @@ def test_the_project_switcher_lists_only_the_users_projects(client, project, own
 # --- saved views ---------------------------------------------------------------------------------------
 
 
-def test_a_saved_view_keeps_the_filter_and_opens_it_again(as_editor, project, logs):
+def test_a_saved_view_keeps_the_filter_and_opens_it_again(as_editor, project, five_logs):
     response = as_editor.post(f"{LOGS}views/new", {"name": "Math in prod", "query": "tag=math&metadata=env:prod&q="})
 
     view = SavedView.objects.get(project=project)
     assert (view.name, view.query) == ("Math in prod", "tag=math&metadata=env%3Aprod")
     assert response.url == f"{LOGS}?tag=math&metadata=env%3Aprod"
     page = as_editor.get(response.url)
-    assert log_ids_shown(page) == [logs[0].pk]
+    assert log_ids_shown(page) == [five_logs[0].pk]
     assert '<li class="active">' in page.content.decode()
 
 
-def test_a_saved_view_needs_a_free_name_and_a_working_filter(as_editor, project, logs):
-    SavedView.objects.create(project=project, name="mine", query="tag=math")
+def test_a_saved_view_needs_a_free_name_and_a_working_filter(as_editor, project, five_logs):
+    SavedViewFactory(project=project, name="mine")
 
     as_editor.post(f"{LOGS}views/new", {"name": "mine", "query": "tag=hard"})
     as_editor.post(f"{LOGS}views/new", {"name": "broken", "query": "min_tokens=x"})
@@ -280,7 +277,7 @@ def test_a_saved_view_needs_a_free_name_and_a_working_filter(as_editor, project,
 # --- bulk actions --------------------------------------------------------------------------------------
 
 
-def test_the_preview_names_the_exact_count_even_above_the_display_cap(as_editor, logs, monkeypatch):
+def test_the_preview_names_the_exact_count_even_above_the_display_cap(as_editor, five_logs, monkeypatch):
     monkeypatch.setattr(counts, "COUNT_CAP", 2)
 
     response = as_editor.get(
@@ -293,8 +290,8 @@ def test_the_preview_names_the_exact_count_even_above_the_display_cap(as_editor,
     assert not Tag.objects.filter(name="seen").exists()  # nothing happens before the confirmation
 
 
-def test_tagging_a_selection_tags_only_those_logs(as_editor, project, logs, editor):
-    chosen = [logs[0].pk, logs[3].pk]
+def test_tagging_a_selection_tags_only_those_logs(as_editor, project, five_logs, editor):
+    chosen = [five_logs[0].pk, five_logs[3].pk]
 
     response = as_editor.post(
         f"{LOGS}bulk/run",
@@ -305,24 +302,24 @@ def test_tagging_a_selection_tags_only_those_logs(as_editor, project, logs, edit
     assert response.status_code == 200
     assert response["HX-Trigger"] == "logtune:logs-changed"
     assert "Tagged 2 logs with reviewed, good." in response.content.decode()
-    assert [("reviewed" in tag_names(log)) for log in logs] == [True, False, False, True, False]
+    assert [("reviewed" in tag_names(log)) for log in five_logs] == [True, False, False, True, False]
     event = AuditEvent.objects.exclude(action__startswith="key.").get(project=project)
     assert (event.action, event.count, event.actor) == ("logs.tag_add", 4, editor)
 
 
-def test_tagging_all_matching_a_small_filter_runs_at_once_and_names_the_filter(as_editor, project, logs):
+def test_tagging_all_matching_a_small_filter_runs_at_once_and_names_the_filter(as_editor, project, five_logs):
     as_editor.post(
         f"{LOGS}bulk/run",
         {"action": "tag_add", "scope": "matching", "tags": "gpt", "filter": "model=gpt-4o", "expected": 3},
     )
 
-    assert [("gpt" in tag_names(log)) for log in logs] == [True, True, False, False, True]
+    assert [("gpt" in tag_names(log)) for log in five_logs] == [True, True, False, False, True]
     assert not BulkJob.objects.exists()
     event = AuditEvent.objects.exclude(action__startswith="key.").get(project=project)
     assert (event.action, event.count, event.query) == ("logs.tag_add", 3, "model=gpt-4o")
 
 
-def test_tagging_all_matching_above_the_inline_limit_runs_as_a_job(as_editor, project, logs, monkeypatch):
+def test_tagging_all_matching_above_the_inline_limit_runs_as_a_job(as_editor, project, five_logs, monkeypatch):
     monkeypatch.setattr(bulk, "INLINE_LIMIT", 3)
 
     response = as_editor.post(
@@ -335,18 +332,18 @@ def test_tagging_all_matching_above_the_inline_limit_runs_as_a_job(as_editor, pr
     assert (job.action, job.total, job.query, job.status) == ("tag_add", 4, "tag_none=french", JobStatus.QUEUED)
     html = response.content.decode()
     assert 'hx-swap-oob="afterbegin:#jobs"' in html and f"/logs/bulk/jobs/{job.pk}/?polling=1" in html
-    assert not any("later" in tag_names(log) for log in logs)  # the worker does it
+    assert not any("later" in tag_names(log) for log in five_logs)  # the worker does it
 
     bulk_job_run(job_id=job.pk)
 
     panel = as_editor.get(f"{LOGS}bulk/jobs/{job.pk}/?polling=1")
     assert 'value="1.000"' in panel.content.decode() and "Succeeded" in panel.content.decode()
     assert panel["HX-Trigger"] == "logtune:logs-changed"
-    assert [("later" in tag_names(log)) for log in logs] == [True, False, True, True, True]
+    assert [("later" in tag_names(log)) for log in five_logs] == [True, False, True, True, True]
     assert AuditEvent.objects.exclude(action__startswith="key.").get(project=project).query == "tag_none=french"
 
 
-def test_a_count_that_changed_since_the_preview_asks_again_and_changes_nothing(as_editor, logs):
+def test_a_count_that_changed_since_the_preview_asks_again_and_changes_nothing(as_editor, five_logs):
     response = as_editor.post(
         f"{LOGS}bulk/run",
         {"action": "delete", "scope": "matching", "filter": "model=gpt-4o", "expected": 2},
@@ -359,13 +356,13 @@ def test_a_count_that_changed_since_the_preview_asks_again_and_changes_nothing(a
     assert LogEntry.objects.count() == 5
 
 
-def test_an_action_needs_a_reviewed_count(as_editor, logs):
+def test_an_action_needs_a_reviewed_count(as_editor, five_logs):
     as_editor.post(f"{LOGS}bulk/run", {"action": "delete", "scope": "matching", "filter": ""})
 
     assert LogEntry.objects.count() == 5
 
 
-def test_deleting_all_matching_records_who_what_filter_and_how_many(client, owner, project, logs):
+def test_deleting_all_matching_records_who_what_filter_and_how_many(client, owner, project, five_logs):
     client.force_login(owner)
     preview = client.get(f"{LOGS}bulk/", {"action": "delete", "scope": "matching", "filter": "tag=math"})
     assert "Delete 2 logs matching this filter. None of them is in a dataset. This cannot be undone." in (
@@ -378,7 +375,7 @@ def test_deleting_all_matching_records_who_what_filter_and_how_many(client, owne
     )
 
     assert response.url == f"{LOGS}?tag=math"
-    assert set(LogEntry.objects.values_list("pk", flat=True)) == {logs[1].pk, logs[3].pk, logs[4].pk}
+    assert set(LogEntry.objects.values_list("pk", flat=True)) == {five_logs[1].pk, five_logs[3].pk, five_logs[4].pk}
     event = AuditEvent.objects.exclude(action__startswith="key.").get(project=project)
     assert (event.action, event.actor, event.query, event.count) == ("logs.delete", owner, "tag=math", 2)
     audit = client.get("/p/acme/audit/").content.decode()
@@ -386,15 +383,14 @@ def test_deleting_all_matching_records_who_what_filter_and_how_many(client, owne
 
 
 def test_the_delete_confirmation_says_how_many_logs_are_in_datasets_and_the_entries_say_who_deleted_them(
-    as_editor, project, logs
+    as_editor, project, five_logs
 ):
-    dataset = Dataset.objects.create(project=project, name="Kept copies")
-    copied = [DatasetEntry.objects.create(dataset=dataset, log=log, messages=log.messages) for log in logs[:2]]
-    other = Dataset.objects.create(project=project, name="Other")
-    DatasetEntry.objects.create(dataset=other, log=logs[0], messages=logs[0].messages)  # in two datasets: one log
+    dataset = DatasetFactory(project=project, name="Kept copies")
+    copied = [DatasetEntryFactory(dataset=dataset, log=log) for log in five_logs[:2]]
+    DatasetEntryFactory(dataset__project=project, log=five_logs[0])  # in two datasets: one log
 
     matching = as_editor.get(f"{LOGS}bulk/", {"action": "delete", "scope": "matching", "filter": ""})
-    selected = as_editor.get(f"{LOGS}bulk/", {"action": "delete", "scope": "selected", "ids": [logs[1].pk]})
+    selected = as_editor.get(f"{LOGS}bulk/", {"action": "delete", "scope": "selected", "ids": [five_logs[1].pk]})
     as_editor.post(f"{LOGS}bulk/run", {"action": "delete", "scope": "matching", "filter": "", "expected": 5})
 
     assert (
@@ -406,16 +402,19 @@ def test_the_delete_confirmation_says_how_many_logs_are_in_datasets_and_the_entr
     page = as_editor.get(f"/p/acme/datasets/{dataset.pk}/entries/{copied[0].pk}/").content.decode()
     entry = DatasetEntry.objects.get(pk=copied[0].pk)
     when = entry.source_deleted_at.strftime("%Y-%m-%d %H:%M")
-    assert f"Source log #{logs[0].pk} deleted on {when} by bob" in page
+    assert f"Source log #{five_logs[0].pk} deleted on {when} by bob" in page
     assert "imported, no source log" not in page
     listing = as_editor.get(f"/p/acme/datasets/{dataset.pk}/").content.decode()
-    assert f"source log #{logs[0].pk} deleted</span>" in listing and f"source log #{logs[1].pk} deleted" in listing
+    assert (
+        f"source log #{five_logs[0].pk} deleted</span>" in listing
+        and f"source log #{five_logs[1].pk} deleted" in listing
+    )
     stats = as_editor.get(f"/p/acme/datasets/{dataset.pk}/stats").content.decode()
     assert "0 imported · 2 whose log was deleted" in stats
 
 
-def test_deleting_one_log_from_its_page_asks_first_then_returns_to_the_list(as_editor, logs):
-    target = logs[2]
+def test_deleting_one_log_from_its_page_asks_first_then_returns_to_the_list(as_editor, five_logs):
+    target = five_logs[2]
     confirm = as_editor.get(
         f"{LOGS}bulk/", {"action": "delete", "scope": "selected", "ids": target.pk, "next": f"{LOGS}?tag=math"}
     )
@@ -432,33 +431,33 @@ def test_deleting_one_log_from_its_page_asks_first_then_returns_to_the_list(as_e
     assert not LogEntry.objects.filter(pk=target.pk).exists()
 
 
-def test_an_outside_next_url_is_not_followed(as_editor, logs):
+def test_an_outside_next_url_is_not_followed(as_editor, five_logs):
     response = as_editor.post(
         f"{LOGS}bulk/run",
-        {"action": "tag_add", "scope": "selected", "ids": logs[0].pk, "tags": "x", "expected": 1,
+        {"action": "tag_add", "scope": "selected", "ids": five_logs[0].pk, "tags": "x", "expected": 1,
          "next": "https://evil.example/p/acme/"},
     )  # fmt: skip
 
     assert response.url == LOGS
 
 
-def test_a_selection_goes_into_a_new_dataset_named_on_the_spot(as_editor, project, logs):
+def test_a_selection_goes_into_a_new_dataset_named_on_the_spot(as_editor, project, five_logs):
     as_editor.post(
         f"{LOGS}bulk/run",
-        {"action": "dataset_add", "scope": "selected", "ids": [logs[0].pk, logs[1].pk], "dataset": "new",
+        {"action": "dataset_add", "scope": "selected", "ids": [five_logs[0].pk, five_logs[1].pk], "dataset": "new",
          "new_dataset": "golden", "expected": 2},
     )  # fmt: skip
 
     dataset = Dataset.objects.get(project=project, name="golden")
     assert set(DatasetEntry.objects.filter(dataset=dataset).values_list("log_id", flat=True)) == {
-        logs[0].pk,
-        logs[1].pk,
+        five_logs[0].pk,
+        five_logs[1].pk,
     }
 
 
-def test_all_matching_go_into_an_existing_dataset_once(as_editor, project, logs):
-    dataset = Dataset.objects.create(project=project, name="math set")
-    DatasetEntry.objects.create(dataset=dataset, log=logs[0], messages=logs[0].messages)
+def test_all_matching_go_into_an_existing_dataset_once(as_editor, project, five_logs):
+    dataset = DatasetFactory(project=project, name="math set")
+    DatasetEntryFactory(dataset=dataset, log=five_logs[0])
 
     response = as_editor.post(
         f"{LOGS}bulk/run",
@@ -479,7 +478,7 @@ def test_all_matching_go_into_an_existing_dataset_once(as_editor, project, logs)
         ({"action": "delete", "scope": "matching", "filter": "min_tokens=x"}, "min_tokens"),
     ],
 )
-def test_a_bad_bulk_request_is_explained(as_editor, logs, fields, message):
+def test_a_bad_bulk_request_is_explained(as_editor, five_logs, fields, message):
     response = as_editor.get(f"{LOGS}bulk/", fields, headers={"HX-Request": "true"})
 
     assert response.status_code == 200
@@ -521,10 +520,10 @@ def test_the_detail_page_renders_tool_calls_tool_results_and_images_as_links(as_
     assert '<div class="turn role-tool">' in html and "18°C, sunny" in html
 
 
-def test_the_detail_page_steps_to_newer_and_older_logs_of_the_filter(as_editor, logs):
-    page = as_editor.get(f"{LOGS}{logs[2].pk}/?tag=math")
+def test_the_detail_page_steps_to_newer_and_older_logs_of_the_filter(as_editor, five_logs):
+    page = as_editor.get(f"{LOGS}{five_logs[2].pk}/?tag=math")
 
-    assert page.context["older_url"] == f"{LOGS}{logs[0].pk}/?tag=math"
+    assert page.context["older_url"] == f"{LOGS}{five_logs[0].pk}/?tag=math"
     assert page.context["newer_url"] is None
     assert page.context["back_url"] == f"{LOGS}?tag=math"
 
@@ -548,9 +547,8 @@ def test_a_script_in_a_message_is_shown_as_text_and_javascript_links_are_dropped
     assert ">click me</a>" in conversation and ">ok</a>" in conversation
 
 
-def test_a_log_of_another_project_is_not_found(as_editor, outsider, logs):
-    logs_ingest(project=outsider.projects.get(), items=[{"prompt": "theirs", "completion": "c"}])
-    theirs = LogEntry.objects.get(metadata={}, search_text__contains="theirs")
+def test_a_log_of_another_project_is_not_found(as_editor, outsider, five_logs):
+    theirs = LogEntryFactory(project=outsider.projects.get())
 
     assert as_editor.get(f"{LOGS}{theirs.pk}/").status_code == 404
 
@@ -558,13 +556,13 @@ def test_a_log_of_another_project_is_not_found(as_editor, outsider, logs):
 # --- tags page -----------------------------------------------------------------------------------------
 
 
-def test_the_tags_page_lists_tags_with_their_log_counts(as_editor, logs):
+def test_the_tags_page_lists_tags_with_their_log_counts(as_editor, five_logs):
     tags = as_editor.get("/p/acme/tags/").context["tags"]
 
     assert [(tag.name, str(count)) for tag, count in tags] == [("french", "1"), ("hard", "1"), ("math", "2")]
 
 
-def test_a_tag_is_renamed_and_recoloured(as_editor, project, logs):
+def test_a_tag_is_renamed_and_recoloured(as_editor, project, five_logs):
     tag = Tag.objects.get(project=project, name="math")
 
     as_editor.post(f"/p/acme/tags/{tag.pk}/edit", {"name": "maths", "color": "#ff8800"})
@@ -580,7 +578,7 @@ def test_a_tag_is_renamed_and_recoloured(as_editor, project, logs):
     )
 
 
-def test_a_rename_to_a_taken_name_is_refused_with_a_message(as_editor, project, logs):
+def test_a_rename_to_a_taken_name_is_refused_with_a_message(as_editor, project, five_logs):
     tag = Tag.objects.get(project=project, name="math")
 
     response = as_editor.post(f"/p/acme/tags/{tag.pk}/edit", {"name": "hard", "color": "#000000"}, follow=True)
@@ -589,22 +587,21 @@ def test_a_rename_to_a_taken_name_is_refused_with_a_message(as_editor, project, 
     assert "already exists: merge into it instead" in response.content.decode()
 
 
-def test_merging_moves_the_logs_and_deleting_keeps_them(as_editor, project, logs):
+def test_merging_moves_the_logs_and_deleting_keeps_them(as_editor, project, five_logs):
     math, hard, french = (Tag.objects.get(project=project, name=n) for n in ("math", "hard", "french"))
 
     as_editor.post(f"/p/acme/tags/{hard.pk}/merge", {"into": math.pk})
     as_editor.post(f"/p/acme/tags/{french.pk}/delete")
 
     assert set(Tag.objects.filter(project=project).values_list("name", flat=True)) == {"math"}
-    assert [tag_names(log) for log in logs] == [{"math"}, set(), {"math"}, set(), set()]
+    assert [tag_names(log) for log in five_logs] == [{"math"}, set(), {"math"}, set(), set()]
     assert LogEntry.objects.count() == 5
     events = dict(AuditEvent.objects.values_list("action", "count"))
     assert events == {"tag.merge": 0, "tag.delete": 1}
 
 
-def test_a_tag_cannot_be_merged_into_a_tag_of_another_project(as_editor, project, outsider, logs):
-    logs_ingest(project=outsider.projects.get(), items=[{"prompt": "p", "completion": "c", "tags": ["theirs"]}])
-    theirs = Tag.objects.get(name="theirs")
+def test_a_tag_cannot_be_merged_into_a_tag_of_another_project(as_editor, project, outsider, five_logs):
+    theirs = TagFactory(project=outsider.projects.get())
     math = Tag.objects.get(project=project, name="math")
 
     response = as_editor.post(f"/p/acme/tags/{math.pk}/merge", {"into": theirs.pk})
@@ -623,7 +620,7 @@ def writes(project) -> list[tuple[str, dict]]:
     log = LogEntry.objects.filter(project=project).first()
     tag = Tag.objects.get(project=project, name="math")
     other = Tag.objects.get(project=project, name="hard")
-    view = SavedView.objects.create(project=project, name="v", query="tag=math")
+    view = SavedViewFactory(project=project, name="v")
     return [
         (f"{LOGS}bulk/run", {"action": "tag_add", "scope": "selected", "ids": log.pk, "tags": "x", "expected": 1}),
         (f"{LOGS}bulk/run", {"action": "delete", "scope": "matching", "filter": "", "expected": 5}),
@@ -635,9 +632,9 @@ def writes(project) -> list[tuple[str, dict]]:
     ]
 
 
-def test_a_viewer_reads_everything_but_changes_nothing(client, viewer, project, logs):
+def test_a_viewer_reads_everything_but_changes_nothing(client, viewer, project, five_logs):
     client.force_login(viewer)
-    log = logs[0]
+    log = five_logs[0]
 
     for url in [*READ_PAGES, f"{LOGS}{log.pk}/"]:
         assert client.get(url).status_code == 200, url
@@ -651,11 +648,11 @@ def test_a_viewer_reads_everything_but_changes_nothing(client, viewer, project, 
     assert SavedView.objects.count() == 1
 
 
-def test_an_outsider_gets_not_found_on_every_page(client, outsider, project, logs):
+def test_an_outsider_gets_not_found_on_every_page(client, outsider, project, five_logs):
     client.force_login(outsider)
     job = BulkJob.objects.create(project=project, action="delete", total=1)
 
-    for url in [*READ_PAGES, f"{LOGS}{logs[0].pk}/", f"{LOGS}bulk/?action=delete&scope=matching",
+    for url in [*READ_PAGES, f"{LOGS}{five_logs[0].pk}/", f"{LOGS}bulk/?action=delete&scope=matching",
                 f"{LOGS}bulk/jobs/{job.pk}/", "/p/acme/audit/"]:  # fmt: skip
         assert client.get(url).status_code == 404, url
     for url, data in writes(project):

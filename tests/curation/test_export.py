@@ -12,6 +12,7 @@ from curation.datasets.export import export_preview, export_stream, snapshot_bui
 from curation.datasets.export import services as export_service
 from curation.datasets.export import snapshots as snapshot_service
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot
+from tests.factories import DatasetEntryFactory, DatasetFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -56,17 +57,19 @@ def export_lines(dataset: Dataset, format: str, split: str | None = None) -> tup
 
 
 @pytest.fixture
-def dataset(project):
-    return Dataset.objects.create(project=project, name="Weather bot")
+def weather_bot(project) -> Dataset:
+    """The dataset named Weather bot, empty: each test adds the entries it exports."""
+    return DatasetFactory(project=project, name="Weather bot")
 
 
 @pytest.fixture
-def weather(dataset):
-    return DatasetEntry.objects.create(dataset=dataset, messages=WEATHER, tools=TOOLS)
+def weather(weather_bot) -> DatasetEntry:
+    """The WEATHER conversation with its TOOLS, in the Weather bot dataset."""
+    return DatasetEntryFactory(dataset=weather_bot, messages=WEATHER, tools=TOOLS)
 
 
-def test_openai_keeps_tool_calls_images_and_weights(dataset, weather):
-    lines, report = export_lines(dataset, "openai")
+def test_openai_keeps_tool_calls_images_and_weights(weather_bot, weather):
+    lines, report = export_lines(weather_bot, "openai")
 
     assert lines == [line({"messages": WEATHER, "tools": TOOLS})]
     assert report == {
@@ -74,16 +77,16 @@ def test_openai_keeps_tool_calls_images_and_weights(dataset, weather):
     }  # fmt: skip
 
 
-def test_openai_leaves_tools_out_when_there_are_none(dataset):
-    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "hi"}])
+def test_openai_leaves_tools_out_when_there_are_none(weather_bot):
+    DatasetEntryFactory(dataset=weather_bot, messages=[{"role": "user", "content": "hi"}])
 
-    lines, _ = export_lines(dataset, "openai")
+    lines, _ = export_lines(weather_bot, "openai")
 
     assert lines == ['{"messages":[{"role":"user","content":"hi"}]}']
 
 
-def test_sharegpt_turns_tool_calls_into_function_call_and_observation_turns(dataset, weather):
-    lines, report = export_lines(dataset, "sharegpt")
+def test_sharegpt_turns_tool_calls_into_function_call_and_observation_turns(weather_bot, weather):
+    lines, report = export_lines(weather_bot, "sharegpt")
 
     conversations = [
         {"from": "system", "value": "You are a weather bot."},
@@ -97,8 +100,8 @@ def test_sharegpt_turns_tool_calls_into_function_call_and_observation_turns(data
     assert report["rows_written"] == 1
 
 
-def test_alpaca_puts_the_turns_between_instruction_and_output_into_input(dataset, weather):
-    lines, report = export_lines(dataset, "alpaca")
+def test_alpaca_puts_the_turns_between_instruction_and_output_into_input(weather_bot, weather):
+    lines, report = export_lines(weather_bot, "alpaca")
 
     assert lines == [
         line(
@@ -119,8 +122,8 @@ def test_alpaca_puts_the_turns_between_instruction_and_output_into_input(dataset
     }
 
 
-def test_prompt_completion_renders_the_conversation_before_the_last_reply_as_labelled_text(dataset, weather):
-    lines, report = export_lines(dataset, "prompt_completion")
+def test_prompt_completion_renders_the_conversation_before_the_last_reply_as_labelled_text(weather_bot, weather):
+    lines, report = export_lines(weather_bot, "prompt_completion")
 
     prompt = (
         "System: You are a weather bot.\n\nUser: What is the weather where this was taken?\n\n"
@@ -136,8 +139,8 @@ def test_prompt_completion_renders_the_conversation_before_the_last_reply_as_lab
     }
 
 
-def test_parquet_holds_one_row_per_entry_with_messages_and_tools_as_json(dataset, weather, tmp_path):
-    export = export_stream(dataset=dataset, format="parquet")
+def test_parquet_holds_one_row_per_entry_with_messages_and_tools_as_json(weather_bot, weather, tmp_path):
+    export = export_stream(dataset=weather_bot, format="parquet")
     path = tmp_path / export.filename
     path.write_bytes(b"".join(export.chunks))
 
@@ -156,9 +159,9 @@ def test_parquet_holds_one_row_per_entry_with_messages_and_tools_as_json(dataset
     assert export.report.is_lossless
 
 
-def test_a_multi_turn_chat_in_alpaca_counts_its_extra_turns(dataset):
-    DatasetEntry.objects.create(
-        dataset=dataset,
+def test_a_multi_turn_chat_in_alpaca_counts_its_extra_turns(weather_bot):
+    DatasetEntryFactory(
+        dataset=weather_bot,
         messages=[
             {"role": "user", "content": "Hi"},
             {"role": "assistant", "content": "Hello!"},
@@ -166,11 +169,11 @@ def test_a_multi_turn_chat_in_alpaca_counts_its_extra_turns(dataset):
             {"role": "assistant", "content": "4"},
         ],
     )
-    DatasetEntry.objects.create(
-        dataset=dataset, messages=[{"role": "user", "content": "3+3?"}, {"role": "assistant", "content": "6"}]
+    DatasetEntryFactory(
+        dataset=weather_bot, messages=[{"role": "user", "content": "3+3?"}, {"role": "assistant", "content": "6"}]
     )
 
-    lines, report = export_lines(dataset, "alpaca")
+    lines, report = export_lines(weather_bot, "alpaca")
 
     assert lines == [
         line({"instruction": "Hi", "input": "Assistant: Hello!\n\nUser: 2+2?", "output": "4"}),
@@ -179,24 +182,24 @@ def test_a_multi_turn_chat_in_alpaca_counts_its_extra_turns(dataset):
     assert report["losses"] == {"extra turns merged into input": 1}
 
 
-def test_a_conversation_without_reply_is_skipped_and_counted(dataset):
-    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "anyone?"}])
-    DatasetEntry.objects.create(
-        dataset=dataset, messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+def test_a_conversation_without_reply_is_skipped_and_counted(weather_bot):
+    DatasetEntryFactory(dataset=weather_bot, messages=[{"role": "user", "content": "anyone?"}])
+    DatasetEntryFactory(
+        dataset=weather_bot, messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
     )
 
     for format in ("sharegpt", "alpaca", "prompt_completion"):
-        lines, report = export_lines(dataset, format)
+        lines, report = export_lines(weather_bot, format)
 
         assert len(lines) == 1, format
         assert (report["rows_read"], report["rows_skipped"]) == (2, 1)
         assert report["losses"] == {"no assistant reply: skipped": 1}
 
 
-def test_sharegpt_merges_parallel_tool_results_and_lists_parallel_calls(dataset):
+def test_sharegpt_merges_parallel_tool_results_and_lists_parallel_calls(weather_bot):
     second = {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}
-    DatasetEntry.objects.create(
-        dataset=dataset,
+    DatasetEntryFactory(
+        dataset=weather_bot,
         messages=[
             {"role": "user", "content": "Paris and Rome?"},
             {"role": "assistant", "content": "Checking both.", "tool_calls": [CALL, second]},
@@ -207,7 +210,7 @@ def test_sharegpt_merges_parallel_tool_results_and_lists_parallel_calls(dataset)
         ],
     )
 
-    lines, report = export_lines(dataset, "sharegpt")
+    lines, report = export_lines(weather_bot, "sharegpt")
 
     calls = '[{"name":"get_weather","arguments":{"city":"Paris"}},{"name":"get_weather","arguments":{"city":"Rome"}}]'
     assert json.loads(lines[0])["conversations"] == [
@@ -223,58 +226,57 @@ def test_sharegpt_merges_parallel_tool_results_and_lists_parallel_calls(dataset)
     }
 
 
-def test_files_and_audio_the_text_formats_cannot_hold_are_counted(dataset):
+def test_files_and_audio_the_text_formats_cannot_hold_are_counted(weather_bot):
     parts = [
         {"type": "text", "text": "Summarise these"},
         {"type": "file", "file": {"file_id": "file-1"}},
         {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
     ]
-    DatasetEntry.objects.create(
-        dataset=dataset, messages=[{"role": "user", "content": parts}, {"role": "assistant", "content": "Done."}]
+    DatasetEntryFactory(
+        dataset=weather_bot, messages=[{"role": "user", "content": parts}, {"role": "assistant", "content": "Done."}]
     )
 
-    lines, report = export_lines(dataset, "sharegpt")
+    lines, report = export_lines(weather_bot, "sharegpt")
 
     assert json.loads(lines[0])["conversations"][0] == {"from": "human", "value": "Summarise these"}
     assert report["losses"] == {"audio dropped": 1, "files dropped": 1}
 
 
-def test_the_split_filter_exports_one_split_and_no_filter_all_in_id_order(dataset):
+def test_the_split_filter_exports_one_split_and_no_filter_all_in_id_order(weather_bot):
     for index in range(6):
-        DatasetEntry.objects.create(
-            dataset=dataset,
+        DatasetEntryFactory(
+            dataset=weather_bot,
             messages=[{"role": "user", "content": f"q{index}"}],
             split="validation" if index in (1, 2, 4) else "train",
         )
 
-    validation, _ = export_lines(dataset, "openai", split="validation")
-    everything, _ = export_lines(dataset, "openai")
+    validation, _ = export_lines(weather_bot, "openai", split="validation")
+    everything, _ = export_lines(weather_bot, "openai")
 
     assert [json.loads(row)["messages"][0]["content"] for row in validation] == ["q1", "q2", "q4"]
     assert [json.loads(row)["messages"][0]["content"] for row in everything] == [f"q{i}" for i in range(6)]
 
 
-def test_an_entry_of_another_dataset_is_never_exported(project, dataset):
-    other = Dataset.objects.create(project=project, name="other")
-    DatasetEntry.objects.create(dataset=other, messages=[{"role": "user", "content": "not mine"}])
+def test_an_entry_of_another_dataset_is_never_exported(project, weather_bot):
+    DatasetEntryFactory(dataset__project=project, messages=[{"role": "user", "content": "not mine"}])
 
-    lines, _ = export_lines(dataset, "openai")
+    lines, _ = export_lines(weather_bot, "openai")
 
     assert lines == []
 
 
 @pytest.mark.parametrize("format", ["openai", "sharegpt", "alpaca", "prompt_completion"])
-def test_streaming_in_small_batches_gives_the_same_bytes_as_one_batch(dataset, weather, monkeypatch, format):
+def test_streaming_in_small_batches_gives_the_same_bytes_as_one_batch(weather_bot, weather, monkeypatch, format):
     for index in range(6):
-        DatasetEntry.objects.create(
-            dataset=dataset,
+        DatasetEntryFactory(
+            dataset=weather_bot,
             messages=[{"role": "user", "content": f"q{index}"}, {"role": "assistant", "content": f"a{index}"}],
             split="validation" if index % 3 == 0 else "train",
         )
-    whole = list(export_stream(dataset=dataset, format=format).chunks)
+    whole = list(export_stream(dataset=weather_bot, format=format).chunks)
     monkeypatch.setattr(export_service, "BATCH_SIZE", 2)
 
-    batched = export_stream(dataset=dataset, format=format)
+    batched = export_stream(dataset=weather_bot, format=format)
     chunks = list(batched.chunks)
 
     assert len(whole) == 1 and len(chunks) == 4
@@ -282,13 +284,13 @@ def test_streaming_in_small_batches_gives_the_same_bytes_as_one_batch(dataset, w
     assert batched.report.rows_read == 7
 
 
-def test_parquet_in_small_batches_writes_a_row_group_per_batch(dataset, monkeypatch, tmp_path):
+def test_parquet_in_small_batches_writes_a_row_group_per_batch(weather_bot, monkeypatch, tmp_path):
     for index in range(5):
-        DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": f"q{index}"}])
+        DatasetEntryFactory(dataset=weather_bot, messages=[{"role": "user", "content": f"q{index}"}])
     monkeypatch.setattr(export_service, "BATCH_SIZE", 2)
 
     path = tmp_path / "out.parquet"
-    path.write_bytes(b"".join(export_stream(dataset=dataset, format="parquet").chunks))
+    path.write_bytes(b"".join(export_stream(dataset=weather_bot, format="parquet").chunks))
 
     parquet = pq.ParquetFile(path)
     assert parquet.metadata.num_row_groups == 3
@@ -297,11 +299,11 @@ def test_parquet_in_small_batches_writes_a_row_group_per_batch(dataset, monkeypa
     ]
 
 
-def test_the_preview_counts_losses_without_writing(dataset, weather):
-    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "anyone?"}])
+def test_the_preview_counts_losses_without_writing(weather_bot, weather):
+    DatasetEntryFactory(dataset=weather_bot, messages=[{"role": "user", "content": "anyone?"}])
 
-    alpaca = export_preview(dataset=dataset, format="alpaca").as_dict()
-    openai = export_preview(dataset=dataset, format="openai").as_dict()
+    alpaca = export_preview(dataset=weather_bot, format="alpaca").as_dict()
+    openai = export_preview(dataset=weather_bot, format="openai").as_dict()
 
     assert (alpaca["rows_read"], alpaca["rows_written"]) == (2, 1)
     assert alpaca["losses"]["no assistant reply: skipped"] == 1
@@ -309,32 +311,32 @@ def test_the_preview_counts_losses_without_writing(dataset, weather):
     assert (openai["rows_read"], openai["rows_written"], openai["losses"]) == (2, 2, {})
 
 
-def test_the_preview_agrees_with_the_export(dataset, weather):
-    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "a"}])
+def test_the_preview_agrees_with_the_export(weather_bot, weather):
+    DatasetEntryFactory(dataset=weather_bot, messages=[{"role": "user", "content": "a"}])
 
     for format in ("sharegpt", "alpaca", "prompt_completion"):
-        _, exported = export_lines(dataset, format)
+        _, exported = export_lines(weather_bot, format)
 
-        assert export_preview(dataset=dataset, format=format).as_dict() == {**exported, "rows_total": 2}
+        assert export_preview(dataset=weather_bot, format=format).as_dict() == {**exported, "rows_total": 2}
 
 
-def test_a_preview_of_a_large_dataset_reads_only_its_first_entries(dataset, weather):
+def test_a_preview_of_a_large_dataset_reads_only_its_first_entries(weather_bot, weather):
     for _ in range(2):
-        DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "a"}])
+        DatasetEntryFactory(dataset=weather_bot, messages=[{"role": "user", "content": "a"}])
 
-    report = export_preview(dataset=dataset, format="sharegpt", limit=1)
+    report = export_preview(dataset=weather_bot, format="sharegpt", limit=1)
 
     assert (report.rows_read, report.rows_total) == (1, 3)
     assert report.losses == {"images dropped": 1, "message weights dropped": 1}
 
 
-def test_an_unknown_format_or_split_is_refused_by_name(dataset):
+def test_an_unknown_format_or_split_is_refused_by_name(weather_bot):
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError) as bad_format:
-        export_stream(dataset=dataset, format="csv")
+        export_stream(dataset=weather_bot, format="csv")
     with pytest.raises(ValidationError) as bad_split:
-        export_stream(dataset=dataset, format="openai", split="test")
+        export_stream(dataset=weather_bot, format="openai", split="test")
 
     assert "format" in bad_format.value.message_dict
     assert "split" in bad_split.value.message_dict
@@ -343,19 +345,14 @@ def test_an_unknown_format_or_split_is_refused_by_name(dataset):
 # --- snapshots ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
-def test_a_snapshot_is_hashed_counted_and_audited(dataset, weather, owner):
-    validation = DatasetEntry.objects.create(
-        dataset=dataset, messages=[{"role": "user", "content": "q"}], split="validation"
+def test_a_snapshot_is_hashed_counted_and_audited(weather_bot, weather, owner):
+    validation = DatasetEntryFactory(
+        dataset=weather_bot, messages=[{"role": "user", "content": "q"}], split="validation"
     )
-    dataset.split_seed, dataset.validation_ratio = 7, 0.5
-    dataset.save()
+    weather_bot.split_seed, weather_bot.validation_ratio = 7, 0.5
+    weather_bot.save()
 
-    snapshot = snapshot_create(dataset=dataset, created_by=owner)
+    snapshot = snapshot_create(dataset=weather_bot, created_by=owner)
 
     content = snapshot.file.open("rb").read()
     assert snapshot.sha256 == hashlib.sha256(content).hexdigest()
@@ -369,25 +366,25 @@ def test_a_snapshot_is_hashed_counted_and_audited(dataset, weather, owner):
     assert (event.count, event.actor, event.detail["sha256"]) == (2, owner, snapshot.sha256)
 
 
-def test_the_same_content_gives_the_same_hash_and_an_edit_a_new_one(dataset, weather):
-    first = snapshot_create(dataset=dataset)
-    second = snapshot_create(dataset=dataset)
+def test_the_same_content_gives_the_same_hash_and_an_edit_a_new_one(weather_bot, weather):
+    first = snapshot_create(dataset=weather_bot)
+    second = snapshot_create(dataset=weather_bot)
     DatasetEntry.objects.filter(pk=weather.pk).update(split="validation")
-    third = snapshot_create(dataset=dataset)
+    third = snapshot_create(dataset=weather_bot)
 
     assert first.sha256 == second.sha256 != third.sha256
     assert first.file.name != second.file.name  # each snapshot keeps its own file
-    assert DatasetSnapshot.objects.filter(dataset=dataset).count() == 3
+    assert DatasetSnapshot.objects.filter(dataset=weather_bot).count() == 3
 
 
-def test_a_failed_snapshot_keeps_its_error_and_leaves_no_file(dataset, weather, monkeypatch, settings):
+def test_a_failed_snapshot_keeps_its_error_and_leaves_no_file(weather_bot, weather, monkeypatch, settings):
     def fail(**kwargs):
         raise RuntimeError("database down")
 
     monkeypatch.setattr(snapshot_service, "audit_record", fail)
 
     with pytest.raises(RuntimeError):
-        snapshot_create(dataset=dataset)
+        snapshot_create(dataset=weather_bot)
 
     assert list((settings.MEDIA_ROOT / "snapshots").rglob("*.jsonl")) == []
     snapshot = DatasetSnapshot.objects.get()
@@ -400,8 +397,8 @@ def test_a_failed_snapshot_keeps_its_error_and_leaves_no_file(dataset, weather, 
     assert not AuditEvent.objects.filter(action="dataset.snapshot").exists()
 
 
-def test_a_finished_snapshot_is_not_written_again(dataset, weather):
-    snapshot = snapshot_create(dataset=dataset)
+def test_a_finished_snapshot_is_not_written_again(weather_bot, weather):
+    snapshot = snapshot_create(dataset=weather_bot)
     DatasetEntry.objects.filter(pk=weather.pk).update(split="validation")
 
     again = snapshot_build(snapshot_id=snapshot.pk)
@@ -412,7 +409,7 @@ def test_a_finished_snapshot_is_not_written_again(dataset, weather):
 # --- the command ----------------------------------------------------------------------------------
 
 
-def test_the_command_writes_a_file_and_reports_what_was_lost(dataset, weather, tmp_path):
+def test_the_command_writes_a_file_and_reports_what_was_lost(weather_bot, weather, tmp_path):
     out = io.StringIO()
     target = tmp_path / "weather.jsonl"
 
@@ -429,22 +426,22 @@ def test_the_command_writes_a_file_and_reports_what_was_lost(dataset, weather, t
     assert (event.count, event.detail["format"], event.detail["via"]) == (1, "alpaca", "cli")
 
 
-def test_the_command_finds_a_dataset_by_id_and_writes_one_split_to_stdout(dataset, weather, capsysbinary):
-    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "v"}], split="validation")
+def test_the_command_finds_a_dataset_by_id_and_writes_one_split_to_stdout(weather_bot, weather, capsysbinary):
+    DatasetEntryFactory(dataset=weather_bot, messages=[{"role": "user", "content": "v"}], split="validation")
 
-    call_command("export_dataset", str(dataset.pk), project="acme", split="validation", output="-")
+    call_command("export_dataset", str(weather_bot.pk), project="acme", split="validation", output="-")
 
     captured = capsysbinary.readouterr()
     assert captured.out == b'{"messages":[{"role":"user","content":"v"}]}\n'
     assert b"1 of 1 rows written as openai." in captured.err
 
 
-def test_the_command_freezes_a_snapshot(dataset, weather):
+def test_the_command_freezes_a_snapshot(weather_bot, weather):
     out = io.StringIO()
 
     call_command("export_dataset", "Weather bot", project="acme", snapshot=True, no_progress=True, stdout=out)
 
-    snapshot = DatasetSnapshot.objects.get(dataset=dataset)
+    snapshot = DatasetSnapshot.objects.get(dataset=weather_bot)
     assert f"sha256 {snapshot.sha256}" in out.getvalue()
     assert snapshot.rows_total == 1
 

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from curation.datasets.export import snapshots
-from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot
+from curation.models import AuditEvent, Dataset, DatasetSnapshot, Split
+from tests.factories import DatasetEntryFactory, DatasetFactory, DatasetSnapshotFactory
 from tests.waiting import wait_until_finished
 
 # The export URLs on top of the project's own, whether or not the root URLconf includes them yet.
@@ -15,16 +16,12 @@ pytestmark = pytest.mark.django_db
 CHAT = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 @pytest.fixture
-def dataset(project):
-    dataset = Dataset.objects.create(project=project, name="Math")
-    DatasetEntry.objects.create(dataset=dataset, messages=CHAT)
-    DatasetEntry.objects.create(dataset=dataset, messages=[{"role": "user", "content": "hi"}], split="validation")
+def dataset_with_split(project) -> Dataset:
+    """Math: one sum to train on, and an unanswered greeting held out for validation."""
+    dataset = DatasetFactory(project=project, name="Math")
+    DatasetEntryFactory(dataset=dataset, messages=CHAT)
+    DatasetEntryFactory(dataset=dataset, messages=[{"role": "user", "content": "hi"}], split=Split.VALIDATION)
     return dataset
 
 
@@ -32,8 +29,10 @@ def body(response) -> bytes:
     return b"".join(response.streaming_content)
 
 
-def test_an_editor_downloads_an_export_and_it_is_audited(client_for, editor, dataset):
-    response = client_for(editor).get(f"/api/v1/datasets/{dataset.pk}/export?project=acme&format=openai&split=train")
+def test_an_editor_downloads_an_export_and_it_is_audited(client_for, editor, dataset_with_split):
+    response = client_for(editor).get(
+        f"/api/v1/datasets/{dataset_with_split.pk}/export?project=acme&format=openai&split=train"
+    )
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/x-ndjson"
@@ -44,27 +43,27 @@ def test_an_editor_downloads_an_export_and_it_is_audited(client_for, editor, dat
     assert (event.detail["format"], event.detail["split"]) == ("openai", "train")
 
 
-def test_a_viewer_reads_the_dataset_but_may_not_take_it_out(client_for, viewer, dataset):
+def test_a_viewer_reads_the_dataset_but_may_not_take_it_out(client_for, viewer, dataset_with_split):
     client = client_for(viewer)
 
-    export = client.get(f"/api/v1/datasets/{dataset.pk}/export?project=acme")
-    preview = client.get(f"/api/v1/datasets/{dataset.pk}/export/preview?project=acme&format=openai")
+    export = client.get(f"/api/v1/datasets/{dataset_with_split.pk}/export?project=acme")
+    preview = client.get(f"/api/v1/datasets/{dataset_with_split.pk}/export/preview?project=acme&format=openai")
 
     assert export.status_code == 403 and "editor role" in export.json()["detail"]
     assert preview.status_code == 200
     assert not AuditEvent.objects.filter(action="dataset.export").exists()
 
 
-def test_an_api_key_exports_every_split_as_openai_by_default(key_client, dataset):
-    response = key_client.get(f"/api/v1/datasets/{dataset.pk}/export")
+def test_an_api_key_exports_every_split_as_openai_by_default(key_client, dataset_with_split):
+    response = key_client.get(f"/api/v1/datasets/{dataset_with_split.pk}/export")
 
     assert response.status_code == 200
     assert len(body(response).splitlines()) == 2
     assert AuditEvent.objects.get(action="dataset.export").detail["split"] == "all"
 
 
-def test_a_parquet_export_is_named_and_typed_as_parquet(key_client, dataset):
-    response = key_client.get(f"/api/v1/datasets/{dataset.pk}/export?format=parquet")
+def test_a_parquet_export_is_named_and_typed_as_parquet(key_client, dataset_with_split):
+    response = key_client.get(f"/api/v1/datasets/{dataset_with_split.pk}/export?format=parquet")
 
     assert response["Content-Type"] == "application/vnd.apache.parquet"
     assert body(response)[:4] == b"PAR1"
@@ -74,27 +73,29 @@ def test_a_parquet_export_is_named_and_typed_as_parquet(key_client, dataset):
     ("query", "field"),
     [("format=csv", "format"), ("split=test", "split"), ("formt=alpaca", "formt")],
 )
-def test_a_bad_parameter_is_a_400_naming_it(key_client, dataset, query, field):
-    response = key_client.get(f"/api/v1/datasets/{dataset.pk}/export?{query}")
+def test_a_bad_parameter_is_a_400_naming_it(key_client, dataset_with_split, query, field):
+    response = key_client.get(f"/api/v1/datasets/{dataset_with_split.pk}/export?{query}")
 
     assert response.status_code == 400
     assert field in response.json()
     assert not AuditEvent.objects.filter(action="dataset.export").exists()
 
 
-def test_an_outsider_gets_404_for_the_project_and_for_its_dataset(client_for, outsider, dataset):
+def test_an_outsider_gets_404_for_the_project_and_for_its_dataset(client_for, outsider, dataset_with_split):
     client = client_for(outsider)
 
-    through_project = client.get(f"/api/v1/datasets/{dataset.pk}/export?project=acme")
-    through_own_project = client.get(f"/api/v1/datasets/{dataset.pk}/export?project=other")
-    snapshots = client.get(f"/api/v1/datasets/{dataset.pk}/snapshots?project=other")
+    through_project = client.get(f"/api/v1/datasets/{dataset_with_split.pk}/export?project=acme")
+    through_own_project = client.get(f"/api/v1/datasets/{dataset_with_split.pk}/export?project=other")
+    snapshots = client.get(f"/api/v1/datasets/{dataset_with_split.pk}/snapshots?project=other")
 
     assert (through_project.status_code, through_own_project.status_code, snapshots.status_code) == (404, 404, 404)
     assert not AuditEvent.objects.filter(action="dataset.export").exists()
 
 
-def test_the_preview_reports_what_alpaca_would_lose(client_for, viewer, dataset):
-    response = client_for(viewer).get(f"/api/v1/datasets/{dataset.pk}/export/preview?project=acme&format=alpaca")
+def test_the_preview_reports_what_alpaca_would_lose(client_for, viewer, dataset_with_split):
+    response = client_for(viewer).get(
+        f"/api/v1/datasets/{dataset_with_split.pk}/export/preview?project=acme&format=alpaca"
+    )
 
     assert response.status_code == 200
     assert response.json() == {
@@ -108,8 +109,8 @@ def test_the_preview_reports_what_alpaca_would_lose(client_for, viewer, dataset)
     }
 
 
-def test_a_viewer_cannot_snapshot_but_an_editor_can(client_for, viewer, editor, dataset):
-    url = f"/api/v1/datasets/{dataset.pk}/snapshots?project=acme"
+def test_a_viewer_cannot_snapshot_but_an_editor_can(client_for, viewer, editor, dataset_with_split):
+    url = f"/api/v1/datasets/{dataset_with_split.pk}/snapshots?project=acme"
 
     refused = client_for(viewer).post(url)
     created = client_for(editor).post(url)
@@ -122,10 +123,10 @@ def test_a_viewer_cannot_snapshot_but_an_editor_can(client_for, viewer, editor, 
     assert snapshot.created_by == editor
 
 
-def test_a_snapshot_downloads_as_the_file_its_hash_was_computed_on(client_for, editor, viewer, dataset):
-    created = client_for(editor).post(f"/api/v1/datasets/{dataset.pk}/snapshots?project=acme").json()
+def test_a_snapshot_downloads_as_the_file_its_hash_was_computed_on(client_for, editor, viewer, dataset_with_split):
+    created = client_for(editor).post(f"/api/v1/datasets/{dataset_with_split.pk}/snapshots?project=acme").json()
 
-    listing = client_for(viewer).get(f"/api/v1/datasets/{dataset.pk}/snapshots?project=acme").json()
+    listing = client_for(viewer).get(f"/api/v1/datasets/{dataset_with_split.pk}/snapshots?project=acme").json()
     refused = client_for(viewer).get(created["download_url"])
     download = client_for(editor).get(created["download_url"])
 
@@ -139,8 +140,10 @@ def test_a_snapshot_downloads_as_the_file_its_hash_was_computed_on(client_for, e
     assert (event.actor, event.count, event.detail["sha256"]) == (editor, 2, created["sha256"])
 
 
-def test_an_outsider_cannot_download_a_snapshot_of_another_project(client_for, outsider, key_client, dataset):
-    created = key_client.post(f"/api/v1/datasets/{dataset.pk}/snapshots").json()
+def test_an_outsider_cannot_download_a_snapshot_of_another_project(
+    client_for, outsider, key_client, dataset_with_split
+):
+    created = key_client.post(f"/api/v1/datasets/{dataset_with_split.pk}/snapshots").json()
 
     response = client_for(outsider).get(f"/api/v1/snapshots/{created['id']}/download?project=other")
 
@@ -148,11 +151,11 @@ def test_an_outsider_cannot_download_a_snapshot_of_another_project(client_for, o
 
 
 def test_a_large_dataset_is_frozen_by_a_worker_and_polled_until_it_succeeds(
-    celery_worker, key_client, dataset, monkeypatch
+    celery_worker, key_client, dataset_with_split, monkeypatch
 ):
     monkeypatch.setattr(snapshots, "INLINE_LIMIT", 1)
 
-    queued = key_client.post(f"/api/v1/datasets/{dataset.pk}/snapshots")
+    queued = key_client.post(f"/api/v1/datasets/{dataset_with_split.pk}/snapshots")
 
     assert queued.status_code == 202, queued.content
     assert (queued.json()["status"], queued.json()["rows_total"], queued.json()["download_url"]) == ("queued", 2, None)
@@ -165,10 +168,8 @@ def test_a_large_dataset_is_frozen_by_a_worker_and_polled_until_it_succeeds(
     assert AuditEvent.objects.get(action="dataset.snapshot").api_key is not None
 
 
-def test_a_snapshot_still_being_written_cannot_be_downloaded(key_client, dataset):
-    snapshot = DatasetSnapshot.objects.create(
-        project=dataset.project, dataset=dataset, status="running", rows_total=4, rows_done=1
-    )
+def test_a_snapshot_still_being_written_cannot_be_downloaded(key_client, dataset_with_split):
+    snapshot = DatasetSnapshotFactory(dataset=dataset_with_split, status="running", rows_total=4, rows_done=1)
 
     response = key_client.get(f"/api/v1/snapshots/{snapshot.pk}/download")
 

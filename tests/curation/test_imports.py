@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from curation.logs.imports import run
 from curation.logs.imports.run import import_job_claim, import_job_run
 from curation.logs.imports.services import import_job_create, import_job_create_local, import_jobs_reap
-from curation.models import Dataset, ImportJob, ImportLineError, JobStatus, LogEntry
+from curation.models import ImportJob, ImportLineError, JobStatus, LogEntry
 from tests.curation.samples import anthropic_log, openai_log
 from tests.faults.processes import wait_for
 from tests.waiting import wait_until_finished
@@ -240,8 +240,7 @@ def test_the_api_refuses_a_file_that_is_not_jsonl_naming_the_field(key_client, c
 
 
 @not_jsonl
-def test_the_upload_forms_refuse_a_file_that_is_not_jsonl(client, editor, project, content, reason):
-    dataset = Dataset.objects.create(project=project, name="Math")
+def test_the_upload_forms_refuse_a_file_that_is_not_jsonl(client, editor, dataset, content, reason):
     client.force_login(editor)
 
     for path in ("/p/acme/imports/upload", f"/p/acme/datasets/{dataset.pk}/imports/upload"):
@@ -324,8 +323,7 @@ def test_the_cli_shows_the_counts_and_exits_with_the_reason_when_nothing_was_sto
 
 
 @pytest.mark.django_db
-def test_a_training_file_of_only_bad_lines_fails_on_the_dataset_too(project, client, editor):
-    dataset = Dataset.objects.create(project=project, name="Math")
+def test_a_training_file_of_only_bad_lines_fails_on_the_dataset_too(dataset, client, editor):
     client.force_login(editor)
     upload = SimpleUploadedFile("train.jsonl", jsonl([{"messages": [{"role": "bot", "content": "x"}]}]))
     client.post(f"/p/acme/datasets/{dataset.pk}/imports/upload", {"file": upload})
@@ -371,9 +369,8 @@ def stored_uploads(media) -> list[str]:
 
 
 def test_an_upload_is_deleted_once_imported_or_failed_by_a_real_worker_and_the_report_kept(
-    celery_worker, key_client, project, settings, tmp_path
+    celery_worker, key_client, project, media
 ):
-    settings.MEDIA_ROOT = tmp_path / "media"
     good = key_client.post("/api/v1/imports", {"file": SimpleUploadedFile("good.jsonl", mixed_file())})
     bad = key_client.post(
         "/api/v1/imports", {"file": SimpleUploadedFile("bad.jsonl.gz", gzip.compress(bad_lines_file()))}
@@ -388,7 +385,7 @@ def test_an_upload_is_deleted_once_imported_or_failed_by_a_real_worker_and_the_r
 
     assert (succeeded.status, failed.status) == (JobStatus.SUCCEEDED, JobStatus.FAILED)
     assert not succeeded.file and not failed.file
-    assert stored_uploads(settings.MEDIA_ROOT) == []
+    assert stored_uploads(media) == []
     report = key_client.get(f"/api/v1/imports/{failed.pk}/errors")
     assert len(list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode())))) == 1 + 4
 
@@ -398,8 +395,7 @@ def upload_job(project, content: bytes = b'{"prompt": "p", "completion": "c"}\n'
 
 
 @pytest.mark.django_db
-def test_an_import_the_reaper_requeues_keeps_its_upload_and_one_it_fails_loses_it(project, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
+def test_an_import_the_reaper_requeues_keeps_its_upload_and_one_it_fails_loses_it(project, media, settings):
     settings.LOGTUNE_IMPORT_HEARTBEAT_TIMEOUT_S = 0
     settings.LOGTUNE_IMPORT_MAX_ATTEMPTS = 2
     job = upload_job(project)
@@ -407,22 +403,21 @@ def test_an_import_the_reaper_requeues_keeps_its_upload_and_one_it_fails_loses_i
 
     assert import_jobs_reap() == 1  # re-queued, to resume: it needs its file
     job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and job.file and stored_uploads(settings.MEDIA_ROOT) == [job.file.name]
+    assert job.status == JobStatus.QUEUED and job.file and stored_uploads(media) == [job.file.name]
 
     assert import_job_claim(job_id=job.pk, worker="gone-again@host")
     assert import_jobs_reap() == 1  # its last attempt: failed for good
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "at most 2" in job.error
-    assert not job.file and stored_uploads(settings.MEDIA_ROOT) == []
+    assert not job.file and stored_uploads(media) == []
 
 
 @pytest.mark.django_db
 def test_the_reaper_sends_no_import_whose_upload_is_gone_and_deletes_those_left_by_finished_ones(
-    project, settings, tmp_path, monkeypatch
+    project, media, monkeypatch
 ):
     from curation.logs.imports.tasks import import_logs_run
 
-    settings.MEDIA_ROOT = tmp_path / "media"
     sent: list[int] = []
     monkeypatch.setattr(import_logs_run, "delay", sent.append)
     lost, waiting, finished, done = upload_job(project), upload_job(project), upload_job(project), upload_job(project)
@@ -439,17 +434,15 @@ def test_the_reaper_sends_no_import_whose_upload_is_gone_and_deletes_those_left_
     assert lost.status == JobStatus.FAILED and not lost.file
     assert lost.error == f"The uploaded file is gone from storage ({lost.source_name}): upload it again."
     assert not ImportJob.objects.get(pk=finished.pk).file and not ImportJob.objects.get(pk=done.pk).file
-    assert stored_uploads(settings.MEDIA_ROOT) == [ImportJob.objects.get(pk=waiting.pk).file.name]
+    assert stored_uploads(media) == [ImportJob.objects.get(pk=waiting.pk).file.name]
 
 
 @pytest.mark.django_db
 def test_uploads_past_the_projects_pending_bytes_are_refused_naming_the_limit(
-    key_client, client, editor, project, settings, tmp_path
+    key_client, client, editor, dataset, settings, tmp_path
 ):
-    settings.MEDIA_ROOT = tmp_path / "media"
     content = jsonl([{"prompt": f"p{i}", "completion": "c"} for i in range(20)])
     settings.LOGTUNE_MAX_PENDING_IMPORT_BYTES = 2 * len(content) + 10
-    dataset = Dataset.objects.create(project=project, name="Math")
     client.force_login(editor)
 
     def api_upload():

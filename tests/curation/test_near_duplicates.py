@@ -11,14 +11,11 @@ from curation.datasets.dedup.services import (
     dataset_keep_one_per_cluster,
     dataset_near_duplicates,
     embedding_job_create,
-    text_hash,
-    vector_bytes,
-    vector_from_bytes,
 )
 from curation.datasets.dedup.tasks import dataset_embed_task
 from curation.datasets.services import dataset_create, dataset_entries_ingest, entry_update
 from curation.models import AuditEvent, Dataset, DatasetEntry, EmbeddingJob, EntryEmbedding, JobStatus
-from curation.text.embeddings import DIMENSION, text_of_conversation
+from curation.text.embeddings import DIMENSION, text_hash, text_of_conversation, vector_bytes, vector_from_bytes
 from tests.waiting import wait_until_finished
 
 ANSWER = "Open Settings, then Security, and choose Reset password."

@@ -4,7 +4,7 @@ quiet on clean ones."""
 import pytest
 
 from curation.datasets import validation
-from curation.datasets.services import dataset_create, est_tokens
+from curation.datasets.services import est_tokens
 from curation.datasets.validation import (
     DUPLICATE_EXACT,
     DUPLICATE_NORMALISED,
@@ -22,13 +22,15 @@ from curation.datasets.validation import (
     fold,
 )
 from curation.models import Dataset, DatasetEntry, Split
+from tests.factories import DatasetFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def dataset(project) -> Dataset:
-    return dataset_create(project=project, name="Checks")
+def crafted_dataset(project) -> Dataset:
+    """Checks: empty; each test adds the crafted entries it checks (`add`)."""
+    return DatasetFactory(project=project, name="Checks")
 
 
 def qa(question: str, answer: str = "Fine.") -> list[dict]:
@@ -46,12 +48,12 @@ def add(
 
 
 @pytest.fixture
-def clean(dataset) -> list[int]:
+def clean(crafted_dataset) -> list[int]:
     return [
-        add(dataset, qa("What is 2 + 2?", "4")),
-        add(dataset, [{"role": "system", "content": "Be brief."}, *qa("Capital of France?", "Paris.")]),
+        add(crafted_dataset, qa("What is 2 + 2?", "4")),
+        add(crafted_dataset, [{"role": "system", "content": "Be brief."}, *qa("Capital of France?", "Paris.")]),
         add(
-            dataset,
+            crafted_dataset,
             [
                 {"role": "user", "content": "Weather in Paris?"},
                 {
@@ -70,13 +72,13 @@ def clean(dataset) -> list[int]:
             ],
         ),
         add(
-            dataset,
+            crafted_dataset,
             [
                 {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
                 {"role": "assistant", "content": [{"type": "text", "text": "A cat."}]},
             ],
         ),
-        add(dataset, qa("Translate 'hello'", "Bonjour"), split=Split.VALIDATION),
+        add(crafted_dataset, qa("Translate 'hello'", "Bonjour"), split=Split.VALIDATION),
     ]
 
 
@@ -91,8 +93,8 @@ def ids_of(report: validation.ValidationReport, code: str) -> list[int]:
     return finding.entry_ids
 
 
-def test_a_clean_dataset_only_warns_that_it_is_small(dataset, clean):
-    report = dataset_validate(dataset=dataset)
+def test_a_clean_dataset_only_warns_that_it_is_small(crafted_dataset, clean):
+    report = dataset_validate(dataset=crafted_dataset)
 
     assert codes(report) == {FEW_EXAMPLES}
     assert report.ok
@@ -100,41 +102,41 @@ def test_a_clean_dataset_only_warns_that_it_is_small(dataset, clean):
     assert "valid roles" in report.passed and "no train/validation overlap" in report.passed
 
 
-def test_an_entry_that_does_not_end_with_an_assistant_turn_is_an_error(dataset, clean):
-    unanswered = add(dataset, [{"role": "user", "content": "Hello?"}])
-    tool_last = add(dataset, [*qa("a"), {"role": "tool", "tool_call_id": "x", "content": "y"}])
-    empty = add(dataset, [])
+def test_an_entry_that_does_not_end_with_an_assistant_turn_is_an_error(crafted_dataset, clean):
+    unanswered = add(crafted_dataset, [{"role": "user", "content": "Hello?"}])
+    tool_last = add(crafted_dataset, [*qa("a"), {"role": "tool", "tool_call_id": "x", "content": "y"}])
+    empty = add(crafted_dataset, [])
 
-    report = dataset_validate(dataset=dataset)
+    report = dataset_validate(dataset=crafted_dataset)
 
     assert ids_of(report, LAST_NOT_ASSISTANT) == [unanswered, tool_last, empty]
     assert report.get(LAST_NOT_ASSISTANT).severity == ERROR
     assert not report.ok
 
 
-def test_unknown_roles_and_non_messages_are_errors(dataset, clean):
-    robot = add(dataset, [{"role": "robot", "content": "beep"}, {"role": "assistant", "content": "ok"}])
-    developer = add(dataset, [{"role": "developer", "content": "x"}, {"role": "assistant", "content": "ok"}])
-    not_a_message = add(dataset, ["hello", {"role": "assistant", "content": "ok"}])
+def test_unknown_roles_and_non_messages_are_errors(crafted_dataset, clean):
+    robot = add(crafted_dataset, [{"role": "robot", "content": "beep"}, {"role": "assistant", "content": "ok"}])
+    developer = add(crafted_dataset, [{"role": "developer", "content": "x"}, {"role": "assistant", "content": "ok"}])
+    not_a_message = add(crafted_dataset, ["hello", {"role": "assistant", "content": "ok"}])
 
-    assert ids_of(dataset_validate(dataset=dataset), INVALID_ROLE) == [robot, developer, not_a_message]
+    assert ids_of(dataset_validate(dataset=crafted_dataset), INVALID_ROLE) == [robot, developer, not_a_message]
 
 
-def test_empty_messages_are_errors_but_a_tool_call_without_text_is_not(dataset, clean):
-    blank = add(dataset, qa("   \n"))
-    null_answer = add(dataset, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None}])
-    empty_parts = add(dataset, [{"role": "user", "content": [{"type": "text", "text": " "}]}, *qa("x")[1:]])
+def test_empty_messages_are_errors_but_a_tool_call_without_text_is_not(crafted_dataset, clean):
+    blank = add(crafted_dataset, qa("   \n"))
+    null_answer = add(crafted_dataset, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None}])
+    empty_parts = add(crafted_dataset, [{"role": "user", "content": [{"type": "text", "text": " "}]}, *qa("x")[1:]])
     refusal = add(
-        dataset, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None, "refusal": "No."}]
+        crafted_dataset, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None, "refusal": "No."}]
     )
 
-    report = dataset_validate(dataset=dataset)
+    report = dataset_validate(dataset=crafted_dataset)
 
     assert ids_of(report, EMPTY_MESSAGE) == [blank, null_answer, empty_parts]
     assert refusal not in report.get(EMPTY_MESSAGE).entry_ids
 
 
-def test_tool_call_arguments_that_are_not_json_are_errors(dataset, clean):
+def test_tool_call_arguments_that_are_not_json_are_errors(crafted_dataset, clean):
     def call(arguments: object) -> list[dict]:
         calls = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": arguments}}]
         return [
@@ -144,109 +146,115 @@ def test_tool_call_arguments_that_are_not_json_are_errors(dataset, clean):
             {"role": "assistant", "content": "done"},
         ]
 
-    unquoted = add(dataset, call("{city: Paris}"))
-    cut_off = add(dataset, call('{"city": "Par'))
-    not_a_string = add(dataset, call({"city": "Paris"}))
-    add(dataset, call("[]"))
+    unquoted = add(crafted_dataset, call("{city: Paris}"))
+    cut_off = add(crafted_dataset, call('{"city": "Par'))
+    not_a_string = add(crafted_dataset, call({"city": "Paris"}))
+    add(crafted_dataset, call("[]"))
 
-    assert ids_of(dataset_validate(dataset=dataset), TOOL_ARGUMENTS) == [unquoted, cut_off, not_a_string]
+    assert ids_of(dataset_validate(dataset=crafted_dataset), TOOL_ARGUMENTS) == [unquoted, cut_off, not_a_string]
 
 
-def test_entries_over_the_chosen_max_tokens_are_errors(dataset, clean):
-    add(dataset, qa("x" * 400), tokens=est_tokens("x" * 400))  # exactly at the limit
-    over = add(dataset, qa("x" * 404), tokens=est_tokens("x" * 401))
+def test_entries_over_the_chosen_max_tokens_are_errors(crafted_dataset, clean):
+    add(crafted_dataset, qa("x" * 400), tokens=est_tokens("x" * 400))  # exactly at the limit
+    over = add(crafted_dataset, qa("x" * 404), tokens=est_tokens("x" * 401))
 
-    report = dataset_validate(dataset=dataset, max_tokens=100)
+    report = dataset_validate(dataset=crafted_dataset, max_tokens=100)
 
     assert ids_of(report, TOO_LONG) == [over]
     assert "100 tokens" in report.get(TOO_LONG).message
-    assert TOO_LONG not in codes(dataset_validate(dataset=dataset, max_tokens=1000))
+    assert TOO_LONG not in codes(dataset_validate(dataset=crafted_dataset, max_tokens=1000))
 
 
-def test_an_exact_duplicate_names_the_later_copies(dataset, clean):
-    copy = add(dataset, qa("What is 2 + 2?", "4"))
-    second_copy = add(dataset, qa("What is 2 + 2?", "4"))
-    add(dataset, qa("What is 2 + 2?", "4"), tools=[{"type": "function", "function": {"name": "calc"}}])
+def test_an_exact_duplicate_names_the_later_copies(crafted_dataset, clean):
+    copy = add(crafted_dataset, qa("What is 2 + 2?", "4"))
+    second_copy = add(crafted_dataset, qa("What is 2 + 2?", "4"))
+    add(crafted_dataset, qa("What is 2 + 2?", "4"), tools=[{"type": "function", "function": {"name": "calc"}}])
 
-    report = dataset_validate(dataset=dataset)
+    report = dataset_validate(dataset=crafted_dataset)
 
     assert ids_of(report, DUPLICATE_EXACT) == [copy, second_copy]
     assert report.get(DUPLICATE_EXACT).severity == WARNING
 
 
-def test_a_duplicate_up_to_case_whitespace_and_punctuation_is_a_normalised_duplicate(dataset, clean):
-    shouted = add(dataset, qa("WHAT is 2 + 2", "4."))
-    spaced = add(dataset, qa("What  is\n2+2 ?", "4"))
-    accented = add(dataset, qa("Ça va ?", "Très bien !"))
-    accented_copy = add(dataset, qa("ÇA VA", "très  bien"))
+def test_a_duplicate_up_to_case_whitespace_and_punctuation_is_a_normalised_duplicate(crafted_dataset, clean):
+    shouted = add(crafted_dataset, qa("WHAT is 2 + 2", "4."))
+    spaced = add(crafted_dataset, qa("What  is\n2+2 ?", "4"))
+    accented = add(crafted_dataset, qa("Ça va ?", "Très bien !"))
+    accented_copy = add(crafted_dataset, qa("ÇA VA", "très  bien"))
     add(
-        dataset, [{"role": "system", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4"}]
+        crafted_dataset, [{"role": "system", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4"}]
     )  # role differs
-    held_out_copy = add(dataset, qa("translate HELLO", "bonjour"), split=Split.VALIDATION)
+    held_out_copy = add(crafted_dataset, qa("translate HELLO", "bonjour"), split=Split.VALIDATION)
 
-    report = dataset_validate(dataset=dataset)
+    report = dataset_validate(dataset=crafted_dataset)
 
     assert ids_of(report, DUPLICATE_NORMALISED) == [shouted, spaced, accented_copy, held_out_copy]
     assert DUPLICATE_EXACT not in codes(report)
     assert accented not in report.get(DUPLICATE_NORMALISED).entry_ids
 
 
-def test_a_validation_entry_also_in_train_is_an_overlap_whichever_comes_first(dataset, clean):
-    leaked = add(dataset, qa("what is 2+2", "4"), split=Split.VALIDATION)  # the first clean entry, normalised
-    first_in_validation = add(dataset, qa("Name a colour.", "Blue."), split=Split.VALIDATION)
-    add(dataset, qa("name a colour", "blue"))  # its train twin comes later
-    add(dataset, qa("Translate 'hello'!", "Bonjour"), split=Split.VALIDATION)  # validation twice: no overlap
+def test_a_validation_entry_also_in_train_is_an_overlap_whichever_comes_first(crafted_dataset, clean):
+    leaked = add(crafted_dataset, qa("what is 2+2", "4"), split=Split.VALIDATION)  # the first clean entry, normalised
+    first_in_validation = add(crafted_dataset, qa("Name a colour.", "Blue."), split=Split.VALIDATION)
+    add(crafted_dataset, qa("name a colour", "blue"))  # its train twin comes later
+    add(crafted_dataset, qa("Translate 'hello'!", "Bonjour"), split=Split.VALIDATION)  # validation twice: no overlap
 
-    report = dataset_validate(dataset=dataset)
+    report = dataset_validate(dataset=crafted_dataset)
 
     assert ids_of(report, SPLIT_OVERLAP) == [leaked, first_in_validation]
     assert report.get(SPLIT_OVERLAP).severity == ERROR
 
 
-def test_two_hundred_training_examples_are_enough(dataset):
+def test_two_hundred_training_examples_are_enough(crafted_dataset):
     DatasetEntry.objects.bulk_create(
-        [DatasetEntry(dataset=dataset, messages=qa(f"question {i}"), turns=2, est_tokens=3) for i in range(199)]
-        + [DatasetEntry(dataset=dataset, messages=qa(f"held out {i}"), split=Split.VALIDATION) for i in range(20)]
+        [
+            DatasetEntry(dataset=crafted_dataset, messages=qa(f"question {i}"), turns=2, est_tokens=3)
+            for i in range(199)
+        ]
+        + [
+            DatasetEntry(dataset=crafted_dataset, messages=qa(f"held out {i}"), split=Split.VALIDATION)
+            for i in range(20)
+        ]
     )
-    assert dataset_validate(dataset=dataset).get(FEW_EXAMPLES).count == 199
+    assert dataset_validate(dataset=crafted_dataset).get(FEW_EXAMPLES).count == 199
 
-    add(dataset, qa("one more"))
+    add(crafted_dataset, qa("one more"))
 
-    assert FEW_EXAMPLES not in codes(dataset_validate(dataset=dataset))
+    assert FEW_EXAMPLES not in codes(dataset_validate(dataset=crafted_dataset))
 
 
-def test_an_empty_dataset_is_an_error_and_nothing_passes(dataset):
-    report = dataset_validate(dataset=dataset)
+def test_an_empty_dataset_is_an_error_and_nothing_passes(crafted_dataset):
+    report = dataset_validate(dataset=crafted_dataset)
 
     assert codes(report) == {EMPTY_DATASET}
     assert report.passed == []
 
 
-def test_a_finding_keeps_the_first_ids_and_counts_them_all(dataset, clean):
-    bad = [add(dataset, [{"role": "user", "content": f"q{i}"}]) for i in range(5)]
+def test_a_finding_keeps_the_first_ids_and_counts_them_all(crafted_dataset, clean):
+    bad = [add(crafted_dataset, [{"role": "user", "content": f"q{i}"}]) for i in range(5)]
 
-    finding = dataset_validate(dataset=dataset, cap=2).get(LAST_NOT_ASSISTANT)
+    finding = dataset_validate(dataset=crafted_dataset, cap=2).get(LAST_NOT_ASSISTANT)
 
     assert finding is not None
     assert (finding.entry_ids, finding.count, finding.truncated) == (bad[:2], 5, True)
 
 
-def test_errors_are_listed_before_warnings(dataset, clean):
-    add(dataset, qa("What is 2 + 2?", "4"))
-    add(dataset, [{"role": "user", "content": "open"}])
+def test_errors_are_listed_before_warnings(crafted_dataset, clean):
+    add(crafted_dataset, qa("What is 2 + 2?", "4"))
+    add(crafted_dataset, [{"role": "user", "content": "open"}])
 
-    severities = [finding.severity for finding in dataset_validate(dataset=dataset).findings]
+    severities = [finding.severity for finding in dataset_validate(dataset=crafted_dataset).findings]
 
     assert severities == sorted(severities, key=lambda severity: severity != ERROR)
     assert severities[0] == ERROR and severities[-1] == WARNING
 
 
-def test_the_checks_stream_in_batches_with_the_same_result(dataset, clean, monkeypatch):
-    add(dataset, qa("What is 2 + 2?", "4"))
-    whole = dataset_validate(dataset=dataset)
+def test_the_checks_stream_in_batches_with_the_same_result(crafted_dataset, clean, monkeypatch):
+    add(crafted_dataset, qa("What is 2 + 2?", "4"))
+    whole = dataset_validate(dataset=crafted_dataset)
     monkeypatch.setattr(validation, "BATCH", 2)
 
-    assert dataset_validate(dataset=dataset) == whole
+    assert dataset_validate(dataset=crafted_dataset) == whole
 
 
 def test_folding_ignores_case_whitespace_and_punctuation_but_not_words():

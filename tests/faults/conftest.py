@@ -9,14 +9,6 @@ import pytest
 from tests.faults.processes import PrivateRedis, Service
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path: Path) -> Path:
-    """One media folder for this test process, its app and its workers: uploads written by one are read by another."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.MEDIA_ROOT.mkdir()
-    return settings.MEDIA_ROOT
-
-
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     """Start a process for this test; all are stopped after it, and their logs printed (shown when it fails)."""

@@ -5,23 +5,16 @@ import pytest
 import redis
 from django.conf import settings
 
-from curation.models import Dataset, DatasetEntry
-from curation.projects.services import api_key_create
 from tests.faults.processes import free_port, post_json, service_env, wait_until_serving, web_command
 from training.finetunes.runner import finetune_reap
-from training.models import BaseModel, FineTuneJob, FineTuneStatus
+from training.models import FineTuneJob, FineTuneStatus
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-CHAT = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
-
 
 def test_a_fine_tune_submitted_while_the_broker_is_down_is_kept_and_sent_by_the_reaper(
-    redis_broker_url, project, spawn, tmp_path
+    redis_broker_url, dataset, base_model, api_key, spawn, tmp_path
 ):
-    dataset = Dataset.objects.create(project=project, name="Math")
-    DatasetEntry.objects.bulk_create(DatasetEntry(dataset=dataset, messages=CHAT, est_tokens=5) for _ in range(3))
-    BaseModel.objects.create(name="tiny", path="/models/tiny")
     nothing_there = f"redis://127.0.0.1:{free_port()}/0"
     port = free_port()
     web = spawn("web", web_command(port), service_env(tmp_path / "var", broker=nothing_there))
@@ -30,7 +23,7 @@ def test_a_fine_tune_submitted_while_the_broker_is_down_is_kept_and_sent_by_the_
     broker.delete("gpu")
 
     answer = post_json(f"http://127.0.0.1:{port}/api/v1/finetunes", {"dataset": dataset.pk, "base_model": "tiny"},
-                       api_key_create(project=project)[1])  # fmt: skip
+                       api_key)  # fmt: skip
 
     assert answer.status == 201, answer.body
     assert answer.seconds < 10

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from curation.models import Project, Role
-from curation.projects.services import api_key_create
+from tests.factories import ApiKeyFactory
 from tests.proxy.upstream import StandIn, start_stand_in
 
 PROVIDER_KEY = "sk-caller-provider-key-0123456789abcdef"
@@ -31,4 +31,4 @@ def proxied(project: Project, stand_in: StandIn, settings) -> Project:
 
 @pytest.fixture
 def editor_key(proxied: Project) -> str:
-    return api_key_create(project=proxied, name="app", role=Role.EDITOR)[1]
+    return ApiKeyFactory(project=proxied, name="app", role=Role.EDITOR).raw

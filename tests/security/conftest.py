@@ -4,6 +4,5 @@ from tests.security.tenants import Tenant, tenant_create
 
 
 @pytest.fixture
-def world(settings, tmp_path) -> tuple[Tenant, Tenant]:
-    settings.MEDIA_ROOT = tmp_path / "media"
+def world() -> tuple[Tenant, Tenant]:
     return tenant_create("own"), tenant_create("other")

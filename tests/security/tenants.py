@@ -30,10 +30,10 @@ from curation.models import (
     Tag,
 )
 from curation.projects.services import api_key_create
-from tests.factories import ProjectFactory, UserFactory
+from tests.factories import BaseModelFactory, ProjectFactory, UserFactory
 from training.finetunes.services import finetune_create
 from training.forms import ADVANCED, MAIN
-from training.models import BaseModel, FineTuneJob, FineTuneStatus, Generation, LossPreview
+from training.models import FineTuneJob, FineTuneStatus, Generation, LossPreview
 from training.trainer.config import TrainConfig
 
 # Routes outside the tenant model: sign-in, the admin (Django's own staff checks), the public API description.
@@ -149,7 +149,7 @@ def tenant_create(slug: str) -> Tenant:
     entry = DatasetEntry.objects.create(dataset=dataset, log=log, messages=chat, est_tokens=10)
     DatasetEntry.objects.create(dataset=dataset, messages=chat, split="validation", est_tokens=10)
     snapshot = snapshot_request(dataset=dataset)
-    base = BaseModel.objects.get_or_create(name="tiny", defaults={"path": "/models/tiny"})[0]
+    base = BaseModelFactory(name="tiny")  # one for both tenants
     job = finetune_create(dataset=dataset, base_model=base, hyperparameters={"max_steps": 2}, snapshot=snapshot)
     # What the trainer reported, stored as an earlier version stored it: with the server's absolute paths.
     summary = {"done": {"step": 2, "adapter_dir": str(job.adapter_dir)}}

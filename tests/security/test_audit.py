@@ -11,19 +11,10 @@ import pytest
 from django.db.models import Max
 from rest_framework.test import APIClient
 
-from curation.models import (
-    ApiKey,
-    AuditEvent,
-    Dataset,
-    DatasetEntry,
-    EntryEmbedding,
-    JobStatus,
-    RedactionJob,
-    Role,
-    Tag,
-)
+from curation.models import ApiKey, AuditEvent, Dataset, JobStatus, RedactionJob, Role, Tag
 from curation.projects.services import api_key_create, api_key_revoke
-from curation.text.embeddings import DIMENSION, text_hash, text_of_conversation, vector_bytes
+from curation.text.embeddings import DIMENSION, vector_bytes
+from tests.factories import DatasetEntryFactory, DatasetFactory, EntryEmbeddingFactory
 from tests.security.tenants import Tenant, tenant_create
 from training.finetunes.services import finetune_create
 from training.models import BaseModel, FineTuneJob, FineTuneStatus
@@ -33,19 +24,13 @@ pytestmark = pytest.mark.django_db
 CHAT = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
 
 
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def keyed(project, role: str) -> APIClient:
     return APIClient(HTTP_AUTHORIZATION=f"Bearer {api_key_create(project=project, name=role, role=role)[1]}")
 
 
-def test_what_editors_do_is_recorded_and_owners_read_it(project, owner, editor, client_for):
-    dataset = Dataset.objects.create(project=project, name="Math")
-    entries = [DatasetEntry.objects.create(dataset=dataset, messages=CHAT) for _ in range(3)]
-    BaseModel.objects.create(name="tiny", path="/models/tiny")
+def test_what_editors_do_is_recorded_and_owners_read_it(project, owner, editor, base_model, client_for):
+    dataset = DatasetFactory(project=project, name="Math")
+    entries = DatasetEntryFactory.create_batch(3, dataset=dataset, messages=CHAT)
     by_editor, by_key = client_for(editor), keyed(project, "editor")
 
     by_editor.delete(f"/api/v1/datasets/{dataset.pk}/entries/{entries[0].pk}?project=acme")
@@ -93,11 +78,10 @@ def test_the_audit_is_filtered_paged_and_refused_to_all_but_owners(project, owne
 
 
 def test_deleting_a_dataset_a_fine_tunes_weights_and_the_fine_tune_is_recorded_with_what_went(
-    project, owner, editor, client_for
+    project, owner, editor, base_model, client_for
 ):
-    dataset = Dataset.objects.create(project=project, name="Math")
-    DatasetEntry.objects.create(dataset=dataset, messages=CHAT)
-    BaseModel.objects.create(name="tiny", path="/models/tiny")
+    dataset = DatasetFactory(project=project, name="Math")
+    DatasetEntryFactory(dataset=dataset, messages=CHAT)
     by_editor, by_key = client_for(editor), keyed(project, "editor")
     job = by_key.post("/api/v1/finetunes", {"dataset": dataset.pk, "base_model": "tiny"}, format="json").json()
     FineTuneJob.objects.filter(pk=job["id"]).update(status=FineTuneStatus.SUCCEEDED)
@@ -185,12 +169,11 @@ def test_every_unsafe_operation_is_either_audited_here_or_declared_not_audited_w
     assert not set(AUDITED) & set(NOT_AUDITED)
 
 
-def world_for_changes(operation: str, settings, tmp_path) -> Tenant:
+def world_for_changes(operation: str) -> Tenant:
     """One project with one of everything (tests/security/tenants.py), and what makes each operation change
     something: a second tag to merge into, a queued fine-tune to cancel, a merge not yet asked for, no redaction
     job under way, and the two entries with one conversation embedded alike, so that keeping one per cluster
     deletes the other."""
-    settings.MEDIA_ROOT = tmp_path / "media"
     own = tenant_create("own")
     project = own.project
     own.objects["other_tag"] = Tag.objects.create(project=project, name="other").pk
@@ -203,8 +186,7 @@ def world_for_changes(operation: str, settings, tmp_path) -> Tenant:
         own.objects["queued_finetune"] = queued.pk
     vector = vector_bytes(np.ones(DIMENSION, dtype="float32") / DIMENSION**0.5)
     for entry in dataset.entries.all():
-        hashed = text_hash(text_of_conversation(entry.messages))
-        EntryEmbedding.objects.create(entry=entry, vector=vector, text_hash=hashed)
+        EntryEmbeddingFactory(entry=entry, vector=vector)  # fresh for the entry's text
     return own
 
 
@@ -220,8 +202,8 @@ def filled(value: object, objects: dict[str, int]) -> object:
 
 @pytest.mark.parametrize("how", ["key", "session"])
 @pytest.mark.parametrize("operation", sorted(AUDITED))
-def test_every_change_through_the_api_is_audited_naming_the_user_or_the_key(operation, how, settings, tmp_path):
-    own = world_for_changes(operation, settings, tmp_path)
+def test_every_change_through_the_api_is_audited_naming_the_user_or_the_key(operation, how):
+    own = world_for_changes(operation)
     body, actions = AUDITED[operation]
     method, path = unsafe_operations()[operation]
     names = {**PATH_OBJECTS, **PATH_OVERRIDES.get(operation, {})}

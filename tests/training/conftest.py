@@ -1,5 +1,6 @@
-"""Fine-tune fixtures: a dataset to train on, a registered base model, a GPU-queue worker, and a fake trainer
-that honours the trainer's contract (docs/training.md) in a fraction of a second, for the worker's side."""
+"""Fine-tune fixtures: a queued job (of tests/conftest.py's dataset and base model), a tiny local model, a
+GPU-queue worker, and a fake trainer that honours the trainer's contract (docs/training.md) in a fraction of a
+second, for the worker's side."""
 
 import json
 import os
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from curation.models import Dataset, DatasetEntry
+from tests.training.tiny import build_tiny_model
 from training.finetunes import runner
-from training.models import BaseModel
+from training.finetunes.services import finetune_create
+from training.models import FineTuneJob
 
 # Writes what the real trainer writes, driven by `extra.fake` of its config: ok, error, crash, slow (until
 # cancelled), stubborn (ignores CANCEL and SIGTERM). Resumes from its newest checkpoint like the real one.
@@ -76,28 +78,17 @@ FAKE_TRAINER = textwrap.dedent("""
     emit("done", step=step, train_loss=0.4, eval_loss=1.0, adapter_dir=str(adapter), seconds=1.0)
 """)
 
-CHAT = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
 
 @pytest.fixture
-def dataset(project) -> Dataset:
-    dataset = Dataset.objects.create(project=project, name="Math")
-    for i in range(3):
-        chat = [{"role": "user", "content": f"{i}+{i}?"}, {"role": "assistant", "content": str(2 * i)}]
-        DatasetEntry.objects.create(dataset=dataset, messages=chat, est_tokens=10 * (i + 1))
-    DatasetEntry.objects.create(dataset=dataset, messages=CHAT, split="validation", est_tokens=5)
-    return dataset
+def job(dataset, base_model, owner) -> FineTuneJob:
+    """A fine-tune the owner queued on the Math dataset, four steps long."""
+    return finetune_create(dataset=dataset, base_model=base_model, hyperparameters={"max_steps": 4}, created_by=owner)
 
 
-@pytest.fixture
-def base_model(db) -> BaseModel:
-    return BaseModel.objects.create(name="tiny", path="/models/tiny", description="for tests")
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny chat model built locally (tests/training/tiny.py), once per module."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture

@@ -9,18 +9,12 @@ import zipfile
 import pytest
 from django.conf import settings as django_settings
 
-from curation.models import AuditEvent, Dataset, DatasetEntry, Role
-from tests.factories import ProjectFactory, UserFactory
+from curation.models import AuditEvent, DatasetEntry, Role
+from tests.factories import DatasetFactory, ProjectFactory, UserFactory
 from training.finetunes.runner import finetune_claim
-from training.finetunes.services import finetune_create
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, Generation, MetricPoint
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def job(dataset, base_model) -> FineTuneJob:
-    return finetune_create(dataset=dataset, base_model=base_model, hyperparameters={"max_steps": 4})
 
 
 def succeed(job: FineTuneJob) -> FineTuneJob:
@@ -291,7 +285,8 @@ def test_the_schema_describes_the_fine_tune_endpoints(client_for, owner):
 def test_the_web_process_never_imports_torch():
     code = (
         "import os, sys, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.test_settings'; django.setup()\n"
-        "from django.urls import resolve; import config.urls, training.finetunes.apis, training.playground.apis, training.views\n"
+        "from django.urls import resolve; import config.urls, training.views\n"
+        "import training.finetunes.apis, training.playground.apis\n"
         "import training.finetunes.services, training.finetunes.runner, training.finetunes.tasks, training.forms\n"
         "import training.playground.services, training.playground.tasks\n"
         "resolve('/api/v1/finetunes'); resolve('/p/acme/finetunes/1/')\n"
@@ -306,7 +301,7 @@ def test_the_web_process_never_imports_torch():
 
 def test_a_teammate_with_the_editor_role_sees_the_jobs_of_the_project(client_for, project, job):
     teammate = UserFactory(username="dave", memberships=[(project, Role.EDITOR)])
-    other = Dataset.objects.create(project=project, name="Other")
+    other = DatasetFactory(project=project)
 
     response = client_for(teammate).get(f"/api/v1/finetunes?project=acme&dataset={other.pk}")
 

@@ -29,11 +29,6 @@ OTHERS = {"train.log": 5, "evaluation.json": 2, "events.jsonl": 10}
 FOLDER_BYTES = WEIGHTS_BYTES + sum(OTHERS.values())
 
 
-@pytest.fixture
-def job(dataset, base_model, owner) -> FineTuneJob:
-    return finetune_create(dataset=dataset, base_model=base_model, hyperparameters={"max_steps": 4}, created_by=owner)
-
-
 def trained(job: FineTuneJob) -> FineTuneJob:
     """As a GPU worker leaves a succeeded LoRA job that was merged: weights, checkpoints, logs, metrics, losses,
     a playground answer."""

@@ -1,6 +1,7 @@
 """Fine-tune jobs from the web side and the worker's bookkeeping: submit, validate, estimate, claim, cancel,
 relay events, load losses, reap. No trainer runs here (see test_jobs_runner.py and test_jobs_e2e.py)."""
 
+import importlib.util
 import io
 import json
 import math
@@ -13,6 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot, JobStatus
+from tests.factories import DatasetEntryFactory, DatasetFactory
 from training.finetunes import runner
 from training.finetunes.events import example_losses_load, finetune_relay_events
 from training.finetunes.runner import finetune_claim, finetune_reap, finetune_run
@@ -24,16 +26,10 @@ from training.finetunes.services import (
     finetune_create,
     finetune_estimate,
     hyperparameters_clean,
-    importlib,
 )
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, MetricPoint
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def job(dataset, base_model, owner) -> FineTuneJob:
-    return finetune_create(dataset=dataset, base_model=base_model, hyperparameters={"max_steps": 4}, created_by=owner)
 
 
 def write_events(job: FineTuneJob, events: list[dict], tail: str = "") -> None:
@@ -65,8 +61,8 @@ def test_a_job_freezes_a_snapshot_stores_resolved_hyperparameters_and_is_audited
 
 def test_a_job_trains_on_a_chosen_snapshot_of_its_dataset_only(dataset, base_model, project):
     chosen = finetune_create(dataset=dataset, base_model=base_model).snapshot
-    other = Dataset.objects.create(project=project, name="Other")
-    DatasetEntry.objects.create(dataset=other, messages=[{"role": "user", "content": "x"}])
+    other = DatasetFactory(project=project)
+    DatasetEntryFactory(dataset=other)
 
     again = finetune_create(dataset=dataset, base_model=base_model, snapshot=chosen)
     with pytest.raises(ValidationError) as refused:

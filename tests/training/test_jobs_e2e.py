@@ -17,7 +17,7 @@ from django.conf import settings
 from curation.models import Dataset, DatasetEntry
 from tests.training.conftest import _purge, worker_env
 from tests.training.test_jobs_runner import wait_for
-from tests.training.tiny import FRUITS, build_tiny_model, colour_conversation
+from tests.training.tiny import FRUITS, colour_conversation
 from tests.waiting import wait_until_finished
 from training.finetunes.runner import finetune_reap, finetune_run
 from training.finetunes.services import finetune_cancel, finetune_create
@@ -32,13 +32,10 @@ FAST = {"learning_rate": 1e-2, "epochs": 10, "max_steps": 24, "batch_size": 8, "
         "max_new_tokens": 8, "max_seq_length": 128, "warmup_ratio": 0.0}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.fixture
-def colours(project, tiny_model) -> Dataset:
+def colour_dataset(project, tiny_model) -> Dataset:
+    """Colours: forty one-word colour questions about fruits, the last eight held out; the tiny model is offered as
+    tiny-llama."""
     from training.models import BaseModel
 
     BaseModel.objects.create(name="tiny-llama", path=str(tiny_model))
@@ -65,9 +62,9 @@ def trainer_processes(job: FineTuneJob) -> list[int]:
     return pids
 
 
-def test_a_dataset_is_fine_tuned_evaluated_answered_and_merged(gpu_worker, key_client, colours, client, owner):
+def test_a_dataset_is_fine_tuned_evaluated_answered_and_merged(gpu_worker, key_client, colour_dataset, client, owner):
     """The issue's whole path: dataset → snapshot → job on a GPU worker → adapter → evaluation → playground."""
-    created = key_client.post("/api/v1/finetunes", {"dataset": colours.pk, "base_model": "tiny-llama",
+    created = key_client.post("/api/v1/finetunes", {"dataset": colour_dataset.pk, "base_model": "tiny-llama",
                                                     "hyperparameters": FAST}, format="json")  # fmt: skip
     assert created.status_code == 201, created.content
 
@@ -99,14 +96,14 @@ def test_a_dataset_is_fine_tuned_evaluated_answered_and_merged(gpu_worker, key_c
     assert (job.merged_dir / "config.json").exists()
 
     client.force_login(owner)
-    worst = client.get(f"/p/acme/datasets/{colours.pk}/?loss_job={job.pk}")
+    worst = client.get(f"/p/acme/datasets/{colour_dataset.pk}/?loss_job={job.pk}")
     assert len(worst.context["page"].entries) == 32
 
 
-def test_a_loss_preview_is_worked_out_by_a_default_queue_worker(celery_worker, colours, client, editor):
-    entry = DatasetEntry.objects.filter(dataset=colours).first()
+def test_a_loss_preview_is_worked_out_by_a_default_queue_worker(celery_worker, colour_dataset, client, editor):
+    entry = DatasetEntry.objects.filter(dataset=colour_dataset).first()
     client.force_login(editor)
-    url = f"/p/acme/datasets/{colours.pk}/entries/{entry.pk}/loss-preview"
+    url = f"/p/acme/datasets/{colour_dataset.pk}/entries/{entry.pk}/loss-preview"
 
     asked = client.post(url, {"base_model": "tiny-llama"}, follow=True)
     preview = wait_until_finished(LossPreview.objects.get(entry=entry), 120)
@@ -121,8 +118,8 @@ def test_a_loss_preview_is_worked_out_by_a_default_queue_worker(celery_worker, c
     assert client.get(url, {"base_model": "tiny-llama"}).context["preview"] == preview  # asked again: the same
 
 
-def test_an_entry_that_cannot_be_trained_on_says_why(colours):
-    entry = DatasetEntry.objects.create(dataset=colours, messages=[{"role": "user", "content": "No answer"}])
+def test_an_entry_that_cannot_be_trained_on_says_why(colour_dataset):
+    entry = DatasetEntry.objects.create(dataset=colour_dataset, messages=[{"role": "user", "content": "No answer"}])
     preview = loss_preview_request(entry=entry, base_model="tiny-llama")
 
     loss_preview_run(preview_id=preview.pk)
@@ -131,9 +128,9 @@ def test_an_entry_that_cannot_be_trained_on_says_why(colours):
     assert preview.status == FineTuneStatus.FAILED and preview.error
 
 
-def test_a_cancel_stops_a_running_fine_tune_within_seconds(gpu_worker, colours):
+def test_a_cancel_stops_a_running_fine_tune_within_seconds(gpu_worker, colour_dataset):
     job = finetune_create(
-        dataset=colours, base_model="tiny-llama", hyperparameters={**FAST, "epochs": 100, "max_steps": 100_000}
+        dataset=colour_dataset, base_model="tiny-llama", hyperparameters={**FAST, "epochs": 100, "max_steps": 100_000}
     )
     wait_for(lambda: FineTuneJob.objects.get(pk=job.pk).step >= 2, 120, "the job to train")
 
@@ -148,7 +145,7 @@ def test_a_cancel_stops_a_running_fine_tune_within_seconds(gpu_worker, colours):
 
 
 def test_a_killed_worker_leaves_its_job_to_the_reaper_which_requeues_it_to_resume(
-    celery_session_app, colours, tmp_path, monkeypatch
+    celery_session_app, colour_dataset, tmp_path, monkeypatch
 ):
     _purge(celery_session_app, "gpu")
     log = (tmp_path / "worker.log").open("wb")
@@ -159,7 +156,7 @@ def test_a_killed_worker_leaves_its_job_to_the_reaper_which_requeues_it_to_resum
     )  # fmt: skip
     try:
         hyperparameters = {**FAST, "epochs": 100, "max_steps": 120, "checkpoint_every_steps": 2, "eval_every_steps": 0}
-        job = finetune_create(dataset=colours, base_model="tiny-llama", hyperparameters=hyperparameters)
+        job = finetune_create(dataset=colour_dataset, base_model="tiny-llama", hyperparameters=hyperparameters)
         wait_for(lambda: "checkpoint" in FineTuneJob.objects.get(pk=job.pk).summary, 180, "a checkpoint")
         job.refresh_from_db()
         assert job.status == FineTuneStatus.RUNNING and job.worker.startswith("doomed@")

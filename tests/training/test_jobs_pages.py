@@ -8,15 +8,9 @@ from django.utils import timezone
 
 from curation.models import DatasetEntry
 from training.finetunes.runner import finetune_claim
-from training.finetunes.services import finetune_create
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, LossPreview, MetricPoint
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def job(dataset, base_model) -> FineTuneJob:
-    return finetune_create(dataset=dataset, base_model=base_model, hyperparameters={"max_steps": 4})
 
 
 def test_the_dataset_page_offers_the_fine_tune_form_with_the_trainers_defaults(client, editor, dataset, base_model):

@@ -21,14 +21,9 @@ from training.trainer.losses import batch_tensors, token_losses
 from training.trainer.merge import MergeError, merge_adapter
 from training.trainer.modeling import load_tokenizer
 
-from .tiny import FRUITS, build_tiny_model, colour_conversation, colour_dataset, write_jsonl
+from .tiny import FRUITS, colour_conversation, colour_dataset, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="module")
