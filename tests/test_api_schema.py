@@ -89,6 +89,8 @@ VALID_BUT_REFUSED = {
     ("POST /api/v1/finetunes", "dataset"): "a dataset with no train entries has nothing to learn from (and one "
     "not in the project is not found): what a dataset holds is not the schema's to say",
     ("GET /api/v1/logs", "min_similarity"): "applies with `similar_to` only: one parameter depending on another",
+    ("GET /api/v1/logs", "similar_to"): "a log with no stored embedding yet is refused (the filter never computes "
+    "one in a request): which logs are indexed is not the schema's to say",
     ("GET /api/v1/logs/{log_id}/similar", "min_similarity"): "as for GET /api/v1/logs",
     ("POST /api/v1/finetunes", "snapshot"): "the snapshot must be one of the dataset's: the schema cannot relate two "
     "fields",

@@ -119,24 +119,30 @@ def _list_of(values: list[str]) -> str:
 METADATA_PAIR = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*:"  # key:value, dots reaching nested keys
 
 
+def _or_blank(schema: dict) -> dict:
+    """`schema`, or an empty value: the filter reads an empty parameter (a page's empty field) as absent."""
+    return {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+
+
 def _filter_schemas() -> dict[str, dict]:
     """The log filter's parameters (curation.logs.filters), each with the values it reads, so that a client generated
     from the schema sends only what the filter takes."""
     text = {"type": "string"}
-    number = {"type": "number", "minimum": 0, "maximum": 1e50}  # django-filter's own ceiling
+    number = _or_blank({"type": "number", "minimum": 0, "maximum": 1e50})  # django-filter's own ceiling
+    an_id = _or_blank({"type": "integer", "minimum": 1, "maximum": ID_MAX})
     kinds = [_any_case(kind) for kind in KINDS]
     schemas: dict[str, dict] = {
         "q": text, "model": text, "provider": text, "tag": text, "tag_any": text, "tag_none": text,
         "status": {"type": "string", "pattern": _list_of(list(LogStatus.values))},
-        "created_after": {"type": "string", "format": "date-time"},
-        "created_before": {"type": "string", "format": "date-time"},
+        "created_after": _or_blank({"type": "string", "format": "date-time"}),
+        "created_before": _or_blank({"type": "string", "format": "date-time"}),
         "min_tokens": number, "max_tokens": number, "min_latency_ms": number, "max_latency_ms": number,
         "metadata": {"type": "array", "items": {"type": "string", "pattern": METADATA_PAIR}},
-        "in_dataset": {"type": "integer", "minimum": 1, "maximum": ID_MAX},
-        "not_in_dataset": {"type": "integer", "minimum": 1, "maximum": ID_MAX},
+        "in_dataset": an_id,
+        "not_in_dataset": an_id,
         "pii": {"type": "string", "pattern": f"^({_any_case('any')}|{_any_case('none')}|{_list_of(kinds)[1:-1]})$"},
-        "similar_to": {"type": "integer", "minimum": 1, "maximum": ID_MAX},
-        "min_similarity": {"type": "number", "minimum": 0.5, "maximum": 1},
+        "similar_to": an_id,
+        "min_similarity": _or_blank({"type": "number", "minimum": 0.5, "maximum": 1}),
     }  # fmt: skip
     assert set(schemas) == FILTER_PARAMS, "a filter parameter without its schema"
     return schemas
