@@ -6,7 +6,7 @@ from curation.logs.ingest import BodyError, line_read
 from curation.logs.ingest.raw import value_text
 from curation.logs.services import logs_ingest
 from curation.models import Project
-from curation.proxy.streams import assemble_anthropic, assemble_openai, sse_events
+from curation.proxy.streams import assemble, sse_events
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def proxy_log_store(
         return False
     if streamed:
         events = sse_events(response_body)
-        response: object = assemble_anthropic(events) if provider == "anthropic" else assemble_openai(events)
+        response: object = assemble(provider, events)
         response_text = None if response is None else value_text(response)
     else:
         response_text = _json_object_text(response_body)

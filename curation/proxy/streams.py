@@ -33,6 +33,16 @@ def sse_events(text: str) -> list[tuple[str, dict | str]]:
     return events
 
 
+def assemble(provider: str, events: list[tuple[str, dict | str]]) -> dict | None:
+    """The one response a stream stands for, by the API that sent it: Anthropic Messages, the OpenAI Responses API
+    (its events' types start with "response."), else OpenAI Chat Completions."""
+    if provider == "anthropic":
+        return assemble_anthropic(events)
+    if any(isinstance(event, dict) and str(event.get("type", "")).startswith("response.") for _, event in events):
+        return assemble_responses(events)
+    return assemble_openai(events)
+
+
 def assemble_openai(events: list[tuple[str, dict | str]]) -> dict | None:
     """`chat.completion.chunk` deltas folded into one `chat.completion`: content, refusals, tool calls,
     finish reasons and the usage chunk (`stream_options.include_usage`). An error event is the response."""
@@ -128,3 +138,57 @@ def _fold_anthropic_delta(block: dict, partial_json: dict[int, str], index: int,
         block["signature"] = block.get("signature", "") + delta.get("signature", "")
     elif kind == "citations_delta":
         block.setdefault("citations", []).append(delta.get("citation"))
+
+
+# The events that end a Responses API stream; each carries the whole response, as the SDK's stream helper reads it.
+_RESPONSE_DONE = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def assemble_responses(events: list[tuple[str, dict | str]]) -> dict | None:
+    """Responses API stream events as one `response`: the final event's own copy of the whole response when the
+    stream ended; else (the caller went away, the upstream broke off) the last snapshot of it (`response.created`,
+    `response.in_progress`) with the output items and text deltas that had arrived. An error event is the response."""
+    response: dict | None = None
+    items: dict[int, dict] = {}
+    for _, event in events:
+        if not isinstance(event, dict):
+            continue
+        kind = event.get("type")
+        if kind == "error":
+            error = {key: value for key, value in event.items() if key not in ("type", "sequence_number")}
+            return {"error": error}
+        if kind in _RESPONSE_DONE and isinstance(event.get("response"), dict):
+            return event["response"]
+        if isinstance(event.get("response"), dict):
+            response = dict(event["response"])
+        elif kind in ("response.output_item.added", "response.output_item.done") and isinstance(
+            event.get("item"), dict
+        ):
+            items[event.get("output_index", len(items))] = dict(event["item"])
+        else:
+            _fold_responses_delta(items, event)
+    if response is not None:
+        response["output"] = [items[index] for index in sorted(items)]
+    return response
+
+
+def _fold_responses_delta(items: dict[int, dict], event: dict) -> None:
+    item = items.get(event.get("output_index", -1))
+    if item is None:
+        return
+    kind = event.get("type")
+    if kind == "response.function_call_arguments.delta":
+        item["arguments"] = (item.get("arguments") or "") + (event.get("delta") or "")
+    elif kind in ("response.content_part.added", "response.content_part.done") and isinstance(event.get("part"), dict):
+        parts = item.setdefault("content", [])
+        index = event.get("content_index", len(parts))
+        while len(parts) <= index:
+            parts.append({})
+        parts[index] = dict(event["part"])
+    elif kind in ("response.output_text.delta", "response.refusal.delta"):
+        parts = item.setdefault("content", [])
+        index = event.get("content_index", 0)
+        while len(parts) <= index:
+            parts.append({"type": "output_text", "text": ""} if kind.endswith("text.delta") else {"type": "refusal"})
+        key = "text" if kind == "response.output_text.delta" else "refusal"
+        parts[index][key] = (parts[index].get(key) or "") + (event.get("delta") or "")

@@ -30,6 +30,7 @@ class Provider:
 
 
 OPENAI = Provider(name="openai", base_url_field="openai_base_url", path="/chat/completions")
+OPENAI_RESPONSES = Provider(name="openai", base_url_field="openai_base_url", path="/responses")
 ANTHROPIC = Provider(name="anthropic", base_url_field="anthropic_base_url", path="/v1/messages")
 
 

@@ -16,7 +16,7 @@ from curation.logs.throttling import ingest_rate_spend_for_key
 from curation.models import Role
 from curation.proxy.keys import LOGTUNE_KEY_HEADER, proxy_key_authenticate
 from curation.proxy.services import ProxyCall, proxy_call_finish, proxy_call_open, proxy_call_read, proxy_call_relay
-from curation.proxy.upstreams import ANTHROPIC, OPENAI, Provider
+from curation.proxy.upstreams import ANTHROPIC, OPENAI, OPENAI_RESPONSES, Provider
 
 
 class _OnClose:
@@ -95,11 +95,18 @@ def openai_chat_completions(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
+def openai_responses(request: HttpRequest) -> HttpResponse:
+    return _proxy(request, OPENAI_RESPONSES)
+
+
+@csrf_exempt
+@require_POST
 def anthropic_messages(request: HttpRequest) -> HttpResponse:
     return _proxy(request, ANTHROPIC)
 
 
 urlpatterns = [
     path("openai/v1/chat/completions", openai_chat_completions, name="proxy-openai-chat"),
+    path("openai/v1/responses", openai_responses, name="proxy-openai-responses"),
     path("anthropic/v1/messages", anthropic_messages, name="proxy-anthropic-messages"),
 ]

@@ -1,13 +1,14 @@
-"""A stand-in for the OpenAI and Anthropic APIs on 127.0.0.1: fixed answers, streamed and not, and errors.
+"""A stand-in for the OpenAI (Chat Completions, Responses) and Anthropic APIs on 127.0.0.1: fixed answers,
+streamed and not, and errors.
 
 It records every request it gets (path, headers, body), so a test can tell what was forwarded, and it
 can hold a stream after its first event until the test lets it go on, so a test can tell that the
 proxy passes events on as they come rather than after the last one. bench/proxy.py uses it too.
 
 What it answers is chosen by the request's `model`: "error-429" and "error-400" answer that error in
-the provider's shape; "tools" (OpenAI) streams a tool call; the models of SHAPES answer with what 2026's APIs
-send (a GPT-5 custom tool call, Anthropic server tool blocks) or what no reader can read (a wrong type, a body
-that is not JSON); anything else answers normally.
+the provider's shape; "tools" (OpenAI, both APIs) streams a tool call; the models of SHAPES answer with what
+2026's APIs send (a GPT-5 custom tool call, Anthropic server tool blocks) or what no reader can read (a wrong
+type, a body that is not JSON); anything else answers normally.
 """
 
 import json
@@ -35,6 +36,18 @@ ANTHROPIC_ANSWER = {
     "stop_sequence": None,
     "usage": {"input_tokens": 9, "output_tokens": 5},
 }
+RESPONSES_ANSWER = {
+    "id": "resp_standin1", "object": "response", "created_at": 1767225600, "status": "completed", "error": None,
+    "incomplete_details": None, "instructions": None, "metadata": {}, "model": "gpt-5-mini",
+    "output": [
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "A greeting."}]},
+        {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+         "content": [{"type": "output_text", "text": "Hello from the stand-in.", "annotations": []}]},
+    ],
+    "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "temperature": 1.0, "top_p": 1.0,
+    "usage": {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
+              "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 14},
+}  # fmt: skip
 # Answers in shapes that came after the readers were first written, and two no reader can turn into a conversation.
 SHAPES: dict[str, bytes] = {
     "gpt-5-custom": json.dumps(
@@ -137,6 +150,45 @@ def openai_chunks(model: str, *, tools: bool, usage: bool) -> list[dict]:
     return chunks
 
 
+def responses_events(model: str, *, tools: bool) -> list[tuple[str, dict]]:
+    """A Responses API stream as the API sends it: the response in progress, each output item added, its deltas and
+    done events, and `response.completed` with the whole response."""
+    in_progress = {**RESPONSES_ANSWER, "model": model, "status": "in_progress", "output": [], "usage": None}
+    if tools:
+        item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "lookup_order", "arguments": "",
+                "status": "in_progress"}  # fmt: skip
+        done = {**item, "arguments": '{"order_id": "48213"}', "status": "completed"}
+        deltas = [
+            {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0, "delta": piece}
+            for piece in ('{"order_id": ', '"48213"}')
+        ]
+        middle = [*deltas, {"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 0,
+                            "arguments": done["arguments"], "name": "lookup_order"}]  # fmt: skip
+    else:
+        item = {"type": "message", "id": "msg_1", "role": "assistant", "status": "in_progress", "content": []}
+        text = "Hello from the stand-in."
+        done = {**item, "status": "completed", "content": [{"type": "output_text", "text": text, "annotations": []}]}
+        where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+        middle = [
+            {"type": "response.content_part.added", **where,
+             "part": {"type": "output_text", "text": "", "annotations": []}},
+            *({"type": "response.output_text.delta", **where, "delta": word, "logprobs": []}
+              for word in ("Hello", " from", " the", " stand-in.")),
+            {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
+            {"type": "response.content_part.done", **where, "part": done["content"][0]},
+        ]  # fmt: skip
+    completed = {**RESPONSES_ANSWER, "model": model, "output": [done]}
+    events = [
+        {"type": "response.created", "response": in_progress},
+        {"type": "response.in_progress", "response": in_progress},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        *middle,
+        {"type": "response.output_item.done", "output_index": 0, "item": done},
+        {"type": "response.completed", "response": completed},
+    ]
+    return [(event["type"], {**event, "sequence_number": number}) for number, event in enumerate(events)]
+
+
 def anthropic_events(model: str) -> list[tuple[str, dict]]:
     message = {**ANTHROPIC_ANSWER, "id": "msg_standin2", "model": model, "content": [], "stop_reason": None}
     message["usage"] = {"input_tokens": 9, "output_tokens": 1}
@@ -232,6 +284,7 @@ def start_stand_in() -> StandIn:
             stand_in.seen.append(Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
             request = json.loads(body or b"{}")
             anthropic = self.path.startswith("/v1/messages")
+            responses = self.path.startswith("/v1/responses")
             model = request.get("model", "")
             errors = ANTHROPIC_ERRORS if anthropic else OPENAI_ERRORS
             if model in SHAPES:
@@ -240,15 +293,17 @@ def start_stand_in() -> StandIn:
                 status, error = errors[model]
                 self._send(status, json.dumps(error).encode(), {"retry-after": "7"} if status == 429 else {})
             elif request.get("stream"):
-                if anthropic:
-                    events = [f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in anthropic_events(model)]
+                if anthropic or responses:
+                    named = anthropic_events(model) if anthropic else responses_events(model, tools=model == "tools")
+                    events = [f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in named]
                 else:
                     usage = bool((request.get("stream_options") or {}).get("include_usage"))
                     chunks = openai_chunks(model, tools=model == "tools", usage=usage)
                     events = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
                 self._stream([event.encode() for event in events])
             else:
-                answer = {**(ANTHROPIC_ANSWER if anthropic else OPENAI_ANSWER), "model": model or "unknown"}
+                standard = ANTHROPIC_ANSWER if anthropic else RESPONSES_ANSWER if responses else OPENAI_ANSWER
+                answer = {**standard, "model": model or "unknown"}
                 self._send(200, json.dumps(answer).encode(), {})
 
         def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:

@@ -71,6 +71,9 @@ class Exchange:
     created_at: datetime | None = None
     # Request settings that training formats can carry beside the conversation (parallel_tool_calls).
     options: dict = field(default_factory=dict)
+    # What the call says about itself beside the conversation (a Responses API call's response id and the one it
+    # continues); stored in the log's metadata, under what the envelope's own metadata says.
+    metadata: dict = field(default_factory=dict)
 
 
 # --- schema helpers ---------------------------------------------------------------------------

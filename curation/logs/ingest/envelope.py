@@ -21,6 +21,7 @@ from curation.logs.ingest.canonical import (
 from curation.logs.ingest.openai import read_openai
 from curation.logs.ingest.plain import read_messages, read_prompt_completion
 from curation.logs.ingest.raw import RawItem, item_make_storable, value_text
+from curation.logs.ingest.responses import is_responses, read_responses
 from curation.logs.ingest.times import moment_from_iso, moment_from_unix
 
 ANTHROPIC_PROVIDERS = frozenset({"anthropic", "bedrock-anthropic", "vertex-anthropic"})
@@ -39,7 +40,7 @@ _MAX_EXTERNAL_ID_LENGTH = 255
 @dataclass(slots=True)
 class ParsedLog:
     provider: str  # lowercased as given; else detected "openai" / "anthropic", "" for plain shapes
-    format: str  # "openai_chat" | "anthropic_messages" | "messages" | "prompt_completion"
+    format: str  # "openai_chat" | "openai_responses" | "anthropic_messages" | "messages" | "prompt_completion"
     model: str  # "" when unknown
     messages: list[dict]  # canonical (OpenAI chat) conversation, including the response's assistant turn
     tools: list[dict]  # canonical function tools
@@ -142,6 +143,8 @@ def _read_envelope(obj: dict) -> ParsedLog:
         return _parsed(
             obj, provider, "anthropic_messages", read_anthropic(request, response, status_code), status_code
         )
+    if is_responses(request, response):
+        return _parsed(obj, provider, "openai_responses", read_responses(request, response, status_code), status_code)
     return _parsed(obj, provider, "openai_chat", read_openai(request, response, status_code), status_code)
 
 
@@ -170,7 +173,7 @@ def _parsed(obj: dict, provider: str, format: str, exchange: Exchange, status_co
         total_tokens=exchange.total_tokens,
         latency_ms=_latency_ms(obj.get("latency_ms")),
         created_at=created_at if created_at is not None else exchange.created_at,
-        metadata=_metadata(obj.get("metadata")),
+        metadata={**exchange.metadata, **_metadata(obj.get("metadata"))},
         tags=_tags(obj.get("tags")),
         external_id=_external_id(obj.get("external_id")),
         original=obj,
