@@ -577,3 +577,15 @@ def test_the_preference_preview_agrees_with_the_export(dataset, logged_entries):
     preview = export_preview(dataset=dataset, format="preference").as_dict()
 
     assert preview == {**report, "rows_total": 2}
+
+
+def test_the_command_writes_the_preference_pairs(dataset, logged_entries, tmp_path):
+    out = io.StringIO()
+    target = tmp_path / "pairs.jsonl"
+
+    call_command("export_dataset", "Weather bot", project="acme", format="preference", output=str(target),
+                 no_progress=True, stdout=out)  # fmt: skip
+
+    assert [json.loads(row)["chosen"] for row in target.read_text().splitlines()] == [[EDITED]]
+    assert "1 of 2 rows written as preference." in out.getvalue()
+    assert AuditEvent.objects.get(action="dataset.export").count == 2  # the edited entries
