@@ -150,7 +150,7 @@ def parquet_rows(dataset: Dataset, tmp_path) -> tuple[list[dict], dict]:
     return pq.read_table(path).to_pylist(), export.report.as_dict()
 
 
-def test_parquet_holds_one_row_per_entry_with_messages_as_structs_and_tools_as_json(dataset, weather, tmp_path):
+def test_parquet_holds_one_row_per_entry_with_messages_as_structs_and_a_list_of_tools(dataset, weather, tmp_path):
     rows, report = parquet_rows(dataset, tmp_path)
 
     empty = dict.fromkeys(MESSAGE_FIELDS)
@@ -166,7 +166,7 @@ def test_parquet_holds_one_row_per_entry_with_messages_as_structs_and_tools_as_j
         {**empty, "role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"},
         {**empty, "role": "assistant", "content": "It is 18 °C and sunny in Paris."},
     ]  # fmt: skip
-    assert rows[0]["tools"] == line(TOOLS)
+    assert rows[0]["tools"] == [line(tool) for tool in TOOLS]  # JSON, one per tool: pyarrow reads it as text
     assert rows[0]["parallel_tool_calls"] is None
     assert report["lossless"] is True
 
@@ -192,7 +192,7 @@ def test_parquet_gives_back_every_conversation_exactly(dataset, weather, tmp_pat
         expected = json.loads(openai_line)
         messages = [message_from_columns(message) for message in row["messages"]]
         assert line(messages) == line(expected["messages"])  # key for key, in the same order
-        assert json.loads(row["tools"]) == expected.get("tools", [])
+        assert [json.loads(tool) for tool in row["tools"]] == expected.get("tools", [])
         assert row["parallel_tool_calls"] == expected.get("parallel_tool_calls")
     assert report["lossless"] is True
     assert export_preview(dataset=dataset, format="parquet").is_lossless

@@ -2,12 +2,12 @@
 step or two on it with a tiny local model (tests/training/tiny.py), nothing downloaded. docs/export.md says which
 export each trainer wants."""
 
-import json
 from pathlib import Path
 
 import pytest
 
 from curation.datasets.export import export_stream
+from curation.datasets.export.columns import message_from_columns
 from curation.datasets.services import dataset_add_logs, entry_update
 from curation.logs.services import logs_ingest
 from curation.models import Dataset, DatasetEntry, LogEntry
@@ -83,9 +83,11 @@ def test_datasets_loads_the_parquet_export_as_chat_data(dataset, tmp_path):
     tool_row = rows[8]
     assert [m["role"] for m in tool_row["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
     assert tool_row["messages"][1]["content"] == "What colour is a plum?"
-    assert json.loads(tool_row["messages"][1]["parts"])[1]["type"] == "image_url"
+    assert tool_row["messages"][1]["parts"][1]["type"] == "image_url"  # JSON columns come decoded
     assert tool_row["messages"][2]["tool_calls"][0]["function"] == CALL["function"]
-    assert json.loads(tool_row["tools"]) == TOOLS
+    assert tool_row["messages"][2]["extra"] == {"content": None}
+    assert tool_row["tools"] == TOOLS
+    assert [message_from_columns(m) for m in tool_row["messages"]] == TOOL_CHAT
 
 
 def test_sft_trainer_trains_on_the_parquet_export_as_it_is(dataset, tiny_model, tmp_path):

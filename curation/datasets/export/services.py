@@ -14,7 +14,7 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils.text import slugify
 
-from curation.datasets.export.columns import arrow_schema, to_parquet_row
+from curation.datasets.export.columns import arrow_schemas, to_parquet_row
 from curation.datasets.export.formats import (
     FORMATS,
     LOSSLESS_FORMATS,
@@ -235,7 +235,7 @@ def _parquet_chunks(rows: Iterable[Row], report: ExportReport) -> Iterator[bytes
     import pyarrow as pa  # only exports to Parquet pay for loading Arrow
     import pyarrow.parquet as pq
 
-    schema = arrow_schema()
+    storage, schema = arrow_schemas()
     sink = _Drain()
     with pq.ParquetWriter(sink, schema, compression="zstd") as parquet:
         for batch in row_batches(rows):
@@ -247,7 +247,7 @@ def _parquet_chunks(rows: Iterable[Row], report: ExportReport) -> Iterator[bytes
                 columns["split"].append(split)
                 for name in ("messages", "tools", "parallel_tool_calls"):
                     columns[name].append(row[name])
-            parquet.write_table(pa.table(columns, schema=schema))
+            parquet.write_table(pa.table(columns, schema=storage).cast(schema))
             yield sink.take()
     yield sink.take()
 
