@@ -46,6 +46,8 @@ EXPORT_FORMATS = [
     ("alpaca", "Alpaca"),
     ("prompt_completion", "Prompt / completion"),
     ("parquet", "Parquet"),
+    ("preference", "Preference pairs of edited entries (TRL)"),
+    ("openai_preference", "Preference pairs of edited entries (OpenAI)"),
 ]
 
 

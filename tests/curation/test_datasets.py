@@ -502,7 +502,7 @@ def test_the_page_links_to_the_export_api_for_each_format_and_split(client, math
     viewed = client.get(url(math_dataset)).content.decode()
 
     api = f"/api/v1/datasets/{math_dataset.pk}"
-    for fmt in ("openai", "sharegpt", "alpaca", "prompt_completion", "parquet"):
+    for fmt in ("openai", "sharegpt", "alpaca", "prompt_completion", "parquet", "preference", "openai_preference"):
         assert f"{api}/export?format={fmt}&amp;split=validation&amp;project=acme" in page
         assert f'hx-get="{api}/export/preview?format={fmt}&amp;project=acme"' in viewed  # reading is a viewer's
     assert f"{api}/export?" not in viewed and "Downloads need the editor role" in viewed

@@ -93,7 +93,7 @@ def test_every_export_and_the_snapshot_keep_the_schema_order(stored, project):
     assert properties_order(json.loads(sharegpt["tools"])) == ORDER
     parquet = export_stream(dataset=dataset, format="parquet")
     table = pq.read_table(io.BytesIO(b"".join(parquet.chunks))).to_pylist()
-    assert properties_order(json.loads(table[0]["tools"])) == ORDER
+    assert properties_order([json.loads(tool) for tool in table[0]["tools"]]) == ORDER
     assert table[0]["parallel_tool_calls"] is False
     for text_format in ("alpaca", "prompt_completion"):
         losses = export_preview(dataset=dataset, format=text_format).losses

@@ -11,7 +11,14 @@ from django.core.management import call_command
 from curation.datasets.export import export_preview, export_stream, snapshot_build, snapshot_create
 from curation.datasets.export import services as export_service
 from curation.datasets.export import snapshots as snapshot_service
-from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot
+from curation.datasets.export.columns import MESSAGE_FIELDS, message_from_columns
+from curation.datasets.export.preference import ORIGINAL_REDACTED, PROMPT_EDITED
+from curation.datasets.export.preference import SKIPPED_ANSWER_SAME as ANSWER_SAME
+from curation.datasets.export.preference import SKIPPED_NO_ORIGINAL as NO_ORIGINAL
+from curation.datasets.export.preference import SKIPPED_ONLY_REDACTED as ONLY_REDACTED
+from curation.datasets.services import dataset_add_logs, entry_update
+from curation.logs.services import logs_ingest
+from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot, LogEntry
 from tests.factories import DatasetEntryFactory, DatasetFactory
 
 pytestmark = pytest.mark.django_db
@@ -139,24 +146,59 @@ def test_prompt_completion_renders_the_conversation_before_the_last_reply_as_lab
     }
 
 
-def test_parquet_holds_one_row_per_entry_with_messages_and_tools_as_json(weather_bot, weather, tmp_path):
+def parquet_rows(weather_bot: Dataset, tmp_path) -> tuple[list[dict], dict]:
     export = export_stream(dataset=weather_bot, format="parquet")
     path = tmp_path / export.filename
     path.write_bytes(b"".join(export.chunks))
+    return pq.read_table(path).to_pylist(), export.report.as_dict()
 
-    rows = pq.read_table(path).to_pylist()
 
-    assert export.filename == "weather-bot-all.parquet"
-    assert rows == [
-        {
-            "id": weather.pk,
-            "split": "train",
-            "messages": line(WEATHER),
-            "tools": line(TOOLS),
-            "parallel_tool_calls": None,
-        }
-    ]
-    assert export.report.is_lossless
+def test_parquet_holds_one_row_per_entry_with_messages_as_structs_and_a_list_of_tools(weather_bot, weather, tmp_path):
+    rows, report = parquet_rows(weather_bot, tmp_path)
+
+    empty = dict.fromkeys(MESSAGE_FIELDS)
+    assert [row["id"] for row in rows] == [weather.pk]
+    assert rows[0]["split"] == "train"
+    assert rows[0]["messages"] == [
+        {**empty, "role": "system", "content": "You are a weather bot."},
+        # Parts: their text in `content`, for trainers that read text; all of them, exactly, in `parts`.
+        {**empty, "role": "user", "content": "What is the weather where this was taken?",
+         "parts": line(WEATHER[1]["content"])},
+        {**empty, "role": "assistant", "tool_calls": [{**CALL, "extra": None}], "weight": 0,
+         "extra": '{"content":null}'},
+        {**empty, "role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"},
+        {**empty, "role": "assistant", "content": "It is 18 °C and sunny in Paris."},
+    ]  # fmt: skip
+    assert rows[0]["tools"] == [line(tool) for tool in TOOLS]  # JSON, one per tool: pyarrow reads it as text
+    assert rows[0]["parallel_tool_calls"] is None
+    assert report["lossless"] is True
+
+
+# What no struct column holds: a custom tool's call, a provider's own fields, an error flag, a part of a type no
+# reader knows, a refusal, a name, and a null where a string goes.
+ODD = [
+    {"role": "user", "name": "ann", "content": [{"type": "text", "text": "Look"}, {"type": "search_result", "x": 1}]},
+    {"role": "assistant", "content": "", "refusal": None, "annotations": [{"type": "url"}],
+     "tool_calls": [{"id": "c1", "type": "custom", "custom": {"name": "sql", "input": "SELECT 1"}}, CALL]},
+    {"role": "tool", "tool_call_id": "c1", "content": "boom", "is_error": True},
+    {"role": "assistant", "content": None, "refusal": "I can't."},
+]  # fmt: skip
+
+
+def test_parquet_gives_back_every_conversation_exactly(weather_bot, weather, tmp_path):
+    DatasetEntry.objects.create(dataset=weather_bot, messages=ODD, options={"parallel_tool_calls": False})
+
+    rows, report = parquet_rows(weather_bot, tmp_path)
+    openai_lines, _ = export_lines(weather_bot, "openai")
+
+    for row, openai_line in zip(rows, openai_lines, strict=True):
+        expected = json.loads(openai_line)
+        messages = [message_from_columns(message) for message in row["messages"]]
+        assert line(messages) == line(expected["messages"])  # key for key, in the same order
+        assert [json.loads(tool) for tool in row["tools"]] == expected.get("tools", [])
+        assert row["parallel_tool_calls"] == expected.get("parallel_tool_calls")
+    assert report["lossless"] is True
+    assert export_preview(dataset=weather_bot, format="parquet").is_lossless
 
 
 def test_a_multi_turn_chat_in_alpaca_counts_its_extra_turns(weather_bot):
@@ -294,9 +336,7 @@ def test_parquet_in_small_batches_writes_a_row_group_per_batch(weather_bot, monk
 
     parquet = pq.ParquetFile(path)
     assert parquet.metadata.num_row_groups == 3
-    assert [json.loads(m)[0]["content"] for m in parquet.read().column("messages").to_pylist()] == [
-        f"q{i}" for i in range(5)
-    ]
+    assert [m[0]["content"] for m in parquet.read().column("messages").to_pylist()] == [f"q{i}" for i in range(5)]
 
 
 def test_the_preview_counts_losses_without_writing(weather_bot, weather):
@@ -451,3 +491,98 @@ def test_the_command_refuses_a_dataset_of_another_project(outsider, weather):
 
     with pytest.raises(CommandError, match="No dataset 'Weather bot'"):
         call_command("export_dataset", "Weather bot", project="other", output="-")
+
+
+# --- preference pairs of edited entries -----------------------------------------------------------
+
+QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]
+ORIGINAL = {"role": "assistant", "content": "The capital of France is Paris, a city of about two million people."}
+EDITED = {"role": "assistant", "content": "Paris."}
+
+
+@pytest.fixture
+def logged_entries(project, weather_bot):
+    """Three entries copied from logs: one whose answer was edited, one not touched, one whose log is gone."""
+    logs_ingest(project=project, items=[{"messages": [*QUESTION, ORIGINAL]} for _ in range(3)])
+    dataset_add_logs(dataset=weather_bot, logs=LogEntry.objects.filter(project=project))
+    edited, untouched, orphan = weather_bot.entries.order_by("id")
+    entry_update(entry=edited, messages=[*QUESTION, EDITED])
+    entry_update(entry=orphan, messages=[*QUESTION, {"role": "assistant", "content": "Paris!"}])
+    orphan.log.delete()
+    return edited, untouched, orphan
+
+
+def test_the_preference_format_pairs_the_edited_answer_with_the_logs_original(weather_bot, logged_entries):
+    lines, report = export_lines(weather_bot, "preference")
+
+    assert lines == [line({"prompt": QUESTION, "chosen": [EDITED], "rejected": [ORIGINAL]})]
+    assert report["rows_read"] == 2  # the edited entries
+    assert report["losses"] == {NO_ORIGINAL: 1}
+
+
+def test_the_openai_preference_format_puts_the_prompt_in_input(weather_bot, logged_entries):
+    lines, _ = export_lines(weather_bot, "openai_preference")
+
+    assert lines == [
+        line({"input": {"messages": QUESTION}, "preferred_output": [EDITED], "non_preferred_output": [ORIGINAL]})
+    ]
+
+
+def test_a_pair_keeps_the_tools_and_counts_an_edited_prompt(project, weather_bot):
+    logs_ingest(project=project, items=[{"messages": [*QUESTION, ORIGINAL], "tools": TOOLS}])
+    dataset_add_logs(dataset=weather_bot, logs=LogEntry.objects.filter(project=project))
+    entry = weather_bot.entries.get()
+    entry_update(entry=entry, messages=[QUESTION[0], {"role": "user", "content": "France's capital?"}, EDITED],
+                 tools=TOOLS)  # fmt: skip
+
+    (trl,), report = export_lines(weather_bot, "preference")
+    (openai,), _ = export_lines(weather_bot, "openai_preference")
+
+    assert json.loads(json.loads(trl)["tools"]) == TOOLS
+    assert json.loads(openai)["input"]["tools"] == TOOLS
+    assert report["losses"] == {PROMPT_EDITED: 1}
+
+
+def test_an_edit_of_the_prompt_alone_or_a_redaction_alone_is_no_preference(project, weather_bot):
+    email = {"role": "assistant", "content": "Write to ann@example.com."}
+    logs_ingest(project=project, items=[{"messages": [*QUESTION, ORIGINAL]}, {"messages": [*QUESTION, email]}])
+    dataset_add_logs(dataset=weather_bot, logs=LogEntry.objects.filter(project=project))
+    prompt_only, redacted = weather_bot.entries.order_by("id")
+    entry_update(entry=prompt_only, messages=[{"role": "user", "content": "Capital?"}, ORIGINAL])
+    entry_update(entry=redacted, messages=[*QUESTION, {"role": "assistant", "content": "Write to <EMAIL>."}])
+
+    lines, report = export_lines(weather_bot, "preference")
+
+    assert lines == []
+    assert report["losses"] == {ANSWER_SAME: 1, ONLY_REDACTED: 1}
+
+
+def test_personal_data_of_the_original_answer_never_leaves(project, weather_bot):
+    email = {"role": "assistant", "content": "Ask ann@example.com, she knows it is Paris."}
+    logs_ingest(project=project, items=[{"messages": [*QUESTION, email]}])
+    dataset_add_logs(dataset=weather_bot, logs=LogEntry.objects.filter(project=project))
+    entry_update(entry=weather_bot.entries.get(), messages=[*QUESTION, EDITED])
+
+    (pair,), report = export_lines(weather_bot, "preference")
+
+    assert json.loads(pair)["rejected"] == [{"role": "assistant", "content": "Ask <EMAIL>, she knows it is Paris."}]
+    assert report["losses"] == {ORIGINAL_REDACTED: 1}
+
+
+def test_the_preference_preview_agrees_with_the_export(weather_bot, logged_entries):
+    _, report = export_lines(weather_bot, "preference")
+    preview = export_preview(dataset=weather_bot, format="preference").as_dict()
+
+    assert preview == {**report, "rows_total": 2}
+
+
+def test_the_command_writes_the_preference_pairs(weather_bot, logged_entries, tmp_path):
+    out = io.StringIO()
+    target = tmp_path / "pairs.jsonl"
+
+    call_command("export_dataset", "Weather bot", project="acme", format="preference", output=str(target),
+                 no_progress=True, stdout=out)  # fmt: skip
+
+    assert [json.loads(row)["chosen"] for row in target.read_text().splitlines()] == [[EDITED]]
+    assert "1 of 2 rows written as preference." in out.getvalue()
+    assert AuditEvent.objects.get(action="dataset.export").count == 2  # the edited entries

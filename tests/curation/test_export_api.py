@@ -6,7 +6,7 @@ import json
 import pytest
 
 from curation.datasets.export import snapshots
-from curation.models import AuditEvent, Dataset, DatasetSnapshot, Split
+from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot, Split
 from tests.factories import DatasetEntryFactory, DatasetFactory, DatasetSnapshotFactory
 from tests.waiting import wait_until_finished
 
@@ -60,6 +60,22 @@ def test_an_api_key_exports_every_split_as_openai_by_default(key_client, dataset
     assert response.status_code == 200
     assert len(body(response).splitlines()) == 2
     assert AuditEvent.objects.get(action="dataset.export").detail["split"] == "all"
+
+
+def test_a_preference_export_reads_the_edited_entries_and_audits_their_count(key_client, dataset_with_split):
+    DatasetEntry.objects.filter(split="train").update(edited=True)  # imported from a file: no original answer
+
+    response = key_client.get(f"/api/v1/datasets/{dataset_with_split.pk}/export?format=preference")
+    preview = key_client.get(
+        f"/api/v1/datasets/{dataset_with_split.pk}/export/preview?format=openai_preference"
+    ).json()
+
+    assert response["Content-Disposition"] == 'attachment; filename="math-all-preference.jsonl"'
+    assert body(response) == b""
+    assert AuditEvent.objects.get(action="dataset.export").count == 1
+    assert preview["rows_total"] == preview["rows_read"] == 1
+    assert preview["rows_written"] == 0
+    assert list(preview["losses"]) == ["no original answer (imported, source log deleted, or it had none): skipped"]
 
 
 def test_a_parquet_export_is_named_and_typed_as_parquet(key_client, dataset_with_split):

@@ -63,7 +63,9 @@ class DatasetExportApi(ProjectScopedApi):
         summary="Download a dataset as a training file",
         description=(
             "Streams the entries, in id order, as `openai` (chat JSONL, lossless), `sharegpt` (LLaMA-Factory), "
-            "`alpaca`, `prompt_completion` (JSONL) or `parquet`. What a format cannot carry is listed by "
+            "`alpaca`, `prompt_completion` (JSONL), `parquet` (messages as nested columns), or, from the edited "
+            "entries, preference pairs (the edited answer chosen, the log's original answer rejected) as "
+            "`preference` (TRL) or `openai_preference` (JSONL). What a format cannot carry is listed by "
             "`/export/preview`. Every export is recorded in the audit log."
         ),
         parameters=_PARAMS,
@@ -78,8 +80,8 @@ class DatasetExportApi(ProjectScopedApi):
         format, split = _export_params(request)
         export = export_stream(dataset=dataset, format=format, split=split)
         detail = {"dataset_id": dataset.pk, "dataset": dataset.name, "format": format, "split": split or "all"}
-        audit_record(project=project, action="dataset.export", count=entries_count(dataset=dataset, split=split),
-                     detail=detail, **request_actor(request))  # fmt: skip
+        count = entries_count(dataset=dataset, split=split, format=format)
+        audit_record(project=project, action="dataset.export", count=count, detail=detail, **request_actor(request))
         response = StreamingHttpResponse(export.chunks, content_type=export.content_type)
         response["Content-Disposition"] = content_disposition_header(True, export.filename)
         return response

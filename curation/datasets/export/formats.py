@@ -107,7 +107,7 @@ def _call(call: dict) -> dict:
     return out
 
 
-def _message(message: dict) -> dict:
+def openai_message(message: dict) -> dict:
     # _ordered, inlined: this runs for every message of every export.
     out = {key: message[key] for key in _MESSAGE_KEYS if key in message}
     if len(out) < len(message):
@@ -119,7 +119,7 @@ def _message(message: dict) -> dict:
     return out
 
 
-def _tool(tool: dict) -> dict:
+def openai_tool(tool: dict) -> dict:
     out = _ordered(tool, ("type", "function"))
     if isinstance(out.get("function"), dict):
         out["function"] = _ordered(out["function"], ("name", "description", "parameters", "strict"))
@@ -165,7 +165,7 @@ def _note_extras(message: dict, lost: set[str]) -> None:
         lost.add(OTHER_FIELDS_DROPPED)
 
 
-def _note_options(options: dict | None, lost: set[str]) -> None:
+def note_options(options: dict | None, lost: set[str]) -> None:
     if options and "parallel_tool_calls" in options:
         lost.add(PARALLEL_TOOL_CALLS_DROPPED)
 
@@ -220,7 +220,7 @@ def _transcript(messages: list[dict], lost: set[str]) -> str:
     return "\n\n".join(f"{LABELS[m['role']]}: {_body(m, lost)}".rstrip() for m in messages)
 
 
-def _last_reply(messages: list[dict], lost: set[str]) -> int | None:
+def last_reply(messages: list[dict], lost: set[str]) -> int | None:
     """Index of the last assistant turn; later turns are dropped and counted."""
     for index in range(len(messages) - 1, -1, -1):
         if messages[index]["role"] == "assistant":
@@ -240,9 +240,9 @@ def to_openai(messages: list[dict], tools: list[dict], lost: set[str], options: 
     """OpenAI chat fine-tuning line: everything kept (tool calls, content parts, weights, tool schemas in the
     order sent with `strict`, `parallel_tool_calls`, and what the readers keep verbatim: `is_error`, parts and
     tools of types no reader knows)."""
-    row: dict = {"messages": [_message(m) for m in messages]}
+    row: dict = {"messages": [openai_message(m) for m in messages]}
     if tools:
-        row["tools"] = [_tool(t) for t in tools]
+        row["tools"] = [openai_tool(t) for t in tools]
     if options and "parallel_tool_calls" in options:
         row["parallel_tool_calls"] = options["parallel_tool_calls"]
     return row
@@ -268,12 +268,12 @@ def to_sharegpt(messages: list[dict], tools: list[dict], lost: set[str], options
     for side, group in groups:
         turns.append(_user_turn(group, lost) if side == "user" else _model_turn(group, lost))
     row: dict = {"conversations": turns}
-    functions = [_tool(t) for t in tools if t.get("type") == "function"]
+    functions = [openai_tool(t) for t in tools if t.get("type") == "function"]
     if len(functions) < len(tools):  # LLaMA-Factory formats function definitions only
         lost.add(OTHER_TOOLS_DROPPED)
     if functions:
         row["tools"] = orjson.dumps(functions).decode()
-    _note_options(options, lost)
+    note_options(options, lost)
     return row
 
 
@@ -321,7 +321,7 @@ def to_alpaca(messages: list[dict], tools: list[dict], lost: set[str], options: 
     """Alpaca: the first user turn is the instruction, the last assistant turn the output. Turns in
     between go into `input` as a labelled transcript (tool calls as <tool_call> text)."""
     system, rest = _system_first(messages, lost)
-    last = _last_reply(rest, lost)
+    last = last_reply(rest, lost)
     if last is None:
         lost.add(SKIPPED_NO_REPLY)
         return None
@@ -331,7 +331,7 @@ def to_alpaca(messages: list[dict], tools: list[dict], lost: set[str], options: 
         return None
     if tools:
         lost.add(TOOL_DEFINITIONS_DROPPED)
-    _note_options(options, lost)
+    note_options(options, lost)
     middle = rest[:first] + rest[first + 1 : last]
     if middle:
         lost.add(EXTRA_TURNS_MERGED)
@@ -351,13 +351,13 @@ def to_prompt_completion(
 ) -> dict | None:
     """Prompt / completion: the conversation before the last assistant turn as labelled plain text
     ending in "Assistant:", and that turn, after a space, as the completion."""
-    last = _last_reply(messages, lost)
+    last = last_reply(messages, lost)
     if last is None:
         lost.add(SKIPPED_NO_REPLY)
         return None
     if tools:
         lost.add(TOOL_DEFINITIONS_DROPPED)
-    _note_options(options, lost)
+    note_options(options, lost)
     before = messages[:last]
     if any(m["role"] == "assistant" for m in before):
         lost.add(EARLIER_REPLIES_IN_PROMPT)
@@ -366,23 +366,13 @@ def to_prompt_completion(
     return {"prompt": prompt, "completion": " " + _body(messages[last], lost)}
 
 
-def to_parquet_row(messages: list[dict], tools: list[dict], lost: set[str], options: dict | None = None) -> dict:
-    """The columns of a Parquet row: the OpenAI line's messages and tools as JSON text, and its
-    `parallel_tool_calls` (null when the request did not set it), nothing lost."""
-    line = to_openai(messages, tools, lost, options)
-    return {
-        "messages": orjson.dumps(line["messages"]).decode(),
-        "tools": orjson.dumps(line.get("tools", [])).decode(),
-        "parallel_tool_calls": line.get("parallel_tool_calls"),
-    }
-
-
 WRITERS: dict[str, Writer] = {
     "openai": to_openai,
     "sharegpt": to_sharegpt,
     "alpaca": to_alpaca,
     "prompt_completion": to_prompt_completion,
-    "parquet": to_parquet_row,
 }
-FORMATS = tuple(WRITERS)
+# Parquet's columns are written by `columns`, the preference pairs of edited entries by `preference`.
+PREFERENCE_FORMATS = ("preference", "openai_preference")
+FORMATS = (*WRITERS, "parquet", *PREFERENCE_FORMATS)
 LOSSLESS_FORMATS = frozenset({"openai", "parquet"})

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter
+from typing import TypeVar
 
 import orjson
 from django.core.exceptions import ValidationError
@@ -13,7 +14,16 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils.text import slugify
 
-from curation.datasets.export.formats import FORMATS, LOSSLESS_FORMATS, WRITERS, ExportReport, Writer, to_parquet_row
+from curation.datasets.export.columns import arrow_schemas, to_parquet_row
+from curation.datasets.export.formats import (
+    FORMATS,
+    LOSSLESS_FORMATS,
+    PREFERENCE_FORMATS,
+    WRITERS,
+    ExportReport,
+    Writer,
+)
+from curation.datasets.export.preference import PREFERENCE_WRITERS, preference_pair
 from curation.models import Dataset, DatasetEntry, Split
 
 BATCH_SIZE = 2_000
@@ -24,6 +34,8 @@ JSONL_TYPE = "application/x-ndjson"
 PARQUET_TYPE = "application/vnd.apache.parquet"
 
 Row = tuple[int, list[dict], list[dict], str, dict]  # id, messages, tools, split, options
+T = TypeVar("T")
+PairRow = tuple[int, list[dict], list[dict], dict, list[dict] | None]  # id, messages, tools, options, log's messages
 
 
 @dataclass
@@ -48,6 +60,9 @@ def export_stream(*, dataset: Dataset, format: str, split: str | None = None) ->
     """Stream the entries of `dataset` (one split, or all) in `format`, ordered by entry id."""
     export_check(format=format, split=split)
     report = ExportReport(format=format)
+    if format in PREFERENCE_FORMATS:
+        chunks = _preference_chunks(edited_rows(dataset_id=dataset.pk, split=split), format, report)
+        return Export(JSONL_TYPE, _filename(dataset, format, split, "jsonl"), chunks, report)
     rows = entry_rows(dataset_id=dataset.pk, split=split)
     if format == "parquet":
         chunks = _parquet_chunks(rows, report)
@@ -63,9 +78,13 @@ def export_preview(
     converted (`rows_read` of `rows_total`); the OpenAI and Parquet formats lose nothing, so their
     entries are only counted."""
     export_check(format=format, split=split)
-    report = ExportReport(format=format, rows_total=entries_count(dataset=dataset, split=split))
+    report = ExportReport(format=format, rows_total=entries_count(dataset=dataset, split=split, format=format))
     if format in LOSSLESS_FORMATS:
         report.rows_read = report.rows_written = report.rows_total or 0
+        return report
+    if format in PREFERENCE_FORMATS:
+        for _ in _preference_lines(islice(edited_rows(dataset_id=dataset.pk, split=split), limit), format, report):
+            pass
         return report
     writer = WRITERS[format]
     for _, messages, tools, _split, options in islice(entry_rows(dataset_id=dataset.pk, split=split), limit):
@@ -74,8 +93,11 @@ def export_preview(
     return report
 
 
-def entries_count(*, dataset: Dataset, split: str | None = None) -> int:
+def entries_count(*, dataset: Dataset, split: str | None = None, format: str = "openai") -> int:
+    """The entries an export in `format` reads: the edited ones for the preference formats."""
     entries = DatasetEntry.objects.filter(dataset=dataset)
+    if format in PREFERENCE_FORMATS:
+        entries = entries.filter(edited=True)
     return (entries.filter(split=split) if split else entries).count()
 
 
@@ -109,11 +131,36 @@ def _keyset(dataset_id: int, split: str) -> Iterator[Row]:
         after = batch[-1][0]
 
 
+def edited_rows(*, dataset_id: int, split: str | None) -> Iterator[PairRow]:
+    """Edited entries in id order, with their source log's messages (None when the log is gone or there was
+    none). Few entries are edited, so one ordered query in keyset batches serves both splits."""
+    entries = DatasetEntry.objects.filter(dataset_id=dataset_id, edited=True)
+    if split is not None:
+        entries = entries.filter(split=split)
+    after = 0
+    while True:
+        batch = list(
+            entries.filter(id__gt=after)
+            .order_by("id")
+            .values_list(
+                "id", Cast("messages", TextField()), Cast("tools", TextField()), Cast("options", TextField()),
+                Cast("log__messages", TextField()),
+            )[:BATCH_SIZE]
+        )  # fmt: skip
+        for entry_id, messages, tools, options, original in batch:
+            parsed_tools = orjson.loads(tools) if tools else []
+            source = orjson.loads(original) if original else None
+            yield entry_id, orjson.loads(messages), parsed_tools, _options(options), source
+        if len(batch) < BATCH_SIZE:
+            return
+        after = batch[-1][0]
+
+
 def _options(text: str | None) -> dict:
     return orjson.loads(text) if text and text != "{}" else {}
 
 
-def row_batches(rows: Iterable[Row]) -> Iterator[list[Row]]:
+def row_batches(rows: Iterable[T]) -> Iterator[list[T]]:
     iterator = iter(rows)
     while batch := list(islice(iterator, BATCH_SIZE)):
         yield batch
@@ -131,6 +178,24 @@ def _jsonl_chunks(rows: Iterable[Row], writer: Writer, report: ExportReport) -> 
             report.add(row is not None, lost)
             if row is not None:
                 lines.append(orjson.dumps(row))
+        if lines:
+            yield b"\n".join(lines) + b"\n"
+
+
+def _preference_lines(rows: Iterable[PairRow], format: str, report: ExportReport) -> Iterator[bytes]:
+    writer = PREFERENCE_WRITERS[format]
+    for _, messages, tools, options, original in rows:
+        lost: set[str] = set()
+        pair = preference_pair(messages, original, lost)
+        row = writer(pair, tools, lost, options) if pair is not None else None
+        report.add(row is not None, lost)
+        if row is not None:
+            yield orjson.dumps(row)
+
+
+def _preference_chunks(rows: Iterable[PairRow], format: str, report: ExportReport) -> Iterator[bytes]:
+    for batch in row_batches(rows):
+        lines = list(_preference_lines(batch, format, report))
         if lines:
             yield b"\n".join(lines) + b"\n"
 
@@ -165,17 +230,12 @@ class _Drain:
 
 
 def _parquet_chunks(rows: Iterable[Row], report: ExportReport) -> Iterator[bytes]:
-    """One row group per batch: columns id, split, the OpenAI line's messages and tools as JSON text, and its
-    parallel_tool_calls."""
+    """One row group per batch: columns id, split, the OpenAI line's messages as structs (`columns`), its tools
+    as JSON text, and its parallel_tool_calls."""
     import pyarrow as pa  # only exports to Parquet pay for loading Arrow
     import pyarrow.parquet as pq
 
-    schema = pa.schema(
-        [
-            ("id", pa.int64()), ("split", pa.string()), ("messages", pa.string()), ("tools", pa.string()),
-            ("parallel_tool_calls", pa.bool_()),
-        ]
-    )  # fmt: skip
+    storage, schema = arrow_schemas()
     sink = _Drain()
     with pq.ParquetWriter(sink, schema, compression="zstd") as parquet:
         for batch in row_batches(rows):
@@ -187,7 +247,7 @@ def _parquet_chunks(rows: Iterable[Row], report: ExportReport) -> Iterator[bytes
                 columns["split"].append(split)
                 for name in ("messages", "tools", "parallel_tool_calls"):
                     columns[name].append(row[name])
-            parquet.write_table(pa.table(columns, schema=schema))
+            parquet.write_table(pa.table(columns, schema=storage).cast(schema))
             yield sink.take()
     yield sink.take()
 

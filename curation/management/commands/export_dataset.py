@@ -14,7 +14,8 @@ from curation.models import Dataset, Project, Split
 
 class Command(BaseCommand):
     help = (
-        "Export a dataset as a training file (openai, sharegpt, alpaca, prompt_completion JSONL, or parquet), with "
+        "Export a dataset as a training file (openai, sharegpt, alpaca, prompt_completion JSONL, parquet, or the "
+        "preference pairs of its edited entries as preference or openai_preference JSONL), with "
         "a progress bar and, at the end, what the format could not carry. --snapshot freezes an immutable, hashed "
         "snapshot instead, the one fine-tunes train on."
     )
@@ -46,7 +47,7 @@ class Command(BaseCommand):
         chosen = _dataset(found, dataset)
         if snapshot and (split or output or format != "openai"):
             raise CommandError("A snapshot holds every split as OpenAI lines: leave out --format, --split, --output.")
-        total = entries_count(dataset=chosen, split=split)
+        total = entries_count(dataset=chosen, split=split, format=format)
         bar = tqdm(total=total, unit="rows", desc=chosen.name, disable=no_progress or output == "-")
         if snapshot:
             self._snapshot(chosen, bar)
