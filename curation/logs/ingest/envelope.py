@@ -32,7 +32,7 @@ ENVELOPE_FIELDS = ("request", "response", *_COMMON_FIELDS)
 MESSAGES_FIELDS = ("messages", "tools", "functions", "parallel_tool_calls", "model", *_COMMON_FIELDS)
 PROMPT_COMPLETION_FIELDS = ("prompt", "completion", "model", *_COMMON_FIELDS)
 
-_SHAPES = "expected a log object with 'request', 'messages', 'prompt' or 'resourceSpans'"
+_SHAPES = "expected a log object with 'request', 'messages' or 'prompt'"
 _MAX_TAG_LENGTH = 100
 _MAX_EXTERNAL_ID_LENGTH = 255
 
