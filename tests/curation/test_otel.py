@@ -298,3 +298,38 @@ def test_it_keeps_the_protobuf_json_mapping_out_of_stored_ids(key_client, projec
 
     assert response.status_code == 400
     assert "must be hex" in response.json()["detail"]
+
+
+def test_the_older_events_carry_tool_calls_and_results_in_attributes_or_as_json():
+    def text(value: str) -> dict:
+        return {"stringValue": value}
+
+    events = [
+        {"name": "gen_ai.user.message", "attributes": [{"key": "content", "value": text("Weather?")}]},
+        {"name": "gen_ai.assistant.message", "attributes": [{"key": "tool_calls", "value": text(
+            '[{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": {"city": "Paris"}}}]'
+        )}]},
+        {"name": "gen_ai.tool.message",
+         "attributes": [{"key": "gen_ai.event.content", "value": text('{"content": "sunny", "id": "c1"}')}]},
+        {"name": "gen_ai.choice", "attributes": [
+            {"key": "message", "value": {"kvlistValue": {"values": [{"key": "content", "value": text("Sunny.")}]}}},
+            {"key": "finish_reason", "value": text("stop")},
+        ]},
+    ]  # fmt: skip
+    span = {
+        "traceId": "0af7651916cd43dd8448eb211c80319c",
+        "spanId": "b7ad6b7169203331",
+        "name": "chat",
+        "events": events,
+    }
+
+    log = parse_log({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
+
+    assert log.messages == [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "assistant", "content": "Sunny."},
+    ]  # fmt: skip
+    assert (log.finish_reason, log.external_id) == ("stop", "0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331")
