@@ -7,6 +7,7 @@ from curation.datasets.redaction.apis import DatasetRedactApi, DatasetRedactionJ
 from curation.logs import apis as logs
 from curation.logs.bulk.apis import BulkJobApi, LogsBulkApi
 from curation.logs.imports import apis as imports
+from curation.logs.otel.apis import OtelTracesApi
 from curation.logs.similar import apis as similar
 from curation.tags.apis import TagDetailApi, TagMergeApi, TagsApi
 
@@ -18,6 +19,8 @@ urlpatterns = [
     path("logs/<int:log_id>/similar", similar.LogSimilarApi.as_view(), name="api-log-similar"),
     path("log-embeddings", similar.LogEmbeddingsApi.as_view(), name="api-log-embeddings"),
     path("bulk-jobs/<int:job_id>", BulkJobApi.as_view(), name="api-bulk-job"),
+    # OTLP/HTTP: an exporter given the endpoint <base>/api/v1/otel appends /v1/traces itself.
+    path("otel/v1/traces", OtelTracesApi.as_view(), name="api-otel-traces"),
     path("imports", imports.ImportsApi.as_view(), name="api-imports"),
     path("imports/<int:job_id>", imports.ImportDetailApi.as_view(), name="api-import-detail"),
     path("imports/<int:job_id>/errors", imports.ImportErrorsApi.as_view(), name="api-import-errors"),

@@ -70,6 +70,8 @@ CHECKS = [
 VALID_BUT_REFUSED = {
     ("POST /api/v1/logs", None): "a log's body is the provider's API shape (OpenAI, Anthropic), checked by the "
     "readers with an error naming the path; the schema describes the envelope, not every provider's body",
+    ("POST /api/v1/otel/v1/traces", None): "an OTLP export is the protobuf message ExportTraceServiceRequest, or its "
+    "JSON mapping, checked by the protobuf parser; to the schema it is any binary or any object",
     ("POST /api/v1/imports", "file"): "a file is judged by its first bytes (an image, a PDF, a CSV is refused); "
     "to the schema any binary is a file",
     ("POST /api/v1/finetunes/{job_id}/generate", "messages"): "exactly one of `messages` and `prompt`, and "

@@ -107,6 +107,7 @@ def test_deleting_a_dataset_a_fine_tunes_weights_and_the_fine_tune_is_recorded_w
 # Unsafe operations that write no audit event, and why.
 NOT_AUDITED = {
     "logs_ingest": "sending logs: the data coming in (each log records when it came), at up to 600 requests a minute",
+    "otel_traces_export": "sending logs as OpenTelemetry spans, as POST /api/v1/logs, by the same rate limit",
     "imports_create": "sending logs as a file; the import job keeps who uploaded it, its progress and its line errors",
     "finetunes_estimate": "computes examples, tokens and steps for a form; changes nothing",
 }

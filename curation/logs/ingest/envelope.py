@@ -19,6 +19,7 @@ from curation.logs.ingest.canonical import (
     short,
 )
 from curation.logs.ingest.openai import read_openai
+from curation.logs.ingest.otel import OTLP_KEY, SPAN_PATH, span_call
 from curation.logs.ingest.plain import read_messages, read_prompt_completion
 from curation.logs.ingest.raw import RawItem, item_make_storable, value_text
 from curation.logs.ingest.responses import is_responses, read_responses
@@ -87,6 +88,8 @@ def unreadable_log(item: RawItem, reason: str) -> ParsedLog:
     the reason. The envelope fields it holds in a usable form (external_id, tags, created_at...) are kept too, so
     duplicates are still found and the log still sorts and filters; any that are unusable are left out."""
     obj = item.value if isinstance(item.value, dict) else {}
+    if OTLP_KEY in obj:
+        obj = _span_fields(obj)
     fields = {name: _lenient(reader, obj.get(name)) for name, reader in _ENVELOPE_READERS.items()}
     try:
         check_storable(fields["metadata"])
@@ -106,6 +109,18 @@ def unreadable_log(item: RawItem, reason: str) -> ParsedLog:
     )  # fmt: skip
 
 
+def _span_fields(export: dict) -> dict:
+    """The envelope fields of an unreadable span (its ids, times, model), so that a span sent again is a duplicate."""
+    try:
+        call = span_call(export)
+    except IngestError:
+        return {}
+    return {
+        "provider": call.provider, "latency_ms": call.latency_ms, "created_at": call.created_at,
+        "metadata": call.metadata, "external_id": call.external_id, "request": call.request,
+    }  # fmt: skip
+
+
 def _lenient(reader: Callable[[object], object], value: object) -> Any:
     try:
         return reader(value)
@@ -118,6 +133,8 @@ def _read(obj: object) -> ParsedLog:
         raise fail("", f"{_SHAPES}, got {describe(obj)}")
     if "request" in obj or "response" in obj:
         return _read_envelope(obj)
+    if OTLP_KEY in obj:
+        return _read_span(obj)
     if "messages" in obj:
         _check_fields(obj, MESSAGES_FIELDS)
         return _read_plain(obj, "messages", read_messages(obj))
@@ -146,6 +163,28 @@ def _read_envelope(obj: dict) -> ParsedLog:
     if is_responses(request, response):
         return _parsed(obj, provider, "openai_responses", read_responses(request, response, status_code), status_code)
     return _parsed(obj, provider, "openai_chat", read_openai(request, response, status_code), status_code)
+
+
+def _read_span(obj: dict) -> ParsedLog:
+    """A one-span OTLP JSON export (what the OTLP endpoint stores): the GenAI call it records, read as OpenAI chat."""
+    call = span_call(obj)
+    if not call.request["messages"]:
+        raise fail(
+            SPAN_PATH,
+            "no input messages in the span (gen_ai.input.messages, gen_ai.*.message events or gen_ai.prompt.*): "
+            "is the instrumentation capturing message content?",
+        )
+    try:
+        exchange = read_openai(call.request, call.response, call.status_code)
+    except IngestError as exc:
+        raise fail(SPAN_PATH, f"read as an OpenAI chat call, {exc}") from None
+    envelope = {
+        "latency_ms": call.latency_ms, "created_at": call.created_at, "metadata": call.metadata,
+        "external_id": call.external_id,
+    }  # fmt: skip
+    parsed = _parsed(envelope, _provider(call.provider), "otel_genai", exchange, call.status_code)
+    parsed.original = obj
+    return parsed
 
 
 def _read_plain(obj: dict, format: str, exchange: Exchange) -> ParsedLog:

@@ -1,0 +1,1 @@
+"""OpenTelemetry in: the OTLP/HTTP traces endpoint, whose GenAI spans become logs (curation/logs/ingest/otel.py)."""
