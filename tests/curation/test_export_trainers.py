@@ -37,7 +37,7 @@ TOOL_CHAT = [
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
+def tiny_chat_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
@@ -46,10 +46,17 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    yield
+    # TRL's trainers set up accelerate's process-wide state; the trainer's own tests, later in this process, set up
+    # theirs with other settings, which accelerate refuses while one is in place (accelerate's tests reset it so).
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
 
 
 @pytest.fixture
-def dataset(project):
+def fruit_dataset(project):
     dataset = Dataset.objects.create(project=project, name="Fruit")
     for fruit in FRUITS:
         DatasetEntry.objects.create(dataset=dataset, messages=colour_conversation(fruit)["messages"])
@@ -75,8 +82,8 @@ def train_args(config_class, tmp_path: Path, **extra):
     )  # fmt: skip
 
 
-def test_datasets_loads_the_parquet_export_as_chat_data(dataset, tmp_path):
-    rows = load("parquet", export_file(dataset, "parquet", tmp_path), tmp_path)
+def test_datasets_loads_the_parquet_export_as_chat_data(fruit_dataset, tmp_path):
+    rows = load("parquet", export_file(fruit_dataset, "parquet", tmp_path), tmp_path)
 
     assert len(rows) == 9
     assert trl.data_utils.is_conversational(rows[0])
@@ -90,11 +97,11 @@ def test_datasets_loads_the_parquet_export_as_chat_data(dataset, tmp_path):
     assert [message_from_columns(m) for m in tool_row["messages"]] == TOOL_CHAT
 
 
-def test_sft_trainer_trains_on_the_parquet_export_as_it_is(dataset, tiny_model, tmp_path):
+def test_sft_trainer_trains_on_the_parquet_export_as_it_is(fruit_dataset, tiny_chat_model, tmp_path):
     from trl import SFTConfig, SFTTrainer
 
-    rows = load("parquet", export_file(dataset, "parquet", tmp_path), tmp_path)
-    trainer = SFTTrainer(model=str(tiny_model), args=train_args(SFTConfig, tmp_path, max_length=256),
+    rows = load("parquet", export_file(fruit_dataset, "parquet", tmp_path), tmp_path)
+    trainer = SFTTrainer(model=str(tiny_chat_model), args=train_args(SFTConfig, tmp_path, max_length=256),
                          train_dataset=rows)  # fmt: skip
     tokens = trainer.train_dataset[8]["input_ids"]
     rendered = trainer.processing_class.decode(tokens)
@@ -106,15 +113,15 @@ def test_sft_trainer_trains_on_the_parquet_export_as_it_is(dataset, tiny_model, 
     assert '<tool_call>{"name": "colour_of", "arguments": "{\\"fruit\\":\\"plum\\"}"}</tool_call>' in rendered
 
 
-def test_sft_trainer_trains_on_the_openai_export(dataset, tiny_model, tmp_path):
+def test_sft_trainer_trains_on_the_openai_export(fruit_dataset, tiny_chat_model, tmp_path):
     from trl import SFTConfig, SFTTrainer
 
-    text_only = Dataset.objects.create(project=dataset.project, name="Text only")
+    text_only = Dataset.objects.create(project=fruit_dataset.project, name="Text only")
     for fruit in FRUITS:
         DatasetEntry.objects.create(dataset=text_only, messages=colour_conversation(fruit)["messages"])
     rows = load("json", export_file(text_only, "openai", tmp_path), tmp_path)
 
-    trainer = SFTTrainer(model=str(tiny_model), args=train_args(SFTConfig, tmp_path), train_dataset=rows)
+    trainer = SFTTrainer(model=str(tiny_chat_model), args=train_args(SFTConfig, tmp_path), train_dataset=rows)
 
     assert trainer.train().global_step == 2
 
@@ -143,11 +150,11 @@ def test_datasets_loads_the_preference_exports(preferences, tmp_path):
     assert openai_rows[0]["input"]["messages"] == trl_rows[0]["prompt"]
 
 
-def test_dpo_trainer_trains_on_the_preference_export(preferences, tiny_model, tmp_path):
+def test_dpo_trainer_trains_on_the_preference_export(preferences, tiny_chat_model, tmp_path):
     from trl import DPOConfig, DPOTrainer
 
     rows = load("json", export_file(preferences, "preference", tmp_path), tmp_path)
-    trainer = DPOTrainer(model=str(tiny_model), args=train_args(DPOConfig, tmp_path, max_length=128),
+    trainer = DPOTrainer(model=str(tiny_chat_model), args=train_args(DPOConfig, tmp_path, max_length=128),
                          train_dataset=rows)  # fmt: skip
 
     assert trainer.train().global_step == 2

@@ -41,7 +41,7 @@ from training.trainer.config import TrainConfig
 # tests/proxy covers their keys, roles and projects.
 PUBLIC = {
     "login", "logout", "api-schema", "api-docs", "api-redoc", "healthz",
-    "proxy-openai-chat", "proxy-anthropic-messages",
+    "proxy-openai-chat", "proxy-openai-responses", "proxy-anthropic-messages",
 }  # fmt: skip
 
 # What a path parameter names, from the segment in front of it (`job_id` is an import, a bulk job or a fine-tune).
