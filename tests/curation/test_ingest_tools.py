@@ -326,3 +326,24 @@ def test_raw_items_keep_their_text_as_the_original(project):
 def test_an_id_too_long_for_external_id_is_named_as_the_tool_names_it(project):
     assert rejection(project, batch_line(custom_id="t" * 300)) == "custom_id: longer than 255 characters"
     assert rejection(project, litellm_payload(request_tags=[""])) == "request_tags.0: must not be empty"
+
+
+def test_a_batch_of_responses_api_calls_is_read_as_the_responses_api(project):
+    answer = {"id": "resp_1", "object": "response", "created_at": 1767225600, "status": "completed", "output": [
+        {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+         "content": [{"type": "output_text", "text": "Hello!", "annotations": []}]}]}  # fmt: skip
+    line = batch_line(url="/v1/responses", body={"model": "gpt-5", "input": "Hi"})
+    line["response"]["body"] = answer
+
+    log = one(project, line)
+
+    assert (log.format, log.status, log.external_id) == ("openai_batch", "success", "task-7")
+    assert log.messages == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    assert log.metadata == {"response_id": "resp_1", "batch_request_id": "batch_req_6789", "request_id": "req_abc"}
+
+
+def test_a_langfuse_generation_of_the_langchain_integration_reads_its_messages(project):
+    generation = langfuse_generation(input=[langchain("HumanMessage", content="Weather in Paris?")],
+                                     output=langchain("AIMessage", content="Sunny."))  # fmt: skip
+
+    assert one(project, generation).messages == [ASKED[1], {"role": "assistant", "content": "Sunny."}]
