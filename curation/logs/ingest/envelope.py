@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from curation.logs.ingest.anthropic import read_anthropic
+from curation.logs.ingest.batch import batch_call, is_batch_line
 from curation.logs.ingest.canonical import (
     MISSING_REASON,
     Exchange,
@@ -18,9 +19,13 @@ from curation.logs.ingest.canonical import (
     search_text,
     short,
 )
+from curation.logs.ingest.exported import ExportedCall
+from curation.logs.ingest.langfuse import is_langfuse_observation, langfuse_call
+from curation.logs.ingest.langsmith import is_langsmith_run, langsmith_call
+from curation.logs.ingest.litellm import is_litellm_payload, litellm_call
 from curation.logs.ingest.openai import read_openai
 from curation.logs.ingest.otel import OTLP_KEY, SPAN_PATH, span_call
-from curation.logs.ingest.plain import read_messages, read_prompt_completion
+from curation.logs.ingest.plain import read_messages, read_openpipe, read_prompt_completion
 from curation.logs.ingest.raw import RawItem, item_make_storable, value_text
 from curation.logs.ingest.responses import is_responses, read_responses
 from curation.logs.ingest.times import moment_from_iso, moment_from_unix
@@ -41,7 +46,9 @@ _MAX_EXTERNAL_ID_LENGTH = 255
 @dataclass(slots=True)
 class ParsedLog:
     provider: str  # lowercased as given; else detected "openai" / "anthropic", "" for plain shapes
-    format: str  # "openai_chat" | "openai_responses" | "anthropic_messages" | "messages" | "prompt_completion"
+    # "openai_chat" | "openai_responses" | "anthropic_messages" | "messages" | "prompt_completion" | "otel_genai" |
+    # "openai_batch" | "openpipe" | "litellm" | "langfuse" | "langsmith"
+    format: str
     model: str  # "" when unknown
     messages: list[dict]  # canonical (OpenAI chat) conversation, including the response's assistant turn
     tools: list[dict]  # canonical function tools
@@ -90,6 +97,8 @@ def unreadable_log(item: RawItem, reason: str) -> ParsedLog:
     obj = item.value if isinstance(item.value, dict) else {}
     if OTLP_KEY in obj:
         obj = _span_fields(obj)
+    elif (shape := _exported_shape(obj)) is not None:
+        obj = _exported_fields(obj, *shape)
     fields = {name: _lenient(reader, obj.get(name)) for name, reader in _ENVELOPE_READERS.items()}
     try:
         check_storable(fields["metadata"])
@@ -121,6 +130,17 @@ def _span_fields(export: dict) -> dict:
     }  # fmt: skip
 
 
+def _exported_fields(obj: dict, format: str, reader: Callable[[dict], ExportedCall]) -> dict:
+    """The envelope fields of an unreadable line of another tool's export (its id above all: a line sent again is a
+    duplicate, a Batch output line without its request among them)."""
+    try:
+        call = reader(obj)
+    except IngestError:
+        identifier = obj.get(_EXPORTED_IDS[format])
+        return {"external_id": identifier, "provider": "openai" if format == "openai_batch" else None}
+    return _call_envelope(call) | {"provider": call.provider, "request": call.request}
+
+
 def _lenient(reader: Callable[[object], object], value: object) -> Any:
     try:
         return reader(value)
@@ -131,10 +151,16 @@ def _lenient(reader: Callable[[object], object], value: object) -> Any:
 def _read(obj: object) -> ParsedLog:
     if not isinstance(obj, dict):
         raise fail("", f"{_SHAPES}, got {describe(obj)}")
+    shape = _exported_shape(obj)
+    if shape is not None:
+        return _read_exported(obj, *shape)
     if "request" in obj or "response" in obj:
         return _read_envelope(obj)
     if OTLP_KEY in obj:
         return _read_span(obj)
+    if "messages" in obj and "split" in obj:
+        # An OpenPipe export line: its fields are OpenPipe's to add, so the ones we do not know are kept, not refused.
+        return _read_plain(obj, "openpipe", read_openpipe(obj, known=frozenset(MESSAGES_FIELDS)))
     if "messages" in obj:
         _check_fields(obj, MESSAGES_FIELDS)
         return _read_plain(obj, "messages", read_messages(obj))
@@ -185,6 +211,47 @@ def _read_span(obj: dict) -> ParsedLog:
     parsed = _parsed(envelope, _provider(call.provider), "otel_genai", exchange, call.status_code)
     parsed.original = obj
     return parsed
+
+
+# Other tools' export lines, told apart by a field no other accepted shape has; checked before the envelope, as a
+# Batch line and a LiteLLM payload both hold a `response`.
+_EXPORTED: tuple[tuple[str, Callable[[dict], bool], Callable[[dict], ExportedCall]], ...] = (
+    ("openai_batch", is_batch_line, batch_call),
+    ("litellm", is_litellm_payload, litellm_call),
+    ("langfuse", is_langfuse_observation, langfuse_call),
+    ("langsmith", is_langsmith_run, langsmith_call),
+)
+_EXPORTED_IDS = {"openai_batch": "custom_id", "litellm": "id", "langfuse": "id", "langsmith": "id"}
+
+
+def _exported_shape(obj: dict) -> tuple[str, Callable[[dict], ExportedCall]] | None:
+    for format, detect, reader in _EXPORTED:
+        if detect(obj):
+            return format, reader
+    return None
+
+
+def _read_exported(obj: dict, format: str, reader: Callable[[dict], ExportedCall]) -> ParsedLog:
+    """A line of another tool's export: the call it records, read as OpenAI chat (or Responses, for a Batch of
+    Responses calls), with the tool's ids, times and tags as the envelope's fields."""
+    call = reader(obj)
+    try:
+        if is_responses(call.request, call.response):
+            exchange = read_responses(call.request, call.response, call.status_code)
+        else:
+            exchange = read_openai(call.request, call.response, call.status_code)
+        parsed = _parsed(_call_envelope(call), _provider(call.provider), format, exchange, call.status_code)
+    except IngestError as exc:
+        raise call.relocate(exc) from None
+    parsed.original = obj
+    return parsed
+
+
+def _call_envelope(call: ExportedCall) -> dict:
+    return {
+        "latency_ms": call.latency_ms, "created_at": call.created_at.isoformat() if call.created_at else None,
+        "metadata": call.metadata, "tags": call.tags, "external_id": call.external_id,
+    }  # fmt: skip
 
 
 def _read_plain(obj: dict, format: str, exchange: Exchange) -> ParsedLog:

@@ -5,7 +5,7 @@ from typing import Annotated, NotRequired
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from curation.logs.ingest.canonical import Exchange, validate
+from curation.logs.ingest.canonical import Exchange, describe, fail, validate
 from curation.logs.ingest.openai import (
     FunctionDef,
     Message,
@@ -39,6 +39,18 @@ def read_messages(obj: dict) -> Exchange:
         tools=tools_to_canonical(obj.get("tools"), obj.get("functions")),
         options=options_of(obj),
     )
+
+
+def read_openpipe(obj: dict, *, known: frozenset[str]) -> Exchange:
+    """A line of an OpenPipe dataset export: a fine-tuning line with its `split` ("TRAIN" / "TEST"), `tool_choice`
+    and whatever else OpenPipe adds. Those go to the log's metadata as sent (the envelope's own `metadata` wins a
+    clash); the fields a fine-tuning line shares with the envelope (`model`, `tags`...) are read as such."""
+    split = obj.get("split")
+    if split is not None and not isinstance(split, str):
+        raise fail("split", f"expected a string such as 'TRAIN' or 'TEST', got {describe(split)}")
+    exchange = read_messages({key: value for key, value in obj.items() if key in known})
+    exchange.metadata = {key: value for key, value in obj.items() if key not in known and value is not None}
+    return exchange
 
 
 def read_prompt_completion(obj: dict) -> Exchange:
