@@ -94,6 +94,20 @@ _INGEST_RESULT = inline_serializer(
             ),
             help_text="What had to change to store a log, e.g. a NUL character replaced by U+FFFD.",
         ),
+        "ids": serializers.ListField(
+            child=inline_serializer(
+                "IngestedId",
+                {
+                    "index": serializers.IntegerField(),
+                    "id": serializers.IntegerField(),
+                    "duplicate": serializers.BooleanField(
+                        help_text="The log was a duplicate by `external_id`: `id` is the log stored before it."
+                    ),
+                },
+            ),
+            help_text="The id of each log stored (unreadable ones included) or found a duplicate, by index; "
+            "rejected logs have none.",
+        ),
     },
 )
 
@@ -190,6 +204,7 @@ class LogsApi(ProjectScopedApi):
             "rejected": [{"index": r.index, "error": r.error} for r in result.rejected],
             "unreadable": [{"index": r.index, "error": r.error} for r in result.unreadable],
             "notes": [{"index": n.index, "note": n.note} for n in result.notes],
+            "ids": [{"index": i.index, "id": i.id, "duplicate": i.duplicate} for i in result.ids],
         }
         all_rejected = result.rejected and not (result.accepted or result.duplicates)
         return Response(body, status=status.HTTP_400_BAD_REQUEST if all_rejected else status.HTTP_200_OK)

@@ -43,12 +43,20 @@ class Note:
 
 
 @dataclass(slots=True)
+class StoredId:
+    index: int
+    id: int
+    duplicate: bool  # the item was a duplicate: `id` is the log stored before it (same external_id)
+
+
+@dataclass(slots=True)
 class IngestResult:
     accepted: int = 0  # stored now, unreadable logs included
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     unreadable: list[Rejection] = field(default_factory=list)  # kept as "unreadable", with the reader's reason
     notes: list[Note] = field(default_factory=list)  # what had to change to store an item (U+FFFD in place of NUL)
+    ids: list[StoredId] = field(default_factory=list)  # every item stored or found a duplicate, in item order
 
 
 @dataclass(slots=True)
@@ -83,7 +91,8 @@ def logs_ingest(
     Every valid item is stored even when others are rejected; a rejected item writes nothing. With
     `keep_unreadable` (default: the project's setting) an item no reader can read is stored all the same, with
     status "unreadable" and the reason, instead of being rejected. An item whose `external_id` is already
-    stored in the project (or earlier in the batch) is a duplicate and changes nothing.
+    stored in the project (or earlier in the batch) is a duplicate and changes nothing; `ids` names the log each
+    stored or duplicate item is, by index.
 
     With a `pii_budget` (a web request), the logs past it are stored unscanned (`pii_pending`) for a worker to
     scan, or refused by index when the project redacts personal data at ingestion.
@@ -91,6 +100,7 @@ def logs_ingest(
     keep = project.keep_unreadable if keep_unreadable is None else keep_unreadable
     result = IngestResult()
     parsed: list[tuple[ParsedLog, list[str] | None]] = []
+    indexes: list[int] = []
     for index, item in enumerate(items):
         log = _read_item(item if isinstance(item, RawItem) else RawItem(value=item, text=None), index, keep, result)
         if log is None:
@@ -107,8 +117,14 @@ def logs_ingest(
                 pii_budget.spent += time.perf_counter() - started
         result.notes.extend(Note(index=index, note=note) for note in log.notes)
         parsed.append((log, kinds))
+        indexes.append(index)
     if parsed:
-        result.accepted, result.duplicates = _store(project=project, logs=parsed)
+        stored = _store(project=project, logs=parsed)
+        result.ids = [
+            StoredId(index=i, id=log_id, duplicate=dup) for i, (log_id, dup) in zip(indexes, stored, strict=True)
+        ]
+        result.duplicates = sum(dup for _, dup in stored)
+        result.accepted = len(stored) - result.duplicates
         if any(kinds is None for _, kinds in parsed):
             transaction.on_commit(lambda: pii_pending_send(project.pk))
     return result
@@ -209,23 +225,24 @@ def log_ranges_check(log: ParsedLog) -> None:
             raise IngestError(f"{name}: {value} is too large (at most {_MAX_INT})")
 
 
-def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> tuple[int, int]:
-    """Insert the logs that are not duplicates; returns (accepted, duplicates)."""
+def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> list[tuple[int, bool]]:
+    """Insert the logs that are not duplicates; returns, for each log in order, its id and whether it was a duplicate
+    (then the id is the log stored before with its external_id)."""
     for attempt in range(_STORE_ATTEMPTS):
         try:
             with transaction.atomic():
-                fresh = _without_duplicates(project=project, logs=logs)
+                known, fresh_at = _duplicates(project=project, logs=logs)
+                fresh = [logs[at] for at in fresh_at]
                 if connection.vendor == "postgresql":
-                    _copy_insert(project=project, logs=fresh)
+                    ids = _copy_insert(project=project, logs=fresh)
                 else:
                     now = timezone.now()
                     entries = LogEntry.objects.bulk_create(
                         [LogEntry(**_values(project.pk, log, kinds, now)) for log, kinds in fresh]
                     )
-                    _attach_tags(
-                        project=project, log_ids=[e.pk for e in entries], names=[log.tags for log, _ in fresh]
-                    )
-                return len(fresh), len(logs) - len(fresh)
+                    ids = [e.pk for e in entries]
+                    _attach_tags(project=project, log_ids=ids, names=[log.tags for log, _ in fresh])
+                return _ids_in_order(logs, known, dict(zip(fresh_at, ids, strict=True)))
         except (IntegrityError, psycopg.errors.UniqueViolation):
             # A concurrent request stored one of these external ids between our check and our insert.
             # The savepoint is rolled back; looking again turns that item into a duplicate.
@@ -234,21 +251,41 @@ def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) 
     raise AssertionError("unreachable")
 
 
-def _without_duplicates(
+def _duplicates(
     *, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]
-) -> list[tuple[ParsedLog, list[str] | None]]:
-    ids = {log.external_id for log, _ in logs if log.external_id is not None}
-    if not ids:
-        return logs
-    seen = set(LogEntry.objects.filter(project=project, external_id__in=ids).values_list("external_id", flat=True))
-    fresh = []
-    for log, kinds in logs:
+) -> tuple[dict[str, int], list[int]]:
+    """The ids of the external ids already stored, and the positions in `logs` of the logs to insert."""
+    wanted = {log.external_id for log, _ in logs if log.external_id is not None}
+    known = dict(
+        LogEntry.objects.filter(project=project, external_id__in=wanted).values_list("external_id", "id")
+        if wanted
+        else []
+    )
+    seen = set(known)
+    fresh_at = []
+    for at, (log, _) in enumerate(logs):
         if log.external_id is not None:
             if log.external_id in seen:
                 continue
             seen.add(log.external_id)
-        fresh.append((log, kinds))
-    return fresh
+        fresh_at.append(at)
+    return known, fresh_at
+
+
+def _ids_in_order(
+    logs: list[tuple[ParsedLog, list[str] | None]], known: dict[str, int], inserted: dict[int, int]
+) -> list[tuple[int, bool]]:
+    """(id, duplicate) of each log: a duplicate of a log earlier in the batch gets the id that log was given."""
+    known = dict(known)
+    out = []
+    for at, (log, _) in enumerate(logs):
+        if at in inserted:
+            if log.external_id is not None:
+                known[log.external_id] = inserted[at]
+            out.append((inserted[at], False))
+        else:
+            out.append((known[log.external_id or ""], True))
+    return out
 
 
 # The columns a reader fills from a log's original: what `reparse_logs` writes again after an upgrade.
@@ -333,9 +370,10 @@ _COPY_TAGS = "COPY curation_logtag (log_id, tag_id) FROM STDIN"
 _NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('curation_logentry', 'id')) FROM generate_series(1, %s)"
 
 
-def _copy_insert(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> None:
+def _copy_insert(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> list[int]:
+    """Insert the logs; returns their ids, in order."""
     if not logs:
-        return
+        return []
     now = timezone.now()
     rows = [_values(project.pk, log, kinds, now) for log, kinds in logs]
     columns = list(rows[0])
@@ -356,3 +394,4 @@ def _copy_insert(*, project: Project, logs: list[tuple[ParsedLog, list[str] | No
                 for log_id, (log, _) in zip(ids, logs, strict=True):
                     for name in log.tags:
                         copy.write_row((log_id, tags[name].pk))
+    return ids
