@@ -1,4 +1,4 @@
-"""Storing logs: the one write path shared by the API, file imports and the CLI."""
+"""Storing logs: the one write path shared by the API, file imports and the CLI; edits and deletions of logs."""
 
 import json
 import logging
@@ -10,8 +10,11 @@ from typing import Any
 
 import orjson
 import psycopg
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
 from curation.audit.services import audit_record
@@ -20,7 +23,7 @@ from curation.logs.ingest.canonical import search_text
 from curation.logs.ingest.raw import value_text
 from curation.logs.pii.services import logs_pii_kinds, pii_pending_send
 from curation.logs.pricing import cost_usd
-from curation.models import LogEntry, LogTag, Project, Tag
+from curation.models import ApiKey, DatasetEntry, LogEntry, LogTag, Project, Tag
 from curation.text.pii import scan
 from curation.text.pii.conversations import conversation_redact
 
@@ -256,11 +259,8 @@ def _duplicates(
 ) -> tuple[dict[str, int], list[int]]:
     """The ids of the external ids already stored, and the positions in `logs` of the logs to insert."""
     wanted = {log.external_id for log, _ in logs if log.external_id is not None}
-    known = dict(
-        LogEntry.objects.filter(project=project, external_id__in=wanted).values_list("external_id", "id")
-        if wanted
-        else []
-    )
+    stored = LogEntry.objects.filter(project=project, external_id__in=wanted) if wanted else LogEntry.objects.none()
+    known = {external_id or "": log_id for external_id, log_id in stored.values_list("external_id", "id")}
     seen = set(known)
     fresh_at = []
     for at, (log, _) in enumerate(logs):
@@ -359,6 +359,109 @@ def _attach_tags(*, project: Project, log_ids: list[int], names: list[list[str]]
                 for name in group
             ]
         )
+
+
+# --- Edits and deletions ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def log_update(
+    *,
+    log: LogEntry,
+    tags: list[str] | None = None,
+    tags_add: Iterable[str] = (),
+    tags_remove: Iterable[str] = (),
+    metadata: dict | None = None,
+    actor: User | None = None,
+    api_key: ApiKey | None = None,
+) -> LogEntry:
+    """Change a log's tags and metadata, audited as `logs.update` with what changed (tag names, metadata keys).
+
+    `tags` replaces the log's tags (`[]` removes them all); `tags_add` and `tags_remove` change only those named.
+    `metadata` replaces the whole object, not a merge: a key left out is gone, and a key set to null stays, as null.
+    The original is never changed: it keeps what was sent."""
+    LogEntry.objects.select_for_update().filter(pk=log.pk).values_list("pk").get()  # one edit of a log at a time
+    before = set(log.tags.values_list("name", flat=True))
+    if tags is not None:
+        wanted = set(_tag_names(tags))
+    else:
+        wanted = (before | set(_tag_names(tags_add))) - set(_tag_names(tags_remove))
+    added, removed = sorted(wanted - before), sorted(before - wanted)
+    if added:
+        found = tags_get_or_create(project=log.project, names=added)
+        LogTag.objects.bulk_create([LogTag(log=log, tag=found[name]) for name in added], ignore_conflicts=True)
+    if removed:
+        links = LogTag.objects.filter(log=log, tag__project_id=log.project_id, tag__name__in=removed)
+        links.delete()
+    changes: dict[str, object] = {"tags_added": added, "tags_removed": removed} if added or removed else {}
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise ValidationError({"metadata": "Must be an object."})
+        keys = sorted(
+            k for k in set(metadata) | set(log.metadata) if metadata.get(k, _GONE) != log.metadata.get(k, _GONE)
+        )
+        if keys:
+            changes["metadata_keys"] = keys
+            log.metadata = metadata
+            log.save(update_fields=["metadata"])
+    audit_record(project=log.project, action="logs.update", count=1 if changes else 0, actor=actor, api_key=api_key,
+                 detail={"log": log.pk, **changes})  # fmt: skip
+    return log
+
+
+_GONE = object()  # a metadata key that is not there (null is a value)
+
+
+def _tag_names(names: Iterable[str]) -> list[str]:
+    cleaned = list(dict.fromkeys(name.strip() for name in names))
+    limit = Tag._meta.get_field("name").max_length or 0
+    if any(not name or len(name) > limit for name in cleaned):
+        raise ValidationError({"tags": f"A tag name is 1 to {limit} characters."})
+    return cleaned
+
+
+@dataclass(frozen=True, slots=True)
+class LogDeletion:
+    id: int
+    datasets: int  # datasets holding entries made from the log: the entries keep their copies
+    entries: int  # those entries
+
+
+@transaction.atomic
+def log_delete(*, log: LogEntry, actor: User | None = None, api_key: ApiKey | None = None) -> LogDeletion:
+    """Delete one log as a bulk deletion does (`logs_delete`), audited as `logs.delete` with the log and how many
+    dataset entries keep their copy of it. Raises LogEntry.DoesNotExist when it is gone already."""
+    LogEntry.objects.select_for_update().filter(pk=log.pk).values_list("pk").get()
+    held = DatasetEntry.objects.filter(log_id=log.pk).aggregate(
+        entries=Count("id"), datasets=Count("dataset_id", distinct=True)
+    )
+    logs_delete(logs=LogEntry.objects.filter(pk=log.pk), actor=actor, api_key=api_key)
+    deletion = LogDeletion(id=log.pk, datasets=held["datasets"], entries=held["entries"])
+    audit_record(project=log.project, action="logs.delete", count=1, actor=actor, api_key=api_key,
+                 detail={"log": log.pk, "external_id": log.external_id, "datasets": deletion.datasets,
+                         "entries": deletion.entries})  # fmt: skip
+    return deletion
+
+
+def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key: ApiKey | None = None) -> int:
+    """Delete logs without Django's per-row collector: tags go with them, dataset entries keep their
+    copy and lose the link, recording which log it was, when and by whom it was deleted."""
+    ids = list(logs.order_by().values_list("id", flat=True))
+    deleted = 0
+    now = timezone.now()
+    size = settings.LOGTUNE_BULK_CHUNK
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
+        with transaction.atomic():
+            links = LogTag.objects.filter(log_id__in=chunk)
+            links._raw_delete(links.db)
+            DatasetEntry.objects.filter(log_id__in=chunk).update(
+                log=None, source_log_id=F("log_id"), source_deleted_at=now, source_deleted_by=actor,
+                source_deleted_by_key=api_key,
+            )  # fmt: skip
+            rows = LogEntry.objects.filter(id__in=chunk)
+            deleted += rows._raw_delete(rows.db)
+    return deleted
 
 
 # --- PostgreSQL: COPY ---------------------------------------------------------------------------------
