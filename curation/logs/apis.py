@@ -263,23 +263,12 @@ def _tag_list(help_text: str) -> serializers.ListField:
 class LogDetailApi(ProjectScopedApi):
     class Input(StrictInput):
         tags = _tag_list("The log's tags, all of them: replaces the tags it has (`[]` removes them all).")
-        tags_add = _tag_list("Tags to add; the others stay. Not with `tags`.")
-        tags_remove = _tag_list("Tags to remove; the others stay. Not with `tags`.")
+        tags_add = _tag_list("Tags to add; the others stay.")
+        tags_remove = _tag_list("Tags to remove; the others stay. Applied last: a name also in `tags_add` is removed.")
         metadata = JSONObjectField(
             required=False,
             help_text="The log's metadata, the whole object: replaces it (a key left out is gone; null is a value).",
         )
-
-        def validate(self, attrs: dict) -> dict:
-            if "tags" in attrs and ("tags_add" in attrs or "tags_remove" in attrs):
-                raise serializers.ValidationError({"tags": ["Send either tags, or tags_add and tags_remove."]})
-            both = set(attrs.get("tags_add", ())) & set(attrs.get("tags_remove", ()))
-            if both:
-                raise serializers.ValidationError({"tags_remove": [f"'{sorted(both)[0]}' is in tags_add too."]})
-            if not attrs:
-                raise serializers.ValidationError({"detail": ["Nothing to change: send tags, tags_add, tags_remove or "
-                                                              "metadata."]})  # fmt: skip
-            return attrs
 
     class Deleted(serializers.Serializer):
         id = serializers.IntegerField()
@@ -299,9 +288,9 @@ class LogDetailApi(ProjectScopedApi):
         operation_id="logs_update",
         summary="Change a log's tags or metadata",
         description=(
-            "`tags` replaces the log's tags; `tags_add` and `tags_remove` change only those named. `metadata` "
-            "replaces the whole object (not a merge). The conversation and the original never change. Audited as "
-            "`logs.update`."
+            "`tags` replaces the log's tags; `tags_add` and `tags_remove` change only those named (applied after "
+            "`tags`, removals last). `metadata` replaces the whole object (not a merge). The conversation and the "
+            "original never change. Audited as `logs.update`."
         ),
         request=Input,
         responses=LogListOutput,

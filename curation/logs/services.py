@@ -377,15 +377,14 @@ def log_update(
 ) -> LogEntry:
     """Change a log's tags and metadata, audited as `logs.update` with what changed (tag names, metadata keys).
 
-    `tags` replaces the log's tags (`[]` removes them all); `tags_add` and `tags_remove` change only those named.
+    `tags` replaces the log's tags (`[]` removes them all); `tags_add` and `tags_remove` change only those named,
+    after `tags`, removals last (a name in both is removed).
     `metadata` replaces the whole object, not a merge: a key left out is gone, and a key set to null stays, as null.
     The original is never changed: it keeps what was sent."""
     LogEntry.objects.select_for_update().filter(pk=log.pk).values_list("pk").get()  # one edit of a log at a time
     before = set(log.tags.values_list("name", flat=True))
-    if tags is not None:
-        wanted = set(_tag_names(tags))
-    else:
-        wanted = (before | set(_tag_names(tags_add))) - set(_tag_names(tags_remove))
+    start = set(_tag_names(tags)) if tags is not None else before
+    wanted = (start | set(_tag_names(tags_add))) - set(_tag_names(tags_remove))
     added, removed = sorted(wanted - before), sorted(before - wanted)
     if added:
         found = tags_get_or_create(project=log.project, names=added)
