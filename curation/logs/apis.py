@@ -19,11 +19,14 @@ from curation.common.apis import (
     PROJECT_PARAMETER,
     RETRY_AFTER,
     THROTTLED,
+    JSONObjectField,
     ProjectScopedApi,
+    StrictInput,
     ValidationErrorResponse,
     check_body_size,
     filter_parameters,
     is_whole_number,
+    request_actor,
     whole_number_parameter,
 )
 from curation.common.pagination import keyset_page
@@ -33,9 +36,9 @@ from curation.logs.filters import FILTER_PARAMS, logs_filter
 from curation.logs.ingest import RawItem
 from curation.logs.ingest.raw import Body
 from curation.logs.selectors import log_get, log_list
-from curation.logs.services import PiiBudget, logs_ingest
+from curation.logs.services import PiiBudget, log_delete, log_update, logs_ingest
 from curation.logs.throttling import IngestRateThrottle
-from curation.models import LogEntry, LogStatus, Role
+from curation.models import LogEntry, LogStatus, Project, Role
 
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 500
@@ -93,6 +96,20 @@ _INGEST_RESULT = inline_serializer(
                 "IngestNote", {"index": serializers.IntegerField(), "note": serializers.CharField()}
             ),
             help_text="What had to change to store a log, e.g. a NUL character replaced by U+FFFD.",
+        ),
+        "ids": serializers.ListField(
+            child=inline_serializer(
+                "IngestedId",
+                {
+                    "index": serializers.IntegerField(),
+                    "id": serializers.IntegerField(),
+                    "duplicate": serializers.BooleanField(
+                        help_text="The log was a duplicate by `external_id`: `id` is the log stored before it."
+                    ),
+                },
+            ),
+            help_text="The id of each log stored (unreadable ones included) or found a duplicate, by index; "
+            "rejected logs have none.",
         ),
     },
 )
@@ -190,6 +207,7 @@ class LogsApi(ProjectScopedApi):
             "rejected": [{"index": r.index, "error": r.error} for r in result.rejected],
             "unreadable": [{"index": r.index, "error": r.error} for r in result.unreadable],
             "notes": [{"index": n.index, "note": n.note} for n in result.notes],
+            "ids": [{"index": i.index, "id": i.id, "duplicate": i.duplicate} for i in result.ids],
         }
         all_rejected = result.rejected and not (result.accepted or result.duplicates)
         return Response(body, status=status.HTTP_400_BAD_REQUEST if all_rejected else status.HTTP_200_OK)
@@ -229,14 +247,80 @@ def _page_size(raw: str | None) -> int:
     return int(raw)
 
 
+def _log_or_404(project: Project, log_id: int) -> LogEntry:
+    log = log_get(project=project, log_id=log_id)
+    if log is None:
+        raise exceptions.NotFound(f"Log {log_id} not found in project '{project.slug}'.")
+    return log
+
+
+def _tag_list(help_text: str) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=1000, help_text=help_text
+    )
+
+
 class LogDetailApi(ProjectScopedApi):
+    class Input(StrictInput):
+        tags = _tag_list("The log's tags, all of them: replaces the tags it has (`[]` removes them all).")
+        tags_add = _tag_list("Tags to add; the others stay.")
+        tags_remove = _tag_list("Tags to remove; the others stay. Applied last: a name also in `tags_add` is removed.")
+        metadata = JSONObjectField(
+            required=False,
+            help_text="The log's metadata, the whole object: replaces it (a key left out is gone; null is a value).",
+        )
+
+    class Deleted(serializers.Serializer):
+        id = serializers.IntegerField()
+        deleted = serializers.BooleanField()
+        datasets = serializers.IntegerField(
+            help_text="Datasets that hold entries made from the log: the entries keep their copies and record who "
+            "deleted the log and when."
+        )
+        entries = serializers.IntegerField(help_text="Those entries.")
+
     @extend_schema(operation_id="logs_retrieve", summary="One log", responses=LogDetailOutput)
     def get(self, request: Request, log_id: int) -> Response:
         project = project_for_request(request)
-        log = log_get(project=project, log_id=log_id)
-        if log is None:
-            raise exceptions.NotFound(f"Log {log_id} not found in project '{project.slug}'.")
-        return Response(LogDetailOutput(log).data)
+        return Response(LogDetailOutput(_log_or_404(project, log_id)).data)
+
+    @extend_schema(
+        operation_id="logs_update",
+        summary="Change a log's tags or metadata",
+        description=(
+            "`tags` replaces the log's tags; `tags_add` and `tags_remove` change only those named (applied after "
+            "`tags`, removals last). `metadata` replaces the whole object (not a merge). The conversation and the "
+            "original never change. Audited as `logs.update`."
+        ),
+        request=Input,
+        responses=LogListOutput,
+    )
+    def patch(self, request: Request, log_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        log = _log_or_404(project, log_id)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        log_update(log=log, **data.validated_data, **request_actor(request))
+        return Response(LogListOutput(log_get(project=project, log_id=log.pk)).data)
+
+    @extend_schema(
+        operation_id="logs_destroy",
+        summary="Delete a log",
+        description=(
+            "Deletes the log and its tags, as a bulk deletion does. Dataset entries made from it keep their copies, "
+            "and record which log it was, who deleted it and when. Audited as `logs.delete`."
+        ),
+        responses={200: Deleted},
+    )
+    def delete(self, request: Request, log_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        log = _log_or_404(project, log_id)
+        try:
+            deletion = log_delete(log=log, **request_actor(request))
+        except LogEntry.DoesNotExist:  # deleted by another request meanwhile
+            raise exceptions.NotFound(f"Log {log_id} not found in project '{project.slug}'.") from None
+        body = {"id": deletion.id, "deleted": True, "datasets": deletion.datasets, "entries": deletion.entries}
+        return Response(self.Deleted(body).data)
 
 
 class LogOriginalApi(ProjectScopedApi):
@@ -251,10 +335,7 @@ class LogOriginalApi(ProjectScopedApi):
         responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/plain"): OpenApiTypes.STR},
     )
     def get(self, request: Request, log_id: int) -> HttpResponse:
-        project = project_for_request(request)
-        log = log_get(project=project, log_id=log_id)
-        if log is None:
-            raise exceptions.NotFound(f"Log {log_id} not found in project '{project.slug}'.")
+        log = _log_or_404(project_for_request(request), log_id)
         # Only an unreadable log can hold text that is not JSON (an import's line): only its original is decoded.
         is_json = log.status != LogStatus.UNREADABLE or log.original_value is not None
         kind = "application/json" if is_json else "text/plain"

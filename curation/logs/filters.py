@@ -12,6 +12,7 @@ Query parameters (all optional, all combined with AND):
   in_dataset / not_in_dataset dataset id: is / is not in that dataset
   pii                         personal data in the conversation: any, none, or comma-separated kinds
                               (EMAIL,PHONE,CARD,IBAN,IP,SECRET): has any of them
+  external_id                 exactly this external_id (the sender's own id of a log)
   q                           free text: words (any language) or a substring (CJK, code), case-insensitive
 """
 
@@ -123,6 +124,7 @@ class LogFilter(django_filters.FilterSet):
     not_in_dataset = django_filters.NumberFilter(method="filter_not_in_dataset", min_value=1, max_value=ID_MAX)
     pii = django_filters.CharFilter(method="filter_pii")
     q = django_filters.CharFilter(method="filter_q")
+    external_id = django_filters.CharFilter(field_name="external_id")  # exact: the sender's own id of a log
     # "More like this" as a filter: the indexed logs at least `min_similarity` like log `similar_to`.
     similar_to = django_filters.NumberFilter(method="filter_similar_to", min_value=1, max_value=ID_MAX)
     min_similarity = django_filters.NumberFilter(method="filter_min_similarity", min_value=0.5, max_value=1)

@@ -1,4 +1,4 @@
-"""Storing logs: the one write path shared by the API, file imports and the CLI."""
+"""Storing logs: the one write path shared by the API, file imports and the CLI; edits and deletions of logs."""
 
 import json
 import logging
@@ -10,8 +10,11 @@ from typing import Any
 
 import orjson
 import psycopg
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
 from curation.audit.services import audit_record
@@ -20,7 +23,7 @@ from curation.logs.ingest.canonical import search_text
 from curation.logs.ingest.raw import value_text
 from curation.logs.pii.services import logs_pii_kinds, pii_pending_send
 from curation.logs.pricing import cost_usd
-from curation.models import LogEntry, LogTag, Project, Tag
+from curation.models import ApiKey, DatasetEntry, LogEntry, LogTag, Project, Tag
 from curation.text.pii import scan
 from curation.text.pii.conversations import conversation_redact
 
@@ -43,12 +46,20 @@ class Note:
 
 
 @dataclass(slots=True)
+class StoredId:
+    index: int
+    id: int
+    duplicate: bool  # the item was a duplicate: `id` is the log stored before it (same external_id)
+
+
+@dataclass(slots=True)
 class IngestResult:
     accepted: int = 0  # stored now, unreadable logs included
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     unreadable: list[Rejection] = field(default_factory=list)  # kept as "unreadable", with the reader's reason
     notes: list[Note] = field(default_factory=list)  # what had to change to store an item (U+FFFD in place of NUL)
+    ids: list[StoredId] = field(default_factory=list)  # every item stored or found a duplicate, in item order
 
 
 @dataclass(slots=True)
@@ -83,7 +94,8 @@ def logs_ingest(
     Every valid item is stored even when others are rejected; a rejected item writes nothing. With
     `keep_unreadable` (default: the project's setting) an item no reader can read is stored all the same, with
     status "unreadable" and the reason, instead of being rejected. An item whose `external_id` is already
-    stored in the project (or earlier in the batch) is a duplicate and changes nothing.
+    stored in the project (or earlier in the batch) is a duplicate and changes nothing; `ids` names the log each
+    stored or duplicate item is, by index.
 
     With a `pii_budget` (a web request), the logs past it are stored unscanned (`pii_pending`) for a worker to
     scan, or refused by index when the project redacts personal data at ingestion.
@@ -91,6 +103,7 @@ def logs_ingest(
     keep = project.keep_unreadable if keep_unreadable is None else keep_unreadable
     result = IngestResult()
     parsed: list[tuple[ParsedLog, list[str] | None]] = []
+    indexes: list[int] = []
     for index, item in enumerate(items):
         log = _read_item(item if isinstance(item, RawItem) else RawItem(value=item, text=None), index, keep, result)
         if log is None:
@@ -107,8 +120,14 @@ def logs_ingest(
                 pii_budget.spent += time.perf_counter() - started
         result.notes.extend(Note(index=index, note=note) for note in log.notes)
         parsed.append((log, kinds))
+        indexes.append(index)
     if parsed:
-        result.accepted, result.duplicates = _store(project=project, logs=parsed)
+        stored = _store(project=project, logs=parsed)
+        result.ids = [
+            StoredId(index=i, id=log_id, duplicate=dup) for i, (log_id, dup) in zip(indexes, stored, strict=True)
+        ]
+        result.duplicates = sum(dup for _, dup in stored)
+        result.accepted = len(stored) - result.duplicates
         if any(kinds is None for _, kinds in parsed):
             transaction.on_commit(lambda: pii_pending_send(project.pk))
     return result
@@ -209,23 +228,24 @@ def log_ranges_check(log: ParsedLog) -> None:
             raise IngestError(f"{name}: {value} is too large (at most {_MAX_INT})")
 
 
-def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> tuple[int, int]:
-    """Insert the logs that are not duplicates; returns (accepted, duplicates)."""
+def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> list[tuple[int, bool]]:
+    """Insert the logs that are not duplicates; returns, for each log in order, its id and whether it was a duplicate
+    (then the id is the log stored before with its external_id)."""
     for attempt in range(_STORE_ATTEMPTS):
         try:
             with transaction.atomic():
-                fresh = _without_duplicates(project=project, logs=logs)
+                known, fresh_at = _duplicates(project=project, logs=logs)
+                fresh = [logs[at] for at in fresh_at]
                 if connection.vendor == "postgresql":
-                    _copy_insert(project=project, logs=fresh)
+                    ids = _copy_insert(project=project, logs=fresh)
                 else:
                     now = timezone.now()
                     entries = LogEntry.objects.bulk_create(
                         [LogEntry(**_values(project.pk, log, kinds, now)) for log, kinds in fresh]
                     )
-                    _attach_tags(
-                        project=project, log_ids=[e.pk for e in entries], names=[log.tags for log, _ in fresh]
-                    )
-                return len(fresh), len(logs) - len(fresh)
+                    ids = [e.pk for e in entries]
+                    _attach_tags(project=project, log_ids=ids, names=[log.tags for log, _ in fresh])
+                return _ids_in_order(logs, known, dict(zip(fresh_at, ids, strict=True)))
         except (IntegrityError, psycopg.errors.UniqueViolation):
             # A concurrent request stored one of these external ids between our check and our insert.
             # The savepoint is rolled back; looking again turns that item into a duplicate.
@@ -234,21 +254,38 @@ def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) 
     raise AssertionError("unreachable")
 
 
-def _without_duplicates(
+def _duplicates(
     *, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]
-) -> list[tuple[ParsedLog, list[str] | None]]:
-    ids = {log.external_id for log, _ in logs if log.external_id is not None}
-    if not ids:
-        return logs
-    seen = set(LogEntry.objects.filter(project=project, external_id__in=ids).values_list("external_id", flat=True))
-    fresh = []
-    for log, kinds in logs:
+) -> tuple[dict[str, int], list[int]]:
+    """The ids of the external ids already stored, and the positions in `logs` of the logs to insert."""
+    wanted = {log.external_id for log, _ in logs if log.external_id is not None}
+    stored = LogEntry.objects.filter(project=project, external_id__in=wanted) if wanted else LogEntry.objects.none()
+    known = {external_id or "": log_id for external_id, log_id in stored.values_list("external_id", "id")}
+    seen = set(known)
+    fresh_at = []
+    for at, (log, _) in enumerate(logs):
         if log.external_id is not None:
             if log.external_id in seen:
                 continue
             seen.add(log.external_id)
-        fresh.append((log, kinds))
-    return fresh
+        fresh_at.append(at)
+    return known, fresh_at
+
+
+def _ids_in_order(
+    logs: list[tuple[ParsedLog, list[str] | None]], known: dict[str, int], inserted: dict[int, int]
+) -> list[tuple[int, bool]]:
+    """(id, duplicate) of each log: a duplicate of a log earlier in the batch gets the id that log was given."""
+    known = dict(known)
+    out = []
+    for at, (log, _) in enumerate(logs):
+        if at in inserted:
+            if log.external_id is not None:
+                known[log.external_id] = inserted[at]
+            out.append((inserted[at], False))
+        else:
+            out.append((known[log.external_id or ""], True))
+    return out
 
 
 # The columns a reader fills from a log's original: what `reparse_logs` writes again after an upgrade.
@@ -324,6 +361,108 @@ def _attach_tags(*, project: Project, log_ids: list[int], names: list[list[str]]
         )
 
 
+# --- Edits and deletions ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def log_update(
+    *,
+    log: LogEntry,
+    tags: list[str] | None = None,
+    tags_add: Iterable[str] = (),
+    tags_remove: Iterable[str] = (),
+    metadata: dict | None = None,
+    actor: User | None = None,
+    api_key: ApiKey | None = None,
+) -> LogEntry:
+    """Change a log's tags and metadata, audited as `logs.update` with what changed (tag names, metadata keys).
+
+    `tags` replaces the log's tags (`[]` removes them all); `tags_add` and `tags_remove` change only those named,
+    after `tags`, removals last (a name in both is removed).
+    `metadata` replaces the whole object, not a merge: a key left out is gone, and a key set to null stays, as null.
+    The original is never changed: it keeps what was sent."""
+    LogEntry.objects.select_for_update().filter(pk=log.pk).values_list("pk").get()  # one edit of a log at a time
+    before = set(log.tags.values_list("name", flat=True))
+    start = set(_tag_names(tags)) if tags is not None else before
+    wanted = (start | set(_tag_names(tags_add))) - set(_tag_names(tags_remove))
+    added, removed = sorted(wanted - before), sorted(before - wanted)
+    if added:
+        found = tags_get_or_create(project=log.project, names=added)
+        LogTag.objects.bulk_create([LogTag(log=log, tag=found[name]) for name in added], ignore_conflicts=True)
+    if removed:
+        links = LogTag.objects.filter(log=log, tag__project_id=log.project_id, tag__name__in=removed)
+        links.delete()
+    changes: dict[str, object] = {"tags_added": added, "tags_removed": removed} if added or removed else {}
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise ValidationError({"metadata": "Must be an object."})
+        keys = sorted(
+            k for k in set(metadata) | set(log.metadata) if metadata.get(k, _GONE) != log.metadata.get(k, _GONE)
+        )
+        if keys:
+            changes["metadata_keys"] = keys
+            log.metadata = metadata
+            log.save(update_fields=["metadata"])
+    audit_record(project=log.project, action="logs.update", count=1 if changes else 0, actor=actor, api_key=api_key,
+                 detail={"log": log.pk, **changes})  # fmt: skip
+    return log
+
+
+_GONE = object()  # a metadata key that is not there (null is a value)
+
+
+def _tag_names(names: Iterable[str]) -> list[str]:
+    cleaned = list(dict.fromkeys(name.strip() for name in names))
+    limit = Tag._meta.get_field("name").max_length or 0
+    if any(not name or len(name) > limit for name in cleaned):
+        raise ValidationError({"tags": f"A tag name is 1 to {limit} characters."})
+    return cleaned
+
+
+@dataclass(frozen=True, slots=True)
+class LogDeletion:
+    id: int
+    datasets: int  # datasets holding entries made from the log: the entries keep their copies
+    entries: int  # those entries
+
+
+@transaction.atomic
+def log_delete(*, log: LogEntry, actor: User | None = None, api_key: ApiKey | None = None) -> LogDeletion:
+    """Delete one log as a bulk deletion does (`logs_delete`), audited as `logs.delete` with the log and how many
+    dataset entries keep their copy of it. Raises LogEntry.DoesNotExist when it is gone already."""
+    LogEntry.objects.select_for_update().filter(pk=log.pk).values_list("pk").get()
+    held = DatasetEntry.objects.filter(log_id=log.pk).aggregate(
+        entries=Count("id"), datasets=Count("dataset_id", distinct=True)
+    )
+    logs_delete(logs=LogEntry.objects.filter(pk=log.pk), actor=actor, api_key=api_key)
+    deletion = LogDeletion(id=log.pk, datasets=held["datasets"], entries=held["entries"])
+    audit_record(project=log.project, action="logs.delete", count=1, actor=actor, api_key=api_key,
+                 detail={"log": log.pk, "external_id": log.external_id, "datasets": deletion.datasets,
+                         "entries": deletion.entries})  # fmt: skip
+    return deletion
+
+
+def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key: ApiKey | None = None) -> int:
+    """Delete logs without Django's per-row collector: tags go with them, dataset entries keep their
+    copy and lose the link, recording which log it was, when and by whom it was deleted."""
+    ids = list(logs.order_by().values_list("id", flat=True))
+    deleted = 0
+    now = timezone.now()
+    size = settings.LOGTUNE_BULK_CHUNK
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
+        with transaction.atomic():
+            links = LogTag.objects.filter(log_id__in=chunk)
+            links._raw_delete(links.db)
+            DatasetEntry.objects.filter(log_id__in=chunk).update(
+                log=None, source_log_id=F("log_id"), source_deleted_at=now, source_deleted_by=actor,
+                source_deleted_by_key=api_key,
+            )  # fmt: skip
+            rows = LogEntry.objects.filter(id__in=chunk)
+            deleted += rows._raw_delete(rows.db)
+    return deleted
+
+
 # --- PostgreSQL: COPY ---------------------------------------------------------------------------------
 # COPY is PostgreSQL's fastest way in, several times cheaper than a multi-row INSERT on both sides.
 # It cannot return ids, so the ids are drawn from the table's sequence first, in one round trip.
@@ -333,9 +472,10 @@ _COPY_TAGS = "COPY curation_logtag (log_id, tag_id) FROM STDIN"
 _NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('curation_logentry', 'id')) FROM generate_series(1, %s)"
 
 
-def _copy_insert(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> None:
+def _copy_insert(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> list[int]:
+    """Insert the logs; returns their ids, in order."""
     if not logs:
-        return
+        return []
     now = timezone.now()
     rows = [_values(project.pk, log, kinds, now) for log, kinds in logs]
     columns = list(rows[0])
@@ -356,3 +496,4 @@ def _copy_insert(*, project: Project, logs: list[tuple[ParsedLog, list[str] | No
                 for log_id, (log, _) in zip(ids, logs, strict=True):
                     for name in log.tags:
                         copy.write_row((log_id, tags[name].pk))
+    return ids

@@ -37,7 +37,7 @@ FILTER_LABELS = {
     "min_tokens": "Min tokens", "max_tokens": "Max tokens", "min_latency_ms": "Min latency",
     "max_latency_ms": "Max latency", "metadata": "Metadata", "in_dataset": "In dataset",
     "not_in_dataset": "Not in dataset", "pii": "Personal data", "similar_to": "Like log",
-    "min_similarity": "Similarity at least", "cursor": "Page",
+    "min_similarity": "Similarity at least", "external_id": "External id", "cursor": "Page",
 }  # fmt: skip
 
 

@@ -72,6 +72,10 @@ def test_it_lists_newest_first_with_tags(key_client, provider_logs):
         ("q=NUMBER 11", {"o11"}),
         ("q=sunny", {"a0"}),
         ("min_tokens=300", {"a0"}),
+        ("external_id=o7", {"o7"}),
+        ("external_id=o", set()),
+        ("external_id=O7", set()),
+        ("external_id=&model=claude-3-5-sonnet-20241022", {"a0"}),
     ],
 )
 def test_it_filters(key_client, provider_logs, query, expected):

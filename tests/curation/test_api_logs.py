@@ -23,8 +23,11 @@ def test_it_stores_an_openai_log_with_extracted_columns(key_client, project):
     response = post_json(key_client, sent)
 
     assert response.status_code == 200, response.content
-    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": [], "unreadable": [], "notes": []}
     log = LogEntry.objects.get(project=project)
+    assert response.json() == {
+        "accepted": 1, "duplicates": 0, "rejected": [], "unreadable": [], "notes": [],
+        "ids": [{"index": 0, "id": log.pk, "duplicate": False}],
+    }  # fmt: skip
     assert log.original == orjson.dumps(sent).decode()
     assert log.messages[-1] == {"role": "assistant", "content": "4"}
     assert [m["role"] for m in log.messages] == ["system", "user", "assistant"]
@@ -84,8 +87,11 @@ def test_it_counts_a_resent_external_id_as_a_duplicate_and_changes_nothing(key_c
     post_json(key_client, openai_log(external_id="req-9", tags=["first"]))
     response = post_json(key_client, {"logs": [openai_log(external_id="req-9", tags=["second"], latency_ms=1)]})
 
-    assert response.json() == {"accepted": 0, "duplicates": 1, "rejected": [], "unreadable": [], "notes": []}
     log = LogEntry.objects.get(project=project)
+    assert response.json() == {
+        "accepted": 0, "duplicates": 1, "rejected": [], "unreadable": [], "notes": [],
+        "ids": [{"index": 0, "id": log.pk, "duplicate": True}],
+    }  # fmt: skip
     assert log.latency_ms == 812
     assert [t.name for t in log.tags.all()] == ["first"]
 
@@ -93,7 +99,22 @@ def test_it_counts_a_resent_external_id_as_a_duplicate_and_changes_nothing(key_c
 def test_it_counts_a_repeated_external_id_inside_one_batch_once(key_client, project):
     response = post_json(key_client, {"logs": [openai_log(external_id="x"), openai_log(external_id="x")]})
 
-    assert response.json() == {"accepted": 1, "duplicates": 1, "rejected": [], "unreadable": [], "notes": []}
+    log = LogEntry.objects.get()
+    assert response.json() == {
+        "accepted": 1, "duplicates": 1, "rejected": [], "unreadable": [], "notes": [],
+        "ids": [{"index": 0, "id": log.pk, "duplicate": False}, {"index": 1, "id": log.pk, "duplicate": True}],
+    }  # fmt: skip
+
+
+def test_it_answers_the_id_of_each_stored_log_by_index_and_none_for_a_rejected_one(key_client, project):
+    body = {"logs": [openai_log(external_id="a"), {"request": "nope"}, anthropic_log(external_id="b")]}
+    response = post_json(key_client, body)
+
+    ids = {log.external_id: log.pk for log in LogEntry.objects.all()}
+    assert response.json()["ids"] == [
+        {"index": 0, "id": ids["a"], "duplicate": False},
+        {"index": 2, "id": ids["b"], "duplicate": False},
+    ]
 
 
 def test_external_ids_are_unique_per_project_not_globally(key_client, project):
@@ -199,9 +220,11 @@ def test_it_keeps_unreadable_logs_when_asked_and_reports_them_by_index(key_clien
 
     assert response.status_code == 200, response.content
     error = "request.messages: expected a list, got a string"
-    assert response.json() | {"notes": []} == {
-        "accepted": 2, "duplicates": 0, "rejected": [], "unreadable": [{"index": 0, "error": error}], "notes": []
+    assert response.json() | {"notes": [], "ids": []} == {
+        "accepted": 2, "duplicates": 0, "rejected": [], "unreadable": [{"index": 0, "error": error}], "notes": [],
+        "ids": [],
     }  # fmt: skip
+    assert [i["index"] for i in response.json()["ids"]] == [0, 1]
     log = LogEntry.objects.get(external_id="u-1")
     assert (log.status, log.error_message, log.original, log.messages) == ("unreadable", error, bad, [])
     assert (log.latency_ms, [t.name for t in log.tags.all()]) == (80, ["prod"])

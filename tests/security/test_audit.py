@@ -138,13 +138,15 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
     "finetunes_merge": (None, {"finetune.merge"}),
     "finetunes_weights_destroy": (None, {"finetune.weights_delete"}),
     "log_embeddings_create": (None, {"logs.embed"}),
+    "logs_update": ({"tags_add": ["seen"], "metadata": {"env": "test"}}, {"logs.update"}),
+    "logs_destroy": (None, {"logs.delete"}),
     "logs_bulk": ({"action": "tag_add", "tags": ["seen"], "log_ids": ["{log}"]}, {"logs.tag_add"}),
     "tags_update": ({"name": "renamed", "color": "#123456"}, {"tag.rename", "tag.recolour"}),
     "tags_destroy": (None, {"tag.delete"}),
     "tags_merge": ({"into": "{other_tag}"}, {"tag.merge"}),
 }
 # The fine-tune a path names: a queued one for cancelling (a succeeded one has nothing to cancel).
-PATH_OBJECTS = {"dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune"}
+PATH_OBJECTS = {"log_id": "log", "dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune"}
 PATH_OVERRIDES = {"finetunes_cancel": {"job_id": "queued_finetune"}}
 
 

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.http import QueryDict
 from django.utils import timezone
@@ -35,7 +35,8 @@ from curation.datasets.services import dataset_add_logs, dataset_create
 from curation.logs.bulk.selectors import bulk_logs
 from curation.logs.filters import logs_filter
 from curation.logs.selectors import logs_in_datasets_count
-from curation.models import ApiKey, BulkAction, BulkJob, Dataset, DatasetEntry, JobStatus, LogEntry, LogTag, Project
+from curation.logs.services import logs_delete
+from curation.models import ApiKey, BulkAction, BulkJob, Dataset, JobStatus, LogEntry, Project
 from curation.tags.services import tag_names_clean, tags_add, tags_remove
 
 logger = logging.getLogger(__name__)
@@ -46,27 +47,6 @@ INLINE_LIMIT = 5_000
 
 class BulkJobLost(Exception):
     """This run no longer owns the job (the reaper re-queued it and another run took it over)."""
-
-
-def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key: ApiKey | None = None) -> int:
-    """Delete logs without Django's per-row collector: tags go with them, dataset entries keep their
-    copy and lose the link, recording which log it was, when and by whom it was deleted."""
-    ids = list(logs.order_by().values_list("id", flat=True))
-    deleted = 0
-    now = timezone.now()
-    size = settings.LOGTUNE_BULK_CHUNK
-    for start in range(0, len(ids), size):
-        chunk = ids[start : start + size]
-        with transaction.atomic():
-            links = LogTag.objects.filter(log_id__in=chunk)
-            links._raw_delete(links.db)
-            DatasetEntry.objects.filter(log_id__in=chunk).update(
-                log=None, source_log_id=F("log_id"), source_deleted_at=now, source_deleted_by=actor,
-                source_deleted_by_key=api_key,
-            )  # fmt: skip
-            rows = LogEntry.objects.filter(id__in=chunk)
-            deleted += rows._raw_delete(rows.db)
-    return deleted
 
 
 def bulk_params_check(*, project: Project, action: str, params: dict) -> None:
