@@ -339,7 +339,38 @@ class FilterField(StorableJSONField):
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, str | dict):
             raise serializers.ValidationError("A query string or an object of filter parameters.")
+        if isinstance(data, dict):
+            schemas = _filter_schemas()
+            for name, value in data.items():
+                if name in schemas and not _json_type_fits(schemas[name], value):
+                    raise serializers.ValidationError(f"{name}: {_json_type_names(schemas[name])}.")
         return super().to_internal_value(data)
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "array": (list,),
+}
+
+
+def _json_types(schema: dict) -> set[str]:
+    return (
+        {schema["type"]}
+        if "type" in schema
+        else {kind for one in schema.get("anyOf", []) for kind in _json_types(one)}
+    )
+
+
+def _json_type_fits(schema: dict, value: object) -> bool:
+    """Whether `value` has a JSON type the parameter's schema declares (a filter object's values)."""
+    return not isinstance(value, bool) and any(isinstance(value, _JSON_TYPES[kind]) for kind in _json_types(schema))
+
+
+def _json_type_names(schema: dict) -> str:
+    names = {"string": "text", "number": "a number", "integer": "a whole number", "array": "a list of text"}
+    return "must be " + " or ".join(sorted(names[kind] for kind in _json_types(schema)))
 
 
 class ProjectScopedApi(APIView):

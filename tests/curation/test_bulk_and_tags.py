@@ -281,3 +281,14 @@ def test_an_inline_action_on_all_matching_logs_records_its_filter(key_client, pr
 
     event = AuditEvent.objects.get(project=project, action="logs.tag_add")
     assert (event.query, event.count, event.api_key is not None) == ("tag=a", 5, True)
+
+
+def test_a_filter_object_takes_each_parameter_in_the_type_its_schema_declares(key_client, project, tagged_logs):
+    url = "/api/v1/logs/bulk"
+    wrong = key_client.post(url, {"action": "delete", "filter": {"provider": 0.0}, "dry_run": True}, format="json")
+    number = key_client.post(url, {"action": "delete", "filter": {"min_tokens": 0}, "dry_run": True}, format="json")
+    text = key_client.post(url, {"action": "delete", "filter": {"tag": "a"}, "dry_run": True}, format="json")
+
+    assert wrong.status_code == 400 and wrong.json() == {"filter": ["provider: must be text."]}
+    assert number.status_code == 200
+    assert text.status_code == 200 and text.json()["matched"] == LogEntry.objects.filter(tags__name="a").count()
