@@ -156,9 +156,10 @@ def bulk_action_run(
     changes nothing and raises BulkCountChanged. `new_dataset` names a dataset to create, in the same
     transaction, for the logs to be added to."""
     logs = bulk_logs(project=project, ids=ids, query=query)
-    inline = ids is not None or logs.count() <= INLINE_LIMIT
+    counted = None if ids is not None else logs.count()  # a filter's matches are counted once
+    inline = counted is None or counted <= INLINE_LIMIT
     now_ids = list(logs.values_list("id", flat=True)) if inline else []
-    matched = len(now_ids) if inline else logs.count()
+    matched = len(now_ids) if inline else counted or 0
     if expected is not None and matched != expected:
         raise BulkCountChanged(matched)
     in_datasets = logs_in_datasets_count(logs=logs) if action == BulkAction.DELETE and matched else 0
