@@ -148,7 +148,9 @@ class LogsApi(ProjectScopedApi):
         description=(
             'One log object, or `{"logs": [...]}` with up to 1,000. A log is an envelope '
             "`{request, response, provider, status_code, latency_ms, created_at, metadata, tags, external_id}` "
-            "holding the provider's own API bodies (OpenAI Chat Completions, Anthropic Messages), or a line of an "
+            "holding the provider's own API bodies (OpenAI Chat Completions, Anthropic Messages, Responses API; "
+            "a streamed `response` may be the list of its chunks or events, or their server-sent events' text, "
+            "assembled as the SDK would), or a line of an "
             "OpenAI fine-tuning file (`{messages, tools}`), or `{prompt, completion}`. Each log is stored with its "
             "exact JSON text as its original. Valid logs are stored even when others are rejected; the answer is "
             "400 only when every log was rejected. With `keep_unreadable: true` beside `logs` (or the project's "

@@ -4,9 +4,9 @@ import logging
 
 from curation.logs.ingest import BodyError, line_read
 from curation.logs.ingest.raw import value_text
+from curation.logs.ingest.streams import assemble, sse_events
 from curation.logs.services import logs_ingest
 from curation.models import Project
-from curation.proxy.streams import assemble, sse_events
 
 logger = logging.getLogger(__name__)
 

@@ -340,3 +340,32 @@ def test_concurrent_requests_with_one_external_id_store_it_once(postgres, projec
 
     assert LogEntry.objects.filter(project=project, external_id="race").count() == 1
     assert sorted((r.accepted, r.duplicates) for r in results) == [(0, 1), (0, 1), (0, 1), (1, 0)]
+
+
+def test_it_stores_a_response_sent_as_its_stream_chunks_assembled_with_the_original_kept(key_client, project):
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1767225600, "model": "gpt-4o-mini"}
+    raw = (
+        b'{"request": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "2+2?"}]},\n'
+        b' "response": ['
+        + orjson.dumps({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "4"}}]})
+        + b", "
+        + orjson.dumps({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        + b', "[DONE]"]}'
+    )
+
+    response = post_json(key_client, raw)
+
+    assert response.status_code == 200, response.content
+    log = LogEntry.objects.get(project=project)
+    assert log.original == raw.decode()
+    assert log.messages[-1] == {"role": "assistant", "content": "4"}
+    assert (log.format, log.finish_reason, log.metadata) == ("openai_chat", "stop", {"stream": True, "complete": True})
+
+
+def test_it_refuses_a_response_list_that_is_no_stream_naming_the_index(key_client, project):
+    response = post_json(key_client, {"request": {"model": "m", "messages": []}, "response": [{"choices": []}, 7]})
+
+    assert response.status_code == 400
+    assert response.json()["rejected"] == [
+        {"index": 0, "error": "response.1: expected a stream event (an object), got a number"}
+    ]

@@ -1,6 +1,6 @@
 """Streamed answers folded into the one response the provider would have sent unstreamed, for the log."""
 
-from curation.proxy.streams import assemble_anthropic, assemble_openai, sse_events
+from curation.logs.ingest.streams import assemble_anthropic, assemble_openai, sse_events
 
 
 def chunk(delta: dict, finish: str | None = None, index: int = 0) -> dict:

@@ -96,7 +96,10 @@ def test_the_request_is_kept_byte_for_byte_in_the_original(live_server, celery_w
     ("model", "reason"),
     [
         ("wrong-type", "response.choices: expected a list, got a string"),
-        ("not-json", "response: expected an object or null, got a string"),
+        (
+            "not-json",
+            "response: expected an object, a stream (a list of its events, or their text) or null, got a string",
+        ),
     ],
 )
 def test_a_call_no_reader_can_read_is_kept_as_unreadable_with_its_reason(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from curation.proxy.streams import assemble, sse_events
+from curation.logs.ingest.streams import assemble, sse_events
 from tests.proxy.conftest import PROVIDER_KEY
 from tests.proxy.test_proxy import assert_no_secrets, logs_of
 from tests.proxy.upstream import RESPONSES_ANSWER, responses_events

@@ -28,6 +28,7 @@ from curation.logs.ingest.otel import OTLP_KEY, SPAN_PATH, span_call
 from curation.logs.ingest.plain import read_messages, read_openpipe, read_prompt_completion
 from curation.logs.ingest.raw import RawItem, item_make_storable, value_text
 from curation.logs.ingest.responses import is_responses, read_responses
+from curation.logs.ingest.streams import ANTHROPIC, RESPONSES, is_stream, stream_read
 from curation.logs.ingest.times import moment_from_iso, moment_from_unix
 
 ANTHROPIC_PROVIDERS = frozenset({"anthropic", "bedrock-anthropic", "vertex-anthropic"})
@@ -178,17 +179,29 @@ def _read_envelope(obj: dict) -> ParsedLog:
     request, response = obj["request"], obj.get("response")
     if not isinstance(request, dict):
         raise fail("request", f"expected an object, got {describe(request)}")
-    if response is not None and not isinstance(response, dict):
-        raise fail("response", f"expected an object or null, got {describe(response)}")
-    status_code = _status_code(obj.get("status_code"))
-    provider = _provider(obj.get("provider")) or detect_provider(request, response)
-    if provider in ANTHROPIC_PROVIDERS:
-        return _parsed(
-            obj, provider, "anthropic_messages", read_anthropic(request, response, status_code), status_code
+    stream = stream_read(response) if is_stream(response) else None
+    if stream is not None:
+        response = stream.response
+    elif response is not None and not isinstance(response, dict):
+        raise fail(
+            "response",
+            f"expected an object, a stream (a list of its events, or their text) or null, got {describe(response)}",
         )
-    if is_responses(request, response):
-        return _parsed(obj, provider, "openai_responses", read_responses(request, response, status_code), status_code)
-    return _parsed(obj, provider, "openai_chat", read_openai(request, response, status_code), status_code)
+    status_code = _status_code(obj.get("status_code"))
+    provider = _provider(obj.get("provider")) or (
+        "anthropic" if stream is not None and stream.api == ANTHROPIC else detect_provider(request, response)
+    )
+    if provider in ANTHROPIC_PROVIDERS or (stream is not None and stream.api == ANTHROPIC):
+        format, exchange = "anthropic_messages", read_anthropic(request, response, status_code)
+    elif is_responses(request, response) or (stream is not None and stream.api == RESPONSES):
+        format, exchange = "openai_responses", read_responses(request, response, status_code)
+    else:
+        format, exchange = "openai_chat", read_openai(request, response, status_code)
+    if stream is not None:
+        # As the logging proxy records a streamed call (metadata.proxy.stream and .complete); the caller's own
+        # metadata wins a clash.
+        exchange.metadata.update(stream=True, complete=stream.complete)
+    return _parsed(obj, provider, format, exchange, status_code)
 
 
 def _read_span(obj: dict) -> ParsedLog:

@@ -1,10 +1,109 @@
 """Streamed provider answers folded into the one response the provider would have sent unstreamed.
 
-The logging proxy (curation/proxy/logs.py) logs a streamed call this way, so a streamed and an unstreamed
-call leave the same log. Plain functions on decoded events: no Django, no I/O.
+The logging proxy (curation/proxy/logs.py) logs a streamed call this way, and a log posted with its `response` as
+the stream the client read (a list of chunks or events, or the server-sent events' text) is read this way too
+(`stream_read`), so a streamed and an unstreamed call leave the same conversation. Plain functions on decoded
+events: no Django, no I/O.
 """
 
+from dataclasses import dataclass
+from typing import TypeGuard
+
 import orjson
+
+from curation.logs.ingest.canonical import describe, fail
+
+CHAT = "openai_chat"
+ANTHROPIC = "anthropic_messages"
+RESPONSES = "openai_responses"
+
+# The event types of an Anthropic Messages stream (the SDK's RawMessageStreamEvent, and the pings between them).
+_ANTHROPIC_EVENTS = frozenset(
+    {
+        "message_start",
+        "message_delta",
+        "message_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "ping",
+    }
+)
+_NOT_A_STREAM = (
+    "not a stream event: expected a Chat Completions chunk (object 'chat.completion.chunk'), an Anthropic Messages "
+    "event (type 'message_start', 'content_block_delta', ...) or a Responses API event (type 'response.created', ...)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    api: str | None  # CHAT, ANTHROPIC or RESPONSES; None for a stream that holds only an error event
+    response: dict | None  # the one response it stands for; None when nothing of it arrived
+    complete: bool  # whether the stream reached its end (or its error), false for one cut off
+
+
+def is_stream(value: object) -> TypeGuard[list | str]:
+    """Whether a log's `response` is a stream as the client read it: a list of chunks or events, or the text of
+    the server-sent events (`data: ...` lines)."""
+    if isinstance(value, list):
+        return True
+    return isinstance(value, str) and value.lstrip().startswith(("data:", "event:", ":"))
+
+
+def stream_read(value: list | str) -> Stream:
+    """A `response` given as a stream (is_stream), assembled as the provider's SDK would have assembled it.
+
+    Raises IngestError naming `response` and the event's index for anything that is not a stream event."""
+    if isinstance(value, str):
+        events = [data for _, data in sse_events(value)]
+        path = "response (server-sent event {})"
+    else:
+        events, path = value, "response.{}"
+    for index, event in enumerate(events):
+        if not isinstance(event, dict) and event != "[DONE]":
+            raise fail(path.format(index), f"expected a stream event (an object), got {describe(event)}")
+    api = _api(events)
+    if api is None and events and not any(_is_error(event) for event in events):
+        raise fail(path.format(0), _NOT_A_STREAM)
+    pairs: list[tuple[str, dict | str]] = [("", event) for event in events]
+    if api == ANTHROPIC:
+        response = assemble_anthropic(pairs)
+    elif api == RESPONSES:
+        response = assemble_responses(pairs)
+    else:
+        response = assemble_openai(pairs)
+    return Stream(api=api, response=response, complete=_ended(api, events, response))
+
+
+def _api(events: list) -> str | None:
+    for event in events:
+        if not isinstance(event, dict):
+            continue
+        kind = event.get("type")
+        if event.get("object") == "chat.completion.chunk" or "choices" in event:
+            return CHAT
+        if isinstance(kind, str) and kind.startswith("response."):
+            return RESPONSES
+        if kind in _ANTHROPIC_EVENTS:
+            return ANTHROPIC
+    return None
+
+
+def _is_error(event: object) -> bool:
+    return isinstance(event, dict) and ("error" in event or event.get("type") == "error")
+
+
+def _ended(api: str | None, events: list, response: dict | None) -> bool:
+    if any(_is_error(event) for event in events):
+        return True
+    if api == ANTHROPIC:
+        return any(isinstance(event, dict) and event.get("type") == "message_stop" for event in events)
+    if api == RESPONSES:
+        return any(isinstance(event, dict) and event.get("type") in _RESPONSE_DONE for event in events)
+    if "[DONE]" in events:
+        return True
+    choices = (response or {}).get("choices") or ()
+    return bool(choices) and all(choice["finish_reason"] for choice in choices)
 
 
 def json_object(text: str) -> dict | None:
@@ -29,7 +128,8 @@ def sse_events(text: str) -> list[tuple[str, dict | str]]:
                 data.append(value)
         if data:
             joined = "\n".join(data)
-            events.append((name, json_object(joined) or joined))
+            decoded = json_object(joined)
+            events.append((name, joined if decoded is None else decoded))
     return events
 
 
@@ -118,7 +218,9 @@ def assemble_anthropic(events: list[tuple[str, dict | str]]) -> dict | None:
             message.update(
                 {k: v for k, v in (event.get("delta") or {}).items() if k in ("stop_reason", "stop_sequence")}
             )
-            message["usage"] = {**(message.get("usage") or {}), **(event.get("usage") or {})}
+            # A null is a count the event does not carry (the SDK's types write every field): the start's stands.
+            usage = {key: value for key, value in (event.get("usage") or {}).items() if value is not None}
+            message["usage"] = {**(message.get("usage") or {}), **usage}
     for index, text in partial_json.items():
         blocks[index]["input"] = json_object(text) or {}
     if message is not None:
