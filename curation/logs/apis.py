@@ -115,10 +115,26 @@ _INGEST_RESULT = inline_serializer(
 )
 
 
+# One log, `{"logs": [...], "keep_unreadable": ...}`, or a bare array of logs (LiteLLM's generic logger).
+_INGEST_BODY = {
+    "oneOf": [
+        {"type": "object", "additionalProperties": {}},
+        {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
+    ]
+}
+
+
 def _batch_items(body: Body) -> tuple[list[RawItem], bool | None]:
-    """The logs of a request body, `{"logs": [...], "keep_unreadable": bool}` or one log object, each with its
-    exact text; and whether to keep unreadable logs (None: the project's setting)."""
+    """The logs of a request body, `{"logs": [...], "keep_unreadable": bool}`, a bare array of logs (LiteLLM's generic
+    logger posts its payloads so) or one log object, each with its exact text; and whether to keep unreadable logs
+    (None: the project's setting)."""
     value = body.value
+    if isinstance(value, list) and body.items is not None:
+        if len(body.items) > settings.LOGTUNE_MAX_BATCH:
+            raise exceptions.ValidationError(
+                {"detail": f"At most {settings.LOGTUNE_MAX_BATCH} logs per request (got {len(body.items)})."}
+            )
+        return body.items, None
     if isinstance(value, dict) and "logs" in value:
         extra = sorted(set(value) - {"logs", "keep_unreadable"})
         if extra:
@@ -135,7 +151,7 @@ def _batch_items(body: Body) -> tuple[list[RawItem], bool | None]:
         return body.items, keep
     if isinstance(value, dict):
         return [RawItem(value=value, text=body.text)], None
-    raise exceptions.ValidationError({"detail": 'Expected a log object or {"logs": [...]}.'})
+    raise exceptions.ValidationError({"detail": 'Expected a log object, {"logs": [...]} or an array of logs.'})
 
 
 class LogsApi(ProjectScopedApi):
@@ -146,7 +162,8 @@ class LogsApi(ProjectScopedApi):
         operation_id="logs_ingest",
         summary="Send logs",
         description=(
-            'One log object, or `{"logs": [...]}` with up to 1,000. A log is an envelope '
+            'One log object, or `{"logs": [...]}` or a bare JSON array of logs (what LiteLLM\'s generic logger '
+            "posts), with up to 1,000. A log is an envelope "
             "`{request, response, provider, status_code, latency_ms, created_at, metadata, tags, external_id}` "
             "holding the provider's own API bodies (OpenAI Chat Completions, Anthropic Messages, Responses API; "
             "a streamed `response` may be the list of its chunks or events, or their server-sent events' text, "
@@ -159,7 +176,7 @@ class LogsApi(ProjectScopedApi):
             "with `Content-Encoding: gzip`; it must stay within the body limit once decompressed (413 otherwise). "
             "Requests per API key are limited (429 with `Retry-After`)."
         ),
-        request=OpenApiTypes.OBJECT,
+        request={"application/json": _INGEST_BODY},
         parameters=[RETRY_AFTER],
         responses={
             200: _INGEST_RESULT,

@@ -1,3 +1,4 @@
+import json
 import threading
 from decimal import Decimal
 
@@ -9,6 +10,7 @@ from curation.logs.services import logs_ingest
 from curation.models import ApiKey, LogEntry, LogStatus, Project
 from curation.projects.services import api_key_create, api_key_revoke
 from tests.curation.samples import anthropic_log, openai_log
+from tests.curation.test_ingest_tools import litellm_payload
 
 pytestmark = pytest.mark.django_db
 
@@ -268,7 +270,7 @@ def test_it_refuses_more_logs_than_the_batch_limit(key_client):
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"logs": {"a": 1}}, "logs"), ({"logs": [], "tag": ["x"]}, "tag"), (["not", "an", "object"], "detail")],
+    [({"logs": {"a": 1}}, "logs"), ({"logs": [], "tag": ["x"]}, "tag"), ("not an object", "detail"), (42, "detail")],
 )
 def test_it_rejects_a_malformed_batch_envelope(key_client, body, field):
     response = post_json(key_client, body)
@@ -369,3 +371,36 @@ def test_it_refuses_a_response_list_that_is_no_stream_naming_the_index(key_clien
     assert response.json()["rejected"] == [
         {"index": 0, "error": "response.1: expected a stream event (an object), got a number"}
     ]
+
+
+def test_it_takes_a_bare_array_as_a_batch_as_litellms_generic_logger_posts_it(key_client, project):
+    payloads = [
+        litellm_payload(id="chatcmpl-a"),
+        litellm_payload(id="chatcmpl-b", status="failure", response=None, error_str="RateLimitError: slow down"),
+        litellm_payload(id="chatcmpl-c", call_type="aembedding", messages=["hello"]),
+    ]
+    texts = [json.dumps(payload) for payload in payloads]  # LiteLLM writes json.dumps' spacing
+    raw = ("[" + ", ".join(texts) + "]").encode()
+
+    response = post_json(key_client, raw)
+
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert (answer["accepted"], answer["duplicates"]) == (2, 0)
+    assert [r["index"] for r in answer["rejected"]] == [2]
+    assert "aembedding" in answer["rejected"][0]["error"]
+    stored = {log.external_id: log for log in LogEntry.objects.filter(project=project)}
+    assert [i["id"] for i in answer["ids"]] == [stored["chatcmpl-a"].pk, stored["chatcmpl-b"].pk]
+    assert stored["chatcmpl-a"].original == texts[0] and stored["chatcmpl-b"].original == texts[1]
+    assert (stored["chatcmpl-a"].format, stored["chatcmpl-b"].status) == ("litellm", "error")
+
+
+def test_a_bare_array_keeps_the_batch_limit_and_refuses_items_that_are_no_logs(key_client, project):
+    with override_settings(LOGTUNE_MAX_BATCH=3):
+        too_many = post_json(key_client, [openai_log() for _ in range(4)])
+    not_logs = post_json(key_client, ["not", "an", "object"])
+
+    assert too_many.status_code == 400 and "At most 3 logs" in too_many.json()["detail"]
+    assert not_logs.status_code == 400
+    assert [r["index"] for r in not_logs.json()["rejected"]] == [0, 1, 2]
+    assert not LogEntry.objects.filter(project=project).exists()

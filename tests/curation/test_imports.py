@@ -219,7 +219,7 @@ NOT_JSONL = {
     "csv": (CSV, "it starts with 'id,prompt,completion', not a JSON object"),
     "json-array": (
         orjson.dumps([openai_log(), openai_log()]),
-        'send the logs to POST /api/v1/logs as {"logs": [...]}',
+        "send the array as it is to POST /api/v1/logs",
     ),
     "gzip-of-csv": (gzip.compress(CSV), "gzip-compressed, but not JSON Lines inside: it starts with 'id,prompt,"),
     "empty": (b"", "empty"),

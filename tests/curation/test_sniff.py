@@ -57,7 +57,7 @@ def test_other_files_are_refused_naming_what_they_look_like(head, problem):
 def test_a_json_array_is_pointed_to_the_api_and_to_one_object_per_line():
     problem = import_head_problem(b'  [{"request": {}}]')
 
-    assert 'POST /api/v1/logs as {"logs": [...]}' in problem
+    assert "send the array as it is to POST /api/v1/logs" in problem
     assert "jq -c '.[]'" in problem
 
 

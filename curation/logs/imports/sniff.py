@@ -11,7 +11,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 HINT = "An import reads JSONL or JSONL.gz: one JSON object per line."
 ARRAY_HINT = (
     "Convert it to one object per line (for example `jq -c '.[]' FILE.json > FILE.jsonl`), "
-    'or send the logs to POST /api/v1/logs as {"logs": [...]}.'
+    "or send the array as it is to POST /api/v1/logs (up to 1,000 logs a request)."
 )
 _ZIP = "a ZIP archive (XLSX and DOCX files are ZIP archives too)"
 SIGNATURES: tuple[tuple[bytes, str], ...] = (

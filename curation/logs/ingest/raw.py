@@ -1,8 +1,9 @@
 """JSON text in, each log's exact text out: what lets Logtune keep an original byte for byte.
 
-A batch body `{"logs": [...]}` is read value by value with the standard library's C scanner, which reports
-where each value ends; each log keeps the exact slice of the body it was sent as (key order, number
-formatting, escapes, unknown fields), and one bad item never takes the others down with it:
+A batch body, `{"logs": [...]}` or a bare array of logs (what LiteLLM's generic logger posts), is read value by
+value with the standard library's C scanner, which reports where each value ends; each log keeps the exact slice
+of the body it was sent as (key order, number formatting, escapes, unknown fields), and one bad item never takes
+the others down with it:
 
 - Invalid UTF-8 bytes and lone surrogate escapes (`"\\ud800"`, common in logs cut by JavaScript clients) are
   read, not refused: the item that holds them is stored with U+FFFD in their place, and a note says where.
@@ -49,11 +50,12 @@ class RawItem:
 
 @dataclass(slots=True)
 class Body:
-    """A request body: its top-level value, and when it is a batch (`{"logs": [...]}`) each item's exact text."""
+    """A request body: its top-level value, and when it is a batch (`{"logs": [...]}`, or a bare array) each item's
+    exact text."""
 
     value: object
     text: str
-    items: list[RawItem] | None = None  # the `logs` items, when the body is an object with a `logs` list
+    items: list[RawItem] | None = None  # the `logs` items of an object with a `logs` list, or a bare array's items
 
 
 def decode_text(data: bytes) -> str:
@@ -74,10 +76,13 @@ def line_read(line: str) -> RawItem:
 
 def body_read_text(text: str, *, batch: bool) -> Body:
     start = _skip(text, 0)
+    value: object
     items = None
     try:
         if batch and text.startswith("{", start):
             value, items, end = _object_with_items(text, start)
+        elif batch and text.startswith("[", start):
+            value, items, end = _array_with_items(text, start)
         else:
             value, end = _DECODER.raw_decode(text, start)
     except json.JSONDecodeError as exc:
