@@ -32,6 +32,7 @@ MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "co
 _STATUS_ERROR = 2  # Status.StatusCode.STATUS_CODE_ERROR
 _INDEXED = re.compile(r"^gen_ai\.(prompt|completion)\.(\d+)\.(.+)$")
 _INDEXED_CALL = re.compile(r"^tool_calls\.(\d+)\.(\w+)$")
+_INDEXED_FUNCTION = re.compile(r"^llm\.request\.functions\.(\d+)\.(\w+)$")
 _EVENT_ROLES = {
     "gen_ai.system.message": "system",
     "gen_ai.user.message": "user",
@@ -371,7 +372,7 @@ def _tools(attrs: dict) -> list[dict]:
         tools.append(tool)
     indexed: dict[int, dict] = {}  # OpenLLMetry: llm.request.functions.0.name / description / parameters
     for key, value in attrs.items():
-        match = re.match(r"^llm\.request\.functions\.(\d+)\.(\w+)$", key)
+        match = _INDEXED_FUNCTION.match(key) if key.startswith("llm.request.functions.") else None
         if match:
             indexed.setdefault(int(match[1]), {})[match[2]] = _json(value) if match[2] == "parameters" else value
     tools.extend({"type": "function", "function": function} for _, function in sorted(indexed.items()))
