@@ -331,15 +331,23 @@ _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class LogMaker:
-    """Makes the `index`-th log of a run. One instance per thread: it owns a seeded random generator."""
+    """Makes the `index`-th log of a run. One instance per thread: it owns a seeded random generator.
 
-    def __init__(self, *, seed: int) -> None:
+    By default 60% OpenAI Chat Completions and 40% Anthropic Messages; with `mix`, half Chat Completions, a quarter
+    OpenAI Responses API and a quarter Anthropic Messages."""
+
+    def __init__(self, *, seed: int, mix: bool = False) -> None:
         self.rng = random.Random(seed)
         self.run = f"{seed:x}"
+        self.mix = mix
 
     def log(self, index: int) -> dict:
         rng = self.rng
-        log = self._openai() if rng.random() < 0.6 else self._anthropic()
+        kind = rng.random()
+        if self.mix:
+            log = self._openai() if kind < 0.5 else self._responses() if kind < 0.75 else self._anthropic()
+        else:
+            log = self._openai() if kind < 0.6 else self._anthropic()
         log["latency_ms"] = rng.randint(180, 9000)
         moment = _EPOCH + timedelta(seconds=rng.randint(0, 90 * 86400))
         if rng.random() < 0.8:  # otherwise the response's `created` (OpenAI) or the arrival time decides
@@ -439,6 +447,50 @@ class LogMaker:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+        return log
+
+    # --- OpenAI Responses API -----------------------------------------------------------------
+
+    def _responses(self) -> dict:
+        rng = self.rng
+        model = rng.choice(OPENAI_MODELS)
+        request: dict = {"model": model, "instructions": rng.choice(SYSTEM_PROMPTS)}
+        turns = self._conversation()
+        request["input"] = turns[0][1] if len(turns) == 1 else [{"role": r, "content": t} for r, t in turns]
+        prefix = f"{rng.getrandbits(64):016x}"
+        output: list[dict] = []
+        kind = rng.random()
+        if kind < 0.12:  # the model asks for a tool: the answer is the call
+            name, schema = self._tool()
+            request["tools"] = [{"type": "function", "name": name, "parameters": schema, "strict": False}]
+            output.append({
+                "type": "function_call", "id": f"fc_{prefix}", "call_id": f"call_{prefix[:12]}", "name": name,
+                "arguments": orjson_text(self._arguments(name)), "status": "completed",
+            })  # fmt: skip
+        else:
+            text = {"type": "output_text", "text": self._text(ANSWERS), "annotations": []}
+            output.append(
+                {
+                    "type": "message",
+                    "id": f"msg_{prefix}",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [text],
+                }
+            )
+        log: dict = {"provider": "openai", "request": request}
+        if rng.random() < 0.04:
+            log["status_code"], log["response"] = rng.choice(OPENAI_ERRORS)
+            return log
+        input_tokens, output_tokens = rng.randint(40, 900), rng.randint(5, 300)
+        log["status_code"] = 200
+        log["response"] = {
+            "id": f"resp_{prefix}", "object": "response",
+            "created_at": int(_EPOCH.timestamp()) + rng.randint(0, 90 * 86400), "model": model, "status": "completed",
+            "output": output,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                      "total_tokens": input_tokens + output_tokens},
+        }  # fmt: skip
         return log
 
     # --- Anthropic Messages -------------------------------------------------------------------

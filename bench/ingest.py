@@ -1,6 +1,12 @@
-"""Ingest throughput of `POST /api/v1/logs` under gunicorn, against a raw COPY of the same rows.
+"""Ingest throughput of `POST /api/v1/logs` (or of OTLP traces) under gunicorn, against a raw COPY of the same rows.
 
     .venv/bin/python bench/ingest.py [--batches 100] [--batch-size 1000] [--clients 4] [--workers 2]
+                                     [--shape chat-anthropic|mix|otlp]
+
+`--shape` picks what is sent: `chat-anthropic` (the default) 60% OpenAI Chat Completions and 40% Anthropic Messages
+envelopes; `mix` half Chat Completions, a quarter OpenAI Responses API, a quarter Anthropic Messages; `otlp` the
+default logs as OpenTelemetry GenAI spans, one OTLP/HTTP protobuf `ExportTraceServiceRequest` per batch, to
+`POST /api/v1/otel/v1/traces`.
 
 Recreates the bench database, starts gunicorn on 127.0.0.1 (production settings, DEBUG=0), sends
 pre-serialised batches of realistic ~1 KB logs from concurrent keep-alive clients, and checks every
@@ -14,7 +20,9 @@ import argparse
 import bisect
 import contextlib
 import http.client
+import os
 import queue
+import random
 import tempfile
 import threading
 import time
@@ -38,18 +46,27 @@ from common import (
     wait_until_up,
     warn_if_busy,
 )
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from spans import export_request
 
 REQUEST_TIMEOUT_S = 120
 LOG_TABLE = "curation_logentry"
 TAG_TABLE = "curation_logtag"
 
 
+SHAPES = ("chat-anthropic", "mix", "otlp")
+LOGS_PATH, OTLP_PATH = "/api/v1/logs", "/api/v1/otel/v1/traces"
+JSON, PROTOBUF = "application/json", "application/x-protobuf"
+
+
 def main() -> None:
     args = _parse_args()
     warn_if_busy()
+    load_before = _load_average()
+    print(f"Load average (1, 5, 15 min): {load_before}")
     total = args.batches * args.batch_size
-    print(f"Generating {total:,} logs in {args.batches} batches of {args.batch_size}...")
-    bodies = _bodies(batches=args.batches, batch_size=args.batch_size, seed=args.seed)
+    print(f"Generating {total:,} logs ({args.shape}) in {args.batches} batches of {args.batch_size}...")
+    bodies = _bodies(batches=args.batches, batch_size=args.batch_size, seed=args.seed, shape=args.shape)
     megabytes = sum(len(body) for body in bodies) / 1e6
     print(f"  {megabytes:.0f} MB of request bodies, {megabytes * 1e3 / total:.2f} KB per log")
 
@@ -69,7 +86,9 @@ def main() -> None:
                 _checkpoint(conn)
                 print(f"Sending from {args.clients} clients...")
                 with AutoAnalyze(url=args.database_url):
-                    api = _send(bodies, port=port, key=key, clients=args.clients, batch_size=args.batch_size)
+                    api = _send(
+                        bodies, port=port, key=key, clients=args.clients, batch_size=args.batch_size, shape=args.shape
+                    )
             finally:
                 server_stop(server, grace=25)
             stored = _count(conn, LOG_TABLE)
@@ -89,6 +108,8 @@ def main() -> None:
     print_table(
         [
             ("code", code_version()),
+            ("shape", args.shape),
+            ("load average before / after", f"{load_before} / {_load_average()}"),
             ("logs sent", f"{total:,}"),
             ("API logs/s", f"{api_rate:,.0f}"),
             ("API batch p50 ms", f"{percentile(api.latencies, 0.5) * 1e3:,.0f}"),
@@ -107,18 +128,24 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=4, help="Concurrent client threads.")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--shape", choices=SHAPES, default="chat-anthropic", help="What is sent (see above).")
     args = parser.parse_args()
     if min(args.batches, args.batch_size, args.clients, args.workers) < 1:
         parser.error("--batches, --batch-size, --clients and --workers must be at least 1")
     return args
 
 
-def _bodies(*, batches: int, batch_size: int, seed: int) -> list[bytes]:
-    maker = LogMaker(seed=seed)
-    return [
-        orjson.dumps({"logs": [maker.log(batch * batch_size + i) for i in range(batch_size)]})
-        for batch in range(batches)
-    ]
+def _bodies(*, batches: int, batch_size: int, seed: int, shape: str) -> list[bytes]:
+    maker = LogMaker(seed=seed, mix=shape == "mix")
+    logs = [[maker.log(batch * batch_size + i) for i in range(batch_size)] for batch in range(batches)]
+    if shape == "otlp":
+        rng = random.Random(seed)
+        return [export_request(batch, rng=rng) for batch in logs]
+    return [orjson.dumps({"logs": batch}) for batch in logs]
+
+
+def _load_average() -> str:
+    return " ".join(f"{load:.1f}" for load in os.getloadavg())
 
 
 # --- the server ------------------------------------------------------------------------------------
@@ -135,13 +162,15 @@ class ApiRun:
     failures: list[str] = field(default_factory=list)
 
 
-def _send(bodies: list[bytes], *, port: int, key: str, clients: int, batch_size: int) -> ApiRun:
+def _send(bodies: list[bytes], *, port: int, key: str, clients: int, batch_size: int, shape: str) -> ApiRun:
     todo: queue.SimpleQueue[bytes] = queue.SimpleQueue()
     for body in bodies:
         todo.put(body)
     run = ApiRun()
     lock = threading.Lock()
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Connection": "keep-alive"}
+    path, content_type = (OTLP_PATH, PROTOBUF) if shape == "otlp" else (LOGS_PATH, JSON)
+    check = _check_export_answer if shape == "otlp" else _check_answer
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": content_type, "Connection": "keep-alive"}
 
     def client() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
@@ -152,11 +181,11 @@ def _send(bodies: list[bytes], *, port: int, key: str, clients: int, batch_size:
                 except queue.Empty:
                     return
                 started = time.perf_counter()
-                conn.request("POST", "/api/v1/logs", body=body, headers=headers)
+                conn.request("POST", path, body=body, headers=headers)
                 response = conn.getresponse()
                 answer = response.read()
                 latency = time.perf_counter() - started
-                failure = _check_answer(response.status, answer, batch_size)
+                failure = check(response.status, answer, batch_size)
                 with lock:
                     run.latencies.append(latency)
                     if failure:
@@ -188,6 +217,17 @@ def _check_answer(status: int, answer: bytes, batch_size: int) -> str:
     result = orjson.loads(answer)
     if result.get("accepted") != batch_size or result.get("duplicates") or result.get("rejected"):
         return f"not all accepted: {answer[:500]!r}"
+    return ""
+
+
+def _check_export_answer(status: int, answer: bytes, batch_size: int) -> str:
+    """Empty when every span of the export was stored (an ExportTraceServiceResponse without partial success)."""
+    if status != 200:
+        return f"HTTP {status}: {answer[:500]!r}"
+    response = ExportTraceServiceResponse()
+    response.ParseFromString(answer)
+    if response.HasField("partial_success"):
+        return f"not all stored: {response.partial_success}"
     return ""
 
 
