@@ -166,6 +166,15 @@ def test_the_callers_own_metadata_wins_over_the_stream_record():
     assert log.metadata == {"stream": True, "complete": "yes"}
 
 
+def test_chunks_without_their_object_field_are_read_by_their_deltas():
+    chunks = [{"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]}]
+
+    log = parse_log({"request": CHAT_REQUEST, "response": chunks})
+
+    assert log.messages[-1] == {"role": "assistant", "content": "Hi"}
+    assert log.metadata == {"stream": True, "complete": True}
+
+
 def test_server_sent_event_text_is_read_as_its_chunks():
     chunks = [chunk({"role": "assistant", "content": "Hi"}), chunk({}, "stop")]
     text = "".join(f"data: {orjson.dumps(c).decode()}\n\n" for c in chunks) + "data: [DONE]\n\n"
@@ -182,6 +191,7 @@ def test_server_sent_event_text_is_read_as_its_chunks():
         ([1, 2, 3], "response.0: expected a stream event (an object), got a number"),
         ([chunk({"content": "a"}), None], "response.1: expected a stream event (an object), got null"),
         ([{"hello": "world"}], "response.0: not a stream event: expected a Chat Completions chunk"),
+        ([completion(({"content": "4"}, "stop"))], "response.0: not a stream event: expected a Chat Completions"),
         ("data: {}\n\ndata: oops\n\n", "response (server-sent event 1): expected a stream event (an object), got a"),
         ("Sunny", "response: expected an object, a stream (a list of its events, or their text) or null, got a"),
     ],

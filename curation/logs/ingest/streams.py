@@ -47,7 +47,7 @@ def is_stream(value: object) -> TypeGuard[list | str]:
     the server-sent events (`data: ...` lines)."""
     if isinstance(value, list):
         return True
-    return isinstance(value, str) and value.lstrip().startswith(("data:", "event:", ":"))
+    return isinstance(value, str) and value.lstrip().startswith(("data:", "event:"))
 
 
 def stream_read(value: list | str) -> Stream:
@@ -80,13 +80,18 @@ def _api(events: list) -> str | None:
         if not isinstance(event, dict):
             continue
         kind = event.get("type")
-        if event.get("object") == "chat.completion.chunk" or "choices" in event:
+        if event.get("object") == "chat.completion.chunk" or _has_deltas(event.get("choices")):
             return CHAT
         if isinstance(kind, str) and kind.startswith("response."):
             return RESPONSES
         if kind in _ANTHROPIC_EVENTS:
             return ANTHROPIC
     return None
+
+
+def _has_deltas(choices: object) -> bool:
+    """Chunks of a server that leaves out `object`: their choices hold deltas (a whole completion's hold messages)."""
+    return isinstance(choices, list) and any(isinstance(choice, dict) and "delta" in choice for choice in choices)
 
 
 def _is_error(event: object) -> bool:
