@@ -472,3 +472,29 @@ def test_uploads_past_the_projects_pending_bytes_are_refused_naming_the_limit(
 
     assert api_upload().status_code == 202
     assert ImportJob.objects.count() == 3
+
+
+def test_a_jsonl_line_whose_response_is_its_stream_is_imported_assembled(tmp_path, project):
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1767225600, "model": "gpt-4o-mini"}
+    line = {
+        "request": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "2+2?"}]},
+        "response": [
+            {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "4"}}]},
+            {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        ],
+    }
+    not_a_stream = {**line, "response": [1, 2]}
+    path = tmp_path / "streams.jsonl"
+    path.write_bytes(orjson.dumps(line) + b"\n" + orjson.dumps(not_a_stream) + b"\n")
+
+    call_command("import_logs", str(path), "--project", project.slug, "--inline", "--no-progress")
+
+    job = ImportJob.objects.get(project=project)
+    assert (job.accepted, job.rejected) == (1, 1)
+    log = LogEntry.objects.get(project=project)
+    assert log.original == orjson.dumps(line).decode()
+    assert (log.messages[-1], log.metadata) == (
+        {"role": "assistant", "content": "4"},
+        {"stream": True, "complete": True},
+    )
+    assert ImportLineError.objects.get(job=job).error.startswith("response.0: expected a stream event")
