@@ -339,3 +339,22 @@ def test_a_responses_stream_cut_off_keeps_the_text_deltas_that_arrived():
     assert log.format == "openai_responses"
     assert log.messages[-1] == {"role": "assistant", "content": "Sun"}
     assert log.metadata["complete"] is False
+
+
+@pytest.mark.parametrize(
+    ("request_body", "error"),
+    [
+        (CHAT_REQUEST, {"error": {"message": "Overloaded", "type": "server_error"}}),
+        (ANTHROPIC_REQUEST, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        (
+            RESPONSES_REQUEST,
+            {"type": "error", "code": "server_error", "message": "Overloaded", "param": None, "sequence_number": 0},
+        ),
+    ],
+    ids=["chat", "anthropic", "responses"],
+)
+def test_a_stream_holding_only_an_error_event_is_an_error_log(request_body, error):
+    log = parse_log({"request": request_body, "response": [error]})
+
+    assert log.status == "error" and "Overloaded" in log.error_message
+    assert log.metadata["complete"] is True

@@ -68,9 +68,9 @@ def stream_read(value: list | str) -> Stream:
     pairs: list[tuple[str, dict | str]] = [("", event) for event in events]
     if api == ANTHROPIC:
         response = assemble_anthropic(pairs)
-    elif api == RESPONSES:
+    elif api == RESPONSES or (api is None and any(_is_responses_error(event) for event in events)):
         response = assemble_responses(pairs)
-    else:
+    else:  # Chat Completions, or an error event alone in OpenAI's or Anthropic's shape: it is the response
         response = assemble_openai(pairs)
     return Stream(api=api, response=response, complete=_ended(api, events, response))
 
@@ -96,6 +96,11 @@ def _has_deltas(choices: object) -> bool:
 
 def _is_error(event: object) -> bool:
     return isinstance(event, dict) and ("error" in event or event.get("type") == "error")
+
+
+def _is_responses_error(event: object) -> bool:
+    """The Responses API's error event: its message and code beside `type`, where Anthropic's nest them in `error`."""
+    return isinstance(event, dict) and event.get("type") == "error" and "error" not in event
 
 
 def _ended(api: str | None, events: list, response: dict | None) -> bool:
