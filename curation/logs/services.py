@@ -23,7 +23,7 @@ from curation.logs.ingest.canonical import search_text
 from curation.logs.ingest.raw import value_text
 from curation.logs.pii.services import logs_pii_kinds, pii_pending_send
 from curation.logs.pricing import cost_usd
-from curation.models import ApiKey, DatasetEntry, LogEntry, LogTag, Project, Tag
+from curation.models import ApiKey, DatasetEntry, LogEntry, LogScore, LogTag, Project, ScoreSource, Tag
 from curation.text.pii import scan
 from curation.text.pii.conversations import conversation_redact
 
@@ -245,6 +245,7 @@ def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) 
                     )
                     ids = [e.pk for e in entries]
                     _attach_tags(project=project, log_ids=ids, names=[log.tags for log, _ in fresh])
+                _attach_scores(project=project, log_ids=ids, logs=[log for log, _ in fresh])
                 return _ids_in_order(logs, known, dict(zip(fresh_at, ids, strict=True)))
         except (IntegrityError, psycopg.errors.UniqueViolation):
             # A concurrent request stored one of these external ids between our check and our insert.
@@ -361,6 +362,21 @@ def _attach_tags(*, project: Project, log_ids: list[int], names: list[list[str]]
         )
 
 
+def _attach_scores(*, project: Project, log_ids: list[int], logs: list[ParsedLog]) -> None:
+    """The scores sent with the logs just stored, source `api`, in one INSERT (none when no log carries any)."""
+    now = timezone.now()
+    rows = [
+        LogScore(
+            log_id=log_id, project=project, name=score.name, value_number=score.number, value_text=score.text,
+            comment=score.comment, source=ScoreSource.API, created_at=now,
+        )
+        for log_id, log in zip(log_ids, logs, strict=True)
+        for score in log.scores
+    ]  # fmt: skip
+    if rows:
+        LogScore.objects.bulk_create(rows)
+
+
 # --- Edits and deletions ------------------------------------------------------------------------------
 
 
@@ -443,7 +459,7 @@ def log_delete(*, log: LogEntry, actor: User | None = None, api_key: ApiKey | No
 
 
 def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key: ApiKey | None = None) -> int:
-    """Delete logs without Django's per-row collector: tags go with them, dataset entries keep their
+    """Delete logs without Django's per-row collector: tags and scores go with them, dataset entries keep their
     copy and lose the link, recording which log it was, when and by whom it was deleted."""
     ids = list(logs.order_by().values_list("id", flat=True))
     deleted = 0
@@ -454,6 +470,8 @@ def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key:
         with transaction.atomic():
             links = LogTag.objects.filter(log_id__in=chunk)
             links._raw_delete(links.db)
+            scores = LogScore.objects.filter(log_id__in=chunk)
+            scores._raw_delete(scores.db)
             DatasetEntry.objects.filter(log_id__in=chunk).update(
                 log=None, source_log_id=F("log_id"), source_deleted_at=now, source_deleted_by=actor,
                 source_deleted_by_key=api_key,

@@ -28,12 +28,15 @@ from curation.logs.ingest.otel import OTLP_KEY, SPAN_PATH, span_call
 from curation.logs.ingest.plain import read_messages, read_openpipe, read_prompt_completion
 from curation.logs.ingest.raw import RawItem, item_make_storable, value_text
 from curation.logs.ingest.responses import is_responses, read_responses
+from curation.logs.ingest.scores import ScoreIn, scores_read
 from curation.logs.ingest.times import moment_from_iso, moment_from_unix
 
 ANTHROPIC_PROVIDERS = frozenset({"anthropic", "bedrock-anthropic", "vertex-anthropic"})
 
 # Unknown fields are errors: a typo such as "tag" must not silently drop the tags.
-_COMMON_FIELDS = ("provider", "status_code", "latency_ms", "created_at", "metadata", "tags", "external_id")
+_COMMON_FIELDS = (
+    "provider", "status_code", "latency_ms", "created_at", "metadata", "tags", "external_id", "scores",
+)  # fmt: skip
 ENVELOPE_FIELDS = ("request", "response", *_COMMON_FIELDS)
 MESSAGES_FIELDS = ("messages", "tools", "functions", "parallel_tool_calls", "model", *_COMMON_FIELDS)
 PROMPT_COMPLETION_FIELDS = ("prompt", "completion", "model", *_COMMON_FIELDS)
@@ -69,6 +72,7 @@ class ParsedLog:
     original_text: str = ""  # the input's exact JSON text: what is stored, byte for byte
     notes: list[str] = field(default_factory=list)  # what had to change to store it ("path: ... replaced")
     options: dict = field(default_factory=dict)  # request settings the exports carry (parallel_tool_calls)
+    scores: list[ScoreIn] = field(default_factory=list)  # feedback sent with the log (`scores`)
 
 
 def parse_log(obj: object, *, text: str | None = None) -> ParsedLog:
@@ -115,6 +119,7 @@ def unreadable_log(item: RawItem, reason: str) -> ParsedLog:
         created_at=fields["created_at"], metadata=fields["metadata"] or {}, tags=fields["tags"] or [],
         external_id=fields["external_id"], original=item.value, search_text="",
         original_text=item.text if item.text is not None else value_text(item.value), notes=item.notes,
+        scores=fields["scores"] or [],
     )  # fmt: skip
 
 
@@ -285,6 +290,7 @@ def _parsed(obj: dict, provider: str, format: str, exchange: Exchange, status_co
         original=obj,
         search_text=search_text(exchange.messages),
         options=exchange.options,
+        scores=scores_read(obj.get("scores")),
     )
 
 
@@ -414,4 +420,5 @@ _ENVELOPE_READERS: dict[str, Callable[[object], Any]] = {
     "metadata": _metadata,
     "tags": _tags,
     "external_id": _external_id,
+    "scores": scores_read,
 }
