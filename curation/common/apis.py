@@ -21,7 +21,7 @@ from curation.common.params import ID_MAX, is_whole_number
 from curation.common.parsers import PayloadTooLarge
 from curation.common.permissions import IsUserOrApiKey
 from curation.common.server_paths import json_paths_hidden, paths_hidden
-from curation.logs.filters import FILTER_PARAMS
+from curation.logs.filters import FILTER_PARAMS, SCORE_EXPRESSION, SCORE_NAMES
 from curation.logs.ingest.canonical import IngestError, check_storable
 from curation.models import ApiKey, Dataset, LogStatus, Project
 from curation.text.pii.findings import KINDS
@@ -139,6 +139,9 @@ def _filter_schemas() -> dict[str, dict]:
         "created_before": _or_blank({"type": "string", "format": "date-time"}),
         "min_tokens": number, "max_tokens": number, "min_latency_ms": number, "max_latency_ms": number,
         "metadata": {"type": "array", "items": {"type": "string", "pattern": METADATA_PAIR}},
+        "score": {"type": "array", "items": {"type": "string", "pattern": f"^{SCORE_EXPRESSION}$"}},
+        "has_score": {"type": "string", "pattern": f"^({SCORE_NAMES})?$"},
+        "no_score": {"type": "string", "pattern": f"^({SCORE_NAMES})?$"},
         "in_dataset": an_id,
         "not_in_dataset": an_id,
         "pii": {"type": "string", "pattern": f"^({_any_case('any')}|{_any_case('none')}|{_list_of(kinds)[1:-1]})$"},
@@ -152,7 +155,8 @@ def _filter_schemas() -> dict[str, dict]:
 def filter_parameters() -> list[OpenApiParameter]:
     """The log filter's query parameters, as `_filter_schemas` describes them."""
     schemas = _filter_schemas()
-    return [OpenApiParameter(name, schemas[name], explode=name == "metadata") for name in sorted(FILTER_PARAMS)]
+    repeated = ("metadata", "score")
+    return [OpenApiParameter(name, schemas[name], explode=name in repeated) for name in sorted(FILTER_PARAMS)]
 
 
 class ValidationErrorResponse(serializers.Serializer):

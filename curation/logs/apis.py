@@ -35,6 +35,7 @@ from curation.common.permissions import project_for_request
 from curation.logs.filters import FILTER_PARAMS, logs_filter
 from curation.logs.ingest import RawItem
 from curation.logs.ingest.raw import Body
+from curation.logs.scores.apis import ScoreOutput
 from curation.logs.selectors import log_get, log_list
 from curation.logs.services import PiiBudget, log_delete, log_update, logs_ingest
 from curation.logs.throttling import IngestRateThrottle
@@ -63,11 +64,12 @@ class LogDetailOutput(LogListOutput):
     original = serializers.SerializerMethodField(
         help_text="The log as received, decoded, keys in the order sent. Exact text: GET /api/v1/logs/{id}/original."
     )
+    scores = ScoreOutput(many=True, read_only=True, help_text="Its scores, oldest first.")
 
     class Meta(LogListOutput.Meta):
         fields = [
             *LogListOutput.Meta.fields, "error_message", "notes", "messages", "tools", "options", "original",
-            "ingested_at",
+            "ingested_at", "scores",
         ]  # fmt: skip
 
     @extend_schema_field(OpenApiTypes.ANY)
@@ -146,8 +148,8 @@ class LogsApi(ProjectScopedApi):
         operation_id="logs_ingest",
         summary="Send logs",
         description=(
-            'One log object, or `{"logs": [...]}` with up to 1,000. A log is an envelope '
-            "`{request, response, provider, status_code, latency_ms, created_at, metadata, tags, external_id}` "
+            'One log object, or `{"logs": [...]}` with up to 1,000. A log is an envelope `{request, response, '
+            "provider, status_code, latency_ms, created_at, metadata, tags, external_id, scores}` "
             "holding the provider's own API bodies (OpenAI Chat Completions, Anthropic Messages), or a line of an "
             "OpenAI fine-tuning file (`{messages, tools}`), or `{prompt, completion}`. Each log is stored with its "
             "exact JSON text as its original. Valid logs are stored even when others are rejected; the answer is "

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from curation.common import counts
 from curation.common.counts import CappedCount, capped, fetch
 from curation.common.pagination import rare_match_safe
 from curation.logs.lookups import queryset_sql
-from curation.models import DatasetEntry, LogEntry, LogStatus, Project, Tag
+from curation.logs.scores.selectors import ScoreFacet, score_facets
+from curation.models import DatasetEntry, LogEntry, LogScore, LogStatus, Project, Tag
 from curation.text.pii.findings import KINDS
 
 
@@ -27,7 +28,8 @@ def unreadable_count(*, project: Project) -> int:
 
 
 def log_get(*, project: Project, log_id: int) -> LogEntry | None:
-    return LogEntry.objects.filter(project=project, pk=log_id).prefetch_related("tags").first()
+    scores = Prefetch("scores", queryset=LogScore.objects.select_related("created_by", "api_key"))
+    return LogEntry.objects.filter(project=project, pk=log_id).prefetch_related("tags", scores).first()
 
 
 def logs_in_datasets_count(*, logs: QuerySet[LogEntry]) -> int:
@@ -52,6 +54,7 @@ class Facets:
     tags: list[tuple[Tag, CappedCount]]
     # Personal data: (kind, count) for each kind found in the window, in KINDS order, then ("none", count).
     pii: list[tuple[str, CappedCount]] = field(default_factory=list)
+    scores: list[ScoreFacet] = field(default_factory=list)  # score names: counts, averages, categories
     sampled: bool = False  # the counts are those of the COUNT_CAP newest matches, not of all
 
 
@@ -99,7 +102,7 @@ def _statement_timeout() -> None:
 
 
 def log_facets(*, project: Project, logs: QuerySet[LogEntry], searching: bool = False) -> Facets | None:
-    """The total and the counts per model, status, tag and personal data kind of `logs` (a filtered
+    """The total and the counts per model, status, tag, personal data kind and score of `logs` (a filtered
     queryset of `project`), or None when counting them took too long. `searching`: the filter has a text search."""
     logs = logs.filter(project=project).order_by().prefetch_related(None)
     try:
@@ -123,6 +126,7 @@ def _log_facets(project: Project, logs: QuerySet[LogEntry]) -> Facets:
         statuses=[(s, CappedCount(n, False)) for s, n in statuses],
         tags=[(tags[t], CappedCount(n, False)) for t, n in tag_ids if t in tags],
         pii=[(kind, CappedCount(kinds[kind], False)) for kind in (*KINDS, "none") if kinds[kind]],
+        scores=score_facets(project=project, log_ids=logs.order_by("-id").values("id")[: counts.COUNT_CAP + 1]),
         sampled=total.capped,
     )
 
