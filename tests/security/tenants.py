@@ -49,6 +49,7 @@ OBJECT_OF_SEGMENT = {
     "logs": "log", "imports": "import", "bulk-jobs": "bulk", "jobs": "bulk", "datasets": "dataset",
     "entries": "entry", "tags": "tag", "snapshots": "snapshot", "finetunes": "finetune", "keys": "key",
     "views": "view", "generations": "generation", "loss-preview": "preview", "redaction-jobs": "redaction",
+    "scores": "score",
 }  # fmt: skip
 
 
@@ -116,6 +117,7 @@ BASELINES = {
     "api-key-new": [{"name": "fuzzed", "role": "viewer"}],
     "tag-edit": [{"name": "fuzzed"}],
     "tag-merge": [{"into": "{tag}"}],
+    "log-score-add": [{"name": "quality", "value": "4", "comment": "fuzzed"}],
 }  # fmt: skip
 
 
@@ -143,7 +145,8 @@ def tenant_create(slug: str) -> Tenant:
     users = {role: UserFactory(username=f"{slug}-{role}", memberships=[(project, role)]) for role in Role.values}
     keys = {role: api_key_create(project=project, name=f"{slug} {role}", role=role)[1] for role in Role.values}
     chat = [{"role": "user", "content": f"What is {marker}?"}, {"role": "assistant", "content": f"It is {marker}."}]
-    logs_ingest(project=project, items=[{"messages": chat, "tags": [f"tag-{marker}"]}])
+    scores = [{"name": "quality", "value": 4, "comment": f"rated {marker}"}]
+    logs_ingest(project=project, items=[{"messages": chat, "tags": [f"tag-{marker}"], "scores": scores}])
     log = LogEntry.objects.get(project=project)
     dataset = Dataset.objects.create(project=project, name=f"dataset {marker}")
     entry = DatasetEntry.objects.create(dataset=dataset, log=log, messages=chat, est_tokens=10)
@@ -171,6 +174,7 @@ def tenant_create(slug: str) -> Tenant:
     objects = {
         "log": log.pk,
         "tag": Tag.objects.get(project=project).pk,
+        "score": log.scores.get().pk,
         "dataset": dataset.pk,
         "entry": entry.pk,
         "snapshot": snapshot.pk,

@@ -140,13 +140,18 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
     "log_embeddings_create": (None, {"logs.embed"}),
     "logs_update": ({"tags_add": ["seen"], "metadata": {"env": "test"}}, {"logs.update"}),
     "logs_destroy": (None, {"logs.delete"}),
+    "logs_scores_create": ({"name": "thumbs", "value": "up"}, {"logs.score_add"}),
+    "logs_scores_destroy": (None, {"logs.score_delete"}),
     "logs_bulk": ({"action": "tag_add", "tags": ["seen"], "log_ids": ["{log}"]}, {"logs.tag_add"}),
     "tags_update": ({"name": "renamed", "color": "#123456"}, {"tag.rename", "tag.recolour"}),
     "tags_destroy": (None, {"tag.delete"}),
     "tags_merge": ({"into": "{other_tag}"}, {"tag.merge"}),
 }
 # The fine-tune a path names: a queued one for cancelling (a succeeded one has nothing to cancel).
-PATH_OBJECTS = {"log_id": "log", "dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune"}
+PATH_OBJECTS = {
+    "log_id": "log", "dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune",
+    "score_id": "score",
+}  # fmt: skip
 PATH_OVERRIDES = {"finetunes_cancel": {"job_id": "queued_finetune"}}
 
 
