@@ -44,7 +44,7 @@ from curation.logs.bulk.services import bulk_job_create
 from curation.logs.filters import FILTER_PARAMS
 from curation.logs.imports.services import import_job_create
 from curation.logs.services import logs_ingest
-from curation.models import BulkAction, ImportLineError, LogEntry, RedactionJob, Role, Tag
+from curation.models import BulkAction, ImportLineError, LogEntry, LogScore, RedactionJob, Role, Tag
 from curation.projects.services import api_key_create
 from tests.curation.samples import anthropic_log, openai_log
 from tests.factories import DatasetSnapshotFactory, GenerationFactory
@@ -78,6 +78,10 @@ VALID_BUT_REFUSED = {
     "messages that end with a user turn: said in the description, which OpenAPI 3.0 oneOf would not make clearer",
     ("POST /api/v1/datasets/{dataset_id}/entries", "detail"): "exactly one of `log_ids` and `filter`, as above",
     ("POST /api/v1/logs/bulk", "detail"): "exactly one of `log_ids` and `filter`, as above",
+    ("POST /api/v1/logs/{log_id}/scores", "name"): "one score (`name` and `value`) or `scores`, not both and not "
+    "neither: said in the description, as above",
+    ("POST /api/v1/logs/{log_id}/scores", "value"): "as for name",
+    ("POST /api/v1/logs/{log_id}/scores", "scores"): "as for name",
     ("POST /api/v1/tags/{tag_id}/merge", "target"): "a tag is not merged into itself: the schema cannot relate a "
     "body field to the path",
     ("GET /api/v1/logs", "cursor"): "a cursor is an opaque token: the `next_cursor` of a page, or nothing",
@@ -169,7 +173,7 @@ def seeded(project, base_model) -> Iterator[str]:
     logs_ingest(
         project=project,
         items=[
-            openai_log(external_id="a", tags=["math"]),
+            openai_log(external_id="a", tags=["math"], scores=[{"name": "quality", "value": 4}]),
             openai_log(external_id="b", tags=["math", "prod"], status_code=500),
             anthropic_log(external_id="c", tags=["weather"]),
             {"prompt": "2+2?", "completion": "4", "tags": ["math"], "external_id": "d"},
@@ -200,6 +204,7 @@ def seeded(project, base_model) -> Iterator[str]:
     REAL.update({
         "project": ["acme"],
         "log_id": [log.pk for log in logs],
+        "score_id": list(LogScore.objects.filter(project=project).values_list("pk", flat=True)),
         "tag_id": list(Tag.objects.filter(project=project).values_list("pk", flat=True)),
         "dataset_id": [dataset.pk, empty.pk],
         "entry_id": [entry.pk for entry in entries],
