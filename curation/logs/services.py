@@ -362,19 +362,26 @@ def _attach_tags(*, project: Project, log_ids: list[int], names: list[list[str]]
         )
 
 
+_SCORE_COLUMNS = ("log_id", "project_id", "name", "value_number", "value_text", "comment", "source", "created_at")
+
+
 def _attach_scores(*, project: Project, log_ids: list[int], logs: list[ParsedLog]) -> None:
-    """The scores sent with the logs just stored, source `api`, in one INSERT (none when no log carries any)."""
+    """The scores sent with the logs just stored, source `api`: one COPY (PostgreSQL) or one INSERT, none when no
+    log carries any."""
     now = timezone.now()
     rows = [
-        LogScore(
-            log_id=log_id, project=project, name=score.name, value_number=score.number, value_text=score.text,
-            comment=score.comment, source=ScoreSource.API, created_at=now,
-        )
+        (log_id, project.pk, score.name, score.number, score.text, score.comment, ScoreSource.API.value, now)
         for log_id, log in zip(log_ids, logs, strict=True)
         for score in log.scores
-    ]  # fmt: skip
-    if rows:
-        LogScore.objects.bulk_create(rows)
+    ]
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor, cursor.cursor.copy(_COPY_SCORES) as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        LogScore.objects.bulk_create([LogScore(**dict(zip(_SCORE_COLUMNS, row, strict=True))) for row in rows])
 
 
 # --- Edits and deletions ------------------------------------------------------------------------------
@@ -487,6 +494,7 @@ def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key:
 
 _JSON_COLUMNS = frozenset({"messages", "tools", "options", "metadata", "pii", "notes"})
 _COPY_TAGS = "COPY curation_logtag (log_id, tag_id) FROM STDIN"
+_COPY_SCORES = f"COPY curation_logscore ({', '.join(_SCORE_COLUMNS)}) FROM STDIN"
 _NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('curation_logentry', 'id')) FROM generate_series(1, %s)"
 
 

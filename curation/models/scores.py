@@ -30,8 +30,13 @@ class LogScore(models.Model):
     value_text = models.CharField(max_length=TEXT_VALUE_MAX, null=True, blank=True)  # noqa: DJ001 (NULL: a number)
     source = models.CharField(max_length=8, choices=ScoreSource.choices)
     comment = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Indexed below where set only: scores sent with logs have neither, and every index slows ingestion.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_index=False
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -49,9 +54,21 @@ class LogScore(models.Model):
             # A log's scores (its page, the API), and "does this log have a score named N" from the log's side.
             models.Index(fields=["log", "name"], name="logscore_log_name"),
             # The filters: the logs with a score of a name in a range, or equal to a category, found from the
-            # index alone (the log id is its last column), then joined to the project's logs.
-            models.Index(fields=["project", "name", "value_number", "log"], name="logscore_project_number"),
-            models.Index(fields=["project", "name", "value_text", "log"], name="logscore_project_text"),
+            # index alone (the log id is its last column). Each holds the scores of its kind only, so a score
+            # stored updates one of them.
+            models.Index(
+                fields=["project", "name", "value_number", "log"],
+                condition=Q(value_number__isnull=False),
+                name="logscore_project_number",
+            ),
+            models.Index(
+                fields=["project", "name", "value_text", "log"],
+                condition=Q(value_text__isnull=False),
+                name="logscore_project_text",
+            ),
+            # Deleting a user or a key sets their scores' column to NULL.
+            models.Index(fields=["created_by"], condition=Q(created_by__isnull=False), name="logscore_created_by"),
+            models.Index(fields=["api_key"], condition=Q(api_key__isnull=False), name="logscore_api_key"),
         ]
 
     def __str__(self) -> str:

@@ -38,7 +38,7 @@ def post_scores(client, log_id: int, body: dict, project: str = "acme"):
 # --- At ingest ------------------------------------------------------------------------------------------------
 
 
-def test_scores_sent_with_logs_are_stored_as_api_scores_in_one_insert_for_the_batch(project):
+def test_scores_sent_with_logs_are_stored_as_api_scores(project):
     items = [
         openai_log(external_id="a", scores=[{"name": "thumbs", "value": "up"}, {"name": "quality", "value": 4}]),
         chat("b", scores=[{"name": "quality", "value": 2.5, "comment": "vague"}]),
@@ -46,12 +46,9 @@ def test_scores_sent_with_logs_are_stored_as_api_scores_in_one_insert_for_the_ba
         chat("no scores"),
     ]
 
-    with CaptureQueriesContext(connection) as queries:
-        result = logs_ingest(project=project, items=items)
+    result = logs_ingest(project=project, items=items)
 
     assert result.accepted == 4 and not result.rejected
-    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "curation_logscore"')]
-    assert len(inserts) == 1
     a, b, c, _ = (stored.id for stored in result.ids)
     rows = LogScore.objects.order_by("log_id", "id").values_list(
         "log_id", "name", "value_number", "value_text", "comment", "source", "project_id"
@@ -64,11 +61,18 @@ def test_scores_sent_with_logs_are_stored_as_api_scores_in_one_insert_for_the_ba
     ]
 
 
-def test_a_batch_without_scores_writes_none_and_a_duplicate_does_not_add_its_scores_again(project):
-    with CaptureQueriesContext(connection) as queries:
-        logs_ingest(project=project, items=[chat("plain", external_id="x")])
-    assert not any("curation_logscore" in q["sql"] for q in queries.captured_queries)
+def test_storing_scores_costs_the_same_statements_for_two_logs_as_for_a_hundred(project):
+    def statements(count: int, offset: int) -> int:
+        items = [chat(f"q{offset + i}", scores=[{"name": "quality", "value": i % 5}]) for i in range(count)]
+        with CaptureQueriesContext(connection) as queries:
+            logs_ingest(project=project, items=items)
+        return len(queries.captured_queries)
 
+    assert statements(2, 0) == statements(100, 2)
+    assert LogScore.objects.count() == 102
+
+
+def test_a_duplicate_does_not_add_its_scores_again(project):
     first = logs_ingest(
         project=project, items=[chat("a", external_id="e1", scores=[{"name": "thumbs", "value": "up"}])]
     )
