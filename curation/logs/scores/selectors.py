@@ -1,10 +1,11 @@
-"""Reading the scores of logs: one log's, and the scores of the logs a filter matches (the explorer's facet)."""
+"""Reading the scores of logs: one log's, and the facet of the scores of the logs a filter matches."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import QuerySet
 
-from curation.models import LogEntry, LogScore, Project
+from curation.models import LogEntry, LogScore
 
 
 def log_scores(*, log: LogEntry) -> QuerySet[LogScore]:
@@ -31,30 +32,34 @@ FACET_NAMES = 12
 FACET_VALUES = 8
 
 
-def score_facets(*, project: Project, log_ids: QuerySet) -> list[ScoreFacet]:
-    """The scores of the logs `log_ids` (a query of ids of `project`'s logs) by name, the names with most scores
-    first: one query, grouped in the database by name and category (numbers are one group per name)."""
-    rows = (
-        LogScore.objects.filter(project=project, log_id__in=log_ids)
-        .order_by()
-        .values("name", "value_text")
-        .annotate(n=Count("id"), total=Sum("value_number"))
-    )
-    counts: dict[str, int] = {}
+@dataclass(frozen=True, slots=True)
+class ScoreCount:
+    """Scores of one name among some logs: of one category (`text`), or the numbers (`text` None, `total` their
+    sum)."""
+
+    name: str
+    text: str | None
+    count: int
+    total: float | None
+
+
+def score_facets(counts: Iterable[ScoreCount]) -> list[ScoreFacet]:
+    """The facet of each score name, the names with most scores first: counts, the average of the numbers, the
+    categories by count (curation.logs.selectors counts them in the explorer's window)."""
+    totals: dict[str, int] = {}
     sums: dict[str, tuple[float, int]] = {}
     texts: dict[str, list[tuple[str, int]]] = {}
-    for row in rows:
-        name = row["name"]
-        counts[name] = counts.get(name, 0) + row["n"]
-        if row["value_text"] is None:
-            sums[name] = (row["total"] or 0.0, row["n"])
+    for row in counts:
+        totals[row.name] = totals.get(row.name, 0) + row.count
+        if row.text is None:
+            sums[row.name] = (row.total or 0.0, row.count)
         else:
-            texts.setdefault(name, []).append((row["value_text"], row["n"]))
-    names = sorted(counts, key=lambda name: (-counts[name], name))[:FACET_NAMES]
+            texts.setdefault(row.name, []).append((row.text, row.count))
+    names = sorted(totals, key=lambda name: (-totals[name], name))[:FACET_NAMES]
     return [
         ScoreFacet(
             name=name,
-            count=counts[name],
+            count=totals[name],
             average=sums[name][0] / sums[name][1] if name in sums else None,
             values=sorted(texts.get(name, []), key=lambda item: (-item[1], item[0]))[:FACET_VALUES],
         )
