@@ -203,6 +203,7 @@ def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpRes
         "newer_url": newer and reverse("log-detail", args=[slug, newer]) + suffix,
         "older_url": older and reverse("log-detail", args=[slug, older]) + suffix,
         "turns": rendering.conversation_turns(log.messages),
+        "alternatives": rendering.alternative_answers(log.alternatives),
         "pii_summary": rendering.pii_summary(log.messages),
         "tools": rendering.tool_definitions(log.tools),
         "metadata": rendering.pretty_json(log.metadata) if log.metadata else "",
