@@ -32,7 +32,8 @@ ORIGINAL_SHOWN = 200_000  # characters of the raw original shown inline; the API
 
 
 FILTER_LABELS = {
-    "q": "Search", "model": "Model", "provider": "Provider", "status": "Status", "tag": "Has all tags",
+    "q": "Search", "model": "Model", "response_model": "Answered by", "provider": "Provider", "status": "Status",
+    "tag": "Has all tags",
     "tag_any": "Has any tag", "tag_none": "Has none of the tags", "created_after": "From", "created_before": "Until",
     "min_tokens": "Min tokens", "max_tokens": "Max tokens", "min_latency_ms": "Min latency",
     "max_latency_ms": "Max latency", "metadata": "Metadata", "in_dataset": "In dataset",

@@ -298,3 +298,18 @@ def test_entries_are_made_with_the_log_options(project):
     dataset_add_logs(dataset=dataset, logs=LogEntry.objects.filter(project=project))
 
     assert DatasetEntry.objects.get(dataset=dataset).options == {"response_format": JSON_SCHEMA_FORMAT}
+
+
+def test_logs_filter_by_the_model_that_answered(project, key_client, client, viewer):
+    stored(project, chat_log("4"))
+    other = chat_log("5")
+    other["response"]["model"] = "gpt-4o-2024-11-20"
+    logs_ingest(project=project, items=[other])
+
+    found = key_client.get("/api/v1/logs", {"project": "acme", "response_model": "gpt-4o-2024-11-20"}).json()
+    assert [log["response_model"] for log in found["results"]] == ["gpt-4o-2024-11-20"]
+    client.force_login(viewer)
+    page = client.get("/p/acme/logs/", {"response_model": "gpt-4o-2024-08-06"}).content.decode()
+    assert page.count('class="model"') == 2  # the header and one row
+    assert 'name="response_model" value="gpt-4o-2024-08-06"' in page
+    assert 'name="external_id"' in page
