@@ -44,7 +44,12 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 EXCEPTIONS = {
     ("api-finetune-estimate", "POST"): (Role.VIEWER, "computes examples, tokens and steps; starts nothing"),
     ("bulk-preview", "GET"): (Role.EDITOR, "the confirmation step of a bulk change, for those who may make it"),
-}
+} | {
+    (name, method): (Role.OWNER, "model endpoints hold keys and spend money: the owner manages them")
+    for name, method in (("api-endpoints", "POST"), ("api-endpoint", "PATCH"), ("api-endpoint", "DELETE"),
+                         ("endpoints", "POST"), ("endpoint-edit", "GET"), ("endpoint-edit", "POST"),
+                         ("endpoint-delete", "POST"))
+}  # fmt: skip
 # Operations that hand the project's data or weights out of Logtune: an editor's right, like a download.
 EXPORTS = re.compile(r"(export|download|adapter|merged)$")
 # Keys, the audit log and the project's own settings (`project-…`: upstreams, redaction at ingestion).
