@@ -359,3 +359,16 @@ def test_an_editor_scores_a_log_on_its_page_and_a_viewer_sees_the_scores_without
     assert client.post(url, {"name": "thumbs", "value": "down"}).status_code == 403
     score = log.scores.first()
     assert client.post(f"/p/acme/logs/{log.pk}/scores/{score.pk}/delete").status_code == 403
+
+
+def test_the_explorer_filters_by_score_and_explains_a_bad_one(client, viewer, rated):
+    client.force_login(viewer)
+
+    good = client.get("/p/acme/logs/?score=quality%3E%3D4&score=thumbs%3Aup").content.decode()
+    bad = client.get("/p/acme/logs/?score=quality%3E%3Dgreat").content.decode()
+
+    assert f"/p/acme/logs/{rated['five']}/?" in good
+    assert f"/p/acme/logs/{rated['two_and_four']}/?" not in good
+    assert 'value="quality&gt;=4"' in good and 'value="thumbs:up"' in good  # kept in the filter form
+    errors = bad.split('id="filter-errors"')[1].split("</div>")[0]
+    assert "Score:" in errors and "compares with a number" in errors
