@@ -74,6 +74,8 @@ VALID_BUT_REFUSED = {
     "JSON mapping, checked by the protobuf parser; to the schema it is any binary or any object",
     ("POST /api/v1/imports", "file"): "a file is judged by its first bytes (an image, a PDF, a CSV is refused); "
     "to the schema any binary is a file",
+    ("POST /api/v1/imports", "batch_input"): "the same, for the Batch input file; and its lines must be Batch "
+    "input lines with a custom_id each, which OpenAPI cannot say of a file",
     ("POST /api/v1/finetunes/{job_id}/generate", "messages"): "exactly one of `messages` and `prompt`, and "
     "messages that end with a user turn: said in the description, which OpenAPI 3.0 oneOf would not make clearer",
     ("POST /api/v1/datasets/{dataset_id}/entries", "detail"): "exactly one of `log_ids` and `filter`, as above",

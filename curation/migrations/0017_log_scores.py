@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('curation', '0015_inputs_log_times'),
+        ('curation', '0016_log_answers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
