@@ -149,7 +149,7 @@ def test_a_snapshot_downloads_as_the_file_its_hash_was_computed_on(client_for, e
     content = body(download)
     assert hashlib.sha256(content).hexdigest() == created["sha256"]
     assert [json.loads(row)["split"] for row in content.splitlines()] == ["train", "validation"]
-    assert [s["sha256"] for s in listing] == [created["sha256"]]
+    assert [s["sha256"] for s in listing["results"]] == [created["sha256"]]
     assert "attachment" in download["Content-Disposition"]
     assert refused.status_code == 403
     event = AuditEvent.objects.get(action="snapshot.download")
