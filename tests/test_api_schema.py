@@ -82,6 +82,12 @@ VALID_BUT_REFUSED = {
     "body field to the path",
     ("GET /api/v1/logs", "cursor"): "a cursor is an opaque token: the `next_cursor` of a page, or nothing",
     ("GET /api/v1/audit", "cursor"): "a cursor is an opaque token, as above",
+    ("GET /api/v1/tags", "cursor"): "a cursor is an opaque token, as above",
+    ("GET /api/v1/datasets", "cursor"): "a cursor is an opaque token, as above",
+    ("GET /api/v1/datasets/{dataset_id}/entries", "cursor"): "a cursor is an opaque token, as above",
+    ("GET /api/v1/datasets/{dataset_id}/snapshots", "cursor"): "a cursor is an opaque token, as above",
+    ("GET /api/v1/imports", "cursor"): "a cursor is an opaque token, as above",
+    ("GET /api/v1/finetunes", "cursor"): "a cursor is an opaque token, as above",
     ("PATCH /api/v1/datasets/{dataset_id}/entries/{entry_id}", "messages"): "an entry's conversation is read by "
     "the same readers as a log's (roles, tool calls, a turn to train on), with an error naming the path",
     ("PATCH /api/v1/datasets/{dataset_id}/entries/{entry_id}", "tools"): "as for messages",

@@ -384,7 +384,8 @@ class ProjectScopedApi(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        refuse_unknown_parameters(self, request.method or "GET", set(request.query_params))
+        if hasattr(self, (request.method or "").lower()):  # a method the view does not serve: 405, whatever it asks
+            refuse_unknown_parameters(self, request.method or "GET", set(request.query_params))
         # Query parameters end up in SQL as text, which cannot hold NUL: refused here, once for every view.
         for name, values in request.query_params.lists():
             if any("\x00" in value for value in values):
