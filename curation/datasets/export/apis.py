@@ -74,7 +74,8 @@ class DatasetExportApi(ProjectScopedApi):
         },
     )
     def get(self, request: Request, dataset_id: int) -> StreamingHttpResponse:
-        project = project_for_request(request, role=Role.EDITOR)  # data leaving Logtune: not a viewer's right
+        # Reading: the file holds the entries a viewer reads page by page (docs/security.md, "Exports").
+        project = project_for_request(request, role=Role.VIEWER)
         dataset = dataset_or_not_found(project, dataset_id)
         format, split = _export_params(request)
         export = export_stream(dataset=dataset, format=format, split=split)
@@ -205,7 +206,7 @@ class SnapshotDownloadApi(ProjectScopedApi):
                    parameters=_PARAMS[:1], responses={(200, "application/x-ndjson"): OpenApiTypes.STR,
                                                       409: NotReadyResponse})  # fmt: skip
     def get(self, request: Request, snapshot_id: int) -> FileResponse | Response:
-        project = project_for_request(request, role=Role.EDITOR)  # an export, as the dataset's
+        project = project_for_request(request, role=Role.VIEWER)  # an export, as the dataset's
         snapshot = _snapshot_or_404(project, snapshot_id)
         if snapshot.status != JobStatus.SUCCEEDED:
             detail = f"Snapshot {snapshot.pk} has no file: it is {snapshot.get_status_display().lower()}."
