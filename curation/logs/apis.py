@@ -32,6 +32,7 @@ from curation.common.permissions import project_for_request
 from curation.logs.filters import logs_filter
 from curation.logs.ingest import RawItem
 from curation.logs.ingest.raw import Body
+from curation.logs.schemas import IngestBody
 from curation.logs.selectors import log_get, log_list
 from curation.logs.services import PiiBudget, log_delete, log_update, logs_ingest
 from curation.logs.throttling import IngestRateThrottle
@@ -151,7 +152,7 @@ class LogsApi(ProjectScopedApi):
             "with `Content-Encoding: gzip`; it must stay within the body limit once decompressed (413 otherwise). "
             "Requests per API key are limited (429 with `Retry-After`)."
         ),
-        request=OpenApiTypes.OBJECT,
+        request=IngestBody,
         parameters=[RETRY_AFTER],
         responses={
             200: _INGEST_RESULT,
