@@ -134,7 +134,7 @@ def _filter_schemas() -> dict[str, dict]:
     kinds = [_any_case(kind) for kind in KINDS]
     schemas: dict[str, dict] = {
         "q": text, "external_id": text,
-        "model": text, "provider": text, "tag": text, "tag_any": text, "tag_none": text,
+        "model": text, "response_model": text, "provider": text, "tag": text, "tag_any": text, "tag_none": text,
         "status": {"type": "string", "pattern": _list_of(list(LogStatus.values))},
         "created_after": _or_blank({"type": "string", "format": "date-time"}),
         "created_before": _or_blank({"type": "string", "format": "date-time"}),

@@ -45,9 +45,9 @@ class LogListOutput(serializers.ModelSerializer):
     class Meta:
         model = LogEntry
         fields = [
-            "id", "external_id", "created_at", "provider", "format", "model", "status", "status_code",
-            "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms", "cost_usd",
-            "metadata", "tags", "pii",
+            "id", "external_id", "created_at", "provider", "format", "model", "response_model", "status",
+            "status_code", "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms",
+            "cost_usd", "metadata", "tags", "pii",
         ]  # fmt: skip
 
     def get_tags(self, log: LogEntry) -> list[str]:
@@ -61,8 +61,8 @@ class LogDetailOutput(LogListOutput):
 
     class Meta(LogListOutput.Meta):
         fields = [
-            *LogListOutput.Meta.fields, "error_message", "notes", "messages", "tools", "options", "original",
-            "ingested_at",
+            *LogListOutput.Meta.fields, "error_message", "notes", "messages", "tools", "options", "alternatives",
+            "original", "ingested_at",
         ]  # fmt: skip
 
     @extend_schema_field(OpenApiTypes.ANY)

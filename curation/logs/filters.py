@@ -108,6 +108,7 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
 
 class LogFilter(django_filters.FilterSet):
     model = CharInFilter(field_name="model")
+    response_model = CharInFilter(field_name="response_model")  # the model that answered (a dated snapshot)
     provider = CharInFilter(field_name="provider")
     status = ChoiceInFilter(field_name="status", choices=LogStatus.choices)
     tag = django_filters.CharFilter(method="filter_tag_all")

@@ -18,7 +18,11 @@ from curation.text.pii.findings import KINDS
 
 def log_list(*, project: Project) -> QuerySet[LogEntry]:
     # The list never needs the heavy JSON columns of every row; the detail view loads them.
-    return LogEntry.objects.filter(project=project).defer("original", "tools", "search_text").prefetch_related("tags")
+    return (
+        LogEntry.objects.filter(project=project)
+        .defer("original", "tools", "alternatives", "search_text")
+        .prefetch_related("tags")
+    )
 
 
 def unreadable_count(*, project: Project) -> int:

@@ -290,9 +290,9 @@ def _ids_in_order(
 
 # The columns a reader fills from a log's original: what `reparse_logs` writes again after an upgrade.
 READ_COLUMNS = (
-    "provider", "format", "model", "status", "status_code", "error_message", "finish_reason", "messages", "tools",
-    "options", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "search_text", "pii", "pii_pending",
-    "notes",
+    "provider", "format", "model", "response_model", "status", "status_code", "error_message", "finish_reason",
+    "messages", "tools", "options", "alternatives", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
+    "search_text", "pii", "pii_pending", "notes",
 )  # fmt: skip
 
 
@@ -302,6 +302,7 @@ def log_read_columns(log: ParsedLog, kinds: list[str] | None) -> dict[str, objec
         "provider": log.provider[:32],
         "format": log.format,
         "model": log.model[:200],
+        "response_model": log.response_model[:200],
         "status": log.status,
         "status_code": log.status_code,
         "error_message": log.error_message,
@@ -309,6 +310,7 @@ def log_read_columns(log: ParsedLog, kinds: list[str] | None) -> dict[str, objec
         "messages": log.messages,
         "tools": log.tools,
         "options": log.options,
+        "alternatives": log.alternatives,
         "prompt_tokens": log.prompt_tokens,
         "completion_tokens": log.completion_tokens,
         "total_tokens": log.total_tokens,
@@ -467,7 +469,7 @@ def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key:
 # COPY is PostgreSQL's fastest way in, several times cheaper than a multi-row INSERT on both sides.
 # It cannot return ids, so the ids are drawn from the table's sequence first, in one round trip.
 
-_JSON_COLUMNS = frozenset({"messages", "tools", "options", "metadata", "pii", "notes"})
+_JSON_COLUMNS = frozenset({"messages", "tools", "options", "alternatives", "metadata", "pii", "notes"})
 _COPY_TAGS = "COPY curation_logtag (log_id, tag_id) FROM STDIN"
 _NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('curation_logentry', 'id')) FROM generate_series(1, %s)"
 

@@ -32,7 +32,8 @@ ORIGINAL_SHOWN = 200_000  # characters of the raw original shown inline; the API
 
 
 FILTER_LABELS = {
-    "q": "Search", "model": "Model", "provider": "Provider", "status": "Status", "tag": "Has all tags",
+    "q": "Search", "model": "Model", "response_model": "Answered by", "provider": "Provider", "status": "Status",
+    "tag": "Has all tags",
     "tag_any": "Has any tag", "tag_none": "Has none of the tags", "created_after": "From", "created_before": "Until",
     "min_tokens": "Min tokens", "max_tokens": "Max tokens", "min_latency_ms": "Min latency",
     "max_latency_ms": "Max latency", "metadata": "Metadata", "in_dataset": "In dataset",
@@ -203,6 +204,7 @@ def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpRes
         "newer_url": newer and reverse("log-detail", args=[slug, newer]) + suffix,
         "older_url": older and reverse("log-detail", args=[slug, older]) + suffix,
         "turns": rendering.conversation_turns(log.messages),
+        "alternatives": rendering.alternative_answers(log.alternatives),
         "pii_summary": rendering.pii_summary(log.messages),
         "tools": rendering.tool_definitions(log.tools),
         "metadata": rendering.pretty_json(log.metadata) if log.metadata else "",

@@ -45,7 +45,12 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 EXCEPTIONS = {
     ("api-finetune-estimate", "POST"): (Role.VIEWER, "computes examples, tokens and steps; starts nothing"),
     ("bulk-preview", "GET"): (Role.EDITOR, "the confirmation step of a bulk change, for those who may make it"),
-}
+} | {
+    (name, method): (Role.OWNER, "model endpoints hold keys and spend money: the owner manages them")
+    for name, method in (("api-endpoints", "POST"), ("api-endpoint", "PATCH"), ("api-endpoint", "DELETE"),
+                         ("endpoints", "POST"), ("endpoint-edit", "GET"), ("endpoint-edit", "POST"),
+                         ("endpoint-delete", "POST"))
+}  # fmt: skip
 # Weights trained on the project's data: an editor's right, as training is. A dataset's export and a snapshot's
 # download are reading (the entries a viewer reads page by page), so they follow the rule for reads.
 EXPORTS = re.compile(r"(adapter|merged)$")

@@ -20,6 +20,15 @@ def validate_import_file(file: UploadedFile) -> None:
         raise forms.ValidationError(problem)
 
 
+BATCH_INPUT_HELP = (
+    "Only with an OpenAI Batch API output file: its input file, so that each answer is imported with its request "
+    "(joined by custom_id)."
+)
+
+
 class ImportUploadForm(forms.Form):
     # An empty file is refused by FileField itself ("The submitted file is empty.").
     file = forms.FileField(help_text="JSONL or JSONL.gz, one log object per line.", validators=[validate_import_file])
+    batch_input = forms.FileField(
+        required=False, label="Batch input file", help_text=BATCH_INPUT_HELP, validators=[validate_import_file]
+    )

@@ -68,7 +68,9 @@ class ParsedLog:
     search_text: str  # the conversation's readable text, one string per line
     original_text: str = ""  # the input's exact JSON text: what is stored, byte for byte
     notes: list[str] = field(default_factory=list)  # what had to change to store it ("path: ... replaced")
-    options: dict = field(default_factory=dict)  # request settings the exports carry (parallel_tool_calls)
+    options: dict = field(default_factory=dict)  # request settings the exports carry (parallel_tool_calls...)
+    response_model: str = ""  # the model that answered (a dated snapshot), "" when the response does not say
+    alternatives: list[dict] = field(default_factory=list)  # the other choices of an `n` > 1 call
 
 
 def parse_log(obj: object, *, text: str | None = None) -> ParsedLog:
@@ -285,6 +287,8 @@ def _parsed(obj: dict, provider: str, format: str, exchange: Exchange, status_co
         original=obj,
         search_text=search_text(exchange.messages),
         options=exchange.options,
+        response_model=exchange.response_model,
+        alternatives=exchange.alternatives,
     )
 
 
