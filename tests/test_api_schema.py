@@ -88,6 +88,7 @@ VALID_BUT_REFUSED = {
     ("GET /api/v1/datasets/{dataset_id}/snapshots", "cursor"): "a cursor is an opaque token, as above",
     ("GET /api/v1/imports", "cursor"): "a cursor is an opaque token, as above",
     ("GET /api/v1/finetunes", "cursor"): "a cursor is an opaque token, as above",
+    ("GET /api/v1/endpoints", "cursor"): "a cursor is an opaque token, as above",
     ("PATCH /api/v1/datasets/{dataset_id}/entries/{entry_id}", "messages"): "an entry's conversation is read by "
     "the same readers as a log's (roles, tool calls, a turn to train on), with an error naming the path",
     ("PATCH /api/v1/datasets/{dataset_id}/entries/{entry_id}", "tools"): "as for messages",
