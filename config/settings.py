@@ -297,6 +297,7 @@ SPECTACULAR_SETTINGS = {
         # Imports, bulk jobs and snapshots share JobStatus; logs have their own: named, not hashed (Status232Enum).
         "JobStatusEnum": "curation.models.JobStatus",
         "LogStatusEnum": "curation.models.LogStatus",
+        "ChatRoleEnum": "curation.logs.schemas.CHAT_ROLES",  # a chat message's role, in a log sent
     },
 }
 

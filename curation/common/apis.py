@@ -20,6 +20,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from curation.common.params import ID_MAX, is_whole_number
 from curation.common.parsers import PayloadTooLarge
 from curation.common.permissions import IsUserOrApiKey
+from curation.common.query import refuse_unknown_parameters
 from curation.common.server_paths import json_paths_hidden, paths_hidden
 from curation.logs.filters import FILTER_PARAMS, SCORE_EXPRESSION, SCORE_NAMES
 from curation.logs.ingest.canonical import IngestError, check_storable
@@ -205,6 +206,10 @@ class ProjectScopedApiSchema(AutoSchema):
                 responses[code] = {**self._get_response_for_code(serializer, code), "description": description}
         return responses
 
+    def get_override_parameters(self) -> list:
+        """Every operation acts in a project: `?project=` is declared once, here (and so taken by every one)."""
+        return [PROJECT_PARAMETER, *super().get_override_parameters()]
+
     def get_serializer_name(self, serializer: serializers.Serializer, direction: Direction) -> str:
         """`DatasetSplitApi.Input` is named DatasetSplitInput: the views' nested serializers share their names."""
         qualname = type(serializer).__qualname__
@@ -383,6 +388,8 @@ class ProjectScopedApi(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        if hasattr(self, (request.method or "").lower()):  # a method the view does not serve: 405, whatever it asks
+            refuse_unknown_parameters(self, request.method or "GET", set(request.query_params))
         # Query parameters end up in SQL as text, which cannot hold NUL: refused here, once for every view.
         for name, values in request.query_params.lists():
             if any("\x00" in value for value in values):

@@ -5,7 +5,6 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
-    OpenApiParameter,
     PolymorphicProxySerializer,
     extend_schema,
     extend_schema_field,
@@ -16,7 +15,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation.common.apis import (
-    PROJECT_PARAMETER,
     RETRY_AFTER,
     THROTTLED,
     JSONObjectField,
@@ -25,24 +23,21 @@ from curation.common.apis import (
     ValidationErrorResponse,
     check_body_size,
     filter_parameters,
-    is_whole_number,
     request_actor,
-    whole_number_parameter,
 )
+from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
 from curation.common.pagination import keyset_page
 from curation.common.parsers import LogBatchParser
 from curation.common.permissions import project_for_request
-from curation.logs.filters import FILTER_PARAMS, logs_filter
+from curation.logs.filters import logs_filter
 from curation.logs.ingest import RawItem
 from curation.logs.ingest.raw import Body
+from curation.logs.schemas import IngestBody
 from curation.logs.scores.apis import ScoreOutput
 from curation.logs.selectors import log_get, log_list
 from curation.logs.services import PiiBudget, log_delete, log_update, logs_ingest
 from curation.logs.throttling import IngestRateThrottle
 from curation.models import LogEntry, LogStatus, Project, Role
-
-PAGE_SIZE_DEFAULT = 50
-PAGE_SIZE_MAX = 500
 
 
 class LogListOutput(serializers.ModelSerializer):
@@ -159,7 +154,7 @@ class LogsApi(ProjectScopedApi):
             "with `Content-Encoding: gzip`; it must stay within the body limit once decompressed (413 otherwise). "
             "Requests per API key are limited (429 with `Retry-After`)."
         ),
-        request=OpenApiTypes.OBJECT,
+        request=IngestBody,
         parameters=[RETRY_AFTER],
         responses={
             200: _INGEST_RESULT,
@@ -217,36 +212,15 @@ class LogsApi(ProjectScopedApi):
     @extend_schema(
         operation_id="logs_list",
         summary="List logs",
-        parameters=[
-            PROJECT_PARAMETER,
-            OpenApiParameter("cursor", str, description="`next_cursor` of the previous page."),
-            whole_number_parameter(
-                "limit", 1, PAGE_SIZE_MAX, f"Page size, 1–{PAGE_SIZE_MAX} (default {PAGE_SIZE_DEFAULT})."
-            ),
-            *filter_parameters(),
-        ],
-        responses=inline_serializer(
-            "LogPage", {"results": LogListOutput(many=True), "next_cursor": serializers.CharField(allow_null=True)}
-        ),
+        parameters=[*PAGE_PARAMETERS, *filter_parameters()],
+        responses=page_of("LogPage", LogListOutput(many=True)),
     )
     def get(self, request: Request) -> Response:
         project = project_for_request(request)
-        unknown = sorted(set(request.query_params) - FILTER_PARAMS - {"project", "cursor", "limit"})
-        if unknown:
-            raise exceptions.ValidationError({unknown[0]: ["Unknown parameter."]})
-        limit = _page_size(request.query_params.get("limit"))
         logs = logs_filter(project=project, params=request.query_params, queryset=log_list(project=project))
         searching = bool(request.query_params.get("q"))
-        page = keyset_page(logs, cursor=request.query_params.get("cursor"), size=limit, searching=searching)
-        return Response({"results": LogListOutput(page.items, many=True).data, "next_cursor": page.next_cursor})
-
-
-def _page_size(raw: str | None) -> int:
-    if raw is None:
-        return PAGE_SIZE_DEFAULT
-    if not is_whole_number(raw) or not 1 <= int(raw) <= PAGE_SIZE_MAX:
-        raise exceptions.ValidationError({"limit": [f"A whole number from 1 to {PAGE_SIZE_MAX}."]})
-    return int(raw)
+        page = keyset_page(logs, cursor=page_cursor(request), size=page_size(request), searching=searching)
+        return Response(page_body(page, LogListOutput))
 
 
 def _log_or_404(project: Project, log_id: int) -> LogEntry:

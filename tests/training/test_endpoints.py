@@ -163,7 +163,7 @@ def test_only_owners_add_change_or_remove(client_for, role, request, project, lo
     endpoint = endpoint_create(project=project, fields=EndpointFields("j", "http://127.0.0.1:8000/v1", "m"))
     api = client_for(request.getfixturevalue(role))
 
-    assert api.get("/api/v1/endpoints", {"project": "acme"}).status_code == 200
+    assert [row["name"] for row in api.get("/api/v1/endpoints", {"project": "acme"}).json()["results"]] == ["j"]
     assert api.post("/api/v1/endpoints?project=acme", BODY, format="json").status_code == 403
     assert api.patch(f"/api/v1/endpoints/{endpoint.pk}?project=acme", {"model": "x"}, format="json").status_code == 403
     assert api.delete(f"/api/v1/endpoints/{endpoint.pk}?project=acme").status_code == 403

@@ -11,6 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation.common.apis import ProjectScopedApi, StrictInput, request_actor
+from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
+from curation.common.pagination import ascending_page
 from curation.common.permissions import project_for_request
 from curation.models import Project, Role
 from training.endpoints.secrets import SecretUnreadable
@@ -78,10 +80,13 @@ def _endpoint_or_404(project: Project, endpoint_id: int) -> ModelEndpoint:
 
 
 class EndpointsApi(ProjectScopedApi):
-    @extend_schema(operation_id="endpoints_list", summary="Model endpoints", responses=EndpointOutput(many=True))
+    @extend_schema(operation_id="endpoints_list", summary="Model endpoints, by name", parameters=PAGE_PARAMETERS,
+                   responses=page_of("EndpointPage", EndpointOutput(many=True)))  # fmt: skip
     def get(self, request: Request) -> Response:
         project = project_for_request(request)
-        return Response(EndpointOutput(ModelEndpoint.objects.filter(project=project), many=True).data)
+        endpoints = ModelEndpoint.objects.filter(project=project)
+        page = ascending_page(endpoints, key="name", cursor=page_cursor(request), size=page_size(request))
+        return Response(page_body(page, EndpointOutput))
 
     @extend_schema(
         operation_id="endpoints_create", summary="Add a model endpoint (owners)", request=EndpointInput,

@@ -16,6 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation.common.apis import RETRY_AFTER, THROTTLED, ErrorResponse, PayloadTooLarge, ProjectScopedApi
+from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
+from curation.common.pagination import keyset_page
 from curation.common.permissions import project_for_request
 from curation.logs.imports.batch_join import BatchJoinError, batch_files_join
 from curation.logs.imports.files import ExpandedTooLarge
@@ -140,11 +142,14 @@ class ImportsApi(ProjectScopedApi):
             }  # fmt: skip
         return Response(ImportCreatedOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(operation_id="imports_list", summary="Recent imports", responses=ImportOutput(many=True))
+    @extend_schema(operation_id="imports_list", summary="Imports, newest first", parameters=PAGE_PARAMETERS,
+                   responses=page_of("ImportPage", ImportOutput(many=True)))  # fmt: skip
     def get(self, request: Request) -> Response:
         project = project_for_request(request)
-        jobs = import_jobs_for_project(project=project)[:100]
-        return Response(ImportOutput(jobs, many=True).data)
+        jobs = import_jobs_for_project(project=project)
+        return Response(
+            page_body(keyset_page(jobs, cursor=page_cursor(request), size=page_size(request)), ImportOutput)
+        )
 
 
 def _import_or_404(request: Request, job_id: int) -> ImportJob:
