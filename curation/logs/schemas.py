@@ -19,6 +19,7 @@ from drf_spectacular.utils import Direction
 from rest_framework import serializers
 
 from curation.logs.ingest.envelope import ENVELOPE_FIELDS, MESSAGES_FIELDS, PROMPT_COMPLETION_FIELDS
+from curation.logs.ingest.scores import COMMENT_MAX, NAME_PATTERN, SCORES_MAX, TEXT_VALUE_MAX
 
 _OBJECT = {"type": "object", "additionalProperties": True}
 _OBJECTS = {"type": "array", "items": _OBJECT, "nullable": True}
@@ -46,6 +47,24 @@ _COMMON: dict[str, dict] = {
         "oneOf": [{"type": "string", "minLength": 1, "maxLength": 255}, {"type": "integer"}],
         "nullable": True,
         "description": "The caller's id of the log: a second log with the same one is a duplicate, not stored.",
+    },
+    "scores": {
+        "type": "array",
+        "nullable": True,
+        "maxItems": SCORES_MAX,
+        "description": "Feedback on the call: thumbs up or down, a 1-5 rating, a judge's score (docs/ingest.md).",
+        "items": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "pattern": f"^{NAME_PATTERN}$"},
+                "value": {
+                    "oneOf": [{"type": "number"}, {"type": "string", "minLength": 1, "maxLength": TEXT_VALUE_MAX}]
+                },
+                "comment": {"type": "string", "nullable": True, "maxLength": COMMENT_MAX},
+            },
+            "required": ["name", "value"],
+            "additionalProperties": False,
+        },
     },
 }
 _MODEL = {"model": _nullable({"type": "string"}, "The model that answered.")}
