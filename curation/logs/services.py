@@ -87,6 +87,7 @@ def logs_ingest(
     items: Sequence[object],
     keep_unreadable: bool | None = None,
     pii_budget: PiiBudget | None = None,
+    format: str | None = None,
 ) -> IngestResult:
     """Validate and store a batch of log objects.
 
@@ -98,14 +99,16 @@ def logs_ingest(
     stored or duplicate item is, by index.
 
     With a `pii_budget` (a web request), the logs past it are stored unscanned (`pii_pending`) for a worker to
-    scan, or refused by index when the project redacts personal data at ingestion.
+    scan, or refused by index when the project redacts personal data at ingestion. `format` (one of
+    curation.logs.ingest.envelope.FORMATS) reads every item as that shape only.
     """
     keep = project.keep_unreadable if keep_unreadable is None else keep_unreadable
     result = IngestResult()
     parsed: list[tuple[ParsedLog, list[str] | None]] = []
     indexes: list[int] = []
     for index, item in enumerate(items):
-        log = _read_item(item if isinstance(item, RawItem) else RawItem(value=item, text=None), index, keep, result)
+        raw = item if isinstance(item, RawItem) else RawItem(value=item, text=None)
+        log = _read_item(raw, index, keep, result, format)
         if log is None:
             continue
         if pii_budget is not None and not pii_budget.allows(log):
@@ -133,13 +136,13 @@ def logs_ingest(
     return result
 
 
-def _read_item(item: RawItem, index: int, keep: bool, result: IngestResult) -> ParsedLog | None:
+def _read_item(item: RawItem, index: int, keep: bool, result: IngestResult, format: str | None) -> ParsedLog | None:
     """The item read, or kept as unreadable; None (and a rejection) when it cannot be stored at all."""
     try:
         item = item_make_storable(item)
         if item.error:
             raise IngestError(item.error)
-        log = log_read(item)
+        log = log_read(item, format=format)
         log_ranges_check(log)
         return log
     except IngestError as exc:

@@ -144,6 +144,8 @@ class ImportJob(BackgroundWork, models.Model):
     dataset = models.ForeignKey("Dataset", null=True, blank=True, on_delete=models.CASCADE, related_name="imports")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     source_name = models.CharField(max_length=255)
+    # The shape every line is read as (curation.logs.ingest.envelope.FORMATS); "" detects each line's own.
+    format = models.CharField(max_length=32, blank=True)
     file = models.FileField(upload_to="imports/%Y/%m/", null=True, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     bytes_total = models.BigIntegerField(default=0)

@@ -31,7 +31,12 @@ from training.models import ModelEndpoint
 
 def _price(help_text: str) -> serializers.DecimalField:
     return serializers.DecimalField(
-        max_digits=12, decimal_places=6, min_value=Decimal(0), allow_null=True, required=False, help_text=help_text,
+        max_digits=12,
+        decimal_places=6,
+        min_value=Decimal(0),
+        allow_null=True,
+        required=False,
+        help_text=help_text,
         coerce_to_string=False,  # a JSON number in, as the schema says
     )
 

@@ -25,6 +25,7 @@ from curation.logs.imports.forms import BATCH_INPUT_HELP
 from curation.logs.imports.selectors import import_job_get, import_jobs_for_project, import_line_errors
 from curation.logs.imports.services import PendingImportsTooLarge, import_job_create, import_pending_problem
 from curation.logs.imports.sniff import import_file_problem
+from curation.logs.ingest.envelope import FORMATS
 from curation.logs.throttling import IngestRateThrottle
 from curation.models import ImportJob, Role
 
@@ -39,7 +40,7 @@ class ImportOutput(serializers.ModelSerializer):
     class Meta:
         model = ImportJob
         fields = [
-            "id", "source_name", "status", "progress", "bytes_total", "bytes_done", "lines_done", "accepted",
+            "id", "source_name", "format", "status", "progress", "bytes_total", "bytes_done", "lines_done", "accepted",
             "duplicates", "rejected", "error", "errors_url", "created_at", "started_at", "finished_at",
         ]  # fmt: skip
 
@@ -73,6 +74,11 @@ class ImportsApi(ProjectScopedApi):
     class Input(serializers.Serializer):
         file = serializers.FileField(help_text="JSONL or JSONL.gz, one log object per line.")
         batch_input = serializers.FileField(required=False, help_text=BATCH_INPUT_HELP)
+        format = serializers.ChoiceField(
+            choices=list(FORMATS), required=False, allow_blank=True,
+            help_text="Read every line as this shape (a line in another is rejected, saying which it is); by "
+            "default each line's shape is recognised.",
+        )  # fmt: skip
 
         def validate_file(self, file: UploadedFile) -> UploadedFile:
             problem = import_file_problem(file)
@@ -132,7 +138,11 @@ class ImportsApi(ProjectScopedApi):
             raise PayloadTooLarge(str(exc)) from None
         try:
             job = import_job_create(
-                project=project, file=join.file if join else upload, source_name=upload.name, created_by=user
+                project=project,
+                file=join.file if join else upload,
+                source_name=upload.name,
+                created_by=user,
+                format=data.validated_data.get("format", ""),
             )
         except PendingImportsTooLarge as exc:
             raise PayloadTooLarge(str(exc)) from None

@@ -63,7 +63,7 @@ def import_upload(request: AuthenticatedRequest, slug: str) -> HttpResponse:
             join = batch_files_join(upload, batch_input) if batch_input else None
             import_job_create(
                 project=membership.project, file=join.file if join else upload, source_name=upload.name,
-                created_by=request.user,
+                created_by=request.user, format=form.cleaned_data["format"],
             )  # fmt: skip
         except (PendingImportsTooLarge, BatchJoinError, ExpandedTooLarge) as exc:
             form.add_error("batch_input" if isinstance(exc, BatchJoinError) else "file", str(exc))

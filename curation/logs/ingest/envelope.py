@@ -77,20 +77,32 @@ class ParsedLog:
     scores: list[ScoreIn] = field(default_factory=list)  # feedback sent with the log (`scores`)
 
 
-def parse_log(obj: object, *, text: str | None = None) -> ParsedLog:
+# The shapes a caller may name for its logs (an import's `format`): each line is then read with that reader alone,
+# and one in another shape is refused saying what it is. Without a format, each log's shape is detected.
+FORMATS = {
+    "openai_chat": "OpenAI Chat Completions call", "openai_responses": "OpenAI Responses API call",
+    "anthropic_messages": "Anthropic Messages call", "messages": "OpenAI fine-tuning line",
+    "prompt_completion": "prompt / completion line", "otel_genai": "OpenTelemetry GenAI span",
+    "openai_batch": "OpenAI Batch API line", "openpipe": "OpenPipe export line",
+    "litellm": "LiteLLM StandardLoggingPayload", "langfuse": "Langfuse observation", "langsmith": "LangSmith run",
+}  # fmt: skip
+
+
+def parse_log(obj: object, *, text: str | None = None, format: str | None = None) -> ParsedLog:
     """Validate one log object in any accepted shape and read it into canonical form.
 
     `text` is the object's JSON text as received, stored as the original; without it, the object is written
     out compactly in its own key order. A lone surrogate or NUL character is replaced by U+FFFD where it
     cannot be stored, with a note. Raises IngestError ("field.path: reason") for anything invalid. A provider
-    error response is not invalid: it gives status "error" and no assistant turn.
+    error response is not invalid: it gives status "error" and no assistant turn. `format` (one of FORMATS): read it
+    as that shape only.
     """
-    return log_read(item_make_storable(RawItem(value=obj, text=text)))
+    return log_read(item_make_storable(RawItem(value=obj, text=text)), format=format)
 
 
-def log_read(item: RawItem) -> ParsedLog:
+def log_read(item: RawItem, *, format: str | None = None) -> ParsedLog:
     """parse_log for an item made storable already (raw.item_make_storable)."""
-    parsed = _read(item.value)
+    parsed = _read(item.value) if not format else _read_as(item.value, format)
     parsed.original_text = item.text if item.text is not None else value_text(item.value)
     parsed.notes = item.notes
     return parsed
@@ -153,6 +165,39 @@ def _lenient(reader: Callable[[object], object], value: object) -> Any:
         return reader(value)
     except IngestError:
         return None
+
+
+def _read_as(obj: object, format: str) -> ParsedLog:
+    """`obj` read as the shape `format` names. A log recognisably of another shape is refused saying which; one of
+    no recognisable shape is read by the chosen tool's reader, so the refusal names the field it lacks."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown log format {format!r}")
+    recognised = _shape_of(obj) if isinstance(obj, dict) else None
+    if recognised is None and isinstance(obj, dict) and format in _EXPORTED_READERS:
+        return _read_exported(obj, format, _EXPORTED_READERS[format])
+    if recognised == "messages" and format == "openpipe":  # an OpenPipe line without its split
+        return _read_plain(obj, "openpipe", read_openpipe(obj, known=frozenset(MESSAGES_FIELDS)))  # type: ignore[arg-type]
+    parsed = _read(obj)
+    if parsed.format != format:
+        raise fail("", f"the format chosen is {format} ({FORMATS[format]}), but this log is {parsed.format} "
+                   f"({FORMATS[parsed.format]})")  # fmt: skip
+    return parsed
+
+
+def _shape_of(obj: dict) -> str | None:
+    """The shape `_read` takes `obj` for, by its fields alone ("envelope" for a provider call of any API)."""
+    shape = _exported_shape(obj)
+    if shape is not None:
+        return shape[0]
+    if "request" in obj or "response" in obj:
+        return "envelope"
+    if OTLP_KEY in obj:
+        return "otel_genai"
+    if "messages" in obj:
+        return "openpipe" if "split" in obj else "messages"
+    if "prompt" in obj or "completion" in obj:
+        return "prompt_completion"
+    return None
 
 
 def _read(obj: object) -> ParsedLog:
@@ -229,6 +274,7 @@ _EXPORTED: tuple[tuple[str, Callable[[dict], bool], Callable[[dict], ExportedCal
     ("langsmith", is_langsmith_run, langsmith_call),
 )
 _EXPORTED_IDS = {"openai_batch": "custom_id", "litellm": "id", "langfuse": "id", "langsmith": "id"}
+_EXPORTED_READERS = {format: reader for format, _, reader in _EXPORTED}
 
 
 def _exported_shape(obj: dict) -> tuple[str, Callable[[dict], ExportedCall]] | None:
