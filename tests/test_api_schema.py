@@ -74,6 +74,13 @@ VALID_BUT_REFUSED = {
     "JSON mapping, checked by the protobuf parser; to the schema it is any binary or any object",
     ("POST /api/v1/imports", "file"): "a file is judged by its first bytes (an image, a PDF, a CSV is refused); "
     "to the schema any binary is a file",
+    ("POST /api/v1/endpoints", "base_url"): "an http(s) URL to a host that LOGTUNE_ENDPOINT_HOSTS allows (an "
+    "operator's setting, no schema's)",
+    ("PATCH /api/v1/endpoints/{endpoint_id}", "base_url"): "as above",
+    ("POST /api/v1/endpoints", "name"): "a name used once in the project (and not only spaces)",
+    ("PATCH /api/v1/endpoints/{endpoint_id}", "name"): "as above",
+    ("POST /api/v1/endpoints", "model"): "a model name that is not only spaces",
+    ("PATCH /api/v1/endpoints/{endpoint_id}", "model"): "as above",
     ("POST /api/v1/imports", "batch_input"): "the same, for the Batch input file; and its lines must be Batch "
     "input lines with a custom_id each, which OpenAPI cannot say of a file",
     ("POST /api/v1/finetunes/{job_id}/generate", "messages"): "exactly one of `messages` and `prompt`, and "
