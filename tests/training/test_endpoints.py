@@ -297,3 +297,11 @@ def test_cost_uses_the_endpoint_prices_else_the_price_table(project, local_hosts
     assert endpoint_cost_usd(priced, prompt_tokens=1_000_000, completion_tokens=500_000) == Decimal(6)
     assert endpoint_cost_usd(listed, prompt_tokens=1_000_000, completion_tokens=0) > 0
     assert endpoint_cost_usd(local, prompt_tokens=1_000_000, completion_tokens=0) is None
+
+
+def test_prices_are_json_numbers_kept_to_six_decimals(client_for, owner, project, local_hosts):
+    body = BODY | {"input_price_per_mtok": 2.5, "output_price_per_mtok": 0.1234567}
+
+    created = client_for(owner).post("/api/v1/endpoints?project=acme", body, format="json").json()
+
+    assert (created["input_price_per_mtok"], created["output_price_per_mtok"]) == ("2.500000", "0.123457")

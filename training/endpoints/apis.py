@@ -29,16 +29,9 @@ from training.endpoints.services import (
 from training.models import ModelEndpoint
 
 
-def _price(help_text: str) -> serializers.DecimalField:
-    return serializers.DecimalField(
-        max_digits=12,
-        decimal_places=6,
-        min_value=Decimal(0),
-        allow_null=True,
-        required=False,
-        help_text=help_text,
-        coerce_to_string=False,  # a JSON number in, as the schema says
-    )
+def _price(help_text: str) -> serializers.FloatField:
+    # A JSON number; kept to six decimals (the column's), so any number the schema allows is taken.
+    return serializers.FloatField(min_value=0, max_value=999_999, allow_null=True, required=False, help_text=help_text)
 
 
 class EndpointOutput(serializers.ModelSerializer):
@@ -74,7 +67,11 @@ def _fields(data: dict, endpoint: ModelEndpoint | None = None) -> EndpointFields
     """The fields given, the endpoint's own for those not given (a partial change)."""
     names = EndpointFields.__dataclass_fields__
     current = {name: getattr(endpoint, name) for name in names} if endpoint else {}
-    return EndpointFields(**(current | {name: data[name] for name in names if name in data}))
+    given = {name: data[name] for name in names if name in data}
+    for name in ("input_price_per_mtok", "output_price_per_mtok"):
+        if given.get(name) is not None:
+            given[name] = Decimal(repr(given[name])).quantize(Decimal("0.000001"))
+    return EndpointFields(**(current | given))
 
 
 def _endpoint_or_404(project: Project, endpoint_id: int) -> ModelEndpoint:
