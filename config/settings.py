@@ -38,6 +38,13 @@ if not DEBUG:
 elif not SECRET_KEY:
     SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"  # noqa: S105
 
+# Earlier SECRET_KEYs, newest first, while sessions and secrets made with them are moved to the new key (Django's
+# own rotation; endpoint keys: `manage.py rotate_encryption_keys`, docs/evaluation.md).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
+# Fernet keys for secrets stored in the database (model endpoints' API keys), newest first: the first encrypts,
+# all decrypt. Empty: keys derived from SECRET_KEY and SECRET_KEY_FALLBACKS (training/endpoints/secrets.py).
+LOGTUNE_ENCRYPTION_KEYS = env_list("LOGTUNE_ENCRYPTION_KEYS", [])
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -290,6 +297,7 @@ SPECTACULAR_SETTINGS = {
         # Imports, bulk jobs and snapshots share JobStatus; logs have their own: named, not hashed (Status232Enum).
         "JobStatusEnum": "curation.models.JobStatus",
         "LogStatusEnum": "curation.models.LogStatus",
+        "ChatRoleEnum": "curation.logs.schemas.CHAT_ROLES",  # a chat message's role, in a log sent
     },
 }
 
@@ -335,16 +343,25 @@ if LOGTUNE_PII_PHONE_REGION and not re.fullmatch(r"[A-Z]{2}", LOGTUNE_PII_PHONE_
 # of an allowed host. `host`: its scheme's default port (443, 80) only; `host:8000`: that port; `host:*`: any
 # port; `[fd00::1]:8000` for IPv6; "*" alone allows anything (docs/proxy.md).
 LOGTUNE_PROXY_UPSTREAM_HOSTS = env_list("LOGTUNE_PROXY_UPSTREAM_HOSTS", ["api.openai.com", "api.anthropic.com"])
+# The same, for the model endpoints a project's owner adds (judges, teachers, generators): OpenAI-compatible chat
+# APIs. Add the hosts of your own model servers (`vllm:8000`, `ollama:11434`); docs/evaluation.md.
+LOGTUNE_ENDPOINT_HOSTS = env_list(
+    "LOGTUNE_ENDPOINT_HOSTS",
+    ["api.openai.com", "api.anthropic.com", "openrouter.ai", "api.together.xyz", "api.groq.com", "api.mistral.ai",
+     "api.fireworks.ai", "api.deepseek.com", "generativelanguage.googleapis.com"],
+)  # fmt: skip
 _UPSTREAM_ENTRY = re.compile(
     r"\*"  # anything
     r"|(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]@*]+)(:([1-9]\d{0,4}|\*))?"  # host, [v6], with :port or :* or not
     r"|[0-9a-fA-F]*:[0-9a-fA-F:.]+"  # a bare IPv6 address: its default ports
 )
-for _entry in LOGTUNE_PROXY_UPSTREAM_HOSTS:
-    if not _UPSTREAM_ENTRY.fullmatch(_entry):
-        raise ImproperlyConfigured(
-            f"LOGTUNE_PROXY_UPSTREAM_HOSTS: {_entry!r} is not host, host:port, host:* or * (docs/proxy.md)"
-        )
+for _setting, _entries in (
+    ("LOGTUNE_PROXY_UPSTREAM_HOSTS", LOGTUNE_PROXY_UPSTREAM_HOSTS),
+    ("LOGTUNE_ENDPOINT_HOSTS", LOGTUNE_ENDPOINT_HOSTS),
+):
+    for _entry in _entries:
+        if not _UPSTREAM_ENTRY.fullmatch(_entry):
+            raise ImproperlyConfigured(f"{_setting}: {_entry!r} is not host, host:port, host:* or * (docs/proxy.md)")
 
 # "More like this" in the explorer searches the embeddings of a project's newest logs, at most this many
 # (about 1.5 KB each); embedding them takes 20-25 minutes per 50,000 on two CPU cores.

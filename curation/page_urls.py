@@ -7,6 +7,7 @@ from curation.datasets.redaction import views as redaction_views
 from curation.logs import views as logs_views
 from curation.logs.bulk import views as bulk_views
 from curation.logs.imports import views as imports_views
+from curation.logs.scores import views as scores_views
 from curation.logs.similar import views as similar_views
 from curation.projects import views as projects_views
 from curation.tags import views as tags_views
@@ -15,6 +16,7 @@ urlpatterns = [
     *projects_views.urlpatterns,
     *imports_views.urlpatterns,
     *logs_views.urlpatterns,
+    *scores_views.urlpatterns,
     *similar_views.urlpatterns,
     *bulk_views.urlpatterns,
     *tags_views.urlpatterns,

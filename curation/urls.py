@@ -8,6 +8,7 @@ from curation.logs import apis as logs
 from curation.logs.bulk.apis import BulkJobApi, LogsBulkApi
 from curation.logs.imports import apis as imports
 from curation.logs.otel.apis import OtelTracesApi
+from curation.logs.scores.apis import LogScoreDetailApi, LogScoresApi
 from curation.logs.similar import apis as similar
 from curation.tags.apis import TagDetailApi, TagMergeApi, TagsApi
 
@@ -16,6 +17,8 @@ urlpatterns = [
     path("logs/bulk", LogsBulkApi.as_view(), name="api-logs-bulk"),
     path("logs/<int:log_id>", logs.LogDetailApi.as_view(), name="api-log-detail"),
     path("logs/<int:log_id>/original", logs.LogOriginalApi.as_view(), name="api-log-original"),
+    path("logs/<int:log_id>/scores", LogScoresApi.as_view(), name="api-log-scores"),
+    path("logs/<int:log_id>/scores/<int:score_id>", LogScoreDetailApi.as_view(), name="api-log-score"),
     path("logs/<int:log_id>/similar", similar.LogSimilarApi.as_view(), name="api-log-similar"),
     path("log-embeddings", similar.LogEmbeddingsApi.as_view(), name="api-log-embeddings"),
     path("bulk-jobs/<int:job_id>", BulkJobApi.as_view(), name="api-bulk-job"),

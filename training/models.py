@@ -265,3 +265,31 @@ class LossPreview(BackgroundWork, models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
+
+
+class ModelEndpoint(models.Model):
+    """An OpenAI-compatible chat API a project calls (a judge, a teacher, a generator): vLLM, Ollama, llama.cpp's
+    server, TGI or a provider. Its API key is stored encrypted (training.endpoints.secrets) and never shown again;
+    only its last four characters are kept in the clear, to tell keys apart."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="endpoints")
+    name = models.CharField(max_length=100)
+    base_url = models.CharField(max_length=500, help_text="Up to /v1, e.g. https://api.openai.com/v1.")
+    model = models.CharField(max_length=200, help_text="The `model` each call names.")
+    api_key_encrypted = models.TextField(blank=True)  # a Fernet token; "" when the endpoint takes no key
+    api_key_hint = models.CharField(max_length=8, blank=True)  # "…" and the key's last four characters
+    max_concurrency = models.PositiveSmallIntegerField(default=8)
+    timeout_s = models.PositiveIntegerField(default=120)
+    # USD per million tokens; null: the price table's price for `model`, if it has one (curation/logs/pricing.py).
+    input_price_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    output_price_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="modelendpoint_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model})"

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from training import views
+from training.endpoints import views as endpoint_views
 
 urlpatterns = [
     path("p/<slug:slug>/finetunes/", views.finetune_list, name="finetunes"),
@@ -39,4 +40,5 @@ urlpatterns = [
         views.loss_preview_panel,
         name="dataset-entry-loss-preview-panel",
     ),
+    *endpoint_views.urlpatterns,
 ]

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from training.endpoints.apis import EndpointCheckApi, EndpointDetailApi, EndpointsApi
 from training.finetunes.apis import (
     BaseModelsApi,
     FineTuneAdapterApi,
@@ -32,4 +33,7 @@ urlpatterns = [
         name="api-finetune-generation",
     ),
     path("base-models", BaseModelsApi.as_view(), name="api-base-models"),
+    path("endpoints", EndpointsApi.as_view(), name="api-endpoints"),
+    path("endpoints/<int:endpoint_id>", EndpointDetailApi.as_view(), name="api-endpoint"),
+    path("endpoints/<int:endpoint_id>/check", EndpointCheckApi.as_view(), name="api-endpoint-check"),
 ]

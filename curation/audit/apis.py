@@ -1,17 +1,16 @@
 """The audit log over the API: who deleted, exported, changed keys or fine-tuned what. Owners only."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import exceptions, serializers
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation.audit.selectors import audit_events
-from curation.common.apis import PROJECT_PARAMETER, ProjectScopedApi, is_whole_number, whole_number_parameter
+from curation.common.apis import ProjectScopedApi
+from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
 from curation.common.pagination import keyset_page
 from curation.common.permissions import project_for_request
 from curation.models import AuditEvent, Role
-
-PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 100, 1000
 
 
 class AuditEventOutput(serializers.ModelSerializer):
@@ -36,23 +35,13 @@ class AuditApi(ProjectScopedApi):
         description="Deletions, exports and downloads, API key changes, tag merges and fine-tunes. Needs the owner "
         "role (a session of an owner, or an API key with the owner role).",
         parameters=[
-            PROJECT_PARAMETER,
+            *PAGE_PARAMETERS,
             OpenApiParameter("action", str, description="Only this action, e.g. `dataset.delete`."),
-            OpenApiParameter("cursor", str, description="`next_cursor` of the previous page."),
-            whole_number_parameter(
-                "limit", 1, PAGE_SIZE_MAX, f"Page size, 1–{PAGE_SIZE_MAX} (default {PAGE_SIZE_DEFAULT})."
-            ),
         ],
-        responses=inline_serializer(
-            "AuditPage",
-            {"results": AuditEventOutput(many=True), "next_cursor": serializers.CharField(allow_null=True)},
-        ),
+        responses=page_of("AuditPage", AuditEventOutput(many=True)),
     )
     def get(self, request: Request) -> Response:
         project = project_for_request(request, role=Role.OWNER)
-        raw = request.query_params.get("limit", str(PAGE_SIZE_DEFAULT))
-        if not is_whole_number(raw) or not 1 <= int(raw) <= PAGE_SIZE_MAX:
-            raise exceptions.ValidationError({"limit": [f"A whole number from 1 to {PAGE_SIZE_MAX}."]})
         events = audit_events(project=project, action=request.query_params.get("action", ""))
-        page = keyset_page(events, cursor=request.query_params.get("cursor") or None, size=int(raw))
-        return Response({"results": AuditEventOutput(page.items, many=True).data, "next_cursor": page.next_cursor})
+        page = keyset_page(events, cursor=page_cursor(request), size=page_size(request))
+        return Response(page_body(page, AuditEventOutput))

@@ -20,8 +20,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from curation.common.params import ID_MAX, is_whole_number
 from curation.common.parsers import PayloadTooLarge
 from curation.common.permissions import IsUserOrApiKey
+from curation.common.query import refuse_unknown_parameters
 from curation.common.server_paths import json_paths_hidden, paths_hidden
-from curation.logs.filters import FILTER_PARAMS
+from curation.logs.filters import FILTER_PARAMS, SCORE_EXPRESSION, SCORE_NAMES
 from curation.logs.ingest.canonical import IngestError, check_storable
 from curation.models import ApiKey, Dataset, LogStatus, Project
 from curation.text.pii.findings import KINDS
@@ -133,12 +134,15 @@ def _filter_schemas() -> dict[str, dict]:
     kinds = [_any_case(kind) for kind in KINDS]
     schemas: dict[str, dict] = {
         "q": text, "external_id": text,
-        "model": text, "provider": text, "tag": text, "tag_any": text, "tag_none": text,
+        "model": text, "response_model": text, "provider": text, "tag": text, "tag_any": text, "tag_none": text,
         "status": {"type": "string", "pattern": _list_of(list(LogStatus.values))},
         "created_after": _or_blank({"type": "string", "format": "date-time"}),
         "created_before": _or_blank({"type": "string", "format": "date-time"}),
         "min_tokens": number, "max_tokens": number, "min_latency_ms": number, "max_latency_ms": number,
         "metadata": {"type": "array", "items": {"type": "string", "pattern": METADATA_PAIR}},
+        "score": {"type": "array", "items": {"type": "string", "pattern": f"^{SCORE_EXPRESSION}$"}},
+        "has_score": {"type": "string", "pattern": f"^({SCORE_NAMES})?$"},
+        "no_score": {"type": "string", "pattern": f"^({SCORE_NAMES})?$"},
         "in_dataset": an_id,
         "not_in_dataset": an_id,
         "pii": {"type": "string", "pattern": f"^({_any_case('any')}|{_any_case('none')}|{_list_of(kinds)[1:-1]})$"},
@@ -152,7 +156,8 @@ def _filter_schemas() -> dict[str, dict]:
 def filter_parameters() -> list[OpenApiParameter]:
     """The log filter's query parameters, as `_filter_schemas` describes them."""
     schemas = _filter_schemas()
-    return [OpenApiParameter(name, schemas[name], explode=name == "metadata") for name in sorted(FILTER_PARAMS)]
+    repeated = ("metadata", "score")
+    return [OpenApiParameter(name, schemas[name], explode=name in repeated) for name in sorted(FILTER_PARAMS)]
 
 
 class ValidationErrorResponse(serializers.Serializer):
@@ -200,6 +205,10 @@ class ProjectScopedApiSchema(AutoSchema):
             if code not in responses:
                 responses[code] = {**self._get_response_for_code(serializer, code), "description": description}
         return responses
+
+    def get_override_parameters(self) -> list:
+        """Every operation acts in a project: `?project=` is declared once, here (and so taken by every one)."""
+        return [PROJECT_PARAMETER, *super().get_override_parameters()]
 
     def get_serializer_name(self, serializer: serializers.Serializer, direction: Direction) -> str:
         """`DatasetSplitApi.Input` is named DatasetSplitInput: the views' nested serializers share their names."""
@@ -379,6 +388,8 @@ class ProjectScopedApi(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        if hasattr(self, (request.method or "").lower()):  # a method the view does not serve: 405, whatever it asks
+            refuse_unknown_parameters(self, request.method or "GET", set(request.query_params))
         # Query parameters end up in SQL as text, which cannot hold NUL: refused here, once for every view.
         for name, values in request.query_params.lists():
             if any("\x00" in value for value in values):

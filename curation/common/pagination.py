@@ -2,6 +2,7 @@
 at any depth, unlike OFFSET. Shared by the API and the pages."""
 
 import base64
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ import psycopg
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, connection, transaction
 from django.db.models import Model, Q, QuerySet
+
+from curation.common.params import ID_MAX
 
 
 @dataclass(slots=True)
@@ -91,3 +94,50 @@ def _local_setting(name: str, value: str) -> Iterator[None]:
     yield
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])
+
+
+# --- pages in another order ------------------------------------------------------------------------------
+
+
+def ascending_page(queryset: QuerySet, *, key: str, cursor: str | None, size: int) -> Page:
+    """A page of `queryset` by `key` then id, ascending: a list by name (unique in a project) or by id (a dataset's
+    entries, in the order they were added). The cursor is opaque to clients, as keyset_page's."""
+    fields = [key, "id"] if key != "id" else ["id"]
+    queryset = queryset.order_by(*fields)
+    if cursor:
+        values = _decode_values(cursor, fields)
+        after = Q(id__gt=values[-1])
+        if key != "id":
+            after = Q(**{f"{key}__gt": values[0]}) | (Q(**{key: values[0]}) & after)
+        queryset = queryset.filter(after)
+    items = list(queryset[: size + 1])
+    if len(items) <= size:
+        return Page(items=items, next_cursor=None)
+    last = items[size - 1]
+    return Page(items=items[:size], next_cursor=_encode_values([getattr(last, field) for field in fields]))
+
+
+def id_cursor(pk: int) -> str:
+    """The cursor of an ascending_page by id that starts after `pk` (a page of entries asked for by `after`)."""
+    return _encode_values([pk])
+
+
+def _encode_values(values: list) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_values(cursor: str, fields: list[str]) -> list:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, UnicodeDecodeError):
+        values = None
+    kinds = [int if field == "id" else str for field in fields]
+    if not (
+        isinstance(values, list)
+        and len(values) == len(fields)
+        and all(type(value) is kind for value, kind in zip(values, kinds, strict=True))
+        and 0 <= values[-1] <= ID_MAX
+        and not any(isinstance(value, str) and "\x00" in value for value in values)
+    ):
+        raise ValidationError({"cursor": "Invalid cursor: use the next_cursor value of a previous page."})
+    return values

@@ -2,12 +2,13 @@
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation.common.apis import (
+    ID_MAX,
     ErrorResponse,
     FilterField,
     IdField,
@@ -18,6 +19,8 @@ from curation.common.apis import (
     is_whole_number,
     request_actor,
 )
+from curation.common.listing import DEPRECATED, PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
+from curation.common.pagination import ascending_page, id_cursor
 from curation.common.permissions import project_for_request
 from curation.datasets.services import (
     dataset_create,
@@ -30,8 +33,6 @@ from curation.datasets.services import (
 )
 from curation.logs.bulk.apis import BULK_RESPONSES, bulk_response
 from curation.models import BulkAction, Dataset, DatasetEntry, Project, Role, Split
-
-ENTRY_PAGE_MAX = 500
 
 
 class DatasetOutput(serializers.ModelSerializer):
@@ -99,10 +100,12 @@ def _datasets(project: Project):
 
 
 class DatasetsApi(ProjectScopedApi):
-    @extend_schema(operation_id="datasets_list", summary="Datasets", responses=DatasetOutput(many=True))
+    @extend_schema(operation_id="datasets_list", summary="Datasets, by name", parameters=PAGE_PARAMETERS,
+                   responses=page_of("DatasetPage", DatasetOutput(many=True)))  # fmt: skip
     def get(self, request: Request) -> Response:
         project = project_for_request(request)
-        return Response(DatasetOutput(_datasets(project), many=True).data)
+        page = ascending_page(_datasets(project), key="name", cursor=page_cursor(request), size=page_size(request))
+        return Response(page_body(page, DatasetOutput))
 
     @extend_schema(operation_id="datasets_create", summary="Create a dataset", request=DatasetInput,
                    responses={201: DatasetOutput})  # fmt: skip
@@ -164,17 +167,32 @@ class DatasetEntriesApi(ProjectScopedApi):
     @extend_schema(
         operation_id="dataset_entries_list",
         summary="Entries, by id",
-        responses=inline_serializer(
-            "EntryPage", {"results": EntryOutput(many=True), "next_after": serializers.IntegerField(allow_null=True)}
+        parameters=[
+            *PAGE_PARAMETERS,
+            OpenApiParameter(
+                "split", str, enum=["", *Split.values], description="One split (empty or left out: all)."
+            ),
+            OpenApiParameter("q", str, description="Only entries whose text contains this (any case)."),
+            OpenApiParameter(
+                "after",
+                {"type": "integer", "minimum": 0, "maximum": ID_MAX},
+                deprecated=True,
+                description="Entries after this id: the cursor of old clients (answered with a `Deprecation` header).",
+            ),
+        ],
+        responses=page_of(
+            "EntryPage",
+            EntryOutput(many=True),
+            next_after=serializers.IntegerField(
+                allow_null=True, help_text="Deprecated: the `after` of the next page; use `next_cursor`."
+            ),
         ),
     )
     def get(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request)
         dataset = dataset_or_not_found(project, dataset_id)
-        entries = (
-            DatasetEntry.objects.filter(dataset=dataset)
-            .select_related("source_deleted_by", "source_deleted_by_key")
-            .order_by("id")
+        entries = DatasetEntry.objects.filter(dataset=dataset).select_related(
+            "source_deleted_by", "source_deleted_by_key"
         )
         params = request.query_params
         if params.get("split"):
@@ -183,13 +201,15 @@ class DatasetEntriesApi(ProjectScopedApi):
             entries = entries.filter(split=params["split"])
         if params.get("q"):
             entries = entries.filter(search_text__trgm_icontains=params["q"])
-        after, limit = params.get("after", "0"), params.get("limit", "100")
-        if not is_whole_number(after) or not is_whole_number(limit) or not 1 <= int(limit) <= ENTRY_PAGE_MAX:
-            raise exceptions.ValidationError({"limit": [f"after: an entry id; limit: 1 to {ENTRY_PAGE_MAX}."]})
-        page = list(entries.filter(id__gt=int(after))[: int(limit) + 1])
-        more = len(page) > int(limit)
-        page = page[: int(limit)]
-        return Response({"results": EntryOutput(page, many=True).data, "next_after": page[-1].pk if more else None})
+        cursor, after = page_cursor(request), params.get("after")
+        if after is not None and not cursor:
+            if not is_whole_number(after):
+                raise exceptions.ValidationError({"after": ["An entry id."]})
+            cursor = id_cursor(int(after))
+        page = ascending_page(entries, key="id", cursor=cursor, size=page_size(request))
+        body = page_body(page, EntryOutput)
+        body["next_after"] = page.items[-1].pk if page.next_cursor else None
+        return Response(body, headers=DEPRECATED if after is not None else None)
 
     @extend_schema(
         operation_id="dataset_entries_add",

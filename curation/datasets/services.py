@@ -271,6 +271,7 @@ def entry_update(
     before = (entry.messages, entry.tools or [])
     values = _entry_values(parsed)
     values["model"] = entry.model
+    values["options"] = entry.options  # the request's settings (parallel_tool_calls...) are not the editor's
     for field, value in values.items():
         setattr(entry, field, value)
     source = entry.log
@@ -285,6 +286,24 @@ def entry_update(
     audit_record(project=dataset.project, action="entries.update", count=1, actor=actor, api_key=api_key,
                  detail={"dataset_id": dataset.pk, "dataset": dataset.name, "entry_id": entry.pk})  # fmt: skip
     return entry
+
+
+def entry_answer_pick(
+    *, entry: DatasetEntry, alternative: int, actor: User | None = None, api_key: ApiKey | None = None
+) -> DatasetEntry:
+    """Make one of the source log's other answers (an `n` > 1 call's choice `alternative`) the entry's answer: it
+    replaces the entry's last assistant turn (or is added when there is none), saved as an edit (`entry_update`)."""
+    source = entry.log
+    chosen = next((item for item in (source.alternatives if source else []) if item.get("index") == alternative), None)
+    if chosen is None:
+        raise ValidationError({"alternative": f"The source log has no other answer {alternative}."})
+    messages = list(entry.messages)
+    answer = max((i for i, message in enumerate(messages) if message.get("role") == "assistant"), default=None)
+    if answer is None:
+        messages.append(chosen["message"])
+    else:
+        messages[answer] = chosen["message"]
+    return entry_update(entry=entry, messages=messages, tools=entry.tools, actor=actor, api_key=api_key)
 
 
 def dataset_touch(dataset_id: int) -> None:

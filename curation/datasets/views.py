@@ -32,6 +32,7 @@ from curation.datasets.services import (
     dataset_update,
     entries_delete,
     entries_set_split,
+    entry_answer_pick,
     entry_update,
 )
 from curation.datasets.validation import DEFAULT_MAX_TOKENS, dataset_validate
@@ -39,6 +40,7 @@ from curation.logs.imports.services import PendingImportsTooLarge, import_job_cr
 from curation.logs.ingest.canonical import call_name_arguments
 from curation.models import Dataset, DatasetEntry, JobStatus, Role
 from curation.text.diffs import entry_diff
+from curation.text.rendering import alternative_answers
 
 EXPORT_FORMATS = [
     ("openai", "OpenAI chat"),
@@ -307,10 +309,29 @@ def entry_detail(request: AuthenticatedRequest, slug: str, dataset_id: int, entr
         "can_edit": can_edit(membership),
         "form": form,
         "diff": entry_diff(entry),
+        "alternatives": alternative_answers(entry.log.alternatives if entry.log else []),
+        "pick_url": reverse("dataset-entry-pick", args=[slug, dataset_id, entry_id]) if can_edit(membership) else "",
         "previous": previous,
         "following": following,
     }
     return render(request, "curation/entry.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+@require_POST
+def entry_pick(request: AuthenticatedRequest, slug: str, dataset_id: int, entry_id: int) -> HttpResponse:
+    """Make one of the source log's other answers the entry's answer (`entry_answer_pick`)."""
+    _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    entry = dataset_selectors.entry_get(dataset=dataset, entry_id=entry_id)
+    if entry is None:
+        raise Http404("Entry not found")
+    try:
+        entry_answer_pick(entry=entry, alternative=int(request.POST.get("alternative", "")), actor=request.user)
+    except (ValueError, ValidationError):
+        messages.error(request, "That answer is not one of the source log's.")
+    else:
+        messages.success(request, "Entry saved with the answer you picked.")
+    return redirect("dataset-entry", slug=slug, dataset_id=dataset_id, entry_id=entry_id)
 
 
 def _save(entry: DatasetEntry, form: EntryForm, actor: User) -> bool:
@@ -393,6 +414,7 @@ urlpatterns = [
     path("p/<slug:slug>/datasets/<int:dataset_id>/split", dataset_split_view, name="dataset-split"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/entries/action", entries_action, name="dataset-entries-action"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/entries/<int:entry_id>/", entry_detail, name="dataset-entry"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/entries/<int:entry_id>/pick", entry_pick, name="dataset-entry-pick"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/snapshots/", dataset_snapshots_panel, name="dataset-snapshots"),
     path(
         "p/<slug:slug>/datasets/<int:dataset_id>/snapshots/new", dataset_snapshot_create, name="dataset-snapshot-new"

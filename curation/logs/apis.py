@@ -5,7 +5,6 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
-    OpenApiParameter,
     PolymorphicProxySerializer,
     extend_schema,
     extend_schema_field,
@@ -16,7 +15,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation.common.apis import (
-    PROJECT_PARAMETER,
     RETRY_AFTER,
     THROTTLED,
     JSONObjectField,
@@ -25,23 +23,21 @@ from curation.common.apis import (
     ValidationErrorResponse,
     check_body_size,
     filter_parameters,
-    is_whole_number,
     request_actor,
-    whole_number_parameter,
 )
+from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
 from curation.common.pagination import keyset_page
 from curation.common.parsers import LogBatchParser
 from curation.common.permissions import project_for_request
-from curation.logs.filters import FILTER_PARAMS, logs_filter
+from curation.logs.filters import logs_filter
 from curation.logs.ingest import RawItem
 from curation.logs.ingest.raw import Body
+from curation.logs.schemas import IngestBody
+from curation.logs.scores.apis import ScoreOutput
 from curation.logs.selectors import log_get, log_list
 from curation.logs.services import PiiBudget, log_delete, log_update, logs_ingest
 from curation.logs.throttling import IngestRateThrottle
 from curation.models import LogEntry, LogStatus, Project, Role
-
-PAGE_SIZE_DEFAULT = 50
-PAGE_SIZE_MAX = 500
 
 
 class LogListOutput(serializers.ModelSerializer):
@@ -50,9 +46,9 @@ class LogListOutput(serializers.ModelSerializer):
     class Meta:
         model = LogEntry
         fields = [
-            "id", "external_id", "created_at", "provider", "format", "model", "status", "status_code",
-            "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms", "cost_usd",
-            "metadata", "tags", "pii",
+            "id", "external_id", "created_at", "provider", "format", "model", "response_model", "status",
+            "status_code", "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms",
+            "cost_usd", "metadata", "tags", "pii",
         ]  # fmt: skip
 
     def get_tags(self, log: LogEntry) -> list[str]:
@@ -63,11 +59,12 @@ class LogDetailOutput(LogListOutput):
     original = serializers.SerializerMethodField(
         help_text="The log as received, decoded, keys in the order sent. Exact text: GET /api/v1/logs/{id}/original."
     )
+    scores = ScoreOutput(many=True, read_only=True, help_text="Its scores, oldest first.")
 
     class Meta(LogListOutput.Meta):
         fields = [
-            *LogListOutput.Meta.fields, "error_message", "notes", "messages", "tools", "options", "original",
-            "ingested_at",
+            *LogListOutput.Meta.fields, "error_message", "notes", "messages", "tools", "options", "alternatives",
+            "original", "ingested_at", "scores",
         ]  # fmt: skip
 
     @extend_schema_field(OpenApiTypes.ANY)
@@ -115,15 +112,6 @@ _INGEST_RESULT = inline_serializer(
 )
 
 
-# One log, `{"logs": [...], "keep_unreadable": ...}`, or a bare array of logs (LiteLLM's generic logger).
-_INGEST_BODY = {
-    "oneOf": [
-        {"type": "object", "additionalProperties": {}},
-        {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
-    ]
-}
-
-
 def _batch_items(body: Body) -> tuple[list[RawItem], bool | None]:
     """The logs of a request body, `{"logs": [...], "keep_unreadable": bool}`, a bare array of logs (LiteLLM's generic
     logger posts its payloads so) or one log object, each with its exact text; and whether to keep unreadable logs
@@ -163,11 +151,10 @@ class LogsApi(ProjectScopedApi):
         summary="Send logs",
         description=(
             'One log object, or `{"logs": [...]}` or a bare JSON array of logs (what LiteLLM\'s generic logger '
-            "posts), with up to 1,000. A log is an envelope "
-            "`{request, response, provider, status_code, latency_ms, created_at, metadata, tags, external_id}` "
-            "holding the provider's own API bodies (OpenAI Chat Completions, Anthropic Messages, Responses API; "
-            "a streamed `response` may be the list of its chunks or events, or their server-sent events' text, "
-            "assembled as the SDK would), or a line of an "
+            "posts), with up to 1,000. A log is an envelope `{request, response, provider, status_code, latency_ms, "
+            "created_at, metadata, tags, external_id, scores}` holding the provider's own API bodies (OpenAI Chat "
+            "Completions, Anthropic Messages, Responses API; a streamed `response` may be the list of its chunks or "
+            "events, or their server-sent events' text, assembled as the SDK would), or a line of an "
             "OpenAI fine-tuning file (`{messages, tools}`), or `{prompt, completion}`. Each log is stored with its "
             "exact JSON text as its original. Valid logs are stored even when others are rejected; the answer is "
             "400 only when every log was rejected. With `keep_unreadable: true` beside `logs` (or the project's "
@@ -176,7 +163,7 @@ class LogsApi(ProjectScopedApi):
             "with `Content-Encoding: gzip`; it must stay within the body limit once decompressed (413 otherwise). "
             "Requests per API key are limited (429 with `Retry-After`)."
         ),
-        request={"application/json": _INGEST_BODY},
+        request=IngestBody,
         parameters=[RETRY_AFTER],
         responses={
             200: _INGEST_RESULT,
@@ -234,36 +221,15 @@ class LogsApi(ProjectScopedApi):
     @extend_schema(
         operation_id="logs_list",
         summary="List logs",
-        parameters=[
-            PROJECT_PARAMETER,
-            OpenApiParameter("cursor", str, description="`next_cursor` of the previous page."),
-            whole_number_parameter(
-                "limit", 1, PAGE_SIZE_MAX, f"Page size, 1–{PAGE_SIZE_MAX} (default {PAGE_SIZE_DEFAULT})."
-            ),
-            *filter_parameters(),
-        ],
-        responses=inline_serializer(
-            "LogPage", {"results": LogListOutput(many=True), "next_cursor": serializers.CharField(allow_null=True)}
-        ),
+        parameters=[*PAGE_PARAMETERS, *filter_parameters()],
+        responses=page_of("LogPage", LogListOutput(many=True)),
     )
     def get(self, request: Request) -> Response:
         project = project_for_request(request)
-        unknown = sorted(set(request.query_params) - FILTER_PARAMS - {"project", "cursor", "limit"})
-        if unknown:
-            raise exceptions.ValidationError({unknown[0]: ["Unknown parameter."]})
-        limit = _page_size(request.query_params.get("limit"))
         logs = logs_filter(project=project, params=request.query_params, queryset=log_list(project=project))
         searching = bool(request.query_params.get("q"))
-        page = keyset_page(logs, cursor=request.query_params.get("cursor"), size=limit, searching=searching)
-        return Response({"results": LogListOutput(page.items, many=True).data, "next_cursor": page.next_cursor})
-
-
-def _page_size(raw: str | None) -> int:
-    if raw is None:
-        return PAGE_SIZE_DEFAULT
-    if not is_whole_number(raw) or not 1 <= int(raw) <= PAGE_SIZE_MAX:
-        raise exceptions.ValidationError({"limit": [f"A whole number from 1 to {PAGE_SIZE_MAX}."]})
-    return int(raw)
+        page = keyset_page(logs, cursor=page_cursor(request), size=page_size(request), searching=searching)
+        return Response(page_body(page, LogListOutput))
 
 
 def _log_or_404(project: Project, log_id: int) -> LogEntry:

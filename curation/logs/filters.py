@@ -9,6 +9,9 @@ Query parameters (all optional, all combined with AND):
   min_tokens/max_tokens       total tokens, inclusive
   min_latency_ms/max_latency_ms
   metadata                    key:value, repeatable; dots reach nested keys (user.plan:pro)
+  score                       NAME:VALUE (or NAME=VALUE), NAME>=N, NAME<=N, NAME>N, NAME<N; repeatable: a log
+                              matches when any of its scores of that name does (thumbs:up, quality>=4)
+  has_score / no_score        comma-separated score names: has a score of each / of none of them
   in_dataset / not_in_dataset dataset id: is / is not in that dataset
   pii                         personal data in the conversation: any, none, or comma-separated kinds
                               (EMAIL,PHONE,CARD,IBAN,IP,SECRET): has any of them
@@ -30,11 +33,20 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from curation.common.params import ID_MAX
+from curation.logs.ingest.scores import NAME_PATTERN
 from curation.logs.similar.selectors import SIMILARITY_DEFAULT, LogNotIndexed, logs_like_ids
-from curation.models import DatasetEntry, LogEntry, LogStatus, LogTag, Project, Tag
+from curation.models import DatasetEntry, LogEntry, LogScore, LogStatus, LogTag, Project, Tag
 from curation.text.pii.findings import KINDS
 
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+
+# A score filter: a name, an operator, a value. The comparisons take a number as JSON writes one; equality takes
+# any text (a category, or a number). The API's schema declares the same pattern (curation.common.apis).
+SCORE_NUMBER = r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?"
+SCORE_EXPRESSION = rf"{NAME_PATTERN}((:|=)[\s\S]*|(>=|<=|>|<){SCORE_NUMBER})"
+SCORE_NAMES = rf"{NAME_PATTERN}(,{NAME_PATTERN})*"
+_SCORE = re.compile(rf"(?P<name>{NAME_PATTERN})(?P<op>>=|<=|>|<|:|=)(?P<value>[\s\S]*)")
+_SCORE_COMPARISONS = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}
 
 
 class CharInFilter(django_filters.BaseInFilter, django_filters.CharFilter):
@@ -108,6 +120,7 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
 
 class LogFilter(django_filters.FilterSet):
     model = CharInFilter(field_name="model")
+    response_model = CharInFilter(field_name="response_model")  # the model that answered (a dated snapshot)
     provider = CharInFilter(field_name="provider")
     status = ChoiceInFilter(field_name="status", choices=LogStatus.choices)
     tag = django_filters.CharFilter(method="filter_tag_all")
@@ -120,6 +133,9 @@ class LogFilter(django_filters.FilterSet):
     min_latency_ms = django_filters.NumberFilter(field_name="latency_ms", lookup_expr="gte", min_value=0)
     max_latency_ms = django_filters.NumberFilter(field_name="latency_ms", lookup_expr="lte", min_value=0)
     metadata = RepeatedFilter(method="filter_metadata")
+    score = RepeatedFilter(method="filter_score")
+    has_score = django_filters.CharFilter(method="filter_has_score")
+    no_score = django_filters.CharFilter(method="filter_no_score")
     in_dataset = django_filters.NumberFilter(method="filter_in_dataset", min_value=1, max_value=ID_MAX)
     not_in_dataset = django_filters.NumberFilter(method="filter_not_in_dataset", min_value=1, max_value=ID_MAX)
     pii = django_filters.CharFilter(method="filter_pii")
@@ -158,6 +174,21 @@ class LogFilter(django_filters.FilterSet):
                     {"metadata": f"'{pair}' is not key:value (key of letters, digits, _ - and dots)"}
                 )
             queryset = queryset.filter(_metadata_equals(key.split("."), wanted))
+        return queryset
+
+    def filter_score(self, queryset: QuerySet, name: str, value: list[str]) -> QuerySet:
+        for expression in value:
+            queryset = queryset.filter(_score_matches(self.project, expression))
+        return queryset
+
+    def filter_has_score(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        for score in _score_names(name, value):
+            queryset = queryset.filter(_has_score(self.project, score, _ANY_VALUE))
+        return queryset
+
+    def filter_no_score(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        for score in _score_names(name, value):
+            queryset = queryset.exclude(_has_score(self.project, score, _ANY_VALUE))
         return queryset
 
     def filter_in_dataset(self, queryset: QuerySet, name: str, value: int) -> QuerySet:
@@ -206,6 +237,49 @@ class LogFilter(django_filters.FilterSet):
     def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         text = value.strip()
         return queryset.filter(text_search(text)) if text else queryset
+
+
+# A score filter matching at most this many scores reads its logs by id (see _has_score).
+SCORE_IDS_MAX = 5_000
+# Every score has one value or the other (a check constraint): said so, PostgreSQL reads a name's scores from the
+# two partial indexes on (project, name, value, log), the only ones that start with the project and the name.
+_ANY_VALUE = Q(value_number__isnull=False) | Q(value_text__isnull=False)
+
+
+def _has_score(project: Project, name: str, condition: Q) -> Q:
+    """Logs with a score of `name` that meets `condition`. As for tags, the scores are looked up first: PostgreSQL
+    cannot tell how few scores a name and a range select together (it judges `value >= 0.99` over every name's
+    values), and for a rare one it walked the newest logs probing each (1.8 s on a million). When few match, their
+    logs are read by id; otherwise EXISTS, through the (log, name) index, finds the newest quickly."""
+    scores = LogScore.objects.filter(condition, project=project, name=name)
+    ids = list(scores.order_by().values_list("log_id", flat=True)[: SCORE_IDS_MAX + 1])
+    if len(ids) <= SCORE_IDS_MAX:
+        return Q(pk__in=set(ids))
+    return Q(Exists(scores.filter(log=OuterRef("pk"))))
+
+
+def _score_matches(project: Project, expression: str) -> Q:
+    """Logs with at least one score that `expression` (NAME:VALUE, NAME>=N, ...) holds for."""
+    match = _SCORE.fullmatch(expression)
+    if match is None:
+        raise ValidationError(
+            {"score": f"'{expression}' is not NAME:VALUE or NAME>=N, <=, >, < (a name of a-z, 0-9, _ and -)"}
+        )
+    name, op, wanted = match.group("name", "op", "value")
+    is_number = re.fullmatch(SCORE_NUMBER, wanted) is not None
+    if op in _SCORE_COMPARISONS:
+        if not is_number:
+            raise ValidationError({"score": f"'{expression}': {op} compares with a number, got '{wanted}'"})
+        return _has_score(project, name, Q(**{f"value_number__{_SCORE_COMPARISONS[op]}": float(wanted)}))
+    # Equality: a category, or a number however it is written (4 is 4.0).
+    condition = Q(value_text=wanted) | Q(value_number=float(wanted)) if is_number else Q(value_text=wanted)
+    return _has_score(project, name, condition)
+
+
+def _score_names(parameter: str, value: str) -> list[str]:
+    if not re.fullmatch(SCORE_NAMES, value):
+        raise ValidationError({parameter: f"'{value}' is not score names, comma-separated (a-z, 0-9, _ and -)"})
+    return list(dict.fromkeys(value.split(",")))
 
 
 def _in_dataset(dataset_id: int) -> Exists:

@@ -23,7 +23,7 @@ from curation.logs.ingest.canonical import search_text
 from curation.logs.ingest.raw import value_text
 from curation.logs.pii.services import logs_pii_kinds, pii_pending_send
 from curation.logs.pricing import cost_usd
-from curation.models import ApiKey, DatasetEntry, LogEntry, LogTag, Project, Tag
+from curation.models import ApiKey, DatasetEntry, LogEntry, LogScore, LogTag, Project, ScoreSource, Tag
 from curation.text.pii import scan
 from curation.text.pii.conversations import conversation_redact
 
@@ -87,6 +87,7 @@ def logs_ingest(
     items: Sequence[object],
     keep_unreadable: bool | None = None,
     pii_budget: PiiBudget | None = None,
+    format: str | None = None,
 ) -> IngestResult:
     """Validate and store a batch of log objects.
 
@@ -98,14 +99,16 @@ def logs_ingest(
     stored or duplicate item is, by index.
 
     With a `pii_budget` (a web request), the logs past it are stored unscanned (`pii_pending`) for a worker to
-    scan, or refused by index when the project redacts personal data at ingestion.
+    scan, or refused by index when the project redacts personal data at ingestion. `format` (one of
+    curation.logs.ingest.envelope.FORMATS) reads every item as that shape only.
     """
     keep = project.keep_unreadable if keep_unreadable is None else keep_unreadable
     result = IngestResult()
     parsed: list[tuple[ParsedLog, list[str] | None]] = []
     indexes: list[int] = []
     for index, item in enumerate(items):
-        log = _read_item(item if isinstance(item, RawItem) else RawItem(value=item, text=None), index, keep, result)
+        raw = item if isinstance(item, RawItem) else RawItem(value=item, text=None)
+        log = _read_item(raw, index, keep, result, format)
         if log is None:
             continue
         if pii_budget is not None and not pii_budget.allows(log):
@@ -133,13 +136,13 @@ def logs_ingest(
     return result
 
 
-def _read_item(item: RawItem, index: int, keep: bool, result: IngestResult) -> ParsedLog | None:
+def _read_item(item: RawItem, index: int, keep: bool, result: IngestResult, format: str | None) -> ParsedLog | None:
     """The item read, or kept as unreadable; None (and a rejection) when it cannot be stored at all."""
     try:
         item = item_make_storable(item)
         if item.error:
             raise IngestError(item.error)
-        log = log_read(item)
+        log = log_read(item, format=format)
         log_ranges_check(log)
         return log
     except IngestError as exc:
@@ -245,6 +248,7 @@ def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) 
                     )
                     ids = [e.pk for e in entries]
                     _attach_tags(project=project, log_ids=ids, names=[log.tags for log, _ in fresh])
+                _attach_scores(project=project, log_ids=ids, logs=[log for log, _ in fresh])
                 return _ids_in_order(logs, known, dict(zip(fresh_at, ids, strict=True)))
         except (IntegrityError, psycopg.errors.UniqueViolation):
             # A concurrent request stored one of these external ids between our check and our insert.
@@ -290,9 +294,9 @@ def _ids_in_order(
 
 # The columns a reader fills from a log's original: what `reparse_logs` writes again after an upgrade.
 READ_COLUMNS = (
-    "provider", "format", "model", "status", "status_code", "error_message", "finish_reason", "messages", "tools",
-    "options", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "search_text", "pii", "pii_pending",
-    "notes",
+    "provider", "format", "model", "response_model", "status", "status_code", "error_message", "finish_reason",
+    "messages", "tools", "options", "alternatives", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
+    "search_text", "pii", "pii_pending", "notes",
 )  # fmt: skip
 
 
@@ -302,6 +306,7 @@ def log_read_columns(log: ParsedLog, kinds: list[str] | None) -> dict[str, objec
         "provider": log.provider[:32],
         "format": log.format,
         "model": log.model[:200],
+        "response_model": log.response_model[:200],
         "status": log.status,
         "status_code": log.status_code,
         "error_message": log.error_message,
@@ -309,6 +314,7 @@ def log_read_columns(log: ParsedLog, kinds: list[str] | None) -> dict[str, objec
         "messages": log.messages,
         "tools": log.tools,
         "options": log.options,
+        "alternatives": log.alternatives,
         "prompt_tokens": log.prompt_tokens,
         "completion_tokens": log.completion_tokens,
         "total_tokens": log.total_tokens,
@@ -359,6 +365,28 @@ def _attach_tags(*, project: Project, log_ids: list[int], names: list[list[str]]
                 for name in group
             ]
         )
+
+
+_SCORE_COLUMNS = ("log_id", "project_id", "name", "value_number", "value_text", "comment", "source", "created_at")
+
+
+def _attach_scores(*, project: Project, log_ids: list[int], logs: list[ParsedLog]) -> None:
+    """The scores sent with the logs just stored, source `api`: one COPY (PostgreSQL) or one INSERT, none when no
+    log carries any."""
+    now = timezone.now()
+    rows = [
+        (log_id, project.pk, score.name, score.number, score.text, score.comment, ScoreSource.API.value, now)
+        for log_id, log in zip(log_ids, logs, strict=True)
+        for score in log.scores
+    ]
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor, cursor.cursor.copy(_COPY_SCORES) as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        LogScore.objects.bulk_create([LogScore(**dict(zip(_SCORE_COLUMNS, row, strict=True))) for row in rows])
 
 
 # --- Edits and deletions ------------------------------------------------------------------------------
@@ -443,7 +471,7 @@ def log_delete(*, log: LogEntry, actor: User | None = None, api_key: ApiKey | No
 
 
 def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key: ApiKey | None = None) -> int:
-    """Delete logs without Django's per-row collector: tags go with them, dataset entries keep their
+    """Delete logs without Django's per-row collector: tags and scores go with them, dataset entries keep their
     copy and lose the link, recording which log it was, when and by whom it was deleted."""
     ids = list(logs.order_by().values_list("id", flat=True))
     deleted = 0
@@ -454,6 +482,8 @@ def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key:
         with transaction.atomic():
             links = LogTag.objects.filter(log_id__in=chunk)
             links._raw_delete(links.db)
+            scores = LogScore.objects.filter(log_id__in=chunk)
+            scores._raw_delete(scores.db)
             DatasetEntry.objects.filter(log_id__in=chunk).update(
                 log=None, source_log_id=F("log_id"), source_deleted_at=now, source_deleted_by=actor,
                 source_deleted_by_key=api_key,
@@ -467,8 +497,9 @@ def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key:
 # COPY is PostgreSQL's fastest way in, several times cheaper than a multi-row INSERT on both sides.
 # It cannot return ids, so the ids are drawn from the table's sequence first, in one round trip.
 
-_JSON_COLUMNS = frozenset({"messages", "tools", "options", "metadata", "pii", "notes"})
+_JSON_COLUMNS = frozenset({"messages", "tools", "options", "alternatives", "metadata", "pii", "notes"})
 _COPY_TAGS = "COPY curation_logtag (log_id, tag_id) FROM STDIN"
+_COPY_SCORES = f"COPY curation_logscore ({', '.join(_SCORE_COLUMNS)}) FROM STDIN"
 _NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('curation_logentry', 'id')) FROM generate_series(1, %s)"
 
 

@@ -32,10 +32,12 @@ ORIGINAL_SHOWN = 200_000  # characters of the raw original shown inline; the API
 
 
 FILTER_LABELS = {
-    "q": "Search", "model": "Model", "provider": "Provider", "status": "Status", "tag": "Has all tags",
+    "q": "Search", "model": "Model", "response_model": "Answered by", "provider": "Provider", "status": "Status",
+    "tag": "Has all tags",
     "tag_any": "Has any tag", "tag_none": "Has none of the tags", "created_after": "From", "created_before": "Until",
     "min_tokens": "Min tokens", "max_tokens": "Max tokens", "min_latency_ms": "Min latency",
-    "max_latency_ms": "Max latency", "metadata": "Metadata", "in_dataset": "In dataset",
+    "max_latency_ms": "Max latency", "metadata": "Metadata", "score": "Score", "has_score": "Has scores",
+    "no_score": "Has none of the scores", "in_dataset": "In dataset",
     "not_in_dataset": "Not in dataset", "pii": "Personal data", "similar_to": "Like log",
     "min_similarity": "Similarity at least", "external_id": "External id", "cursor": "Page",
 }  # fmt: skip
@@ -78,6 +80,30 @@ def _facet_links(slug: str, query: str, found: Facets) -> dict:
             chosen = [kind] if kind == "none" else [*(k for k in now if k not in ("none", "any")), kind]
         return active, logs_url(slug, query_with(query, "pii", ",".join(chosen)))
 
+    def score_toggle(expression: str) -> tuple[bool, str]:
+        # `score` repeats: one expression is added or taken away, the others stay.
+        now = [value for value in params.getlist("score") if value.strip()]
+        active = expression in now
+        chosen = QueryDict(query, mutable=True)
+        chosen.setlist("score", [e for e in now if e != expression] if active else [*now, expression])
+        return active, logs_url(slug, filter_query(chosen))
+
+    def has_score_toggle(name: str) -> tuple[bool, str]:
+        now = [n for n in params.get("has_score", "").split(",") if n]
+        active = name in now
+        names = [n for n in now if n != name] if active else [*now, name]
+        return active, logs_url(slug, query_with(query, "has_score", ",".join(names)))
+
+    scores = []
+    for facet in found.scores:
+        active, url = has_score_toggle(facet.name)
+        values = []
+        for value, n in facet.values:
+            value_active, value_url = score_toggle(f"{facet.name}:{value}")
+            values.append({"label": value, "count": n, "active": value_active, "url": value_url})
+        scores.append({"name": facet.name, "count": facet.count, "average": facet.average, "active": active,
+                       "url": url, "values": values})  # fmt: skip
+
     models, statuses, tags, kinds = [], [], [], []
     for kind, count in found.pii:
         active, url = pii_toggle(kind)
@@ -95,7 +121,7 @@ def _facet_links(slug: str, query: str, found: Facets) -> dict:
     for tag, count in found.tags:
         active, url = tag_toggle(tag.name)
         tags.append({"label": tag.name, "color": tag.color, "count": count, "active": active, "url": url})
-    return {"models": models, "statuses": statuses, "tags": tags, "pii": kinds}
+    return {"models": models, "statuses": statuses, "tags": tags, "pii": kinds, "scores": scores}
 
 
 def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> dict:
@@ -106,6 +132,7 @@ def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> 
         "query": query,
         "params": request.GET,
         "metadata_values": [pair for pair in request.GET.getlist("metadata") if pair.strip()],
+        "score_values": [expression for expression in request.GET.getlist("score") if expression.strip()],
         "logs_url": logs_url(project.slug, query),
         "errors": {},
         "rows": [],
@@ -203,6 +230,7 @@ def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpRes
         "newer_url": newer and reverse("log-detail", args=[slug, newer]) + suffix,
         "older_url": older and reverse("log-detail", args=[slug, older]) + suffix,
         "turns": rendering.conversation_turns(log.messages),
+        "alternatives": rendering.alternative_answers(log.alternatives),
         "pii_summary": rendering.pii_summary(log.messages),
         "tools": rendering.tool_definitions(log.tools),
         "metadata": rendering.pretty_json(log.metadata) if log.metadata else "",

@@ -27,6 +27,7 @@ from curation.models.logs import (
     original_decode,
 )
 from curation.models.projects import ApiKey, Membership, Project, Role, actor_label
+from curation.models.scores import LogScore, ScoreSource
 
 __all__ = [
     "ApiKey",
@@ -46,6 +47,7 @@ __all__ = [
     "LogEmbedding",
     "LogEmbeddingJob",
     "LogEntry",
+    "LogScore",
     "LogStatus",
     "LogTag",
     "Membership",
@@ -53,6 +55,7 @@ __all__ = [
     "RedactionJob",
     "Role",
     "SavedView",
+    "ScoreSource",
     "Split",
     "Tag",
     "actor_label",

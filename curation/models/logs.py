@@ -40,14 +40,16 @@ class LogStatus(models.TextChoices):
 class LogEntry(models.Model):
     """One LLM call. `original` is the log's JSON text exactly as received and is never changed;
     `messages`/`tools` are the canonical conversation (OpenAI chat shape) every reader produces, in columns
-    that keep key order; `options` the request settings exports carry (`parallel_tool_calls`)."""
+    that keep key order; `options` the request settings exports carry (`parallel_tool_calls`, `response_format`)."""
 
     # Not indexed alone: every index below starts with project, and each extra index slows ingestion.
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="logs", db_index=False)
     external_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULL = none, unique otherwise)
     provider = models.CharField(max_length=32, blank=True)
     format = models.CharField(max_length=32)
-    model = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=200, blank=True)  # as asked for ("gpt-4o"), else as answered
+    # The model that answered, as the response names it (the dated snapshot, "gpt-4o-2024-08-06"); "" unknown.
+    response_model = models.CharField(max_length=200, blank=True)
     status = models.CharField(max_length=16, choices=LogStatus.choices)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     error_message = models.TextField(blank=True)
@@ -55,6 +57,9 @@ class LogEntry(models.Model):
     messages = OrderedJSONField()
     tools = OrderedJSONField(default=list, blank=True)
     options = OrderedJSONField(default=dict, blank=True)
+    # The other answers of an `n` > 1 call: [{"index", "message", "finish_reason"}], the first choice being the
+    # conversation's own answer.
+    alternatives = OrderedJSONField(default=list, blank=True)
     original = models.TextField()
     # What had to change so the log could be stored ("request.messages.0.content: NUL character replaced by U+FFFD").
     notes = models.JSONField(default=list, blank=True)
@@ -139,6 +144,8 @@ class ImportJob(BackgroundWork, models.Model):
     dataset = models.ForeignKey("Dataset", null=True, blank=True, on_delete=models.CASCADE, related_name="imports")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     source_name = models.CharField(max_length=255)
+    # The shape every line is read as (curation.logs.ingest.envelope.FORMATS); "" detects each line's own.
+    format = models.CharField(max_length=32, blank=True)
     file = models.FileField(upload_to="imports/%Y/%m/", null=True, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     bytes_total = models.BigIntegerField(default=0)

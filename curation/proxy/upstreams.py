@@ -34,8 +34,9 @@ OPENAI_RESPONSES = Provider(name="openai", base_url_field="openai_base_url", pat
 ANTHROPIC = Provider(name="anthropic", base_url_field="anthropic_base_url", path="/v1/messages")
 
 
-def upstream_url_problem(url: str) -> str:
-    """Why `url` cannot be a proxy upstream, or "" when it can.
+def upstream_url_problem(url: str, *, setting: str = "LOGTUNE_PROXY_UPSTREAM_HOSTS") -> str:
+    """Why `url` cannot be a proxy upstream (or, with `setting` LOGTUNE_ENDPOINT_HOSTS, a model endpoint), or ""
+    when it can.
 
     The server sends requests to it, so only http(s) URLs to a host and port that LOGTUNE_PROXY_UPSTREAM_HOSTS
     allows are accepted: an owner could otherwise point the server at an internal address or, on an allowed host,
@@ -54,8 +55,8 @@ def upstream_url_problem(url: str) -> str:
     if not host:
         return "has no host"
     if parts.username is not None or parts.password is not None:
-        return "must not carry credentials (the caller's key is forwarded with each call)"
-    allowed = settings.LOGTUNE_PROXY_UPSTREAM_HOSTS
+        return "must not carry credentials (the key goes in its own field)"
+    allowed = getattr(settings, setting)
     if "*" in allowed:
         return ""
     default = _DEFAULT_PORTS[parts.scheme]
@@ -65,8 +66,8 @@ def upstream_url_problem(url: str) -> str:
         return ""
     shown = f"[{host}]" if ":" in host else host
     if any(name == host for name, _ in entries):
-        return f"port {port} of {shown} is not among this server's LOGTUNE_PROXY_UPSTREAM_HOSTS ({', '.join(allowed)})"
-    return f"host {shown} is not among this server's LOGTUNE_PROXY_UPSTREAM_HOSTS ({', '.join(allowed)})"
+        return f"port {port} of {shown} is not among this server's {setting} ({', '.join(allowed)})"
+    return f"host {shown} is not among this server's {setting} ({', '.join(allowed)})"
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -7,6 +7,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation.common.apis import IdField, ProjectScopedApi, StrictInput, request_actor
+from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
+from curation.common.pagination import ascending_page
 from curation.common.permissions import project_for_request
 from curation.models import Project, Role, Tag
 from curation.tags.services import tag_delete, tag_merge, tag_update
@@ -28,11 +30,17 @@ def _tag_or_404(project: Project, tag_id: int) -> Tag:
 
 
 class TagsApi(ProjectScopedApi):
-    @extend_schema(operation_id="tags_list", summary="Tags with their log counts", responses=TagOutput(many=True))
+    @extend_schema(
+        operation_id="tags_list",
+        summary="Tags with their log counts, by name",
+        parameters=PAGE_PARAMETERS,
+        responses=page_of("TagPage", TagOutput(many=True)),
+    )
     def get(self, request: Request) -> Response:
         project = project_for_request(request)
         tags = Tag.objects.filter(project=project).annotate(log_count=Count("logs"))
-        return Response(TagOutput(tags, many=True).data)
+        page = ascending_page(tags, key="name", cursor=page_cursor(request), size=page_size(request))
+        return Response(page_body(page, TagOutput))
 
 
 class TagDetailApi(ProjectScopedApi):

@@ -318,3 +318,16 @@ def tool_definitions(tools: object) -> list[dict]:
             }
         )
     return result
+
+
+def alternative_answers(alternatives: object) -> list[dict]:
+    """A log's other answers (`LogEntry.alternatives`) to render: `{"index", "finish_reason", "turns"}` each."""
+    return [
+        {
+            "index": alternative.get("index"),
+            "finish_reason": alternative.get("finish_reason") or "",
+            "turns": conversation_turns([alternative.get("message")]),
+        }
+        for alternative in (alternatives if isinstance(alternatives, list) else [])
+        if isinstance(alternative, dict)
+    ]

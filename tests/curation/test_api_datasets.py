@@ -29,7 +29,8 @@ def test_a_dataset_is_created_filled_by_filter_and_listed(key_client, math_and_c
     assert added.json() == {"changed": 6, "matched": 6}
     assert again.json()["changed"] == 0
     listing = key_client.get("/api/v1/datasets").json()
-    assert [(d["name"], d["entries"]) for d in listing] == [("Math", 6)]
+    assert [(d["name"], d["entries"]) for d in listing["results"]] == [("Math", 6)]
+    assert listing["next_cursor"] is None
 
 
 def test_entries_are_added_by_ids_and_paged(key_client, project, math_and_chat_logs):
@@ -39,14 +40,30 @@ def test_entries_are_added_by_ids_and_paged(key_client, project, math_and_chat_l
         f"/api/v1/datasets/{dataset.pk}/entries", {"log_ids": [log.pk for log in math_and_chat_logs]}, format="json"
     )
     first = key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?limit=4").json()
-    second = key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?limit=4&after={first['next_after']}").json()
+    second = key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?limit=4&cursor={first['next_cursor']}").json()
+    third = key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?limit=4&cursor={second['next_cursor']}").json()
 
-    assert len(first["results"]) == 4 and len(second["results"]) == 4
+    assert [len(page["results"]) for page in (first, second, third)] == [4, 4, 2]
     assert first["results"][-1]["id"] < second["results"][0]["id"]
+    assert third["next_cursor"] is None
     assert key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?q=chat").json()["results"][0]["messages"][0] == {
         "role": "user",
         "content": "chat 6",
     }
+
+
+def test_entries_paged_by_the_old_after_parameter_answer_as_deprecated(key_client, project, math_and_chat_logs):
+    dataset = DatasetFactory(project=project)
+    key_client.post(
+        f"/api/v1/datasets/{dataset.pk}/entries", {"log_ids": [log.pk for log in math_and_chat_logs]}, format="json"
+    )
+    first = key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?limit=4")
+    second = key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?limit=4&after={first.json()['next_after']}")
+
+    assert "Deprecation" not in first.headers
+    assert second.headers["Deprecation"].startswith("@")
+    assert second.json()["results"][0]["id"] > first.json()["results"][-1]["id"]
+    assert key_client.get(f"/api/v1/datasets/{dataset.pk}/entries?after=x").json() == {"after": ["An entry id."]}
 
 
 def test_an_entry_is_edited_without_touching_its_log(key_client, project, math_and_chat_logs):
@@ -159,14 +176,14 @@ def test_bad_bulk_requests_are_400(key_client, math_and_chat_logs, body):
 
 
 def test_tags_are_renamed_merged_and_deleted(key_client, project, math_and_chat_logs):
-    tags = {t["name"]: t for t in key_client.get("/api/v1/tags").json()}
+    tags = {t["name"]: t for t in key_client.get("/api/v1/tags").json()["results"]}
     assert (tags["math"]["logs"], tags["chat"]["logs"]) == (6, 4)
 
     key_client.patch(f"/api/v1/tags/{tags['chat']['id']}", {"name": "talk", "color": "#00ff00"}, format="json")
     merged = key_client.post(f"/api/v1/tags/{tags['chat']['id']}/merge", {"into": tags["math"]["id"]}, format="json")
 
     assert merged.json()["moved"] == 4
-    assert [t["name"] for t in key_client.get("/api/v1/tags").json()] == ["math"]
+    assert [t["name"] for t in key_client.get("/api/v1/tags").json()["results"]] == ["math"]
     assert key_client.delete(f"/api/v1/tags/{tags['math']['id']}").status_code == 204
     assert LogEntry.objects.filter(project=project).count() == 10
 

@@ -210,7 +210,8 @@ def test_it_keeps_each_log_of_a_batch_byte_for_byte(key_client, project):
     assert response.status_code == 200, response.content
     assert response.json()["rejected"] == [{"index": 1, "error": "x_custom: unknown field (expected one of messages, "
                                              "tools, functions, parallel_tool_calls, model, provider, status_code, "
-                                             "latency_ms, created_at, metadata, tags, external_id)"}]  # fmt: skip
+                                             "latency_ms, created_at, metadata, tags, external_id, "
+                                             "scores)"}]  # fmt: skip
     assert LogEntry.objects.get().original == first
 
 

@@ -4,10 +4,11 @@ import hashlib
 import json
 
 import pytest
+from rest_framework.test import APIClient
 
 from curation.datasets.export import snapshots
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot, Split
-from tests.factories import DatasetEntryFactory, DatasetFactory, DatasetSnapshotFactory
+from tests.factories import ApiKeyFactory, DatasetEntryFactory, DatasetFactory, DatasetSnapshotFactory
 from tests.waiting import wait_until_finished
 
 # The export URLs on top of the project's own, whether or not the root URLconf includes them yet.
@@ -43,14 +44,37 @@ def test_an_editor_downloads_an_export_and_it_is_audited(client_for, editor, dat
     assert (event.detail["format"], event.detail["split"]) == ("openai", "train")
 
 
-def test_a_viewer_reads_the_dataset_but_may_not_take_it_out(client_for, viewer, dataset_with_split):
-    client = client_for(viewer)
+@pytest.mark.parametrize("persona", ["viewer", "editor", "owner"])
+def test_every_role_downloads_an_export_and_a_snapshot_recorded_in_the_audit_log(
+    request, client_for, persona, dataset_with_split
+):
+    user = request.getfixturevalue(persona)
+    frozen = snapshots.snapshot_create(dataset=dataset_with_split)
+    client = client_for(user)
 
-    export = client.get(f"/api/v1/datasets/{dataset_with_split.pk}/export?project=acme")
-    preview = client.get(f"/api/v1/datasets/{dataset_with_split.pk}/export/preview?project=acme&format=openai")
+    export = client.get(f"/api/v1/datasets/{dataset_with_split.pk}/export?project=acme&split=train")
+    snapshot = client.get(f"/api/v1/snapshots/{frozen.pk}/download?project=acme")
 
-    assert export.status_code == 403 and "editor role" in export.json()["detail"]
-    assert preview.status_code == 200
+    assert (export.status_code, snapshot.status_code) == (200, 200)
+    assert hashlib.sha256(body(snapshot)).hexdigest() == frozen.sha256
+    assert AuditEvent.objects.get(action="dataset.export").actor == user
+    assert AuditEvent.objects.get(action="snapshot.download").actor == user
+
+
+@pytest.mark.parametrize("role", ["viewer", "editor"])
+def test_a_key_of_any_role_downloads_an_export(project, role, dataset_with_split):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiKeyFactory(project=project, role=role).raw}")
+
+    response = client.get(f"/api/v1/datasets/{dataset_with_split.pk}/export")
+
+    assert response.status_code == 200 and body(response).count(b"\n") == 2
+
+
+def test_an_outsider_downloads_no_export(client_for, outsider, dataset_with_split):
+    response = client_for(outsider).get(f"/api/v1/datasets/{dataset_with_split.pk}/export?project=acme")
+
+    assert response.status_code == 404
     assert not AuditEvent.objects.filter(action="dataset.export").exists()
 
 
@@ -143,15 +167,13 @@ def test_a_snapshot_downloads_as_the_file_its_hash_was_computed_on(client_for, e
     created = client_for(editor).post(f"/api/v1/datasets/{dataset_with_split.pk}/snapshots?project=acme").json()
 
     listing = client_for(viewer).get(f"/api/v1/datasets/{dataset_with_split.pk}/snapshots?project=acme").json()
-    refused = client_for(viewer).get(created["download_url"])
     download = client_for(editor).get(created["download_url"])
 
     content = body(download)
     assert hashlib.sha256(content).hexdigest() == created["sha256"]
     assert [json.loads(row)["split"] for row in content.splitlines()] == ["train", "validation"]
-    assert [s["sha256"] for s in listing] == [created["sha256"]]
+    assert [s["sha256"] for s in listing["results"]] == [created["sha256"]]
     assert "attachment" in download["Content-Disposition"]
-    assert refused.status_code == 403
     event = AuditEvent.objects.get(action="snapshot.download")
     assert (event.actor, event.count, event.detail["sha256"]) == (editor, 2, created["sha256"])
 

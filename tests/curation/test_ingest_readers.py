@@ -568,12 +568,12 @@ ROLES = "system, developer, user, assistant, tool, function"
         (
             {**chat(USER), "tag": ["prod"]},
             "tag: unknown field (expected one of request, response, provider, status_code, latency_ms, "
-            "created_at, metadata, tags, external_id)",
+            "created_at, metadata, tags, external_id, scores)",
         ),
         (
             {"prompt": "a", "completion": "b", "tools": []},
             "tools: unknown field (expected one of prompt, completion, model, provider, status_code, latency_ms, "
-            "created_at, metadata, tags, external_id)",
+            "created_at, metadata, tags, external_id, scores)",
         ),
         (
             {"messages": [USER], "created_at": "yesterday"},

@@ -55,7 +55,7 @@ def completion(*messages: tuple[dict, str]) -> dict:
 def assert_same_conversation(streamed: ParsedLog, unstreamed: ParsedLog) -> None:
     fields = (
         "provider", "format", "model", "messages", "tools", "status", "error_message", "finish_reason",
-        "prompt_tokens", "completion_tokens", "total_tokens", "created_at",
+        "prompt_tokens", "completion_tokens", "total_tokens", "created_at", "response_model", "alternatives",
     )  # fmt: skip
     assert {name: getattr(streamed, name) for name in fields} == {name: getattr(unstreamed, name) for name in fields}
 
@@ -141,6 +141,7 @@ def test_chunks_of_several_choices_give_the_first_choice_as_unstreamed_does():
 
     assert_same_conversation(streamed, unstreamed)
     assert streamed.messages[-1]["content"] == "Sunny."
+    assert [choice["message"]["content"] for choice in streamed.alternatives] == ["Rainy."]
 
 
 def test_a_stream_cut_off_is_kept_with_what_arrived_and_marked_incomplete():

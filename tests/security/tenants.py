@@ -31,9 +31,10 @@ from curation.models import (
 )
 from curation.projects.services import api_key_create
 from tests.factories import BaseModelFactory, ProjectFactory, UserFactory
+from training.endpoints.secrets import secret_encrypt
 from training.finetunes.services import finetune_create
 from training.forms import ADVANCED, MAIN
-from training.models import FineTuneJob, FineTuneStatus, Generation, LossPreview
+from training.models import FineTuneJob, FineTuneStatus, Generation, LossPreview, ModelEndpoint
 from training.trainer.config import TrainConfig
 
 # Routes outside the tenant model: sign-in, the admin (Django's own staff checks), the public API description.
@@ -49,6 +50,8 @@ OBJECT_OF_SEGMENT = {
     "logs": "log", "imports": "import", "bulk-jobs": "bulk", "jobs": "bulk", "datasets": "dataset",
     "entries": "entry", "tags": "tag", "snapshots": "snapshot", "finetunes": "finetune", "keys": "key",
     "views": "view", "generations": "generation", "loss-preview": "preview", "redaction-jobs": "redaction",
+    "endpoints": "endpoint",
+    "scores": "score",
 }  # fmt: skip
 
 
@@ -95,6 +98,8 @@ FINETUNE = {"base_model": "tiny", "method": "lora"} | {
     f.name: str(f.default) for f in fields(TrainConfig)
     if f.name in (*MAIN, *ADVANCED) and not any(f.default is nothing for nothing in (MISSING, None, False))
 }  # fmt: skip
+ENDPOINT = {"name": "fuzzed", "base_url": "https://api.openai.com/v1", "model": "m", "max_concurrency": "8",
+            "timeout_s": "120"}  # fmt: skip
 # Valid parameters that lead a page down its paths (`{log}`: the tenant's log id): a form whose fields are valid,
 # so that a hostile value in one of them reaches the service behind it (test_page_parameters), and a GET that
 # would do work behind a parameter does it (the matrix asks GETs with these too).
@@ -116,6 +121,9 @@ BASELINES = {
     "api-key-new": [{"name": "fuzzed", "role": "viewer"}],
     "tag-edit": [{"name": "fuzzed"}],
     "tag-merge": [{"into": "{tag}"}],
+    "endpoints": [ENDPOINT],
+    "endpoint-edit": [ENDPOINT],
+    "log-score-add": [{"name": "quality", "value": "4", "comment": "fuzzed"}],
 }  # fmt: skip
 
 
@@ -143,7 +151,8 @@ def tenant_create(slug: str) -> Tenant:
     users = {role: UserFactory(username=f"{slug}-{role}", memberships=[(project, role)]) for role in Role.values}
     keys = {role: api_key_create(project=project, name=f"{slug} {role}", role=role)[1] for role in Role.values}
     chat = [{"role": "user", "content": f"What is {marker}?"}, {"role": "assistant", "content": f"It is {marker}."}]
-    logs_ingest(project=project, items=[{"messages": chat, "tags": [f"tag-{marker}"]}])
+    scores = [{"name": "quality", "value": 4, "comment": f"rated {marker}"}]
+    logs_ingest(project=project, items=[{"messages": chat, "tags": [f"tag-{marker}"], "scores": scores}])
     log = LogEntry.objects.get(project=project)
     dataset = Dataset.objects.create(project=project, name=f"dataset {marker}")
     entry = DatasetEntry.objects.create(dataset=dataset, log=log, messages=chat, est_tokens=10)
@@ -171,6 +180,7 @@ def tenant_create(slug: str) -> Tenant:
     objects = {
         "log": log.pk,
         "tag": Tag.objects.get(project=project).pk,
+        "score": log.scores.get().pk,
         "dataset": dataset.pk,
         "entry": entry.pk,
         "snapshot": snapshot.pk,
@@ -182,6 +192,15 @@ def tenant_create(slug: str) -> Tenant:
         "view": SavedView.objects.create(project=project, name=f"view {marker}", query=f"q={marker}").pk,
         "redaction": RedactionJob.objects.create(dataset=dataset, kinds=["EMAIL"], error=marker).pk,
         "key": project.api_keys.first().pk,  # type: ignore[union-attr]
+        # A URL no setting allows: checking it answers at once, without a call.
+        "endpoint": ModelEndpoint.objects.create(
+            project=project,
+            name=f"endpoint {marker}",
+            base_url="http://127.0.0.1:9/v1",
+            model=f"model-{marker}",
+            api_key_encrypted=secret_encrypt(f"sk-{marker}"),
+            api_key_hint="…xxxx",
+        ).pk,
     }
     return Tenant(project=project, marker=marker, objects=objects, users=users, keys=keys)
 

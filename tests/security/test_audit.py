@@ -110,6 +110,7 @@ NOT_AUDITED = {
     "otel_traces_export": "sending logs as OpenTelemetry spans, as POST /api/v1/logs, by the same rate limit",
     "imports_create": "sending logs as a file; the import job keeps who uploaded it, its progress and its line errors",
     "finetunes_estimate": "computes examples, tokens and steps for a form; changes nothing",
+    "endpoints_check": "one tiny call to see that an endpoint answers; changes nothing",
 }
 # For every other unsafe operation: a body that makes it change something, and the audit events that change writes.
 # "{name}" in a body is replaced by the id of that object of the project.
@@ -140,13 +141,27 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
     "log_embeddings_create": (None, {"logs.embed"}),
     "logs_update": ({"tags_add": ["seen"], "metadata": {"env": "test"}}, {"logs.update"}),
     "logs_destroy": (None, {"logs.delete"}),
+    "logs_scores_create": ({"name": "thumbs", "value": "up"}, {"logs.score_add"}),
+    "logs_scores_destroy": (None, {"logs.score_delete"}),
     "logs_bulk": ({"action": "tag_add", "tags": ["seen"], "log_ids": ["{log}"]}, {"logs.tag_add"}),
     "tags_update": ({"name": "renamed", "color": "#123456"}, {"tag.rename", "tag.recolour"}),
     "tags_destroy": (None, {"tag.delete"}),
     "tags_merge": ({"into": "{other_tag}"}, {"tag.merge"}),
+    "endpoints_create": (
+        {"name": "judge", "base_url": "https://api.openai.com/v1", "model": "gpt-4o", "api_key": "sk-1"},
+        {"endpoints.create"},
+    ),
+    "endpoints_update": ({"model": "gpt-4o-mini", "api_key": "sk-2"}, {"endpoints.update"}),
+    "endpoints_destroy": (None, {"endpoints.delete"}),
 }
+# Operations only an owner may make (the others are made by an editor).
+BY_OWNER = {"endpoints_create", "endpoints_update", "endpoints_destroy"}
 # The fine-tune a path names: a queued one for cancelling (a succeeded one has nothing to cancel).
-PATH_OBJECTS = {"log_id": "log", "dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune"}
+PATH_OBJECTS = {
+    "log_id": "log", "dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune",
+    "endpoint_id": "endpoint",
+    "score_id": "score",
+}  # fmt: skip
 PATH_OVERRIDES = {"finetunes_cancel": {"job_id": "queued_finetune"}}
 
 
@@ -211,10 +226,11 @@ def test_every_change_through_the_api_is_audited_naming_the_user_or_the_key(oper
     method, path = unsafe_operations()[operation]
     names = {**PATH_OBJECTS, **PATH_OVERRIDES.get(operation, {})}
     url = re.sub(r"\{(\w+)\}", lambda m: str(own.objects[names[m.group(1)]]), path)
-    editor = own.users[Role.EDITOR]
-    key = ApiKey.objects.get(project=own.project, name="own editor")
+    role = Role.OWNER if operation in BY_OWNER else Role.EDITOR
+    editor = own.users[role]
+    key = ApiKey.objects.get(project=own.project, name=f"own {role}")
     if how == "key":
-        client = APIClient(HTTP_AUTHORIZATION=f"Bearer {own.keys[Role.EDITOR]}")
+        client = APIClient(HTTP_AUTHORIZATION=f"Bearer {own.keys[role]}")
     else:
         client = APIClient()
         client.force_authenticate(editor)

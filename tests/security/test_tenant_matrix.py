@@ -6,13 +6,14 @@ OpenAPI schema (every operation it documents), so a new endpoint is covered the 
 - another project's object answers 404, whoever asks and however they authenticate;
 - a session of a user who is not a member of a project, or an API key of another project, gets 404 for it;
 - nothing of the other project (its marker text) appears in any answer, nor where the server keeps its files;
-- a viewer cannot edit, delete, export or train; only owners manage keys and read the audit log;
+- a viewer cannot edit, delete, download weights or train (a viewer may download a dataset's export or snapshot:
+  reading); only owners manage keys and read the audit log;
 - a role that is allowed gets neither 401, 403 nor 404, and nothing answers 5xx;
 - pages need a login (an API key does not open them) and the API needs a key or a session;
 - the same holds for fine-tunes and the snapshots they trained on once their dataset is deleted: they keep their
   project (and the deleted dataset's name) and reach it without the dataset.
 
-The role an operation needs follows from a rule (unsafe methods need an editor, exports need an editor, keys
+The role an operation needs follows from a rule (unsafe methods need an editor, weights need an editor, keys
 and audit and project settings need an owner); the few exceptions are listed below with their reason.
 """
 
@@ -44,9 +45,15 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 EXCEPTIONS = {
     ("api-finetune-estimate", "POST"): (Role.VIEWER, "computes examples, tokens and steps; starts nothing"),
     ("bulk-preview", "GET"): (Role.EDITOR, "the confirmation step of a bulk change, for those who may make it"),
-}
-# Operations that hand the project's data or weights out of Logtune: an editor's right, like a download.
-EXPORTS = re.compile(r"(export|download|adapter|merged)$")
+} | {
+    (name, method): (Role.OWNER, "model endpoints hold keys and spend money: the owner manages them")
+    for name, method in (("api-endpoints", "POST"), ("api-endpoint", "PATCH"), ("api-endpoint", "DELETE"),
+                         ("endpoints", "POST"), ("endpoint-edit", "GET"), ("endpoint-edit", "POST"),
+                         ("endpoint-delete", "POST"))
+}  # fmt: skip
+# Weights trained on the project's data: an editor's right, as training is. A dataset's export and a snapshot's
+# download are reading (the entries a viewer reads page by page), so they follow the rule for reads.
+EXPORTS = re.compile(r"(adapter|merged)$")
 # Keys, the audit log and the project's own settings (`project-…`: upstreams, redaction at ingestion).
 OWNER_ONLY = re.compile(r"^(api-key-|audit|api-audit|project-)")
 

@@ -49,7 +49,7 @@ def test_an_editor_starts_a_fine_tune_and_reads_it_back(client_for, editor, data
     assert job["adapter_url"] is None
     detail = client.get(f"/api/v1/finetunes/{job['id']}?project=acme").json()
     assert (detail["id"], detail["progress"], detail["evaluation"]) == (job["id"], 0.0, {})
-    listing = client.get(f"/api/v1/finetunes?project=acme&dataset={dataset.pk}").json()
+    listing = client.get(f"/api/v1/finetunes?project=acme&dataset={dataset.pk}").json()["results"]
     assert [row["id"] for row in listing] == [job["id"]] and "evaluation" not in listing[0]
     assert AuditEvent.objects.get(action="finetune.start").actor == editor
 
@@ -145,7 +145,7 @@ def test_an_outsider_gets_404_for_the_project_and_for_its_jobs(client_for, outsi
 
     assert [r.status_code for r in (through_project, through_own, cancel, adapter)] == [404, 404, 404, 404]
     assert start.status_code == 400 and "dataset" in start.json()  # the dataset is not one of theirs
-    assert client.get("/api/v1/finetunes?project=other").json() == []
+    assert client.get("/api/v1/finetunes?project=other").json() == {"results": [], "next_cursor": None}
     assert FineTuneJob.objects.get(pk=job.pk).status == FineTuneStatus.QUEUED
 
 
@@ -305,5 +305,5 @@ def test_a_teammate_with_the_editor_role_sees_the_jobs_of_the_project(client_for
 
     response = client_for(teammate).get(f"/api/v1/finetunes?project=acme&dataset={other.pk}")
 
-    assert response.json() == []
-    assert len(client_for(teammate).get("/api/v1/finetunes?project=acme").json()) == 1
+    assert response.json()["results"] == []
+    assert len(client_for(teammate).get("/api/v1/finetunes?project=acme").json()["results"]) == 1

@@ -22,6 +22,8 @@ from curation.common.apis import (
     request_actor,
     whole_number_parameter,
 )
+from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
+from curation.common.pagination import keyset_page
 from curation.common.permissions import project_for_request
 from curation.models import Dataset, DatasetSnapshot, Project, Role
 from training import selectors
@@ -120,8 +122,8 @@ def _dataset_in(project: Project, dataset_id: int) -> Dataset:
 class FineTunesApi(ProjectScopedApi):
     @extend_schema(
         operation_id="finetunes_list", summary="Fine-tunes, newest first",
-        parameters=[PROJECT, whole_number_parameter("dataset", 0, ID_MAX, "Only this dataset's.")],
-        responses=FineTuneListOutput(many=True),
+        parameters=[*PAGE_PARAMETERS, whole_number_parameter("dataset", 0, ID_MAX, "Only this dataset's.")],
+        responses=page_of("FineTunePage", FineTuneListOutput(many=True)),
     )  # fmt: skip
     def get(self, request: Request) -> Response:
         project = project_for_request(request)
@@ -129,7 +131,8 @@ class FineTunesApi(ProjectScopedApi):
         if dataset and not is_whole_number(dataset):
             raise exceptions.ValidationError({"dataset": ["A dataset id."]})
         jobs = selectors.finetunes_for_project(project=project, dataset_id=int(dataset) if dataset else None)
-        return Response(FineTuneListOutput(jobs[:200], many=True).data)
+        page = keyset_page(jobs, cursor=page_cursor(request), size=page_size(request))
+        return Response(page_body(page, FineTuneListOutput))
 
     @extend_schema(
         operation_id="finetunes_create",

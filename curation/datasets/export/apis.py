@@ -21,6 +21,8 @@ from curation.common.apis import (
     dataset_or_not_found,
     request_actor,
 )
+from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
+from curation.common.pagination import keyset_page
 from curation.common.permissions import project_for_request
 from curation.datasets.export import FORMATS, export_check, export_preview, export_stream, snapshot_request
 from curation.datasets.export.services import PREVIEW_LIMIT, entries_count
@@ -46,9 +48,6 @@ class FormatIsNotARenderer(DefaultContentNegotiation):
 
 
 def _export_params(request: Request) -> tuple[str, str | None]:
-    unknown = sorted(set(request.query_params) - {"project", "format", "split"})
-    if unknown:
-        raise exceptions.ValidationError({unknown[0]: ["Unknown parameter."]})
     format = request.query_params.get("format") or "openai"
     split = request.query_params.get("split") or None
     export_check(format=format, split=split)
@@ -75,7 +74,8 @@ class DatasetExportApi(ProjectScopedApi):
         },
     )
     def get(self, request: Request, dataset_id: int) -> StreamingHttpResponse:
-        project = project_for_request(request, role=Role.EDITOR)  # data leaving Logtune: not a viewer's right
+        # Reading: the file holds the entries a viewer reads page by page (docs/security.md, "Exports").
+        project = project_for_request(request, role=Role.VIEWER)
         dataset = dataset_or_not_found(project, dataset_id)
         format, split = _export_params(request)
         export = export_stream(dataset=dataset, format=format, split=split)
@@ -160,14 +160,14 @@ def _snapshot_or_404(project: Project, snapshot_id: int) -> DatasetSnapshot:
 
 class DatasetSnapshotsApi(ProjectScopedApi):
     @extend_schema(operation_id="datasets_snapshots_list", summary="Snapshots, newest first",
-                   parameters=_PARAMS[:1], responses=SnapshotOutput(many=True))  # fmt: skip
+                   parameters=PAGE_PARAMETERS,
+                   responses=page_of("SnapshotPage", SnapshotOutput(many=True)))  # fmt: skip
     def get(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request)
         dataset = dataset_or_not_found(project, dataset_id)
-        snapshots = (
-            DatasetSnapshot.objects.filter(dataset=dataset).select_related("dataset").order_by("-created_at", "-id")
-        )
-        return Response(SnapshotOutput(snapshots, many=True, context={"project": project}).data)
+        snapshots = DatasetSnapshot.objects.filter(dataset=dataset).select_related("dataset")
+        page = keyset_page(snapshots, cursor=page_cursor(request), size=page_size(request))
+        return Response(page_body(page, SnapshotOutput, project=project))
 
     @extend_schema(
         operation_id="datasets_snapshots_create",
@@ -206,7 +206,7 @@ class SnapshotDownloadApi(ProjectScopedApi):
                    parameters=_PARAMS[:1], responses={(200, "application/x-ndjson"): OpenApiTypes.STR,
                                                       409: NotReadyResponse})  # fmt: skip
     def get(self, request: Request, snapshot_id: int) -> FileResponse | Response:
-        project = project_for_request(request, role=Role.EDITOR)  # an export, as the dataset's
+        project = project_for_request(request, role=Role.VIEWER)  # an export, as the dataset's
         snapshot = _snapshot_or_404(project, snapshot_id)
         if snapshot.status != JobStatus.SUCCEEDED:
             detail = f"Snapshot {snapshot.pk} has no file: it is {snapshot.get_status_display().lower()}."

@@ -33,12 +33,14 @@ _MESSAGE_ORDER = ("role", "tool_call_id", "name", "content", "refusal", "tool_ca
 
 def to_parquet_row(messages: list[dict], tools: list[dict], lost: set[str], options: dict | None = None) -> dict:
     """A Parquet row: the OpenAI line's messages as structs, its tools as JSON, one per tool, and its
-    `parallel_tool_calls` (null when the request did not set it). Nothing is lost."""
+    `parallel_tool_calls` and `response_format` (JSON; each null when the request did not set it). Nothing is lost."""
     line = to_openai(messages, tools, lost, options)
+    response_format = line.get("response_format")
     return {
         "messages": [message_columns(message) for message in line["messages"]],
         "tools": [orjson.dumps(tool).decode() for tool in line.get("tools", ())],
         "parallel_tool_calls": line.get("parallel_tool_calls"),
+        "response_format": None if response_format is None else orjson.dumps(response_format).decode(),
     }
 
 
@@ -123,7 +125,7 @@ def arrow_schemas() -> tuple["pa.Schema", "pa.Schema"]:
         )  # fmt: skip
         return [
             ("id", pa.int64()), ("split", pa.string()), ("messages", pa.list_(message)), ("tools", pa.list_(json)),
-            ("parallel_tool_calls", pa.bool_()),
+            ("parallel_tool_calls", pa.bool_()), ("response_format", json),
         ]  # fmt: skip
 
     metadata = {"huggingface": orjson.dumps({"info": {"features": HF_FEATURES}}).decode()}
@@ -156,4 +158,5 @@ HF_FEATURES = {
     },
     "tools": {"feature": _JSON, "_type": "List"},
     "parallel_tool_calls": _value("bool"),
+    "response_format": _JSON,
 }  # fmt: skip

@@ -37,6 +37,7 @@ TOOL_ERRORS_DROPPED = "tool-result error flags dropped"
 OTHER_FIELDS_DROPPED = "other message fields dropped"
 OTHER_TOOLS_DROPPED = "tools other than functions dropped"
 PARALLEL_TOOL_CALLS_DROPPED = "parallel_tool_calls setting dropped"
+RESPONSE_FORMAT_DROPPED = "response_format (structured output schema) dropped"
 
 _MEDIA_LOSS = {"image_url": IMAGES_DROPPED, "file": FILES_DROPPED, "input_audio": AUDIO_DROPPED}
 LABELS = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}
@@ -165,9 +166,14 @@ def _note_extras(message: dict, lost: set[str]) -> None:
         lost.add(OTHER_FIELDS_DROPPED)
 
 
-def note_options(options: dict | None, lost: set[str]) -> None:
-    if options and "parallel_tool_calls" in options:
-        lost.add(PARALLEL_TOOL_CALLS_DROPPED)
+_OPTION_LOSSES = {"parallel_tool_calls": PARALLEL_TOOL_CALLS_DROPPED, "response_format": RESPONSE_FORMAT_DROPPED}
+
+
+def note_options(options: dict | None, lost: set[str], *, keeps: tuple[str, ...] = ()) -> None:
+    """Count the request settings a format has no place for; `keeps`: the ones it writes."""
+    for name, loss in _OPTION_LOSSES.items():
+        if options and name in options and name not in keeps:
+            lost.add(loss)
 
 
 def _arguments(call: dict, lost: set[str] | None = None) -> object:
@@ -232,19 +238,21 @@ def last_reply(messages: list[dict], lost: set[str]) -> int | None:
 
 # --- the formats ----------------------------------------------------------------------------------
 
-# (messages, tools, lost, options): options are the request settings an entry keeps (`parallel_tool_calls`).
+# (messages, tools, lost, options): options are the request settings an entry keeps (`parallel_tool_calls`,
+# `response_format`).
 Writer = Callable[..., dict | None]
 
 
 def to_openai(messages: list[dict], tools: list[dict], lost: set[str], options: dict | None = None) -> dict:
     """OpenAI chat fine-tuning line: everything kept (tool calls, content parts, weights, tool schemas in the
-    order sent with `strict`, `parallel_tool_calls`, and what the readers keep verbatim: `is_error`, parts and
-    tools of types no reader knows)."""
+    order sent with `strict`, `parallel_tool_calls`, the request's `response_format`, and what the readers keep
+    verbatim: `is_error`, parts and tools of types no reader knows)."""
     row: dict = {"messages": [openai_message(m) for m in messages]}
     if tools:
         row["tools"] = [openai_tool(t) for t in tools]
-    if options and "parallel_tool_calls" in options:
-        row["parallel_tool_calls"] = options["parallel_tool_calls"]
+    for name in ("parallel_tool_calls", "response_format"):
+        if options and name in options:
+            row[name] = options[name]
     return row
 
 

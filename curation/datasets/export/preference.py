@@ -82,6 +82,7 @@ def to_openai_preference(pair: Pair, tools: list[dict], lost: set[str], options:
         request["tools"] = [openai_tool(t) for t in tools]
     if options and "parallel_tool_calls" in options:
         request["parallel_tool_calls"] = options["parallel_tool_calls"]
+    note_options(options, lost, keeps=("parallel_tool_calls",))
     return {
         "input": request,
         "preferred_output": [openai_message(pair.chosen)],

@@ -231,7 +231,7 @@ class _Drain:
 
 def _parquet_chunks(rows: Iterable[Row], report: ExportReport) -> Iterator[bytes]:
     """One row group per batch: columns id, split, the OpenAI line's messages as structs (`columns`), its tools
-    as JSON text, and its parallel_tool_calls."""
+    as JSON text, its parallel_tool_calls and its response_format (JSON)."""
     import pyarrow as pa  # only exports to Parquet pay for loading Arrow
     import pyarrow.parquet as pq
 
@@ -245,7 +245,7 @@ def _parquet_chunks(rows: Iterable[Row], report: ExportReport) -> Iterator[bytes
                 report.add(True, set())
                 columns["id"].append(entry_id)
                 columns["split"].append(split)
-                for name in ("messages", "tools", "parallel_tool_calls"):
+                for name in ("messages", "tools", "parallel_tool_calls", "response_format"):
                     columns[name].append(row[name])
             parquet.write_table(pa.table(columns, schema=storage).cast(schema))
             yield sink.take()

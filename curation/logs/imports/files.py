@@ -3,6 +3,8 @@ with a bound on a line's length."""
 
 import gzip
 import io
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +57,24 @@ def import_file_open(job: ImportJob, path: Path | None) -> Iterator[tuple[Binary
             yield raw, raw
     finally:
         raw.close()
+
+
+def stream_open(raw: BinaryIO, *, seekable: bool = False) -> BinaryIO:
+    """`raw`'s lines to read: decompressed when it starts with the gzip magic, up to
+    LOGTUNE_MAX_IMPORT_EXPANDED_BYTES (ExpandedTooLarge past it); `seekable`: a stream that seeks cheaply (a gzip file
+    is decompressed to a temporary file first)."""
+    compressed = raw.read(2) == GZIP_MAGIC
+    raw.seek(0)
+    if not compressed:
+        return raw
+    limit = settings.LOGTUNE_MAX_IMPORT_EXPANDED_BYTES
+    stream = cast(BinaryIO, io.BufferedReader(_Bounded(gzip.GzipFile(fileobj=raw, mode="rb"), limit), 1 << 20))
+    if not seekable:
+        return stream
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 (the caller's to close)
+    shutil.copyfileobj(stream, spool, 1 << 20)
+    spool.seek(0)
+    return cast(BinaryIO, spool)
 
 
 def numbered_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None]]:

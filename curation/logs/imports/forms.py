@@ -6,6 +6,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import filesizeformat
 
 from curation.logs.imports.sniff import import_file_problem
+from curation.logs.ingest.envelope import FORMATS
 
 
 def validate_import_file(file: UploadedFile) -> None:
@@ -20,6 +21,20 @@ def validate_import_file(file: UploadedFile) -> None:
         raise forms.ValidationError(problem)
 
 
+FORMAT_CHOICES = [("", "Recognise each line's shape"), *((name, label) for name, label in FORMATS.items())]
+BATCH_INPUT_HELP = (
+    "Only with an OpenAI Batch API output file: its input file, so that each answer is imported with its request "
+    "(joined by custom_id)."
+)
+
+
 class ImportUploadForm(forms.Form):
     # An empty file is refused by FileField itself ("The submitted file is empty.").
     file = forms.FileField(help_text="JSONL or JSONL.gz, one log object per line.", validators=[validate_import_file])
+    format = forms.ChoiceField(
+        required=False, choices=FORMAT_CHOICES, help_text="Read every line as this shape; by default each line's "
+        "shape is recognised.",
+    )  # fmt: skip
+    batch_input = forms.FileField(
+        required=False, label="Batch input file", help_text=BATCH_INPUT_HELP, validators=[validate_import_file]
+    )

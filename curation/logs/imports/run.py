@@ -236,7 +236,7 @@ def _commit_batch(job: ImportJob, batch: _Batch, bytes_done: int) -> None:
     job is still this run's, so a resumed run neither skips nor repeats a line, and a batch is all or nothing."""
     with transaction.atomic():
         if job.dataset_id is None:
-            result = logs_ingest(project=job.project, items=batch.items)
+            result = logs_ingest(project=job.project, items=batch.items, format=job.format or None)
         else:
             values = [item.value for item in batch.items]
             result = dataset_entries_ingest(dataset=job.dataset, items=values)  # type: ignore[arg-type]

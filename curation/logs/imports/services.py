@@ -59,6 +59,7 @@ def import_job_create(
     source_name: str,
     created_by: User | None = None,
     dataset: Dataset | None = None,
+    format: str = "",
 ) -> ImportJob:
     """Store the uploaded file and queue its import once the transaction commits: as logs, or as
     entries of `dataset` when one is given. The job is kept even when the broker is down: the reaper
@@ -78,6 +79,7 @@ def import_job_create(
             source_name=source_name[:255],
             created_by=created_by,
             bytes_total=size,
+            format=format,
             enqueued_at=timezone.now(),
         )
         job.file.save(Path(source_name).name or "upload.jsonl", file, save=False)
@@ -95,11 +97,17 @@ def _enqueue(job_id: int) -> None:
     )  # fmt: skip
 
 
-def import_job_create_local(*, project: Project, path: Path, created_by: User | None = None) -> ImportJob:
+def import_job_create_local(
+    *, project: Project, path: Path, created_by: User | None = None, format: str = ""
+) -> ImportJob:
     """A job that reads a file on this machine in place (CLI, `--inline`): nothing is copied. Members see the file's
     name, not where it lies on the server."""
     return ImportJob.objects.create(
-        project=project, source_name=path.name[:255], created_by=created_by, bytes_total=path.stat().st_size
+        project=project,
+        source_name=path.name[:255],
+        created_by=created_by,
+        bytes_total=path.stat().st_size,
+        format=format,
     )
 
 

@@ -8,6 +8,8 @@ from django.urls import path
 from django.views.decorators.http import require_POST, require_safe
 
 from curation.common.views import AuthenticatedRequest, form_problems, membership_or_404
+from curation.logs.imports.batch_join import BatchJoinError, batch_files_join, join_summary
+from curation.logs.imports.files import ExpandedTooLarge
 from curation.logs.imports.forms import ImportUploadForm
 from curation.logs.imports.selectors import import_jobs_for_project
 from curation.logs.imports.services import PendingImportsTooLarge, import_job_create
@@ -56,15 +58,18 @@ def import_upload(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     membership = membership_or_404(request, slug, Role.EDITOR)
     form = ImportUploadForm(request.POST, request.FILES)
     if form.is_valid():
-        upload = form.cleaned_data["file"]
+        upload, batch_input = form.cleaned_data["file"], form.cleaned_data["batch_input"]
         try:
+            join = batch_files_join(upload, batch_input) if batch_input else None
             import_job_create(
-                project=membership.project, file=upload, source_name=upload.name, created_by=request.user
-            )
-        except PendingImportsTooLarge as exc:
-            form.add_error("file", str(exc))
+                project=membership.project, file=join.file if join else upload, source_name=upload.name,
+                created_by=request.user, format=form.cleaned_data["format"],
+            )  # fmt: skip
+        except (PendingImportsTooLarge, BatchJoinError, ExpandedTooLarge) as exc:
+            form.add_error("batch_input" if isinstance(exc, BatchJoinError) else "file", str(exc))
         else:
-            messages.success(request, f"Importing {upload.name}: progress below.")
+            joined = f" with its input file ({join_summary(join)})" if join else ""
+            messages.success(request, f"Importing {upload.name}{joined}: progress below.")
     if form.errors:
         messages.error(request, form_problems(form.errors))
     return redirect("project", slug=slug)

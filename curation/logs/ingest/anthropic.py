@@ -180,11 +180,26 @@ def read_anthropic(request: dict, response: dict | None, status_code: int | None
     )
     if (request.get("tool_choice") or {}).get("disable_parallel_tool_use"):
         exchange.options["parallel_tool_calls"] = False
+    if (response_format := _response_format(request)) is not None:
+        exchange.options["response_format"] = response_format
     exchange.error_message = provider_error_message(response, status_code)
     if not exchange.error_message:
         validate(RESPONSE, response, "response")
         _read_response(exchange, response)  # type: ignore[arg-type]
     return exchange
+
+
+def _response_format(request: dict) -> dict | None:
+    """Structured output (`output_config.format`, or the beta's `output_format`) in Chat Completions'
+    `response_format` shape, the one the log's options keep; Anthropic's format has no name, so it is "output"."""
+    config = request.get("output_config")
+    format = config.get("format") if isinstance(config, dict) else None
+    format = format if isinstance(format, dict) else request.get("output_format")
+    if not isinstance(format, dict):
+        return None
+    if format.get("type") != "json_schema":
+        return format
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": format.get("schema")}}
 
 
 def _tool(tool: dict) -> dict:
@@ -211,7 +226,8 @@ def _read_response(exchange: Exchange, body: dict) -> None:
     else:
         messages.append(answer)
     exchange.finish_reason = body.get("stop_reason") or ""
-    exchange.model = exchange.model or body.get("model") or ""
+    exchange.response_model = body.get("model") or ""
+    exchange.model = exchange.model or exchange.response_model
     usage = body.get("usage") or {}
     if usage.get("input_tokens") is not None:
         # Cached prompt tokens are still prompt tokens; Anthropic counts them apart from input_tokens.

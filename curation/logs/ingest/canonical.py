@@ -62,15 +62,20 @@ class Exchange:
 
     messages: list[dict]
     tools: list[dict]
-    model: str = ""
+    model: str = ""  # the model asked for (an alias such as "gpt-4o"), else the one that answered
+    response_model: str = ""  # the model that answered, as the response names it (a dated snapshot); "" unknown
     error_message: str = ""  # non-empty: the call failed
     finish_reason: str = ""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
     created_at: datetime | None = None
-    # Request settings that training formats can carry beside the conversation (parallel_tool_calls).
+    # Request settings that training formats can carry beside the conversation (parallel_tool_calls,
+    # response_format).
     options: dict = field(default_factory=dict)
+    # The other answers of a call that asked for several (`n` > 1): `{"index", "message", "finish_reason"}` each,
+    # the message canonical like the conversation's own answer (which is the first choice).
+    alternatives: list[dict] = field(default_factory=list)
     # What the call says about itself beside the conversation (a Responses API call's response id and the one it
     # continues); stored in the log's metadata, under what the envelope's own metadata says.
     metadata: dict = field(default_factory=dict)

@@ -28,13 +28,16 @@ from curation.logs.ingest.otel import OTLP_KEY, SPAN_PATH, span_call
 from curation.logs.ingest.plain import read_messages, read_openpipe, read_prompt_completion
 from curation.logs.ingest.raw import RawItem, item_make_storable, value_text
 from curation.logs.ingest.responses import is_responses, read_responses
+from curation.logs.ingest.scores import ScoreIn, scores_read
 from curation.logs.ingest.streams import ANTHROPIC, RESPONSES, is_stream, stream_read
 from curation.logs.ingest.times import moment_from_iso, moment_from_unix
 
 ANTHROPIC_PROVIDERS = frozenset({"anthropic", "bedrock-anthropic", "vertex-anthropic"})
 
 # Unknown fields are errors: a typo such as "tag" must not silently drop the tags.
-_COMMON_FIELDS = ("provider", "status_code", "latency_ms", "created_at", "metadata", "tags", "external_id")
+_COMMON_FIELDS = (
+    "provider", "status_code", "latency_ms", "created_at", "metadata", "tags", "external_id", "scores",
+)  # fmt: skip
 ENVELOPE_FIELDS = ("request", "response", *_COMMON_FIELDS)
 MESSAGES_FIELDS = ("messages", "tools", "functions", "parallel_tool_calls", "model", *_COMMON_FIELDS)
 PROMPT_COMPLETION_FIELDS = ("prompt", "completion", "model", *_COMMON_FIELDS)
@@ -69,23 +72,38 @@ class ParsedLog:
     search_text: str  # the conversation's readable text, one string per line
     original_text: str = ""  # the input's exact JSON text: what is stored, byte for byte
     notes: list[str] = field(default_factory=list)  # what had to change to store it ("path: ... replaced")
-    options: dict = field(default_factory=dict)  # request settings the exports carry (parallel_tool_calls)
+    options: dict = field(default_factory=dict)  # request settings the exports carry (parallel_tool_calls...)
+    response_model: str = ""  # the model that answered (a dated snapshot), "" when the response does not say
+    alternatives: list[dict] = field(default_factory=list)  # the other choices of an `n` > 1 call
+    scores: list[ScoreIn] = field(default_factory=list)  # feedback sent with the log (`scores`)
 
 
-def parse_log(obj: object, *, text: str | None = None) -> ParsedLog:
+# The shapes a caller may name for its logs (an import's `format`): each line is then read with that reader alone,
+# and one in another shape is refused saying what it is. Without a format, each log's shape is detected.
+FORMATS = {
+    "openai_chat": "OpenAI Chat Completions call", "openai_responses": "OpenAI Responses API call",
+    "anthropic_messages": "Anthropic Messages call", "messages": "OpenAI fine-tuning line",
+    "prompt_completion": "prompt / completion line", "otel_genai": "OpenTelemetry GenAI span",
+    "openai_batch": "OpenAI Batch API line", "openpipe": "OpenPipe export line",
+    "litellm": "LiteLLM StandardLoggingPayload", "langfuse": "Langfuse observation", "langsmith": "LangSmith run",
+}  # fmt: skip
+
+
+def parse_log(obj: object, *, text: str | None = None, format: str | None = None) -> ParsedLog:
     """Validate one log object in any accepted shape and read it into canonical form.
 
     `text` is the object's JSON text as received, stored as the original; without it, the object is written
     out compactly in its own key order. A lone surrogate or NUL character is replaced by U+FFFD where it
     cannot be stored, with a note. Raises IngestError ("field.path: reason") for anything invalid. A provider
-    error response is not invalid: it gives status "error" and no assistant turn.
+    error response is not invalid: it gives status "error" and no assistant turn. `format` (one of FORMATS): read it
+    as that shape only.
     """
-    return log_read(item_make_storable(RawItem(value=obj, text=text)))
+    return log_read(item_make_storable(RawItem(value=obj, text=text)), format=format)
 
 
-def log_read(item: RawItem) -> ParsedLog:
+def log_read(item: RawItem, *, format: str | None = None) -> ParsedLog:
     """parse_log for an item made storable already (raw.item_make_storable)."""
-    parsed = _read(item.value)
+    parsed = _read(item.value) if not format else _read_as(item.value, format)
     parsed.original_text = item.text if item.text is not None else value_text(item.value)
     parsed.notes = item.notes
     return parsed
@@ -116,6 +134,7 @@ def unreadable_log(item: RawItem, reason: str) -> ParsedLog:
         created_at=fields["created_at"], metadata=fields["metadata"] or {}, tags=fields["tags"] or [],
         external_id=fields["external_id"], original=item.value, search_text="",
         original_text=item.text if item.text is not None else value_text(item.value), notes=item.notes,
+        scores=fields["scores"] or [],
     )  # fmt: skip
 
 
@@ -147,6 +166,39 @@ def _lenient(reader: Callable[[object], object], value: object) -> Any:
         return reader(value)
     except IngestError:
         return None
+
+
+def _read_as(obj: object, format: str) -> ParsedLog:
+    """`obj` read as the shape `format` names. A log recognisably of another shape is refused saying which; one of
+    no recognisable shape is read by the chosen tool's reader, so the refusal names the field it lacks."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown log format {format!r}")
+    recognised = _shape_of(obj) if isinstance(obj, dict) else None
+    if recognised is None and isinstance(obj, dict) and format in _EXPORTED_READERS:
+        return _read_exported(obj, format, _EXPORTED_READERS[format])
+    if recognised == "messages" and format == "openpipe":  # an OpenPipe line without its split
+        return _read_plain(obj, "openpipe", read_openpipe(obj, known=frozenset(MESSAGES_FIELDS)))  # type: ignore[arg-type]
+    parsed = _read(obj)
+    if parsed.format != format:
+        raise fail("", f"the format chosen is {format} ({FORMATS[format]}), but this log is {parsed.format} "
+                   f"({FORMATS[parsed.format]})")  # fmt: skip
+    return parsed
+
+
+def _shape_of(obj: dict) -> str | None:
+    """The shape `_read` takes `obj` for, by its fields alone ("envelope" for a provider call of any API)."""
+    shape = _exported_shape(obj)
+    if shape is not None:
+        return shape[0]
+    if "request" in obj or "response" in obj:
+        return "envelope"
+    if OTLP_KEY in obj:
+        return "otel_genai"
+    if "messages" in obj:
+        return "openpipe" if "split" in obj else "messages"
+    if "prompt" in obj or "completion" in obj:
+        return "prompt_completion"
+    return None
 
 
 def _read(obj: object) -> ParsedLog:
@@ -235,6 +287,7 @@ _EXPORTED: tuple[tuple[str, Callable[[dict], bool], Callable[[dict], ExportedCal
     ("langsmith", is_langsmith_run, langsmith_call),
 )
 _EXPORTED_IDS = {"openai_batch": "custom_id", "litellm": "id", "langfuse": "id", "langsmith": "id"}
+_EXPORTED_READERS = {format: reader for format, _, reader in _EXPORTED}
 
 
 def _exported_shape(obj: dict) -> tuple[str, Callable[[dict], ExportedCall]] | None:
@@ -298,6 +351,9 @@ def _parsed(obj: dict, provider: str, format: str, exchange: Exchange, status_co
         original=obj,
         search_text=search_text(exchange.messages),
         options=exchange.options,
+        response_model=exchange.response_model,
+        alternatives=exchange.alternatives,
+        scores=scores_read(obj.get("scores")),
     )
 
 
@@ -427,4 +483,5 @@ _ENVELOPE_READERS: dict[str, Callable[[object], Any]] = {
     "metadata": _metadata,
     "tags": _tags,
     "external_id": _external_id,
+    "scores": scores_read,
 }

@@ -3,7 +3,7 @@ model call. LangChain chat models record `inputs.messages` (a list of message li
 read) and `outputs.generations`; traced OpenAI clients (`wrap_openai`) record the request's `messages` and the chat
 completion itself. `extra.invocation_params` holds the request settings, `extra.metadata.ls_provider` the provider."""
 
-from curation.logs.ingest.canonical import describe, fail
+from curation.logs.ingest.canonical import MISSING_REASON, describe, fail
 from curation.logs.ingest.exported import (
     ExportedCall,
     an_object,
@@ -27,6 +27,8 @@ def is_langsmith_run(obj: dict) -> bool:
 def langsmith_call(obj: dict) -> ExportedCall:
     """The call an "llm" run records. Raises IngestError naming the run's field."""
     kind = string(obj, LANGSMITH_KEY)
+    if kind is None:
+        raise fail(LANGSMITH_KEY, f"{MISSING_REASON} (a LangSmith run's type; a model call's is {MODEL_CALL!r})")
     if kind != MODEL_CALL:
         raise fail(LANGSMITH_KEY, f"a LangSmith {kind!r} run is not a model call (expected {MODEL_CALL!r})")
     extra = an_object(obj, "extra") or {}

@@ -2,7 +2,7 @@
 docs/my-website/docs/proxy/logging_spec.md): `messages` as sent, `response` the OpenAI-shaped answer, the request
 settings in `model_parameters`, unix-second `startTime` / `endTime`, `status` "success" or "failure"."""
 
-from curation.logs.ingest.canonical import describe, fail
+from curation.logs.ingest.canonical import MISSING_REASON, describe, fail
 from curation.logs.ingest.exported import ExportedCall, an_object, count, duration_ms, moment, string
 
 LITELLM_KEY = "call_type"
@@ -19,6 +19,10 @@ def is_litellm_payload(obj: dict) -> bool:
 def litellm_call(obj: dict) -> ExportedCall:
     """The call a StandardLoggingPayload records. Raises IngestError naming the payload's field."""
     call_type = string(obj, LITELLM_KEY)
+    if call_type is None:
+        raise fail(
+            LITELLM_KEY, f"{MISSING_REASON} (a LiteLLM payload's; a chat call's is one of {', '.join(CHAT_CALLS)})"
+        )
     if call_type not in CHAT_CALLS:
         raise fail(LITELLM_KEY, f"a LiteLLM {call_type!r} call holds no chat conversation (expected one of "
                    f"{', '.join(CHAT_CALLS)})")  # fmt: skip

@@ -159,6 +159,7 @@ class ResponseMessage(TypedDict):
 
 
 class Choice(TypedDict):
+    index: NotRequired[int | None]
     message: ResponseMessage
     finish_reason: NotRequired[str | None]
 
@@ -203,24 +204,46 @@ def read_openai(request: dict, response: dict | None, status_code: int | None) -
 
 
 def options_of(body: dict) -> dict:
-    """The request settings a training line can carry: `parallel_tool_calls`."""
-    return {"parallel_tool_calls": body["parallel_tool_calls"]} if body.get("parallel_tool_calls") is not None else {}
+    """The request settings a training line can carry: `parallel_tool_calls`, and `response_format` unless it is
+    plain text (the default, which says nothing)."""
+    options: dict = {}
+    if body.get("parallel_tool_calls") is not None:
+        options["parallel_tool_calls"] = body["parallel_tool_calls"]
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") != "text":
+        options["response_format"] = response_format
+    return options
 
 
 def _read_response(exchange: Exchange, body: dict) -> None:
-    if body["choices"]:  # n > 1 samples: the first one is the answer we keep
-        choice = body["choices"][0]
-        exchange.messages.append(_assistant(choice["message"], len(exchange.messages)))
-        exchange.finish_reason = choice.get("finish_reason") or ""
+    # n > 1 samples: the choice of the lowest index is the conversation's answer, the others its alternatives.
+    position = len(exchange.messages)
+    for index, choice in sorted(_indexed(body["choices"]), key=lambda pair: pair[0]):
+        message = _assistant(choice["message"], position)
+        finish_reason = choice.get("finish_reason") or ""
+        if len(exchange.messages) == position:
+            exchange.messages.append(message)
+            exchange.finish_reason = finish_reason
+        else:
+            exchange.alternatives.append({"index": index, "message": message, "finish_reason": finish_reason})
     usage = body.get("usage") or {}
     exchange.prompt_tokens = usage.get("prompt_tokens")
     exchange.completion_tokens = usage.get("completion_tokens")
     exchange.total_tokens = usage.get("total_tokens")
     if exchange.total_tokens is None and exchange.prompt_tokens is not None and exchange.completion_tokens is not None:
         exchange.total_tokens = exchange.prompt_tokens + exchange.completion_tokens
-    exchange.model = exchange.model or body.get("model") or ""
+    exchange.response_model = body.get("model") or ""
+    exchange.model = exchange.model or exchange.response_model
     if body.get("created") is not None:
         exchange.created_at = moment_from_unix(body["created"], "response.created")
+
+
+def _indexed(choices: list[dict]) -> list[tuple[int, dict]]:
+    """Each choice with its `index`, or its position where it has none."""
+    return [
+        (choice["index"] if type(choice.get("index")) is int else position, choice)
+        for position, choice in enumerate(choices)
+    ]
 
 
 def messages_to_canonical(messages: list[dict]) -> list[dict]:

@@ -191,6 +191,8 @@ def read_responses(request: dict, response: dict | None, status_code: int | None
     )
     if request.get("parallel_tool_calls") is not None:
         exchange.options["parallel_tool_calls"] = request["parallel_tool_calls"]
+    if (response_format := _response_format(request.get("text"))) is not None:
+        exchange.options["response_format"] = response_format
     if request.get("previous_response_id"):
         # The turns before it are on OpenAI's side: the log holds only this call's part of the conversation.
         exchange.metadata["previous_response_id"] = request["previous_response_id"]
@@ -217,11 +219,23 @@ def _read_response(exchange: Exchange, body: dict, turns: "_Turns") -> None:
     exchange.total_tokens = usage.get("total_tokens")
     if exchange.total_tokens is None and exchange.prompt_tokens is not None and exchange.completion_tokens is not None:
         exchange.total_tokens = exchange.prompt_tokens + exchange.completion_tokens
-    exchange.model = exchange.model or body.get("model") or ""
+    exchange.response_model = body.get("model") or ""
+    exchange.model = exchange.model or exchange.response_model
     if body.get("id"):
         exchange.metadata["response_id"] = body["id"]
     if body.get("created_at") is not None:
         exchange.created_at = moment_from_unix(body["created_at"], "response.created_at")
+
+
+def _response_format(text: object) -> dict | None:
+    """`text.format` in Chat Completions' `response_format` shape, the one the log's options keep: a JSON schema's
+    name, schema, description and strictness go under `json_schema`. Plain text (the default) is None."""
+    format = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(format, dict) or format.get("type") == "text":
+        return None
+    if format.get("type") != "json_schema":
+        return format  # "json_object", and what comes next, as it came
+    return {"type": "json_schema", "json_schema": {key: value for key, value in format.items() if key != "type"}}
 
 
 def _tool(tool: dict) -> dict:

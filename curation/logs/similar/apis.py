@@ -101,9 +101,6 @@ class LogSimilarApi(ProjectScopedApi):
         log = log_get(project=project, log_id=log_id)
         if log is None:
             raise exceptions.NotFound(f"Log {log_id} not found in project '{project.slug}'.")
-        unknown = sorted(set(request.query_params) - FILTER_PARAMS - {"project", "k"})
-        if unknown:
-            raise exceptions.ValidationError({unknown[0]: ["Unknown parameter."]})
         raw = request.query_params.get("k", str(RESULTS_DEFAULT))
         if not is_whole_number(raw) or not 1 <= int(raw) <= RESULTS_MAX:
             raise exceptions.ValidationError({"k": [f"A whole number from 1 to {RESULTS_MAX}."]})

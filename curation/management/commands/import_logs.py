@@ -1,14 +1,20 @@
+import shutil
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from tqdm import tqdm
 
+from curation.logs.imports.batch_join import BatchJoinError, batch_files_join, join_summary
+from curation.logs.imports.files import ExpandedTooLarge
 from curation.logs.imports.run import import_job_run
 from curation.logs.imports.services import PendingImportsTooLarge, import_job_create, import_job_create_local
 from curation.logs.imports.sniff import import_file_problem
+from curation.logs.ingest.envelope import FORMATS
 from curation.models import ImportJob, Project
 
 WORKER_HINT_AFTER_S = 10
@@ -25,8 +31,42 @@ class Command(BaseCommand):
         parser.add_argument("--project", required=True, help="Project slug.")
         parser.add_argument("--inline", action="store_true", help="Import in this process; no worker needed.")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar (for logs and scripts).")
+        parser.add_argument(
+            "--format", choices=sorted(FORMATS), default="",
+            help="Read every line as this shape; by default each line's shape is recognised.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--batch-input", type=Path, metavar="INPUT",
+            help="FILE is an OpenAI Batch API output file and INPUT its input file: each answer is imported with its "
+            "request (joined by custom_id).",
+        )  # fmt: skip
 
-    def handle(self, *args: object, file: Path, project: str, inline: bool, no_progress: bool, **opts: object) -> None:
+    def handle(self, *args: object, file: Path, batch_input: Path | None, **opts: Any) -> None:
+        if batch_input is None:
+            self._import(file, **opts)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            self._import(self._joined(file, batch_input, Path(folder)), **opts)
+
+    def _joined(self, file: Path, batch_input: Path, folder: Path) -> Path:
+        """The Batch output file joined to its input file, in `folder` under the output file's name."""
+        for path in (file, batch_input):
+            if not path.is_file():
+                raise CommandError(f"{path}: no such file")
+        try:
+            with file.open("rb") as output, batch_input.open("rb") as input:
+                join = batch_files_join(output, input)
+        except (BatchJoinError, ExpandedTooLarge) as exc:
+            raise CommandError(f"{batch_input}: {exc}") from None
+        joined = folder / file.name
+        with joined.open("wb") as out:
+            shutil.copyfileobj(join.file, out)
+        self.stdout.write(f"Joined {file.name} to {batch_input.name}: {join_summary(join)}.")
+        return joined
+
+    def _import(
+        self, file: Path, *, project: str, inline: bool, no_progress: bool, format: str, **opts: object
+    ) -> None:
         if not file.is_file():
             raise CommandError(f"{file}: no such file")
         found = Project.objects.filter(slug=project).first()
@@ -39,7 +79,7 @@ class Command(BaseCommand):
         bar = tqdm(total=file.stat().st_size, unit="B", unit_scale=True, desc=file.name, disable=no_progress)
         show = _progress_to(bar)
         if inline:
-            job = import_job_create_local(project=found, path=file)
+            job = import_job_create_local(project=found, path=file, format=format)
             try:
                 job = import_job_run(job_id=job.pk, path=file, on_progress=show)
             except Exception as exc:
@@ -47,7 +87,9 @@ class Command(BaseCommand):
         else:
             try:
                 with file.open("rb") as handle, transaction.atomic():
-                    job = import_job_create(project=found, file=File(handle, name=file.name), source_name=file.name)
+                    job = import_job_create(
+                        project=found, file=File(handle, name=file.name), source_name=file.name, format=format
+                    )
             except PendingImportsTooLarge as exc:
                 raise CommandError(f"{exc} Or import it here with --inline.") from None
             job = self._follow(job, show)
