@@ -156,7 +156,8 @@ def test_the_api_refuses_a_judge_of_another_project(client_for, editor, tuned, o
     answer = client_for(editor).post(f"/api/v1/finetunes/{tuned.pk}/evaluations?project=acme",
                                      {"judge": foreign.pk}, format="json")  # fmt: skip
 
-    assert answer.status_code == 400 and answer.json()["judge"] == ["No such endpoint in this project."]
+    assert answer.status_code == 400
+    assert answer.json()["judge"] == [f"Endpoint {foreign.pk} not found in this project."]
 
 
 def test_the_page_shows_the_verdict_with_its_intervals_and_the_form_to_editors(client, editor, viewer, tuned, judge):

@@ -75,7 +75,8 @@ class EvaluationsApi(ProjectScopedApi):
         if data.validated_data.get("judge") is not None:
             judge = ModelEndpoint.objects.filter(project=project, pk=data.validated_data["judge"]).first()
             if judge is None:
-                raise exceptions.ValidationError({"judge": ["No such endpoint in this project."]})
+                wanted = data.validated_data["judge"]
+                raise exceptions.ValidationError({"judge": [f"Endpoint {wanted} not found in this project."]})
         try:
             run = evaluation_create(
                 job=job, judge=judge, rubric=data.validated_data.get("rubric", ""),

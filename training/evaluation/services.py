@@ -53,7 +53,7 @@ def evaluation_create(
     if job.status != FineTuneStatus.SUCCEEDED or job.weights_deleted_at is not None:
         raise ValidationError({"job": "Only a fine-tune that succeeded and still has its weights can be evaluated."})
     if judge is not None and judge.project_id != job.project_id:
-        raise ValidationError({"judge": "No such endpoint in this project."})
+        raise ValidationError({"judge": f"Endpoint {judge.pk} not found in this project."})
     if not 1 <= max_examples <= MAX_EXAMPLES:
         raise ValidationError({"max_examples": f"Between 1 and {MAX_EXAMPLES}."})
     if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
