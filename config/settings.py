@@ -226,6 +226,7 @@ CELERY_TASK_ROUTES = {
     # The reaper watches the GPU workers, so it must not wait behind them: it runs on the default queue.
     "training.tasks.finetune_reap_task": {"queue": "default"},
     "training.tasks.loss_preview_task": {"queue": "default"},  # a tokenizer, no GPU
+    "training.tasks.evaluation_score_task": {"queue": "default"},  # metrics and judge calls, no GPU
     "training.*": {"queue": "gpu"},
 }
 CELERY_BEAT_SCHEDULE = {

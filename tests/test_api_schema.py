@@ -102,6 +102,7 @@ VALID_BUT_REFUSED = {
     ("GET /api/v1/imports", "cursor"): "a cursor is an opaque token, as above",
     ("GET /api/v1/finetunes", "cursor"): "a cursor is an opaque token, as above",
     ("GET /api/v1/endpoints", "cursor"): "a cursor is an opaque token, as above",
+    ("GET /api/v1/finetunes/{job_id}/evaluations", "cursor"): "a cursor is an opaque token, as above",
     ("PATCH /api/v1/datasets/{dataset_id}/entries/{entry_id}", "messages"): "an entry's conversation is read by "
     "the same readers as a log's (roles, tool calls, a turn to train on), with an error naming the path",
     ("PATCH /api/v1/datasets/{dataset_id}/entries/{entry_id}", "tools"): "as for messages",
@@ -129,7 +130,7 @@ VALID_BUT_REFUSED = {
 FILTERED = {"POST /api/v1/logs/bulk", "POST /api/v1/datasets/{dataset_id}/entries"}
 # A field naming a row (in the body, or `similar_to`) answers 400 naming it when no such row is in the project:
 # which ids exist is not something a schema can say. Any other field in the 400 is a real failure.
-ROW_FIELDS = {"dataset", "snapshot", "base_model", "into", "log_ids", "tags", "filter", "similar_to"}
+ROW_FIELDS = {"dataset", "snapshot", "base_model", "into", "log_ids", "tags", "filter", "similar_to", "judge"}
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/schema?format=json", application)
 

@@ -293,3 +293,43 @@ class ModelEndpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.model})"
+
+
+class EvaluationRun(BackgroundWork, models.Model):
+    """A fine-tune judged on the validation split of the snapshot it trained on: the tuned model's answers against
+    the base model's and against the logged answers (the teacher), by metrics with intervals and, with a judge
+    endpoint, by pairwise verdicts. A GPU worker writes the answers; a CPU worker scores them and asks the judge."""
+
+    job = models.ForeignKey(FineTuneJob, on_delete=models.CASCADE, related_name="evaluations")
+    status = models.CharField(max_length=16, choices=FineTuneStatus.choices, default=FineTuneStatus.QUEUED)
+    stage = models.CharField(max_length=16, blank=True)  # "answers" (GPU), "scoring" (metrics and the judge)
+    # The judge; null: no judge (metrics only), or its endpoint was removed since (judge_name keeps which it was).
+    judge = models.ForeignKey("ModelEndpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    judge_name = models.CharField(max_length=200, blank=True)  # "endpoint (model)" when the run started
+    rubric = models.TextField(blank=True)
+    max_examples = models.PositiveIntegerField(default=100)
+    max_new_tokens = models.PositiveIntegerField(default=256)
+    done = models.PositiveIntegerField(default=0)  # judge calls answered
+    total = models.PositiveIntegerField(default=0)  # judge calls to make
+    examples = models.JSONField(default=list, blank=True)  # [{entry_id, line, prompt, reference, base, tuned}]
+    results = models.JSONField(default=dict, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"evaluation {self.pk} of job {self.job_id} ({self.status})"
+
+    def work_counts(self) -> tuple[int, int]:
+        return self.done, self.total
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED

@@ -2,6 +2,7 @@ from django.urls import path
 
 from training import views
 from training.endpoints import views as endpoint_views
+from training.evaluation import views as evaluation_views
 
 urlpatterns = [
     path("p/<slug:slug>/finetunes/", views.finetune_list, name="finetunes"),
@@ -41,4 +42,5 @@ urlpatterns = [
         name="dataset-entry-loss-preview-panel",
     ),
     *endpoint_views.urlpatterns,
+    *evaluation_views.urlpatterns,
 ]

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from training.endpoints.apis import EndpointCheckApi, EndpointDetailApi, EndpointsApi
+from training.evaluation.apis import EvaluationCancelApi, EvaluationDetailApi, EvaluationsApi
 from training.finetunes.apis import (
     BaseModelsApi,
     FineTuneAdapterApi,
@@ -31,6 +32,17 @@ urlpatterns = [
         "finetunes/<int:job_id>/generations/<int:generation_id>",
         GenerationDetailApi.as_view(),
         name="api-finetune-generation",
+    ),
+    path("finetunes/<int:job_id>/evaluations", EvaluationsApi.as_view(), name="api-finetune-evaluations"),
+    path(
+        "finetunes/<int:job_id>/evaluations/<int:evaluation_id>",
+        EvaluationDetailApi.as_view(),
+        name="api-finetune-evaluation",
+    ),
+    path(
+        "finetunes/<int:job_id>/evaluations/<int:evaluation_id>/cancel",
+        EvaluationCancelApi.as_view(),
+        name="api-finetune-evaluation-cancel",
     ),
     path("base-models", BaseModelsApi.as_view(), name="api-base-models"),
     path("endpoints", EndpointsApi.as_view(), name="api-endpoints"),

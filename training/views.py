@@ -17,6 +17,7 @@ from curation.common.views import AuthenticatedRequest, can_edit, dataset_or_404
 from curation.datasets import selectors as dataset_stats
 from curation.models import Dataset, DatasetEntry, Membership, Role
 from training import selectors
+from training.evaluation.views import evaluations_context
 from training.finetunes.deletion import finetune_delete, finetune_deletion_plan, finetune_weights_delete
 from training.finetunes.services import finetune_cancel, finetune_create, finetune_estimate
 from training.forms import FineTuneForm, LossPreviewForm, PlaygroundForm
@@ -153,6 +154,7 @@ def finetune_detail(request: AuthenticatedRequest, slug: str, job_id: int) -> Ht
         "generations": list(selectors.generations_for_job(job=job)),
         "playground_form": PlaygroundForm(),
         **_status_context(job),
+        **evaluations_context(job, membership),
     }
     return render(request, "training/finetune.html", context)
 

@@ -34,7 +34,7 @@ from tests.factories import BaseModelFactory, ProjectFactory, UserFactory
 from training.endpoints.secrets import secret_encrypt
 from training.finetunes.services import finetune_create
 from training.forms import ADVANCED, MAIN
-from training.models import FineTuneJob, FineTuneStatus, Generation, LossPreview, ModelEndpoint
+from training.models import EvaluationRun, FineTuneJob, FineTuneStatus, Generation, LossPreview, ModelEndpoint
 from training.trainer.config import TrainConfig
 
 # Routes outside the tenant model: sign-in, the admin (Django's own staff checks), the public API description.
@@ -50,7 +50,7 @@ OBJECT_OF_SEGMENT = {
     "logs": "log", "imports": "import", "bulk-jobs": "bulk", "jobs": "bulk", "datasets": "dataset",
     "entries": "entry", "tags": "tag", "snapshots": "snapshot", "finetunes": "finetune", "keys": "key",
     "views": "view", "generations": "generation", "loss-preview": "preview", "redaction-jobs": "redaction",
-    "endpoints": "endpoint",
+    "endpoints": "endpoint", "evaluations": "evaluation",
     "scores": "score",
 }  # fmt: skip
 
@@ -121,6 +121,7 @@ BASELINES = {
     "api-key-new": [{"name": "fuzzed", "role": "viewer"}],
     "tag-edit": [{"name": "fuzzed"}],
     "tag-merge": [{"into": "{tag}"}],
+    "finetune-evaluate": [{"judge": "", "max_examples": "5", "max_new_tokens": "8", "rubric": ""}],
     "endpoints": [ENDPOINT],
     "endpoint-edit": [ENDPOINT],
     "log-score-add": [{"name": "quality", "value": "4", "comment": "fuzzed"}],
@@ -192,6 +193,9 @@ def tenant_create(slug: str) -> Tenant:
         "view": SavedView.objects.create(project=project, name=f"view {marker}", query=f"q={marker}").pk,
         "redaction": RedactionJob.objects.create(dataset=dataset, kinds=["EMAIL"], error=marker).pk,
         "key": project.api_keys.first().pk,  # type: ignore[union-attr]
+        "evaluation": EvaluationRun.objects.create(
+            job=job, examples=[{"prompt": chat[:1], "reference": marker, "base": marker, "tuned": marker}]
+        ).pk,
         # A URL no setting allows: checking it answers at once, without a call.
         "endpoint": ModelEndpoint.objects.create(
             project=project,

@@ -153,13 +153,15 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
     ),
     "endpoints_update": ({"model": "gpt-4o-mini", "api_key": "sk-2"}, {"endpoints.update"}),
     "endpoints_destroy": (None, {"endpoints.delete"}),
+    "finetune_evaluations_create": ({"max_examples": 5}, {"finetune.evaluate"}),
+    "finetune_evaluations_cancel": (None, {"finetune.evaluation_cancel"}),
 }
 # Operations only an owner may make (the others are made by an editor).
 BY_OWNER = {"endpoints_create", "endpoints_update", "endpoints_destroy"}
 # The fine-tune a path names: a queued one for cancelling (a succeeded one has nothing to cancel).
 PATH_OBJECTS = {
     "log_id": "log", "dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune",
-    "endpoint_id": "endpoint",
+    "endpoint_id": "endpoint", "evaluation_id": "evaluation",
     "score_id": "score",
 }  # fmt: skip
 PATH_OVERRIDES = {"finetunes_cancel": {"job_id": "queued_finetune"}}

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from training.endpoints.client import ChatAnswer, EndpointTarget, chat_many
-from training.evaluation.metrics import LOSS, TIE, WIN, WinRate, estimate, win_rate
+from training.evaluation.metrics import LOSS, TIE, WIN, Estimate, WinRate, estimate, win_rate
 
 DEFAULT_RUBRIC = """\
 Judge which answer is better for the user, as a careful expert reviewer would. In order of importance:
@@ -74,7 +74,7 @@ class JudgeSummary:
     win_rate: WinRate
     judged: int  # pairs with both verdicts
     failed: int  # pairs a call failed for (not in the win rate)
-    position_agreement: object  # Estimate: the share of pairs whose two orders agreed
+    position_agreement: Estimate | None  # the share of pairs whose two orders agreed
 
 
 def judge_messages(pair: Pair, rubric: str, *, candidate_first: bool) -> list[dict]:

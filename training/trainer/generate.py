@@ -38,3 +38,17 @@ def generate(*, model: str, adapter_dir: str | None, messages: list[dict], max_n
     return generate_answers(
         loaded, tokenizer, [template_messages(messages)], stop_ids=stop_ids, max_new_tokens=max_new_tokens
     )[0]
+
+
+def answers(
+    *, model: str, adapter_dir: str | None, conversations: list[list[dict]], max_new_tokens: int = 256
+) -> list[str]:
+    """Greedy answers to many conversations (OpenAI chat shape) from `model`, with the adapter when given, batched:
+    an evaluation's candidates. The model is loaded once per child process."""
+    from training.trainer.evaluate import generate_answers
+
+    loaded, tokenizer, stop_ids = _load(model, adapter_dir)
+    return generate_answers(
+        loaded, tokenizer, [template_messages(c) for c in conversations], stop_ids=stop_ids,
+        max_new_tokens=max_new_tokens,
+    )  # fmt: skip
