@@ -299,6 +299,7 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "curation.models.JobStatus",
         "LogStatusEnum": "curation.models.LogStatus",
         "ChatRoleEnum": "curation.logs.schemas.CHAT_ROLES",  # a chat message's role, in a log sent
+        "ScoreSourceEnum": "curation.models.scores.ScoreSource",  # who gave a score, in and out
     },
 }
 

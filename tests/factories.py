@@ -37,6 +37,7 @@ from curation.models import (
     LogEmbedding,
     LogEmbeddingJob,
     LogEntry,
+    LogScore,
     LogTag,
     Membership,
     Project,
@@ -47,7 +48,17 @@ from curation.models import (
 )
 from curation.projects.services import api_key_create
 from curation.text.embeddings import DIMENSION, text_hash, text_of_conversation, vector_bytes
-from training.models import BaseModel, ExampleLoss, FineTuneJob, Generation, LossPreview, MetricPoint
+from training.endpoints.secrets import secret_encrypt
+from training.models import (
+    BaseModel,
+    EvaluationRun,
+    ExampleLoss,
+    FineTuneJob,
+    Generation,
+    LossPreview,
+    MetricPoint,
+    ModelEndpoint,
+)
 
 PASSWORD = "correct horse battery staple"  # every factory user's; the browser tests log in with it
 
@@ -278,6 +289,19 @@ class BulkJobFactory(factory.django.DjangoModelFactory):
     params = factory.LazyFunction(lambda: {"tags": ["reviewed"]})
 
 
+class LogScoreFactory(factory.django.DjangoModelFactory):
+    """A thumbs-up sent with the API (`log_scores_add` is the path that checks and audits)."""
+
+    class Meta:
+        model = LogScore
+
+    log = factory.SubFactory(LogEntryFactory)
+    project = factory.SelfAttribute("log.project")
+    name = "thumbs"
+    value_text = "up"
+    source = "api"
+
+
 class LogEmbeddingFactory(factory.django.DjangoModelFactory):
     """A log's embedding, fresh: its `text_hash` is the hash of the log's text as it is now."""
 
@@ -430,3 +454,27 @@ class LossPreviewFactory(factory.django.DjangoModelFactory):
 
     entry = factory.SubFactory(DatasetEntryFactory)
     base_model = "tiny"
+
+
+class ModelEndpointFactory(factory.django.DjangoModelFactory):
+    """An OpenAI-compatible endpoint with an encrypted key (`endpoint_create` is the path that checks the host)."""
+
+    class Meta:
+        model = ModelEndpoint
+
+    project = factory.SubFactory(ProjectFactory)
+    name = factory.Sequence(lambda n: f"judge {n}")
+    base_url = "https://api.openai.com/v1"
+    model = "gpt-4o-mini"
+    api_key_encrypted = factory.LazyFunction(lambda: secret_encrypt("sk-test-0123456789abcdef"))
+    api_key_hint = "…cdef"
+
+
+class EvaluationRunFactory(factory.django.DjangoModelFactory):
+    """A queued evaluation of a fine-tune (`evaluation_create` is the path that checks the job and enqueues)."""
+
+    class Meta:
+        model = EvaluationRun
+
+    job = factory.SubFactory(FineTuneJobFactory)
+    max_examples = 10

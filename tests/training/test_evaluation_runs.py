@@ -186,3 +186,9 @@ def test_the_page_starts_a_run(client, editor, tuned, django_capture_on_commit_c
     assert answer.status_code == 302 and answer["Location"].endswith("#verdict")
     run = EvaluationRun.objects.get(job=tuned)
     assert (run.max_examples, run.judge_id, run.rubric) == (10, None, "")
+
+
+def test_the_api_answers_409_for_a_fine_tune_not_finished(client_for, editor, job):
+    answer = client_for(editor).post(f"/api/v1/finetunes/{job.pk}/evaluations?project=acme", {}, format="json")
+
+    assert answer.status_code == 409 and answer.json()["status"] == "queued"

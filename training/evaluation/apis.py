@@ -1,6 +1,5 @@
 """REST API of evaluation runs: start one on a fine-tune (editors), follow it, read its verdict, cancel it."""
 
-from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
@@ -12,7 +11,7 @@ from curation.common.pagination import keyset_page
 from curation.common.permissions import project_for_request
 from curation.models import Project, Role
 from training.evaluation.services import MAX_EXAMPLES, MAX_NEW_TOKENS, evaluation_cancel, evaluation_create
-from training.finetunes.apis import job_or_404
+from training.finetunes.apis import STATE_RESPONSE, job_or_404, state_call
 from training.models import EvaluationRun, ModelEndpoint
 
 
@@ -64,7 +63,8 @@ class EvaluationsApi(ProjectScopedApi):
         "model's and the logged ones: exact match, ROUGE-L, chrF (and JSON validity, label metrics where they "
         "apply), each with n and a 95% bootstrap interval; with a `judge` endpoint, pairwise win rates judged in "
         "both orders. A GPU worker answers, then a CPU worker scores; poll the evaluation.",
-        parameters=[PROJECT_PARAMETER], request=EvaluationInput, responses={202: EvaluationOutput},
+        parameters=[PROJECT_PARAMETER], request=EvaluationInput,
+        responses={202: EvaluationOutput, 409: STATE_RESPONSE},
     )  # fmt: skip
     def post(self, request: Request, job_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
@@ -77,14 +77,11 @@ class EvaluationsApi(ProjectScopedApi):
             if judge is None:
                 wanted = data.validated_data["judge"]
                 raise exceptions.ValidationError({"judge": [f"Endpoint {wanted} not found in this project."]})
-        try:
-            run = evaluation_create(
-                job=job, judge=judge, rubric=data.validated_data.get("rubric", ""),
-                max_examples=data.validated_data["max_examples"], max_new_tokens=data.validated_data["max_new_tokens"],
-                **request_actor(request),
-            )  # fmt: skip
-        except ValidationError as exc:
-            raise exceptions.ValidationError(exc.message_dict) from None
+        run = state_call(
+            evaluation_create, job=job, judge=judge, rubric=data.validated_data.get("rubric", ""),
+            max_examples=data.validated_data["max_examples"], max_new_tokens=data.validated_data["max_new_tokens"],
+            **request_actor(request),
+        )  # fmt: skip
         return Response(EvaluationOutput(run).data, status=status.HTTP_202_ACCEPTED)
 
 

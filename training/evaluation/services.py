@@ -51,7 +51,9 @@ def evaluation_create(
 ) -> EvaluationRun:  # fmt: skip
     """Queue an evaluation of a succeeded fine-tune whose weights are kept. Raises ValidationError naming the field."""
     if job.status != FineTuneStatus.SUCCEEDED or job.weights_deleted_at is not None:
-        raise ValidationError({"job": "Only a fine-tune that succeeded and still has its weights can be evaluated."})
+        raise ValidationError(
+            {"status": "Only a fine-tune that succeeded and still has its weights can be evaluated."}
+        )
     if judge is not None and judge.project_id != job.project_id:
         raise ValidationError({"judge": f"Endpoint {judge.pk} not found in this project."})
     if not 1 <= max_examples <= MAX_EXAMPLES:

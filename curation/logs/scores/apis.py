@@ -14,7 +14,6 @@ from curation.logs.ingest.scores import (
     COMMENT_MAX,
     NAME_PATTERN,
     SCORES_MAX,
-    SOURCES,
     TEXT_VALUE_MAX,
     ScoreIn,
     score_read,
@@ -22,7 +21,7 @@ from curation.logs.ingest.scores import (
 from curation.logs.scores.selectors import log_score_get, log_scores
 from curation.logs.scores.services import log_score_delete, log_scores_add
 from curation.logs.selectors import log_get
-from curation.models import LogEntry, LogScore, Project, Role, actor_label
+from curation.models import LogEntry, LogScore, Project, Role, ScoreSource, actor_label
 
 
 @extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string", "minLength": 1, "maxLength": TEXT_VALUE_MAX}]})
@@ -58,7 +57,7 @@ class ScoreInput(StrictInput):
     value = ScoreValueField(required=False, help_text="A finite number, or a category (1 to 100 characters).")
     # A declared field, taken out of the class by DRF's metaclass: Field.source (the attribute read) is untouched.
     source = serializers.ChoiceField(  # type: ignore[assignment]
-        choices=SOURCES, required=False, help_text="Default: `api` for an API key, `user` for a session."
+        choices=ScoreSource.choices, required=False, help_text="Default: `api` for an API key, `user` for a session."
     )
     comment = serializers.CharField(max_length=COMMENT_MAX, required=False, allow_blank=True, trim_whitespace=False)
 
