@@ -100,17 +100,39 @@ def logs_ingest(
     With a `pii_budget` (a web request), the logs past it are stored unscanned (`pii_pending`) for a worker to
     scan, or refused by index when the project redacts personal data at ingestion.
     """
+    batch = logs_prepare(project=project, items=items, keep_unreadable=keep_unreadable, pii_budget=pii_budget)
+    return logs_store(project=project, batch=batch)
+
+
+@dataclass(slots=True)
+class PreparedLogs:
+    """A batch read and scanned for personal data, not stored yet: what `logs_store` writes."""
+
+    result: IngestResult  # its rejections, unreadable items and notes so far
+    logs: list[tuple[ParsedLog, list[str] | None]] = field(default_factory=list)  # with their kinds of personal data
+    indexes: list[int] = field(default_factory=list)  # the item index of each of `logs`
+
+
+def logs_prepare(
+    *,
+    project: Project,
+    items: Sequence[object],
+    keep_unreadable: bool | None = None,
+    pii_budget: PiiBudget | None = None,
+) -> PreparedLogs:
+    """The first half of `logs_ingest`: the items read, checked and scanned (redacted when the project says so).
+    It touches no database, so a file import runs it in a thread for the next batch while the database stores
+    the one before."""
     keep = project.keep_unreadable if keep_unreadable is None else keep_unreadable
-    result = IngestResult()
-    parsed: list[tuple[ParsedLog, list[str] | None]] = []
-    indexes: list[int] = []
+    batch = PreparedLogs(result=IngestResult())
     for index, item in enumerate(items):
-        log = _read_item(item if isinstance(item, RawItem) else RawItem(value=item, text=None), index, keep, result)
+        raw = item if isinstance(item, RawItem) else RawItem(value=item, text=None)
+        log = _read_item(raw, index, keep, batch.result)
         if log is None:
             continue
         if pii_budget is not None and not pii_budget.allows(log):
             if project.redact_pii_on_ingest:
-                result.rejected.append(Rejection(index=index, error=PII_BUDGET_REASON))
+                batch.result.rejected.append(Rejection(index=index, error=PII_BUDGET_REASON))
                 continue
             kinds = None  # stored now, scanned by a worker
         else:
@@ -118,17 +140,23 @@ def logs_ingest(
             kinds = _pii_apply(log, redact=project.redact_pii_on_ingest)
             if pii_budget is not None:
                 pii_budget.spent += time.perf_counter() - started
-        result.notes.extend(Note(index=index, note=note) for note in log.notes)
-        parsed.append((log, kinds))
-        indexes.append(index)
-    if parsed:
-        stored = _store(project=project, logs=parsed)
+        batch.result.notes.extend(Note(index=index, note=note) for note in log.notes)
+        batch.logs.append((log, kinds))
+        batch.indexes.append(index)
+    return batch
+
+
+def logs_store(*, project: Project, batch: PreparedLogs) -> IngestResult:
+    """The second half of `logs_ingest`: store the prepared logs that are not duplicates; the batch's result."""
+    result = batch.result
+    if batch.logs:
+        stored = _store(project=project, logs=batch.logs)
         result.ids = [
-            StoredId(index=i, id=log_id, duplicate=dup) for i, (log_id, dup) in zip(indexes, stored, strict=True)
+            StoredId(index=i, id=log_id, duplicate=dup) for i, (log_id, dup) in zip(batch.indexes, stored, strict=True)
         ]
         result.duplicates = sum(dup for _, dup in stored)
         result.accepted = len(stored) - result.duplicates
-        if any(kinds is None for _, kinds in parsed):
+        if any(kinds is None for _, kinds in batch.logs):
             transaction.on_commit(lambda: pii_pending_send(project.pk))
     return result
 
