@@ -206,16 +206,27 @@ def test_a_file_of_large_lines_is_committed_in_batches_bounded_by_bytes_not_only
     real_commit = run._commit_batch
     batches: list[tuple[int, int, int]] = []  # (lines held, bytes of line text held, lines_done once committed)
 
+    real_read = run._batch_read
+    events: list[tuple[str, int]] = []
+
+    def reading(job, batch):
+        events.append(("read", batch.last_line))
+        return real_read(job, batch)
+
     def counting_commit(job, batch) -> None:
         real_commit(job, batch)
+        events.append(("stored", batch.last_line))
         held = sum(len(log.original_text.encode()) for log, _ in batch.logs.logs)
         batches.append((len(batch.logs.logs), held, ImportJob.objects.get(pk=job.pk).lines_done))
 
+    monkeypatch.setattr(run, "_batch_read", reading)
     monkeypatch.setattr(run, "_commit_batch", counting_commit)
 
     job = import_job_run(job_id=job.pk, path=path)
 
     assert [(lines, done) for lines, _, done in batches] == [(2, 2), (2, 4), (2, 7)]
+    # Two batches would hold more than LOGTUNE_IMPORT_BATCH_BYTES: none is read while the one before is held.
+    assert events == [("read", 2), ("stored", 2), ("read", 4), ("stored", 4), ("read", 7), ("stored", 7)]
     assert all(held <= 250_000 for _, held, _ in batches)
     assert (job.status, job.accepted, job.rejected, job.lines_done) == (JobStatus.SUCCEEDED, 6, 1, 7)
     assert ImportLineError.objects.get(job=job).error == "line is longer than 300000 bytes"
