@@ -111,6 +111,7 @@ class PreparedLogs:
     result: IngestResult  # its rejections, unreadable items and notes so far
     logs: list[tuple[ParsedLog, list[str] | None]] = field(default_factory=list)  # with their kinds of personal data
     indexes: list[int] = field(default_factory=list)  # the item index of each of `logs`
+    rows: list[dict[str, object]] = field(default_factory=list)  # the LogEntry columns of each of `logs`, ids aside
 
 
 def logs_prepare(
@@ -125,6 +126,7 @@ def logs_prepare(
     the one before."""
     keep = project.keep_unreadable if keep_unreadable is None else keep_unreadable
     batch = PreparedLogs(result=IngestResult())
+    now = timezone.now()
     for index, item in enumerate(items):
         raw = item if isinstance(item, RawItem) else RawItem(value=item, text=None)
         log = _read_item(raw, index, keep, batch.result)
@@ -143,6 +145,7 @@ def logs_prepare(
         batch.result.notes.extend(Note(index=index, note=note) for note in log.notes)
         batch.logs.append((log, kinds))
         batch.indexes.append(index)
+        batch.rows.append(_values(project.pk, log, kinds, now))
     return batch
 
 
@@ -150,7 +153,7 @@ def logs_store(*, project: Project, batch: PreparedLogs) -> IngestResult:
     """The second half of `logs_ingest`: store the prepared logs that are not duplicates; the batch's result."""
     result = batch.result
     if batch.logs:
-        stored = _store(project=project, logs=batch.logs)
+        stored = _store(project=project, logs=batch.logs, rows=batch.rows)
         result.ids = [
             StoredId(index=i, id=log_id, duplicate=dup) for i, (log_id, dup) in zip(batch.indexes, stored, strict=True)
         ]
@@ -256,21 +259,21 @@ def log_ranges_check(log: ParsedLog) -> None:
             raise IngestError(f"{name}: {value} is too large (at most {_MAX_INT})")
 
 
-def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> list[tuple[int, bool]]:
-    """Insert the logs that are not duplicates; returns, for each log in order, its id and whether it was a duplicate
-    (then the id is the log stored before with its external_id)."""
+def _store(
+    *, project: Project, logs: list[tuple[ParsedLog, list[str] | None]], rows: list[dict[str, object]]
+) -> list[tuple[int, bool]]:
+    """Insert the logs (whose columns are `rows`) that are not duplicates; returns, for each log in order, its id and
+    whether it was a duplicate (then the id is the log stored before with its external_id)."""
     for attempt in range(_STORE_ATTEMPTS):
         try:
             with transaction.atomic():
                 known, fresh_at = _duplicates(project=project, logs=logs)
                 fresh = [logs[at] for at in fresh_at]
+                fresh_rows = [rows[at] for at in fresh_at]
                 if connection.vendor == "postgresql":
-                    ids = _copy_insert(project=project, logs=fresh)
+                    ids = _copy_insert(project=project, logs=fresh, rows=fresh_rows)
                 else:
-                    now = timezone.now()
-                    entries = LogEntry.objects.bulk_create(
-                        [LogEntry(**_values(project.pk, log, kinds, now)) for log, kinds in fresh]
-                    )
+                    entries = LogEntry.objects.bulk_create([LogEntry(**row) for row in fresh_rows])
                     ids = [e.pk for e in entries]
                     _attach_tags(project=project, log_ids=ids, names=[log.tags for log, _ in fresh])
                 return _ids_in_order(logs, known, dict(zip(fresh_at, ids, strict=True)))
@@ -500,12 +503,12 @@ _COPY_TAGS = "COPY curation_logtag (log_id, tag_id) FROM STDIN"
 _NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('curation_logentry', 'id')) FROM generate_series(1, %s)"
 
 
-def _copy_insert(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> list[int]:
-    """Insert the logs; returns their ids, in order."""
+def _copy_insert(
+    *, project: Project, logs: list[tuple[ParsedLog, list[str] | None]], rows: list[dict[str, object]]
+) -> list[int]:
+    """Insert the logs, whose columns are `rows`; returns their ids, in order."""
     if not logs:
         return []
-    now = timezone.now()
-    rows = [_values(project.pk, log, kinds, now) for log, kinds in logs]
     columns = list(rows[0])
     # orjson writes the JSON columns several times faster than the json module Django would use.
     json_at = [i for i, column in enumerate(columns) if column in _JSON_COLUMNS]
