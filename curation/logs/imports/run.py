@@ -252,19 +252,20 @@ def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: 
     """Store the file batch by batch, in order. With LOGTUNE_IMPORT_READ_AHEAD a thread reads the next batch (JSON,
     readers, personal data) while this one waits for the database to store the one before: on two cores that
     overlaps Python's work with PostgreSQL's. The thread touches no database; commits stay in this thread and in
-    file order, so the committed lines remain a prefix of the file that a resumed run goes on after. Two batches
-    are read ahead of each other only while they hold LOGTUNE_IMPORT_BATCH_BYTES of line text together: a file of
-    large lines is read and stored one batch after the other, in the memory of one batch, as without the thread."""
+    file order, so the committed lines remain a prefix of the file that a resumed run goes on after. A batch is read
+    in the thread only while it and the one before hold LOGTUNE_IMPORT_BATCH_BYTES of line text together: a file of
+    large lines is read and stored here, one batch after the other, in the memory of one batch, as without it."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-read") as pool:
         read_ahead = pool if settings.LOGTUNE_IMPORT_READ_AHEAD else None
         pending: Future[_Batch] | None = None
         pending_size = 0
         try:
             for batch in _batches(job, raw, stream):
-                if pending is not None and pending_size + batch.size > settings.LOGTUNE_IMPORT_BATCH_BYTES:
+                together = pending_size + batch.size <= settings.LOGTUNE_IMPORT_BATCH_BYTES
+                if pending is not None and not together:
                     _commit_and_report(job, pending.result(), on_progress)
                     pending = None
-                future = _submit(read_ahead, job, batch)
+                future = _submit(read_ahead if together else None, job, batch)
                 if pending is not None:
                     _commit_and_report(job, pending.result(), on_progress)
                 pending, pending_size = future, batch.size
