@@ -10,6 +10,10 @@ Writes a file of realistic ~1 KB logs to a temporary folder (not timed), recreat
 database, imports the file and follows the child: its resident memory (peak so far, read from
 /proc every --interval seconds) against the lines the import job has committed, to show memory
 stays flat from the first 10% of the file to the end. Checks that every line became a stored log.
+Then it reads the stored rows back and stores them again with raw COPY into the emptied tables, 1,000
+logs and their tags a transaction over --copy-connections sessions (default 1, like the import): the
+ceiling, measured in the same run. The load average at the start of each phase is printed with the
+figures, since other work on the machine lowers both.
 """
 
 import argparse
@@ -26,6 +30,7 @@ from typing import BinaryIO
 
 import orjson
 import psycopg
+from ceiling import LOG_TABLE, TAG_TABLE, checkpoint, copy_batches, count, stored_batches
 from common import (
     DEFAULT_DATABASE_URL,
     PROJECT_SLUG,
@@ -74,10 +79,14 @@ def main() -> None:
         env = child_env(database_url=args.database_url, var_dir=Path(tmp))
         print(f"Recreating and migrating {args.database_url}...")
         bench_database_prepare(env=env)
-        print("Importing...")
+        load_before = os.getloadavg()[0]
+        print(f"Importing... (load average {load_before:.1f})")
         with AutoAnalyze(url=args.database_url):
             run = _import(path, env=env, interval=args.interval, log_dir=Path(tmp))
     _check_stored(url=args.database_url, lines=args.lines)
+    load_copy = os.getloadavg()[0]
+    print(f"COPY of the stored rows over {args.copy_connections} connection(s)... (load average {load_copy:.1f})")
+    copy_seconds = _copy_ceiling(url=args.database_url, connections=args.copy_connections)
 
     _print_memory_trace(run.samples, lines=args.lines)
     tenth = _first_sample_past(run.samples, args.lines // 10)
@@ -90,6 +99,9 @@ def main() -> None:
             ("seconds", f"{run.seconds:,.1f}"),
             ("lines/s", f"{args.lines / run.seconds:,.0f}"),
             ("MB/s", f"{size_mb / run.seconds:,.1f}"),
+            ("COPY lines/s", f"{args.lines / copy_seconds:,.0f}"),
+            ("import / COPY", f"{copy_seconds / run.seconds:.1%}"),
+            ("load average at import / COPY start", f"{load_before:.1f} / {load_copy:.1f}"),
             ("peak RSS MB", f"{run.peak_mb:,.0f}"),
             (f"peak RSS MB at {tenth.lines_done:,} lines" if tenth else "peak RSS MB at 10%", _mb(tenth)),
             (f"peak RSS MB at {final.lines_done:,} lines", _mb(final)),
@@ -104,11 +116,14 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--gzip", action="store_true", help="Write and import a .jsonl.gz file.")
     parser.add_argument("--interval", type=float, default=0.5, help="Seconds between memory samples.")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--copy-connections", type=int, default=1, help="Sessions of the COPY ceiling (the import uses one)."
+    )
     parser.add_argument("--large-lines", type=int, default=0, metavar="N", help="N logs of --line-mb MB instead.")
     parser.add_argument("--line-mb", type=float, default=30.0, metavar="M", help="Size of each large line in MB.")
     args = parser.parse_args()
-    if args.lines < 1 or args.interval <= 0:
-        parser.error("--lines must be at least 1 and --interval positive")
+    if args.lines < 1 or args.interval <= 0 or args.copy_connections < 1:
+        parser.error("--lines and --copy-connections must be at least 1 and --interval positive")
     if args.large_lines < 0 or args.line_mb <= 0:
         parser.error("--large-lines must not be negative and --line-mb must be positive")
     return args
@@ -158,6 +173,7 @@ def _import(path: Path, *, env: dict[str, str], interval: float, log_dir: Path) 
     run = ImportRun()
     output = log_dir / "import_logs.out"
     with output.open("wb") as out, psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        checkpoint(conn)
         started = time.perf_counter()
         child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -221,6 +237,18 @@ def _first_sample_past(samples: list[Sample], lines: int) -> Sample | None:
 
 def _mb(sample: Sample | None) -> str:
     return f"{sample.peak_mb:,.0f}" if sample else "-"
+
+
+def _copy_ceiling(*, url: str, connections: int) -> float:
+    """Seconds to store the rows the import stored again with raw COPY, 1,000 logs and their tags a transaction
+    (the import's batch), into the emptied tables with all their indexes: what PostgreSQL alone costs."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        logs, tags = count(conn, LOG_TABLE), count(conn, TAG_TABLE)
+        batches = stored_batches(conn, batch_size=1000)
+        seconds = copy_batches(conn, batches, url=url, connections=connections)
+        if (count(conn, LOG_TABLE), count(conn, TAG_TABLE)) != (logs, tags):
+            raise SystemExit("COPY did not store every row")
+    return seconds
 
 
 def _check_stored(*, url: str, lines: int) -> None:

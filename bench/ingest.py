@@ -17,8 +17,6 @@ database in --database-url.
 """
 
 import argparse
-import bisect
-import contextlib
 import http.client
 import os
 import queue
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import orjson
 import psycopg
+from ceiling import LOG_TABLE, TAG_TABLE, checkpoint, copy_batches, count, stored_batches
 from common import (
     DEFAULT_DATABASE_URL,
     AutoAnalyze,
@@ -50,8 +49,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from spans import export_request
 
 REQUEST_TIMEOUT_S = 120
-LOG_TABLE = "curation_logentry"
-TAG_TABLE = "curation_logtag"
 
 
 SHAPES = ("chat-anthropic", "mix", "otlp")
@@ -83,7 +80,7 @@ def main() -> None:
         with psycopg.connect(args.database_url, autocommit=True) as conn:
             try:
                 wait_until_up(server, port=port, key=key, log_path=log_path)
-                _checkpoint(conn)
+                checkpoint(conn)
                 print(f"Sending from {args.clients} clients...")
                 with AutoAnalyze(url=args.database_url):
                     api = _send(
@@ -91,16 +88,16 @@ def main() -> None:
                     )
             finally:
                 server_stop(server, grace=25)
-            stored = _count(conn, LOG_TABLE)
+            stored = count(conn, LOG_TABLE)
             if stored != api.accepted:
                 raise SystemExit(f"{stored:,} logs stored, {api.accepted:,} accepted")
-            tag_rows = _count(conn, TAG_TABLE)
+            tag_rows = count(conn, TAG_TABLE)
 
             print("Reading the stored rows back for COPY...")
-            batches = _stored_batches(conn, batch_size=args.batch_size)
+            batches = stored_batches(conn, batch_size=args.batch_size)
             print(f"COPY of {total:,} log rows and their {tag_rows:,} tag rows over {args.workers} connections...")
-            copy_seconds = _copy(conn, batches, url=args.database_url, connections=args.workers)
-            if (_count(conn, LOG_TABLE), _count(conn, TAG_TABLE)) != (total, tag_rows):
+            copy_seconds = copy_batches(conn, batches, url=args.database_url, connections=args.workers)
+            if (count(conn, LOG_TABLE), count(conn, TAG_TABLE)) != (total, tag_rows):
                 raise SystemExit("COPY did not store every row")
 
     api_rate = api.accepted / api.seconds
@@ -229,99 +226,6 @@ def _check_export_answer(status: int, answer: bytes, batch_size: int) -> str:
     if response.HasField("partial_success"):
         return f"not all stored: {response.partial_success}"
     return ""
-
-
-# --- the ceiling: COPY -----------------------------------------------------------------------------
-
-
-def _stored_batches(conn: psycopg.Connection, *, batch_size: int) -> list[tuple[bytes, bytes]]:
-    """The rows the API stored, in COPY's text format: (log rows, their tag rows) per `batch_size` logs.
-
-    Reading back what was stored gives the ceiling exactly the same column values, ids included,
-    with no second copy of the service's row building to keep in step with it.
-    """
-    logs = _copy_out(conn, f"COPY (SELECT {_log_columns(conn)} FROM {LOG_TABLE} ORDER BY id) TO STDOUT")
-    tags = _copy_out(conn, f"COPY (SELECT log_id, tag_id FROM {TAG_TABLE} ORDER BY log_id) TO STDOUT")
-    tag_log_ids = [_leading_id(row) for row in tags]
-    batches = []
-    for start in range(0, len(logs), batch_size):
-        rows = logs[start : start + batch_size]
-        first = bisect.bisect_left(tag_log_ids, _leading_id(rows[0]))
-        end = bisect.bisect_right(tag_log_ids, _leading_id(rows[-1]))
-        batches.append((b"".join(rows), b"".join(tags[first:end])))
-    return batches
-
-
-def _log_columns(conn: psycopg.Connection) -> str:
-    """The log table's stored columns, id first; generated ones (PostgreSQL computes them) left out."""
-    rows = conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-        "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-        [LOG_TABLE],
-    ).fetchall()
-    return ", ".join(f'"{name}"' for (name,) in rows)
-
-
-def _copy_out(conn: psycopg.Connection, statement: str) -> list[bytes]:
-    with conn.cursor() as cursor, cursor.copy(statement) as copy:
-        data = b"".join(bytes(block) for block in copy)
-    return data.splitlines(keepends=True)  # newlines inside values are escaped as \\n
-
-
-def _leading_id(row: bytes) -> int:
-    return int(row.split(b"\t", 1)[0])
-
-
-def _copy(conn: psycopg.Connection, batches: list[tuple[bytes, bytes]], *, url: str, connections: int) -> float:
-    """Empty the tables, then COPY the batches from `connections` parallel sessions (as many as the
-    server has workers), each batch's logs and tags in one transaction like one request; seconds."""
-    columns = _log_columns(conn)
-    conn.execute(f"TRUNCATE {LOG_TABLE} CASCADE")
-    _checkpoint(conn)
-    todo: queue.SimpleQueue[tuple[bytes, bytes]] = queue.SimpleQueue()
-    for batch in batches:
-        todo.put(batch)
-    sessions = [psycopg.connect(url) for _ in range(connections)]
-    errors: list[BaseException] = []
-
-    def session(db: psycopg.Connection) -> None:
-        try:
-            while not errors:
-                try:
-                    log_rows, tag_rows = todo.get_nowait()
-                except queue.Empty:
-                    return
-                with db.transaction(), db.cursor() as cursor:
-                    with cursor.copy(f"COPY {LOG_TABLE} ({columns}) FROM STDIN") as copy:
-                        copy.write(log_rows)
-                    with cursor.copy(f"COPY {TAG_TABLE} (log_id, tag_id) FROM STDIN") as copy:
-                        copy.write(tag_rows)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=session, args=(db,), name=f"copy-{n}") for n, db in enumerate(sessions)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    for db in sessions:
-        db.close()
-    if errors:
-        raise errors[0]
-    return seconds
-
-
-def _checkpoint(conn: psycopg.Connection) -> None:
-    """Start a measured phase with no dirty buffers left by the one before (superusers only)."""
-    with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
-        conn.execute("CHECKPOINT")
-
-
-def _count(conn: psycopg.Connection, table: str) -> int:
-    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-    return row[0] if row else 0
 
 
 if __name__ == "__main__":

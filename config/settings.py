@@ -324,6 +324,9 @@ LOGTUNE_IMPORT_BATCH = env_int("LOGTUNE_IMPORT_BATCH", 1000)
 # An import's batch also ends once it holds this many bytes of line text: a file of lines near
 # LOGTUNE_MAX_BODY_BYTES commits a line or two at a time instead of holding a thousand of them (tens of GB) at once.
 LOGTUNE_IMPORT_BATCH_BYTES = env_int("LOGTUNE_IMPORT_BATCH_BYTES", 16 * 1024 * 1024)
+# An import reads the next batch (JSON, readers, personal data) in a thread while PostgreSQL stores the one before;
+# off, it does one after the other. On: about a third faster on two cores, for up to twice a batch's memory.
+LOGTUNE_IMPORT_READ_AHEAD = env_bool("LOGTUNE_IMPORT_READ_AHEAD", True)
 # Ingest requests (POST /api/v1/logs and /api/v1/imports) per API key, or per user for session callers,
 # in DRF's "N/period" form (period: s, min, hour, day). Empty: no limit.
 LOGTUNE_INGEST_RATE = env_str("LOGTUNE_INGEST_RATE", "600/min").strip()

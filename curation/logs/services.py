@@ -102,18 +102,44 @@ def logs_ingest(
     scan, or refused by index when the project redacts personal data at ingestion. `format` (one of
     curation.logs.ingest.envelope.FORMATS) reads every item as that shape only.
     """
+    batch = logs_prepare(
+        project=project, items=items, keep_unreadable=keep_unreadable, pii_budget=pii_budget, format=format
+    )
+    return logs_store(project=project, batch=batch)
+
+
+@dataclass(slots=True)
+class PreparedLogs:
+    """A batch read and scanned for personal data, not stored yet: what `logs_store` writes."""
+
+    result: IngestResult  # its rejections, unreadable items and notes so far
+    logs: list[tuple[ParsedLog, list[str] | None]] = field(default_factory=list)  # with their kinds of personal data
+    indexes: list[int] = field(default_factory=list)  # the item index of each of `logs`
+    rows: list[dict[str, object]] = field(default_factory=list)  # the LogEntry columns of each of `logs`, ids aside
+
+
+def logs_prepare(
+    *,
+    project: Project,
+    items: Sequence[object],
+    keep_unreadable: bool | None = None,
+    pii_budget: PiiBudget | None = None,
+    format: str | None = None,
+) -> PreparedLogs:
+    """The first half of `logs_ingest`: the items read, checked and scanned (redacted when the project says so).
+    It touches no database, so a file import runs it in a thread for the next batch while the database stores
+    the one before."""
     keep = project.keep_unreadable if keep_unreadable is None else keep_unreadable
-    result = IngestResult()
-    parsed: list[tuple[ParsedLog, list[str] | None]] = []
-    indexes: list[int] = []
+    batch = PreparedLogs(result=IngestResult())
+    now = timezone.now()
     for index, item in enumerate(items):
         raw = item if isinstance(item, RawItem) else RawItem(value=item, text=None)
-        log = _read_item(raw, index, keep, result, format)
+        log = _read_item(raw, index, keep, batch.result, format)
         if log is None:
             continue
         if pii_budget is not None and not pii_budget.allows(log):
             if project.redact_pii_on_ingest:
-                result.rejected.append(Rejection(index=index, error=PII_BUDGET_REASON))
+                batch.result.rejected.append(Rejection(index=index, error=PII_BUDGET_REASON))
                 continue
             kinds = None  # stored now, scanned by a worker
         else:
@@ -121,17 +147,24 @@ def logs_ingest(
             kinds = _pii_apply(log, redact=project.redact_pii_on_ingest)
             if pii_budget is not None:
                 pii_budget.spent += time.perf_counter() - started
-        result.notes.extend(Note(index=index, note=note) for note in log.notes)
-        parsed.append((log, kinds))
-        indexes.append(index)
-    if parsed:
-        stored = _store(project=project, logs=parsed)
+        batch.result.notes.extend(Note(index=index, note=note) for note in log.notes)
+        batch.logs.append((log, kinds))
+        batch.indexes.append(index)
+        batch.rows.append(_values(project.pk, log, kinds, now))
+    return batch
+
+
+def logs_store(*, project: Project, batch: PreparedLogs) -> IngestResult:
+    """The second half of `logs_ingest`: store the prepared logs that are not duplicates; the batch's result."""
+    result = batch.result
+    if batch.logs:
+        stored = _store(project=project, logs=batch.logs, rows=batch.rows)
         result.ids = [
-            StoredId(index=i, id=log_id, duplicate=dup) for i, (log_id, dup) in zip(indexes, stored, strict=True)
+            StoredId(index=i, id=log_id, duplicate=dup) for i, (log_id, dup) in zip(batch.indexes, stored, strict=True)
         ]
         result.duplicates = sum(dup for _, dup in stored)
         result.accepted = len(stored) - result.duplicates
-        if any(kinds is None for _, kinds in parsed):
+        if any(kinds is None for _, kinds in batch.logs):
             transaction.on_commit(lambda: pii_pending_send(project.pk))
     return result
 
@@ -231,21 +264,21 @@ def log_ranges_check(log: ParsedLog) -> None:
             raise IngestError(f"{name}: {value} is too large (at most {_MAX_INT})")
 
 
-def _store(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> list[tuple[int, bool]]:
-    """Insert the logs that are not duplicates; returns, for each log in order, its id and whether it was a duplicate
-    (then the id is the log stored before with its external_id)."""
+def _store(
+    *, project: Project, logs: list[tuple[ParsedLog, list[str] | None]], rows: list[dict[str, object]]
+) -> list[tuple[int, bool]]:
+    """Insert the logs (whose columns are `rows`) that are not duplicates; returns, for each log in order, its id and
+    whether it was a duplicate (then the id is the log stored before with its external_id)."""
     for attempt in range(_STORE_ATTEMPTS):
         try:
             with transaction.atomic():
                 known, fresh_at = _duplicates(project=project, logs=logs)
                 fresh = [logs[at] for at in fresh_at]
+                fresh_rows = [rows[at] for at in fresh_at]
                 if connection.vendor == "postgresql":
-                    ids = _copy_insert(project=project, logs=fresh)
+                    ids = _copy_insert(project=project, logs=fresh, rows=fresh_rows)
                 else:
-                    now = timezone.now()
-                    entries = LogEntry.objects.bulk_create(
-                        [LogEntry(**_values(project.pk, log, kinds, now)) for log, kinds in fresh]
-                    )
+                    entries = LogEntry.objects.bulk_create([LogEntry(**row) for row in fresh_rows])
                     ids = [e.pk for e in entries]
                     _attach_tags(project=project, log_ids=ids, names=[log.tags for log, _ in fresh])
                 _attach_scores(project=project, log_ids=ids, logs=[log for log, _ in fresh])
@@ -503,12 +536,12 @@ _COPY_SCORES = f"COPY curation_logscore ({', '.join(_SCORE_COLUMNS)}) FROM STDIN
 _NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('curation_logentry', 'id')) FROM generate_series(1, %s)"
 
 
-def _copy_insert(*, project: Project, logs: list[tuple[ParsedLog, list[str] | None]]) -> list[int]:
-    """Insert the logs; returns their ids, in order."""
+def _copy_insert(
+    *, project: Project, logs: list[tuple[ParsedLog, list[str] | None]], rows: list[dict[str, object]]
+) -> list[int]:
+    """Insert the logs, whose columns are `rows`; returns their ids, in order."""
     if not logs:
         return []
-    now = timezone.now()
-    rows = [_values(project.pk, log, kinds, now) for log, kinds in logs]
     columns = list(rows[0])
     # orjson writes the JSON columns several times faster than the json module Django would use.
     json_at = [i for i, column in enumerate(columns) if column in _JSON_COLUMNS]

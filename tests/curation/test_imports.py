@@ -1,6 +1,7 @@
 import csv
 import gzip
 import io
+import threading
 
 import orjson
 import pytest
@@ -99,8 +100,12 @@ def test_a_corrupt_gzip_fails_the_job_with_a_clear_error(tmp_path, project):
 
 
 @pytest.mark.django_db
-def test_a_redelivered_import_resumes_after_the_last_committed_line(tmp_path, project, settings, monkeypatch):
+@pytest.mark.parametrize("read_ahead", [True, False])
+def test_a_redelivered_import_resumes_after_the_last_committed_line(
+    tmp_path, project, settings, monkeypatch, read_ahead
+):
     settings.LOGTUNE_IMPORT_BATCH = 2
+    settings.LOGTUNE_IMPORT_READ_AHEAD = read_ahead
     path = tmp_path / "logs.jsonl"
     path.write_bytes(jsonl([{"prompt": f"p{i}", "completion": "c"} for i in range(7)]))
     job = import_job_create_local(project=project, path=path)
@@ -127,6 +132,66 @@ def test_a_redelivered_import_resumes_after_the_last_committed_line(tmp_path, pr
 
 
 @pytest.mark.django_db
+def test_the_next_batch_is_read_in_a_thread_while_the_one_before_is_stored(tmp_path, project, settings, monkeypatch):
+    settings.LOGTUNE_IMPORT_BATCH = 2
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(jsonl([{"prompt": f"p{i}", "completion": "c"} for i in range(7)]))
+    job = import_job_create_local(project=project, path=path)
+    real_read, real_commit = run._batch_read, run._commit_batch
+    storing = {line: threading.Event() for line in (2, 4, 6, 7)}  # set once the batch ending there is being stored
+    readers: set[str] = set()
+    overlapped: list[int] = []
+
+    def reading(job, batch):
+        readers.add(threading.current_thread().name)
+        before = {4: 2, 6: 4, 7: 6}.get(batch.last_line)
+        if before and storing[before].wait(timeout=5):
+            overlapped.append(batch.last_line)  # read while the batch before it was being stored
+        return real_read(job, batch)
+
+    def committing(job, batch) -> None:
+        storing[batch.last_line].set()
+        real_commit(job, batch)
+
+    monkeypatch.setattr(run, "_batch_read", reading)
+    monkeypatch.setattr(run, "_commit_batch", committing)
+
+    job = import_job_run(job_id=job.pk, path=path)
+
+    assert overlapped == [4, 6, 7]
+    assert len(readers) == 1 and readers.pop().startswith("import-read")
+    assert (job.status, job.accepted, job.lines_done) == (JobStatus.SUCCEEDED, 7, 7)
+
+
+@pytest.mark.django_db
+def test_a_batch_that_fails_in_the_reading_thread_fails_the_job_after_the_batches_before_it(
+    tmp_path, project, settings, monkeypatch
+):
+    settings.LOGTUNE_IMPORT_BATCH = 2
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(jsonl([{"prompt": f"p{i}", "completion": "c"} for i in range(7)]))
+    job = import_job_create_local(project=project, path=path)
+    real_prepare = run.logs_prepare
+    calls = {"n": 0}
+
+    def failing_third(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("reader crashed")
+        return real_prepare(**kwargs)
+
+    monkeypatch.setattr(run, "logs_prepare", failing_third)
+    with pytest.raises(RuntimeError):
+        import_job_run(job_id=job.pk, path=path)
+
+    job.refresh_from_db()
+    assert (job.status, job.lines_done, job.accepted) == (JobStatus.FAILED, 4, 4)
+    assert "reader crashed" in job.error
+    prompts = sorted(log.messages[0]["content"] for log in LogEntry.objects.filter(project=project))
+    assert prompts == ["p0", "p1", "p2", "p3"]  # the committed lines are the file's first ones, nothing after
+
+
+@pytest.mark.django_db
 def test_a_file_of_large_lines_is_committed_in_batches_bounded_by_bytes_not_only_lines(
     tmp_path, project, settings, monkeypatch
 ):
@@ -141,16 +206,27 @@ def test_a_file_of_large_lines_is_committed_in_batches_bounded_by_bytes_not_only
     real_commit = run._commit_batch
     batches: list[tuple[int, int, int]] = []  # (lines held, bytes of line text held, lines_done once committed)
 
-    def counting_commit(job, batch, bytes_done) -> None:
-        real_commit(job, batch, bytes_done)
-        held = sum(len(item.text.encode()) for item in batch.items if item.text)
-        batches.append((len(batch.items), held, ImportJob.objects.get(pk=job.pk).lines_done))
+    real_read = run._batch_read
+    events: list[tuple[str, int]] = []
 
+    def reading(job, batch):
+        events.append(("read", batch.last_line))
+        return real_read(job, batch)
+
+    def counting_commit(job, batch) -> None:
+        real_commit(job, batch)
+        events.append(("stored", batch.last_line))
+        held = sum(len(log.original_text.encode()) for log, _ in batch.logs.logs)
+        batches.append((len(batch.logs.logs), held, ImportJob.objects.get(pk=job.pk).lines_done))
+
+    monkeypatch.setattr(run, "_batch_read", reading)
     monkeypatch.setattr(run, "_commit_batch", counting_commit)
 
     job = import_job_run(job_id=job.pk, path=path)
 
     assert [(lines, done) for lines, _, done in batches] == [(2, 2), (2, 4), (2, 7)]
+    # Two batches would hold more than LOGTUNE_IMPORT_BATCH_BYTES: none is read while the one before is held.
+    assert events == [("read", 2), ("stored", 2), ("read", 4), ("stored", 4), ("read", 7), ("stored", 7)]
     assert all(held <= 250_000 for _, held, _ in batches)
     assert (job.status, job.accepted, job.rejected, job.lines_done) == (JobStatus.SUCCEEDED, 6, 1, 7)
     assert ImportLineError.objects.get(job=job).error == "line is longer than 300000 bytes"
@@ -165,8 +241,8 @@ def test_a_line_larger_than_the_batch_bytes_is_a_batch_of_its_own(tmp_path, proj
     real_commit = run._commit_batch
     done: list[int] = []
 
-    def counting_commit(job, batch, bytes_done) -> None:
-        real_commit(job, batch, bytes_done)
+    def counting_commit(job, batch) -> None:
+        real_commit(job, batch)
         done.append(job.lines_done)
 
     monkeypatch.setattr(run, "_commit_batch", counting_commit)

@@ -126,9 +126,9 @@ def test_a_run_that_lost_its_job_to_another_stores_nothing_more(project, tmp_pat
     settings.LOGTUNE_IMPORT_HEARTBEAT_TIMEOUT_S = 0
     assert import_job_claim(job_id=job.pk, worker="fresh@host")  # the slow run looked dead: taken over
 
-    batch = run._Batch(items=[orjson.loads(log_line(0))], item_lines=[1], last_line=1)
+    batch = run._Batch(lines=[(1, log_line(0))], last_line=1, bytes_done=100)
     with pytest.raises(ImportLost):
-        run._commit_batch(slow, batch, 100)
+        run._commit_batch(slow, run._batch_read(slow, batch))
 
     assert stored_ids(project) == []  # the batch was rolled back with the refused progress
     job.refresh_from_db()

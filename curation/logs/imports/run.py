@@ -5,7 +5,8 @@ the pieces fit together)."""
 import gzip
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -20,7 +21,7 @@ from curation.datasets.services import dataset_entries_ingest
 from curation.logs.imports.files import ExpandedTooLarge, import_file_open, numbered_lines
 from curation.logs.ingest import BodyError, RawItem, line_read
 from curation.logs.ingest.raw import decode_text
-from curation.logs.services import logs_ingest
+from curation.logs.services import PreparedLogs, logs_prepare, logs_store
 from curation.models import ImportJob, ImportLineError, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -164,35 +165,57 @@ def _describe(exc: Exception) -> str:
 
 @dataclass(slots=True)
 class _Batch:
-    items: list[RawItem] = field(default_factory=list)
-    item_lines: list[int] = field(default_factory=list)
+    """Lines as read from the file (`_batches`), then as items and errors (`_batch_read`), then stored."""
+
+    lines: list[tuple[int, bytes]] = field(default_factory=list)  # (number, line) of each non-empty line
     errors: list[tuple[int, str]] = field(default_factory=list)
     last_line: int = 0
+    bytes_done: int = 0  # the position in the file as stored once this batch is committed
     size: int = 0  # bytes of the line text held: what the batch costs in memory, several times over once parsed
+    item_lines: list[int] = field(default_factory=list)
+    values: list[object] = field(default_factory=list)  # a dataset's import: the lines' JSON values
+    logs: PreparedLogs | None = None  # a log import: the lines read and scanned
 
     def __len__(self) -> int:
-        return len(self.items) + len(self.errors)
+        return len(self.lines) + len(self.errors)
 
 
-def _read_line(batch: _Batch, number: int, line: bytes, *, keep_unreadable: bool) -> None:
+def _read_line(batch: _Batch, number: int, line: bytes, *, keep_unreadable: bool) -> RawItem | None:
     """A line as an item with its exact text (the original stored). Invalid UTF-8 is that line's affair (U+FFFD and
     a note); a line that is not JSON is an error, or with `keep_unreadable` an unreadable log holding the line."""
     text = decode_text(line).rstrip("\r\n")
     try:
-        batch.items.append(line_read(text))
+        item = line_read(text)
     except BodyError as exc:
         if not keep_unreadable:
             batch.errors.append((number, f"invalid JSON: {exc}"))
-            return
-        batch.items.append(RawItem(value=None, text=text, error=f"invalid JSON: {exc}"))
+            return None
+        item = RawItem(value=None, text=text, error=f"invalid JSON: {exc}")
     batch.item_lines.append(number)
+    return item
 
 
-def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: ProgressCallback | None) -> None:
-    limit = settings.LOGTUNE_MAX_BODY_BYTES
+def _batch_read(job: ImportJob, batch: _Batch) -> _Batch:
+    """Read a batch's lines into items, and a log import's items into logs scanned for personal data: all of an
+    import's work that needs no database, run in the reading thread (`_import_lines`)."""
     keep_unreadable = job.dataset_id is None and job.project.keep_unreadable
+    items = [_read_line(batch, number, line, keep_unreadable=keep_unreadable) for number, line in batch.lines]
+    read = [item for item in items if item is not None]
+    batch.lines = []  # the items hold the text now
+    if job.dataset_id is None:
+        batch.logs = logs_prepare(project=job.project, items=read, format=job.format or None)
+    else:
+        batch.values = [item.value for item in read]
+    return batch
+
+
+def _batches(job: ImportJob, raw: BinaryIO, stream: BinaryIO) -> Iterator[_Batch]:
+    """The file's lines after the last committed one, in batches of LOGTUNE_IMPORT_BATCH lines or
+    LOGTUNE_IMPORT_BATCH_BYTES of line text. When the file decompresses to too much, the batch of the whole lines
+    read before the limit comes first, then ExpandedTooLarge."""
+    limit = settings.LOGTUNE_MAX_BODY_BYTES
     max_bytes = settings.LOGTUNE_IMPORT_BATCH_BYTES
-    batch, batch_end = _Batch(), 0
+    batch = _Batch()
     try:
         for number, line in numbered_lines(stream, limit):
             if number <= job.lines_done:
@@ -203,43 +226,85 @@ def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: 
             if batch.last_line and batch.size + size > max_bytes:
                 # A batch holds at most LOGTUNE_IMPORT_BATCH_BYTES of line text (or one line that alone is more):
                 # a file of large lines must not hold a thousand of them at once.
-                _commit_and_report(job, batch, batch_end, on_progress)
+                yield batch
                 batch = _Batch()
             batch.last_line, batch.size = number, batch.size + size
             if line is None:
                 batch.errors.append((number, f"line is longer than {limit} bytes"))
             elif size:
-                _read_line(batch, number, line, keep_unreadable=keep_unreadable)
-            batch_end = raw.tell()
+                batch.lines.append((number, line))
+            batch.bytes_done = raw.tell()
             if len(batch) >= settings.LOGTUNE_IMPORT_BATCH:
-                _commit_and_report(job, batch, batch_end, on_progress)
+                yield batch
                 batch = _Batch()
-    except ExpandedTooLarge as exc:
+    except ExpandedTooLarge:
         # The whole lines read before the limit are stored, as they would be from a file cut there.
         if batch.last_line:
-            _commit_batch(job, batch, raw.tell())
-        raise ExpandedTooLarge(
-            f"{exc}: the import stopped after line {job.lines_done}, the lines before it are kept."
-        ) from None
+            batch.bytes_done = raw.tell()
+            yield batch
+        raise
     if batch.last_line:
-        _commit_batch(job, batch, raw.tell())
+        batch.bytes_done = raw.tell()
+        yield batch
 
 
-def _commit_and_report(job: ImportJob, batch: _Batch, bytes_done: int, on_progress: ProgressCallback | None) -> None:
-    _commit_batch(job, batch, bytes_done)
+def _import_lines(job: ImportJob, raw: BinaryIO, stream: BinaryIO, on_progress: ProgressCallback | None) -> None:
+    """Store the file batch by batch, in order. With LOGTUNE_IMPORT_READ_AHEAD a thread reads the next batch (JSON,
+    readers, personal data) while this one waits for the database to store the one before: on two cores that
+    overlaps Python's work with PostgreSQL's. The thread touches no database; commits stay in this thread and in
+    file order, so the committed lines remain a prefix of the file that a resumed run goes on after. A batch is read
+    in the thread only while it and the one before hold LOGTUNE_IMPORT_BATCH_BYTES of line text together: a file of
+    large lines is read and stored here, one batch after the other, in the memory of one batch, as without it."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-read") as pool:
+        read_ahead = pool if settings.LOGTUNE_IMPORT_READ_AHEAD else None
+        pending: Future[_Batch] | None = None
+        pending_size = 0
+        try:
+            for batch in _batches(job, raw, stream):
+                together = pending_size + batch.size <= settings.LOGTUNE_IMPORT_BATCH_BYTES
+                if pending is not None and not together:
+                    _commit_and_report(job, pending.result(), on_progress)
+                    pending = None
+                future = _submit(read_ahead if together else None, job, batch)
+                if pending is not None:
+                    _commit_and_report(job, pending.result(), on_progress)
+                pending, pending_size = future, batch.size
+        except ExpandedTooLarge as exc:
+            if pending is not None:
+                _commit_batch(job, pending.result())
+            raise ExpandedTooLarge(
+                f"{exc}: the import stopped after line {job.lines_done}, the lines before it are kept."
+            ) from None
+        if pending is not None:
+            _commit_batch(job, pending.result())
+
+
+def _submit(pool: ThreadPoolExecutor | None, job: ImportJob, batch: _Batch) -> "Future[_Batch]":
+    """The batch read in the pool's thread, or here and now without one."""
+    if pool is not None:
+        return pool.submit(_batch_read, job, batch)
+    future: Future[_Batch] = Future()
+    try:
+        future.set_result(_batch_read(job, batch))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
+def _commit_and_report(job: ImportJob, batch: _Batch, on_progress: ProgressCallback | None) -> None:
+    _commit_batch(job, batch)
     if on_progress:
         on_progress(job)
 
 
-def _commit_batch(job: ImportJob, batch: _Batch, bytes_done: int) -> None:
+def _commit_batch(job: ImportJob, batch: _Batch) -> None:
     """Store a batch together with the job's progress and heartbeat, in one transaction and only while the
     job is still this run's, so a resumed run neither skips nor repeats a line, and a batch is all or nothing."""
     with transaction.atomic():
-        if job.dataset_id is None:
-            result = logs_ingest(project=job.project, items=batch.items, format=job.format or None)
+        if batch.logs is not None:
+            result = logs_store(project=job.project, batch=batch.logs)
         else:
-            values = [item.value for item in batch.items]
-            result = dataset_entries_ingest(dataset=job.dataset, items=values)  # type: ignore[arg-type]
+            result = dataset_entries_ingest(dataset=job.dataset, items=batch.values)  # type: ignore[arg-type]
         errors = batch.errors + [(batch.item_lines[r.index], r.error) for r in result.rejected]
         room = MAX_LINE_ERRORS_KEPT - job.rejected
         if errors and room > 0:
@@ -247,7 +312,7 @@ def _commit_batch(job: ImportJob, batch: _Batch, bytes_done: int) -> None:
                 [ImportLineError(job=job, line=line, error=error) for line, error in sorted(errors)[:room]]
             )
         job.lines_done = batch.last_line
-        job.bytes_done = bytes_done
+        job.bytes_done = batch.bytes_done
         job.accepted += result.accepted
         job.duplicates += result.duplicates
         job.rejected += len(errors)
