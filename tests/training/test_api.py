@@ -282,15 +282,20 @@ def test_the_schema_describes_the_fine_tune_endpoints(client_for, owner):
         assert f"/api/v1/{path}" in paths
 
 
-def test_the_web_process_never_imports_torch():
+def test_the_web_process_never_imports_torch_nor_the_evaluation_and_endpoint_libraries():
+    # Each module a process holds is more for every garbage collection to walk: loading scipy, jsonschema, the
+    # openai SDK and cryptography in every web process made logs come in 7% slower (docs/benchmarks.md).
     code = (
         "import os, sys, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.test_settings'; django.setup()\n"
         "from django.urls import resolve; import config.urls, training.views\n"
         "import training.finetunes.apis, training.playground.apis\n"
         "import training.finetunes.services, training.finetunes.runner, training.finetunes.tasks, training.forms\n"
         "import training.playground.services, training.playground.tasks\n"
+        "import training.endpoints.views, training.endpoints.apis, training.evaluation.views\n"
+        "import training.evaluation.apis, training.evaluation.services\n"
         "resolve('/api/v1/finetunes'); resolve('/p/acme/finetunes/1/')\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'peft', 'accelerate'}))"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'peft', 'accelerate',\n"
+        "      'scipy', 'sklearn', 'jsonschema', 'openai', 'cryptography', 'sacrebleu', 'rouge_score'}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=django_settings.BASE_DIR,
                             timeout=120)  # fmt: skip

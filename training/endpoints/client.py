@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import httpx2  # the HTTP library the openai SDK (3.x) is built on
-import openai
+if TYPE_CHECKING:
+    import openai
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,10 @@ def chat_many(
     answers: list[ChatAnswer | None] = [None] * len(requests)
     if not requests:
         return answers
+    # Imported where used: the SDK is large, and web processes that never call an endpoint stay small.
+    import httpx2  # the HTTP library the openai SDK (3.x) is built on
+    import openai
+
     # TCP_NODELAY: httpx writes a request's headers and body apart, and without it Nagle's algorithm holds the body
     # until the server acknowledges the headers, which it delays: about 40 ms added to every call (bench/evaluate.py).
     transport = httpx2.HTTPTransport(
@@ -88,7 +93,9 @@ def chat_one(target: EndpointTarget, request: dict) -> ChatAnswer:
     return answer
 
 
-def _chat(client: openai.OpenAI, model: str, index: int, request: dict) -> ChatAnswer:
+def _chat(client: "openai.OpenAI", model: str, index: int, request: dict) -> ChatAnswer:
+    import openai
+
     started = time.monotonic()
     try:
         completion = client.chat.completions.create(**{**request, "model": model, "stream": False})
@@ -117,7 +124,8 @@ def _failed(index: int, started: float, error: str) -> ChatAnswer:
     return ChatAnswer(index, None, "", None, None, latency_ms, error=error)
 
 
-def _message(exc: openai.APIStatusError) -> str:
+def _message(exc: Any) -> str:
+    """The message of an `openai.APIStatusError`: the error body's own, else the SDK's."""
     body = exc.body
     if isinstance(body, dict):
         error = body.get("error", body)

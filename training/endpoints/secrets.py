@@ -9,12 +9,13 @@ then removing the old one (docs/evaluation.md).
 
 import base64
 from functools import cache
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 _INFO = b"logtune: secrets at rest"
 
@@ -28,6 +29,8 @@ def secret_encrypt(plain: str) -> str:
 
 
 def secret_decrypt(token: str) -> str:
+    from cryptography.fernet import InvalidToken
+
     try:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken:
@@ -39,6 +42,8 @@ def secret_decrypt(token: str) -> str:
 
 def secret_rotate(token: str) -> str:
     """The secret encrypted again with the first key (unchanged in value)."""
+    from cryptography.fernet import InvalidToken
+
     try:
         return _fernet().rotate(token.encode()).decode()
     except InvalidToken:
@@ -46,12 +51,18 @@ def secret_rotate(token: str) -> str:
 
 
 def _derived(secret: str) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret.encode())
     return base64.urlsafe_b64encode(key)
 
 
 @cache
-def _fernet_for(keys: tuple[str, ...], secrets: tuple[str, ...]) -> MultiFernet:
+def _fernet_for(keys: tuple[str, ...], secrets: tuple[str, ...]) -> "MultiFernet":
+    # Imported where used, as the other heavy libraries here: web processes that never touch a key stay small.
+    from cryptography.fernet import Fernet, MultiFernet
+
     try:
         # The derived keys come after the configured ones, so secrets stored before keys were configured stay
         # readable until `rotate_encryption_keys` has encrypted them again with the first configured key.
@@ -64,6 +75,6 @@ def _fernet_for(keys: tuple[str, ...], secrets: tuple[str, ...]) -> MultiFernet:
     return MultiFernet(fernets)
 
 
-def _fernet() -> MultiFernet:
+def _fernet() -> "MultiFernet":
     # Read on each call (and cached per value) so that tests and rotations that change the settings take effect.
     return _fernet_for(tuple(settings.LOGTUNE_ENCRYPTION_KEYS), (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS))

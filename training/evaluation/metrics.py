@@ -13,9 +13,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-import jsonschema
 import numpy as np
-from scipy import stats
 
 RESAMPLES = 2000
 LEVEL = 0.95
@@ -45,6 +43,8 @@ def estimate(values: Sequence[float]) -> Estimate | None:
     value = float(data.mean())
     if data.size < 2 or np.all(data == data[0]):
         return Estimate(value, value, value, int(data.size))
+    from scipy import stats  # imported where used: web processes that never compute a metric stay small
+
     result = stats.bootstrap(
         (data,), np.mean, n_resamples=RESAMPLES, confidence_level=LEVEL, method="percentile",
         rng=np.random.default_rng(SEED),
@@ -137,6 +137,8 @@ def json_validity(predictions: Sequence[str]) -> Estimate | None:
 def schema_match(predictions: Sequence[str], schemas: Sequence[dict]) -> Estimate | None:
     """The share of answers that are JSON valid against their entry's `response_format` schema (JSON Schema, the
     draft the schema names, else 2020-12)."""
+    import jsonschema
+
     matches = []
     for prediction, schema in zip(predictions, schemas, strict=True):
         ok, value = json_value(prediction)
