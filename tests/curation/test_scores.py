@@ -61,7 +61,8 @@ def test_scores_sent_with_logs_are_stored_as_api_scores(project):
     ]
 
 
-def test_storing_scores_costs_the_same_statements_for_two_logs_as_for_a_hundred(project):
+def test_storing_scores_costs_the_same_statements_for_two_logs_as_for_a_hundred(project, postgres):
+    # COPY on PostgreSQL; SQLite's bulk INSERT is split into batches by its limit on variables.
     def statements(count: int, offset: int) -> int:
         items = [chat(f"q{offset + i}", scores=[{"name": "quality", "value": i % 5}]) for i in range(count)]
         with CaptureQueriesContext(connection) as queries:
