@@ -65,12 +65,12 @@ DatasetDeletionOutput = inline_serializer(
 
 
 class DatasetInput(StrictInput):
-    name = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=200, trim_whitespace=False)  # the service trims; the schema counts it all
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class DatasetPatchInput(StrictInput):
-    name = serializers.CharField(max_length=200, required=False)
+    name = serializers.CharField(max_length=200, required=False, trim_whitespace=False)
     description = serializers.CharField(required=False, allow_blank=True)
 
 

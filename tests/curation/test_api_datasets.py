@@ -203,3 +203,13 @@ def test_viewers_read_but_cannot_change_and_outsiders_see_nothing(
     answer = as_outsider.post("/api/v1/logs/bulk?project=other", bulk_body, format="json").json()
     assert answer == {"changed": 0, "in_datasets": 0}
     assert LogEntry.objects.filter(project=project).count() == 10
+
+
+def test_a_dataset_name_is_trimmed_but_counted_whole_against_its_limit(key_client, project):
+    trimmed = key_client.post("/api/v1/datasets", {"name": "  Math  "}, format="json")
+    too_long = key_client.post("/api/v1/datasets", {"name": " " + "x" * 200}, format="json")
+    blank = key_client.post("/api/v1/datasets", {"name": "   "}, format="json")
+
+    assert (trimmed.status_code, trimmed.json()["name"]) == (201, "Math")
+    assert too_long.status_code == 400 and "name" in too_long.json()
+    assert blank.status_code == 400 and "name" in blank.json()
