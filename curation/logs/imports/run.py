@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import reset_queries, transaction
 from django.utils import timezone
 
+from curation.common.interpreter import threads_overlapped
 from curation.common.queueing import database_gone, job_claim, job_save_owned
 from curation.common.server_paths import error_text, paths_hidden
 from curation.datasets.services import dataset_entries_ingest
@@ -59,7 +60,7 @@ def import_job_run(
         return job
     logger.info("curation.import_started job=%s attempt=%s resume_after_line=%s", job.pk, job.attempts, job.lines_done)
     try:
-        with import_file_open(job, path) as (raw, stream):
+        with import_file_open(job, path) as (raw, stream), threads_overlapped():
             _import_lines(job, raw, stream, on_progress)
     except ImportLost:
         logger.warning("curation.import_lost job=%s attempt=%s: another run took the job over", job.pk, job.attempts)
