@@ -432,6 +432,9 @@ LOGTUNE_FINETUNE_CANCEL_GRACE_S = env_int("LOGTUNE_FINETUNE_CANCEL_GRACE_S", 10)
 LOGTUNE_MODELS_DIR = VAR_DIR / "models"
 # Merges and playground generations that take longer than this are stopped and reported.
 LOGTUNE_GPU_TASK_TIMEOUT_S = env_int("LOGTUNE_GPU_TASK_TIMEOUT_S", 1800)
+# General eval sets for the forgetting check: `<name>.jsonl` files (OpenAI chat lines) an operator places here;
+# every evaluation run with a retention set answers them too (docs/evaluation.md).
+LOGTUNE_EVAL_SETS_DIR = Path(env_str("LOGTUNE_EVAL_SETS_DIR", str(VAR_DIR / "eval-sets")))
 
 LOGGING = {
     "version": 1,

@@ -58,6 +58,7 @@ from training.models import (
     LossPreview,
     MetricPoint,
     ModelEndpoint,
+    RegressionSet,
 )
 
 PASSWORD = "correct horse battery staple"  # every factory user's; the browser tests log in with it
@@ -478,3 +479,13 @@ class EvaluationRunFactory(factory.django.DjangoModelFactory):
 
     job = factory.SubFactory(FineTuneJobFactory)
     max_examples = 10
+
+
+class RegressionSetFactory(factory.django.DjangoModelFactory):
+    """A dataset pinned as a regression set of its project (`regression_set_pin` is the path that checks it)."""
+
+    class Meta:
+        model = RegressionSet
+
+    project = factory.SubFactory(ProjectFactory)
+    dataset = factory.SubFactory(DatasetFactory, project=factory.SelfAttribute("..project"))

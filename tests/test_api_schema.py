@@ -103,6 +103,10 @@ VALID_BUT_REFUSED = {
     ("GET /api/v1/finetunes", "cursor"): "a cursor is an opaque token, as above",
     ("GET /api/v1/endpoints", "cursor"): "a cursor is an opaque token, as above",
     ("GET /api/v1/finetunes/{job_id}/evaluations", "cursor"): "a cursor is an opaque token, as above",
+    ("GET /api/v1/regression-sets", "cursor"): "a cursor is an opaque token, as above",
+    ("POST /api/v1/regression-sets", "dataset"): "exactly one of `dataset` and `snapshot`, of this project, not pinned "
+    "already: said in the description, as above",
+    ("POST /api/v1/regression-sets", "snapshot"): "as for dataset, and a snapshot that finished",
     ("PATCH /api/v1/datasets/{dataset_id}/entries/{entry_id}", "messages"): "an entry's conversation is read by "
     "the same readers as a log's (roles, tool calls, a turn to train on), with an error naming the path",
     ("PATCH /api/v1/datasets/{dataset_id}/entries/{entry_id}", "tools"): "as for messages",

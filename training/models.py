@@ -309,6 +309,9 @@ class EvaluationRun(BackgroundWork, models.Model):
     rubric = models.TextField(blank=True)
     max_examples = models.PositiveIntegerField(default=100)
     max_new_tokens = models.PositiveIntegerField(default=256)
+    # Logs of the project outside the training snapshot answered by both models (forgetting); 0: none.
+    retention_examples = models.PositiveIntegerField(default=100)
+    slice_key = models.CharField(max_length=100, blank=True)  # a metadata key every metric is also broken down by
     done = models.PositiveIntegerField(default=0)  # judge calls answered
     total = models.PositiveIntegerField(default=0)  # judge calls to make
     examples = models.JSONField(default=list, blank=True)  # [{entry_id, line, prompt, reference, base, tuned}]
@@ -333,3 +336,36 @@ class EvaluationRun(BackgroundWork, models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
+
+
+class RegressionSet(models.Model):
+    """A dataset or a snapshot pinned by a project as a regression set: every evaluation run of the project's
+    fine-tunes also answers its conversations, so a new model is checked on what earlier ones had to get right. A
+    pinned dataset is read from its newest snapshot at each run; a pinned snapshot never changes."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="regression_sets")
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(dataset__isnull=False, snapshot__isnull=True)
+                | models.Q(dataset__isnull=True, snapshot__isnull=False),
+                name="regressionset_dataset_or_snapshot",
+            ),
+            models.UniqueConstraint(fields=["project", "dataset"], name="regressionset_unique_dataset"),
+            models.UniqueConstraint(fields=["project", "snapshot"], name="regressionset_unique_snapshot"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def name(self) -> str:
+        if self.snapshot is not None:
+            return f"snapshot {self.snapshot_id} of {self.snapshot.dataset_label}"
+        return f"dataset {self.dataset.name if self.dataset else self.dataset_id}"

@@ -1,7 +1,14 @@
 from django.urls import path
 
 from training.endpoints.apis import EndpointCheckApi, EndpointDetailApi, EndpointsApi
-from training.evaluation.apis import EvaluationCancelApi, EvaluationDetailApi, EvaluationsApi
+from training.evaluation.apis import (
+    EvaluationCancelApi,
+    EvaluationDetailApi,
+    EvaluationEstimateApi,
+    EvaluationsApi,
+    RegressionSetDetailApi,
+    RegressionSetsApi,
+)
 from training.finetunes.apis import (
     BaseModelsApi,
     FineTuneAdapterApi,
@@ -34,6 +41,13 @@ urlpatterns = [
         name="api-finetune-generation",
     ),
     path("finetunes/<int:job_id>/evaluations", EvaluationsApi.as_view(), name="api-finetune-evaluations"),
+    path(
+        "finetunes/<int:job_id>/evaluations/estimate",
+        EvaluationEstimateApi.as_view(),
+        name="api-finetune-evaluation-estimate",
+    ),
+    path("regression-sets", RegressionSetsApi.as_view(), name="api-regression-sets"),
+    path("regression-sets/<int:set_id>", RegressionSetDetailApi.as_view(), name="api-regression-set"),
     path(
         "finetunes/<int:job_id>/evaluations/<int:evaluation_id>",
         EvaluationDetailApi.as_view(),

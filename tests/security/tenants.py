@@ -34,7 +34,15 @@ from tests.factories import BaseModelFactory, ProjectFactory, UserFactory
 from training.endpoints.secrets import secret_encrypt
 from training.finetunes.services import finetune_create
 from training.forms import ADVANCED, MAIN
-from training.models import EvaluationRun, FineTuneJob, FineTuneStatus, Generation, LossPreview, ModelEndpoint
+from training.models import (
+    EvaluationRun,
+    FineTuneJob,
+    FineTuneStatus,
+    Generation,
+    LossPreview,
+    ModelEndpoint,
+    RegressionSet,
+)
 from training.trainer.config import TrainConfig
 
 # Routes outside the tenant model: sign-in, the admin (Django's own staff checks), the public API description.
@@ -51,7 +59,7 @@ OBJECT_OF_SEGMENT = {
     "entries": "entry", "tags": "tag", "snapshots": "snapshot", "finetunes": "finetune", "keys": "key",
     "views": "view", "generations": "generation", "loss-preview": "preview", "redaction-jobs": "redaction",
     "endpoints": "endpoint", "evaluations": "evaluation",
-    "scores": "score",
+    "scores": "score", "evaluation-sets": "regression_set", "regression-sets": "regression_set",
 }  # fmt: skip
 
 
@@ -121,7 +129,11 @@ BASELINES = {
     "api-key-new": [{"name": "fuzzed", "role": "viewer"}],
     "tag-edit": [{"name": "fuzzed"}],
     "tag-merge": [{"into": "{tag}"}],
-    "finetune-evaluate": [{"judge": "", "max_examples": "5", "max_new_tokens": "8", "rubric": ""}],
+    "finetune-evaluate": [{"judge": "", "max_examples": "5", "max_new_tokens": "8", "rubric": "",
+                           "retention_examples": "5", "slice_key": "tier"}],
+    "finetune-evaluation-estimate": [{"judge": "", "max_examples": "5", "max_new_tokens": "8",
+                                      "retention_examples": "5"}],
+    "evaluation-sets": [{"dataset": "{dataset}"}],
     "endpoints": [ENDPOINT],
     "endpoint-edit": [ENDPOINT],
     "log-score-add": [{"name": "quality", "value": "4", "comment": "fuzzed"}],
@@ -193,6 +205,7 @@ def tenant_create(slug: str) -> Tenant:
         "view": SavedView.objects.create(project=project, name=f"view {marker}", query=f"q={marker}").pk,
         "redaction": RedactionJob.objects.create(dataset=dataset, kinds=["EMAIL"], error=marker).pk,
         "key": project.api_keys.first().pk,  # type: ignore[union-attr]
+        "regression_set": RegressionSet.objects.create(project=project, snapshot=snapshot).pk,
         "evaluation": EvaluationRun.objects.create(
             job=job, examples=[{"prompt": chat[:1], "reference": marker, "base": marker, "tuned": marker}]
         ).pk,

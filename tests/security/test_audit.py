@@ -111,6 +111,7 @@ NOT_AUDITED = {
     "imports_create": "sending logs as a file; the import job keeps who uploaded it, its progress and its line errors",
     "finetunes_estimate": "computes examples, tokens and steps for a form; changes nothing",
     "endpoints_check": "one tiny call to see that an endpoint answers; changes nothing",
+    "finetune_evaluations_estimate": "computes the examples, answers, judge calls and cost of a run; changes nothing",
 }
 # For every other unsafe operation: a body that makes it change something, and the audit events that change writes.
 # "{name}" in a body is replaced by the id of that object of the project.
@@ -155,6 +156,8 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
     "endpoints_destroy": (None, {"endpoints.delete"}),
     "finetune_evaluations_create": ({"max_examples": 5}, {"finetune.evaluate"}),
     "finetune_evaluations_cancel": (None, {"finetune.evaluation_cancel"}),
+    "regression_sets_create": ({"dataset": "{dataset}"}, {"evaluation.regression_set_pin"}),
+    "regression_sets_destroy": (None, {"evaluation.regression_set_unpin"}),
 }
 # Operations only an owner may make (the others are made by an editor).
 BY_OWNER = {"endpoints_create", "endpoints_update", "endpoints_destroy"}
@@ -162,7 +165,7 @@ BY_OWNER = {"endpoints_create", "endpoints_update", "endpoints_destroy"}
 PATH_OBJECTS = {
     "log_id": "log", "dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune",
     "endpoint_id": "endpoint", "evaluation_id": "evaluation",
-    "score_id": "score",
+    "score_id": "score", "set_id": "regression_set",
 }  # fmt: skip
 PATH_OVERRIDES = {"finetunes_cancel": {"job_id": "queued_finetune"}}
 

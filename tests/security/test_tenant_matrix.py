@@ -44,6 +44,7 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # Where the rule below does not fit, the role an operation needs, and why.
 EXCEPTIONS = {
     ("api-finetune-estimate", "POST"): (Role.VIEWER, "computes examples, tokens and steps; starts nothing"),
+    ("api-finetune-evaluation-estimate", "POST"): (Role.VIEWER, "computes a run's examples and cost; starts nothing"),
     ("bulk-preview", "GET"): (Role.EDITOR, "the confirmation step of a bulk change, for those who may make it"),
 } | {
     (name, method): (Role.OWNER, "model endpoints hold keys and spend money: the owner manages them")

@@ -1,18 +1,27 @@
 """REST API of evaluation runs: start one on a fine-tune (editors), follow it, read its verdict, cancel it."""
 
-from drf_spectacular.utils import extend_schema
+from django.core.exceptions import ValidationError
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from curation.common.apis import PROJECT_PARAMETER, IdField, ProjectScopedApi, StrictInput, request_actor
 from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
-from curation.common.pagination import keyset_page
+from curation.common.pagination import ascending_page, keyset_page
 from curation.common.permissions import project_for_request
-from curation.models import Project, Role
-from training.evaluation.services import MAX_EXAMPLES, MAX_NEW_TOKENS, evaluation_cancel, evaluation_create
+from curation.models import Dataset, DatasetSnapshot, Project, Role
+from training.evaluation.regression import regression_set_pin, regression_set_unpin
+from training.evaluation.services import (
+    MAX_EXAMPLES,
+    MAX_NEW_TOKENS,
+    MAX_SLICE_KEY,
+    evaluation_cancel,
+    evaluation_create,
+    evaluation_estimate,
+)
 from training.finetunes.apis import STATE_RESPONSE, job_or_404, state_call
-from training.models import EvaluationRun, ModelEndpoint
+from training.models import EvaluationRun, ModelEndpoint, RegressionSet
 
 
 class EvaluationOutput(serializers.ModelSerializer):
@@ -23,7 +32,8 @@ class EvaluationOutput(serializers.ModelSerializer):
         model = EvaluationRun
         fields = [
             "id", "job", "status", "stage", "progress", "judge", "judge_name", "rubric", "max_examples",
-            "max_new_tokens", "results", "error", "created_at", "started_at", "finished_at",
+            "max_new_tokens", "retention_examples", "slice_key", "results", "error", "created_at", "started_at",
+            "finished_at",
         ]  # fmt: skip
 
 
@@ -37,6 +47,24 @@ class EvaluationInput(StrictInput):
     rubric = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
     max_examples = serializers.IntegerField(required=False, min_value=1, max_value=MAX_EXAMPLES, default=100)
     max_new_tokens = serializers.IntegerField(required=False, min_value=1, max_value=MAX_NEW_TOKENS, default=256)
+    retention_examples = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_EXAMPLES, default=100,
+        help_text="Logs of the project outside the training snapshot answered by both models, for the forgetting "
+        "check (plus the general sets on disk); 0: none.",
+    )  # fmt: skip
+    slice_key = serializers.CharField(
+        required=False, allow_blank=True, max_length=MAX_SLICE_KEY, default="",
+        help_text="A metadata key every metric is also broken down by (tags always are).",
+    )  # fmt: skip
+
+
+def _judge_in(project: Project, wanted: int | None) -> ModelEndpoint | None:
+    if wanted is None:
+        return None
+    judge = ModelEndpoint.objects.filter(project=project, pk=wanted).first()
+    if judge is None:
+        raise exceptions.ValidationError({"judge": [f"Endpoint {wanted} not found in this project."]})
+    return judge
 
 
 def _run_or_404(project: Project, job_id: int, evaluation_id: int) -> EvaluationRun:
@@ -71,16 +99,12 @@ class EvaluationsApi(ProjectScopedApi):
         job = job_or_404(project, job_id)
         data = EvaluationInput(data=request.data)
         data.is_valid(raise_exception=True)
-        judge = None
-        if data.validated_data.get("judge") is not None:
-            judge = ModelEndpoint.objects.filter(project=project, pk=data.validated_data["judge"]).first()
-            if judge is None:
-                wanted = data.validated_data["judge"]
-                raise exceptions.ValidationError({"judge": [f"Endpoint {wanted} not found in this project."]})
+        given = data.validated_data
+        judge = _judge_in(project, given.get("judge"))
         run = state_call(
-            evaluation_create, job=job, judge=judge, rubric=data.validated_data.get("rubric", ""),
-            max_examples=data.validated_data["max_examples"], max_new_tokens=data.validated_data["max_new_tokens"],
-            **request_actor(request),
+            evaluation_create, job=job, judge=judge, rubric=given.get("rubric", ""),
+            max_examples=given["max_examples"], max_new_tokens=given["max_new_tokens"],
+            retention_examples=given["retention_examples"], slice_key=given["slice_key"], **request_actor(request),
         )  # fmt: skip
         return Response(EvaluationOutput(run).data, status=status.HTTP_202_ACCEPTED)
 
@@ -105,3 +129,95 @@ class EvaluationCancelApi(ProjectScopedApi):
         evaluation_cancel(run=run, **request_actor(request))
         run.refresh_from_db()
         return Response(EvaluationOutput(run).data)
+
+
+class EvaluationEstimateApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="finetune_evaluations_estimate", summary="What an evaluation would answer and cost",
+        description="Examples of each kind of set (at most), the answers the GPU worker would write and, with a "
+        "judge, its calls, tokens and cost in USD (the endpoint's prices, else the price table's; null: unknown).",
+        parameters=[PROJECT_PARAMETER], request=EvaluationInput,
+        responses=inline_serializer("EvaluationEstimate", {
+            "examples": serializers.DictField(child=serializers.IntegerField()),
+            "answers": serializers.IntegerField(), "answer_tokens_at_most": serializers.IntegerField(),
+            "judge_calls": serializers.IntegerField(), "judge_input_tokens": serializers.IntegerField(),
+            "judge_output_tokens": serializers.IntegerField(),
+            "judge_cost_usd": serializers.CharField(allow_null=True),
+        }),
+    )  # fmt: skip
+    def post(self, request: Request, job_id: int) -> Response:
+        project = project_for_request(request)
+        job = job_or_404(project, job_id)
+        data = EvaluationInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        given = data.validated_data
+        return Response(evaluation_estimate(
+            job=job, judge=_judge_in(project, given.get("judge")), max_examples=given["max_examples"],
+            max_new_tokens=given["max_new_tokens"], retention_examples=given["retention_examples"],
+        ))  # fmt: skip
+
+
+class RegressionSetOutput(serializers.ModelSerializer):
+    name = serializers.CharField()
+    dataset: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    snapshot: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = RegressionSet
+        fields = ["id", "name", "dataset", "snapshot", "created_at"]
+
+
+class RegressionSetInput(StrictInput):
+    dataset = IdField(required=False, allow_null=True, help_text="A dataset, read from its newest snapshot.")
+    snapshot = IdField(required=False, allow_null=True, help_text="One snapshot, which never changes.")
+
+
+class RegressionSetsApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="regression_sets_list", summary="The project's regression sets",
+        parameters=[PROJECT_PARAMETER, *PAGE_PARAMETERS],
+        responses=page_of("RegressionSetPage", RegressionSetOutput(many=True)),
+    )  # fmt: skip
+    def get(self, request: Request) -> Response:
+        project = project_for_request(request)
+        sets = RegressionSet.objects.filter(project=project).select_related("dataset", "snapshot__dataset")
+        page = ascending_page(sets, key="id", cursor=page_cursor(request), size=page_size(request))
+        return Response(page_body(page, RegressionSetOutput))
+
+    @extend_schema(
+        operation_id="regression_sets_create", summary="Pin a dataset or a snapshot as a regression set (editors)",
+        description="Every evaluation run of the project's fine-tunes then answers it too. A dataset is read "
+        "from its newest snapshot at each run; a snapshot never changes.",
+        parameters=[PROJECT_PARAMETER], request=RegressionSetInput, responses={201: RegressionSetOutput},
+    )  # fmt: skip
+    def post(self, request: Request) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        data = RegressionSetInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset_id, snapshot_id = data.validated_data.get("dataset"), data.validated_data.get("snapshot")
+        dataset = Dataset.objects.filter(project=project, pk=dataset_id).first() if dataset_id is not None else None
+        snapshots = DatasetSnapshot.objects.filter(project=project, pk=snapshot_id)
+        snapshot = snapshots.first() if snapshot_id is not None else None
+        if dataset_id is not None and dataset is None:
+            raise exceptions.ValidationError({"dataset": [f"Dataset {dataset_id} not found in this project."]})
+        if snapshot_id is not None and snapshot is None:
+            raise exceptions.ValidationError({"snapshot": [f"Snapshot {snapshot_id} not found in this project."]})
+        try:
+            pinned = regression_set_pin(project=project, dataset=dataset, snapshot=snapshot, **request_actor(request))
+        except ValidationError as exc:
+            raise exceptions.ValidationError(exc.message_dict) from None
+        return Response(RegressionSetOutput(pinned).data, status=status.HTTP_201_CREATED)
+
+
+class RegressionSetDetailApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="regression_sets_destroy", summary="Unpin a regression set (editors)",
+        parameters=[PROJECT_PARAMETER], request=None, responses={204: None},
+    )  # fmt: skip
+    def delete(self, request: Request, set_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        pinned = RegressionSet.objects.filter(project=project, pk=set_id).first()
+        if pinned is None:
+            raise exceptions.NotFound(f"Regression set {set_id} not found.")
+        regression_set_unpin(pinned=pinned, **request_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -176,6 +176,25 @@ def tool_call_match(predicted: Sequence[list[dict]], expected: Sequence[list[dic
     return ToolCallMatch(estimate(names), estimate(arguments))
 
 
+_TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+
+
+def answer_tool_calls(text: str) -> list[dict]:
+    """The tool calls a generated answer makes, as OpenAI's calls: each `<tool_call>{"name", "arguments"}</tool_call>`
+    block (the convention of Qwen, Hermes and Logtune's own fallback template), else the whole answer when it is
+    one such object (or a list of them). Arguments may be an object or its JSON text."""
+    blocks = _TOOL_CALL_TAG.findall(text)
+    values = [json_value(block) for block in blocks] if blocks else [json_value(text)]
+    calls = []
+    for ok, value in values:
+        for item in (value if isinstance(value, list) else [value]) if ok else []:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                arguments = item.get("arguments", item.get("parameters", {}))
+                text_arguments = arguments if isinstance(arguments, str) else json.dumps(arguments)
+                calls.append({"type": "function", "function": {"name": item["name"], "arguments": text_arguments}})
+    return calls
+
+
 def _call(call: dict) -> tuple[str, object]:
     function = call.get("function") or {}
     ok, value = json_value(function.get("arguments") or "")

@@ -52,3 +52,49 @@ def answers(
         loaded, tokenizer, [template_messages(c) for c in conversations], stop_ids=stop_ids,
         max_new_tokens=max_new_tokens,
     )  # fmt: skip
+
+
+def candidate(
+    *, model: str, adapter_dir: str | None, conversations: list[list[dict]], scored: list[dict],
+    max_new_tokens: int = 256, max_length: int = 4096,
+) -> dict:  # fmt: skip
+    """An evaluation's work for one candidate, the model loaded once: its greedy answers to `conversations`, and
+    the loss of each of `scored` (`{"messages", "tools"}`: a conversation with the answer to score) as training
+    measures it, over the assistant turns' tokens. A conversation the template cannot render, or that keeps no
+    answer token within `max_length`, has no loss (None)."""
+    return {
+        "answers": answers(
+            model=model, adapter_dir=adapter_dir, conversations=conversations, max_new_tokens=max_new_tokens
+        ),
+        "losses": losses(model=model, adapter_dir=adapter_dir, scored=scored, max_length=max_length),
+    }
+
+
+def losses(*, model: str, adapter_dir: str | None, scored: list[dict], max_length: int = 4096) -> list[list | None]:
+    """[mean loss, trained tokens] of each conversation of `scored`, or None when it has none (see `candidate`)."""
+    import torch
+    import torch.nn.functional as F
+
+    from training.trainer.data import IGNORE_INDEX, DataError, Record, encode
+
+    loaded, tokenizer, stop_ids = _load(model, adapter_dir)
+    device = next(loaded.parameters()).device
+    out: list[list | None] = []
+    with torch.no_grad():
+        for number, item in enumerate(scored, start=1):
+            record = Record(number, None, "validation", item["messages"], item.get("tools") or [])
+            try:
+                example = encode(tokenizer, record, max_length=max_length, stop_ids=stop_ids)
+            except DataError:
+                out.append(None)
+                continue
+            if example.trained_tokens == 0:
+                out.append(None)
+                continue
+            ids = torch.tensor([example.input_ids], device=device)
+            labels = torch.tensor([example.labels], device=device)
+            logits = loaded(input_ids=ids).logits[:, :-1].float()
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
+                                   ignore_index=IGNORE_INDEX)  # fmt: skip
+            out.append([float(loss), example.trained_tokens])
+    return out
