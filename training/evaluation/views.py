@@ -14,6 +14,7 @@ from curation.models import Membership, Project, Role
 from training import selectors
 from training.evaluation.judge import DEFAULT_RUBRIC
 from training.evaluation.services import MAX_EXAMPLES, MAX_NEW_TOKENS, evaluation_cancel, evaluation_create
+from training.evaluation.votes import votes_summary
 from training.models import EvaluationRun, FineTuneJob, FineTuneStatus, ModelEndpoint
 
 RUNS_SHOWN = 3
@@ -53,12 +54,25 @@ def run_view(run: EvaluationRun) -> dict:
          "tuned": _estimate(metrics.get("tuned", {}).get(key))}
         for key, label in METRIC_LABELS.items() if key in metrics.get("tuned", {})
     ]  # fmt: skip
+    people = _people(run)
     judged = [
         {"label": COMPARISONS[name], **summary, "win_rate": _estimate(summary.get("win_rate")),
-         "position_agreement": _estimate(summary.get("position_agreement"))}
+         "position_agreement": _estimate(summary.get("position_agreement")), "votes": people.pop(name, [])}
         for name, summary in (run.results.get("judge") or {}).items()
     ]  # fmt: skip
-    return {"run": run, "metrics": rows, "judged": judged, "examples": run.results.get("examples")}
+    return {"run": run, "metrics": rows, "judged": judged, "examples": run.results.get("examples"),
+            "votes": [row for rows in people.values() for row in rows]}  # fmt: skip
+
+
+def _people(run: EvaluationRun) -> dict[str, list[dict]]:
+    """People's votes by comparison (training/_evaluation_votes.html), once a run has its answers to vote on."""
+    if not (run.is_finished and run.examples):
+        return {}
+    return {
+        name: [{**summary, "name": name, "label": COMPARISONS[name], "win_rate": _estimate(summary["win_rate"]),
+                "agreement": _estimate(summary["agreement"])}]
+        for name, summary in votes_summary(run=run).items()
+    }  # fmt: skip
 
 
 def evaluations_context(job: FineTuneJob, membership: Membership, form: EvaluationForm | None = None) -> dict:
@@ -70,6 +84,7 @@ def evaluations_context(job: FineTuneJob, membership: Membership, form: Evaluati
         and job.status == FineTuneStatus.SUCCEEDED
         and job.weights_deleted_at is None,
         "evaluations_running": any(not run.is_finished for run in runs),
+        "can_vote": can_edit(membership),
     }
 
 
