@@ -1,7 +1,7 @@
 from django.urls import path
 
 from training.endpoints.apis import EndpointCheckApi, EndpointDetailApi, EndpointsApi
-from training.evaluation.apis import EvaluationCancelApi, EvaluationDetailApi, EvaluationsApi
+from training.evaluation.apis import EvaluationCancelApi, EvaluationDetailApi, EvaluationsApi, EvaluationVotesApi
 from training.finetunes.apis import (
     BaseModelsApi,
     FineTuneAdapterApi,
@@ -43,6 +43,11 @@ urlpatterns = [
         "finetunes/<int:job_id>/evaluations/<int:evaluation_id>/cancel",
         EvaluationCancelApi.as_view(),
         name="api-finetune-evaluation-cancel",
+    ),
+    path(
+        "finetunes/<int:job_id>/evaluations/<int:evaluation_id>/votes",
+        EvaluationVotesApi.as_view(),
+        name="api-finetune-evaluation-votes",
     ),
     path("base-models", BaseModelsApi.as_view(), name="api-base-models"),
     path("endpoints", EndpointsApi.as_view(), name="api-endpoints"),
