@@ -52,8 +52,10 @@ from training.endpoints.secrets import secret_encrypt
 from training.models import (
     BaseModel,
     EvaluationRun,
+    EvaluationVote,
     ExampleLoss,
     FineTuneJob,
+    FineTuneStatus,
     Generation,
     LossPreview,
     MetricPoint,
@@ -471,11 +473,28 @@ class ModelEndpointFactory(factory.django.DjangoModelFactory):
     api_key_hint = "…cdef"
 
 
+def evaluated_examples(n: int = 3) -> list[dict]:
+    """What a finished evaluation keeps of each example: the prompt, the three answers and the judge's verdicts."""
+    verdicts = (1.0, 0.5, 0.0)
+    return [
+        {"prompt": [{"role": "user", "content": f"{i}+{i}?"}], "reference": str(2 * i), "base": f"maybe {i}",
+         "tuned": f"{2 * i}.", "verdict_base": verdicts[i % 3], "verdict_teacher": verdicts[(i + 1) % 3]}
+        for i in range(n)
+    ]  # fmt: skip
+
+
 class EvaluationRunFactory(factory.django.DjangoModelFactory):
-    """A queued evaluation of a fine-tune (`evaluation_create` is the path that checks the job and enqueues)."""
+    """A queued evaluation of a fine-tune (`evaluation_create` is the path that checks the job and enqueues);
+    `finished=True`: one that succeeded, with the answers and the judge's verdicts on its examples."""
 
     class Meta:
         model = EvaluationRun
+
+    class Params:
+        finished = factory.Trait(
+            status=FineTuneStatus.SUCCEEDED, examples=factory.LazyFunction(evaluated_examples),
+            judge_name="judge (gpt-4o-mini)", finished_at=factory.LazyFunction(timezone.now),
+        )  # fmt: skip
 
     job = factory.SubFactory(FineTuneJobFactory)
     max_examples = 10
@@ -489,3 +508,18 @@ class RegressionSetFactory(factory.django.DjangoModelFactory):
 
     project = factory.SubFactory(ProjectFactory)
     dataset = factory.SubFactory(DatasetFactory, project=factory.SelfAttribute("..project"))
+
+
+class EvaluationVoteFactory(factory.django.DjangoModelFactory):
+    """A person's blind vote on the first example of a finished evaluation (`vote_record` is the path that checks it
+    and audits it)."""
+
+    class Meta:
+        model = EvaluationVote
+
+    run = factory.SubFactory(EvaluationRunFactory, finished=True)
+    example = 0
+    comparison = "teacher"
+    voter = factory.SubFactory(UserFactory)
+    outcome = 1.0
+    tuned_first = True

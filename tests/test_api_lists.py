@@ -53,6 +53,7 @@ def test_every_list_is_a_page_with_the_same_parameters_and_bounds():
         "/api/v1/logs", "/api/v1/tags", "/api/v1/datasets", "/api/v1/datasets/{dataset_id}/entries",
         "/api/v1/datasets/{dataset_id}/snapshots", "/api/v1/imports", "/api/v1/audit", "/api/v1/finetunes",
         "/api/v1/endpoints", "/api/v1/finetunes/{job_id}/evaluations", "/api/v1/regression-sets",
+        "/api/v1/finetunes/{job_id}/evaluations/{evaluation_id}/votes",
     }  # fmt: skip
     for path, parameters in pages.items():
         assert parameters["cursor"] == {"type": "string"}, path

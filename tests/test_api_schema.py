@@ -47,7 +47,7 @@ from curation.logs.services import logs_ingest
 from curation.models import BulkAction, ImportLineError, LogEntry, LogScore, RedactionJob, Role, Tag
 from curation.projects.services import api_key_create
 from tests.curation.samples import anthropic_log, openai_log
-from tests.factories import DatasetSnapshotFactory, GenerationFactory
+from tests.factories import DatasetSnapshotFactory, EvaluationRunFactory, EvaluationVoteFactory, GenerationFactory
 from training.finetunes.services import finetune_create
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, MetricPoint
 
@@ -104,9 +104,11 @@ VALID_BUT_REFUSED = {
     ("GET /api/v1/endpoints", "cursor"): "a cursor is an opaque token, as above",
     ("GET /api/v1/finetunes/{job_id}/evaluations", "cursor"): "a cursor is an opaque token, as above",
     ("GET /api/v1/regression-sets", "cursor"): "a cursor is an opaque token, as above",
-    ("POST /api/v1/regression-sets", "dataset"): "exactly one of `dataset` and `snapshot`, of this project, not pinned "
-    "already: said in the description, as above",
+    ("POST /api/v1/regression-sets", "dataset"): "exactly one of `dataset` and `snapshot`, of this project, not "
+    "pinned already: said in the description, as above",
     ("POST /api/v1/regression-sets", "snapshot"): "as for dataset, and a snapshot that finished",
+    ("GET /api/v1/finetunes/{job_id}/evaluations/{evaluation_id}/votes", "cursor"): "a cursor is an opaque token, "
+    "as above",
     ("PATCH /api/v1/datasets/{dataset_id}/entries/{entry_id}", "messages"): "an entry's conversation is read by "
     "the same readers as a log's (roles, tool calls, a turn to train on), with an error naming the path",
     ("PATCH /api/v1/datasets/{dataset_id}/entries/{entry_id}", "tools"): "as for messages",
@@ -219,6 +221,9 @@ def seeded(project, base_model) -> Iterator[str]:
     queued = finetune_create(dataset=dataset, base_model=base_model, snapshot=frozen)
     done = _succeeded(finetune_create(dataset=dataset, base_model=base_model, snapshot=frozen))
     generation = GenerationFactory(job=done)
+    evaluation = EvaluationRunFactory(job=done, finished=True)  # with votes, so its detail has people's verdicts
+    EvaluationVoteFactory(run=evaluation, example=0)
+    EvaluationVoteFactory(run=evaluation, example=1, comparison="base", outcome=0.5)
     entries = list(dataset.entries.order_by("id"))
 
     REAL.clear()
@@ -235,6 +240,7 @@ def seeded(project, base_model) -> Iterator[str]:
         "datasets:job_id": [redaction.pk],  # redaction-jobs/{job_id}
         "finetunes:job_id": [done.pk, queued.pk],
         "generation_id": [generation.pk],
+        "evaluation_id": [evaluation.pk],
         "body:dataset": [dataset.pk, empty.pk],
         "body:snapshot": [frozen.pk],
         "body:base_model": ["tiny"],

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from curation.common.server_paths import media_name, paths_hidden
 from curation.models import ApiKey, BackgroundWork, Dataset, DatasetEntry, DatasetSnapshot, Project, actor_label
+from training.evaluation import metrics
 
 
 class FineTuneStatus(models.TextChoices):
@@ -369,3 +370,42 @@ class RegressionSet(models.Model):
         if self.snapshot is not None:
             return f"snapshot {self.snapshot_id} of {self.snapshot.dataset_label}"
         return f"dataset {self.dataset.name if self.dataset else self.dataset_id}"
+
+
+class Comparison(models.TextChoices):
+    """What the tuned model's answer is compared with: the base model's answer, or the logged one (the teacher)."""
+
+    BASE = "base", "Base model"
+    TEACHER = "teacher", "Logged answer (the teacher)"
+
+
+class Outcome(float, models.Choices):
+    """A verdict for the tuned model, in the values the judge's verdicts and win rates use (metrics.WIN…)."""
+
+    WIN = metrics.WIN, "Win"
+    TIE = metrics.TIE, "Tie"
+    LOSS = metrics.LOSS, "Loss"
+
+
+class EvaluationVote(models.Model):
+    """One person's blind verdict on one example of a finished evaluation run: the tuned model's answer against the
+    base model's or the logged one. A person votes once per example and comparison; voting again replaces it."""
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="votes", db_index=False)
+    example = models.PositiveIntegerField()  # its index in run.examples
+    comparison = models.CharField(max_length=16, choices=Comparison.choices)
+    voter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    outcome = models.FloatField(choices=Outcome.choices)
+    # The blind page showed the tuned model's answer as "1"; null: the vote came through the API, which shows nothing.
+    tuned_first = models.BooleanField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "example", "comparison", "voter"], name="evaluationvote_unique")
+        ]
+        indexes = [models.Index(fields=["run", "-created_at", "-id"], name="evaluationvote_run_created")]
+
+    def __str__(self) -> str:
+        return f"vote on example {self.example} of evaluation {self.run_id} ({self.comparison}: {self.outcome})"

@@ -6,6 +6,7 @@ from training.evaluation.apis import (
     EvaluationDetailApi,
     EvaluationEstimateApi,
     EvaluationsApi,
+    EvaluationVotesApi,
     RegressionSetDetailApi,
     RegressionSetsApi,
 )
@@ -57,6 +58,11 @@ urlpatterns = [
         "finetunes/<int:job_id>/evaluations/<int:evaluation_id>/cancel",
         EvaluationCancelApi.as_view(),
         name="api-finetune-evaluation-cancel",
+    ),
+    path(
+        "finetunes/<int:job_id>/evaluations/<int:evaluation_id>/votes",
+        EvaluationVotesApi.as_view(),
+        name="api-finetune-evaluation-votes",
     ),
     path("base-models", BaseModelsApi.as_view(), name="api-base-models"),
     path("endpoints", EndpointsApi.as_view(), name="api-endpoints"),

@@ -137,7 +137,12 @@ BASELINES = {
     "endpoints": [ENDPOINT],
     "endpoint-edit": [ENDPOINT],
     "log-score-add": [{"name": "quality", "value": "4", "comment": "fuzzed"}],
+    "finetune-evaluation-vote": [{"example": "0", "choice": "1", "at": "0"}],
 }  # fmt: skip
+# Operations only a person may make: an API key acts for the project, not for anyone, and is refused (403).
+PERSONS_ONLY = {
+    ("api-finetune-evaluation-votes", "POST"): "a vote is one person's verdict, counted per person",
+}
 
 
 def baselines(route: Route, objects: dict[str, int]) -> list[dict[str, str]]:
@@ -190,6 +195,7 @@ def tenant_create(slug: str) -> Tenant:
         status=FineTuneStatus.SUCCEEDED,
         created_at=entry.updated_at - timedelta(days=1),
     )
+    answered = {"prompt": chat[:1], "reference": marker, "base": marker, "tuned": marker, "verdict_teacher": 1.0}
     objects = {
         "log": log.pk,
         "tag": Tag.objects.get(project=project).pk,
@@ -206,9 +212,8 @@ def tenant_create(slug: str) -> Tenant:
         "redaction": RedactionJob.objects.create(dataset=dataset, kinds=["EMAIL"], error=marker).pk,
         "key": project.api_keys.first().pk,  # type: ignore[union-attr]
         "regression_set": RegressionSet.objects.create(project=project, snapshot=snapshot).pk,
-        "evaluation": EvaluationRun.objects.create(
-            job=job, examples=[{"prompt": chat[:1], "reference": marker, "base": marker, "tuned": marker}]
-        ).pk,
+        # Finished, with a verdict, so that its vote page shows a ballot (the audit tests queue it again to cancel it).
+        "evaluation": EvaluationRun.objects.create(job=job, status=FineTuneStatus.SUCCEEDED, examples=[answered]).pk,
         # A URL no setting allows: checking it answers at once, without a call.
         "endpoint": ModelEndpoint.objects.create(
             project=project,

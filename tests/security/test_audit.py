@@ -17,7 +17,7 @@ from curation.text.embeddings import DIMENSION, vector_bytes
 from tests.factories import DatasetEntryFactory, DatasetFactory, EntryEmbeddingFactory
 from tests.security.tenants import Tenant, tenant_create
 from training.finetunes.services import finetune_create
-from training.models import BaseModel, FineTuneJob, FineTuneStatus
+from training.models import BaseModel, EvaluationRun, FineTuneJob, FineTuneStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -158,9 +158,15 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
     "finetune_evaluations_cancel": (None, {"finetune.evaluation_cancel"}),
     "regression_sets_create": ({"dataset": "{dataset}"}, {"evaluation.regression_set_pin"}),
     "regression_sets_destroy": (None, {"evaluation.regression_set_unpin"}),
+    "finetune_evaluation_votes_create": (
+        {"example": 0, "comparison": "teacher", "outcome": "tuned"},
+        {"finetune.evaluation_vote"},
+    ),
 }
 # Operations only an owner may make (the others are made by an editor).
 BY_OWNER = {"endpoints_create", "endpoints_update", "endpoints_destroy"}
+# Operations only a person may make (tenants.PERSONS_ONLY): a key is refused, and nothing is written.
+BY_PERSON = {"finetune_evaluation_votes_create"}
 # The fine-tune a path names: a queued one for cancelling (a succeeded one has nothing to cancel).
 PATH_OBJECTS = {
     "log_id": "log", "dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune",
@@ -203,6 +209,8 @@ def world_for_changes(operation: str) -> Tenant:
     dataset = Dataset.objects.get(pk=own.objects["dataset"])
     RedactionJob.objects.filter(pk=own.objects["redaction"]).update(status=JobStatus.FAILED)
     FineTuneJob.objects.filter(pk=own.objects["finetune"]).update(merge_status="")
+    if operation == "finetune_evaluations_cancel":  # the world's evaluation has finished: nothing to cancel
+        EvaluationRun.objects.filter(pk=own.objects["evaluation"]).update(status=FineTuneStatus.QUEUED)
     if operation == "finetunes_cancel":  # only then: a dataset with a queued fine-tune cannot be deleted
         base = BaseModel.objects.get(name="tiny")
         queued = finetune_create(dataset=dataset, base_model=base, hyperparameters={"max_steps": 2})
@@ -244,6 +252,10 @@ def test_every_change_through_the_api_is_audited_naming_the_user_or_the_key(oper
 
     response = client.generic(method, url, json.dumps(filled(body, own.objects)), content_type="application/json")
 
+    if how == "key" and operation in BY_PERSON:
+        assert response.status_code == 403, f"{method} {url}: {response.status_code} {response.content[:300]!r}"
+        assert not AuditEvent.objects.filter(pk__gt=before).exists()
+        return
     assert response.status_code < 300, f"{method} {url}: {response.status_code} {response.content[:300]!r}"
     events = list(AuditEvent.objects.filter(pk__gt=before))
     assert actions <= {event.action for event in events}, f"{operation} wrote {[e.action for e in events]}"

@@ -7,7 +7,7 @@ OpenAPI schema (every operation it documents), so a new endpoint is covered the 
 - a session of a user who is not a member of a project, or an API key of another project, gets 404 for it;
 - nothing of the other project (its marker text) appears in any answer, nor where the server keeps its files;
 - a viewer cannot edit, delete, download weights or train (a viewer may download a dataset's export or snapshot:
-  reading); only owners manage keys and read the audit log;
+  reading); only owners manage keys and read the audit log; what only a person may do (vote) refuses API keys;
 - a role that is allowed gets neither 401, 403 nor 404, and nothing answers 5xx;
 - pages need a login (an API key does not open them) and the API needs a key or a session;
 - the same holds for fine-tunes and the snapshots they trained on once their dataset is deleted: they keep their
@@ -25,6 +25,7 @@ from django.test import Client
 from curation.datasets.services import dataset_delete
 from curation.models import Dataset, Role
 from tests.security.tenants import (
+    PERSONS_ONLY,
     ROUTES,
     Answer,
     Route,
@@ -46,6 +47,7 @@ EXCEPTIONS = {
     ("api-finetune-estimate", "POST"): (Role.VIEWER, "computes examples, tokens and steps; starts nothing"),
     ("api-finetune-evaluation-estimate", "POST"): (Role.VIEWER, "computes a run's examples and cost; starts nothing"),
     ("bulk-preview", "GET"): (Role.EDITOR, "the confirmation step of a bulk change, for those who may make it"),
+    ("finetune-evaluation-vote", "GET"): (Role.EDITOR, "the blind vote page is a ballot, for those who may vote"),
 } | {
     (name, method): (Role.OWNER, "model endpoints hold keys and spend money: the owner manages them")
     for name, method in (("api-endpoints", "POST"), ("api-endpoint", "PATCH"), ("api-endpoint", "DELETE"),
@@ -140,12 +142,14 @@ def matrix_problems(route: Route, own: Tenant, other: Tenant) -> list[str]:
     for method in methods:
         needed = required_role(route, method)
         for role in Role.values:
-            expect = "allowed" if Role.rank(role) >= Role.rank(needed) else "403"
+            granted = "allowed" if Role.rank(role) >= Role.rank(needed) else "403"
             callers = [("session", session(own.users[role]))]
             if route.is_api:
                 callers.append(("key", keyed(own.keys[role])))
             for how, client in callers:
                 project = own.project.slug if route.is_api and how == "session" else None
+                # An operation only a person may make refuses every key, whatever its role.
+                expect = "403" if how == "key" and (route.name, method) in PERSONS_ONLY else granted
                 check(f"{method} own/{role}/{how}", ask(client, method, own_url, project=project), expect)
                 # A GET is also asked with the parameters that lead it furthest: work behind a parameter shows.
                 for params in filter(None, baselines(route, own.objects) if method == "GET" else []):
@@ -184,4 +188,5 @@ def test_the_matrix_covers_every_operation_of_the_openapi_schema():
 def test_the_exceptions_name_real_routes():
     names = {r.name for r in ROUTES}
     assert {name for name, _ in EXCEPTIONS} <= names
+    assert {name for name, _ in PERSONS_ONLY} <= {r.name for r in ROUTES if r.is_api}
     assert any(OWNER_ONLY.search(n) for n in names) and any(EXPORTS.search(n) for n in names)

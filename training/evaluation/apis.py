@@ -1,16 +1,26 @@
-"""REST API of evaluation runs: start one on a fine-tune (editors), follow it, read its verdict, cancel it."""
+"""REST API of evaluation runs: start one on a fine-tune (editors), follow it, read its verdict, cancel it; people's
+votes on its examples and the judge's agreement with them."""
 
-from django.core.exceptions import ValidationError
-from drf_spectacular.utils import extend_schema, inline_serializer
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from curation.common.apis import PROJECT_PARAMETER, IdField, ProjectScopedApi, StrictInput, request_actor
+from curation.common.apis import (
+    PROJECT_PARAMETER,
+    ErrorResponse,
+    IdField,
+    NotReadyResponse,
+    ProjectScopedApi,
+    StrictInput,
+    request_actor,
+)
 from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
 from curation.common.pagination import ascending_page, keyset_page
 from curation.common.permissions import project_for_request
 from curation.models import Dataset, DatasetSnapshot, Project, Role
+from training.evaluation.metrics import LOSS, TIE, WIN
 from training.evaluation.regression import regression_set_pin, regression_set_unpin
 from training.evaluation.services import (
     MAX_EXAMPLES,
@@ -20,8 +30,42 @@ from training.evaluation.services import (
     evaluation_create,
     evaluation_estimate,
 )
-from training.finetunes.apis import STATE_RESPONSE, job_or_404, state_call
-from training.models import EvaluationRun, ModelEndpoint, RegressionSet
+from training.evaluation.votes import vote_record, votes_summary
+from training.finetunes.apis import STATE_RESPONSE, JobStateConflict, job_or_404, state_call
+from training.models import Comparison, EvaluationRun, EvaluationVote, ModelEndpoint, RegressionSet
+
+# The API is not blind: a vote names the answer it prefers.
+OUTCOMES = {"tuned": WIN, "tie": TIE, "other": LOSS}
+OUTCOME_NAMES = {value: name for name, value in OUTCOMES.items()}
+
+
+class EstimateOutput(serializers.Serializer):
+    value = serializers.FloatField()
+    low = serializers.FloatField(help_text="The 95% bootstrap interval's low end.")
+    high = serializers.FloatField()
+    n = serializers.IntegerField(help_text="What the value rests on.")
+
+
+class ComparisonVotesOutput(serializers.Serializer):
+    votes = serializers.IntegerField(help_text="Votes on this comparison, every person's.")
+    voters = serializers.IntegerField(help_text="People who voted.")
+    examples = serializers.IntegerField(help_text="Examples voted on.")
+    win_rate = EstimateOutput(allow_null=True, help_text="The people's win rate of the fine-tune: (wins + ½ ties) "
+                              "÷ votes; null without a vote.")  # fmt: skip
+    wins = serializers.IntegerField()
+    ties = serializers.IntegerField()
+    losses = serializers.IntegerField()
+    agreement = EstimateOutput(
+        allow_null=True, help_text="On the votes on examples the judge rated: how often the judge's verdict was the "
+        "person's (each vote one pair); null when there is none.",
+    )  # fmt: skip
+    kappa = serializers.FloatField(allow_null=True, help_text="Cohen's kappa of the same pairs.")
+    compared = serializers.IntegerField(help_text="The pairs (judge, person) agreement and kappa rest on.")
+
+
+class VotesSummaryOutput(serializers.Serializer):
+    base = ComparisonVotesOutput(help_text="The fine-tune's answers against the base model's.")
+    teacher = ComparisonVotesOutput(help_text="The fine-tune's answers against the logged ones (the teacher).")
 
 
 class EvaluationOutput(serializers.ModelSerializer):
@@ -38,8 +82,42 @@ class EvaluationOutput(serializers.ModelSerializer):
 
 
 class EvaluationDetailOutput(EvaluationOutput):
+    votes = serializers.SerializerMethodField(help_text="People's votes and the judge's agreement with them.")
+
     class Meta(EvaluationOutput.Meta):
-        fields = [*EvaluationOutput.Meta.fields, "examples"]
+        fields = [*EvaluationOutput.Meta.fields, "examples", "votes"]
+
+    @extend_schema_field(VotesSummaryOutput)
+    def get_votes(self, run: EvaluationRun) -> dict:
+        return votes_summary(run=run)
+
+
+class VoteInput(StrictInput):
+    example = serializers.IntegerField(min_value=0, max_value=2**31 - 1,
+                                       help_text="The example's index in the evaluation's `examples`.")  # fmt: skip
+    comparison = serializers.ChoiceField(
+        choices=Comparison.choices, help_text="The fine-tune's answer against the base model's, or the logged one."
+    )
+    outcome = serializers.ChoiceField(
+        choices=list(OUTCOMES), help_text="The better answer: the fine-tune's (`tuned`), the `other` one, or a `tie`."
+    )
+
+
+class VoteOutput(serializers.ModelSerializer):
+    outcome = serializers.SerializerMethodField()
+    voter = serializers.CharField(source="voter.username", read_only=True)
+    tuned_first = serializers.BooleanField(
+        allow_null=True, help_text="On the blind page, whether the fine-tune's answer was shown as 1; null for a "
+        "vote sent through the API, which shows no answers."
+    )  # fmt: skip
+
+    class Meta:
+        model = EvaluationVote
+        fields = ["id", "example", "comparison", "outcome", "voter", "tuned_first", "created_at"]
+
+    @extend_schema_field(serializers.ChoiceField(choices=list(OUTCOMES)))
+    def get_outcome(self, vote: EvaluationVote) -> str:
+        return OUTCOME_NAMES[vote.outcome]
 
 
 class EvaluationInput(StrictInput):
@@ -204,7 +282,7 @@ class RegressionSetsApi(ProjectScopedApi):
             raise exceptions.ValidationError({"snapshot": [f"Snapshot {snapshot_id} not found in this project."]})
         try:
             pinned = regression_set_pin(project=project, dataset=dataset, snapshot=snapshot, **request_actor(request))
-        except ValidationError as exc:
+        except DjangoValidationError as exc:
             raise exceptions.ValidationError(exc.message_dict) from None
         return Response(RegressionSetOutput(pinned).data, status=status.HTTP_201_CREATED)
 
@@ -221,3 +299,51 @@ class RegressionSetDetailApi(ProjectScopedApi):
             raise exceptions.NotFound(f"Regression set {set_id} not found.")
         regression_set_unpin(pinned=pinned, **request_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EvaluationVotesApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="finetune_evaluation_votes_list", summary="People's votes on an evaluation, newest first",
+        parameters=[PROJECT_PARAMETER, *PAGE_PARAMETERS],
+        responses=page_of("EvaluationVotePage", VoteOutput(many=True)),
+    )  # fmt: skip
+    def get(self, request: Request, job_id: int, evaluation_id: int) -> Response:
+        run = _run_or_404(project_for_request(request), job_id, evaluation_id)
+        page = keyset_page(run.votes.select_related("voter"), cursor=page_cursor(request), size=page_size(request))
+        return Response(page_body(page, VoteOutput))
+
+    @extend_schema(
+        operation_id="finetune_evaluation_votes_create", summary="Vote on an example of an evaluation (editors)",
+        description="The signed-in person's verdict on one example of a finished evaluation: the fine-tune's answer "
+        "against the base model's or the logged one. A second vote on the same example and comparison replaces the "
+        "first (200). Not blind: the caller names the answer it prefers; the blind page is "
+        "`/p/{project}/finetunes/{id}/evaluations/{eid}/vote`. A vote is one person's: an API key, which is no "
+        "person, is refused (403); use a session.",
+        parameters=[PROJECT_PARAMETER], request=VoteInput,
+        responses={
+            201: VoteOutput, 200: VoteOutput,
+            409: OpenApiResponse(NotReadyResponse, description="The evaluation has not finished (see `status`)."),
+            403: OpenApiResponse(ErrorResponse, description="The caller's role is too low, or the caller is an API "
+                                 "key: votes are people's."),
+        },
+    )  # fmt: skip
+    def post(self, request: Request, job_id: int, evaluation_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        actor = request_actor(request)
+        if actor["actor"] is None:
+            raise exceptions.PermissionDenied("A vote is one person's: an API key cannot vote; sign in and vote with "
+                                              "your session.")  # fmt: skip
+        run = _run_or_404(project, job_id, evaluation_id)
+        data = VoteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            vote, created = vote_record(
+                run=run, voter=actor["actor"], example=data.validated_data["example"],
+                comparison=data.validated_data["comparison"], outcome=OUTCOMES[data.validated_data["outcome"]],
+                tuned_first=None,
+            )  # fmt: skip
+        except DjangoValidationError as exc:
+            if set(exc.message_dict) == {"status"}:
+                raise JobStateConflict({"detail": exc.message_dict["status"][0], "status": run.status}) from None
+            raise exceptions.ValidationError(exc.message_dict) from None
+        return Response(VoteOutput(vote).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

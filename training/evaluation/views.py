@@ -23,6 +23,7 @@ from training.evaluation.services import (
     evaluation_estimate,
 )
 from training.evaluation.sets import general_sets, regression_snapshot
+from training.evaluation.votes import votes_summary
 from training.models import EvaluationRun, FineTuneJob, FineTuneStatus, ModelEndpoint, RegressionSet
 
 RUNS_SHOWN = 3
@@ -82,9 +83,10 @@ def run_view(run: EvaluationRun) -> dict:
          "tuned": _estimate(metrics.get("tuned", {}).get(key))}
         for key, label in METRIC_LABELS.items() if key in metrics.get("tuned", {})
     ]  # fmt: skip
+    people = _people(run)
     judged = [
         {"label": COMPARISONS[name], **summary, "win_rate": _estimate(summary.get("win_rate")),
-         "position_agreement": _estimate(summary.get("position_agreement"))}
+         "position_agreement": _estimate(summary.get("position_agreement")), "votes": people.pop(name, [])}
         for name, summary in (run.results.get("judge") or {}).items()
     ]  # fmt: skip
     loss = run.results.get("loss") or {}
@@ -102,6 +104,7 @@ def run_view(run: EvaluationRun) -> dict:
             for item in run.results.get("slices") or []
         ],
         "slices_flagged": sum(1 for item in run.results.get("slices") or [] if item.get("flagged")),
+        "votes": [row for rows in people.values() for row in rows],
     }  # fmt: skip
 
 
@@ -124,6 +127,17 @@ def _forgetting_view(forgetting: dict) -> dict:
     }  # fmt: skip
 
 
+def _people(run: EvaluationRun) -> dict[str, list[dict]]:
+    """People's votes by comparison (training/_evaluation_votes.html), once a run has its answers to vote on."""
+    if not (run.is_finished and run.examples):
+        return {}
+    return {
+        name: [{**summary, "name": name, "label": COMPARISONS[name], "win_rate": _estimate(summary["win_rate"]),
+                "agreement": _estimate(summary["agreement"])}]
+        for name, summary in votes_summary(run=run).items()
+    }  # fmt: skip
+
+
 def evaluations_context(job: FineTuneJob, membership: Membership, form: EvaluationForm | None = None) -> dict:
     runs = list(job.evaluations.select_related("judge")[:RUNS_SHOWN])
     return {
@@ -133,6 +147,7 @@ def evaluations_context(job: FineTuneJob, membership: Membership, form: Evaluati
         and job.status == FineTuneStatus.SUCCEEDED
         and job.weights_deleted_at is None,
         "evaluations_running": any(not run.is_finished for run in runs),
+        "can_vote": can_edit(membership),
     }
 
 
