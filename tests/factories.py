@@ -58,6 +58,7 @@ from training.models import (
     LossPreview,
     MetricPoint,
     ModelEndpoint,
+    PromotionRule,
 )
 
 PASSWORD = "correct horse battery staple"  # every factory user's; the browser tests log in with it
@@ -478,3 +479,12 @@ class EvaluationRunFactory(factory.django.DjangoModelFactory):
 
     job = factory.SubFactory(FineTuneJobFactory)
     max_examples = 10
+
+
+class PromotionRuleFactory(factory.django.DjangoModelFactory):
+    """A project's promotion rule with the defaults (`promotion_rule_update` is the path that audits a change)."""
+
+    class Meta:
+        model = PromotionRule
+
+    project = factory.SubFactory(ProjectFactory)

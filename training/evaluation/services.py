@@ -32,6 +32,7 @@ from training.evaluation.metrics import (
     label_report,
     rouge_l,
 )
+from training.evaluation.promotion.services import evaluation_gate_record
 from training.models import EvaluationRun, FineTuneJob, FineTuneStatus, ModelEndpoint
 from training.playground.services import GpuCallError, call_in_child
 from training.trainer.data import read_records
@@ -205,6 +206,7 @@ def evaluation_score_run(*, run_id: int) -> None:
         results["judge"] = comparisons
     rows.update(status=FineTuneStatus.SUCCEEDED, stage="", results=results, examples=examples,
                 done=run.total, finished_at=timezone.now())  # fmt: skip
+    evaluation_gate_record(run_id=run.pk)
 
 
 def candidate_metrics(examples: Sequence[dict], job: FineTuneJob) -> dict:
