@@ -2,6 +2,7 @@ from django.urls import path
 
 from training.endpoints.apis import EndpointCheckApi, EndpointDetailApi, EndpointsApi
 from training.evaluation.apis import EvaluationCancelApi, EvaluationDetailApi, EvaluationsApi
+from training.evaluation.promotion.apis import PromotionRuleApi
 from training.finetunes.apis import (
     BaseModelsApi,
     FineTuneAdapterApi,
@@ -44,6 +45,7 @@ urlpatterns = [
         EvaluationCancelApi.as_view(),
         name="api-finetune-evaluation-cancel",
     ),
+    path("promotion-rule", PromotionRuleApi.as_view(), name="api-promotion-rule"),
     path("base-models", BaseModelsApi.as_view(), name="api-base-models"),
     path("endpoints", EndpointsApi.as_view(), name="api-endpoints"),
     path("endpoints/<int:endpoint_id>", EndpointDetailApi.as_view(), name="api-endpoint"),

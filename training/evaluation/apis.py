@@ -1,6 +1,6 @@
 """REST API of evaluation runs: start one on a fine-tune (editors), follow it, read its verdict, cancel it."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,6 +10,8 @@ from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, pag
 from curation.common.pagination import keyset_page
 from curation.common.permissions import project_for_request
 from curation.models import Project, Role
+from training.evaluation.promotion.selectors import evaluation_gate, promotion_rule_get
+from training.evaluation.promotion.serializers import GateOutput
 from training.evaluation.services import MAX_EXAMPLES, MAX_NEW_TOKENS, evaluation_cancel, evaluation_create
 from training.finetunes.apis import STATE_RESPONSE, job_or_404, state_call
 from training.models import EvaluationRun, ModelEndpoint
@@ -28,8 +30,17 @@ class EvaluationOutput(serializers.ModelSerializer):
 
 
 class EvaluationDetailOutput(EvaluationOutput):
+    gate = serializers.SerializerMethodField(
+        help_text="The promotion gate's verdict, stored when the run succeeded under the project's rule then, and "
+        "`current`, the verdict under the rule now when it changed since; null for a run that did not succeed."
+    )
+
     class Meta(EvaluationOutput.Meta):
-        fields = [*EvaluationOutput.Meta.fields, "examples"]
+        fields = [*EvaluationOutput.Meta.fields, "gate", "examples"]
+
+    @extend_schema_field(GateOutput(allow_null=True))
+    def get_gate(self, run: EvaluationRun) -> dict | None:
+        return evaluation_gate(run=run, rule=promotion_rule_get(project=run.job.project).gate_rule)
 
 
 class EvaluationInput(StrictInput):
