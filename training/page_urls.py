@@ -3,6 +3,7 @@ from django.urls import path
 from training import views
 from training.endpoints import views as endpoint_views
 from training.evaluation import views as evaluation_views
+from training.evaluation.promotion import views as promotion_views
 
 urlpatterns = [
     path("p/<slug:slug>/finetunes/", views.finetune_list, name="finetunes"),
@@ -43,4 +44,5 @@ urlpatterns = [
     ),
     *endpoint_views.urlpatterns,
     *evaluation_views.urlpatterns,
+    *promotion_views.urlpatterns,
 ]

@@ -16,6 +16,7 @@ from curation.projects.services import api_key_create, api_key_revoke
 from curation.text.embeddings import DIMENSION, vector_bytes
 from tests.factories import DatasetEntryFactory, DatasetFactory, EntryEmbeddingFactory
 from tests.security.tenants import Tenant, tenant_create
+from training.evaluation.gate import GateRule
 from training.finetunes.services import finetune_create
 from training.models import BaseModel, FineTuneJob, FineTuneStatus
 
@@ -155,9 +156,10 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
     "endpoints_destroy": (None, {"endpoints.delete"}),
     "finetune_evaluations_create": ({"max_examples": 5}, {"finetune.evaluate"}),
     "finetune_evaluations_cancel": (None, {"finetune.evaluation_cancel"}),
+    "promotion_rule_update": (GateRule(min_teacher_win_rate=0.5).as_dict(), {"promotion_rule.update"}),
 }
 # Operations only an owner may make (the others are made by an editor).
-BY_OWNER = {"endpoints_create", "endpoints_update", "endpoints_destroy"}
+BY_OWNER = {"endpoints_create", "endpoints_update", "endpoints_destroy", "promotion_rule_update"}
 # The fine-tune a path names: a queued one for cancelling (a succeeded one has nothing to cancel).
 PATH_OBJECTS = {
     "log_id": "log", "dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune",

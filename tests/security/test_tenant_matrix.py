@@ -45,6 +45,7 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 EXCEPTIONS = {
     ("api-finetune-estimate", "POST"): (Role.VIEWER, "computes examples, tokens and steps; starts nothing"),
     ("bulk-preview", "GET"): (Role.EDITOR, "the confirmation step of a bulk change, for those who may make it"),
+    ("api-promotion-rule", "PUT"): (Role.OWNER, "a project setting: what may take traffic is the owner's to say"),
 } | {
     (name, method): (Role.OWNER, "model endpoints hold keys and spend money: the owner manages them")
     for name, method in (("api-endpoints", "POST"), ("api-endpoint", "PATCH"), ("api-endpoint", "DELETE"),

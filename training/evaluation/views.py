@@ -13,6 +13,7 @@ from curation.common.views import AuthenticatedRequest, can_edit, membership_or_
 from curation.models import Membership, Project, Role
 from training import selectors
 from training.evaluation.judge import DEFAULT_RUBRIC
+from training.evaluation.promotion.selectors import evaluation_gate, promotion_rule_get
 from training.evaluation.services import MAX_EXAMPLES, MAX_NEW_TOKENS, evaluation_cancel, evaluation_create
 from training.models import EvaluationRun, FineTuneJob, FineTuneStatus, ModelEndpoint
 
@@ -63,8 +64,9 @@ def run_view(run: EvaluationRun) -> dict:
 
 def evaluations_context(job: FineTuneJob, membership: Membership, form: EvaluationForm | None = None) -> dict:
     runs = list(job.evaluations.select_related("judge")[:RUNS_SHOWN])
+    rule = promotion_rule_get(project=membership.project).gate_rule
     return {
-        "evaluation_runs": [run_view(run) for run in runs],
+        "evaluation_runs": [run_view(run) | {"gate": evaluation_gate(run=run, rule=rule)} for run in runs],
         "evaluation_form": form or EvaluationForm(project=membership.project),
         "can_evaluate": can_edit(membership)
         and job.status == FineTuneStatus.SUCCEEDED
