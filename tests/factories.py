@@ -60,6 +60,7 @@ from training.models import (
     LossPreview,
     MetricPoint,
     ModelEndpoint,
+    PromotionRule,
     RegressionSet,
 )
 
@@ -523,3 +524,12 @@ class EvaluationVoteFactory(factory.django.DjangoModelFactory):
     voter = factory.SubFactory(UserFactory)
     outcome = 1.0
     tuned_first = True
+
+
+class PromotionRuleFactory(factory.django.DjangoModelFactory):
+    """A project's promotion rule with the defaults (`promotion_rule_update` is the path that audits a change)."""
+
+    class Meta:
+        model = PromotionRule
+
+    project = factory.SubFactory(ProjectFactory)

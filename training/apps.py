@@ -6,8 +6,12 @@ class TrainingConfig(AppConfig):
     verbose_name = "Training"
 
     def ready(self) -> None:
-        # Curation imports no other app: its dataset pages show fine-tuning through this extension.
+        # Curation imports no other app: its dataset pages show fine-tuning, and its project page the promotion
+        # rule, through these extensions.
         from curation.datasets.hooks import dataset_pages_extend
+        from curation.projects.hooks import project_page_extend
         from training.dataset_pages import DatasetFinetunes
+        from training.evaluation.promotion.views import ProjectPromotionRule
 
         dataset_pages_extend(DatasetFinetunes())
+        project_page_extend(ProjectPromotionRule())

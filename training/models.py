@@ -5,11 +5,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from curation.common.server_paths import media_name, paths_hidden
 from curation.models import ApiKey, BackgroundWork, Dataset, DatasetEntry, DatasetSnapshot, Project, actor_label
 from training.evaluation import metrics
+from training.evaluation.gate import GATE_FIELDS, GateRule
 
 
 class FineTuneStatus(models.TextChoices):
@@ -409,3 +411,62 @@ class EvaluationVote(models.Model):
 
     def __str__(self) -> str:
         return f"vote on example {self.example} of evaluation {self.run_id} ({self.comparison}: {self.outcome})"
+
+
+_DEFAULT_RULE = GateRule()
+
+
+class PromotionRule(models.Model):
+    """A project's promotion gate: what an evaluation must show for its fine-tune to pass
+    (training.evaluation.gate). A project that never changed it has none stored and reads the defaults; a threshold
+    left empty is not checked. Each finished run stores its verdict with a copy of the rule, so a change applies to
+    the runs that finish after it."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="promotion_rule")
+    min_teacher_win_rate = models.FloatField(null=True, blank=True, default=_DEFAULT_RULE.min_teacher_win_rate)
+    min_teacher_win_rate_low = models.FloatField(null=True, blank=True, default=_DEFAULT_RULE.min_teacher_win_rate_low)
+    min_base_win_rate = models.FloatField(null=True, blank=True, default=_DEFAULT_RULE.min_base_win_rate)
+    max_retention_loss_increase = models.FloatField(
+        null=True, blank=True, default=_DEFAULT_RULE.max_retention_loss_increase
+    )
+    no_flagged_slices = models.BooleanField(default=_DEFAULT_RULE.no_flagged_slices)
+    min_judged_examples = models.PositiveIntegerField(default=_DEFAULT_RULE.min_judged_examples)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_by_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(min_teacher_win_rate__gte=0, min_teacher_win_rate__lte=1)
+                | Q(min_teacher_win_rate__isnull=True),
+                name="promotionrule_teacher_rate_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_teacher_win_rate_low__gte=0, min_teacher_win_rate_low__lte=1)
+                | Q(min_teacher_win_rate_low__isnull=True),
+                name="promotionrule_teacher_low_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_base_win_rate__gte=0, min_base_win_rate__lte=1) | Q(min_base_win_rate__isnull=True),
+                name="promotionrule_base_rate_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_retention_loss_increase__gte=-1, max_retention_loss_increase__lte=1)
+                | Q(max_retention_loss_increase__isnull=True),
+                name="promotionrule_retention_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"promotion rule of {self.project}"
+
+    @property
+    def gate_rule(self) -> GateRule:
+        return GateRule(**{name: getattr(self, name) for name in GATE_FIELDS})
+
+    @property
+    def updated_by_label(self) -> str:
+        return actor_label(self.updated_by, self.updated_by_key)

@@ -4,6 +4,7 @@ from training import views
 from training.endpoints import views as endpoint_views
 from training.evaluation import views as evaluation_views
 from training.evaluation import vote_views
+from training.evaluation.promotion import views as promotion_views
 
 urlpatterns = [
     path("p/<slug:slug>/finetunes/", views.finetune_list, name="finetunes"),
@@ -45,4 +46,5 @@ urlpatterns = [
     *endpoint_views.urlpatterns,
     *evaluation_views.urlpatterns,
     *vote_views.urlpatterns,
+    *promotion_views.urlpatterns,
 ]

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from curation.datasets.selectors import ENTRY_PAGE_SIZE, EntryFilter, EntryPage
 from curation.models import Dataset, DatasetEntry, Project
+from training.evaluation.promotion.selectors import finetunes_with_gate
 from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, LossPreview, MetricPoint
 from training.processes import log_tail
 
@@ -25,12 +26,12 @@ def _jobs() -> QuerySet[FineTuneJob]:
 
 def finetunes_for_project(*, project: Project, dataset_id: int | None = None) -> QuerySet[FineTuneJob]:
     # Lists never show the evaluation, which holds the side-by-side generations.
-    jobs = _jobs().filter(project=project).defer("evaluation")
+    jobs = finetunes_with_gate(_jobs().filter(project=project).defer("evaluation"))
     return jobs.filter(dataset_id=dataset_id) if dataset_id is not None else jobs
 
 
 def finetunes_for_dataset(*, dataset: Dataset) -> QuerySet[FineTuneJob]:
-    return _jobs().filter(dataset=dataset).defer("evaluation")
+    return finetunes_with_gate(_jobs().filter(dataset=dataset).defer("evaluation"))
 
 
 def finetune_get(*, project: Project, job_id: int) -> FineTuneJob | None:

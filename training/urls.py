@@ -10,6 +10,7 @@ from training.evaluation.apis import (
     RegressionSetDetailApi,
     RegressionSetsApi,
 )
+from training.evaluation.promotion.apis import PromotionRuleApi
 from training.finetunes.apis import (
     BaseModelsApi,
     FineTuneAdapterApi,
@@ -64,6 +65,7 @@ urlpatterns = [
         EvaluationVotesApi.as_view(),
         name="api-finetune-evaluation-votes",
     ),
+    path("promotion-rule", PromotionRuleApi.as_view(), name="api-promotion-rule"),
     path("base-models", BaseModelsApi.as_view(), name="api-base-models"),
     path("endpoints", EndpointsApi.as_view(), name="api-endpoints"),
     path("endpoints/<int:endpoint_id>", EndpointDetailApi.as_view(), name="api-endpoint"),

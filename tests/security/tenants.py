@@ -138,6 +138,9 @@ BASELINES = {
     "endpoint-edit": [ENDPOINT],
     "log-score-add": [{"name": "quality", "value": "4", "comment": "fuzzed"}],
     "finetune-evaluation-vote": [{"example": "0", "choice": "1", "at": "0"}],
+    "project-promotion-rule": [{"min_teacher_win_rate": "45", "min_teacher_win_rate_low": "40",
+                                "min_base_win_rate": "", "max_retention_loss_increase": "2",
+                                "no_flagged_slices": "on", "min_judged_examples": "30"}],
 }  # fmt: skip
 # Operations only a person may make: an API key acts for the project, not for anyone, and is refused (403).
 PERSONS_ONLY = {
@@ -324,5 +327,5 @@ def served_methods(route: Route, own: Tenant) -> list[str]:
     client = session(own.users[Role.OWNER])
     url = route.url(own.objects, own.project.slug)
     project = own.project.slug if route.is_api else None
-    methods = ["GET", "POST", "PATCH", "DELETE"] if route.is_api else ["GET", "POST"]
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"] if route.is_api else ["GET", "POST"]
     return [m for m in methods if ask(client, m, url, project=project).status != 405]

@@ -16,6 +16,7 @@ from curation.projects.services import api_key_create, api_key_revoke
 from curation.text.embeddings import DIMENSION, vector_bytes
 from tests.factories import DatasetEntryFactory, DatasetFactory, EntryEmbeddingFactory
 from tests.security.tenants import Tenant, tenant_create
+from training.evaluation.gate import GateRule
 from training.finetunes.services import finetune_create
 from training.models import BaseModel, EvaluationRun, FineTuneJob, FineTuneStatus
 
@@ -162,9 +163,10 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
         {"example": 0, "comparison": "teacher", "outcome": "tuned"},
         {"finetune.evaluation_vote"},
     ),
+    "promotion_rule_update": (GateRule(min_teacher_win_rate=0.5).as_dict(), {"promotion_rule.update"}),
 }
 # Operations only an owner may make (the others are made by an editor).
-BY_OWNER = {"endpoints_create", "endpoints_update", "endpoints_destroy"}
+BY_OWNER = {"endpoints_create", "endpoints_update", "endpoints_destroy", "promotion_rule_update"}
 # Operations only a person may make (tenants.PERSONS_ONLY): a key is refused, and nothing is written.
 BY_PERSON = {"finetune_evaluation_votes_create"}
 # The fine-tune a path names: a queued one for cancelling (a succeeded one has nothing to cancel).

@@ -48,6 +48,7 @@ EXCEPTIONS = {
     ("api-finetune-evaluation-estimate", "POST"): (Role.VIEWER, "computes a run's examples and cost; starts nothing"),
     ("bulk-preview", "GET"): (Role.EDITOR, "the confirmation step of a bulk change, for those who may make it"),
     ("finetune-evaluation-vote", "GET"): (Role.EDITOR, "the blind vote page is a ballot, for those who may vote"),
+    ("api-promotion-rule", "PUT"): (Role.OWNER, "a project setting: what may take traffic is the owner's to say"),
 } | {
     (name, method): (Role.OWNER, "model endpoints hold keys and spend money: the owner manages them")
     for name, method in (("api-endpoints", "POST"), ("api-endpoint", "PATCH"), ("api-endpoint", "DELETE"),

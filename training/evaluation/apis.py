@@ -21,6 +21,8 @@ from curation.common.pagination import ascending_page, keyset_page
 from curation.common.permissions import project_for_request
 from curation.models import Dataset, DatasetSnapshot, Project, Role
 from training.evaluation.metrics import LOSS, TIE, WIN
+from training.evaluation.promotion.selectors import evaluation_gate, promotion_rule_get
+from training.evaluation.promotion.serializers import GateOutput
 from training.evaluation.regression import regression_set_pin, regression_set_unpin
 from training.evaluation.services import (
     MAX_EXAMPLES,
@@ -82,10 +84,18 @@ class EvaluationOutput(serializers.ModelSerializer):
 
 
 class EvaluationDetailOutput(EvaluationOutput):
+    gate = serializers.SerializerMethodField(
+        help_text="The promotion gate's verdict, stored when the run succeeded under the project's rule then, and "
+        "`current`, the verdict under the rule now when it changed since; null for a run that did not succeed."
+    )
     votes = serializers.SerializerMethodField(help_text="People's votes and the judge's agreement with them.")
 
     class Meta(EvaluationOutput.Meta):
-        fields = [*EvaluationOutput.Meta.fields, "examples", "votes"]
+        fields = [*EvaluationOutput.Meta.fields, "gate", "examples", "votes"]
+
+    @extend_schema_field(GateOutput(allow_null=True))
+    def get_gate(self, run: EvaluationRun) -> dict | None:
+        return evaluation_gate(run=run, rule=promotion_rule_get(project=run.job.project).gate_rule)
 
     @extend_schema_field(VotesSummaryOutput)
     def get_votes(self, run: EvaluationRun) -> dict:

@@ -42,6 +42,7 @@ from training.evaluation.metrics import (
     schema_match,
     tool_call_match,
 )
+from training.evaluation.promotion.services import evaluation_gate_record
 from training.evaluation.sets import (
     REGRESSION,
     RETENTION,
@@ -274,6 +275,7 @@ def evaluation_score_run(*, run_id: int) -> None:
     results["slices"] = slices(examples, project_id=run.job.project_id, key=run.slice_key)
     rows.update(status=FineTuneStatus.SUCCEEDED, stage="", results=results, examples=examples,
                 done=run.total, finished_at=timezone.now())  # fmt: skip
+    evaluation_gate_record(run_id=run.pk)
 
 
 def candidate_metrics(examples: Sequence[dict]) -> dict:

@@ -13,6 +13,7 @@ from curation.common.views import AuthenticatedRequest, can_edit, membership_or_
 from curation.models import Dataset, DatasetSnapshot, JobStatus, Membership, Project, Role
 from training import selectors
 from training.evaluation.judge import DEFAULT_RUBRIC
+from training.evaluation.promotion.selectors import evaluation_gate, promotion_rule_get
 from training.evaluation.regression import regression_set_pin, regression_set_unpin
 from training.evaluation.services import (
     MAX_EXAMPLES,
@@ -140,8 +141,9 @@ def _people(run: EvaluationRun) -> dict[str, list[dict]]:
 
 def evaluations_context(job: FineTuneJob, membership: Membership, form: EvaluationForm | None = None) -> dict:
     runs = list(job.evaluations.select_related("judge")[:RUNS_SHOWN])
+    rule = promotion_rule_get(project=membership.project).gate_rule
     return {
-        "evaluation_runs": [run_view(run) for run in runs],
+        "evaluation_runs": [run_view(run) | {"gate": evaluation_gate(run=run, rule=rule)} for run in runs],
         "evaluation_form": form or EvaluationForm(project=membership.project),
         "can_evaluate": can_edit(membership)
         and job.status == FineTuneStatus.SUCCEEDED

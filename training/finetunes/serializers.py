@@ -15,6 +15,8 @@ from curation.common.apis import (
     PathlessJSONField,
     StrictInput,
 )
+from training.evaluation.promotion.selectors import finetune_gate, promotion_rule_get
+from training.evaluation.promotion.serializers import FineTuneGateOutput
 from training.finetunes.services import (
     HYPERPARAMETERS,
 )
@@ -46,6 +48,9 @@ class FineTuneOutput(serializers.ModelSerializer):
     summary = PathlessJSONField(read_only=True, help_text="The trainer's start, checkpoint, warnings and done.")
     error = PathlessCharField(read_only=True)
     merge_error = PathlessCharField(read_only=True)
+    gate = serializers.SerializerMethodField(
+        help_text="The promotion gate's verdict on its latest succeeded evaluation; null when it has none."
+    )
 
     class Meta:
         model = FineTuneJob
@@ -53,7 +58,8 @@ class FineTuneOutput(serializers.ModelSerializer):
             "id", "dataset", "dataset_name", "dataset_deleted", "snapshot", "base_model", "model", "method",
             "hyperparameters", "status", "progress", "step", "total_steps", "eta_seconds", "attempts", "worker",
             "heartbeat_at", "cancel_requested_at", "error", "summary", "evaluation", "merge_status", "merge_error",
-            "adapter_url", "weights_deleted_at", "weights_deleted_by", "created_at", "started_at", "finished_at",
+            "adapter_url", "weights_deleted_at", "weights_deleted_by", "gate", "created_at", "started_at",
+            "finished_at",
         ]  # fmt: skip
 
     def get_adapter_url(self, job: FineTuneJob) -> str | None:
@@ -65,13 +71,17 @@ class FineTuneOutput(serializers.ModelSerializer):
     def get_weights_deleted_by(self, job: FineTuneJob) -> str | None:
         return job.weights_deleted_by_label if job.weights_deleted_at is not None else None
 
+    @extend_schema_field(FineTuneGateOutput(allow_null=True))
+    def get_gate(self, job: FineTuneJob) -> dict | None:
+        return finetune_gate(job=job, rule=promotion_rule_get(project=job.project).gate_rule)
+
 
 HYPERPARAMETER_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 
 
 class FineTuneListOutput(FineTuneOutput):
     class Meta(FineTuneOutput.Meta):
-        fields = [name for name in FineTuneOutput.Meta.fields if name not in ("evaluation", "summary")]
+        fields = [name for name in FineTuneOutput.Meta.fields if name not in ("evaluation", "summary", "gate")]
 
 
 _JSON_TYPES: dict[object, dict[str, object]] = {

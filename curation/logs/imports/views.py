@@ -16,6 +16,7 @@ from curation.logs.imports.services import PendingImportsTooLarge, import_job_cr
 from curation.logs.selectors import log_list, unreadable_count
 from curation.models import Role
 from curation.projects.forms import ApiKeyCreateForm, ProjectPiiForm, ProjectUnreadableForm, ProjectUpstreamsForm
+from curation.projects.hooks import project_page_extensions
 from curation.projects.selectors import api_keys_for_project
 
 
@@ -40,6 +41,8 @@ def project(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         "unreadable_count": unreadable_count(project=membership.project),
         "api_keys": api_keys_for_project(project=membership.project) if membership.role == Role.OWNER else [],
     }
+    for extension in project_page_extensions():
+        context |= extension.settings_context(membership=membership)
     return render(request, "curation/project.html", context)
 
 
