@@ -19,7 +19,7 @@ from curation.datasets import selectors as dataset_stats
 from curation.models import Dataset, DatasetEntry, Membership, Role
 from training import selectors
 from training.compare.selectors import MAX_JOBS as MAX_COMPARED
-from training.compare.selectors import estimate_read
+from training.compare.selectors import teacher_win_rate
 from training.evaluation.views import evaluations_context
 from training.finetunes.deletion import finetune_delete, finetune_deletion_plan, finetune_weights_delete
 from training.finetunes.services import finetune_cancel, finetune_create, finetune_estimate
@@ -146,17 +146,13 @@ def finetune_row(job: FineTuneJob, run: EvaluationRun | None) -> dict:
     """What a table row shows of a job annotated by selectors.finetunes_table, and of its latest succeeded
     evaluation run: the judge's win rate against the logged answers, with its interval."""
     duration = job.duration  # type: ignore[attr-defined]
-    win_rate = None
-    if run is not None:
-        judged = (run.results.get("judge") or {}).get("teacher") if isinstance(run.results, dict) else None
-        win_rate = estimate_read(judged.get("win_rate")) if isinstance(judged, dict) else None
     return {
         "job": job,
         "learning_rate": _number(job.learning_rate),  # type: ignore[attr-defined]
         "epochs": _number(job.epochs),  # type: ignore[attr-defined]
         "duration": _duration(duration.total_seconds()) if duration is not None else "",
         "run": run,
-        "win_rate": win_rate,
+        "win_rate": teacher_win_rate(run) if run is not None else None,
     }
 
 

@@ -57,6 +57,12 @@ def estimate_read(value: object) -> dict | None:
     }
 
 
+def teacher_win_rate(run: EvaluationRun) -> dict | None:
+    """The judge's win rate of the fine-tuned model against the logged answers, in a run's results; None when the
+    run had no judge."""
+    return estimate_read(_get(run.results, "judge", "teacher", "win_rate"))
+
+
 def _finite(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
