@@ -126,6 +126,8 @@ VALID_BUT_REFUSED = {
     ("POST /api/v1/finetunes", "hyperparameters"): "settings that depend on one another (method freeze needs "
     "freeze_layers >= 1), checked by the trainer's own config",
     ("POST /api/v1/finetunes/estimate", "hyperparameters"): "as for POST /api/v1/finetunes",
+    ("GET /api/v1/finetunes/compare", "ids"): "two different fine-tunes or more: an id given twice counts once, and "
+    "a pattern cannot say that the ids of a list differ",
     ("PATCH /api/v1/tags/{tag_id}", "name"): "a name is stripped of Unicode whitespace (U+0085 is some, which "
     "a schema's pattern does not know): a name of only that is empty",
     ("POST /api/v1/datasets", "name"): "as for a tag's name",
@@ -239,6 +241,7 @@ def seeded(project, base_model) -> Iterator[str]:
         "bulk-jobs:job_id": [bulk.pk],
         "datasets:job_id": [redaction.pk],  # redaction-jobs/{job_id}
         "finetunes:job_id": [done.pk, queued.pk],
+        "ids": [f"{done.pk},{queued.pk}", f"{queued.pk},{done.pk}"],
         "generation_id": [generation.pk],
         "evaluation_id": [evaluation.pk],
         "body:dataset": [dataset.pk, empty.pk],

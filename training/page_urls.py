@@ -1,6 +1,7 @@
 from django.urls import path
 
 from training import views
+from training.compare import views as compare_views
 from training.endpoints import views as endpoint_views
 from training.evaluation import views as evaluation_views
 from training.evaluation import vote_views
@@ -43,6 +44,7 @@ urlpatterns = [
         views.loss_preview_panel,
         name="dataset-entry-loss-preview-panel",
     ),
+    *compare_views.urlpatterns,
     *endpoint_views.urlpatterns,
     *evaluation_views.urlpatterns,
     *vote_views.urlpatterns,

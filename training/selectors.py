@@ -6,13 +6,41 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import (
+    Avg,
+    Case,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    IntegerField,
+    OrderBy,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.expressions import Combinable
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, Lower
 from django.utils import timezone
 
 from curation.datasets.selectors import ENTRY_PAGE_SIZE, EntryFilter, EntryPage
 from curation.models import Dataset, DatasetEntry, Project
 from training.evaluation.promotion.selectors import finetunes_with_gate
-from training.models import BaseModel, ExampleLoss, FineTuneJob, FineTuneStatus, Generation, LossPreview, MetricPoint
+from training.models import (
+    BaseModel,
+    EvaluationRun,
+    ExampleLoss,
+    FineTuneJob,
+    FineTuneStatus,
+    Generation,
+    LossPreview,
+    Method,
+    MetricPoint,
+)
 from training.processes import log_tail
 
 METRICS_PAGE_MAX = 5_000
@@ -36,6 +64,119 @@ def finetunes_for_dataset(*, dataset: Dataset) -> QuerySet[FineTuneJob]:
 
 def finetune_get(*, project: Project, job_id: int) -> FineTuneJob | None:
     return _jobs().filter(project=project, pk=job_id).first()
+
+
+# --- the list as a table ----------------------------------------------------------------------------
+
+
+def _json_number(path: str) -> Cast:
+    """A number inside a JSON column (`evaluation__tuned__eval_loss`) as SQL, null where it is absent or null."""
+    return Cast(KT(path), FloatField())
+
+
+def _latest_succeeded_runs() -> QuerySet[EvaluationRun]:
+    return EvaluationRun.objects.filter(job=OuterRef("pk"), status=FineTuneStatus.SUCCEEDED).order_by(
+        "-created_at", "-id"
+    )
+
+
+STATUS_ORDER = [FineTuneStatus.QUEUED, FineTuneStatus.RUNNING, FineTuneStatus.SUCCEEDED, FineTuneStatus.FAILED,
+                FineTuneStatus.CANCELLED]  # fmt: skip
+
+
+def _table_columns() -> dict[str, Combinable]:
+    """What the table shows beside the job's own fields, as SQL, so that it sorts by any of them."""
+    mean_speed = (
+        MetricPoint.objects.filter(job=OuterRef("pk"), tokens_per_second__isnull=False)
+        .values("job")
+        .annotate(mean=Avg("tokens_per_second"))
+        .values("mean")
+    )
+    adapter = Q(method__in=[Method.LORA, Method.QLORA])
+    return {
+        "dataset_label": Coalesce("dataset__name", "snapshot__dataset_name"),
+        "base_label": Coalesce("base_model__name", "model"),
+        "learning_rate": _json_number("hyperparameters__learning_rate"),
+        "epochs": _json_number("hyperparameters__epochs"),
+        "lora_rank": Case(When(adapter, then=_json_number("hyperparameters__lora_rank")), default=None),
+        # A running job's time so far: up to its last heartbeat.
+        "duration": ExpressionWrapper(
+            Coalesce("finished_at", "heartbeat_at") - F("started_at"), output_field=DurationField()
+        ),
+        "tokens_per_second": Subquery(mean_speed[:1], output_field=FloatField()),
+        "status_rank": Case(
+            *(When(status=status, then=Value(rank)) for rank, status in enumerate(STATUS_ORDER)),
+            default=Value(len(STATUS_ORDER)),
+            output_field=IntegerField(),
+        ),
+        "base_eval_loss": _json_number("evaluation__base__eval_loss"),
+        "tuned_eval_loss": Coalesce(
+            _json_number("evaluation__tuned__eval_loss"), _json_number("summary__done__eval_loss")
+        ),
+        "teacher_win_rate": Subquery(
+            _latest_succeeded_runs().values(rate=_json_number("results__judge__teacher__win_rate__value"))[:1],
+            output_field=FloatField(),
+        ),
+    }
+
+
+# `?sort=` of the table: a column's name, `-` in front for descending. Each sorts by what the column shows;
+# jobs without a value (not run yet, never evaluated) come last either way.
+FINETUNE_SORTS: dict[str, F | Lower] = {
+    "id": F("id"),
+    "dataset": Lower("dataset_label"),
+    "base": Lower("base_label"),
+    "method": F("method"),
+    "learning_rate": F("learning_rate"),
+    "epochs": F("epochs"),
+    "lora_rank": F("lora_rank"),
+    "duration": F("duration"),
+    "tokens_per_second": F("tokens_per_second"),
+    "status": F("status_rank"),
+    "eval_loss": F("tuned_eval_loss"),
+    "win_rate": F("teacher_win_rate"),
+    "created": F("created_at"),
+}
+FINETUNE_SORT_DEFAULT = "-created"
+
+
+def finetune_sort(raw: str) -> str:
+    """`raw` when it names a column of the table (`eval_loss`, `-duration`), else the default order."""
+    return raw if raw.removeprefix("-") in FINETUNE_SORTS else FINETUNE_SORT_DEFAULT
+
+
+def finetunes_table(
+    *, project: Project, sort: str = FINETUNE_SORT_DEFAULT, ids: list[int] | None = None
+) -> QuerySet[FineTuneJob]:
+    """The project's jobs (or those of `ids`) with what the table shows, in the order of `sort` (finetune_sort)."""
+    jobs = finetunes_for_project(project=project).annotate(**_table_columns())
+    if ids is not None:
+        jobs = jobs.filter(pk__in=ids)
+    sort = finetune_sort(sort)
+    expression = FINETUNE_SORTS[sort.removeprefix("-")]
+    order: OrderBy = expression.desc(nulls_last=True) if sort.startswith("-") else expression.asc(nulls_last=True)
+    return jobs.order_by(order, "-created_at", "-id")
+
+
+def evaluations_latest(*, jobs: list[FineTuneJob], examples: bool = False) -> dict[int, EvaluationRun]:
+    """Each job's latest succeeded evaluation run, by job id (jobs with none are left out); with `examples`, the
+    runs carry their examples (every prompt and answer), which are left unread otherwise."""
+    runs = EvaluationRun.objects.filter(job__in=[job.pk for job in jobs], status=FineTuneStatus.SUCCEEDED)
+    if not examples:
+        runs = runs.defer("examples")
+    latest: dict[int, EvaluationRun] = {}
+    for run in runs.order_by("job_id", "-created_at", "-id"):
+        latest.setdefault(run.job_id, run)
+    return latest
+
+
+def metric_curves(*, jobs: list[FineTuneJob]) -> dict[int, list[tuple[int, float | None, float | None]]]:
+    """(step, train_loss, eval_loss) of each job's metric points, by step, by job id."""
+    curves: dict[int, list[tuple[int, float | None, float | None]]] = {job.pk: [] for job in jobs}
+    points = MetricPoint.objects.filter(job__in=list(curves)).order_by("job_id", "step", "id")
+    for job_id, step, train_loss, eval_loss in points.values_list("job_id", "step", "train_loss", "eval_loss"):
+        curves[job_id].append((step, train_loss, eval_loss))
+    return curves
 
 
 def finetunes_with_losses(*, dataset: Dataset) -> QuerySet[FineTuneJob]:

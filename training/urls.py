@@ -1,5 +1,6 @@
 from django.urls import path
 
+from training.compare.apis import FineTunesCompareApi
 from training.endpoints.apis import EndpointCheckApi, EndpointDetailApi, EndpointsApi
 from training.evaluation.apis import (
     EvaluationCancelApi,
@@ -28,6 +29,7 @@ from training.playground.apis import FineTuneGenerateApi, FineTuneMergeApi, Gene
 urlpatterns = [
     path("finetunes", FineTunesApi.as_view(), name="api-finetunes"),
     path("finetunes/estimate", FineTuneEstimateApi.as_view(), name="api-finetune-estimate"),
+    path("finetunes/compare", FineTunesCompareApi.as_view(), name="api-finetunes-compare"),
     path("finetunes/<int:job_id>", FineTuneDetailApi.as_view(), name="api-finetune"),
     path("finetunes/<int:job_id>/metrics", FineTuneMetricsApi.as_view(), name="api-finetune-metrics"),
     path("finetunes/<int:job_id>/cancel", FineTuneCancelApi.as_view(), name="api-finetune-cancel"),

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
@@ -17,11 +18,13 @@ from curation.common.views import AuthenticatedRequest, can_edit, dataset_or_404
 from curation.datasets import selectors as dataset_stats
 from curation.models import Dataset, DatasetEntry, Membership, Role
 from training import selectors
+from training.compare.selectors import MAX_JOBS as MAX_COMPARED
+from training.compare.selectors import teacher_win_rate
 from training.evaluation.views import evaluations_context
 from training.finetunes.deletion import finetune_delete, finetune_deletion_plan, finetune_weights_delete
 from training.finetunes.services import finetune_cancel, finetune_create, finetune_estimate
 from training.forms import FineTuneForm, LossPreviewForm, PlaygroundForm
-from training.models import FineTuneJob, FineTuneStatus
+from training.models import EvaluationRun, FineTuneJob, FineTuneStatus
 from training.playground.services import finetune_merge_request, generation_create, loss_preview_request
 
 LOG_LINES = 40
@@ -95,14 +98,67 @@ def finetune_estimate_panel(request: AuthenticatedRequest, slug: str, dataset_id
 # --- lists ------------------------------------------------------------------------------------------
 
 
+FINETUNES_PAGE_SIZE = 50
+# The table's columns: (sort key, heading, a number); the sort keys are selectors.FINETUNE_SORTS'.
+FINETUNE_COLUMNS = [
+    ("id", "#", False), ("dataset", "Dataset", False), ("base", "Base model", False), ("method", "Method", False),
+    ("learning_rate", "LR", True), ("epochs", "Epochs", True), ("lora_rank", "Rank", True),
+    ("duration", "Duration", True), ("tokens_per_second", "Tokens/s", True), ("status", "Status", False),
+    ("eval_loss", "Val. loss", True), ("win_rate", "Win rate", True), ("created", "Created", False),
+]  # fmt: skip
+
+
 @login_required
 @require_safe
 def finetune_list(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    """Every fine-tune of the project as a table, sorted by any column (`?sort=`, `-` for descending; a name no
+    column has is the default, newest first), 50 a page; a checkbox per job to compare two or more."""
     membership = membership_or_404(request, slug)
-    jobs = list(selectors.finetunes_for_project(project=membership.project)[:100])
-    context = {"project": membership.project, "finetunes": jobs, "show_dataset": True,
-               "finetunes_running": any(not job.is_finished for job in jobs)}  # fmt: skip
+    sort = selectors.finetune_sort(request.GET.get("sort", ""))
+    table = selectors.finetunes_table(project=membership.project, sort=sort)
+    page = Paginator(table, FINETUNES_PAGE_SIZE).get_page(request.GET.get("page"))
+    jobs = list(page.object_list)
+    runs = selectors.evaluations_latest(jobs=jobs)
+
+    def link(**query: str) -> str:
+        return "?" + urlencode({"sort": sort} | query if sort != selectors.FINETUNE_SORT_DEFAULT else query)
+
+    context = {
+        "project": membership.project,
+        "jobs": [finetune_row(job, runs.get(job.pk)) for job in jobs],
+        "columns": [_column(key, label, number, sort) for key, label, number in FINETUNE_COLUMNS],
+        "page": page,
+        "previous_url": link(page=str(page.previous_page_number())) if page.has_previous() else "",
+        "next_url": link(page=str(page.next_page_number())) if page.has_next() else "",
+        "max_compared": MAX_COMPARED,
+    }
     return render(request, "training/finetune_list.html", context)
+
+
+def _column(key: str, label: str, number: bool, sort: str) -> dict:
+    """A column head: its link sorts by it, ascending first, descending when it already sorts ascending."""
+    current = "ascending" if sort == key else "descending" if sort == f"-{key}" else ""
+    return {"key": key, "label": label, "number": number, "current": current,
+            "url": "?" + urlencode({"sort": f"-{key}" if current == "ascending" else key})}  # fmt: skip
+
+
+def finetune_row(job: FineTuneJob, run: EvaluationRun | None) -> dict:
+    """What a table row shows of a job annotated by selectors.finetunes_table, and of its latest succeeded
+    evaluation run: the judge's win rate against the logged answers, with its interval."""
+    duration = job.duration  # type: ignore[attr-defined]
+    return {
+        "job": job,
+        "learning_rate": _number(job.learning_rate),  # type: ignore[attr-defined]
+        "epochs": _number(job.epochs),  # type: ignore[attr-defined]
+        "duration": _duration(duration.total_seconds()) if duration is not None else "",
+        "run": run,
+        "win_rate": teacher_win_rate(run) if run is not None else None,
+    }
+
+
+def _number(value: float | None) -> str:
+    """0.0002, 1e-05, 3: a setting as it was typed."""
+    return "" if value is None else f"{value:g}"
 
 
 @login_required

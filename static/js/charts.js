@@ -8,7 +8,12 @@
  *
  * Line charts (loss curves): LogtuneCharts.lines(element, series, options), where series is
  * [{name: "train loss", points: [[x, y], ...]}, ...] and options {xLabel, yLabel, label}. Each series
- * gets the class s0, s1, ... for its colour; every point has a hover title.
+ * gets the class s0, s1, ... for its colour, or s<colour> when it names one (two series of one run share
+ * it); `dashed: true` draws it dashed, `key: false` leaves it out of the legend, which wraps onto more
+ * rows when it is long. Every point has a hover title. Drawn from the page like a histogram:
+ *
+ *   <div data-lines="series-id" data-x-label="step"></div>
+ *   <script id="series-id" type="application/json">[{"name": "#3 train", "colour": 0, "points": [[1, 2.1]]}]</script>
  *
  * Loaded as a module (strict, scoped, deferred). The charts are offered on window rather than exported:
  * an import names a file, and in production the static files have hashed names that only {% static %} knows.
@@ -124,10 +129,11 @@ function lines(container, series, options = {}) {
   if (options.yLabel) node("text", { class: "axis", x: LL, y: LH - 3 }, svg, options.yLabel);
 
   let legendX = LL + 8;
+  let legendY = LT + 6;
   series.forEach((s, i) => {
     const points = s.points.filter(plotted);
     if (!points.length) return;
-    const group = node("g", { class: `series s${i}` }, svg);
+    const group = node("g", { class: `series s${s.colour ?? i}${s.dashed ? " dashed" : ""}` }, svg);
     const d = points.map((p, j) => `${j ? "L" : "M"}${px(p[0]).toFixed(1)} ${py(p[1]).toFixed(1)}`).join("");
     node("path", { class: "line", d }, group);
     const every = Math.ceil(points.length / MAX_MARKERS);
@@ -136,9 +142,15 @@ function lines(container, series, options = {}) {
       const dot = node("circle", { class: "dot", cx: px(p[0]).toFixed(1), cy: py(p[1]).toFixed(1), r: points.length > 60 ? 1.6 : 2.4 }, group);
       node("title", {}, dot, `${s.name} at step ${p[0]}: ${fmt(p[1])}`);
     });
-    node("rect", { class: "key", x: legendX, y: LT + 2, width: 10, height: 3 }, group);
-    const label = node("text", { class: "legend", x: legendX + 13, y: LT + 6 }, group, s.name);
-    legendX += 20 + s.name.length * 5.6;
+    if (s.key === false) return;
+    const width = 20 + s.name.length * 5.6;
+    if (legendX > LL + 8 && legendX + width > LW - LR) {
+      legendX = LL + 8;
+      legendY += 10;
+    }
+    node("rect", { class: "key", x: legendX, y: legendY - 4, width: 10, height: 3 }, group);
+    const label = node("text", { class: "legend", x: legendX + 13, y: legendY }, group, s.name);
+    legendX += width;
     label.dataset.series = s.name;
   });
   container.replaceChildren(svg);
@@ -150,6 +162,11 @@ function renderAll(root = document) {
     const source = document.getElementById(el.dataset.histogram);
     if (!source) return;
     histogram(el, JSON.parse(source.textContent), { unit: el.dataset.unit || "" });
+  });
+  root.querySelectorAll("[data-lines]:not([data-rendered])").forEach((el) => {
+    const source = document.getElementById(el.dataset.lines);
+    if (!source) return;
+    lines(el, JSON.parse(source.textContent), { xLabel: el.dataset.xLabel || "", label: el.dataset.label || "" });
   });
 }
 

@@ -1,4 +1,6 @@
 /* The fine-tune page: loss and learning-rate curves drawn from the metrics API, polled while the job runs.
+ * The list of fine-tunes: its Compare button is disabled until two fine-tunes or more are ticked (the form works
+ * without this script too; the compare page then says what is missing).
  *
  *   <div id="loss-chart" data-finetune-metrics="/api/v1/finetunes/7/metrics?project=acme" data-lr-chart="lr-chart">
  *
@@ -68,6 +70,18 @@ function follow(lossEl) {
   poll();
 }
 
+function compareForm(form) {
+  const button = form.querySelector("[data-compare-button]");
+  const update = () => {
+    const ticked = form.querySelectorAll('input[name="ids"]:checked').length;
+    button.disabled = ticked < 2;
+    button.title = ticked < 2 ? "Tick two fine-tunes or more" : `Compare ${ticked} fine-tunes`;
+  };
+  form.addEventListener("change", update);
+  update();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-finetune-metrics]").forEach(follow);
+  document.querySelectorAll("[data-compare-form]").forEach(compareForm);
 });

@@ -40,6 +40,7 @@ from training.models import (
     FineTuneStatus,
     Generation,
     LossPreview,
+    MetricPoint,
     ModelEndpoint,
     RegressionSet,
 )
@@ -141,6 +142,8 @@ BASELINES = {
     "project-promotion-rule": [{"min_teacher_win_rate": "45", "min_teacher_win_rate_low": "40",
                                 "min_base_win_rate": "", "max_retention_loss_increase": "2",
                                 "no_flagged_slices": "on", "min_judged_examples": "30"}],
+    "finetunes": [{"sort": "-win_rate"}],
+    "finetunes-compare": [{"ids": "{finetune},{compared_finetune}"}],
 }  # fmt: skip
 # Operations only a person may make: an API key acts for the project, not for anyone, and is refused (403).
 PERSONS_ONLY = {
@@ -191,6 +194,7 @@ def tenant_create(slug: str) -> Tenant:
         (folder / "adapter_config.json").write_text(f'{{"marker": "{marker}"}}')
     (job.output_dir / "train.log").write_text(f"step 1 {marker}\nsaved {job.adapter_dir}/adapter_model.safetensors\n")
     generation = Generation.objects.create(job=job, messages=chat[:1], status=FineTuneStatus.SUCCEEDED)
+    compared = _compared_finetune(job, marker, chat)
     # Of an earlier version of the entry: asking for the entry's preview again would queue a new one.
     preview = LossPreview.objects.create(
         entry=entry,
@@ -207,6 +211,7 @@ def tenant_create(slug: str) -> Tenant:
         "entry": entry.pk,
         "snapshot": snapshot.pk,
         "finetune": job.pk,
+        "compared_finetune": compared.pk,
         "generation": generation.pk,
         "preview": preview.pk,
         "import": ImportJob.objects.create(project=project, source_name=f"{marker}.jsonl").pk,
@@ -228,6 +233,30 @@ def tenant_create(slug: str) -> Tenant:
         ).pk,
     }
     return Tenant(project=project, marker=marker, objects=objects, users=users, keys=keys)
+
+
+def _compared_finetune(job: FineTuneJob, marker: str, chat: list[dict]) -> FineTuneJob:
+    """A second fine-tune of the same snapshot, as a worker leaves one: curves, an evaluation judged, answers
+    holding the marker; compared with the first, it leads the compare page and API down every path."""
+    other = FineTuneJob.objects.create(
+        project=job.project, dataset=job.dataset, snapshot=job.snapshot, base_model=job.base_model, model=job.model,
+        hyperparameters={**job.hyperparameters, "seed": 7}, status=FineTuneStatus.SUCCEEDED,
+        evaluation={"base": {"eval_loss": 2.0}, "tuned": {"eval_loss": 1.0}}, started_at=job.created_at,
+        finished_at=job.created_at + timedelta(minutes=5),
+    )  # fmt: skip
+    now = other.finished_at
+    MetricPoint.objects.bulk_create([
+        MetricPoint(job=other, step=0, eval_loss=2.0, time=now),
+        MetricPoint(job=other, step=1, train_loss=1.5, tokens_per_second=90.0, time=now),
+    ])  # fmt: skip
+    rate = {"value": 0.5, "low": 0.25, "high": 0.75, "n": 2}
+    example = {"entry_id": None, "prompt": chat[:1], "reference": marker, "base": marker, "tuned": marker}
+    EvaluationRun.objects.create(
+        job=other, status=FineTuneStatus.SUCCEEDED, examples=[example],
+        results={"examples": 1, "metrics": {"base": {"chrf": rate}, "tuned": {"chrf": rate}},
+                 "judge": {"teacher": {"win_rate": rate}, "base": {"win_rate": rate}}},
+    )  # fmt: skip
+    return other
 
 
 # What a GET may write: traces of reading, never what a member asked for. Anything else written, or any task sent,
