@@ -153,6 +153,17 @@ function lines(container, series, options = {}) {
     legendX += width;
     label.dataset.series = s.name;
   });
+  // Marks: a step singled out (the best checkpoint), a dotted rule across the plot with a dot on its point.
+  (options.marks || []).forEach((m) => {
+    const mark = node("g", { class: "mark" }, svg);
+    const x = px(m.x).toFixed(1);
+    node("line", { class: "mark-rule", x1: x, x2: x, y1: LT, y2: LT + plotH }, mark);
+    node("circle", { class: "mark-dot", cx: x, cy: py(m.y).toFixed(1), r: 3.6 }, mark);
+    const right = px(m.x) > LL + plotW * 0.7;
+    node("text", { class: "mark-label", x: (px(m.x) + (right ? -4 : 4)).toFixed(1), y: LT + plotH - 4,
+      "text-anchor": right ? "end" : "start" }, mark, m.label);
+    mark.dataset.mark = m.name || m.label;
+  });
   container.replaceChildren(svg);
   container.dataset.rendered = "";
 }

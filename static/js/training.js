@@ -18,6 +18,33 @@ function sorted(byStep) {
   return Object.keys(byStep).map(Number).sort((a, b) => a - b).map((step) => [step, byStep[step]]);
 }
 
+// Validation loss this much above its best, after it, reads as overfitting.
+const RISE = 0.02;
+
+/* The gap between validation and training loss at each evaluation (the validation loss less the mean training loss
+ * of the steps since the evaluation before), the best evaluation after the base model's (step 0), and what they say. */
+function overfitting(train, evals) {
+  const gap = [];
+  let previous = -Infinity;
+  evals.forEach(([step, loss]) => {
+    const since = train.filter(([s]) => s > previous && s <= step).map(([, v]) => v);
+    if (since.length) gap.push([step, loss - since.reduce((a, b) => a + b, 0) / since.length]);
+    previous = step;
+  });
+  const tuned = evals.filter(([step]) => step > 0);
+  const best = tuned.reduce((b, p) => (b === null || p[1] < b[1] ? p : b), null);
+  if (!best) return { gap, best: null, text: "" };
+  const last = tuned[tuned.length - 1];
+  let text = `Lowest validation loss ${best[1].toFixed(4)} at step ${best[0]}.`;
+  if (last[0] > best[0] && last[1] > best[1] * (1 + RISE)) {
+    const rise = ((last[1] / best[1] - 1) * 100).toFixed(1);
+    text += ` It has risen ${rise}% since (step ${last[0]}: ${last[1].toFixed(4)}) while the gap to the training loss `
+      + "grew: the model is likely overfitting. Early stopping (the early_stopping_patience setting) ends a run "
+      + "with its best weights.";
+  }
+  return { gap, best, text };
+}
+
 function follow(lossEl) {
   const url = lossEl.dataset.finetuneMetrics;
   const lrEl = document.getElementById(lossEl.dataset.lrChart);
@@ -28,10 +55,20 @@ function follow(lossEl) {
   };
 
   const draw = () => {
+    const train = sorted(state.train);
+    const evals = sorted(state.evals);
+    const fit = overfitting(train, evals);
     window.LogtuneCharts.lines(lossEl, [
-      { name: "train loss", points: sorted(state.train) },
-      { name: "eval loss", points: sorted(state.evals) },
-    ], { label: "Loss by step", xLabel: "step", empty: "No step reported yet" });
+      { name: "train loss", points: train },
+      { name: "eval loss", points: evals },
+      { name: "gap (eval − train)", points: fit.gap, dashed: true, colour: 3 },
+    ], {
+      label: "Loss by step", xLabel: "step", empty: "No step reported yet",
+      marks: fit.best ? [{ name: "best", x: fit.best[0], y: fit.best[1], label: `best: step ${fit.best[0]}` }] : [],
+    });
+    const note = document.getElementById(lossEl.dataset.fitNote || "");
+    if (note) note.textContent = fit.text;
+    lossEl.dataset.bestStep = fit.best ? String(fit.best[0]) : "";
     if (lrEl) {
       window.LogtuneCharts.lines(lrEl, [{ name: "learning rate", points: sorted(state.lr) }],
         { label: "Learning rate by step", xLabel: "step", empty: "No step reported yet" });

@@ -9,9 +9,9 @@ from playwright.sync_api import expect
 
 from curation.models import Dataset, Split
 from tests.browser.test_datasets import shot
-from tests.factories import DatasetEntryFactory, DatasetFactory, qa
+from tests.factories import DatasetEntryFactory, DatasetFactory, FineTuneJobFactory, MetricPointFactory, qa
 from tests.training import conftest as training
-from training.models import FineTuneJob
+from training.models import FineTuneJob, FineTuneStatus
 
 # The fine-tune worker's fixtures, shared with the tests of tests/training.
 fake_trainer, gpu_worker = training.fake_trainer, training.gpu_worker
@@ -58,7 +58,9 @@ def test_an_editor_starts_a_fine_tune_and_watches_it_succeed(
     job = FineTuneJob.objects.get()
     expect(page.locator("h1")).to_contain_text(f"Fine-tune {job.pk}")
     expect(page.locator("h1 .status")).to_have_text("Succeeded", timeout=60_000)
-    expect(page.locator("#loss-chart svg path.line")).to_have_count(2, timeout=10_000)  # train and eval loss
+    # Train and eval loss, and the gap between them at each evaluation.
+    expect(page.locator("#loss-chart svg path.line")).to_have_count(3, timeout=10_000)
+    expect(page.locator("#fit-note")).to_contain_text("Lowest validation loss")
     expect(page.locator("#lr-chart svg path.line")).to_have_count(1)
     expect(page.locator("#evaluation")).to_contain_text("Fine-tuned")
     expect(page.locator("#artifacts")).to_contain_text("Adapter (zip)")
@@ -71,6 +73,30 @@ def test_an_editor_starts_a_fine_tune_and_watches_it_succeed(
     page.click("text=Search")
     expect(page.locator("table.entries tbody tr")).to_have_count(5)
     expect(page.locator("table.entries td.loss").first).to_have_text("0.500")
+
+
+def test_the_loss_chart_marks_the_best_evaluation_and_says_when_the_validation_loss_rises_after_it(
+    editor, dataset_of_six_sums, log_in, page
+):
+    job = FineTuneJobFactory(dataset=dataset_of_six_sums, status=FineTuneStatus.SUCCEEDED)
+    evals = {0: 2.0, 4: 1.2, 8: 0.9, 12: 1.1, 16: 1.3}  # best at step 8, then 44% worse: overfitting
+    for step in range(17):
+        train = 2.0 - step * 0.1 if step else None
+        MetricPointFactory(job=job, step=step, train_loss=train, eval_loss=evals.get(step))
+    log_in("bob")
+
+    page.goto(f"/p/acme/finetunes/{job.pk}/")
+
+    expect(page.locator("#loss-chart g.mark")).to_have_count(1, timeout=10_000)
+    expect(page.locator("#loss-chart")).to_have_attribute("data-best-step", "8")
+    expect(page.locator("#loss-chart .mark-label")).to_have_text("best: step 8")
+    expect(page.locator("#fit-note")).to_contain_text("Lowest validation loss 0.9000 at step 8")
+    expect(page.locator("#fit-note")).to_contain_text("risen 44.4% since (step 16: 1.3000)")
+    expect(page.locator("#fit-note")).to_contain_text("likely overfitting")
+    gap = page.locator("#loss-chart g.series.dashed circle title")
+    expect(gap).to_have_count(4)  # one per evaluation after the base model's
+    expect(gap.last).to_have_text("gap (eval − train) at step 16: 0.75")  # 1.3 less the mean train loss of 13-16
+    shot(page, "finetune-overfitting")
 
 
 def test_an_editor_deletes_the_weights_then_the_fine_tune_each_after_reading_what_goes(

@@ -22,7 +22,7 @@ IDS_PARAMETER = OpenApiParameter(
 )  # fmt: skip
 
 
-class EstimateOutput(serializers.Serializer):
+class CompareEstimateOutput(serializers.Serializer):
     value = serializers.FloatField()
     low = serializers.FloatField(allow_null=True, help_text="The 95% interval's ends; null where there is none.")
     high = serializers.FloatField(allow_null=True)
@@ -62,8 +62,8 @@ class CompareJobOutput(FineTuneListOutput):
 
 class CompareCellOutput(serializers.Serializer):
     job = serializers.IntegerField()
-    tuned = EstimateOutput(allow_null=True, help_text="The fine-tuned model's (a judge's win rate: its own).")
-    base = EstimateOutput(allow_null=True, help_text="The base model's, where the metric has one.")
+    tuned = CompareEstimateOutput(allow_null=True, help_text="The fine-tuned model's (a judge's win rate: its own).")
+    base = CompareEstimateOutput(allow_null=True, help_text="The base model's, where the metric has one.")
 
 
 class CompareMetricOutput(serializers.Serializer):
