@@ -32,8 +32,9 @@ def runs(bench, tmp_path_factory):
     data = bench._write_data(folder / "data.jsonl", 24, 256, seed=3)
     results = {}
     for which in bench.RUNS:
-        args = argparse.Namespace(child=which, model=str(model), data=str(data), out=str(folder / which), steps=2,
-                                  warmup=1, batch_size=2, accumulation=2, max_seq_length=256, seed=5, attn="sdpa")  # fmt: skip
+        settings = {"steps": 2, "warmup": 1, "batch_size": 2, "accumulation": 2, "max_seq_length": 256, "seed": 5}
+        args = argparse.Namespace(child=which, model=str(model), data=str(data), out=str(folder / which),
+                                  attn="sdpa", **settings)  # fmt: skip
         results[which] = bench._child(args)
     return results
 
