@@ -214,6 +214,7 @@ def train_step(run: Run, state: TrainState) -> tuple[float, Any]:
     gradient norm before clipping, or None without clipping)."""
     micro_batches = [[run.train_set[i] for i in indices] for indices in run.schedule.steps[state.step - 1]]
     trained = global_sum(run.accelerator, sum(e.trained_tokens for mb in micro_batches for e in mb))
+    state.step_trained_tokens = int(trained)
     loss_sum = 0.0
     for number, group in enumerate(micro_batches):
         loss_sum += backward(run, group, trained=trained, last=number == len(micro_batches) - 1)
@@ -257,6 +258,7 @@ def report_step(run: Run, state: TrainState, *, loss: float, grad_norm: Any) -> 
         grad_norm=float(grad_norm) if grad_norm is not None else None,
         tokens_per_second=window_tokens / max(time.perf_counter() - state.window_started, 1e-6),
         tokens=int(window_tokens),
+        trained_tokens=state.step_trained_tokens,
         elapsed_s=round(state.step_elapsed_s, 4),
         eta_s=round(per_step * (run.total_steps - state.step), 1),
     )

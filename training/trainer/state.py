@@ -98,6 +98,7 @@ class TrainState:
     started: float = 0.0  # time.perf_counter() when the steps began
     step_elapsed_s: float = 0.0  # training seconds at the end of the last step
     window_tokens: int = 0  # tokens since the last step event, for its throughput
+    step_trained_tokens: int = 0  # tokens that carried loss in the last step, all processes
     window_started: float = 0.0
 
     @classmethod
