@@ -175,10 +175,12 @@ class EvaluationsApi(ProjectScopedApi):
 
     @extend_schema(
         operation_id="finetune_evaluations_create", summary="Evaluate a fine-tune (editors)",
-        description="The fine-tuned model's answers to the validation split of its snapshot against the base "
-        "model's and the logged ones: exact match, ROUGE-L, chrF (and JSON validity, label metrics where they "
-        "apply), each with n and a 95% bootstrap interval; with a `judge` endpoint, pairwise win rates judged in "
-        "both orders. A GPU worker answers, then a CPU worker scores; poll the evaluation.",
+        description="The fine-tuned model's answers against the base model's and the logged ones, on the "
+        "validation split of its snapshot, the project's regression sets and a retention set (forgetting): exact "
+        "match, ROUGE-L, chrF, loss and perplexity (and JSON validity, schema and tool-call match, label metrics "
+        "where they apply), per set and per slice, each with n and a 95% bootstrap interval; with a `judge` "
+        "endpoint, pairwise win rates judged in both orders. A GPU worker answers, then a CPU worker scores; poll "
+        "the evaluation. `POST …/evaluations/estimate` says first what it would answer and cost.",
         parameters=[PROJECT_PARAMETER], request=EvaluationInput,
         responses={202: EvaluationOutput, 409: STATE_RESPONSE},
     )  # fmt: skip
