@@ -12,6 +12,7 @@ from tests.factories import DatasetFactory, EvaluationRunFactory, FineTuneJobFac
 from training.evaluation.metrics import LOSS, TIE, WIN
 from training.evaluation.votes import (
     blind_outcome,
+    votable_examples,
     vote_next,
     vote_progress,
     vote_record,
@@ -248,6 +249,19 @@ def test_a_vote_names_a_known_comparison_and_an_example_with_both_answers(run, j
         vote_record(run=without_base, voter=editor, example=0, comparison="base", outcome=WIN, tuned_first=None)
     vote_record(run=without_base, voter=editor, example=0, comparison="teacher", outcome=WIN, tuned_first=None)
     assert not AuditEvent.objects.filter(detail__comparison="base").exists()
+
+
+def test_only_validation_examples_are_voted_on_the_ones_the_judge_judges(job, editor):
+    from django.core.exceptions import ValidationError
+
+    examples = answered(3)
+    examples[1] |= {"kind": "retention", "set": "retention: the project's other logs"}
+    examples[2] |= {"kind": "regression", "set": "regression: dataset Old"}
+    mixed = EvaluationRunFactory(job=job, finished=True, examples=examples)
+
+    assert votable_examples(mixed, "teacher") == [0]
+    with pytest.raises(ValidationError, match="no example 1"):
+        vote_record(run=mixed, voter=editor, example=1, comparison="teacher", outcome=WIN, tuned_first=None)
 
 
 # --- people against the judge ----------------------------------------------------------------------------------------

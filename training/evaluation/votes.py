@@ -20,6 +20,7 @@ from django.utils.crypto import salted_hmac
 
 from curation.audit.services import audit_record
 from training.evaluation.metrics import LOSS, TIE, WIN, Estimate, agreement, win_rate
+from training.evaluation.sets import VALIDATION
 from training.models import Comparison, EvaluationRun, EvaluationVote, Outcome
 
 # The example's key of the answer the tuned one is compared with.
@@ -45,11 +46,14 @@ def blind_outcome(choice: str, *, tuned_first: bool) -> float:
 
 
 def votable_examples(run: EvaluationRun, comparison: str) -> list[int]:
-    """The indexes of the run's examples that have both answers of `comparison`, whatever set they come from."""
+    """The indexes of the run's validation examples that have both answers of `comparison`: those the judge judges,
+    so that people's win rate and the judge's rest on the same set (regression and retention sets are measured, not
+    judged)."""
     other = OTHER_ANSWER.get(comparison, "")
     return [
         index for index, example in enumerate(run.examples)
-        if isinstance(example.get("tuned"), str) and isinstance(example.get(other), str)
+        if example.get("kind", VALIDATION) == VALIDATION
+        and isinstance(example.get("tuned"), str) and isinstance(example.get(other), str)
     ]  # fmt: skip
 
 
