@@ -24,20 +24,11 @@ from training.evaluation.views import evaluations_context
 from training.finetunes.deletion import finetune_delete, finetune_deletion_plan, finetune_weights_delete
 from training.finetunes.services import finetune_cancel, finetune_create, finetune_estimate
 from training.forms import FineTuneForm, LossPreviewForm, PlaygroundForm
+from training.lookups import finetune_or_404
 from training.models import EvaluationRun, FineTuneJob, FineTuneStatus
 from training.playground.services import finetune_merge_request, generation_create, loss_preview_request
 
 LOG_LINES = 40
-
-
-def _job_or_404(
-    request: AuthenticatedRequest, slug: str, job_id: int, role: str = Role.VIEWER
-) -> tuple[Membership, FineTuneJob]:
-    membership = membership_or_404(request, slug, role)
-    job = selectors.finetune_get(project=membership.project, job_id=job_id)
-    if job is None:
-        raise Http404("Fine-tune not found")
-    return membership, job
 
 
 def _add_errors(form: FineTuneForm, exc: ValidationError) -> None:
@@ -200,7 +191,7 @@ def _duration(seconds: float | None) -> str:
 @login_required
 @require_safe
 def finetune_detail(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
-    membership, job = _job_or_404(request, slug, job_id)
+    membership, job = finetune_or_404(request, slug, job_id)
     context = {
         "project": membership.project,
         "can_edit": can_edit(membership),
@@ -235,7 +226,7 @@ def _evaluation(evaluation: dict) -> dict | None:
 @require_safe
 def finetune_status_panel(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
     """Status, progress and the log tail, polled while the job runs."""
-    membership, job = _job_or_404(request, slug, job_id)
+    membership, job = finetune_or_404(request, slug, job_id)
     response = render(request, "training/_finetune_status.html", {"project": membership.project,
                                                                    **_status_context(job)})  # fmt: skip
     if request.headers.get("HX-Request") and job.is_finished:
@@ -246,7 +237,7 @@ def finetune_status_panel(request: AuthenticatedRequest, slug: str, job_id: int)
 @login_required
 @require_POST
 def finetune_cancel_view(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
-    _, job = _job_or_404(request, slug, job_id, Role.EDITOR)
+    _, job = finetune_or_404(request, slug, job_id, Role.EDITOR)
     try:
         job = finetune_cancel(job=job, actor=request.user)
     except ValidationError as exc:
@@ -260,7 +251,7 @@ def finetune_cancel_view(request: AuthenticatedRequest, slug: str, job_id: int) 
 @login_required
 @require_POST
 def finetune_merge_view(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
-    _, job = _job_or_404(request, slug, job_id, Role.EDITOR)
+    _, job = finetune_or_404(request, slug, job_id, Role.EDITOR)
     try:
         finetune_merge_request(job=job, actor=request.user)
     except ValidationError as exc:
@@ -274,7 +265,7 @@ def finetune_merge_view(request: AuthenticatedRequest, slug: str, job_id: int) -
 @require_http_methods(["GET", "HEAD", "POST"])
 def finetune_delete_view(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
     """GET: what deleting the fine-tune, or only its weights, removes and keeps; POST: delete the fine-tune."""
-    membership, job = _job_or_404(request, slug, job_id, Role.EDITOR if request.method == "POST" else Role.VIEWER)
+    membership, job = finetune_or_404(request, slug, job_id, Role.EDITOR if request.method == "POST" else Role.VIEWER)
     if request.method == "POST":
         try:
             plan = finetune_delete(job=job, actor=request.user)
@@ -296,7 +287,7 @@ def finetune_delete_view(request: AuthenticatedRequest, slug: str, job_id: int) 
 @login_required
 @require_POST
 def finetune_weights_delete_view(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
-    _, job = _job_or_404(request, slug, job_id, Role.EDITOR)
+    _, job = finetune_or_404(request, slug, job_id, Role.EDITOR)
     try:
         plan = finetune_weights_delete(job=job, actor=request.user)
     except ValidationError as exc:
@@ -310,7 +301,7 @@ def finetune_weights_delete_view(request: AuthenticatedRequest, slug: str, job_i
 @login_required
 @require_POST
 def playground_ask(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
-    membership, job = _job_or_404(request, slug, job_id, Role.EDITOR)
+    membership, job = finetune_or_404(request, slug, job_id, Role.EDITOR)
     form = PlaygroundForm(request.POST)
     context: dict = {"project": membership.project, "job": job, "playground_form": form}
     if form.is_valid():
@@ -327,7 +318,7 @@ def playground_ask(request: AuthenticatedRequest, slug: str, job_id: int) -> Htt
 @login_required
 @require_safe
 def generation_panel(request: AuthenticatedRequest, slug: str, job_id: int, generation_id: int) -> HttpResponse:
-    membership, job = _job_or_404(request, slug, job_id)
+    membership, job = finetune_or_404(request, slug, job_id)
     generation = selectors.generation_get(job=job, generation_id=generation_id)
     if generation is None:
         raise Http404("Generation not found")

@@ -11,7 +11,6 @@ from django.views.decorators.http import require_POST, require_safe
 
 from curation.common.views import AuthenticatedRequest, can_edit, membership_or_404, validation_errors
 from curation.models import Dataset, DatasetSnapshot, JobStatus, Membership, Project, Role
-from training import selectors
 from training.evaluation.judge import DEFAULT_RUBRIC
 from training.evaluation.promotion.selectors import evaluation_gate, promotion_rule_get
 from training.evaluation.regression import regression_set_pin, regression_set_unpin
@@ -25,6 +24,7 @@ from training.evaluation.services import (
 )
 from training.evaluation.sets import general_sets, regression_snapshot
 from training.evaluation.votes import votes_summary
+from training.lookups import finetune_or_404
 from training.models import EvaluationRun, FineTuneJob, FineTuneStatus, ModelEndpoint, RegressionSet
 
 RUNS_SHOWN = 3
@@ -153,21 +153,11 @@ def evaluations_context(job: FineTuneJob, membership: Membership, form: Evaluati
     }
 
 
-def _job(
-    request: AuthenticatedRequest, slug: str, job_id: int, role: str = Role.VIEWER
-) -> tuple[Membership, FineTuneJob]:
-    membership = membership_or_404(request, slug, role)
-    job = selectors.finetune_get(project=membership.project, job_id=job_id)
-    if job is None:
-        raise Http404("Fine-tune not found")
-    return membership, job
-
-
 @login_required
 @require_safe
 def evaluations_panel(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
     """The verdict section alone, polled while a run is under way."""
-    membership, job = _job(request, slug, job_id)
+    membership, job = finetune_or_404(request, slug, job_id)
     context = {"project": membership.project, "job": job, **evaluations_context(job, membership)}
     return render(request, "training/_evaluations.html", context)
 
@@ -175,7 +165,7 @@ def evaluations_panel(request: AuthenticatedRequest, slug: str, job_id: int) -> 
 @login_required
 @require_POST
 def evaluation_start(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
-    membership, job = _job(request, slug, job_id, Role.EDITOR)
+    membership, job = finetune_or_404(request, slug, job_id, Role.EDITOR)
     form = EvaluationForm(request.POST, project=membership.project)
     if form.is_valid():
         try:
@@ -196,7 +186,7 @@ def evaluation_start(request: AuthenticatedRequest, slug: str, job_id: int) -> H
 @login_required
 @require_POST
 def evaluation_cancel_view(request: AuthenticatedRequest, slug: str, job_id: int, evaluation_id: int) -> HttpResponse:
-    _, job = _job(request, slug, job_id, Role.EDITOR)
+    _, job = finetune_or_404(request, slug, job_id, Role.EDITOR)
     run = job.evaluations.filter(pk=evaluation_id).first()
     if run is None:
         raise Http404("Evaluation not found")
@@ -209,7 +199,7 @@ def evaluation_cancel_view(request: AuthenticatedRequest, slug: str, job_id: int
 @require_safe
 def evaluation_estimate_panel(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
     """What the form's run would answer and cost, refreshed as the form changes."""
-    membership, job = _job(request, slug, job_id)
+    membership, job = finetune_or_404(request, slug, job_id)
     form = EvaluationForm(request.GET or None, project=membership.project)
     estimate = None
     if form.is_valid():

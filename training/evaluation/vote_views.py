@@ -13,14 +13,12 @@ from django.views.decorators.http import require_http_methods
 
 from curation.common.views import (
     AuthenticatedRequest,
-    membership_or_404,
     page_context,
     validation_errors,
     whole_number_param,
 )
 from curation.models import Role
 from curation.text.rendering import conversation_turns
-from training import selectors
 from training.evaluation.votes import (
     Ballot,
     blind_outcome,
@@ -29,6 +27,7 @@ from training.evaluation.votes import (
     vote_record,
     vote_tuned_first,
 )
+from training.lookups import finetune_or_404
 from training.models import Comparison, EvaluationRun
 
 AGAINST: dict[str, str] = {
@@ -53,9 +52,8 @@ def _page(run: EvaluationRun, slug: str, comparison: str, position: int) -> str:
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def evaluation_vote(request: AuthenticatedRequest, slug: str, job_id: int, evaluation_id: int) -> HttpResponse:
-    membership = membership_or_404(request, slug, Role.EDITOR)
-    job = selectors.finetune_get(project=membership.project, job_id=job_id)
-    run = job.evaluations.filter(pk=evaluation_id).first() if job is not None else None
+    membership, job = finetune_or_404(request, slug, job_id, Role.EDITOR)
+    run = job.evaluations.filter(pk=evaluation_id).first()
     if run is None:
         raise Http404("Evaluation not found")
     comparison = _comparison(request)
