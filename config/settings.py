@@ -434,7 +434,7 @@ LOGTUNE_MODELS_DIR = VAR_DIR / "models"
 LOGTUNE_GPU_TASK_TIMEOUT_S = env_int("LOGTUNE_GPU_TASK_TIMEOUT_S", 1800)
 # General eval sets for the forgetting check: `<name>.jsonl` files (OpenAI chat lines) an operator places here;
 # every evaluation run with a retention set answers them too (docs/evaluation.md).
-LOGTUNE_EVAL_SETS_DIR = Path(env_str("LOGTUNE_EVAL_SETS_DIR", str(VAR_DIR / "eval-sets")))
+LOGTUNE_EVAL_SETS_DIR = Path(env_str("LOGTUNE_EVAL_SETS_DIR", "") or VAR_DIR / "eval-sets")
 
 LOGGING = {
     "version": 1,

@@ -98,8 +98,10 @@ def test_the_duplicate_check_reads_the_unique_index_before_the_table_has_statist
 
 
 def test_overlapped_threads_get_a_short_switch_interval_and_everything_is_restored_after():
+    before = sys.getswitchinterval()  # a test that loaded config.wsgi has set the short one for the whole process
+    sys.setswitchinterval(0.005)  # the interpreter's default
     interval, frozen = sys.getswitchinterval(), gc.get_freeze_count()
-    seen = []
+    seen: list = []
     with threads_overlapped():
         seen.append((sys.getswitchinterval(), gc.get_freeze_count()))
         worker = threading.Thread(target=lambda: seen.append(sys.getswitchinterval()))
@@ -108,3 +110,4 @@ def test_overlapped_threads_get_a_short_switch_interval_and_everything_is_restor
     assert seen[0][0] < interval and seen[0][1] > frozen
     assert seen[1] == seen[0][0]  # the interpreter's setting, every thread's
     assert (sys.getswitchinterval(), gc.get_freeze_count()) == (interval, frozen)
+    sys.setswitchinterval(before)
