@@ -87,8 +87,12 @@ def normalized(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+def exact_match_scores(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    return [float(normalized(p) == normalized(r)) for p, r in zip(predictions, references, strict=True)]
+
+
 def exact_match(predictions: Sequence[str], references: Sequence[str]) -> Estimate | None:
-    return estimate([float(normalized(p) == normalized(r)) for p, r in zip(predictions, references, strict=True)])
+    return estimate(exact_match_scores(predictions, references))
 
 
 # Words of scripts written with spaces, and each character of those written without (Han, Hiragana, Katakana,
@@ -101,20 +105,28 @@ class _Tokenizer:
         return _WORD.findall(text.casefold())
 
 
-def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> Estimate | None:
-    """ROUGE-L F-measure (longest common subsequence of words), per example, by Google's `rouge-score`."""
+def rouge_l_scores(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """ROUGE-L F-measure (longest common subsequence of words) of each example, by Google's `rouge-score`."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Tokenizer())
-    return estimate([scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)])
+    return [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)]
 
 
-def chrf(predictions: Sequence[str], references: Sequence[str]) -> Estimate | None:
-    """chrF (character n-gram F-score, 0 to 1), per example, by `sacrebleu`: works in every script."""
+def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> Estimate | None:
+    return estimate(rouge_l_scores(predictions, references))
+
+
+def chrf_scores(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """chrF (character n-gram F-score, 0 to 1) of each example, by `sacrebleu`: works in every script."""
     from sacrebleu.metrics import CHRF
 
     metric = CHRF()
-    return estimate([metric.sentence_score(p, [r]).score / 100 for p, r in zip(predictions, references, strict=True)])
+    return [metric.sentence_score(p, [r]).score / 100 for p, r in zip(predictions, references, strict=True)]
+
+
+def chrf(predictions: Sequence[str], references: Sequence[str]) -> Estimate | None:
+    return estimate(chrf_scores(predictions, references))
 
 
 # --- structured answers ---------------------------------------------------------------------------------------------

@@ -30,8 +30,10 @@ from training.evaluation.metrics import (
     Estimate,
     answer_tool_calls,
     chrf,
+    chrf_scores,
     estimate,
     exact_match,
+    exact_match_scores,
     json_validity,
     json_value,
     label_report,
@@ -39,6 +41,7 @@ from training.evaluation.metrics import (
     relative_change,
     response_schema,
     rouge_l,
+    rouge_l_scores,
     schema_match,
     tool_call_match,
 )
@@ -346,9 +349,9 @@ def forgetting(examples: Sequence[dict]) -> dict:
 
 
 def _per_example(key: str, answers: Sequence[str], references: Sequence[str]) -> list[float]:
-    """A measure per example (`estimate` of one value is that value)."""
-    measure = {"exact_match": exact_match, "rouge_l": rouge_l, "chrf": chrf}[key]
-    return [measure([a], [r]).value for a, r in zip(answers, references, strict=True)]  # type: ignore[union-attr]
+    """A measure of each example."""
+    scores = {"exact_match": exact_match_scores, "rouge_l": rouge_l_scores, "chrf": chrf_scores}[key]
+    return scores(answers, references)
 
 
 # Slices smaller than this are not reported: an interval over fewer examples says little.
@@ -362,13 +365,19 @@ def slices(examples: Sequence[dict], *, project_id: int, key: str = "") -> list[
     flagged when the tuned model is worse than the base beyond the interval (the change's interval lies wholly on
     the worse side; for the win rate, below one half)."""
     groups = _slice_groups(examples, project_id=project_id, key=key)
+    references = [e["reference"] for e in examples]
+    # Each example's ROUGE-L once, whatever the number of slices it is in.
+    rouge = {
+        id(e): pair for e, pair in zip(examples, zip(
+            rouge_l_scores([e["base"] for e in examples], references),
+            rouge_l_scores([e["tuned"] for e in examples], references), strict=True,
+        ), strict=True)
+    }  # fmt: skip
     out = []
     for (by, value), members in groups.items():
         if len(members) < SLICE_MIN_EXAMPLES:
             continue
-        references = [e["reference"] for e in members]
-        base = _per_example("rouge_l", [e["base"] for e in members], references)
-        tuned = _per_example("rouge_l", [e["tuned"] for e in members], references)
+        base, tuned = [rouge[id(e)][0] for e in members], [rouge[id(e)][1] for e in members]
         rows = [_slice_row(by, value, "rouge_l", base, tuned, worse_if_lower=True)]
         losses = _paired_losses(members)
         if len(losses) >= SLICE_MIN_EXAMPLES:

@@ -21,6 +21,7 @@ from django.conf import settings
 from curation.datasets.export.formats import to_openai
 from curation.models import DatasetEntry, DatasetSnapshot, JobStatus, LogEntry, LogStatus
 from training.models import EvaluationRun, RegressionSet
+from training.trainer.data import content_text
 
 logger = logging.getLogger(__name__)
 
@@ -45,21 +46,8 @@ def example_of(
     return {
         "set": set_name, "kind": kind, "entry_id": entry_id, "log_id": log_id, "line": line,
         "prompt": messages[:last], "tools": tools, "response_format": row.get("response_format"),
-        "reference": answer_text(reference.get("content")), "reference_calls": reference.get("tool_calls") or [],
+        "reference": content_text(reference.get("content")), "reference_calls": reference.get("tool_calls") or [],
     }  # fmt: skip
-
-
-def answer_text(content: object) -> str:
-    """An assistant message's text: the string, or its text and refusal parts joined."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return ""
-    return "".join(
-        str(part.get("text") or part.get("refusal") or "")
-        for part in content
-        if isinstance(part, dict) and part.get("type") in ("text", "refusal")
-    )
 
 
 def scored_conversation(example: dict) -> dict:
@@ -132,7 +120,8 @@ def retention_logs(*, run: EvaluationRun, limit: int) -> list[dict]:
                 break
     out = []
     logs = LogEntry.objects.filter(pk__in=picked).only("id", "messages", "tools", "options")
-    for log in sorted(logs, key=lambda log: picked.index(log.pk)):
+    order = {log_id: at for at, log_id in enumerate(picked)}
+    for log in sorted(logs, key=lambda log: order[log.pk]):
         row = to_openai(log.messages, log.tools, set(), log.options)
         example = example_of(row, set_name=PROJECT_LOGS, kind=RETENTION, log_id=log.pk)
         if example is not None:

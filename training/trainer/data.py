@@ -94,7 +94,7 @@ def template_messages(messages: Sequence[dict]) -> list[dict]:
     """Canonical messages as chat templates expect them: text content, tool-call arguments as objects."""
     out = []
     for message in messages:
-        item: dict[str, Any] = {"role": message["role"], "content": _text(message.get("content"))}
+        item: dict[str, Any] = {"role": message["role"], "content": content_text(message.get("content"))}
         if message.get("tool_calls"):
             item["tool_calls"] = [_tool_call(call) for call in message["tool_calls"]]
         for key in ("name", "tool_call_id"):
@@ -104,7 +104,7 @@ def template_messages(messages: Sequence[dict]) -> list[dict]:
     return out
 
 
-def _text(content: Any) -> str:
+def content_text(content: Any) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
