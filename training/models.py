@@ -470,3 +470,22 @@ class PromotionRule(models.Model):
     @property
     def updated_by_label(self) -> str:
         return actor_label(self.updated_by, self.updated_by_key)
+
+
+# Serving's tables live beside its code; importing them here registers them with the app.
+from training.serving.models import (  # noqa: E402
+    LIVE_DEPLOYMENT,
+    Deployment,
+    DeploymentStatus,
+    Engine,
+    ModelServer,
+    ProxyRoute,
+    RouteCall,
+    RouteMode,
+    Side,
+)
+
+__all__ = [
+    "LIVE_DEPLOYMENT", "Deployment", "DeploymentStatus", "Engine", "ModelServer", "ProxyRoute", "RouteCall",
+    "RouteMode", "Side",
+]  # fmt: skip

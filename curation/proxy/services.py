@@ -12,6 +12,7 @@ Here: a call's forwarding, from its request to the queued log. keys.py checks th
 project's calls go.
 """
 
+import contextlib
 import http.cookiejar
 import logging
 import socket
@@ -22,8 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
+from curation.logs.ingest.streams import assemble, sse_events
 from curation.models import Project
+from curation.proxy.hooks import Routing, proxy_router
 from curation.proxy.logs import proxy_log_store
 from curation.proxy.tasks import proxy_log_store_task
 from curation.proxy.upstreams import Provider, upstream_url_problem
@@ -89,6 +93,8 @@ class ProxyCall:
     latency_ms: float | None = None
     complete: bool = False  # the whole answer arrived and went on to the caller
     finished: bool = False
+    routing: Routing | None = None  # a route (or the call's `model`) sent it to a deployed fine-tune too
+    routed: dict = field(default_factory=dict)  # what the fine-tune's side did: served_by, fallback, status, ms…
 
     @property
     def streamed(self) -> bool:
@@ -96,13 +102,136 @@ class ProxyCall:
 
 
 def proxy_call_open(
-    *, project: Project, provider: Provider, body: bytes, headers: Mapping[str, str], query: str
+    *,
+    project: Project,
+    provider: Provider,
+    body: bytes,
+    headers: Mapping[str, str],
+    query: str,
+    routing: Routing | None = None,
 ) -> ProxyCall:
     """Send the call upstream and return once the answer's status and headers are in (its body follows).
 
     An upstream that cannot be reached, or times out, is answered 502 in the provider's error shape; the
     upstream's own errors (429, 400, 500…) pass through untouched like any other answer.
+
+    With a `routing` that serves (a call naming a deployment, or one a canary route picked), the deployed fine-tune
+    is asked first; a canary falls back to the upstream when it fails (_finetune_open).
     """
+    started = time.perf_counter()
+    routed: dict[str, Any] = {}
+    if routing is not None and routing.serve:
+        served = _finetune_open(project=project, provider=provider, body=body, headers=headers, routing=routing)
+        if served.status_code != 0:
+            return served
+        routed = served.routed  # the canary fell back: why, and what the fine-tune answered
+    call = _upstream_open(project=project, provider=provider, body=body, headers=headers, query=query)
+    if routing is not None:
+        call.started = started  # the caller waited for the fine-tune's try too
+        call.routing = routing
+        call.routed = {**routed, "served_by": "provider"}
+    return call
+
+
+# Request headers a deployed fine-tune gets: the model server is Logtune's own, so the caller's provider key
+# (Authorization, x-api-key) and other headers meant for the provider stay behind.
+_FINETUNE_HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+
+
+def _finetune_open(
+    *, project: Project, provider: Provider, body: bytes, headers: Mapping[str, str], routing: Routing
+) -> ProxyCall:
+    """Ask the deployed fine-tune. A direct call gets its answer whatever it is. A canary call gets it only when it
+    came in time and passed the route's checks: otherwise the returned call has status_code 0 and `routed` says why,
+    for the caller to fall back to the upstream (the fine-tune's failed answer is kept for its own log)."""
+    call = ProxyCall(
+        project_id=project.pk, provider=provider, upstream_url=routing.url, request_body=body,
+        tags=headers.get(LOGTUNE_TAGS_HEADER, ""), routing=routing, routed={"served_by": "finetune"},
+    )  # fmt: skip
+    canary = routing.mode == "canary"
+    timeout = httpx.Timeout(routing.timeout_s if canary else 600.0, connect=min(routing.timeout_s, 10.0))
+    request = _client.build_request(
+        "POST", routing.url, content=routing.body, headers=_FINETUNE_HEADERS, timeout=timeout
+    )
+    try:
+        call.response = _client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        reason = "timeout" if isinstance(exc, httpx.TimeoutException) else f"unreachable ({type(exc).__name__})"
+        logger.warning("proxy.finetune_failed", extra={"model": routing.served_name, "error": repr(exc)})
+        if canary:
+            return _fallback(call, reason, status=None)
+        _fail(call, f"The fine-tune {routing.served_name} could not be reached: {type(exc).__name__}.", "proxy_error")
+        return call
+    call.first_byte_ms = _elapsed_ms(call)
+    call.status_code = call.response.status_code
+    call.headers = {
+        name.lower(): value
+        for name, value in call.response.headers.items()
+        if name.lower() not in _RESPONSE_HEADERS_KEPT_BACK
+    }
+    if not canary:
+        return call
+    if call.status_code != 200:
+        return _fallback(call, f"status {call.status_code}", status=call.status_code)
+    if not routing.checks:
+        return call
+    return _finetune_checked(call, routing)
+
+
+def _finetune_checked(call: ProxyCall, routing: Routing) -> ProxyCall:
+    """The canary's answer read whole (streamed or not) and checked before any byte goes to the caller."""
+    assert call.response is not None
+    try:
+        call.chunks = list(call.response.iter_bytes())
+    except httpx.HTTPError as exc:
+        return _fallback(call, f"broke off ({type(exc).__name__})", status=call.status_code)
+    finally:
+        call.response.close()
+    call.response = None  # read: relaying and reading now hand on the chunks kept
+    text = b"".join(call.chunks).decode("utf-8", "replace")
+    answer = assemble("openai", sse_events(text)) if call.streamed else _json_or_none(text)
+    router = proxy_router()
+    if not isinstance(answer, dict):
+        problem = "not an answer"
+    else:
+        problem = (
+            router.answer_problem(routing=routing, request_body=call.request_body, answer=answer) if router else ""
+        )
+    if problem:
+        return _fallback(call, problem, status=call.status_code)
+    call.complete = True
+    call.latency_ms = _elapsed_ms(call)
+    return call
+
+
+def _fallback(call: ProxyCall, reason: str, *, status: int | None) -> ProxyCall:
+    body = b"".join(call.chunks)
+    if call.response is not None:
+        with contextlib.suppress(httpx.HTTPError):
+            body = call.response.read()
+        call.response.close()
+    call.routed = {
+        "served_by": "provider",
+        "fallback": reason,
+        "finetune_status": status,
+        "finetune_ms": round(_elapsed_ms(call), 1),
+        "finetune_response": body.decode("utf-8", "replace"),
+        "finetune_streamed": call.streamed,
+    }
+    call.status_code = 0
+    return call
+
+
+def _json_or_none(text: str) -> object:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _upstream_open(
+    *, project: Project, provider: Provider, body: bytes, headers: Mapping[str, str], query: str
+) -> ProxyCall:
     url = provider.upstream_url(project)
     call = ProxyCall(
         project_id=project.pk,
@@ -216,6 +345,11 @@ def proxy_call_finish(*, call: ProxyCall) -> None:
         # The task may be delivered twice: the second delivery is a duplicate of the first and stores nothing.
         "external_id": f"proxy-{uuid.uuid4().hex}",
     }
+    router = proxy_router() if call.routing is not None else None
+    if router is not None and call.routing is not None:
+        log["tags"] = [*log["tags"], *call.routing.tags]
+        router.store(log=log, routed={**call.routing.as_dict(), **call.routed})
+        return
     try:
         proxy_log_store_task.apply_async(
             args=[log], retry=True, retry_policy={"max_retries": 1, "interval_start": 0.1, "interval_max": 0.1}

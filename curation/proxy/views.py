@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from curation.logs.throttling import ingest_rate_spend_for_key
 from curation.models import Role
+from curation.proxy.hooks import Refusal, proxy_router
 from curation.proxy.keys import LOGTUNE_KEY_HEADER, proxy_key_authenticate
 from curation.proxy.services import ProxyCall, proxy_call_finish, proxy_call_open, proxy_call_read, proxy_call_relay
 from curation.proxy.upstreams import ANTHROPIC, OPENAI, OPENAI_RESPONSES, Provider
@@ -61,12 +62,24 @@ def _proxy(request: HttpRequest, provider: Provider) -> HttpResponse:
         refusal = _refusal(provider, 429, str(limited.detail), "rate_limit_error")
         refusal["Retry-After"] = str(int(getattr(limited, "wait", None) or 1))
         return refusal
+    router = proxy_router()
+    routing = (
+        router.route(
+            project_id=key.project_id, provider=provider.name, path=provider.path, body=request.body,
+            headers=request.headers,
+        )
+        if router is not None
+        else None
+    )  # fmt: skip
+    if isinstance(routing, Refusal):
+        return _refusal(provider, routing.status, routing.message, routing.kind)
     call = proxy_call_open(
         project=key.project,
         provider=provider,
         body=request.body,
         headers=request.headers,
         query=request.META.get("QUERY_STRING", ""),
+        routing=routing,
     )
     return _answer(call)
 

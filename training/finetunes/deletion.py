@@ -20,7 +20,7 @@ from django.utils import timezone
 from curation.audit.services import audit_record
 from curation.common.server_paths import media_name
 from curation.models import ApiKey, DatasetSnapshot
-from training.models import FineTuneJob, FineTuneStatus
+from training.models import LIVE_DEPLOYMENT, FineTuneJob, FineTuneStatus
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,9 @@ def _busy(job: FineTuneJob) -> str:
         return f"Fine-tune {job.pk} is {job.status}: cancel it first (a running job stops after its current step)."
     if job.merge_status in _BUSY:
         return f"The adapter of fine-tune {job.pk} is being merged: wait until the merge has finished."
+    deployed = job.deployments.filter(status__in=LIVE_DEPLOYMENT).first()
+    if deployed is not None:
+        return f"Fine-tune {job.pk} is deployed as {deployed.served_name}: stop the deployment first."
     if job.generations.filter(status__in=_BUSY).exists():
         return f"A playground answer of fine-tune {job.pk} is being worked out: wait until it is done."
     return ""
