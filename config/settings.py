@@ -227,6 +227,9 @@ CELERY_TASK_ROUTES = {
     "training.tasks.finetune_reap_task": {"queue": "default"},
     "training.tasks.loss_preview_task": {"queue": "default"},  # a tokenizer, no GPU
     "training.tasks.evaluation_score_task": {"queue": "default"},  # metrics and judge calls, no GPU
+    "training.tasks.routed_call_store_task": {"queue": "default"},  # a routed proxy call's log
+    # A shadowed call waits for the fine-tune's whole answer: its own queue, served by a worker with many threads.
+    "training.tasks.routed_shadow_task": {"queue": "shadow"},
     "training.*": {"queue": "gpu"},
 }
 CELERY_BEAT_SCHEDULE = {
@@ -435,6 +438,21 @@ LOGTUNE_GPU_TASK_TIMEOUT_S = env_int("LOGTUNE_GPU_TASK_TIMEOUT_S", 1800)
 # General eval sets for the forgetting check: `<name>.jsonl` files (OpenAI chat lines) an operator places here;
 # every evaluation run with a retention set answers them too (docs/evaluation.md).
 LOGTUNE_EVAL_SETS_DIR = Path(env_str("LOGTUNE_EVAL_SETS_DIR", "") or VAR_DIR / "eval-sets")
+# Serving (docs/serving.md). The engine `manage.py serve_models` runs on a GPU worker: "vllm", "transformers" (the
+# small server, for machines without vLLM or a GPU) or "auto" (vLLM when it is installed).
+LOGTUNE_SERVING_ENGINE = env_str("LOGTUNE_SERVING_ENGINE", "auto")
+if LOGTUNE_SERVING_ENGINE not in ("auto", "vllm", "transformers"):
+    raise ImproperlyConfigured(f"LOGTUNE_SERVING_ENGINE={LOGTUNE_SERVING_ENGINE!r}: auto, vllm or transformers")
+# The command that starts vLLM (its `serve` subcommand and options are added), e.g. `/opt/vllm/bin/vllm`.
+LOGTUNE_VLLM_COMMAND = env_str("LOGTUNE_VLLM_COMMAND", "vllm")
+# The host the proxy reaches this machine's model servers at (each GPU worker's own name when there are many), the
+# address they listen on, and the first of the ports they take.
+LOGTUNE_SERVING_HOST = env_str("LOGTUNE_SERVING_HOST", "127.0.0.1")
+LOGTUNE_SERVING_BIND = env_str("LOGTUNE_SERVING_BIND", "127.0.0.1")
+LOGTUNE_SERVING_FIRST_PORT = env_int("LOGTUNE_SERVING_FIRST_PORT", 8300)
+# Adapters one model server holds at once (vLLM's --max-loras), and the highest LoRA rank it takes.
+LOGTUNE_SERVING_MAX_LORAS = env_int("LOGTUNE_SERVING_MAX_LORAS", 8)
+LOGTUNE_SERVING_MAX_LORA_RANK = env_int("LOGTUNE_SERVING_MAX_LORA_RANK", 64)
 
 LOGGING = {
     "version": 1,

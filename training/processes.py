@@ -23,9 +23,11 @@ def _die_with_parent(sig: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
-def spawn_group(command: list[str], log_path: Path, death_signal: int) -> subprocess.Popen:
+def spawn_group(
+    command: list[str], log_path: Path, death_signal: int, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
     path = os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH", "")]))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(extra_env or {})}
     with log_path.open("ab") as log:
         return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
             command, cwd=settings.BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

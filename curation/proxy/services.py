@@ -149,6 +149,8 @@ def _finetune_open(
         tags=headers.get(LOGTUNE_TAGS_HEADER, ""), routing=routing, routed={"served_by": "finetune"},
     )  # fmt: skip
     canary = routing.mode == "canary"
+    if not routing.url:  # the route's deployment is not serving (loading, failed): nowhere to send it
+        return _fallback(call, "not serving", status=None)
     timeout = httpx.Timeout(routing.timeout_s if canary else 600.0, connect=min(routing.timeout_s, 10.0))
     request = _client.build_request(
         "POST", routing.url, content=routing.body, headers=_FINETUNE_HEADERS, timeout=timeout
