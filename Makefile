@@ -21,15 +21,18 @@ install: $(STAMP)
 migrate: install
 	DEBUG=1 $(BIN)/python manage.py migrate --no-input
 
-# Web, a worker for the default queue, a GPU-queue worker running one fine-tune at a time, and beat (which
-# runs the reaper of fine-tunes whose worker died every minute).
+# Web, a worker for the default queue, a GPU-queue worker running one fine-tune at a time, a worker for shadowed
+# calls, the serving supervisor (model servers for deployed fine-tunes), and beat (which runs the reaper of
+# fine-tunes whose worker died every minute).
 run: migrate
 	DEBUG=1 $(BIN)/python manage.py bootstrap_demo
 	DEBUG=1 $(BIN)/python manage.py create_demo_model
-	@echo "Starting web on http://$(HOST):$(PORT)/, two Celery workers and beat (Ctrl-C stops them all)"
+	@echo "Starting web on http://$(HOST):$(PORT)/, three Celery workers, the model servers' supervisor and beat (Ctrl-C stops them all)"
 	DEBUG=1 bash -c 'trap "kill 0" INT TERM EXIT; \
 		$(BIN)/celery -A config worker -Q default -n default@%h --concurrency 2 --loglevel INFO & \
 		$(BIN)/celery -A config worker -Q gpu -n gpu@%h --concurrency 1 --prefetch-multiplier 1 --loglevel INFO & \
+		$(BIN)/celery -A config worker -Q shadow -n shadow@%h --pool threads --concurrency 8 --loglevel INFO & \
+		$(BIN)/python manage.py serve_models & \
 		$(BIN)/celery -A config beat --schedule $(CURDIR)/var/celerybeat-schedule --loglevel INFO & \
 		$(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)'
 

@@ -196,7 +196,9 @@ def test_every_long_running_service_has_a_health_check():
     services = compose()["services"]
     long_running = [name for name, service in services.items() if service.get("restart") != "no"]
 
-    assert set(long_running) == {"postgres", "redis", "web", "worker", "beat", "gpu-worker"}
+    assert set(long_running) == {
+        "postgres", "redis", "web", "worker", "beat", "gpu-worker", "shadow-worker", "model-server"
+    }  # fmt: skip
     for name in long_running:
         assert services[name]["healthcheck"]["test"], name
     assert "pg_isready" in str(services["postgres"]["healthcheck"]["test"])
@@ -204,7 +206,9 @@ def test_every_long_running_service_has_a_health_check():
     assert "http://127.0.0.1:8000/healthz" in " ".join(services["web"]["healthcheck"]["test"])
 
 
-@pytest.mark.parametrize(("service", "queue"), [("worker", "default"), ("gpu-worker", "gpu")])
+@pytest.mark.parametrize(
+    ("service", "queue"), [("worker", "default"), ("gpu-worker", "gpu"), ("shadow-worker", "shadow")]
+)
 def test_a_workers_health_check_pings_the_node_its_command_starts(service, queue):
     spec = compose()["services"][service]
     command = command_of(spec)

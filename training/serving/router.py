@@ -179,6 +179,16 @@ def _routed(table: _Table, route: _Route, request: dict) -> Routing | None:
         mode=route.mode, url=table.urls.get(served_name, ""),
         body=orjson.dumps({**request, "model": served_name}) if picked else b"",
         served_name=served_name, route_id=route.id, route_name=route.name,
-        serve=route.mode == RouteMode.CANARY and picked, timeout_s=route.timeout_s, checks=route.checks,
+        serve=route.mode == RouteMode.CANARY and picked, timeout_s=route.timeout_s,
+        checks=_checks_for(route.checks, request),
         tags=(f"route:{route.name}",),
     )  # fmt: skip
+
+
+def _checks_for(checks: tuple[str, ...], request: dict) -> tuple[str, ...]:
+    """The route's checks this request gives something to check: a canary's answer is read whole before it goes on
+    only when its JSON or its tool calls must be checked; any other answer streams through as it comes."""
+    response_format = request.get("response_format")
+    wants_json = isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema")
+    wants = {"json": wants_json, "tools": bool(request.get("tools"))}
+    return tuple(check for check in checks if wants.get(check))

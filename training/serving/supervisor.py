@@ -61,6 +61,7 @@ class Supervisor:
         """One pass of the loop; each step is safe to repeat."""
         now = timezone.now()
         ModelServer.objects.filter(supervisor=self.name).update(heartbeat_at=now)
+        (self.logs / "heartbeat").touch()  # for a container's health check
         _release_stale(now)
         self._claim()
         for server in ModelServer.objects.filter(supervisor=self.name):
