@@ -445,6 +445,8 @@ if LOGTUNE_SERVING_ENGINE not in ("auto", "vllm", "transformers"):
     raise ImproperlyConfigured(f"LOGTUNE_SERVING_ENGINE={LOGTUNE_SERVING_ENGINE!r}: auto, vllm or transformers")
 # The command that starts vLLM (its `serve` subcommand and options are added), e.g. `/opt/vllm/bin/vllm`.
 LOGTUNE_VLLM_COMMAND = env_str("LOGTUNE_VLLM_COMMAND", "vllm")
+# More options for `vllm serve`, appended as they are: `--tensor-parallel-size 2 --gpu-memory-utilization 0.85`.
+LOGTUNE_VLLM_ARGS = env_str("LOGTUNE_VLLM_ARGS", "")
 # The host the proxy reaches this machine's model servers at (each GPU worker's own name when there are many), the
 # address they listen on, and the first of the ports they take.
 LOGTUNE_SERVING_HOST = env_str("LOGTUNE_SERVING_HOST", "127.0.0.1")

@@ -119,7 +119,8 @@ def test_a_server_whose_supervisor_went_silent_is_released(project, stand_in_vll
         supervisor.stop()
 
 
-def test_a_full_fine_tune_gets_a_server_of_its_own_answering_to_its_name(project, stand_in_vllm: Path):
+def test_a_full_fine_tune_gets_a_server_of_its_own_answering_to_its_name(project, stand_in_vllm: Path, settings):
+    settings.LOGTUNE_VLLM_ARGS = "--gpu-memory-utilization 0.5"
     deployment = deploy(project, BaseModelFactory(), "full")
     deployment.job.method = "full"
     deployment.job.save()
@@ -130,6 +131,6 @@ def test_a_full_fine_tune_gets_a_server_of_its_own_answering_to_its_name(project
         assert server.weights == str(deployment.job.adapter_dir)
         assert served_models(server) == {"ft:acme/full"}
         argv = json.loads(stand_in_vllm.read_text().splitlines()[0])["argv"]
-        assert "--enable-lora" not in argv
+        assert "--enable-lora" not in argv and argv[-2:] == ["--gpu-memory-utilization", "0.5"]
     finally:
         supervisor.stop()

@@ -29,7 +29,7 @@ class EngineSpec:
                 lora = ["--enable-lora", *lora, "--max-lora-rank", str(settings.LOGTUNE_SERVING_MAX_LORA_RANK)]
             return [
                 *shlex.split(settings.LOGTUNE_VLLM_COMMAND), "serve", self.weights, "--host", bind, "--port", port,
-                "--served-model-name", self.served_name, *lora,
+                "--served-model-name", self.served_name, *lora, *shlex.split(settings.LOGTUNE_VLLM_ARGS),
             ]  # fmt: skip
         return [
             sys.executable, "-m", "training.trainer.serve", "--model", self.weights, "--host", bind, "--port", port,
