@@ -50,7 +50,10 @@ class EndpointOutput(serializers.ModelSerializer):
 
 class EndpointInput(StrictInput):
     name = serializers.CharField(max_length=100)
-    base_url = serializers.CharField(max_length=500, help_text="Up to /v1: https://api.openai.com/v1.")
+    base_url = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, default="",
+        help_text="Up to /v1: https://api.openai.com/v1. Empty when `model` is a deployed fine-tune (ft:…).",
+    )  # fmt: skip
     model = serializers.CharField(max_length=200)
     api_key = serializers.CharField(
         required=False, allow_blank=True, write_only=True, trim_whitespace=True,

@@ -10,9 +10,12 @@ from training.endpoints.services import MAX_CONCURRENCY, MAX_TIMEOUT_S, Endpoint
 class EndpointForm(forms.Form):
     name = forms.CharField(max_length=100)
     base_url = forms.CharField(
-        max_length=500, label="Base URL", help_text="Up to /v1: https://api.openai.com/v1, http://vllm:8000/v1."
+        max_length=500, label="Base URL", required=False,
+        help_text="Up to /v1: https://api.openai.com/v1, http://vllm:8000/v1. Empty for a deployed fine-tune.",
+    )  # fmt: skip
+    model = forms.CharField(
+        max_length=200, help_text="The model each call asks for; ft:<project>/<name> for a deployed fine-tune."
     )
-    model = forms.CharField(max_length=200, help_text="The model each call asks for.")
     api_key = forms.CharField(
         required=False, label="API key", strip=True, widget=forms.PasswordInput(render_value=False),
         help_text="Stored encrypted, never shown again. Leave empty for a server that takes none; on a change, "

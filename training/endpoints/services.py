@@ -15,8 +15,11 @@ from curation.models import ApiKey, Project
 from curation.proxy.upstreams import upstream_url_problem
 from training.endpoints.client import ChatAnswer, EndpointTarget, chat_one
 from training.endpoints.secrets import secret_decrypt, secret_encrypt
-from training.models import ModelEndpoint
+from training.models import Deployment, DeploymentStatus, ModelEndpoint
 
+# A model named so is one of the project's deployed fine-tunes (training/serving): its calls go to the model server
+# that serves it, wherever that is now, with no URL of the endpoint's own.
+DEPLOYED_PREFIX = "ft:"
 MAX_CONCURRENCY = 64
 MAX_TIMEOUT_S = 3600
 CHECK_TIMEOUT_S = 15
@@ -43,7 +46,10 @@ def endpoint_problems(fields: EndpointFields) -> dict[str, str]:
         problems["name"] = "Name the endpoint."
     if not fields.model.strip():
         problems["model"] = "Name the model each call asks for."
-    if problem := upstream_url_problem(fields.base_url, setting="LOGTUNE_ENDPOINT_HOSTS"):
+    if fields.model.strip().startswith(DEPLOYED_PREFIX):
+        if fields.base_url.strip():
+            problems["base_url"] = "Leave it empty: a deployed fine-tune is called where its model server runs."
+    elif problem := upstream_url_problem(fields.base_url, setting="LOGTUNE_ENDPOINT_HOSTS"):
         problems["base_url"] = f"The URL {problem}."
     if not 1 <= fields.max_concurrency <= MAX_CONCURRENCY:
         problems["max_concurrency"] = f"Between 1 and {MAX_CONCURRENCY}."
@@ -134,13 +140,32 @@ class EndpointRefused(Exception):
 
 def endpoint_target(endpoint: ModelEndpoint, **overrides: float) -> EndpointTarget:
     """What the client needs to call the endpoint, its key decrypted. The URL is checked again against today's
-    LOGTUNE_ENDPOINT_HOSTS. Raises EndpointRefused, or SecretUnreadable when no configured key decrypts its key."""
+    LOGTUNE_ENDPOINT_HOSTS. Raises EndpointRefused, or SecretUnreadable when no configured key decrypts its key.
+
+    An endpoint whose model is a deployed fine-tune (`ft:<project>/<name>`) is called at the model server serving
+    it now; the operator's servers need no entry in LOGTUNE_ENDPOINT_HOSTS."""
+    if endpoint.model.startswith(DEPLOYED_PREFIX):
+        return _deployed_target(endpoint, **overrides)
     problem = upstream_url_problem(endpoint.base_url, setting="LOGTUNE_ENDPOINT_HOSTS")
     if problem:
         raise EndpointRefused(f"Endpoint '{endpoint.name}': its URL {problem}.")
     api_key = secret_decrypt(endpoint.api_key_encrypted) if endpoint.api_key_encrypted else ""
     settings = {"max_concurrency": endpoint.max_concurrency, "timeout_s": endpoint.timeout_s} | overrides
     return EndpointTarget(base_url=endpoint.base_url, model=endpoint.model, api_key=api_key, **settings)  # type: ignore[arg-type]
+
+
+def _deployed_target(endpoint: ModelEndpoint, **overrides: float) -> EndpointTarget:
+    url = (
+        Deployment.objects.filter(
+            project_id=endpoint.project_id, served_name=endpoint.model, status=DeploymentStatus.SERVING
+        )
+        .values_list("server__url", flat=True)
+        .first()
+    )
+    if not url:
+        raise EndpointRefused(f"Endpoint '{endpoint.name}': {endpoint.model} is not serving in this project.")
+    settings = {"max_concurrency": endpoint.max_concurrency, "timeout_s": endpoint.timeout_s} | overrides
+    return EndpointTarget(base_url=url, model=endpoint.model, **settings)  # type: ignore[arg-type]
 
 
 def endpoint_check(endpoint: ModelEndpoint) -> ChatAnswer:
