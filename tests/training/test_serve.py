@@ -106,7 +106,7 @@ def server(tmp_path_factory) -> Running:
     port, log = free_port(), root / "server.log"
     command = [sys.executable, "-m", "training.trainer.serve", "--model", str(base), "--port", str(port),
                "--served-model-name", "tiny", "--max-loras", "2"]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
     running = Running(f"http://127.0.0.1:{port}", process, log, base, folders)
@@ -429,7 +429,7 @@ def test_the_filter_holds_back_what_may_begin_a_stop_string_or_a_tool_call():
 
 def test_sigterm_finishes_the_request_under_way_and_exits_0(server):
     stream = server.client().chat.completions.create(
-        model="tiny", messages=QUESTION, stream=True, max_tokens=200, temperature=0, extra_body=LONG
+        model="tiny", messages=QUESTION, stream=True, max_tokens=300, temperature=0, extra_body=LONG
     )
     chunks = [next(iter(stream))]
 
@@ -442,4 +442,5 @@ def test_sigterm_finishes_the_request_under_way_and_exits_0(server):
         httpx.get(f"{server.url}/health", timeout=5)
     events = [line.split()[0] for line in server.log_lines("serve.")]
     assert events[-3:] == ["serve.stopping", "serve.request", "serve.stopped"]
-    assert "+200 finish=length" in server.log_lines("serve.request")[-1]
+    assert "requests=1" in server.log_lines("serve.stopping")[0]
+    assert "+300 finish=length" in server.log_lines("serve.request")[-1]

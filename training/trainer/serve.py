@@ -139,6 +139,7 @@ class Server(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; streams are sent chunked
     server_version = "logtune-serve"
+    timeout = 300  # seconds a connection may sit idle (or a client take to read or send) before it is closed
     server: Server
 
     def do_GET(self) -> None:
