@@ -41,7 +41,8 @@ def imported_names(path: Path) -> list[str]:
 
 
 def test_the_package_holds_the_trainer_and_its_child_programs():
-    for name in ("config", "data", "loop", "__main__", "launcher", "call", "merge", "generate", "loss_preview"):
+    names = ("config", "data", "loop", "__main__", "launcher", "call", "merge", "generate", "loss_preview", "serve")
+    for name in names:
         assert f"training.trainer.{name}" in MODULES
 
 

@@ -9,9 +9,11 @@ worker runs it as a child program and anyone can run it alone:
 batches of every step) → `loop` (train(): set up, resume, step, evaluate, checkpoint, finish) over `state`
 (Run, TrainState, TrainResult), on `modeling` (the model and what trains), `losses`, `checkpoints`, `evaluate`
 (base against fine-tuned) and `events` (events.jsonl). `__main__` is the command line. Used by the web side's
-workers too: `loss_preview`, `generate` (playground answers), `merge`, `demo_model`; and the worker's child
+workers too: `loss_preview`, `generate` (playground answers), `merge`, `demo_model`; the worker's child
 programs `launcher` (accelerate launch, ended with the worker) and `call` (a function of this package in a
-child process).
+child process); and `serve` (python -m training.trainer.serve --help), a small OpenAI-compatible server with
+vLLM's API for LoRA adapters, on `serve_models` (the models, one generation at a time) and `serve_api` (the
+bodies).
 
 Nothing is imported here: the web process reads `config` without loading the rest, and torch and transformers
 are imported inside the functions that need them.

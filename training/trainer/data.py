@@ -169,6 +169,12 @@ def trained_spans(tokenizer: Any, messages: list[dict], tools: list[dict]) -> tu
     return full, spans
 
 
+def render_prompt(tokenizer: Any, messages: list[dict], tools: list[dict] | None = None) -> str:
+    """The text a model answers: `messages` (as template_messages gives them) and the assistant's generation
+    prompt, rendered by the tokenizer's chat template with the tools it can call."""
+    return _render(tokenizer, messages, tools or [], generation_prompt=True)
+
+
 def _render(tokenizer: Any, messages: list[dict], tools: list[dict], *, generation_prompt: bool) -> str:
     if not messages:
         return ""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from training.trainer.config import TrainConfig
-from training.trainer.data import read_records, template_messages
+from training.trainer.data import read_records, render_prompt, template_messages
 
 # Answers of at most this many words, with few distinct values, are labels (classification data).
 LABEL_MAX_WORDS = 4
@@ -67,10 +67,7 @@ def generate_answers(
     device = next(model.parameters()).device
     try:
         for start in range(0, len(conversations), batch_size):
-            texts = [
-                tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                for c in conversations[start : start + batch_size]
-            ]
+            texts = [render_prompt(tokenizer, c) for c in conversations[start : start + batch_size]]
             inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             with torch.no_grad():
                 output = model.generate(

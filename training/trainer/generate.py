@@ -8,33 +8,46 @@ from training.trainer.data import template_messages
 
 
 @lru_cache(maxsize=2)
-def _load(model: str, adapter_dir: str | None) -> tuple[Any, Any, set[int]]:
+def load_for_answers(model: str, adapter_dir: str | None) -> tuple[Any, Any, set[int]]:
+    """(model, tokenizer, stop ids): the base, with the adapter in `adapter_dir` or the full fine-tune saved there,
+    kept for the next call of this process."""
+    from training.trainer.modeling import load_tokenizer, model_stop_ids
+
+    tokenizer = load_tokenizer(adapter_dir or model)
+    if adapter_dir and is_adapter(adapter_dir):
+        from peft import PeftModel
+
+        loaded = PeftModel.from_pretrained(load_causal_lm(model), adapter_dir)
+        loaded.eval()
+    else:  # the base alone, or a full fine-tune's folder, which holds the whole model
+        loaded = load_causal_lm(adapter_dir or model)
+    return loaded, tokenizer, model_stop_ids(model, tokenizer)
+
+
+def is_adapter(folder: str | Path) -> bool:
+    """Whether `folder` holds a PEFT adapter (rather than a whole model)."""
+    return (Path(folder) / "adapter_config.json").exists()
+
+
+def load_causal_lm(path: str | Path) -> Any:
+    """The model saved in `path`, on the GPU when there is one (in bf16 where it can), ready to answer."""
     import torch
     from transformers import AutoModelForCausalLM as Loader
 
     AutoModelForCausalLM: Any = Loader
 
-    from training.trainer.modeling import load_tokenizer, model_stop_ids
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    base = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(device)
-    tokenizer = load_tokenizer(adapter_dir or model)
-    if adapter_dir and (Path(adapter_dir) / "adapter_config.json").exists():
-        from peft import PeftModel
-
-        base = PeftModel.from_pretrained(base, adapter_dir)
-    elif adapter_dir:  # full fine-tuning: the folder holds the whole model
-        base = AutoModelForCausalLM.from_pretrained(adapter_dir, dtype=dtype).to(device)
-    base.eval()
-    return base, tokenizer, model_stop_ids(model, tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    model.eval()
+    return model
 
 
 def generate(*, model: str, adapter_dir: str | None, messages: list[dict], max_new_tokens: int = 64) -> str:
     """The greedy answer to `messages` (OpenAI chat shape) from `model`, with the adapter when given."""
     from training.trainer.evaluate import generate_answers
 
-    loaded, tokenizer, stop_ids = _load(model, adapter_dir)
+    loaded, tokenizer, stop_ids = load_for_answers(model, adapter_dir)
     return generate_answers(
         loaded, tokenizer, [template_messages(messages)], stop_ids=stop_ids, max_new_tokens=max_new_tokens
     )[0]
@@ -47,7 +60,7 @@ def answers(
     an evaluation's candidates. The model is loaded once per child process."""
     from training.trainer.evaluate import generate_answers
 
-    loaded, tokenizer, stop_ids = _load(model, adapter_dir)
+    loaded, tokenizer, stop_ids = load_for_answers(model, adapter_dir)
     return generate_answers(
         loaded, tokenizer, [template_messages(c) for c in conversations], stop_ids=stop_ids,
         max_new_tokens=max_new_tokens,
@@ -77,7 +90,7 @@ def losses(*, model: str, adapter_dir: str | None, scored: list[dict], max_lengt
 
     from training.trainer.data import IGNORE_INDEX, DataError, Record, encode
 
-    loaded, tokenizer, stop_ids = _load(model, adapter_dir)
+    loaded, tokenizer, stop_ids = load_for_answers(model, adapter_dir)
     device = next(loaded.parameters()).device
     out: list[list | None] = []
     with torch.no_grad():
