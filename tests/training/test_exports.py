@@ -477,3 +477,30 @@ def test_a_viewer_sees_no_export_links(client, job, project):
 
     assert "/export?" not in page and "Exports need the editor role" in page
     assert client.post(f"/p/acme/finetunes/{job.pk}/gguf").status_code in (403, 404)
+
+
+# --- A real adapter ----------------------------------------------------------------------------------------
+
+
+def test_a_peft_adapter_exported_for_vllm_loads_back_from_the_zip(key_client, job, tiny_model, tmp_path):
+    """An adapter saved by PEFT (rank 4), exported: vLLM is given the smallest rank it accepts above 4, and the
+    adapter folder the line names loads onto the base model as it is in the zip."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    tuned = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    tuned.save_pretrained(job.adapter_dir)
+    FineTuneJob.objects.filter(pk=job.pk).update(status=FineTuneStatus.SUCCEEDED, model=str(tiny_model))
+
+    archive = unzip(export(key_client, job, "vllm"))
+    archive.extractall(tmp_path / "out")
+
+    folder = tmp_path / "out" / f"finetune-{job.pk}-vllm"
+    serve = next(line for line in (folder / "vllm.txt").read_text().splitlines() if "--lora-modules" in line)
+    words = shlex.split(serve)
+    assert words[words.index("--max-lora-rank") + 1] == "8"
+    adapter = folder / words[words.index("--lora-modules") + 1].split("=", 1)[1]
+    loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), adapter)
+    assert loaded.peft_config["default"].r == 4
