@@ -274,7 +274,9 @@ def test_a_job_without_weights_is_409_and_an_unknown_format_400(key_client, job)
     deleted = export(key_client, job, "vllm")
 
     assert queued.status_code == 409 and queued.json()["status"] == "queued"
-    assert "has no weights to export" in queued.json()["detail"]
+    assert (
+        queued.json()["detail"] == f"Fine-tune {job.pk} is queued: only a succeeded fine-tune has weights to export."
+    )
     assert unknown.status_code == missing.status_code == 400
     assert unknown.json() == {"format": ["One of vllm, ollama, merged, gguf."]}
     assert deleted.status_code == 409 and "were deleted" in deleted.json()["detail"]

@@ -72,8 +72,10 @@ def _weights_refusal(job: FineTuneJob) -> str:
     if job.weights_deleted_at is not None:
         when = job.weights_deleted_at.strftime("%Y-%m-%d %H:%M UTC")
         return f"The weights of fine-tune {job.pk} were deleted on {when} by {job.weights_deleted_by_label}."
-    if job.status != FineTuneStatus.SUCCEEDED or not job.adapter_dir.is_dir():
-        return f"Fine-tune {job.pk} has no weights to export (yet): it is {job.status}."
+    if job.status != FineTuneStatus.SUCCEEDED:
+        return f"Fine-tune {job.pk} is {job.status}: only a succeeded fine-tune has weights to export."
+    if not job.adapter_dir.is_dir():
+        return f"Fine-tune {job.pk} has no weights in its folder ({job.folder_name}/adapter)."
     return ""
 
 
@@ -96,7 +98,7 @@ def export_refusal(*, job: FineTuneJob, fmt: str) -> str:
     merged = job.merge_status == FineTuneStatus.SUCCEEDED and job.merged_dir.is_dir()
     if fmt == ExportFormat.MERGED and job.uses_adapter and not merged:
         return (f"Fine-tune {job.pk} has no merged weights: merge its adapter into the base model first (POST "
-                    f"/api/v1/finetunes/{job.pk}/merge, or Merge on its page).")  # fmt: skip
+                f"/api/v1/finetunes/{job.pk}/merge, or Merge on its page).")  # fmt: skip
     if fmt == ExportFormat.OLLAMA and not any(job.adapter_dir.glob("*.safetensors")):
         return f"Fine-tune {job.pk} has no safetensors weights, which Ollama needs."
     if fmt == ExportFormat.GGUF:
@@ -117,13 +119,14 @@ def export_get(*, job: FineTuneJob, fmt: str, now: datetime) -> Export:
     if refusal := export_refusal(job=job, fmt=fmt):
         raise ExportNotReady(refusal)
     root, runtime = f"finetune-{job.pk}-{fmt}", _runtime(job)
-    weights = folder_members(directory=job.adapter_dir, prefix=f"{root}/{runtime.folder}")
     members: list[tuple[str, Path | bytes]]
-    if fmt == ExportFormat.VLLM:
-        rank = runtimes.adapter_rank(job.adapter_dir)
-        members = [*weights, (f"{root}/vllm.txt", runtimes.vllm_text(runtime, rank=rank).encode())]
-    elif fmt == ExportFormat.OLLAMA:
-        members = [*weights, (f"{root}/Modelfile", runtimes.modelfile_text(runtime).encode())]
+    if fmt in (ExportFormat.VLLM, ExportFormat.OLLAMA):
+        members = folder_members(directory=job.adapter_dir, prefix=f"{root}/{runtime.folder}")
+        if fmt == ExportFormat.VLLM:
+            text = runtimes.vllm_text(runtime, rank=runtimes.adapter_rank(job.adapter_dir))
+            members.append((f"{root}/vllm.txt", text.encode()))
+        else:
+            members.append((f"{root}/Modelfile", runtimes.modelfile_text(runtime).encode()))
     elif fmt == ExportFormat.MERGED:
         source = job.merged_dir if job.uses_adapter else job.adapter_dir
         members = folder_members(directory=source, prefix=f"{root}/model")
