@@ -438,6 +438,10 @@ LOGTUNE_GPU_TASK_TIMEOUT_S = env_int("LOGTUNE_GPU_TASK_TIMEOUT_S", 1800)
 # General eval sets for the forgetting check: `<name>.jsonl` files (OpenAI chat lines) an operator places here;
 # every evaluation run with a retention set answers them too (docs/evaluation.md).
 LOGTUNE_EVAL_SETS_DIR = Path(env_str("LOGTUNE_EVAL_SETS_DIR", "") or VAR_DIR / "eval-sets")
+# A llama.cpp checkout on the GPU workers (the folder holding convert_lora_to_gguf.py and convert_hf_to_gguf.py):
+# with it, and the `gguf` package importable (or llama.cpp's own gguf-py beside them), fine-tunes can be exported
+# as GGUF. Empty: GGUF is not offered.
+LOGTUNE_LLAMA_CPP_DIR = env_str("LOGTUNE_LLAMA_CPP_DIR", "")
 # Serving (docs/serving.md). The engine `manage.py serve_models` runs on a GPU worker: "vllm", "transformers" (the
 # small server, for machines without vLLM or a GPU) or "auto" (vLLM when it is installed).
 LOGTUNE_SERVING_ENGINE = env_str("LOGTUNE_SERVING_ENGINE", "auto")

@@ -87,6 +87,10 @@ class FineTuneJob(BackgroundWork, models.Model):
     merge_status = models.CharField(max_length=16, choices=FineTuneStatus.choices, blank=True)
     merge_error = models.TextField(blank=True)
     merge_started_at = models.DateTimeField(null=True, blank=True)
+    # Converting the result to GGUF with llama.cpp's converter (training/exports), like a merge: a GPU-queue task.
+    gguf_status = models.CharField(max_length=16, choices=FineTuneStatus.choices, blank=True)
+    gguf_error = models.TextField(blank=True)
+    gguf_started_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
@@ -150,6 +154,11 @@ class FineTuneJob(BackgroundWork, models.Model):
     @property
     def merged_dir(self) -> Path:
         return self.output_dir / "merged"
+
+    @property
+    def gguf_path(self) -> Path:
+        """The GGUF file converted from the result: a LoRA adapter's, or the full weights'."""
+        return self.output_dir / "gguf" / f"finetune-{self.pk}{'-lora' if self.uses_adapter else ''}.gguf"
 
     @property
     def log_path(self) -> Path:

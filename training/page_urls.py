@@ -6,6 +6,7 @@ from training.endpoints import views as endpoint_views
 from training.evaluation import views as evaluation_views
 from training.evaluation import vote_views
 from training.evaluation.promotion import views as promotion_views
+from training.exports import views as export_views
 
 urlpatterns = [
     path("p/<slug:slug>/finetunes/", views.finetune_list, name="finetunes"),
@@ -49,4 +50,5 @@ urlpatterns = [
     *evaluation_views.urlpatterns,
     *vote_views.urlpatterns,
     *promotion_views.urlpatterns,
+    *export_views.urlpatterns,
 ]

@@ -282,12 +282,27 @@ class _Sink:
 
 def artifact_zip(*, directory: Path, root: str) -> Iterator[bytes]:
     """The files under `directory` as a zip, in pieces of about a megabyte, whatever their size."""
+    return members_zip(members=folder_members(directory=directory, prefix=root))
+
+
+def folder_members(*, directory: Path, prefix: str) -> list[tuple[str, Path | bytes]]:
+    """(name in the archive, file) of every file under `directory`, named under `prefix`, in name order."""
+    return [(f"{prefix}/{path.relative_to(directory)}", path)
+            for path in sorted(p for p in directory.rglob("*") if p.is_file())]  # fmt: skip
+
+
+def members_zip(*, members: list[tuple[str, Path | bytes]]) -> Iterator[bytes]:
+    """A zip of (name, file on disk or bytes) members, in pieces of about a megabyte, whatever their size."""
     sink = _Sink()
     with zipfile.ZipFile(sink, "w") as archive:  # type: ignore[call-overload]
-        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-            info = zipfile.ZipInfo.from_file(path, f"{root}/{path.relative_to(directory)}")
-            info.compress_type = zipfile.ZIP_STORED if path.suffix in STORED_SUFFIXES else zipfile.ZIP_DEFLATED
-            with path.open("rb") as source, archive.open(info, "w", force_zip64=True) as target:
+        for name, content in members:
+            if isinstance(content, bytes):
+                archive.writestr(name, content, compress_type=zipfile.ZIP_DEFLATED)
+                yield sink.take()
+                continue
+            info = zipfile.ZipInfo.from_file(content, name)
+            info.compress_type = zipfile.ZIP_STORED if content.suffix in STORED_SUFFIXES else zipfile.ZIP_DEFLATED
+            with content.open("rb") as source, archive.open(info, "w", force_zip64=True) as target:
                 while block := source.read(1 << 20):
                     target.write(block)
                     yield sink.take()

@@ -12,6 +12,7 @@ from training.evaluation.apis import (
     RegressionSetsApi,
 )
 from training.evaluation.promotion.apis import PromotionRuleApi
+from training.exports.apis import FineTuneExportApi, FineTuneGgufApi
 from training.finetunes.apis import (
     BaseModelsApi,
     FineTuneAdapterApi,
@@ -36,6 +37,8 @@ urlpatterns = [
     path("finetunes/<int:job_id>/adapter", FineTuneAdapterApi.as_view(), name="api-finetune-adapter"),
     path("finetunes/<int:job_id>/merge", FineTuneMergeApi.as_view(), name="api-finetune-merge"),
     path("finetunes/<int:job_id>/merged", FineTuneMergedApi.as_view(), name="api-finetune-merged"),
+    path("finetunes/<int:job_id>/export", FineTuneExportApi.as_view(), name="api-finetune-export"),
+    path("finetunes/<int:job_id>/gguf", FineTuneGgufApi.as_view(), name="api-finetune-gguf"),
     path("finetunes/<int:job_id>/weights", FineTuneWeightsApi.as_view(), name="api-finetune-weights"),
     path("finetunes/<int:job_id>/losses", FineTuneLossesApi.as_view(), name="api-finetune-losses"),
     path("finetunes/<int:job_id>/generate", FineTuneGenerateApi.as_view(), name="api-finetune-generate"),

@@ -21,6 +21,7 @@ from training import selectors
 from training.compare.selectors import MAX_JOBS as MAX_COMPARED
 from training.compare.selectors import teacher_win_rate
 from training.evaluation.views import evaluations_context
+from training.exports.views import exports_context
 from training.finetunes.deletion import finetune_delete, finetune_deletion_plan, finetune_weights_delete
 from training.finetunes.services import finetune_cancel, finetune_create, finetune_estimate
 from training.forms import FineTuneForm, LossPreviewForm, PlaygroundForm
@@ -202,6 +203,7 @@ def finetune_detail(request: AuthenticatedRequest, slug: str, job_id: int) -> Ht
         "playground_form": PlaygroundForm(),
         **_status_context(job),
         **evaluations_context(job, membership),
+        **exports_context(job),
     }
     return render(request, "training/finetune.html", context)
 

@@ -5,6 +5,7 @@ fine-tunes) is recorded with who made it, the user or the key, and only owners r
 import functools
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,6 +140,7 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
     "finetunes_cancel": (None, {"finetune.cancel"}),
     "finetunes_generate": ({"messages": [{"role": "user", "content": "2+2?"}]}, {"finetune.generate"}),
     "finetunes_merge": (None, {"finetune.merge"}),
+    "finetunes_gguf": (None, {"finetune.gguf"}),
     "finetunes_weights_destroy": (None, {"finetune.weights_delete"}),
     "log_embeddings_create": (None, {"logs.embed"}),
     "logs_update": ({"tags_add": ["seen"], "metadata": {"env": "test"}}, {"logs.update"}),
@@ -223,6 +225,15 @@ def world_for_changes(operation: str) -> Tenant:
     return own
 
 
+def llama_cpp_installed(settings, folder: Path) -> None:
+    """A llama.cpp folder as LOGTUNE_LLAMA_CPP_DIR wants it: its two converters and its own gguf-py."""
+    (folder / "gguf-py" / "gguf").mkdir(parents=True)
+    (folder / "gguf-py" / "gguf" / "__init__.py").write_text("")
+    for name in ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py"):
+        (folder / name).write_text("raise SystemExit(1)\n")
+    settings.LOGTUNE_LLAMA_CPP_DIR = str(folder)
+
+
 def filled(value: object, objects: dict[str, int]) -> object:
     if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
         return objects[value[1:-1]]
@@ -235,8 +246,10 @@ def filled(value: object, objects: dict[str, int]) -> object:
 
 @pytest.mark.parametrize("how", ["key", "session"])
 @pytest.mark.parametrize("operation", sorted(AUDITED))
-def test_every_change_through_the_api_is_audited_naming_the_user_or_the_key(operation, how):
+def test_every_change_through_the_api_is_audited_naming_the_user_or_the_key(operation, how, settings, tmp_path):
     own = world_for_changes(operation)
+    if operation == "finetunes_gguf":  # offered only where llama.cpp's converter is installed (it never runs here)
+        llama_cpp_installed(settings, tmp_path / "llama.cpp")
     body, actions = AUDITED[operation]
     method, path = unsafe_operations()[operation]
     names = {**PATH_OBJECTS, **PATH_OVERRIDES.get(operation, {})}

@@ -55,9 +55,10 @@ EXCEPTIONS = {
                          ("endpoints", "POST"), ("endpoint-edit", "GET"), ("endpoint-edit", "POST"),
                          ("endpoint-delete", "POST"))
 }  # fmt: skip
-# Weights trained on the project's data: an editor's right, as training is. A dataset's export and a snapshot's
-# download are reading (the entries a viewer reads page by page), so they follow the rule for reads.
-EXPORTS = re.compile(r"(adapter|merged)$")
+# Weights trained on the project's data: an editor's right, as training is (the adapter, merged weights, a fine-tune
+# exported for a runtime). A dataset's export and a snapshot's download are reading (the entries a viewer reads page
+# by page), so they follow the rule for reads.
+EXPORTS = re.compile(r"(adapter|merged|finetune-export)$")
 # Keys, the audit log and the project's own settings (`project-…`: upstreams, redaction at ingestion).
 OWNER_ONLY = re.compile(r"^(api-key-|audit|api-audit|project-)")
 

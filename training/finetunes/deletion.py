@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 # What "the weights" are in a job's folder; the rest (train.log, events.jsonl, evaluation.json, the per-example
 # losses, config.json) is small and stays with the row when only the weights are deleted.
-WEIGHTS = ("adapter", "merged", "checkpoints", "best.safetensors")
+WEIGHTS = ("adapter", "merged", "gguf", "checkpoints", "best.safetensors")
 _BUSY = (FineTuneStatus.QUEUED, FineTuneStatus.RUNNING)
 
 
@@ -90,6 +90,7 @@ def _weights_on_disk(job: FineTuneJob) -> list[OnDisk]:
     labels = {
         "adapter": "adapter" if job.uses_adapter else "trained weights",
         "merged": "merged weights",
+        "gguf": "GGUF file",
         "checkpoints": "checkpoints",
         "best.safetensors": "best evaluation's weights",
     }
@@ -105,6 +106,8 @@ def _busy(job: FineTuneJob) -> str:
     deployed = job.deployments.filter(status__in=LIVE_DEPLOYMENT).first()
     if deployed is not None:
         return f"Fine-tune {job.pk} is deployed as {deployed.served_name}: stop the deployment first."
+    if job.gguf_status in _BUSY:
+        return f"Fine-tune {job.pk} is being converted to GGUF: wait until the conversion has finished."
     if job.generations.filter(status__in=_BUSY).exists():
         return f"A playground answer of fine-tune {job.pk} is being worked out: wait until it is done."
     return ""

@@ -233,8 +233,8 @@ def _finish(job: FineTuneJob, outcome: Outcome) -> None:
 def finetune_reap() -> int:
     """Jobs whose worker stopped sending heartbeats (it died, or lost its machine): re-queued to resume from
     their last checkpoint while they have attempts left, cancelled when a cancel was asked for, else failed
-    with the reason. Also fails merges and generations left running by a dead worker, and sends queued jobs
-    the broker never got (it was down) or may have forgotten. Returns jobs handled."""
+    with the reason. Also fails merges, GGUF conversions and generations left running by a dead worker, and sends
+    queued jobs the broker never got (it was down) or may have forgotten. Returns jobs handled."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.LOGTUNE_FINETUNE_HEARTBEAT_TIMEOUT_S)
     handled = sum(_reap(job, now) for job in FineTuneJob.objects.filter(status=FineTuneStatus.RUNNING,
@@ -277,4 +277,7 @@ def _reap_gpu_requests(now: datetime) -> None:
     )
     FineTuneJob.objects.filter(merge_status=FineTuneStatus.RUNNING, merge_started_at__lt=late).update(
         merge_status=FineTuneStatus.FAILED, merge_error="The GPU worker merging it stopped."
+    )
+    FineTuneJob.objects.filter(gguf_status=FineTuneStatus.RUNNING, gguf_started_at__lt=late).update(
+        gguf_status=FineTuneStatus.FAILED, gguf_error="The GPU worker converting it to GGUF stopped."
     )

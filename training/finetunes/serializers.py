@@ -48,6 +48,7 @@ class FineTuneOutput(serializers.ModelSerializer):
     summary = PathlessJSONField(read_only=True, help_text="The trainer's start, checkpoint, warnings and done.")
     error = PathlessCharField(read_only=True)
     merge_error = PathlessCharField(read_only=True)
+    gguf_error = PathlessCharField(read_only=True)
     gate = serializers.SerializerMethodField(
         help_text="The promotion gate's verdict on its latest succeeded evaluation; null when it has none."
     )
@@ -58,8 +59,8 @@ class FineTuneOutput(serializers.ModelSerializer):
             "id", "dataset", "dataset_name", "dataset_deleted", "snapshot", "base_model", "model", "method",
             "hyperparameters", "status", "progress", "step", "total_steps", "eta_seconds", "attempts", "worker",
             "heartbeat_at", "cancel_requested_at", "error", "summary", "evaluation", "merge_status", "merge_error",
-            "adapter_url", "weights_deleted_at", "weights_deleted_by", "gate", "created_at", "started_at",
-            "finished_at",
+            "gguf_status", "gguf_error", "adapter_url", "weights_deleted_at", "weights_deleted_by", "gate",
+            "created_at", "started_at", "finished_at",
         ]  # fmt: skip
 
     def get_adapter_url(self, job: FineTuneJob) -> str | None:
@@ -168,7 +169,9 @@ class BaseModelOutput(serializers.Serializer):
 
 
 class WeightOutput(serializers.Serializer):
-    name = serializers.CharField(help_text="In the job's folder: adapter, merged, checkpoints, best.safetensors.")
+    name = serializers.CharField(
+        help_text="In the job's folder: adapter, merged, gguf, checkpoints, best.safetensors."
+    )
     bytes = serializers.IntegerField()
 
 
