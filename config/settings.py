@@ -227,6 +227,7 @@ CELERY_TASK_ROUTES = {
     "training.tasks.finetune_reap_task": {"queue": "default"},
     "training.tasks.loss_preview_task": {"queue": "default"},  # a tokenizer, no GPU
     "training.tasks.evaluation_score_task": {"queue": "default"},  # metrics and judge calls, no GPU
+    "training.tasks.route_pairs_judge_task": {"queue": "default"},  # judge calls on shadow pairs, no GPU
     "training.*": {"queue": "gpu"},
 }
 CELERY_BEAT_SCHEDULE = {
