@@ -6,6 +6,8 @@ from training.endpoints import views as endpoint_views
 from training.evaluation import views as evaluation_views
 from training.evaluation import vote_views
 from training.evaluation.promotion import views as promotion_views
+from training.serving.deployments import views as deployment_views
+from training.serving.routes import views as route_views
 
 urlpatterns = [
     path("p/<slug:slug>/finetunes/", views.finetune_list, name="finetunes"),
@@ -49,4 +51,6 @@ urlpatterns = [
     *evaluation_views.urlpatterns,
     *vote_views.urlpatterns,
     *promotion_views.urlpatterns,
+    *deployment_views.urlpatterns,
+    *route_views.urlpatterns,
 ]

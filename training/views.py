@@ -27,6 +27,7 @@ from training.forms import FineTuneForm, LossPreviewForm, PlaygroundForm
 from training.lookups import finetune_or_404
 from training.models import EvaluationRun, FineTuneJob, FineTuneStatus
 from training.playground.services import finetune_merge_request, generation_create, loss_preview_request
+from training.serving.deployments.views import deploy_context
 
 LOG_LINES = 40
 
@@ -202,6 +203,7 @@ def finetune_detail(request: AuthenticatedRequest, slug: str, job_id: int) -> Ht
         "playground_form": PlaygroundForm(),
         **_status_context(job),
         **evaluations_context(job, membership),
+        **deploy_context(request, job, membership),
     }
     return render(request, "training/finetune.html", context)
 
