@@ -99,7 +99,9 @@ class DeploymentsApi(ProjectScopedApi):
                 reason=data.validated_data.get("reason", ""), **actor,
             )  # fmt: skip
         except ValidationError as exc:
-            raise exceptions.ValidationError(exc.message_dict) from None
+            # The service names the fine-tune `job`; the body calls it `finetune`.
+            problems = {("finetune" if name == "job" else name): found for name, found in exc.message_dict.items()}
+            raise exceptions.ValidationError(problems) from None
         return Response(DeploymentOutput(deployment).data, status=status.HTTP_201_CREATED)
 
 
