@@ -121,12 +121,16 @@ def test_a_deployed_fine_tunes_weights_are_kept_until_it_is_stopped(project, edi
     assert job.weights_deleted_at is not None
 
 
-def test_another_projects_fine_tune_is_not_found(project, editor, outsider):
+def test_another_projects_fine_tune_or_one_still_training_is_refused_naming_it(project, editor, outsider):
     foreign = succeeded(outsider.memberships.get().project, passed=True)
+    training = FineTuneJobFactory(dataset=DatasetFactory(project=project), status=FineTuneStatus.RUNNING)
+    api = keyed(project, Role.EDITOR)
 
-    answer = keyed(project, Role.EDITOR).post("/api/v1/deployments", {"finetune": foreign.pk}, format="json")
+    not_found = api.post("/api/v1/deployments", {"finetune": foreign.pk}, format="json")
+    not_yet = api.post("/api/v1/deployments", {"finetune": training.pk}, format="json")
 
-    assert answer.status_code == 400 and "not found" in answer.json()["finetune"][0]
+    assert not_found.status_code == 400 and "not found" in not_found.json()["finetune"][0]
+    assert not_yet.status_code == 400 and "succeeded fine-tune" in not_yet.json()["finetune"][0]
 
 
 # --- The fine-tune page's Deploy section --------------------------------------------------------------------------
@@ -180,9 +184,11 @@ def test_an_editor_deploys_from_the_page_and_stops_it(client, project, editor):
     deployment = Deployment.objects.get()
     Deployment.objects.filter(pk=deployment.pk).update(status=DeploymentStatus.SERVING)
     shown = page(client, job).content.decode()
+    panel = client.get(f"/p/acme/finetunes/{job.pk}/deployment").content.decode()
     stopped = client.post(f"/p/acme/deployments/{deployment.pk}/stop", {"from": "finetune"})
 
     assert "ft:acme/support" in shown and 'hx-trigger="every 3s"' not in shown
+    assert 'id="deploy"' in panel and "Stop</button>" in panel
     assert stopped.status_code == 302 and stopped["Location"].endswith(f"/finetunes/{job.pk}/#deploy")
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.STOPPED and deployment.stopped_by == editor

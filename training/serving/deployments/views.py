@@ -40,7 +40,8 @@ def deploy_context(request: AuthenticatedRequest, job: FineTuneJob, membership: 
 def deployment_panel(request: AuthenticatedRequest, slug: str, job_id: int) -> HttpResponse:
     """The Deploy section alone, polled while the deployment waits for a model server or loads."""
     membership, job = finetune_or_404(request, slug, job_id)
-    context = {"project": membership.project, "job": job, **deploy_context(request, job, membership)}
+    context = {"project": membership.project, "job": job, "can_edit": can_edit(membership),
+               **deploy_context(request, job, membership)}  # fmt: skip
     return render(request, "training/_deploy.html", context)
 
 

@@ -3,7 +3,7 @@ and API keys make them; each is audited (`route.create`, `route.update`, `route.
 `route.delete`) with the values before and after."""
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -102,7 +102,7 @@ def route_create(
         problems["deployment"] = problem
     if problems:
         raise ValidationError(problems)
-    values = asdict(fields) | {"judge": fields.judge}
+    values = {name: getattr(fields, name) for name in RouteFields.__dataclass_fields__}
     if values["share"] is None:
         values["share"] = 1.0 if mode == RouteMode.SHADOW else SHARE_STEPS[0]
     route = ProxyRoute(project=project, name=name, deployment=deployment, mode=mode, created_by=actor, **values)
