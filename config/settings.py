@@ -230,6 +230,7 @@ CELERY_TASK_ROUTES = {
     "training.tasks.routed_call_store_task": {"queue": "default"},  # a routed proxy call's log
     # A shadowed call waits for the fine-tune's whole answer: its own queue, served by a worker with many threads.
     "training.tasks.routed_shadow_task": {"queue": "shadow"},
+    "training.tasks.route_pairs_judge_task": {"queue": "default"},  # judge calls on shadow pairs, no GPU
     "training.*": {"queue": "gpu"},
 }
 CELERY_BEAT_SCHEDULE = {

@@ -51,6 +51,9 @@ from curation.text.embeddings import DIMENSION, text_hash, text_of_conversation,
 from training.endpoints.secrets import secret_encrypt
 from training.models import (
     BaseModel,
+    Deployment,
+    DeploymentStatus,
+    Engine,
     EvaluationRun,
     EvaluationVote,
     ExampleLoss,
@@ -60,8 +63,13 @@ from training.models import (
     LossPreview,
     MetricPoint,
     ModelEndpoint,
+    ModelServer,
     PromotionRule,
+    ProxyRoute,
     RegressionSet,
+    RouteCall,
+    RouteMode,
+    Side,
 )
 
 PASSWORD = "correct horse battery staple"  # every factory user's; the browser tests log in with it
@@ -533,3 +541,69 @@ class PromotionRuleFactory(factory.django.DjangoModelFactory):
         model = PromotionRule
 
     project = factory.SubFactory(ProjectFactory)
+
+
+class ModelServerFactory(factory.django.DjangoModelFactory):
+    """A ready transformers server, as a serving supervisor leaves one."""
+
+    class Meta:
+        model = ModelServer
+
+    supervisor = factory.Sequence(lambda n: f"gpu-1:{1000 + n}")
+    engine = Engine.TRANSFORMERS
+    weights = "/models/tiny"
+    url = factory.Sequence(lambda n: f"http://127.0.0.1:{9000 + n}/v1")
+    ready = True
+
+
+class DeploymentFactory(factory.django.DjangoModelFactory):
+    """A fine-tune served as `ft:<project>/<name>` (`deployment_create` is the path that checks the gate and audits);
+    `serving=True`: loaded on a model server."""
+
+    class Meta:
+        model = Deployment
+
+    class Params:
+        serving = factory.Trait(
+            status=DeploymentStatus.SERVING, engine=Engine.TRANSFORMERS, server=factory.SubFactory(ModelServerFactory),
+            serving_since=factory.LazyFunction(timezone.now),
+        )  # fmt: skip
+
+    job = factory.SubFactory(FineTuneJobFactory, status=FineTuneStatus.SUCCEEDED)
+    project = factory.SelfAttribute("job.project")
+    name = factory.Sequence(lambda n: f"ft-{n}")
+    served_name = factory.LazyAttribute(lambda d: f"ft:{d.project.slug}/{d.name}")
+
+
+class ProxyRouteFactory(factory.django.DjangoModelFactory):
+    """A shadow route of every call to a deployment (`route_create` is the path that checks it and audits)."""
+
+    class Meta:
+        model = ProxyRoute
+
+    deployment = factory.SubFactory(DeploymentFactory)
+    project = factory.SelfAttribute("deployment.project")
+    name = factory.Sequence(lambda n: f"route-{n}")
+    mode = RouteMode.SHADOW
+
+
+class RouteCallFactory(factory.django.DjangoModelFactory):
+    """A call a shadow route picked: the provider answered in 800 ms, the fine-tune in 300 ms."""
+
+    class Meta:
+        model = RouteCall
+
+    route = factory.SubFactory(ProxyRouteFactory)
+    mode = factory.SelfAttribute("route.mode")
+    served_by = Side.PROVIDER
+    provider_status = 200
+    provider_ms = 800.0
+    provider_log = factory.Sequence(lambda n: f"proxy-p{n}")
+    provider_prompt_tokens = 100
+    provider_completion_tokens = 20
+    provider_model = "gpt-4o-mini"
+    finetune_status = 200
+    finetune_ms = 300.0
+    finetune_log = factory.Sequence(lambda n: f"proxy-f{n}")
+    finetune_prompt_tokens = 100
+    finetune_completion_tokens = 25

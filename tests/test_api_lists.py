@@ -13,9 +13,11 @@ from tests.factories import (
     DatasetEntryFactory,
     DatasetFactory,
     DatasetSnapshotFactory,
+    DeploymentFactory,
     FineTuneJobFactory,
     ImportJobFactory,
     LogEntryFactory,
+    ProxyRouteFactory,
     TagFactory,
 )
 
@@ -53,7 +55,7 @@ def test_every_list_is_a_page_with_the_same_parameters_and_bounds():
         "/api/v1/logs", "/api/v1/tags", "/api/v1/datasets", "/api/v1/datasets/{dataset_id}/entries",
         "/api/v1/datasets/{dataset_id}/snapshots", "/api/v1/imports", "/api/v1/audit", "/api/v1/finetunes",
         "/api/v1/endpoints", "/api/v1/finetunes/{job_id}/evaluations", "/api/v1/regression-sets",
-        "/api/v1/finetunes/{job_id}/evaluations/{evaluation_id}/votes",
+        "/api/v1/finetunes/{job_id}/evaluations/{evaluation_id}/votes", "/api/v1/deployments", "/api/v1/routes",
     }  # fmt: skip
     for path, parameters in pages.items():
         assert parameters["cursor"] == {"type": "string"}, path
@@ -66,7 +68,8 @@ def three_of_each(project, owner):
     for name in ("b", "a", "c"):
         TagFactory(project=project, name=name)
         ImportJobFactory(project=project)
-        FineTuneJobFactory(dataset=dataset)
+        job = FineTuneJobFactory(dataset=dataset)
+        ProxyRouteFactory(name=name, deployment=DeploymentFactory(job=job, name=f"ft-{name}"))
         audit_record(project=project, action="key.revoke", actor=owner)
     DatasetFactory(project=project, name="Another")
     DatasetFactory(project=project, name="Zeta")
@@ -80,6 +83,7 @@ def three_of_each(project, owner):
 LISTS = [
     "/api/v1/logs", "/api/v1/tags", "/api/v1/datasets", "/api/v1/datasets/{dataset}/entries",
     "/api/v1/datasets/{dataset}/snapshots", "/api/v1/imports", "/api/v1/audit", "/api/v1/finetunes",
+    "/api/v1/deployments", "/api/v1/routes",
 ]  # fmt: skip
 
 
@@ -101,7 +105,7 @@ def test_a_list_is_walked_a_row_at_a_time_by_its_cursors(client_for, owner, thre
     assert seen == everything  # each row once, in the list's order
     if path == "/api/v1/datasets/{dataset}/entries":
         assert [entry["id"] for entry in seen] == three_of_each["entries"]
-    if path in ("/api/v1/tags", "/api/v1/datasets"):
+    if path in ("/api/v1/tags", "/api/v1/datasets", "/api/v1/routes"):
         assert [row["name"] for row in seen] == sorted(row["name"] for row in seen)
 
 

@@ -47,7 +47,15 @@ from curation.logs.services import logs_ingest
 from curation.models import BulkAction, ImportLineError, LogEntry, LogScore, RedactionJob, Role, Tag
 from curation.projects.services import api_key_create
 from tests.curation.samples import anthropic_log, openai_log
-from tests.factories import DatasetSnapshotFactory, EvaluationRunFactory, EvaluationVoteFactory, GenerationFactory
+from tests.factories import (
+    DatasetSnapshotFactory,
+    DeploymentFactory,
+    EvaluationRunFactory,
+    EvaluationVoteFactory,
+    GenerationFactory,
+    ProxyRouteFactory,
+    RouteCallFactory,
+)
 from training.finetunes.services import finetune_create
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, MetricPoint
 
@@ -132,6 +140,24 @@ VALID_BUT_REFUSED = {
     "a schema's pattern does not know): a name of only that is empty",
     ("POST /api/v1/datasets", "name"): "as for a tag's name",
     ("PATCH /api/v1/datasets/{dataset_id}", "name"): "as for a tag's name",
+    ("GET /api/v1/deployments", "cursor"): "a cursor is an opaque token, as above",
+    ("GET /api/v1/routes", "cursor"): "a cursor is an opaque token, as above",
+    ("POST /api/v1/deployments", "gate"): "a fine-tune that has not passed the project's promotion gate (its latest "
+    "evaluation's verdict under the rule now): what the evaluations found is not the schema's to say",
+    ("POST /api/v1/deployments", "finetune"): "a succeeded fine-tune of the project whose weights are kept",
+    ("POST /api/v1/deployments", "name"): "lowercase letters, digits and dashes, not live already in the project",
+    (
+        "POST /api/v1/deployments",
+        "reason",
+    ): "forcing past a failed gate needs a reason: one field depending on another",
+    ("POST /api/v1/deployments/{deployment_id}/stop", "routes"): "refused while an active route sends calls to it",
+    ("POST /api/v1/routes", "deployment"): "a live deployment of the project: its status is not the schema's to say",
+    ("POST /api/v1/routes", "name"): "a lowercase slug used once in the project",
+    ("POST /api/v1/routes", "match_metadata_value"): "needs `match_metadata_key`: one field depending on another",
+    ("PATCH /api/v1/routes/{route_id}", "match_metadata_value"): "as above",
+    ("POST /api/v1/routes/{route_id}/promote", "share"): "above the route's current share (none past 100%): the "
+    "schema cannot relate a body field to the row",
+    ("POST /api/v1/routes/{route_id}/promote", "deployment"): "the route's deployment must still be live",
 }
 # A bulk action's filter given as a query string: its keys are in the schema (a pattern), its values are read by the
 # filter language, which answers a 400 naming the parameter, as GET /api/v1/logs does.
@@ -223,6 +249,10 @@ def seeded(project, base_model) -> Iterator[str]:
     queued = finetune_create(dataset=dataset, base_model=base_model, snapshot=frozen)
     done = _succeeded(finetune_create(dataset=dataset, base_model=base_model, snapshot=frozen))
     generation = GenerationFactory(job=done)
+    deployment = DeploymentFactory(job=done, name="served", serving=True)
+    route = ProxyRouteFactory(deployment=deployment, mode="canary", share=0.05)
+    RouteCallFactory(route=route, mode="canary", served_by="finetune", verdict=None)
+    RouteCallFactory(route=route, mode="shadow", fallback="timeout", verdict=1.0)
     evaluation = EvaluationRunFactory(job=done, finished=True)  # with votes, so its detail has people's verdicts
     EvaluationVoteFactory(run=evaluation, example=0)
     EvaluationVoteFactory(run=evaluation, example=1, comparison="base", outcome=0.5)
@@ -244,6 +274,10 @@ def seeded(project, base_model) -> Iterator[str]:
         "ids": [f"{done.pk},{queued.pk}", f"{queued.pk},{done.pk}"],
         "generation_id": [generation.pk],
         "evaluation_id": [evaluation.pk],
+        "deployment_id": [deployment.pk],
+        "route_id": [route.pk],
+        "body:deployment": [deployment.pk],
+        "body:finetune": [done.pk, queued.pk],
         "body:dataset": [dataset.pk, empty.pk],
         "body:snapshot": [frozen.pk],
         "body:base_model": ["tiny"],

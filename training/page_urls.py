@@ -7,6 +7,8 @@ from training.evaluation import views as evaluation_views
 from training.evaluation import vote_views
 from training.evaluation.promotion import views as promotion_views
 from training.exports import views as export_views
+from training.serving.deployments import views as deployment_views
+from training.serving.routes import views as route_views
 
 urlpatterns = [
     path("p/<slug:slug>/finetunes/", views.finetune_list, name="finetunes"),
@@ -51,4 +53,6 @@ urlpatterns = [
     *vote_views.urlpatterns,
     *promotion_views.urlpatterns,
     *export_views.urlpatterns,
+    *deployment_views.urlpatterns,
+    *route_views.urlpatterns,
 ]

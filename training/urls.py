@@ -26,6 +26,14 @@ from training.finetunes.apis import (
     FineTuneWeightsApi,
 )
 from training.playground.apis import FineTuneGenerateApi, FineTuneMergeApi, GenerationDetailApi
+from training.serving.deployments.apis import DeploymentDetailApi, DeploymentsApi, DeploymentStopApi
+from training.serving.routes.apis import (
+    RouteDetailApi,
+    RoutePromoteApi,
+    RouteRollbackApi,
+    RoutesApi,
+    RouteStatsApi,
+)
 
 urlpatterns = [
     path("finetunes", FineTunesApi.as_view(), name="api-finetunes"),
@@ -75,4 +83,12 @@ urlpatterns = [
     path("endpoints", EndpointsApi.as_view(), name="api-endpoints"),
     path("endpoints/<int:endpoint_id>", EndpointDetailApi.as_view(), name="api-endpoint"),
     path("endpoints/<int:endpoint_id>/check", EndpointCheckApi.as_view(), name="api-endpoint-check"),
+    path("deployments", DeploymentsApi.as_view(), name="api-deployments"),
+    path("deployments/<int:deployment_id>", DeploymentDetailApi.as_view(), name="api-deployment"),
+    path("deployments/<int:deployment_id>/stop", DeploymentStopApi.as_view(), name="api-deployment-stop"),
+    path("routes", RoutesApi.as_view(), name="api-routes"),
+    path("routes/<int:route_id>", RouteDetailApi.as_view(), name="api-route"),
+    path("routes/<int:route_id>/promote", RoutePromoteApi.as_view(), name="api-route-promote"),
+    path("routes/<int:route_id>/rollback", RouteRollbackApi.as_view(), name="api-route-rollback"),
+    path("routes/<int:route_id>/stats", RouteStatsApi.as_view(), name="api-route-stats"),
 ]

@@ -28,6 +28,7 @@ from training.forms import FineTuneForm, LossPreviewForm, PlaygroundForm
 from training.lookups import finetune_or_404
 from training.models import EvaluationRun, FineTuneJob, FineTuneStatus
 from training.playground.services import finetune_merge_request, generation_create, loss_preview_request
+from training.serving.deployments.views import deploy_context
 
 LOG_LINES = 40
 
@@ -204,6 +205,7 @@ def finetune_detail(request: AuthenticatedRequest, slug: str, job_id: int) -> Ht
         **_status_context(job),
         **evaluations_context(job, membership),
         **exports_context(job),
+        **deploy_context(request, job, membership),
     }
     return render(request, "training/finetune.html", context)
 

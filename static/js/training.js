@@ -1,6 +1,7 @@
 /* The fine-tune page: loss and learning-rate curves drawn from the metrics API, polled while the job runs.
  * The list of fine-tunes: its Compare button is disabled until two fine-tunes or more are ticked (the form works
  * without this script too; the compare page then says what is missing).
+ * A deployment's snippet (the fine-tune page's Deploy section): its Copy button.
  *
  *   <div id="loss-chart" data-finetune-metrics="/api/v1/finetunes/7/metrics?project=acme" data-lr-chart="lr-chart">
  *
@@ -121,4 +122,12 @@ function compareForm(form) {
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-finetune-metrics]").forEach(follow);
   document.querySelectorAll("[data-compare-form]").forEach(compareForm);
+});
+
+// A deployment's snippet: its Copy button puts the code on the clipboard (the button names the element to copy).
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-copy]");
+  const source = button && document.getElementById(button.dataset.copy);
+  if (!source || !navigator.clipboard) return;
+  navigator.clipboard.writeText(source.textContent).then(() => { button.textContent = "Copied"; });
 });

@@ -35,6 +35,8 @@ from training.endpoints.secrets import secret_encrypt
 from training.finetunes.services import finetune_create
 from training.forms import ADVANCED, MAIN
 from training.models import (
+    Deployment,
+    DeploymentStatus,
     EvaluationRun,
     FineTuneJob,
     FineTuneStatus,
@@ -42,7 +44,11 @@ from training.models import (
     LossPreview,
     MetricPoint,
     ModelEndpoint,
+    ProxyRoute,
     RegressionSet,
+    RouteCall,
+    RouteMode,
+    Side,
 )
 from training.trainer.config import TrainConfig
 
@@ -59,7 +65,7 @@ OBJECT_OF_SEGMENT = {
     "logs": "log", "imports": "import", "bulk-jobs": "bulk", "jobs": "bulk", "datasets": "dataset",
     "entries": "entry", "tags": "tag", "snapshots": "snapshot", "finetunes": "finetune", "keys": "key",
     "views": "view", "generations": "generation", "loss-preview": "preview", "redaction-jobs": "redaction",
-    "endpoints": "endpoint", "evaluations": "evaluation",
+    "endpoints": "endpoint", "evaluations": "evaluation", "deployments": "deployment", "routes": "route",
     "scores": "score", "evaluation-sets": "regression_set", "regression-sets": "regression_set",
 }  # fmt: skip
 
@@ -144,6 +150,11 @@ BASELINES = {
                                 "no_flagged_slices": "on", "min_judged_examples": "30"}],
     "finetunes": [{"sort": "-win_rate"}],
     "finetunes-compare": [{"ids": "{finetune},{compared_finetune}"}],
+    "finetune-deploy": [{"name": "fuzzed", "force": "on", "reason": "fuzzed"}],
+    "serving": [{"name": "fuzzed", "deployment": "{deployment}", "mode": "canary", "share": "5", "timeout_ms": "10000",
+                 "check_json": "on", "judge": "{endpoint}", "judge_sample": "10", "position": "0"}],
+    "serving-route": [{"window": "7d"}],
+    "serving-route-promote": [{"share": "50"}],
 }  # fmt: skip
 # Operations only a person may make: an API key acts for the project, not for anyone, and is refused (403).
 PERSONS_ONLY = {
@@ -232,7 +243,26 @@ def tenant_create(slug: str) -> Tenant:
             api_key_hint="…xxxx",
         ).pk,
     }
+    objects |= _served(compared, marker, log)
     return Tenant(project=project, marker=marker, objects=objects, users=users, keys=keys)
+
+
+def _served(job: FineTuneJob, marker: str, log: LogEntry) -> dict[str, int]:
+    """The second fine-tune deployed past the gate (the first stays free to delete), a canary route to it at 5%,
+    and a call of that route whose provider side is the tenant's log."""
+    LogEntry.objects.filter(pk=log.pk).update(external_id=f"proxy-{marker}")
+    deployment = Deployment.objects.create(
+        project=job.project, job=job, name="served", served_name=f"ft:{job.project.slug}/served",
+        status=DeploymentStatus.SERVING, forced=True, reason=f"forced {marker}",
+    )  # fmt: skip
+    route = ProxyRoute.objects.create(project=job.project, name=f"route-{job.project.slug}", deployment=deployment,
+                                      mode=RouteMode.CANARY, share=0.05, match_model=f"model-{marker}")  # fmt: skip
+    RouteCall.objects.create(
+        route=route, mode=RouteMode.CANARY, served_by=Side.PROVIDER, fallback=f"timeout {marker}",
+        provider_status=200, provider_ms=800.0, provider_log=f"proxy-{marker}", provider_model="gpt-4o-mini",
+        finetune_status=200, finetune_ms=300.0,
+    )  # fmt: skip
+    return {"deployment": deployment.pk, "route": route.pk}
 
 
 def _compared_finetune(job: FineTuneJob, marker: str, chat: list[dict]) -> FineTuneJob:

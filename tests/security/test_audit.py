@@ -18,8 +18,9 @@ from curation.text.embeddings import DIMENSION, vector_bytes
 from tests.factories import DatasetEntryFactory, DatasetFactory, EntryEmbeddingFactory
 from tests.security.tenants import Tenant, tenant_create
 from training.evaluation.gate import GateRule
+from training.evaluation.promotion.selectors import promotion_rule_get
 from training.finetunes.services import finetune_create
-from training.models import BaseModel, EvaluationRun, FineTuneJob, FineTuneStatus
+from training.models import BaseModel, EvaluationRun, FineTuneJob, FineTuneStatus, ProxyRoute
 
 pytestmark = pytest.mark.django_db
 
@@ -166,6 +167,13 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
         {"finetune.evaluation_vote"},
     ),
     "promotion_rule_update": (GateRule(min_teacher_win_rate=0.5).as_dict(), {"promotion_rule.update"}),
+    "deployments_create": ({"finetune": "{finetune}", "name": "fresh"}, {"deployment.create"}),
+    "deployments_stop": (None, {"deployment.stop"}),
+    "routes_create": ({"name": "fresh", "deployment": "{deployment}", "mode": "shadow"}, {"route.create"}),
+    "routes_update": ({"share": 0.1, "match_model": "gpt-4o"}, {"route.update"}),
+    "routes_destroy": (None, {"route.delete"}),
+    "routes_promote": ({}, {"route.promote"}),
+    "routes_rollback": (None, {"route.rollback"}),
 }
 # Operations only an owner may make (the others are made by an editor).
 BY_OWNER = {"endpoints_create", "endpoints_update", "endpoints_destroy", "promotion_rule_update"}
@@ -175,7 +183,7 @@ BY_PERSON = {"finetune_evaluation_votes_create"}
 PATH_OBJECTS = {
     "log_id": "log", "dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune",
     "endpoint_id": "endpoint", "evaluation_id": "evaluation",
-    "score_id": "score", "set_id": "regression_set",
+    "score_id": "score", "set_id": "regression_set", "deployment_id": "deployment", "route_id": "route",
 }  # fmt: skip
 PATH_OVERRIDES = {"finetunes_cancel": {"job_id": "queued_finetune"}}
 
@@ -215,6 +223,13 @@ def world_for_changes(operation: str) -> Tenant:
     FineTuneJob.objects.filter(pk=own.objects["finetune"]).update(merge_status="")
     if operation == "finetune_evaluations_cancel":  # the world's evaluation has finished: nothing to cancel
         EvaluationRun.objects.filter(pk=own.objects["evaluation"]).update(status=FineTuneStatus.QUEUED)
+    if operation == "deployments_create":  # the world's fine-tune passes the promotion gate: an editor may deploy it
+        rule = promotion_rule_get(project=project).gate_rule.as_dict()
+        EvaluationRun.objects.filter(pk=own.objects["evaluation"]).update(
+            results={"gate": {"passed": True, "checks": [], "rule": rule}}
+        )
+    if operation == "deployments_stop":  # no active route sends calls to the deployment
+        ProxyRoute.objects.filter(pk=own.objects["route"]).update(active=False, share=0)
     if operation == "finetunes_cancel":  # only then: a dataset with a queued fine-tune cannot be deleted
         base = BaseModel.objects.get(name="tiny")
         queued = finetune_create(dataset=dataset, base_model=base, hyperparameters={"max_steps": 2})
