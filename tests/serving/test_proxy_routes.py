@@ -238,3 +238,32 @@ def test_a_rolled_back_route_sends_every_call_to_the_provider(live_server, deplo
     assert sdk.chat.completions.create(model="gpt-4o-mini", messages=CHAT).choices[0].message.content == (
         "Hello from the stand-in."
     )
+
+
+def test_live_shadow_pairs_are_judged_and_the_route_shows_the_win_rate(live_server, serving_worker, deployed, settings,
+                                                                       editor_key):  # fmt: skip
+    from tests.chat_stand_in import start_chat_stand_in
+    from tests.factories import ModelEndpointFactory
+    from training.serving.routes.selectors import route_stats
+
+    def judge(body: dict) -> str:  # prefers the fine-tune's answer, wherever it is shown
+        prompt = body["messages"][-1]["content"]
+        return "Verdict: A" if "<answer_a>\nft:" in prompt else "Verdict: B"
+
+    judge_server = start_chat_stand_in(answer=judge)
+    try:
+        settings.LOGTUNE_ENDPOINT_HOSTS = ["127.0.0.1:*"]
+        endpoint = ModelEndpointFactory(project=deployed.project, base_url=judge_server.url, model="judge")
+        shadow = route(deployed, RouteMode.SHADOW, judge=endpoint, judge_sample=1.0)
+        sdk = client(live_server, editor_key)
+        for _ in range(3):
+            sdk.chat.completions.create(model="gpt-4o-mini", messages=CHAT)
+        wait_for(lambda: RouteCall.objects.filter(verdict__isnull=False).count() == 3, seconds=60)
+    finally:
+        judge_server.close()
+
+    assert len(judge_server.requests) == 6  # each pair in both orders
+    stats = route_stats(route=shadow)
+    assert stats.calls == 3 and stats.judged == 3
+    assert stats.win_rate.wins == 3 and stats.win_rate.rate is not None
+    assert (stats.win_rate.rate.value, stats.win_rate.rate.n) == (1.0, 3)
