@@ -164,13 +164,7 @@ def _finetune_open(
             return _fallback(call, reason, status=None)
         _fail(call, f"The fine-tune {routing.served_name} could not be reached: {type(exc).__name__}.", "proxy_error")
         return call
-    call.first_byte_ms = _elapsed_ms(call)
-    call.status_code = call.response.status_code
-    call.headers = {
-        name.lower(): value
-        for name, value in call.response.headers.items()
-        if name.lower() not in _RESPONSE_HEADERS_KEPT_BACK
-    }
+    _headers_in(call)
     if not canary:
         return call
     if call.status_code != 200:
@@ -259,6 +253,13 @@ def _upstream_open(
         logger.warning("proxy.upstream_unreachable", extra={"upstream": url, "error": repr(exc)})
         _fail(call, f"The {provider.name} upstream could not be reached: {type(exc).__name__}.", "proxy_error")
         return call
+    _headers_in(call)
+    return call
+
+
+def _headers_in(call: ProxyCall) -> None:
+    """The answer's status and headers have arrived (its body follows): keep those the caller gets."""
+    assert call.response is not None
     call.first_byte_ms = _elapsed_ms(call)
     call.status_code = call.response.status_code
     call.headers = {
@@ -266,7 +267,6 @@ def _upstream_open(
         for name, value in call.response.headers.items()
         if name.lower() not in _RESPONSE_HEADERS_KEPT_BACK
     }
-    return call
 
 
 def _fail(call: ProxyCall, message: str, kind: str, *, log: bool = True) -> None:
