@@ -81,6 +81,10 @@ def celery_session_app(redis_broker_url: str):
     from config.celery import app
 
     app.conf.broker_url = redis_broker_url
+    # Every task module imported now, before any worker starts: a module first imported later, by a request thread of
+    # the live server (a task sent from a code path not taken before), would register its tasks while a starting
+    # worker walks the registry ("dictionary changed size during iteration").
+    app.loader.import_default_modules()
     return app
 
 
