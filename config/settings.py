@@ -13,11 +13,15 @@ import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_float, env_int, env_list, env_str
+from config.env import env_bool, env_file_load, env_float, env_int, env_list, env_str
+from config.local_env import local_env_path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("LOGTUNE_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# `make run` writes a random SECRET_KEY there, so the README's `manage.py` commands work as written; the
+# environment overrides it, and a machine without the file (a Docker image) needs a real key (docs/deploy.md).
+env_file_load(local_env_path())
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
@@ -27,7 +31,10 @@ _NEW_KEY_HINT = "Generate one with: python -c 'import secrets; print(secrets.tok
 if not DEBUG:
     # The same bar as Django's `check --deploy` (security.W009), enforced at start-up rather than only warned about.
     if not SECRET_KEY:
-        raise ImproperlyConfigured(f"SECRET_KEY is not set (or set DEBUG=1 for local use). {_NEW_KEY_HINT}")
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is not set (for local use, `make run` writes one to var/local.env, or set DEBUG=1). "
+            f"{_NEW_KEY_HINT}"
+        )
     if SECRET_KEY == _SECRET_KEY_PLACEHOLDER:
         raise ImproperlyConfigured(f"SECRET_KEY is still the placeholder from docker/.env.example. {_NEW_KEY_HINT}")
     if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure-"):
