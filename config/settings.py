@@ -436,6 +436,10 @@ LOGTUNE_FINETUNE_MAX_ATTEMPTS = env_int("LOGTUNE_FINETUNE_MAX_ATTEMPTS", 2)
 # A queued job sent this long ago is sent again by the reaper, in case the broker lost it (a second delivery
 # finds the job taken and does nothing); one the broker never got is sent at the reaper's next run.
 LOGTUNE_FINETUNE_RESEND_AFTER_S = env_int("LOGTUNE_FINETUNE_RESEND_AFTER_S", 3600)
+# A fine-tune of fewer train entries is refused (the form, the API); under 200 it starts with a warning.
+LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES = env_int("LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES", 10)
+# What an hour of one GPU worker's process costs, in USD: the fine-tune estimate shows a cost with it (0: none).
+LOGTUNE_GPU_HOUR_USD = env_float("LOGTUNE_GPU_HOUR_USD", 0.0)
 # After a cancel, the trainer has this long to stop at the end of its step before it is terminated.
 LOGTUNE_FINETUNE_CANCEL_GRACE_S = env_int("LOGTUNE_FINETUNE_CANCEL_GRACE_S", 10)
 # Where `create_demo_model` builds the tiny demo model (a folder the GPU workers must be able to read).

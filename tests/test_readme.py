@@ -112,7 +112,7 @@ def workdir(tmp_path: Path) -> Path:
     (folder / ".venv").symlink_to(Path(sys.prefix))
     (folder / "manage.py").symlink_to(ROOT / "manage.py")
     with gzip.open(folder / "prod-logs.jsonl.gz", "wb") as file:
-        file.write(b"\n".join(log_line(number) for number in range(40)) + b"\n")
+        file.write(b"\n".join(log_line(number) for number in range(20)) + b"\n")
     batch_files(folder)
     return folder
 
