@@ -87,6 +87,8 @@ MIDDLEWARE = [
     # Turns a login refused by django-axes (config/login.py) into the lockout page.
     "axes.middleware.AxesMiddleware",
     "config.middleware.NulParametersMiddleware",  # pages: a NUL character in a parameter is a 400
+    "config.middleware.PrivatePagesMiddleware",  # pages with a session: never served stale from a browser's cache
+    "config.middleware.FriendlyNotFoundMiddleware",  # DEBUG's 404 page lists every URL: not for non-staff
     # Last, so it is the first to see a view's exception: a database that is down answers 503, not 500.
     "config.middleware.DatabaseUnavailableMiddleware",
 ]
@@ -475,7 +477,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"kombu_no_hostname": {"()": "config.logfilters.KombuNoHostname"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # On the logger, not a handler: the Celery workers log through handlers of their own.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "kombu.connection": {"filters": ["kombu_no_hostname"]}},
 }
