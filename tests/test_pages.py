@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from curation.datasets.selectors import snapshots_collapsed
 from curation.models import DatasetSnapshot, JobStatus
+from curation.templatetags.logtune import thousands
 from tests.factories import DatasetSnapshotFactory, ImportJobFactory, LogEntryFactory
 from tests.test_embedded import ROOT
 from training.processes import spawn_group
@@ -210,3 +211,7 @@ def test_a_child_process_log_is_spared_the_libraries_warnings_and_progress_bars(
     text = log.read_text()
     assert "1 error" in text and "a real problem" in text
     assert "old API" not in text and "older API" not in text
+
+
+def test_counts_are_written_with_thousands_separators():
+    assert (thousands(1_234_567), thousands(None), thousands(""), thousands(0)) == ("1,234,567", "—", "", "0")

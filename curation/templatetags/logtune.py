@@ -41,8 +41,13 @@ def latency(ms: int | None) -> str:
 
 
 @register.filter
-def thousands(value: int | None) -> str:
-    return "—" if value is None else f"{value:,}"
+def thousands(value: object) -> str:
+    """12345 as "12,345"; None as "—"; anything not a number (a missing key's "") as it is."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:,}"
 
 
 @register.filter
