@@ -24,8 +24,11 @@ migrate: install
 # Web, a worker for the default queue, a GPU-queue worker running one fine-tune at a time, a worker for shadowed
 # calls, the serving supervisor (model servers for deployed fine-tunes), and beat (which runs the reaper of
 # fine-tunes whose worker died every minute).
+# var/local.env: a random SECRET_KEY for this checkout, so the README's manage.py commands need no DEBUG=1 (written
+# once; config/local_env.py). HOST and PORT: where the web server listens (make run PORT=8001 HOST=0.0.0.0).
 run: migrate
-	DEBUG=1 $(BIN)/python manage.py bootstrap_demo
+	$(BIN)/python -m config.local_env
+	DEBUG=1 $(BIN)/python manage.py bootstrap_demo --address $(HOST):$(PORT)
 	DEBUG=1 $(BIN)/python manage.py create_demo_model
 	@echo "Starting web on http://$(HOST):$(PORT)/, three Celery workers, the model servers' supervisor and beat (Ctrl-C stops them all)"
 	DEBUG=1 bash -c 'trap "kill 0" INT TERM EXIT; \

@@ -3,9 +3,12 @@ page's parameters that no query or row can hold."""
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.urls import get_resolver
 
 logger = logging.getLogger(__name__)
 
@@ -76,3 +79,42 @@ class NulParametersMiddleware:
                         f"{shown}: contains a NUL character (\\u0000).", content_type="text/plain; charset=utf-8"
                     )
         return None
+
+
+class PrivatePagesMiddleware:
+    """An answer to a browser with a session is that user's and changes after each action: `Cache-Control:
+    no-store, private`, so Back after a delete asks the server again rather than showing a cached page whose
+    buttons act on what is gone, and no shared cache keeps it. Answers that set their own Cache-Control keep it.
+
+    The session cookie decides, not `request.user`: that would read the database, which may be down."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if settings.SESSION_COOKIE_NAME in request.COOKIES and not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store, private"
+        return response
+
+
+class FriendlyNotFoundMiddleware:
+    """With DEBUG on (`make run`), Django answers a 404 with its debug page, which lists every URL pattern of the
+    app: anyone but staff gets templates/404.html instead, as in production. JSON 404s of the API stay as they
+    are."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not (settings.DEBUG and response.status_code == 404):
+            return response
+        if not response.get("Content-Type", "").startswith("text/html"):  # the API's own 404s, in JSON
+            return response
+        user = getattr(request, "user", None)
+        if user is not None and user.is_staff:
+            return response
+        # The 404 handler production uses (config/urls.py's handler404: JSON under /api/, templates/404.html else).
+        handler: Any = get_resolver().resolve_error_handler(404)  # django-stubs types it without the exception
+        return handler(request, Http404())

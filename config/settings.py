@@ -13,11 +13,15 @@ import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_float, env_int, env_list, env_str
+from config.env import env_bool, env_file_load, env_float, env_int, env_list, env_str
+from config.local_env import local_env_path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("LOGTUNE_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# `make run` writes a random SECRET_KEY there, so the README's `manage.py` commands work as written; the
+# environment overrides it, and a machine without the file (a Docker image) needs a real key (docs/deploy.md).
+env_file_load(local_env_path())
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
@@ -27,7 +31,10 @@ _NEW_KEY_HINT = "Generate one with: python -c 'import secrets; print(secrets.tok
 if not DEBUG:
     # The same bar as Django's `check --deploy` (security.W009), enforced at start-up rather than only warned about.
     if not SECRET_KEY:
-        raise ImproperlyConfigured(f"SECRET_KEY is not set (or set DEBUG=1 for local use). {_NEW_KEY_HINT}")
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is not set (for local use, `make run` writes one to var/local.env, or set DEBUG=1). "
+            f"{_NEW_KEY_HINT}"
+        )
     if SECRET_KEY == _SECRET_KEY_PLACEHOLDER:
         raise ImproperlyConfigured(f"SECRET_KEY is still the placeholder from docker/.env.example. {_NEW_KEY_HINT}")
     if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure-"):
@@ -80,6 +87,8 @@ MIDDLEWARE = [
     # Turns a login refused by django-axes (config/login.py) into the lockout page.
     "axes.middleware.AxesMiddleware",
     "config.middleware.NulParametersMiddleware",  # pages: a NUL character in a parameter is a 400
+    "config.middleware.PrivatePagesMiddleware",  # pages with a session: never served stale from a browser's cache
+    "config.middleware.FriendlyNotFoundMiddleware",  # DEBUG's 404 page lists every URL: not for non-staff
     # Last, so it is the first to see a view's exception: a database that is down answers 503, not 500.
     "config.middleware.DatabaseUnavailableMiddleware",
 ]
@@ -430,6 +439,10 @@ LOGTUNE_FINETUNE_MAX_ATTEMPTS = env_int("LOGTUNE_FINETUNE_MAX_ATTEMPTS", 2)
 # A queued job sent this long ago is sent again by the reaper, in case the broker lost it (a second delivery
 # finds the job taken and does nothing); one the broker never got is sent at the reaper's next run.
 LOGTUNE_FINETUNE_RESEND_AFTER_S = env_int("LOGTUNE_FINETUNE_RESEND_AFTER_S", 3600)
+# A fine-tune of fewer train entries is refused (the form, the API); under 200 it starts with a warning.
+LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES = env_int("LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES", 10)
+# What an hour of one GPU worker's process costs, in USD: the fine-tune estimate shows a cost with it (0: none).
+LOGTUNE_GPU_HOUR_USD = env_float("LOGTUNE_GPU_HOUR_USD", 0.0)
 # After a cancel, the trainer has this long to stop at the end of its step before it is terminated.
 LOGTUNE_FINETUNE_CANCEL_GRACE_S = env_int("LOGTUNE_FINETUNE_CANCEL_GRACE_S", 10)
 # Where `create_demo_model` builds the tiny demo model (a folder the GPU workers must be able to read).
@@ -465,7 +478,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"kombu_no_hostname": {"()": "config.logfilters.KombuNoHostname"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # On the logger, not a handler: the Celery workers log through handlers of their own.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "kombu.connection": {"filters": ["kombu_no_hostname"]}},
 }

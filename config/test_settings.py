@@ -10,6 +10,9 @@ os.environ.setdefault("LOGTUNE_VAR_DIR", tempfile.mkdtemp(prefix="logtune-test-v
 
 from config.settings import *  # noqa: F403
 
+# The shared fixtures train on a few sums (tests/conftest.py's Math has three); the tests of the minimum set it back
+# to the default (tests/training/test_estimate.py).
+LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES = 1
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -77,3 +77,38 @@ def test_the_env_example_lists_every_setting():
 
     assert read, "settings read no variables?"
     assert read <= listed, f"missing from docker/.env.example: {sorted(read - listed)}"
+
+
+def test_the_local_settings_file_lets_commands_run_without_debug(tmp_path):
+    env = embedded_env(tmp_path, DEBUG="")
+    del env["DEBUG"]
+    assert subprocess.run([sys.executable, "-m", "config.local_env"], cwd=ROOT, env=env).returncode == 0
+    written = (tmp_path / "local.env").read_text()
+
+    result = manage(env, "check")
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "local.env").stat().st_mode & 0o777 == 0o600
+    assert re.search(r"^SECRET_KEY=\S{50,}$", written, re.MULTILINE)
+    subprocess.run([sys.executable, "-m", "config.local_env"], cwd=ROOT, env=env, check=True)
+    assert (tmp_path / "local.env").read_text() == written  # written once: the key stays
+
+
+def test_the_environment_overrides_the_local_settings_file(tmp_path):
+    (tmp_path / "local.env").write_text("# a comment\nSECRET_KEY=" + "k" * 60 + "\n")
+    env = embedded_env(tmp_path, SECRET_KEY="short")
+    del env["DEBUG"]
+
+    result = manage(env, "check")
+
+    assert result.returncode != 0
+    assert "SECRET_KEY is too weak" in result.stderr
+
+
+def test_a_malformed_local_settings_file_fails_loudly(tmp_path):
+    (tmp_path / "local.env").write_text("SECRET_KEY\n")
+
+    result = manage(embedded_env(tmp_path), "check")
+
+    assert result.returncode != 0
+    assert "local.env, line 1: expected NAME=value" in result.stderr

@@ -80,6 +80,17 @@ class FineTuneForm(forms.Form):
             self.fields[name] = _field(name)
         self.fields["learning_rate"].widget.attrs["placeholder"] = f"{DEFAULT_LEARNING_RATES['lora']:g}"
         self.fields["lora_alpha"].widget.attrs["placeholder"] = "2 × rank"
+        # Each base model's own defaults over TrainConfig's: the initial values, and the values the page puts in
+        # the fields when another base model is chosen (static/js/finetune_form.js).
+        own = selectors.base_model_defaults()
+        self.model_defaults = {
+            model: {name: own.get(model, {}).get(name, _DEFAULTS.get(name)) for name in (*MAIN, *ADVANCED)}
+            for model, _ in choices
+        }
+        if choices:
+            chosen = str(self.data.get("base_model", "")) if self.is_bound else choices[0][0]
+            for name, value in self.model_defaults.get(chosen, {}).items():
+                self.fields[name].initial = value
 
     def main_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in MAIN]

@@ -42,6 +42,9 @@ class BaseModel(models.Model):
     name = models.CharField(max_length=200, unique=True)
     path = models.CharField(max_length=1000, help_text="Hub id or folder, as the trainer's `model` setting.")
     description = models.TextField(blank=True)
+    # Trainer settings this model wants unless told otherwise ({"learning_rate": 0.01}): the fine-tune form's
+    # initial values and the API's defaults, over TrainConfig's own.
+    default_hyperparameters = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -23,11 +23,22 @@ def _die_with_parent(sig: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
+# A child's log is read by members on the job's page: transformers' progress bars (one per model loaded), its
+# advisory notes and the libraries' deprecation warnings would bury the trainer's own lines. Where the worker's
+# environment sets one of these itself, its value wins.
+QUIET_LIBRARIES = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning",
+}
+
+
 def spawn_group(
     command: list[str], log_path: Path, death_signal: int, extra_env: dict[str, str] | None = None
 ) -> subprocess.Popen:
     path = os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH", "")]))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(extra_env or {})}
+    env = {**QUIET_LIBRARIES, **os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(extra_env or {})}
     with log_path.open("ab") as log:
         return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
             command, cwd=settings.BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -62,6 +62,17 @@ def finetunes_for_dataset(*, dataset: Dataset) -> QuerySet[FineTuneJob]:
     return finetunes_with_gate(_jobs().filter(dataset=dataset).defer("evaluation"))
 
 
+def finetune_throughput(*, model: str) -> float | None:
+    """Trained tokens per second of the newest fine-tune of `model` that succeeded (its last steps' rate), in any
+    project: the same workers train them all. None before the first."""
+    rates = (
+        FineTuneJob.objects.filter(model=model, status=FineTuneStatus.SUCCEEDED)
+        .order_by("-finished_at")
+        .values_list("summary__last_step__tokens_per_second", flat=True)[:5]
+    )
+    return next((float(rate) for rate in rates if isinstance(rate, int | float) and rate > 0), None)
+
+
 def finetune_get(*, project: Project, job_id: int) -> FineTuneJob | None:
     return _jobs().filter(project=project, pk=job_id).first()
 
@@ -253,6 +264,12 @@ def base_model_choices() -> list[tuple[str, str]]:
             for model in BaseModel.objects.order_by("name")]  # fmt: skip
     names = {name for name, _ in rows}
     return rows + [(name, name) for name in settings.LOGTUNE_BASE_MODELS if name not in names]
+
+
+def base_model_defaults() -> dict[str, dict]:
+    """The default hyperparameters of each registered base model that has some, by name."""
+    rows = BaseModel.objects.exclude(default_hyperparameters={}).values_list("name", "default_hyperparameters")
+    return {name: defaults for name, defaults in rows if isinstance(defaults, dict)}
 
 
 # --- artifacts --------------------------------------------------------------------------------------

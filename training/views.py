@@ -39,7 +39,8 @@ def _add_errors(form: FineTuneForm, exc: ValidationError) -> None:
     for name, problems in errors.items():
         field = name if name in form.fields else None
         for problem in problems:
-            form.add_error(field, problem if field or name == NON_FIELD_ERRORS else f"{name}: {problem}")
+            bare = field or name in (NON_FIELD_ERRORS, "dataset")  # the dataset's problem names it already
+            form.add_error(field, problem if bare else f"{name}: {problem}")
 
 
 # --- the form and its estimate ----------------------------------------------------------------------
@@ -78,7 +79,8 @@ def finetune_estimate_panel(request: AuthenticatedRequest, slug: str, dataset_id
     if form.is_valid():
         try:
             estimate = finetune_estimate(dataset=dataset, hyperparameters=form.hyperparameters(),
-                                         method=form.cleaned_data["method"])  # fmt: skip
+                                         method=form.cleaned_data["method"],
+                                         base_model=form.cleaned_data["base_model"])  # fmt: skip
         except ValidationError as exc:
             problems = [f"{name}: {' '.join(p)}" for name, p in exc.message_dict.items()]
     else:

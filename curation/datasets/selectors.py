@@ -5,11 +5,12 @@ none depends on the number of rows shown (no N+1): lists annotate, pages fetch o
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db.models import Avg, Count, Exists, F, Max, OuterRef, Q, QuerySet, Sum
 
 from curation.common.params import whole_number
-from curation.models import Dataset, DatasetEntry, DatasetSnapshot, ImportJob, LogEntry, Project, Split
+from curation.models import Dataset, DatasetEntry, DatasetSnapshot, ImportJob, JobStatus, LogEntry, Project, Split
 
 ENTRY_PAGE_SIZE = 50
 
@@ -108,7 +109,32 @@ def entry_neighbours(*, dataset: Dataset, entry_id: int) -> tuple[int | None, in
 
 
 def snapshots_for_dataset(*, dataset: Dataset) -> QuerySet[DatasetSnapshot]:
-    return DatasetSnapshot.objects.filter(dataset=dataset).select_related("created_by")
+    return DatasetSnapshot.objects.filter(dataset=dataset).select_related("created_by").order_by("-created_at", "-pk")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotLine:
+    """A snapshot as the dataset page lists it: written copies of the same file (one sha256) share one line."""
+
+    snapshot: DatasetSnapshot
+    copies: int = 1
+    first_at: datetime | None = None  # when the oldest copy was frozen, for more than one
+
+
+def snapshots_collapsed(snapshots: list[DatasetSnapshot]) -> list[SnapshotLine]:
+    """`snapshots` (newest first) with each written one whose file a newer one has too folded into that line."""
+    lines: list[SnapshotLine] = []
+    by_hash: dict[str, int] = {}
+    for snapshot in snapshots:
+        index = by_hash.get(snapshot.sha256) if snapshot.status == JobStatus.SUCCEEDED and snapshot.sha256 else None
+        if index is None:
+            if snapshot.status == JobStatus.SUCCEEDED and snapshot.sha256:
+                by_hash[snapshot.sha256] = len(lines)
+            lines.append(SnapshotLine(snapshot=snapshot))
+        else:
+            twin = lines[index]
+            lines[index] = SnapshotLine(snapshot=twin.snapshot, copies=twin.copies + 1, first_at=snapshot.created_at)
+    return lines
 
 
 def imports_for_dataset(*, dataset: Dataset) -> QuerySet[ImportJob]:

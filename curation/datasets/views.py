@@ -23,7 +23,7 @@ from curation.datasets import selectors as dataset_selectors
 from curation.datasets.export import snapshot_request
 from curation.datasets.forms import DatasetForm, DatasetImportForm, EntriesAction, EntryForm, SplitForm, ValidationForm
 from curation.datasets.hooks import dataset_pages_extensions
-from curation.datasets.selectors import EntryFilter, EntryPage
+from curation.datasets.selectors import EntryFilter, EntryPage, snapshots_collapsed
 from curation.datasets.services import (
     dataset_create,
     dataset_delete,
@@ -142,8 +142,11 @@ def _imports(dataset: Dataset) -> dict:
 
 
 def _snapshots(dataset: Dataset) -> dict:
-    snapshots = list(dataset_selectors.snapshots_for_dataset(dataset=dataset)[:5])
-    return {"snapshots": snapshots, "snapshots_running": any(not s.is_finished for s in snapshots)}
+    snapshots = list(dataset_selectors.snapshots_for_dataset(dataset=dataset)[:20])
+    return {
+        "snapshots": snapshots_collapsed(snapshots)[:5],
+        "snapshots_running": any(not s.is_finished for s in snapshots),
+    }
 
 
 def _snippets(conversation: object) -> tuple[str, str]:

@@ -41,12 +41,28 @@ def latency(ms: int | None) -> str:
 
 
 @register.filter
-def thousands(value: int | None) -> str:
-    return "—" if value is None else f"{value:,}"
+def thousands(value: object) -> str:
+    """12345 as "12,345"; None as "—"; anything not a number (a missing key's "") as it is."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:,}"
 
 
 @register.filter
-def usd(value: Decimal | None) -> str:
+def duration(seconds: float | None) -> str:
+    """Seconds in words for an estimate: "40 s", "12 min", "3 h 20 min"."""
+    if seconds is None:
+        return "—"
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60:,} h {minutes % 60} min"
+
+
+@register.filter
+def usd(value: Decimal | float | None) -> str:
     if value is None:
         return "—"
     return f"${value:,.2f}" if value >= 1 else f"${value:.6f}".rstrip("0").rstrip(".")

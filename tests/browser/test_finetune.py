@@ -11,7 +11,7 @@ from curation.models import Dataset, Split
 from tests.browser.test_datasets import shot
 from tests.factories import DatasetEntryFactory, DatasetFactory, FineTuneJobFactory, MetricPointFactory, qa
 from tests.training import conftest as training
-from training.models import FineTuneJob, FineTuneStatus
+from training.models import BaseModel, FineTuneJob, FineTuneStatus
 
 # The fine-tune worker's fixtures, shared with the tests of tests/training.
 fake_trainer, gpu_worker = training.fake_trainer, training.gpu_worker
@@ -126,3 +126,30 @@ def test_an_editor_deletes_the_weights_then_the_fine_tune_each_after_reading_wha
     expect(page.locator(".flash.success")).to_contain_text(f"Deleted fine-tune {job.pk}")
     assert page.url.endswith(f"/p/acme/datasets/{dataset_of_six_sums.pk}/")
     assert not FineTuneJob.objects.exists()
+
+
+def test_choosing_a_base_model_puts_its_defaults_in_the_form_and_start_waits_for_enough_entries(
+    editor, dataset_of_six_sums, base_model, log_in, page, settings
+):
+    settings.LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES = 10
+    BaseModel.objects.create(name="demo", path="/models/demo", default_hyperparameters={"learning_rate": 0.01,
+                                                                                       "epochs": 10})  # fmt: skip
+    log_in("bob")
+    page.goto(f"/p/acme/datasets/{dataset_of_six_sums.pk}/")
+    form = page.locator("#finetune-form")
+    expect(form.locator("[data-estimate=refused]")).to_contain_text("5 train entries: a fine-tune needs at least 10")
+    expect(form.locator("#finetune-start")).to_be_disabled()
+
+    form.locator("select[name=base_model]").select_option("demo")
+    expect(form.locator("input[name=learning_rate]")).to_have_value("0.01")
+    expect(form.locator("input[name=epochs]")).to_have_value("10")
+    form.locator("select[name=base_model]").select_option("tiny")
+    expect(form.locator("input[name=learning_rate]")).to_have_value("")
+    expect(form.locator("input[name=epochs]")).to_have_value("3")
+
+    for i in range(5):
+        DatasetEntryFactory(dataset=dataset_of_six_sums, messages=qa(f"{i}*2?", str(2 * i)), est_tokens=12)
+    form.locator("input[name=lora_rank]").fill("8")  # any change asks for the estimate again
+    expect(form.locator("[data-estimate=examples]")).to_have_text("10")
+    expect(form.locator("#finetune-start")).to_be_enabled()
+    expect(form.locator("[data-estimate=warning]")).to_contain_text("Fewer than 200 train entries")

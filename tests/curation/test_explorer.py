@@ -465,7 +465,8 @@ def test_all_matching_go_into_an_existing_dataset_once(as_editor, project, five_
         headers={"HX-Request": "true"},
     )
 
-    assert "Added 1 log to math set (1 were already in it)." in response.content.decode()
+    added = f'Added 1 log to <a href="/p/acme/datasets/{dataset.pk}/">math set</a> (1 were already in it).'
+    assert added in response.content.decode()
     assert DatasetEntry.objects.filter(dataset=dataset).count() == 2
 
 

@@ -114,6 +114,23 @@ def test_the_estimate_answers_examples_tokens_and_steps(client_for, viewer, data
     assert bad.status_code == 400 and bad.json() == {"hyperparameters": {"epochs": ["must be positive"]}}
 
 
+def test_a_fine_tune_of_too_few_train_entries_is_a_400_and_the_estimate_says_so(
+    key_client, client_for, viewer, dataset, base_model, settings
+):
+    settings.LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES = 10
+    base_model.default_hyperparameters = {"epochs": 10}
+    base_model.save()
+
+    refused = key_client.post("/api/v1/finetunes", {"dataset": dataset.pk, "base_model": "tiny"}, format="json")
+    body = {"dataset": dataset.pk, "base_model": "tiny"}
+    estimate = client_for(viewer).post("/api/v1/finetunes/estimate?project=acme", body, format="json").json()
+
+    assert refused.status_code == 400
+    assert "a fine-tune needs at least 10" in refused.json()["dataset"][0]
+    assert (estimate["can_start"], estimate["minimum_examples"], estimate["steps"]) == (False, 10, 10)
+    assert estimate["warning"].startswith("Fewer than 200 train entries")
+
+
 # --- who may do what --------------------------------------------------------------------------------
 
 
@@ -266,11 +283,16 @@ def test_per_example_losses_come_highest_first(key_client, job, dataset):
 
 def test_base_models_on_offer_are_listed(key_client, base_model, settings):
     settings.LOGTUNE_BASE_MODELS = ["org/model-1b"]
+    base_model.default_hyperparameters = {"learning_rate": 0.01}
+    base_model.save()
 
     listing = key_client.get("/api/v1/base-models").json()
 
-    assert listing == [{"name": "tiny", "description": "for tests", "registered": True},
-                       {"name": "org/model-1b", "description": "", "registered": False}]  # fmt: skip
+    assert listing == [
+        {"name": "tiny", "description": "for tests", "registered": True,
+         "default_hyperparameters": {"learning_rate": 0.01}},
+        {"name": "org/model-1b", "description": "", "registered": False, "default_hyperparameters": {}},
+    ]  # fmt: skip
 
 
 def test_the_schema_describes_the_fine_tune_endpoints(client_for, owner):

@@ -14,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from curation.models import AuditEvent, Dataset, DatasetEntry, DatasetSnapshot, JobStatus
-from tests.factories import DatasetEntryFactory, DatasetFactory
+from tests.factories import DatasetEntryFactory, DatasetFactory, DatasetSnapshotFactory, FineTuneJobFactory
 from training.finetunes import runner
 from training.finetunes.events import example_losses_load, finetune_relay_events
 from training.finetunes.runner import finetune_claim, finetune_reap, finetune_run
@@ -147,9 +147,77 @@ def test_the_estimate_counts_train_examples_tokens_cut_at_the_max_length_and_ste
     capped = finetune_estimate(dataset=dataset, hyperparameters={**params, "max_steps": 3})
 
     # 3 train entries of 10, 20, 30 estimated tokens, cut at 16; 2 examples per step: 2 steps an epoch.
-    assert estimate == {"examples": 3, "validation_examples": 1, "tokens": 42, "steps": 4, "steps_per_epoch": 2,
-                        "processes": 1}  # fmt: skip
+    counts = {key: estimate[key] for key in ("examples", "validation_examples", "tokens", "steps", "steps_per_epoch",
+                                             "processes")}  # fmt: skip
+    assert counts == {"examples": 3, "validation_examples": 1, "tokens": 42, "steps": 4, "steps_per_epoch": 2,
+                      "processes": 1}  # fmt: skip
     assert capped["steps"] == 3
+    assert (estimate["seconds"], estimate["cost_usd"]) == (None, None)  # no base model, no rate
+
+
+def test_the_estimate_times_and_prices_a_run_at_the_rate_of_the_base_models_last_fine_tune(
+    dataset, base_model, settings
+):
+    settings.LOGTUNE_GPU_PROCESSES = 2
+    settings.LOGTUNE_GPU_HOUR_USD = 3.6
+    FineTuneJobFactory(model=base_model.path, status=FineTuneStatus.SUCCEEDED, finished_at=timezone.now(),
+                       summary={"last_step": {"tokens_per_second": 0.02}})  # fmt: skip
+    FineTuneJobFactory(model="/models/other", status=FineTuneStatus.SUCCEEDED, finished_at=timezone.now(),
+                       summary={"last_step": {"tokens_per_second": 1000.0}})  # fmt: skip
+    params = {"batch_size": 1, "gradient_accumulation": 1, "epochs": 2, "max_seq_length": 16}
+
+    estimate = finetune_estimate(dataset=dataset, hyperparameters=params, base_model=base_model.name)
+
+    # 42 tokens an epoch, two epochs, at 0.02 tokens a second: 4,200 s; two processes at $3.60 an hour each.
+    assert estimate["tokens_per_second"] == 0.02
+    assert estimate["seconds"] == pytest.approx(4200)
+    assert estimate["cost_usd"] == pytest.approx(8.4)
+
+
+def test_the_estimate_says_whether_a_fine_tune_could_start_and_warns_under_200_entries(dataset, settings):
+    settings.LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES = 10
+    too_few = finetune_estimate(dataset=dataset, hyperparameters={})
+    DatasetEntryFactory.create_batch(7, dataset=dataset)
+
+    enough = finetune_estimate(dataset=dataset, hyperparameters={})
+
+    assert (too_few["can_start"], too_few["minimum_examples"]) == (False, 10)
+    assert enough["can_start"] is True
+    assert "Fewer than 200 train entries" in enough["warning"]
+
+
+def test_a_fine_tune_below_the_minimum_of_train_entries_is_refused(dataset, base_model, settings):
+    settings.LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES = 10
+
+    with pytest.raises(ValidationError) as refused:
+        finetune_create(dataset=dataset, base_model=base_model)
+
+    assert refused.value.message_dict["dataset"] == [
+        "The dataset has 3 train entries; a fine-tune needs at least 10 (a few hundred to learn a task). "
+        "Add entries, or split fewer into validation."
+    ]
+    assert not FineTuneJob.objects.exists()
+
+
+def test_a_written_snapshot_below_the_minimum_is_refused_too(dataset, base_model, settings):
+    settings.LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES = 10
+    snapshot = DatasetSnapshotFactory(dataset=dataset, status=JobStatus.SUCCEEDED, rows_train=9, rows_total=10)
+
+    with pytest.raises(ValidationError) as refused:
+        finetune_create(dataset=dataset, base_model=base_model, snapshot=snapshot)
+
+    assert "has 9 train entries; a fine-tune needs at least 10" in refused.value.message_dict["snapshot"][0]
+
+
+def test_a_base_models_defaults_apply_under_the_hyperparameters_given(dataset, base_model):
+    base_model.default_hyperparameters = {"learning_rate": 0.01, "epochs": 10}
+    base_model.save()
+
+    job = finetune_create(dataset=dataset, base_model=base_model, hyperparameters={"epochs": 2})
+    estimate = finetune_estimate(dataset=dataset, hyperparameters={}, base_model="tiny")
+
+    assert (job.hyperparameters["learning_rate"], job.hyperparameters["epochs"]) == (0.01, 2.0)
+    assert estimate["steps"] == 10  # 3 entries, 4 x 4 a step: one step an epoch, ten epochs
 
 
 def test_the_estimate_refuses_what_a_job_would_refuse(dataset):
@@ -457,11 +525,13 @@ def test_the_demo_model_is_built_once_and_offered(settings, tmp_path):
     settings.LOGTUNE_MODELS_DIR = tmp_path / "models"
     call_command("create_demo_model", stdout=io.StringIO())
     built = (tmp_path / "models" / "logtune-demo" / "config.json").stat().st_mtime
+    BaseModel.objects.update(default_hyperparameters={})  # a row registered before it had defaults
     out = io.StringIO()
     call_command("create_demo_model", stdout=out)
 
     model = BaseModel.objects.get(name="logtune-demo")
     assert model.path == str(tmp_path / "models" / "logtune-demo")
+    assert model.default_hyperparameters["learning_rate"] == 0.01  # what its description says
     assert "Demo model ready" in out.getvalue()
     assert (tmp_path / "models" / "logtune-demo" / "config.json").stat().st_mtime == built
     assert "logtune-demo" in base_model_names()

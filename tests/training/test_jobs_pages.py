@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from curation.models import DatasetEntry
+from tests.factories import DatasetEntryFactory, DatasetSnapshotFactory
 from training.finetunes.runner import finetune_claim
 from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, LossPreview, MetricPoint
 
@@ -41,6 +42,66 @@ def test_the_estimate_panel_shows_examples_tokens_and_steps_or_the_problem(clien
     assert 'data-estimate="examples">3<' in good and 'data-estimate="tokens">60<' in good
     assert 'data-estimate="steps">3<' in good
     assert "learning_rate: must be in (0, 1)" in bad
+
+
+FORM = {"base_model": "tiny", "method": "lora", "epochs": "1", "batch_size": "1", "gradient_accumulation": "1",
+        "max_seq_length": "2048", "lora_rank": "16", "lora_dropout": "0.05", "warmup_ratio": "0.05",
+        "scheduler": "cosine", "weight_decay": "0", "max_grad_norm": "1", "seed": "42", "freeze_layers": "0",
+        "eval_every_steps": "50", "early_stopping_patience": "0", "checkpoint_every_steps": "100",
+        "eval_generations": "8", "max_new_tokens": "64", "precision": "auto",
+        "attn_implementation": "sdpa"}  # fmt: skip
+
+
+def test_the_form_starts_from_the_base_models_own_defaults(client, editor, dataset, base_model):
+    base_model.default_hyperparameters = {"learning_rate": 0.01, "epochs": 10}
+    base_model.save()
+    client.force_login(editor)
+
+    page = client.get(f"/p/acme/datasets/{dataset.pk}/").content.decode()
+
+    assert 'name="learning_rate" value="0.01"' in page and 'name="epochs" value="10"' in page
+    defaults = re.search(r'<script id="finetune-defaults" type="application/json">(.*?)</script>', page)[1]
+    assert '"tiny": {"epochs": 10, ' in defaults and '"learning_rate": 0.01' in defaults
+    assert "js/finetune_form.js" in page
+
+
+def test_the_estimate_shows_time_and_cost_and_disables_start_when_nothing_would_train(
+    client, viewer, dataset, base_model, settings
+):
+    settings.LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES = 10
+    settings.LOGTUNE_GPU_HOUR_USD = 2.0
+    FineTuneJob.objects.create(project=dataset.project, snapshot=DatasetSnapshotFactory(dataset=dataset),
+                               model=base_model.path, status=FineTuneStatus.SUCCEEDED, finished_at=timezone.now(),
+                               summary={"last_step": {"tokens_per_second": 0.01}})  # fmt: skip
+    client.force_login(viewer)
+    url = f"/p/acme/datasets/{dataset.pk}/finetune/estimate"
+
+    too_few = client.get(url, FORM).content.decode()
+    DatasetEntryFactory.create_batch(1200, dataset=dataset, est_tokens=1)
+    enough = client.get(url, FORM).content.decode()
+
+    assert "3 train entries: a fine-tune needs at least 10." in too_few
+    assert re.search(r'<button[^>]*id="finetune-start"[^>]*hx-swap-oob="true"[^>]* disabled', too_few)
+    assert 'data-estimate="examples">1,203<' in enough and 'data-estimate="steps">1,203<' in enough
+    assert 'data-estimate="time">35 h 0 min<' in enough  # 1,260 tokens at 0.01 a second: 126,000 s
+    assert 'data-estimate="cost">$70.00<' in enough  # one process at $2 an hour
+    assert re.search(r'<button[^>]*id="finetune-start"[^>]*hx-swap-oob="true"[^>]*>', enough)
+    assert " disabled" not in re.search(r'<button[^>]*id="finetune-start"[^>]*>', enough)[0]
+    assert "Fewer than 200" not in enough
+
+
+def test_a_dataset_below_the_minimum_is_refused_on_the_form(client, editor, dataset, base_model, settings):
+    settings.LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES = 10
+    client.force_login(editor)
+
+    response = client.post(f"/p/acme/datasets/{dataset.pk}/finetune/", FORM)
+
+    assert response.status_code == 400
+    assert response.context["form"].non_field_errors() == [
+        "The dataset has 3 train entries; a fine-tune needs at least 10 (a few hundred to learn a task). "
+        "Add entries, or split fewer into validation."
+    ]
+    assert not FineTuneJob.objects.exists()
 
 
 def test_submitting_the_form_queues_a_job_and_opens_its_page(client, editor, dataset, base_model):

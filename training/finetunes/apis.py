@@ -169,14 +169,19 @@ class FineTunesApi(ProjectScopedApi):
 class FineTuneEstimateApi(ProjectScopedApi):
     @extend_schema(
         operation_id="finetunes_estimate",
-        summary="Examples, tokens and steps a fine-tune would take",
-        description="From the dataset's entries as they are now and their estimated tokens (about 4 characters each).",
+        summary="Examples, tokens, steps, time and cost a fine-tune would take",
+        description="From the dataset's entries as they are now and their estimated tokens (about 4 characters each), "
+        "over the base model's default hyperparameters. Time: at the rate of the base model's last fine-tune that "
+        "succeeded (null before one); cost: with LOGTUNE_GPU_HOUR_USD set.",
         parameters=[PROJECT],
         request=EstimateInput,
         responses=inline_serializer("Estimate", {
             "examples": serializers.IntegerField(), "validation_examples": serializers.IntegerField(),
             "tokens": serializers.IntegerField(), "steps": serializers.IntegerField(),
             "steps_per_epoch": serializers.IntegerField(), "processes": serializers.IntegerField(),
+            "minimum_examples": serializers.IntegerField(), "can_start": serializers.BooleanField(),
+            "warning": serializers.CharField(), "tokens_per_second": serializers.FloatField(allow_null=True),
+            "seconds": serializers.FloatField(allow_null=True), "cost_usd": serializers.FloatField(allow_null=True),
         }),
     )  # fmt: skip
     def post(self, request: Request) -> Response:
@@ -185,7 +190,8 @@ class FineTuneEstimateApi(ProjectScopedApi):
         data.is_valid(raise_exception=True)
         dataset = _dataset_in(project, data.validated_data["dataset"])
         estimate = _service_call(finetune_estimate, dataset=dataset, method=data.validated_data["method"],
-                                 hyperparameters=data.validated_data["hyperparameters"])  # fmt: skip
+                                 hyperparameters=data.validated_data["hyperparameters"],
+                                 base_model=data.validated_data.get("base_model"))  # fmt: skip
         return Response(estimate)
 
 
@@ -374,7 +380,8 @@ class BaseModelsApi(ProjectScopedApi):
         registered = {row.name: row for row in BaseModel.objects.all()}
         models = [
             {"name": name, "description": registered[name].description if name in registered else "",
-             "registered": name in registered}
+             "registered": name in registered,
+             "default_hyperparameters": registered[name].default_hyperparameters if name in registered else {}}
             for name, _ in selectors.base_model_choices()
         ]  # fmt: skip
         return Response(BaseModelOutput(models, many=True).data)

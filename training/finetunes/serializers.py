@@ -137,6 +137,7 @@ class FineTuneInput(StrictInput):
 
 class EstimateInput(StrictInput):
     dataset = IdField()
+    base_model = serializers.CharField(required=False, help_text="Its default hyperparameters apply; left out: none.")
     method = serializers.ChoiceField(choices=Method.choices, default=Method.LORA)
     hyperparameters = HyperparametersField(required=False, default=dict)
 
@@ -166,6 +167,9 @@ class BaseModelOutput(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     registered = serializers.BooleanField(help_text="A database row; otherwise listed in LOGTUNE_BASE_MODELS.")
+    default_hyperparameters = serializers.DictField(
+        help_text="Trainer settings a fine-tune of this model takes unless its hyperparameters set them."
+    )
 
 
 class WeightOutput(serializers.Serializer):

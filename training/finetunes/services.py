@@ -23,6 +23,7 @@ from django.utils import timezone
 from curation.audit.services import audit_record
 from curation.datasets.export import snapshot_request
 from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, JobStatus, Split
+from training import selectors
 from training.finetunes.runner import finetune_enqueue
 from training.models import BaseModel, FineTuneJob, FineTuneStatus, Method
 from training.trainer.config import METHODS, ConfigError, TrainConfig
@@ -52,6 +53,10 @@ _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str:
                dict: "an object", type(None): "null"}  # fmt: skip
 
 
+# Under this many train entries a fine-tune starts with a warning: it learns a format, rarely a task.
+FEW_TRAIN_ENTRIES = 200
+
+
 class Estimate(TypedDict):
     examples: int  # training examples (the train split)
     validation_examples: int
@@ -59,6 +64,12 @@ class Estimate(TypedDict):
     steps: int  # optimizer steps of the whole run
     steps_per_epoch: int
     processes: int  # trainer processes assumed (LOGTUNE_GPU_PROCESSES, or 1)
+    minimum_examples: int  # train entries a fine-tune needs (LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES)
+    can_start: bool  # enough train entries for at least one step
+    warning: str  # "" or why the run may disappoint (few train entries)
+    tokens_per_second: float | None  # of the base model's last fine-tune that succeeded; None before one
+    seconds: float | None  # training time at that rate: all epochs' tokens over it
+    cost_usd: float | None  # the hours, times processes, at LOGTUNE_GPU_HOUR_USD; None without a price or a rate
 
 
 def base_model_names() -> list[str]:
@@ -81,6 +92,30 @@ def base_model_resolve(*, base_model: BaseModel | str) -> tuple[BaseModel | None
         ", ".join(base_model_names()) or "none yet (run `manage.py create_demo_model`, or set LOGTUNE_BASE_MODELS)"
     )
     raise ValidationError({"base_model": f"Unknown base model '{base_model}'. On offer: {offered}."})
+
+
+def base_model_defaults(*, base_model: BaseModel | str | None) -> dict[str, Any]:
+    """The hyperparameters a registered base model takes unless told otherwise; {} for any other."""
+    if base_model is None or isinstance(base_model, BaseModel):
+        return dict(base_model.default_hyperparameters) if base_model is not None else {}
+    row = BaseModel.objects.filter(name=base_model).only("default_hyperparameters").first()
+    return dict(row.default_hyperparameters) if row is not None else {}
+
+
+def _with_defaults(defaults: dict[str, Any], hyperparameters: object) -> object:
+    return {**defaults, **hyperparameters} if isinstance(hyperparameters, dict) else hyperparameters
+
+
+def train_entries_check(*, count: int) -> None:
+    """Refuse a fine-tune of fewer train entries than LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES."""
+    minimum = settings.LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES
+    if not count:
+        raise ValidationError({"dataset": "The dataset has no train entries to learn from."})
+    if count < minimum:
+        raise ValidationError({"dataset": (
+            f"The dataset has {count:,} train entr{'y' if count == 1 else 'ies'}; a fine-tune needs at least "
+            f"{minimum:,} (a few hundred to learn a task). Add entries, or split fewer into validation."
+        )})  # fmt: skip
 
 
 def method_check(*, method: str) -> None:
@@ -152,10 +187,14 @@ def _fits(value: object, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-def finetune_estimate(*, dataset: Dataset, hyperparameters: object, method: str = Method.LORA) -> Estimate:
-    """Examples, tokens and optimizer steps a fine-tune of `dataset` would take, from the entries as they
-    are now and their stored token estimates (about four characters a token). Raises ValidationError for
-    hyperparameters a job would refuse."""
+def finetune_estimate(
+    *, dataset: Dataset, hyperparameters: object, method: str = Method.LORA, base_model: BaseModel | str | None = None
+) -> Estimate:
+    """Examples, tokens, optimizer steps, time and cost a fine-tune of `dataset` would take, from the entries as
+    they are now and their stored token estimates (about four characters a token), over `base_model`'s default
+    hyperparameters. Time is known once a fine-tune of the base model has succeeded (its rate). Raises
+    ValidationError for hyperparameters a job would refuse."""
+    hyperparameters = _with_defaults(base_model_defaults(base_model=base_model), hyperparameters)
     config = hyperparameters_clean(model="estimate", method=method, hyperparameters=hyperparameters)
     cut = Least("est_tokens", Value(config["max_seq_length"]))
     totals = DatasetEntry.objects.filter(dataset=dataset).aggregate(
@@ -169,14 +208,39 @@ def finetune_estimate(*, dataset: Dataset, hyperparameters: object, method: str 
     steps = math.ceil(steps_per_epoch * config["epochs"])
     if config["max_steps"] is not None:
         steps = min(steps, config["max_steps"])
+    tokens = totals["tokens"] or 0
+    rate = _throughput(base_model)
+    seconds = tokens * steps / steps_per_epoch / rate if rate and steps_per_epoch else None
+    price = settings.LOGTUNE_GPU_HOUR_USD
+    minimum = settings.LOGTUNE_FINETUNE_MIN_TRAIN_ENTRIES
+    few = 0 < totals["examples"] < FEW_TRAIN_ENTRIES
     return Estimate(
         examples=totals["examples"],
         validation_examples=totals["validation"],
-        tokens=totals["tokens"] or 0,
+        tokens=tokens,
         steps=steps,
         steps_per_epoch=steps_per_epoch,
         processes=processes,
+        minimum_examples=minimum,
+        can_start=steps > 0 and totals["examples"] >= minimum,
+        warning=f"Fewer than {FEW_TRAIN_ENTRIES} train entries: a fine-tune learns a format from so few, rarely a "
+        "task, and the evaluation says little."
+        if few
+        else "",
+        tokens_per_second=rate,
+        seconds=seconds,
+        cost_usd=seconds / 3600 * processes * price if seconds is not None and price else None,
     )
+
+
+def _throughput(base_model: BaseModel | str | None) -> float | None:
+    if base_model is None:
+        return None
+    try:
+        _, model = base_model_resolve(base_model=base_model)
+    except ValidationError:
+        return None
+    return selectors.finetune_throughput(model=model)
 
 
 def finetune_create(
@@ -193,7 +257,8 @@ def finetune_create(
     in the request; the job of a large one waits on the GPU queue until its snapshot has been written."""
     method_check(method=method)
     row, model = base_model_resolve(base_model=base_model)
-    clean = hyperparameters_clean(model=model, method=method, hyperparameters=hyperparameters or {})
+    hyperparameters = _with_defaults(base_model_defaults(base_model=row), hyperparameters or {})
+    clean = hyperparameters_clean(model=model, method=method, hyperparameters=hyperparameters)
     with transaction.atomic():
         snapshot = _snapshot_for(dataset=dataset, snapshot=snapshot, created_by=created_by, api_key=api_key)
         job = FineTuneJob.objects.create(
@@ -215,8 +280,7 @@ def _snapshot_for(
     *, dataset: Dataset, snapshot: DatasetSnapshot | None, created_by: User | None, api_key: ApiKey | None
 ) -> DatasetSnapshot:
     if snapshot is None:
-        if not DatasetEntry.objects.filter(dataset=dataset, split=Split.TRAIN).exists():
-            raise ValidationError({"dataset": "The dataset has no train entries to learn from."})
+        train_entries_check(count=DatasetEntry.objects.filter(dataset=dataset, split=Split.TRAIN).count())
         return snapshot_request(dataset=dataset, created_by=created_by, api_key=api_key)
     if snapshot.dataset_id != dataset.pk:
         raise ValidationError({"snapshot": f"Snapshot {snapshot.pk} is not a snapshot of dataset {dataset.pk}."})
@@ -224,6 +288,11 @@ def _snapshot_for(
         raise ValidationError({"snapshot": f"Snapshot {snapshot.pk} failed; it has no file to train on."})
     if snapshot.status == JobStatus.SUCCEEDED and not snapshot.rows_train:
         raise ValidationError({"snapshot": f"Snapshot {snapshot.pk} holds no train entries to learn from."})
+    if snapshot.status == JobStatus.SUCCEEDED:
+        try:
+            train_entries_check(count=snapshot.rows_train)
+        except ValidationError as exc:
+            raise ValidationError({"snapshot": exc.message_dict["dataset"]}) from None
     return snapshot
 
 

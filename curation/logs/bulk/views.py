@@ -5,7 +5,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_POST, require_safe
 
 from curation.common.views import AuthenticatedRequest, is_htmx, membership_or_404, page_context, plural
@@ -155,15 +156,20 @@ def bulk_run(request: AuthenticatedRequest, slug: str) -> HttpResponse:
 
 
 def _result_message(data: dict, outcome: BulkOutcome) -> str:
+    """What the bulk action did, in words; adding to a dataset links to it (a SafeString, kept so by messages)."""
     action, count, changed = data["action"], outcome.matched, outcome.changed or 0
     if action == BulkAction.TAG_ADD:
         return f"Tagged {plural(count)} with {', '.join(data['tag_list'])}."
     if action == BulkAction.TAG_REMOVE:
         return f"Removed {', '.join(data['tag_list'])} from {plural(count)}."
     if action == BulkAction.DATASET_ADD:
-        name = (outcome.dataset or data["dataset_obj"]).name
+        dataset = outcome.dataset or data["dataset_obj"]
         already = count - changed
-        return f"Added {plural(changed)} to {name}" + (f" ({already:,} were already in it)." if already else ".")
+        return format_html(
+            'Added {} to <a href="{}">{}</a>{}', plural(changed),
+            reverse("dataset", args=[dataset.project.slug, dataset.pk]), dataset.name,
+            f" ({already:,} were already in it)." if already else ".",
+        )  # fmt: skip
     return f"Deleted {plural(changed)}."
 
 

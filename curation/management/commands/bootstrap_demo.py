@@ -72,9 +72,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", default="demo")
         parser.add_argument("--password", default="demo")
+        parser.add_argument("--address", default="127.0.0.1:8000", help="host:port the web server listens on.")
 
     @transaction.atomic
-    def handle(self, *args: object, username: str, password: str, **options: object) -> None:
+    def handle(self, *args: object, username: str, password: str, address: str, **options: object) -> None:
         user, created = get_user_model().objects.get_or_create(username=username)
         if created:
             user.set_password(password)
@@ -83,4 +84,8 @@ class Command(BaseCommand):
         membership_set(project=project, user=user, role=Role.OWNER)
         if not LogEntry.objects.filter(project=project).exists():
             logs_ingest(project=project, items=DEMO_LOGS)
-        self.stdout.write(f"Demo ready: log in as {username} / {password} at http://127.0.0.1:8000/")
+        host, _, port = address.rpartition(":")
+        # Listening on every address: this machine's own is one of them.
+        if host in ("0.0.0.0", "[::]", "::"):  # noqa: S104
+            address = f"127.0.0.1:{port}"
+        self.stdout.write(f"Demo ready: log in as {username} / {password} at http://{address}/")
