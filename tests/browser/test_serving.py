@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from tests.browser.test_datasets import shot
 from tests.chat_stand_in import start_chat_stand_in
 from tests.factories import DatasetFactory, FineTuneJobFactory, ModelEndpointFactory
 from tests.proxy import conftest as proxy_world
@@ -65,6 +66,7 @@ def test_a_team_deploys_shadows_reads_the_win_rate_promotes_and_rolls_back(
                                                           engine=Engine.VLLM)  # fmt: skip
         expect(page.locator("#deploy .status")).to_have_text("Serving", timeout=15_000)  # the section polls
         expect(page.locator("#deploy-snippet")).to_contain_text('model="ft:acme/support-v2"')
+        shot(page, "finetune-deployed")
 
         page.locator("#deploy a", has_text="Serving").click()
         form = page.locator("#route-form")
@@ -101,6 +103,7 @@ def test_a_team_deploys_shadows_reads_the_win_rate_promotes_and_rolls_back(
         expect(figures).to_contain_text("n=3: 3 wins, 0 ties, 0 losses")
         expect(page.locator("#calls tbody tr")).to_have_count(3)
         expect(page.locator("#calls tbody tr").first).to_contain_text("fine-tune wins")
+        shot(page, "route")
 
         state = page.locator("#route-state")
         state.locator("button", has_text="Promote to 1% as a canary").click()
@@ -120,6 +123,7 @@ def test_a_team_deploys_shadows_reads_the_win_rate_promotes_and_rolls_back(
         row = page.locator("#routes tbody tr", has_text="checkout")
         expect(row).to_contain_text("rolled back")
         expect(row).to_contain_text("n=3")
+        shot(page, "serving")
         page.goto(f"/p/acme/serving/routes/{route.pk}/")
         page.locator("#route-logs").click()
         page.wait_for_url(re.compile(r"/p/acme/logs/\?tag=route"))

@@ -26,11 +26,11 @@ from tests.factories import (
     RouteCallFactory,
 )
 from training.endpoints.services import EndpointFields, endpoint_create
-from training.evaluation.metrics import win_rate
+from training.evaluation.metrics import wilson_interval, win_rate
 from training.models import DeploymentStatus, ProxyRoute, RouteCall, RouteMode, Side
 from training.serving.routes import judging, selectors
 from training.serving.routes.judging import in_judge_sample, route_call_judge_maybe, route_pairs_judge
-from training.serving.routes.selectors import next_share, route_series, route_stats, wilson_interval
+from training.serving.routes.selectors import next_share, route_series, route_stats
 from training.serving.routes.services import route_promote, route_rollback
 
 pytestmark = pytest.mark.django_db

@@ -261,11 +261,26 @@ class WinRate:
 
 
 def win_rate(outcomes: Sequence[float]) -> WinRate:
-    """Outcomes of the candidate against another, per example: WIN, TIE or LOSS."""
-    return WinRate(
-        estimate(outcomes), sum(o == WIN for o in outcomes), sum(o == TIE for o in outcomes),
-        sum(o == LOSS for o in outcomes),
-    )  # fmt: skip
+    """Outcomes of the candidate against another, per example: WIN, TIE or LOSS. The rate's interval is Wilson's, a
+    tie counting half a win: unlike a bootstrap, it does not collapse to a point when every pair went one way (3 wins
+    of 3 is [0.44, 1], not [1, 1])."""
+    wins, ties = sum(o == WIN for o in outcomes), sum(o == TIE for o in outcomes)
+    return WinRate(wilson_interval(wins + ties / 2, len(outcomes)), wins, ties, sum(o == LOSS for o in outcomes))
+
+
+Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
+
+
+def wilson_interval(successes: float, n: int) -> Estimate | None:
+    """The share `successes / n` with its 95% Wilson score interval (right at 0 and at n, where the normal one
+    collapses); None for no trial."""
+    if n <= 0:
+        return None
+    p = successes / n
+    denominator = 1 + Z95**2 / n
+    centre = (p + Z95**2 / (2 * n)) / denominator
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denominator
+    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n)
 
 
 def agreement(a: Sequence[str], b: Sequence[str]) -> dict:

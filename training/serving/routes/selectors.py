@@ -16,12 +16,11 @@ from django.utils import timezone
 
 from curation.logs.pricing import cost_usd
 from curation.models import LogEntry, Project
-from training.evaluation.metrics import Estimate, WinRate, win_rate
+from training.evaluation.metrics import Estimate, WinRate, wilson_interval, win_rate
 from training.models import ProxyRoute, RouteCall, RouteMode, Side
 
 # The shares a canary is promoted through, one step at a time.
 SHARE_STEPS = (0.01, 0.05, 0.10, 0.25, 0.50, 1.0)
-Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 SIDES = (Side.PROVIDER, Side.FINETUNE)
 
 
@@ -29,18 +28,6 @@ def next_share(share: float) -> float | None:
     """The step above `share`; None at 100%."""
     index = bisect.bisect_right(SHARE_STEPS, share + 1e-9)
     return SHARE_STEPS[index] if index < len(SHARE_STEPS) else None
-
-
-def wilson_interval(successes: int, n: int) -> Estimate | None:
-    """The share `successes / n` with its 95% Wilson score interval (right at 0 and at n, where the normal one
-    collapses); None for no trial."""
-    if n <= 0:
-        return None
-    p = successes / n
-    denominator = 1 + Z95**2 / n
-    centre = (p + Z95**2 / (2 * n)) / denominator
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denominator
-    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n)
 
 
 def percentile(values: Sequence[float | None], fraction: float) -> float | None:
