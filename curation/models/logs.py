@@ -93,6 +93,16 @@ class LogEntry(models.Model):
             models.Index(fields=["project", "-created_at", "-id"], name="logentry_project_created"),
             models.Index(fields=["project", "model", "-created_at"], name="logentry_project_model"),
             models.Index(fields=["project", "status", "-created_at"], name="logentry_project_status"),
+            # The explorer's sorts by a column (curation.logs.selectors.log_page), read forwards or backwards; the
+            # logs without a value are listed after, newest first, through logentry_project_created.
+            *(
+                models.Index(
+                    fields=["project", column, "id"],
+                    condition=Q(**{f"{column}__isnull": False}),
+                    name=f"logentry_{name}",
+                )
+                for column, name in (("total_tokens", "tokens"), ("latency_ms", "latency"), ("cost_usd", "cost"))
+            ),
             # Small: only the logs a worker has still to scan for personal data.
             models.Index(fields=["project"], condition=Q(pii_pending=True), name="logentry_pii_pending"),
         ]
