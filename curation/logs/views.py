@@ -293,7 +293,7 @@ def dashboard_charts(dashboard: Dashboard) -> list[dict]:
         if second is not None:
             for point, value in zip(points, second, strict=True):
                 point["second"] = value
-        return {"id": f"dash-{key}", "title": title, "unit": unit, "points": points}
+        return {"id": f"dash-series-{key}", "title": title, "unit": unit, "points": points}
 
     series = dashboard.series
     return [

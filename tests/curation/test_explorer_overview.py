@@ -293,7 +293,7 @@ def test_the_dashboard_page_shows_totals_and_charts_of_the_filter(as_editor, tra
     assert re.search(r'id="dash-logs">5<', html) and re.search(r'id="dash-tokens">150<', html)
     assert re.search(r'id="dash-cost">\$0.12<', html)
     for chart in ("logs", "tokens", "cost", "latency", "errors"):
-        assert f'data-time-bars="dash-{chart}"' in html and f'id="dash-{chart}"' in html
+        assert f'data-time-bars="dash-series-{chart}"' in html and f'id="dash-series-{chart}"' in html
 
 
 def test_the_dashboard_of_a_bad_filter_or_no_logs_says_so(as_editor, traffic):
