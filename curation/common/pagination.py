@@ -168,8 +168,10 @@ def column_page(
         value, created_at, pk = _decode_column_cursor(cursor)
         if created_at is not None:  # in the second walk: the rows without a value
             return _empty_page(empty, created_at, pk, size, searching)
-        before = "lt" if descending else "gt"
-        valued = valued.filter(Q(**{f"{column}__{before}": value}) | Q(**{column: value, f"id__{before}": pk}))
+        before, reached = ("lt", "lte") if descending else ("gt", "gte")
+        # As in keyset_page: the first condition alone is an index range, the second settles ties.
+        after = Q(**{f"{column}__{before}": value}) | Q(**{f"id__{before}": pk})
+        valued = valued.filter(Q(**{f"{column}__{reached}": value}) & after)
     window = valued[: size + 1]
     items: list[Model] = rare_match_safe(lambda: list(window)) if searching else list(window)
     if len(items) > size:

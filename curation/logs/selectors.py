@@ -30,7 +30,7 @@ def log_list(*, project: Project) -> QuerySet[LogEntry]:
 
 
 # The orders of a list of logs: `sort` names one, a leading "-" for descending. Each is a keyset walk of an index
-# (docs/explorer.md lists which): the default, newest first, and oldest first walk (project, created_at, id); the
+# (docs/ingest.md lists which): the default, newest first, and oldest first walk (project, created_at, id); the
 # others a partial index on (project, column, id) of the logs that have a value, then the others newest first.
 SORT_COLUMNS = {"time": "created_at", "tokens": "total_tokens", "latency": "latency_ms", "cost": "cost_usd"}
 SORT_DEFAULT = "-time"
