@@ -34,7 +34,7 @@ from curation.logs.selectors import (
     log_page,
     model_names,
 )
-from curation.models import LogStatus, Membership, Role, SavedView
+from curation.models import LogEntry, LogStatus, Membership, Role, SavedView
 from curation.tags.selectors import tag_names
 from curation.text import rendering
 from curation.text.rendering import search_match
@@ -210,7 +210,7 @@ def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> 
             (
                 log,
                 reverse("log-detail", args=[project.slug, log.pk]) + detail_suffix,
-                text and search_match(log.messages, text),
+                text and _row_match(log, text),
             )
             for log in page.items
         ],
@@ -221,6 +221,19 @@ def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> 
         "paged": bool(cursor),
     }
     return context
+
+
+def _row_match(log: LogEntry, text: str) -> rendering.Match | str | None:
+    """Why a searched row matched: the turn holding the text, else the tag or metadata value equal to it."""
+    match = search_match(log.messages, text)
+    if match is not None:
+        return match
+    wanted = text.lower()
+    if any(tag.name.lower() == wanted for tag in log.tags.all()):
+        return f"tagged {text}"
+    metadata = log.metadata if isinstance(log.metadata, dict) else {}
+    keys = [key for key, value in metadata.items() if not isinstance(value, dict | list) and str(value) == text]
+    return f"metadata {keys[0]}: {text}" if keys else None
 
 
 @login_required

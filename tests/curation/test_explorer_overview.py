@@ -177,8 +177,11 @@ def test_free_text_finds_tags_and_metadata_values_as_well_as_words(as_editor, pr
     LogEntryFactory(project=project, prompt="A poem", tags=["poetry"], metadata={"topic_hint": "poetry"})
 
     found = as_editor.get(f"{LOGS}?q=math")
+    html = found.content.decode()
 
     assert sorted(ids_shown(found)) == sorted([in_text.pk, tagged.pk, hinted.pk])
+    assert "<mark>tagged math</mark>" in html.split(f'<tr data-id="{tagged.pk}"')[1].split("</tr>")[0]
+    assert "<mark>metadata topic_hint: math</mark>" in html.split(f'<tr data-id="{hinted.pk}"')[1].split("</tr>")[0]
 
 
 def test_a_number_in_metadata_is_found_by_its_text(project):
