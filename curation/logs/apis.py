@@ -35,14 +35,15 @@ from curation.logs.ingest import RawItem
 from curation.logs.ingest.raw import Body
 from curation.logs.schemas import IngestBody
 from curation.logs.scores.apis import ScoreOutput
-from curation.logs.selectors import SORT_DEFAULT, SORTS, log_dashboard, log_get, log_list, log_page
+from curation.logs.selectors import SORT_COLUMNS, SORT_DEFAULT, log_dashboard, log_get, log_list, log_page
 from curation.logs.services import PiiBudget, log_delete, log_update, logs_ingest
 from curation.logs.throttling import IngestRateThrottle
 from curation.models import LogEntry, LogStatus, Project, Role
 
 SORT_PARAMETER = OpenApiParameter(
     "sort",
-    {"type": "string", "enum": list(SORTS)},
+    # A pattern rather than an enum: an empty value is the default order, as an empty filter parameter is no filter.
+    {"type": "string", "pattern": f"^(-?({'|'.join(SORT_COLUMNS)}))?$"},
     description=(
         "The order: time, tokens, latency or cost, with a leading `-` for descending (default `-time`, newest "
         "first). Logs without a value for the column come after the others, newest first."
