@@ -1,6 +1,7 @@
 """The explorer's overview: the dashboard over the filter, sortable columns, relative ranges, search over tags and
 metadata, highlighted matches; and the same in the API (GET /api/v1/logs?sort=, GET /api/v1/logs/stats)."""
 
+import base64
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -320,3 +321,23 @@ def test_the_stats_api_answers_the_dashboard_of_the_same_filter(key_client, traf
         "latency_p95": pytest.approx(910.0), "error_count": 0, "error_rate": 0.0,
     }  # fmt: skip
     assert body["series"][0]["start"] == "2026-09-01T10:20:00Z" and body["series"][0]["logs"] == 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '["1e30", null, 1]',
+        '["NaN", null, 1]',
+        '["12", null, -1]',
+        '["12", "2026-09-01T10:00:00+00:00", 1]',
+        '[null, "2026-09-01T10:00:00", 1]',
+        "[null, null, 1]",
+        '"12"',
+    ],
+)
+def test_a_sorted_cursor_that_the_server_did_not_make_is_a_400_naming_it(key_client, numbered, raw):
+    cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    answer = key_client.get("/api/v1/logs", {"sort": "-tokens", "cursor": cursor})
+
+    assert answer.status_code == 400 and "cursor" in answer.json()
