@@ -1,13 +1,16 @@
-"""Explorer benchmark: seed a million realistic logs into PostgreSQL, then time what an analyst does.
+"""Explorer benchmark: seed realistic logs into PostgreSQL, then time what an analyst does.
 
-    .venv/bin/python bench/explore.py                 # 1,000,000 logs (seeding takes a few minutes)
-    .venv/bin/python bench/explore.py --logs 200000   # smaller
-    .venv/bin/python bench/explore.py --reuse         # time again on the database seeded last time
+    .venv/bin/python bench/explore.py                   # 100,000 logs: a short run
+    .venv/bin/python bench/explore.py --logs 1000000    # the size the targets are set at (seeding takes minutes)
+    .venv/bin/python bench/explore.py --reuse           # time again on the database seeded last time
+    .venv/bin/python bench/explore.py --overview        # only the pages: lists, sorts, dashboard, searches
 
 Server time is measured in-process with Django's test client (view + queries + template, no network):
   - the list page with common filters, on the first page and deep in the table (keyset cursor);
   - facet counts for the same filters;
-  - text search with a selective term (present in 1 log of 2,000);
+  - each sort (time, tokens, latency, cost, both ways), on the first page and half-way down;
+  - the dashboard over the filters above (logs, tokens, cost, latency, errors over time);
+  - text search with a selective term (present in 1 log of 2,000), and one that names a tag or a metadata value;
   - tagging 100,000 matching logs as a bulk job;
   - exporting a 100k- and a 1M-entry dataset (OpenAI chat JSONL) in a child process: rows/s, peak RSS.
 """
@@ -64,13 +67,14 @@ def main() -> None:
     project, user = bench_project_and_user()
     if not args.reuse:
         _seed(project, args.logs, args.database_url)
-    rows = _measure(project, user, env)
+    rows = _measure(project, user, env, overview=args.overview)
     print_table(rows)
 
 
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--logs", type=int, default=1_000_000)
+    parser.add_argument("--logs", type=int, default=100_000, help="logs to seed (the targets: 1,000,000)")
+    parser.add_argument("--overview", action="store_true", help="time the pages only: no bulk tagging, no exports")
     parser.add_argument(
         "--database-url", default=DEFAULT_DATABASE_URL.replace("logtune_bench", "logtune_bench_explore")
     )
@@ -130,7 +134,7 @@ def _ms(times: list[float]) -> str:
     return f"{percentile(times, 0.5):,.0f} / {percentile(times, 0.95):,.0f} ms"
 
 
-def _measure(project, user, env: dict[str, str]) -> list[tuple[str, str]]:
+def _measure(project, user, env: dict[str, str], *, overview: bool) -> list[tuple[str, str]]:
     from django.test import Client
 
     from curation.common.pagination import encode_cursor
@@ -164,10 +168,43 @@ def _measure(project, user, env: dict[str, str]) -> list[tuple[str, str]]:
         facet_times += times
         rows.append((f"facets, {name}", _ms(times)))
     rows.append(("facets, all filters above", _ms(facet_times)))
+    dashboard_times = []
+    for name, query in filters.items():
+        times = _timed(client, f"{base}dashboard/?{query}")
+        dashboard_times += times
+        rows.append((f"dashboard, {name}", _ms(times)))
+    rows.append(("dashboard, all filters above", _ms(dashboard_times)))
+    rows += _sorts(client, project, base)
     rows.append((f"search '{RARE_TERM}' (1 in {RARE_EVERY:,})", _ms(_timed(client, f"{base}?q={RARE_TERM}"))))
     rows.append(("search 'refund' (common word)", _ms(_timed(client, f"{base}?q=refund"))))
-    rows += _tagging(project, user)
-    rows += _exports(project, env)
+    rows.append(("search 'billing' (a tag's name too)", _ms(_timed(client, f"{base}?q=billing"))))
+    rows.append(("search 'sql-helper' (a metadata value)", _ms(_timed(client, f"{base}?q=sql-helper"))))
+    if not overview:
+        rows += _tagging(project, user)
+        rows += _exports(project, env)
+    return rows
+
+
+def _sorts(client, project, base: str) -> list[tuple[str, str]]:
+    """Each sort's first page and a page half-way down its valued rows (the cursor of the middle row)."""
+    from curation.common.pagination import _encode_column_cursor, encode_cursor
+    from curation.logs.selectors import SORT_COLUMNS, SORTS
+    from curation.models import LogEntry
+
+    rows, all_times = [], []
+    for sort in SORTS:
+        column = SORT_COLUMNS[sort.lstrip("-")]
+        valued = LogEntry.objects.filter(project=project, **{f"{column}__isnull": False})
+        middle = valued.order_by(column, "id")[valued.count() // 2]
+        if column == "created_at":
+            deep = encode_cursor(middle.created_at, middle.pk)
+        else:
+            deep = _encode_column_cursor(getattr(middle, column), None, middle.pk)
+        first = _timed(client, f"{base}?sort={sort}")
+        down = _timed(client, f"{base}?sort={sort}&cursor={deep}")
+        all_times += first + down
+        rows.append((f"sort {sort}, first page / half-way down", f"{_ms(first)} · {_ms(down)}"))
+    rows.append(("sorts, all pages above", _ms(all_times)))
     return rows
 
 

@@ -15,6 +15,7 @@ from curation.tags.apis import TagDetailApi, TagMergeApi, TagsApi
 urlpatterns = [
     path("logs", logs.LogsApi.as_view(), name="api-logs"),
     path("logs/bulk", LogsBulkApi.as_view(), name="api-logs-bulk"),
+    path("logs/stats", logs.LogStatsApi.as_view(), name="api-logs-stats"),
     path("logs/<int:log_id>", logs.LogDetailApi.as_view(), name="api-log-detail"),
     path("logs/<int:log_id>/original", logs.LogOriginalApi.as_view(), name="api-log-original"),
     path("logs/<int:log_id>/scores", LogScoresApi.as_view(), name="api-log-scores"),

@@ -22,7 +22,7 @@ from curation.common.parsers import PayloadTooLarge
 from curation.common.permissions import IsUserOrApiKey
 from curation.common.query import refuse_unknown_parameters
 from curation.common.server_paths import json_paths_hidden, paths_hidden
-from curation.logs.filters import FILTER_PARAMS, SCORE_EXPRESSION, SCORE_NAMES
+from curation.logs.filters import FILTER_PARAMS, SCORE_EXPRESSION, SCORE_NAMES, SINCE_PATTERN
 from curation.logs.ingest.canonical import IngestError, check_storable
 from curation.models import ApiKey, Dataset, LogStatus, Project
 from curation.text.pii.findings import KINDS
@@ -138,6 +138,7 @@ def _filter_schemas() -> dict[str, dict]:
         "status": {"type": "string", "pattern": _list_of(list(LogStatus.values))},
         "created_after": _or_blank({"type": "string", "format": "date-time"}),
         "created_before": _or_blank({"type": "string", "format": "date-time"}),
+        "since": {"type": "string", "pattern": f"({SINCE_PATTERN})|^$"},
         "min_tokens": number, "max_tokens": number, "min_latency_ms": number, "max_latency_ms": number,
         "metadata": {"type": "array", "items": {"type": "string", "pattern": METADATA_PAIR}},
         "score": {"type": "array", "items": {"type": "string", "pattern": f"^{SCORE_EXPRESSION}$"}},

@@ -6,7 +6,8 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TypeVar
 
 import psycopg
@@ -39,14 +40,20 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise ValidationError({"cursor": "Invalid cursor: use the next_cursor value of a previous page."}) from None
 
 
-def keyset_page(queryset: QuerySet, *, cursor: str | None, size: int, searching: bool = False) -> Page:
-    """A page of `queryset`, newest first. `searching`: the filter has a text search, which may match
-    rarely (see `rare_match_safe`)."""
-    queryset = queryset.order_by("-created_at", "-id")
+def keyset_page(
+    queryset: QuerySet, *, cursor: str | None, size: int, searching: bool = False, descending: bool = True
+) -> Page:
+    """A page of `queryset`, newest first (oldest first when not `descending`). `searching`: the filter has a text
+    search, which may match rarely (see `rare_match_safe`)."""
+    queryset = queryset.order_by("-created_at", "-id") if descending else queryset.order_by("created_at", "id")
     if cursor:
         created_at, pk = decode_cursor(cursor)
         # The first condition alone is an index range; the second settles ties on created_at.
-        queryset = queryset.filter(Q(created_at__lte=created_at) & (Q(created_at__lt=created_at) | Q(id__lt=pk)))
+        if descending:
+            after = Q(created_at__lte=created_at) & (Q(created_at__lt=created_at) | Q(id__lt=pk))
+        else:
+            after = Q(created_at__gte=created_at) & (Q(created_at__gt=created_at) | Q(id__gt=pk))
+        queryset = queryset.filter(after)
     window = queryset[: size + 1]
     items: list[Model] = rare_match_safe(lambda: list(window)) if searching else list(window)
     if len(items) <= size:
@@ -141,3 +148,79 @@ def _decode_values(cursor: str, fields: list[str]) -> list:
     ):
         raise ValidationError({"cursor": "Invalid cursor: use the next_cursor value of a previous page."})
     return values
+
+
+# --- pages sorted by a column that may be empty ------------------------------------------------------------
+
+
+def column_page(
+    queryset: QuerySet, *, column: str, descending: bool, cursor: str | None, size: int, searching: bool = False
+) -> Page:
+    """A page of `queryset` by `column` (ascending or descending), then id the same way, the rows without a value
+    last, newest first. Two keyset walks, each an index range: the rows with a value through a partial index on
+    (project, column, id) WHERE column IS NOT NULL, read forwards or backwards; then the rows without one through
+    (project, created_at, id), as keyset_page reads them. The cursor says which walk it is in and where.
+    """
+    sign = "-" if descending else ""
+    valued = queryset.filter(**{f"{column}__isnull": False}).order_by(f"{sign}{column}", f"{sign}id")
+    empty = queryset.filter(**{f"{column}__isnull": True})
+    if cursor is not None:
+        value, created_at, pk = _decode_column_cursor(cursor)
+        if created_at is not None:  # in the second walk: the rows without a value
+            return _empty_page(empty, created_at, pk, size, searching)
+        before, reached = ("lt", "lte") if descending else ("gt", "gte")
+        # As in keyset_page: the first condition alone is an index range, the second settles ties.
+        after = Q(**{f"{column}__{before}": value}) | Q(**{f"id__{before}": pk})
+        valued = valued.filter(Q(**{f"{column}__{reached}": value}) & after)
+    window = valued[: size + 1]
+    items: list[Model] = rare_match_safe(lambda: list(window)) if searching else list(window)
+    if len(items) > size:
+        last = items[size - 1]
+        return Page(items=items[:size], next_cursor=_encode_column_cursor(getattr(last, column), None, last.pk))
+    rest = keyset_page(empty, cursor=None, size=size - len(items), searching=searching) if len(items) < size else None
+    if rest is None:  # exactly a page of valued rows: the next page starts the second walk
+        more = empty.exists()
+        return Page(items=items, next_cursor=_encode_column_cursor(None, _FIRST, 0) if more else None)
+    return _joined(items, rest)
+
+
+# The cursor of the second walk from its start: newer than any log can be.
+_FIRST = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _empty_page(empty: QuerySet, created_at: datetime, pk: int, size: int, searching: bool) -> Page:
+    cursor = None if created_at == _FIRST else encode_cursor(created_at, pk)
+    page = keyset_page(empty, cursor=cursor, size=size, searching=searching)
+    return _joined([], page)
+
+
+def _joined(items: list, rest: Page) -> Page:
+    next_cursor = None
+    if rest.next_cursor:
+        created_at, pk = decode_cursor(rest.next_cursor)
+        next_cursor = _encode_column_cursor(None, created_at, pk)
+    return Page(items=[*items, *rest.items], next_cursor=next_cursor)
+
+
+def _encode_column_cursor(value: object, created_at: datetime | None, pk: int) -> str:
+    raw = [None if value is None else str(value), created_at and created_at.isoformat(), pk]
+    return _encode_values(raw)
+
+
+def _decode_column_cursor(cursor: str) -> tuple[Decimal | None, datetime | None, int]:
+    invalid = ValidationError({"cursor": "Invalid cursor: use the next_cursor value of a previous page."})
+    try:
+        value, stamp, pk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        if not (type(pk) is int and 0 <= pk <= ID_MAX) or (value is None) == (stamp is None):
+            raise invalid
+        if stamp is None:
+            number = Decimal(value)
+            if not number.is_finite() or abs(number) > Decimal(10) ** 20:
+                raise invalid
+            return number, None, pk
+        created_at = datetime.fromisoformat(stamp)
+        if created_at.tzinfo is None:
+            raise invalid
+        return None, created_at, pk
+    except (ValueError, TypeError, UnicodeDecodeError, ArithmeticError):
+        raise invalid from None

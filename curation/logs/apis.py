@@ -5,6 +5,7 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
+    OpenApiParameter,
     PolymorphicProxySerializer,
     extend_schema,
     extend_schema_field,
@@ -17,6 +18,7 @@ from rest_framework.response import Response
 from curation.common.apis import (
     RETRY_AFTER,
     THROTTLED,
+    ErrorResponse,
     JSONObjectField,
     ProjectScopedApi,
     StrictInput,
@@ -26,7 +28,6 @@ from curation.common.apis import (
     request_actor,
 )
 from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
-from curation.common.pagination import keyset_page
 from curation.common.parsers import LogBatchParser
 from curation.common.permissions import project_for_request
 from curation.logs.filters import logs_filter
@@ -34,10 +35,20 @@ from curation.logs.ingest import RawItem
 from curation.logs.ingest.raw import Body
 from curation.logs.schemas import IngestBody
 from curation.logs.scores.apis import ScoreOutput
-from curation.logs.selectors import log_get, log_list
+from curation.logs.selectors import SORT_COLUMNS, SORT_DEFAULT, log_dashboard, log_get, log_list, log_page
 from curation.logs.services import PiiBudget, log_delete, log_update, logs_ingest
 from curation.logs.throttling import IngestRateThrottle
 from curation.models import LogEntry, LogStatus, Project, Role
+
+SORT_PARAMETER = OpenApiParameter(
+    "sort",
+    # A pattern rather than an enum: an empty value is the default order, as an empty filter parameter is no filter.
+    {"type": "string", "pattern": f"^(-?({'|'.join(SORT_COLUMNS)}))?$"},
+    description=(
+        "The order: time, tokens, latency or cost, with a leading `-` for descending (default `-time`, newest "
+        "first). Logs without a value for the column come after the others, newest first."
+    ),
+)
 
 
 class LogListOutput(serializers.ModelSerializer):
@@ -221,15 +232,62 @@ class LogsApi(ProjectScopedApi):
     @extend_schema(
         operation_id="logs_list",
         summary="List logs",
-        parameters=[*PAGE_PARAMETERS, *filter_parameters()],
+        description=(
+            "The logs matching the filter, newest first, or in the order `sort` names. A `next_cursor` continues "
+            "the same filter and the same sort."
+        ),
+        parameters=[*PAGE_PARAMETERS, SORT_PARAMETER, *filter_parameters()],
         responses=page_of("LogPage", LogListOutput(many=True)),
     )
     def get(self, request: Request) -> Response:
         project = project_for_request(request)
         logs = logs_filter(project=project, params=request.query_params, queryset=log_list(project=project))
         searching = bool(request.query_params.get("q"))
-        page = keyset_page(logs, cursor=page_cursor(request), size=page_size(request), searching=searching)
+        sort = request.query_params.get("sort") or SORT_DEFAULT
+        page = log_page(
+            logs=logs, sort=sort, cursor=page_cursor(request), size=page_size(request), searching=searching
+        )
         return Response(page_body(page, LogListOutput))
+
+
+class LogStatsBucket(serializers.Serializer):
+    start = serializers.DateTimeField(allow_null=True, help_text="The bucket's start (UTC); null for the total.")
+    logs = serializers.IntegerField()
+    tokens = serializers.IntegerField(help_text="Total tokens of the logs that report them.")
+    cost_usd = serializers.DecimalField(
+        max_digits=20, decimal_places=8, allow_null=True, help_text="Null when no log of the bucket has a cost."
+    )
+    latency_p50 = serializers.FloatField(allow_null=True, help_text="Milliseconds, interpolated (percentile_cont).")
+    latency_p95 = serializers.FloatField(allow_null=True)
+    # Not `errors`: a serializer's own attribute.
+    error_count = serializers.IntegerField(source="errors", help_text="Logs with status error.")
+    error_rate = serializers.FloatField(allow_null=True, help_text="error_count / logs; null for an empty bucket.")
+
+
+class LogStatsOutput(serializers.Serializer):
+    bucket = serializers.ChoiceField(choices=["minute", "hour", "day", "week"])
+    total = LogStatsBucket()
+    series = LogStatsBucket(many=True, help_text="Every bucket from the first log's to the last's, empty ones too.")
+
+
+class LogStatsApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="logs_stats",
+        summary="Logs, tokens, cost, latency and errors over time",
+        description=(
+            "What the explorer's dashboard shows for the same filter: in all and per bucket of time (minute, hour, "
+            "day or week, chosen from the range the matching logs span). 503 when counting took too long."
+        ),
+        parameters=filter_parameters(),
+        responses={200: LogStatsOutput, 503: ErrorResponse},
+    )
+    def get(self, request: Request) -> Response:
+        project = project_for_request(request)
+        dashboard = log_dashboard(logs=logs_filter(project=project, params=request.query_params))
+        if dashboard is None:
+            body = {"detail": "Counting took too long: narrow the filter."}
+            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(LogStatsOutput(dashboard).data)
 
 
 def _log_or_404(project: Project, log_id: int) -> LogEntry:

@@ -6,6 +6,8 @@ Query parameters (all optional, all combined with AND):
   tag                         comma-separated: has all of these tags
   tag_any / tag_none          comma-separated: has any / none of these tags
   created_after/before        ISO-8601 date-times (after is inclusive, before exclusive)
+  since                       a range relative to now: a number and a unit, m(inutes) h(ours) d(ays) w(eeks):
+                              15m, 1h, 24h, 7d, 30d (created at or after now minus that)
   min_tokens/max_tokens       total tokens, inclusive
   min_latency_ms/max_latency_ms
   metadata                    key:value, repeatable; dots reach nested keys (user.plan:pro)
@@ -22,7 +24,7 @@ Query parameters (all optional, all combined with AND):
 import math
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC
+from datetime import UTC, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +33,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from curation.common.params import ID_MAX
 from curation.logs.ingest.scores import NAME_PATTERN
@@ -39,6 +42,7 @@ from curation.models import DatasetEntry, LogEntry, LogScore, LogStatus, LogTag,
 from curation.text.pii.findings import KINDS
 
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 # A score filter: a name, an operator, a value. The comparisons take a number as JSON writes one; equality takes
 # any text (a category, or a number). The API's schema declares the same pattern (curation.common.apis).
@@ -47,6 +51,22 @@ SCORE_EXPRESSION = rf"{NAME_PATTERN}((:|=)[\s\S]*|(>=|<=|>|<){SCORE_NUMBER})"
 SCORE_NAMES = rf"{NAME_PATTERN}(,{NAME_PATTERN})*"
 _SCORE = re.compile(rf"(?P<name>{NAME_PATTERN})(?P<op>>=|<=|>|<|:|=)(?P<value>[\s\S]*)")
 _SCORE_COMPARISONS = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}
+
+
+# A relative range: `since=24h`. Up to 5 digits: 99,999 weeks is far past any log, and within what Python adds.
+SINCE_PATTERN = r"^([1-9][0-9]{0,4})([mhdw])$"
+_SINCE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def relative_span(value: str) -> timedelta | None:
+    """`24h` → 24 hours; None for a blank value; ValidationError for anything else."""
+    text = value.strip()
+    if not text:
+        return None
+    match = re.fullmatch(SINCE_PATTERN, text)
+    if match is None:
+        raise ValidationError({"since": f"'{value}' is not a number and a unit: 15m, 1h, 24h, 7d, 30d, 2w."})
+    return timedelta(**{_SINCE_UNITS[match.group(2)]: int(match.group(1))})
 
 
 class CharInFilter(django_filters.BaseInFilter, django_filters.CharFilter):
@@ -128,6 +148,7 @@ class LogFilter(django_filters.FilterSet):
     tag_none = django_filters.CharFilter(method="filter_tag_none")
     created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = django_filters.CharFilter(method="filter_since")
     min_tokens = django_filters.NumberFilter(field_name="total_tokens", lookup_expr="gte", min_value=0)
     max_tokens = django_filters.NumberFilter(field_name="total_tokens", lookup_expr="lte", min_value=0)
     min_latency_ms = django_filters.NumberFilter(field_name="latency_ms", lookup_expr="gte", min_value=0)
@@ -152,6 +173,10 @@ class LogFilter(django_filters.FilterSet):
     def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.project = project
+
+    def filter_since(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        span = relative_span(value)
+        return queryset.filter(created_at__gte=timezone.now() - span) if span else queryset
 
     def filter_tag_all(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         for tag in _names(value):
@@ -236,7 +261,7 @@ class LogFilter(django_filters.FilterSet):
 
     def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         text = value.strip()
-        return queryset.filter(text_search(text)) if text else queryset
+        return queryset.filter(text_search(text) | labelled(self.project, text)) if text else queryset
 
 
 # A score filter matching at most this many scores reads its logs by id (see _has_score).
@@ -293,6 +318,34 @@ def text_search(text: str) -> Q:
     if connection.vendor != "postgresql":
         return Q(search_text__icontains=text)
     return Q(search_text__text_match=text)
+
+
+# The metadata keys a free-text search looks in: those of the project's newest logs (see `labelled`).
+METADATA_KEYS_SAMPLE = 1_000
+METADATA_KEYS_MAX = 50
+
+
+def labelled(project: Project, text: str) -> Q:
+    """Logs tagged `text` (any case) or with `text` as a metadata value: what a free-text search finds besides the
+    conversation ("math" finds the logs tagged math and those with topic_hint=math). The values are those of the
+    top-level keys of the project's newest METADATA_KEYS_SAMPLE logs, each a containment the GIN index on metadata
+    answers; nested values are found with the `metadata` filter."""
+    tags = list(Tag.objects.filter(project=project, name__iexact=text).values_list("id", flat=True))
+    condition = Q(Exists(LogTag.objects.filter(log=OuterRef("pk"), tag_id__in=tags))) if tags else Q(pk__in=[])
+    for key in metadata_keys(project=project):
+        condition |= _metadata_equals([key], text)
+    return condition
+
+
+def metadata_keys(*, project: Project) -> list[str]:
+    """The top-level metadata keys of the project's newest logs, most used first."""
+    newest = LogEntry.objects.filter(project=project).order_by("-created_at", "-id")[:METADATA_KEYS_SAMPLE]
+    counts: dict[str, int] = {}
+    for metadata in newest.values_list("metadata", flat=True):
+        for key in metadata if isinstance(metadata, dict) else ():
+            counts[key] = counts.get(key, 0) + 1
+    keys = sorted(counts, key=lambda key: (-counts[key], key))
+    return [key for key in keys if _PLAIN_KEY.match(key)][:METADATA_KEYS_MAX]
 
 
 def _has_pii_kind(kind: str) -> Q:

@@ -3,14 +3,17 @@
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import OperationalError, connection, transaction
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, Max, Min, OuterRef, Prefetch, QuerySet
 
 from curation.common import counts
 from curation.common.counts import CappedCount, capped, fetch
-from curation.common.pagination import rare_match_safe
+from curation.common.pagination import Page, column_page, keyset_page, rare_match_safe
 from curation.logs.lookups import queryset_sql
 from curation.logs.scores.selectors import ScoreCount, ScoreFacet, score_facets
 from curation.models import DatasetEntry, LogEntry, LogScore, LogStatus, Project, Tag
@@ -24,6 +27,24 @@ def log_list(*, project: Project) -> QuerySet[LogEntry]:
         .defer("original", "tools", "alternatives", "search_text")
         .prefetch_related("tags")
     )
+
+
+# The orders of a list of logs: `sort` names one, a leading "-" for descending. Each is a keyset walk of an index
+# (docs/ingest.md lists which): the default, newest first, and oldest first walk (project, created_at, id); the
+# others a partial index on (project, column, id) of the logs that have a value, then the others newest first.
+SORT_COLUMNS = {"time": "created_at", "tokens": "total_tokens", "latency": "latency_ms", "cost": "cost_usd"}
+SORT_DEFAULT = "-time"
+SORTS = tuple(f"{sign}{name}" for name in SORT_COLUMNS for sign in ("-", ""))
+
+
+def log_page(*, logs: QuerySet[LogEntry], sort: str, cursor: str | None, size: int, searching: bool = False) -> Page:
+    """A page of `logs` in the order `sort` names (one of SORTS; ValidationError otherwise)."""
+    if sort not in SORTS:
+        raise ValidationError({"sort": f"'{sort}' is not one of {', '.join(SORTS)}."})
+    descending, column = sort.startswith("-"), SORT_COLUMNS[sort.lstrip("-")]
+    if column == "created_at":
+        return keyset_page(logs, cursor=cursor, size=size, searching=searching, descending=descending)
+    return column_page(logs, column=column, descending=descending, cursor=cursor, size=size, searching=searching)
 
 
 def unreadable_count(*, project: Project) -> int:
@@ -176,3 +197,122 @@ def log_neighbours(*, logs: QuerySet[LogEntry], log: LogEntry) -> tuple[int | No
     newer = ids.filter(created_at__gte=at).exclude(created_at=at, pk__lte=pk).order_by("created_at", "id").first()
     older = ids.filter(created_at__lte=at).exclude(created_at=at, pk__gte=pk).order_by("-created_at", "-id").first()
     return newer, older
+
+
+# --- the dashboard over a filter -------------------------------------------------------------------------------
+
+# The bucket of the dashboard's series, the first whose span covers the range of the filtered logs: at most a few
+# hundred points (180 minutes, 96 hours, 120 days, then weeks).
+BUCKETS = (("minute", timedelta(hours=3)), ("hour", timedelta(days=4)), ("day", timedelta(days=120)))
+_STEPS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+
+@dataclass(slots=True)
+class Bucket:
+    start: datetime | None  # None: the whole range
+    logs: int
+    tokens: int
+    cost_usd: Decimal | None  # None: no log of the bucket has a cost
+    latency_p50: float | None
+    latency_p95: float | None
+    errors: int
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.logs if self.logs else None
+
+
+@dataclass(slots=True)
+class Dashboard:
+    bucket: str  # minute, hour, day or week
+    total: Bucket
+    series: list[Bucket]  # every bucket from the first log's to the last's, empty ones included
+
+
+def log_dashboard(*, logs: QuerySet[LogEntry]) -> Dashboard | None:
+    """Logs, tokens, cost, p50 and p95 latency and errors of `logs` (a filtered queryset of one project), in all and
+    per bucket of time, the bucket chosen from the range the logs span (BUCKETS). None when it took longer than the
+    facets may (FACETS_TIMEOUT_MS). On PostgreSQL one grouped statement (date_trunc, percentile_cont); elsewhere the
+    same numbers in Python."""
+    logs = logs.order_by().prefetch_related(None)
+    try:
+        with transaction.atomic():
+            _statement_timeout()
+            bounds = logs.aggregate(first=Min("created_at"), last=Max("created_at"))
+            if bounds["first"] is None:
+                return Dashboard(bucket="hour", total=Bucket(None, 0, 0, None, None, None, 0), series=[])
+            bucket = next((name for name, span in BUCKETS if bounds["last"] - bounds["first"] <= span), "week")
+            rows = (
+                _dashboard_sql(logs, bucket) if connection.vendor == "postgresql" else _dashboard_python(logs, bucket)
+            )
+    except OperationalError:  # the statement timeout
+        return None
+    total = next(row for row in rows if row.start is None)
+    found = {row.start: row for row in rows if row.start is not None}
+    series, start = [], bucket_start(bounds["first"], bucket)
+    while start <= bounds["last"]:
+        series.append(found.get(start) or Bucket(start, 0, 0, None, None, None, 0))
+        start = _next_bucket(start, bucket)
+    return Dashboard(bucket=bucket, total=total, series=series)
+
+
+def bucket_start(moment: datetime, bucket: str) -> datetime:
+    """The start of the bucket (in UTC) that holds `moment`, as PostgreSQL's date_trunc gives it (weeks on Monday)."""
+    moment = moment.astimezone(UTC)
+    if bucket == "minute":
+        return moment.replace(second=0, microsecond=0)
+    if bucket == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if bucket == "day" else day - timedelta(days=day.weekday())
+
+
+def _next_bucket(start: datetime, bucket: str) -> datetime:
+    return start + _STEPS.get(bucket, timedelta(weeks=1))
+
+
+def _dashboard_sql(logs: QuerySet[LogEntry], bucket: str) -> list[Bucket]:
+    sql, params = queryset_sql(logs.values("created_at", "total_tokens", "cost_usd", "latency_ms", "status"))
+    rows = fetch(
+        "SELECT date_trunc(%s, w.created_at AT TIME ZONE 'UTC') AS b, count(*), coalesce(sum(w.total_tokens), 0),"  # noqa: S608 (SQL the ORM wrote)
+        " sum(w.cost_usd), percentile_cont(0.5) WITHIN GROUP (ORDER BY w.latency_ms),"
+        " percentile_cont(0.95) WITHIN GROUP (ORDER BY w.latency_ms), count(*) FILTER (WHERE w.status = %s)"
+        f" FROM ({sql}) w GROUP BY GROUPING SETS ((b), ())",
+        [bucket, LogStatus.ERROR, *params],
+    )
+    return [
+        Bucket(b and b.replace(tzinfo=UTC), n, int(tokens), cost, p50, p95, errors)
+        for b, n, tokens, cost, p50, p95, errors in rows
+    ]
+
+
+def _dashboard_python(logs: QuerySet[LogEntry], bucket: str) -> list[Bucket]:
+    groups: dict[datetime | None, list[tuple]] = {}
+    for row in logs.values_list("created_at", "total_tokens", "cost_usd", "latency_ms", "status").iterator():
+        groups.setdefault(bucket_start(row[0], bucket), []).append(row)
+        groups.setdefault(None, []).append(row)
+    return [_bucket_of(start, rows) for start, rows in groups.items()]
+
+
+def _bucket_of(start: datetime | None, rows: list[tuple]) -> Bucket:
+    costs = [row[2] for row in rows if row[2] is not None]
+    latencies = sorted(row[3] for row in rows if row[3] is not None)
+    return Bucket(
+        start=start,
+        logs=len(rows),
+        tokens=sum(row[1] or 0 for row in rows),
+        cost_usd=sum(costs, Decimal(0)) if costs else None,
+        latency_p50=percentile_cont(latencies, 0.5),
+        latency_p95=percentile_cont(latencies, 0.95),
+        errors=sum(row[4] == LogStatus.ERROR for row in rows),
+    )
+
+
+def percentile_cont(values: list[int], fraction: float) -> float | None:
+    """PostgreSQL's percentile_cont of sorted `values`: interpolated between the two nearest ranks."""
+    if not values:
+        return None
+    position = fraction * (len(values) - 1)
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)

@@ -13,19 +13,31 @@ from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.cache import patch_vary_headers
+from django.utils.formats import date_format
 from django.views.decorators.http import require_POST, require_safe
 
-from curation.common.pagination import keyset_page
 from curation.common.views import AuthenticatedRequest, is_htmx, membership_or_404, page_context
 from curation.datasets.selectors import dataset_names, datasets_of_log
 from curation.logs.bulk.selectors import bulk_jobs_active
 from curation.logs.filters import logs_filter
 from curation.logs.forms import SavedViewForm
 from curation.logs.links import FILTER_ORDER, filter_query, logs_url, queries_join, query_with
-from curation.logs.selectors import Facets, log_facets, log_get, log_list, log_neighbours, model_names
-from curation.models import LogStatus, Membership, Role, SavedView
+from curation.logs.selectors import (
+    SORT_DEFAULT,
+    Dashboard,
+    Facets,
+    log_dashboard,
+    log_facets,
+    log_get,
+    log_list,
+    log_neighbours,
+    log_page,
+    model_names,
+)
+from curation.models import LogEntry, LogStatus, Membership, Role, SavedView
 from curation.tags.selectors import tag_names
 from curation.text import rendering
+from curation.text.rendering import search_match
 
 PAGE_SIZE = 50
 ORIGINAL_SHOWN = 200_000  # characters of the raw original shown inline; the API has all of it
@@ -39,8 +51,15 @@ FILTER_LABELS = {
     "max_latency_ms": "Max latency", "metadata": "Metadata", "score": "Score", "has_score": "Has scores",
     "no_score": "Has none of the scores", "in_dataset": "In dataset",
     "not_in_dataset": "Not in dataset", "pii": "Personal data", "similar_to": "Like log",
-    "min_similarity": "Similarity at least", "external_id": "External id", "cursor": "Page",
+    "min_similarity": "Similarity at least", "external_id": "External id", "cursor": "Page", "since": "Last",
+    "sort": "Sort",
 }  # fmt: skip
+
+# The quick ranges over the table: `since` values.
+RANGES = [("1h", "1 h"), ("24h", "24 h"), ("7d", "7 d"), ("30d", "30 d")]
+
+# The sortable columns: a click sorts descending first (the most tokens, the newest), a second ascending.
+SORTABLE = {"time": "Time", "tokens": "Tokens", "latency": "Latency", "cost": "Cost"}
 
 
 PII_LABELS = {**rendering.PII_LABELS, "none": "none"}
@@ -124,16 +143,50 @@ def _facet_links(slug: str, query: str, found: Facets) -> dict:
     return {"models": models, "statuses": statuses, "tags": tags, "pii": kinds, "scores": scores}
 
 
+def _sort_links(slug: str, query: str, sort: str) -> dict:
+    """Each sortable column's header: its link (descending first, ascending when it is sorted descending now) and
+    the arrow of the current sort."""
+    links = {}
+    for name, label in SORTABLE.items():
+        wanted = name if sort == f"-{name}" else f"-{name}"
+        arrow = "↓" if sort == f"-{name}" else "↑" if sort == name else ""
+        link = logs_url(slug, queries_join(query, "" if wanted == SORT_DEFAULT else urlencode({"sort": wanted})))
+        links[name] = {"label": label, "url": link, "arrow": arrow, "sort": wanted}
+    return links
+
+
+def _range_links(slug: str, query: str, sort_query: str) -> list[dict]:
+    since = QueryDict(query).get("since", "")
+    return [
+        {
+            "label": label,
+            "active": since == value,
+            "url": logs_url(
+                slug, queries_join(query_with(query, "since", None if since == value else value), sort_query)
+            ),
+        }
+        for value, label in RANGES
+    ]
+
+
 def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> dict:
     project = membership.project
     query = filter_query(request.GET)
     cursor = request.GET.get("cursor") or None
+    sort = request.GET.get("sort") or SORT_DEFAULT
+    sort_query = "" if sort == SORT_DEFAULT else urlencode({"sort": sort})
+    list_query = queries_join(query, sort_query)
+    text = request.GET.get("q", "").strip()
     context = page_context(request, membership) | {
         "query": query,
+        "sort": sort,
+        "sort_query": sort_query,
+        "sort_links": _sort_links(project.slug, query, sort),
+        "ranges": _range_links(project.slug, query, sort_query),
         "params": request.GET,
         "metadata_values": [pair for pair in request.GET.getlist("metadata") if pair.strip()],
         "score_values": [expression for expression in request.GET.getlist("score") if expression.strip()],
-        "logs_url": logs_url(project.slug, query),
+        "logs_url": logs_url(project.slug, list_query),
         "errors": {},
         "rows": [],
         "saved_views": SavedView.objects.filter(project=project),
@@ -147,19 +200,40 @@ def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> 
         }
     try:
         logs = logs_filter(project=project, params=QueryDict(query), queryset=log_list(project=project))
-        page = keyset_page(logs, cursor=cursor, size=PAGE_SIZE, searching=bool(request.GET.get("q")))
+        page = log_page(logs=logs, sort=sort, cursor=cursor, size=PAGE_SIZE, searching=bool(text))
     except ValidationError as exc:
         context["errors"] = {FILTER_LABELS.get(key, key): value for key, value in exc.message_dict.items()}
         return context
     detail_suffix = f"?{query}" if query else ""
     context |= {
-        "rows": [(log, reverse("log-detail", args=[project.slug, log.pk]) + detail_suffix) for log in page.items],
+        "rows": [
+            (
+                log,
+                reverse("log-detail", args=[project.slug, log.pk]) + detail_suffix,
+                text and _row_match(log, text),
+            )
+            for log in page.items
+        ],
         "facets_url": reverse("explorer-facets", args=[project.slug]) + detail_suffix,
+        "dashboard_url": reverse("explorer-dashboard", args=[project.slug]) + detail_suffix,
         "next_url": page.next_cursor
-        and logs_url(project.slug, queries_join(query, urlencode({"cursor": page.next_cursor}))),
+        and logs_url(project.slug, queries_join(list_query, urlencode({"cursor": page.next_cursor}))),
         "paged": bool(cursor),
     }
     return context
+
+
+def _row_match(log: LogEntry, text: str) -> rendering.Match | str | None:
+    """Why a searched row matched: the turn holding the text, else the tag or metadata value equal to it."""
+    match = search_match(log.messages, text)
+    if match is not None:
+        return match
+    wanted = text.lower()
+    if any(tag.name.lower() == wanted for tag in log.tags.all()):
+        return f"tagged {text}"
+    metadata = log.metadata if isinstance(log.metadata, dict) else {}
+    keys = [key for key, value in metadata.items() if not isinstance(value, dict | list) and str(value) == text]
+    return f"metadata {keys[0]}: {text}" if keys else None
 
 
 @login_required
@@ -201,6 +275,54 @@ def explorer_facets(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         "filtered": bool(query),
     }
     return render(request, "curation/explorer_facets.html", context)
+
+
+@login_required
+@require_safe
+def explorer_dashboard(request: AuthenticatedRequest, slug: str) -> HttpResponse:
+    """Logs, tokens, cost, latency and errors over time of the current filter: loaded after the table, as the
+    facets are."""
+    membership = membership_or_404(request, slug)
+    project = membership.project
+    query = filter_query(request.GET)
+    try:
+        logs = logs_filter(project=project, params=QueryDict(query))
+    except ValidationError:  # the table says what is wrong
+        return render(request, "curation/explorer_dashboard.html", {"project": project, "invalid": True})
+    dashboard = log_dashboard(logs=logs)
+    context = {"project": project, "dashboard": dashboard, "charts": dashboard and dashboard_charts(dashboard)}
+    return render(request, "curation/explorer_dashboard.html", context)
+
+
+_BUCKET_LABELS = {"minute": "H:i", "hour": "M j H:i", "day": "M j", "week": "M j"}
+
+
+def dashboard_charts(dashboard: Dashboard) -> list[dict]:
+    """The dashboard's series as the chart code draws them (static/js/charts.js, bars over time)."""
+    labels = [date_format(b.start, _BUCKET_LABELS[dashboard.bucket]) if b.start else "" for b in dashboard.series]
+
+    def chart(key: str, title: str, values: list, unit: str = "", second: list | None = None) -> dict:
+        points = [{"label": label, "value": value} for label, value in zip(labels, values, strict=True)]
+        if second is not None:
+            for point, value in zip(points, second, strict=True):
+                point["second"] = value
+        return {"id": f"dash-series-{key}", "title": title, "unit": unit, "points": points}
+
+    series = dashboard.series
+    return [
+        chart("logs", "Logs", [b.logs for b in series]),
+        chart("tokens", "Tokens", [b.tokens for b in series]),
+        chart("cost", "Cost (USD)", [float(b.cost_usd) if b.cost_usd is not None else 0 for b in series], "$"),
+        chart(
+            "latency", "Latency p95 (p50 line)", [b.latency_p95 for b in series], "ms", [b.latency_p50 for b in series]
+        ),
+        chart(
+            "errors",
+            "Error rate",
+            [round(b.error_rate * 100, 2) if b.error_rate is not None else None for b in series],
+            "%",
+        ),
+    ]
 
 
 @login_required
@@ -295,6 +417,7 @@ def saved_view_delete(request: AuthenticatedRequest, slug: str, view_id: int) ->
 urlpatterns = [
     path("p/<slug:slug>/logs/", explorer, name="explorer"),
     path("p/<slug:slug>/logs/facets/", explorer_facets, name="explorer-facets"),
+    path("p/<slug:slug>/logs/dashboard/", explorer_dashboard, name="explorer-dashboard"),
     path("p/<slug:slug>/logs/<int:log_id>/", log_detail, name="log-detail"),
     path("p/<slug:slug>/logs/views/new", saved_view_new, name="saved-view-new"),
     path("p/<slug:slug>/logs/views/<int:view_id>/delete", saved_view_delete, name="saved-view-delete"),

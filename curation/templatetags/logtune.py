@@ -34,9 +34,10 @@ def reply(log: LogEntry) -> str:
 
 
 @register.filter
-def latency(ms: int | None) -> str:
+def latency(ms: float | None) -> str:
     if ms is None:
         return "—"
+    ms = round(ms)  # a percentile is interpolated
     return f"{ms:,} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
 
 
@@ -66,6 +67,11 @@ def usd(value: Decimal | float | None) -> str:
     if value is None:
         return "—"
     return f"${value:,.2f}" if value >= 1 else f"${value:.6f}".rstrip("0").rstrip(".")
+
+
+@register.filter
+def percent(fraction: float | None) -> str:
+    return "—" if fraction is None else f"{fraction:.1%}"
 
 
 @register.filter

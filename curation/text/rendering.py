@@ -10,6 +10,7 @@ findings is therefore shown as plain text with its marks, not as markdown.
 """
 
 import json
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -331,3 +332,61 @@ def alternative_answers(alternatives: object) -> list[dict]:
         for alternative in (alternatives if isinstance(alternatives, list) else [])
         if isinstance(alternative, dict)
     ]
+
+
+# --- where a search matched, for the list ------------------------------------------------------------------
+
+MATCH_CONTEXT = 70  # characters shown on each side of the first match
+
+
+@dataclass(slots=True)
+class Match:
+    turn: int  # 1-based position of the message in the conversation
+    role: str
+    first_user: bool  # the match is in the first user message, which the list shows anyway
+    html: SafeString  # a snippet around the first match, every match in it marked
+
+
+def search_terms(query: str) -> list[str]:
+    """The words and "quoted phrases" of a free-text search as websearch_to_tsquery reads it, without OR and the
+    -excluded words; the whole text too, which the search also finds as a substring."""
+    terms = [phrase for phrase in re.findall(r'"([^"]+)"', query) if phrase.strip()]
+    rest = re.sub(r'"[^"]*"', " ", query)
+    terms += [word for word in rest.split() if word.lower() != "or" and not word.startswith("-")]
+    whole = " ".join(query.split())
+    return sorted({term.lower() for term in [whole, *terms] if term}, key=len, reverse=True)
+
+
+def search_match(messages: object, query: str) -> Match | None:
+    """The first message of `messages` holding a term of `query` (case-insensitive), with a marked snippet."""
+    terms = search_terms(query)
+    if not terms:
+        return None
+    pattern = re.compile("|".join(re.escape(term) for term in terms), re.IGNORECASE)
+    first_user = True
+    for turn, message in enumerate(messages if isinstance(messages, list) else [], start=1):
+        if not isinstance(message, dict):
+            continue
+        role = str(message.get("role") or "")
+        text = " ".join(content_text(message.get("content")).split())
+        found = pattern.search(text)
+        if found:
+            return Match(turn=turn, role=role, first_user=first_user and role == "user", html=_marked(text, pattern))
+        first_user = first_user and role != "user"
+    return None
+
+
+def _marked(text: str, pattern: re.Pattern) -> SafeString:
+    first = pattern.search(text)
+    assert first is not None
+    start = max(0, first.start() - MATCH_CONTEXT)
+    end = min(len(text), first.end() + MATCH_CONTEXT)
+    window = text[start:end]
+    pieces: list[str] = []
+    at = 0
+    for found in pattern.finditer(window):
+        pieces.append(escape(window[at : found.start()]))
+        pieces.append(f"<mark>{escape(found.group())}</mark>")
+        at = found.end()
+    pieces.append(escape(window[at:]))
+    return mark_safe(("…" if start else "") + "".join(pieces) + ("…" if end < len(text) else ""))  # noqa: S308 (escaped)

@@ -15,6 +15,12 @@
  *   <div data-lines="series-id" data-x-label="step"></div>
  *   <script id="series-id" type="application/json">[{"name": "#3 train", "colour": 0, "points": [[1, 2.1]]}]</script>
  *
+ * Bars over time (the explorer's dashboard): LogtuneCharts.timeBars(element, points, options), points
+ * [{label: "Dec 7 10:00", value: 12, second: 3}, ...], one bar per bucket of time, `second` (optional) drawn as a
+ * line over the bars (p50 over p95 latency); a null value leaves a gap. Drawn from the page like the others:
+ *
+ *   <div data-time-bars="points-id" data-unit="ms" data-label="Latency per hour"></div>
+ *
  * Loaded as a module (strict, scoped, deferred). The charts are offered on window rather than exported:
  * an import names a file, and in production the static files have hashed names that only {% static %} knows.
  */
@@ -168,6 +174,41 @@ function lines(container, series, options = {}) {
   container.dataset.rendered = "";
 }
 
+// --- bars over time -----------------------------------------------------------------------------
+function timeBars(container, points, options = {}) {
+  const unit = options.unit || "";
+  const show = (v) => (unit === "$" ? `$${fmt(v)}` : `${fmt(v)}${unit ? ` ${unit}` : ""}`);
+  const values = points.flatMap((p) => [p.value, p.second]).filter((v) => v !== null && v !== undefined && isFinite(v));
+  const max = Math.max(...values, 0) || 1;
+  const svg = node("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": options.label || "bars over time", class: "time-bars" });
+  const plotW = W - LEFT - 2;
+  const plotH = H - TOP - BOTTOM;
+  const step = plotW / Math.max(points.length, 1);
+  const y = (v) => TOP + plotH - (v / max) * plotH;
+  points.forEach((p, i) => {
+    if (p.value === null || p.value === undefined) return;
+    const h = p.value ? Math.max(1, (p.value / max) * plotH) : 0;
+    const bar = node("rect", {
+      class: "bar", x: (LEFT + i * step + 0.25).toFixed(2), y: (TOP + plotH - h).toFixed(2),
+      width: Math.max(step - 0.5, 0.5).toFixed(2), height: h.toFixed(2),
+    }, svg);
+    const second = p.second === null || p.second === undefined ? "" : ` (line: ${show(p.second)})`;
+    node("title", {}, bar, `${p.label}: ${show(p.value)}${second}`);
+  });
+  const line = points.map((p, i) => (p.second === null || p.second === undefined ? null : [LEFT + (i + 0.5) * step, y(p.second)]));
+  const d = line.map((pt, i) => (pt ? `${i && line[i - 1] ? "L" : "M"}${pt[0].toFixed(1)} ${pt[1].toFixed(1)}` : "")).join("");
+  if (d) node("path", { class: "second", d }, svg);
+  node("line", { class: "baseline", x1: LEFT, x2: W - 2, y1: TOP + plotH + 0.5, y2: TOP + plotH + 0.5 }, svg);
+  node("text", { class: "axis", x: LEFT - 3, y: TOP + 7, "text-anchor": "end" }, svg, fmt(max));
+  node("text", { class: "axis", x: LEFT - 3, y: TOP + plotH, "text-anchor": "end" }, svg, "0");
+  if (points.length) {
+    node("text", { class: "axis", x: LEFT, y: H - 3 }, svg, points[0].label);
+    node("text", { class: "axis", x: W - 2, y: H - 3, "text-anchor": "end" }, svg, points[points.length - 1].label);
+  }
+  container.replaceChildren(svg);
+  container.dataset.rendered = "";
+}
+
 function renderAll(root = document) {
   root.querySelectorAll("[data-histogram]:not([data-rendered])").forEach((el) => {
     const source = document.getElementById(el.dataset.histogram);
@@ -179,8 +220,13 @@ function renderAll(root = document) {
     if (!source) return;
     lines(el, JSON.parse(source.textContent), { xLabel: el.dataset.xLabel || "", label: el.dataset.label || "" });
   });
+  root.querySelectorAll("[data-time-bars]:not([data-rendered])").forEach((el) => {
+    const source = document.getElementById(el.dataset.timeBars);
+    if (!source) return;
+    timeBars(el, JSON.parse(source.textContent), { unit: el.dataset.unit || "", label: el.dataset.label || "" });
+  });
 }
 
-window.LogtuneCharts = { histogram, lines, renderAll };
+window.LogtuneCharts = { histogram, lines, timeBars, renderAll };
 document.addEventListener("DOMContentLoaded", () => renderAll(document));
 document.addEventListener("htmx:load", (event) => renderAll(event.target));
