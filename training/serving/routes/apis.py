@@ -112,7 +112,7 @@ class RouteSideOutput(serializers.Serializer):
 
 
 class RouteWinRateOutput(serializers.Serializer):
-    rate = RouteEstimateOutput(allow_null=True, help_text="(wins + ½ ties) / pairs, with its 95% bootstrap interval.")
+    rate = RouteEstimateOutput(allow_null=True, help_text="(wins + ½ ties) / pairs, with its 95% Wilson interval.")
     wins = serializers.IntegerField()
     ties = serializers.IntegerField()
     losses = serializers.IntegerField()

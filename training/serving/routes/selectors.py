@@ -100,7 +100,7 @@ class RouteStats:
     finetune: SideStats
     cost_saved_usd: Decimal  # the calls the fine-tune answered, at the provider model's prices
     unpriced_calls: int  # calls the fine-tune answered whose provider model (or usage) has no price
-    win_rate: WinRate  # of the judged shadow pairs, with its bootstrap interval; rate None before any verdict
+    win_rate: WinRate  # of the judged shadow pairs, with its Wilson interval; rate None before any verdict
     judged: int
 
     @property
