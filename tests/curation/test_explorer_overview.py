@@ -269,7 +269,7 @@ def test_the_bucket_follows_the_range_of_the_logs(project, traffic):
     assert bucket()[0] == "week"
 
 
-def test_the_python_dashboard_gives_the_same_numbers_as_postgresql(project, traffic):
+def test_the_python_dashboard_gives_the_same_numbers_as_postgresql(postgres, project, traffic):
     from curation.logs import selectors
 
     logs = LogEntry.objects.filter(project=project)
