@@ -75,6 +75,9 @@ class LogListOutput(serializers.ModelSerializer):
         return getattr(log, "relevance", None)
 
 
+LIST_FIELDS = [name for name in LogListOutput.Meta.fields if name != "relevance"]  # a list's rank is not the log's
+
+
 class LogDetailOutput(LogListOutput):
     original = serializers.SerializerMethodField(
         help_text="The log as received, decoded, keys in the order sent. Exact text: GET /api/v1/logs/{id}/original."
@@ -83,7 +86,7 @@ class LogDetailOutput(LogListOutput):
 
     class Meta(LogListOutput.Meta):
         fields = [
-            *(name for name in LogListOutput.Meta.fields if name != "relevance"), "error_message", "notes", "messages", "tools", "options", "alternatives",
+            *LIST_FIELDS, "error_message", "notes", "messages", "tools", "options", "alternatives",
             "original", "ingested_at", "scores",
         ]  # fmt: skip
 

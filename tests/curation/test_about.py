@@ -179,3 +179,35 @@ def test_the_filter_language_takes_about_as_everywhere(project, logs):
     found = logs_filter(project=project, params={"about": QUERY, "tag_none": "nothing"})
 
     assert set(found.values_list("pk", flat=True)) == set(logs["math"])
+
+
+def test_searches_map_one_file_of_the_index_rewritten_when_the_index_changes(project, logs, settings, monkeypatch):
+    from curation.logs.similar import matrix
+
+    first = logs_about(project=project, text=QUERY)
+    files = list(settings.LOGTUNE_INDEX_DIR.glob(f"logs-{project.pk}-*.bin"))
+    assert len(files) == 1 and files[0].stat().st_size == 8 * (8 + 4 * 384)
+
+    def no_database(project):  # a second search with another text reads the file, not the database
+        raise AssertionError("read the database")
+
+    monkeypatch.setattr(matrix, "_from_database", no_database)
+    assert logs_about(project=project, text=f"{QUERY} please").searched == 8
+    monkeypatch.undo()
+
+    ingest(project, [("What is 12 squared?", "144.", "gpt-4o")])
+    project_embed_logs(job_id=log_embedding_job_create(project=project).pk)
+    again = logs_about(project=project, text=QUERY)
+
+    assert again.searched == 9 and set(first.ids) <= set(again.ids)
+    assert [path.name for path in settings.LOGTUNE_INDEX_DIR.glob(f"logs-{project.pk}-*.bin")] != [files[0].name]
+    assert len(list(settings.LOGTUNE_INDEX_DIR.glob(f"logs-{project.pk}-*.bin"))) == 1
+
+
+def test_a_damaged_file_is_read_again_from_the_database(project, logs, settings):
+    logs_about(project=project, text=QUERY)
+    (path,) = settings.LOGTUNE_INDEX_DIR.glob(f"logs-{project.pk}-*.bin")
+    path.write_bytes(b"not vectors")
+
+    assert logs_about(project=project, text="arithmetic").searched == 8
+    assert path.stat().st_size == 8 * (8 + 4 * 384)

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Max
 
-from curation.logs.similar.selectors import chunk_matrix, vector_chunks
-from curation.models import LogEmbedding, Project
+from curation.logs.similar.matrix import index_matrix, index_state
+from curation.models import Project
 from curation.text.embeddings import text_hash
 
 # The prefix that makes the free-text box search by meaning: `about:math questions`.
@@ -87,35 +86,30 @@ def logs_about(*, project: Project, text: str, min_relevance: float = RELEVANCE_
     """The ranking of the project's indexed logs by meaning (see the module's docstring). Raises ValidationError
     (on `about`) when the project has no indexed log: nothing could be found, and saying nothing would mislead."""
     cleaned = query_clean(text)
-    index = LogEmbedding.objects.filter(project=project)
-    state = index.aggregate(size=Count("pk"), latest=Max("created_at"))
-    if not state["size"]:
+    state = index_state(project=project)
+    if not state.size:
         raise ValidationError(
             {
                 "about": "No log of this project is indexed yet, so none can be found by meaning: index the logs "
                 "(Index logs in the explorer, or POST /api/v1/log-embeddings), then search again."
             }
         )
-    latest = state["latest"].timestamp() if state["latest"] else 0
-    key = f"logtune:about:{project.pk}:{text_hash(cleaned)}:{min_relevance:.4f}:{state['size']}:{latest}"
+    key = f"logtune:about:{project.pk}:{text_hash(cleaned)}:{min_relevance:.4f}:{state.key}"
     with contextlib.suppress(Exception):
         cached = cache.get(key)
         if cached is not None:
             return cached
     query = query_vector(cleaned)
-    found: list[tuple[float, int]] = []
-    searched = 0
-    for rows in vector_chunks(index.values_list("log_id", "vector")):
-        searched += len(rows)
-        # Rounded: copies differ in the last bits of float32; equal scores then go to the newer log.
-        scores = np.round(chunk_matrix(rows) @ query, 4)
-        kept = np.flatnonzero(scores >= min_relevance)
-        if len(kept) > RANKED_MAX:  # only the chunk's best can reach the final best
-            kept = kept[np.argpartition(-scores[kept], RANKED_MAX - 1)[:RANKED_MAX]]
-        found.extend((float(scores[row]), rows[row][0]) for row in kept.tolist())
-        if len(found) > 4 * RANKED_MAX:
-            found = sorted(found, reverse=True)[:RANKED_MAX]
-    best = sorted(found, reverse=True)[:RANKED_MAX]
+    matrix = index_matrix(project=project, state=state)
+    # Rounded: copies differ in the last bits of float32; equal scores then go to the newer log.
+    scores = np.round(matrix.vectors @ query, 4)
+    kept = np.flatnonzero(scores >= min_relevance)
+    if len(kept) > RANKED_MAX:
+        kept = kept[np.argpartition(-scores[kept], RANKED_MAX - 1)[:RANKED_MAX]]
+    ids = np.asarray(matrix.ids[kept])
+    order = np.lexsort((-ids, -scores[kept]))[:RANKED_MAX]
+    best = [(float(scores[kept][row]), int(ids[row])) for row in order.tolist()]
+    searched = len(matrix.ids)
     ranking = Ranking(
         text=cleaned,
         min_relevance=min_relevance,
