@@ -261,7 +261,7 @@ class LogFilter(django_filters.FilterSet):
                     "page (or GET /api/v1/logs/ID/similar), or index the project's logs, then filter again."
                 }
             ) from None
-        return queryset.filter(pk__in=ids)
+        return queryset.filter(pk__any_of=ids)
 
     def filter_min_similarity(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
         if value is not None and self.form.cleaned_data.get("similar_to") is None:
@@ -283,7 +283,7 @@ class LogFilter(django_filters.FilterSet):
             return queryset
         self._about_done = True
         ranking = logs_about(project=self.project, text=text, min_relevance=relevance_param(self.data))
-        return queryset.filter(pk__in=ranking.ids)
+        return queryset.filter(pk__any_of=ranking.ids)
 
     def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         text = value.strip()

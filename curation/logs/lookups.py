@@ -9,7 +9,9 @@ Elsewhere (SQLite) both fall back to a plain case-insensitive LIKE.
 `queryset_sql` gives a queryset's SQL for raw statements that nest it (INSERT … SELECT, counts in one round trip).
 """
 
-from django.db.models import Lookup, QuerySet, TextField
+import json
+
+from django.db.models import BigAutoField, Lookup, QuerySet, TextField
 from django.db.models.lookups import IContains
 
 
@@ -49,9 +51,34 @@ class TextMatch(Lookup):
         )
 
 
+class AnyOf(Lookup):
+    """`pk__any_of=[ids]`: the ids as one parameter (an array on PostgreSQL, JSON on SQLite) rather than one per id.
+    `pk__in` with the 10,000 ids of a search by meaning costs more to write and parse than to run (a second on a
+    million logs, bench/explore.py)."""
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def get_db_prep_lookup(self, value, connection):
+        return "%s", [[int(pk) for pk in value]]
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        _, (ids,) = self.get_db_prep_lookup(self.rhs, connection)
+        return f"{lhs} IN (SELECT value FROM json_each(%s))", [*lhs_params, json.dumps(ids)]  # noqa: S608 (a column Django wrote)
+
+    def as_postgresql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        _, (ids,) = self.get_db_prep_lookup(self.rhs, connection)
+        # A semi-join on the unnested array: PostgreSQL estimates it by the array's length and probes the primary key,
+        # where `= ANY(array)` beside another condition led it to filter every row of the project.
+        return f"{lhs} IN (SELECT unnest(%s::bigint[]))", [*lhs_params, ids]
+
+
 def register() -> None:
     TextField.register_lookup(TrigramIContains)
     TextField.register_lookup(TextMatch)
+    BigAutoField.register_lookup(AnyOf)
 
 
 def queryset_sql(queryset: QuerySet) -> tuple[str, tuple]:

@@ -45,6 +45,7 @@ SORT_DEFAULT = "-time"
 SORTS = tuple(f"{sign}{name}" for name in SORT_COLUMNS for sign in ("-", ""))
 # A search by meaning (`about`) is ranked: the most relevant first, and that is its default order.
 RELEVANCE = "relevance"
+RANK_WINDOW = 500  # ranked ids read at once for a page (then 4x more each time, for a selective filter)
 
 
 def sort_default(ranking: Ranking | None) -> str:
@@ -84,19 +85,24 @@ def _sorted_page(logs: QuerySet[LogEntry], *, sort: str, cursor: str | None, siz
 
 
 def ranked_page(logs: QuerySet[LogEntry], *, ranking: Ranking, cursor: str | None, size: int) -> Page:
-    """A page of `logs` (already within the ranking's ids) in the ranking's order. The cursor is the rank of the
-    last log shown: the ranking is kept for the same index state, so the next page continues it."""
-    start = 0
-    if cursor:
-        (start,) = rank_cursor_decode(cursor)
-    matching = set(logs.order_by().values_list("pk", flat=True))
-    ordered = [pk for pk in ranking.ids[start:] if pk in matching]
-    chosen = ordered[:size]
-    found = {log.pk: log for log in logs.filter(pk__in=chosen)}
-    items = [found[pk] for pk in chosen if pk in found]
-    if len(ordered) <= size:
+    """A page of `logs` (already within the ranking's ids) in the ranking's order. The cursor is the rank after the
+    last log shown: the ranking is kept for the same index state, so the next page continues it. The ranking is
+    read in growing windows, so a page with no other filter costs one query over a few hundred ids."""
+    position = rank_cursor_decode(cursor)[0] if cursor else 0
+    chosen: list[tuple[int, int]] = []  # (rank, id) of the logs that pass the other filters, a page and one more
+    step = max(4 * size, RANK_WINDOW)
+    while position < len(ranking.ids) and len(chosen) <= size:
+        window = ranking.ids[position : position + step]
+        matching = set(logs.filter(pk__any_of=window).order_by().values_list("pk", flat=True))
+        chosen += [(position + offset, pk) for offset, pk in enumerate(window) if pk in matching]
+        position += len(window)
+        step *= 4  # a selective filter passes few: read more of the ranking at once
+    shown = chosen[:size]
+    found = {log.pk: log for log in logs.filter(pk__any_of=[pk for _, pk in shown])}
+    items = [found[pk] for _, pk in shown if pk in found]
+    if len(chosen) <= size:
         return Page(items=items, next_cursor=None)
-    return Page(items=items, next_cursor=rank_cursor_encode(ranking.position()[chosen[-1]] + 1))
+    return Page(items=items, next_cursor=rank_cursor_encode(shown[-1][0] + 1))
 
 
 def unreadable_count(*, project: Project) -> int:
