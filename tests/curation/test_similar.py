@@ -7,7 +7,7 @@ import pytest
 from django.test import override_settings
 
 from curation.logs.services import logs_ingest
-from curation.logs.similar import selectors as similar_selectors
+from curation.logs.similar import matrix as similar_matrix
 from curation.logs.similar import services
 from curation.logs.similar.selectors import LogNotIndexed, logs_like_ids
 from curation.logs.similar.services import log_embedding_job_create, logs_similar, project_embed_logs
@@ -171,7 +171,7 @@ def test_the_search_scans_in_chunks_and_keeps_the_best(project, monkeypatch):
         LogEmbedding.objects.create(project=project, log_id=log_id, vector=vector_bytes(vector), text_hash="x")
     query = vectors[0]
     monkeypatch.setattr(services, "log_vector", lambda log: query)
-    monkeypatch.setattr(similar_selectors, "SCAN_CHUNK", 7)
+    monkeypatch.setattr(similar_matrix, "SCAN_CHUNK", 7)
 
     found = logs_similar(project=project, log=LogEntry.objects.get(pk=ids[0]), k=5)
 

@@ -4,7 +4,7 @@ meaning, the `similar_to` filter).
 Reading 50,000 vectors from the database costs a quarter of a second; scoring them from a file the page cache
 holds, a few tens of milliseconds. The file is a cache of the database, named after the state of the index (its
 size and the time of its latest write): the first search after the index changed reads the vectors once
-(`selectors.vector_chunks`) and writes the file, later searches in any process of the machine map it. A file is
+(`vector_chunks`) and writes the file, later searches in any process of the machine map it. A file is
 written under a temporary name and renamed, so a reader sees a whole file or none; the project's older files are
 removed then. Deleting the folder only costs the next search a read of the database.
 """
@@ -12,16 +12,21 @@ removed then. Deleting the folder only costs the next search a read of the datab
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db import connection, transaction
+from django.db.models import Count, Max, QuerySet
 
-from curation.logs.similar.selectors import chunk_matrix, vector_chunks
+from curation.logs.lookups import queryset_sql
 from curation.models import LogEmbedding, Project
 from curation.text.embeddings import DIMENSION
+
+# Stored vectors read and scored at once by a search: 4,096 x 1.5 KB.
+SCAN_CHUNK = 4096
 
 
 @dataclass(slots=True)
@@ -107,3 +112,32 @@ def _write(path: Path, matrix: IndexMatrix, project: Project) -> None:
         if older != path:
             with contextlib.suppress(FileNotFoundError):
                 older.unlink()
+
+
+def vector_chunks(rows: QuerySet) -> Iterator[list[tuple[int, bytes]]]:
+    """(log id, vector) rows of `rows` in chunks of SCAN_CHUNK, streamed from the database.
+
+    On PostgreSQL through a server-side cursor in binary format: bytea arrives as bytes instead of hex
+    text to decode, which halves the time of a search over a large index (bench/similar.py).
+    """
+    if connection.vendor == "postgresql":
+        sql, params = queryset_sql(rows)
+        with transaction.atomic(), connection.connection.cursor(name="logtune_similar", binary=True) as cursor:
+            cursor.itersize = SCAN_CHUNK
+            cursor.execute(sql, params)
+            while chunk := cursor.fetchmany(SCAN_CHUNK):
+                yield chunk
+        return
+    chunk = []
+    for log_id, vector in rows.iterator(chunk_size=SCAN_CHUNK):
+        chunk.append((log_id, bytes(vector)))
+        if len(chunk) == SCAN_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def chunk_matrix(rows: list[tuple[int, bytes]]) -> np.ndarray:
+    """The vectors of a chunk of (log id, vector) rows as one (rows x 384) float32 matrix."""
+    return np.frombuffer(b"".join(vector for _, vector in rows), dtype="<f4").reshape(len(rows), DIMENSION)

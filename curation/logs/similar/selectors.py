@@ -4,19 +4,14 @@ embedding: that is a write (`services.log_vector`)."""
 
 import contextlib
 import heapq
-from collections.abc import Iterator
 
 import numpy as np
 from django.core.cache import cache
-from django.db import connection, transaction
-from django.db.models import QuerySet
 
-from curation.logs.lookups import queryset_sql
+from curation.logs.similar.matrix import chunk_matrix, index_matrix, index_state
 from curation.models import LogEmbedding, LogEmbeddingJob, LogEntry, Project
-from curation.text.embeddings import DIMENSION, vector_from_bytes
+from curation.text.embeddings import vector_from_bytes
 
-# Stored vectors read and scored at once by a search: 4,096 x 1.5 KB.
-SCAN_CHUNK = 4096
 # The explorer's `similar_to` filter: the logs at least this alike (0.5 to 1), the best this many at most.
 SIMILARITY_MIN, SIMILARITY_DEFAULT = 0.5, 0.8
 LIKE_MAX = 10_000
@@ -56,8 +51,6 @@ def logs_like_ids(*, project: Project, log: LogEntry, min_similarity: float) -> 
     stored = log_vector_stored(log=log)
     if stored is None:
         raise LogNotIndexed(log.pk)
-    from curation.logs.similar.matrix import index_matrix, index_state
-
     query = stored.astype(np.float32)
     state = index_state(project=project)
     key = f"logtune:like:{project.pk}:{log.pk}:{min_similarity:.4f}:{state.key}"
@@ -74,35 +67,6 @@ def logs_like_ids(*, project: Project, log: LogEntry, min_similarity: float) -> 
     with contextlib.suppress(Exception):
         cache.set(key, ids, LIKE_CACHE_S)
     return ids
-
-
-def vector_chunks(rows: QuerySet) -> Iterator[list[tuple[int, bytes]]]:
-    """(log id, vector) rows of `rows` in chunks of SCAN_CHUNK, streamed from the database.
-
-    On PostgreSQL through a server-side cursor in binary format: bytea arrives as bytes instead of hex
-    text to decode, which halves the time of a search over a large index (bench/similar.py).
-    """
-    if connection.vendor == "postgresql":
-        sql, params = queryset_sql(rows)
-        with transaction.atomic(), connection.connection.cursor(name="logtune_similar", binary=True) as cursor:
-            cursor.itersize = SCAN_CHUNK
-            cursor.execute(sql, params)
-            while chunk := cursor.fetchmany(SCAN_CHUNK):
-                yield chunk
-        return
-    chunk = []
-    for log_id, vector in rows.iterator(chunk_size=SCAN_CHUNK):
-        chunk.append((log_id, bytes(vector)))
-        if len(chunk) == SCAN_CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def chunk_matrix(rows: list[tuple[int, bytes]]) -> np.ndarray:
-    """The vectors of a chunk of (log id, vector) rows as one (rows x 384) float32 matrix."""
-    return np.frombuffer(b"".join(vector for _, vector in rows), dtype="<f4").reshape(len(rows), DIMENSION)
 
 
 def score_chunk(query: np.ndarray, rows: list[tuple[int, bytes]], best: list[tuple[float, int]], k: int) -> int:

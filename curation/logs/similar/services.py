@@ -4,7 +4,7 @@ A project's logs are embedded by a worker (LogEmbeddingJob, `project_embed_logs`
 most LOGTUNE_SIMILAR_LOGS_MAX of them, in committed batches: embedding every log of a busy project would
 take hours on CPUs, and the recent ones are the ones analysts look for. "More like this" embeds the log asked
 about if it has no fresh embedding yet (one text: milliseconds, once the model is loaded), then scans
-the stored vectors of the logs in scope chunk by chunk (`selectors.vector_chunks`), keeping only the best `k`:
+the stored vectors of the logs in scope chunk by chunk (`matrix.vector_chunks`), keeping only the best `k`:
 memory stays at one chunk, whatever the size of the index. The explorer's `similar_to` filter reads only stored
 vectors (`selectors.logs_like_ids`).
 """
@@ -22,7 +22,8 @@ from django.db.models import QuerySet
 from curation.audit.services import audit_record
 from curation.common.queueing import task_send_or_fail
 from curation.datasets.dedup.services import embedding_work_run
-from curation.logs.similar.selectors import score_chunk, vector_chunks
+from curation.logs.similar.matrix import vector_chunks
+from curation.logs.similar.selectors import score_chunk
 from curation.models import ApiKey, JobStatus, LogEmbedding, LogEmbeddingJob, LogEntry, Project
 from curation.text.embeddings import text_hash, text_of_conversation, vector_bytes, vector_from_bytes
 
