@@ -48,9 +48,9 @@ USER_CHARS = 600
 ANSWER_CHARS = 400
 # More threads than cores only adds contention; on a shared worker a few threads are the fair share.
 MAX_THREADS = 4
-# LOGTUNE_EMBED_PRECISION's values. `int8`: dynamic int8 quantisation of the attention's Linear layers, CPU
-# only, measured but not chosen by `auto` (it moves pair similarities by up to 0.05; bench/embed.py).
-PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")
+# LOGTUNE_EMBED_PRECISION's values. No int8: torch's dynamic quantisation was slower than bfloat16, moved pair
+# similarities by up to 0.05 even when kept to the attention's layers, and its API is deprecated (bench/embed.py).
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 Progress = Callable[[int, int], None]
 
@@ -79,7 +79,7 @@ def thread_count() -> int:
 
 
 def precision_setting() -> str:
-    """LOGTUNE_EMBED_PRECISION: `auto` (the default), `float32`, `bfloat16`, `float16` or `int8`."""
+    """LOGTUNE_EMBED_PRECISION: `auto` (the default), `float32`, `bfloat16` or `float16`."""
     configured = os.environ.get("LOGTUNE_EMBED_PRECISION", "").strip().lower() or "auto"
     if configured not in PRECISIONS:
         raise ValueError(f"LOGTUNE_EMBED_PRECISION={configured!r}: expected one of {', '.join(PRECISIONS)}")
@@ -95,15 +95,12 @@ def embedding_precision(setting: str, *, device: str, cpu_bf16: bool) -> str:
     """The precision the model runs in on `device`, for a LOGTUNE_EMBED_PRECISION `setting`.
 
     `auto`: float16 on a GPU; bfloat16 on a CPU that computes it natively (`cpu_bf16`), where it is about
-    twice as fast as float32 (elsewhere oneDNN emulates it, slower than float32); else float32. A GPU is
-    never given int8 (the quantised kernels are CPU ones) but float16 instead.
+    twice as fast as float32 (elsewhere oneDNN emulates it, slower than float32); else float32.
     """
     if setting not in PRECISIONS:
         raise ValueError(f"Unknown precision {setting!r}: expected one of {', '.join(PRECISIONS)}")
-    if device != "cpu":
-        return "float16" if setting in ("auto", "int8") else setting
     if setting == "auto":
-        return "bfloat16" if cpu_bf16 else "float32"
+        return "float16" if device != "cpu" else "bfloat16" if cpu_bf16 else "float32"
     return setting
 
 
@@ -218,12 +215,6 @@ def _in_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
         return model.to(torch.bfloat16)
     if precision == "float16":
         return model.half()
-    if precision == "int8":
-        # The attention's Linear layers only: the feed-forward ones take activations with outliers (after GELU)
-        # that int8 with one scale per tensor cannot hold, and quantised there vectors fell to cosine 0.88.
-        attention = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)
-                     and ".attention." in name}  # fmt: skip
-        return torch.ao.quantization.quantize_dynamic(model, attention, dtype=torch.qint8)
     return model
 
 
