@@ -13,7 +13,8 @@ one process, on the same texts, batch size and threads:
 Each is run `--rounds` times, the variants taking turns, so a busy machine slows them alike; texts/s is over all
 rounds, and the ratio is against sentence-transformers' texts/s in this run. Each variant's vectors are compared
 with the reference: the cosine of each text's two vectors (min, 1st percentile, mean), and how far a pair's
-similarity moves (the largest change over all pairs of the first 2,000 texts), which is what a dedup threshold sees.
+similarity moves over all pairs of the first 2,000 texts: the largest change, and how many pairs cross the dedup
+thresholds 0.9 and 0.95 (of how many the reference puts at or above them), which is what a threshold sees.
 sentence-transformers is in the `bench` extra (`make bench` installs it).
 """
 
@@ -24,6 +25,9 @@ import time
 import warnings
 
 from common import code_version, print_table, warn_if_busy
+
+# Pairs whose verdict a precision changes: at or above the reference's threshold on one side, below on the other.
+THRESHOLDS = (0.9, 0.95)
 
 
 def main() -> None:
@@ -100,13 +104,21 @@ def _rows(texts, seconds, vectors, rounds, auto) -> list[tuple[str, str]]:
         rate = rounds * len(texts) / took
         cosine = np.sum(vectors[name] * reference, axis=1)
         other = vectors[name][:2_000]
-        drift = float(np.abs(other @ other.T - sample @ sample.T).max())
+        similarity, reference_similarity = np.triu(other @ other.T, 1), np.triu(sample @ sample.T, 1)
+        drift = float(np.abs(similarity - reference_similarity).max())
+        flips = [
+            (int(((similarity >= threshold) != (reference_similarity >= threshold)).sum()),
+             int((reference_similarity >= threshold).sum()))
+            for threshold in THRESHOLDS
+        ]  # fmt: skip
         chosen = " (auto)" if name.endswith(f", {auto}") else ""
         rows += [
             (f"{name}{chosen}", f"{rate:,.1f} texts/s, {rate / baseline:.2f}x sentence-transformers"),
             ("  cosine to the reference: min / p1 / mean", " / ".join(
                 f"{value:.4f}" for value in (cosine.min(), np.percentile(cosine, 1), cosine.mean()))),
             ("  largest change of a pair's similarity", f"{drift:.4f}"),
+            ("  pairs on the other side of " + " / ".join(map(str, THRESHOLDS)), " / ".join(
+                f"{flipped:,} of {above:,}" for flipped, above in flips)),
         ]  # fmt: skip
     return rows
 
