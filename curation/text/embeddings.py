@@ -171,8 +171,9 @@ class Embedder:
         """Unit vectors of `texts`, float32, shape (len(texts), 384), in the order given.
 
         All texts are tokenized first (each cut at the model's 256 word pieces), then batched by their
-        number of word pieces, fewest first, so a batch pads little. `progress(done, total)` is called
-        after every batch.
+        number of word pieces, so a batch pads little; longest first, as sentence-transformers does, so
+        the first batch allocates the largest buffers and the later ones fit in memory already mapped
+        (shortest first grows every batch past the last). `progress(done, total)` is called after every batch.
         """
         import torch
 
@@ -182,7 +183,7 @@ class Embedder:
         vectors = np.empty((total, DIMENSION), dtype=np.float32)
         with self._lock, torch.inference_mode():
             pieces = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-            order = sorted(range(total), key=lambda index: len(pieces[index]))
+            order = sorted(range(total), key=lambda index: -len(pieces[index]))
             for start in range(0, total, batch_size):
                 chosen = order[start : start + batch_size]
                 vectors[chosen] = self._embed_batch([pieces[index] for index in chosen])
