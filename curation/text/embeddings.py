@@ -8,10 +8,11 @@ normalisation), rather than through sentence-transformers: that keeps the batchi
 and the truncation in our hands, and the import light.
 
 Precision (LOGTUNE_EMBED_PRECISION, `auto` by default): on a CPU with native bfloat16 (AVX512-BF16 or AMX) the
-model runs in bfloat16, 2 to 2.3 times faster than float32, its vectors within cosine 0.996 of the float32
-ones; on other CPUs in float32; on a GPU in float16. `float32` turns the reduced precision off. Vectors of
-every precision live in one index: two copies of one text embedded in different precisions still score
-above 0.99, so the mix moves no threshold that matters (docs/dedup.md).
+model runs in bfloat16, about twice as fast as float32, its vectors within cosine 0.9999 of the float32 ones
+(bench/embed.py); on other CPUs in float32; on a GPU in float16. `float32` turns the reduced precision off.
+Vectors of every precision live in one index: two copies of one text embedded in different precisions still
+score above 0.999, and other pairs move by thousandths, so the mix moves no threshold that matters
+(docs/dedup.md).
 
 Vectors are unit length, so a dot product is a cosine similarity. Clustering compares them block by
 block and never holds the n x n matrix: 50,000 entries need a few tens of MB beyond the vectors.
@@ -172,8 +173,8 @@ class Embedder:
 
         All texts are tokenized first (each cut at the model's 256 word pieces), then batched by their
         number of word pieces, so a batch pads little; longest first, as sentence-transformers does, so
-        the first batch allocates the largest buffers and the later ones fit in memory already mapped
-        (shortest first grows every batch past the last). `progress(done, total)` is called after every batch.
+        the later, smaller batches can reuse the first one's buffers (shortest first, every batch outgrows
+        the last). `progress(done, total)` is called after every batch.
         """
         import torch
 
@@ -181,6 +182,8 @@ class Embedder:
             raise ValueError("batch_size must be at least 1")
         total = len(texts)
         vectors = np.empty((total, DIMENSION), dtype=np.float32)
+        if not total:  # the tokenizer refuses an empty list
+            return vectors
         with self._lock, torch.inference_mode():
             pieces = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
             order = sorted(range(total), key=lambda index: -len(pieces[index]))

@@ -108,6 +108,10 @@ def test_embeddings_are_deterministic_and_batches_match_one_at_a_time(embedder, 
     np.testing.assert_array_equal(embedder.embed(TEXTS, batch_size=3), vectors)
 
 
+def test_no_texts_give_no_vectors(embedder):
+    assert embedder.embed([]).shape == (0, DIMENSION)
+
+
 def test_long_texts_are_cut_at_the_models_window(embedder):
     long, longer = embedder.embed(["word " * 1_000, "word " * 2_000])
     np.testing.assert_allclose(long, longer, atol=1e-5)
