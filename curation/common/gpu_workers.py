@@ -1,12 +1,13 @@
 """Whether a GPU worker could take an embedding job now, so that it goes to the gpu queue rather than the default one.
 
 A Celery worker that consumes the `gpu` queue and sees a CUDA device says so in the cache every HEARTBEAT_S seconds
-while it has a free slot (fewer tasks running than its concurrency), and takes the word back as soon as it has none:
-a fine-tune holds a GPU worker for hours, and an embedding job sent behind it would wait that long, when the CPU
-workers finish it in minutes. The choice is made when the task is sent (`embedding_queue`): a worker that started a
-fine-tune a moment later can still hold one job behind it, no more. The cache must be one that every process
-shares (Redis, CACHE_URL): with the embedded per-process cache the web never sees the heartbeat, and jobs go to the
-default queue as they always did. LOGTUNE_EMBED_QUEUE=default or gpu sets the queue outright.
+while it has a free slot (fewer tasks received or running than its concurrency), and takes the word back as soon
+as it has none: a fine-tune holds a GPU worker for hours, and an embedding job sent behind it would wait that
+long, when the CPU workers finish it in minutes. The choice is made when the task is sent (`embedding_queue`): a
+worker that started a fine-tune a moment later can still hold one job behind it, no more. The cache must be one
+that every process shares (Redis, CACHE_URL): with the embedded per-process cache the web never sees the
+heartbeat, and jobs go to the default queue as they always did. LOGTUNE_EMBED_QUEUE=default or gpu sets the
+queue outright.
 """
 
 import logging
@@ -90,7 +91,8 @@ def _heartbeat_loop(*, worker: str, concurrency: int, stop: threading.Event) -> 
     logger.info("gpu_workers.heartbeat_started worker=%s", worker)
     was_free, written_at = False, 0.0
     while not stop.is_set():
-        free = len(state.active_requests) < concurrency
+        # Received counts as taken: a task the worker holds but has not started yet runs before anything sent now.
+        free = len(set(state.reserved_requests) | set(state.active_requests)) < concurrency
         if free != was_free or (free and time.monotonic() - written_at >= HEARTBEAT_S):
             try:
                 gpu_worker_heartbeat(worker=worker, free=free)

@@ -128,13 +128,14 @@ def test_a_gpu_queue_worker_with_cuda_says_when_it_is_free(monkeypatch):
     assert thread is not None
     try:
         wait_for(lambda: embedding_queue() == "gpu")
-        task = Running()
-        state.active_requests.add(task)
-        try:
-            wait_for(lambda: embedding_queue() == "default")
-        finally:
-            state.active_requests.discard(task)
-        wait_for(lambda: embedding_queue() == "gpu")
+        for held in (state.reserved_requests, state.active_requests):  # received, then running
+            task = Running()
+            held.add(task)
+            try:
+                wait_for(lambda: embedding_queue() == "default")
+            finally:
+                held.discard(task)
+            wait_for(lambda: embedding_queue() == "gpu")
     finally:
         stop.set()
         thread.join(5)
