@@ -1,7 +1,7 @@
 import os
 from pathlib import Path
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -22,3 +22,12 @@ def task_packages() -> list[str]:
 
 
 app.autodiscover_tasks(task_packages)
+
+
+@signals.worker_ready.connect
+def gpu_worker_heartbeat_start(sender, **kwargs) -> None:
+    """A worker of the gpu queue with a CUDA device says when it is free, so embedding jobs go to it then."""
+    from curation.common.gpu_workers import gpu_worker_heartbeat_start
+
+    queues = set(sender.app.amqp.queues.consume_from or sender.app.amqp.queues)
+    gpu_worker_heartbeat_start(worker=sender.hostname, queues=queues, concurrency=sender.pool.num_processes)

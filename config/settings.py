@@ -388,6 +388,22 @@ LOGTUNE_SIMILAR_LOGS_MAX = env_int("LOGTUNE_SIMILAR_LOGS_MAX", 50_000)
 # by meaning, `similar_to`): a cache of the database, rewritten when the index changes (logs/similar/matrix.py).
 LOGTUNE_INDEX_DIR = Path(env_str("LOGTUNE_INDEX_DIR", "") or VAR_DIR / "index")
 
+# Embeddings (docs/dedup.md). The precision the model runs in: `auto` is bfloat16 on a CPU that computes it natively
+# (about twice float32's speed, vectors within cosine 0.99 of float32's), float32 on other CPUs, float16 on a GPU;
+# `float32` turns the reduced precision off. curation/text/embeddings.py reads the variable itself (it has no
+# Django); it is checked here so that a typo stops the start. LOGTUNE_EMBED_THREADS (read there too): torch threads,
+# by default the CPUs the process may use, at most 4.
+LOGTUNE_EMBED_PRECISION = env_str("LOGTUNE_EMBED_PRECISION", "auto").strip().lower() or "auto"
+if LOGTUNE_EMBED_PRECISION not in ("auto", "float32", "bfloat16", "float16"):
+    raise ImproperlyConfigured(
+        f"LOGTUNE_EMBED_PRECISION={LOGTUNE_EMBED_PRECISION!r}: expected auto, float32, bfloat16 or float16"
+    )
+# Where embedding jobs are sent: `auto` sends them to the gpu queue while a GPU worker with a free slot says so
+# (a heartbeat in the cache, so CACHE_URL must be shared: Redis), else to the default queue; `default` or `gpu` always.
+LOGTUNE_EMBED_QUEUE = env_str("LOGTUNE_EMBED_QUEUE", "auto")
+if LOGTUNE_EMBED_QUEUE not in ("auto", "default", "gpu"):
+    raise ImproperlyConfigured(f"LOGTUNE_EMBED_QUEUE={LOGTUNE_EMBED_QUEUE!r}: expected auto, default or gpu")
+
 # USD per million tokens: (input, output). The longest matching model-name prefix wins.
 # LOGTUNE_PRICES_FILE points at a JSON object of the same shape to replace this table.
 LOGTUNE_PRICES: dict[str, tuple[float, float]] = {

@@ -178,7 +178,8 @@ def client_for():
 
 @pytest.fixture
 def broker_down(monkeypatch) -> Callable[..., None]:
-    """`broker_down(task, ...)`: each task's `delay` fails as it does when Redis refuses the connection."""
+    """`broker_down(task, ...)`: each task's `delay` and `apply_async` fail as they do when Redis refuses the
+    connection."""
     from kombu.exceptions import OperationalError
 
     def unreachable(*args: object, **kwargs: object) -> None:
@@ -187,5 +188,6 @@ def broker_down(monkeypatch) -> Callable[..., None]:
     def down(*tasks: object) -> None:
         for task in tasks:
             monkeypatch.setattr(task, "delay", unreachable)
+            monkeypatch.setattr(task, "apply_async", unreachable)
 
     return down

@@ -38,14 +38,18 @@ def task_send_or_fail(
     status: str = "status",
     error: str = "error",
     finished: str | None = "finished_at",
+    queue: str | None = None,
 ) -> bool:
-    """Send `task(*args)`. When the broker is down, the job (`job`: its row; `status`, `error` and `finished`
-    name its fields) is marked failed, saying so, and the caller goes on: for work that only computes from
-    what is stored (embeddings, snapshots, merges, previews), asking again later loses
-    nothing, so the job needs no reaper, and the page shows why instead of a job queued forever.
-    Returns whether the task was sent."""
+    """Send `task(*args)`, to `queue` if given (else where CELERY_TASK_ROUTES sends it). When the broker is down, the
+    job (`job`: its row; `status`, `error` and `finished` name its fields) is marked failed, saying so, and the
+    caller goes on: for work that only computes from what is stored (embeddings, snapshots, merges, previews),
+    asking again later loses nothing, so the job needs no reaper, and the page shows why instead of a job queued
+    forever. Returns whether the task was sent."""
     try:
-        task.delay(*args)
+        if queue is None:
+            task.delay(*args)
+        else:
+            task.apply_async(args, queue=queue)
     except BrokerUnavailable as exc:
         changes: dict[str, object] = {
             status: JobStatus.FAILED,

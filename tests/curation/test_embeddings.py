@@ -33,7 +33,8 @@ TEXTS = [
 
 @pytest.fixture(scope="session")
 def offline_load() -> tuple[Embedder, list[tuple]]:
-    """The embedder, loaded once for the session with the Hub offline and every connection refused."""
+    """The float32 embedder (the reference the other precisions are measured against), loaded once for the session
+    with the Hub offline and every connection refused."""
     attempts: list[tuple] = []
 
     def refuse(self: socket.socket, address: tuple) -> None:
@@ -44,7 +45,7 @@ def offline_load() -> tuple[Embedder, list[tuple]]:
         patch.setenv("HF_HUB_OFFLINE", "1")
         patch.setattr(socket.socket, "connect", refuse)
         patch.setattr(socket, "create_connection", lambda address, *args, **kwargs: refuse(None, address))
-        embedder = Embedder()
+        embedder = Embedder(precision="float32")
     return embedder, attempts
 
 
@@ -107,6 +108,10 @@ def test_embeddings_are_deterministic_and_batches_match_one_at_a_time(embedder, 
     np.testing.assert_array_equal(embedder.embed(TEXTS, batch_size=3), vectors)
 
 
+def test_no_texts_give_no_vectors(embedder):
+    assert embedder.embed([]).shape == (0, DIMENSION)
+
+
 def test_long_texts_are_cut_at_the_models_window(embedder):
     long, longer = embedder.embed(["word " * 1_000, "word " * 2_000])
     np.testing.assert_allclose(long, longer, atol=1e-5)
@@ -145,6 +150,97 @@ def test_the_thread_count_follows_the_setting_else_the_cpus_at_most_four(monkeyp
     assert embeddings.thread_count() == 4
     monkeypatch.setattr(embeddings.os, "sched_getaffinity", lambda pid: {0, 1})
     assert embeddings.thread_count() == 2
+
+
+# --- precision and device ---------------------------------------------------------------------------------
+
+VARIED = [
+    *TEXTS,
+    "how do i reset my password",
+    "Order 48213 shows two charges on my card for the Pro plan.",
+    "SELECT customer_id, sum(amount) FROM orders GROUP BY 1 ORDER BY 2 DESC LIMIT 10;",
+    "Traduis en français : « Votre commande sera prête dans 3 jours. »",
+    "Übersetze ins Deutsche: Ihre Bestellung ist in 3 Tagen fertig.",
+    "お問い合わせありがとうございます。",
+    '{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}',
+    "ok",
+    "?",
+    "12345 67890 13579",
+    "Error 429: rate limit exceeded, retry after 30 seconds.",
+    "def add(a, b):\n    return a + b",
+    "Summarise this ticket: the customer reports that exports broke after the upgrade.\n- exports broken",
+    "I keep getting error E1042 from Acme Cloud while trying to rotate API keys.",
+    "Translate into Spanish: 'Your invoice will be ready in 5 days.'",
+    "The quick brown fox jumps over the lazy dog. " * 20,
+    "https://example.com/docs/api/v1/logs?limit=10&cursor=abc",
+    "Can you walk me through how to enable two-factor authentication in Acme Cloud?",
+    "What is the maximum number of seats allowed on the Team plan? We are at 50 per month.",
+    "Why does the build fail with 'ModuleNotFoundError: No module named torch'?",
+    "Write a haiku about autumn leaves.",
+    "Thanks!",
+    "Please cancel my subscription effective immediately and refund the last charge.",
+    "user@example.com +1 (555) 010-9999",
+    "A man is eating a piece of bread.",
+    "A woman is playing the violin.",
+    "   lots   of   spaces   and\ttabs\n\nand blank lines   ",
+    "🙂🙃 emoji only 🎉",
+]
+
+
+@pytest.mark.parametrize("precision", ["bfloat16"])
+def test_reduced_precision_vectors_stay_within_cosine_0_99_of_float32(embedder, precision):
+    reduced = Embedder(device="cpu", precision=precision)
+    reference = embedder.embed(VARIED)
+
+    vectors = reduced.embed(VARIED)
+
+    assert reduced.precision == precision
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    cosine = np.sum(vectors * reference, axis=1)
+    assert cosine.min() >= 0.99, [(VARIED[row][:40], float(cosine[row])) for row in np.argsort(cosine)[:3]]
+
+
+def test_the_precision_follows_the_setting(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(embeddings, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.delenv("LOGTUNE_EMBED_PRECISION", raising=False)
+    assert embeddings.precision_setting() == "auto"
+    assert next(Embedder(device="cpu").model.parameters()).dtype == torch.bfloat16
+    monkeypatch.setenv("LOGTUNE_EMBED_PRECISION", "float32")
+    turned_off = Embedder(device="cpu")
+    assert turned_off.precision == "float32"
+    assert next(turned_off.model.parameters()).dtype == torch.float32
+    monkeypatch.setenv("LOGTUNE_EMBED_PRECISION", "fp4")
+    with pytest.raises(ValueError, match="LOGTUNE_EMBED_PRECISION"):
+        embeddings.precision_setting()
+
+
+@pytest.mark.parametrize(
+    ("setting", "device", "cpu_bf16", "expected"),
+    [
+        ("auto", "cpu", True, "bfloat16"),  # a CPU with AVX512-BF16 or AMX: twice float32's speed
+        ("auto", "cpu", False, "float32"),  # elsewhere bfloat16 is emulated, slower than float32
+        ("float32", "cpu", True, "float32"),
+        ("bfloat16", "cpu", False, "bfloat16"),  # asked for: emulated, but asked for
+        ("auto", "cuda", False, "float16"),
+        ("float32", "cuda", True, "float32"),
+    ],
+)
+def test_auto_precision_is_the_fastest_that_keeps_the_vectors(setting, device, cpu_bf16, expected):
+    assert embeddings.embedding_precision(setting, device=device, cpu_bf16=cpu_bf16) == expected
+
+
+def test_the_model_runs_on_the_gpu_when_there_is_one():
+    assert embeddings.embedding_device(cuda_available=True) == "cuda"
+    assert embeddings.embedding_device(cuda_available=False) == "cpu"
+
+
+def test_batches_of_texts_of_every_length_match_one_at_a_time(embedder):
+    one_by_one = np.vstack([embedder.embed([text]) for text in VARIED])
+
+    np.testing.assert_allclose(embedder.embed(VARIED, batch_size=5), one_by_one, atol=1e-5)
 
 
 # --- what is embedded ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from curation.audit.services import audit_record
+from curation.common.gpu_workers import embedding_queue
 from curation.common.queueing import task_send_or_fail
 from curation.common.server_paths import error_text
 from curation.datasets.services import entries_delete
@@ -71,7 +72,9 @@ def embedding_job_create(
 
         rows = EmbeddingJob.objects.filter(pk=job.pk)
         transaction.on_commit(
-            lambda: task_send_or_fail(dataset_embed_task, job.pk, job=rows, event="curation.embedding")
+            lambda: task_send_or_fail(
+                dataset_embed_task, job.pk, job=rows, event="curation.embedding", queue=embedding_queue()
+            )
         )
     return job
 

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from curation.audit.services import audit_record
+from curation.common.gpu_workers import embedding_queue
 from curation.common.queueing import task_send_or_fail
 from curation.datasets.dedup.services import embedding_work_run
 from curation.logs.similar.matrix import vector_chunks
@@ -65,7 +66,9 @@ def log_embedding_job_create(
 
             rows = LogEmbeddingJob.objects.filter(pk=job.pk)
             transaction.on_commit(
-                lambda: task_send_or_fail(project_embed_logs_task, job.pk, job=rows, event="curation.log_embedding")
+                lambda: task_send_or_fail(
+                    project_embed_logs_task, job.pk, job=rows, event="curation.log_embedding", queue=embedding_queue()
+                )
             )
     return job
 
