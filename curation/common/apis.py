@@ -149,6 +149,7 @@ def _filter_schemas() -> dict[str, dict]:
         "pii": {"type": "string", "pattern": f"^({_any_case('any')}|{_any_case('none')}|{_list_of(kinds)[1:-1]})$"},
         "similar_to": an_id,
         "min_similarity": _or_blank({"type": "number", "minimum": 0.5, "maximum": 1}),
+        "topic": an_id,
     }  # fmt: skip
     assert set(schemas) == FILTER_PARAMS, "a filter parameter without its schema"
     return schemas

@@ -18,6 +18,7 @@ Query parameters (all optional, all combined with AND):
   pii                         personal data in the conversation: any, none, or comma-separated kinds
                               (EMAIL,PHONE,CARD,IBAN,IP,SECRET): has any of them
   external_id                 exactly this external_id (the sender's own id of a log)
+  topic                       topic id: the logs of that topic of the project's current topics (logs/topics/)
   q                           free text: words (any language) or a substring (CJK, code), case-insensitive
 """
 
@@ -38,6 +39,7 @@ from django.utils import timezone
 from curation.common.params import ID_MAX
 from curation.logs.ingest.scores import NAME_PATTERN
 from curation.logs.similar.selectors import SIMILARITY_DEFAULT, LogNotIndexed, logs_like_ids
+from curation.logs.topics.selectors import topic_log_ids
 from curation.models import DatasetEntry, LogEntry, LogScore, LogStatus, LogTag, Project, Tag
 from curation.text.pii.findings import KINDS
 
@@ -165,6 +167,7 @@ class LogFilter(django_filters.FilterSet):
     # "More like this" as a filter: the indexed logs at least `min_similarity` like log `similar_to`.
     similar_to = django_filters.NumberFilter(method="filter_similar_to", min_value=1, max_value=ID_MAX)
     min_similarity = django_filters.NumberFilter(method="filter_min_similarity", min_value=0.5, max_value=1)
+    topic = django_filters.NumberFilter(method="filter_topic", min_value=1, max_value=ID_MAX)
 
     class Meta:
         model = LogEntry
@@ -258,6 +261,11 @@ class LogFilter(django_filters.FilterSet):
         if value is not None and self.form.cleaned_data.get("similar_to") is None:
             raise ValidationError({"min_similarity": "Applies with similar_to (the log to compare with)."})
         return queryset  # read by filter_similar_to
+
+    def filter_topic(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
+        if value != int(value):
+            raise ValidationError({"topic": f"No topic {value} in this project."})
+        return queryset.filter(pk__in=topic_log_ids(project=self.project, topic_id=int(value)))
 
     def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         text = value.strip()
