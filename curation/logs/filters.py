@@ -264,7 +264,7 @@ class LogFilter(django_filters.FilterSet):
 
     def filter_topic(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
         if value != int(value):
-            raise ValidationError({"topic": f"No topic {value} in this project."})
+            raise ValidationError({"topic": f"Topic {value} not found in this project."})
         return queryset.filter(pk__in=topic_log_ids(project=self.project, topic_id=int(value)))
 
     def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:

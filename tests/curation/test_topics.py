@@ -249,9 +249,9 @@ def test_the_topic_filter_in_the_api_and_the_explorer(project, key_client, edito
 
     assert listed.status_code == 200
     assert sorted(log["id"] for log in listed.json()["results"]) == sorted(planted["sso"])
-    assert unknown.status_code == 400 and "No topic 999999" in unknown.json()["topic"][0]
+    assert unknown.status_code == 400 and "Topic 999999 not found" in unknown.json()["topic"][0]
     assert explorer.status_code == 200 and "Topic" in explorer.content.decode()
-    assert "No topic 999999" in refused.content.decode()
+    assert "Topic 999999 not found" in refused.content.decode()
 
 
 def test_the_api_lists_the_topics_with_their_figures_and_starts_a_computation(

@@ -47,7 +47,7 @@ def topic_log_ids(*, project: Project, topic_id: int) -> QuerySet:
             f"Topic {topic_id} is from an older computation of the topics, whose logs are no longer kept: open the "
             "Topics page for the current ones."
             if older
-            else f"No topic {topic_id} in this project."
+            else f"Topic {topic_id} not found in this project."
         )
         raise ValidationError({"topic": reason})
     return TopicMembership.objects.filter(topic_id=topic_id).values("log_id")
