@@ -31,25 +31,37 @@ def topic_count(n: int) -> int:
 
 class Sample:
     """A uniform random sample of at most `size` rows of the chunks `add`ed: each row draws a random key and the
-    `size` smallest keys are kept, so the sample is the same whatever the chunks' sizes."""
+    rows of the `size` smallest keys are kept, in a buffer allocated once (so the sample is the same whatever the
+    chunks' sizes, and memory stays at the sample and one chunk)."""
 
     def __init__(self, *, size: int = SAMPLE_SIZE, seed: int = 0) -> None:
         self.size = size
         self.rng = np.random.default_rng(seed)
         self.keys = np.empty(0)
         self.rows: np.ndarray | None = None
+        self.count = 0  # rows of the buffer in use
 
     def add(self, rows: np.ndarray) -> None:
-        keys = np.concatenate([self.keys, self.rng.random(len(rows))])
-        merged = rows if self.rows is None else np.concatenate([self.rows, rows])
-        if len(keys) > self.size:
-            keep = np.argpartition(keys, self.size)[: self.size]
-            keys, merged = keys[keep], merged[keep]
-        self.keys, self.rows = keys, merged
+        keys = self.rng.random(len(rows))
+        if self.rows is None:
+            self.rows = np.empty((self.size, *rows.shape[1:]), dtype=rows.dtype)
+            self.keys = np.empty(self.size)
+        free = min(self.size - self.count, len(rows))  # fill the buffer first
+        self.rows[self.count : self.count + free], self.keys[self.count : self.count + free] = rows[:free], keys[:free]
+        self.count += free
+        rows, keys = rows[free:], keys[free:]
+        if not len(rows):
+            return
+        # Then the smallest keys of the buffer and the rest of the chunk: the chunk's winners take the losers' slots.
+        merged = np.concatenate([self.keys, keys])
+        kept = np.argpartition(merged, self.size)[: self.size]
+        arriving = kept[kept >= self.size] - self.size
+        leaving = np.setdiff1d(np.arange(self.size), kept[kept < self.size], assume_unique=True)
+        self.rows[leaving], self.keys[leaving] = rows[arriving], keys[arriving]
 
     @property
     def vectors(self) -> np.ndarray:
-        return np.empty((0, 0), dtype=np.float32) if self.rows is None else self.rows
+        return np.empty((0, 0), dtype=np.float32) if self.rows is None else self.rows[: self.count]
 
 
 def centroids_fit(sample: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
@@ -57,10 +69,16 @@ def centroids_fit(sample: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
     3,072 rows (k-means++ on the whole sample costs seconds at k = 60), then batches of 1,024 until the centroids
     settle (20 passes over the sample at most)."""
     from sklearn.cluster import MiniBatchKMeans
+    from threadpoolctl import threadpool_limits
 
     k = min(k, len(sample))
-    model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=1024, max_iter=20)
-    model.fit(sample)
+    model = MiniBatchKMeans(
+        n_clusters=k, random_state=seed, n_init=3, batch_size=1024, max_iter=20, compute_labels=False
+    )
+    # One thread: each step of mini-batch k-means is small, and OpenMP's threads waiting for each other on a shared
+    # worker made the fit 5 to 10 times slower than one thread alone (bench/topics.py, two busy cores).
+    with threadpool_limits(limits=1):
+        model.fit(sample)
     return model.cluster_centers_.astype(np.float32)
 
 
