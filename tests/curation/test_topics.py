@@ -2,8 +2,11 @@
 explorer's `topic` filter, the page and the API.
 
 Vectors are planted, not embedded: each topic of the tests has a centroid and distinct words, and its logs are
-stored with vectors near that centroid, so the clusters to find and the words to label them with are known."""
+stored with vectors near that centroid, so the clusters to find and the words to label them with are known. The
+job's tests run on PostgreSQL (vectors through a binary cursor, memberships by COPY) and on SQLite alike; one test
+embeds a dozen logs with the bundled model."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -15,6 +18,7 @@ from django.test import Client
 from curation.logs.filters import logs_filter
 from curation.logs.selectors import percentile_cont
 from curation.logs.services import logs_delete
+from curation.logs.similar.services import log_embedding_job_create, project_embed_logs
 from curation.logs.topics.services import NothingIndexed, topic_job_create, topics_compute
 from curation.models import Dataset, JobStatus, LogEmbedding, LogEntry, LogStatus, Topic, TopicJob, TopicMembership
 from curation.text.embeddings import DIMENSION, text_hash, text_of_conversation, vector_bytes
@@ -102,7 +106,7 @@ def test_a_sample_keeps_at_most_its_size_whatever_the_chunks():
     assert many.vectors.max() > 9_000 and many.vectors.min() < 1_000
 
 
-# --- the job, on PostgreSQL ----------------------------------------------------------------------------------
+# --- the job ----------------------------------------------------------------------------------
 
 
 def planted_logs(project, *, per_topic: int = 12, seed: int = 0) -> dict[str, list[int]]:
@@ -163,7 +167,7 @@ def by_hand(ids: list[int]) -> dict:
     }
 
 
-def test_topics_are_found_with_their_words_and_figures_that_match_their_logs(project, postgres):
+def test_topics_are_found_with_their_words_and_figures_that_match_their_logs(project):
     planted = planted_logs(project)
     seen: list[tuple[str, int]] = []
 
@@ -190,7 +194,7 @@ def test_topics_are_found_with_their_words_and_figures_that_match_their_logs(pro
         assert topic.trend_change == pytest.approx(last / before - 1)
 
 
-def test_a_new_run_replaces_the_memberships_of_the_previous_one(project, postgres):
+def test_a_new_run_replaces_the_memberships_of_the_previous_one(project):
     planted_logs(project)
     first = computed(project, k=3)
     old = first.topics.first()
@@ -206,7 +210,7 @@ def test_a_new_run_replaces_the_memberships_of_the_previous_one(project, postgre
     assert logs_filter(project=project, params={"topic": str(current.pk)}).count() == current.size
 
 
-def test_one_computation_runs_per_project_and_it_needs_indexed_logs(project, outsider, postgres):
+def test_one_computation_runs_per_project_and_it_needs_indexed_logs(project, outsider):
     with pytest.raises(NothingIndexed):
         topic_job_create(project=project)
     planted_logs(project)
@@ -222,7 +226,7 @@ def test_one_computation_runs_per_project_and_it_needs_indexed_logs(project, out
     assert topic_job_create(project=project, k=4) != first
 
 
-def test_deleting_logs_of_a_topic_takes_their_membership_with_them(project, postgres):
+def test_deleting_logs_of_a_topic_takes_their_membership_with_them(project):
     planted = planted_logs(project)
     computed(project)
 
@@ -235,7 +239,7 @@ def test_deleting_logs_of_a_topic_takes_their_membership_with_them(project, post
 # --- the filter, the API and the page -------------------------------------------------------------------------
 
 
-def test_the_topic_filter_in_the_api_and_the_explorer(project, key_client, editor, postgres):
+def test_the_topic_filter_in_the_api_and_the_explorer(project, key_client, editor):
     planted = planted_logs(project)
     job = computed(project)
     topic = Topic.objects.get(job=job, memberships__log_id=planted["sso"][0])
@@ -250,13 +254,14 @@ def test_the_topic_filter_in_the_api_and_the_explorer(project, key_client, edito
     assert listed.status_code == 200
     assert sorted(log["id"] for log in listed.json()["results"]) == sorted(planted["sso"])
     assert unknown.status_code == 400 and "Topic 999999 not found" in unknown.json()["topic"][0]
-    assert explorer.status_code == 200 and "Topic" in explorer.content.decode()
+    assert explorer.status_code == 200
+    assert f'name="topic" value="{topic.pk}"' in explorer.content.decode()  # kept when other filters change
+    shown = {int(row) for row in re.findall(r'<tr data-id="(\d+)"', explorer.content.decode())}
+    assert shown == set(planted["sso"])
     assert "Topic 999999 not found" in refused.content.decode()
 
 
-def test_the_api_lists_the_topics_with_their_figures_and_starts_a_computation(
-    project, key_client, client_for, viewer, postgres
-):
+def test_the_api_lists_the_topics_with_their_figures_and_starts_a_computation(project, key_client, client_for, viewer):
     planted_logs(project)
     job = computed(project)
 
@@ -278,7 +283,7 @@ def test_the_api_lists_the_topics_with_their_figures_and_starts_a_computation(
     assert by_viewer.status_code == 403
 
 
-def test_an_editor_computes_topics_and_makes_a_dataset_of_one_on_the_page(project, editor, viewer, postgres):
+def test_an_editor_computes_topics_and_makes_a_dataset_of_one_on_the_page(project, editor, viewer):
     planted = planted_logs(project)
     page = Client()
     page.force_login(editor)
@@ -316,3 +321,29 @@ def test_the_page_points_to_indexing_when_no_log_is_indexed(project, editor):
     assert "No log of this project is indexed yet" in html and "More like this" in html
     assert 'id="compute-topics"' not in html
     assert "index its logs first" in refused
+
+
+def test_logs_embedded_by_the_real_model_fall_into_their_subjects(project):
+    """The one test with the bundled embedding model: a dozen logs indexed as the index job does, then clustered."""
+    passwords = [
+        "How do I reset my password?", "I forgot my password, how can I reset it?",
+        "The password reset link never arrives.", "Can I change my password from the mobile app?",
+    ]  # fmt: skip
+    weather = [
+        "Will it rain in Paris tomorrow?", "What is the weather for Berlin this weekend?",
+        "Is it going to be sunny in Rome today?", "How cold will it be in Oslo tonight?",
+    ]  # fmt: skip
+    logs = LogEntryFactory.ingest(
+        project=project,
+        items=[{"prompt": q, "completion": "Open Settings, then Security: your password is there."} for q in passwords]
+        + [{"prompt": q, "completion": "The forecast says clouds and a light breeze."} for q in weather],
+    )
+    project_embed_logs(job_id=log_embedding_job_create(project=project).pk)
+
+    job = computed(project, k=2)
+
+    groups = {frozenset(topic.memberships.values_list("log_id", flat=True)): topic for topic in job.topics.all()}
+    ids = [log.pk for log in logs]
+    assert set(groups) == {frozenset(ids[:4]), frozenset(ids[4:])}
+    assert "password" in groups[frozenset(ids[:4])].terms
+    assert "forecast" in groups[frozenset(ids[4:])].terms
