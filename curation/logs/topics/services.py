@@ -299,6 +299,9 @@ def _write(job: TopicJob, clusters: _Clusters, terms: list[list[str]], figures: 
     count = clusters.count
     change = [_change(figures.trend[topic]) for topic in range(count)]
     with transaction.atomic():
+        # Two deliveries of the task running at once: the first to get here stores its run, the other stops.
+        if TopicJob.objects.select_for_update().get(pk=job.pk).is_finished:
+            return
         topics = Topic.objects.bulk_create(
             Topic(
                 job=job, number=topic + 1, label=topic_label(terms[topic], topic + 1), terms=terms[topic],
