@@ -11,6 +11,10 @@ Server time is measured in-process with Django's test client (view + queries + t
   - each sort (time, tokens, latency, cost, both ways), on the first page and half-way down;
   - the dashboard over the filters above (logs, tokens, cost, latency, errors over time);
   - text search with a selective term (present in 1 log of 2,000), and one that names a tag or a metadata value;
+  - search by meaning (`about=`) over the newest `--index` logs indexed (LOGTUNE_SIMILAR_LOGS_MAX, 50,000 by
+    default): a new query each time (its words embedded, every indexed vector scored), the same query again (the
+    ranking cached), and within a filter. The index's vectors are placed around the real embeddings of the
+    bench's twelve support topics (a search's cost follows how many logs pass the threshold, not their text);
   - tagging 100,000 matching logs as a bulk job;
   - exporting a 100k- and a 1M-entry dataset (OpenAI chat JSONL) in a child process: rows/s, peak RSS.
 """
@@ -67,7 +71,7 @@ def main() -> None:
     project, user = bench_project_and_user()
     if not args.reuse:
         _seed(project, args.logs, args.database_url)
-    rows = _measure(project, user, env, overview=args.overview)
+    rows = _measure(project, user, env, overview=args.overview, index=args.index)
     print_table(rows)
 
 
@@ -80,6 +84,7 @@ def _parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--reuse", action="store_true", help="Skip seeding: reuse the database of the last run.")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--index", type=int, default=50_000, help="logs in the index of a search by meaning")
     return parser.parse_args()
 
 
@@ -134,7 +139,7 @@ def _ms(times: list[float]) -> str:
     return f"{percentile(times, 0.5):,.0f} / {percentile(times, 0.95):,.0f} ms"
 
 
-def _measure(project, user, env: dict[str, str], *, overview: bool) -> list[tuple[str, str]]:
+def _measure(project, user, env: dict[str, str], *, overview: bool, index: int) -> list[tuple[str, str]]:
     from django.test import Client
 
     from curation.common.pagination import encode_cursor
@@ -179,6 +184,7 @@ def _measure(project, user, env: dict[str, str], *, overview: bool) -> list[tupl
     rows.append(("search 'refund' (common word)", _ms(_timed(client, f"{base}?q=refund"))))
     rows.append(("search 'billing' (a tag's name too)", _ms(_timed(client, f"{base}?q=billing"))))
     rows.append(("search 'sql-helper' (a metadata value)", _ms(_timed(client, f"{base}?q=sql-helper"))))
+    rows += _about(client, project, base, index)
     if not overview:
         rows += _tagging(project, user)
         rows += _exports(project, env)
@@ -206,6 +212,64 @@ def _sorts(client, project, base: str) -> list[tuple[str, str]]:
         rows.append((f"sort {sort}, first page / half-way down", f"{_ms(first)} · {_ms(down)}"))
     rows.append(("sorts, all pages above", _ms(all_times)))
     return rows
+
+
+def _index_around_topics(project, count: int) -> None:
+    """The newest `count` logs indexed, each vector one of the twelve topics' real embedding plus noise (cosine
+    about 0.6 to its topic): what a search's cost depends on, without embedding every log for an hour."""
+    import numpy as np
+    from common import TOPICS
+
+    from curation.models import LogEmbedding, LogEntry
+    from curation.text.embeddings import embed, vector_bytes
+
+    if LogEmbedding.objects.filter(project=project).count() == count:
+        return
+    LogEmbedding.objects.filter(project=project).delete()
+    centres = embed(list(TOPICS))
+    rng = np.random.default_rng(7)
+    ids = list(LogEntry.objects.filter(project=project).order_by("-id").values_list("id", flat=True)[:count])
+    for start in range(0, len(ids), 5_000):
+        chunk = ids[start : start + 5_000]
+        noise = rng.normal(0, 0.055, size=(len(chunk), centres.shape[1])).astype(np.float32)
+        vectors = centres[np.arange(start, start + len(chunk)) % len(centres)] + noise
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        LogEmbedding.objects.bulk_create(
+            LogEmbedding(project=project, log_id=pk, vector=vector_bytes(vector), text_hash="bench")
+            for pk, vector in zip(chunk, vectors, strict=True)
+        )
+
+
+def _about(client, project, base: str, index: int) -> list[tuple[str, str]]:
+    from urllib.parse import quote
+
+    from common import TOPICS
+
+    from curation.logs.similar.about import logs_about
+    from curation.text.embeddings import embed
+
+    _index_around_topics(project, index)
+    embed(["load the model"])  # once per process, as a web worker's first search does
+    new, within = [], []
+    for repeat in range(REPEATS):
+        words = f"{TOPICS[repeat % len(TOPICS)]} problems {repeat}"  # new words: embedded and scored afresh
+        new += _timed_once(client, f"{base}?about={quote(words)}")
+        within += _timed_once(client, f"{base}?about={quote(words + ' again')}&model=gpt-4o-mini")
+    again = _timed(client, f"{base}?about={quote('a refund for a duplicate charge')}")
+    found = logs_about(project=project, text="a refund for a duplicate charge")
+    return [
+        (f"about: new words each time, {index:,} indexed", _ms(new)),
+        ("about: the same words again (ranking cached)", _ms(again)),
+        ("about: new words within model=gpt-4o-mini", _ms(within)),
+        ("about: logs ranked for 'a refund for a duplicate charge'", f"{len(found.ids):,} of {found.searched:,}"),
+    ]
+
+
+def _timed_once(client, url: str) -> list[float]:
+    started = time.perf_counter()
+    response = client.get(url)
+    assert response.status_code == 200, (url, response.status_code, response.content[:500])
+    return [(time.perf_counter() - started) * 1000]
 
 
 def _tagging(project, user) -> list[tuple[str, str]]:

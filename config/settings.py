@@ -384,6 +384,9 @@ for _setting, _entries in (
 # "More like this" in the explorer searches the embeddings of a project's newest logs, at most this many
 # (about 1.5 KB each); embedding them takes 20-25 minutes per 50,000 on two CPU cores.
 LOGTUNE_SIMILAR_LOGS_MAX = env_int("LOGTUNE_SIMILAR_LOGS_MAX", 50_000)
+# Where a machine keeps each project's indexed log vectors as one file, for the searches that score them all (search
+# by meaning, `similar_to`): a cache of the database, rewritten when the index changes (logs/similar/matrix.py).
+LOGTUNE_INDEX_DIR = Path(env_str("LOGTUNE_INDEX_DIR", "") or VAR_DIR / "index")
 
 # USD per million tokens: (input, output). The longest matching model-name prefix wins.
 # LOGTUNE_PRICES_FILE points at a JSON object of the same shape to replace this table.

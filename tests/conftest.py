@@ -56,6 +56,7 @@ def media(settings, tmp_path: Path) -> Path:
     are given the same one)."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MEDIA_ROOT.mkdir()
+    settings.LOGTUNE_INDEX_DIR = tmp_path / "index"  # the files of log vectors searches map (a cache)
     return settings.MEDIA_ROOT
 
 

@@ -142,6 +142,13 @@ VALID_BUT_REFUSED = {
     ("GET /api/v1/logs", "similar_to"): "a log with no stored embedding yet is refused (the filter never computes "
     "one in a request): which logs are indexed is not the schema's to say",
     ("GET /api/v1/logs/{log_id}/similar", "min_similarity"): "as for GET /api/v1/logs",
+    ("GET /api/v1/logs", "about"): "a search by meaning needs the project's logs indexed, and is refused (naming "
+    "`about`) until some are: which logs are indexed is not the schema's to say",
+    ("GET /api/v1/logs", "min_relevance"): "applies with `about` only: one parameter depending on another",
+    ("GET /api/v1/logs/stats", "about"): "the same filter as GET /api/v1/logs",
+    ("GET /api/v1/logs/stats", "min_relevance"): "the same filter as GET /api/v1/logs",
+    ("GET /api/v1/logs/{log_id}/similar", "about"): "as for GET /api/v1/logs",
+    ("GET /api/v1/logs/{log_id}/similar", "min_relevance"): "as for GET /api/v1/logs",
     ("GET /api/v1/logs/stats", "min_similarity"): "the same filter as GET /api/v1/logs",
     ("GET /api/v1/logs/stats", "similar_to"): "the same filter as GET /api/v1/logs",
     ("POST /api/v1/finetunes", "snapshot"): "the snapshot must be one of the dataset's: the schema cannot relate two "

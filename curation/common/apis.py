@@ -24,6 +24,7 @@ from curation.common.query import refuse_unknown_parameters
 from curation.common.server_paths import json_paths_hidden, paths_hidden
 from curation.logs.filters import FILTER_PARAMS, SCORE_EXPRESSION, SCORE_NAMES, SINCE_PATTERN
 from curation.logs.ingest.canonical import IngestError, check_storable
+from curation.logs.similar.about import TEXT_MAX as ABOUT_TEXT_MAX
 from curation.models import ApiKey, Dataset, LogStatus, Project
 from curation.text.pii.findings import KINDS
 
@@ -149,6 +150,8 @@ def _filter_schemas() -> dict[str, dict]:
         "pii": {"type": "string", "pattern": f"^({_any_case('any')}|{_any_case('none')}|{_list_of(kinds)[1:-1]})$"},
         "similar_to": an_id,
         "min_similarity": _or_blank({"type": "number", "minimum": 0.5, "maximum": 1}),
+        "about": {"type": "string", "maxLength": ABOUT_TEXT_MAX},
+        "min_relevance": _or_blank({"type": "number", "minimum": 0, "maximum": 1}),
         "topic": an_id,
     }  # fmt: skip
     assert set(schemas) == FILTER_PARAMS, "a filter parameter without its schema"

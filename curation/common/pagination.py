@@ -124,6 +124,15 @@ def ascending_page(queryset: QuerySet, *, key: str, cursor: str | None, size: in
     return Page(items=items[:size], next_cursor=_encode_values([getattr(last, field) for field in fields]))
 
 
+def rank_cursor_encode(rank: int) -> str:
+    """The cursor of a ranked list (a search by meaning) that starts at `rank`."""
+    return _encode_values([rank])
+
+
+def rank_cursor_decode(cursor: str) -> list[int]:
+    return _decode_values(cursor, ["id"])  # a whole number in bounds, checked as an id is
+
+
 def id_cursor(pk: int) -> str:
     """The cursor of an ascending_page by id that starts after `pk` (a page of entries asked for by `after`)."""
     return _encode_values([pk])

@@ -35,35 +35,47 @@ from curation.logs.ingest import RawItem
 from curation.logs.ingest.raw import Body
 from curation.logs.schemas import IngestBody
 from curation.logs.scores.apis import ScoreOutput
-from curation.logs.selectors import SORT_COLUMNS, SORT_DEFAULT, log_dashboard, log_get, log_list, log_page
+from curation.logs.selectors import RELEVANCE, SORT_COLUMNS, log_dashboard, log_get, log_list, log_page, sort_default
 from curation.logs.services import PiiBudget, log_delete, log_update, logs_ingest
+from curation.logs.similar.about import ranking_of
 from curation.logs.throttling import IngestRateThrottle
 from curation.models import LogEntry, LogStatus, Project, Role
 
 SORT_PARAMETER = OpenApiParameter(
     "sort",
     # A pattern rather than an enum: an empty value is the default order, as an empty filter parameter is no filter.
-    {"type": "string", "pattern": f"^(-?({'|'.join(SORT_COLUMNS)}))?$"},
+    {"type": "string", "pattern": f"^((-?({'|'.join(SORT_COLUMNS)}))|{RELEVANCE})?$"},
     description=(
         "The order: time, tokens, latency or cost, with a leading `-` for descending (default `-time`, newest "
-        "first). Logs without a value for the column come after the others, newest first."
+        "first). Logs without a value for the column come after the others, newest first. With `about` (a search "
+        "by meaning) the default is `relevance`, the most relevant first, and each log carries its `relevance`."
     ),
 )
 
 
 class LogListOutput(serializers.ModelSerializer):
     tags = serializers.SerializerMethodField()
+    relevance = serializers.SerializerMethodField(
+        help_text="With `about` (a search by meaning): the cosine similarity of the log to the words; null otherwise."
+    )
 
     class Meta:
         model = LogEntry
         fields = [
             "id", "external_id", "created_at", "provider", "format", "model", "response_model", "status",
             "status_code", "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms",
-            "cost_usd", "metadata", "tags", "pii",
+            "cost_usd", "metadata", "tags", "pii", "relevance",
         ]  # fmt: skip
 
     def get_tags(self, log: LogEntry) -> list[str]:
         return [tag.name for tag in log.tags.all()]
+
+    @extend_schema_field({"type": "number", "nullable": True})
+    def get_relevance(self, log: LogEntry) -> float | None:
+        return getattr(log, "relevance", None)
+
+
+LIST_FIELDS = [name for name in LogListOutput.Meta.fields if name != "relevance"]  # a list's rank is not the log's
 
 
 class LogDetailOutput(LogListOutput):
@@ -74,7 +86,7 @@ class LogDetailOutput(LogListOutput):
 
     class Meta(LogListOutput.Meta):
         fields = [
-            *LogListOutput.Meta.fields, "error_message", "notes", "messages", "tools", "options", "alternatives",
+            *LIST_FIELDS, "error_message", "notes", "messages", "tools", "options", "alternatives",
             "original", "ingested_at", "scores",
         ]  # fmt: skip
 
@@ -242,10 +254,16 @@ class LogsApi(ProjectScopedApi):
     def get(self, request: Request) -> Response:
         project = project_for_request(request)
         logs = logs_filter(project=project, params=request.query_params, queryset=log_list(project=project))
-        searching = bool(request.query_params.get("q"))
-        sort = request.query_params.get("sort") or SORT_DEFAULT
+        ranking = ranking_of(project=project, params=request.query_params)
+        searching = bool(request.query_params.get("q")) and ranking is None
+        sort = request.query_params.get("sort") or sort_default(ranking)
         page = log_page(
-            logs=logs, sort=sort, cursor=page_cursor(request), size=page_size(request), searching=searching
+            logs=logs,
+            sort=sort,
+            cursor=page_cursor(request),
+            size=page_size(request),
+            searching=searching,
+            ranking=ranking,
         )
         return Response(page_body(page, LogListOutput))
 

@@ -18,8 +18,12 @@ Query parameters (all optional, all combined with AND):
   pii                         personal data in the conversation: any, none, or comma-separated kinds
                               (EMAIL,PHONE,CARD,IBAN,IP,SECRET): has any of them
   external_id                 exactly this external_id (the sender's own id of a log)
+  q                           free text: words (any language) or a substring (CJK, code), case-insensitive;
+                              `about:WORDS` searches by meaning instead, as `about` does
+  about                       words saying what the logs are about: the indexed logs whose meaning is closest
+                              (curation/logs/similar/about.py), whatever words they use
+  min_relevance               with `about`: how alike, 0 to 1 (default 0.2)
   topic                       topic id: the logs of that topic of the project's current topics (logs/topics/)
-  q                           free text: words (any language) or a substring (CJK, code), case-insensitive
 """
 
 import math
@@ -38,6 +42,8 @@ from django.utils import timezone
 
 from curation.common.params import ID_MAX
 from curation.logs.ingest.scores import NAME_PATTERN
+from curation.logs.similar.about import PREFIX as ABOUT_PREFIX
+from curation.logs.similar.about import about_text, logs_about, relevance_param
 from curation.logs.similar.selectors import SIMILARITY_DEFAULT, LogNotIndexed, logs_like_ids
 from curation.logs.topics.selectors import topic_log_ids
 from curation.models import DatasetEntry, LogEntry, LogScore, LogStatus, LogTag, Project, Tag
@@ -167,6 +173,9 @@ class LogFilter(django_filters.FilterSet):
     # "More like this" as a filter: the indexed logs at least `min_similarity` like log `similar_to`.
     similar_to = django_filters.NumberFilter(method="filter_similar_to", min_value=1, max_value=ID_MAX)
     min_similarity = django_filters.NumberFilter(method="filter_min_similarity", min_value=0.5, max_value=1)
+    # Search by meaning: the indexed logs closest to these words (or `q=about:WORDS`), at least `min_relevance`.
+    about = django_filters.CharFilter(method="filter_about")
+    min_relevance = django_filters.CharFilter(method="filter_min_relevance")
     topic = django_filters.NumberFilter(method="filter_topic", min_value=1, max_value=ID_MAX)
 
     class Meta:
@@ -267,8 +276,29 @@ class LogFilter(django_filters.FilterSet):
             raise ValidationError({"topic": f"Topic {value} not found in this project."})
         return queryset.filter(pk__in=topic_log_ids(project=self.project, topic_id=int(value)))
 
+    def filter_about(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return self._about(queryset)
+
+    def filter_min_relevance(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        if value.strip() and not about_text(self.data):
+            raise ValidationError({"min_relevance": "Applies with about (the words to search by meaning)."})
+        relevance_param(self.data)
+        return queryset  # read by _about
+
+    def _about(self, queryset: QuerySet) -> QuerySet:
+        text = about_text(self.data)
+        if not text or getattr(self, "_about_done", False):  # `about` and `q=about:` both given: one search
+            return queryset
+        self._about_done = True
+        ranking = logs_about(project=self.project, text=text, min_relevance=relevance_param(self.data))
+        return queryset.filter(pk__in=ranking.ids)
+
     def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         text = value.strip()
+        if text.lower().startswith(ABOUT_PREFIX):
+            if self.data.get("about", "").strip():
+                raise ValidationError({"q": "Search by meaning once: either about= or q=about:, not both."})
+            return self._about(queryset)
         return queryset.filter(text_search(text) | labelled(self.project, text)) if text else queryset
 
 

@@ -10,10 +10,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from curation.logs.filters import FILTER_PARAMS
 
 FILTER_ORDER = [
-    "q", "model", "response_model", "provider", "status", "tag", "tag_any", "tag_none", "created_after",
-    "created_before", "since", "min_tokens", "max_tokens", "min_latency_ms", "max_latency_ms", "metadata", "score",
-    "has_score", "no_score", "in_dataset", "not_in_dataset", "pii", "similar_to", "min_similarity", "external_id",
-    "topic",
+    "q", "about", "min_relevance", "model", "response_model", "provider", "status", "tag", "tag_any", "tag_none",
+    "created_after", "created_before", "since", "min_tokens", "max_tokens", "min_latency_ms", "max_latency_ms",
+    "metadata", "score", "has_score", "no_score", "in_dataset", "not_in_dataset", "pii", "similar_to",
+    "min_similarity", "external_id", "topic",
 ]  # fmt: skip
 
 

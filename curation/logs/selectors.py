@@ -9,13 +9,21 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, connection, transaction
-from django.db.models import Exists, Max, Min, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet
 
 from curation.common import counts
 from curation.common.counts import CappedCount, capped, fetch
-from curation.common.pagination import Page, column_page, keyset_page, rare_match_safe
+from curation.common.pagination import (
+    Page,
+    column_page,
+    keyset_page,
+    rank_cursor_decode,
+    rank_cursor_encode,
+    rare_match_safe,
+)
 from curation.logs.lookups import queryset_sql
 from curation.logs.scores.selectors import ScoreCount, ScoreFacet, score_facets
+from curation.logs.similar.about import Ranking
 from curation.models import DatasetEntry, LogEntry, LogScore, LogStatus, Project, Tag
 from curation.text.pii.findings import KINDS
 
@@ -35,16 +43,60 @@ def log_list(*, project: Project) -> QuerySet[LogEntry]:
 SORT_COLUMNS = {"time": "created_at", "tokens": "total_tokens", "latency": "latency_ms", "cost": "cost_usd"}
 SORT_DEFAULT = "-time"
 SORTS = tuple(f"{sign}{name}" for name in SORT_COLUMNS for sign in ("-", ""))
+# A search by meaning (`about`) is ranked: the most relevant first, and that is its default order.
+RELEVANCE = "relevance"
 
 
-def log_page(*, logs: QuerySet[LogEntry], sort: str, cursor: str | None, size: int, searching: bool = False) -> Page:
-    """A page of `logs` in the order `sort` names (one of SORTS; ValidationError otherwise)."""
-    if sort not in SORTS:
-        raise ValidationError({"sort": f"'{sort}' is not one of {', '.join(SORTS)}."})
+def sort_default(ranking: Ranking | None) -> str:
+    return RELEVANCE if ranking is not None else SORT_DEFAULT
+
+
+def log_page(
+    *,
+    logs: QuerySet[LogEntry],
+    sort: str,
+    cursor: str | None,
+    size: int,
+    searching: bool = False,
+    ranking: Ranking | None = None,
+) -> Page:
+    """A page of `logs` in the order `sort` names (one of SORTS, or `relevance` with a `ranking`; ValidationError
+    otherwise). With a ranking, each log of the page carries its `relevance`."""
+    if sort == RELEVANCE:
+        if ranking is None:
+            raise ValidationError({"sort": "'relevance' orders a search by meaning: give `about` too."})
+        page = ranked_page(logs, ranking=ranking, cursor=cursor, size=size)
+    elif sort not in SORTS:
+        raise ValidationError({"sort": f"'{sort}' is not one of {', '.join((*SORTS, RELEVANCE))}."})
+    else:
+        page = _sorted_page(logs, sort=sort, cursor=cursor, size=size, searching=searching)
+    if ranking is not None:
+        for log in page.items:
+            log.relevance = ranking.scores.get(log.pk)
+    return page
+
+
+def _sorted_page(logs: QuerySet[LogEntry], *, sort: str, cursor: str | None, size: int, searching: bool) -> Page:
     descending, column = sort.startswith("-"), SORT_COLUMNS[sort.lstrip("-")]
     if column == "created_at":
         return keyset_page(logs, cursor=cursor, size=size, searching=searching, descending=descending)
     return column_page(logs, column=column, descending=descending, cursor=cursor, size=size, searching=searching)
+
+
+def ranked_page(logs: QuerySet[LogEntry], *, ranking: Ranking, cursor: str | None, size: int) -> Page:
+    """A page of `logs` (already within the ranking's ids) in the ranking's order. The cursor is the rank of the
+    last log shown: the ranking is kept for the same index state, so the next page continues it."""
+    start = 0
+    if cursor:
+        (start,) = rank_cursor_decode(cursor)
+    matching = set(logs.order_by().values_list("pk", flat=True))
+    ordered = [pk for pk in ranking.ids[start:] if pk in matching]
+    chosen = ordered[:size]
+    found = {log.pk: log for log in logs.filter(pk__in=chosen)}
+    items = [found[pk] for pk in chosen if pk in found]
+    if len(ordered) <= size:
+        return Page(items=items, next_cursor=None)
+    return Page(items=items, next_cursor=rank_cursor_encode(ranking.position()[chosen[-1]] + 1))
 
 
 def unreadable_count(*, project: Project) -> int:
@@ -190,13 +242,63 @@ def model_names(*, project: Project) -> list[str]:
     ]
 
 
-def log_neighbours(*, logs: QuerySet[LogEntry], log: LogEntry) -> tuple[int | None, int | None]:
-    """Ids of the logs just newer and just older than `log` in `logs` (newest first, like the list)."""
+def log_neighbours(
+    *, logs: QuerySet[LogEntry], log: LogEntry, sort: str = SORT_DEFAULT, ranking: Ranking | None = None
+) -> tuple[int | None, int | None]:
+    """Ids of the logs just before and just after `log` in `logs` listed in the order `sort` names (the
+    explorer's list, as the log page's Previous and Next walk it); None at either end."""
     ids = logs.order_by().values_list("pk", flat=True)
+    if sort == RELEVANCE and ranking is not None:
+        position = ranking.position().get(log.pk)
+        if position is None:
+            return None, None
+        matching = set(ids.filter(pk__in=ranking.ids))
+        before = next((pk for pk in reversed(ranking.ids[:position]) if pk in matching), None)
+        after = next((pk for pk in ranking.ids[position + 1 :] if pk in matching), None)
+        return before, after
+    if sort not in SORTS or sort == RELEVANCE:
+        sort = SORT_DEFAULT
+    descending, column = sort.startswith("-"), SORT_COLUMNS[sort.lstrip("-")]
+    if column == "created_at":
+        return _time_neighbours(ids, log, descending=descending)
+    return _column_neighbours(ids, log, column=column, descending=descending)
+
+
+def _time_neighbours(ids: QuerySet, log: LogEntry, *, descending: bool) -> tuple[int | None, int | None]:
     at, pk = log.created_at, log.pk
     newer = ids.filter(created_at__gte=at).exclude(created_at=at, pk__lte=pk).order_by("created_at", "id").first()
     older = ids.filter(created_at__lte=at).exclude(created_at=at, pk__gte=pk).order_by("-created_at", "-id").first()
-    return newer, older
+    return (newer, older) if descending else (older, newer)
+
+
+def _column_neighbours(
+    ids: QuerySet, log: LogEntry, *, column: str, descending: bool
+) -> tuple[int | None, int | None]:
+    """As `column_page` lists them: the logs with a value by (column, id), then those without, newest first."""
+    value, pk = getattr(log, column), log.pk
+    valued, empty = ids.filter(**{f"{column}__isnull": False}), ids.filter(**{f"{column}__isnull": True})
+    up, down = ("gt", "lt") if descending else ("lt", "gt")
+    if value is None:  # in the second part: by time, and before its first log comes the last valued one
+        before, after = _time_neighbours(empty, log, descending=True)
+        if before is None:
+            last = "" if descending else "-"
+            before = valued.order_by(f"{last}{column}", f"{last}id").first()
+        return before, after
+    order = "" if descending else "-"  # the nearest before is the smallest of the larger (descending)
+    before = (
+        valued.filter(Q(**{f"{column}__{up}": value}) | Q(**{column: value, f"id__{up}": pk}))
+        .order_by(f"{order}{column}", f"{order}id")
+        .first()
+    )
+    rest = "-" if descending else ""
+    after = (
+        valued.filter(Q(**{f"{column}__{down}": value}) | Q(**{column: value, f"id__{down}": pk}))
+        .order_by(f"{rest}{column}", f"{rest}id")
+        .first()
+    )
+    if after is None:
+        after = empty.order_by("-created_at", "-id").first()
+    return before, after
 
 
 # --- the dashboard over a filter -------------------------------------------------------------------------------

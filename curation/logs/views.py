@@ -23,6 +23,7 @@ from curation.logs.filters import logs_filter
 from curation.logs.forms import SavedViewForm
 from curation.logs.links import FILTER_ORDER, filter_query, logs_url, queries_join, query_with
 from curation.logs.selectors import (
+    RELEVANCE,
     SORT_DEFAULT,
     Dashboard,
     Facets,
@@ -33,7 +34,9 @@ from curation.logs.selectors import (
     log_neighbours,
     log_page,
     model_names,
+    sort_default,
 )
+from curation.logs.similar.about import RANKED_MAX, ranking_of
 from curation.models import LogEntry, LogStatus, Membership, Role, SavedView
 from curation.tags.selectors import tag_names
 from curation.text import rendering
@@ -52,7 +55,7 @@ FILTER_LABELS = {
     "no_score": "Has none of the scores", "in_dataset": "In dataset",
     "not_in_dataset": "Not in dataset", "pii": "Personal data", "similar_to": "Like log",
     "min_similarity": "Similarity at least", "external_id": "External id", "cursor": "Page", "since": "Last",
-    "sort": "Sort", "topic": "Topic",
+    "sort": "Sort", "about": "About", "min_relevance": "Relevance at least", "topic": "Topic",
 }  # fmt: skip
 
 # The quick ranges over the table: `since` values.
@@ -61,6 +64,9 @@ RANGES = [("1h", "1 h"), ("24h", "24 h"), ("7d", "7 d"), ("30d", "30 d")]
 # The sortable columns: a click sorts descending first (the most tokens, the newest), a second ascending.
 SORTABLE = {"time": "Time", "tokens": "Tokens", "latency": "Latency", "cost": "Cost"}
 
+
+# The log page's links to the logs around it in the list: by time by default, else in the order it was shown.
+NEIGHBOURS_BY_TIME, NEIGHBOURS = ("Newer", "Older"), ("Previous", "Next")
 
 PII_LABELS = {**rendering.PII_LABELS, "none": "none"}
 
@@ -143,15 +149,18 @@ def _facet_links(slug: str, query: str, found: Facets) -> dict:
     return {"models": models, "statuses": statuses, "tags": tags, "pii": kinds, "scores": scores}
 
 
-def _sort_links(slug: str, query: str, sort: str) -> dict:
+def _sort_links(slug: str, query: str, sort: str, default: str) -> dict:
     """Each sortable column's header: its link (descending first, ascending when it is sorted descending now) and
-    the arrow of the current sort."""
+    the arrow of the current sort. A search by meaning adds its own order, the most relevant first."""
     links = {}
     for name, label in SORTABLE.items():
         wanted = name if sort == f"-{name}" else f"-{name}"
         arrow = "↓" if sort == f"-{name}" else "↑" if sort == name else ""
-        link = logs_url(slug, queries_join(query, "" if wanted == SORT_DEFAULT else urlencode({"sort": wanted})))
+        link = logs_url(slug, queries_join(query, "" if wanted == default else urlencode({"sort": wanted})))
         links[name] = {"label": label, "url": link, "arrow": arrow, "sort": wanted}
+    if default == RELEVANCE:
+        arrow = "↓" if sort == RELEVANCE else ""
+        links["relevance"] = {"label": "Relevance", "url": logs_url(slug, query), "arrow": arrow, "sort": RELEVANCE}
     return links
 
 
@@ -173,15 +182,22 @@ def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> 
     project = membership.project
     query = filter_query(request.GET)
     cursor = request.GET.get("cursor") or None
-    sort = request.GET.get("sort") or SORT_DEFAULT
-    sort_query = "" if sort == SORT_DEFAULT else urlencode({"sort": sort})
+    try:
+        ranking = ranking_of(project=project, params=QueryDict(query))
+    except ValidationError:
+        ranking = None  # the filter below says what is wrong
+    default = sort_default(ranking)
+    sort = request.GET.get("sort") or default
+    sort_query = "" if sort == default else urlencode({"sort": sort})
     list_query = queries_join(query, sort_query)
-    text = request.GET.get("q", "").strip()
+    text = "" if ranking is not None else request.GET.get("q", "").strip()
     context = page_context(request, membership) | {
         "query": query,
         "sort": sort,
         "sort_query": sort_query,
-        "sort_links": _sort_links(project.slug, query, sort),
+        "sort_links": _sort_links(project.slug, query, sort, default),
+        "ranking": ranking,
+        "ranked_max": RANKED_MAX,
         "ranges": _range_links(project.slug, query, sort_query),
         "params": request.GET,
         "metadata_values": [pair for pair in request.GET.getlist("metadata") if pair.strip()],
@@ -200,11 +216,12 @@ def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> 
         }
     try:
         logs = logs_filter(project=project, params=QueryDict(query), queryset=log_list(project=project))
-        page = log_page(logs=logs, sort=sort, cursor=cursor, size=PAGE_SIZE, searching=bool(text))
+        page = log_page(logs=logs, sort=sort, cursor=cursor, size=PAGE_SIZE, searching=bool(text), ranking=ranking)
     except ValidationError as exc:
         context["errors"] = {FILTER_LABELS.get(key, key): value for key, value in exc.message_dict.items()}
         return context
-    detail_suffix = f"?{query}" if query else ""
+    detail_query = queries_join(query, sort_query)
+    detail_suffix = f"?{detail_query}" if detail_query else ""
     context |= {
         "rows": [
             (
@@ -214,8 +231,8 @@ def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> 
             )
             for log in page.items
         ],
-        "facets_url": reverse("explorer-facets", args=[project.slug]) + detail_suffix,
-        "dashboard_url": reverse("explorer-dashboard", args=[project.slug]) + detail_suffix,
+        "facets_url": reverse("explorer-facets", args=[project.slug]) + (f"?{query}" if query else ""),
+        "dashboard_url": reverse("explorer-dashboard", args=[project.slug]) + (f"?{query}" if query else ""),
         "next_url": page.next_cursor
         and logs_url(project.slug, queries_join(list_query, urlencode({"cursor": page.next_cursor}))),
         "paged": bool(cursor),
@@ -334,23 +351,30 @@ def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpRes
     if log is None:
         raise Http404("Log not found")
     query = filter_query(request.GET)
+    sort = request.GET.get("sort", "")
     try:
-        newer, older = log_neighbours(logs=logs_filter(project=project, params=QueryDict(query)), log=log)
+        ranking = ranking_of(project=project, params=QueryDict(query))
+        logs = logs_filter(project=project, params=QueryDict(query))
+        previous, following = log_neighbours(logs=logs, log=log, sort=sort or sort_default(ranking), ranking=ranking)
     except ValidationError:
-        newer = older = None
+        ranking, previous, following = None, None, None
+    list_query = queries_join(query, urlencode({"sort": sort}) if sort else "")
     original = log.original
     # The exact text is often one long line: an indented copy, keys in the order sent, is easier to read.
     value = log.original_value if len(original) <= ORIGINAL_SHOWN else None
     indented = rendering.pretty_json(value) if value is not None and "\n" not in original else ""
     if not indented.isascii() and not _encodable(indented):  # lone surrogate escapes, decoded: only the exact text
         indented = ""
-    suffix = f"?{query}" if query else ""
+    suffix = f"?{list_query}" if list_query else ""
     context = page_context(request, membership) | {
         "log": log,
         "query": query,
-        "back_url": logs_url(slug, query),
-        "newer_url": newer and reverse("log-detail", args=[slug, newer]) + suffix,
-        "older_url": older and reverse("log-detail", args=[slug, older]) + suffix,
+        "back_url": logs_url(slug, list_query),
+        # Previous and Next in the list's order: newer and older by default, or the sort or ranking it was shown in.
+        "newer_url": previous and reverse("log-detail", args=[slug, previous]) + suffix,
+        "older_url": following and reverse("log-detail", args=[slug, following]) + suffix,
+        "neighbour_labels": NEIGHBOURS_BY_TIME if (sort or sort_default(ranking)) == SORT_DEFAULT else NEIGHBOURS,
+        "relevance": ranking.scores.get(log.pk) if ranking is not None else None,
         "turns": rendering.conversation_turns(log.messages),
         "alternatives": rendering.alternative_answers(log.alternatives),
         "pii_summary": rendering.pii_summary(log.messages),

@@ -332,3 +332,49 @@ def test_with_the_broker_down_the_job_fails_saying_so_and_can_be_asked_again(
     assert "Computing embeddings failed: The task queue is unreachable" in card and "Update embeddings" in card
     monkeypatch.undo()
     assert embedding_job_create(dataset=dataset).pk != job.pk
+
+
+@pytest.mark.parametrize(("keep", "kept"), [("oldest", 0), ("longest", 3), ("edited", 1)])
+def test_keep_one_keeps_the_oldest_the_longest_answer_or_an_edited_entry(project, keep, kept):
+    chats = [
+        ("How do I reset my password?", ANSWER),
+        ("How do I reset my password??", ANSWER),
+        ("The weather in Paris is sunny today. What should I wear?", "A light jacket and sunglasses."),
+        ("How do I reset my password? Thanks!", ANSWER + " It takes a minute."),
+    ]
+    dataset = make_dataset(project, chats=chats)
+    ids = entry_ids(dataset)
+    DatasetEntry.objects.filter(pk=ids[1]).update(edited=True)
+    embedded(dataset)
+
+    found, planned = dataset_keep_one_per_cluster(dataset=dataset, threshold=0.85, keep=keep, dry_run=True)
+
+    cluster = [ids[0], ids[1], ids[3]]
+    assert [[entry.id for entry in c] for c in found.clusters] == [cluster]
+    assert planned == sorted(pk for pk in cluster if pk != ids[kept])
+    entry = found.clusters[0][2]
+    assert entry.answer.startswith("Open Settings") and entry.edited is False
+    assert found.clusters[0][1].edited is True
+
+
+def test_the_api_and_the_page_mark_the_entry_the_rule_keeps(client, key_client, project, editor):
+    dataset = make_dataset(project)
+    embedded(dataset)
+    ids = entry_ids(dataset)
+    DatasetEntry.objects.filter(pk=ids[3]).update(edited=True)
+
+    body = key_client.get(api_url(dataset, "near-duplicates"), {"threshold": 0.95, "keep": "edited"}).json()
+
+    assert [(e["id"], e["kept"]) for e in body["clusters"][0]["entries"]] == [
+        (ids[0], False),
+        (ids[1], False),
+        (ids[3], True),
+    ]
+    assert body["clusters"][0]["entries"][0]["answer"] == ANSWER
+    refused = key_client.post(api_url(dataset, "near-duplicates/keep-one"), {"keep": "newest"}, format="json")
+    assert refused.status_code == 400 and "keep" in refused.json()
+    client.force_login(editor)
+    html = client.get(page_url(dataset, "duplicates") + "?threshold=0.95&keep=edited").content.decode()
+    assert html.count('class="kept"') == 1 and f"#{ids[3]}</a>" in html.split('class="kept"')[1][:200]
+    client.post(page_url(dataset, "duplicates/keep-one"), {"threshold": "0.95", "keep": "edited"})
+    assert entry_ids(dataset) == [ids[2], ids[3], ids[4]]

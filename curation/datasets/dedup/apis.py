@@ -8,14 +8,18 @@ from rest_framework.response import Response
 from curation.common.apis import ProjectScopedApi, StrictInput, dataset_or_not_found, request_actor
 from curation.common.permissions import project_for_request
 from curation.datasets.dedup.services import (
+    KEEP_DEFAULT,
+    KEEP_RULES,
     THRESHOLD_DEFAULT,
     THRESHOLD_MAX,
     THRESHOLD_MIN,
+    ClusterEntry,
     NearDuplicates,
     dataset_keep_one_per_cluster,
     dataset_near_duplicates,
     embedding_job_create,
     embedding_job_latest,
+    kept_of,
 )
 from curation.models import EmbeddingJob, EmbeddingWork, Role
 
@@ -41,27 +45,40 @@ class NearDuplicatesOutput(serializers.Serializer):
             "size": serializers.IntegerField(),
             "entries": inline_serializer(
                 "NearDuplicateEntry",
-                {"id": serializers.IntegerField(), "first_user_turn": serializers.CharField(allow_blank=True)},
+                {
+                    "id": serializers.IntegerField(),
+                    "first_user_turn": serializers.CharField(allow_blank=True),
+                    "last_user_turn": serializers.CharField(
+                        allow_blank=True, help_text="The question answered, when it is not the first; else empty."
+                    ),
+                    "answer": serializers.CharField(allow_blank=True, help_text="The last answer, cut."),
+                    "edited": serializers.BooleanField(),
+                    "kept": serializers.BooleanField(help_text="The one `keep` keeps of its cluster."),
+                },
                 many=True,
             ),
         },
         many=True,
-        help_text="Largest first; the entries of each oldest first (the first is the one kept).",
+        help_text="Largest first; the entries of each oldest first.",
     )
 
 
-def _near_duplicates(found: NearDuplicates) -> dict:
+def _near_duplicates(found: NearDuplicates, keep: str) -> dict:
     return {
         "threshold": found.threshold,
         "entries": found.entries,
         "embedded": found.embedded,
         "missing": found.missing,
         "duplicates": found.duplicates,
-        "clusters": [
-            {"size": len(cluster), "entries": [{"id": e.id, "first_user_turn": e.first_user_turn} for e in cluster]}
-            for cluster in found.clusters
-        ],
+        "clusters": [_cluster(cluster, keep) for cluster in found.clusters],
     }
+
+
+def _cluster(cluster: list[ClusterEntry], keep: str) -> dict:
+    kept = kept_of(cluster, keep).id
+    fields = ("id", "first_user_turn", "last_user_turn", "answer", "edited")
+    entries = [{**{name: getattr(entry, name) for name in fields}, "kept": entry.id == kept} for entry in cluster]
+    return {"size": len(cluster), "entries": entries}
 
 
 _THRESHOLD_HELP = f"Cosine similarity, {THRESHOLD_MIN} to {THRESHOLD_MAX}; {THRESHOLD_DEFAULT} by default."
@@ -69,6 +86,12 @@ _THRESHOLD_HELP = f"Cosine similarity, {THRESHOLD_MIN} to {THRESHOLD_MAX}; {THRE
 
 class ThresholdInput(StrictInput):
     threshold = serializers.FloatField(min_value=THRESHOLD_MIN, max_value=THRESHOLD_MAX, default=THRESHOLD_DEFAULT)
+    keep = serializers.ChoiceField(
+        choices=list(KEEP_RULES),
+        default=KEEP_DEFAULT,
+        help_text="Which entry of each cluster is kept: the oldest, the one with the longest answer, or an edited one "
+        "(the oldest of those; ties and clusters without one go to the oldest).",
+    )
 
 
 class DatasetEmbeddingsApi(ProjectScopedApi):
@@ -104,7 +127,13 @@ class DatasetNearDuplicatesApi(ProjectScopedApi):
                 "threshold",
                 {"type": "number", "minimum": THRESHOLD_MIN, "maximum": THRESHOLD_MAX},
                 description=_THRESHOLD_HELP,
-            )
+            ),
+            OpenApiParameter(
+                "keep",
+                {"type": "string", "enum": list(KEEP_RULES)},
+                description="Which entry of each cluster is marked `kept`: the oldest (default), `longest` answer, "
+                "or an `edited` one.",
+            ),
         ],
         responses=NearDuplicatesOutput,
     )
@@ -114,7 +143,7 @@ class DatasetNearDuplicatesApi(ProjectScopedApi):
         data = ThresholdInput(data=request.query_params)
         data.is_valid(raise_exception=True)
         found = dataset_near_duplicates(dataset=dataset, threshold=data.validated_data["threshold"])
-        return Response(_near_duplicates(found))
+        return Response(_near_duplicates(found, data.validated_data["keep"]))
 
 
 class DatasetKeepOneApi(ProjectScopedApi):
@@ -129,7 +158,7 @@ class DatasetKeepOneApi(ProjectScopedApi):
 
     @extend_schema(
         operation_id="dataset_near_duplicates_keep_one",
-        summary="Delete all but the oldest entry of each near-duplicate cluster (dry run by default)",
+        summary="Delete all but one entry of each near-duplicate cluster, by default the oldest (dry run by default)",
         request=Input,
         responses=Output,
     )
@@ -138,8 +167,10 @@ class DatasetKeepOneApi(ProjectScopedApi):
         dataset = dataset_or_not_found(project, dataset_id)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
+        keep = data.validated_data["keep"]
         found, deleted = dataset_keep_one_per_cluster(
             dataset=dataset, threshold=data.validated_data["threshold"], dry_run=data.validated_data["dry_run"],
-            **request_actor(request),
+            keep=keep, **request_actor(request),
         )  # fmt: skip
-        return Response({**_near_duplicates(found), "dry_run": data.validated_data["dry_run"], "deleted": deleted})
+        body = {**_near_duplicates(found, keep), "dry_run": data.validated_data["dry_run"], "deleted": deleted}
+        return Response(body)

@@ -33,7 +33,6 @@ from curation.models import (
 )
 from curation.text.embeddings import (
     DIMENSION,
-    keep_one_per_cluster,
     near_duplicate_clusters,
     text_hash,
     text_of_conversation,
@@ -174,6 +173,26 @@ def embedding_job_latest(*, dataset: Dataset) -> EmbeddingJob | None:
 class ClusterEntry:
     id: int
     first_user_turn: str
+    last_user_turn: str = ""  # the question the answer answers, when the conversation has several
+    answer: str = ""  # the last assistant answer, cut to SNIPPET_CHARS
+    answer_chars: int = 0  # the whole answer's length: what "keep the longest answer" compares
+    edited: bool = False  # a reviewer changed the entry
+
+
+# Which entry of a cluster "keep one per cluster" keeps: ties (and the default) go to the oldest.
+KEEP_RULES = {"oldest": "the oldest", "longest": "the longest answer", "edited": "an edited one"}
+KEEP_DEFAULT = "oldest"
+
+
+def kept_of(cluster: list[ClusterEntry], keep: str) -> ClusterEntry:
+    """The entry of `cluster` (oldest first) that the rule `keep` keeps."""
+    if keep not in KEEP_RULES:
+        raise ValidationError({"keep": f"One of {', '.join(KEEP_RULES)}."})
+    if keep == "longest":
+        return max(cluster, key=lambda entry: (entry.answer_chars, -entry.id))
+    if keep == "edited":
+        return next((entry for entry in cluster if entry.edited), cluster[0])
+    return cluster[0]
 
 
 @dataclass
@@ -214,7 +233,7 @@ def dataset_near_duplicates(*, dataset: Dataset, threshold: float) -> NearDuplic
         DatasetEntry.objects.filter(dataset=dataset)
         .order_by("id")
         .select_related("embedding")
-        .only("id", "messages", "embedding__vector", "embedding__text_hash")
+        .only("id", "messages", "edited", "embedding__vector", "embedding__text_hash")
     )
     total = 0
     for entry in rows.iterator(chunk_size=2000):
@@ -223,26 +242,42 @@ def dataset_near_duplicates(*, dataset: Dataset, threshold: float) -> NearDuplic
         if stored is None or stored != text_hash(text_of_conversation(entry.messages)):
             continue
         ids.append(entry.pk)
-        snippets.append(_first_user_turn(entry.messages))
+        snippets.append(_cluster_entry(entry))
         vectors.append(vector_from_bytes(entry.embedding.vector))
     result = NearDuplicates(threshold=threshold, entries=total, embedded=len(ids))
     if len(ids) > 1:
         matrix = np.vstack(vectors)
         result.clusters = [
-            [ClusterEntry(id=ids[row], first_user_turn=snippets[row]) for row in cluster]
-            for cluster in near_duplicate_clusters(matrix, threshold)
+            [snippets[row] for row in cluster] for cluster in near_duplicate_clusters(matrix, threshold)
         ]
     return result
 
 
-def _first_user_turn(messages: object) -> str:
+def _cluster_entry(entry: DatasetEntry) -> ClusterEntry:
+    """What a reviewer compares in a cluster: the first and last questions, and the answer."""
     from curation.text.rendering import content_text
 
-    for message in messages if isinstance(messages, list) else ():
-        if isinstance(message, dict) and message.get("role") == "user":
-            text = " ".join(content_text(message.get("content")).split())
-            return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"
-    return ""
+    messages = entry.messages if isinstance(entry.messages, list) else []
+    turns = [message for message in messages if isinstance(message, dict)]
+    questions = [_flat(content_text(turn.get("content"))) for turn in turns if turn.get("role") == "user"]
+    answers = [_flat(content_text(turn.get("content"))) for turn in turns if turn.get("role") == "assistant"]
+    answer = answers[-1] if answers else ""
+    return ClusterEntry(
+        id=entry.pk,
+        first_user_turn=_snippet(questions[0]) if questions else "",
+        last_user_turn=_snippet(questions[-1]) if len(questions) > 1 else "",
+        answer=_snippet(answer),
+        answer_chars=len(answer),
+        edited=entry.edited,
+    )
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _snippet(text: str) -> str:
+    return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"
 
 
 def dataset_keep_one_per_cluster(
@@ -250,19 +285,19 @@ def dataset_keep_one_per_cluster(
     dataset: Dataset,
     threshold: float,
     dry_run: bool = False,
+    keep: str = KEEP_DEFAULT,
     actor: User | None = None,
     api_key: ApiKey | None = None,
 ) -> tuple[NearDuplicates, list[int]]:
-    """Delete all but the oldest entry of each near-duplicate cluster (the one reviewers have had longest, and
-    the same one on a second run); every entry deleted is at least `threshold` alike to the one kept. Returns the
-    clusters and the ids deleted (dry run: that would be)."""
+    """Delete all but one entry of each near-duplicate cluster: by default the oldest (the one reviewers have had
+    longest, and the same one on a second run), or by `keep` the one with the longest answer or an edited one (the
+    oldest of them). Every entry deleted is at least `threshold` alike to the cluster's oldest. Returns the clusters
+    and the ids deleted (dry run: that would be)."""
+    if keep not in KEEP_RULES:
+        raise ValidationError({"keep": f"One of {', '.join(KEEP_RULES)}."})
     found = dataset_near_duplicates(dataset=dataset, threshold=threshold)
-    flat = [entry.id for cluster in found.clusters for entry in cluster]
-    offsets, rows = [], 0
-    for cluster in found.clusters:
-        offsets.append(list(range(rows, rows + len(cluster))))
-        rows += len(cluster)
-    drop = [flat[row] for row in keep_one_per_cluster(offsets)]
+    kept = {kept_of(cluster, keep).id for cluster in found.clusters}
+    drop = sorted(entry.id for cluster in found.clusters for entry in cluster if entry.id not in kept)
     if drop and not dry_run:
         entries_delete(dataset=dataset, ids=drop, actor=actor, api_key=api_key)
     return found, drop

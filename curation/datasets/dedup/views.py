@@ -10,6 +10,8 @@ from django.views.decorators.http import require_POST, require_safe
 
 from curation.common.views import AuthenticatedRequest, can_edit, dataset_or_404, error_messages
 from curation.datasets.dedup.services import (
+    KEEP_DEFAULT,
+    KEEP_RULES,
     THRESHOLD_DEFAULT,
     THRESHOLD_MAX,
     THRESHOLD_MIN,
@@ -17,6 +19,7 @@ from curation.datasets.dedup.services import (
     dataset_near_duplicates,
     embedding_job_create,
     embedding_job_latest,
+    kept_of,
     threshold_clean,
 )
 from curation.models import Dataset, Membership, Role
@@ -27,7 +30,7 @@ DUPLICATE_CLUSTERS_SHOWN = 50
 DUPLICATE_ENTRIES_SHOWN = 5
 
 
-def _duplicates_context(membership: Membership, dataset: Dataset, raw: str) -> dict:
+def _duplicates_context(membership: Membership, dataset: Dataset, raw: str, keep: str = KEEP_DEFAULT) -> dict:
     """The card's state: the latest embedding job, and the clusters at the threshold asked for once there are
     embeddings (the clusters are computed from the stored vectors on each request)."""
     job = embedding_job_latest(dataset=dataset)
@@ -43,6 +46,8 @@ def _duplicates_context(membership: Membership, dataset: Dataset, raw: str) -> d
         "found": None,
         "clusters": [],
         "entries_shown": DUPLICATE_ENTRIES_SHOWN,
+        "keep": keep if keep in KEEP_RULES else KEEP_DEFAULT,  # an unknown rule: the default, as the page shows
+        "keep_rules": KEEP_RULES,
     }
     if job is None or (not job.is_finished and not job.done):
         return context
@@ -52,7 +57,9 @@ def _duplicates_context(membership: Membership, dataset: Dataset, raw: str) -> d
         context["error"] = error_messages(exc.message_dict)
         return context
     found = dataset_near_duplicates(dataset=dataset, threshold=threshold)
-    context.update(found=found, clusters=found.clusters[:DUPLICATE_CLUSTERS_SHOWN])
+    shown = found.clusters[:DUPLICATE_CLUSTERS_SHOWN]
+    rule = str(context["keep"])
+    context.update(found=found, clusters=[(cluster, kept_of(cluster, rule).id) for cluster in shown])
     return context
 
 
@@ -61,7 +68,9 @@ def _duplicates_context(membership: Membership, dataset: Dataset, raw: str) -> d
 def dataset_duplicates_panel(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     """The near-duplicates card, loaded after the page and polled while embeddings are computed."""
     membership, dataset = dataset_or_404(request, slug, dataset_id)
-    context = _duplicates_context(membership, dataset, request.GET.get("threshold", "").strip())
+    context = _duplicates_context(
+        membership, dataset, request.GET.get("threshold", "").strip(), request.GET.get("keep", KEEP_DEFAULT)
+    )
     return render(request, "curation/_dataset_duplicates.html", context, status=400 if context["error"] else 200)
 
 
@@ -80,16 +89,18 @@ def dataset_embed_start(request: AuthenticatedRequest, slug: str, dataset_id: in
 @require_POST
 def dataset_duplicates_keep_one(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    keep = request.POST.get("keep", KEEP_DEFAULT)
     try:
         _, dropped = dataset_keep_one_per_cluster(
-            dataset=dataset, threshold=threshold_clean(request.POST.get("threshold", "")), actor=request.user
-        )
+            dataset=dataset, threshold=threshold_clean(request.POST.get("threshold", "")), keep=keep,
+            actor=request.user,
+        )  # fmt: skip
     except ValidationError as exc:
         messages.error(request, error_messages(exc.message_dict))
     else:
         messages.success(
             request, f"Deleted {len(dropped)} near-duplicate entr{'y' if len(dropped) == 1 else 'ies'}; "
-            "the oldest entry of each cluster stays."
+            f"{KEEP_RULES[keep]} of each cluster stays."
         )  # fmt: skip
     return redirect(reverse("dataset", args=[slug, dataset_id]) + "#near-duplicates")
 

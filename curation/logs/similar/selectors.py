@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, Max, QuerySet
+from django.db.models import QuerySet
 
 from curation.logs.lookups import queryset_sql
 from curation.models import LogEmbedding, LogEmbeddingJob, LogEntry, Project
@@ -56,19 +56,19 @@ def logs_like_ids(*, project: Project, log: LogEntry, min_similarity: float) -> 
     stored = log_vector_stored(log=log)
     if stored is None:
         raise LogNotIndexed(log.pk)
+    from curation.logs.similar.matrix import index_matrix, index_state
+
     query = stored.astype(np.float32)
-    index = LogEmbedding.objects.filter(project=project)
-    state = index.aggregate(size=Count("pk"), latest=Max("created_at"))
-    latest = state["latest"].timestamp() if state["latest"] else 0
-    key = f"logtune:like:{project.pk}:{log.pk}:{min_similarity:.4f}:{state['size']}:{latest}"
+    state = index_state(project=project)
+    key = f"logtune:like:{project.pk}:{log.pk}:{min_similarity:.4f}:{state.key}"
     with contextlib.suppress(Exception):  # a cache that is down only costs the scan below
         cached = cache.get(key)
         if cached is not None:
             return cached
-    found: list[tuple[float, int]] = []
-    for rows in vector_chunks(index.values_list("log_id", "vector")):
-        scores = chunk_matrix(rows) @ query
-        found.extend((float(scores[row]), rows[row][0]) for row in np.flatnonzero(scores >= min_similarity).tolist())
+    matrix = index_matrix(project=project, state=state)
+    scores = np.asarray(matrix.vectors @ query)
+    rows = np.flatnonzero(scores >= min_similarity)
+    found = [(float(scores[row]), int(matrix.ids[row])) for row in rows.tolist()]
     found.sort(reverse=True)
     ids = sorted({log.pk, *(log_id for _, log_id in found[:LIKE_MAX])})
     with contextlib.suppress(Exception):
