@@ -9,6 +9,7 @@ from curation.logs.bulk import views as bulk_views
 from curation.logs.imports import views as imports_views
 from curation.logs.scores import views as scores_views
 from curation.logs.similar import views as similar_views
+from curation.logs.topics import views as topics_views
 from curation.projects import views as projects_views
 from curation.tags import views as tags_views
 
@@ -18,6 +19,7 @@ urlpatterns = [
     *logs_views.urlpatterns,
     *scores_views.urlpatterns,
     *similar_views.urlpatterns,
+    *topics_views.urlpatterns,
     *bulk_views.urlpatterns,
     *tags_views.urlpatterns,
     *audit_views.urlpatterns,

@@ -10,6 +10,7 @@ from curation.logs.imports import apis as imports
 from curation.logs.otel.apis import OtelTracesApi
 from curation.logs.scores.apis import LogScoreDetailApi, LogScoresApi
 from curation.logs.similar import apis as similar
+from curation.logs.topics import apis as topics
 from curation.tags.apis import TagDetailApi, TagMergeApi, TagsApi
 
 urlpatterns = [
@@ -22,6 +23,10 @@ urlpatterns = [
     path("logs/<int:log_id>/scores/<int:score_id>", LogScoreDetailApi.as_view(), name="api-log-score"),
     path("logs/<int:log_id>/similar", similar.LogSimilarApi.as_view(), name="api-log-similar"),
     path("log-embeddings", similar.LogEmbeddingsApi.as_view(), name="api-log-embeddings"),
+    path("topics", topics.TopicsApi.as_view(), name="api-topics"),
+    path("topics/<int:topic_id>", topics.TopicDetailApi.as_view(), name="api-topic"),
+    path("topic-jobs", topics.TopicJobsApi.as_view(), name="api-topic-jobs"),
+    path("topic-jobs/<int:job_id>", topics.TopicJobApi.as_view(), name="api-topic-job"),
     path("bulk-jobs/<int:job_id>", BulkJobApi.as_view(), name="api-bulk-job"),
     # OTLP/HTTP: an exporter given the endpoint <base>/api/v1/otel appends /v1/traces itself.
     path("otel/v1/traces", OtelTracesApi.as_view(), name="api-otel-traces"),

@@ -45,6 +45,9 @@ from curation.models import (
     Role,
     SavedView,
     Tag,
+    Topic,
+    TopicJob,
+    TopicMembership,
 )
 from curation.projects.services import api_key_create
 from curation.text.embeddings import DIMENSION, text_hash, text_of_conversation, vector_bytes
@@ -332,6 +335,40 @@ class LogEmbeddingJobFactory(factory.django.DjangoModelFactory):
 
     project = factory.SubFactory(ProjectFactory)
     limit = 1000
+
+
+class TopicJobFactory(factory.django.DjangoModelFactory):
+    """A computation of a project's topics that succeeded (its topics: TopicFactory)."""
+
+    class Meta:
+        model = TopicJob
+
+    project = factory.SubFactory(ProjectFactory)
+    status = JobStatus.SUCCEEDED
+    done = 100
+    k = 1
+    logs = 1
+    finished_at = factory.LazyFunction(timezone.now)
+
+
+class TopicFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Topic
+
+    job = factory.SubFactory(TopicJobFactory)
+    number = factory.Sequence(lambda n: n + 1)
+    label = factory.LazyAttribute(lambda topic: " · ".join(topic.terms[:3]))
+    terms = factory.LazyFunction(lambda: ["invoice", "refund", "charge"])
+    size = 1
+    trend = factory.LazyFunction(lambda: [0] * 13 + [1])
+
+
+class TopicMembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TopicMembership
+
+    topic = factory.SubFactory(TopicFactory)
+    log = factory.SubFactory(LogEntryFactory, project=factory.SelfAttribute("..topic.job.project"))
 
 
 # --- Datasets ------------------------------------------------------------------------------------------------

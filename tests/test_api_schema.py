@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import pytest
 import schemathesis
 from django.core import signals
@@ -44,8 +45,20 @@ from curation.logs.bulk.services import bulk_job_create
 from curation.logs.filters import FILTER_PARAMS
 from curation.logs.imports.services import import_job_create
 from curation.logs.services import logs_ingest
-from curation.models import BulkAction, ImportLineError, LogEntry, LogScore, RedactionJob, Role, Tag
+from curation.logs.topics.services import topic_job_create, topics_compute
+from curation.models import (
+    BulkAction,
+    ImportLineError,
+    LogEmbedding,
+    LogEntry,
+    LogScore,
+    RedactionJob,
+    Role,
+    Tag,
+    TopicJob,
+)
 from curation.projects.services import api_key_create
+from curation.text.embeddings import DIMENSION, vector_bytes
 from tests.curation.samples import anthropic_log, openai_log
 from tests.factories import (
     DatasetSnapshotFactory,
@@ -173,7 +186,7 @@ VALID_BUT_REFUSED = {
 FILTERED = {"POST /api/v1/logs/bulk", "POST /api/v1/datasets/{dataset_id}/entries"}
 # A field naming a row (in the body, or `similar_to`) answers 400 naming it when no such row is in the project:
 # which ids exist is not something a schema can say. Any other field in the 400 is a real failure.
-ROW_FIELDS = {"dataset", "snapshot", "base_model", "into", "log_ids", "tags", "filter", "similar_to", "judge"}
+ROW_FIELDS = {"dataset", "snapshot", "base_model", "into", "log_ids", "tags", "filter", "similar_to", "judge", "topic"}
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/schema?format=json", application)
 
@@ -266,6 +279,7 @@ def seeded(project, base_model) -> Iterator[str]:
     EvaluationVoteFactory(run=evaluation, example=0)
     EvaluationVoteFactory(run=evaluation, example=1, comparison="base", outcome=0.5)
     entries = list(dataset.entries.order_by("id"))
+    topics = _topics_computed(project, logs)
 
     REAL.clear()
     REAL.update({
@@ -285,6 +299,9 @@ def seeded(project, base_model) -> Iterator[str]:
         "evaluation_id": [evaluation.pk],
         "deployment_id": [deployment.pk],
         "route_id": [route.pk],
+        "topic_id": [topic.pk for topic in topics.topics.all()],
+        "topic": [topic.pk for topic in topics.topics.all()],
+        "topic-jobs:job_id": [topics.pk],
         "body:deployment": [deployment.pk],
         "body:finetune": [done.pk, queued.pk],
         "body:dataset": [dataset.pk, empty.pk],
@@ -296,6 +313,14 @@ def seeded(project, base_model) -> Iterator[str]:
     })  # fmt: skip
     yield raw_key
     REAL.clear()
+
+
+def _topics_computed(project, logs) -> TopicJob:
+    """The logs indexed (two directions, so two topics) and their topics computed."""
+    for n, log in enumerate(logs.order_by("id")):
+        vector = np.eye(1, DIMENSION, n % 2, dtype=np.float32)[0]
+        LogEmbedding.objects.create(project=project, log=log, vector=vector_bytes(vector), text_hash="0" * 64)
+    return topics_compute(job_id=topic_job_create(project=project, k=2).pk)
 
 
 def _succeeded(job: FineTuneJob) -> FineTuneJob:

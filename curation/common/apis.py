@@ -152,6 +152,7 @@ def _filter_schemas() -> dict[str, dict]:
         "min_similarity": _or_blank({"type": "number", "minimum": 0.5, "maximum": 1}),
         "about": {"type": "string", "maxLength": ABOUT_TEXT_MAX},
         "min_relevance": _or_blank({"type": "number", "minimum": 0, "maximum": 1}),
+        "topic": an_id,
     }  # fmt: skip
     assert set(schemas) == FILTER_PARAMS, "a filter parameter without its schema"
     return schemas

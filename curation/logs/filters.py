@@ -23,6 +23,7 @@ Query parameters (all optional, all combined with AND):
   about                       words saying what the logs are about: the indexed logs whose meaning is closest
                               (curation/logs/similar/about.py), whatever words they use
   min_relevance               with `about`: how alike, 0 to 1 (default 0.2)
+  topic                       topic id: the logs of that topic of the project's current topics (logs/topics/)
 """
 
 import math
@@ -44,6 +45,7 @@ from curation.logs.ingest.scores import NAME_PATTERN
 from curation.logs.similar.about import PREFIX as ABOUT_PREFIX
 from curation.logs.similar.about import about_text, logs_about, relevance_param
 from curation.logs.similar.selectors import SIMILARITY_DEFAULT, LogNotIndexed, logs_like_ids
+from curation.logs.topics.selectors import topic_log_ids
 from curation.models import DatasetEntry, LogEntry, LogScore, LogStatus, LogTag, Project, Tag
 from curation.text.pii.findings import KINDS
 
@@ -174,6 +176,7 @@ class LogFilter(django_filters.FilterSet):
     # Search by meaning: the indexed logs closest to these words (or `q=about:WORDS`), at least `min_relevance`.
     about = django_filters.CharFilter(method="filter_about")
     min_relevance = django_filters.CharFilter(method="filter_min_relevance")
+    topic = django_filters.NumberFilter(method="filter_topic", min_value=1, max_value=ID_MAX)
 
     class Meta:
         model = LogEntry
@@ -267,6 +270,11 @@ class LogFilter(django_filters.FilterSet):
         if value is not None and self.form.cleaned_data.get("similar_to") is None:
             raise ValidationError({"min_similarity": "Applies with similar_to (the log to compare with)."})
         return queryset  # read by filter_similar_to
+
+    def filter_topic(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
+        if value != int(value):
+            raise ValidationError({"topic": f"Topic {value} not found in this project."})
+        return queryset.filter(pk__in=topic_log_ids(project=self.project, topic_id=int(value)))
 
     def filter_about(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return self._about(queryset)

@@ -13,7 +13,7 @@ FILTER_ORDER = [
     "q", "about", "min_relevance", "model", "response_model", "provider", "status", "tag", "tag_any", "tag_none",
     "created_after", "created_before", "since", "min_tokens", "max_tokens", "min_latency_ms", "max_latency_ms",
     "metadata", "score", "has_score", "no_score", "in_dataset", "not_in_dataset", "pii", "similar_to",
-    "min_similarity", "external_id",
+    "min_similarity", "external_id", "topic",
 ]  # fmt: skip
 
 

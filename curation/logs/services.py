@@ -24,7 +24,18 @@ from curation.logs.ingest.canonical import search_text
 from curation.logs.ingest.raw import value_text
 from curation.logs.pii.services import logs_pii_kinds, pii_pending_send
 from curation.logs.pricing import cost_usd
-from curation.models import ApiKey, DatasetEntry, LogEntry, LogScore, LogTag, Project, ScoreSource, Tag
+from curation.models import (
+    ApiKey,
+    DatasetEntry,
+    LogEmbedding,
+    LogEntry,
+    LogScore,
+    LogTag,
+    Project,
+    ScoreSource,
+    Tag,
+    TopicMembership,
+)
 from curation.text.pii import scan
 from curation.text.pii.conversations import conversation_redact
 
@@ -541,7 +552,8 @@ def log_delete(*, log: LogEntry, actor: User | None = None, api_key: ApiKey | No
 
 
 def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key: ApiKey | None = None) -> int:
-    """Delete logs without Django's per-row collector: tags and scores go with them, dataset entries keep their
+    """Delete logs without Django's per-row collector: tags, scores, embeddings and topic memberships go with them
+    (none of them has ON DELETE CASCADE in the database), dataset entries keep their
     copy and lose the link, recording which log it was, when and by whom it was deleted."""
     ids = list(logs.order_by().values_list("id", flat=True))
     deleted = 0
@@ -554,6 +566,10 @@ def logs_delete(*, logs: QuerySet[LogEntry], actor: User | None = None, api_key:
             links._raw_delete(links.db)
             scores = LogScore.objects.filter(log_id__in=chunk)
             scores._raw_delete(scores.db)
+            topics = TopicMembership.objects.filter(log_id__in=chunk)
+            topics._raw_delete(topics.db)
+            embeddings = LogEmbedding.objects.filter(log_id__in=chunk)
+            embeddings._raw_delete(embeddings.db)
             DatasetEntry.objects.filter(log_id__in=chunk).update(
                 log=None, source_log_id=F("log_id"), source_deleted_at=now, source_deleted_by=actor,
                 source_deleted_by_key=api_key,

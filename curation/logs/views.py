@@ -55,7 +55,7 @@ FILTER_LABELS = {
     "no_score": "Has none of the scores", "in_dataset": "In dataset",
     "not_in_dataset": "Not in dataset", "pii": "Personal data", "similar_to": "Like log",
     "min_similarity": "Similarity at least", "external_id": "External id", "cursor": "Page", "since": "Last",
-    "sort": "Sort", "about": "About", "min_relevance": "Relevance at least",
+    "sort": "Sort", "about": "About", "min_relevance": "Relevance at least", "topic": "Topic",
 }  # fmt: skip
 
 # The quick ranges over the table: `since` values.

@@ -28,6 +28,7 @@ from curation.models.logs import (
 )
 from curation.models.projects import ApiKey, Membership, Project, Role, actor_label
 from curation.models.scores import LogScore, ScoreSource
+from curation.models.topics import Topic, TopicJob, TopicMembership
 
 __all__ = [
     "ApiKey",
@@ -58,6 +59,9 @@ __all__ = [
     "ScoreSource",
     "Split",
     "Tag",
+    "Topic",
+    "TopicJob",
+    "TopicMembership",
     "actor_label",
     "original_decode",
 ]

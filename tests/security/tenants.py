@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from unittest.mock import patch
 
+import numpy as np
 from celery import Task
 from django.conf import settings
 from django.db import connection, transaction
@@ -22,14 +23,20 @@ from curation.models import (
     Dataset,
     DatasetEntry,
     ImportJob,
+    JobStatus,
+    LogEmbedding,
     LogEntry,
     Project,
     RedactionJob,
     Role,
     SavedView,
     Tag,
+    Topic,
+    TopicJob,
+    TopicMembership,
 )
 from curation.projects.services import api_key_create
+from curation.text.embeddings import DIMENSION, vector_bytes
 from tests.factories import BaseModelFactory, ProjectFactory, UserFactory
 from training.endpoints.secrets import secret_encrypt
 from training.finetunes.services import finetune_create
@@ -67,6 +74,7 @@ OBJECT_OF_SEGMENT = {
     "views": "view", "generations": "generation", "loss-preview": "preview", "redaction-jobs": "redaction",
     "endpoints": "endpoint", "evaluations": "evaluation", "deployments": "deployment", "routes": "route",
     "scores": "score", "evaluation-sets": "regression_set", "regression-sets": "regression_set",
+    "topics": "topic", "topic-jobs": "topic_job",
 }  # fmt: skip
 
 
@@ -155,6 +163,9 @@ BASELINES = {
                  "check_json": "on", "judge": "{endpoint}", "judge_sample": "10", "position": "0"}],
     "serving-route": [{"window": "7d"}],
     "serving-route-promote": [{"share": "50"}],
+    "topics": [{"sort": "cost"}],
+    "topics-compute": [{"k": "3"}],
+    "topic-dataset": [{"name": "fuzzed"}],
 }  # fmt: skip
 # Operations only a person may make: an API key acts for the project, not for anyone, and is refused (403).
 PERSONS_ONLY = {
@@ -244,6 +255,7 @@ def tenant_create(slug: str) -> Tenant:
         ).pk,
     }
     objects |= _served(compared, marker, log)
+    objects |= _topics(project, marker, log)
     return Tenant(project=project, marker=marker, objects=objects, users=users, keys=keys)
 
 
@@ -263,6 +275,19 @@ def _served(job: FineTuneJob, marker: str, log: LogEntry) -> dict[str, int]:
         finetune_status=200, finetune_ms=300.0,
     )  # fmt: skip
     return {"deployment": deployment.pk, "route": route.pk}
+
+
+def _topics(project: Project, marker: str, log: LogEntry) -> dict[str, int]:
+    """The log indexed, and a computation of the topics that put it in a topic named after the marker."""
+    LogEmbedding.objects.create(
+        project=project, log=log, vector=vector_bytes(np.eye(1, DIMENSION, dtype=np.float32)[0]), text_hash="0" * 64
+    )
+    job = TopicJob.objects.create(project=project, status=JobStatus.SUCCEEDED, k=1, logs=1, done=100,
+                                  finished_at=log.created_at, error=f"none {marker}")  # fmt: skip
+    topic = Topic.objects.create(job=job, number=1, label=f"topic {marker}", terms=[marker], size=1, tokens=10,
+                                 trend=[1] + [0] * 13, trend_end=log.created_at.date())  # fmt: skip
+    TopicMembership.objects.create(topic=topic, log=log)
+    return {"topic": topic.pk, "topic_job": job.pk}
 
 
 def _compared_finetune(job: FineTuneJob, marker: str, chat: list[dict]) -> FineTuneJob:

@@ -144,6 +144,7 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
     "finetunes_gguf": (None, {"finetune.gguf"}),
     "finetunes_weights_destroy": (None, {"finetune.weights_delete"}),
     "log_embeddings_create": (None, {"logs.embed"}),
+    "topic_jobs_create": ({"k": 3}, {"topics.compute"}),
     "logs_update": ({"tags_add": ["seen"], "metadata": {"env": "test"}}, {"logs.update"}),
     "logs_destroy": (None, {"logs.delete"}),
     "logs_scores_create": ({"name": "thumbs", "value": "up"}, {"logs.score_add"}),
