@@ -27,7 +27,8 @@ from django.utils import timezone
 from curation.audit.services import audit_record
 from curation.common.queueing import task_send_or_fail
 from curation.common.server_paths import error_text
-from curation.logs.similar.selectors import chunk_matrix, log_index_size, vector_chunks
+from curation.logs.similar.matrix import chunk_matrix, vector_chunks
+from curation.logs.similar.selectors import log_index_size
 from curation.models import (
     ApiKey,
     JobStatus,
