@@ -253,8 +253,10 @@ class LogsApi(ProjectScopedApi):
     )
     def get(self, request: Request) -> Response:
         project = project_for_request(request)
-        logs = logs_filter(project=project, params=request.query_params, queryset=log_list(project=project))
         ranking = ranking_of(project=project, params=request.query_params)
+        logs = logs_filter(
+            project=project, params=request.query_params, queryset=log_list(project=project), ranking=ranking
+        )
         searching = bool(request.query_params.get("q")) and ranking is None
         sort = request.query_params.get("sort") or sort_default(ranking)
         page = log_page(

@@ -43,7 +43,7 @@ from django.utils import timezone
 from curation.common.params import ID_MAX
 from curation.logs.ingest.scores import NAME_PATTERN
 from curation.logs.similar.about import PREFIX as ABOUT_PREFIX
-from curation.logs.similar.about import about_text, logs_about, relevance_param
+from curation.logs.similar.about import Ranking, about_text, logs_about, query_clean, relevance_param
 from curation.logs.similar.selectors import SIMILARITY_DEFAULT, LogNotIndexed, logs_like_ids
 from curation.logs.topics.selectors import topic_log_ids
 from curation.models import DatasetEntry, LogEntry, LogScore, LogStatus, LogTag, Project, Tag
@@ -182,9 +182,10 @@ class LogFilter(django_filters.FilterSet):
         model = LogEntry
         fields: list[str] = []
 
-    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, project: Project, ranking: Ranking | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.project = project
+        self.ranking = ranking  # the search by meaning's ranking when the caller has it already
 
     def filter_since(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         span = relative_span(value)
@@ -290,7 +291,9 @@ class LogFilter(django_filters.FilterSet):
         if not text or getattr(self, "_about_done", False):  # `about` and `q=about:` both given: one search
             return queryset
         self._about_done = True
-        ranking = logs_about(project=self.project, text=text, min_relevance=relevance_param(self.data))
+        ranking = self.ranking
+        if ranking is None or ranking.text != query_clean(text) or ranking.min_relevance != relevance_param(self.data):
+            ranking = logs_about(project=self.project, text=text, min_relevance=relevance_param(self.data))
         return queryset.filter(pk__any_of=ranking.ids)
 
     def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
@@ -410,11 +413,14 @@ def _metadata_equals(path: list[str], wanted: str) -> Q:
     return condition | Q(**{lookup: scalar}) if scalar is not None else condition
 
 
-def logs_filter(*, project: Project, params: Mapping, queryset: QuerySet | None = None) -> QuerySet[LogEntry]:
-    """Logs of `project` matching `params` (a QueryDict or a plain dict of the parameters above).
-    Raises ValidationError with a message per bad parameter."""
+def logs_filter(
+    *, project: Project, params: Mapping, queryset: QuerySet | None = None, ranking: Ranking | None = None
+) -> QuerySet[LogEntry]:
+    """Logs of `project` matching `params` (a QueryDict or a plain dict of the parameters above); `ranking`, the
+    search by meaning's when the caller has computed it (`about.ranking_of`). Raises ValidationError with a message
+    per bad parameter."""
     base = queryset if queryset is not None else LogEntry.objects.all()
-    filterset = LogFilter(data=params, queryset=base.filter(project=project), project=project)
+    filterset = LogFilter(data=params, queryset=base.filter(project=project), project=project, ranking=ranking)
     if not filterset.is_valid():
         raise ValidationError({field: list(errors) for field, errors in filterset.errors.items()})
     return filterset.qs

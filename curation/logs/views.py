@@ -215,7 +215,9 @@ def _explorer_context(request: AuthenticatedRequest, membership: Membership) -> 
             "jobs": bulk_jobs_active(project=project),
         }
     try:
-        logs = logs_filter(project=project, params=QueryDict(query), queryset=log_list(project=project))
+        logs = logs_filter(
+            project=project, params=QueryDict(query), queryset=log_list(project=project), ranking=ranking
+        )
         page = log_page(logs=logs, sort=sort, cursor=cursor, size=PAGE_SIZE, searching=bool(text), ranking=ranking)
     except ValidationError as exc:
         context["errors"] = {FILTER_LABELS.get(key, key): value for key, value in exc.message_dict.items()}
@@ -354,7 +356,7 @@ def log_detail(request: AuthenticatedRequest, slug: str, log_id: int) -> HttpRes
     sort = request.GET.get("sort", "")
     try:
         ranking = ranking_of(project=project, params=QueryDict(query))
-        logs = logs_filter(project=project, params=QueryDict(query))
+        logs = logs_filter(project=project, params=QueryDict(query), ranking=ranking)
         previous, following = log_neighbours(logs=logs, log=log, sort=sort or sort_default(ranking), ranking=ranking)
     except ValidationError:
         ranking, previous, following = None, None, None
