@@ -139,6 +139,20 @@ def manage(*args: str, env: dict[str, str]) -> str:
     return result.stdout
 
 
+def bench_django(*, name: str, database_url: str, reuse: bool) -> dict[str, str]:
+    """A bench's Django: a new folder of local data, the database created again (unless `reuse`) and migrated, and
+    Django set up in this process on it. Returns the environment for child processes."""
+    import tempfile
+
+    env = child_env(database_url=database_url, var_dir=Path(tempfile.mkdtemp(prefix=f"logtune-bench-{name}-")))
+    env["ALLOWED_HOSTS"] = "testserver"
+    if not reuse:
+        database_recreate(url=database_url)
+    manage("migrate", "--no-input", env=env)
+    django_setup(env=env)
+    return env
+
+
 def bench_database_prepare(*, env: dict[str, str]) -> str:
     """Recreate and migrate the bench database; returns a new API key of the bench project."""
     database_recreate(url=env["DATABASE_URL"])

@@ -14,20 +14,15 @@ Each search is run --queries times on different logs; p50 and p95 are printed.
 
 import argparse
 import statistics
-import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
 from common import (
     DEFAULT_DATABASE_URL,
     LogMaker,
+    bench_django,
     bench_project_and_user,
-    child_env,
     code_version,
-    database_recreate,
-    django_setup,
-    manage,
     percentile,
     print_table,
     warn_if_busy,
@@ -39,12 +34,7 @@ SEED_BATCH = 2_000
 def main() -> None:
     args = _parse_args()
     warn_if_busy()
-    env = child_env(database_url=args.database_url, var_dir=Path(tempfile.mkdtemp(prefix="logtune-bench-similar-")))
-    env["ALLOWED_HOSTS"] = "testserver"
-    if not args.reuse:
-        database_recreate(url=args.database_url)
-    manage("migrate", "--no-input", env=env)
-    django_setup(env=env)
+    bench_django(name="similar", database_url=args.database_url, reuse=args.reuse)
     print(f"Logtune {code_version()}: more like this, database {args.database_url}")
     project, user = bench_project_and_user()
     if not args.reuse:

@@ -16,21 +16,16 @@ the computation in this process, as the worker does (k chosen from the index's s
 import argparse
 import itertools
 import statistics
-import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
 from common import (
     DEFAULT_DATABASE_URL,
     TOPICS,
     LogMaker,
+    bench_django,
     bench_project_and_user,
-    child_env,
     code_version,
-    database_recreate,
-    django_setup,
-    manage,
     print_table,
     warn_if_busy,
 )
@@ -42,12 +37,7 @@ NOISE = 0.6  # the spread of a log's vector around its subject's centroid (unit 
 def main() -> None:
     args = _parse_args()
     warn_if_busy()
-    env = child_env(database_url=args.database_url, var_dir=Path(tempfile.mkdtemp(prefix="logtune-bench-topics-")))
-    env["ALLOWED_HOSTS"] = "testserver"
-    if not args.reuse:
-        database_recreate(url=args.database_url)
-    manage("migrate", "--no-input", env=env)
-    django_setup(env=env)
+    bench_django(name="topics", database_url=args.database_url, reuse=args.reuse)
     print(f"Logtune {code_version()}: topics, database {args.database_url}")
     project, user = bench_project_and_user()
     if not args.reuse:
