@@ -4,6 +4,7 @@ playground's generations. The trainer itself (`training.trainer`) knows nothing 
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -52,6 +53,10 @@ class BaseModel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# Why a fine-tune whose weights were deleted cannot be merged, converted, asked or deployed.
+WEIGHTS_DELETED = "The weights of this fine-tune were deleted; its metrics and evaluation are all that is left."
 
 
 class FineTuneJob(BackgroundWork, models.Model):
@@ -131,6 +136,14 @@ class FineTuneJob(BackgroundWork, models.Model):
     def has_weights(self) -> bool:
         """Succeeded, and its weights not deleted since: they can be downloaded, merged and asked."""
         return self.status == FineTuneStatus.SUCCEEDED and self.weights_deleted_at is None
+
+    def weights_or_refuse(self, unsucceeded: str) -> None:
+        """A ValidationError (on `status`) unless the weights are here: `unsucceeded` says why a fine-tune that did
+        not succeed cannot serve ("Only a succeeded fine-tune has an adapter to merge.")."""
+        if self.status != FineTuneStatus.SUCCEEDED:
+            raise ValidationError({"status": unsucceeded})
+        if self.weights_deleted_at is not None:
+            raise ValidationError({"status": WEIGHTS_DELETED})
 
     @property
     def weights_deleted_by_label(self) -> str:

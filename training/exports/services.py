@@ -40,10 +40,7 @@ def finetune_gguf_request(
 ) -> FineTuneJob:
     """Queue converting the fine-tune to GGUF (a LoRA adapter's GGUF, or the full weights'). Asking again while a
     conversion is queued, running or done changes nothing; a failed one can be asked for again."""
-    if job.status != FineTuneStatus.SUCCEEDED:
-        raise ValidationError({"status": "Only a succeeded fine-tune has weights to convert."})
-    if job.weights_deleted_at is not None:
-        raise ValidationError({"status": "The weights of this fine-tune were deleted: there is nothing to convert."})
+    job.weights_or_refuse("Only a succeeded fine-tune has weights to convert.")
     if missing := gguf_converter_missing():
         raise ValidationError({"status": missing})
     with transaction.atomic():

@@ -27,7 +27,6 @@ from training.selectors import loss_preview_current
 MAX_NEW_TOKENS = 1024
 
 
-WEIGHTS_DELETED = "The weights of this fine-tune were deleted; its metrics and evaluation are all that is left."
 
 
 def finetune_merge_request(
@@ -35,10 +34,7 @@ def finetune_merge_request(
 ) -> FineTuneJob:
     """Queue merging the adapter into full weights (`merged/` beside it). Asking again while a merge is
     queued, running or done changes nothing; a failed merge can be asked for again."""
-    if job.status != FineTuneStatus.SUCCEEDED:
-        raise ValidationError({"status": "Only a succeeded fine-tune has an adapter to merge."})
-    if job.weights_deleted_at is not None:
-        raise ValidationError({"status": WEIGHTS_DELETED})
+    job.weights_or_refuse("Only a succeeded fine-tune has an adapter to merge.")
     if not job.uses_adapter:
         raise ValidationError(
             {"method": "A full fine-tune already holds the full weights: there is nothing to merge."}
@@ -75,10 +71,7 @@ def generation_create(
 ) -> Generation:
     """Queue a playground prompt: a GPU worker answers it with the base and the fine-tuned model. Audited as
     `finetune.generate` (the prompt itself is not copied into the audit log: it is on the answer's row)."""
-    if job.status != FineTuneStatus.SUCCEEDED:
-        raise ValidationError({"status": "The playground needs a succeeded fine-tune."})
-    if job.weights_deleted_at is not None:
-        raise ValidationError({"status": WEIGHTS_DELETED})
+    job.weights_or_refuse("The playground needs a succeeded fine-tune.")
     if not isinstance(messages, list) or not messages or not all(_is_message(m) for m in messages):
         raise ValidationError({"messages": 'A list of chat messages: [{"role": "user", "content": "…"}, …].'})
     if messages[-1]["role"] == "assistant":
