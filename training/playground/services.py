@@ -27,8 +27,6 @@ from training.selectors import loss_preview_current
 MAX_NEW_TOKENS = 1024
 
 
-
-
 def finetune_merge_request(
     *, job: FineTuneJob, actor: User | None = None, api_key: ApiKey | None = None
 ) -> FineTuneJob:
