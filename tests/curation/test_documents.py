@@ -166,6 +166,12 @@ def test_html_is_read_without_scripts_styles_or_the_head():
     ]
 
 
+def test_html_paragraphs_inside_a_list_item_are_list_items():
+    document = read_document("list.html", b"<ol><li><p>First step</p><ul><li>detail</li></ul></li></ol><p>After.</p>")
+
+    assert kinds(document) == [("list_item", "First step", 1), ("list_item", "detail", 2), ("paragraph", "After.", 0)]
+
+
 def test_html_is_recognised_by_its_opening_tag_whatever_the_name():
     assert read_document("page", b"  <!DOCTYPE html><h1>Hi</h1><p>there</p>").format == "html"
 
@@ -255,14 +261,23 @@ def test_what_cannot_be_read_raises_an_error_naming_the_file_and_the_reason(name
     assert str(raised.value).startswith(f"{name}: {reason}")
 
 
-def test_an_encrypted_pdf_is_refused_as_needing_a_password():
+def encrypted(user_password: str) -> bytes:
     writer = PdfWriter(clone_from=io.BytesIO(pdf_bytes(GUIDE_PDF)))
-    writer.encrypt(user_password="secret", owner_password="owner", algorithm="RC4-128")
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="RC4-128")
     out = io.BytesIO()
     writer.write(out)
+    return out.getvalue()
 
+
+def test_an_encrypted_pdf_is_refused_as_needing_a_password():
     with pytest.raises(DocumentError, match=r"^locked\.pdf: is an encrypted PDF that needs a password$"):
-        read_document("locked.pdf", out.getvalue())
+        read_document("locked.pdf", encrypted("secret"))
+
+
+def test_a_pdf_encrypted_only_to_restrict_it_opens_with_the_empty_password():
+    document = read_document("restricted.pdf", encrypted(""))
+
+    assert document.blocks[0].text == "Billing" and document.pages == 2
 
 
 def sections(count: int, paragraphs: int, words: int = 40) -> bytes:

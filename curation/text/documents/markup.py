@@ -30,8 +30,9 @@ def html_blocks(text: str) -> list[RawBlock]:
     return blocks
 
 
-def _html_walk(node, blocks: list[RawBlock], *, depth: int) -> None:
-    """Block elements become blocks; runs of inline text between them become paragraphs (list items in a list)."""
+def _html_walk(node, blocks: list[RawBlock], *, depth: int, in_item: bool = False) -> None:
+    """Block elements become blocks; runs of inline text between them become paragraphs (list items in a list
+    item, its paragraphs included)."""
     from bs4 import NavigableString, Tag
 
     run: list[str] = []
@@ -41,7 +42,8 @@ def _html_walk(node, blocks: list[RawBlock], *, depth: int) -> None:
             blocks.append(RawBlock(kind, _clean("".join(run)), level=depth if kind == BlockKind.LIST_ITEM else 0))
         run.clear()
 
-    inline_kind = BlockKind.LIST_ITEM if getattr(node, "name", None) == "li" else BlockKind.PARAGRAPH
+    in_item = in_item or getattr(node, "name", None) == "li"
+    inline_kind = BlockKind.LIST_ITEM if in_item else BlockKind.PARAGRAPH
     for child in node.children:
         if isinstance(child, NavigableString):
             if type(child) is NavigableString:  # not a comment, doctype or CDATA
@@ -55,11 +57,11 @@ def _html_walk(node, blocks: list[RawBlock], *, depth: int) -> None:
             run.append(child.get_text())
         else:
             flush(inline_kind)
-            _html_block(child, blocks, depth=depth)
+            _html_block(child, blocks, depth=depth, in_item=in_item)
     flush(inline_kind)
 
 
-def _html_block(tag, blocks: list[RawBlock], *, depth: int) -> None:
+def _html_block(tag, blocks: list[RawBlock], *, depth: int, in_item: bool) -> None:
     if tag.name in HEADINGS:
         blocks.append(RawBlock(BlockKind.HEADING, _clean(tag.get_text(" ")), level=HEADINGS[tag.name]))
     elif tag.name == "pre":
@@ -70,7 +72,7 @@ def _html_block(tag, blocks: list[RawBlock], *, depth: int) -> None:
     elif tag.name in ("ul", "ol"):
         _html_walk(tag, blocks, depth=depth + 1)
     elif tag.name != "hr":
-        _html_walk(tag, blocks, depth=depth)
+        _html_walk(tag, blocks, depth=depth, in_item=in_item)
 
 
 def markdown_blocks(text: str) -> list[RawBlock]:
