@@ -3,11 +3,15 @@
 import copy
 import json
 import math
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from training.trainer.__main__ import help_text
@@ -150,6 +154,8 @@ def test_pairs_with_identical_or_empty_answers_are_refused_with_the_reason(token
     train, validation, refused = load_pairs(tokenizer, path, max_length=128, stop_ids=stop_ids)
     assert (len(train), len(validation)) == (1, 0)
     assert [str(reason) for reason in refused] == ["line 2: the chosen and rejected answers are identical"]
+    with pytest.raises(DataError, match="line 3: a conversation, not a preference pair"):
+        pair_record(3, {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yes"}]})
     with pytest.raises(DataError, match="line 1: the chosen answer must be one assistant message"):
         pair_record(1, {**_trl_row("plum"), "chosen": [{"role": "user", "content": "yes"}]})
 
@@ -281,3 +287,72 @@ def test_the_config_takes_the_dpo_objective_and_checks_beta(tmp_path):
         TrainConfig(**base, dpo_label_smoothing=0.5)
     text = help_text()
     assert 'objective: str = "sft"' in text and "dpo_beta: float = 0.1" in text
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+
+
+def _pair_file(path, *, validation: int = 4):
+    rows = [{**_trl_row(fruit), "entry_id": 100 + i} for i, fruit in enumerate(sorted(FRUITS))]
+    for row in rows[-validation:]:
+        row["split"] = "validation"
+    return write_jsonl(path, [*rows, _trl_row("fig", rejected="yes", chosen="yes")])
+
+
+def _dpo_config(tiny_model, data, out, **overrides) -> TrainConfig:
+    values = dict(
+        model=str(tiny_model), data_path=str(data), output_dir=str(out), objective="dpo", learning_rate=5e-3,
+        epochs=100, max_steps=30, batch_size=2, gradient_accumulation=2, lora_dropout=0.0, eval_every_steps=10,
+        checkpoint_every_steps=0, max_seq_length=128, warmup_ratio=0.0, precision="fp32",
+    )  # fmt: skip
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _events(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+
+
+def test_the_trainer_runs_lora_dpo_on_a_file_of_pairs(tiny_model, tmp_path):
+    from training.trainer.loop import train
+
+    out = tmp_path / "run"
+    result = train(_dpo_config(tiny_model, _pair_file(tmp_path / "pairs.jsonl"), out))
+
+    assert result.steps == 30 and (out / "adapter" / "adapter_model.safetensors").exists()
+    events = _events(out)
+    assert events[0]["type"] == "warning" and "line 9: the chosen and rejected answers are identical" in str(events[0])
+    start = next(e for e in events if e["type"] == "start")
+    assert (start["examples_train"], start["examples_validation"], start["reference"]) == (4, 4, "adapter disabled")
+    steps = [e for e in events if e["type"] == "step"]
+    assert steps[0]["loss"] == pytest.approx(math.log(2), abs=1e-5) and steps[0]["reward_margin"] == pytest.approx(0)
+    assert steps[-1]["reward_accuracy"] == 1.0 and steps[-1]["reward_margin"] > 1.0
+    evals = [e for e in events if e["type"] == "eval"]
+    assert [e["step"] for e in evals] == [0, 10, 20, 30]
+    assert evals[0]["eval_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert evals[-1]["reward_margin"] > evals[0]["reward_margin"]  # the held-out pairs too
+    assert events[-1]["type"] == "done"
+
+
+def test_a_full_dpo_run_keeps_its_reference_across_a_resume(tiny_model, tmp_path):
+    config = _dpo_config(tiny_model, _pair_file(tmp_path / "pairs.jsonl"), tmp_path / "run", method="full",
+                         learning_rate=1e-3, max_steps=4, checkpoint_every_steps=2, eval_every_steps=0)  # fmt: skip
+    path = tmp_path / "config.json"
+    config.save(path)
+    first = subprocess.run([sys.executable, "-m", "training.trainer", str(path)], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    reference = load_file(tmp_path / "run" / "reference_logprobs.safetensors")
+    assert tuple(reference["train"].shape) == (4, 2) and tuple(reference["validation"].shape) == (4, 2)
+
+    # A second run resumes from the step-2 checkpoint: it reads the reference instead of computing it anew from
+    # weights that have moved, so its first step's loss is not log(2).
+    shutil.rmtree(tmp_path / "run" / "adapter")
+    (tmp_path / "run" / "events.jsonl").unlink()
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step-4", ignore_errors=True)
+    config.max_steps = 4
+    from training.trainer.loop import train
+
+    train(config)
+    steps = [e for e in _events(tmp_path / "run") if e["type"] == "step"]
+    assert [e["step"] for e in steps] == [3, 4]
+    assert steps[0]["loss"] < math.log(2) - 1e-4

@@ -94,6 +94,11 @@ def pair_record(number: int, row: Any) -> PairRecord:
     """One line in TRL's or OpenAI's preference format (as the preference exports write them)."""
     if not isinstance(row, dict):
         raise DataError(f"line {number}: expected a JSON object")
+    if "messages" in row and "prompt" not in row:
+        raise DataError(
+            f"line {number}: a conversation, not a preference pair; objective dpo reads lines with a prompt, a chosen "
+            "and a rejected answer (the preference exports of a dataset)"
+        )
     if "input" in row:  # OpenAI
         request = row["input"] if isinstance(row["input"], dict) else {}
         prompt, tools = request.get("messages"), request.get("tools")
