@@ -277,13 +277,9 @@ def dpo_loss(
     """Sigmoid DPO (Rafailov et al. 2023), averaged over the pairs: -log sigmoid(beta * margin); with conservative
     label smoothing e: -(1 - e) * log sigmoid(beta * margin) - e * log sigmoid(-beta * margin). The arguments are
     summed log-probabilities, one per pair."""
-    import torch.nn.functional as F
-
-    logits = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
-    losses = -F.logsigmoid(beta * logits) * (1 - label_smoothing) - F.logsigmoid(-beta * logits) * label_smoothing
-    chosen_rewards = beta * (policy_chosen - ref_chosen).detach()
-    rejected_rewards = beta * (policy_rejected - ref_rejected).detach()
-    margins = chosen_rewards - rejected_rewards
+    losses, margins, chosen_rewards, rejected_rewards = dpo_pair_losses(
+        policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=beta, label_smoothing=label_smoothing
+    )
     metrics = DPOMetrics(
         reward_margin=float(margins.mean()),
         reward_accuracy=float((margins > 0).float().mean()),
@@ -291,6 +287,20 @@ def dpo_loss(
         rejected_reward=float(rejected_rewards.mean()),
     )
     return losses.mean(), metrics
+
+
+def dpo_pair_losses(
+    policy_chosen: Any, policy_rejected: Any, ref_chosen: Any, ref_rejected: Any, *, beta: float,
+    label_smoothing: float = 0.0,
+) -> tuple[Any, Any, Any, Any]:  # fmt: skip
+    """Each pair's DPO loss, and (detached) its reward margin, chosen reward and rejected reward."""
+    import torch.nn.functional as F
+
+    logits = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    losses = -F.logsigmoid(beta * logits) * (1 - label_smoothing) - F.logsigmoid(-beta * logits) * label_smoothing
+    chosen_rewards = beta * (policy_chosen - ref_chosen).detach()
+    rejected_rewards = beta * (policy_rejected - ref_rejected).detach()
+    return losses, chosen_rewards - rejected_rewards, chosen_rewards, rejected_rewards
 
 
 # --- the reference model ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from training.trainer.preference import (
     PairExample,
     ReferenceCache,
     adapter_reference_logprobs,
-    dpo_loss,
+    dpo_pair_losses,
     load_pairs,
     pair_batch,
     precompute_reference_logprobs,
@@ -182,19 +182,16 @@ def report_start(run: PreferenceRun, state: PreferenceState) -> None:
 def pair_loss(
     run: PreferenceRun, examples: list[PairExample], indices: list[int], reference: ReferenceCache | None
 ) -> tuple[Any, Any]:
-    """(loss of each pair, their margins) of one micro-batch: chosen and rejected in one forward pass."""
+    """(each pair's DPO loss, its reward margin) for one micro-batch: chosen and rejected in one forward pass."""
     batch = pair_batch(examples, pad_id=run.pad_id, device=run.accelerator.device)
     if reference is None:
         ref = adapter_reference_logprobs(run.model, batch)
     else:
         ref = reference.lookup(indices, run.accelerator.device)
     policy = sequence_logprobs(run.model, batch)
-    beta, smoothing = run.config.dpo_beta, run.config.dpo_label_smoothing
-    losses, margins = [], []
-    for i in range(len(examples)):  # per pair, so the step can average over all its pairs
-        loss, metrics = dpo_loss(*(side[i : i + 1] for side in (*policy, *ref)), beta=beta, label_smoothing=smoothing)
-        losses.append(loss)
-        margins.append(metrics.reward_margin)
+    losses, margins, _, _ = dpo_pair_losses(
+        *policy, *ref, beta=run.config.dpo_beta, label_smoothing=run.config.dpo_label_smoothing
+    )
     return losses, margins
 
 
@@ -209,11 +206,10 @@ def train_step(run: PreferenceRun, state: PreferenceState) -> None:
         last = number == len(micro) - 1
         with accelerator.no_sync(run.model) if not last else contextlib.nullcontext(), accelerator.autocast():
             losses, margins = pair_loss(run, group, indices, run.reference)
-            total = sum(losses)
-            accelerator.backward(total / pairs * accelerator.num_processes)
-        loss_sum += float(total.detach())
-        margin_sum += sum(margins)
-        wins += sum(1 for m in margins if m > 0)
+            accelerator.backward(losses.sum() / pairs * accelerator.num_processes)
+        loss_sum += float(losses.detach().sum())
+        margin_sum += float(margins.sum())
+        wins += float((margins > 0).sum())
         tokens += sum(len(e.input_ids("chosen")) + len(e.input_ids("rejected")) for e in group)
     max_norm = run.config.max_grad_norm
     grad_norm = accelerator.clip_grad_norm_(run.params, max_norm) if max_norm else None
@@ -249,9 +245,9 @@ def evaluate(run: PreferenceRun, state: PreferenceState) -> float:
             indices = mine[start : start + run.config.batch_size]
             group = [run.validation[i] for i in indices]
             losses, margins = pair_loss(run, group, indices, run.validation_reference)
-            loss_sum += float(sum(losses))
-            margin_sum += sum(margins)
-            wins += sum(1 for m in margins if m > 0)
+            loss_sum += float(losses.sum())
+            margin_sum += float(margins.sum())
+            wins += float((margins > 0).sum())
     run.model.train()
     count = len(run.validation)
     loss = global_sum(accelerator, loss_sum) / count
