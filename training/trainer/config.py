@@ -20,7 +20,7 @@ ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attent
 # The range of every numeric setting, both ends included (a few have a stricter check in `validate` too, such as
 # a learning rate in (0, 1)). The upper ends are far past any useful run; they keep a mistake or a hostile job (a
 # LoRA rank of 2^40, 10^9 new tokens per answer) from holding a GPU worker until it runs out of memory or time.
-LIMITS: dict[str, tuple[int, int]] = {
+LIMITS: dict[str, tuple[float, float]] = {
     "learning_rate": (0, 1),
     "epochs": (0, 100),
     "batch_size": (1, 1024),
@@ -41,8 +41,8 @@ LIMITS: dict[str, tuple[int, int]] = {
     "keep_checkpoints": (1, 100),
     "eval_generations": (0, 100),
     "max_new_tokens": (1, 4096),
-    "dpo_beta": (0, 100),
-    "dpo_label_smoothing": (0, 1),
+    "dpo_beta": (0.001, 100),
+    "dpo_label_smoothing": (0, 0.5),
 }
 TARGET_MODULES_MAX = 64  # names (or one pattern), each at most 200 characters
 # The settings that take one of a few words.
@@ -120,7 +120,8 @@ class TrainConfig:
     dpo_beta: float = 0.1
     """With objective dpo: how far the fine-tune may move from the reference (larger keeps it closer)."""
     dpo_label_smoothing: float = 0.0
-    """With objective dpo: the share of pairs assumed mislabelled (conservative DPO); 0 is the original loss."""
+    """With objective dpo: the share of pairs assumed mislabelled (conservative DPO), at most 0.5; 0 is the original
+    loss."""
 
     # --- evaluation and checkpoints ---
     eval_every_steps: int = 50
@@ -175,8 +176,6 @@ class TrainConfig:
 
     def validate(self) -> None:
         _check(self.objective in OBJECTIVES, "objective", f"must be one of {', '.join(OBJECTIVES)}")
-        _check(self.dpo_beta > 0, "dpo_beta", "must be positive")
-        _check(0 <= self.dpo_label_smoothing < 0.5, "dpo_label_smoothing", "must be in [0, 0.5)")
         _check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}, not {self.method!r}")
         _check(self.scheduler in SCHEDULERS, "scheduler", f"must be one of {', '.join(SCHEDULERS)}")
         _check(self.precision in PRECISIONS, "precision", "must be auto, bf16, fp16 or fp32")
