@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 METHODS = ("lora", "qlora", "full", "freeze")
+OBJECTIVES = ("sft", "dpo")
 SCHEDULERS = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # What transformers is told to use for attention. Only these: any other name is looked up as a kernel repository
@@ -19,7 +20,7 @@ ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attent
 # The range of every numeric setting, both ends included (a few have a stricter check in `validate` too, such as
 # a learning rate in (0, 1)). The upper ends are far past any useful run; they keep a mistake or a hostile job (a
 # LoRA rank of 2^40, 10^9 new tokens per answer) from holding a GPU worker until it runs out of memory or time.
-LIMITS: dict[str, tuple[int, int]] = {
+LIMITS: dict[str, tuple[float, float]] = {
     "learning_rate": (0, 1),
     "epochs": (0, 100),
     "batch_size": (1, 1024),
@@ -40,10 +41,17 @@ LIMITS: dict[str, tuple[int, int]] = {
     "keep_checkpoints": (1, 100),
     "eval_generations": (0, 100),
     "max_new_tokens": (1, 4096),
+    "dpo_beta": (0.001, 100),
+    "dpo_label_smoothing": (0, 0.5),
 }
 TARGET_MODULES_MAX = 64  # names (or one pattern), each at most 200 characters
 # The settings that take one of a few words.
-CHOICES = {"scheduler": SCHEDULERS, "precision": PRECISIONS, "attn_implementation": ATTENTION_IMPLEMENTATIONS}
+CHOICES = {
+    "objective": OBJECTIVES,
+    "scheduler": SCHEDULERS,
+    "precision": PRECISIONS,
+    "attn_implementation": ATTENTION_IMPLEMENTATIONS,
+}
 
 # Learning rates the fine-tuning projects agree on: adapters learn fast, full weights need care.
 DEFAULT_LEARNING_RATES = {"lora": 2e-4, "qlora": 2e-4, "full": 1e-5, "freeze": 1e-5}
@@ -103,6 +111,18 @@ class TrainConfig:
     freeze_layers: int = 0
     """With method "freeze": how many decoder layers, from the input side, keep their weights."""
 
+    # --- objective ---
+    objective: str = "sft"
+    """sft: learn the assistant turns of conversations. dpo: learn from preference pairs (a prompt, a chosen and a
+    rejected answer, one JSONL line each as the preference exports write them) with Direct Preference
+    Optimization; the reference model is the base with the adapter disabled (lora, qlora) or the log-probabilities
+    of the initial weights, computed once before the first step (full, freeze)."""
+    dpo_beta: float = 0.1
+    """With objective dpo: how far the fine-tune may move from the reference (larger keeps it closer)."""
+    dpo_label_smoothing: float = 0.0
+    """With objective dpo: the share of pairs assumed mislabelled (conservative DPO), at most 0.5; 0 is the original
+    loss."""
+
     # --- evaluation and checkpoints ---
     eval_every_steps: int = 50
     """Evaluate on the validation split every N optimizer steps (and at the start and the end); 0: start and end."""
@@ -155,6 +175,7 @@ class TrainConfig:
         return self.method in ("lora", "qlora")
 
     def validate(self) -> None:
+        _check(self.objective in OBJECTIVES, "objective", f"must be one of {', '.join(OBJECTIVES)}")
         _check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}, not {self.method!r}")
         _check(self.scheduler in SCHEDULERS, "scheduler", f"must be one of {', '.join(SCHEDULERS)}")
         _check(self.precision in PRECISIONS, "precision", "must be auto, bf16, fp16 or fp32")

@@ -49,6 +49,10 @@ class TrainingCancelled(Exception):
 
 def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
     """Fine-tune as `config` says. Raises ConfigError / DataError for what the user must fix."""
+    if config.objective == "dpo":  # preference pairs: a loop of their own (training/trainer/preference_loop.py)
+        from training.trainer.preference_loop import train_dpo
+
+        return train_dpo(config, events=events)
     run = set_up(config, events=events)
     state = resume(run)
     report_start(run, state)
