@@ -102,6 +102,15 @@ def test_qlora_without_cuda_workers_is_refused_with_the_reason(key_client, datas
     assert "needs GPU workers with CUDA" in response.json()["method"][0]
 
 
+def test_a_dpo_fine_tune_from_a_dataset_is_refused_until_datasets_hold_pairs(key_client, dataset, base_model):
+    body = {"dataset": dataset.pk, "base_model": "tiny", "hyperparameters": {"objective": "dpo", "dpo_beta": 0.2}}
+
+    response = key_client.post("/api/v1/finetunes", body, format="json")
+
+    assert response.status_code == 400 and "preference pairs" in response.json()["hyperparameters"]["objective"][0]
+    assert not FineTuneJob.objects.exists()
+
+
 def test_the_estimate_answers_examples_tokens_and_steps(client_for, viewer, dataset):
     body = {"dataset": dataset.pk, "hyperparameters": {"batch_size": 3, "gradient_accumulation": 1, "epochs": 1}}
 

@@ -37,6 +37,11 @@ SERVER_FIELDS = ("model", "data_path", "output_dir", "method")
 HYPERPARAMETERS = tuple(f.name for f in fields(TrainConfig) if f.name not in SERVER_FIELDS)
 
 
+DPO_NOT_FROM_SNAPSHOTS = (
+    "A fine-tune from a dataset trains on its conversations (sft). DPO trains on preference pairs, which a dataset "
+    "does not hold yet: the trainer's command line takes a JSONL of pairs (docs/training.md)."
+)
+
 QLORA_NEEDS_CUDA = (
     "QLoRA loads the base model in 4 bits, which needs GPU workers with CUDA, and these have none "
     "(LOGTUNE_GPU_CUDA is off). Choose lora."
@@ -157,6 +162,9 @@ def hyperparameters_clean(*, model: str, method: str, hyperparameters: object) -
         raise ValidationError(
             {name: reason} if reason and " " not in name else {"hyperparameters": str(exc)}
         ) from None
+    if config.objective != "sft":
+        # A snapshot holds conversations; the pairs DPO trains on are not gathered into one yet.
+        raise ValidationError({"objective": DPO_NOT_FROM_SNAPSHOTS})
     clean = {name: value for name, value in asdict(config).items() if name not in SERVER_FIELDS}
     clean["learning_rate"], clean["lora_alpha"] = config.lr, config.alpha
     return clean
