@@ -96,10 +96,23 @@ def celery_worker(celery_session_app, transactional_db: None) -> Iterator[object
     from celery.contrib.testing.worker import start_worker
 
     celery_session_app.control.purge()
-    with start_worker(
-        celery_session_app, pool="solo", perform_ping_check=False, queues=["default"], shutdown_timeout=30
-    ) as worker:
+    for attempt in (1, 2):
+        starting = start_worker(
+            celery_session_app, pool="solo", perform_ping_check=False, queues=["default"], shutdown_timeout=30
+        )
+        try:
+            worker = starting.__enter__()
+        except RuntimeError as exc:
+            # The worker thread walks dicts of Celery's (the registry, the signals' receivers) as it starts, while the
+            # live server's threads may still be serving the last test's requests; once, it met one mid-change.
+            if attempt == 2 or "changed size during iteration" not in str(exc):
+                raise
+            continue
+        break
+    try:
         yield worker
+    finally:
+        starting.__exit__(None, None, None)
 
 
 # --- Personas -------------------------------------------------------------------------------------

@@ -142,6 +142,8 @@ VALID_BUT_REFUSED = {
     ("GET /api/v1/logs", "similar_to"): "a log with no stored embedding yet is refused (the filter never computes "
     "one in a request): which logs are indexed is not the schema's to say",
     ("GET /api/v1/logs/{log_id}/similar", "min_similarity"): "as for GET /api/v1/logs",
+    ("GET /api/v1/logs", "sort"): "`relevance` orders a search by meaning, so it needs `about`: one parameter "
+    "depending on another",
     ("GET /api/v1/logs", "about"): "a search by meaning needs the project's logs indexed, and is refused (naming "
     "`about`) until some are: which logs are indexed is not the schema's to say",
     ("GET /api/v1/logs", "min_relevance"): "applies with `about` only: one parameter depending on another",
