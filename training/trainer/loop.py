@@ -14,7 +14,6 @@ sum over its trained tokens divided by their number across every micro-batch and
 import contextlib
 import json
 import math
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -26,25 +25,25 @@ from training.trainer.checkpoints import (
     save_checkpoint,
     save_trainable,
 )
-from training.trainer.config import ConfigError, TrainConfig
+from training.trainer.config import TrainConfig
 from training.trainer.data import Example, load_examples
 from training.trainer.evaluate import Comparison
 from training.trainer.events import Events
 from training.trainer.losses import batch_tensors, example_losses, global_sum, packs, token_losses
 from training.trainer.modeling import load_model, load_tokenizer, model_stop_ids, parameter_counts, resolve_precision
+from training.trainer.runtime import (  # shared with the preference loop, which imports them from there
+    CancelWatch,
+    TrainingCancelled,
+    check_distributed,
+    make_optimizer,
+)
 from training.trainer.schedule import build_schedule
 from training.trainer.state import Run, TrainResult, TrainState
 
-CANCEL_FILE = "CANCEL"
 BEST_FILE = "best.safetensors"  # with early stopping: the trainable weights of the best evaluation
 
 # Layouts that shard the model across processes. The trainer's saving is written for layouts where every
 # process holds the whole model (one process, or data parallel: DDP and its equivalents on other devices).
-SHARDED_DISTRIBUTED = {"FSDP", "DEEPSPEED", "MEGATRON_LM"}
-
-
-class TrainingCancelled(Exception):
-    pass
 
 
 def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
@@ -80,18 +79,6 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
 
 
 # --- setting up -------------------------------------------------------------------------------------
-
-
-def check_distributed(distributed_type: str) -> None:
-    """Refuse sharded layouts (FSDP, DeepSpeed): checkpoints, the best weights and the result are written from
-    the first process's copy of the parameters, which under sharding holds only its own shard."""
-    name = distributed_type.rsplit(".", 1)[-1]
-    if name in SHARDED_DISTRIBUTED:
-        raise ConfigError(
-            f"accelerate is set up for {name}, which shards the model across processes; the trainer saves "
-            "whole-model weights and supports one process or DDP (docker/accelerate/ddp.yaml). Train a model "
-            "that fits one GPU, with method freeze or an adapter to use less memory."
-        )
 
 
 def set_up(config: TrainConfig, *, events: Events | None) -> Run:
@@ -146,23 +133,6 @@ def load_data(
     if not validation:
         events.emit("warning", message="no validation split: the fine-tune cannot be compared with the base model")
     return train_set, validation, dropped
-
-
-def make_optimizer(config: TrainConfig, params: list[Any], *, total_steps: int, device: Any) -> tuple[Any, Any]:
-    """AdamW over the trainable parameters, and its learning-rate schedule with warm-up."""
-    import torch
-    from transformers import get_scheduler
-
-    optimizer = torch.optim.AdamW(
-        params, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda" or None
-    )
-    scheduler = get_scheduler(
-        config.scheduler if config.scheduler != "constant" else "constant_with_warmup",
-        optimizer=optimizer,
-        num_warmup_steps=round(config.warmup_ratio * total_steps),
-        num_training_steps=total_steps,
-    )
-    return optimizer, scheduler
 
 
 def resume(run: Run) -> TrainState:
@@ -311,25 +281,6 @@ def checkpoint(run: Run, state: TrainState) -> None:
         )  # fmt: skip
         run.events.emit("checkpoint", step=state.step, path=str(path))
     accelerator.wait_for_everyone()
-
-
-class CancelWatch:
-    """The worker asks for a stop by writing output_dir/CANCEL (or with SIGTERM); every process stops
-    at the same step because the main process's answer is shared."""
-
-    def __init__(self, output_dir: Path, accelerator: Any) -> None:
-        self.path = output_dir / CANCEL_FILE
-        self.accelerator = accelerator
-        self.signalled = False
-        if accelerator.is_main_process:
-            signal.signal(signal.SIGTERM, self._on_signal)
-
-    def _on_signal(self, *_: object) -> None:
-        self.signalled = True
-
-    def requested(self) -> bool:
-        mine = 1.0 if (self.signalled or self.path.exists()) else 0.0
-        return global_sum(self.accelerator, mine) > 0
 
 
 # --- the end ----------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ class PreferenceState:
 
 def train_dpo(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
     """DPO as `config` says. Raises ConfigError / DataError for what the user must fix."""
-    from training.trainer.loop import CancelWatch, TrainingCancelled
+    from training.trainer.runtime import CancelWatch, TrainingCancelled
 
     run = set_up(config, events=events)
     state = resume(run)
@@ -102,7 +102,7 @@ def set_up(config: TrainConfig, *, events: Events | None) -> PreferenceRun:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from training.trainer.loop import check_distributed, make_optimizer
+    from training.trainer.runtime import check_distributed, make_optimizer
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
