@@ -10,7 +10,17 @@ from django.db.models import Q
 from django.utils import timezone
 
 from curation.common.server_paths import media_name, paths_hidden
-from curation.models import ApiKey, BackgroundWork, Dataset, DatasetEntry, DatasetSnapshot, Project, actor_label
+from curation.fields import OrderedJSONField
+from curation.models import (
+    ApiKey,
+    BackgroundWork,
+    Dataset,
+    DatasetEntry,
+    DatasetSnapshot,
+    LogEntry,
+    Project,
+    actor_label,
+)
 from training.evaluation import metrics
 from training.evaluation.gate import GATE_FIELDS, GateRule
 
@@ -495,6 +505,135 @@ class PromotionRule(models.Model):
     @property
     def updated_by_label(self) -> str:
         return actor_label(self.updated_by, self.updated_by_key)
+
+
+class SourceDocument(models.Model):
+    """A document uploaded to generate training data from: the original file byte for byte, its SHA-256, and what
+    reading it gave (blocks and chunks, or why it could not be read: a file that cannot be read is kept with its
+    reason, never dropped)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="documents")
+    name = models.CharField(max_length=255)  # the uploaded file's name
+    file = models.FileField(upload_to="documents/%Y/%m/")
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField(default=0)
+    kind = models.CharField(max_length=16, blank=True)  # pdf, docx, html, markdown, text; "" when unreadable
+    title = models.CharField(max_length=500, blank=True)
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    characters = models.BigIntegerField(default=0)
+    chunks = models.PositiveIntegerField(default=0)  # at the default chunk size
+    error = models.TextField(blank=True)  # why it could not be read; "" when it was
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["project", "sha256"], name="sourcedocument_unique_sha")]
+
+    def __str__(self) -> str:
+        return f"document {self.name} ({self.pk})"
+
+    @property
+    def readable(self) -> bool:
+        return not self.error
+
+
+class GenerationKind(models.TextChoices):
+    DOCUMENTS = "documents", "Questions and answers from documents"
+    TEACHER = "teacher", "Teacher re-answers of logs"
+    VARIATIONS = "variations", "Variations of logs' prompts"
+
+
+class GenerationJob(BackgroundWork, models.Model):
+    """Training rows written by a model endpoint, from documents or from logs, checked by the filters and left
+    for review. `params` holds what the job was asked (the prompt template, rows per call, the chunk size, the
+    seeds, the variation styles, the judge threshold); `manifest` what it did (model, template hash, seed, counts
+    generated and dropped per filter), written as it goes and complete when it finishes."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="generation_jobs")
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    dataset_name = models.CharField(max_length=200, blank=True)  # the target dataset's name when it started
+    kind = models.CharField(max_length=16, choices=GenerationKind.choices)
+    endpoint = models.ForeignKey("ModelEndpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    endpoint_name = models.CharField(max_length=200, blank=True)  # "endpoint (model)" when it started
+    judge = models.ForeignKey("ModelEndpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    judge_name = models.CharField(max_length=200, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    estimate = models.JSONField(default=dict, blank=True)  # calls, tokens in and out, cost in USD, capped groups
+    manifest = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=FineTuneStatus.choices, default=FineTuneStatus.QUEUED)
+    total = models.PositiveIntegerField(default=0)  # calls to make
+    done = models.PositiveIntegerField(default=0)  # calls answered (or failed)
+    failed_calls = models.PositiveIntegerField(default=0)
+    generated = models.PositiveIntegerField(default=0)  # rows the answers held
+    dropped = models.PositiveIntegerField(default=0)  # rows a filter dropped
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="generationjob_project_created")]
+
+    def __str__(self) -> str:
+        return f"generation job {self.pk} ({self.kind}, {self.status})"
+
+    def work_counts(self) -> tuple[int, int]:
+        return self.done, self.total
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def created_by_label(self) -> str:
+        return actor_label(self.created_by, self.created_by_key)
+
+
+class RowStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for review"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    DROPPED = "dropped", "Dropped by a filter"
+
+
+class GeneratedRow(models.Model):
+    """One row a generation job wrote: a conversation, where it came from, and what became of it. A filter's drop
+    keeps the row with its reason; accepting adds it to the dataset as a synthetic entry (or, for a teacher's
+    re-answer, revises the seed entry, its log's answer kept as the original)."""
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="rows", db_index=False)
+    status = models.CharField(max_length=16, choices=RowStatus.choices, default=RowStatus.PENDING)
+    drop_reason = models.CharField(max_length=32, blank=True)  # a filter's code (training/generation/filters.py)
+    drop_detail = models.TextField(blank=True)
+    messages = OrderedJSONField()
+    original = OrderedJSONField(null=True, blank=True)  # the seed's conversation a teacher re-answered, or None
+    provenance = OrderedJSONField(default=dict, blank=True)
+    judge_score = models.FloatField(null=True, blank=True)
+    seed_log = models.ForeignKey(LogEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    seed_entry = models.ForeignKey(DatasetEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    entry = models.ForeignKey(DatasetEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    edited = models.BooleanField(default=False)  # changed by a reviewer before acceptance
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    reviewed_by_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["job", "status", "id"], name="generatedrow_job_status")]
+
+    def __str__(self) -> str:
+        return f"generated row {self.pk} of job {self.job_id} ({self.status})"
 
 
 # Serving's tables live beside its code; importing them here registers them with the app.

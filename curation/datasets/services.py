@@ -251,6 +251,32 @@ def dataset_entries_ingest(*, dataset: Dataset, items: Sequence[object]) -> Inge
     return result
 
 
+def dataset_entries_add_synthetic(
+    *, dataset: Dataset, rows: Sequence[tuple[object, dict]], actor: User | None = None, api_key: ApiKey | None = None
+) -> list[DatasetEntry]:
+    """Add generated conversations, each `(messages, provenance)`, read and checked like logs, as synthetic entries
+    of the train split (a generator's rows reach validation only by the dataset's `synthetic_in_validation`).
+    Raises ValidationError naming the row that cannot be read: a reviewed row is added whole or not at all.
+    Audited as `entries.add_synthetic`."""
+    now = timezone.now()
+    entries = []
+    for index, (messages, provenance) in enumerate(rows):
+        try:
+            parsed = parse_log({"messages": messages})
+        except IngestError as exc:
+            raise ValidationError({"messages": f"row {index + 1}: {exc}"}) from None
+        entries.append(DatasetEntry(
+            dataset=dataset, created_at=now, updated_at=now, synthetic=True, provenance=provenance,
+            **_entry_values(parsed),
+        ))  # fmt: skip
+    DatasetEntry.objects.bulk_create(entries, batch_size=1000)
+    if entries:
+        dataset_touch(dataset.pk)
+        audit_record(project=dataset.project, action="entries.add_synthetic", count=len(entries), actor=actor,
+                     api_key=api_key, detail={"dataset_id": dataset.pk, "dataset": dataset.name})  # fmt: skip
+    return entries
+
+
 @transaction.atomic
 def entry_update(
     *,

@@ -3,6 +3,7 @@
 
 from curation.models.datasets import (
     Dataset,
+    DatasetKind,
     DatasetEntry,
     DatasetSnapshot,
     EmbeddingJob,
@@ -37,6 +38,7 @@ __all__ = [
     "BulkAction",
     "BulkJob",
     "Dataset",
+    "DatasetKind",
     "DatasetEntry",
     "DatasetSnapshot",
     "EmbeddingJob",

@@ -11,12 +11,24 @@ from curation.models.logs import LogEntry
 from curation.models.projects import ApiKey, Project, actor_label
 
 
+class DatasetKind(models.TextChoices):
+    """What a dataset's entries are: conversations to train on (SFT), or preference pairs (DPO), each entry a
+    conversation whose last assistant turn is the chosen answer, with the rejected one beside it."""
+
+    CHAT = "chat", "Conversations"
+    PREFERENCE = "preference", "Preference pairs"
+
+
 class Dataset(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    kind = models.CharField(max_length=16, choices=DatasetKind.choices, default=DatasetKind.CHAT)
     split_seed = models.IntegerField(null=True, blank=True)
     validation_ratio = models.FloatField(null=True, blank=True)
+    # Generated (synthetic) entries go to the validation split only when this says so: otherwise an evaluation on
+    # the validation split would grade the generator rather than the logs the model will meet.
+    synthetic_in_validation = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -55,8 +67,17 @@ class DatasetEntry(models.Model):
     messages = OrderedJSONField()
     tools = OrderedJSONField(default=list, blank=True)
     options = OrderedJSONField(default=dict, blank=True)
+    # A preference pair's rejected answer (one assistant message); the chosen one is the last assistant turn of
+    # `messages`. Null for a conversation of a chat dataset.
+    rejected = OrderedJSONField(null=True, blank=True)
     split = models.CharField(max_length=16, choices=Split.choices, default=Split.TRAIN)
     edited = models.BooleanField(default=False)
+    # Written by a generator rather than logged: counted apart in the statistics and, unless the dataset says
+    # otherwise, kept out of the validation split. `provenance` says where a row came from: the generation job,
+    # the endpoint and model, the prompt template's hash, the document, chunk and position, the seed log; for a
+    # pair, the edited entry or the vote it was made from.
+    synthetic = models.BooleanField(default=False)
+    provenance = OrderedJSONField(default=dict, blank=True)
     model = models.CharField(max_length=200, blank=True)
     turns = models.PositiveIntegerField(default=0)
     est_tokens = models.PositiveIntegerField(default=0)
