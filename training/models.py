@@ -600,6 +600,7 @@ class GenerationJob(BackgroundWork, models.Model):
 
 
 class RowStatus(models.TextChoices):
+    CHECKING = "checking", "Being checked"  # written, waiting for the near-duplicate search and the judge
     PENDING = "pending", "Waiting for review"
     ACCEPTED = "accepted", "Accepted"
     REJECTED = "rejected", "Rejected"
@@ -612,7 +613,7 @@ class GeneratedRow(models.Model):
     re-answer, revises the seed entry, its log's answer kept as the original)."""
 
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="rows", db_index=False)
-    status = models.CharField(max_length=16, choices=RowStatus.choices, default=RowStatus.PENDING)
+    status = models.CharField(max_length=16, choices=RowStatus.choices, default=RowStatus.CHECKING)
     drop_reason = models.CharField(max_length=32, blank=True)  # a filter's code (training/generation/filters.py)
     drop_detail = models.TextField(blank=True)
     messages = OrderedJSONField()
