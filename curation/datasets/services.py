@@ -205,13 +205,13 @@ def dataset_add_logs(*, dataset: Dataset, logs: QuerySet[LogEntry]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO curation_datasetentry (dataset_id, log_id, messages, tools, options, split, edited, model,"  # noqa: S608
-            " turns, est_tokens, search_text, created_at, updated_at)"
+            " turns, est_tokens, search_text, created_at, updated_at, synthetic, provenance)"
             " SELECT %s, src.id, src.messages, src.tools, src.options, %s, %s, src.model,"
             " json_array_length(src.messages),"
-            f" (length(src.search_text) + {CHARS_PER_TOKEN - 1}) / {CHARS_PER_TOKEN}, src.search_text, %s, %s"
+            f" (length(src.search_text) + {CHARS_PER_TOKEN - 1}) / {CHARS_PER_TOKEN}, src.search_text, %s, %s, %s, %s"
             f" FROM curation_logentry src WHERE src.id IN ({sql}) AND src.status <> %s"
             " ORDER BY src.id ON CONFLICT DO NOTHING",
-            (dataset.pk, Split.TRAIN, False, now, now, *params, LogStatus.UNREADABLE),
+            (dataset.pk, Split.TRAIN, False, now, now, False, "{}", *params, LogStatus.UNREADABLE),
         )
         added = cursor.rowcount
     if added:

@@ -138,10 +138,12 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 def _json_in(text: str) -> tuple[object, str]:
     """The JSON value an answer holds: the whole text, a fenced block, or the outermost {...} / [...] in prose."""
     candidates = [text.strip(), *(match.strip() for match in _FENCE.findall(text))]
+    spans = []
     for opening, closing in (("{", "}"), ("[", "]")):
         start, end = text.find(opening), text.rfind(closing)
         if 0 <= start < end:
-            candidates.append(text[start : end + 1])
+            spans.append((start, end))
+    candidates += [text[start : end + 1] for start, end in sorted(spans)]  # the outermost, the one opened first
     for candidate in candidates:
         try:
             return orjson.loads(candidate), ""

@@ -1,0 +1,10 @@
+"""Celery entry point of generation jobs: on the default queue, since the work is calls to an endpoint."""
+
+from celery import shared_task
+
+
+@shared_task(name="training.tasks.generation_run_task", acks_late=False, reject_on_worker_lost=False)
+def generation_run_task(job_id: int) -> None:
+    from training.generation.services import generation_run
+
+    generation_run(job_id=job_id)
