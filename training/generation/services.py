@@ -8,6 +8,7 @@ and left for review (docs/generation.md).
 """
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -507,6 +508,8 @@ class _Run:
         self.answers_seen = 0
         self.stopped = False
         self.judge_unscored = 0
+        self.unwritten: list[GeneratedRow] = []
+        self.stage_started: float | None = None
         template = _template(self.request)
         self.manifest: dict = {
             "kind": job.kind, "endpoint": job.endpoint_name, "model": job.endpoint.model if job.endpoint else "",
@@ -534,10 +537,20 @@ class _Run:
         return self.stopped
 
     def stage(self, name: str, total: int) -> None:
+        self._time_stage()
         self.manifest["stage"] = name
         self.rows.update(manifest=self.manifest, done=0, total=total, heartbeat_at=timezone.now())
 
+    def _time_stage(self) -> None:
+        """The seconds the stage that ends now took, in the manifest's `seconds`."""
+        now = time.monotonic()
+        if getattr(self, "stage_started", None) is not None:
+            seconds = self.manifest.setdefault("seconds", {})
+            seconds[self.manifest["stage"]] = round(now - self.stage_started, 3)
+        self.stage_started = now
+
     def finish(self, status: str, error: str = "") -> None:
+        self._time_stage()
         counts = dict(GeneratedRow.objects.filter(job=self.job).values_list("status").annotate(n=Count("id")))
         dropped = dict(
             GeneratedRow.objects.filter(job=self.job, status=RowStatus.DROPPED)
@@ -591,11 +604,12 @@ class _Run:
             call = calls[answer.index]
             item = items[answer.index] if items is not None else None
             found.extend(handle(call, answer, item))
+            generated, dropped = self._flush()
             self.rows.update(
                 done=F("done") + 1, failed_calls=F("failed_calls") + (1 if answer.error else 0),
                 prompt_tokens=F("prompt_tokens") + (answer.prompt_tokens or 0),
                 completion_tokens=F("completion_tokens") + (answer.completion_tokens or 0),
-                heartbeat_at=timezone.now(),
+                generated=F("generated") + generated, dropped=F("dropped") + dropped, heartbeat_at=timezone.now(),
             )  # fmt: skip
 
         chat_many(target, requests, on_answer=answered, should_stop=self.should_stop)
@@ -604,7 +618,8 @@ class _Run:
     # rows
 
     def _write(self, call: Call, messages: list[dict] | None, provenance: dict, drop: filters.Drop | None,
-               *, original: list[dict] | None = None) -> GeneratedRow:  # fmt: skip
+               *, original: list[dict] | None = None) -> None:  # fmt: skip
+        """A row of the answer being read, checked by the text filters; written with the answer's others."""
         if drop is None and messages is not None:
             drop = filters.text_drop(
                 messages, min_answer_chars=self.request.min_answer_chars,
@@ -612,16 +627,27 @@ class _Run:
             )  # fmt: skip
         row = GeneratedRow(job=self.job, messages=messages or [], original=original, provenance=provenance,
                            seed_log_id=call.seed_log_id, seed_entry_id=call.seed_entry_id)  # fmt: skip
-        row.save()
-        if drop is None and self.request.kind != GenerationKind.TEACHER:
-            drop = self.exact.drop(row.messages, f"row {row.pk} of this job")
         if drop is not None:
             row.status, row.drop_reason, row.drop_detail = RowStatus.DROPPED, drop.reason, drop.detail[:2000]
-            row.save(update_fields=["status", "drop_reason", "drop_detail"])
-        self.rows.update(
-            generated=F("generated") + (1 if messages else 0), dropped=F("dropped") + int(drop is not None)
-        )
-        return row
+        self.unwritten.append(row)
+
+    def _flush(self) -> tuple[int, int]:
+        """Write the rows of one answer in one statement, then drop those with the same text as a row kept before
+        or an entry of the dataset. Returns (rows with a conversation, rows dropped)."""
+        rows, self.unwritten = self.unwritten, []
+        if not rows:
+            return 0, 0
+        GeneratedRow.objects.bulk_create(rows)
+        dropped = sum(row.status == RowStatus.DROPPED for row in rows)
+        if self.request.kind != GenerationKind.TEACHER:  # a revision of its seed is meant to be alike
+            for row in rows:
+                if row.status != RowStatus.CHECKING:
+                    continue
+                if drop := self.exact.drop(row.messages, f"row {row.pk} of this job"):
+                    GeneratedRow.objects.filter(pk=row.pk).update(status=RowStatus.DROPPED, drop_reason=drop.reason,
+                                                                  drop_detail=drop.detail)  # fmt: skip
+                    dropped += 1
+        return sum(bool(row.messages) and not row.provenance.get("raw") for row in rows), dropped
 
     def _failed(self, call: Call, answer: ChatAnswer, provenance: dict) -> list:
         """A failed call or an unreadable answer is kept as a dropped row saying why (and what was answered)."""
