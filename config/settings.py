@@ -248,6 +248,7 @@ CELERY_BEAT_SCHEDULE = {
     "redactions-reap": {"task": "curation.tasks.redaction_reap_task", "schedule": 60.0},
     "pii-pending-reap": {"task": "curation.tasks.logs_pii_pending_reap_task", "schedule": 60.0},
     "bulk-jobs-reap": {"task": "curation.tasks.bulk_reap_task", "schedule": 60.0},
+    "generation-reap": {"task": "training.tasks.generation_reap_task", "schedule": 60.0},
 }
 # A running import whose worker has written no heartbeat (one per committed batch) for this long is re-queued
 # to resume after its last committed line, up to LOGTUNE_IMPORT_MAX_ATTEMPTS runs, then failed.
@@ -262,6 +263,9 @@ LOGTUNE_BULK_CHUNK = env_int("LOGTUNE_BULK_CHUNK", 10_000)
 LOGTUNE_BULK_HEARTBEAT_TIMEOUT_S = env_int("LOGTUNE_BULK_HEARTBEAT_TIMEOUT_S", 120)
 LOGTUNE_BULK_MAX_ATTEMPTS = env_int("LOGTUNE_BULK_MAX_ATTEMPTS", 5)
 LOGTUNE_BULK_RESEND_AFTER_S = env_int("LOGTUNE_BULK_RESEND_AFTER_S", 900)
+# A running generation job whose worker has written nothing for this long (it writes after every answer, and
+# while embedding its rows) is failed, its rows kept: calls are paid for, so a job is never run twice by itself.
+LOGTUNE_GENERATION_HEARTBEAT_TIMEOUT_S = env_int("LOGTUNE_GENERATION_HEARTBEAT_TIMEOUT_S", 900)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Cache ----------------------------------------------------------------------------------------

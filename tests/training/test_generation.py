@@ -367,3 +367,24 @@ def test_variations_write_new_prompts_and_answer_them(project, dataset, writer):
     assert len(pending) == 4, [(r.messages, r.drop_reason, r.drop_detail) for r in rows]
     assert reasons(job) == {filters.DUPLICATE: 2}
     assert pending[0].messages[-1]["content"].startswith("Teacher's answer")  # the stand-in answers a plain request
+
+
+def test_a_job_whose_worker_stopped_is_failed_with_its_rows_kept(project, dataset, writer, guide, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from training.generation.services import generation_jobs_reap
+
+    job = generation_create(project=project, request=documents_request(dataset, writer, guide))
+    row = GeneratedRow.objects.create(job=job, messages=qa("Q?", "A long enough answer."), status=RowStatus.CHECKING)
+    old = timezone.now() - timedelta(seconds=settings.LOGTUNE_GENERATION_HEARTBEAT_TIMEOUT_S + 5)
+    GenerationJob.objects.filter(pk=job.pk).update(status=FineTuneStatus.RUNNING, heartbeat_at=old)
+    fresh = generation_create(project=project, request=documents_request(dataset, writer, guide))
+    GenerationJob.objects.filter(pk=fresh.pk).update(status=FineTuneStatus.RUNNING, heartbeat_at=timezone.now())
+    assert generation_jobs_reap() == 1
+    job.refresh_from_db()
+    row.refresh_from_db()
+    assert job.status == FineTuneStatus.FAILED and "The worker stopped" in job.error
+    assert row.status == RowStatus.PENDING
+    assert GenerationJob.objects.get(pk=fresh.pk).status == FineTuneStatus.RUNNING

@@ -11,9 +11,11 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -543,10 +545,10 @@ class _Run:
 
     def _time_stage(self) -> None:
         """The seconds the stage that ends now took, in the manifest's `seconds`."""
-        now = time.monotonic()
-        if getattr(self, "stage_started", None) is not None:
+        now, started = time.monotonic(), self.stage_started
+        if started is not None:
             seconds = self.manifest.setdefault("seconds", {})
-            seconds[self.manifest["stage"]] = round(now - self.stage_started, 3)
+            seconds[self.manifest["stage"]] = round(now - started, 3)
         self.stage_started = now
 
     def finish(self, status: str, error: str = "") -> None:
@@ -723,7 +725,7 @@ class _Run:
         if not rows:
             return
         self.stage("deduplicating", len(rows))
-        vectors = embed([text_of_conversation(messages) for _, messages, _ in rows])
+        vectors = embed([text_of_conversation(messages) for _, messages, _ in rows], progress=self._embedded)
         references = [self._dataset_reference(), self._index_reference()]
         drops = filters.near_duplicate_drops(
             vectors, references=[r for r in references if r is not None], threshold=self.request.dedup_threshold,
@@ -734,6 +736,9 @@ class _Run:
                 GeneratedRow.objects.filter(pk=pk).update(status=RowStatus.DROPPED, drop_reason=drop.reason,
                                                           drop_detail=drop.detail)  # fmt: skip
         self.rows.update(done=len(rows), dropped=F("dropped") + sum(d is not None for d in drops))
+
+    def _embedded(self, done: int, total: int) -> None:
+        self.rows.update(done=done, heartbeat_at=timezone.now())
 
     def _dataset_reference(self) -> filters.Reference | None:
         if self.job.dataset_id is None:
@@ -805,6 +810,24 @@ class _LogLabels:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def generation_jobs_reap() -> int:
+    """Fail the running jobs whose worker has written nothing for LOGTUNE_GENERATION_HEARTBEAT_TIMEOUT_S (it died,
+    or its machine did), keeping the rows they wrote for review. They are not run again by themselves: their calls
+    were paid for, and a new job for what is left is the user's choice. Returns how many were failed."""
+    stale = timezone.now() - timedelta(seconds=settings.LOGTUNE_GENERATION_HEARTBEAT_TIMEOUT_S)
+    reaped = 0
+    for job in GenerationJob.objects.filter(status=FineTuneStatus.RUNNING, heartbeat_at__lt=stale):
+        GeneratedRow.objects.filter(job=job, status=RowStatus.CHECKING).update(status=RowStatus.PENDING)
+        reaped += GenerationJob.objects.filter(pk=job.pk, status=FineTuneStatus.RUNNING).update(
+            status=FineTuneStatus.FAILED, finished_at=timezone.now(),
+            error=f"The worker stopped: nothing was written for {settings.LOGTUNE_GENERATION_HEARTBEAT_TIMEOUT_S} s. "
+            "The rows written before wait for review, unchecked for near-duplicates; start a new job for the rest.",
+        )  # fmt: skip
+    if reaped:
+        logger.warning("generation.reaped jobs=%s", reaped)
+    return reaped
 
 
 # --- review -----------------------------------------------------------------------------------------------------

@@ -8,3 +8,11 @@ def generation_run_task(job_id: int) -> None:
     from training.generation.services import generation_run
 
     generation_run(job_id=job_id)
+
+
+@shared_task(name="training.tasks.generation_reap_task")
+def generation_reap_task() -> None:
+    """Every minute (CELERY_BEAT_SCHEDULE): fail the generation jobs whose worker stopped, keeping their rows."""
+    from training.generation.services import generation_jobs_reap
+
+    generation_jobs_reap()
