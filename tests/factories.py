@@ -18,7 +18,6 @@ from django.contrib.auth import get_user_model
 from django.db.models import Max
 from django.utils import timezone
 
-from curation.datasets.services import est_tokens
 from curation.logs.ingest.canonical import search_text
 from curation.logs.services import logs_ingest
 from curation.models import (
@@ -51,6 +50,7 @@ from curation.models import (
 )
 from curation.projects.services import api_key_create
 from curation.text.embeddings import DIMENSION, text_hash, text_of_conversation, vector_bytes
+from curation.text.tokens import est_tokens
 from training.endpoints.secrets import secret_encrypt
 from training.models import (
     BaseModel,

@@ -26,16 +26,11 @@ from curation.models import (
     Project,
     Split,
 )
+from curation.text.tokens import CHARS_PER_TOKEN, est_tokens
 
 logger = logging.getLogger(__name__)
 
-# A rough count for limits and histograms, the same on every path: about four characters a token.
-CHARS_PER_TOKEN = 4
 SPLIT_CHUNK = 10_000
-
-
-def est_tokens(text: str) -> int:
-    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
 
 @transaction.atomic

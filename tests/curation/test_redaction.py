@@ -20,9 +20,10 @@ from curation.datasets.redaction.services import (
     redaction_preview,
 )
 from curation.datasets.redaction.tasks import dataset_redact_task
-from curation.datasets.services import dataset_add_logs, dataset_create, dataset_entries_ingest, est_tokens
+from curation.datasets.services import dataset_add_logs, dataset_create, dataset_entries_ingest
 from curation.datasets.validation import PERSONAL_DATA, dataset_validate
 from curation.models import AuditEvent, Dataset, DatasetEntry, JobStatus, LogEntry, RedactionJob
+from curation.text.tokens import est_tokens
 from tests.factories import LogEntryFactory
 from tests.waiting import wait_until_finished
 

@@ -4,7 +4,6 @@ quiet on clean ones."""
 import pytest
 
 from curation.datasets import validation
-from curation.datasets.services import est_tokens
 from curation.datasets.validation import (
     DUPLICATE_EXACT,
     DUPLICATE_NORMALISED,
@@ -22,6 +21,7 @@ from curation.datasets.validation import (
     fold,
 )
 from curation.models import Dataset, DatasetEntry, Split
+from curation.text.tokens import est_tokens
 from tests.factories import DatasetFactory
 
 pytestmark = pytest.mark.django_db

@@ -284,7 +284,7 @@ def test_early_stopping_ends_a_run_whose_validation_loss_stops_improving(tiny_mo
 
 @pytest.mark.parametrize("layout", ["FSDP", "DEEPSPEED", "DistributedType.FSDP"])
 def test_sharded_layouts_are_refused_before_training(layout):
-    from training.trainer.loop import check_distributed
+    from training.trainer.runtime import check_distributed
 
     with pytest.raises(ConfigError, match=r"shards the model across processes.*supports one process or DDP"):
         check_distributed(layout)
@@ -292,7 +292,7 @@ def test_sharded_layouts_are_refused_before_training(layout):
 
 @pytest.mark.parametrize("layout", ["NO", "MULTI_GPU", "DistributedType.MULTI_CPU"])
 def test_whole_model_layouts_train(layout):
-    from training.trainer.loop import check_distributed
+    from training.trainer.runtime import check_distributed
 
     check_distributed(layout)  # no error
 

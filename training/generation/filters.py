@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.datasets.services import est_tokens
 from curation.datasets.validation import CHECK_TITLES, conversation_problems, normalised_hash
 from curation.text.pii.conversations import conversation_find
 from curation.text.rendering import content_text
+from curation.text.tokens import est_tokens
 
 CALL_FAILED = "call_failed"
 MALFORMED = "malformed"

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from curation.audit.services import audit_record
 from curation.common.queueing import task_send_or_fail
-from curation.datasets.services import dataset_add_logs, dataset_entries_add_synthetic, entry_update, est_tokens
+from curation.datasets.services import dataset_add_logs, dataset_entries_add_synthetic, entry_update
 from curation.logs.filters import logs_filter
 from curation.logs.ingest import IngestError, parse_log
 from curation.logs.similar.matrix import chunk_matrix, index_matrix, index_state
@@ -32,6 +32,7 @@ from curation.models import ApiKey, Dataset, DatasetEntry, DatasetKind, EntryEmb
 from curation.text.documents import Chunk, combinations_capped
 from curation.text.embeddings import embed, text_of_conversation
 from curation.text.rendering import content_text
+from curation.text.tokens import est_tokens
 from training.endpoints.client import ChatAnswer, EndpointTarget, chat_many
 from training.endpoints.secrets import SecretUnreadable
 from training.endpoints.services import EndpointRefused, endpoint_cost_usd, endpoint_target

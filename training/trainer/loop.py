@@ -30,13 +30,8 @@ from training.trainer.data import Example, load_examples
 from training.trainer.evaluate import Comparison
 from training.trainer.events import Events
 from training.trainer.losses import batch_tensors, example_losses, global_sum, packs, token_losses
-from training.trainer.modeling import load_model, load_tokenizer, model_stop_ids, parameter_counts, resolve_precision
-from training.trainer.runtime import (  # shared with the preference loop, which imports them from there
-    CancelWatch,
-    TrainingCancelled,
-    check_distributed,
-    make_optimizer,
-)
+from training.trainer.modeling import parameter_counts
+from training.trainer.runtime import CancelWatch, TrainingCancelled, model_prepared, run_start
 from training.trainer.schedule import build_schedule
 from training.trainer.state import Run, TrainResult, TrainState
 
@@ -83,34 +78,20 @@ def train(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
 
 def set_up(config: TrainConfig, *, events: Events | None) -> Run:
     """The accelerator, the examples and their schedule, the model with what trains marked, its optimizer."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    output_dir = Path(config.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    precision = resolve_precision(config)
-    accelerator = Accelerator(mixed_precision="no" if precision == "fp32" else precision)
-    sink = events or Events(output_dir, accelerator.is_main_process)
-    check_distributed(str(accelerator.distributed_type))
-    set_seed(config.seed)
-    tokenizer = load_tokenizer(config.model)
-    stop_ids = model_stop_ids(config.model, tokenizer)
-    train_set, validation, dropped = load_data(config, tokenizer=tokenizer, stop_ids=stop_ids, events=sink)
+    start = run_start(config, events=events)
+    accelerator, sink = start.accelerator, start.events
+    train_set, validation, dropped = load_data(config, tokenizer=start.tokenizer, stop_ids=start.stop_ids, events=sink)
     packed = packs(config)
     schedule = build_schedule(
         n_examples=len(train_set), config=config, world_size=accelerator.num_processes,
         rank=accelerator.process_index, warn=lambda m: sink.emit("warning", message=m),
         lengths=[len(e) for e in train_set] if config.packing and not packed else None,
     )  # fmt: skip
-    model = load_model(config, precision=precision, tokenizer=tokenizer, device=accelerator.device)
+    model, params, optimizer, scheduler = model_prepared(config, start, total_steps=len(schedule.steps))
     trainable_params, total_params = parameter_counts(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer, scheduler = make_optimizer(config, params, total_steps=len(schedule.steps), device=accelerator.device)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    model.train()
     return Run(
-        config=config, accelerator=accelerator, events=sink, precision=precision, tokenizer=tokenizer,
-        stop_ids=stop_ids, train_set=train_set, validation=validation, dropped=dropped, packed=packed,
+        config=config, accelerator=accelerator, events=sink, precision=start.precision, tokenizer=start.tokenizer,
+        stop_ids=start.stop_ids, train_set=train_set, validation=validation, dropped=dropped, packed=packed,
         schedule=schedule, model=model, params=params, optimizer=optimizer, scheduler=scheduler,
         trainable_params=trainable_params, total_params=total_params,
     )  # fmt: skip

@@ -19,7 +19,7 @@ from training.trainer.checkpoints import latest_checkpoint, load_checkpoint, sav
 from training.trainer.config import TrainConfig
 from training.trainer.events import Events
 from training.trainer.losses import global_sum
-from training.trainer.modeling import load_model, load_tokenizer, model_stop_ids, parameter_counts, resolve_precision
+from training.trainer.modeling import parameter_counts
 from training.trainer.preference import (
     PairExample,
     ReferenceCache,
@@ -30,6 +30,7 @@ from training.trainer.preference import (
     precompute_reference_logprobs,
     sequence_logprobs,
 )
+from training.trainer.runtime import CancelWatch, TrainingCancelled, model_prepared, run_start
 from training.trainer.schedule import Schedule, build_schedule
 from training.trainer.state import TrainResult
 
@@ -74,8 +75,6 @@ class PreferenceState:
 
 def train_dpo(config: TrainConfig, *, events: Events | None = None) -> TrainResult:
     """DPO as `config` says. Raises ConfigError / DataError for what the user must fix."""
-    from training.trainer.runtime import CancelWatch, TrainingCancelled
-
     run = set_up(config, events=events)
     state = resume(run)
     set_reference(run)
@@ -99,22 +98,10 @@ def train_dpo(config: TrainConfig, *, events: Events | None = None) -> TrainResu
 
 
 def set_up(config: TrainConfig, *, events: Events | None) -> PreferenceRun:
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    from training.trainer.runtime import check_distributed, make_optimizer
-
-    output_dir = Path(config.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    precision = resolve_precision(config)
-    accelerator = Accelerator(mixed_precision="no" if precision == "fp32" else precision)
-    sink = events or Events(output_dir, accelerator.is_main_process)
-    check_distributed(str(accelerator.distributed_type))
-    set_seed(config.seed)
-    tokenizer = load_tokenizer(config.model)
-    stop_ids = model_stop_ids(config.model, tokenizer)
+    start = run_start(config, events=events)
+    accelerator, sink = start.accelerator, start.events
     train_set, validation, refused = load_pairs(
-        tokenizer, config.data_path, max_length=config.max_seq_length, stop_ids=stop_ids
+        start.tokenizer, config.data_path, max_length=config.max_seq_length, stop_ids=start.stop_ids
     )
     for reason in refused[:10]:
         sink.emit("warning", message=f"pair left out: {reason}")
@@ -125,13 +112,9 @@ def set_up(config: TrainConfig, *, events: Events | None) -> PreferenceRun:
         rank=accelerator.process_index, warn=lambda m: sink.emit("warning", message=m),
         lengths=[len(e) for e in train_set],
     )  # fmt: skip
-    model = load_model(config, precision=precision, tokenizer=tokenizer, device=accelerator.device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer, scheduler = make_optimizer(config, params, total_steps=len(schedule.steps), device=accelerator.device)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    model.train()
+    model, params, optimizer, scheduler = model_prepared(config, start, total_steps=len(schedule.steps))
     return PreferenceRun(
-        config=config, accelerator=accelerator, events=sink, tokenizer=tokenizer, train_set=train_set,
+        config=config, accelerator=accelerator, events=sink, tokenizer=start.tokenizer, train_set=train_set,
         validation=validation, schedule=schedule, model=model, params=params, optimizer=optimizer,
         scheduler=scheduler,
     )  # fmt: skip

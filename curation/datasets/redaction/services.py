@@ -26,13 +26,14 @@ from django.utils import timezone
 from curation.audit.services import audit_record
 from curation.common.queueing import task_send_or_mark_unsent
 from curation.common.server_paths import error_text
-from curation.datasets.services import dataset_touch, est_tokens
+from curation.datasets.services import dataset_touch
 from curation.logs.ingest.canonical import search_text
 from curation.models import ApiKey, Dataset, DatasetEntry, JobStatus, RedactionJob
 from curation.text.diffs import Diff, diff_conversations, render_conversation
 from curation.text.pii import scan
 from curation.text.pii.conversations import conversation_redact
 from curation.text.pii.findings import KINDS, Finding
+from curation.text.tokens import est_tokens
 
 logger = logging.getLogger(__name__)
 
