@@ -64,17 +64,23 @@ class Example:
 # --- reading ----------------------------------------------------------------------------------------
 
 
-def read_records(path: str | Path) -> Iterator[Record]:
-    """The conversations of a JSONL file, line by line; a malformed line is a DataError naming it."""
+def json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSONL file; a line that is not JSON is a DataError naming it
+    """
     with open(path, encoding="utf-8") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw)
+                yield number, json.loads(raw)
             except ValueError as exc:
                 raise DataError(f"line {number}: not JSON ({exc})") from None
-            yield _record(number, row)
+
+
+def read_records(path: str | Path) -> Iterator[Record]:
+    """The conversations of a JSONL file, line by line; a malformed line is a DataError naming it."""
+    for number, row in json_lines(path):
+        yield _record(number, row)
 
 
 def _record(number: int, row: Any) -> Record:

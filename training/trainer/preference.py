@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.trainer.data import IGNORE_INDEX, DataError, content_text, render_prompt, template_messages
+from training.trainer.data import (
+    IGNORE_INDEX,
+    DataError,
+    content_text,
+    json_lines,
+    render_prompt,
+    template_messages,
+)
 
 
 class PairRefused(DataError):
@@ -79,15 +86,8 @@ class PairExample:
 
 def read_pairs(path: str | Path) -> Iterator[PairRecord]:
     """The pairs of a JSONL file, line by line; a malformed line is a DataError naming it."""
-    with open(path, encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except ValueError as exc:
-                raise DataError(f"line {number}: not JSON ({exc})") from None
-            yield pair_record(number, row)
+    for number, row in json_lines(path):
+        yield pair_record(number, row)
 
 
 def pair_record(number: int, row: Any) -> PairRecord:
