@@ -65,8 +65,7 @@ class Example:
 
 
 def json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, value) of each non-blank line of a JSONL file; a line that is not JSON is a DataError naming it
-    """
+    """(line number, value) of each non-blank line of a JSONL file; a line that is not JSON is a DataError."""
     with open(path, encoding="utf-8") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
