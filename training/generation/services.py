@@ -901,6 +901,8 @@ def _revise(row: GeneratedRow, dataset: Dataset, provenance: dict, actor: User |
         entry = DatasetEntry.objects.filter(dataset=dataset, log_id=row.seed_log_id).first()
     if entry is None:
         raise ValidationError({"entry": "The seed this row re-answers is gone (its entry or log was deleted)."})
+    if entry.log_id is None:  # no log holds what it said before: the revision keeps it
+        provenance = provenance | {"original": entry.messages}
     entry = entry_update(entry=entry, messages=row.messages, tools=entry.tools, actor=actor, api_key=api_key)
     DatasetEntry.objects.filter(pk=entry.pk).update(synthetic=True, provenance=provenance | {"revision": "teacher"})
     entry.refresh_from_db()
