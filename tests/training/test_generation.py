@@ -237,6 +237,10 @@ def test_a_malformed_answer_and_a_failed_call_are_kept_as_dropped_rows(project, 
     assert row.messages == [
         {"role": "assistant", "content": "Here are the pairs you asked for: question one, answer one."}
     ]
+    with pytest.raises(ValidationError, match="could not be read"):
+        row_accept(row=row)
+    fixed = qa("What is on purpose?", "The line about notes, written on purpose.")
+    assert row_accept(row=row, messages=fixed).entry.messages == fixed  # edited into a conversation, it joins
     stand_in.failures = [400] * 10
     failed = run(project, documents_request(dataset, writer, guide, document_ids=[broken[0].pk]))
     [row] = GeneratedRow.objects.filter(job=failed)

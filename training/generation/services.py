@@ -878,7 +878,7 @@ def row_accept(
     dataset = row.job.dataset
     if dataset is None:
         raise ValidationError({"dataset": "The job's dataset was deleted: there is nowhere to add the row."})
-    if row.provenance.get("raw"):
+    if row.provenance.get("raw") and not row.edited:
         raise ValidationError({"messages": "This row is an answer that could not be read: edit it into a "
                                            "conversation first."})  # fmt: skip
     provenance = row.provenance | {"row_id": row.pk, "reviewed_edit": row.edited}
