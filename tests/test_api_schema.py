@@ -136,6 +136,10 @@ VALID_BUT_REFUSED = {
     ("POST /api/v1/finetunes", "method"): "qlora needs GPU workers with CUDA and bitsandbytes, which a deployment "
     "may not have (LOGTUNE_GPU_CUDA); the schema lists every method Logtune knows",
     ("POST /api/v1/logs/bulk", "tags"): "tagging needs at least one tag, untagging too; other actions take none",
+    ("PATCH /api/v1/logs/{log_id}", "tags"): "a tag name is not only whitespace, as Python reads whitespace (form "
+    "feeds, file separators), which no JSON Schema pattern matches alike",
+    ("PATCH /api/v1/logs/{log_id}", "tags_add"): "as for tags",
+    ("PATCH /api/v1/logs/{log_id}", "tags_remove"): "as for tags",
     ("POST /api/v1/finetunes", "dataset"): "a dataset with no train entries has nothing to learn from (and one "
     "not in the project is not found): what a dataset holds is not the schema's to say",
     ("GET /api/v1/logs", "min_similarity"): "applies with `similar_to` only: one parameter depending on another",
