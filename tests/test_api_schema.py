@@ -66,11 +66,21 @@ from tests.factories import (
     EvaluationRunFactory,
     EvaluationVoteFactory,
     GenerationFactory,
+    ModelEndpointFactory,
     ProxyRouteFactory,
     RouteCallFactory,
 )
 from training.finetunes.services import finetune_create
-from training.models import ExampleLoss, FineTuneJob, FineTuneStatus, MetricPoint
+from training.generation.documents import document_upload
+from training.models import (
+    ExampleLoss,
+    FineTuneJob,
+    FineTuneStatus,
+    GeneratedRow,
+    GenerationJob,
+    MetricPoint,
+    SourceDocument,
+)
 
 CHECKS = [
     not_a_server_error,
@@ -136,6 +146,44 @@ VALID_BUT_REFUSED = {
     ("POST /api/v1/finetunes", "method"): "qlora needs GPU workers with CUDA and bitsandbytes, which a deployment "
     "may not have (LOGTUNE_GPU_CUDA); the schema lists every method Logtune knows",
     ("POST /api/v1/logs/bulk", "tags"): "tagging needs at least one tag, untagging too; other actions take none",
+    ("POST /api/v1/documents", "file"): "a file with something in it, under the size limit: no schema says a file "
+    "is not empty",
+    **{
+        (
+            f"POST /api/v1/generation-jobs{tail}",
+            name,
+        ): "what a job needs depends on its kind (documents, or seeds from "
+        "a dataset or a filter), and its ids must be the project's: an endpoint, a dataset of conversations, readable "
+        "documents, a template holding its slot, known styles, calls under the limit; said in the description"
+        for tail in ("", "/estimate")
+        for name in (
+            "endpoint_id",
+            "dataset_id",
+            "document_ids",
+            "overlap_chars",
+            "prompt_template",
+            "seed_dataset_id",
+            "seed_filter",
+            "styles",
+            "judge_endpoint_id",
+            "max_seeds",
+        )
+    },
+    ("POST /api/v1/generation-jobs/{generation_job_id}/cancel", "status"): "a job that has finished has nothing to "
+    "stop",
+    ("POST /api/v1/generation-jobs/{generation_job_id}/accept", "expected"): "the count the caller saw must be the "
+    "count that matches now",
+    ("POST /api/v1/generation-jobs/{generation_job_id}/accept", "dataset"): "the job's dataset may have been deleted",
+    ("PATCH /api/v1/generation-rows/{row_id}", "messages"): "a row's conversation is read by the same readers as a "
+    "log's, with an error naming the path; an accepted row is edited in its dataset",
+    ("POST /api/v1/generation-rows/{row_id}/accept", "messages"): "as above; an unreadable answer is accepted only "
+    "once edited into a conversation",
+    ("POST /api/v1/generation-rows/{row_id}/accept", "dataset"): "the job's dataset may have been deleted",
+    ("POST /api/v1/generation-rows/{row_id}/accept", "entry"): "a teacher's seed may have been deleted",
+    ("POST /api/v1/generation-rows/{row_id}/reject", "status"): "an accepted row is removed from its dataset instead",
+    ("GET /api/v1/documents", "cursor"): "a cursor is an opaque token, as above",
+    ("GET /api/v1/generation-jobs", "cursor"): "a cursor is an opaque token, as above",
+    ("GET /api/v1/generation-jobs/{generation_job_id}/rows", "cursor"): "a cursor is an opaque token, as above",
     ("PATCH /api/v1/logs/{log_id}", "tags"): "a tag name is not only whitespace, as Python reads whitespace (form "
     "feeds, file separators), which no JSON Schema pattern matches alike",
     ("PATCH /api/v1/logs/{log_id}", "tags_add"): "as for tags",
@@ -286,6 +334,7 @@ def seeded(project, base_model) -> Iterator[str]:
     EvaluationVoteFactory(run=evaluation, example=1, comparison="base", outcome=0.5)
     entries = list(dataset.entries.order_by("id"))
     topics = _topics_computed(project, logs)
+    document, job, rows = _generated(project, dataset)
 
     REAL.clear()
     REAL.update({
@@ -316,9 +365,33 @@ def seeded(project, base_model) -> Iterator[str]:
         "body:hyperparameters": [{"max_steps": 4}],
         "body:into": list(Tag.objects.filter(project=project).values_list("pk", flat=True)),
         "body:log_ids": [[log.pk for log in logs]],
+        "document_id": [document.pk],
+        "generation_job_id": [job.pk],
+        "row_id": [row.pk for row in rows],
+        "body:endpoint_id": [job.endpoint_id],
+        "body:judge_endpoint_id": [job.endpoint_id],
+        "body:dataset_id": [dataset.pk],
+        "body:document_ids": [[document.pk]],
+        "body:kind": ["documents"],
     })  # fmt: skip
     yield raw_key
     REAL.clear()
+
+
+def _generated(project, dataset) -> tuple[SourceDocument, GenerationJob, list[GeneratedRow]]:
+    """A Markdown document, and a job that wrote three rows from it: two waiting for review, one dropped."""
+    document, _ = document_upload(project=project, name="guide.md", data=b"# Guide\n\nRefunds take five days.")
+    endpoint = ModelEndpointFactory(project=project, name="writer", base_url="http://127.0.0.1:9/v1")
+    job = GenerationJob.objects.create(project=project, dataset=dataset, kind="documents", endpoint=endpoint,
+                                       params={"document_ids": [document.pk]}, status="running", total=1)  # fmt: skip
+    rows = [
+        GeneratedRow.objects.create(job=job, status=status, messages=[
+            {"role": "user", "content": "How long do refunds take?"},
+            {"role": "assistant", "content": "Five days."},
+        ], provenance={"document": {"id": document.pk}})
+        for status in ("pending", "pending", "dropped")
+    ]  # fmt: skip
+    return document, job, rows
 
 
 def _topics_computed(project, logs) -> TopicJob:

@@ -25,6 +25,7 @@ from training.finetunes.apis import (
     FineTunesApi,
     FineTuneWeightsApi,
 )
+from training.generation import apis as generation_apis
 from training.playground.apis import FineTuneGenerateApi, FineTuneMergeApi, GenerationDetailApi
 from training.serving.deployments.apis import DeploymentDetailApi, DeploymentsApi, DeploymentStopApi
 from training.serving.routes.apis import (
@@ -83,6 +84,41 @@ urlpatterns = [
     path("endpoints", EndpointsApi.as_view(), name="api-endpoints"),
     path("endpoints/<int:endpoint_id>", EndpointDetailApi.as_view(), name="api-endpoint"),
     path("endpoints/<int:endpoint_id>/check", EndpointCheckApi.as_view(), name="api-endpoint-check"),
+    path("documents", generation_apis.DocumentsApi.as_view(), name="api-documents"),
+    path("documents/<int:document_id>", generation_apis.DocumentDetailApi.as_view(), name="api-document"),
+    path("generation-jobs", generation_apis.GenerationJobsApi.as_view(), name="api-generation-jobs"),
+    path("generation-jobs/estimate", generation_apis.GenerationEstimateApi.as_view(), name="api-generation-estimate"),
+    path(
+        "generation-jobs/<int:generation_job_id>",
+        generation_apis.GenerationJobApi.as_view(),
+        name="api-generation-job",
+    ),
+    path(
+        "generation-jobs/<int:generation_job_id>/cancel",
+        generation_apis.GenerationCancelApi.as_view(),
+        name="api-generation-job-cancel",
+    ),
+    path(
+        "generation-jobs/<int:generation_job_id>/rows",
+        generation_apis.GenerationRowsApi.as_view(),
+        name="api-generation-job-rows",
+    ),
+    path(
+        "generation-jobs/<int:generation_job_id>/accept",
+        generation_apis.GenerationAcceptApi.as_view(),
+        name="api-generation-job-accept",
+    ),
+    path("generation-rows/<int:row_id>", generation_apis.GenerationRowApi.as_view(), name="api-generation-row"),
+    path(
+        "generation-rows/<int:row_id>/accept",
+        generation_apis.GenerationRowAcceptApi.as_view(),
+        name="api-generation-row-accept",
+    ),
+    path(
+        "generation-rows/<int:row_id>/reject",
+        generation_apis.GenerationRowRejectApi.as_view(),
+        name="api-generation-row-reject",
+    ),
     path("deployments", DeploymentsApi.as_view(), name="api-deployments"),
     path("deployments/<int:deployment_id>", DeploymentDetailApi.as_view(), name="api-deployment"),
     path("deployments/<int:deployment_id>/stop", DeploymentStopApi.as_view(), name="api-deployment-stop"),

@@ -41,13 +41,16 @@ from tests.factories import BaseModelFactory, ProjectFactory, UserFactory
 from training.endpoints.secrets import secret_encrypt
 from training.finetunes.services import finetune_create
 from training.forms import ADVANCED, MAIN
+from training.generation.documents import document_upload
 from training.models import (
     Deployment,
     DeploymentStatus,
     EvaluationRun,
     FineTuneJob,
     FineTuneStatus,
+    GeneratedRow,
     Generation,
+    GenerationJob,
     LossPreview,
     MetricPoint,
     ModelEndpoint,
@@ -55,6 +58,7 @@ from training.models import (
     RegressionSet,
     RouteCall,
     RouteMode,
+    RowStatus,
     Side,
 )
 from training.trainer.config import TrainConfig
@@ -74,7 +78,8 @@ OBJECT_OF_SEGMENT = {
     "views": "view", "generations": "generation", "loss-preview": "preview", "redaction-jobs": "redaction",
     "endpoints": "endpoint", "evaluations": "evaluation", "deployments": "deployment", "routes": "route",
     "scores": "score", "evaluation-sets": "regression_set", "regression-sets": "regression_set",
-    "topics": "topic", "topic-jobs": "topic_job",
+    "topics": "topic", "topic-jobs": "topic_job", "documents": "document", "generation-jobs": "generation_job",
+    "generation-rows": "generation_row",
 }  # fmt: skip
 
 
@@ -256,6 +261,7 @@ def tenant_create(slug: str) -> Tenant:
     }
     objects |= _served(compared, marker, log)
     objects |= _topics(project, marker, log)
+    objects |= _generated(project, marker, dataset, objects["endpoint"], log)
     return Tenant(project=project, marker=marker, objects=objects, users=users, keys=keys)
 
 
@@ -288,6 +294,27 @@ def _topics(project: Project, marker: str, log: LogEntry) -> dict[str, int]:
                                  trend=[1] + [0] * 13, trend_end=log.created_at.date())  # fmt: skip
     TopicMembership.objects.create(topic=topic, log=log)
     return {"topic": topic.pk, "topic_job": job.pk}
+
+
+def _generated(project: Project, marker: str, dataset: Dataset, endpoint_id: int, log: LogEntry) -> dict[str, int]:
+    """A document, and a generation job still running on it with two rows waiting for review and one dropped."""
+    document, _ = document_upload(
+        project=project, name=f"{marker}.md", data=f"# {marker}\n\nAll about {marker}.".encode()
+    )
+    job = GenerationJob.objects.create(
+        project=project, dataset=dataset, dataset_name=dataset.name, kind="documents", endpoint_id=endpoint_id,
+        endpoint_name=f"endpoint {marker}", params={"document_ids": [document.pk]}, status=FineTuneStatus.RUNNING,
+        manifest={"stage": "calls", "model": f"model-{marker}"}, total=2, done=1, generated=3, dropped=1,
+    )  # fmt: skip
+    rows = [
+        GeneratedRow.objects.create(job=job, status=RowStatus.PENDING, messages=[
+            {"role": "user", "content": f"What is {marker} {n}?"}, {"role": "assistant", "content": f"It is {marker}."}
+        ], provenance={"document": {"id": document.pk, "name": document.name}}, seed_log=log)
+        for n in range(2)
+    ]  # fmt: skip
+    GeneratedRow.objects.create(job=job, status=RowStatus.DROPPED, drop_reason="personal_data",
+                                drop_detail=f"found {marker}", messages=[])  # fmt: skip
+    return {"document": document.pk, "generation_job": job.pk, "generation_row": rows[0].pk}
 
 
 def _compared_finetune(job: FineTuneJob, marker: str, chat: list[dict]) -> FineTuneJob:

@@ -115,6 +115,9 @@ NOT_AUDITED = {
     "finetunes_estimate": "computes examples, tokens and steps for a form; changes nothing",
     "endpoints_check": "one tiny call to see that an endpoint answers; changes nothing",
     "finetune_evaluations_estimate": "computes the examples, answers, judge calls and cost of a run; changes nothing",
+    "generation_jobs_estimate": "computes the calls, tokens and cost of a generation job; changes nothing",
+    "documents_create": "a file upload (multipart, not the JSON bodies sent here): audited as documents.upload, "
+    "tested in tests/training/test_generation_api.py",
 }
 # For every other unsafe operation: a body that makes it change something, and the audit events that change writes.
 # "{name}" in a body is replaced by the id of that object of the project.
@@ -175,6 +178,19 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
     "routes_destroy": (None, {"route.delete"}),
     "routes_promote": ({}, {"route.promote"}),
     "routes_rollback": (None, {"route.rollback"}),
+    "documents_destroy": (None, {"documents.delete"}),
+    "generation_jobs_create": (
+        {"kind": "documents", "endpoint_id": "{endpoint}", "dataset_id": "{dataset}", "document_ids": ["{document}"]},
+        {"generation.create"},
+    ),
+    "generation_jobs_cancel": (None, {"generation.cancel"}),
+    "generation_jobs_accept": ({"expected": 2}, {"generation.accept_bulk", "entries.add_synthetic"}),
+    "generation_rows_update": (
+        {"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A fine answer."}]},
+        {"generation.row_update"},
+    ),
+    "generation_rows_accept": ({}, {"generation.accept", "entries.add_synthetic"}),
+    "generation_rows_reject": (None, {"generation.reject"}),
 }
 # Operations only an owner may make (the others are made by an editor).
 BY_OWNER = {"endpoints_create", "endpoints_update", "endpoints_destroy", "promotion_rule_update"}
@@ -185,6 +201,7 @@ PATH_OBJECTS = {
     "log_id": "log", "dataset_id": "dataset", "entry_id": "entry", "tag_id": "tag", "job_id": "finetune",
     "endpoint_id": "endpoint", "evaluation_id": "evaluation",
     "score_id": "score", "set_id": "regression_set", "deployment_id": "deployment", "route_id": "route",
+    "document_id": "document", "generation_job_id": "generation_job", "row_id": "generation_row",
 }  # fmt: skip
 PATH_OVERRIDES = {"finetunes_cancel": {"job_id": "queued_finetune"}}
 

@@ -284,6 +284,10 @@ def test_review_accepts_rejects_and_edits_into_synthetic_entries(project, datase
     # Bulk: the count confirmed must be the count that matches.
     with pytest.raises(ValidationError, match="rows match now"):
         rows_accept_bulk(job=job, row_filter=RowFilter(), expected=len(rest) + 5)
+    assert rows_accept_bulk(job=job, row_filter=RowFilter(document_id=guide.pk + 1), expected=0) == 0
+    assert rows_accept_bulk(job=job, row_filter=RowFilter(style="harder"), expected=0) == 0
+    with pytest.raises(ValidationError, match="rows match now"):  # they are all from the guide
+        rows_accept_bulk(job=job, row_filter=RowFilter(document_id=guide.pk, min_judge_score=None), expected=0)
     assert rows_accept_bulk(job=job, row_filter=RowFilter(), expected=len(rest), actor=owner) == len(rest)
     assert DatasetEntry.objects.filter(dataset=dataset, synthetic=True).count() == 2 + len(rest)
     assert AuditEvent.objects.filter(action="generation.accept_bulk", count=len(rest)).exists()

@@ -13,13 +13,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, F, QuerySet
+from django.db.models import CharField, Count, F, QuerySet
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from curation.audit.services import audit_record
@@ -856,7 +859,13 @@ def row_update(
         raise ValidationError({"messages": "The row was accepted: edit its entry in the dataset instead."})
     row.messages, row.edited = _clean_messages(messages), True
     row.save(update_fields=["messages", "edited"])
+    _audit(row, "generation.row_update", actor, api_key)
     return row
+
+
+def _audit(row: GeneratedRow, action: str, actor: User | None, api_key: ApiKey | None) -> None:
+    audit_record(project=row.job.project, action=action, actor=actor, api_key=api_key,
+                 detail={"job_id": row.job_id, "row_id": row.pk})  # fmt: skip
 
 
 @transaction.atomic
@@ -889,6 +898,7 @@ def row_accept(
                                                   api_key=api_key)[0]  # fmt: skip
     _reviewed(row, RowStatus.ACCEPTED, actor, api_key)
     row.save()
+    _audit(row, "generation.accept", actor, api_key)
     return row
 
 
@@ -915,6 +925,7 @@ def row_reject(*, row: GeneratedRow, actor: User | None = None, api_key: ApiKey 
         raise ValidationError({"status": "The row was accepted: delete its entry from the dataset instead."})
     _reviewed(row, RowStatus.REJECTED, actor, api_key)
     row.save(update_fields=["status", "reviewed_by", "reviewed_by_key", "reviewed_at"])
+    _audit(row, "generation.reject", actor, api_key)
     return row
 
 
@@ -932,11 +943,18 @@ def rows_matching(*, job: GenerationJob, row_filter: RowFilter) -> QuerySet[Gene
     rows = GeneratedRow.objects.filter(job=job, status=RowStatus.PENDING)
     if row_filter.min_judge_score is not None:
         rows = rows.filter(judge_score__gte=row_filter.min_judge_score)
+    # The provenance column is `json` (it keeps the keys' order), which compares as text only: ->> on both.
     if row_filter.document_id is not None:
-        rows = rows.filter(provenance__document__id=row_filter.document_id)
+        rows = rows.annotate(document_key=_text(KT("provenance__document__id"))).filter(
+            document_key=str(row_filter.document_id)
+        )
     if row_filter.style:
-        rows = rows.filter(provenance__style=row_filter.style)
+        rows = rows.annotate(style_key=_text(KT("provenance__style"))).filter(style_key=row_filter.style)
     return rows.order_by("id")
+
+
+def _text(expression: Any) -> Cast:
+    return Cast(expression, output_field=CharField())
 
 
 def rows_accept_bulk(
