@@ -62,7 +62,9 @@ from training.models import (
     ExampleLoss,
     FineTuneJob,
     FineTuneStatus,
+    GeneratedRow,
     Generation,
+    GenerationJob,
     LossPreview,
     MetricPoint,
     ModelEndpoint,
@@ -73,6 +75,7 @@ from training.models import (
     RouteCall,
     RouteMode,
     Side,
+    SourceDocument,
 )
 
 PASSWORD = "correct horse battery staple"  # every factory user's; the browser tests log in with it
@@ -495,6 +498,43 @@ class GenerationFactory(factory.django.DjangoModelFactory):
 
     job = factory.SubFactory(FineTuneJobFactory)
     messages = factory.LazyFunction(lambda: [{"role": "user", "content": "2+2?"}])
+
+
+class SourceDocumentFactory(factory.django.DjangoModelFactory):
+    """A Markdown document as an upload stores it (`document_upload` reads it: use that to get its chunks counted)."""
+
+    class Meta:
+        model = SourceDocument
+
+    project = factory.SubFactory(ProjectFactory)
+    name = factory.Sequence(lambda n: f"guide-{n}.md")
+    file = factory.django.FileField(filename="guide.md", data=b"# Guide\n\nRefunds take five working days.")
+    sha256 = factory.Sequence(lambda n: f"{n:064x}")
+    size = 40
+    kind = "markdown"
+    characters = 40
+    chunks = 1
+
+
+class GenerationJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = GenerationJob
+
+    project = factory.SubFactory(ProjectFactory)
+    dataset = factory.SubFactory(DatasetFactory, project=factory.SelfAttribute("..project"))
+    kind = "documents"
+
+
+class GeneratedRowFactory(factory.django.DjangoModelFactory):
+    """A row waiting for review: a question and its answer, from the first chunk of a document."""
+
+    class Meta:
+        model = GeneratedRow
+
+    job = factory.SubFactory(GenerationJobFactory)
+    status = "pending"
+    messages = factory.Sequence(lambda n: qa(f"Generated question {n}?", f"Generated answer number {n}."))
+    provenance = factory.LazyFunction(lambda: {"kind": "documents", "chunks": [{"index": 0}]})
 
 
 class LossPreviewFactory(factory.django.DjangoModelFactory):
