@@ -7,6 +7,7 @@ from training.evaluation import views as evaluation_views
 from training.evaluation import vote_views
 from training.evaluation.promotion import views as promotion_views
 from training.exports import views as export_views
+from training.generation import views as generation_views
 from training.serving.deployments import views as deployment_views
 from training.serving.routes import views as route_views
 
@@ -50,6 +51,7 @@ urlpatterns = [
     *compare_views.urlpatterns,
     *endpoint_views.urlpatterns,
     *evaluation_views.urlpatterns,
+    *generation_views.urlpatterns,
     *vote_views.urlpatterns,
     *promotion_views.urlpatterns,
     *export_views.urlpatterns,

@@ -79,7 +79,7 @@ OBJECT_OF_SEGMENT = {
     "endpoints": "endpoint", "evaluations": "evaluation", "deployments": "deployment", "routes": "route",
     "scores": "score", "evaluation-sets": "regression_set", "regression-sets": "regression_set",
     "topics": "topic", "topic-jobs": "topic_job", "documents": "document", "generation-jobs": "generation_job",
-    "generation-rows": "generation_row",
+    "generate": "generation_job", "generation-rows": "generation_row",
 }  # fmt: skip
 
 
@@ -171,6 +171,14 @@ BASELINES = {
     "topics": [{"sort": "cost"}],
     "topics-compute": [{"k": "3"}],
     "topic-dataset": [{"name": "fuzzed"}],
+    "generation": [{"kind": "documents", "endpoint": "{endpoint}", "dataset": "{dataset}", "documents": "{document}",
+                    "rows_per_call": "3", "chunks_per_call": "1", "max_combinations": "10", "max_seeds": "5",
+                    "max_tokens": "64", "temperature": "0.5", "seed": "0", "dedup_threshold": "0.9",
+                    "min_answer_chars": "5", "judge_threshold": "7", "action": "estimate"}],
+    "generation-job": [{}, {"status": "dropped"}, {"reason": "personal_data", "min_score": "5", "style": "x"}],
+    "generation-job-accept": [{"expected": "2"}],
+    "generation-review": [{}, {"row": "{generation_row}"}],
+    "generation-row-decide": [{"decision": "reject"}],
 }  # fmt: skip
 # Operations only a person may make: an API key acts for the project, not for anyone, and is refused (403).
 PERSONS_ONLY = {
