@@ -240,6 +240,8 @@ CELERY_TASK_ROUTES = {
     # A shadowed call waits for the fine-tune's whole answer: its own queue, served by a worker with many threads.
     "training.tasks.routed_shadow_task": {"queue": "shadow"},
     "training.tasks.route_pairs_judge_task": {"queue": "default"},  # judge calls on shadow pairs, no GPU
+    "training.tasks.generation_run_task": {"queue": "default"},  # calls to an endpoint; embeddings on the CPU
+    "training.tasks.generation_reap_task": {"queue": "default"},
     "training.*": {"queue": "gpu"},
 }
 CELERY_BEAT_SCHEDULE = {

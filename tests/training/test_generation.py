@@ -396,3 +396,11 @@ def test_a_job_whose_worker_stopped_is_failed_with_its_rows_kept(project, datase
     assert job.status == FineTuneStatus.FAILED and "The worker stopped" in job.error
     assert row.status == RowStatus.PENDING
     assert GenerationJob.objects.get(pk=fresh.pk).status == FineTuneStatus.RUNNING
+
+
+def test_generation_runs_on_the_default_queue_beside_the_web_workers(celery_session_app):
+    from training.generation.tasks import generation_reap_task, generation_run_task
+
+    router = celery_session_app.amqp.router
+    for task in (generation_run_task, generation_reap_task):
+        assert router.route({}, task.name)["queue"].name == "default"

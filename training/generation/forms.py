@@ -35,6 +35,14 @@ class GenerationForm(forms.Form):
     )  # fmt: skip
     max_combinations = forms.IntegerField(min_value=1, max_value=MAX_COMBINATIONS, initial=DEFAULTS.max_combinations,
                                           help_text="The cap on groups of chunks.")  # fmt: skip
+    chunk_chars = forms.IntegerField(
+        min_value=500, max_value=20000, initial=DEFAULTS.chunk_chars, label="Chunk size",
+        help_text="Characters a chunk holds at most.",
+    )  # fmt: skip
+    overlap_chars = forms.IntegerField(
+        min_value=0, max_value=10000, initial=DEFAULTS.overlap_chars, label="Overlap",
+        help_text="Characters a chunk repeats of the one before.",
+    )  # fmt: skip
     prompt_template = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 10}), strip=False)
     system_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), strip=False,
                                     help_text="A system message every row starts with (documents).")  # fmt: skip
@@ -65,7 +73,9 @@ class GenerationForm(forms.Form):
         self.fields["judge"].queryset = endpoints  # type: ignore[attr-defined]
         self.fields["dataset"].queryset = datasets.filter(kind=DatasetKind.CHAT)  # type: ignore[attr-defined]
         self.fields["seed_dataset"].queryset = datasets  # type: ignore[attr-defined]
-        self.fields["documents"].queryset = SourceDocument.objects.filter(project=project, error="")  # type: ignore[attr-defined]
+        documents = self.fields["documents"]
+        documents.queryset = SourceDocument.objects.filter(project=project, error="")  # type: ignore[attr-defined]
+        documents.label_from_instance = lambda d: f"{d.name} ({d.chunks} chunk{'s' * (d.chunks != 1)})"  # type: ignore[attr-defined]
         if not self.is_bound and not self.initial.get("prompt_template"):
             kind = self.initial.get("kind", "documents")
             self.initial["prompt_template"] = prompts.DEFAULT_TEMPLATES.get(kind, "")
@@ -75,12 +85,13 @@ class GenerationForm(forms.Form):
         seed_dataset, query = data.get("seed_dataset"), (data.get("seed_query") or "").lstrip("?")
         filter_params = {k: v for k, v in QueryDict(query).items() if v} if query else {}
         template = data.get("prompt_template") or ""
-        if template.strip() == prompts.DEFAULT_TEMPLATES.get(data["kind"], "").strip():
-            template = ""  # the default: kept by name, so the manifest says it was the default's
+        if template.strip() in {text.strip() for text in prompts.DEFAULT_TEMPLATES.values()}:
+            template = ""  # a kind's default, left as it was: the chosen kind's own default is used
         return GenerationRequest(
             kind=data["kind"], endpoint_id=data["endpoint"].pk, dataset_id=data["dataset"].pk,
             document_ids=[d.pk for d in data.get("documents") or []], rows_per_call=data["rows_per_call"],
             chunks_per_call=data["chunks_per_call"], max_combinations=data["max_combinations"],
+            chunk_chars=data["chunk_chars"], overlap_chars=data["overlap_chars"],
             prompt_template=template, system_prompt=data.get("system_prompt") or "",
             seed_dataset_id=seed_dataset.pk if seed_dataset else None, seed_filter=filter_params,
             max_seeds=data["max_seeds"],
