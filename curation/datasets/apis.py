@@ -1,7 +1,7 @@
 """REST API v1 for datasets, their entries, bulk actions on logs, and tags."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count
+from django.db.models import Count, Q
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
@@ -22,6 +22,7 @@ from curation.common.apis import (
 from curation.common.listing import DEPRECATED, PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
 from curation.common.pagination import ascending_page, id_cursor
 from curation.common.permissions import project_for_request
+from curation.datasets.selectors import ORIGINS
 from curation.datasets.services import (
     dataset_create,
     dataset_delete,
@@ -37,10 +38,20 @@ from curation.models import BulkAction, Dataset, DatasetEntry, Project, Role, Sp
 
 class DatasetOutput(serializers.ModelSerializer):
     entries = serializers.IntegerField(source="entry_count", read_only=True)
+    synthetic = serializers.IntegerField(source="synthetic_count", read_only=True, help_text="Generated entries.")
+    synthetic_validation = serializers.IntegerField(
+        source="synthetic_validation_count", read_only=True, help_text="Generated entries in the validation split."
+    )
 
     class Meta:
         model = Dataset
-        fields = ["id", "name", "description", "entries", "split_seed", "validation_ratio", "created_at", "updated_at"]
+        fields = ["id", "name", "description", "entries", "synthetic", "synthetic_validation", "split_seed",
+                  "validation_ratio", "synthetic_in_validation", "created_at", "updated_at"]  # fmt: skip
+        extra_kwargs = {
+            "synthetic_in_validation": {
+                "help_text": "Whether a split may draw synthetic entries for validation (else they stay in train)."
+            }
+        }
 
 
 DatasetDeletionOutput = inline_serializer(
@@ -72,6 +83,11 @@ class DatasetInput(StrictInput):
 class DatasetPatchInput(StrictInput):
     name = serializers.CharField(max_length=200, required=False, trim_whitespace=False)
     description = serializers.CharField(required=False, allow_blank=True)
+    synthetic_in_validation = serializers.BooleanField(
+        required=False,
+        help_text="Whether a split may draw synthetic entries for validation. Changing it moves no entry: split again "
+        "to apply it.",
+    )
 
 
 class EntryOutput(serializers.ModelSerializer):
@@ -82,8 +98,13 @@ class EntryOutput(serializers.ModelSerializer):
     class Meta:
         model = DatasetEntry
         fields = ["id", "log", "source_log_id", "source_deleted_at", "source_deleted_by", "split", "edited", "model",
-                  "turns", "est_tokens", "messages", "tools", "updated_at"]  # fmt: skip
-        extra_kwargs = {"source_log_id": {"help_text": "The id of the source log once it is deleted (`log` is null)."}}
+                  "turns", "est_tokens", "messages", "tools", "synthetic", "provenance", "updated_at"]  # fmt: skip
+        read_only_fields = ["synthetic", "provenance"]
+        extra_kwargs = {
+            "source_log_id": {"help_text": "The id of the source log once it is deleted (`log` is null)."},
+            "synthetic": {"help_text": "Generated, not logged."},
+            "provenance": {"help_text": "How a synthetic entry was generated (job, source, model...); {} otherwise."},
+        }
 
     def get_source_deleted_by(self, entry: DatasetEntry) -> str | None:
         return entry.source_deleted_by_label if entry.source_deleted else None
@@ -96,7 +117,13 @@ class EntryPatchInput(StrictInput):
 
 
 def _datasets(project: Project):
-    return Dataset.objects.filter(project=project).annotate(entry_count=Count("entries"))
+    return Dataset.objects.filter(project=project).annotate(
+        entry_count=Count("entries"),
+        synthetic_count=Count("entries", filter=Q(entries__synthetic=True)),
+        synthetic_validation_count=Count(
+            "entries", filter=Q(entries__synthetic=True, entries__split=Split.VALIDATION)
+        ),
+    )
 
 
 class DatasetsApi(ProjectScopedApi):
@@ -174,6 +201,13 @@ class DatasetEntriesApi(ProjectScopedApi):
             ),
             OpenApiParameter("q", str, description="Only entries whose text contains this (any case)."),
             OpenApiParameter(
+                "origin",
+                str,
+                enum=["", *ORIGINS],
+                description="Where entries come from: `logged` (a log), `imported` (a file) or `synthetic` "
+                "(generated); empty or left out: all.",
+            ),
+            OpenApiParameter(
                 "after",
                 {"type": "integer", "minimum": 0, "maximum": ID_MAX},
                 deprecated=True,
@@ -201,6 +235,10 @@ class DatasetEntriesApi(ProjectScopedApi):
             entries = entries.filter(split=params["split"])
         if params.get("q"):
             entries = entries.filter(search_text__trgm_icontains=params["q"])
+        if params.get("origin"):
+            if params["origin"] not in ORIGINS:
+                raise exceptions.ValidationError({"origin": [f"One of {', '.join(ORIGINS)}."]})
+            entries = entries.filter(ORIGINS[params["origin"]])
         cursor, after = page_cursor(request), params.get("after")
         if after is not None and not cursor:
             if not is_whole_number(after):

@@ -21,6 +21,15 @@ class DatasetForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
+class DatasetEditForm(DatasetForm):
+    synthetic_in_validation = forms.BooleanField(
+        required=False,
+        label="Synthetic entries may go to validation",
+        help_text="Otherwise a split draws validation only from logged and imported entries. Changing this moves no "
+        "entry: split again to apply it.",
+    )
+
+
 class DatasetImportForm(forms.Form):
     file = forms.FileField(
         help_text='JSONL or JSONL.gz, one training example per line: {"messages": [...]} or prompt/completion.',

@@ -31,13 +31,22 @@ def dataset_get(*, project: Project, dataset_id: int) -> Dataset | None:
     return Dataset.objects.filter(project=project, pk=dataset_id).first()
 
 
+# Where an entry comes from: a log (still there or deleted since), a training file, or a generator.
+ORIGINS: dict[str, Q] = {
+    "logged": Q(synthetic=False) & (Q(log__isnull=False) | Q(source_deleted_at__isnull=False)),
+    "imported": Q(synthetic=False, log__isnull=True, source_deleted_at__isnull=True),
+    "synthetic": Q(synthetic=True),
+}
+
+
 @dataclass(slots=True)
 class EntryFilter:
-    """What the entries list shows: a substring of the text, a split, edited ones, or given ids
-    (the links from the validation panel)."""
+    """What the entries list shows: a substring of the text, a split, an origin (see `ORIGINS`), edited ones, or
+    given ids (the links from the validation panel)."""
 
     q: str = ""
     split: str = ""
+    origin: str = ""
     edited: bool = False
     ids: list[int] = field(default_factory=list)
 
@@ -48,19 +57,22 @@ class EntryFilter:
         return cls(
             q=params.get("q", "").strip(),
             split=split if split in Split.values else "",
+            origin=origin if (origin := params.get("origin", "")) in ORIGINS else "",
             edited=params.get("edited") == "1",
             ids=[number for part in raw_ids if (number := whole_number(part)) is not None][:1000],
         )
 
     @property
     def is_active(self) -> bool:
-        return bool(self.q or self.split or self.edited or self.ids)
+        return bool(self.q or self.split or self.origin or self.edited or self.ids)
 
     def apply(self, entries: QuerySet[DatasetEntry]) -> QuerySet[DatasetEntry]:
         if self.q:
             entries = entries.filter(search_text__trgm_icontains=self.q)
         if self.split:
             entries = entries.filter(split=self.split)
+        if self.origin:
+            entries = entries.filter(ORIGINS[self.origin])
         if self.edited:
             entries = entries.filter(edited=True)
         if self.ids:
@@ -88,6 +100,39 @@ def entries_page(*, dataset: Dataset, entry_filter: EntryFilter, after: int = 0)
     more = len(rows) > ENTRY_PAGE_SIZE
     rows = rows[:ENTRY_PAGE_SIZE]
     return EntryPage(entries=rows, total=matching.count(), next_after=rows[-1].pk if more else None)
+
+
+# Provenance keys the entry page shows in their own rows; any other key is listed as it is.
+PROVENANCE_SHOWN = {"job_id", "kind", "endpoint", "model", "style", "seed", "seed_log_id", "document", "chunks"}
+
+
+@dataclass(slots=True)
+class Provenance:
+    """What the entry page says of a synthetic entry's origin: its provenance, the seed log if it is still in the
+    project, and the keys beyond the known ones."""
+
+    data: dict
+    seed_log_id: int | None = None  # set only when that log exists in the dataset's project
+    chunks: list[dict] = field(default_factory=list)
+    document: dict = field(default_factory=dict)
+    other: list[tuple[str, object]] = field(default_factory=list)
+
+
+def entry_provenance(*, entry: DatasetEntry) -> Provenance | None:
+    """None for an entry that is not synthetic; else its provenance made safe to show, whatever keys it has."""
+    if not entry.synthetic:
+        return None
+    data = entry.provenance if isinstance(entry.provenance, dict) else {}
+    seed = data.get("seed_log_id")
+    seed_log_id = (
+        seed
+        if isinstance(seed, int) and LogEntry.objects.filter(project_id=entry.dataset.project_id, pk=seed).exists()
+        else None
+    )
+    chunks = [chunk for chunk in data.get("chunks") or [] if isinstance(chunk, dict)]
+    document = data.get("document") if isinstance(data.get("document"), dict) else {}
+    other = sorted((key, value) for key, value in data.items() if key not in PROVENANCE_SHOWN)
+    return Provenance(data=data, seed_log_id=seed_log_id, chunks=chunks, document=document or {}, other=other)
 
 
 def entry_get(*, dataset: Dataset, entry_id: int) -> DatasetEntry | None:
@@ -160,6 +205,9 @@ class DatasetStats:
     edited: int = 0
     from_logs: int = 0  # copied from a log that is still there
     source_deleted: int = 0  # copied from a log deleted since
+    synthetic: int = 0  # generated, not logged (see `DatasetEntry.provenance`)
+    synthetic_train: int = 0
+    synthetic_validation: int = 0
     tokens_total: int = 0
     tokens_mean: float = 0.0
     tokens_max: int = 0
@@ -172,8 +220,13 @@ class DatasetStats:
 
     @property
     def imported(self) -> int:
-        """Entries that come from no log: a training file."""
-        return self.entries - self.from_logs - self.source_deleted
+        """Entries that come from no log and were not generated: a training file."""
+        return self.entries - self.from_logs - self.source_deleted - self.synthetic
+
+    @property
+    def logged(self) -> int:
+        """Entries that are not synthetic: copied from logs or imported."""
+        return self.entries - self.synthetic
 
     @property
     def edited_percent(self) -> float:
@@ -195,6 +248,9 @@ def dataset_stats(*, dataset: Dataset) -> DatasetStats:
         edited=Count("id", filter=Q(edited=True)),
         from_logs=Count("log_id"),
         source_deleted=Count("id", filter=Q(log__isnull=True, source_deleted_at__isnull=False)),
+        synthetic_all=Count("id", filter=Q(synthetic=True)),
+        synthetic_train=Count("id", filter=Q(synthetic=True, split=Split.TRAIN)),
+        synthetic_validation=Count("id", filter=Q(synthetic=True, split=Split.VALIDATION)),
         tokens_total=Sum("est_tokens"),
         tokens_mean=Avg("est_tokens"),
         tokens_max=Max("est_tokens"),
@@ -208,6 +264,9 @@ def dataset_stats(*, dataset: Dataset) -> DatasetStats:
         edited=totals["edited"],
         from_logs=totals["from_logs"],
         source_deleted=totals["source_deleted"],
+        synthetic=totals["synthetic_all"],
+        synthetic_train=totals["synthetic_train"],
+        synthetic_validation=totals["synthetic_validation"],
         tokens_total=totals["tokens_total"] or 0,
         tokens_mean=float(totals["tokens_mean"] or 0),
         tokens_max=totals["tokens_max"] or 0,

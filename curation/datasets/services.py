@@ -63,10 +63,12 @@ def dataset_update(
     dataset: Dataset,
     name: str | None = None,
     description: str | None = None,
+    synthetic_in_validation: bool | None = None,
     actor: User | None = None,
     api_key: ApiKey | None = None,
 ) -> Dataset:
-    """Rename or describe a dataset; audited as `dataset.update` with the old and new name (the description is only
+    """Rename or describe a dataset, or say whether a split may draw synthetic entries for validation (this moves no
+    entry: the next split follows it); audited as `dataset.update` with the old and new name (the description is only
     said to have changed: it can be long)."""
     changed: dict[str, object] = {}
     if name is not None:
@@ -82,6 +84,13 @@ def dataset_update(
         if description != dataset.description:
             changed["description"] = "changed"
         dataset.description = description
+    if synthetic_in_validation is not None:
+        if synthetic_in_validation != dataset.synthetic_in_validation:
+            changed["synthetic_in_validation"] = {
+                "from": dataset.synthetic_in_validation,
+                "to": synthetic_in_validation,
+            }
+        dataset.synthetic_in_validation = synthetic_in_validation
     dataset.updated_at = timezone.now()
     dataset.save()
     if changed:
@@ -380,11 +389,16 @@ def dataset_split(
     api_key: ApiKey | None = None,
 ) -> tuple[int, int]:
     """Assign entries to train / validation: exactly round(n * ratio) validation entries, chosen by
-    shuffling the entry ids with `seed`, so the same entries and seed give the same split.
+    shuffling the ids of the n candidates with `seed`, so the same entries and seed give the same split.
+    The candidates are the entries that are not synthetic (n counts only them, and every synthetic entry
+    goes to train), or all entries where `dataset.synthetic_in_validation` is set.
     Returns (train, validation) counts. Audited as `dataset.split`."""
     if not 0 <= validation_ratio < 1:
         raise ValidationError({"validation_ratio": "Between 0 (no validation) and 1 (exclusive)."})
-    ids = list(DatasetEntry.objects.filter(dataset=dataset).order_by("id").values_list("id", flat=True))
+    all_entries = DatasetEntry.objects.filter(dataset=dataset)
+    total = all_entries.count()
+    candidates = all_entries if dataset.synthetic_in_validation else all_entries.filter(synthetic=False)
+    ids = list(candidates.order_by("id").values_list("id", flat=True))
     random.Random(seed).shuffle(ids)  # noqa: S311 (reproducible, not secret)
     validation = sorted(ids[: round(len(ids) * validation_ratio)])
     DatasetEntry.objects.filter(dataset=dataset).update(split=Split.TRAIN)
@@ -394,9 +408,9 @@ def dataset_split(
     dataset.split_seed, dataset.validation_ratio = seed, validation_ratio
     dataset.updated_at = timezone.now()
     dataset.save(update_fields=["split_seed", "validation_ratio", "updated_at"])
-    train = len(ids) - len(validation)
+    train = total - len(validation)
     audit_record(
-        project=dataset.project, action="dataset.split", count=len(ids), actor=actor, api_key=api_key,
+        project=dataset.project, action="dataset.split", count=total, actor=actor, api_key=api_key,
         detail={"dataset_id": dataset.pk, "dataset": dataset.name, "validation_ratio": validation_ratio, "seed": seed,
                 "train": train, "validation": len(validation)},
     )  # fmt: skip

@@ -21,7 +21,15 @@ from curation.common.views import (
 )
 from curation.datasets import selectors as dataset_selectors
 from curation.datasets.export import snapshot_request
-from curation.datasets.forms import DatasetForm, DatasetImportForm, EntriesAction, EntryForm, SplitForm, ValidationForm
+from curation.datasets.forms import (
+    DatasetEditForm,
+    DatasetForm,
+    DatasetImportForm,
+    EntriesAction,
+    EntryForm,
+    SplitForm,
+    ValidationForm,
+)
 from curation.datasets.hooks import dataset_pages_extensions
 from curation.datasets.selectors import EntryFilter, EntryPage, snapshots_collapsed
 from curation.datasets.services import (
@@ -173,7 +181,7 @@ def _text(message: dict) -> str:
 @require_POST
 def dataset_edit(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
-    form = DatasetForm(request.POST)
+    form = DatasetEditForm(request.POST)
     if form.is_valid():
         try:
             dataset_update(dataset=dataset, **form.cleaned_data, actor=request.user)
@@ -314,6 +322,7 @@ def entry_detail(request: AuthenticatedRequest, slug: str, dataset_id: int, entr
         "diff": entry_diff(entry),
         "alternatives": alternative_answers(entry.log.alternatives if entry.log else []),
         "pick_url": reverse("dataset-entry-pick", args=[slug, dataset_id, entry_id]) if can_edit(membership) else "",
+        "provenance": dataset_selectors.entry_provenance(entry=entry),
         "previous": previous,
         "following": following,
     }
