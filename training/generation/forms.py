@@ -76,6 +76,7 @@ class GenerationForm(forms.Form):
         documents = self.fields["documents"]
         documents.queryset = SourceDocument.objects.filter(project=project, error="")  # type: ignore[attr-defined]
         documents.label_from_instance = lambda d: f"{d.name} ({d.chunks} chunk{'s' * (d.chunks != 1)})"  # type: ignore[attr-defined]
+        self.initial.setdefault("kind", "documents")
         if not self.is_bound and not self.initial.get("prompt_template"):
             kind = self.initial.get("kind", "documents")
             self.initial["prompt_template"] = prompts.DEFAULT_TEMPLATES.get(kind, "")
