@@ -19,6 +19,7 @@ from curation.models import (
     ApiKey,
     Dataset,
     DatasetEntry,
+    DatasetKind,
     DatasetSnapshot,
     JobStatus,
     LogEntry,
@@ -44,6 +45,7 @@ def dataset_create(
     project: Project,
     name: str,
     description: str = "",
+    kind: str = DatasetKind.CHAT,
     created_by: User | None = None,
     api_key: ApiKey | None = None,
 ) -> Dataset:
@@ -53,7 +55,7 @@ def dataset_create(
     try:
         with transaction.atomic():
             dataset = Dataset.objects.create(
-                project=project, name=name, description=description, created_by=created_by
+                project=project, name=name, description=description, kind=kind, created_by=created_by
             )
             audit_record(project=project, action="dataset.create", actor=created_by, api_key=api_key,
                          detail={"dataset_id": dataset.pk, "dataset": name})  # fmt: skip
@@ -205,13 +207,13 @@ def dataset_add_logs(*, dataset: Dataset, logs: QuerySet[LogEntry]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO curation_datasetentry (dataset_id, log_id, messages, tools, options, split, edited, model,"  # noqa: S608
-            " turns, est_tokens, search_text, created_at, updated_at)"
+            " turns, est_tokens, search_text, created_at, updated_at, synthetic, provenance)"
             " SELECT %s, src.id, src.messages, src.tools, src.options, %s, %s, src.model,"
             " json_array_length(src.messages),"
-            f" (length(src.search_text) + {CHARS_PER_TOKEN - 1}) / {CHARS_PER_TOKEN}, src.search_text, %s, %s"
+            f" (length(src.search_text) + {CHARS_PER_TOKEN - 1}) / {CHARS_PER_TOKEN}, src.search_text, %s, %s, %s, %s"
             f" FROM curation_logentry src WHERE src.id IN ({sql}) AND src.status <> %s"
             " ORDER BY src.id ON CONFLICT DO NOTHING",
-            (dataset.pk, Split.TRAIN, False, now, now, *params, LogStatus.UNREADABLE),
+            (dataset.pk, Split.TRAIN, False, now, now, False, "{}", *params, LogStatus.UNREADABLE),
         )
         added = cursor.rowcount
     if added:

@@ -3,8 +3,8 @@
 
 from curation.models.datasets import (
     Dataset,
-    DatasetKind,
     DatasetEntry,
+    DatasetKind,
     DatasetSnapshot,
     EmbeddingJob,
     EntryEmbedding,
@@ -38,8 +38,8 @@ __all__ = [
     "BulkAction",
     "BulkJob",
     "Dataset",
-    "DatasetKind",
     "DatasetEntry",
+    "DatasetKind",
     "DatasetSnapshot",
     "EmbeddingJob",
     "EmbeddingWork",
