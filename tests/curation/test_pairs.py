@@ -160,3 +160,37 @@ def test_the_export_api_refuses_a_chat_format_for_a_dataset_of_pairs(client_for,
     response = client_for(viewer).get(f"/api/v1/datasets/{pairs.pk}/export?project=acme&format=alpaca")
 
     assert response.status_code == 400 and "'preference' (TRL)" in response.json()["format"][0]
+
+
+# --- the pages -------------------------------------------------------------------------------------------------------
+
+
+def test_the_dataset_page_counts_the_pairs_its_edits_give_and_makes_them_for_editors(client, editor, viewer, edited):
+    client.force_login(viewer)
+    seen = client.get(f"/p/acme/datasets/{edited.pk}/")
+    refused = client.post(f"/p/acme/datasets/{edited.pk}/pairs", {"name": "Pairs"})
+    client.force_login(editor)
+    page = client.get(f"/p/acme/datasets/{edited.pk}/")
+    made = client.post(f"/p/acme/datasets/{edited.pk}/pairs", {"name": "Pairs"}, follow=True)
+
+    assert seen.context["pairs_from_edits"] is None and b"Make preference pairs from edits" not in seen.content
+    assert refused.status_code == 403
+    assert page.context["pairs_from_edits"] == 2 and b"Make preference pairs from edits" in page.content
+    pairs = Dataset.objects.get(name="Pairs")
+    assert made.redirect_chain[-1][0] == f"/p/acme/datasets/{pairs.pk}/"
+    assert b"Added 2 pairs to Pairs (1 no original answer" in made.content
+    assert b"Preference pairs" in made.content and b"rejected" in made.content
+    assert [label for _, label in made.context["export_formats"]] == [
+        "Preference pairs (TRL)", "Preference pairs (OpenAI)",
+    ]  # fmt: skip
+
+
+def test_an_entry_of_pairs_shows_its_chosen_and_rejected_answers(client, viewer, edited):
+    pairs = dataset_pairs_from_edits(source=edited, name="Pairs").dataset
+    entry = pairs.entries.order_by("id").first()
+    client.force_login(viewer)
+
+    page = client.get(f"/p/acme/datasets/{pairs.pk}/entries/{entry.pk}/")
+
+    assert (page.context["chosen_text"], page.context["rejected_text"]) == ("Paris.", ORIGINAL["content"])
+    assert b"Preference pair" in page.content

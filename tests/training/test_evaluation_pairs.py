@@ -140,3 +140,29 @@ def test_the_api_refuses_sft_on_pairs_with_a_400(key_client, pairs, base_model):
     response = key_client.post("/api/v1/finetunes", body, format="json")
 
     assert response.status_code == 400 and "sft" in response.json()["hyperparameters"]["objective"][0]
+
+
+def test_the_fine_tune_page_makes_pairs_of_votes_for_editors(client, editor, viewer, run):
+    vote(run, 0, WIN)
+    url = f"/p/acme/finetunes/{run.job_id}/evaluations/{run.pk}/pairs"
+    client.force_login(viewer)
+    refused = client.post(url, {"name": "Voted"})
+    client.force_login(editor)
+    page = client.get(f"/p/acme/finetunes/{run.job_id}/")
+
+    made = client.post(url, {"name": "Voted"}, follow=True)
+
+    assert refused.status_code == 403
+    assert b"Make preference pairs from votes" in page.content
+    assert b"Added 1 pair to Voted" in made.content
+    assert Dataset.objects.get(name="Voted").entries.count() == 1
+
+
+def test_the_fine_tune_form_of_a_dataset_of_pairs_offers_dpo_settings(client, editor, pairs, dataset, base_model):
+    client.force_login(editor)
+
+    of_pairs = client.get(f"/p/acme/datasets/{pairs.pk}/")
+    of_chat = client.get(f"/p/acme/datasets/{dataset.pk}/")
+
+    assert b"DPO beta" in of_pairs.content and b'name="dpo_label_smoothing"' in of_pairs.content
+    assert b"DPO beta" not in of_chat.content
