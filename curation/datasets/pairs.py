@@ -17,7 +17,7 @@ from django.db import transaction
 from curation.audit.services import audit_record
 from curation.datasets.export.preference import Pair, preference_pair
 from curation.datasets.export.services import edited_rows
-from curation.datasets.services import _entry_values, dataset_create, dataset_touch
+from curation.datasets.services import dataset_create, dataset_touch, est_tokens
 from curation.logs.ingest import IngestError, parse_log
 from curation.models import ApiKey, Dataset, DatasetEntry, DatasetKind, Project, Split
 
@@ -125,11 +125,11 @@ def _pair_entry(dataset: Dataset, row: PairRow) -> DatasetEntry | None:
         parsed = parse_log({"messages": [*row.pair.prompt, row.pair.chosen], "tools": row.tools})
     except IngestError:
         return None
-    values = _entry_values(parsed)
-    values["options"] = row.options
     return DatasetEntry(
-        dataset=dataset, rejected=row.pair.rejected, provenance=row.provenance, split=row.split, **values
-    )
+        dataset=dataset, messages=parsed.messages, tools=parsed.tools, options=row.options, model=parsed.model,
+        turns=len(parsed.messages), est_tokens=est_tokens(parsed.search_text), search_text=parsed.search_text,
+        rejected=row.pair.rejected, provenance=row.provenance, split=row.split,
+    )  # fmt: skip
 
 
 # --- pairs from edits ------------------------------------------------------------------------------------------------
