@@ -347,7 +347,7 @@ class DatasetPairsFromEditsApi(ProjectScopedApi):
             "pair are counted by reason."
         ),
         request=PairsInput,
-        responses={200: PairsOutput, 400: ErrorResponse},
+        responses=PairsOutput,
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)

@@ -370,7 +370,7 @@ class EvaluationPairsApi(ProjectScopedApi):
         "fine-tune's answer chosen and the other rejected, a loss the reverse; ties give nothing, and when voters "
         "disagree the majority decides (an even split gives nothing). The pairs go to a dataset of pairs (`target`) "
         "or a new one (`name`); a pair already there is not added again.",
-        parameters=[PROJECT_PARAMETER], request=PairsInput, responses={200: PairsOutput, 400: ErrorResponse},
+        parameters=[PROJECT_PARAMETER], request=PairsInput, responses=PairsOutput,
     )  # fmt: skip
     def post(self, request: Request, job_id: int, evaluation_id: int) -> Response:
         project = project_for_request(request, role=Role.EDITOR)
