@@ -194,3 +194,13 @@ def test_an_entry_of_pairs_shows_its_chosen_and_rejected_answers(client, viewer,
 
     assert (page.context["chosen_text"], page.context["rejected_text"]) == ("Paris.", ORIGINAL["content"])
     assert b"Preference pair" in page.content
+
+
+def test_the_cli_refuses_a_chat_format_for_a_dataset_of_pairs(edited):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    dataset_pairs_from_edits(source=edited, name="Pairs")
+
+    with pytest.raises(CommandError, match="exported as pairs"):
+        call_command("export_dataset", "Pairs", project="acme", output="-", format="alpaca")
