@@ -224,7 +224,10 @@ def _reward_context(job: FineTuneJob) -> dict:
     width = max(job.total_steps, *(step for points in curves.values() for step, *_ in points), 1)
     charts = []
     for index, title, shown in REWARD_CHARTS:
-        lines = {kind: [(p[0], p[index]) for p in points if p[index] is not None] for kind, points in curves.items()}
+        lines: dict[str, list[tuple[int, float]]] = {
+            kind: [(step, float(y)) for step, *values in points if (y := values[index - 1]) is not None]
+            for kind, points in curves.items()
+        }
         values = [y for points in lines.values() for _, y in points]
         low, high = min(shown, 0.0, *values), max(shown, 0.0, *values)
         span = (high - low) or 1.0
