@@ -204,3 +204,13 @@ def test_the_cli_refuses_a_chat_format_for_a_dataset_of_pairs(edited):
 
     with pytest.raises(CommandError, match="exported as pairs"):
         call_command("export_dataset", "Pairs", project="acme", output="-", format="alpaca")
+
+
+def test_pre_flight_checks_read_a_pair_as_its_prompt_and_chosen_answer(edited):
+    from curation.datasets.validation import dataset_validate
+
+    pairs = dataset_pairs_from_edits(source=edited, name="Pairs").dataset
+
+    report = dataset_validate(dataset=pairs)
+
+    assert report.errors == []
