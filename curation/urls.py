@@ -1,7 +1,14 @@
 from django.urls import path
 
 from curation.audit import apis as audit
-from curation.datasets.apis import DatasetDetailApi, DatasetEntriesApi, DatasetEntryApi, DatasetsApi, DatasetSplitApi
+from curation.datasets.apis import (
+    DatasetDetailApi,
+    DatasetEntriesApi,
+    DatasetEntryApi,
+    DatasetPairsFromEditsApi,
+    DatasetsApi,
+    DatasetSplitApi,
+)
 from curation.datasets.dedup import apis as dedup
 from curation.datasets.redaction.apis import DatasetRedactApi, DatasetRedactionJobApi
 from curation.logs import apis as logs
@@ -42,6 +49,7 @@ urlpatterns = [
         name="api-dataset-entry",
     ),
     path("datasets/<int:dataset_id>/split", DatasetSplitApi.as_view(), name="api-dataset-split"),
+    path("datasets/<int:dataset_id>/pairs", DatasetPairsFromEditsApi.as_view(), name="api-dataset-pairs"),
     path("datasets/<int:dataset_id>/redact", DatasetRedactApi.as_view(), name="api-dataset-redact"),
     path(
         "datasets/<int:dataset_id>/redaction-jobs/<int:job_id>",

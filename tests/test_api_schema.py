@@ -210,6 +210,14 @@ VALID_BUT_REFUSED = {
     ("POST /api/v1/finetunes", "hyperparameters"): "settings that depend on one another (method freeze needs "
     "freeze_layers >= 1), checked by the trainer's own config",
     ("POST /api/v1/finetunes/estimate", "hyperparameters"): "as for POST /api/v1/finetunes",
+    ("POST /api/v1/datasets/{dataset_id}/pairs", "name"): "exactly one of `target` and `name` (a name not used in "
+    "the project): said in the description, as above",
+    ("POST /api/v1/datasets/{dataset_id}/pairs", "target"): "a dataset of preference pairs, not of conversations: "
+    "what a dataset holds is not the schema's to say",
+    ("POST /api/v1/datasets/{dataset_id}/pairs", "dataset"): "pairs are made from a dataset of conversations, not "
+    "from one of pairs, as above",
+    ("POST /api/v1/finetunes/{job_id}/evaluations/{evaluation_id}/pairs", "name"): "as for the pairs of a dataset",
+    ("POST /api/v1/finetunes/{job_id}/evaluations/{evaluation_id}/pairs", "target"): "as for the pairs of a dataset",
     ("GET /api/v1/finetunes/compare", "ids"): "two different fine-tunes or more: an id given twice counts once, and "
     "a pattern cannot say that the ids of a list differ",
     ("PATCH /api/v1/tags/{tag_id}", "name"): "a name is stripped of Unicode whitespace (U+0085 is some, which "

@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from curation.models import Dataset, DatasetSnapshot, JobStatus
+from curation.models import Dataset, DatasetKind, DatasetSnapshot, JobStatus
 from training import selectors
 from training.models import Method
 from training.playground.services import MAX_NEW_TOKENS
@@ -20,7 +20,14 @@ ADVANCED = (
     "freeze_layers", "eval_every_steps", "early_stopping_patience", "checkpoint_every_steps", "eval_generations",
     "max_new_tokens", "precision", "attn_implementation", "packing", "gradient_checkpointing", "per_example_losses",
 )  # fmt: skip
+# A dataset of preference pairs trains with dpo (the objective is set by the dataset, not the form).
+DPO = ("dpo_beta", "dpo_label_smoothing")
 LABELS = {
+    "dpo_beta": (
+        "DPO beta",
+        "How far the fine-tune may move from the base model: larger keeps it closer (0.1 is usual).",
+    ),
+    "dpo_label_smoothing": ("Label smoothing", "The share of pairs assumed mislabelled (conservative DPO); 0: none."),
     "learning_rate": ("Learning rate", "Empty: 2e-4 for LoRA / QLoRA, 1e-5 for full and freeze."),
     "batch_size": ("Batch size", "Examples per micro-batch on each GPU."),
     "gradient_accumulation": ("Gradient accumulation", "Micro-batches per optimizer step."),
@@ -76,7 +83,8 @@ class FineTuneForm(forms.Form):
         self.fields["snapshot"].queryset = DatasetSnapshot.objects.filter(  # type: ignore[attr-defined]
             dataset=dataset, status=JobStatus.SUCCEEDED
         ).order_by("-created_at")
-        for name in (*MAIN, *ADVANCED):
+        self.pairs = dataset.kind == DatasetKind.PREFERENCE
+        for name in (*MAIN, *ADVANCED, *(DPO if self.pairs else ())):
             self.fields[name] = _field(name)
         self.fields["learning_rate"].widget.attrs["placeholder"] = f"{DEFAULT_LEARNING_RATES['lora']:g}"
         self.fields["lora_alpha"].widget.attrs["placeholder"] = "2 × rank"
@@ -98,11 +106,14 @@ class FineTuneForm(forms.Form):
     def advanced_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in ADVANCED]
 
+    def dpo_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in DPO] if self.pairs else []
+
     def advanced_has_errors(self) -> bool:
         return any(self[name].errors for name in ADVANCED)
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {name: self.cleaned_data[name] for name in (*MAIN, *ADVANCED) if name in self.cleaned_data}
+        return {name: self.cleaned_data[name] for name in (*MAIN, *ADVANCED, *DPO) if name in self.cleaned_data}
 
 
 class PlaygroundForm(forms.Form):

@@ -325,3 +325,13 @@ def members_zip(*, members: list[tuple[str, Path | bytes]]) -> Iterator[bytes]:
                     yield sink.take()
             yield sink.take()
     yield sink.take()
+
+
+def reward_curves(*, job: FineTuneJob) -> dict[str, list[tuple[int, float, float | None]]]:
+    """A DPO run's (step, reward margin, reward accuracy) of training steps ("train") and evaluations ("eval") by step;
+    empty lists for a run that reported none (sft)."""
+    curves: dict[str, list[tuple[int, float, float | None]]] = {"train": [], "eval": []}
+    for kind, step, margin, accuracy in job.summary.get("rewards", []):
+        if kind in curves:
+            curves[kind].append((step, margin, accuracy))
+    return {kind: sorted(points) for kind, points in curves.items()}

@@ -205,11 +205,39 @@ def finetune_detail(request: AuthenticatedRequest, slug: str, job_id: int) -> Ht
         "generations": list(selectors.generations_for_job(job=job)),
         "playground_form": PlaygroundForm(),
         **_status_context(job),
+        **_reward_context(job),
         **evaluations_context(job, membership),
         **exports_context(job),
         **deploy_context(request, job, membership),
     }
     return render(request, "training/finetune.html", context)
+
+
+REWARD_CHARTS = ((1, "Reward margin", 0.0), (2, "Reward accuracy", 1.0))  # (value, title, a y the axis always shows)
+
+
+def _reward_context(job: FineTuneJob) -> dict:
+    """A DPO run's reward margin and accuracy, train and eval, as SVG polylines in a 300 by 100 box (y up)."""
+    curves = selectors.reward_curves(job=job)
+    if not (curves["train"] or curves["eval"]):
+        return {"reward_curves": None, "reward_charts": []}
+    width = max(job.total_steps, *(step for points in curves.values() for step, *_ in points), 1)
+    charts = []
+    for index, title, shown in REWARD_CHARTS:
+        lines: dict[str, list[tuple[int, float]]] = {
+            kind: [(step, float(y)) for step, *values in points if (y := values[index - 1]) is not None]
+            for kind, points in curves.items()
+        }
+        values = [y for points in lines.values() for _, y in points]
+        low, high = min(shown, 0.0, *values), max(shown, 0.0, *values)
+        span = (high - low) or 1.0
+        polylines = {
+            kind: " ".join(f"{300 * step / width:.1f},{100 - 100 * (y - low) / span:.1f}" for step, y in points)
+            for kind, points in lines.items()
+        }
+        last = {kind: points[-1][1] if points else None for kind, points in lines.items()}
+        charts.append({"title": title, "low": low, "high": high, "lines": polylines, "last": last})
+    return {"reward_curves": curves, "reward_charts": charts}
 
 
 def _evaluation(evaluation: dict) -> dict | None:

@@ -22,6 +22,7 @@ from curation.common.apis import (
 from curation.common.listing import DEPRECATED, PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
 from curation.common.pagination import ascending_page, id_cursor
 from curation.common.permissions import project_for_request
+from curation.datasets.pairs import PairsResult, dataset_pairs_from_edits
 from curation.datasets.selectors import ORIGINS
 from curation.datasets.services import (
     dataset_create,
@@ -45,8 +46,10 @@ class DatasetOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["id", "name", "description", "entries", "synthetic", "synthetic_validation", "split_seed",
-                  "validation_ratio", "synthetic_in_validation", "created_at", "updated_at"]  # fmt: skip
+        fields = [
+            "id", "name", "description", "kind", "entries", "synthetic", "synthetic_validation", "split_seed",
+            "validation_ratio", "synthetic_in_validation", "created_at", "updated_at",
+        ]  # fmt: skip
         extra_kwargs = {
             "synthetic_in_validation": {
                 "help_text": "Whether a split may draw synthetic entries for validation (else they stay in train)."
@@ -331,3 +334,64 @@ class DatasetSplitApi(ProjectScopedApi):
         data.is_valid(raise_exception=True)
         train, validation = dataset_split(dataset=dataset, **data.validated_data, **request_actor(request))
         return Response({"train": train, "validation": validation, **data.validated_data})
+
+
+class PairsInput(StrictInput):
+    """Where pairs go: an existing dataset of pairs (`target`), or a new one (`name`)."""
+
+    target = IdField(required=False, help_text="A dataset of preference pairs of the project to add the pairs to.")
+    name = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Without target: the new dataset's name.",
+    )
+
+
+PairsOutput = inline_serializer(
+    "PairsResult",
+    {
+        "dataset": DatasetOutput(),
+        "added": serializers.IntegerField(),
+        "skipped": serializers.IntegerField(),
+        "skipped_reasons": serializers.DictField(
+            child=serializers.IntegerField(), help_text="Pairs skipped, by reason."
+        ),
+    },
+)
+
+
+def pairs_target_of(project: Project, data: dict) -> dict:
+    """The service's `target` and `name` from a PairsInput: the target's 404 names it as any other dataset's."""
+    target = data.get("target")
+    return {"target": dataset_or_not_found(project, target) if target is not None else None, "name": data["name"]}
+
+
+def pairs_response(result: PairsResult, status_code: int = status.HTTP_200_OK) -> Response:
+    dataset = Dataset.objects.annotate(entry_count=Count("entries")).get(pk=result.dataset.pk)
+    return Response({"dataset": DatasetOutput(dataset).data, **result.as_dict()}, status=status_code)
+
+
+class DatasetPairsFromEditsApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="dataset_pairs_from_edits",
+        summary="Make preference pairs from a dataset's edited entries",
+        description=(
+            "Each edited entry whose last answer differs from its source log's gives one pair: chosen is the edited "
+            "answer, rejected the log's original answer (personal data replaced). The pairs go to a dataset of "
+            "pairs (`target`) or a new one (`name`); a pair already there is not added again. Entries that give no "
+            "pair are counted by reason."
+        ),
+        request=PairsInput,
+        responses=PairsOutput,
+    )
+    def post(self, request: Request, dataset_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        source = dataset_or_not_found(project, dataset_id)
+        data = PairsInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = dataset_pairs_from_edits(
+            source=source, **pairs_target_of(project, data.validated_data), **request_actor(request)
+        )
+        return pairs_response(result)

@@ -3,6 +3,7 @@
 import re
 import typing
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from django import forms
@@ -11,7 +12,7 @@ from django.http import QueryDict
 from curation.common.params import whole_number
 from curation.datasets.validation import DEFAULT_MAX_TOKENS, VALID_ROLES
 from curation.logs.imports.forms import validate_import_file
-from curation.models import Split
+from curation.models import Dataset, DatasetKind, Project, Split
 
 MAX_SELECTED = 500
 
@@ -246,3 +247,16 @@ class EntryForm:
 def _lf(text: str) -> str:
     # Browsers send textarea line breaks as CRLF; conversations use LF.
     return text.replace("\r\n", "\n")
+
+
+class PairsForm(forms.Form):
+    """Where preference pairs go: an existing dataset of pairs of the project, or a new one by name."""
+
+    target = forms.ModelChoiceField(queryset=Dataset.objects.none(), required=False, empty_label="A new dataset")
+    name = forms.CharField(max_length=200, required=False)
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["target"].queryset = Dataset.objects.filter(  # type: ignore[attr-defined]
+            project=project, kind=DatasetKind.PREFERENCE
+        )

@@ -19,6 +19,7 @@ from curation.models import (
     ApiKey,
     Dataset,
     DatasetEntry,
+    DatasetKind,
     DatasetSnapshot,
     JobStatus,
     LogEntry,
@@ -39,6 +40,7 @@ def dataset_create(
     project: Project,
     name: str,
     description: str = "",
+    kind: str = DatasetKind.CHAT,
     created_by: User | None = None,
     api_key: ApiKey | None = None,
 ) -> Dataset:
@@ -48,7 +50,7 @@ def dataset_create(
     try:
         with transaction.atomic():
             dataset = Dataset.objects.create(
-                project=project, name=name, description=description, created_by=created_by
+                project=project, name=name, description=description, kind=kind, created_by=created_by
             )
             audit_record(project=project, action="dataset.create", actor=created_by, api_key=api_key,
                          detail={"dataset_id": dataset.pk, "dataset": name})  # fmt: skip

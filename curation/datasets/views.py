@@ -27,10 +27,12 @@ from curation.datasets.forms import (
     DatasetImportForm,
     EntriesAction,
     EntryForm,
+    PairsForm,
     SplitForm,
     ValidationForm,
 )
 from curation.datasets.hooks import dataset_pages_extensions
+from curation.datasets.pairs import dataset_pairs_from_edits, edit_pairs_count
 from curation.datasets.selectors import EntryFilter, EntryPage, snapshots_collapsed
 from curation.datasets.services import (
     dataset_create,
@@ -46,7 +48,7 @@ from curation.datasets.services import (
 from curation.datasets.validation import DEFAULT_MAX_TOKENS, dataset_validate
 from curation.logs.imports.services import PendingImportsTooLarge, import_job_create
 from curation.logs.ingest.canonical import call_name_arguments
-from curation.models import Dataset, DatasetEntry, JobStatus, Role
+from curation.models import Dataset, DatasetEntry, DatasetKind, JobStatus, Role
 from curation.text.diffs import entry_diff
 from curation.text.rendering import alternative_answers
 
@@ -59,6 +61,8 @@ EXPORT_FORMATS = [
     ("preference", "Preference pairs of edited entries (TRL)"),
     ("openai_preference", "Preference pairs of edited entries (OpenAI)"),
 ]
+# A dataset of pairs is exported as pairs only (`export_check` refuses the chat formats).
+PAIRS_EXPORT_FORMATS = [("preference", "Preference pairs (TRL)"), ("openai_preference", "Preference pairs (OpenAI)")]
 
 
 @login_required
@@ -115,7 +119,8 @@ def dataset_detail(request: AuthenticatedRequest, slug: str, dataset_id: int) ->
         "validation_form": ValidationForm(),
         **_imports(dataset),
         **_snapshots(dataset),
-        "export_formats": EXPORT_FORMATS,
+        "export_formats": PAIRS_EXPORT_FORMATS if dataset.kind == DatasetKind.PREFERENCE else EXPORT_FORMATS,
+        **_pairs(dataset, can_edit(membership)),
         **extra,
     }
     for extension in dataset_pages_extensions():
@@ -142,6 +147,14 @@ def _query(request: AuthenticatedRequest, *, after: int | None) -> str:
     if after is not None:
         query["after"] = str(after)
     return query.urlencode()
+
+
+def _pairs(dataset: Dataset, editor: bool) -> dict:
+    """A chat dataset's editors see how many pairs its edits give and where they may go."""
+    if dataset.kind != DatasetKind.CHAT or not editor:
+        return {"pairs_from_edits": None}
+    targets = Dataset.objects.filter(project_id=dataset.project_id, kind=DatasetKind.PREFERENCE).only("id", "name")
+    return {"pairs_from_edits": edit_pairs_count(source=dataset), "pair_targets": list(targets)}
 
 
 def _imports(dataset: Dataset) -> dict:
@@ -256,6 +269,25 @@ def dataset_validation(request: AuthenticatedRequest, slug: str, dataset_id: int
 
 @login_required
 @require_POST
+def dataset_pairs_view(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
+    membership, source = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
+    form = PairsForm(request.POST, project=membership.project)
+    if not form.is_valid():
+        messages.error(request, error_messages(form.errors))
+        return redirect("dataset", slug=slug, dataset_id=dataset_id)
+    try:
+        result = dataset_pairs_from_edits(source=source, **form.cleaned_data, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("dataset", slug=slug, dataset_id=dataset_id)
+    skipped = "; ".join(f"{count} {reason}" for reason, count in result.skipped.most_common())
+    messages.success(request, f"Added {result.added} pair{'s' if result.added != 1 else ''} to {result.dataset.name}"
+                     + (f" ({skipped})." if skipped else "."))  # fmt: skip
+    return redirect("dataset", slug=slug, dataset_id=result.dataset.pk)
+
+
+@login_required
+@require_POST
 def dataset_split_view(request: AuthenticatedRequest, slug: str, dataset_id: int) -> HttpResponse:
     _, dataset = dataset_or_404(request, slug, dataset_id, Role.EDITOR)
     form = SplitForm(request.POST)
@@ -325,8 +357,17 @@ def entry_detail(request: AuthenticatedRequest, slug: str, dataset_id: int, entr
         "provenance": dataset_selectors.entry_provenance(entry=entry),
         "previous": previous,
         "following": following,
+        **_pair_texts(entry),
     }
     return render(request, "curation/entry.html", context, status=400 if form.errors else 200)
+
+
+def _pair_texts(entry: DatasetEntry) -> dict:
+    """A pair's chosen answer (the last assistant turn) and rejected one, as text; {} for a conversation."""
+    if not isinstance(entry.rejected, dict):
+        return {}
+    replies = [m for m in entry.messages if isinstance(m, dict) and m.get("role") == "assistant"]
+    return {"chosen_text": _text(replies[-1]) if replies else "", "rejected_text": _text(entry.rejected)}
 
 
 @login_required
@@ -424,6 +465,7 @@ urlpatterns = [
     path("p/<slug:slug>/datasets/<int:dataset_id>/stats", dataset_stats_panel, name="dataset-stats"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/validation", dataset_validation, name="dataset-validation"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/split", dataset_split_view, name="dataset-split"),
+    path("p/<slug:slug>/datasets/<int:dataset_id>/pairs", dataset_pairs_view, name="dataset-pairs"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/entries/action", entries_action, name="dataset-entries-action"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/entries/<int:entry_id>/", entry_detail, name="dataset-entry"),
     path("p/<slug:slug>/datasets/<int:dataset_id>/entries/<int:entry_id>/pick", entry_pick, name="dataset-entry-pick"),

@@ -139,6 +139,8 @@ AUDITED: dict[str, tuple[dict | None, set[str]]] = {
     "dataset_redact": ({"dry_run": False}, {"entries.redact"}),
     "datasets_snapshots_create": (None, {"dataset.snapshot"}),
     "dataset_split": ({"validation_ratio": 0.5, "seed": 1}, {"dataset.split"}),
+    "dataset_pairs_from_edits": ({"name": "Pairs of edits"}, {"dataset.create", "entries.add_pairs"}),
+    "finetune_evaluation_pairs": ({"name": "Pairs of votes"}, {"dataset.create", "entries.add_pairs"}),
     "finetunes_create": ({"dataset": "{dataset}", "base_model": "tiny"}, {"dataset.snapshot", "finetune.start"}),
     "finetunes_destroy": (None, {"finetune.delete"}),
     "finetunes_cancel": (None, {"finetune.cancel"}),

@@ -19,8 +19,10 @@ from curation.common.apis import (
 from curation.common.listing import PAGE_PARAMETERS, page_body, page_cursor, page_of, page_size
 from curation.common.pagination import ascending_page, keyset_page
 from curation.common.permissions import project_for_request
+from curation.datasets.apis import PairsInput, PairsOutput, pairs_response, pairs_target_of
 from curation.models import Dataset, DatasetSnapshot, Project, Role
 from training.evaluation.metrics import LOSS, TIE, WIN
+from training.evaluation.pairs import evaluation_pairs_from_votes
 from training.evaluation.promotion.selectors import evaluation_gate, promotion_rule_get
 from training.evaluation.promotion.serializers import GateOutput
 from training.evaluation.regression import regression_set_pin, regression_set_unpin
@@ -359,3 +361,23 @@ class EvaluationVotesApi(ProjectScopedApi):
                 raise JobStateConflict({"detail": exc.message_dict["status"][0], "status": run.status}) from None
             raise exceptions.ValidationError(exc.message_dict) from None
         return Response(VoteOutput(vote).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class EvaluationPairsApi(ProjectScopedApi):
+    @extend_schema(
+        operation_id="finetune_evaluation_pairs", summary="Make preference pairs from people's votes (editors)",
+        description="Each example and comparison people preferred one answer on gives one pair: a win makes the "
+        "fine-tune's answer chosen and the other rejected, a loss the reverse; ties give nothing, and when voters "
+        "disagree the majority decides (an even split gives nothing). The pairs go to a dataset of pairs (`target`) "
+        "or a new one (`name`); a pair already there is not added again.",
+        parameters=[PROJECT_PARAMETER], request=PairsInput, responses=PairsOutput,
+    )  # fmt: skip
+    def post(self, request: Request, job_id: int, evaluation_id: int) -> Response:
+        project = project_for_request(request, role=Role.EDITOR)
+        run = _run_or_404(project, job_id, evaluation_id)
+        data = PairsInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = evaluation_pairs_from_votes(
+            run=run, **pairs_target_of(project, data.validated_data), **request_actor(request)
+        )
+        return pairs_response(result)

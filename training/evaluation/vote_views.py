@@ -9,7 +9,7 @@ from django.core.exceptions import BadRequest, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from curation.common.views import (
     AuthenticatedRequest,
@@ -17,8 +17,10 @@ from curation.common.views import (
     validation_errors,
     whole_number_param,
 )
+from curation.datasets.forms import PairsForm
 from curation.models import Role
 from curation.text.rendering import conversation_turns
+from training.evaluation.pairs import evaluation_pairs_from_votes
 from training.evaluation.votes import (
     Ballot,
     blind_outcome,
@@ -95,10 +97,39 @@ def _vote(request: AuthenticatedRequest, run: EvaluationRun, slug: str, comparis
     return redirect(_page(run, slug, comparison, position + 1))
 
 
+@login_required
+@require_POST
+def evaluation_pairs(request: AuthenticatedRequest, slug: str, job_id: int, evaluation_id: int) -> HttpResponse:
+    """Preference pairs from people's votes on the run, into a dataset of pairs (a new one, or one chosen)."""
+    membership, job = finetune_or_404(request, slug, job_id, Role.EDITOR)
+    run = job.evaluations.filter(pk=evaluation_id).first()
+    if run is None:
+        raise Http404("Evaluation not found")
+    form = PairsForm(request.POST, project=membership.project)
+    back = reverse("finetune", args=[slug, job_id]) + "#verdict"
+    if not form.is_valid():
+        messages.error(request, validation_errors(ValidationError(form.errors)))
+        return redirect(back)
+    try:
+        result = evaluation_pairs_from_votes(run=run, **form.cleaned_data, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, validation_errors(exc))
+        return redirect(back)
+    skipped = "; ".join(f"{count} {reason}" for reason, count in result.skipped.most_common())
+    messages.success(request, f"Added {result.added} pair{'s' if result.added != 1 else ''} to {result.dataset.name}"
+                     + (f" ({skipped})." if skipped else "."))  # fmt: skip
+    return redirect("dataset", slug=slug, dataset_id=result.dataset.pk)
+
+
 urlpatterns = [
     path(
         "p/<slug:slug>/finetunes/<int:job_id>/evaluations/<int:evaluation_id>/vote",
         evaluation_vote,
         name="finetune-evaluation-vote",
+    ),
+    path(
+        "p/<slug:slug>/finetunes/<int:job_id>/evaluations/<int:evaluation_id>/pairs",
+        evaluation_pairs,
+        name="finetune-evaluation-pairs",
     ),
 ]

@@ -26,6 +26,9 @@ LOSS_BATCH = 5_000
 
 
 MAX_WARNINGS = 20
+# A DPO run's reward margin and accuracy per step and evaluation: [kind ("train" or "eval"), step, margin, accuracy].
+# Kept in the summary beside the loss points (MetricPoint), which have no columns for them.
+REWARDS = "rewards"
 
 
 def json_file_read(path: Path) -> dict:
@@ -136,6 +139,7 @@ def _apply(job: FineTuneJob, event: dict, points: list[MetricPoint]) -> int | No
         job.summary["start"] = fields
         job.total_steps = max(0, int(_number(event.get("total_steps")) or job.total_steps))
         job.step = max(0, int(_number(event.get("resumed_from_step")) or 0))
+        job.summary[REWARDS] = [point for point in job.summary.get(REWARDS, []) if point[1] <= job.step]
         return job.step
     if kind == "step":
         points.append(MetricPoint(
@@ -147,9 +151,11 @@ def _apply(job: FineTuneJob, event: dict, points: list[MetricPoint]) -> int | No
         job.total_steps = max(0, int(_number(event.get("total_steps")) or job.total_steps))
         job.eta_seconds = _number(event.get("eta_s"))
         job.summary["last_step"] = fields
+        _reward(job, "train", step, event)
     elif kind == "eval":
         points.append(MetricPoint(job=job, step=step, eval_loss=_number(event.get("eval_loss")), time=when))
         job.summary["last_eval"] = fields
+        _reward(job, "eval", step, event)
     elif kind == "warning":
         warning = paths_hidden(str(event.get("message", "")))
         job.summary["warnings"] = [*job.summary.get("warnings", []), warning][-MAX_WARNINGS:]
@@ -158,6 +164,14 @@ def _apply(job: FineTuneJob, event: dict, points: list[MetricPoint]) -> int | No
     elif kind in ("checkpoint", "early_stop", "cancelled", "done"):
         job.summary[kind] = fields
     return None
+
+
+def _reward(job: FineTuneJob, kind: str, step: int, event: dict) -> None:
+    """A DPO run's reward margin and accuracy at a step, kept in the summary as [kind, step, margin, accuracy]."""
+    margin = _number(event.get("reward_margin"))
+    if margin is not None:
+        point = [kind, step, margin, _number(event.get("reward_accuracy"))]
+        job.summary[REWARDS] = [*job.summary.get(REWARDS, []), point]
 
 
 def _number(value: object) -> float | None:

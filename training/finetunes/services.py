@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from curation.audit.services import audit_record
 from curation.datasets.export import snapshot_request
-from curation.models import ApiKey, Dataset, DatasetEntry, DatasetSnapshot, JobStatus, Split
+from curation.models import ApiKey, Dataset, DatasetEntry, DatasetKind, DatasetSnapshot, JobStatus, Split
 from training import selectors
 from training.finetunes.runner import finetune_enqueue
 from training.models import BaseModel, FineTuneJob, FineTuneStatus, Method
@@ -38,8 +38,13 @@ HYPERPARAMETERS = tuple(f.name for f in fields(TrainConfig) if f.name not in SER
 
 
 DPO_NOT_FROM_SNAPSHOTS = (
-    "A fine-tune from a dataset trains on its conversations (sft). DPO trains on preference pairs, which a dataset "
-    "does not hold yet: the trainer's command line takes a JSONL of pairs (docs/training.md)."
+    "This dataset holds conversations, which a fine-tune learns with sft. DPO trains on preference pairs: make a "
+    "dataset of pairs (from edited entries or from people's votes on an evaluation) and fine-tune that."
+)
+
+SFT_NOT_ON_PAIRS = (
+    "This dataset holds preference pairs, which a fine-tune learns with dpo; sft trains on conversations. Leave "
+    "objective out (dpo), or fine-tune a dataset of conversations."
 )
 
 QLORA_NEEDS_CUDA = (
@@ -135,12 +140,15 @@ def method_check(*, method: str) -> None:
         raise ValidationError({"method": QLORA_NEEDS_BITSANDBYTES})
 
 
-def hyperparameters_clean(*, model: str, method: str, hyperparameters: object) -> dict[str, Any]:
+def hyperparameters_clean(*, model: str, method: str, hyperparameters: object, pairs: bool = False) -> dict[str, Any]:
     """Every TrainConfig hyperparameter, checked by TrainConfig itself, with the defaults resolved (the
     method's learning rate, alpha = twice the rank) so the job trains the same way after defaults change.
-    Errors name the setting: {"learning_rate": "must be in (0, 1)"}."""
+    Errors name the setting: {"learning_rate": "must be in (0, 1)"}. With `pairs` (a dataset of preference pairs)
+    the objective is dpo, and sft is refused; without, dpo is refused."""
     if not isinstance(hyperparameters, dict):
         raise ValidationError({"hyperparameters": "An object of trainer settings, by name."})
+    if pairs and "objective" not in hyperparameters:
+        hyperparameters = {**hyperparameters, "objective": "dpo"}
     errors: dict[str, str] = {}
     values: dict[str, Any] = {}
     for name, value in hyperparameters.items():
@@ -162,9 +170,10 @@ def hyperparameters_clean(*, model: str, method: str, hyperparameters: object) -
         raise ValidationError(
             {name: reason} if reason and " " not in name else {"hyperparameters": str(exc)}
         ) from None
-    if config.objective != "sft":
-        # A snapshot holds conversations; the pairs DPO trains on are not gathered into one yet.
+    if config.objective == "dpo" and not pairs:
         raise ValidationError({"objective": DPO_NOT_FROM_SNAPSHOTS})
+    if config.objective != "dpo" and pairs:
+        raise ValidationError({"objective": SFT_NOT_ON_PAIRS})
     clean = {name: value for name, value in asdict(config).items() if name not in SERVER_FIELDS}
     clean["learning_rate"], clean["lora_alpha"] = config.lr, config.alpha
     return clean
@@ -203,7 +212,9 @@ def finetune_estimate(
     hyperparameters. Time is known once a fine-tune of the base model has succeeded (its rate). Raises
     ValidationError for hyperparameters a job would refuse."""
     hyperparameters = _with_defaults(base_model_defaults(base_model=base_model), hyperparameters)
-    config = hyperparameters_clean(model="estimate", method=method, hyperparameters=hyperparameters)
+    config = hyperparameters_clean(
+        model="estimate", method=method, hyperparameters=hyperparameters, pairs=dataset.kind == DatasetKind.PREFERENCE
+    )
     cut = Least("est_tokens", Value(config["max_seq_length"]))
     totals = DatasetEntry.objects.filter(dataset=dataset).aggregate(
         examples=Count("id", filter=Q(split=Split.TRAIN)),
@@ -266,7 +277,8 @@ def finetune_create(
     method_check(method=method)
     row, model = base_model_resolve(base_model=base_model)
     hyperparameters = _with_defaults(base_model_defaults(base_model=row), hyperparameters or {})
-    clean = hyperparameters_clean(model=model, method=method, hyperparameters=hyperparameters)
+    pairs = dataset.kind == DatasetKind.PREFERENCE
+    clean = hyperparameters_clean(model=model, method=method, hyperparameters=hyperparameters, pairs=pairs)
     with transaction.atomic():
         snapshot = _snapshot_for(dataset=dataset, snapshot=snapshot, created_by=created_by, api_key=api_key)
         job = FineTuneJob.objects.create(

@@ -19,12 +19,14 @@ from curation.datasets.export.formats import (
     FORMATS,
     LOSSLESS_FORMATS,
     PREFERENCE_FORMATS,
+    SKIPPED_NO_REPLY,
     WRITERS,
     ExportReport,
     Writer,
+    last_reply,
 )
-from curation.datasets.export.preference import PREFERENCE_WRITERS, preference_pair
-from curation.models import Dataset, DatasetEntry, Split
+from curation.datasets.export.preference import PREFERENCE_WRITERS, Pair, preference_pair
+from curation.models import Dataset, DatasetEntry, DatasetKind, Split
 
 BATCH_SIZE = 2_000
 # A preview converts at most this many entries, so the page can warn about a large dataset quickly.
@@ -35,6 +37,13 @@ PARQUET_TYPE = "application/vnd.apache.parquet"
 
 Row = tuple[int, list[dict], list[dict], str, dict]  # id, messages, tools, split, options
 T = TypeVar("T")
+# id, messages, tools, split, options, the rejected answer: a stored pair of a dataset of pairs
+StoredPairRow = tuple[int, list[dict], list[dict], str, dict, dict | None]
+SKIPPED_NO_REJECTED = "no rejected answer: skipped"
+PAIRS_FORMATS_ONLY = (
+    "A dataset of preference pairs is exported as pairs: format 'preference' (TRL) or 'openai_preference', "
+    "not '{format}'."
+)
 PairRow = tuple[int, list[dict], list[dict], dict, list[dict] | None]  # id, messages, tools, options, log's messages
 
 
@@ -48,9 +57,11 @@ class Export:
     report: ExportReport
 
 
-def export_check(*, format: str, split: str | None) -> None:
+def export_check(*, format: str, split: str | None, kind: str = DatasetKind.CHAT) -> None:
     if format not in FORMATS:
         raise ValidationError({"format": f"Unknown format '{format}'; one of {', '.join(FORMATS)}."})
+    if kind == DatasetKind.PREFERENCE and format not in PREFERENCE_FORMATS:
+        raise ValidationError({"format": PAIRS_FORMATS_ONLY.format(format=format)})
     if split is not None and split not in Split.values:
         choices = ", ".join(Split.values)
         raise ValidationError({"split": f"Unknown split '{split}'; one of {choices}, or none for all."})
@@ -58,10 +69,13 @@ def export_check(*, format: str, split: str | None) -> None:
 
 def export_stream(*, dataset: Dataset, format: str, split: str | None = None) -> Export:
     """Stream the entries of `dataset` (one split, or all) in `format`, ordered by entry id."""
-    export_check(format=format, split=split)
+    export_check(format=format, split=split, kind=dataset.kind)
     report = ExportReport(format=format)
+    if dataset.kind == DatasetKind.PREFERENCE:
+        chunks = _preference_chunks(stored_pairs_made(pair_rows(dataset_id=dataset.pk, split=split)), format, report)
+        return Export(JSONL_TYPE, _filename(dataset, format, split, "jsonl"), chunks, report)
     if format in PREFERENCE_FORMATS:
-        chunks = _preference_chunks(edited_rows(dataset_id=dataset.pk, split=split), format, report)
+        chunks = _preference_chunks(edit_pairs_made(edited_rows(dataset_id=dataset.pk, split=split)), format, report)
         return Export(JSONL_TYPE, _filename(dataset, format, split, "jsonl"), chunks, report)
     rows = entry_rows(dataset_id=dataset.pk, split=split)
     if format == "parquet":
@@ -77,13 +91,21 @@ def export_preview(
     """What an export in `format` would lose, without writing it. The first `limit` entries are
     converted (`rows_read` of `rows_total`); the OpenAI and Parquet formats lose nothing, so their
     entries are only counted."""
-    export_check(format=format, split=split)
+    export_check(format=format, split=split, kind=dataset.kind)
     report = ExportReport(format=format, rows_total=entries_count(dataset=dataset, split=split, format=format))
+    if dataset.kind == DatasetKind.PREFERENCE:
+        for _ in _preference_lines(
+            stored_pairs_made(islice(pair_rows(dataset_id=dataset.pk, split=split), limit)), format, report
+        ):
+            pass
+        return report
     if format in LOSSLESS_FORMATS:
         report.rows_read = report.rows_written = report.rows_total or 0
         return report
     if format in PREFERENCE_FORMATS:
-        for _ in _preference_lines(islice(edited_rows(dataset_id=dataset.pk, split=split), limit), format, report):
+        for _ in _preference_lines(
+            edit_pairs_made(islice(edited_rows(dataset_id=dataset.pk, split=split), limit)), format, report
+        ):
             pass
         return report
     writer = WRITERS[format]
@@ -96,7 +118,7 @@ def export_preview(
 def entries_count(*, dataset: Dataset, split: str | None = None, format: str = "openai") -> int:
     """The entries an export in `format` reads: the edited ones for the preference formats."""
     entries = DatasetEntry.objects.filter(dataset=dataset)
-    if format in PREFERENCE_FORMATS:
+    if format in PREFERENCE_FORMATS and dataset.kind == DatasetKind.CHAT:
         entries = entries.filter(edited=True)
     return (entries.filter(split=split) if split else entries).count()
 
@@ -156,6 +178,42 @@ def edited_rows(*, dataset_id: int, split: str | None) -> Iterator[PairRow]:
         after = batch[-1][0]
 
 
+def pair_rows(*, dataset_id: int, split: str | None) -> Iterator[StoredPairRow]:
+    """The stored pairs of a dataset of pairs in id order, each with its rejected answer (None when it has none)."""
+    entries = DatasetEntry.objects.filter(dataset_id=dataset_id)
+    if split is not None:
+        entries = entries.filter(split=split)
+    after = 0
+    while True:
+        batch = list(
+            entries.filter(id__gt=after)
+            .order_by("id")
+            .values_list(
+                "id", Cast("messages", TextField()), Cast("tools", TextField()), "split",
+                Cast("options", TextField()), Cast("rejected", TextField()),
+            )[:BATCH_SIZE]
+        )  # fmt: skip
+        for entry_id, messages, tools, entry_split, options, rejected in batch:
+            parsed_tools = orjson.loads(tools) if tools else []
+            answer = orjson.loads(rejected) if rejected else None
+            yield entry_id, orjson.loads(messages), parsed_tools, entry_split, _options(options), answer
+        if len(batch) < BATCH_SIZE:
+            return
+        after = batch[-1][0]
+
+
+def stored_pair(messages: list[dict], rejected: dict | None, lost: set[str]) -> Pair | None:
+    """A stored pair: the conversation up to its last assistant turn, that turn (chosen), and the rejected answer."""
+    last = last_reply(messages, lost)
+    if last is None:
+        lost.add(SKIPPED_NO_REPLY)
+        return None
+    if not isinstance(rejected, dict):
+        lost.add(SKIPPED_NO_REJECTED)
+        return None
+    return Pair(prompt=messages[:last], chosen=messages[last], rejected=rejected)
+
+
 def _options(text: str | None) -> dict:
     return orjson.loads(text) if text and text != "{}" else {}
 
@@ -182,19 +240,34 @@ def _jsonl_chunks(rows: Iterable[Row], writer: Writer, report: ExportReport) -> 
             yield b"\n".join(lines) + b"\n"
 
 
-def _preference_lines(rows: Iterable[PairRow], format: str, report: ExportReport) -> Iterator[bytes]:
-    writer = PREFERENCE_WRITERS[format]
+MadePair = tuple[Pair | None, list[dict], dict, set[str]]  # the pair (None: skipped), tools, options, what was lost
+
+
+def edit_pairs_made(rows: Iterable[PairRow]) -> Iterator[MadePair]:
+    """Pairs of edited entries: the edited answer chosen, the log's answer rejected."""
     for _, messages, tools, options, original in rows:
         lost: set[str] = set()
-        pair = preference_pair(messages, original, lost)
+        yield preference_pair(messages, original, lost), tools, options, lost
+
+
+def stored_pairs_made(rows: Iterable[StoredPairRow]) -> Iterator[MadePair]:
+    """Pairs of a dataset of pairs, as stored."""
+    for _, messages, tools, _split, options, rejected in rows:
+        lost: set[str] = set()
+        yield stored_pair(messages, rejected, lost), tools, options, lost
+
+
+def _preference_lines(pairs: Iterable[MadePair], format: str, report: ExportReport) -> Iterator[bytes]:
+    writer = PREFERENCE_WRITERS[format]
+    for pair, tools, options, lost in pairs:
         row = writer(pair, tools, lost, options) if pair is not None else None
         report.add(row is not None, lost)
         if row is not None:
             yield orjson.dumps(row)
 
 
-def _preference_chunks(rows: Iterable[PairRow], format: str, report: ExportReport) -> Iterator[bytes]:
-    for batch in row_batches(rows):
+def _preference_chunks(pairs: Iterable[MadePair], format: str, report: ExportReport) -> Iterator[bytes]:
+    for batch in row_batches(pairs):
         lines = list(_preference_lines(batch, format, report))
         if lines:
             yield b"\n".join(lines) + b"\n"

@@ -2,6 +2,10 @@
 id order, each with its `"split"` and `"entry_id"`) with its SHA-256 and counts. Fine-tunes train on
 snapshots; the entry id maps what a fine-tune reports per example (its loss) back to the entry.
 
+A dataset of preference pairs is frozen as TRL preference rows (`prompt`, `chosen`, `rejected`, and `tools` when
+there are any), with the same `"split"` and `"entry_id"`: the lines a DPO fine-tune reads. A pair that cannot be
+written (no rejected answer) is left out and not counted.
+
 A small dataset is frozen in the request; a large one by a worker, with progress on the row.
 """
 
@@ -23,8 +27,17 @@ from curation.audit.services import audit_record
 from curation.common.queueing import task_send_or_fail
 from curation.common.server_paths import error_text
 from curation.datasets.export.formats import to_openai
-from curation.datasets.export.services import Row, entries_count, entry_rows, row_batches
-from curation.models import ApiKey, Dataset, DatasetSnapshot, JobStatus, Split
+from curation.datasets.export.preference import to_trl_preference
+from curation.datasets.export.services import (
+    Row,
+    StoredPairRow,
+    entries_count,
+    entry_rows,
+    pair_rows,
+    row_batches,
+    stored_pair,
+)
+from curation.models import ApiKey, Dataset, DatasetKind, DatasetSnapshot, JobStatus, Split
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +142,12 @@ def _write(snapshot: DatasetSnapshot, dataset: Dataset, on_progress: Callable[[i
     splits: Counter[str] = Counter()
     reported_at = time.monotonic()
     with tempfile.TemporaryFile() as tmp:
-        for chunk in _chunks(entry_rows(dataset_id=dataset.pk, split=None), splits):
+        chunks = (
+            _pair_chunks(pair_rows(dataset_id=dataset.pk, split=None), splits)
+            if dataset.kind == DatasetKind.PREFERENCE
+            else _chunks(entry_rows(dataset_id=dataset.pk, split=None), splits)
+        )
+        for chunk in chunks:
             digest.update(chunk)
             tmp.write(chunk)
             if on_progress is not None:
@@ -155,3 +173,20 @@ def _chunks(rows: Iterable[Row], splits: Counter[str]) -> Iterator[bytes]:
             lines.append(orjson.dumps(row))
             splits[split] += 1
         yield b"\n".join(lines) + b"\n"
+
+
+def _pair_chunks(rows: Iterable[StoredPairRow], splits: Counter[str]) -> Iterator[bytes]:
+    for batch in row_batches(rows):
+        lines = []
+        for entry_id, messages, tools, split, options, rejected in batch:
+            lost: set[str] = set()
+            pair = stored_pair(messages, rejected, lost)
+            if pair is None:
+                continue
+            row = to_trl_preference(pair, tools, lost, options)
+            row["split"] = split
+            row["entry_id"] = entry_id
+            lines.append(orjson.dumps(row))
+            splits[split] += 1
+        if lines:
+            yield b"\n".join(lines) + b"\n"

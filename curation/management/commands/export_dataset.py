@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -52,7 +53,10 @@ class Command(BaseCommand):
         if snapshot:
             self._snapshot(chosen, bar)
             return
-        export = export_stream(dataset=chosen, format=format, split=split)
+        try:
+            export = export_stream(dataset=chosen, format=format, split=split)
+        except ValidationError as exc:  # a chat format asked of a dataset of pairs
+            raise CommandError(" ".join(exc.messages)) from None
         detail = {"dataset_id": chosen.pk, "dataset": chosen.name, "format": format, "split": split or "all"}
         audit_record(project=found, action="dataset.export", count=total, detail={**detail, "via": "cli"})
         if output == "-":
