@@ -17,7 +17,6 @@ from curation.models import (
     Dataset,
     DatasetEntry,
     DatasetSnapshot,
-    LogEntry,
     Project,
     actor_label,
 )
@@ -620,7 +619,9 @@ class GeneratedRow(models.Model):
     original = OrderedJSONField(null=True, blank=True)  # the seed's conversation a teacher re-answered, or None
     provenance = OrderedJSONField(default=dict, blank=True)
     judge_score = models.FloatField(null=True, blank=True)
-    seed_log = models.ForeignKey(LogEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The seed log's id, not a foreign key: logs are deleted in bulk without Django's collector, and a row keeps
+    # which log it came from after the log is gone (as its provenance does).
+    seed_log_id = models.BigIntegerField(null=True, blank=True)
     seed_entry = models.ForeignKey(DatasetEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     entry = models.ForeignKey(DatasetEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     edited = models.BooleanField(default=False)  # changed by a reviewer before acceptance

@@ -317,7 +317,7 @@ def _generated(project: Project, marker: str, dataset: Dataset, endpoint_id: int
     rows = [
         GeneratedRow.objects.create(job=job, status=RowStatus.PENDING, messages=[
             {"role": "user", "content": f"What is {marker} {n}?"}, {"role": "assistant", "content": f"It is {marker}."}
-        ], provenance={"document": {"id": document.pk, "name": document.name}}, seed_log=log)
+        ], provenance={"document": {"id": document.pk, "name": document.name}}, seed_log_id=log.pk)
         for n in range(2)
     ]  # fmt: skip
     GeneratedRow.objects.create(job=job, status=RowStatus.DROPPED, drop_reason="personal_data",

@@ -404,3 +404,14 @@ def test_generation_runs_on_the_default_queue_beside_the_web_workers(celery_sess
     router = celery_session_app.amqp.router
     for task in (generation_run_task, generation_reap_task):
         assert router.route({}, task.name)["queue"].name == "default"
+
+
+def test_a_seed_log_deleted_later_leaves_its_rows_and_their_provenance(project, dataset, writer):
+    from curation.logs.services import log_delete
+
+    log = LogEntryFactory(project=project, prompt="Convert 5 miles to km", completion="8.05 km")
+    job = run(project, GenerationRequest(kind="teacher", endpoint_id=writer.pk, dataset_id=dataset.pk,
+                                         seed_filter={"q": "miles"}))  # fmt: skip
+    log_delete(log=log)
+    [row] = GeneratedRow.objects.filter(job=job)
+    assert row.seed_log_id == log.pk and row.provenance["seed_log_id"] == log.pk

@@ -291,8 +291,10 @@ class GenerationCancelApi(ProjectScopedApi):
 class RowOutput(serializers.ModelSerializer):
     class Meta:
         model = GeneratedRow
-        fields = ["id", "job", "status", "drop_reason", "drop_detail", "messages", "original", "provenance",
-                  "judge_score", "seed_log", "seed_entry", "entry", "edited", "reviewed_at", "created_at"]  # fmt: skip
+        fields = [
+            "id", "job", "status", "drop_reason", "drop_detail", "messages", "original", "provenance", "judge_score",
+            "seed_log_id", "seed_entry", "entry", "edited", "reviewed_at", "created_at",
+        ]  # fmt: skip
 
 
 _ROW_PARAMETERS = [
