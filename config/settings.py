@@ -240,8 +240,8 @@ CELERY_TASK_ROUTES = {
     # A shadowed call waits for the fine-tune's whole answer: its own queue, served by a worker with many threads.
     "training.tasks.routed_shadow_task": {"queue": "shadow"},
     "training.tasks.route_pairs_judge_task": {"queue": "default"},  # judge calls on shadow pairs, no GPU
-    "training.tasks.generation_run_task": {"queue": "default"},  # calls to an endpoint; embeddings on the CPU
-    "training.tasks.generation_reap_task": {"queue": "default"},
+    "training.tasks.data_generation_run_task": {"queue": "default"},  # calls to an endpoint; embeddings on the CPU
+    "training.tasks.data_generation_reap_task": {"queue": "default"},
     "training.*": {"queue": "gpu"},
 }
 CELERY_BEAT_SCHEDULE = {
@@ -250,7 +250,7 @@ CELERY_BEAT_SCHEDULE = {
     "redactions-reap": {"task": "curation.tasks.redaction_reap_task", "schedule": 60.0},
     "pii-pending-reap": {"task": "curation.tasks.logs_pii_pending_reap_task", "schedule": 60.0},
     "bulk-jobs-reap": {"task": "curation.tasks.bulk_reap_task", "schedule": 60.0},
-    "generation-reap": {"task": "training.tasks.generation_reap_task", "schedule": 60.0},
+    "data-generation-reap": {"task": "training.tasks.data_generation_reap_task", "schedule": 60.0},
 }
 # A running import whose worker has written no heartbeat (one per committed batch) for this long is re-queued
 # to resume after its last committed line, up to LOGTUNE_IMPORT_MAX_ATTEMPTS runs, then failed.

@@ -399,11 +399,15 @@ def test_a_job_whose_worker_stopped_is_failed_with_its_rows_kept(project, datase
 
 
 def test_generation_runs_on_the_default_queue_beside_the_web_workers(celery_session_app):
-    from training.generation.tasks import generation_reap_task, generation_run_task
+    from training.generation.tasks import data_generation_reap_task, data_generation_run_task
+    from training.playground.tasks import generation_run_task
 
     router = celery_session_app.amqp.router
-    for task in (generation_run_task, generation_reap_task):
+    for task in (data_generation_run_task, data_generation_reap_task):
         assert router.route({}, task.name)["queue"].name == "default"
+    # The playground's answers are another task, on the GPU queue: no name is shared.
+    assert data_generation_run_task.name != generation_run_task.name
+    assert celery_session_app.tasks[generation_run_task.name].run.__module__ == "training.playground.tasks"
 
 
 def test_a_seed_log_deleted_later_leaves_its_rows_and_their_provenance(project, dataset, writer):

@@ -454,9 +454,9 @@ def generation_create(
 
 
 def _send(job_id: int) -> None:
-    from training.generation.tasks import generation_run_task
+    from training.generation.tasks import data_generation_run_task
 
-    task_send_or_fail(generation_run_task, job_id, job=GenerationJob.objects.filter(pk=job_id, status="queued"),
+    task_send_or_fail(data_generation_run_task, job_id, job=GenerationJob.objects.filter(pk=job_id, status="queued"),
                       event="generation.send")  # fmt: skip
 
 
@@ -484,7 +484,7 @@ class _Stopped(Exception):
 
 
 def generation_run(*, job_id: int) -> None:
-    """The worker's run (training.tasks.generation_run_task): the calls, their rows checked by the text filters as
+    """The worker's run (training.tasks.data_generation_run_task): the calls, their rows checked by the text filters as
     they arrive; then the near-duplicate search; then the judge. A failure stops the job with its reason and keeps
     every row written."""
     now = timezone.now()

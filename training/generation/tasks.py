@@ -3,15 +3,15 @@
 from celery import shared_task
 
 
-@shared_task(name="training.tasks.generation_run_task", acks_late=False, reject_on_worker_lost=False)
-def generation_run_task(job_id: int) -> None:
+@shared_task(name="training.tasks.data_generation_run_task", acks_late=False, reject_on_worker_lost=False)
+def data_generation_run_task(job_id: int) -> None:
     from training.generation.services import generation_run
 
     generation_run(job_id=job_id)
 
 
-@shared_task(name="training.tasks.generation_reap_task")
-def generation_reap_task() -> None:
+@shared_task(name="training.tasks.data_generation_reap_task")
+def data_generation_reap_task() -> None:
     """Every minute (CELERY_BEAT_SCHEDULE): fail the generation jobs whose worker stopped, keeping their rows."""
     from training.generation.services import generation_jobs_reap
 
