@@ -319,6 +319,9 @@ SPECTACULAR_SETTINGS = {
         "LogStatusEnum": "curation.models.LogStatus",
         "ChatRoleEnum": "curation.logs.schemas.CHAT_ROLES",  # a chat message's role, in a log sent
         "ScoreSourceEnum": "curation.models.scores.ScoreSource",  # who gave a score, in and out
+        "DatasetKindEnum": "curation.models.DatasetKind",  # conversations or preference pairs
+        "GenerationKindEnum": "training.models.GenerationKind",  # documents, teacher or variations
+        "GeneratedRowStatusEnum": "training.models.RowStatus",
     },
 }
 

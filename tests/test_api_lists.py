@@ -56,6 +56,7 @@ def test_every_list_is_a_page_with_the_same_parameters_and_bounds():
         "/api/v1/datasets/{dataset_id}/snapshots", "/api/v1/imports", "/api/v1/audit", "/api/v1/finetunes",
         "/api/v1/endpoints", "/api/v1/finetunes/{job_id}/evaluations", "/api/v1/regression-sets",
         "/api/v1/finetunes/{job_id}/evaluations/{evaluation_id}/votes", "/api/v1/deployments", "/api/v1/routes",
+        "/api/v1/documents", "/api/v1/generation-jobs", "/api/v1/generation-jobs/{generation_job_id}/rows",
     }  # fmt: skip
     for path, parameters in pages.items():
         assert parameters["cursor"] == {"type": "string"}, path
